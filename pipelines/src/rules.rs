@@ -1,0 +1,97 @@
+//! Rule parameters. The defaults are the TOML files in `pipelines/`, compiled in; an operator's copy
+//! can be parsed with the same function (the server reads the file, this crate only parses text).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The shipped defaults, from `pipelines/alcohol.toml`.
+pub const ALCOHOL_DEFAULTS: &str = include_str!("../alcohol.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlcoholRules {
+    pub threshold_g_dl: f64,
+    pub min_consecutive_readings: u32,
+    pub max_rise_per_hour: f64,
+    pub max_elimination_per_hour: f64,
+    pub minutes_per_reading: u32,
+    pub min_worn_skin_temp_c: f64,
+}
+
+impl AlcoholRules {
+    pub fn parse(text: &str, file: &str) -> Result<Self> {
+        let rules: Self = toml::from_str(text).map_err(|e| Error::Rules {
+            file: file.into(),
+            reason: e.to_string(),
+        })?;
+        rules.validate(file)?;
+        Ok(rules)
+    }
+
+    /// Collects every problem at once.
+    fn validate(&self, file: &str) -> Result<()> {
+        let mut problems = Vec::new();
+        if !(self.threshold_g_dl > 0.0 && self.threshold_g_dl < 0.5) {
+            problems.push(format!(
+                "threshold_g_dl {} is outside (0, 0.5)",
+                self.threshold_g_dl
+            ));
+        }
+        if self.min_consecutive_readings == 0 {
+            problems.push("min_consecutive_readings must be at least 1".to_string());
+        }
+        if self.max_rise_per_hour <= 0.0 || self.max_elimination_per_hour <= 0.0 {
+            problems.push("rise and elimination limits must be positive".to_string());
+        }
+        if self.minutes_per_reading == 0 {
+            problems.push("minutes_per_reading must be positive".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Rules {
+                file: file.into(),
+                reason: problems.join("; "),
+            })
+        }
+    }
+}
+
+impl Default for AlcoholRules {
+    fn default() -> Self {
+        Self::parse(ALCOHOL_DEFAULTS, "pipelines/alcohol.toml").expect("shipped defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_defaults_match_the_domain_notes() {
+        let r = AlcoholRules::default();
+        assert_eq!(r.threshold_g_dl, 0.02);
+        assert_eq!(r.min_consecutive_readings, 3);
+        assert_eq!(r.max_rise_per_hour, 0.05);
+        assert_eq!(r.max_elimination_per_hour, 0.025);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = ALCOHOL_DEFAULTS
+            .replace("threshold_g_dl = 0.02", "threshold_g_dl = 0.0")
+            .replace(
+                "min_consecutive_readings = 3",
+                "min_consecutive_readings = 0",
+            );
+        let err = AlcoholRules::parse(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("threshold_g_dl") && err.contains("min_consecutive"),
+            "{err}"
+        );
+        assert!(AlcoholRules::parse("bogus = 1", "x.toml").is_err());
+    }
+}

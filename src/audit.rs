@@ -1,0 +1,211 @@
+//! The tamper-evident audit log: an append-only, hash-chained table.
+//!
+//! Each entry's hash is SHA-256 over the previous entry's hash and this entry's fields, so changing,
+//! deleting or reordering any entry breaks every hash after it. [`verify`] recomputes the chain from
+//! the first entry and names the first entry that does not fit.
+//!
+//! Written for every release of research numbers, every enrollment and every key or configuration
+//! change the server makes; never updated or deleted.
+
+use rusqlite::{Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn entry_hash(
+    prev: &str,
+    seq: i64,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    object: &str,
+    detail: &str,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    for field in [
+        &seq.to_string(),
+        &at_ms.to_string(),
+        actor,
+        action,
+        object,
+        detail,
+    ] {
+        // Length-prefix every field so no two different entries hash the same bytes.
+        h.update((field.len() as u64).to_le_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Appends an entry. Call inside the same transaction as the change it records when there is one.
+pub fn append(
+    conn: &Connection,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    object: &str,
+    detail: &str,
+) -> Result<i64> {
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev) = match last {
+        Some((s, h)) => (s + 1, h),
+        None => (1, GENESIS.to_string()),
+    };
+    let hash = entry_hash(&prev, seq, at_ms, actor, action, object, detail);
+    conn.execute(
+        "INSERT INTO audit_log (seq, at_ms, actor, action, object, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        rusqlite::params![seq, at_ms, actor, action, object, detail, prev, hash],
+    )?;
+    Ok(seq)
+}
+
+pub fn entries(conn: &Connection) -> Result<Vec<Entry>> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, at_ms, actor, action, object, detail, prev_hash, hash FROM audit_log ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Entry {
+            seq: r.get(0)?,
+            at_ms: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            object: r.get(4)?,
+            detail: r.get(5)?,
+            prev_hash: r.get(6)?,
+            hash: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The outcome of checking the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Intact { entries: usize },
+    Broken { at_seq: i64, reason: String },
+}
+
+pub fn verify(conn: &Connection) -> Result<Verdict> {
+    let all = entries(conn)?;
+    let mut prev = GENESIS.to_string();
+    for (i, e) in all.iter().enumerate() {
+        let expected_seq = i as i64 + 1;
+        if e.seq != expected_seq {
+            return Ok(Verdict::Broken {
+                at_seq: e.seq,
+                reason: format!("expected entry {expected_seq}, found {}", e.seq),
+            });
+        }
+        if e.prev_hash != prev {
+            return Ok(Verdict::Broken {
+                at_seq: e.seq,
+                reason: "previous-hash link does not match".into(),
+            });
+        }
+        let recomputed = entry_hash(
+            &prev, e.seq, e.at_ms, &e.actor, &e.action, &e.object, &e.detail,
+        );
+        if recomputed != e.hash {
+            return Ok(Verdict::Broken {
+                at_seq: e.seq,
+                reason: "entry content does not match its hash".into(),
+            });
+        }
+        prev = e.hash.clone();
+    }
+    Ok(Verdict::Intact { entries: all.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    fn db_with_entries(n: i64) -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.sqlite")).unwrap();
+        for i in 0..n {
+            append(
+                &db.lock(),
+                1000 + i,
+                "admin",
+                "station.add",
+                &format!("station-{i}"),
+                "{}",
+            )
+            .unwrap();
+        }
+        (dir, db)
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let (_d, db) = db_with_entries(5);
+        assert_eq!(verify(&db.lock()).unwrap(), Verdict::Intact { entries: 5 });
+    }
+
+    #[test]
+    fn changed_deleted_and_reordered_entries_are_detected() {
+        let (_d, db) = db_with_entries(5);
+        db.lock()
+            .execute(
+                "UPDATE audit_log SET object = 'station-x' WHERE seq = 3",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(
+            verify(&db.lock()).unwrap(),
+            Verdict::Broken { at_seq: 3, .. }
+        ));
+
+        let (_d, db) = db_with_entries(5);
+        db.lock()
+            .execute("DELETE FROM audit_log WHERE seq = 2", [])
+            .unwrap();
+        assert!(matches!(
+            verify(&db.lock()).unwrap(),
+            Verdict::Broken { at_seq: 3, .. }
+        ));
+
+        let (_d, db) = db_with_entries(5);
+        let conn = db.lock();
+        conn.execute("UPDATE audit_log SET seq = 100 WHERE seq = 2", [])
+            .unwrap();
+        conn.execute("UPDATE audit_log SET seq = 2 WHERE seq = 3", [])
+            .unwrap();
+        conn.execute("UPDATE audit_log SET seq = 3 WHERE seq = 100", [])
+            .unwrap();
+        assert!(matches!(
+            verify(&conn).unwrap(),
+            Verdict::Broken { at_seq: 2, .. }
+        ));
+    }
+}

@@ -1,0 +1,70 @@
+//! Where everything lives inside a data directory. One place, so no module invents a path.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("nachtwacht.toml")
+    }
+    pub fn database(&self) -> PathBuf {
+        self.root.join("state.sqlite")
+    }
+    pub fn pki(&self) -> PathBuf {
+        self.root.join("pki")
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.pki().join("ca.pem")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.pki().join("ca.key")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.pki().join("server.pem")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.pki().join("server.key")
+    }
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    pub fn age_identity(&self) -> PathBuf {
+        self.keys().join("age-identity.txt")
+    }
+    pub fn pseudonym_keys(&self) -> PathBuf {
+        self.keys().join("pseudonym-keys.toml")
+    }
+    /// Received ciphertexts, durable before they are acknowledged.
+    pub fn spool(&self) -> PathBuf {
+        self.root.join("spool")
+    }
+    /// Bundles that could not be processed, each with a `.reason` file.
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+    /// Pseudonymised raw signals: `datasets/raw/<signal>/<YYYY-MM-DD>/<bundle id>.parquet`.
+    pub fn raw_signal(&self, signal: &str) -> PathBuf {
+        self.root.join("datasets").join("raw").join(signal)
+    }
+    /// Daily indicators under research pseudonyms: the only dataset the research path reads.
+    pub fn research_daily(&self) -> PathBuf {
+        self.root
+            .join("datasets")
+            .join("research")
+            .join("daily_indicators.parquet")
+    }
+    /// Station configs written by the demo.
+    pub fn stations(&self) -> PathBuf {
+        self.root.join("stations")
+    }
+}

@@ -1,0 +1,207 @@
+//! The SQL state: accounts, stations, persons and programmes, device assignments, the bundle
+//! registry, alerts, research budgets and the audit log. SQLite (bundled) on one machine.
+//!
+//! Migrations are an ordered list applied inside one transaction each and recorded in
+//! `PRAGMA user_version`, so opening an older database upgrades it and a newer one is refused.
+//! The connection runs in WAL mode with `synchronous = FULL`: a committed row survives power loss.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this build ({supported})")]
+    TooNew { found: i64, supported: i64 },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Programmes, with the signals each may collect (purpose binding).
+pub const PROGRAMMES: &[(&str, &str)] = &[
+    ("alcohol-ban", "ankle"),
+    ("aggression-training", "eda,bvp,hr,temp,acc"),
+    ("tbs-leave", "ankle,eda,bvp,hr,temp,acc"),
+];
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('administrator','officer','manager','researcher','auditor')),
+    password_hash TEXT NOT NULL,
+    must_change_password INTEGER NOT NULL DEFAULT 1,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE stations (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    cert_sha256 TEXT NOT NULL UNIQUE,
+    enrolled_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+CREATE TABLE programmes (
+    name TEXT PRIMARY KEY,
+    signals TEXT NOT NULL
+);
+CREATE TABLE persons (
+    id INTEGER PRIMARY KEY,
+    reference TEXT NOT NULL UNIQUE,
+    programme TEXT NOT NULL REFERENCES programmes(name),
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE devices (
+    serial TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('ankle-monitor','wristband'))
+);
+CREATE TABLE assignments (
+    id INTEGER PRIMARY KEY,
+    device_serial TEXT NOT NULL REFERENCES devices(serial),
+    person_id INTEGER NOT NULL REFERENCES persons(id),
+    valid_from_ms INTEGER NOT NULL,
+    valid_to_ms INTEGER
+);
+CREATE TABLE bundles (
+    bundle_id TEXT PRIMARY KEY,
+    station_id INTEGER NOT NULL REFERENCES stations(id),
+    sequence INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('spooled','processed','quarantined')),
+    reason TEXT,
+    rows_stored INTEGER,
+    rows_discarded INTEGER,
+    processed_at_ms INTEGER
+);
+CREATE INDEX bundles_state ON bundles(state);
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES persons(id),
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    peak_tac_g_dl REAL,
+    rule TEXT NOT NULL,
+    evidence_bundles TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'new',
+    created_at_ms INTEGER NOT NULL,
+    UNIQUE (person_id, kind, start_ms)
+);
+CREATE TABLE research_projects (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    epsilon_budget REAL NOT NULL CHECK (epsilon_budget >= 0),
+    epsilon_spent REAL NOT NULL DEFAULT 0,
+    max_epsilon_per_query REAL NOT NULL CHECK (max_epsilon_per_query > 0),
+    CHECK (epsilon_spent <= epsilon_budget + 1e-9)
+);
+CREATE TABLE research_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES research_projects(id),
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    object TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"#];
+
+/// A shared handle to the database. Statements are short; one connection behind a mutex keeps
+/// writes serialised, which SQLite needs anyway.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The connection. Hold it briefly: never across an `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(Error::TooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        if i == 0 {
+            for (name, signals) in PROGRAMMES {
+                tx.execute(
+                    "INSERT INTO programmes (name, signals) VALUES (?1, ?2)",
+                    (name, signals),
+                )?;
+            }
+        }
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_seed_programmes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        Db::open(&path).unwrap();
+        let db = Db::open(&path).unwrap(); // second open applies nothing twice
+        let n: i64 = db
+            .lock()
+            .query_row("SELECT count(*) FROM programmes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, PROGRAMMES.len() as i64);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        Db::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            Db::open(&path),
+            Err(Error::TooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,237 @@
+//! `nachtwacht demo`: the whole journey on one machine with embedded defaults.
+//!
+//! Initialises a data directory (temporary unless given), starts the server, enrolls a handful of
+//! people with simulated devices and base stations, lets the stations seal and upload a few days of
+//! readings over real QUIC, runs the pipelines, and asks one differentially private question.
+
+use std::path::PathBuf;
+
+use nachtwacht_station::source::simulator::{DrinkingEpisode, SimulatorConfig};
+use nachtwacht_station::SourceConfig;
+use nachtwacht_wire::DeviceKind;
+
+use crate::config::Config;
+use crate::research::{Aggregate, Answer, QueryRequest, DATASET_DAILY};
+use crate::server::{Context, ListenOverrides, RunningServer};
+use crate::{enroll, evaluate, init, research, secrets};
+
+#[derive(Debug, thiserror::Error)]
+#[error("demo step '{step}' failed: {reason}")]
+pub struct Error {
+    pub step: &'static str,
+    pub reason: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn step<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> Error {
+    move |e| Error {
+        step,
+        reason: e.to_string(),
+    }
+}
+
+pub const DAY_MS: i64 = 86_400_000;
+
+/// One simulated person: who, which programme, which device, what happens.
+struct Persona {
+    reference: &'static str,
+    programme: &'static str,
+    device: DeviceKind,
+    serial: &'static str,
+    drinking: Vec<DrinkingEpisode>,
+}
+
+fn personas() -> Vec<Persona> {
+    let ankle = |reference, serial, drinking| Persona {
+        reference,
+        programme: "alcohol-ban",
+        device: DeviceKind::AnkleMonitor,
+        serial,
+        drinking,
+    };
+    let wrist = |reference, serial| Persona {
+        reference,
+        programme: "aggression-training",
+        device: DeviceKind::Wristband,
+        serial,
+        drinking: vec![],
+    };
+    vec![
+        ankle(
+            "DEMO-2026-001",
+            "AM-1001",
+            vec![DrinkingEpisode {
+                day: 1,
+                hour: 20.0,
+                peak_tac: 0.06,
+            }],
+        ),
+        ankle("DEMO-2026-002", "AM-1002", vec![]),
+        ankle(
+            "DEMO-2026-003",
+            "AM-1003",
+            vec![DrinkingEpisode {
+                day: 2,
+                hour: 19.0,
+                peak_tac: 0.04,
+            }],
+        ),
+        ankle("DEMO-2026-004", "AM-1004", vec![]),
+        wrist("DEMO-2026-005", "WB-2001"),
+        wrist("DEMO-2026-006", "WB-2002"),
+    ]
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertLine {
+    pub person_reference: String,
+    pub kind: String,
+    pub severity: String,
+    pub start_ms: i64,
+    pub peak_tac_g_dl: Option<f64>,
+    pub evidence_bundles: String,
+}
+
+pub struct DemoRun {
+    pub server: RunningServer,
+    pub data_dir: PathBuf,
+    /// Holds a temporary data directory alive until the demo ends.
+    pub _temp: Option<tempfile::TempDir>,
+    pub admin_password: String,
+    pub research_token: String,
+    pub bundles_acknowledged: usize,
+    pub alerts: Vec<AlertLine>,
+    pub answer: Answer,
+}
+
+pub struct DemoOptions {
+    pub data_dir: Option<PathBuf>,
+    pub listen: ListenOverrides,
+    pub days: u32,
+}
+
+/// Runs every step up to and including the DP answer, and leaves the server running.
+pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
+    let (data_dir, temp) = match opts.data_dir {
+        Some(d) => (d, None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("nachtwacht-demo-")
+                .tempdir()
+                .map_err(step("temporary directory"))?;
+            (t.path().join("data"), Some(t))
+        }
+    };
+    let mut config = Config::default();
+    // The pipelines run explicitly below; the scheduler inside serve runs them again later.
+    config.pipeline.interval_secs = 30;
+    let report = init::init(&data_dir, &config, crate::now_ms()).map_err(step("init"))?;
+    let ctx = Context::open(&data_dir).map_err(step("open data directory"))?;
+    let server = crate::server::start(ctx.clone(), opts.listen)
+        .await
+        .map_err(step("serve"))?;
+
+    let today = crate::now_ms().div_euclid(DAY_MS) * DAY_MS;
+    let start_ms = today - opts.days as i64 * DAY_MS;
+    let mut stations = Vec::new();
+    for (i, p) in personas().into_iter().enumerate() {
+        let person = enroll::add_person(&ctx, p.reference, p.programme, "demo")
+            .map_err(step("enroll person"))?;
+        enroll::assign_device(&ctx, p.serial, p.device, person, start_ms, "demo")
+            .map_err(step("assign device"))?;
+        let name = format!("home-{:03}", i + 1);
+        let mut station =
+            enroll::add_station(&ctx, &name, "demo").map_err(step("enroll station"))?;
+        station.servers = vec![server.quic_addr.to_string()];
+        station.source = SourceConfig::Simulator(SimulatorConfig {
+            device: p.device,
+            device_serial: p.serial.into(),
+            start_ms,
+            days: opts.days,
+            seed: i as u64 + 1,
+            drinking: p.drinking,
+            wear_hours_per_day: 2,
+        });
+        let dir = ctx.dir.stations().join(&name);
+        std::fs::create_dir_all(&dir).map_err(step("station directory"))?;
+        secrets::write_private(&dir.join("station.toml"), station.to_toml().as_bytes())
+            .map_err(step("station config"))?;
+        stations.push((station, dir));
+    }
+
+    let uploads = stations.into_iter().map(|(cfg, dir)| {
+        tokio::spawn(async move {
+            nachtwacht_station::run_once(&cfg, &dir)
+                .await
+                .map_err(|e| (cfg.name.clone(), e))
+        })
+    });
+    let mut bundles_acknowledged = 0;
+    for u in uploads {
+        let r = u.await.map_err(step("station task"))?;
+        let r = r.map_err(|(name, e)| Error {
+            step: "station upload",
+            reason: format!("{name}: {e}"),
+        })?;
+        bundles_acknowledged += r.acknowledged;
+    }
+    server.decode_now().await;
+
+    let pseudonyms = ctx.pseudonymiser().map_err(step("pseudonym keys"))?;
+    let c = ctx.clone();
+    tokio::task::spawn_blocking(move || evaluate::run(&c, &pseudonyms, &Default::default()))
+        .await
+        .map_err(step("pipeline task"))?
+        .map_err(step("pipelines"))?;
+
+    research::create_project(&ctx, "demo-wodc", 3.0, 1.0, "demo")
+        .map_err(step("research project"))?;
+    let token =
+        research::issue_token(&ctx, "demo-wodc", 30, "demo").map_err(step("research token"))?;
+    let (c, t) = (ctx.clone(), token.clone());
+    let answer = tokio::task::spawn_blocking(move || {
+        research::query(
+            &c,
+            &t,
+            &QueryRequest {
+                dataset: DATASET_DAILY.into(),
+                aggregate: Aggregate::Count,
+                epsilon: 0.5,
+            },
+        )
+    })
+    .await
+    .map_err(step("research task"))?
+    .map_err(step("research query"))?;
+
+    Ok(DemoRun {
+        alerts: alerts(&ctx).map_err(step("read alerts"))?,
+        server,
+        data_dir,
+        _temp: temp,
+        admin_password: report.admin_password,
+        research_token: token,
+        bundles_acknowledged,
+        answer,
+    })
+}
+
+pub fn alerts(ctx: &Context) -> rusqlite::Result<Vec<AlertLine>> {
+    let conn = ctx.db.lock();
+    let mut stmt = conn.prepare(
+        "SELECT p.reference, a.kind, a.severity, a.start_ms, a.peak_tac_g_dl, a.evidence_bundles
+           FROM alerts a JOIN persons p ON p.id = a.person_id ORDER BY a.start_ms",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AlertLine {
+            person_reference: r.get(0)?,
+            kind: r.get(1)?,
+            severity: r.get(2)?,
+            start_ms: r.get(3)?,
+            peak_tac_g_dl: r.get(4)?,
+            evidence_bundles: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}

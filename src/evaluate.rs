@@ -1,0 +1,189 @@
+//! Runs the pipelines over the datasets: drinking events become alerts in SQL, daily indicators
+//! become the research dataset (research pseudonyms only).
+//!
+//! Comes in: the raw Parquet datasets and the persons table. Goes out: `alerts` rows (one per event,
+//! updated in place when late data extends an event) and `datasets/research/daily_indicators.parquet`
+//! (rewritten atomically). Never writes an operational pseudonym into the research dataset.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use nachtwacht_pipelines::alcohol::{drinking_events, KIND_DRINKING};
+use nachtwacht_pipelines::{daily, AlcoholRules};
+use nachtwacht_wire::Signal;
+use polars::prelude::*;
+use tracing::info;
+
+use crate::dataset;
+use crate::pseudonym::Pseudonymiser;
+use crate::server::Context;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("polars: {0}")]
+    Polars(#[from] PolarsError),
+    #[error(transparent)]
+    Dataset(#[from] dataset::Error),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::Error),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EvaluationReport {
+    pub events: usize,
+    pub new_alerts: usize,
+    pub person_days: usize,
+}
+
+fn scan(files: Vec<PathBuf>) -> Result<Option<LazyFrame>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let paths: Vec<PlPath> = files
+        .iter()
+        .map(|p| PlPath::new(&p.to_string_lossy()))
+        .collect();
+    Ok(Some(LazyFrame::scan_parquet_files(
+        paths.into(),
+        ScanArgsParquet::default(),
+    )?))
+}
+
+fn signal(ctx: &Context, s: Signal) -> Result<Option<LazyFrame>> {
+    scan(dataset::list_signal_files(&ctx.dir, s)?)
+}
+
+/// `person_id`, `pid`, `rid`, `programme` for everyone enrolled.
+fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<(DataFrame, HashMap<String, i64>)> {
+    let rows: Vec<(i64, String)> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn.prepare("SELECT id, programme FROM persons ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    let pids: Vec<String> = rows
+        .iter()
+        .map(|(id, _)| pseudonyms.operational(*id))
+        .collect();
+    let rids: Vec<String> = rows
+        .iter()
+        .map(|(id, _)| pseudonyms.research(*id))
+        .collect();
+    let programmes: Vec<&str> = rows.iter().map(|(_, p)| p.as_str()).collect();
+    let by_pid = pids
+        .iter()
+        .cloned()
+        .zip(rows.iter().map(|(id, _)| *id))
+        .collect();
+    let df = df!("pid" => pids, "rid" => rids, "programme" => programmes)?;
+    Ok((df, by_pid))
+}
+
+/// One full evaluation. Blocking: run on a blocking thread.
+pub fn run(
+    ctx: &Context,
+    pseudonyms: &Pseudonymiser,
+    rules: &AlcoholRules,
+) -> Result<EvaluationReport> {
+    let (persons_df, person_of_pid) = persons(ctx, pseudonyms)?;
+    let mut report = EvaluationReport::default();
+    let mut parts = Vec::new();
+
+    if let Some(ankle) = signal(ctx, Signal::Ankle)? {
+        let events = drinking_events(ankle.clone(), rules).collect()?;
+        report.events = events.height();
+        report.new_alerts = store_alerts(ctx, &events, &person_of_pid, rules)?;
+        parts.push(daily::ankle_daily(ankle, events.lazy(), rules));
+    }
+    if let (Some(eda), Some(hr)) = (signal(ctx, Signal::Eda)?, signal(ctx, Signal::Hr)?) {
+        parts.push(daily::wristband_daily(eda, hr));
+    }
+    let combined = daily::combine(parts)?;
+    let mut research = daily::for_research(combined, persons_df.lazy()).collect()?;
+    report.person_days = research.height();
+    write_research_daily(ctx, &mut research)?;
+    info!(
+        events = report.events,
+        new_alerts = report.new_alerts,
+        person_days = report.person_days,
+        "pipelines evaluated"
+    );
+    Ok(report)
+}
+
+fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
+    let path = ctx.dir.research_daily();
+    let parent = path.parent().expect("dataset in a directory");
+    std::fs::create_dir_all(parent).map_err(|source| crate::spool::Error::Io {
+        path: parent.display().to_string(),
+        source,
+    })?;
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf).finish(df)?;
+    crate::spool::write_durably(&path, &buf)?;
+    Ok(())
+}
+
+/// Inserts one alert per event; an event extended by late data updates its alert. Returns how many
+/// alerts are new.
+fn store_alerts(
+    ctx: &Context,
+    events: &DataFrame,
+    person_of_pid: &HashMap<String, i64>,
+    rules: &AlcoholRules,
+) -> Result<usize> {
+    let pid = events.column("pid")?.str()?;
+    let kind = events.column("kind")?.str()?;
+    let start = events.column("start")?.cast(&DataType::Int64)?;
+    let start = start.i64()?;
+    let end = events.column("end")?.cast(&DataType::Int64)?;
+    let end = end.i64()?;
+    let peak = events.column("peak_tac_g_dl")?.f64()?;
+    let bundles = events.column("bundle_ids")?.str()?;
+    let rule = serde_json::json!({
+        "rule": "alcohol.drinking_event",
+        "threshold_g_dl": rules.threshold_g_dl,
+        "min_consecutive_readings": rules.min_consecutive_readings,
+        "max_rise_per_hour": rules.max_rise_per_hour,
+        "max_elimination_per_hour": rules.max_elimination_per_hour,
+    })
+    .to_string();
+    let now = crate::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let mut new = 0;
+    for i in 0..events.height() {
+        let (Some(p), Some(k), Some(s), Some(e)) =
+            (pid.get(i), kind.get(i), start.get(i), end.get(i))
+        else {
+            continue;
+        };
+        let Some(person_id) = person_of_pid.get(p) else {
+            continue;
+        };
+        let (alert_kind, severity) = if k == KIND_DRINKING {
+            ("alcohol", "high")
+        } else {
+            ("interferent", "review")
+        };
+        let evidence = bundles.get(i).unwrap_or("");
+        new += tx.execute(
+            "INSERT OR IGNORE INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule, evidence_bundles, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params![person_id, alert_kind, severity, s, e, peak.get(i), rule, evidence, now],
+        )?;
+        tx.execute(
+            "UPDATE alerts SET end_ms = ?4, peak_tac_g_dl = ?5, evidence_bundles = ?6
+             WHERE person_id = ?1 AND kind = ?2 AND start_ms = ?3",
+            rusqlite::params![person_id, alert_kind, s, e, peak.get(i), evidence],
+        )?;
+    }
+    tx.commit()?;
+    Ok(new)
+}

@@ -1,0 +1,187 @@
+//! `nachtwacht init`: creates a data directory with everything a server needs: configuration, CA,
+//! server certificate, age identity, pseudonymisation keys, the database, and an administrator
+//! whose one-time password is returned once and stored only as an argon2id hash.
+
+use std::path::Path;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+use rand::distributions::{Alphanumeric, DistString};
+
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::db::Db;
+use crate::{audit, pki, secrets};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} already exists and is not empty; refusing to overwrite a data directory")]
+    NotEmpty(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] pki::Error),
+    #[error(transparent)]
+    Secrets(#[from] secrets::Error),
+    #[error(transparent)]
+    Db(#[from] crate::db::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("password hashing: {0}")]
+    Hash(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What `init` tells the operator once.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    pub admin_username: String,
+    pub admin_password: String,
+    pub age_recipient: String,
+}
+
+pub const ADMIN_USERNAME: &str = "admin";
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Hash(e.to_string()))
+}
+
+fn mkdir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
+    if root.exists() {
+        let mut entries = std::fs::read_dir(root).map_err(|source| Error::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+        if entries.next().is_some() {
+            return Err(Error::NotEmpty(root.display().to_string()));
+        }
+    }
+    let dir = DataDir::new(root);
+    for d in [
+        root.to_path_buf(),
+        dir.pki(),
+        dir.keys(),
+        dir.spool(),
+        dir.quarantine(),
+    ] {
+        mkdir(&d)?;
+    }
+    std::fs::write(dir.config(), config.to_toml()).map_err(|source| Error::Io {
+        path: dir.config().display().to_string(),
+        source,
+    })?;
+
+    let ca = pki::create_ca()?;
+    std::fs::write(dir.ca_cert(), &ca.cert_pem).map_err(|source| Error::Io {
+        path: dir.ca_cert().display().to_string(),
+        source,
+    })?;
+    secrets::write_private(&dir.ca_key(), ca.key_pem.as_bytes())?;
+    let server = pki::issue_server_cert(&ca, &config.ingest.server_name)?;
+    std::fs::write(dir.server_cert(), &server.cert_pem).map_err(|source| Error::Io {
+        path: dir.server_cert().display().to_string(),
+        source,
+    })?;
+    secrets::write_private(&dir.server_key(), server.key_pem.as_bytes())?;
+
+    let (identity, recipient) = secrets::generate_age_identity();
+    secrets::write_private(
+        &dir.age_identity(),
+        format!("# nachtwacht server age identity, created {now_ms}\n# recipient: {recipient}\n{identity}\n")
+            .as_bytes(),
+    )?;
+    secrets::write_private(
+        &dir.pseudonym_keys(),
+        secrets::PseudonymKeys::generate().to_toml().as_bytes(),
+    )?;
+
+    let db = Db::open(&dir.database())?;
+    let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 20);
+    {
+        let mut conn = db.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO accounts (username, role, password_hash, must_change_password, created_at_ms)
+             VALUES (?1, 'administrator', ?2, 1, ?3)",
+            (ADMIN_USERNAME, hash_password(&password)?, now_ms),
+        )?;
+        audit::append(
+            &tx,
+            now_ms,
+            "system",
+            "init",
+            root.display().to_string().as_str(),
+            &format!("{{\"age_recipient\":\"{recipient}\"}}"),
+        )?;
+        tx.commit()?;
+    }
+    Ok(InitReport {
+        admin_username: ADMIN_USERNAME.into(),
+        admin_password: password,
+        age_recipient: recipient,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_writes_everything_with_private_keys_0600_and_refuses_to_overwrite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        let report = init(&root, &Config::default(), 1).unwrap();
+        assert_eq!(report.admin_password.len(), 20);
+        let dir = DataDir::new(&root);
+        for p in [
+            dir.config(),
+            dir.ca_cert(),
+            dir.server_cert(),
+            dir.database(),
+        ] {
+            assert!(p.exists(), "{}", p.display());
+        }
+        #[cfg(unix)]
+        for p in [
+            dir.ca_key(),
+            dir.server_key(),
+            dir.age_identity(),
+            dir.pseudonym_keys(),
+        ] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        let db = Db::open(&dir.database()).unwrap();
+        let hash: String = db
+            .lock()
+            .query_row(
+                "SELECT password_hash FROM accounts WHERE username = 'admin'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(!hash.contains(&report.admin_password));
+
+        let again = init(&root, &Config::default(), 2).unwrap_err();
+        assert!(matches!(again, Error::NotEmpty(_)));
+    }
+}

@@ -1,0 +1,32 @@
+//! nachtwacht server: receives encrypted sensor bundles from base stations over mutually
+//! authenticated QUIC, turns them into pseudonymised Parquet datasets, runs the indicator and alert
+//! pipelines, and answers researchers with differentially private aggregates.
+//!
+//! One module per stage of the data's journey (see ARCHITECTURE.md for the map and invariants):
+//! [`transport`] → [`spool`] → [`decode`] → [`dataset`] → [`evaluate`] → [`research`] / [`web`],
+//! with [`db`], [`audit`], [`pki`], [`secrets`] and [`pseudonym`] beside them.
+
+pub mod audit;
+pub mod config;
+pub mod datadir;
+pub mod dataset;
+pub mod db;
+pub mod decode;
+pub mod demo;
+pub mod enroll;
+pub mod evaluate;
+pub mod init;
+pub mod pki;
+pub mod pseudonym;
+pub mod research;
+pub mod secrets;
+pub mod server;
+pub mod spool;
+pub mod transport;
+pub mod web;
+
+/// Milliseconds since the Unix epoch by the system clock. Code that must be testable takes `now`
+/// as an argument instead of calling this.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,442 @@
+//! `nachtwacht`: the server and its administration commands.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand, ValueEnum};
+use nachtwacht::config::Config;
+use nachtwacht::server::{Context, ListenOverrides};
+use nachtwacht::{audit, demo, enroll, evaluate, init, research, secrets};
+
+#[derive(Parser)]
+#[command(
+    name = "nachtwacht",
+    version,
+    about = "Wearable-telemetry server for the Dutch justice chain"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data directory: config, CA, server certificate, keys, database, admin account.
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// DNS name stations use to reach the server (goes into the server certificate).
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+    },
+    /// Run the server: QUIC ingest, decode worker, pipelines and HTTP.
+    Serve {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        listen: ListenArgs,
+    },
+    /// Check a data directory's configuration file and report every problem.
+    CheckConfig {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Base stations.
+    Station {
+        #[command(subcommand)]
+        command: StationCommand,
+    },
+    /// Persons and their programme.
+    Person {
+        #[command(subcommand)]
+        command: PersonCommand,
+    },
+    /// Devices and their assignment to persons.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Research projects and tokens.
+    Research {
+        #[command(subcommand)]
+        command: ResearchCommand,
+    },
+    /// Run the indicator and alert pipelines once.
+    Pipeline {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Verify the hash chain of the audit log.
+    Audit {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Everything at once on this machine: init, serve, simulated stations, pipelines, a DP answer.
+    Demo {
+        /// Keep the demo's data here instead of a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Stop cleanly after this long (e.g. 60s, 5m) instead of waiting for Ctrl-C.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        exit_after: Option<Duration>,
+        /// Simulated days of readings.
+        #[arg(long, default_value_t = 3)]
+        days: u32,
+        #[command(flatten)]
+        listen: ListenArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ListenArgs {
+    /// QUIC ingest address (overrides the config), e.g. 127.0.0.1:0 for any free port.
+    #[arg(long)]
+    quic_listen: Option<SocketAddr>,
+    /// HTTP address (overrides the config).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+}
+
+impl From<ListenArgs> for ListenOverrides {
+    fn from(a: ListenArgs) -> Self {
+        Self {
+            quic: a.quic_listen,
+            http: a.http_listen,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum StationCommand {
+    /// Issue a client certificate and write the station's config file (contains its private key).
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Revoke a station; its next connection is refused.
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PersonCommand {
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Operational case reference (stays in the database, never in a dataset).
+        #[arg(long)]
+        reference: String,
+        /// alcohol-ban, aggression-training or tbs-leave.
+        #[arg(long)]
+        programme: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    AnkleMonitor,
+    Wristband,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    Assign {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        serial: String,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        #[arg(long)]
+        person_id: i64,
+        /// Start of the assignment, RFC 3339 (default: now).
+        #[arg(long)]
+        from: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ResearchCommand {
+    /// Create a research project with a total privacy budget.
+    AddProject {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        epsilon: f64,
+        #[arg(long, default_value_t = 1.0)]
+        max_epsilon_per_query: f64,
+    },
+    /// Issue a bearer token for a project (shown once).
+    Token {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        project: String,
+        #[arg(long, default_value_t = 90)]
+        ttl_days: u32,
+    },
+}
+
+const ACTOR_CLI: &str = "cli:administrator";
+
+fn open(data_dir: &Path) -> anyhow::Result<Context> {
+    Context::open(data_dir)
+        .with_context(|| format!("opening data directory {}", data_dir.display()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Init {
+            data_dir,
+            server_name,
+        } => {
+            let mut config = Config::default();
+            config.ingest.server_name = server_name;
+            let r = init::init(&data_dir, &config, nachtwacht::now_ms()).context("init")?;
+            println!("Initialised {}", data_dir.display());
+            println!(
+                "Administrator: {}  one-time password: {}",
+                r.admin_username, r.admin_password
+            );
+            println!("Server age recipient: {}", r.age_recipient);
+        }
+        Command::Serve { data_dir, listen } => {
+            let ctx = open(&data_dir)?;
+            let server = nachtwacht::server::start(ctx, listen.into())
+                .await
+                .context("starting server")?;
+            println!(
+                "QUIC ingest on {}, HTTP on http://{}",
+                server.quic_addr, server.http_addr
+            );
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+            server.shutdown().await;
+        }
+        Command::CheckConfig { data_dir } => {
+            let path = nachtwacht::datadir::DataDir::new(&data_dir).config();
+            Config::load(&path).with_context(|| format!("checking {}", path.display()))?;
+            println!("{}: ok", path.display());
+        }
+        Command::Station { command } => {
+            match command {
+                StationCommand::Add {
+                    data_dir,
+                    name,
+                    out,
+                } => {
+                    let ctx = open(&data_dir)?;
+                    let station =
+                        enroll::add_station(&ctx, &name, ACTOR_CLI).context("adding station")?;
+                    secrets::write_private(&out, station.to_toml().as_bytes())
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    println!("Station {name} enrolled; its config (with private key, mode 0600) is in {}", out.display());
+                }
+                StationCommand::Revoke { data_dir, name } => {
+                    enroll::revoke_station(&open(&data_dir)?, &name, ACTOR_CLI)
+                        .context("revoking station")?;
+                    println!("Station {name} revoked");
+                }
+            }
+        }
+        Command::Person {
+            command:
+                PersonCommand::Add {
+                    data_dir,
+                    reference,
+                    programme,
+                },
+        } => {
+            let id = enroll::add_person(&open(&data_dir)?, &reference, &programme, ACTOR_CLI)
+                .context("adding person")?;
+            println!("Person {id} enrolled in {programme}");
+        }
+        Command::Device {
+            command:
+                DeviceCommand::Assign {
+                    data_dir,
+                    serial,
+                    kind,
+                    person_id,
+                    from,
+                },
+        } => {
+            let from_ms = match from {
+                Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+                    .with_context(|| format!("--from {s:?} is not RFC 3339"))?
+                    .timestamp_millis(),
+                None => nachtwacht::now_ms(),
+            };
+            let kind = match kind {
+                Kind::AnkleMonitor => nachtwacht_wire::DeviceKind::AnkleMonitor,
+                Kind::Wristband => nachtwacht_wire::DeviceKind::Wristband,
+            };
+            enroll::assign_device(
+                &open(&data_dir)?,
+                &serial,
+                kind,
+                person_id,
+                from_ms,
+                ACTOR_CLI,
+            )
+            .context("assigning device")?;
+            println!("Device {serial} assigned to person {person_id}");
+        }
+        Command::Research { command } => match command {
+            ResearchCommand::AddProject {
+                data_dir,
+                name,
+                epsilon,
+                max_epsilon_per_query,
+            } => {
+                research::create_project(
+                    &open(&data_dir)?,
+                    &name,
+                    epsilon,
+                    max_epsilon_per_query,
+                    ACTOR_CLI,
+                )
+                .context("creating research project")?;
+                println!("Research project {name} created with ε = {epsilon}");
+            }
+            ResearchCommand::Token {
+                data_dir,
+                project,
+                ttl_days,
+            } => {
+                let token = research::issue_token(&open(&data_dir)?, &project, ttl_days, ACTOR_CLI)
+                    .context("issuing token")?;
+                println!("{token}");
+            }
+        },
+        Command::Pipeline { data_dir } => {
+            let ctx = open(&data_dir)?;
+            let p = ctx.pseudonymiser().context("pseudonym keys")?;
+            let r = evaluate::run(&ctx, &p, &Default::default()).context("running pipelines")?;
+            println!(
+                "events: {}, new alerts: {}, person-days: {}",
+                r.events, r.new_alerts, r.person_days
+            );
+        }
+        Command::Audit { data_dir } => {
+            let ctx = open(&data_dir)?;
+            let verdict = audit::verify(&ctx.db.lock()).context("reading audit log")?;
+            match verdict {
+                audit::Verdict::Intact { entries } => {
+                    println!("audit log intact: {entries} entries")
+                }
+                audit::Verdict::Broken { at_seq, reason } => {
+                    bail!("audit log broken at entry {at_seq}: {reason}")
+                }
+            }
+        }
+        Command::Demo {
+            data_dir,
+            exit_after,
+            days,
+            listen,
+        } => run_demo(data_dir, exit_after, days, listen).await?,
+    }
+    Ok(())
+}
+
+async fn run_demo(
+    data_dir: Option<PathBuf>,
+    exit_after: Option<Duration>,
+    days: u32,
+    listen: ListenArgs,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let run = demo::run(demo::DemoOptions {
+        data_dir,
+        listen: listen.into(),
+        days,
+    })
+    .await
+    .context("running the demo")?;
+    let fmt_time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default()
+    };
+    println!(
+        "nachtwacht demo is running (data in {})",
+        run.data_dir.display()
+    );
+    println!("  Web:          http://{}/", run.server.http_addr);
+    println!("  QUIC ingest:  {}", run.server.quic_addr);
+    println!("  Admin login:  admin / {}", run.admin_password);
+    println!(
+        "  Research API: POST http://{}/api/v1/research/query",
+        run.server.http_addr
+    );
+    println!(
+        "  Research token (project demo-wodc): {}",
+        run.research_token
+    );
+    println!("  Bundles acknowledged: {}", run.bundles_acknowledged);
+    println!("Alerts raised ({}):", run.alerts.len());
+    for a in &run.alerts {
+        println!(
+            "  {} {:<12} {:<7} from {}  peak TAC {}  evidence bundles {}",
+            a.person_reference,
+            a.kind,
+            a.severity,
+            fmt_time(a.start_ms),
+            a.peak_tac_g_dl
+                .map(|v| format!("{v:.3} g/dL"))
+                .unwrap_or_else(|| "-".into()),
+            a.evidence_bundles
+        );
+    }
+    let acc = run
+        .answer
+        .accuracy_95
+        .first()
+        .map(|a| a.accuracy)
+        .unwrap_or(f64::NAN);
+    println!(
+        "DP answer: person-days with data ≈ {:.1} (±{:.1} at 95%, noise only), ε spent {:.3}, ε left {:.3}, privacy unit: {}",
+        run.answer.value, acc, run.answer.epsilon_spent, run.answer.budget_remaining, run.answer.privacy_unit
+    );
+    println!("Ready in {:.1} s.", started.elapsed().as_secs_f64());
+    match exit_after {
+        Some(d) => {
+            let left = d.saturating_sub(started.elapsed());
+            tokio::select! {
+                _ = tokio::time::sleep(left) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        None => {
+            println!("Press Ctrl-C to stop.");
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+        }
+    }
+    run.server.shutdown().await;
+    println!("Demo stopped.");
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! nachtwacht's own certificate authority: created by `init`, it signs the server's certificate and
+//! one client certificate per base station. Stations are recognised by the SHA-256 fingerprint of
+//! their certificate, registered when the certificate is issued.
+
+use chrono::Datelike;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("certificate: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("PEM: {0}")]
+    Pem(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Issued {
+    /// SHA-256 of the certificate's DER encoding, hex: how the server recognises a station.
+    pub fn fingerprint(&self) -> Result<String> {
+        cert_fingerprint_pem(&self.cert_pem)
+    }
+}
+
+pub fn cert_fingerprint_der(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+pub fn cert_fingerprint_pem(pem: &str) -> Result<String> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| Error::Pem(e.to_string()))?;
+    Ok(cert_fingerprint_der(&der))
+}
+
+fn validity(params: &mut CertificateParams, years: i32) {
+    let now = chrono::Utc::now();
+    let yesterday = now - chrono::Duration::days(1);
+    params.not_before = rcgen::date_time_ymd(
+        yesterday.year(),
+        yesterday.month() as u8,
+        yesterday.day() as u8,
+    );
+    // 28th avoids invalid dates such as 29 February in a non-leap year.
+    params.not_after = rcgen::date_time_ymd(
+        now.year() + years,
+        now.month() as u8,
+        now.day().min(28) as u8,
+    );
+}
+
+fn dn(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "nachtwacht");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// A new self-signed CA (ten years).
+pub fn create_ca() -> Result<Issued> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = dn("nachtwacht CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params, 10);
+    let cert = params.self_signed(&key)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn issue(ca: &Issued, common_name: &str, sans: Vec<String>, server: bool) -> Result<Issued> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(sans)?;
+    params.distinguished_name = dn(common_name);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![if server {
+        ExtendedKeyUsagePurpose::ServerAuth
+    } else {
+        ExtendedKeyUsagePurpose::ClientAuth
+    }];
+    params.use_authority_key_identifier_extension = true;
+    validity(&mut params, 2);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// The server's certificate, valid for `server_name` (and localhost for local use).
+pub fn issue_server_cert(ca: &Issued, server_name: &str) -> Result<Issued> {
+    let mut sans = vec![server_name.to_string()];
+    if server_name != "localhost" {
+        sans.push("localhost".into());
+    }
+    issue(ca, server_name, sans, true)
+}
+
+/// A base station's client certificate; its common name is the station's name.
+pub fn issue_station_cert(ca: &Issued, station_name: &str) -> Result<Issued> {
+    issue(ca, station_name, vec![], false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_have_distinct_fingerprints() {
+        let ca = create_ca().unwrap();
+        let a = issue_station_cert(&ca, "station-a").unwrap();
+        let b = issue_station_cert(&ca, "station-b").unwrap();
+        assert_ne!(a.fingerprint().unwrap(), b.fingerprint().unwrap());
+        assert_eq!(a.fingerprint().unwrap().len(), 64);
+        assert!(a.key_pem.contains("PRIVATE KEY"));
+        assert!(issue_server_cert(&ca, "nachtwacht.example").is_ok());
+    }
+}

@@ -1,0 +1,171 @@
+//! Secret material on disk: the server's age identities and the pseudonymisation keys.
+//! Every secret file is created with mode 0600 and never overwritten.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::str::FromStr;
+
+use age::secrecy::ExposeSecret;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Creates `path` with mode 0600 and writes `bytes`; fails if the file exists.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A new age identity, as the text written to the identity file.
+pub fn generate_age_identity() -> (String, String) {
+    let id = age::x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    (id.to_string().expose_secret().to_string(), recipient)
+}
+
+/// The server's age identities, newest first. Lines starting with `#` are comments.
+pub fn load_age_identities(path: &Path) -> Result<Vec<age::x25519::Identity>> {
+    let text = read(path)?;
+    let ids = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            age::x25519::Identity::from_str(l).map_err(|e| Error::Invalid {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() {
+        return Err(Error::Invalid {
+            path: path.display().to_string(),
+            reason: "no age identity".into(),
+        });
+    }
+    Ok(ids)
+}
+
+/// Keys of the keyed pseudonyms, one per domain, with a version so they can be rotated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PseudonymKeys {
+    pub version: u32,
+    /// Hex key for operational pseudonyms (raw datasets, alerts).
+    pub operational: String,
+    /// Hex key for research pseudonyms (the research dataset only).
+    pub research: String,
+}
+
+impl PseudonymKeys {
+    pub fn generate() -> Self {
+        let mut op = [0u8; 32];
+        let mut re = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut op);
+        rand::thread_rng().fill_bytes(&mut re);
+        Self {
+            version: 1,
+            operational: hex::encode(op),
+            research: hex::encode(re),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let keys: Self = toml::from_str(&read(path)?).map_err(|e| Error::Invalid {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        for (name, k) in [
+            ("operational", &keys.operational),
+            ("research", &keys.research),
+        ] {
+            if hex::decode(k).map(|b| b.len()) != Ok(32) {
+                return Err(Error::Invalid {
+                    path: path.display().to_string(),
+                    reason: format!("{name} key must be 32 bytes of hex"),
+                });
+            }
+        }
+        Ok(keys)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("keys serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_files_are_0600_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        write_private(&p, b"secret").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert!(write_private(&p, b"other").is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn age_identity_round_trips_and_keys_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, recipient) = generate_age_identity();
+        let p = dir.path().join("id");
+        write_private(&p, format!("# created by test\n{secret}\n").as_bytes()).unwrap();
+        let ids = load_age_identities(&p).unwrap();
+        assert_eq!(ids[0].to_public().to_string(), recipient);
+
+        let kp = dir.path().join("keys.toml");
+        write_private(&kp, PseudonymKeys::generate().to_toml().as_bytes()).unwrap();
+        assert_eq!(PseudonymKeys::load(&kp).unwrap().version, 1);
+        let bad = dir.path().join("bad.toml");
+        write_private(
+            &bad,
+            b"version = 1\noperational = \"ab\"\nresearch = \"cd\"\n",
+        )
+        .unwrap();
+        assert!(PseudonymKeys::load(&bad).is_err());
+    }
+}

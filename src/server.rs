@@ -1,0 +1,212 @@
+//! Wires the stages into one running server: QUIC ingest, the decode worker, the pipeline
+//! scheduler and the HTTP interface, with one shutdown signal for all of them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nachtwacht_pipelines::AlcoholRules;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::db::Db;
+use crate::decode::Decoder;
+use crate::pseudonym::Pseudonymiser;
+use crate::{config, db, secrets, transport, web};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} is not a nachtwacht data directory (run `nachtwacht init --data-dir {0}` first)")]
+    NotInitialised(String),
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error(transparent)]
+    Db(#[from] db::Error),
+    #[error(transparent)]
+    Secrets(#[from] secrets::Error),
+    #[error(transparent)]
+    Transport(#[from] transport::Error),
+    #[error("binding HTTP {addr}: {source}")]
+    HttpBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What every stage needs: where the data is, the configuration, the database.
+#[derive(Clone)]
+pub struct Context {
+    pub dir: DataDir,
+    pub config: Config,
+    pub db: Db,
+}
+
+impl Context {
+    pub fn open(root: &Path) -> Result<Self> {
+        let dir = DataDir::new(root);
+        if !dir.config().exists() {
+            return Err(Error::NotInitialised(root.display().to_string()));
+        }
+        let config = Config::load(&dir.config())?;
+        let db = Db::open(&dir.database())?;
+        Ok(Self { dir, config, db })
+    }
+
+    pub fn pseudonymiser(&self) -> Result<Pseudonymiser> {
+        Ok(Pseudonymiser::new(&secrets::PseudonymKeys::load(
+            &self.dir.pseudonym_keys(),
+        )?))
+    }
+}
+
+/// Overrides of the configured listen addresses (tests and the demo use port 0).
+#[derive(Debug, Clone, Default)]
+pub struct ListenOverrides {
+    pub quic: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+}
+
+pub struct RunningServer {
+    pub quic_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    decoded: Arc<Notify>,
+    wake_decoder: Arc<Notify>,
+}
+
+impl RunningServer {
+    /// Asks the decode worker to look at the spool now and waits until it has finished a pass.
+    pub async fn decode_now(&self) {
+        let done = self.decoded.notified();
+        self.wake_decoder.notify_one();
+        done.await;
+    }
+
+    /// Stops accepting, drains open uploads, finishes the current decode pass, stops HTTP.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while let Some(res) = self.tasks.join_next().await {
+            if let Err(e) = res {
+                error!(error = %e, "server task failed");
+            }
+        }
+        info!("server stopped");
+    }
+}
+
+/// Starts every component and returns once they are listening.
+pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServer> {
+    let identities = secrets::load_age_identities(&ctx.dir.age_identity())?;
+    let pseudonyms = ctx.pseudonymiser()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let wake_decoder = Arc::new(Notify::new());
+    let decoded = Arc::new(Notify::new());
+    let mut tasks = JoinSet::new();
+
+    let ingest = transport::Ingest::bind(
+        ctx.clone(),
+        listen.quic.unwrap_or(ctx.config.ingest.listen),
+        wake_decoder.clone(),
+    )?;
+    let quic_addr = ingest.local_addr();
+    tasks.spawn(ingest.run(shutdown_rx.clone()));
+
+    let decoder = Arc::new(Decoder::new(ctx.clone(), identities, pseudonyms.clone()));
+    tasks.spawn(decode_loop(
+        decoder,
+        wake_decoder.clone(),
+        decoded.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    tasks.spawn(pipeline_loop(ctx.clone(), pseudonyms, shutdown_rx.clone()));
+
+    let http_addr = listen.http.unwrap_or(ctx.config.http.listen);
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .map_err(|source| Error::HttpBind {
+            addr: http_addr,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| Error::HttpBind {
+        addr: http_addr,
+        source,
+    })?;
+    let app = web::router(web::AppState { ctx: ctx.clone() });
+    let mut rx = shutdown_rx.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = rx.changed().await;
+        });
+        if let Err(e) = serve.await {
+            error!(error = %e, "HTTP server failed");
+        }
+    });
+    info!(%quic_addr, %http_addr, data_dir = %ctx.dir.root().display(), "nachtwacht serving");
+    Ok(RunningServer {
+        quic_addr,
+        http_addr,
+        shutdown: shutdown_tx,
+        tasks,
+        decoded,
+        wake_decoder,
+    })
+}
+
+async fn decode_loop(
+    decoder: Arc<Decoder>,
+    wake: Arc<Notify>,
+    decoded: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let d = decoder.clone();
+        match tokio::task::spawn_blocking(move || d.process_pending()).await {
+            Ok(Ok(report)) if report.processed + report.quarantined > 0 => {
+                info!(
+                    processed = report.processed,
+                    quarantined = report.quarantined,
+                    "decode pass"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => error!(error = %e, "decode pass failed; will retry"),
+            Err(e) => error!(error = %e, "decode task panicked"),
+        }
+        decoded.notify_waiters();
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn pipeline_loop(
+    ctx: Context,
+    pseudonyms: Pseudonymiser,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_secs(ctx.config.pipeline.interval_secs);
+    let rules = AlcoholRules::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let (c, p, r) = (ctx.clone(), pseudonyms.clone(), rules.clone());
+        match tokio::task::spawn_blocking(move || crate::evaluate::run(&c, &p, &r)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => error!(error = %e, "pipeline run failed; will retry"),
+            Err(e) => error!(error = %e, "pipeline task panicked"),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The station's configuration: one TOML file written by `nachtwacht station add`, holding everything
+//! the station needs (its key and certificate, the CA certificate, the server addresses, the server's
+//! age recipient) and where its readings come from.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    /// The station's name, as enrolled on the server (also the certificate's common name).
+    pub name: String,
+    /// Server addresses, tried in order.
+    pub servers: Vec<String>,
+    /// Name the server's certificate is checked against.
+    pub server_name: String,
+    /// The nachtwacht CA certificate (PEM) the server's certificate must chain to.
+    pub ca_cert_pem: String,
+    /// This station's client certificate (PEM), issued by the nachtwacht CA.
+    pub cert_pem: String,
+    /// This station's private key (PEM). The file holding it must be readable by the station only.
+    pub key_pem: String,
+    /// The server's age recipient; bundles are encrypted to it.
+    pub server_age_recipient: String,
+    /// Local spool directory, relative to the config file's directory unless absolute.
+    #[serde(default = "default_spool")]
+    pub spool: PathBuf,
+    /// Where readings come from.
+    #[serde(default)]
+    pub source: SourceConfig,
+}
+
+fn default_spool() -> PathBuf {
+    PathBuf::from("spool")
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// No device attached yet: the station only uploads what is already spooled.
+    #[default]
+    None,
+    /// An Empatica E4 CSV export directory (one file per signal).
+    E4Csv { dir: PathBuf, device_serial: String },
+    /// The built-in simulator, for demos and tests.
+    Simulator(crate::source::simulator::SimulatorConfig),
+}
+
+impl StationConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("station config serialises")
+    }
+
+    pub fn spool_dir(&self, base_dir: &Path) -> PathBuf {
+        base_dir.join(&self.spool)
+    }
+}

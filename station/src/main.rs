@@ -1,0 +1,73 @@
+//! `nachtwacht-station`: the base-station agent binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use nachtwacht_station::{run_once, StationConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "nachtwacht-station",
+    version,
+    about = "nachtwacht base-station agent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read the configured source, seal and spool its readings, and upload the spool.
+    Run {
+        /// Station config written by `nachtwacht station add`.
+        #[arg(long)]
+        config: PathBuf,
+        /// Do one pass and exit instead of repeating every `--interval`.
+        #[arg(long)]
+        once: bool,
+        /// Time between passes.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Run {
+            config,
+            once,
+            interval,
+        } => {
+            let cfg = StationConfig::load(&config)?;
+            let base = config
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            loop {
+                let report = run_once(&cfg, &base)
+                    .await
+                    .with_context(|| format!("station {} pass", cfg.name))?;
+                tracing::info!(
+                    sealed = report.sealed,
+                    acknowledged = report.acknowledged,
+                    set_aside = report.set_aside,
+                    left_in_spool = report.left_in_spool,
+                    "pass done"
+                );
+                if once {
+                    return Ok(());
+                }
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
+}

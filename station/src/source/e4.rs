@@ -1,0 +1,166 @@
+//! Reader for the Empatica E4 CSV export: one file per signal; row 1 is the start time (UTC Unix
+//! seconds), row 2 the sample rate in Hz, then one sample per row (three columns for ACC, in 1/64 g).
+//!
+//! IBI.csv and tags.csv are not read yet: the skeleton's pipelines use EDA, BVP, HR, temperature
+//! and motion only.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, TimestampMillisecondArray};
+use nachtwacht_wire::{DeviceKind, Signal, SignalBatch};
+
+use super::BundleContent;
+use crate::{Error, Result};
+
+/// One parsed E4 CSV file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct E4File {
+    pub start_ms: i64,
+    pub rate_hz: f64,
+    /// One vector per column.
+    pub columns: Vec<Vec<f64>>,
+}
+
+impl E4File {
+    pub fn timestamps(&self) -> Vec<i64> {
+        let n = self.columns.first().map_or(0, Vec::len);
+        (0..n)
+            .map(|i| self.start_ms + (i as f64 * 1000.0 / self.rate_hz).round() as i64)
+            .collect()
+    }
+}
+
+pub fn parse_e4_csv(text: &str, width: usize, what: &str) -> Result<E4File> {
+    let err = |reason: String| Error::Source {
+        path: what.to_string(),
+        reason,
+    };
+    let mut lines = text.lines();
+    let first = |line: Option<&str>, name: &str| -> Result<f64> {
+        let line = line.ok_or_else(|| err(format!("missing {name} row")))?;
+        let field = line.split(',').next().unwrap_or("").trim();
+        field
+            .parse::<f64>()
+            .map_err(|e| err(format!("{name} row {line:?}: {e}")))
+    };
+    let start_s = first(lines.next(), "start time")?;
+    let rate_hz = first(lines.next(), "sample rate")?;
+    if !(rate_hz > 0.0 && rate_hz <= 1024.0) {
+        return Err(err(format!("implausible sample rate {rate_hz} Hz")));
+    }
+    let mut columns = vec![Vec::new(); width];
+    for (i, line) in lines.enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != width {
+            return Err(err(format!(
+                "row {}: expected {width} columns, found {}",
+                i + 3,
+                fields.len()
+            )));
+        }
+        for (col, field) in columns.iter_mut().zip(fields) {
+            col.push(
+                field
+                    .parse::<f64>()
+                    .map_err(|e| err(format!("row {}: {field:?}: {e}", i + 3)))?,
+            );
+        }
+    }
+    Ok(E4File {
+        start_ms: (start_s * 1000.0).round() as i64,
+        rate_hz,
+        columns,
+    })
+}
+
+/// Reads an export directory into one bundle's worth of signal batches.
+pub fn read_export(dir: &Path, device_serial: &str) -> Result<BundleContent> {
+    let files: [(&str, Signal, usize, f64); 5] = [
+        ("EDA.csv", Signal::Eda, 1, 1.0),
+        ("BVP.csv", Signal::Bvp, 1, 1.0),
+        ("HR.csv", Signal::Hr, 1, 1.0),
+        ("TEMP.csv", Signal::Temp, 1, 1.0),
+        // The E4 reports acceleration in 1/64 g; the wire format carries g.
+        ("ACC.csv", Signal::Acc, 3, 1.0 / 64.0),
+    ];
+    let mut batches = Vec::new();
+    for (file, signal, width, scale) in files {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Source {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let parsed = parse_e4_csv(&text, width, &path.display().to_string())?;
+        let ts = TimestampMillisecondArray::from(parsed.timestamps()).with_timezone("UTC");
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(ts)];
+        for col in parsed.columns {
+            arrays.push(Arc::new(Float64Array::from_iter_values(
+                col.into_iter().map(|v| v * scale),
+            )));
+        }
+        let batch = RecordBatch::try_new(signal.schema(), arrays)
+            .map_err(|e| Error::Seal(e.to_string()))?;
+        batches.push(SignalBatch { signal, batch });
+    }
+    Ok(BundleContent {
+        device_serial: device_serial.to_string(),
+        device_kind: DeviceKind::Wristband,
+        batches,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_header_rows_and_samples() {
+        let f = parse_e4_csv(
+            "1560279825.000000\n4.000000\n0.000000\n0.020499\n",
+            1,
+            "EDA",
+        )
+        .unwrap();
+        assert_eq!(f.start_ms, 1_560_279_825_000);
+        assert_eq!(f.rate_hz, 4.0);
+        assert_eq!(f.columns, vec![vec![0.0, 0.020499]]);
+        assert_eq!(f.timestamps(), vec![1_560_279_825_000, 1_560_279_825_250]);
+    }
+
+    #[test]
+    fn reports_the_row_that_is_wrong() {
+        let err = parse_e4_csv("1\n32\n1,2,3\n1,2\n", 3, "ACC").unwrap_err();
+        assert!(err.to_string().contains("row 4"), "{err}");
+        assert!(parse_e4_csv("1\n0\n", 1, "EDA").is_err());
+        assert!(parse_e4_csv("", 1, "EDA").is_err());
+    }
+
+    #[test]
+    fn reads_the_real_sample_export() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/e4-sample");
+        let content = read_export(&dir, "E4-TEST").unwrap();
+        let eda = content
+            .batches
+            .iter()
+            .find(|b| b.signal == Signal::Eda)
+            .unwrap();
+        assert_eq!(eda.batch.num_rows(), 9998);
+        let acc = content
+            .batches
+            .iter()
+            .find(|b| b.signal == Signal::Acc)
+            .unwrap();
+        // First ACC row is -61, 25, 6 in 1/64 g.
+        let x = acc
+            .batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        assert!((x.value(0) + 61.0 / 64.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,227 @@
+//! The station's durable local spool.
+//!
+//! A bundle is written to a temporary file, fsynced, renamed into `pending/` and the directory
+//! fsynced, so after a power cut it is either fully there or not there at all. It leaves `pending/`
+//! only when the server acknowledged it (deleted) or rejected it for good (moved to `set-aside/`
+//! with a `.reason` file beside it, for an operator to look at).
+//!
+//! File names are `<sequence, 12 digits>-<bundle id>.age`, so the directory listing is upload order.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nachtwacht_wire::BundleId;
+
+use crate::seal::SealedBundle;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+/// A bundle waiting in the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledBundle {
+    pub path: PathBuf,
+    pub sequence: u64,
+    pub bundle_id: BundleId,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Spool {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` so that it is durable and appears atomically.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("spool files live in a directory");
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+impl Spool {
+    pub fn open(root: &Path) -> Result<Self> {
+        for sub in ["pending", "set-aside"] {
+            let d = root.join(sub);
+            fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn pending_dir(&self) -> PathBuf {
+        self.root.join("pending")
+    }
+
+    /// The next sequence number, persisted before it is used so it never repeats.
+    fn next_sequence(&self) -> Result<u64> {
+        let path = self.root.join("sequence");
+        let last = match fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse::<u64>().map_err(|e| Error::Spool {
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let next = last + 1;
+        write_durably(&path, next.to_string().as_bytes())?;
+        Ok(next)
+    }
+
+    /// Up to which reading time (ms) this device's readings have been sealed into the spool.
+    pub fn cursor(&self, device_serial: &str) -> Result<Option<i64>> {
+        let path = self.cursor_path(device_serial);
+        match fs::read_to_string(&path) {
+            Ok(s) => Ok(s.trim().parse().ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    pub fn set_cursor(&self, device_serial: &str, up_to_ms: i64) -> Result<()> {
+        write_durably(
+            &self.cursor_path(device_serial),
+            up_to_ms.to_string().as_bytes(),
+        )
+    }
+
+    fn cursor_path(&self, device_serial: &str) -> PathBuf {
+        let safe: String = device_serial
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.root.join(format!("cursor-{safe}"))
+    }
+
+    /// Makes a sealed bundle durable in `pending/` and returns where it is. A bundle whose id is
+    /// already pending is not spooled twice.
+    pub fn put(&self, sealed: &SealedBundle) -> Result<SpooledBundle> {
+        if let Some(existing) = self
+            .pending()?
+            .into_iter()
+            .find(|b| b.bundle_id == sealed.bundle_id)
+        {
+            return Ok(existing);
+        }
+        let sequence = self.next_sequence()?;
+        let path = self
+            .pending_dir()
+            .join(format!("{sequence:012}-{}.age", sealed.bundle_id));
+        write_durably(&path, &sealed.ciphertext)?;
+        Ok(SpooledBundle {
+            path,
+            sequence,
+            bundle_id: sealed.bundle_id,
+        })
+    }
+
+    /// Pending bundles in sequence order.
+    pub fn pending(&self) -> Result<Vec<SpooledBundle>> {
+        let dir = self.pending_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let path = entry.map_err(io_err(&dir))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(stem) = name.strip_suffix(".age") else {
+                continue; // leftovers of an interrupted write end in .tmp
+            };
+            let Some((seq, id)) = stem.split_once('-') else {
+                continue;
+            };
+            if let (Ok(sequence), Some(bundle_id)) = (seq.parse(), BundleId::from_hex(id)) {
+                out.push(SpooledBundle {
+                    path,
+                    sequence,
+                    bundle_id,
+                });
+            }
+        }
+        out.sort_by_key(|b| b.sequence);
+        Ok(out)
+    }
+
+    pub fn read(&self, bundle: &SpooledBundle) -> Result<Vec<u8>> {
+        fs::read(&bundle.path).map_err(io_err(&bundle.path))
+    }
+
+    /// The server holds the bundle durably: forget it.
+    pub fn acknowledge(&self, bundle: &SpooledBundle) -> Result<()> {
+        fs::remove_file(&bundle.path).map_err(io_err(&bundle.path))?;
+        sync_dir(&self.pending_dir())
+    }
+
+    /// The server will never take this bundle: keep it aside with the reason.
+    pub fn set_aside(&self, bundle: &SpooledBundle, reason: &str) -> Result<()> {
+        let name = bundle.path.file_name().expect("spooled file has a name");
+        let dest = self.root.join("set-aside").join(name);
+        write_durably(&dest.with_extension("reason"), reason.as_bytes())?;
+        fs::rename(&bundle.path, &dest).map_err(io_err(&dest))?;
+        sync_dir(&self.pending_dir())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(b: u8) -> SealedBundle {
+        SealedBundle {
+            bundle_id: BundleId([b; 16]),
+            ciphertext: vec![b; 100],
+        }
+    }
+
+    #[test]
+    fn bundles_come_back_in_sequence_order_until_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let a = spool.put(&sealed(1)).unwrap();
+        let b = spool.put(&sealed(2)).unwrap();
+        assert_eq!((a.sequence, b.sequence), (1, 2));
+        // A torn write leaves only a .tmp file, which is not a pending bundle.
+        fs::write(spool.pending_dir().join("000000000003-xx.tmp"), b"torn").unwrap();
+
+        let reopened = Spool::open(dir.path()).unwrap();
+        assert_eq!(reopened.pending().unwrap(), vec![a.clone(), b.clone()]);
+        assert_eq!(reopened.read(&a).unwrap(), vec![1; 100]);
+
+        reopened.acknowledge(&a).unwrap();
+        reopened.set_aside(&b, "rejected: unknown device").unwrap();
+        assert!(reopened.pending().unwrap().is_empty());
+        let reason = fs::read_to_string(
+            dir.path()
+                .join("set-aside")
+                .join(b.path.file_name().unwrap())
+                .with_extension("reason"),
+        )
+        .unwrap();
+        assert_eq!(reason, "rejected: unknown device");
+        // Sequence numbers never repeat, even after reopening.
+        assert_eq!(reopened.put(&sealed(3)).unwrap().sequence, 3);
+    }
+}

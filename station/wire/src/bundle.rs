@@ -1,0 +1,330 @@
+//! Bundle format v1: the plaintext a station seals with age.
+//!
+//! ```text
+//! magic "NWBUNDLE" | u16 LE format version | u32 LE manifest length | manifest (JSON)
+//! | Arrow IPC stream of signal 1 | Arrow IPC stream of signal 2 | ...
+//! ```
+//!
+//! The manifest lists the signals in the order their IPC streams follow, with each stream's byte
+//! length and row count. Every signal has one fixed Arrow schema ([`Signal::schema`]); a stream whose
+//! schema differs is rejected, never coerced. Unknown format versions are rejected, not guessed at.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use serde::{Deserialize, Serialize};
+
+pub const BUNDLE_MAGIC: &[u8; 8] = b"NWBUNDLE";
+pub const BUNDLE_FORMAT_VERSION: u16 = 1;
+/// A manifest larger than this is not a manifest.
+pub const MAX_MANIFEST_LEN: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("not a nachtwacht bundle (bad magic)")]
+    BadMagic,
+    #[error("bundle format version {0} is not supported (this build reads version {BUNDLE_FORMAT_VERSION})")]
+    UnsupportedVersion(u16),
+    #[error("bundle is truncated: {0}")]
+    Truncated(&'static str),
+    #[error("manifest is invalid: {0}")]
+    Manifest(String),
+    #[error("signal {signal}: {reason}")]
+    Signal { signal: String, reason: String },
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+pub type Result<T, E = BundleError> = std::result::Result<T, E>;
+
+/// 16 random bytes chosen by the station, unique per bundle; the key for de-duplication.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BundleId(pub [u8; 16]);
+
+impl BundleId {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let bytes = hex::decode(s).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+}
+
+impl std::fmt::Debug for BundleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BundleId({})", self.to_hex())
+    }
+}
+
+impl std::fmt::Display for BundleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for BundleId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for BundleId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        BundleId::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("bundle id must be 32 hex digits"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKind {
+    /// Ankle monitor with transdermal alcohol sensor.
+    AnkleMonitor,
+    /// Wristband with EDA, pulse, temperature and motion.
+    Wristband,
+}
+
+/// The signals a bundle may carry. Each has exactly one Arrow schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signal {
+    /// Ankle-monitor reading every 30 minutes: TAC, ambient alcohol, skin temperature, IR, strap.
+    Ankle,
+    /// Electrodermal activity, µS, 4 Hz.
+    Eda,
+    /// Blood-volume pulse, 64 Hz.
+    Bvp,
+    /// Heart rate, beats per minute, 1 Hz.
+    Hr,
+    /// Skin temperature, °C, 4 Hz.
+    Temp,
+    /// Acceleration in g, 32 Hz.
+    Acc,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 6] = [
+        Signal::Ankle,
+        Signal::Eda,
+        Signal::Bvp,
+        Signal::Hr,
+        Signal::Temp,
+        Signal::Acc,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Ankle => "ankle",
+            Signal::Eda => "eda",
+            Signal::Bvp => "bvp",
+            Signal::Hr => "hr",
+            Signal::Temp => "temp",
+            Signal::Acc => "acc",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Signal> {
+        Signal::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The value columns after the leading `ts` column, with their units.
+    pub fn value_columns(self) -> &'static [(&'static str, DataType)] {
+        match self {
+            Signal::Ankle => &[
+                ("tac_g_dl", DataType::Float64),
+                ("ambient_g_dl", DataType::Float64),
+                ("skin_temp_c", DataType::Float64),
+                ("ir", DataType::Float64),
+                ("strap_closed", DataType::Boolean),
+            ],
+            Signal::Eda => &[("eda_us", DataType::Float64)],
+            Signal::Bvp => &[("bvp", DataType::Float64)],
+            Signal::Hr => &[("hr_bpm", DataType::Float64)],
+            Signal::Temp => &[("temp_c", DataType::Float64)],
+            Signal::Acc => &[
+                ("x_g", DataType::Float64),
+                ("y_g", DataType::Float64),
+                ("z_g", DataType::Float64),
+            ],
+        }
+    }
+
+    /// Arrow schema: `ts` (UTC milliseconds) then the value columns, none nullable.
+    pub fn schema(self) -> SchemaRef {
+        let mut fields = vec![Field::new("ts", ts_type(), false)];
+        fields.extend(
+            self.value_columns()
+                .iter()
+                .map(|(name, dt)| Field::new(*name, dt.clone(), false)),
+        );
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// The timestamp type of every signal: milliseconds since the Unix epoch, UTC.
+pub fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// One signal's readings for the bundle's time span.
+#[derive(Debug, Clone)]
+pub struct SignalBatch {
+    pub signal: Signal,
+    pub batch: RecordBatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalEntry {
+    pub signal: Signal,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Describes a bundle. The device serial is here so the server can find the person the device is
+/// assigned to; it never reaches an analytic dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    pub bundle_id: BundleId,
+    pub device_serial: String,
+    pub device_kind: DeviceKind,
+    /// When the station sealed the bundle, by its own clock (ms since epoch).
+    pub sealed_at_ms: i64,
+    pub signals: Vec<SignalEntry>,
+}
+
+/// A decoded bundle: its manifest and one batch per signal.
+#[derive(Debug, Clone)]
+pub struct DecodedBundle {
+    pub manifest: BundleManifest,
+    pub batches: Vec<SignalBatch>,
+}
+
+/// Serialises a bundle. The `signals` list of `manifest` is filled in here from `batches`.
+pub fn encode_bundle(mut manifest: BundleManifest, batches: &[SignalBatch]) -> Result<Vec<u8>> {
+    let mut streams = Vec::with_capacity(batches.len());
+    manifest.signals.clear();
+    for sb in batches {
+        check_schema(sb.signal, &sb.batch.schema())?;
+        let mut buf = Vec::new();
+        {
+            let mut w = StreamWriter::try_new(&mut buf, &sb.signal.schema())?;
+            w.write(&sb.batch)?;
+            w.finish()?;
+        }
+        manifest.signals.push(SignalEntry {
+            signal: sb.signal,
+            rows: sb.batch.num_rows() as u64,
+            bytes: buf.len() as u64,
+        });
+        streams.push(buf);
+    }
+    let manifest_json =
+        serde_json::to_vec(&manifest).map_err(|e| BundleError::Manifest(e.to_string()))?;
+    let mut out =
+        Vec::with_capacity(14 + manifest_json.len() + streams.iter().map(Vec::len).sum::<usize>());
+    out.extend_from_slice(BUNDLE_MAGIC);
+    out.extend_from_slice(&BUNDLE_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(manifest_json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&manifest_json);
+    for s in streams {
+        out.extend_from_slice(&s);
+    }
+    Ok(out)
+}
+
+/// Parses and checks a bundle: magic, version, manifest, and every stream's schema and row count.
+pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
+    if bytes.len() < 8 || &bytes[..8] != BUNDLE_MAGIC {
+        return Err(BundleError::BadMagic);
+    }
+    let version = u16::from_le_bytes(
+        bytes
+            .get(8..10)
+            .ok_or(BundleError::Truncated("version"))?
+            .try_into()
+            .expect("2 bytes"),
+    );
+    if version != BUNDLE_FORMAT_VERSION {
+        return Err(BundleError::UnsupportedVersion(version));
+    }
+    let manifest_len = u32::from_le_bytes(
+        bytes
+            .get(10..14)
+            .ok_or(BundleError::Truncated("manifest length"))?
+            .try_into()
+            .expect("4 bytes"),
+    ) as usize;
+    if manifest_len > MAX_MANIFEST_LEN {
+        return Err(BundleError::Manifest(format!(
+            "manifest length {manifest_len} exceeds {MAX_MANIFEST_LEN}"
+        )));
+    }
+    let manifest_bytes = bytes
+        .get(14..14 + manifest_len)
+        .ok_or(BundleError::Truncated("manifest"))?;
+    let manifest: BundleManifest =
+        serde_json::from_slice(manifest_bytes).map_err(|e| BundleError::Manifest(e.to_string()))?;
+
+    let mut offset = 14 + manifest_len;
+    let mut batches = Vec::with_capacity(manifest.signals.len());
+    for entry in &manifest.signals {
+        let len = usize::try_from(entry.bytes)
+            .map_err(|_| BundleError::Manifest("stream length overflows".into()))?;
+        let stream = bytes
+            .get(offset..offset.saturating_add(len))
+            .ok_or(BundleError::Truncated("signal stream"))?;
+        offset += len;
+        let batch = read_stream(entry.signal, stream)?;
+        if batch.num_rows() as u64 != entry.rows {
+            return Err(BundleError::Signal {
+                signal: entry.signal.name().into(),
+                reason: format!(
+                    "manifest says {} rows, stream has {}",
+                    entry.rows,
+                    batch.num_rows()
+                ),
+            });
+        }
+        batches.push(SignalBatch {
+            signal: entry.signal,
+            batch,
+        });
+    }
+    if offset != bytes.len() {
+        return Err(BundleError::Manifest(format!(
+            "{} trailing bytes after the last signal stream",
+            bytes.len() - offset
+        )));
+    }
+    Ok(DecodedBundle { manifest, batches })
+}
+
+fn read_stream(signal: Signal, stream: &[u8]) -> Result<RecordBatch> {
+    let reader = StreamReader::try_new(Cursor::new(stream), None)?;
+    check_schema(signal, &reader.schema())?;
+    let schema = signal.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}
+
+fn check_schema(signal: Signal, actual: &Schema) -> Result<()> {
+    let expected = signal.schema();
+    if actual.fields() != expected.fields() {
+        return Err(BundleError::Signal {
+            signal: signal.name().into(),
+            reason: format!("schema {actual:?} does not match the v1 schema {expected:?}"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

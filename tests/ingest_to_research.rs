@@ -1,0 +1,274 @@
+//! The walking skeleton end to end: a station seals and uploads bundles over real QUIC with
+//! certificates made at test time; the server stores, decrypts and pseudonymises them into Parquet;
+//! the pipeline raises an alcohol alert; a researcher gets a DP answer over HTTP until the budget is
+//! spent.
+
+mod common;
+
+use common::*;
+use nachtwacht::config::Config;
+use nachtwacht::{audit, evaluate, research};
+use nachtwacht_station::seal::seal;
+use nachtwacht_station::source::simulator::DrinkingEpisode;
+use nachtwacht_station::spool::Spool;
+use nachtwacht_station::uploader::Uploader;
+use polars::prelude::*;
+
+fn post_query(http: std::net::SocketAddr, token: &str, epsilon: f64) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({
+        "dataset": "daily-indicators",
+        "aggregate": {"kind": "count"},
+        "epsilon": epsilon,
+    });
+    let resp = ureq::post(&format!("http://{http}/api/v1/research/query"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .send_json(body);
+    match resp {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_travel_from_station_to_alert_and_dp_answer() {
+    let t = start_server(Config::default()).await;
+    let drinking = vec![DrinkingEpisode {
+        day: 1,
+        hour: 20.0,
+        peak_tac: 0.05,
+    }];
+    let (station, station_dir, person) = t.ankle_station("home-1", "AM-0001", 3, drinking);
+
+    let report = nachtwacht_station::run_once(&station, &station_dir)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.sealed, report.acknowledged, report.left_in_spool),
+        (3, 3, 0),
+        "{report:?}"
+    );
+    // A second pass finds nothing new to seal and nothing left to send.
+    let again = nachtwacht_station::run_once(&station, &station_dir)
+        .await
+        .unwrap();
+    assert_eq!((again.sealed, again.acknowledged), (0, 0));
+
+    t.server.decode_now().await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
+        3
+    );
+    assert_eq!(t.count("SELECT sum(rows_stored) FROM bundles"), 3 * 48);
+
+    // The raw dataset: pseudonyms only, traceable to bundles, no serial, case or station anywhere.
+    let files =
+        nachtwacht::dataset::list_signal_files(&t.ctx.dir, nachtwacht_wire::Signal::Ankle).unwrap();
+    assert_eq!(files.len(), 3, "one file per bundle and day: {files:?}");
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for secret in ["AM-0001", "CASE-home-1", "home-1"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} found in {}",
+                f.display()
+            );
+        }
+    }
+    let raw = LazyFrame::scan_parquet(PlPath::new(&files[0].to_string_lossy()), Default::default())
+        .unwrap()
+        .collect()
+        .unwrap();
+    let names: Vec<String> = raw
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(names[0], "pid");
+    assert_eq!(names.last().unwrap(), "bundle_id");
+    let pid = raw
+        .column("pid")
+        .unwrap()
+        .str()
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_string();
+    assert_eq!(pid, t.ctx.pseudonymiser().unwrap().operational(person));
+
+    // Pipelines: exactly one drinking event, raised as one alert with its evidence bundles.
+    let pseudonyms = t.ctx.pseudonymiser().unwrap();
+    let ctx = t.ctx.clone();
+    let eval =
+        tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(eval.new_alerts, 1, "{eval:?}");
+    assert_eq!(eval.person_days, 3);
+    let (kind, evidence): (String, String) = t
+        .ctx
+        .db
+        .lock()
+        .query_row("SELECT kind, evidence_bundles FROM alerts", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(kind, "alcohol");
+    for id in evidence.split(',') {
+        let known = t.count(&format!(
+            "SELECT count(*) FROM bundles WHERE bundle_id = '{id}'"
+        ));
+        assert_eq!(known, 1, "evidence bundle {id} is not in the registry");
+    }
+    // Running the pipelines again raises no second alert for the same event.
+    let (ctx, p) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    let eval2 = tokio::task::spawn_blocking(move || evaluate::run(&ctx, &p, &Default::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(eval2.new_alerts, 0);
+    assert_eq!(t.count("SELECT count(*) FROM alerts"), 1);
+
+    // The research dataset carries research pseudonyms only.
+    let research_df = LazyFrame::scan_parquet(
+        PlPath::new(&t.ctx.dir.research_daily().to_string_lossy()),
+        Default::default(),
+    )
+    .unwrap()
+    .collect()
+    .unwrap();
+    assert!(research_df.column("pid").is_err());
+    assert!(research_df
+        .column("rid")
+        .unwrap()
+        .str()
+        .unwrap()
+        .into_no_null_iter()
+        .all(|r| r.starts_with("r1-")));
+
+    // Research over HTTP: DP answers until the budget is spent, then a clear refusal.
+    research::create_project(&t.ctx, "wodc-test", 1.0, 0.6, "test").unwrap();
+    let token = research::issue_token(&t.ctx, "wodc-test", 1, "test").unwrap();
+    let http = t.server.http_addr;
+    let tok = token.clone();
+    let (status, first) = tokio::task::spawn_blocking(move || post_query(http, &tok, 0.5))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{first}");
+    assert!(first["value"].as_f64().unwrap().is_finite());
+    assert!(first["epsilon_spent"].as_f64().unwrap() <= 0.5);
+    assert!(first["accuracy_95"][0]["accuracy"].as_f64().unwrap() > 0.0);
+    assert_eq!(first["privacy_unit"], "person");
+
+    let tok = token.clone();
+    let (status, too_big) = tokio::task::spawn_blocking(move || post_query(http, &tok, 0.7))
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "over the per-query maximum: {too_big}");
+
+    let tok = token.clone();
+    let (status, _) = tokio::task::spawn_blocking(move || post_query(http, &tok, 0.5))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let tok = token.clone();
+    let (status, refused) = tokio::task::spawn_blocking(move || post_query(http, &tok, 0.1))
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("budget exhausted"),
+        "{refused}"
+    );
+    let spent: f64 = t
+        .ctx
+        .db
+        .lock()
+        .query_row("SELECT epsilon_spent FROM research_projects", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(spent <= 1.0 + 1e-9, "spent {spent}");
+
+    let (status, _) = tokio::task::spawn_blocking(move || post_query(http, "nwr_wrong", 0.1))
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+
+    // Every release and the refusal are in the audit log, and the chain verifies.
+    assert_eq!(
+        t.count("SELECT count(*) FROM audit_log WHERE action = 'research.release'"),
+        2
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM audit_log WHERE action = 'research.refused'"),
+        1
+    );
+    assert!(matches!(
+        audit::verify(&t.ctx.db.lock()).unwrap(),
+        audit::Verdict::Intact { .. }
+    ));
+
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_bundle_is_acknowledged_as_duplicate_and_stored_once() {
+    let t = start_server(Config::default()).await;
+    let (station, station_dir, _) = t.ankle_station("home-2", "AM-0002", 1, vec![]);
+    let content = nachtwacht_station::source::read_all(&station.source, &station_dir).unwrap();
+    let recipient =
+        nachtwacht_station::seal::parse_recipient(&station.server_age_recipient).unwrap();
+    let sealed = seal(&content[0], &recipient).unwrap();
+
+    let spool = Spool::open(&station.spool_dir(&station_dir)).unwrap();
+    let uploader = Uploader::new(&station).unwrap();
+    spool.put(&sealed).unwrap();
+    assert_eq!(uploader.drain(&spool).await.unwrap().acknowledged, 1);
+    // The station lost its record of the acknowledgement and sends the same bundle again.
+    spool.put(&sealed).unwrap();
+    assert_eq!(uploader.drain(&spool).await.unwrap().acknowledged, 1);
+    assert!(spool.pending().unwrap().is_empty());
+    assert_eq!(t.count("SELECT count(*) FROM bundles"), 1);
+
+    t.server.decode_now().await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
+        1
+    );
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
+    let t = start_server(Config::default()).await;
+    let (mut station, station_dir, _) = t.ankle_station("home-3", "AM-0003", 1, vec![]);
+    if let nachtwacht_station::SourceConfig::Simulator(sim) = &mut station.source {
+        sim.device_serial = "AM-UNKNOWN".into();
+    }
+    let report = nachtwacht_station::run_once(&station, &station_dir)
+        .await
+        .unwrap();
+    assert_eq!(report.acknowledged, 1, "stored durably before any decoding");
+    t.server.decode_now().await;
+    let (state, reason): (String, String) = t
+        .ctx
+        .db
+        .lock()
+        .query_row("SELECT state, reason FROM bundles", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(state, "quarantined");
+    assert!(
+        reason.contains("AM-UNKNOWN") && reason.contains("not assigned"),
+        "{reason}"
+    );
+    let quarantined: Vec<_> = std::fs::read_dir(t.ctx.dir.quarantine()).unwrap().collect();
+    assert_eq!(quarantined.len(), 2, "ciphertext and reason are kept");
+    t.server.shutdown().await;
+}
