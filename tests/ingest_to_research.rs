@@ -14,6 +14,19 @@ use nachtwacht_station::spool::Spool;
 use nachtwacht_station::uploader::Uploader;
 use polars::prelude::*;
 
+/// Polars blocks on a runtime of its own while scanning, so never on an async worker thread.
+fn read_parquet(path: &std::path::Path) -> DataFrame {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())
+            .unwrap()
+            .collect()
+            .unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
 fn post_query(http: std::net::SocketAddr, token: &str, epsilon: f64) -> (u16, serde_json::Value) {
     let body = serde_json::json!({
         "dataset": "daily-indicators",
@@ -75,10 +88,7 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
             );
         }
     }
-    let raw = LazyFrame::scan_parquet(PlPath::new(&files[0].to_string_lossy()), Default::default())
-        .unwrap()
-        .collect()
-        .unwrap();
+    let raw = read_parquet(&files[0]);
     let names: Vec<String> = raw
         .get_column_names()
         .iter()
@@ -131,13 +141,7 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
     assert_eq!(t.count("SELECT count(*) FROM alerts"), 1);
 
     // The research dataset carries research pseudonyms only.
-    let research_df = LazyFrame::scan_parquet(
-        PlPath::new(&t.ctx.dir.research_daily().to_string_lossy()),
-        Default::default(),
-    )
-    .unwrap()
-    .collect()
-    .unwrap();
+    let research_df = read_parquet(&t.ctx.dir.research_daily());
     assert!(research_df.column("pid").is_err());
     assert!(research_df
         .column("rid")

@@ -20,12 +20,19 @@ pub const KIND_INTERFERENT: &str = "interferent";
 const MS_PER_HOUR: f64 = 3_600_000.0;
 
 pub fn drinking_events(readings: LazyFrame, rules: &AlcoholRules) -> LazyFrame {
-    let by_person = [col("pid")];
-    let prev = |c: &str| col(c).shift(lit(1)).over(by_person.clone());
+    // Rows are sorted by person and time, so the neighbouring row is the same person's previous or
+    // next reading whenever the `pid` matches. Shifts with that mask replace window expressions
+    // (which polars refuses to carry into the aggregation below) and are cheaper.
+    let neighbour = |c: &str, n: i64| {
+        when(col("pid").eq(col("pid").shift(lit(n))))
+            .then(col(c).shift(lit(n)))
+            .otherwise(lit(NULL))
+    };
     let hours_since_prev =
-        (col("ts_ms") - prev("ts_ms")).cast(DataType::Float64) / lit(MS_PER_HOUR);
-    let rate = ((col("tac_g_dl") - prev("tac_g_dl")) / hours_since_prev).alias("rate_per_hour");
-    let starts_run = col("above").and(prev("above").fill_null(lit(false)).not());
+        (col("ts_ms") - neighbour("ts_ms", 1)).cast(DataType::Float64) / lit(MS_PER_HOUR);
+    let rate =
+        ((col("tac_g_dl") - neighbour("tac_g_dl", 1)) / hours_since_prev).alias("rate_per_hour");
+    let starts_run = col("above").and(neighbour("above", 1).fill_null(lit(false)).not());
 
     let too_fast = col("max_rise_per_hour")
         .gt(lit(rules.max_rise_per_hour))
@@ -40,14 +47,11 @@ pub fn drinking_events(readings: LazyFrame, rules: &AlcoholRules) -> LazyFrame {
         ])
         .with_columns([rate])
         .with_columns([
-            col("rate_per_hour")
-                .shift(lit(-1))
-                .over(by_person.clone())
-                .alias("rate_to_next"),
+            neighbour("rate_per_hour", -1).alias("rate_to_next"),
+            // Run numbers are global; together with `pid` they identify one person's run.
             starts_run
                 .cast(DataType::UInt32)
                 .cum_sum(false)
-                .over(by_person.clone())
                 .alias("run"),
         ])
         .filter(col("above"))
