@@ -166,7 +166,7 @@ impl Decoder {
                     .column(0)
                     .as_any()
                     .downcast_ref::<arrow::array::TimestampMillisecondArray>()
-                    .and_then(|a| arrow::compute::min(a))
+                    .and_then(arrow::compute::min)
             })
             .min();
         let Some(first_ts) = first_ts else {
