@@ -126,6 +126,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
     let mut config = Config::default();
     // The pipelines run explicitly below; the scheduler inside serve runs them again later.
     config.pipeline.interval_secs = 30;
+    // Public bound on days per person: the simulation covers exactly this many days. (A real
+    // deployment keeps the default of a year, which makes answers over a handful of people noisy.)
+    config.research.max_days_per_person = opts.days.max(1);
     let report = init::init(&data_dir, &config, crate::now_ms()).map_err(step("init"))?;
     let ctx = Context::open(&data_dir).map_err(step("open data directory"))?;
     let server = crate::server::start(ctx.clone(), opts.listen)

@@ -80,14 +80,30 @@ pub struct RunningServer {
     tasks: JoinSet<()>,
     decoded: Arc<Notify>,
     wake_decoder: Arc<Notify>,
+    db: Db,
 }
 
 impl RunningServer {
-    /// Asks the decode worker to look at the spool now and waits until it has finished a pass.
+    /// Asks the decode worker to process the spool now and waits until no bundle is left waiting
+    /// (or a few passes could not empty it, e.g. while the disk is failing).
     pub async fn decode_now(&self) {
-        let done = self.decoded.notified();
-        self.wake_decoder.notify_one();
-        done.await;
+        for _ in 0..20 {
+            let done = self.decoded.notified();
+            self.wake_decoder.notify_one();
+            done.await;
+            let waiting: i64 = self
+                .db
+                .lock()
+                .query_row(
+                    "SELECT count(*) FROM bundles WHERE state = 'spooled'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap_or(0);
+            if waiting == 0 {
+                return;
+            }
+        }
     }
 
     /// Stops accepting, drains open uploads, finishes the current decode pass, stops HTTP.
@@ -158,6 +174,7 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
         tasks,
         decoded,
         wake_decoder,
+        db: ctx.db.clone(),
     })
 }
 

@@ -276,3 +276,121 @@ async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
     assert_eq!(quarantined.len(), 2, "ciphertext and reason are kept");
     t.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_e4_export_ingests_end_to_end() {
+    let e4_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/e4-sample");
+    assert!(
+        e4_dir.join("EDA.csv").exists(),
+        "E4 sample missing at {}",
+        e4_dir.display()
+    );
+    let t = start_server(Config::default()).await;
+    let person =
+        nachtwacht::enroll::add_person(&t.ctx, "CASE-E4", "aggression-training", "test").unwrap();
+    // The export was recorded in June 2019.
+    nachtwacht::enroll::assign_device(
+        &t.ctx,
+        "E4-A01",
+        nachtwacht_wire::DeviceKind::Wristband,
+        person,
+        1_500_000_000_000,
+        "test",
+    )
+    .unwrap();
+    let mut station = nachtwacht::enroll::add_station(&t.ctx, "home-e4", "test").unwrap();
+    station.servers = vec![t.server.quic_addr.to_string()];
+    station.source = nachtwacht_station::SourceConfig::E4Csv {
+        dir: e4_dir,
+        device_serial: "E4-A01".into(),
+    };
+    let station_dir = t.tmp.path().join("station-e4");
+    std::fs::create_dir_all(&station_dir).unwrap();
+    let report = nachtwacht_station::run_once(&station, &station_dir)
+        .await
+        .unwrap();
+    assert_eq!((report.sealed, report.acknowledged), (1, 1), "{report:?}");
+    t.server.decode_now().await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
+        1
+    );
+    // EDA 9998 + BVP 9998 + HR 4998 + TEMP 4998 + ACC 9998 rows, all allowed by the programme.
+    assert_eq!(
+        t.count("SELECT rows_stored FROM bundles"),
+        9998 * 3 + 4998 * 2
+    );
+
+    let (ctx, p) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    let eval = tokio::task::spawn_blocking(move || evaluate::run(&ctx, &p, &Default::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(eval.person_days, 1);
+    let daily = read_parquet(&t.ctx.dir.research_daily());
+    let eda = daily
+        .column("mean_eda_us")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    let hr = daily
+        .column("mean_hr_bpm")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert!((0.05..60.0).contains(&eda), "mean EDA {eda}");
+    assert!((40.0..200.0).contains(&hr), "mean HR {hr}");
+    assert!(
+        daily.column("peak_tac_g_dl").unwrap().null_count() == 1,
+        "no ankle data, no invented TAC"
+    );
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_outside_the_programme_are_discarded_and_counted() {
+    let t = start_server(Config::default()).await;
+    // An alcohol-ban person whose station (wrongly) sends wristband data: nothing may be stored.
+    let person = nachtwacht::enroll::add_person(&t.ctx, "CASE-PB", "alcohol-ban", "test").unwrap();
+    let start_ms = days_ago(1);
+    nachtwacht::enroll::assign_device(
+        &t.ctx,
+        "WB-9",
+        nachtwacht_wire::DeviceKind::Wristband,
+        person,
+        start_ms,
+        "test",
+    )
+    .unwrap();
+    let mut station = nachtwacht::enroll::add_station(&t.ctx, "home-pb", "test").unwrap();
+    station.servers = vec![t.server.quic_addr.to_string()];
+    station.source = nachtwacht_station::SourceConfig::Simulator(
+        nachtwacht_station::source::simulator::SimulatorConfig {
+            device: nachtwacht_wire::DeviceKind::Wristband,
+            device_serial: "WB-9".into(),
+            start_ms,
+            days: 1,
+            seed: 3,
+            drinking: vec![],
+            wear_hours_per_day: 1,
+        },
+    );
+    let dir = t.tmp.path().join("station-pb");
+    std::fs::create_dir_all(&dir).unwrap();
+    nachtwacht_station::run_once(&station, &dir).await.unwrap();
+    t.server.decode_now().await;
+    assert_eq!(
+        t.count("SELECT rows_stored FROM bundles WHERE state = 'processed'"),
+        0
+    );
+    assert_eq!(
+        t.count("SELECT rows_discarded FROM bundles"),
+        14_400 + 230_400 + 3_600 + 14_400 + 115_200
+    );
+    assert!(!t.ctx.dir.raw_signal("eda").exists());
+    t.server.shutdown().await;
+}
