@@ -1,0 +1,138 @@
+//! The administration commands as an operator runs them, through the real binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn nachtwacht(args: &[&str], data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+
+    let init = ok(&nachtwacht(&["init"], &data));
+    assert!(init.contains("one-time password"), "{init}");
+    let again = nachtwacht(&["init"], &data);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+
+    ok(&nachtwacht(&["check-config"], &data));
+    ok(&nachtwacht(
+        &[
+            "person",
+            "add",
+            "--reference",
+            "CASE-9",
+            "--programme",
+            "alcohol-ban",
+        ],
+        &data,
+    ));
+    let bad = nachtwacht(
+        &[
+            "person",
+            "add",
+            "--reference",
+            "CASE-10",
+            "--programme",
+            "karaoke",
+        ],
+        &data,
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown programme"));
+    ok(&nachtwacht(
+        &[
+            "device",
+            "assign",
+            "--serial",
+            "AM-9",
+            "--kind",
+            "ankle-monitor",
+            "--person-id",
+            "1",
+        ],
+        &data,
+    ));
+
+    let station_file = tmp.path().join("home-9.toml");
+    ok(&nachtwacht(
+        &[
+            "station",
+            "add",
+            "--name",
+            "home-9",
+            "--out",
+            station_file.to_str().unwrap(),
+        ],
+        &data,
+    ));
+    let station = nachtwacht_station::StationConfig::load(&station_file).unwrap();
+    assert_eq!(station.name, "home-9");
+    assert!(
+        station.key_pem.contains("PRIVATE KEY") && station.server_age_recipient.starts_with("age1")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&station_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    ok(&nachtwacht(
+        &["station", "revoke", "--name", "home-9"],
+        &data,
+    ));
+
+    ok(&nachtwacht(
+        &[
+            "research",
+            "add-project",
+            "--name",
+            "wodc",
+            "--epsilon",
+            "2",
+        ],
+        &data,
+    ));
+    let token = ok(&nachtwacht(
+        &["research", "token", "--project", "wodc"],
+        &data,
+    ));
+    assert!(token.trim().starts_with("nwr_"));
+
+    let audit = ok(&nachtwacht(&["audit"], &data));
+    // init, person, device, station add, station revoke, project, token.
+    assert!(audit.contains("intact: 7 entries"), "{audit}");
+
+    // Tampering with one entry is detected and the command fails.
+    let conn = rusqlite::Connection::open(data.join("state.sqlite")).unwrap();
+    conn.execute(
+        "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 4",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let broken = nachtwacht(&["audit"], &data);
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("broken at entry 4"));
+}
