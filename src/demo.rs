@@ -1,6 +1,6 @@
 //! `nachtwacht demo`: the whole journey on one machine with embedded defaults.
 //!
-//! Initialises a data directory (temporary unless given), starts the server, enrolls a handful of
+//! Initialises a data directory (a new one under the temporary directory unless given, kept afterwards), starts the server, enrolls a handful of
 //! people with simulated devices and base stations, lets the stations seal and upload a few days of
 //! readings over real QUIC, runs the pipelines, and asks one differentially private question.
 
@@ -96,8 +96,6 @@ pub struct AlertLine {
 pub struct DemoRun {
     pub server: RunningServer,
     pub data_dir: PathBuf,
-    /// Holds a temporary data directory alive until the demo ends.
-    pub _temp: Option<tempfile::TempDir>,
     pub admin_password: String,
     pub research_token: String,
     pub bundles_acknowledged: usize,
@@ -113,15 +111,16 @@ pub struct DemoOptions {
 
 /// Runs every step up to and including the DP answer, and leaves the server running.
 pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
-    let (data_dir, temp) = match opts.data_dir {
-        Some(d) => (d, None),
-        None => {
-            let t = tempfile::Builder::new()
-                .prefix("nachtwacht-demo-")
-                .tempdir()
-                .map_err(step("temporary directory"))?;
-            (t.path().join("data"), Some(t))
-        }
+    // A fresh directory under the system's temporary directory unless one is given. It is kept
+    // after the demo so the datasets, quarantine and audit log can be inspected.
+    let data_dir = match opts.data_dir {
+        Some(d) => d,
+        None => tempfile::Builder::new()
+            .prefix("nachtwacht-demo-")
+            .tempdir()
+            .map_err(step("temporary directory"))?
+            .keep()
+            .join("data"),
     };
     let mut config = Config::default();
     // The pipelines run explicitly below; the scheduler inside serve runs them again later.
@@ -212,7 +211,6 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
         alerts: alerts(&ctx).map_err(step("read alerts"))?,
         server,
         data_dir,
-        _temp: temp,
         admin_password: report.admin_password,
         research_token: token,
         bundles_acknowledged,

@@ -437,6 +437,9 @@ async fn run_demo(
         }
     }
     run.server.shutdown().await;
-    println!("Demo stopped.");
+    println!(
+        "Demo stopped. Its data stays in {} for inspection; delete it when done.",
+        run.data_dir.display()
+    );
     Ok(())
 }
