@@ -27,6 +27,15 @@ fn read_parquet(path: &std::path::Path) -> DataFrame {
     .unwrap()
 }
 
+/// One pipeline run with the default rules, on a blocking thread as the server does it.
+async fn run_pipelines(ctx: &nachtwacht::server::Context) -> evaluate::EvaluationReport {
+    let (ctx, pseudonyms) = (ctx.clone(), ctx.pseudonymiser().unwrap());
+    tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn post_query(http: std::net::SocketAddr, token: &str, epsilon: f64) -> (u16, serde_json::Value) {
     let body = serde_json::json!({
         "dataset": "daily-indicators",
@@ -107,13 +116,7 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
     assert_eq!(pid, t.ctx.pseudonymiser().unwrap().operational(person));
 
     // Pipelines: exactly one drinking event, raised as one alert with its evidence bundles.
-    let pseudonyms = t.ctx.pseudonymiser().unwrap();
-    let ctx = t.ctx.clone();
-    let eval =
-        tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
-            .await
-            .unwrap()
-            .unwrap();
+    let eval = run_pipelines(&t.ctx).await;
     assert_eq!(eval.new_alerts, 1, "{eval:?}");
     assert_eq!(eval.person_days, 3);
     let (kind, evidence): (String, String) = t
@@ -132,11 +135,7 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
         assert_eq!(known, 1, "evidence bundle {id} is not in the registry");
     }
     // Running the pipelines again raises no second alert for the same event.
-    let (ctx, p) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
-    let eval2 = tokio::task::spawn_blocking(move || evaluate::run(&ctx, &p, &Default::default()))
-        .await
-        .unwrap()
-        .unwrap();
+    let eval2 = run_pipelines(&t.ctx).await;
     assert_eq!(eval2.new_alerts, 0);
     assert_eq!(t.count("SELECT count(*) FROM alerts"), 1);
 
@@ -321,11 +320,7 @@ async fn the_real_e4_export_ingests_end_to_end() {
         9998 * 3 + 4998 * 2
     );
 
-    let (ctx, p) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
-    let eval = tokio::task::spawn_blocking(move || evaluate::run(&ctx, &p, &Default::default()))
-        .await
-        .unwrap()
-        .unwrap();
+    let eval = run_pipelines(&t.ctx).await;
     assert_eq!(eval.person_days, 1);
     let daily = read_parquet(&t.ctx.dir.research_daily());
     let eda = daily
