@@ -27,6 +27,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub research: ResearchConfig,
     pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub communication: CommunicationConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +42,82 @@ pub struct IngestConfig {
     pub server_name: String,
     /// Largest bundle ciphertext accepted, bytes.
     pub max_bundle_bytes: u64,
+    /// Connections one station may hold at once; more are closed with a reason.
+    #[serde(default = "defaults::max_connections_per_station")]
+    pub max_connections_per_station: u32,
+    /// Streams (bundles in flight) one connection may have open at once.
+    #[serde(default = "defaults::max_streams_per_connection")]
+    pub max_streams_per_connection: u32,
+    /// Sustained bundles per minute per station (burst: the same number); beyond it, `busy`.
+    #[serde(default = "defaults::max_bundles_per_minute")]
+    pub max_bundles_per_minute: u32,
+    /// Bytes waiting to be decoded (plus bytes being received) above which uploads get `busy`.
+    #[serde(default = "defaults::spool_high_water_bytes")]
+    pub spool_high_water_bytes: u64,
+    /// Free disk space the spool never eats into; below it, uploads get `busy`.
+    #[serde(default = "defaults::min_free_disk_bytes")]
+    pub min_free_disk_bytes: u64,
+    /// Bundle bytes held in memory across all streams being received.
+    #[serde(default = "defaults::max_in_flight_bytes")]
+    pub max_in_flight_bytes: u64,
+    /// A connection with no traffic (stations keep-alive every 20 s) is closed after this.
+    #[serde(default = "defaults::idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// On shutdown, how long uploads already under way may take to finish.
+    #[serde(default = "defaults::drain_timeout_secs")]
+    pub drain_timeout_secs: u64,
+    /// Days the original ciphertext of a processed bundle is kept as evidence.
+    #[serde(default = "defaults::evidence_retention_days")]
+    pub evidence_retention_days: u32,
+}
+
+/// When a station's silence or health raises a communication alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommunicationConfig {
+    /// No contact from a station for this long raises `communication-lost`.
+    pub silence_minutes: u32,
+    /// A station clock further off than this raises `clock-drift`.
+    pub max_clock_offset_secs: u32,
+}
+
+impl Default for CommunicationConfig {
+    fn default() -> Self {
+        Self {
+            silence_minutes: 60,
+            max_clock_offset_secs: 300,
+        }
+    }
+}
+
+mod defaults {
+    pub fn max_connections_per_station() -> u32 {
+        2
+    }
+    pub fn max_streams_per_connection() -> u32 {
+        8
+    }
+    pub fn max_bundles_per_minute() -> u32 {
+        600
+    }
+    pub fn spool_high_water_bytes() -> u64 {
+        4 << 30
+    }
+    pub fn min_free_disk_bytes() -> u64 {
+        1 << 30
+    }
+    pub fn max_in_flight_bytes() -> u64 {
+        512 << 20
+    }
+    pub fn idle_timeout_secs() -> u64 {
+        60
+    }
+    pub fn drain_timeout_secs() -> u64 {
+        30
+    }
+    pub fn evidence_retention_days() -> u32 {
+        730
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +151,15 @@ impl Default for Config {
                 public_addresses: vec!["127.0.0.1:4433".into()],
                 server_name: "localhost".into(),
                 max_bundle_bytes: 64 << 20,
+                max_connections_per_station: defaults::max_connections_per_station(),
+                max_streams_per_connection: defaults::max_streams_per_connection(),
+                max_bundles_per_minute: defaults::max_bundles_per_minute(),
+                spool_high_water_bytes: defaults::spool_high_water_bytes(),
+                min_free_disk_bytes: defaults::min_free_disk_bytes(),
+                max_in_flight_bytes: defaults::max_in_flight_bytes(),
+                idle_timeout_secs: defaults::idle_timeout_secs(),
+                drain_timeout_secs: defaults::drain_timeout_secs(),
+                evidence_retention_days: defaults::evidence_retention_days(),
             },
             http: HttpConfig {
                 listen: "127.0.0.1:8080".parse().expect("addr"),
@@ -82,6 +169,7 @@ impl Default for Config {
                 max_rows: 50_000_000,
             },
             pipeline: PipelineConfig { interval_secs: 60 },
+            communication: CommunicationConfig::default(),
         }
     }
 }
@@ -122,6 +210,24 @@ impl Config {
         }
         if self.ingest.max_bundle_bytes == 0 {
             p.push("ingest.max_bundle_bytes must be positive".into());
+        }
+        if self.ingest.max_connections_per_station == 0
+            || self.ingest.max_streams_per_connection == 0
+            || self.ingest.max_bundles_per_minute == 0
+        {
+            p.push("ingest.max_connections_per_station, max_streams_per_connection and max_bundles_per_minute must be positive".into());
+        }
+        if self.ingest.max_in_flight_bytes < self.ingest.max_bundle_bytes {
+            p.push(
+                "ingest.max_in_flight_bytes must hold at least one bundle of max_bundle_bytes"
+                    .into(),
+            );
+        }
+        if self.ingest.idle_timeout_secs < 30 {
+            p.push(
+                "ingest.idle_timeout_secs must be at least 30 (stations keep alive every 20 s)"
+                    .into(),
+            );
         }
         if self.research.max_days_per_person == 0 {
             p.push("research.max_days_per_person must be positive".into());

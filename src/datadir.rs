@@ -35,6 +35,10 @@ impl DataDir {
     pub fn server_key(&self) -> PathBuf {
         self.pki().join("server.key")
     }
+    /// The CA's current certificate revocation list; the ingest reloads it when it changes.
+    pub fn crl(&self) -> PathBuf {
+        self.pki().join("ca.crl.pem")
+    }
     pub fn keys(&self) -> PathBuf {
         self.root.join("keys")
     }
@@ -47,6 +51,11 @@ impl DataDir {
     /// Received ciphertexts, durable before they are acknowledged.
     pub fn spool(&self) -> PathBuf {
         self.root.join("spool")
+    }
+    /// Ciphertexts of processed bundles, kept as evidence for `ingest.evidence_retention_days`:
+    /// `evidence/<YYYY-MM-DD received>/<bundle id>.age`.
+    pub fn evidence(&self) -> PathBuf {
+        self.root.join("evidence")
     }
     /// Bundles that could not be processed, each with a `.reason` file.
     pub fn quarantine(&self) -> PathBuf {

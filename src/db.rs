@@ -27,7 +27,8 @@ pub const PROGRAMMES: &[(&str, &str)] = &[
     ("tbs-leave", "ankle,eda,bvp,hr,temp,acc"),
 ];
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY,
     username TEXT NOT NULL UNIQUE,
@@ -117,7 +118,38 @@ CREATE TABLE audit_log (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Issue 3: revocation lists, bundle signatures, heartbeats, evidence retention.
+ALTER TABLE stations ADD COLUMN cert_serial TEXT;
+ALTER TABLE stations ADD COLUMN signing_public_key TEXT;
+-- The person whose home the station is in (communication alerts name them).
+ALTER TABLE stations ADD COLUMN person_id INTEGER REFERENCES persons(id);
+ALTER TABLE stations ADD COLUMN last_contact_ms INTEGER;
+CREATE TABLE station_heartbeats (
+    id INTEGER PRIMARY KEY,
+    station_id INTEGER NOT NULL REFERENCES stations(id),
+    received_at_ms INTEGER NOT NULL,
+    sent_at_ms INTEGER NOT NULL,
+    clock_offset_ms INTEGER,
+    spool_pending_bundles INTEGER NOT NULL,
+    spool_pending_bytes INTEGER NOT NULL,
+    spool_full INTEGER NOT NULL,
+    devices TEXT NOT NULL
+);
+CREATE INDEX station_heartbeats_station ON station_heartbeats(station_id, received_at_ms);
+-- Every CRL the server signed; the highest number is current.
+CREATE TABLE crls (
+    number INTEGER PRIMARY KEY,
+    signed_at_ms INTEGER NOT NULL,
+    revoked_count INTEGER NOT NULL
+);
+-- Public key that verified the bundle's signature, where its ciphertext is kept as evidence,
+-- and when that copy was deleted at the end of its retention.
+ALTER TABLE bundles ADD COLUMN signed_by TEXT;
+ALTER TABLE bundles ADD COLUMN evidence_pruned_at_ms INTEGER;
+"#,
+];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps
 /// writes serialised, which SQLite needs anyway.

@@ -1,9 +1,12 @@
 //! The decode worker: from spooled ciphertext to pseudonymised Parquet.
 //!
-//! For each `spooled` bundle: decrypt with the server's age identities, decode the v1 bundle, find
+//! For each `spooled` bundle: decrypt with the server's age identities, check the station's Ed25519
+//! signature against the key registered for the station that uploaded it, decode the v1 bundle, find
 //! the person the device is assigned to, keep only the signals that person's programme may collect
 //! (the rest are counted and discarded), replace the device with the operational pseudonym, and
-//! write the rows (see [`crate::dataset`]). The bundle becomes `processed`.
+//! write the rows (see [`crate::dataset`]). The original ciphertext moves to `evidence/` (kept for
+//! `ingest.evidence_retention_days`, see [`prune_evidence`]) and the bundle becomes `processed`,
+//! with the public key that verified it recorded in its row.
 //!
 //! Anything that fails is *quarantined*, never dropped: the ciphertext moves to `quarantine/` with a
 //! `.reason` file and the bundle row records the reason. The worker is restartable at any point:
@@ -12,6 +15,7 @@
 use std::collections::BTreeSet;
 
 use nachtwacht_wire::bundle::decode_bundle;
+use nachtwacht_wire::signed::decode_signed;
 use nachtwacht_wire::BundleId;
 use rusqlite::OptionalExtension;
 use tracing::{info, warn};
@@ -19,7 +23,7 @@ use tracing::{info, warn};
 use crate::dataset;
 use crate::pseudonym::Pseudonymiser;
 use crate::server::Context;
-use crate::spool::{write_durably, Spool};
+use crate::spool::{move_durably, write_durably, Spool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,6 +33,8 @@ pub enum Error {
     Spool(#[from] crate::spool::Error),
     #[error(transparent)]
     Dataset(#[from] dataset::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -36,6 +42,27 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why a bundle cannot be processed: becomes its quarantine reason.
 #[derive(Debug)]
 struct Reject(String);
+
+/// What processing one bundle produced.
+#[derive(Debug)]
+struct Processed {
+    stored: usize,
+    discarded: usize,
+    /// Hex public key that verified the signature.
+    signed_by: String,
+}
+
+/// Where a processed bundle's ciphertext is kept as evidence.
+pub fn evidence_path(
+    dir: &crate::datadir::DataDir,
+    bundle_id: &BundleId,
+    received_at_ms: i64,
+) -> std::path::PathBuf {
+    let day = chrono::DateTime::from_timestamp_millis(received_at_ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "unknown".into());
+    dir.evidence().join(day).join(format!("{bundle_id}.age"))
+}
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeReport {
@@ -69,30 +96,42 @@ impl Decoder {
 
     /// Processes every spooled bundle. Blocking: run on a blocking thread.
     pub fn process_pending(&self) -> Result<DecodeReport> {
-        let pending: Vec<String> = {
+        let pending: Vec<(String, i64)> = {
             let conn = self.ctx.db.lock();
             let mut stmt = conn.prepare(
-                "SELECT bundle_id FROM bundles WHERE state = 'spooled' ORDER BY received_at_ms, bundle_id",
+                "SELECT bundle_id, received_at_ms FROM bundles WHERE state = 'spooled' ORDER BY received_at_ms, bundle_id",
             )?;
             let ids = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
             ids
         };
         let mut report = DecodeReport::default();
-        for id in pending {
+        for (id, received_at_ms) in pending {
             let Some(bundle_id) = BundleId::from_hex(&id) else {
                 continue;
             };
-            match self.process(&bundle_id)? {
-                Ok((stored, discarded)) => {
+            let evidence = evidence_path(&self.ctx.dir, &bundle_id, received_at_ms);
+            match self.process(&bundle_id, &evidence)? {
+                Ok(Processed {
+                    stored,
+                    discarded,
+                    signed_by,
+                }) => {
                     report.processed += 1;
                     report.rows_stored += stored;
                     report.rows_discarded += discarded;
+                    // Evidence first: a crash between the move and the update finds the bundle
+                    // still `spooled` with its ciphertext in evidence/, and processes it again.
+                    let spooled = self.spool.path_of(&bundle_id);
+                    if spooled.exists() {
+                        move_durably(&spooled, &evidence)?;
+                    }
                     self.ctx.db.lock().execute(
-                        "UPDATE bundles SET state = 'processed', rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4
+                        "UPDATE bundles SET state = 'processed', rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
+                                signed_by = ?5
                          WHERE bundle_id = ?1",
-                        rusqlite::params![id, stored as i64, discarded as i64, crate::now_ms()],
+                        rusqlite::params![id, stored as i64, discarded as i64, crate::now_ms(), signed_by],
                     )?;
                     info!(bundle = %id, rows = stored, discarded, "bundle processed");
                 }
@@ -130,8 +169,15 @@ impl Decoder {
     }
 
     /// Outer error: the server failed (retry later). Inner error: the bundle is bad (quarantine).
-    fn process(&self, bundle_id: &BundleId) -> Result<Result<(usize, usize), Reject>> {
-        let path = self.spool.path_of(bundle_id);
+    fn process(
+        &self,
+        bundle_id: &BundleId,
+        evidence: &std::path::Path,
+    ) -> Result<Result<Processed, Reject>> {
+        let mut path = self.spool.path_of(bundle_id);
+        if !path.exists() && evidence.exists() {
+            path = evidence.to_path_buf();
+        }
         let ciphertext = match std::fs::read(&path) {
             Ok(c) => c,
             Err(e) => return Ok(Err(Reject(format!("spool file unreadable: {e}")))),
@@ -148,7 +194,43 @@ impl Decoder {
             }
             Err(e) => return Ok(Err(Reject(format!("decryption failed: {e}")))),
         };
-        let bundle = match decode_bundle(&plaintext) {
+        let signed = match decode_signed(&plaintext) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(Reject(format!("signed envelope: {e}")))),
+        };
+        let uploader: Option<(String, Option<String>)> = self
+            .ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT s.name, s.signing_public_key FROM bundles b JOIN stations s ON s.id = b.station_id
+                  WHERE b.bundle_id = ?1",
+                [bundle_id.to_hex()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((station, Some(public_key))) = uploader else {
+            return Ok(Err(Reject(
+                "uploading station has no registered signing key".into(),
+            )));
+        };
+        if signed.station != station {
+            return Ok(Err(Reject(format!(
+                "signed as station {:?} but uploaded by {station:?}",
+                signed.station
+            ))));
+        }
+        let verified = hex::decode(&public_key).ok().is_some_and(|key| {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+                .verify(&signed.digest(), &signed.signature)
+                .is_ok()
+        });
+        if !verified {
+            return Ok(Err(Reject(format!(
+                "signature does not verify with station {station:?}'s registered key"
+            ))));
+        }
+        let bundle = match decode_bundle(signed.bundle) {
             Ok(b) => b,
             Err(e) => return Ok(Err(Reject(format!("invalid bundle: {e}")))),
         };
@@ -170,7 +252,11 @@ impl Decoder {
             })
             .min();
         let Some(first_ts) = first_ts else {
-            return Ok(Ok((0, 0)));
+            return Ok(Ok(Processed {
+                stored: 0,
+                discarded: 0,
+                signed_by: public_key,
+            }));
         };
         let serial = &bundle.manifest.device_serial;
         let assignment: Option<(i64, String)> = self
@@ -205,6 +291,68 @@ impl Decoder {
                 discarded += sb.batch.num_rows();
             }
         }
-        Ok(Ok((stored, discarded)))
+        Ok(Ok(Processed {
+            stored,
+            discarded,
+            signed_by: public_key,
+        }))
     }
+}
+
+/// Deletes evidence copies past their retention, records it in the bundle rows and the audit log.
+/// Quarantined ciphertexts are not touched: they wait for an operator.
+pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
+    let cutoff = now_ms - ctx.config.ingest.evidence_retention_days as i64 * 86_400_000;
+    let due: Vec<(String, i64)> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn.prepare(
+            "SELECT bundle_id, received_at_ms FROM bundles
+              WHERE state = 'processed' AND evidence_pruned_at_ms IS NULL AND received_at_ms < ?1",
+        )?;
+        let rows = stmt
+            .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    if due.is_empty() {
+        return Ok(0);
+    }
+    for (id, received_at_ms) in &due {
+        if let Some(bundle_id) = BundleId::from_hex(id) {
+            let path = evidence_path(&ctx.dir, &bundle_id, *received_at_ms);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(crate::spool::Error::Io {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    for (id, _) in &due {
+        tx.execute(
+            "UPDATE bundles SET evidence_pruned_at_ms = ?2 WHERE bundle_id = ?1",
+            (id, now_ms),
+        )?;
+    }
+    crate::audit::append(
+        &tx,
+        now_ms,
+        "system",
+        "evidence.prune",
+        "evidence",
+        &format!(
+            "{{\"bundles\":{},\"retention_days\":{}}}",
+            due.len(),
+            ctx.config.ingest.evidence_retention_days
+        ),
+    )?;
+    tx.commit()?;
+    Ok(due.len())
 }

@@ -154,6 +154,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
             seed: i as u64 + 1,
             drinking: p.drinking,
             wear_hours_per_day: 2,
+            bundle_minutes: 60,
         });
         let dir = ctx.dir.stations().join(&name);
         std::fs::create_dir_all(&dir).map_err(step("station directory"))?;

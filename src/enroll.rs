@@ -26,6 +26,8 @@ pub enum Error {
     Audit(#[from] audit::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Crl(#[from] crate::crl::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -52,8 +54,10 @@ pub fn add_station(ctx: &Context, name: &str, actor: &str) -> Result<StationConf
         cert_pem: read(&ctx.dir.ca_cert())?,
         key_pem: read(&ctx.dir.ca_key())?,
     };
-    let issued = pki::issue_station_cert(&ca, name)?;
+    let (issued, serial) = pki::issue_station_cert_with(&ca, name, pki::Validity::Years(2))?;
     let fingerprint = issued.fingerprint()?;
+    let (signing_key, signing_public_key) = nachtwacht_station::seal::new_signing_key()
+        .map_err(|e| Error::Invalid(format!("signing key: {e}")))?;
     let recipient = secrets::load_age_identities(&ctx.dir.age_identity())?[0]
         .to_public()
         .to_string();
@@ -72,8 +76,9 @@ pub fn add_station(ctx: &Context, name: &str, actor: &str) -> Result<StationConf
             )));
         }
         tx.execute(
-            "INSERT INTO stations (name, cert_sha256, enrolled_at_ms) VALUES (?1, ?2, ?3)",
-            (name, &fingerprint, now),
+            "INSERT INTO stations (name, cert_sha256, cert_serial, signing_public_key, enrolled_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            (name, &fingerprint, &serial, &signing_public_key, now),
         )?;
         audit::append(
             &tx,
@@ -81,7 +86,9 @@ pub fn add_station(ctx: &Context, name: &str, actor: &str) -> Result<StationConf
             actor,
             "station.add",
             name,
-            &format!("{{\"cert_sha256\":\"{fingerprint}\"}}"),
+            &format!(
+                "{{\"cert_sha256\":\"{fingerprint}\",\"cert_serial\":\"{serial}\",\"signing_public_key\":\"{signing_public_key}\"}}"
+            ),
         )?;
         tx.commit()?;
     }
@@ -93,12 +100,17 @@ pub fn add_station(ctx: &Context, name: &str, actor: &str) -> Result<StationConf
         cert_pem: issued.cert_pem,
         key_pem: issued.key_pem,
         server_age_recipient: recipient,
+        signing_key_pkcs8: signing_key,
         spool: "spool".into(),
+        spool_max_bytes: nachtwacht_station::spool::DEFAULT_CAP_BYTES,
+        heartbeat_interval_secs: 300,
         source: Default::default(),
     })
 }
 
-/// Revokes a station: its next connection is refused (no restart needed).
+/// Revokes a station: its certificate goes on a newly signed revocation list, which the running
+/// ingest picks up within seconds (no restart): the next handshake is refused and open connections
+/// are closed.
 pub fn revoke_station(ctx: &Context, name: &str, actor: &str) -> Result<()> {
     let now = crate::now_ms();
     let mut conn = ctx.db.lock();
@@ -110,7 +122,56 @@ pub fn revoke_station(ctx: &Context, name: &str, actor: &str) -> Result<()> {
     if n == 0 {
         return Err(Error::Invalid(format!("no active station named {name:?}")));
     }
-    audit::append(&tx, now, actor, "station.revoke", name, "{}")?;
+    let crl = crate::crl::publish(&ctx.dir, &tx, now)?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "station.revoke",
+        name,
+        &format!("{{\"crl_number\":{crl}}}"),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Records whose home a station is in, so its silence raises alerts for that person.
+pub fn link_station(
+    ctx: &Context,
+    station: &str,
+    person_reference: &str,
+    actor: &str,
+) -> Result<()> {
+    let now = crate::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let person: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM persons WHERE reference = ?1",
+            [person_reference],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(person) = person else {
+        return Err(Error::Invalid(format!(
+            "no person with reference {person_reference:?}"
+        )));
+    };
+    let n = tx.execute(
+        "UPDATE stations SET person_id = ?2 WHERE name = ?1",
+        (station, person),
+    )?;
+    if n == 0 {
+        return Err(Error::Invalid(format!("no station named {station:?}")));
+    }
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "station.link",
+        station,
+        &format!("{{\"person\":{person}}}"),
+    )?;
     tx.commit()?;
     Ok(())
 }

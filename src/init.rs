@@ -34,6 +34,8 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error("password hashing: {0}")]
     Hash(String),
+    #[error(transparent)]
+    Crl(#[from] crate::crl::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -130,6 +132,8 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
             root.display().to_string().as_str(),
             &format!("{{\"age_recipient\":\"{recipient}\"}}"),
         )?;
+        // An empty revocation list from the start: the verifier then knows every certificate's status.
+        crate::crl::publish(&dir, &tx, now_ms)?;
         tx.commit()?;
     }
     Ok(InitReport {

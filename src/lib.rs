@@ -3,11 +3,13 @@
 //! pipelines, and answers researchers with differentially private aggregates.
 //!
 //! One module per stage of the data's journey (see ARCHITECTURE.md for the map and invariants):
-//! [`transport`] → [`spool`] → [`decode`] → [`dataset`] → [`evaluate`] → [`research`] / [`web`],
+//! [`ingest`] → [`spool`] → [`decode`] → [`dataset`] → [`evaluate`] → [`research`] / [`web`],
 //! with [`db`], [`audit`], [`pki`], [`secrets`] and [`pseudonym`] beside them.
 
 pub mod audit;
+pub mod communication;
 pub mod config;
+pub mod crl;
 pub mod datadir;
 pub mod dataset;
 pub mod db;
@@ -15,6 +17,7 @@ pub mod decode;
 pub mod demo;
 pub mod enroll;
 pub mod evaluate;
+pub mod ingest;
 pub mod init;
 pub mod pki;
 pub mod pseudonym;
@@ -22,7 +25,6 @@ pub mod research;
 pub mod secrets;
 pub mod server;
 pub mod spool;
-pub mod transport;
 pub mod web;
 
 /// Milliseconds since the Unix epoch by the system clock. Code that must be testable takes `now`

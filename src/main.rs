@@ -97,6 +97,10 @@ struct ListenArgs {
     /// HTTP address (overrides the config).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Run only the QUIC ingest and HTTP: no decode worker, no pipelines (a dedicated ingest
+    /// node, and how `bench ingest` measures ingest alone).
+    #[arg(long)]
+    ingest_only: bool,
 }
 
 impl From<ListenArgs> for ListenOverrides {
@@ -104,6 +108,7 @@ impl From<ListenArgs> for ListenOverrides {
         Self {
             quic: a.quic_listen,
             http: a.http_listen,
+            ingest_only: a.ingest_only,
         }
     }
 }
@@ -118,8 +123,12 @@ enum StationCommand {
         name: String,
         #[arg(long)]
         out: PathBuf,
+        /// Reference of the person whose home the station is in (communication alerts name them).
+        #[arg(long)]
+        person: Option<String>,
     },
-    /// Revoke a station; its next connection is refused.
+    /// Revoke a station: a new revocation list is signed; a running server refuses the station's
+    /// next handshake and closes its open connections within seconds, without a restart.
     Revoke {
         #[arg(long)]
         data_dir: PathBuf,
@@ -229,9 +238,7 @@ async fn main() -> anyhow::Result<()> {
                 "QUIC ingest on {}, HTTP on http://{}",
                 server.quic_addr, server.http_addr
             );
-            tokio::signal::ctrl_c()
-                .await
-                .context("waiting for Ctrl-C")?;
+            wait_for_stop_signal().await?;
             server.shutdown().await;
         }
         Command::CheckConfig { data_dir } => {
@@ -245,10 +252,15 @@ async fn main() -> anyhow::Result<()> {
                     data_dir,
                     name,
                     out,
+                    person,
                 } => {
                     let ctx = open(&data_dir)?;
                     let station =
                         enroll::add_station(&ctx, &name, ACTOR_CLI).context("adding station")?;
+                    if let Some(reference) = person {
+                        enroll::link_station(&ctx, &name, &reference, ACTOR_CLI)
+                            .context("linking station to person")?;
+                    }
                     secrets::write_private(&out, station.to_toml().as_bytes())
                         .with_context(|| format!("writing {}", out.display()))?;
                     println!("Station {name} enrolled; its config (with private key, mode 0600) is in {}", out.display());
@@ -441,5 +453,17 @@ async fn run_demo(
         "Demo stopped. Its data stays in {} for inspection; delete it when done.",
         run.data_dir.display()
     );
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM from systemd: either starts a graceful shutdown.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    tracing::info!("stop signal received; draining uploads");
     Ok(())
 }

@@ -86,7 +86,42 @@ pub fn create_ca() -> Result<Issued> {
     })
 }
 
+/// How long an issued certificate is valid.
+#[derive(Debug, Clone, Copy)]
+pub enum Validity {
+    /// From yesterday for this many years.
+    Years(i32),
+    /// An explicit window, as Unix seconds (tests issue expired certificates with this).
+    Window { not_before: i64, not_after: i64 },
+}
+
+/// A fresh positive 16-byte serial number.
+fn new_serial() -> Vec<u8> {
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    serial.to_vec()
+}
+
 fn issue(ca: &Issued, common_name: &str, sans: Vec<String>, server: bool) -> Result<Issued> {
+    issue_with(
+        ca,
+        common_name,
+        sans,
+        server,
+        Validity::Years(2),
+        new_serial(),
+    )
+}
+
+fn issue_with(
+    ca: &Issued,
+    common_name: &str,
+    sans: Vec<String>,
+    server: bool,
+    validity_window: Validity,
+    serial: Vec<u8>,
+) -> Result<Issued> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     let key = KeyPair::generate()?;
@@ -100,7 +135,21 @@ fn issue(ca: &Issued, common_name: &str, sans: Vec<String>, server: bool) -> Res
         ExtendedKeyUsagePurpose::ClientAuth
     }];
     params.use_authority_key_identifier_extension = true;
-    validity(&mut params, 2);
+    params.serial_number = Some(rcgen::SerialNumber::from(serial));
+    match validity_window {
+        Validity::Years(years) => validity(&mut params, years),
+        Validity::Window {
+            not_before,
+            not_after,
+        } => {
+            let at = |secs| {
+                time::OffsetDateTime::from_unix_timestamp(secs)
+                    .map_err(|e| Error::Pem(format!("validity: {e}")))
+            };
+            params.not_before = at(not_before)?;
+            params.not_after = at(not_after)?;
+        }
+    }
     let cert = params.signed_by(&key, &issuer)?;
     Ok(Issued {
         cert_pem: cert.pem(),
@@ -119,7 +168,60 @@ pub fn issue_server_cert(ca: &Issued, server_name: &str) -> Result<Issued> {
 
 /// A base station's client certificate; its common name is the station's name.
 pub fn issue_station_cert(ca: &Issued, station_name: &str) -> Result<Issued> {
-    issue(ca, station_name, vec![], false)
+    Ok(issue_station_cert_with(ca, station_name, Validity::Years(2))?.0)
+}
+
+/// A station certificate and its serial number (hex), which a revocation list names.
+pub fn issue_station_cert_with(
+    ca: &Issued,
+    station_name: &str,
+    validity: Validity,
+) -> Result<(Issued, String)> {
+    let serial = new_serial();
+    let issued = issue_with(ca, station_name, vec![], false, validity, serial.clone())?;
+    Ok((issued, hex::encode(serial)))
+}
+
+/// A revoked certificate: its serial (hex) and when it was revoked (ms since the epoch).
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    pub serial_hex: String,
+    pub revoked_at_ms: i64,
+}
+
+/// How long a revocation list is valid for; the server re-signs it well before (see `crl`).
+pub const CRL_VALIDITY_DAYS: i64 = 30;
+
+/// A certificate revocation list signed by the CA, PEM. `number` must increase with every list.
+pub fn sign_crl(ca: &Issued, revoked: &[Revoked], number: u64, now_ms: i64) -> Result<String> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+            .map_err(|e| Error::Pem(format!("CRL time: {e}")))
+    };
+    let this_update = at(now_ms)?;
+    let params = rcgen::CertificateRevocationListParams {
+        this_update,
+        next_update: this_update + time::Duration::days(CRL_VALIDITY_DAYS),
+        crl_number: rcgen::SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|r| {
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(
+                        hex::decode(&r.serial_hex).map_err(|e| Error::Pem(e.to_string()))?,
+                    ),
+                    revocation_time: at(r.revoked_at_ms)?,
+                    reason_code: Some(rcgen::RevocationReason::CessationOfOperation),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(&issuer)?.pem()?)
 }
 
 #[cfg(test)]

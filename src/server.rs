@@ -16,7 +16,7 @@ use crate::datadir::DataDir;
 use crate::db::Db;
 use crate::decode::Decoder;
 use crate::pseudonym::Pseudonymiser;
-use crate::{config, db, secrets, transport, web};
+use crate::{config, db, ingest, secrets, web};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,7 +29,7 @@ pub enum Error {
     #[error(transparent)]
     Secrets(#[from] secrets::Error),
     #[error(transparent)]
-    Transport(#[from] transport::Error),
+    Ingest(#[from] ingest::Error),
     #[error("binding HTTP {addr}: {source}")]
     HttpBind {
         addr: SocketAddr,
@@ -66,11 +66,14 @@ impl Context {
     }
 }
 
-/// Overrides of the configured listen addresses (tests and the demo use port 0).
+/// Overrides of the configured listen addresses (tests and the demo use port 0), and which stages
+/// run.
 #[derive(Debug, Clone, Default)]
 pub struct ListenOverrides {
     pub quic: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// Only QUIC ingest and HTTP: no decode worker, no pipelines.
+    pub ingest_only: bool,
 }
 
 pub struct RunningServer {
@@ -127,7 +130,7 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
     let decoded = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
 
-    let ingest = transport::Ingest::bind(
+    let ingest = ingest::Ingest::bind(
         ctx.clone(),
         listen.quic.unwrap_or(ctx.config.ingest.listen),
         wake_decoder.clone(),
@@ -135,15 +138,16 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
     let quic_addr = ingest.local_addr();
     tasks.spawn(ingest.run(shutdown_rx.clone()));
 
-    let decoder = Arc::new(Decoder::new(ctx.clone(), identities, pseudonyms.clone()));
-    tasks.spawn(decode_loop(
-        decoder,
-        wake_decoder.clone(),
-        decoded.clone(),
-        shutdown_rx.clone(),
-    ));
-
-    tasks.spawn(pipeline_loop(ctx.clone(), pseudonyms, shutdown_rx.clone()));
+    if !listen.ingest_only {
+        let decoder = Arc::new(Decoder::new(ctx.clone(), identities, pseudonyms.clone()));
+        tasks.spawn(decode_loop(
+            decoder,
+            wake_decoder.clone(),
+            decoded.clone(),
+            shutdown_rx.clone(),
+        ));
+        tasks.spawn(pipeline_loop(ctx.clone(), pseudonyms, shutdown_rx.clone()));
+    }
 
     let http_addr = listen.http.unwrap_or(ctx.config.http.listen);
     let listener = tokio::net::TcpListener::bind(http_addr)
@@ -224,6 +228,26 @@ async fn pipeline_loop(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => error!(error = %e, "pipeline run failed; will retry"),
             Err(e) => error!(error = %e, "pipeline task panicked"),
+        }
+        let c = ctx.clone();
+        let housekeeping = tokio::task::spawn_blocking(move || {
+            let now = crate::now_ms();
+            let alerts = crate::communication::run(&c, now).map_err(|e| e.to_string())?;
+            let pruned = crate::decode::prune_evidence(&c, now).map_err(|e| e.to_string())?;
+            Ok::<_, String>((alerts, pruned))
+        })
+        .await;
+        match housekeeping {
+            Ok(Ok((alerts, pruned))) if alerts + pruned > 0 => {
+                info!(
+                    communication_alerts = alerts,
+                    evidence_pruned = pruned,
+                    "housekeeping"
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => error!(error = %e, "housekeeping failed; will retry"),
+            Err(e) => error!(error = %e, "housekeeping task panicked"),
         }
     }
 }

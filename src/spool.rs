@@ -1,16 +1,24 @@
 //! The server's spool: where a received ciphertext becomes durable before it is acknowledged.
 //!
-//! Order of events for one bundle: write `spool/<bundle id>.age.tmp`, fsync, rename to
-//! `spool/<bundle id>.age`, fsync the directory, then insert the `bundles` row (state `spooled`).
-//! Only then does the transport acknowledge `stored`. A row therefore always means a durable file;
-//! a crash before the row leaves a file that the station's retry overwrites with the same bytes.
-//! De-duplication is on the bundle id: a second upload of a known id is `duplicate`, stored once.
+//! Order of events for one bundle:
+//! 1. the stream task writes `spool/<bundle id>.<nonce>.part` and fsyncs it (in parallel with other
+//!    streams; see [`Spool::write_part`]);
+//! 2. the group committer ([`crate::ingest::commit`]) takes every part that is ready, renames each
+//!    to `spool/<bundle id>.age`, fsyncs the directory once, and inserts all their `bundles` rows
+//!    in one SQL transaction (one WAL fsync);
+//! 3. only then does the transport acknowledge `stored`.
+//!
+//! A row therefore always means a durable file. A crash before the row leaves a file (or a part) that
+//! the station's retry replaces with the same bytes; parts are swept at start-up. De-duplication is
+//! on the bundle id: a second upload of a known id is `duplicate`, stored once.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use nachtwacht_wire::{BundleId, UploadHeader};
+use nachtwacht_station::durable;
+use nachtwacht_wire::BundleId;
 use rusqlite::OptionalExtension;
 
 use crate::db::Db;
@@ -29,19 +37,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOutcome {
-    Stored,
-    Duplicate,
-}
-
-#[derive(Clone)]
-pub struct Spool {
-    dir: PathBuf,
-    db: Db,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -50,75 +46,138 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Writes a file so that, once this returns, it and its directory entry survive a crash.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(path.parent().expect("file in a directory"))
+    durable::write_durably(path, bytes).map_err(io_err(path))
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    durable::sync_dir(dir).map_err(io_err(dir))
+}
+
+/// Moves a file and makes the move durable in the destination directory (and the source's).
+pub fn move_durably(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    fs::rename(from, to).map_err(io_err(to))?;
+    sync_dir(to.parent().expect("file in a directory"))?;
+    sync_dir(from.parent().expect("file in a directory"))
+}
+
+/// What a known bundle id means for a new upload of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known {
+    New,
+    /// Held durably with the same digest.
+    Same,
+    /// Held durably with another digest: the id was reused for other content.
+    Conflict {
+        stored_sha256: String,
+    },
+}
+
+#[derive(Clone)]
+pub struct Spool {
+    dir: PathBuf,
+    db: Db,
+    /// Bytes of bundles received but not yet decoded (refreshed from SQL, raised on every commit).
+    backlog: Arc<AtomicU64>,
 }
 
 impl Spool {
     pub fn new(dir: PathBuf, db: Db) -> Self {
-        Self { dir, db }
+        Self {
+            dir,
+            db,
+            backlog: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     pub fn path_of(&self, bundle_id: &BundleId) -> PathBuf {
         self.dir.join(format!("{bundle_id}.age"))
     }
 
-    fn known(&self, bundle_id: &BundleId) -> Result<bool> {
-        Ok(self
+    pub fn known(&self, bundle_id: &BundleId, sha256: &str) -> Result<Known> {
+        let stored: Option<String> = self
             .db
             .lock()
             .query_row(
-                "SELECT 1 FROM bundles WHERE bundle_id = ?1",
+                "SELECT sha256 FROM bundles WHERE bundle_id = ?1",
                 [bundle_id.to_hex()],
-                |_| Ok(()),
+                |r| r.get(0),
             )
-            .optional()?
-            .is_some())
-    }
-
-    /// Makes the ciphertext durable and registers it. The caller has verified it against `header`.
-    /// Blocking (fsync): call from a blocking thread.
-    pub fn store(
-        &self,
-        station_id: i64,
-        header: &UploadHeader,
-        ciphertext: &[u8],
-        now_ms: i64,
-    ) -> Result<StoreOutcome> {
-        if self.known(&header.bundle_id)? {
-            return Ok(StoreOutcome::Duplicate);
-        }
-        write_durably(&self.path_of(&header.bundle_id), ciphertext)?;
-        let inserted = self.db.lock().execute(
-            "INSERT OR IGNORE INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'spooled')",
-            rusqlite::params![
-                header.bundle_id.to_hex(),
-                station_id,
-                header.sequence as i64,
-                header.size as i64,
-                header.sha256,
-                now_ms
-            ],
-        )?;
-        // Another stream may have registered the same id between our check and our insert.
-        Ok(if inserted == 1 {
-            StoreOutcome::Stored
-        } else {
-            StoreOutcome::Duplicate
+            .optional()?;
+        Ok(match stored {
+            None => Known::New,
+            Some(s) if s == sha256 => Known::Same,
+            Some(stored_sha256) => Known::Conflict { stored_sha256 },
         })
     }
+
+    /// Writes and fsyncs a received ciphertext under a name no other stream uses. Blocking.
+    pub fn write_part(&self, bundle_id: &BundleId, ciphertext: &[u8]) -> Result<PathBuf> {
+        let nonce: u64 = rand::random();
+        let path = self.dir.join(format!("{bundle_id}.{nonce:016x}.part"));
+        durable::write_synced(&path, ciphertext).map_err(io_err(&path))?;
+        Ok(path)
+    }
+
+    /// Removes parts left by a crash (their streams were never acknowledged).
+    pub fn sweep_parts(&self) -> Result<usize> {
+        let mut n = 0;
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let path = entry.map_err(io_err(&self.dir))?.path();
+            if path.extension().is_some_and(|e| e == "part" || e == "tmp") {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn backlog_bytes(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    pub fn add_backlog(&self, bytes: u64) {
+        self.backlog.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Re-reads the backlog from SQL (the decoder lowers it by processing bundles).
+    pub fn refresh_backlog(&self) -> Result<u64> {
+        let bytes: i64 = self.db.lock().query_row(
+            "SELECT COALESCE(SUM(size), 0) FROM bundles WHERE state = 'spooled'",
+            [],
+            |r| r.get(0),
+        )?;
+        self.backlog.store(bytes as u64, Ordering::Relaxed);
+        Ok(bytes as u64)
+    }
+
+    /// Free bytes on the spool's file system for an unprivileged writer.
+    pub fn available_disk_bytes(&self) -> Result<u64> {
+        available_bytes(&self.dir).map_err(io_err(&self.dir))
+    }
+}
+
+fn available_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` a valid, writable statvfs.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 #[cfg(test)]
@@ -126,32 +185,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bundle_is_stored_once_and_its_file_is_durable() {
+    fn parts_are_durable_files_and_leftovers_are_swept() {
         let tmp = tempfile::tempdir().unwrap();
         let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
-        db.lock()
-            .execute(
-                "INSERT INTO stations (id, name, cert_sha256, enrolled_at_ms) VALUES (1, 's', 'f', 0)",
-                [],
-            )
-            .unwrap();
         let spool_dir = tmp.path().join("spool");
         fs::create_dir(&spool_dir).unwrap();
-        let spool = Spool::new(spool_dir, db.clone());
-        let header = UploadHeader::for_ciphertext(BundleId([3; 16]), 1, b"abc");
-        assert_eq!(
-            spool.store(1, &header, b"abc", 5).unwrap(),
-            StoreOutcome::Stored
-        );
-        assert_eq!(
-            spool.store(1, &header, b"abc", 6).unwrap(),
-            StoreOutcome::Duplicate
-        );
-        assert_eq!(fs::read(spool.path_of(&header.bundle_id)).unwrap(), b"abc");
-        let n: i64 = db
-            .lock()
-            .query_row("SELECT count(*) FROM bundles", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 1);
+        let spool = Spool::new(spool_dir.clone(), db);
+        let a = spool.write_part(&BundleId([1; 16]), b"abc").unwrap();
+        let b = spool.write_part(&BundleId([1; 16]), b"abc").unwrap();
+        assert_ne!(a, b, "two streams of one bundle never share a part");
+        assert_eq!(fs::read(&a).unwrap(), b"abc");
+        assert_eq!(spool.known(&BundleId([1; 16]), "x").unwrap(), Known::New);
+        assert_eq!(spool.sweep_parts().unwrap(), 2);
+        assert_eq!(fs::read_dir(&spool_dir).unwrap().count(), 0);
+        assert!(spool.available_disk_bytes().unwrap() > 0);
     }
 }

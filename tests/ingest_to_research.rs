@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use nachtwacht::config::Config;
 use nachtwacht::{audit, evaluate, research};
-use nachtwacht_station::seal::seal;
 use nachtwacht_station::source::simulator::DrinkingEpisode;
 use nachtwacht_station::spool::Spool;
 use nachtwacht_station::uploader::Uploader;
@@ -223,18 +222,40 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
 async fn a_resent_bundle_is_acknowledged_as_duplicate_and_stored_once() {
     let t = start_server(Config::default()).await;
     let (station, station_dir, _) = t.ankle_station("home-2", "AM-0002", 1, vec![]);
-    let content = nachtwacht_station::source::read_all(&station.source, &station_dir).unwrap();
-    let recipient =
-        nachtwacht_station::seal::parse_recipient(&station.server_age_recipient).unwrap();
-    let sealed = seal(&content[0], &recipient).unwrap();
+    let sealed = seal_all(&station, &station_dir).remove(0);
 
     let spool = Spool::open(&station.spool_dir(&station_dir)).unwrap();
     let uploader = Uploader::new(&station).unwrap();
+    let heartbeat = quiet_heartbeat(&station);
     spool.put(&sealed).unwrap();
-    assert_eq!(uploader.drain(&spool).await.unwrap().acknowledged, 1);
+    assert_eq!(
+        uploader
+            .drain(&spool, &heartbeat)
+            .await
+            .unwrap()
+            .acknowledged,
+        1
+    );
     // The station lost its record of the acknowledgement and sends the same bundle again.
     spool.put(&sealed).unwrap();
-    assert_eq!(uploader.drain(&spool).await.unwrap().acknowledged, 1);
+    assert_eq!(
+        uploader
+            .drain(&spool, &heartbeat)
+            .await
+            .unwrap()
+            .acknowledged,
+        1
+    );
+    let journal =
+        std::fs::read_to_string(station.spool_dir(&station_dir).join("acknowledged.log")).unwrap();
+    assert!(
+        journal.contains(&format!("{} Stored", sealed.bundle_id)),
+        "{journal}"
+    );
+    assert!(
+        journal.contains("Duplicate"),
+        "second upload acknowledged as duplicate: {journal}"
+    );
     assert!(spool.pending().unwrap().is_empty());
     assert_eq!(t.count("SELECT count(*) FROM bundles"), 1);
 
@@ -372,6 +393,7 @@ async fn signals_outside_the_programme_are_discarded_and_counted() {
             seed: 3,
             drinking: vec![],
             wear_hours_per_day: 1,
+            bundle_minutes: 60,
         },
     );
     let dir = t.tmp.path().join("station-pb");

@@ -25,9 +25,18 @@ pub struct StationConfig {
     pub key_pem: String,
     /// The server's age recipient; bundles are encrypted to it.
     pub server_age_recipient: String,
+    /// This station's Ed25519 signing key (PKCS#8, hex), created at enrollment. The server holds the
+    /// public key and checks every bundle's signature with it.
+    pub signing_key_pkcs8: String,
     /// Local spool directory, relative to the config file's directory unless absolute.
     #[serde(default = "default_spool")]
     pub spool: PathBuf,
+    /// Cap on the bytes waiting in the spool (see `spool` for what happens when it is reached).
+    #[serde(default = "default_spool_cap")]
+    pub spool_max_bytes: u64,
+    /// Seconds between heartbeats while the agent runs.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_interval_secs: u64,
     /// Where readings come from.
     #[serde(default)]
     pub source: SourceConfig,
@@ -35,6 +44,14 @@ pub struct StationConfig {
 
 fn default_spool() -> PathBuf {
     PathBuf::from("spool")
+}
+
+fn default_spool_cap() -> u64 {
+    crate::spool::DEFAULT_CAP_BYTES
+}
+
+fn default_heartbeat_secs() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -62,5 +79,13 @@ impl StationConfig {
 
     pub fn spool_dir(&self, base_dir: &Path) -> PathBuf {
         base_dir.join(&self.spool)
+    }
+
+    /// The signing key pair, parsed.
+    pub fn signing_key(&self) -> Result<ring::signature::Ed25519KeyPair> {
+        let der = hex::decode(self.signing_key_pkcs8.trim())
+            .map_err(|e| Error::Config(format!("signing_key_pkcs8: {e}")))?;
+        ring::signature::Ed25519KeyPair::from_pkcs8(&der)
+            .map_err(|e| Error::Config(format!("signing_key_pkcs8: {e}")))
     }
 }

@@ -11,6 +11,7 @@
 //! bundle that carries it.
 
 pub mod config;
+pub mod durable;
 pub mod seal;
 pub mod source;
 pub mod spool;
@@ -36,6 +37,8 @@ pub enum Error {
     },
     #[error("upload: {0}")]
     Upload(String),
+    #[error("spool is full ({pending_bytes} of {cap_bytes} bytes waiting)")]
+    SpoolFull { pending_bytes: u64, cap_bytes: u64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -47,15 +50,28 @@ pub struct RunReport {
     pub acknowledged: usize,
     pub set_aside: usize,
     pub left_in_spool: usize,
+    /// The spool reached its cap during this pass, so some readings were left on the device.
+    pub spool_full: bool,
+    pub heartbeats: usize,
+    pub clock_offset_ms: Option<i64>,
 }
 
-/// Reads everything the configured source has, seals and spools it, and uploads the spool until it is
-/// empty or the retry budget is spent. Returns what happened.
-pub async fn run_once(config: &StationConfig, base_dir: &Path) -> Result<RunReport> {
-    let spool = spool::Spool::open(&config.spool_dir(base_dir))?;
+/// Seals and spools whatever the configured source has that is not sealed yet. Stops early, leaving
+/// the device's cursor where it is, when the spool is full.
+pub fn collect(
+    config: &StationConfig,
+    base_dir: &Path,
+    spool: &spool::Spool,
+) -> Result<(usize, bool)> {
     let recipient = seal::parse_recipient(&config.server_age_recipient)?;
-    let mut report = RunReport::default();
-    for content in source::read_all(&config.source, base_dir)? {
+    let key = config.signing_key()?;
+    let signer = seal::Signer {
+        station: &config.name,
+        key: &key,
+    };
+    let mut sealed_count = 0;
+    for content in source::read(&config.source, base_dir)? {
+        let content = content?;
         let Some((_, last)) = content.span() else {
             continue;
         };
@@ -66,15 +82,73 @@ pub async fn run_once(config: &StationConfig, base_dir: &Path) -> Result<RunRepo
         {
             continue;
         }
-        let sealed = seal::seal(&content, &recipient)?;
-        spool.put(&sealed)?;
+        let sealed = seal::seal(&content, &signer, &recipient)?;
+        match spool.put(&sealed) {
+            Ok(_) => {}
+            Err(Error::SpoolFull {
+                pending_bytes,
+                cap_bytes,
+            }) => {
+                tracing::warn!(
+                    pending_bytes,
+                    cap_bytes,
+                    device = %content.device_serial,
+                    "spool full: readings stay on the device until the server takes the backlog"
+                );
+                return Ok((sealed_count, true));
+            }
+            Err(e) => return Err(e),
+        }
         spool.set_cursor(&content.device_serial, last)?;
-        report.sealed += 1;
+        sealed_count += 1;
     }
-    let client = uploader::Uploader::new(config)?;
-    let outcome = client.drain(&spool).await?;
-    report.acknowledged = outcome.acknowledged;
-    report.set_aside = outcome.set_aside;
-    report.left_in_spool = spool.pending()?.len();
-    Ok(report)
+    Ok((sealed_count, false))
+}
+
+/// Reads everything the configured source has, seals and spools it, uploads the spool until it is
+/// empty or the retry budget is spent, and sends a heartbeat. Returns what happened.
+pub async fn run_once(config: &StationConfig, base_dir: &Path) -> Result<RunReport> {
+    run_with(config, base_dir, uploader::Uploader::new(config)?).await
+}
+
+/// [`run_once`] with a given uploader (tests tune its backoff).
+pub async fn run_with(
+    config: &StationConfig,
+    base_dir: &Path,
+    client: uploader::Uploader,
+) -> Result<RunReport> {
+    let spool = spool::Spool::with_cap(&config.spool_dir(base_dir), config.spool_max_bytes)?;
+    let (sealed, spool_full) = collect(config, base_dir, &spool)?;
+    let heartbeat = |clock_offset_ms: Option<i64>| {
+        let mut status = spool
+            .status()
+            .unwrap_or(nachtwacht_wire::protocol::SpoolStatus {
+                pending_bundles: 0,
+                pending_bytes: 0,
+                capacity_bytes: config.spool_max_bytes,
+                full: false,
+            });
+        status.full |= spool_full;
+        nachtwacht_wire::protocol::Heartbeat {
+            station: config.name.clone(),
+            sent_at_ms: chrono::Utc::now().timestamp_millis(),
+            clock_offset_ms,
+            spool: status,
+            devices: source::device_status(&config.source, base_dir, |serial| {
+                spool.cursor(serial).ok().flatten()
+            }),
+        }
+    };
+    let outcome = client.drain(&spool, &heartbeat).await;
+    client.shutdown().await;
+    let outcome = outcome?;
+    Ok(RunReport {
+        sealed,
+        acknowledged: outcome.acknowledged,
+        set_aside: outcome.set_aside,
+        left_in_spool: spool.pending()?.len(),
+        spool_full,
+        heartbeats: outcome.heartbeats,
+        clock_offset_ms: outcome.clock_offset_ms,
+    })
 }

@@ -53,16 +53,27 @@ async fn main() -> anyhow::Result<()> {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("."));
             loop {
-                let report = run_once(&cfg, &base)
+                match run_once(&cfg, &base)
                     .await
-                    .with_context(|| format!("station {} pass", cfg.name))?;
-                tracing::info!(
-                    sealed = report.sealed,
-                    acknowledged = report.acknowledged,
-                    set_aside = report.set_aside,
-                    left_in_spool = report.left_in_spool,
-                    "pass done"
-                );
+                    .with_context(|| format!("station {} pass", cfg.name))
+                {
+                    Ok(report) => tracing::info!(
+                        sealed = report.sealed,
+                        acknowledged = report.acknowledged,
+                        set_aside = report.set_aside,
+                        left_in_spool = report.left_in_spool,
+                        spool_full = report.spool_full,
+                        clock_offset_ms = ?report.clock_offset_ms,
+                        "pass done"
+                    ),
+                    // A single pass: the caller sees the failure. A daemon: what is not uploaded
+                    // stays in the spool for the next pass.
+                    Err(e) if once => return Err(e),
+                    Err(e) => tracing::warn!(
+                        error = format!("{e:#}"),
+                        "pass failed; retrying next interval"
+                    ),
+                }
                 if once {
                     return Ok(());
                 }

@@ -6,19 +6,33 @@
 //! with a `.reason` file beside it, for an operator to look at).
 //!
 //! File names are `<sequence, 12 digits>-<bundle id>.age`, so the directory listing is upload order.
+//!
+//! The spool has a size cap. When a new bundle would pass it, [`Spool::put`] refuses with
+//! [`Error::SpoolFull`] and the agent stops taking readings off the device for this pass: its cursor
+//! does not move, so those readings stay on the device (or in the export) and are sealed once the
+//! server has taken some of the backlog. Nothing already sealed is ever dropped to make room, and
+//! heartbeats report `full` so the server raises a communication alert.
+//!
+//! Every acknowledgement is appended to `acknowledged.log` (fsynced) before the local copy is
+//! deleted: the station's own record of what the server confirmed, and when.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
+use nachtwacht_wire::protocol::{Ack, SpoolStatus};
 use nachtwacht_wire::BundleId;
 
+use crate::durable;
 use crate::seal::SealedBundle;
 use crate::{Error, Result};
+
+/// Default cap: a month of wristband data at a few worn hours a day fits several times over.
+pub const DEFAULT_CAP_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    cap_bytes: u64,
 }
 
 /// A bundle waiting in the spool.
@@ -36,33 +50,48 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Writes `bytes` to `path` so that it is durable and appears atomically.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("spool files live in a directory");
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(dir)
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    durable::write_durably(path, bytes).map_err(io_err(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    durable::sync_dir(dir).map_err(io_err(dir))
 }
 
 impl Spool {
     pub fn open(root: &Path) -> Result<Self> {
+        Self::with_cap(root, DEFAULT_CAP_BYTES)
+    }
+
+    pub fn with_cap(root: &Path, cap_bytes: u64) -> Result<Self> {
         for sub in ["pending", "set-aside"] {
             let d = root.join(sub);
             fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
         Ok(Self {
             root: root.to_path_buf(),
+            cap_bytes,
         })
+    }
+
+    /// Bundles and bytes waiting, against the cap.
+    pub fn status(&self) -> Result<SpoolStatus> {
+        let pending = self.pending()?;
+        let bytes = self.pending_bytes(&pending);
+        Ok(SpoolStatus {
+            pending_bundles: pending.len() as u64,
+            pending_bytes: bytes,
+            capacity_bytes: self.cap_bytes,
+            full: bytes >= self.cap_bytes,
+        })
+    }
+
+    fn pending_bytes(&self, pending: &[SpooledBundle]) -> u64 {
+        pending
+            .iter()
+            .filter_map(|b| fs::metadata(&b.path).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     fn pending_dir(&self) -> PathBuf {
@@ -126,6 +155,13 @@ impl Spool {
         {
             return Ok(existing);
         }
+        let pending_bytes = self.pending_bytes(&self.pending()?);
+        if pending_bytes + sealed.ciphertext.len() as u64 > self.cap_bytes {
+            return Err(Error::SpoolFull {
+                pending_bytes,
+                cap_bytes: self.cap_bytes,
+            });
+        }
         let sequence = self.next_sequence()?;
         let path = self
             .pending_dir()
@@ -169,8 +205,14 @@ impl Spool {
         fs::read(&bundle.path).map_err(io_err(&bundle.path))
     }
 
-    /// The server holds the bundle durably: forget it.
-    pub fn acknowledge(&self, bundle: &SpooledBundle) -> Result<()> {
+    /// The server holds the bundle durably: note the acknowledgement, then forget the bundle.
+    pub fn acknowledge(&self, bundle: &SpooledBundle, ack: &Ack) -> Result<()> {
+        let journal = self.root.join("acknowledged.log");
+        let line = format!(
+            "{} {} {:?} {}",
+            bundle.sequence, bundle.bundle_id, ack.code, ack.server_time_ms
+        );
+        durable::append_line(&journal, &line).map_err(io_err(&journal))?;
         fs::remove_file(&bundle.path).map_err(io_err(&bundle.path))?;
         sync_dir(&self.pending_dir())
     }
@@ -210,7 +252,11 @@ mod tests {
         assert_eq!(reopened.pending().unwrap(), vec![a.clone(), b.clone()]);
         assert_eq!(reopened.read(&a).unwrap(), vec![1; 100]);
 
-        reopened.acknowledge(&a).unwrap();
+        reopened
+            .acknowledge(&a, &Ack::stored(Some(a.bundle_id), 77))
+            .unwrap();
+        let journal = fs::read_to_string(dir.path().join("acknowledged.log")).unwrap();
+        assert_eq!(journal, format!("1 {} Stored 77\n", a.bundle_id));
         reopened.set_aside(&b, "rejected: unknown device").unwrap();
         assert!(reopened.pending().unwrap().is_empty());
         let reason = fs::read_to_string(
@@ -223,5 +269,24 @@ mod tests {
         assert_eq!(reason, "rejected: unknown device");
         // Sequence numbers never repeat, even after reopening.
         assert_eq!(reopened.put(&sealed(3)).unwrap().sequence, 3);
+    }
+
+    #[test]
+    fn a_full_spool_refuses_new_bundles_and_keeps_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::with_cap(dir.path(), 250).unwrap();
+        spool.put(&sealed(1)).unwrap();
+        spool.put(&sealed(2)).unwrap();
+        assert!(matches!(
+            spool.put(&sealed(3)),
+            Err(Error::SpoolFull {
+                pending_bytes: 200,
+                cap_bytes: 250
+            })
+        ));
+        let status = spool.status().unwrap();
+        assert_eq!((status.pending_bundles, status.pending_bytes), (2, 200));
+        assert!(!status.full);
+        assert_eq!(spool.pending().unwrap().len(), 2);
     }
 }

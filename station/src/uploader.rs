@@ -1,48 +1,53 @@
 //! Uploads spooled bundles over QUIC with the station's client certificate.
 //!
-//! One connection per pass, one bidirectional stream per bundle (see `nachtwacht_wire::protocol`).
-//! The local copy is deleted only on a `stored` or `duplicate` acknowledgement; transport failures
-//! leave it in the spool and are retried with exponential backoff and jitter, trying each configured
-//! server address in turn.
+//! This is the IO half of the station's protocol: it dials, opens streams, moves bytes and reports
+//! what happened to [`UploadSession`] (the pure half in `nachtwacht_wire::protocol::session`), which
+//! decides what happens next: which bundle, when to retry, which server to fail over to. The local
+//! copy is deleted only when the session says so, i.e. on a `stored` or `duplicate`
+//! acknowledgement naming that bundle.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use nachtwacht_wire::protocol::session::{Command, Event, Queued, SessionConfig, UploadSession};
 use nachtwacht_wire::protocol::{
-    decode_ack, encode_request_head, station_action, Ack, StationAction, UploadHeader, ALPN,
+    alpn_ids, decode_ack, encode_heartbeat, encode_upload_head, Ack, Heartbeat, UploadHeader,
     MAX_ACK_LEN,
 };
+use nachtwacht_wire::BundleId;
 use quinn::crypto::rustls::QuicClientConfig;
-use rand::Rng;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tracing::{info, warn};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn, Instrument};
 
 use crate::config::StationConfig;
 use crate::spool::{Spool, SpooledBundle};
 use crate::{Error, Result};
 
-/// How long one bundle's upload may take before the stream is given up.
+/// How long one stream (one bundle or heartbeat) may take.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
-/// Rounds of retry before a pass gives up and leaves the rest in the spool.
-pub const DEFAULT_MAX_ROUNDS: u32 = 6;
+/// Failures in a row after which a pass gives up and leaves the rest in the spool.
+pub const DEFAULT_MAX_FAILURES: u32 = 6;
 
 pub struct Uploader {
     endpoint: quinn::Endpoint,
     servers: Vec<String>,
     server_name: String,
-    max_rounds: u32,
+    station: String,
+    session: SessionConfig,
+    max_failures: u32,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DrainOutcome {
     pub acknowledged: usize,
     pub set_aside: usize,
-}
-
-fn upload_err(what: &str) -> impl FnOnce(String) -> Error + '_ {
-    move |e| Error::Upload(format!("{what}: {e}"))
+    pub heartbeats: usize,
+    /// Station clock minus server clock, from the last acknowledgement.
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// The rustls client configuration: trust only the nachtwacht CA, present the station certificate.
@@ -66,9 +71,31 @@ pub fn client_tls_config(config: &StationConfig) -> Result<rustls::ClientConfig>
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .map_err(|e| Error::Config(format!("station certificate and key: {e}")))?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = alpn_ids();
     Ok(tls)
 }
+
+/// QUIC settings of a station: small windows (a station sends, it hardly receives) and a keep-alive
+/// well inside the server's idle timeout.
+pub fn client_transport() -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(
+            Duration::from_secs(60)
+                .try_into()
+                .expect("valid idle timeout"),
+        ))
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .max_concurrent_uni_streams(0u32.into())
+        .max_concurrent_bidi_streams(0u32.into())
+        .stream_receive_window(16_384u32.into())
+        .receive_window(65_536u32.into())
+        .datagram_receive_buffer_size(None);
+    transport
+}
+
+/// An event from a task, tagged with the connection generation it belongs to.
+struct Msg(u64, Event);
 
 impl Uploader {
     pub fn new(config: &StationConfig) -> Result<Self> {
@@ -80,14 +107,7 @@ impl Uploader {
     pub fn with_tls(config: &StationConfig, tls: rustls::ClientConfig) -> Result<Self> {
         let quic = QuicClientConfig::try_from(tls).map_err(|e| Error::Config(e.to_string()))?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
-        let mut transport = quinn::TransportConfig::default();
-        transport.max_idle_timeout(Some(
-            Duration::from_secs(30)
-                .try_into()
-                .expect("valid idle timeout"),
-        ));
-        transport.keep_alive_interval(Some(Duration::from_secs(10)));
-        client_config.transport_config(Arc::new(transport));
+        client_config.transport_config(Arc::new(client_transport()));
         let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().expect("addr"))
             .map_err(|e| Error::Upload(format!("binding a UDP socket: {e}")))?;
         endpoint.set_default_client_config(client_config);
@@ -95,138 +115,253 @@ impl Uploader {
             endpoint,
             servers: config.servers.clone(),
             server_name: config.server_name.clone(),
-            max_rounds: DEFAULT_MAX_ROUNDS,
+            station: config.name.clone(),
+            session: SessionConfig {
+                servers: config.servers.len(),
+                heartbeat_interval_ms: config.heartbeat_interval_secs.max(1) * 1_000,
+                seed: rand::random(),
+                ..SessionConfig::default()
+            },
+            max_failures: DEFAULT_MAX_FAILURES,
         })
     }
 
-    /// How many failed rounds a drain tolerates before it gives up (at least one).
-    pub fn with_max_rounds(mut self, rounds: u32) -> Self {
-        self.max_rounds = rounds.max(1);
+    /// How many failures in a row a drain tolerates before it gives up (at least one).
+    pub fn with_max_failures(mut self, failures: u32) -> Self {
+        self.max_failures = failures.max(1);
         self
     }
 
-    async fn connect(&self) -> Result<quinn::Connection> {
-        let mut last = String::from("no server address configured");
-        for server in &self.servers {
-            let addr: SocketAddr = match server.to_socket_addrs().map(|mut a| a.next()) {
-                Ok(Some(a)) => a,
-                Ok(None) | Err(_) => {
-                    last = format!("{server}: cannot resolve");
-                    continue;
-                }
-            };
-            let connecting = self
-                .endpoint
-                .connect(addr, &self.server_name)
-                .map_err(|e| upload_err("connect")(e.to_string()))?;
-            match connecting.await {
-                Ok(conn) => return Ok(conn),
-                Err(e) => {
-                    warn!(server = %server, error = %e, "connection failed");
-                    last = format!("{server}: {e}");
-                }
-            }
-        }
-        Err(Error::Upload(last))
+    /// Backoff of the first retry and its cap, in milliseconds.
+    pub fn with_backoff(mut self, base_ms: u64, cap_ms: u64) -> Self {
+        self.session.backoff_base_ms = base_ms;
+        self.session.backoff_cap_ms = cap_ms;
+        self
     }
 
-    /// Uploads one bundle and returns the server's acknowledgement.
-    pub async fn upload(
-        &self,
-        conn: &quinn::Connection,
-        bundle: &SpooledBundle,
-        ciphertext: &[u8],
-    ) -> Result<Ack> {
-        let header = UploadHeader::for_ciphertext(bundle.bundle_id, bundle.sequence, ciphertext);
-        let exchange = async {
-            let (mut send, mut recv) = conn
-                .open_bi()
-                .await
-                .map_err(|e| upload_err("open stream")(e.to_string()))?;
-            send.write_all(&encode_request_head(&header))
-                .await
-                .map_err(|e| upload_err("send header")(e.to_string()))?;
-            send.write_all(ciphertext)
-                .await
-                .map_err(|e| upload_err("send bundle")(e.to_string()))?;
-            send.finish()
-                .map_err(|e| upload_err("finish stream")(e.to_string()))?;
-            let reply = recv
-                .read_to_end(MAX_ACK_LEN + 4)
-                .await
-                .map_err(|e| upload_err("read acknowledgement")(e.to_string()))?;
-            decode_ack(&reply).map_err(|e| upload_err("acknowledgement")(e.to_string()))
+    async fn connect(&self, server: usize) -> Result<quinn::Connection, String> {
+        let Some(address) = self.servers.get(server) else {
+            return Err("no server address configured".into());
         };
-        tokio::time::timeout(STREAM_TIMEOUT, exchange)
-            .await
-            .map_err(|_| Error::Upload(format!("bundle {} timed out", bundle.bundle_id)))?
+        let addr: SocketAddr = address
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| format!("{address}: cannot resolve"))?;
+        let connecting = self
+            .endpoint
+            .connect(addr, &self.server_name)
+            .map_err(|e| format!("{address}: {e}"))?;
+        connecting.await.map_err(|e| format!("{address}: {e}"))
     }
 
-    /// Uploads everything pending, retrying transport failures with backoff.
-    pub async fn drain(&self, spool: &Spool) -> Result<DrainOutcome> {
-        let mut outcome = DrainOutcome::default();
-        let mut round = 0;
-        loop {
-            let pending = spool.pending()?;
-            if pending.is_empty() {
-                return Ok(outcome);
-            }
-            match self.drain_round(spool, &pending, &mut outcome).await {
-                Ok(None) => continue,
-                Ok(Some(delay)) => tokio::time::sleep(delay).await,
-                Err(e) => {
-                    round += 1;
-                    if round >= self.max_rounds {
-                        return Err(e);
-                    }
-                    let delay = backoff(round);
-                    warn!(error = %e, round, delay_ms = delay.as_millis() as u64, "upload failed, retrying");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-    }
-
-    /// One connection's worth of uploads. Returns a delay when the server asked to wait.
-    async fn drain_round(
+    /// Uploads everything pending and sends a heartbeat, retrying failures as the session decides.
+    /// `heartbeat` builds the report from the current clock-offset estimate.
+    pub async fn drain(
         &self,
         spool: &Spool,
-        pending: &[SpooledBundle],
-        outcome: &mut DrainOutcome,
-    ) -> Result<Option<Duration>> {
-        let conn = self.connect().await?;
-        for bundle in pending {
-            let ciphertext = spool.read(bundle)?;
-            let ack = self.upload(&conn, bundle, &ciphertext).await?;
-            match station_action(&ack) {
-                StationAction::Delete => {
-                    spool.acknowledge(bundle)?;
-                    outcome.acknowledged += 1;
-                    info!(bundle = %bundle.bundle_id, sequence = bundle.sequence, code = ?ack.code, "bundle acknowledged");
-                }
-                StationAction::SetAside(reason) => {
-                    warn!(bundle = %bundle.bundle_id, %reason, "bundle rejected, set aside");
-                    spool.set_aside(bundle, &reason)?;
-                    outcome.set_aside += 1;
-                }
-                StationAction::RetryAfter(ms) => {
-                    conn.close(0u32.into(), b"busy");
-                    return Ok(Some(Duration::from_millis(ms)));
+        heartbeat: &(dyn Fn(Option<i64>) -> Heartbeat + Sync),
+    ) -> Result<DrainOutcome> {
+        let mut session = UploadSession::new(self.session.clone());
+        let mut waiting: HashMap<BundleId, SpooledBundle> = HashMap::new();
+        for b in spool.pending()? {
+            session.enqueue(Queued {
+                bundle_id: b.bundle_id,
+                sequence: b.sequence,
+            });
+            waiting.insert(b.bundle_id, b);
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let mut outcome = DrainOutcome::default();
+        let mut acks: HashMap<BundleId, Ack> = HashMap::new();
+        let mut conn: Option<(u64, quinn::Connection)> = None;
+        let mut generation = 0u64;
+        let start = Instant::now();
+        let now = || start.elapsed().as_millis() as u64;
+
+        loop {
+            while let Some(cmd) = session.poll(now()) {
+                match cmd {
+                    Command::Connect { server } => {
+                        generation += 1;
+                        if let Some((_, c)) = conn.take() {
+                            c.close(0u32.into(), b"reconnecting");
+                        }
+                        // Nothing else is in flight while (re)connecting, so this waits inline.
+                        match self.connect(server).await {
+                            Ok(c) => {
+                                let (tx, closed, gen) = (tx.clone(), c.clone(), generation);
+                                tokio::spawn(async move {
+                                    let reason = closed.closed().await.to_string();
+                                    let _ = tx.send(Msg(gen, Event::ConnectionLost { reason }));
+                                });
+                                conn = Some((generation, c));
+                                session.handle(now(), Event::Connected);
+                            }
+                            Err(reason) => {
+                                warn!(%reason, "connection failed");
+                                session.handle(now(), Event::ConnectFailed { reason });
+                            }
+                        }
+                    }
+                    Command::Send(q) => {
+                        let Some((gen, c)) = conn.clone() else {
+                            session.handle(
+                                now(),
+                                Event::StreamFailed {
+                                    bundle_id: q.bundle_id,
+                                    reason: "not connected".into(),
+                                },
+                            );
+                            continue;
+                        };
+                        let bundle = &waiting[&q.bundle_id];
+                        let ciphertext = spool.read(bundle)?;
+                        let header = UploadHeader::for_ciphertext(
+                            q.bundle_id,
+                            &self.station,
+                            q.sequence,
+                            &ciphertext,
+                        );
+                        let tx = tx.clone();
+                        tokio::spawn(
+                            async move {
+                                let event =
+                                    match exchange(&c, encode_upload_head(&header), ciphertext)
+                                        .await
+                                    {
+                                        Ok(ack) => Event::Acknowledged {
+                                            bundle_id: q.bundle_id,
+                                            ack,
+                                        },
+                                        Err(reason) => Event::StreamFailed {
+                                            bundle_id: q.bundle_id,
+                                            reason,
+                                        },
+                                    };
+                                let _ = tx.send(Msg(gen, event));
+                            }
+                            .instrument(tracing::debug_span!("upload", bundle = %q.bundle_id)),
+                        );
+                    }
+                    Command::SendHeartbeat => {
+                        let Some((gen, c)) = conn.clone() else {
+                            session.handle(
+                                now(),
+                                Event::HeartbeatFailed {
+                                    reason: "not connected".into(),
+                                },
+                            );
+                            continue;
+                        };
+                        let request = encode_heartbeat(&heartbeat(outcome.clock_offset_ms));
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            let event = match exchange(&c, request, Vec::new()).await {
+                                Ok(_) => Event::HeartbeatAcknowledged,
+                                Err(reason) => Event::HeartbeatFailed { reason },
+                            };
+                            let _ = tx.send(Msg(gen, event));
+                        });
+                    }
+                    Command::Delete(q) => {
+                        let bundle = waiting
+                            .remove(&q.bundle_id)
+                            .expect("deleted bundle was waiting");
+                        let ack = acks
+                            .remove(&q.bundle_id)
+                            .expect("deleted on an acknowledgement");
+                        spool.acknowledge(&bundle, &ack)?;
+                        outcome.acknowledged += 1;
+                        info!(bundle = %q.bundle_id, sequence = q.sequence, code = ?ack.code, "bundle acknowledged");
+                    }
+                    Command::SetAside { bundle, reason } => {
+                        let b = waiting
+                            .remove(&bundle.bundle_id)
+                            .expect("set-aside bundle was waiting");
+                        warn!(bundle = %bundle.bundle_id, %reason, "bundle rejected, set aside");
+                        spool.set_aside(&b, &reason)?;
+                        outcome.set_aside += 1;
+                    }
                 }
             }
+            if session.is_done(now()) {
+                break;
+            }
+            if session.consecutive_failures() >= self.max_failures {
+                if let Some((_, c)) = conn.take() {
+                    c.close(0u32.into(), b"giving up");
+                }
+                return Err(Error::Upload(
+                    session.last_error().unwrap_or("upload failed").to_string(),
+                ));
+            }
+            let wait = session
+                .poll_timeout()
+                .map(|t| Duration::from_millis(t.saturating_sub(now())))
+                .unwrap_or(STREAM_TIMEOUT * 2);
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = tokio::time::sleep(wait) => None,
+            };
+            match msg {
+                Some(Msg(gen, event)) => {
+                    if gen != generation {
+                        continue; // from a connection we already gave up on
+                    }
+                    if let Event::ConnectionLost { reason } = &event {
+                        debug!(%reason, "connection lost");
+                        conn = None;
+                    }
+                    if let Event::Acknowledged { bundle_id, ack } = &event {
+                        let local = chrono::Utc::now().timestamp_millis();
+                        outcome.clock_offset_ms = Some(local - ack.server_time_ms);
+                        acks.insert(*bundle_id, ack.clone());
+                    }
+                    if event == Event::HeartbeatAcknowledged {
+                        outcome.heartbeats += 1;
+                    }
+                    session.handle(now(), event);
+                }
+                None => {}
+            }
         }
-        conn.close(0u32.into(), b"done");
-        Ok(None)
+        if let Some((_, c)) = conn.take() {
+            c.close(0u32.into(), b"done");
+        }
+        Ok(outcome)
     }
 
-    /// Waits until the connection's close is sent, so the server sees a clean end.
+    /// Waits (briefly) until connection closes are sent, so the server sees a clean end.
     pub async fn shutdown(&self) {
-        self.endpoint.wait_idle().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
 
-/// Exponential backoff with full jitter: up to 200 ms × 2^round, capped at 30 s.
-pub fn backoff(round: u32) -> Duration {
-    let cap = (200u64 << round.min(8)).min(30_000);
-    Duration::from_millis(rand::thread_rng().gen_range(cap / 2..=cap))
+/// One request and its acknowledgement on a fresh stream. When the server answers early (duplicate,
+/// busy, rejected) it stops reading; the write then fails but the answer is still there to read.
+async fn exchange(conn: &quinn::Connection, head: Vec<u8>, body: Vec<u8>) -> Result<Ack, String> {
+    let run = async {
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| format!("open stream: {e}"))?;
+        let written = async {
+            send.write_all(&head).await?;
+            send.write_all(&body).await?;
+            send.finish().map_err(|_| quinn::WriteError::ClosedStream)?;
+            Ok::<_, quinn::WriteError>(())
+        }
+        .await;
+        match recv.read_to_end(MAX_ACK_LEN + 4).await {
+            Ok(reply) => decode_ack(&reply).map_err(|e| format!("acknowledgement: {e}")),
+            Err(e) => Err(match written {
+                Err(w) => format!("send: {w}"),
+                Ok(()) => format!("read acknowledgement: {e}"),
+            }),
+        }
+    };
+    tokio::time::timeout(STREAM_TIMEOUT, run)
+        .await
+        .map_err(|_| "stream timed out".to_string())?
 }

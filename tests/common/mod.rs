@@ -24,6 +24,7 @@ pub fn loopback() -> ListenOverrides {
     ListenOverrides {
         quic: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
+        ingest_only: false,
     }
 }
 
@@ -31,6 +32,12 @@ pub async fn start_server(config: Config) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
     init::init(&root, &config, nachtwacht::now_ms()).unwrap();
+    start_in(tmp).await
+}
+
+/// Starts a server on an initialised data directory `<tmp>/data`.
+pub async fn start_in(tmp: tempfile::TempDir) -> TestServer {
+    let root = tmp.path().join("data");
     let ctx = Context::open(&root).unwrap();
     let server = nachtwacht::server::start(ctx.clone(), loopback())
         .await
@@ -74,6 +81,7 @@ impl TestServer {
             seed: 7,
             drinking,
             wear_hours_per_day: 0,
+            bundle_minutes: 60,
         });
         let dir = self.tmp.path().join("stations").join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -83,4 +91,116 @@ impl TestServer {
     pub fn count(&self, sql: &str) -> i64 {
         self.ctx.db.lock().query_row(sql, [], |r| r.get(0)).unwrap()
     }
+}
+
+/// Seals everything a station's source has, signed with the station's key.
+pub fn seal_all(
+    station: &StationConfig,
+    dir: &std::path::Path,
+) -> Vec<nachtwacht_station::seal::SealedBundle> {
+    use nachtwacht_station::seal;
+    let recipient = seal::parse_recipient(&station.server_age_recipient).unwrap();
+    let key = station.signing_key().unwrap();
+    let signer = seal::Signer {
+        station: &station.name,
+        key: &key,
+    };
+    nachtwacht_station::source::read_all(&station.source, dir)
+        .unwrap()
+        .iter()
+        .map(|c| seal::seal(c, &signer, &recipient).unwrap())
+        .collect()
+}
+
+/// A heartbeat with an empty status, for drains in tests.
+pub fn quiet_heartbeat(
+    station: &StationConfig,
+) -> impl Fn(Option<i64>) -> nachtwacht_wire::protocol::Heartbeat + Sync {
+    let name = station.name.clone();
+    move |clock_offset_ms| nachtwacht_wire::protocol::Heartbeat {
+        station: name.clone(),
+        sent_at_ms: nachtwacht::now_ms(),
+        clock_offset_ms,
+        spool: nachtwacht_wire::protocol::SpoolStatus {
+            pending_bundles: 0,
+            pending_bytes: 0,
+            capacity_bytes: 1,
+            full: false,
+        },
+        devices: vec![],
+    }
+}
+
+/// A raw QUIC connection with a station's certificate, for tests that speak the protocol by hand.
+pub async fn raw_connect(
+    station: &StationConfig,
+    addr: std::net::SocketAddr,
+) -> Result<quinn::Connection, String> {
+    raw_connect_with(
+        nachtwacht_station::uploader::client_tls_config(station).unwrap(),
+        addr,
+    )
+    .await
+}
+
+pub async fn raw_connect_with(
+    tls: rustls::ClientConfig,
+    addr: std::net::SocketAddr,
+) -> Result<quinn::Connection, String> {
+    use std::sync::Arc;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.transport_config(Arc::new(nachtwacht_station::uploader::client_transport()));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(client);
+    let conn = endpoint
+        .connect(addr, "localhost")
+        .unwrap()
+        .await
+        .map_err(|e| e.to_string())?;
+    // A handshake can complete before the server's post-handshake checks close the connection.
+    Ok(conn)
+}
+
+/// Sends one request on a new stream and reads the acknowledgement.
+pub async fn raw_request(
+    conn: &quinn::Connection,
+    request: &[u8],
+) -> Result<nachtwacht_wire::Ack, String> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let _ = send.write_all(request).await;
+    let _ = send.finish();
+    let reply = recv.read_to_end(8192).await.map_err(|e| e.to_string())?;
+    nachtwacht_wire::protocol::decode_ack(&reply).map_err(|e| e.to_string())
+}
+
+/// An upload request (header and body) for a sealed bundle.
+pub fn upload_request(
+    station: &str,
+    sequence: u64,
+    sealed: &nachtwacht_station::seal::SealedBundle,
+) -> Vec<u8> {
+    let header = nachtwacht_wire::UploadHeader::for_ciphertext(
+        sealed.bundle_id,
+        station,
+        sequence,
+        &sealed.ciphertext,
+    );
+    let mut bytes = nachtwacht_wire::protocol::encode_upload_head(&header);
+    bytes.extend_from_slice(&sealed.ciphertext);
+    bytes
+}
+
+/// Audit entries of refused connections, as (object, detail).
+pub fn refusals(ctx: &Context) -> Vec<String> {
+    let conn = ctx.db.lock();
+    let mut stmt = conn
+        .prepare("SELECT detail FROM audit_log WHERE action = 'ingest.refuse' ORDER BY seq")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<Vec<String>, _>>()
+        .unwrap();
+    rows
 }

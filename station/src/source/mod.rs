@@ -6,6 +6,7 @@ pub mod simulator;
 
 use std::path::Path;
 
+use nachtwacht_wire::protocol::DeviceStatus;
 use nachtwacht_wire::{DeviceKind, SignalBatch};
 
 use crate::config::SourceConfig;
@@ -48,11 +49,42 @@ impl BundleContent {
 
 /// Everything the source currently has, in bundle-sized pieces.
 pub fn read_all(source: &SourceConfig, base_dir: &Path) -> Result<Vec<BundleContent>> {
+    read(source, base_dir)?.collect()
+}
+
+/// The same pieces, one at a time.
+pub fn read<'a>(
+    source: &'a SourceConfig,
+    base_dir: &Path,
+) -> Result<Box<dyn Iterator<Item = Result<BundleContent>> + 'a>> {
+    Ok(match source {
+        SourceConfig::None => Box::new(std::iter::empty()),
+        SourceConfig::E4Csv { dir, device_serial } => Box::new(std::iter::once(e4::read_export(
+            &base_dir.join(dir),
+            device_serial,
+        ))),
+        SourceConfig::Simulator(cfg) => Box::new(simulator::generate_lazily(cfg).map(Ok)),
+    })
+}
+
+/// What the station can tell about its devices, for heartbeats. `cursor` gives, per device serial,
+/// the time of the last reading sealed.
+pub fn device_status(
+    source: &SourceConfig,
+    base_dir: &Path,
+    cursor: impl Fn(&str) -> Option<i64>,
+) -> Vec<DeviceStatus> {
     match source {
-        SourceConfig::None => Ok(vec![]),
-        SourceConfig::E4Csv { dir, device_serial } => {
-            Ok(vec![e4::read_export(&base_dir.join(dir), device_serial)?])
+        SourceConfig::None => vec![],
+        SourceConfig::E4Csv { dir, device_serial } => vec![DeviceStatus {
+            serial: device_serial.clone(),
+            // An E4 reaches the station as an export directory; present means connected.
+            connected: base_dir.join(dir).is_dir(),
+            battery_percent: None,
+            last_reading_ms: cursor(device_serial),
+        }],
+        SourceConfig::Simulator(cfg) => {
+            vec![simulator::device_status(cfg, cursor(&cfg.device_serial))]
         }
-        SourceConfig::Simulator(cfg) => Ok(simulator::generate(cfg)),
     }
 }

@@ -42,10 +42,18 @@ pub struct SimulatorConfig {
     /// Hours the wristband is worn each day, from 10:00 (wristband only).
     #[serde(default = "default_wear_hours")]
     pub wear_hours_per_day: u32,
+    /// Minutes of wristband readings per bundle (a divisor of 60; wristband only). A live station
+    /// seals every few minutes; an hour per bundle keeps test data small.
+    #[serde(default = "default_bundle_minutes")]
+    pub bundle_minutes: u32,
 }
 
 fn default_wear_hours() -> u32 {
     2
+}
+
+fn default_bundle_minutes() -> u32 {
+    60
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,20 +84,50 @@ impl DrinkingEpisode {
     }
 }
 
-/// Generates one bundle per simulated day (ankle monitor) or per worn hour (wristband).
+/// Generates one bundle per simulated day (ankle monitor) or per `bundle_minutes` of wear
+/// (wristband).
 pub fn generate(cfg: &SimulatorConfig) -> Vec<BundleContent> {
+    generate_lazily(cfg).collect()
+}
+
+/// The same bundles, one at a time, so a station holds only the bundle it is sealing.
+pub fn generate_lazily(cfg: &SimulatorConfig) -> Box<dyn Iterator<Item = BundleContent> + '_> {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     match cfg.device {
-        DeviceKind::AnkleMonitor => (0..cfg.days)
-            .map(|day| ankle_day(cfg, day, &mut rng))
-            .collect(),
-        DeviceKind::Wristband => (0..cfg.days)
-            .flat_map(|day| (0..cfg.wear_hours_per_day).map(move |h| (day, h)))
-            .map(|(day, hour)| {
-                let from = cfg.start_ms + day as i64 * DAY_MS + (10 + hour as i64) * HOUR_MS;
-                wristband_hour(cfg, from, &mut rng)
-            })
-            .collect(),
+        DeviceKind::AnkleMonitor => {
+            Box::new((0..cfg.days).map(move |day| ankle_day(cfg, day, &mut rng)))
+        }
+        DeviceKind::Wristband => {
+            let minutes = cfg.bundle_minutes.clamp(1, 60) as i64;
+            let per_hour = 60 / minutes;
+            Box::new(
+                (0..cfg.days)
+                    .flat_map(move |day| (0..cfg.wear_hours_per_day).map(move |h| (day, h)))
+                    .flat_map(move |(day, hour)| (0..per_hour).map(move |k| (day, hour, k)))
+                    .map(move |(day, hour, k)| {
+                        let from = cfg.start_ms
+                            + day as i64 * DAY_MS
+                            + (10 + hour as i64) * HOUR_MS
+                            + k * minutes * 60_000;
+                        wristband_chunk(cfg, from, minutes * 60, &mut rng)
+                    }),
+            )
+        }
+    }
+}
+
+/// The simulated device's state as the station would read it over Bluetooth: connected, with a
+/// battery that drains over the simulated days.
+pub fn device_status(
+    cfg: &SimulatorConfig,
+    cursor_ms: Option<i64>,
+) -> nachtwacht_wire::protocol::DeviceStatus {
+    let elapsed_days = cursor_ms.map_or(0, |c| (c - cfg.start_ms).max(0) / DAY_MS);
+    nachtwacht_wire::protocol::DeviceStatus {
+        serial: cfg.device_serial.clone(),
+        connected: true,
+        battery_percent: Some((100 - (elapsed_days * 7) % 100) as u8),
+        last_reading_ms: cursor_ms,
     }
 }
 
@@ -128,9 +166,14 @@ fn ankle_day(cfg: &SimulatorConfig, day: u32, rng: &mut StdRng) -> BundleContent
     }
 }
 
-fn wristband_hour(cfg: &SimulatorConfig, from_ms: i64, rng: &mut StdRng) -> BundleContent {
+fn wristband_chunk(
+    cfg: &SimulatorConfig,
+    from_ms: i64,
+    seconds: i64,
+    rng: &mut StdRng,
+) -> BundleContent {
     let series = |rate_hz: u32| -> Vec<i64> {
-        (0..3600 * rate_hz as i64)
+        (0..seconds * rate_hz as i64)
             .map(|i| from_ms + i * 1000 / rate_hz as i64)
             .collect()
     };
@@ -219,6 +262,7 @@ mod tests {
             seed: 1,
             drinking,
             wear_hours_per_day: 0,
+            bundle_minutes: 60,
         }
     }
 
@@ -264,6 +308,16 @@ mod tests {
         };
         let bundles = generate(&cfg);
         assert_eq!(bundles.len(), 1);
+        let five_minutes = generate(&SimulatorConfig {
+            bundle_minutes: 5,
+            ..cfg.clone()
+        });
+        assert_eq!(five_minutes.len(), 12);
+        assert_eq!(five_minutes[0].batches[1].batch.num_rows(), 19_200);
+        assert_eq!(
+            five_minutes[11].span().unwrap().1,
+            bundles[0].span().unwrap().1
+        );
         let rows: Vec<(Signal, usize)> = bundles[0]
             .batches
             .iter()

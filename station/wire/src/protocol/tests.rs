@@ -1,89 +1,191 @@
+use super::reader::RequestReader;
 use super::*;
 
-fn header() -> UploadHeader {
-    UploadHeader::for_ciphertext(BundleId([1; 16]), 42, b"ciphertext bytes")
+fn header(ciphertext: &[u8]) -> UploadHeader {
+    UploadHeader::for_ciphertext(BundleId([1; 16]), "home-1", 42, ciphertext)
 }
 
-#[test]
-fn request_head_round_trips() {
-    let head = encode_request_head(&header());
-    let prefix: [u8; REQUEST_PREFIX_LEN] = head[..REQUEST_PREFIX_LEN].try_into().unwrap();
-    let len = decode_request_prefix(&prefix).unwrap();
-    assert_eq!(len, head.len() - REQUEST_PREFIX_LEN);
-    let decoded = decode_request_header(&head[REQUEST_PREFIX_LEN..], 1 << 20).unwrap();
-    assert_eq!(decoded, header());
+fn request(ciphertext: &[u8]) -> Vec<u8> {
+    let mut bytes = encode_upload_head(&header(ciphertext));
+    bytes.extend_from_slice(ciphertext);
+    bytes
 }
 
-#[test]
-fn prefix_errors_name_the_problem() {
-    let mut head = encode_request_head(&header());
-    head[0] = b'X';
-    let prefix: [u8; REQUEST_PREFIX_LEN] = head[..REQUEST_PREFIX_LEN].try_into().unwrap();
-    assert_eq!(decode_request_prefix(&prefix), Err(ProtocolError::BadMagic));
-
-    let mut head = encode_request_head(&header());
-    head[4] = 2;
-    let prefix: [u8; REQUEST_PREFIX_LEN] = head[..REQUEST_PREFIX_LEN].try_into().unwrap();
-    assert_eq!(
-        decode_request_prefix(&prefix),
-        Err(ProtocolError::UnsupportedVersion(2))
-    );
-
-    let mut prefix = [0u8; REQUEST_PREFIX_LEN];
-    prefix[..4].copy_from_slice(UPLOAD_MAGIC);
-    prefix[4] = PROTOCOL_VERSION;
-    prefix[5..9].copy_from_slice(&(MAX_HEADER_LEN as u32 + 1).to_le_bytes());
-    assert!(matches!(
-        decode_request_prefix(&prefix),
-        Err(ProtocolError::TooLarge { .. })
-    ));
-}
-
-#[test]
-fn oversized_bundles_and_bad_digests_are_refused() {
-    let json = serde_json::to_vec(&header()).unwrap();
-    assert!(matches!(
-        decode_request_header(&json, 4),
-        Err(ProtocolError::TooLarge { .. })
-    ));
-    assert!(decode_request_header(b"{not json", 1 << 20).is_err());
-    let h = header();
-    assert_eq!(h.verify(b"ciphertext bytes"), Ok(()));
-    assert_eq!(
-        h.verify(b"ciphertext byteZ"),
-        Err(ProtocolError::DigestMismatch)
-    );
-    assert!(matches!(
-        h.verify(b"short"),
-        Err(ProtocolError::SizeMismatch { .. })
-    ));
-}
-
-#[test]
-fn ack_round_trips_and_drives_the_station() {
-    let ack = Ack {
-        bundle_id: Some(BundleId([1; 16])),
-        code: AckCode::Busy,
-        reason: None,
-        retry_after_ms: Some(2_500),
-        server_time_ms: 1_700_000_000_000,
-    };
-    let decoded = decode_ack(&encode_ack(&ack)).unwrap();
-    assert_eq!(decoded, ack);
-    assert_eq!(station_action(&decoded), StationAction::RetryAfter(2_500));
-
-    for (code, action) in [
-        (AckCode::Stored, StationAction::Delete),
-        (AckCode::Duplicate, StationAction::Delete),
-        (AckCode::Rejected, StationAction::SetAside("bad".into())),
-    ] {
-        let ack = Ack {
-            code,
-            reason: Some("bad".into()),
-            retry_after_ms: None,
-            ..ack.clone()
-        };
-        assert_eq!(station_action(&ack), action);
+fn read_all(bytes: &[u8], chunk: usize) -> Result<reader::Request> {
+    let mut r = RequestReader::new(PROTOCOL_VERSION, 1 << 20);
+    for c in bytes.chunks(chunk.max(1)) {
+        r.feed(c)?;
     }
+    r.finish()
+}
+
+#[test]
+fn a_request_reads_the_same_whatever_the_chunking() {
+    let body = b"ciphertext bytes".repeat(50);
+    let whole = read_all(&request(&body), usize::MAX).unwrap();
+    assert_eq!(whole.head, RequestHead::Upload(header(&body)));
+    assert_eq!(whole.body, body);
+    for chunk in [1, 3, 9, 10, 11, 64] {
+        assert_eq!(
+            read_all(&request(&body), chunk).unwrap(),
+            whole,
+            "chunk {chunk}"
+        );
+    }
+}
+
+#[test]
+fn the_header_is_reported_before_the_body_arrives() {
+    let body = vec![7u8; 1000];
+    let bytes = request(&body);
+    let head_len = bytes.len() - body.len();
+    let mut r = RequestReader::new(PROTOCOL_VERSION, 1 << 20);
+    assert!(!r.feed(&bytes[..head_len - 1]).unwrap());
+    assert!(r.head().is_none());
+    assert!(r.feed(&bytes[head_len - 1..head_len + 10]).unwrap());
+    assert_eq!(r.head().unwrap().bundle_id(), Some(BundleId([1; 16])));
+    assert_eq!(r.body_received(), 10);
+}
+
+#[test]
+fn heartbeats_round_trip_and_carry_no_body() {
+    let hb = Heartbeat {
+        station: "home-1".into(),
+        sent_at_ms: 5,
+        clock_offset_ms: Some(-1200),
+        spool: SpoolStatus {
+            pending_bundles: 3,
+            pending_bytes: 3000,
+            capacity_bytes: 1 << 30,
+            full: false,
+        },
+        devices: vec![DeviceStatus {
+            serial: "AM-1".into(),
+            connected: true,
+            battery_percent: Some(80),
+            last_reading_ms: Some(4),
+        }],
+    };
+    let req = read_all(&encode_heartbeat(&hb), 7).unwrap();
+    assert_eq!(req.head, RequestHead::Heartbeat(hb.clone()));
+    let mut with_body = encode_heartbeat(&hb);
+    with_body.push(0);
+    assert_eq!(
+        read_all(&with_body, 100),
+        Err(ProtocolError::TrailingBytes { expected: 0 })
+    );
+}
+
+#[test]
+fn garbage_and_oversize_are_refused_with_a_reason() {
+    assert_eq!(
+        read_all(b"GET / HTTP/1.1\r\n\r\n", 100),
+        Err(ProtocolError::BadMagic)
+    );
+    let mut other_version = request(b"x");
+    other_version[4] = 9;
+    assert_eq!(
+        read_all(&other_version, 100),
+        Err(ProtocolError::VersionMismatch {
+            got: 9,
+            negotiated: PROTOCOL_VERSION
+        })
+    );
+    let mut unknown_kind = request(b"x");
+    unknown_kind[5] = 7;
+    assert_eq!(
+        read_all(&unknown_kind, 100),
+        Err(ProtocolError::UnknownKind(7))
+    );
+
+    let mut huge_header = request(b"x");
+    huge_header[6..10].copy_from_slice(&(MAX_HEADER_LEN as u32 + 1).to_le_bytes());
+    assert!(matches!(
+        read_all(&huge_header, 100),
+        Err(ProtocolError::TooLarge { .. })
+    ));
+
+    let big = vec![0u8; 2 << 20];
+    assert_eq!(
+        read_all(&request(&big), 4096),
+        Err(ProtocolError::TooLarge {
+            len: 2 << 20,
+            max: 1 << 20
+        })
+    );
+
+    let mut bad_json = encode_head(RequestKind::Upload, b"{\"bundle_id\":".to_vec());
+    bad_json.extend_from_slice(b"rest");
+    assert!(matches!(
+        read_all(&bad_json, 100),
+        Err(ProtocolError::Malformed(_))
+    ));
+}
+
+#[test]
+fn truncation_and_damage_are_transit_faults_and_trailing_bytes_are_not() {
+    let body = vec![5u8; 100];
+    let bytes = request(&body);
+    let truncated = read_all(&bytes[..bytes.len() - 1], 100).unwrap_err();
+    assert_eq!(
+        truncated,
+        ProtocolError::Truncated {
+            expected: 100,
+            got: 99
+        }
+    );
+    assert!(truncated.is_transit_damage());
+
+    let mut damaged = bytes.clone();
+    *damaged.last_mut().unwrap() ^= 1;
+    let e = read_all(&damaged, 100).unwrap_err();
+    assert_eq!(e, ProtocolError::DigestMismatch);
+    assert_eq!(Ack::for_protocol_error(None, &e, 0).code, AckCode::Busy);
+
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    let e = read_all(&trailing, 100).unwrap_err();
+    assert_eq!(e, ProtocolError::TrailingBytes { expected: 100 });
+    assert_eq!(Ack::for_protocol_error(None, &e, 0).code, AckCode::Rejected);
+}
+
+#[test]
+fn acks_round_trip_and_drive_the_station() {
+    let id = BundleId([2; 16]);
+    for ack in [
+        Ack::stored(Some(id), 1),
+        Ack::duplicate(id, 2),
+        Ack::rejected(Some(id), "bad".into(), 3),
+        Ack::busy(Some(id), "spool full".into(), 250, 4),
+    ] {
+        assert_eq!(decode_ack(&encode_ack(&ack)).unwrap(), ack);
+    }
+    assert_eq!(
+        station_action(&Ack::stored(Some(id), 0)),
+        StationAction::Delete
+    );
+    assert_eq!(
+        station_action(&Ack::duplicate(id, 0)),
+        StationAction::Delete
+    );
+    assert_eq!(
+        station_action(&Ack::busy(Some(id), "x".into(), 250, 0)),
+        StationAction::RetryAfter(250)
+    );
+    assert_eq!(
+        station_action(&Ack::rejected(Some(id), "bad".into(), 0)),
+        StationAction::SetAside("bad".into())
+    );
     assert!(decode_ack(&[1, 0]).is_err());
+    let mut trailing = encode_ack(&Ack::stored(None, 0));
+    trailing.push(b'x');
+    assert!(decode_ack(&trailing).is_err());
+}
+
+#[test]
+fn versions_are_negotiated_through_alpn() {
+    assert_eq!(alpn_ids(), vec![b"nachtwacht/1".to_vec()]);
+    assert_eq!(version_from_alpn(b"nachtwacht/1"), Some(1));
+    assert_eq!(version_from_alpn(b"nachtwacht/2"), None);
+    assert_eq!(version_from_alpn(b"h3"), None);
 }

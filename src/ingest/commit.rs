@@ -1,0 +1,244 @@
+//! Group commit: many stream tasks hand over fsynced parts, one thread makes them durable together.
+//!
+//! fsync latency would otherwise cap ingest at one bundle per (file fsync + directory fsync + WAL
+//! fsync). Here each stream fsyncs its own part in parallel, and the committer turns every part that
+//! is ready into a registered bundle with one directory fsync and one SQL transaction for the whole
+//! batch. Stream tasks wait for their batch's outcome before acknowledging.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+
+use nachtwacht_wire::UploadHeader;
+use tokio::sync::oneshot;
+use tracing::{debug, error};
+
+use crate::spool::{self, Known, Spool};
+
+/// Largest batch: bounds the time one transaction holds the database.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Stored,
+    Duplicate,
+    /// The id is already held with different content.
+    Conflict,
+}
+
+struct Job {
+    station_id: i64,
+    header: UploadHeader,
+    part: PathBuf,
+    received_at_ms: i64,
+    reply: oneshot::Sender<Result<Outcome, String>>,
+}
+
+/// How well batching works: bundles per directory fsync + SQL commit.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub batches: AtomicU64,
+    pub bundles: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Committer {
+    tx: SyncSender<Job>,
+    pub stats: Arc<CommitStats>,
+}
+
+impl Committer {
+    /// Starts the committer thread; it ends when every `Committer` clone is dropped.
+    pub fn start(spool: Spool) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel(4 * MAX_BATCH);
+        let stats = Arc::new(CommitStats::default());
+        let s = stats.clone();
+        std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || run(rx, spool, s))?;
+        Ok(Self { tx, stats })
+    }
+
+    /// Makes a fsynced part a registered bundle. Returns once it is durable (or failed).
+    pub async fn commit(
+        &self,
+        station_id: i64,
+        header: UploadHeader,
+        part: PathBuf,
+    ) -> Result<Outcome, String> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            station_id,
+            header,
+            part,
+            received_at_ms: crate::now_ms(),
+            reply,
+        };
+        let tx = self.tx.clone();
+        // A full channel blocks: do that on a blocking thread, not a runtime worker.
+        tokio::task::spawn_blocking(move || tx.send(job))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|_| "committer stopped".to_string())?;
+        rx.await.map_err(|_| "committer stopped".to_string())?
+    }
+}
+
+fn run(rx: Receiver<Job>, spool: Spool, stats: Arc<CommitStats>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        match commit_batch(&spool, &mut batch) {
+            Ok(outcomes) => {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats.bundles.fetch_add(n as u64, Ordering::Relaxed);
+                debug!(bundles = n, "group commit");
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                error!(error = %e, bundles = n, "group commit failed");
+                for job in batch {
+                    let _ = std::fs::remove_file(&job.part);
+                    let _ = job.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>> {
+    // Decide each job's fate; the committer is the only writer of `bundles` rows for new ids, so
+    // nothing changes between this check and the insert below.
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut in_batch = HashSet::new();
+    for job in batch.iter() {
+        let outcome = if !in_batch.insert(job.header.bundle_id) {
+            Outcome::Duplicate
+        } else {
+            match spool.known(&job.header.bundle_id, &job.header.sha256)? {
+                Known::New => Outcome::Stored,
+                Known::Same => Outcome::Duplicate,
+                Known::Conflict { .. } => Outcome::Conflict,
+            }
+        };
+        outcomes.push(outcome);
+    }
+    // 1. Files into place, one directory fsync for all of them.
+    for (job, outcome) in batch.iter().zip(&outcomes) {
+        if *outcome == Outcome::Stored {
+            let dest = spool.path_of(&job.header.bundle_id);
+            std::fs::rename(&job.part, &dest).map_err(spool::io_err(&dest))?;
+        } else {
+            let _ = std::fs::remove_file(&job.part);
+        }
+    }
+    spool::sync_dir(spool.dir())?;
+    // 2. Rows, one transaction (one WAL fsync) for all of them.
+    let mut bytes = 0;
+    {
+        let mut conn = spool.db().lock();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'spooled')",
+            )?;
+            for (job, outcome) in batch.iter().zip(&outcomes) {
+                if *outcome == Outcome::Stored {
+                    let h = &job.header;
+                    insert.execute(rusqlite::params![
+                        h.bundle_id.to_hex(),
+                        job.station_id,
+                        h.sequence as i64,
+                        h.size as i64,
+                        h.sha256,
+                        job.received_at_ms
+                    ])?;
+                    bytes += h.size;
+                }
+            }
+        }
+        tx.commit()?;
+    }
+    spool.add_backlog(bytes);
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use nachtwacht_wire::BundleId;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_uploads_of_one_bundle_are_stored_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        db.lock()
+            .execute(
+                "INSERT INTO stations (id, name, cert_sha256, enrolled_at_ms) VALUES (1, 's', 'f', 0)",
+                [],
+            )
+            .unwrap();
+        let dir = tmp.path().join("spool");
+        std::fs::create_dir(&dir).unwrap();
+        let spool = Spool::new(dir.clone(), db.clone());
+        let committer = Committer::start(spool.clone()).unwrap();
+
+        let mut tasks = Vec::new();
+        for i in 0..40u8 {
+            // 20 distinct bundles, each uploaded twice at the same time.
+            let id = BundleId([i % 20; 16]);
+            let body = vec![i % 20; 100];
+            let header = UploadHeader::for_ciphertext(id, "s", (i % 20) as u64, &body);
+            let part = spool.write_part(&id, &body).unwrap();
+            let c = committer.clone();
+            tasks.push(tokio::spawn(async move { c.commit(1, header, part).await }));
+        }
+        let mut stored = 0;
+        let mut duplicate = 0;
+        for t in tasks {
+            match t.await.unwrap().unwrap() {
+                Outcome::Stored => stored += 1,
+                Outcome::Duplicate => duplicate += 1,
+                Outcome::Conflict => panic!("same content is no conflict"),
+            }
+        }
+        assert_eq!((stored, duplicate), (20, 20));
+        let rows: i64 = db
+            .lock()
+            .query_row("SELECT count(*) FROM bundles", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 20);
+        // Only final files remain: every part was renamed or removed.
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 20);
+        assert!(files.iter().all(|p| p.extension().unwrap() == "age"));
+        assert_eq!(spool.backlog_bytes(), 2000);
+        assert!(committer.stats.batches.load(Ordering::Relaxed) <= 40);
+
+        // The same id with other bytes is a conflict, and the stored file is untouched.
+        let id = BundleId([3; 16]);
+        let other = vec![9u8; 100];
+        let part = spool.write_part(&id, &other).unwrap();
+        let header = UploadHeader::for_ciphertext(id, "s", 99, &other);
+        assert_eq!(
+            committer.commit(1, header, part).await.unwrap(),
+            Outcome::Conflict
+        );
+        assert_eq!(std::fs::read(spool.path_of(&id)).unwrap(), vec![3u8; 100]);
+    }
+}

@@ -1,0 +1,692 @@
+//! QUIC ingest: the only module that touches quinn and rustls on the server side.
+//!
+//! * [`tls`]: client certificates must chain to the nachtwacht CA and not be on its revocation list;
+//!   the list is reloaded while running, so a revocation takes effect without a restart.
+//! * After the handshake the certificate's fingerprint must belong to an enrolled, unrevoked station
+//!   (the station's identity), and the station may hold only so many connections ([`limits`]).
+//! * Each bidirectional stream carries one request (`nachtwacht_wire::protocol`), parsed by the pure
+//!   [`RequestReader`]; this module only moves bytes and applies decisions. A garbage or oversized
+//!   request gets `rejected` with its reason on that stream alone.
+//! * An upload is acknowledged `stored` only after [`commit`] made it durable; `busy` with a retry
+//!   delay when the station is over its rate, the spool over its high-water mark, the disk near its
+//!   reserve, or too many bytes are being received at once.
+//! * Shutdown stops accepting, lets uploads under way finish (bounded by `drain_timeout_secs`), then
+//!   closes connections.
+//!
+//! Every refused connection is logged and written to the audit log.
+
+pub mod commit;
+pub mod limits;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nachtwacht_wire::protocol::reader::RequestReader;
+use nachtwacht_wire::protocol::{
+    encode_ack, version_from_alpn, Ack, AckCode, Heartbeat, ProtocolError, RequestHead,
+};
+use rusqlite::OptionalExtension;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::{watch, Notify};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::server::Context;
+use crate::spool::{Known, Spool};
+use commit::{Committer, Outcome};
+use limits::{ConnectionCount, RateLimiter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spool(#[from] crate::spool::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long one request may take from its first byte to its acknowledgement.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the revocation list is checked for a new version.
+const CRL_POLL: Duration = Duration::from_secs(1);
+/// Read size per chunk from a stream.
+const CHUNK: usize = 64 * 1024;
+
+/// An enrolled station, as identified by its certificate.
+#[derive(Debug, Clone)]
+struct Station {
+    id: i64,
+    name: String,
+}
+
+struct Live {
+    station_id: i64,
+    conn: quinn::Connection,
+}
+
+/// Shared state of the ingest.
+struct Shared {
+    ctx: Context,
+    spool: Spool,
+    committer: Committer,
+    stored: Arc<Notify>,
+    rates: Mutex<RateLimiter>,
+    connections: Mutex<ConnectionCount>,
+    live: Mutex<HashMap<usize, Live>>,
+    in_flight_bytes: AtomicU64,
+    streams: TaskTracker,
+}
+
+pub struct Ingest {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+}
+
+/// What the ingest can report about itself (the benchmark reads this).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IngestStats {
+    pub commit_batches: u64,
+    pub committed_bundles: u64,
+}
+
+impl Ingest {
+    pub fn bind(ctx: Context, addr: SocketAddr, stored: Arc<Notify>) -> Result<Self> {
+        {
+            let conn = ctx.db.lock();
+            crate::crl::refresh_if_due(&ctx.dir, &conn, crate::now_ms())
+                .map_err(|e| Error::Tls(format!("revocation list: {e}")))?;
+        }
+        let server_config = tls::server_config(&ctx.dir, &ctx.config.ingest)?;
+        let endpoint = quinn::Endpoint::server(server_config, addr)
+            .map_err(|source| Error::Bind { addr, source })?;
+        let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
+        let swept = spool.sweep_parts()?;
+        if swept > 0 {
+            info!(
+                parts = swept,
+                "removed unacknowledged partial uploads left by a crash"
+            );
+        }
+        spool.refresh_backlog()?;
+        let committer = Committer::start(spool.clone()).map_err(|source| Error::Io {
+            path: "group-commit thread".into(),
+            source,
+        })?;
+        let rates = RateLimiter::new(ctx.config.ingest.max_bundles_per_minute);
+        Ok(Self {
+            endpoint,
+            shared: Arc::new(Shared {
+                ctx,
+                spool,
+                committer,
+                stored,
+                rates: Mutex::new(rates),
+                connections: Mutex::new(ConnectionCount::default()),
+                live: Mutex::new(HashMap::new()),
+                in_flight_bytes: AtomicU64::new(0),
+                streams: TaskTracker::new(),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().expect("bound socket")
+    }
+
+    pub fn stats_handle(&self) -> Arc<commit::CommitStats> {
+        self.shared.committer.stats.clone()
+    }
+
+    /// Accepts connections until `shutdown` turns true, then drains uploads under way.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let shared = self.shared.clone();
+        let reload = tokio::spawn(reload_loop(
+            shared.clone(),
+            self.endpoint.clone(),
+            shutdown.clone(),
+        ));
+        let connections = TaskTracker::new();
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let remote = incoming.remote_address();
+                    let shared = shared.clone();
+                    let stop = shutdown.clone();
+                    connections.spawn(
+                        async move { shared.handle_connection(incoming, stop).await }
+                            .instrument(tracing::info_span!("station_connection", %remote)),
+                    );
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        // No new connections; connection loops stop accepting streams on the same signal.
+        self.endpoint.set_server_config(None);
+        connections.close();
+        shared.streams.close();
+        let drain = Duration::from_secs(shared.ctx.config.ingest.drain_timeout_secs);
+        if tokio::time::timeout(drain, shared.streams.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                open = shared.streams.len(),
+                "drain timed out; unacknowledged uploads will be re-sent by their stations"
+            );
+        }
+        self.endpoint.close(0u32.into(), b"server shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), connections.wait()).await;
+        reload.abort();
+        info!("ingest stopped");
+    }
+}
+
+/// Picks up new revocation lists: swaps the TLS configuration for new handshakes and closes open
+/// connections of stations revoked since. Also re-signs the list before it expires and refreshes
+/// the spool backlog.
+async fn reload_loop(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let current_number = |shared: &Shared| -> Option<i64> {
+        shared
+            .ctx
+            .db
+            .lock()
+            .query_row("SELECT MAX(number) FROM crls", [], |r| r.get(0))
+            .ok()
+            .flatten()
+    };
+    let mut seen = current_number(&shared);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CRL_POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+        {
+            let conn = shared.ctx.db.lock();
+            if let Err(e) = crate::crl::refresh_if_due(&shared.ctx.dir, &conn, crate::now_ms()) {
+                warn!(error = %e, "could not re-sign the revocation list");
+            }
+        }
+        // The decoder lowers the backlog; the high-water check reads it from here.
+        if let Err(e) = shared.spool.refresh_backlog() {
+            warn!(error = %e, "could not read the spool backlog");
+        }
+        let number = current_number(&shared);
+        if number == seen {
+            continue;
+        }
+        match tls::server_config(&shared.ctx.dir, &shared.ctx.config.ingest) {
+            Ok(cfg) => {
+                endpoint.set_server_config(Some(cfg));
+                seen = number;
+                info!(crl = ?number, "revocation list reloaded");
+            }
+            Err(e) => {
+                warn!(error = %e, "new revocation list unusable; keeping the previous configuration");
+                continue;
+            }
+        }
+        let revoked: Vec<i64> = {
+            let conn = shared.ctx.db.lock();
+            let mut stmt =
+                match conn.prepare("SELECT id FROM stations WHERE revoked_at_ms IS NOT NULL") {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                };
+            stmt.query_map([], |r| r.get(0))
+                .map(|rows| rows.filter_map(Result::ok).collect())
+                .unwrap_or_default()
+        };
+        for live in shared.live.lock().expect("live lock").values() {
+            if revoked.contains(&live.station_id) {
+                warn!(
+                    station_id = live.station_id,
+                    "closing connection of a revoked station"
+                );
+                live.conn.close(2u32.into(), b"certificate revoked");
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn station_for(&self, certs: &[CertificateDer<'static>]) -> Option<Station> {
+        let fingerprint = crate::pki::cert_fingerprint_der(certs.first()?);
+        self.ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT id, name FROM stations WHERE cert_sha256 = ?1 AND revoked_at_ms IS NULL",
+                [fingerprint],
+                |r| {
+                    Ok(Station {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .ok()
+            .flatten()
+    }
+
+    /// Logs a refused connection and records it in the audit log.
+    fn refuse(&self, remote: SocketAddr, reason: &str) {
+        warn!(%remote, %reason, "connection refused");
+        let detail = serde_json::json!({ "reason": reason }).to_string();
+        let conn = self.ctx.db.lock();
+        if let Err(e) = crate::audit::append(
+            &conn,
+            crate::now_ms(),
+            "ingest",
+            "ingest.refuse",
+            &remote.ip().to_string(),
+            &detail,
+        ) {
+            warn!(error = %e, "could not audit a refused connection");
+        }
+    }
+
+    async fn handle_connection(
+        self: Arc<Self>,
+        incoming: quinn::Incoming,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let remote = incoming.remote_address();
+        let conn = match incoming.await {
+            Ok(c) => c,
+            Err(e) => {
+                // Missing, foreign-CA, expired and revoked certificates all end here.
+                self.refuse(remote, &format!("handshake failed: {e}"));
+                return;
+            }
+        };
+        let version = conn
+            .handshake_data()
+            .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|h| h.protocol)
+            .and_then(|alpn| version_from_alpn(&alpn));
+        let Some(version) = version else {
+            self.refuse(remote, "no supported protocol version negotiated");
+            conn.close(3u32.into(), b"no supported protocol version");
+            return;
+        };
+        let certs = conn
+            .peer_identity()
+            .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
+        let Some(station) = certs.and_then(|c| self.station_for(&c)) else {
+            self.refuse(
+                remote,
+                "certificate belongs to no enrolled, unrevoked station",
+            );
+            conn.close(1u32.into(), b"unknown or revoked station");
+            return;
+        };
+        let max = self.ctx.config.ingest.max_connections_per_station;
+        if !self
+            .connections
+            .lock()
+            .expect("lock")
+            .try_open(station.id, max)
+        {
+            self.refuse(
+                remote,
+                &format!("station {} already has {max} connections", station.name),
+            );
+            conn.close(4u32.into(), b"too many connections for this station");
+            return;
+        }
+        let key = conn.stable_id();
+        self.live.lock().expect("lock").insert(
+            key,
+            Live {
+                station_id: station.id,
+                conn: conn.clone(),
+            },
+        );
+        let _ = self.ctx.db.lock().execute(
+            "UPDATE stations SET last_contact_ms = ?2 WHERE id = ?1",
+            (station.id, crate::now_ms()),
+        );
+        debug!(station = %station.name, version, "station connected");
+        loop {
+            let accepted = tokio::select! {
+                s = conn.accept_bi() => s,
+                _ = shutdown.changed() => break,
+            };
+            match accepted {
+                Ok((send, recv)) => {
+                    let this = self.clone();
+                    let span = tracing::info_span!("request", station = %station.name);
+                    let station = station.clone();
+                    self.streams.spawn(
+                        async move { this.handle_stream(&station, version, send, recv).await }
+                            .instrument(span),
+                    );
+                }
+                Err(e) => {
+                    debug!(station = %station.name, reason = %e, "connection ended");
+                    break;
+                }
+            }
+        }
+        self.live.lock().expect("lock").remove(&key);
+        self.connections.lock().expect("lock").close(station.id);
+    }
+
+    async fn handle_stream(
+        &self,
+        station: &Station,
+        version: u8,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
+        let answer =
+            tokio::time::timeout(STREAM_TIMEOUT, self.receive(station, version, &mut recv)).await;
+        let ack = match answer {
+            Ok(Some(ack)) => ack,
+            Ok(None) => return, // the station reset the stream: nobody to answer
+            Err(_) => {
+                let _ = recv.stop(1u32.into());
+                Ack::busy(None, "request timed out".into(), 1_000, crate::now_ms())
+            }
+        };
+        match ack.code {
+            AckCode::Rejected => {
+                warn!(bundle = ?ack.bundle_id, reason = ?ack.reason, "request rejected")
+            }
+            AckCode::Busy => debug!(bundle = ?ack.bundle_id, reason = ?ack.reason, "busy"),
+            code => debug!(bundle = ?ack.bundle_id, ?code, "acknowledged"),
+        }
+        if let Err(e) = send.write_all(&encode_ack(&ack)).await {
+            debug!(error = %e, "could not send acknowledgement");
+            return;
+        }
+        let _ = send.finish();
+        // Let the acknowledgement reach the peer before the stream is dropped.
+        let _ = tokio::time::timeout(Duration::from_secs(10), send.stopped()).await;
+    }
+
+    /// Reads one request and decides its acknowledgement; `None` if the stream was reset.
+    async fn receive(
+        &self,
+        station: &Station,
+        version: u8,
+        recv: &mut quinn::RecvStream,
+    ) -> Option<Ack> {
+        let max_bundle = self.ctx.config.ingest.max_bundle_bytes;
+        let mut reader = RequestReader::new(version, max_bundle);
+        let mut reservation = Reservation::new(&self.in_flight_bytes);
+        let refuse = |recv: &mut quinn::RecvStream, id, e: ProtocolError| {
+            // Do not read the rest of a request we will never accept.
+            let _ = recv.stop(1u32.into());
+            Some(Ack::for_protocol_error(id, &e, crate::now_ms()))
+        };
+        loop {
+            match recv.read_chunk(CHUNK, true).await {
+                Ok(Some(chunk)) => match reader.feed(&chunk.bytes) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let head = reader.head().expect("header ready").clone();
+                        if let Some(ack) = self.admit(station, &head, &mut reservation) {
+                            let _ = recv.stop(0u32.into());
+                            return Some(ack);
+                        }
+                    }
+                    Err(e) => {
+                        let id = reader.head().and_then(|h| h.bundle_id());
+                        return refuse(recv, id, e);
+                    }
+                },
+                Ok(None) => break,
+                Err(quinn::ReadError::Reset(_)) | Err(quinn::ReadError::ConnectionLost(_)) => {
+                    return None
+                }
+                Err(e) => {
+                    return Some(Ack::busy(
+                        None,
+                        format!("reading: {e}"),
+                        1_000,
+                        crate::now_ms(),
+                    ))
+                }
+            }
+        }
+        let id = reader.head().and_then(|h| h.bundle_id());
+        let request = match reader.finish() {
+            Ok(r) => r,
+            Err(e) => return Some(Ack::for_protocol_error(id, &e, crate::now_ms())),
+        };
+        match request.head {
+            RequestHead::Heartbeat(hb) => Some(self.record_heartbeat(station, &hb)),
+            RequestHead::Upload(header) => {
+                let spool = self.spool.clone();
+                let (id, body) = (header.bundle_id, request.body);
+                let part = tokio::task::spawn_blocking(move || spool.write_part(&id, &body)).await;
+                let part = match part {
+                    Ok(Ok(p)) => p,
+                    other => {
+                        warn!(result = ?other.err(), "writing a received bundle failed");
+                        return Some(Ack::busy(
+                            Some(id),
+                            "server could not store the bundle now".into(),
+                            5_000,
+                            crate::now_ms(),
+                        ));
+                    }
+                };
+                drop(reservation);
+                let now = crate::now_ms;
+                Some(
+                    match self.committer.commit(station.id, header, part).await {
+                        Ok(Outcome::Stored) => {
+                            self.stored.notify_one();
+                            Ack::stored(Some(id), now())
+                        }
+                        Ok(Outcome::Duplicate) => Ack::duplicate(id, now()),
+                        Ok(Outcome::Conflict) => Ack::rejected(
+                            Some(id),
+                            "bundle id already stored with other content".into(),
+                            now(),
+                        ),
+                        Err(e) => {
+                            warn!(error = %e, "group commit failed");
+                            Ack::busy(
+                                Some(id),
+                                "server could not store the bundle now".into(),
+                                5_000,
+                                now(),
+                            )
+                        }
+                    },
+                )
+            }
+        }
+    }
+
+    /// Decides, from the header alone, whether to answer before the body arrives.
+    fn admit(
+        &self,
+        station: &Station,
+        head: &RequestHead,
+        reservation: &mut Reservation<'_>,
+    ) -> Option<Ack> {
+        let now = crate::now_ms();
+        if head.station() != station.name {
+            let e = ProtocolError::WrongStation {
+                claimed: head.station().to_string(),
+                actual: station.name.clone(),
+            };
+            return Some(Ack::for_protocol_error(head.bundle_id(), &e, now));
+        }
+        let RequestHead::Upload(h) = head else {
+            return None;
+        };
+        let id = Some(h.bundle_id);
+        match self.spool.known(&h.bundle_id, &h.sha256) {
+            Ok(Known::Same) => return Some(Ack::duplicate(h.bundle_id, now)),
+            Ok(Known::Conflict { .. }) => {
+                return Some(Ack::rejected(
+                    id,
+                    "bundle id already stored with other content".into(),
+                    now,
+                ))
+            }
+            Ok(Known::New) => {}
+            Err(e) => {
+                warn!(error = %e, "bundle registry unreadable");
+                return Some(Ack::busy(
+                    id,
+                    "server could not check the bundle now".into(),
+                    5_000,
+                    now,
+                ));
+            }
+        }
+        if let Err(wait_ms) = self.rates.lock().expect("lock").try_take(station.id, now) {
+            return Some(Ack::busy(
+                id,
+                "station over its upload rate".into(),
+                wait_ms,
+                now,
+            ));
+        }
+        let cfg = &self.ctx.config.ingest;
+        let in_flight = self.in_flight_bytes.load(Ordering::Relaxed);
+        if self.spool.backlog_bytes() + in_flight + h.size > cfg.spool_high_water_bytes {
+            return Some(Ack::busy(
+                id,
+                "spool above its high-water mark".into(),
+                30_000,
+                now,
+            ));
+        }
+        match self.spool.available_disk_bytes() {
+            Ok(free) if free >= cfg.min_free_disk_bytes + in_flight + h.size => {}
+            Ok(_) => {
+                return Some(Ack::busy(
+                    id,
+                    "disk space reserve reached".into(),
+                    60_000,
+                    now,
+                ))
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read free disk space");
+                return Some(Ack::busy(
+                    id,
+                    "server could not check its disk".into(),
+                    5_000,
+                    now,
+                ));
+            }
+        }
+        if !reservation.try_reserve(h.size, cfg.max_in_flight_bytes) {
+            return Some(Ack::busy(
+                id,
+                "too many bytes being received".into(),
+                1_000,
+                now,
+            ));
+        }
+        None
+    }
+
+    fn record_heartbeat(&self, station: &Station, hb: &Heartbeat) -> Ack {
+        let now = crate::now_ms();
+        let devices = serde_json::to_string(&hb.devices).unwrap_or_else(|_| "[]".into());
+        let result = {
+            let mut conn = self.ctx.db.lock();
+            conn.transaction().and_then(|tx| {
+                tx.execute(
+                    "INSERT INTO station_heartbeats (station_id, received_at_ms, sent_at_ms, clock_offset_ms,
+                        spool_pending_bundles, spool_pending_bytes, spool_full, devices)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    rusqlite::params![
+                        station.id,
+                        now,
+                        hb.sent_at_ms,
+                        hb.clock_offset_ms,
+                        hb.spool.pending_bundles as i64,
+                        hb.spool.pending_bytes as i64,
+                        hb.spool.full,
+                        devices
+                    ],
+                )?;
+                tx.execute(
+                    "UPDATE stations SET last_contact_ms = ?2 WHERE id = ?1",
+                    (station.id, now),
+                )?;
+                tx.commit()
+            })
+        };
+        match result {
+            Ok(()) => Ack::stored(None, now),
+            Err(e) => {
+                warn!(error = %e, "could not record a heartbeat");
+                Ack::busy(None, "heartbeat not recorded".into(), 5_000, now)
+            }
+        }
+    }
+}
+
+/// Bytes of one stream counted against `max_in_flight_bytes`, released when dropped.
+struct Reservation<'a> {
+    counter: &'a AtomicU64,
+    bytes: u64,
+}
+
+impl<'a> Reservation<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        Self { counter, bytes: 0 }
+    }
+
+    fn try_reserve(&mut self, bytes: u64, max: u64) -> bool {
+        let mut current = self.counter.load(Ordering::Relaxed);
+        loop {
+            if current + bytes > max {
+                return false;
+            }
+            match self.counter.compare_exchange_weak(
+                current,
+                current + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.bytes += bytes;
+                    return true;
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,142 @@
+//! The server's side of one stream: an incremental parser fed whatever bytes arrive.
+//!
+//! The transport calls [`RequestReader::feed`] with each chunk and [`RequestReader::finish`] at the
+//! end of the stream. As soon as the header is complete, `feed` says so, so the server can decide
+//! (duplicate? over a limit? busy?) before the body arrives and stop the stream early. Nothing
+//! beyond the announced body length is accepted, and nothing is allocated ahead of the bytes that
+//! actually arrived, so a peer announcing a large body and sending nothing costs nothing.
+
+use super::{
+    decode_request_header, decode_request_prefix, ProtocolError, RequestHead, RequestKind, Result,
+    REQUEST_PREFIX_LEN,
+};
+
+/// A complete request: its header and its verified body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub head: RequestHead,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum State {
+    Prefix,
+    Header { kind: RequestKind, len: usize },
+    Body,
+    Failed,
+}
+
+#[derive(Debug)]
+pub struct RequestReader {
+    negotiated: u8,
+    max_bundle_size: u64,
+    state: State,
+    buf: Vec<u8>,
+    head: Option<RequestHead>,
+    body: Vec<u8>,
+}
+
+impl RequestReader {
+    pub fn new(negotiated_version: u8, max_bundle_size: u64) -> Self {
+        Self {
+            negotiated: negotiated_version,
+            max_bundle_size,
+            state: State::Prefix,
+            buf: Vec::new(),
+            head: None,
+            body: Vec::new(),
+        }
+    }
+
+    /// The header, once it has been read.
+    pub fn head(&self) -> Option<&RequestHead> {
+        self.head.as_ref()
+    }
+
+    /// Body bytes received so far.
+    pub fn body_received(&self) -> u64 {
+        self.body.len() as u64
+    }
+
+    /// Consumes one chunk. Returns `true` when this chunk completed the header. After an error the
+    /// reader refuses everything: the stream is to be answered and stopped.
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Result<bool> {
+        let mut head_ready = false;
+        while !chunk.is_empty() {
+            match self.state {
+                State::Failed => {
+                    return Err(ProtocolError::Malformed("stream already failed".into()))
+                }
+                State::Prefix => {
+                    let take = (REQUEST_PREFIX_LEN - self.buf.len()).min(chunk.len());
+                    self.buf.extend_from_slice(&chunk[..take]);
+                    chunk = &chunk[take..];
+                    if self.buf.len() == REQUEST_PREFIX_LEN {
+                        let prefix: [u8; REQUEST_PREFIX_LEN] =
+                            self.buf[..].try_into().expect("prefix length");
+                        let (kind, len) =
+                            self.fail_on(decode_request_prefix(&prefix, self.negotiated))?;
+                        self.buf.clear();
+                        self.state = State::Header { kind, len };
+                        if len == 0 {
+                            head_ready = self.parse_header(kind)?;
+                        }
+                    }
+                }
+                State::Header { kind, len } => {
+                    let take = (len - self.buf.len()).min(chunk.len());
+                    self.buf.extend_from_slice(&chunk[..take]);
+                    chunk = &chunk[take..];
+                    if self.buf.len() == len {
+                        head_ready = self.parse_header(kind)?;
+                    }
+                }
+                State::Body => {
+                    let expected = self.head.as_ref().expect("header read").body_len();
+                    let room = expected - self.body.len() as u64;
+                    if chunk.len() as u64 > room {
+                        return self.fail_on(Err(ProtocolError::TrailingBytes { expected }));
+                    }
+                    self.body.extend_from_slice(chunk);
+                    chunk = &[];
+                }
+            }
+        }
+        Ok(head_ready)
+    }
+
+    fn parse_header(&mut self, kind: RequestKind) -> Result<bool> {
+        let head = decode_request_header(kind, &self.buf, self.max_bundle_size);
+        let head = self.fail_on(head)?;
+        self.buf = Vec::new();
+        self.head = Some(head);
+        self.state = State::Body;
+        Ok(true)
+    }
+
+    fn fail_on<T>(&mut self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.state = State::Failed;
+        }
+        r
+    }
+
+    /// The stream ended: returns the complete request, its body checked against the header.
+    pub fn finish(self) -> Result<Request> {
+        let Some(head) = self.head else {
+            return Err(match self.state {
+                State::Failed => ProtocolError::Malformed("stream already failed".into()),
+                _ => ProtocolError::HeaderTruncated,
+            });
+        };
+        if let RequestHead::Upload(h) = &head {
+            h.verify(&self.body)?;
+        } else if !self.body.is_empty() {
+            return Err(ProtocolError::TrailingBytes { expected: 0 });
+        }
+        Ok(Request {
+            head,
+            body: self.body,
+        })
+    }
+}
