@@ -78,7 +78,7 @@ impl Committer {
         };
         let tx = self.tx.clone();
         // A full channel blocks: do that on a blocking thread, not a runtime worker.
-        tokio::task::spawn_blocking(move || tx.send(job))
+        tokio::task::spawn_blocking(move || tx.send(job).map_err(|_| ()))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|_| "committer stopped".to_string())?;

@@ -29,16 +29,21 @@ use crate::{Error, Result};
 
 /// How long one stream (one bundle or heartbeat) may take.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a handshake may take before the next address is tried (a dead server answers nothing).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failures in a row after which a pass gives up and leaves the rest in the spool.
 pub const DEFAULT_MAX_FAILURES: u32 = 6;
 
 pub struct Uploader {
     endpoint: quinn::Endpoint,
+    quic: Arc<QuicClientConfig>,
     servers: Vec<String>,
     server_name: String,
     station: String,
     session: SessionConfig,
     max_failures: u32,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -75,17 +80,20 @@ pub fn client_tls_config(config: &StationConfig) -> Result<rustls::ClientConfig>
     Ok(tls)
 }
 
+/// Default idle timeout of a station's connection; a server that died silently is noticed after it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// QUIC settings of a station: small windows (a station sends, it hardly receives) and a keep-alive
-/// well inside the server's idle timeout.
+/// at a third of the idle timeout.
 pub fn client_transport() -> quinn::TransportConfig {
+    client_transport_with(IDLE_TIMEOUT)
+}
+
+pub fn client_transport_with(idle_timeout: Duration) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     transport
-        .max_idle_timeout(Some(
-            Duration::from_secs(60)
-                .try_into()
-                .expect("valid idle timeout"),
-        ))
-        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .max_idle_timeout(Some(idle_timeout.try_into().expect("valid idle timeout")))
+        .keep_alive_interval(Some(idle_timeout / 3))
         .max_concurrent_uni_streams(0u32.into())
         .max_concurrent_bidi_streams(0u32.into())
         .stream_receive_window(16_384u32.into())
@@ -105,14 +113,14 @@ impl Uploader {
     /// Builds an uploader around any TLS configuration (tests use this to present foreign
     /// certificates, or none).
     pub fn with_tls(config: &StationConfig, tls: rustls::ClientConfig) -> Result<Self> {
-        let quic = QuicClientConfig::try_from(tls).map_err(|e| Error::Config(e.to_string()))?;
-        let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
-        client_config.transport_config(Arc::new(client_transport()));
-        let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().expect("addr"))
+        let quic =
+            Arc::new(QuicClientConfig::try_from(tls).map_err(|e| Error::Config(e.to_string()))?);
+        let endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().expect("addr"))
             .map_err(|e| Error::Upload(format!("binding a UDP socket: {e}")))?;
-        endpoint.set_default_client_config(client_config);
         Ok(Self {
             endpoint,
+            quic,
+            idle_timeout: IDLE_TIMEOUT,
             servers: config.servers.clone(),
             server_name: config.server_name.clone(),
             station: config.name.clone(),
@@ -123,12 +131,25 @@ impl Uploader {
                 ..SessionConfig::default()
             },
             max_failures: DEFAULT_MAX_FAILURES,
+            connect_timeout: CONNECT_TIMEOUT,
         })
     }
 
     /// How many failures in a row a drain tolerates before it gives up (at least one).
     pub fn with_max_failures(mut self, failures: u32) -> Self {
         self.max_failures = failures.max(1);
+        self
+    }
+
+    /// Idle timeout of the connection (a silently dead server is noticed after it).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long one handshake may take before failing over.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -148,11 +169,19 @@ impl Uploader {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| format!("{address}: cannot resolve"))?;
+        let mut client_config = quinn::ClientConfig::new(self.quic.clone());
+        client_config.transport_config(Arc::new(client_transport_with(self.idle_timeout)));
         let connecting = self
             .endpoint
-            .connect(addr, &self.server_name)
+            .connect_with(client_config, addr, &self.server_name)
             .map_err(|e| format!("{address}: {e}"))?;
-        connecting.await.map_err(|e| format!("{address}: {e}"))
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(conn) => conn.map_err(|e| format!("{address}: {e}")),
+            Err(_) => Err(format!(
+                "{address}: no answer within {:?}",
+                self.connect_timeout
+            )),
+        }
     }
 
     /// Uploads everything pending and sends a heartbeat, retrying failures as the session decides.
@@ -304,27 +333,25 @@ impl Uploader {
                 msg = rx.recv() => msg,
                 _ = tokio::time::sleep(wait) => None,
             };
-            match msg {
-                Some(Msg(gen, event)) => {
-                    if gen != generation {
-                        continue; // from a connection we already gave up on
-                    }
-                    if let Event::ConnectionLost { reason } = &event {
-                        debug!(%reason, "connection lost");
-                        conn = None;
-                    }
-                    if let Event::Acknowledged { bundle_id, ack } = &event {
-                        let local = chrono::Utc::now().timestamp_millis();
-                        outcome.clock_offset_ms = Some(local - ack.server_time_ms);
-                        acks.insert(*bundle_id, ack.clone());
-                    }
-                    if event == Event::HeartbeatAcknowledged {
-                        outcome.heartbeats += 1;
-                    }
-                    session.handle(now(), event);
-                }
-                None => {}
+            let Some(Msg(gen, event)) = msg else {
+                continue;
+            };
+            if gen != generation {
+                continue; // from a connection we already gave up on
             }
+            if let Event::ConnectionLost { reason } = &event {
+                debug!(%reason, "connection lost");
+                conn = None;
+            }
+            if let Event::Acknowledged { bundle_id, ack } = &event {
+                let local = chrono::Utc::now().timestamp_millis();
+                outcome.clock_offset_ms = Some(local - ack.server_time_ms);
+                acks.insert(*bundle_id, ack.clone());
+            }
+            if event == Event::HeartbeatAcknowledged {
+                outcome.heartbeats += 1;
+            }
+            session.handle(now(), event);
         }
         if let Some((_, c)) = conn.take() {
             c.close(0u32.into(), b"done");

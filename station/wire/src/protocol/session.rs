@@ -225,7 +225,7 @@ impl UploadSession {
                 self.fail(reason);
                 self.server = (self.server + 1) % self.cfg.servers;
                 // Try every address once before waiting.
-                let retry_at = if self.failures as usize % self.cfg.servers != 0 {
+                let retry_at = if !(self.failures as usize).is_multiple_of(self.cfg.servers) {
                     now
                 } else {
                     now + self.backoff(self.failures / self.cfg.servers as u32)

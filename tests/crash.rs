@@ -1,0 +1,413 @@
+//! Crash tests: real processes killed with SIGKILL at random moments, many times.
+//!
+//! 1. Several stations upload while the server process is killed and restarted. Afterwards every
+//!    bundle a station journalled as acknowledged is at the server exactly once, byte for byte, and
+//!    every bundle that was not acknowledged before a crash was sent again and stored.
+//! 2. A station agent process is killed and restarted while it seals and uploads. Afterwards every
+//!    reading the device produced is stored once: no bundle lost, none stored twice.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nachtwacht::config::Config;
+use nachtwacht::server::Context;
+use nachtwacht::{audit, init};
+use nachtwacht_station::spool::Spool;
+use nachtwacht_station::uploader::Uploader;
+use nachtwacht_wire::protocol::sha256_hex;
+use rand::Rng;
+
+const KILLS: usize = 8;
+/// Bundles (simulated days) per station in the server-kill test.
+const DAYS: u32 = 40;
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_server(root: &Path, port: u16, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["serve", "--data-dir"])
+        .arg(root)
+        .args([
+            "--quic-listen",
+            &format!("127.0.0.1:{port}"),
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start nachtwacht serve")
+}
+
+/// Bundle ids a station journalled as acknowledged (with repeats, if it was acknowledged twice).
+fn journal(spool_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(spool_dir.join("acknowledged.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect()
+}
+
+/// The server's copy of a bundle, wherever it is now (spool or evidence).
+fn server_copy(ctx: &Context, bundle_id: &str) -> Option<Vec<u8>> {
+    let (received, state): (i64, String) = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT received_at_ms, state FROM bundles WHERE bundle_id = ?1",
+            [bundle_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok()?;
+    let id = nachtwacht_wire::BundleId::from_hex(bundle_id)?;
+    let candidates = [
+        ctx.dir.spool().join(format!("{bundle_id}.age")),
+        nachtwacht::decode::evidence_path(&ctx.dir, &id, received),
+        ctx.dir.quarantine().join(format!("{bundle_id}.age")),
+    ];
+    let found = candidates.iter().find_map(|p| std::fs::read(p).ok());
+    assert!(
+        found.is_some() || state == "quarantined",
+        "{bundle_id} has no file"
+    );
+    found
+}
+
+fn parquet_rows(ctx: &Context, signal: nachtwacht_wire::Signal) -> i64 {
+    nachtwacht::dataset::list_signal_files(&ctx.dir, signal)
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let reader =
+                parquet::file::reader::SerializedFileReader::new(std::fs::File::open(p).unwrap())
+                    .unwrap();
+            parquet::file::reader::FileReader::metadata(&reader)
+                .file_metadata()
+                .num_rows()
+        })
+        .sum()
+}
+
+async fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_bundles_survive_server_kills_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    init::init(&root, &Config::default(), nachtwacht::now_ms()).unwrap();
+    // Enrol through a short-lived in-process server (same data directory), then stop it.
+    let t = start_in(tmp).await;
+    let port = free_udp_port();
+    let mut stations = Vec::new();
+    let mut originals: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for i in 0..3 {
+        let (mut cfg, dir, _) =
+            t.ankle_station(&format!("crash-{i}"), &format!("AM-K{i}"), DAYS, vec![]);
+        cfg.servers = vec![format!("127.0.0.1:{port}")];
+        let sealed = seal_all(&cfg, &dir);
+        for b in &sealed {
+            originals.insert(b.bundle_id.to_hex(), b.ciphertext.clone());
+        }
+        stations.push((cfg, dir, sealed));
+    }
+    let TestServer { tmp, ctx, server } = t;
+    server.shutdown().await;
+    let log = tmp.path().join("server.log");
+
+    let mut child = spawn_server(&root, port, &log);
+    let mut started = 1;
+    assert!(
+        wait_until(Duration::from_secs(30), || serving(&log) >= started).await,
+        "server did not start"
+    );
+    // Each station seals a bundle every few tens of milliseconds and uploads it at once, so
+    // uploads are under way whenever the server dies.
+    let uploads: Vec<_> = stations
+        .iter()
+        .cloned()
+        .map(|(cfg, dir, sealed)| {
+            tokio::spawn(async move {
+                let spool = Spool::open(&cfg.spool_dir(&dir)).unwrap();
+                let heartbeat = quiet_heartbeat(&cfg);
+                let drain = || async {
+                    let up = Uploader::new(&cfg)
+                        .unwrap()
+                        .with_backoff(20, 300)
+                        .with_max_failures(3)
+                        .with_connect_timeout(Duration::from_millis(500))
+                        .with_idle_timeout(Duration::from_secs(2));
+                    let _ = up.drain(&spool, &heartbeat).await;
+                };
+                for b in &sealed {
+                    spool.put(b).unwrap();
+                    drain().await;
+                    let pause = rand::thread_rng().gen_range(20..120);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                let start = Instant::now();
+                while !spool.pending().unwrap().is_empty()
+                    && start.elapsed() < Duration::from_secs(240)
+                {
+                    drain().await;
+                }
+            })
+        })
+        .collect();
+
+    for _ in 0..KILLS {
+        let pause = rand::thread_rng().gen_range(100..600);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        child = spawn_server(&root, port, &log);
+        started += 1;
+        assert!(
+            wait_until(Duration::from_secs(30), || serving(&log) >= started).await,
+            "server did not restart"
+        );
+    }
+    let mut during_kills = 0;
+    for (cfg, dir, _) in &stations {
+        during_kills += journal(&cfg.spool_dir(dir)).len();
+    }
+    for u in uploads {
+        u.await.unwrap();
+    }
+    // Let the decoder of the surviving server finish, then stop it too.
+    let db = ctx.db.clone();
+    let decoded = wait_until(Duration::from_secs(60), || {
+        db.lock()
+            .query_row(
+                "SELECT count(*) FROM bundles WHERE state = 'spooled'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+            == 0
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        decoded,
+        "decoder did not finish; server log:\n{}",
+        &server_log[server_log.len().saturating_sub(4000)..]
+    );
+
+    let mut acknowledged = BTreeSet::new();
+    for (cfg, dir, _) in &stations {
+        let spool_dir = cfg.spool_dir(dir);
+        assert!(
+            Spool::open(&spool_dir)
+                .unwrap()
+                .pending()
+                .unwrap()
+                .is_empty(),
+            "{} left bundles behind",
+            cfg.name
+        );
+        acknowledged.extend(journal(&spool_dir));
+    }
+    // Every bundle was acknowledged in the end: the ones lost in a crash were sent again.
+    assert_eq!(
+        acknowledged,
+        originals.keys().cloned().collect::<BTreeSet<_>>()
+    );
+    // Each is registered once, with the digest of what the station sent, and the file is intact.
+    let rows: i64 = ctx
+        .db
+        .lock()
+        .query_row("SELECT count(*) FROM bundles", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows as usize, originals.len());
+    for (id, bytes) in &originals {
+        let sha: String = ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT sha256 FROM bundles WHERE bundle_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(sha, sha256_hex(bytes), "{id}");
+        assert_eq!(server_copy(&ctx, id).as_deref(), Some(&bytes[..]), "{id}");
+    }
+    assert_eq!(
+        ctx.db
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM bundles WHERE state <> 'processed'",
+                [],
+                |r| r.get::<_, i64>(0)
+            )
+            .unwrap(),
+        0
+    );
+    // Every reading is in the dataset once: 3 stations × DAYS days × 48 readings.
+    assert_eq!(
+        parquet_rows(&ctx, nachtwacht_wire::Signal::Ankle),
+        3 * DAYS as i64 * 48
+    );
+    // No partial upload survived a restart, and the audit chain is intact.
+    let parts = std::fs::read_dir(ctx.dir.spool())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "part")
+        })
+        .count();
+    assert_eq!(parts, 0);
+    assert!(matches!(
+        audit::verify(&ctx.db.lock()).unwrap(),
+        audit::Verdict::Intact { .. }
+    ));
+    // The kills really struck while uploads were going on.
+    assert!(
+        during_kills > 0 && during_kills < originals.len(),
+        "{during_kills} of {} acknowledged during the kills",
+        originals.len()
+    );
+}
+
+/// How many times the server logged that it was serving.
+fn serving(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("nachtwacht serving")
+        .count()
+}
+
+fn station_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("nachtwacht-station");
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_survive_station_kills_exactly_once() {
+    let t = start_server(Config::default()).await;
+    let days = 40;
+    let (cfg, dir, _) = t.ankle_station("crash-station", "AM-S1", days, vec![]);
+    let config_path = dir.join("station.toml");
+    std::fs::write(&config_path, cfg.to_toml()).unwrap();
+    let bin = station_binary();
+    let log = dir.join("station.log");
+    let spawn = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        Command::new(&bin)
+            .args(["run", "--interval", "100ms", "--config"])
+            .arg(&config_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut rng = rand::thread_rng();
+    let mut child = spawn();
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(30..400))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        child = spawn();
+    }
+    let expected = days as i64;
+    let db = t.ctx.db.clone();
+    let all_in = wait_until(Duration::from_secs(90), || {
+        db.lock()
+            .query_row("SELECT count(*) FROM bundles", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+            >= expected
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let station_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        all_in,
+        "station log:\n{}",
+        &station_log[station_log.len().saturating_sub(4000)..]
+    );
+    t.server.decode_now().await;
+
+    // One bundle per simulated day, each the id the station derives from its content.
+    let expected_ids: BTreeSet<String> = nachtwacht_station::source::read_all(&cfg.source, &dir)
+        .unwrap()
+        .iter()
+        .map(|c| nachtwacht_station::seal::content_id(c).to_hex())
+        .collect();
+    let stored: BTreeSet<String> = {
+        let conn = t.ctx.db.lock();
+        let mut stmt = conn.prepare("SELECT bundle_id FROM bundles").unwrap();
+        let ids = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        ids
+    };
+    assert_eq!(stored, expected_ids);
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
+        expected
+    );
+    assert_eq!(
+        parquet_rows(&t.ctx, nachtwacht_wire::Signal::Ankle),
+        expected * 48
+    );
+    // Nothing was set aside and nothing waits in the station's spool.
+    let spool = Spool::open(&cfg.spool_dir(&dir)).unwrap();
+    assert!(spool.pending().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_dir(cfg.spool_dir(&dir).join("set-aside"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(station_log.matches("pass done").count() >= 1);
+    t.server.shutdown().await;
+}
