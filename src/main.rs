@@ -1,5 +1,7 @@
 //! `nachtwacht`: the server and its administration commands.
 
+mod bench_ingest;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,6 +89,18 @@ enum Command {
         #[command(flatten)]
         listen: ListenArgs,
     },
+    /// Benchmarks (build with --release); each prints its figures and the floors measured in the
+    /// same run.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Many stations uploading at once over loopback QUIC, then many idle connections.
+    Ingest(bench_ingest::IngestArgs),
 }
 
 #[derive(clap::Args)]
@@ -369,6 +383,9 @@ async fn main() -> anyhow::Result<()> {
             days,
             listen,
         } => run_demo(data_dir, exit_after, days, listen).await?,
+        Command::Bench {
+            command: BenchCommand::Ingest(args),
+        } => bench_ingest::run(args).await?,
     }
     Ok(())
 }

@@ -34,7 +34,9 @@ enum Command {
     },
 }
 
-#[tokio::main]
+// One thread: a station seals one bundle at a time and waits on the network; a single thread keeps
+// its memory small (no per-thread allocator arenas) on a low-power box.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -1,0 +1,396 @@
+//! `nachtwacht bench ingest`: the ingest under load, with its floors measured in the same run.
+//!
+//! A real `nachtwacht serve --ingest-only` child process on loopback; N simulated stations, each
+//! with its own enrolled certificate and signing key, upload real sealed wristband bundles all at
+//! once; then K further stations open connections and stay idle. Measured:
+//! * throughput (bundles/s, MB/s, samples/s) and p50/p99 acknowledgement latency;
+//! * server CPU-seconds per GB ingested (from /proc of the server process);
+//! * server resident memory per idle connection;
+//! * the floors: single-core age decryption of the same bundles, and fsync latency of a
+//!   bundle-sized file on the data directory's file system (what one ungrouped commit costs);
+//! * the station agent's peak RSS while it seals and uploads wristband data.
+//!
+//! Part of the binary (it prints and uses `anyhow`); see docs/benchmarks.md for method and figures.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nachtwacht::config::Config;
+use nachtwacht::server::Context as ServerContext;
+use nachtwacht::{enroll, init, secrets};
+use nachtwacht_station::seal::{self, SealedBundle};
+use nachtwacht_station::source::simulator::{self, SimulatorConfig};
+use nachtwacht_station::uploader::{client_tls_config, client_transport, exchange};
+use nachtwacht_station::{SourceConfig, StationConfig};
+use nachtwacht_wire::protocol::encode_upload_head;
+use nachtwacht_wire::{AckCode, DeviceKind, UploadHeader};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Stations uploading at the same time.
+    #[arg(long, default_value_t = 1000)]
+    pub stations: usize,
+    /// Bundles each uploading station sends (one after the other).
+    #[arg(long, default_value_t = 3)]
+    pub bundles_per_station: usize,
+    /// Minutes of wristband readings (all five signals) per bundle.
+    #[arg(long, default_value_t = 1)]
+    pub bundle_minutes: u32,
+    /// Further stations that connect and stay idle, for the memory-per-connection figure.
+    #[arg(long, default_value_t = 10_000)]
+    pub idle: usize,
+    /// Client endpoints (UDP sockets) the simulated stations share.
+    #[arg(long, default_value_t = 8)]
+    pub client_sockets: usize,
+}
+
+struct Station {
+    config: StationConfig,
+    bundles: Vec<SealedBundle>,
+}
+
+pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir().context("temporary directory")?;
+    let root = tmp.path().join("data");
+    let mut config = Config::default();
+    config.ingest.max_bundles_per_minute = 100_000;
+    config.ingest.max_connections_per_station = 4;
+    init::init(&root, &config, nachtwacht::now_ms()).context("init")?;
+    let ctx = ServerContext::open(&root)?;
+
+    let t = Instant::now();
+    let total = args.stations + args.idle;
+    let mut stations = Vec::with_capacity(total);
+    for i in 0..total {
+        let name = format!("bench-{i:05}");
+        let config = enroll::add_station(&ctx, &name, "bench").context("enrolling")?;
+        stations.push(config);
+    }
+    println!("enrolled {total} stations in {:.1} s", t.elapsed().as_secs_f64());
+    let idle_stations = stations.split_off(args.stations);
+
+    // The workload: distinct wristband bundles per station, sealed (signed + encrypted) up front.
+    let t = Instant::now();
+    let template = simulator::generate(&SimulatorConfig {
+        device: DeviceKind::Wristband,
+        device_serial: "WB-BENCH".into(),
+        start_ms: nachtwacht::now_ms() - 86_400_000,
+        days: 1,
+        seed: 1,
+        drinking: vec![],
+        wear_hours_per_day: 1,
+        bundle_minutes: args.bundle_minutes,
+    });
+    let samples_per_bundle = template[0].samples();
+    let recipient = seal::parse_recipient(&stations[0].server_age_recipient)?;
+    let mut active = Vec::with_capacity(args.stations);
+    for config in stations {
+        let key = config.signing_key()?;
+        let signer = seal::Signer { station: &config.name, key: &key };
+        let mut bundles = Vec::with_capacity(args.bundles_per_station);
+        for b in 0..args.bundles_per_station {
+            let mut content = template[b % template.len()].clone();
+            content.device_serial = format!("WB-{}-{b}", config.name);
+            bundles.push(seal::seal(&content, &signer, &recipient)?);
+        }
+        active.push(Station { config, bundles });
+    }
+    let n_bundles = args.stations * args.bundles_per_station;
+    let bytes: u64 = active.iter().flat_map(|s| &s.bundles).map(|b| b.ciphertext.len() as u64).sum();
+    let mean_bundle = bytes / n_bundles.max(1) as u64;
+    println!(
+        "sealed {n_bundles} bundles ({:.1} MB, {} samples each, mean {} KiB) in {:.1} s",
+        bytes as f64 / 1e6,
+        samples_per_bundle,
+        mean_bundle / 1024,
+        t.elapsed().as_secs_f64()
+    );
+
+    // Floor 1: age decryption of the same bundles, one core.
+    let identities = secrets::load_age_identities(&ctx.dir.age_identity())?;
+    let t = Instant::now();
+    for b in active.iter().flat_map(|s| &s.bundles) {
+        let d = age::Decryptor::new_buffered(&b.ciphertext[..])?;
+        let mut r = d.decrypt(identities.iter().map(|i| i as &dyn age::Identity))?;
+        let mut out = Vec::with_capacity(b.ciphertext.len());
+        r.read_to_end(&mut out)?;
+    }
+    let decrypt_s = t.elapsed().as_secs_f64();
+    // Floor 2: fsync of a bundle-sized file in the data directory.
+    let fsync = fsync_latencies(&root, mean_bundle as usize, 200)?;
+
+    // The server, as operators run it, ingest only.
+    drop(ctx);
+    let server = Server::start(&root)?;
+    let quic = server.quic_addr;
+    let endpoints = client_endpoints(args.client_sockets)?;
+
+    let cpu_before = server.cpu_seconds()?;
+    let t = Instant::now();
+    let start = Arc::new(tokio::sync::Barrier::new(active.len()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, s) in active.into_iter().enumerate() {
+        let endpoint = endpoints[i % endpoints.len()].clone();
+        let start = start.clone();
+        tasks.spawn(async move { upload_station(endpoint, quic, s, start).await });
+    }
+    let mut latencies = Vec::with_capacity(n_bundles);
+    let mut busy = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (l, b) = r??;
+        latencies.extend(l);
+        busy += b;
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = server.cpu_seconds()? - cpu_before;
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+
+    // Idle connections: resident memory per connection.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_before = server.rss_kib()?;
+    let t_idle = Instant::now();
+    let idle_conns = open_idle(&endpoints, quic, &idle_stations).await?;
+    let idle_s = t_idle.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_after = server.rss_kib()?;
+    let per_conn_kib = (rss_after.saturating_sub(rss_before)) as f64 / idle_conns.len().max(1) as f64;
+    let still_open = idle_conns.iter().filter(|c| c.close_reason().is_none()).count();
+    drop(idle_conns);
+
+    // The station agent at wristband rates: peak RSS of a real process.
+    let station_rss = station_peak_rss(&root, quic, tmp.path()).await;
+
+    server.stop();
+    let gb = bytes as f64 / 1e9;
+    let decrypt_rate = n_bundles as f64 / decrypt_s;
+    println!();
+    println!("== ingest: {} stations × {} bundles, all at once ==", args.stations, args.bundles_per_station);
+    println!("bundles/s            {:>10.0}", n_bundles as f64 / wall);
+    println!("MB/s                 {:>10.1}", bytes as f64 / 1e6 / wall);
+    println!("samples/s            {:>10.0}", (n_bundles * samples_per_bundle) as f64 / wall);
+    println!("ack latency p50      {:>10.1} ms", pct(0.50).as_secs_f64() * 1e3);
+    println!("ack latency p99      {:>10.1} ms   (target < 1000 ms)", pct(0.99).as_secs_f64() * 1e3);
+    println!("ack latency max      {:>10.1} ms", latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3);
+    println!("busy answers         {:>10}", busy);
+    println!("server CPU s per GB  {:>10.1}   ({cpu:.1} CPU-s for {gb:.3} GB)", cpu / gb);
+    println!("== floors, same run ==");
+    println!("age decrypt, 1 core  {:>10.0} bundles/s   ingest/decrypt = {:.2}", decrypt_rate, n_bundles as f64 / wall / decrypt_rate);
+    println!("fsync p50 / p99      {:>7.2} / {:.2} ms  ({} KiB file)", fsync.0 * 1e3, fsync.1 * 1e3, mean_bundle / 1024);
+    println!(
+        "ungrouped ceiling    {:>10.0} bundles/s (1 / fsync p50)   ingest/ceiling = {:.1}",
+        1.0 / fsync.0,
+        n_bundles as f64 / wall * fsync.0
+    );
+    println!("== idle connections ==");
+    println!(
+        "{} connected in {:.1} s, {} still open; server RSS {} → {} KiB",
+        idle_stations.len(),
+        idle_s,
+        still_open,
+        rss_before,
+        rss_after
+    );
+    println!("RSS per idle conn    {:>10.1} KiB   (target < 64 KiB)", per_conn_kib);
+    match station_rss {
+        Ok((kib, acked)) => println!(
+            "== station agent ==\npeak RSS             {:>10.1} MiB   (target < 20 MiB; {acked} wristband bundles of 5 min sealed and uploaded)",
+            kib as f64 / 1024.0
+        ),
+        Err(e) => println!("== station agent ==\nnot measured: {e:#}"),
+    }
+    Ok(())
+}
+
+fn fsync_latencies(dir: &Path, size: usize, n: usize) -> anyhow::Result<(f64, f64)> {
+    let bytes = vec![0x5au8; size.max(1)];
+    let mut l = Vec::with_capacity(n);
+    for i in 0..n {
+        let path = dir.join(format!("fsync-probe-{i}"));
+        let t = Instant::now();
+        nachtwacht_station::durable::write_synced(&path, &bytes)?;
+        l.push(t.elapsed().as_secs_f64());
+        std::fs::remove_file(&path)?;
+    }
+    l.sort_by(f64::total_cmp);
+    Ok((l[n / 2], l[(n * 99 / 100).min(n - 1)]))
+}
+
+fn client_endpoints(n: usize) -> anyhow::Result<Vec<quinn::Endpoint>> {
+    (0..n.max(1))
+        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).context("client socket"))
+        .collect()
+}
+
+async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr, station: &StationConfig) -> anyhow::Result<quinn::Connection> {
+    let tls = client_tls_config(station)?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.transport_config(Arc::new(client_transport()));
+    Ok(endpoint.connect_with(client, addr, "localhost")?.await?)
+}
+
+/// One station: connect, wait for everyone, upload its bundles one after the other.
+async fn upload_station(
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+    s: Station,
+    start: Arc<tokio::sync::Barrier>,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let conn = connect(&endpoint, addr, &s.config).await?;
+    start.wait().await;
+    let mut latencies = Vec::with_capacity(s.bundles.len());
+    let mut busy = 0;
+    for (i, b) in s.bundles.iter().enumerate() {
+        loop {
+            let header = UploadHeader::for_ciphertext(b.bundle_id, &s.config.name, i as u64 + 1, &b.ciphertext);
+            let t = Instant::now();
+            let ack = exchange(&conn, encode_upload_head(&header), b.ciphertext.clone())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            match ack.code {
+                AckCode::Stored | AckCode::Duplicate => {
+                    latencies.push(t.elapsed());
+                    break;
+                }
+                AckCode::Busy => {
+                    busy += 1;
+                    tokio::time::sleep(Duration::from_millis(ack.retry_after_ms.unwrap_or(1_000))).await;
+                }
+                AckCode::Rejected => bail!("bundle rejected: {:?}", ack.reason),
+            }
+        }
+    }
+    conn.close(0u32.into(), b"done");
+    Ok((latencies, busy))
+}
+
+/// Opens one idle connection per station, a few hundred handshakes at a time.
+async fn open_idle(endpoints: &[quinn::Endpoint], addr: SocketAddr, stations: &[StationConfig]) -> anyhow::Result<Vec<quinn::Connection>> {
+    let mut out = Vec::with_capacity(stations.len());
+    for (chunk_no, chunk) in stations.chunks(250).enumerate() {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, s) in chunk.iter().enumerate() {
+            let endpoint = endpoints[(chunk_no * 250 + i) % endpoints.len()].clone();
+            let s = s.clone();
+            set.spawn(async move { connect(&endpoint, addr, &s).await });
+        }
+        while let Some(c) = set.join_next().await {
+            out.push(c??);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the real station binary on 2 hours of wristband data in 5-minute bundles; returns its peak
+/// RSS (KiB, from wait4) and how many bundles it got acknowledged.
+async fn station_peak_rss(root: &Path, quic: SocketAddr, scratch: &Path) -> anyhow::Result<(i64, usize)> {
+    let bin = std::env::current_exe()?.with_file_name("nachtwacht-station");
+    if !bin.exists() {
+        bail!("{} not built (cargo build --release --workspace)", bin.display());
+    }
+    let ctx = ServerContext::open(root)?;
+    let mut station = enroll::add_station(&ctx, "bench-agent", "bench")?;
+    station.servers = vec![quic.to_string()];
+    station.source = SourceConfig::Simulator(SimulatorConfig {
+        device: DeviceKind::Wristband,
+        device_serial: "WB-AGENT".into(),
+        start_ms: nachtwacht::now_ms() - 86_400_000,
+        days: 1,
+        seed: 3,
+        drinking: vec![],
+        wear_hours_per_day: 2,
+        bundle_minutes: 5,
+    });
+    let dir = scratch.join("agent");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("station.toml");
+    std::fs::write(&config, station.to_toml())?;
+    let child = Command::new(&bin)
+        .args(["run", "--once", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let (status, maxrss) = tokio::task::spawn_blocking(move || {
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `pid` is our child, not yet reaped; status and usage are valid out-pointers.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        (if rc == pid { status } else { -1 }, usage.ru_maxrss)
+    })
+    .await?;
+    std::mem::forget(child); // reaped by wait4 above
+    if status != 0 {
+        bail!("station agent exited with status {status}");
+    }
+    let acked = std::fs::read_to_string(dir.join("spool").join("acknowledged.log"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    Ok((maxrss, acked))
+}
+
+/// The server child process.
+struct Server {
+    child: Child,
+    quic_addr: SocketAddr,
+}
+
+impl Server {
+    fn start(root: &Path) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--ingest-only", "--quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(root)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nachtwacht serve")?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        // "QUIC ingest on 127.0.0.1:PORT, HTTP on http://…"
+        let addr = line
+            .strip_prefix("QUIC ingest on ")
+            .and_then(|r| r.split(',').next())
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("unexpected server output {line:?}"))?;
+        Ok(Self { child, quic_addr: addr })
+    }
+
+    fn proc_file(&self, name: &str) -> anyhow::Result<String> {
+        let path = PathBuf::from(format!("/proc/{}/{name}", self.child.id()));
+        std::fs::read_to_string(&path).with_context(|| path.display().to_string())
+    }
+
+    /// User + system CPU time of the server process.
+    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = self.proc_file("stat")?;
+        // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
+        let rest = stat.rsplit_once(')').context("/proc stat")?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok(ticks / hz)
+    }
+
+    fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = self.proc_file("status")?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
+        Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
