@@ -44,6 +44,10 @@ pub struct IngestArgs {
     /// Further stations that connect and stay idle, for the memory-per-connection figure.
     #[arg(long, default_value_t = 10_000)]
     pub idle: usize,
+    /// Second phase: each station sends its bundles this many seconds apart, the stations spread
+    /// evenly over the interval (a steady load instead of everyone at the same instant).
+    #[arg(long, default_value_t = 5)]
+    pub paced_interval_secs: u64,
     /// Client endpoints (UDP sockets) the simulated stations share.
     #[arg(long, default_value_t = 8)]
     pub client_sockets: usize,
@@ -71,7 +75,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         let config = enroll::add_station(&ctx, &name, "bench").context("enrolling")?;
         stations.push(config);
     }
-    println!("enrolled {total} stations in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "enrolled {total} stations in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let idle_stations = stations.split_off(args.stations);
 
     // The workload: distinct wristband bundles per station, sealed (signed + encrypted) up front.
@@ -91,17 +98,24 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let mut active = Vec::with_capacity(args.stations);
     for config in stations {
         let key = config.signing_key()?;
-        let signer = seal::Signer { station: &config.name, key: &key };
-        let mut bundles = Vec::with_capacity(args.bundles_per_station);
-        for b in 0..args.bundles_per_station {
+        let signer = seal::Signer {
+            station: &config.name,
+            key: &key,
+        };
+        let mut bundles = Vec::with_capacity(2 * args.bundles_per_station);
+        for b in 0..2 * args.bundles_per_station {
             let mut content = template[b % template.len()].clone();
             content.device_serial = format!("WB-{}-{b}", config.name);
             bundles.push(seal::seal(&content, &signer, &recipient)?);
         }
         active.push(Station { config, bundles });
     }
-    let n_bundles = args.stations * args.bundles_per_station;
-    let bytes: u64 = active.iter().flat_map(|s| &s.bundles).map(|b| b.ciphertext.len() as u64).sum();
+    let n_bundles = 2 * args.stations * args.bundles_per_station;
+    let bytes: u64 = active
+        .iter()
+        .flat_map(|s| &s.bundles)
+        .map(|b| b.ciphertext.len() as u64)
+        .sum();
     let mean_bundle = bytes / n_bundles.max(1) as u64;
     println!(
         "sealed {n_bundles} bundles ({:.1} MB, {} samples each, mean {} KiB) in {:.1} s",
@@ -130,26 +144,28 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let quic = server.quic_addr;
     let endpoints = client_endpoints(args.client_sockets)?;
 
-    let cpu_before = server.cpu_seconds()?;
-    let t = Instant::now();
-    let start = Arc::new(tokio::sync::Barrier::new(active.len()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, s) in active.into_iter().enumerate() {
-        let endpoint = endpoints[i % endpoints.len()].clone();
-        let start = start.clone();
-        tasks.spawn(async move { upload_station(endpoint, quic, s, start).await });
-    }
-    let mut latencies = Vec::with_capacity(n_bundles);
-    let mut busy = 0;
-    while let Some(r) = tasks.join_next().await {
-        let (l, b) = r??;
-        latencies.extend(l);
-        busy += b;
-    }
-    let wall = t.elapsed().as_secs_f64();
-    let cpu = server.cpu_seconds()? - cpu_before;
-    latencies.sort_unstable();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    // Phase 1, the herd: every station starts its first upload at the same instant.
+    // Phase 2, paced: the same stations send fresh bundles spread evenly over time.
+    let (herd, paced): (Vec<Station>, Vec<Station>) = active
+        .into_iter()
+        .map(|mut s| {
+            let second = s.bundles.split_off(args.bundles_per_station);
+            let paced = Station {
+                config: s.config.clone(),
+                bundles: second,
+            };
+            (s, paced)
+        })
+        .unzip();
+    let herd = run_phase(&server, &endpoints, quic, herd, None).await?;
+    let paced = run_phase(
+        &server,
+        &endpoints,
+        quic,
+        paced,
+        Some(Duration::from_secs(args.paced_interval_secs)),
+    )
+    .await?;
 
     // Idle connections: resident memory per connection.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -159,33 +175,78 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let idle_s = t_idle.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = server.rss_kib()?;
-    let per_conn_kib = (rss_after.saturating_sub(rss_before)) as f64 / idle_conns.len().max(1) as f64;
-    let still_open = idle_conns.iter().filter(|c| c.close_reason().is_none()).count();
+    let per_conn_kib =
+        (rss_after.saturating_sub(rss_before)) as f64 / idle_conns.len().max(1) as f64;
+    let still_open = idle_conns
+        .iter()
+        .filter(|c| c.close_reason().is_none())
+        .count();
     drop(idle_conns);
 
     // The station agent at wristband rates: peak RSS of a real process.
     let station_rss = station_peak_rss(&root, quic, tmp.path()).await;
 
     server.stop();
-    let gb = bytes as f64 / 1e9;
     let decrypt_rate = n_bundles as f64 / decrypt_s;
+    let per_phase = (n_bundles / 2) as f64;
     println!();
-    println!("== ingest: {} stations × {} bundles, all at once ==", args.stations, args.bundles_per_station);
-    println!("bundles/s            {:>10.0}", n_bundles as f64 / wall);
-    println!("MB/s                 {:>10.1}", bytes as f64 / 1e6 / wall);
-    println!("samples/s            {:>10.0}", (n_bundles * samples_per_bundle) as f64 / wall);
-    println!("ack latency p50      {:>10.1} ms", pct(0.50).as_secs_f64() * 1e3);
-    println!("ack latency p99      {:>10.1} ms   (target < 1000 ms)", pct(0.99).as_secs_f64() * 1e3);
-    println!("ack latency max      {:>10.1} ms", latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3);
-    println!("busy answers         {:>10}", busy);
-    println!("server CPU s per GB  {:>10.1}   ({cpu:.1} CPU-s for {gb:.3} GB)", cpu / gb);
+    for (label, p) in [
+        (
+            format!(
+                "herd: {} stations × {} bundles, all starting at once",
+                args.stations, args.bundles_per_station
+            ),
+            &herd,
+        ),
+        (
+            format!(
+                "paced: {} stations × {} bundles, one per station every {} s",
+                args.stations, args.bundles_per_station, args.paced_interval_secs
+            ),
+            &paced,
+        ),
+    ] {
+        println!("== {label} ==");
+        println!("bundles/s            {:>10.0}", per_phase / p.wall);
+        println!(
+            "MB/s                 {:>10.1}",
+            p.bytes as f64 / 1e6 / p.wall
+        );
+        println!(
+            "samples/s            {:>10.0}",
+            per_phase * samples_per_bundle as f64 / p.wall
+        );
+        println!("ack latency p50      {:>10.1} ms", p.percentile(0.50) * 1e3);
+        println!(
+            "ack latency p99      {:>10.1} ms   (target < 1000 ms)",
+            p.percentile(0.99) * 1e3
+        );
+        println!("ack latency max      {:>10.1} ms", p.percentile(1.0) * 1e3);
+        println!("busy answers         {:>10}", p.busy);
+        println!(
+            "server CPU s per GB  {:>10.1}   ({:.1} CPU-s for {:.3} GB; bench client on the same cores: {:.1} CPU-s)",
+            p.server_cpu / (p.bytes as f64 / 1e9),
+            p.server_cpu,
+            p.bytes as f64 / 1e9,
+            p.client_cpu
+        );
+    }
     println!("== floors, same run ==");
-    println!("age decrypt, 1 core  {:>10.0} bundles/s   ingest/decrypt = {:.2}", decrypt_rate, n_bundles as f64 / wall / decrypt_rate);
-    println!("fsync p50 / p99      {:>7.2} / {:.2} ms  ({} KiB file)", fsync.0 * 1e3, fsync.1 * 1e3, mean_bundle / 1024);
     println!(
-        "ungrouped ceiling    {:>10.0} bundles/s (1 / fsync p50)   ingest/ceiling = {:.1}",
+        "age decrypt, 1 core  {:>10.0} bundles/s   herd ingest / decrypt = {:.2}",
+        decrypt_rate,
+        per_phase / herd.wall / decrypt_rate
+    );
+    println!(
+        "fsync p50 / p99      {:>7.2} / {:.2} ms  ({} KiB file)",
+        fsync.0 * 1e3,
+        fsync.1 * 1e3,
+        mean_bundle / 1024
+    );
+    println!(
+        "ungrouped ceiling    {:>10.0} bundles/s (1 / fsync p50)   herd ingest / ceiling = {:.2}",
         1.0 / fsync.0,
-        n_bundles as f64 / wall * fsync.0
+        per_phase / herd.wall * fsync.0
     );
     println!("== idle connections ==");
     println!(
@@ -196,7 +257,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         rss_before,
         rss_after
     );
-    println!("RSS per idle conn    {:>10.1} KiB   (target < 64 KiB)", per_conn_kib);
+    println!(
+        "RSS per idle conn    {:>10.1} KiB   (target < 64 KiB)",
+        per_conn_kib
+    );
     match station_rss {
         Ok((kib, acked)) => println!(
             "== station agent ==\npeak RSS             {:>10.1} MiB   (target < 20 MiB; {acked} wristband bundles of 5 min sealed and uploaded)",
@@ -205,6 +269,78 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         Err(e) => println!("== station agent ==\nnot measured: {e:#}"),
     }
     Ok(())
+}
+
+struct Phase {
+    wall: f64,
+    server_cpu: f64,
+    client_cpu: f64,
+    bytes: u64,
+    busy: usize,
+    latencies: Vec<Duration>,
+}
+
+impl Phase {
+    fn percentile(&self, p: f64) -> f64 {
+        let last = self.latencies.len().saturating_sub(1);
+        let i = ((self.latencies.len() as f64 * p) as usize).min(last);
+        self.latencies.get(i).map_or(0.0, Duration::as_secs_f64)
+    }
+}
+
+async fn run_phase(
+    server: &Server,
+    endpoints: &[quinn::Endpoint],
+    quic: SocketAddr,
+    stations: Vec<Station>,
+    pace: Option<Duration>,
+) -> anyhow::Result<Phase> {
+    let bytes = stations
+        .iter()
+        .flat_map(|s| &s.bundles)
+        .map(|b| b.ciphertext.len() as u64)
+        .sum();
+    let n = stations.len();
+    let (server_before, client_before) = (server.cpu_seconds()?, cpu_seconds_of("self")?);
+    let t = Instant::now();
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, s) in stations.into_iter().enumerate() {
+        let endpoint = endpoints[i % endpoints.len()].clone();
+        let start = start.clone();
+        // Paced: station i takes slot i/n of every interval.
+        let schedule = pace.map(|p| (p.mul_f64(i as f64 / n as f64), p));
+        tasks.spawn(async move { upload_station(endpoint, quic, s, start, schedule).await });
+    }
+    let mut latencies = Vec::new();
+    let mut busy = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (l, b) = r??;
+        latencies.extend(l);
+        busy += b;
+    }
+    latencies.sort_unstable();
+    Ok(Phase {
+        wall: t.elapsed().as_secs_f64(),
+        server_cpu: server.cpu_seconds()? - server_before,
+        client_cpu: cpu_seconds_of("self")? - client_before,
+        bytes,
+        busy,
+        latencies,
+    })
+}
+
+/// User + system CPU time of a process (a pid, or "self") from /proc.
+fn cpu_seconds_of(pid: &str) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    // Fields after the command name (in parentheses): utime is the 14th field, stime the 15th.
+    let rest = stat.rsplit_once(')').context("/proc stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
 }
 
 fn fsync_latencies(dir: &Path, size: usize, n: usize) -> anyhow::Result<(f64, f64)> {
@@ -222,12 +358,29 @@ fn fsync_latencies(dir: &Path, size: usize, n: usize) -> anyhow::Result<(f64, f6
 }
 
 fn client_endpoints(n: usize) -> anyhow::Result<Vec<quinn::Endpoint>> {
+    use socket2::{Domain, Protocol, Socket, Type};
     (0..n.max(1))
-        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).context("client socket"))
+        .map(|_| {
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            socket.set_recv_buffer_size(8 << 20)?;
+            socket.set_send_buffer_size(8 << 20)?;
+            socket.bind(&"127.0.0.1:0".parse::<SocketAddr>().expect("addr").into())?;
+            quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                None,
+                socket.into(),
+                Arc::new(quinn::TokioRuntime),
+            )
+            .context("client socket")
+        })
         .collect()
 }
 
-async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr, station: &StationConfig) -> anyhow::Result<quinn::Connection> {
+async fn connect(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    station: &StationConfig,
+) -> anyhow::Result<quinn::Connection> {
     let tls = client_tls_config(station)?;
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
@@ -241,14 +394,24 @@ async fn upload_station(
     addr: SocketAddr,
     s: Station,
     start: Arc<tokio::sync::Barrier>,
+    schedule: Option<(Duration, Duration)>,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
     let conn = connect(&endpoint, addr, &s.config).await?;
     start.wait().await;
+    let began = tokio::time::Instant::now();
     let mut latencies = Vec::with_capacity(s.bundles.len());
     let mut busy = 0;
     for (i, b) in s.bundles.iter().enumerate() {
+        if let Some((offset, interval)) = schedule {
+            tokio::time::sleep_until(began + offset + interval * i as u32).await;
+        }
         loop {
-            let header = UploadHeader::for_ciphertext(b.bundle_id, &s.config.name, i as u64 + 1, &b.ciphertext);
+            let header = UploadHeader::for_ciphertext(
+                b.bundle_id,
+                &s.config.name,
+                i as u64 + 1,
+                &b.ciphertext,
+            );
             let t = Instant::now();
             let ack = exchange(&conn, encode_upload_head(&header), b.ciphertext.clone())
                 .await
@@ -260,7 +423,8 @@ async fn upload_station(
                 }
                 AckCode::Busy => {
                     busy += 1;
-                    tokio::time::sleep(Duration::from_millis(ack.retry_after_ms.unwrap_or(1_000))).await;
+                    tokio::time::sleep(Duration::from_millis(ack.retry_after_ms.unwrap_or(1_000)))
+                        .await;
                 }
                 AckCode::Rejected => bail!("bundle rejected: {:?}", ack.reason),
             }
@@ -271,7 +435,11 @@ async fn upload_station(
 }
 
 /// Opens one idle connection per station, a few hundred handshakes at a time.
-async fn open_idle(endpoints: &[quinn::Endpoint], addr: SocketAddr, stations: &[StationConfig]) -> anyhow::Result<Vec<quinn::Connection>> {
+async fn open_idle(
+    endpoints: &[quinn::Endpoint],
+    addr: SocketAddr,
+    stations: &[StationConfig],
+) -> anyhow::Result<Vec<quinn::Connection>> {
     let mut out = Vec::with_capacity(stations.len());
     for (chunk_no, chunk) in stations.chunks(250).enumerate() {
         let mut set = tokio::task::JoinSet::new();
@@ -288,11 +456,18 @@ async fn open_idle(endpoints: &[quinn::Endpoint], addr: SocketAddr, stations: &[
 }
 
 /// Runs the real station binary on 2 hours of wristband data in 5-minute bundles; returns its peak
-/// RSS (KiB, from wait4) and how many bundles it got acknowledged.
-async fn station_peak_rss(root: &Path, quic: SocketAddr, scratch: &Path) -> anyhow::Result<(i64, usize)> {
+/// RSS (KiB) and how many bundles it got acknowledged.
+async fn station_peak_rss(
+    root: &Path,
+    quic: SocketAddr,
+    scratch: &Path,
+) -> anyhow::Result<(i64, usize)> {
     let bin = std::env::current_exe()?.with_file_name("nachtwacht-station");
     if !bin.exists() {
-        bail!("{} not built (cargo build --release --workspace)", bin.display());
+        bail!(
+            "{} not built (cargo build --release --workspace)",
+            bin.display()
+        );
     }
     let ctx = ServerContext::open(root)?;
     let mut station = enroll::add_station(&ctx, "bench-agent", "bench")?;
@@ -318,23 +493,34 @@ async fn station_peak_rss(root: &Path, quic: SocketAddr, scratch: &Path) -> anyh
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let pid = child.id() as libc::pid_t;
-    let (status, maxrss) = tokio::task::spawn_blocking(move || {
-        let mut status = 0;
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `pid` is our child, not yet reaped; status and usage are valid out-pointers.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        (if rc == pid { status } else { -1 }, usage.ru_maxrss)
-    })
-    .await?;
-    std::mem::forget(child); // reaped by wait4 above
-    if status != 0 {
-        bail!("station agent exited with status {status}");
+    // Peak RSS from /proc (VmHWM belongs to the exec'd image; wait4's ru_maxrss would also count
+    // the bench process's pages the child had between fork and exec).
+    let mut child = child;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0i64;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            if let Some(v) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<i64>().ok())
+            {
+                peak_kib = peak_kib.max(v);
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    if !status.success() {
+        bail!("station agent exited with {status}");
     }
     let acked = std::fs::read_to_string(dir.join("spool").join("acknowledged.log"))
         .map(|s| s.lines().count())
         .unwrap_or(0);
-    Ok((maxrss, acked))
+    Ok((peak_kib, acked))
 }
 
 /// The server child process.
@@ -347,7 +533,15 @@ impl Server {
     fn start(root: &Path) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
-            .args(["serve", "--ingest-only", "--quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--ingest-only",
+                "--quic-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(root)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -363,7 +557,10 @@ impl Server {
             .and_then(|r| r.split(',').next())
             .and_then(|a| a.parse().ok())
             .with_context(|| format!("unexpected server output {line:?}"))?;
-        Ok(Self { child, quic_addr: addr })
+        Ok(Self {
+            child,
+            quic_addr: addr,
+        })
     }
 
     fn proc_file(&self, name: &str) -> anyhow::Result<String> {
@@ -373,20 +570,20 @@ impl Server {
 
     /// User + system CPU time of the server process.
     fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = self.proc_file("stat")?;
-        // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
-        let rest = stat.rsplit_once(')').context("/proc stat")?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Ok(ticks / hz)
+        cpu_seconds_of(&self.child.id().to_string())
     }
 
     fn rss_kib(&self) -> anyhow::Result<u64> {
         let status = self.proc_file("status")?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
-        Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .context("VmRSS")?;
+        Ok(line
+            .split_whitespace()
+            .nth(1)
+            .context("VmRSS value")?
+            .parse()?)
     }
 
     fn stop(mut self) {

@@ -79,6 +79,9 @@ pub enum Known {
 pub struct Spool {
     dir: PathBuf,
     db: Db,
+    /// A second connection for lookups: in WAL mode it reads while the group committer writes, so a
+    /// duplicate check never waits behind a commit's fsync.
+    reader: Db,
     /// Bytes of bundles received but not yet decoded (refreshed from SQL, raised on every commit).
     backlog: Arc<AtomicU64>,
 }
@@ -87,9 +90,20 @@ impl Spool {
     pub fn new(dir: PathBuf, db: Db) -> Self {
         Self {
             dir,
+            reader: db.clone(),
             db,
             backlog: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Uses `reader` (its own connection to the same database) for lookups.
+    pub fn with_reader(mut self, reader: Db) -> Self {
+        self.reader = reader;
+        self
+    }
+
+    pub fn reader(&self) -> &Db {
+        &self.reader
     }
 
     pub fn dir(&self) -> &Path {
@@ -106,7 +120,7 @@ impl Spool {
 
     pub fn known(&self, bundle_id: &BundleId, sha256: &str) -> Result<Known> {
         let stored: Option<String> = self
-            .db
+            .reader
             .lock()
             .query_row(
                 "SELECT sha256 FROM bundles WHERE bundle_id = ?1",

@@ -90,6 +90,9 @@ struct Shared {
     rates: Mutex<RateLimiter>,
     connections: Mutex<ConnectionCount>,
     live: Mutex<HashMap<usize, Live>>,
+    /// Last contact per station, written to SQL once a second (one commit for all connections,
+    /// instead of one fsync per handshake).
+    contacts: Mutex<HashMap<i64, i64>>,
     in_flight_bytes: AtomicU64,
     streams: TaskTracker,
 }
@@ -114,9 +117,17 @@ impl Ingest {
                 .map_err(|e| Error::Tls(format!("revocation list: {e}")))?;
         }
         let server_config = tls::server_config(&ctx.dir, &ctx.config.ingest)?;
-        let endpoint = quinn::Endpoint::server(server_config, addr)
-            .map_err(|source| Error::Bind { addr, source })?;
-        let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
+        let socket = bind_udp(addr).map_err(|source| Error::Bind { addr, source })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| Error::Bind { addr, source })?;
+        let reader = crate::db::Db::open(&ctx.dir.database())
+            .map_err(|e| Error::Tls(format!("opening a read connection: {e}")))?;
+        let spool = Spool::new(ctx.dir.spool(), ctx.db.clone()).with_reader(reader);
         let swept = spool.sweep_parts()?;
         if swept > 0 {
             info!(
@@ -140,6 +151,7 @@ impl Ingest {
                 rates: Mutex::new(rates),
                 connections: Mutex::new(ConnectionCount::default()),
                 live: Mutex::new(HashMap::new()),
+                contacts: Mutex::new(HashMap::new()),
                 in_flight_bytes: AtomicU64::new(0),
                 streams: TaskTracker::new(),
             }),
@@ -196,8 +208,30 @@ impl Ingest {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), connections.wait()).await;
         reload.abort();
+        if let Err(e) = shared.flush_contacts() {
+            warn!(error = %e, "could not record station contact times");
+        }
         info!("ingest stopped");
     }
+}
+
+/// Socket buffer the ingest asks for. Thousands of stations share one UDP socket; with the
+/// kernel's default (~208 KiB) bursts overflow it and every lost packet costs a retransmission
+/// timeout. The kernel caps the request at `net.core.rmem_max` / `wmem_max` (see operations.md).
+const UDP_BUFFER_BYTES: usize = 8 << 20;
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_recv_buffer_size(UDP_BUFFER_BYTES)?;
+    socket.set_send_buffer_size(UDP_BUFFER_BYTES)?;
+    socket.bind(&addr.into())?;
+    info!(
+        receive_buffer = socket.recv_buffer_size()?,
+        send_buffer = socket.send_buffer_size()?,
+        "UDP socket buffers"
+    );
+    Ok(socket.into())
 }
 
 /// Picks up new revocation lists: swaps the TLS configuration for new handshakes and closes open
@@ -228,6 +262,9 @@ async fn reload_loop(
             if let Err(e) = crate::crl::refresh_if_due(&shared.ctx.dir, &conn, crate::now_ms()) {
                 warn!(error = %e, "could not re-sign the revocation list");
             }
+        }
+        if let Err(e) = shared.flush_contacts() {
+            warn!(error = %e, "could not record station contact times");
         }
         // The decoder lowers the backlog; the high-water check reads it from here.
         if let Err(e) = shared.spool.refresh_backlog() {
@@ -272,10 +309,34 @@ async fn reload_loop(
 }
 
 impl Shared {
-    fn station_for(&self, certs: &[CertificateDer<'static>]) -> Option<Station> {
+    fn flush_contacts(&self) -> rusqlite::Result<()> {
+        let contacts = std::mem::take(&mut *self.contacts.lock().expect("lock"));
+        if contacts.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.ctx.db.lock();
+        let tx = conn.transaction()?;
+        for (station, at) in contacts {
+            tx.execute(
+                "UPDATE stations SET last_contact_ms = MAX(COALESCE(last_contact_ms, 0), ?2) WHERE id = ?1",
+                (station, at),
+            )?;
+        }
+        tx.commit()
+    }
+
+    /// Looks the certificate up (on a blocking thread: SQLite is synchronous).
+    async fn station_for(&self, certs: Vec<CertificateDer<'static>>) -> Option<Station> {
         let fingerprint = crate::pki::cert_fingerprint_der(certs.first()?);
-        self.ctx
-            .db
+        let reader = self.spool.reader().clone();
+        tokio::task::spawn_blocking(move || Self::lookup_station(&reader, &fingerprint))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn lookup_station(reader: &crate::db::Db, fingerprint: &str) -> Option<Station> {
+        reader
             .lock()
             .query_row(
                 "SELECT id, name FROM stations WHERE cert_sha256 = ?1 AND revoked_at_ms IS NULL",
@@ -336,7 +397,11 @@ impl Shared {
         let certs = conn
             .peer_identity()
             .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
-        let Some(station) = certs.and_then(|c| self.station_for(&c)) else {
+        let station = match certs {
+            Some(c) => self.station_for(*c).await,
+            None => None,
+        };
+        let Some(station) = station else {
             self.refuse(
                 remote,
                 "certificate belongs to no enrolled, unrevoked station",
@@ -366,10 +431,10 @@ impl Shared {
                 conn: conn.clone(),
             },
         );
-        let _ = self.ctx.db.lock().execute(
-            "UPDATE stations SET last_contact_ms = ?2 WHERE id = ?1",
-            (station.id, crate::now_ms()),
-        );
+        self.contacts
+            .lock()
+            .expect("lock")
+            .insert(station.id, crate::now_ms());
         debug!(station = %station.name, version, "station connected");
         loop {
             let accepted = tokio::select! {
@@ -450,7 +515,20 @@ impl Shared {
                     Ok(false) => {}
                     Ok(true) => {
                         let head = reader.head().expect("header ready").clone();
-                        if let Some(ack) = self.admit(station, &head, &mut reservation) {
+                        let known = match &head {
+                            RequestHead::Upload(h) => {
+                                let (spool, id, sha) =
+                                    (self.spool.clone(), h.bundle_id, h.sha256.clone());
+                                Some(
+                                    tokio::task::spawn_blocking(move || spool.known(&id, &sha))
+                                        .await
+                                        .map_err(|e| e.to_string())
+                                        .and_then(|r| r.map_err(|e| e.to_string())),
+                                )
+                            }
+                            RequestHead::Heartbeat(_) => None,
+                        };
+                        if let Some(ack) = self.admit(station, &head, known, &mut reservation) {
                             let _ = recv.stop(0u32.into());
                             return Some(ack);
                         }
@@ -531,6 +609,7 @@ impl Shared {
         &self,
         station: &Station,
         head: &RequestHead,
+        known: Option<Result<Known, String>>,
         reservation: &mut Reservation<'_>,
     ) -> Option<Ack> {
         let now = crate::now_ms();
@@ -545,7 +624,7 @@ impl Shared {
             return None;
         };
         let id = Some(h.bundle_id);
-        match self.spool.known(&h.bundle_id, &h.sha256) {
+        match known.unwrap_or(Ok(Known::New)) {
             Ok(Known::Same) => return Some(Ack::duplicate(h.bundle_id, now)),
             Ok(Known::Conflict { .. }) => {
                 return Some(Ack::rejected(

@@ -367,7 +367,11 @@ impl Uploader {
 
 /// One request and its acknowledgement on a fresh stream. When the server answers early (duplicate,
 /// busy, rejected) it stops reading; the write then fails but the answer is still there to read.
-pub async fn exchange(conn: &quinn::Connection, head: Vec<u8>, body: Vec<u8>) -> Result<Ack, String> {
+pub async fn exchange(
+    conn: &quinn::Connection,
+    head: Vec<u8>,
+    body: Vec<u8>,
+) -> Result<Ack, String> {
     let run = async {
         let (mut send, mut recv) = conn
             .open_bi()
