@@ -244,8 +244,8 @@ async fn reload_loop(
 ) {
     let current_number = |shared: &Shared| -> Option<i64> {
         shared
-            .ctx
-            .db
+            .spool
+            .reader()
             .lock()
             .query_row("SELECT MAX(number) FROM crls", [], |r| r.get(0))
             .ok()
@@ -257,19 +257,24 @@ async fn reload_loop(
             _ = tokio::time::sleep(CRL_POLL) => {}
             _ = shutdown.changed() => return,
         }
-        {
-            let conn = shared.ctx.db.lock();
-            if let Err(e) = crate::crl::refresh_if_due(&shared.ctx.dir, &conn, crate::now_ms()) {
-                warn!(error = %e, "could not re-sign the revocation list");
+        // Database work (a CRL re-signing, contact times, the backlog gauge) on a blocking thread.
+        let s2 = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            {
+                let conn = s2.ctx.db.lock();
+                if let Err(e) = crate::crl::refresh_if_due(&s2.ctx.dir, &conn, crate::now_ms()) {
+                    warn!(error = %e, "could not re-sign the revocation list");
+                }
             }
-        }
-        if let Err(e) = shared.flush_contacts() {
-            warn!(error = %e, "could not record station contact times");
-        }
-        // The decoder lowers the backlog; the high-water check reads it from here.
-        if let Err(e) = shared.spool.refresh_backlog() {
-            warn!(error = %e, "could not read the spool backlog");
-        }
+            if let Err(e) = s2.flush_contacts() {
+                warn!(error = %e, "could not record station contact times");
+            }
+            // The decoder lowers the backlog; the high-water check reads it from here.
+            if let Err(e) = s2.spool.refresh_backlog() {
+                warn!(error = %e, "could not read the spool backlog");
+            }
+        })
+        .await;
         let number = current_number(&shared);
         if number == seen {
             continue;
@@ -353,21 +358,24 @@ impl Shared {
             .flatten()
     }
 
-    /// Logs a refused connection and records it in the audit log.
+    /// Logs a refused connection and records it in the audit log (on a blocking thread).
     fn refuse(&self, remote: SocketAddr, reason: &str) {
         warn!(%remote, %reason, "connection refused");
         let detail = serde_json::json!({ "reason": reason }).to_string();
-        let conn = self.ctx.db.lock();
-        if let Err(e) = crate::audit::append(
-            &conn,
-            crate::now_ms(),
-            "ingest",
-            "ingest.refuse",
-            &remote.ip().to_string(),
-            &detail,
-        ) {
-            warn!(error = %e, "could not audit a refused connection");
-        }
+        let db = self.ctx.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = db.lock();
+            if let Err(e) = crate::audit::append(
+                &conn,
+                crate::now_ms(),
+                "ingest",
+                "ingest.refuse",
+                &remote.ip().to_string(),
+                &detail,
+            ) {
+                warn!(error = %e, "could not audit a refused connection");
+            }
+        });
     }
 
     async fn handle_connection(
@@ -553,20 +561,39 @@ impl Shared {
             }
         }
         let id = reader.head().and_then(|h| h.bundle_id());
-        let request = match reader.finish() {
-            Ok(r) => r,
-            Err(e) => return Some(Ack::for_protocol_error(id, &e, crate::now_ms())),
+        // Hashing the body and writing it are CPU and disk work: off the async workers, which also
+        // drive the QUIC endpoint (a starved endpoint task drops packets).
+        let spool = self.spool.clone();
+        let finished = tokio::task::spawn_blocking(move || {
+            let request = reader.finish()?;
+            let part = match &request.head {
+                RequestHead::Upload(h) => Some(spool.write_part(&h.bundle_id, &request.body)),
+                RequestHead::Heartbeat(_) => None,
+            };
+            Ok::<_, ProtocolError>((request.head, part))
+        })
+        .await;
+        let (head, part) = match finished {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Some(Ack::for_protocol_error(id, &e, crate::now_ms())),
+            Err(e) => {
+                warn!(error = %e, "request task failed");
+                return Some(Ack::busy(
+                    id,
+                    "server could not take the request now".into(),
+                    5_000,
+                    crate::now_ms(),
+                ));
+            }
         };
-        match request.head {
-            RequestHead::Heartbeat(hb) => Some(self.record_heartbeat(station, &hb)),
+        match head {
+            RequestHead::Heartbeat(hb) => Some(self.record_heartbeat(station, hb).await),
             RequestHead::Upload(header) => {
-                let spool = self.spool.clone();
-                let (id, body) = (header.bundle_id, request.body);
-                let part = tokio::task::spawn_blocking(move || spool.write_part(&id, &body)).await;
+                let id = header.bundle_id;
                 let part = match part {
-                    Ok(Ok(p)) => p,
+                    Some(Ok(p)) => p,
                     other => {
-                        warn!(result = ?other.err(), "writing a received bundle failed");
+                        warn!(result = ?other.map(|r| r.err()), "writing a received bundle failed");
                         return Some(Ack::busy(
                             Some(id),
                             "server could not store the bundle now".into(),
@@ -693,18 +720,34 @@ impl Shared {
         None
     }
 
-    fn record_heartbeat(&self, station: &Station, hb: &Heartbeat) -> Ack {
+    async fn record_heartbeat(&self, station: &Station, hb: Heartbeat) -> Ack {
+        let db = self.ctx.db.clone();
+        let station_id = station.id;
+        tokio::task::spawn_blocking(move || Self::store_heartbeat(&db, station_id, &hb))
+            .await
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "heartbeat task failed");
+                Ack::busy(
+                    None,
+                    "heartbeat not recorded".into(),
+                    5_000,
+                    crate::now_ms(),
+                )
+            })
+    }
+
+    fn store_heartbeat(db: &crate::db::Db, station_id: i64, hb: &Heartbeat) -> Ack {
         let now = crate::now_ms();
         let devices = serde_json::to_string(&hb.devices).unwrap_or_else(|_| "[]".into());
         let result = {
-            let mut conn = self.ctx.db.lock();
+            let mut conn = db.lock();
             conn.transaction().and_then(|tx| {
                 tx.execute(
                     "INSERT INTO station_heartbeats (station_id, received_at_ms, sent_at_ms, clock_offset_ms,
                         spool_pending_bundles, spool_pending_bytes, spool_full, devices)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     rusqlite::params![
-                        station.id,
+                        station_id,
                         now,
                         hb.sent_at_ms,
                         hb.clock_offset_ms,
@@ -716,7 +759,7 @@ impl Shared {
                 )?;
                 tx.execute(
                     "UPDATE stations SET last_contact_ms = ?2 WHERE id = ?1",
-                    (station.id, now),
+                    (station_id, now),
                 )?;
                 tx.commit()
             })
