@@ -102,13 +102,6 @@ pub struct Ingest {
     shared: Arc<Shared>,
 }
 
-/// What the ingest can report about itself (the benchmark reads this).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct IngestStats {
-    pub commit_batches: u64,
-    pub committed_bundles: u64,
-}
-
 impl Ingest {
     pub fn bind(ctx: Context, addr: SocketAddr, stored: Arc<Notify>) -> Result<Self> {
         {
@@ -160,10 +153,6 @@ impl Ingest {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.endpoint.local_addr().expect("bound socket")
-    }
-
-    pub fn stats_handle(&self) -> Arc<commit::CommitStats> {
-        self.shared.committer.stats.clone()
     }
 
     /// Accepts connections until `shutdown` turns true, then drains uploads under way.
@@ -523,20 +512,7 @@ impl Shared {
                     Ok(false) => {}
                     Ok(true) => {
                         let head = reader.head().expect("header ready").clone();
-                        let known = match &head {
-                            RequestHead::Upload(h) => {
-                                let (spool, id, sha) =
-                                    (self.spool.clone(), h.bundle_id, h.sha256.clone());
-                                Some(
-                                    tokio::task::spawn_blocking(move || spool.known(&id, &sha))
-                                        .await
-                                        .map_err(|e| e.to_string())
-                                        .and_then(|r| r.map_err(|e| e.to_string())),
-                                )
-                            }
-                            RequestHead::Heartbeat(_) => None,
-                        };
-                        if let Some(ack) = self.admit(station, &head, known, &mut reservation) {
+                        if let Some(ack) = self.admit(station, &head, &mut reservation).await {
                             let _ = recv.stop(0u32.into());
                             return Some(ack);
                         }
@@ -632,11 +608,10 @@ impl Shared {
     }
 
     /// Decides, from the header alone, whether to answer before the body arrives.
-    fn admit(
+    async fn admit(
         &self,
         station: &Station,
         head: &RequestHead,
-        known: Option<Result<Known, String>>,
         reservation: &mut Reservation<'_>,
     ) -> Option<Ack> {
         let now = crate::now_ms();
@@ -651,7 +626,13 @@ impl Shared {
             return None;
         };
         let id = Some(h.bundle_id);
-        match known.unwrap_or(Ok(Known::New)) {
+        // A registry lookup: on a blocking thread, through the spool's reader connection.
+        let (spool, bundle_id, sha) = (self.spool.clone(), h.bundle_id, h.sha256.clone());
+        let known = tokio::task::spawn_blocking(move || spool.known(&bundle_id, &sha))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match known {
             Ok(Known::Same) => return Some(Ack::duplicate(h.bundle_id, now)),
             Ok(Known::Conflict { .. }) => {
                 return Some(Ack::rejected(

@@ -148,14 +148,11 @@ impl Spool {
     /// Makes a sealed bundle durable in `pending/` and returns where it is. A bundle whose id is
     /// already pending is not spooled twice.
     pub fn put(&self, sealed: &SealedBundle) -> Result<SpooledBundle> {
-        if let Some(existing) = self
-            .pending()?
-            .into_iter()
-            .find(|b| b.bundle_id == sealed.bundle_id)
-        {
-            return Ok(existing);
+        let pending = self.pending()?;
+        if let Some(existing) = pending.iter().find(|b| b.bundle_id == sealed.bundle_id) {
+            return Ok(existing.clone());
         }
-        let pending_bytes = self.pending_bytes(&self.pending()?);
+        let pending_bytes = self.pending_bytes(&pending);
         if pending_bytes + sealed.ciphertext.len() as u64 > self.cap_bytes {
             return Err(Error::SpoolFull {
                 pending_bytes,

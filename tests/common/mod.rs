@@ -162,16 +162,12 @@ pub async fn raw_connect_with(
     Ok(conn)
 }
 
-/// Sends one request on a new stream and reads the acknowledgement.
+/// Sends one request (any bytes) on a new stream and reads the acknowledgement.
 pub async fn raw_request(
     conn: &quinn::Connection,
     request: &[u8],
 ) -> Result<nachtwacht_wire::Ack, String> {
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-    let _ = send.write_all(request).await;
-    let _ = send.finish();
-    let reply = recv.read_to_end(8192).await.map_err(|e| e.to_string())?;
-    nachtwacht_wire::protocol::decode_ack(&reply).map_err(|e| e.to_string())
+    nachtwacht_station::uploader::exchange(conn, request.to_vec(), Vec::new()).await
 }
 
 /// An upload request (header and body) for a sealed bundle.
