@@ -91,6 +91,9 @@ impl Default for CommunicationConfig {
 }
 
 mod defaults {
+    pub fn compact_min_files() -> usize {
+        12
+    }
     pub fn max_connections_per_station() -> u32 {
         2
     }
@@ -141,6 +144,10 @@ pub struct ResearchConfig {
 pub struct PipelineConfig {
     /// Seconds between pipeline runs inside `serve`.
     pub interval_secs: u64,
+    /// A signal's day is compacted into one Parquet file once it has this many files (days before
+    /// today are compacted whenever they have more than one).
+    #[serde(default = "defaults::compact_min_files")]
+    pub compact_min_files: usize,
 }
 
 impl Default for Config {
@@ -168,7 +175,10 @@ impl Default for Config {
                 max_days_per_person: 366,
                 max_rows: 50_000_000,
             },
-            pipeline: PipelineConfig { interval_secs: 60 },
+            pipeline: PipelineConfig {
+                interval_secs: 60,
+                compact_min_files: defaults::compact_min_files(),
+            },
             communication: CommunicationConfig::default(),
         }
     }

@@ -1,14 +1,23 @@
 //! Pseudonymised Parquet datasets.
 //!
-//! Raw signals live at `datasets/raw/<signal>/<YYYY-MM-DD>/<bundle id>.parquet`: one file per
-//! bundle, signal and UTC day. The path is derived from the bundle id, so processing a bundle again
-//! rewrites the same files with the same rows instead of adding copies. Each row carries `pid` (the
-//! operational pseudonym) and `bundle_id` (chain of custody); never a name, serial or station.
+//! Raw signals live at `datasets/raw/<signal>/<YYYY-MM-DD>/`: first one file per bundle
+//! (`<bundle id>.parquet`), later merged by [`compact`] into one `compacted-<digest>.parquet` per
+//! signal and day, the digest taken over the bundle ids it holds. Both names follow from bundle ids,
+//! so processing or compacting again rewrites the same files instead of adding copies. Each row
+//! carries `pid` (the operational pseudonym), its validation `quality` bits ([`crate::validate`])
+//! and `bundle_id` (chain of custody); never a name, serial or station.
+//!
+//! The catalog (`dataset_files` in SQL) is the list of files that make up a dataset. Readers take
+//! their file list from it, never from a directory listing, and it changes in the same transaction
+//! as the bundle state, so a crash between writing a file and cataloguing it leaves an orphan that
+//! the next [`compact`] removes, never a row counted twice.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt16Array,
+};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema};
 use nachtwacht_wire::{BundleId, Signal};
@@ -16,7 +25,10 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use rusqlite::OptionalExtension;
+
 use crate::datadir::DataDir;
+use crate::db::Db;
 use crate::spool::{sync_dir, write_durably};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,19 +45,33 @@ pub enum Error {
     },
     #[error(transparent)]
     Spool(#[from] crate::spool::Error),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// The stored schema of a signal: `pid`, the wire columns, `bundle_id`.
+/// The stored schema of a signal: `pid`, the wire columns, `quality`, `bundle_id`.
 pub fn stored_schema(signal: Signal) -> Arc<Schema> {
     let wire = signal.schema();
     let mut fields = vec![Arc::new(Field::new("pid", DataType::Utf8, false))];
     fields.extend(wire.fields().iter().cloned());
+    fields.push(Arc::new(Field::new("quality", DataType::UInt16, false)));
     fields.push(Arc::new(Field::new("bundle_id", DataType::Utf8, false)));
     Arc::new(Schema::new(fields))
+}
+
+/// One Parquet file written, as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Relative to the data directory.
+    pub path: String,
+    pub signal: Signal,
+    pub day: String,
+    pub rows: usize,
+    pub bytes: usize,
 }
 
 fn day_name(day_index: i64) -> String {
@@ -55,21 +81,25 @@ fn day_name(day_index: i64) -> String {
         .to_string()
 }
 
-/// Writes one signal of one bundle, split by UTC day. Returns the number of rows written.
+/// Writes one signal of one bundle, split by UTC day, with each row's quality flags. Returns the
+/// files written, for the catalog.
 pub fn write_signal(
     dir: &DataDir,
     signal: Signal,
     bundle_id: &BundleId,
     pid: &str,
     batch: &RecordBatch,
-) -> Result<usize> {
+    quality: &UInt16Array,
+) -> Result<Vec<WrittenFile>> {
     let n = batch.num_rows();
+    let mut written = Vec::new();
     if n == 0 {
-        return Ok(0);
+        return Ok(written);
     }
     let schema = stored_schema(signal);
     let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![pid; n]))];
     columns.extend(batch.columns().iter().cloned());
+    columns.push(Arc::new(quality.clone()));
     columns.push(Arc::new(StringArray::from(vec![bundle_id.to_hex(); n])));
     let full = RecordBatch::try_new(schema.clone(), columns)?;
 
@@ -86,18 +116,41 @@ pub fn write_signal(
         let mask =
             arrow::array::BooleanArray::from(days.iter().map(|d| *d == day).collect::<Vec<_>>());
         let part = filter_record_batch(&full, &mask)?;
-        let day_dir = dir.raw_signal(signal.name()).join(day_name(day));
-        std::fs::create_dir_all(&day_dir).map_err(|source| Error::Io {
-            path: day_dir.display().to_string(),
-            source,
-        })?;
-        write_parquet(&day_dir.join(format!("{bundle_id}.parquet")), &part)?;
+        let day = day_name(day);
+        let path = day_path(signal, &day).join(format!("{bundle_id}.parquet"));
+        let bytes = write_parquet(&dir.root().join(&path), &part)?;
+        written.push(WrittenFile {
+            path: path.to_string_lossy().into_owned(),
+            signal,
+            day,
+            rows: part.num_rows(),
+            bytes,
+        });
     }
-    Ok(n)
+    Ok(written)
 }
 
-/// Encodes a batch as zstd Parquet and writes it durably (temp file, fsync, rename).
-pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
+/// `datasets/raw/<signal>/<day>`, relative to the data directory.
+fn day_path(signal: Signal, day: &str) -> PathBuf {
+    Path::new("datasets/raw").join(signal.name()).join(day)
+}
+
+/// Encodes a batch as zstd Parquet and writes it durably (temp file, fsync, rename), creating the
+/// directory if needed. Returns the file's size.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<usize> {
+    let buf = encode_parquet(batch)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    write_durably(path, &buf)?;
+    Ok(buf.len())
+}
+
+/// A batch as zstd-compressed Parquet bytes.
+pub fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .build();
@@ -105,12 +158,49 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
     w.write(batch)?;
     w.close()?;
-    write_durably(path, &buf)?;
+    Ok(buf)
+}
+
+/// Records a written file in the catalog. Call inside the transaction that marks its bundle
+/// processed. Rewriting the same path replaces its row.
+pub fn catalog_insert(
+    tx: &rusqlite::Connection,
+    file: &WrittenFile,
+    kind: &str,
+    bundles: &str,
+    now_ms: i64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO dataset_files (path, signal, day, rows, bytes, kind, bundles, written_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        rusqlite::params![
+            file.path,
+            file.signal.name(),
+            file.day,
+            file.rows as i64,
+            file.bytes as i64,
+            kind,
+            bundles,
+            now_ms
+        ],
+    )?;
     Ok(())
 }
 
-/// Every Parquet file of a signal, in path order.
-pub fn list_signal_files(dir: &DataDir, signal: Signal) -> Result<Vec<PathBuf>> {
+/// Every catalogued Parquet file of a signal (absolute paths, in path order): what a reader scans.
+pub fn list_signal_files(dir: &DataDir, db: &Db, signal: Signal) -> Result<Vec<PathBuf>> {
+    let conn = db.lock();
+    let mut stmt =
+        conn.prepare("SELECT path FROM dataset_files WHERE signal = ?1 ORDER BY path")?;
+    let paths = stmt
+        .query_map([signal.name()], |r| r.get::<_, String>(0))?
+        .map(|p| p.map(|p| dir.root().join(p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(paths)
+}
+
+/// Every Parquet file under a signal's directory on disk, relative to the data directory.
+fn files_on_disk(dir: &DataDir, signal: Signal) -> Result<Vec<PathBuf>> {
     let root = dir.raw_signal(signal.name());
     let mut out = Vec::new();
     if !root.exists() {
@@ -128,12 +218,283 @@ pub fn list_signal_files(dir: &DataDir, signal: Signal) -> Result<Vec<PathBuf>> 
         for f in std::fs::read_dir(&day).map_err(io(&day))? {
             let f = f.map_err(io(&day))?.path();
             if f.extension().is_some_and(|e| e == "parquet") {
-                out.push(f);
+                let rel = f.strip_prefix(dir.root()).unwrap_or(&f).to_path_buf();
+                out.push(rel);
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// When a signal's day is merged into one file.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    /// Merge a day once it has this many files, even if it is still today.
+    pub min_files: usize,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        // An hour of 5-minute bundles.
+        Self { min_files: 12 }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Files merged away.
+    pub merged: usize,
+    /// Compacted files written.
+    pub written: usize,
+    /// Files found on disk without a catalog entry and deleted (left by a crash).
+    pub orphans_removed: usize,
+    /// Files found on disk without a catalog entry whose bundle is processed (written before the
+    /// catalog existed) and catalogued.
+    pub adopted: usize,
+}
+
+/// Brings the files on disk in line with the catalog, then merges each signal's day that has
+/// reached the policy (or has more than one file and lies before `today`) into one compacted file,
+/// sorted by `pid`, `ts`. Blocking; run it where the decode worker runs, never beside it: it
+/// assumes nobody else writes dataset files meanwhile.
+///
+/// Crash safety: the compacted file is written first, then one transaction swaps the catalog rows,
+/// then the merged files are deleted. A crash before the swap leaves an orphan compacted file; a
+/// crash after it leaves orphan inputs; both are removed by the next run.
+pub fn compact(
+    dir: &DataDir,
+    db: &Db,
+    policy: CompactionPolicy,
+    now_ms: i64,
+) -> Result<CompactionReport> {
+    let mut report = CompactionReport::default();
+    let today = day_name(now_ms.div_euclid(DAY_MS));
+    for signal in Signal::ALL {
+        reconcile(dir, db, signal, now_ms, &mut report)?;
+        let days: Vec<(String, i64)> = {
+            let conn = db.lock();
+            let mut stmt = conn.prepare(
+                "SELECT day, count(*) FROM dataset_files WHERE signal = ?1 GROUP BY day HAVING count(*) > 1",
+            )?;
+            let rows = stmt
+                .query_map([signal.name()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows
+        };
+        for (day, files) in days {
+            if files as usize >= policy.min_files || day < today {
+                compact_day(dir, db, signal, &day, now_ms, &mut report)?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn compact_day(
+    dir: &DataDir,
+    db: &Db,
+    signal: Signal,
+    day: &str,
+    now_ms: i64,
+    report: &mut CompactionReport,
+) -> Result<()> {
+    let inputs: Vec<(String, String)> = {
+        let conn = db.lock();
+        let mut stmt = conn.prepare(
+            "SELECT path, bundles FROM dataset_files WHERE signal = ?1 AND day = ?2 ORDER BY path",
+        )?;
+        let rows = stmt
+            .query_map([signal.name(), day], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    let mut bundles: Vec<&str> = inputs
+        .iter()
+        .flat_map(|(_, b)| b.split(',').filter(|b| !b.is_empty()))
+        .collect();
+    bundles.sort_unstable();
+    bundles.dedup();
+    let mut batches = Vec::with_capacity(inputs.len());
+    for (path, _) in &inputs {
+        batches.extend(read_parquet(&dir.root().join(path))?);
+    }
+    let merged = arrow::compute::concat_batches(&stored_schema(signal), &batches)?;
+    let sorted = sort_by_pid_ts(&merged)?;
+
+    let digest = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for b in &bundles {
+            h.update(b.as_bytes());
+            h.update(b",");
+        }
+        hex::encode(&h.finalize()[..12])
+    };
+    let path = day_path(signal, day).join(format!("compacted-{digest}.parquet"));
+    let rel = path.to_string_lossy().into_owned();
+    let bytes = write_parquet(&dir.root().join(&path), &sorted)?;
+    {
+        let mut conn = db.lock();
+        let tx = conn.transaction()?;
+        for (old, _) in &inputs {
+            if *old != rel {
+                tx.execute("DELETE FROM dataset_files WHERE path = ?1", [old])?;
+            }
+        }
+        let file = WrittenFile {
+            path: rel.clone(),
+            signal,
+            day: day.to_string(),
+            rows: sorted.num_rows(),
+            bytes,
+        };
+        catalog_insert(&tx, &file, "compacted", &bundles.join(","), now_ms)?;
+        tx.commit()?;
+    }
+    for (old, _) in &inputs {
+        if *old != rel {
+            remove(&dir.root().join(old))?;
+            report.merged += 1;
+        }
+    }
+    sync_dir(&dir.root().join(day_path(signal, day)))?;
+    report.written += 1;
+    tracing::info!(
+        signal = signal.name(),
+        day,
+        files = inputs.len(),
+        rows = sorted.num_rows(),
+        "dataset day compacted"
+    );
+    Ok(())
+}
+
+/// Removes files the catalog does not know, or catalogues them when they belong to a processed
+/// bundle (data directories from before the catalog).
+fn reconcile(
+    dir: &DataDir,
+    db: &Db,
+    signal: Signal,
+    now_ms: i64,
+    report: &mut CompactionReport,
+) -> Result<()> {
+    for rel in files_on_disk(dir, signal)? {
+        let rel_s = rel.to_string_lossy().into_owned();
+        let (known, processed): (bool, bool) = {
+            let conn = db.lock();
+            let known = conn
+                .query_row(
+                    "SELECT 1 FROM dataset_files WHERE path = ?1",
+                    [&rel_s],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            let stem = rel
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let processed = conn
+                .query_row(
+                    "SELECT 1 FROM bundles WHERE bundle_id = ?1 AND state = 'processed'",
+                    [&stem],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            (known, processed)
+        };
+        if known {
+            continue;
+        }
+        let abs = dir.root().join(&rel);
+        let adopt = processed && {
+            // Only if no compacted file of that day already holds the bundle.
+            let stem = rel
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let day = rel
+                .parent()
+                .and_then(|d| d.file_name())
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let conn = db.lock();
+            conn.query_row(
+                "SELECT 1 FROM dataset_files WHERE signal = ?1 AND day = ?2 AND kind = 'compacted'
+                   AND (',' || bundles || ',') LIKE ?3",
+                rusqlite::params![signal.name(), day, format!("%,{stem},%")],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_none()
+        };
+        if adopt {
+            let rows: usize = read_parquet(&abs)?.iter().map(RecordBatch::num_rows).sum();
+            let bytes = std::fs::metadata(&abs)
+                .map(|m| m.len() as usize)
+                .unwrap_or(0);
+            let day = rel
+                .parent()
+                .and_then(|d| d.file_name())
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let stem = rel
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let file = WrittenFile {
+                path: rel_s,
+                signal,
+                day,
+                rows,
+                bytes,
+            };
+            catalog_insert(&db.lock(), &file, "bundle", &stem, now_ms)?;
+            report.adopted += 1;
+        } else {
+            remove(&abs)?;
+            report.orphans_removed += 1;
+        }
+    }
+    Ok(())
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Reads a whole Parquet file.
+pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(65_536)
+        .build()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn sort_by_pid_ts(batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
+    let schema = batch.schema();
+    let columns = ["pid", "ts"].map(|name| SortColumn {
+        values: batch
+            .column(schema.index_of(name).expect("stored schema"))
+            .clone(),
+        options: None,
+    });
+    let indices = lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(batch, &indices)?)
 }
 
 /// Makes sure a directory's new entries are durable.
@@ -146,32 +507,103 @@ mod tests {
     use super::*;
     use arrow::array::Float64Array;
 
-    #[test]
-    fn a_bundle_spanning_midnight_lands_in_two_day_files_and_rewrites_idempotently() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = DataDir::new(tmp.path());
-        let midnight = 1_700_092_800_000i64; // 2023-11-16 00:00 UTC
-        let ts = vec![midnight - 1_000, midnight, midnight + 1_000];
+    const MIDNIGHT: i64 = 1_700_092_800_000; // 2023-11-16 00:00 UTC
+
+    fn hr(ts: Vec<i64>) -> (RecordBatch, UInt16Array) {
+        let n = ts.len();
         let batch = RecordBatch::try_new(
             Signal::Hr.schema(),
             vec![
                 Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
-                Arc::new(Float64Array::from(vec![60.0, 61.0, 62.0])),
+                Arc::new(Float64Array::from(vec![60.0; n])),
             ],
         )
         .unwrap();
+        (batch, UInt16Array::from(vec![0; n]))
+    }
+
+    #[test]
+    fn a_bundle_spanning_midnight_lands_in_two_day_files_and_rewrites_idempotently() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let (batch, q) = hr(vec![MIDNIGHT - 1_000, MIDNIGHT, MIDNIGHT + 1_000]);
         let id = BundleId([9; 16]);
-        assert_eq!(
-            write_signal(&dir, Signal::Hr, &id, "p1-x", &batch).unwrap(),
-            3
-        );
-        assert_eq!(
-            write_signal(&dir, Signal::Hr, &id, "p1-x", &batch).unwrap(),
-            3
-        );
-        let files = list_signal_files(&dir, Signal::Hr).unwrap();
+        let first = write_signal(&dir, Signal::Hr, &id, "p1-x", &batch, &q).unwrap();
+        let again = write_signal(&dir, Signal::Hr, &id, "p1-x", &batch, &q).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(first.iter().map(|f| f.rows).sum::<usize>(), 3);
+        let files = files_on_disk(&dir, Signal::Hr).unwrap();
         assert_eq!(files.len(), 2, "{files:?}");
         assert!(files[0].to_string_lossy().contains("2023-11-15"));
         assert!(files[1].to_string_lossy().contains("2023-11-16"));
+    }
+
+    #[test]
+    fn compaction_merges_a_day_keeps_every_row_once_and_removes_orphans() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        for (i, pid) in ["p1-b", "p1-a", "p1-b"].iter().enumerate() {
+            let id = BundleId([i as u8; 16]);
+            let (batch, q) = hr((0..10)
+                .map(|k| MIDNIGHT + i as i64 * 60_000 + k * 1000)
+                .collect());
+            for f in write_signal(&dir, Signal::Hr, &id, pid, &batch, &q).unwrap() {
+                catalog_insert(&db.lock(), &f, "bundle", &id.to_hex(), 0).unwrap();
+            }
+        }
+        // A crash left a file that was never catalogued.
+        let (batch, q) = hr(vec![MIDNIGHT + 5]);
+        write_signal(&dir, Signal::Hr, &BundleId([0xee; 16]), "p1-z", &batch, &q).unwrap();
+
+        let later = MIDNIGHT + 3 * DAY_MS;
+        let report = compact(&dir, &db, CompactionPolicy::default(), later).unwrap();
+        assert_eq!(report.merged, 3);
+        assert_eq!(report.written, 1);
+        assert_eq!(report.orphans_removed, 1);
+        let files = list_signal_files(&dir, &db, Signal::Hr).unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(files_on_disk(&dir, Signal::Hr).unwrap().len(), 1);
+        let batches = read_parquet(&files[0]).unwrap();
+        let all = arrow::compute::concat_batches(&stored_schema(Signal::Hr), &batches).unwrap();
+        assert_eq!(all.num_rows(), 30);
+        let pids = all
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(pids.value(0), "p1-a", "sorted by pid");
+
+        // Running again changes nothing.
+        let again = compact(&dir, &db, CompactionPolicy::default(), later).unwrap();
+        assert_eq!(again, CompactionReport::default());
+        assert_eq!(list_signal_files(&dir, &db, Signal::Hr).unwrap(), files);
+    }
+
+    #[test]
+    fn todays_files_wait_for_the_policy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        for i in 0..3u8 {
+            let (batch, q) = hr(vec![MIDNIGHT + i as i64 * 1000]);
+            for f in write_signal(&dir, Signal::Hr, &BundleId([i; 16]), "p", &batch, &q).unwrap() {
+                catalog_insert(&db.lock(), &f, "bundle", "x", 0).unwrap();
+            }
+        }
+        let policy = CompactionPolicy { min_files: 4 };
+        assert_eq!(
+            compact(&dir, &db, policy, MIDNIGHT + 10_000)
+                .unwrap()
+                .written,
+            0
+        );
+        let policy = CompactionPolicy { min_files: 3 };
+        assert_eq!(
+            compact(&dir, &db, policy, MIDNIGHT + 10_000)
+                .unwrap()
+                .written,
+            1
+        );
     }
 }

@@ -21,10 +21,18 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Programmes, with the signals each may collect (purpose binding).
+/// Migration 3 widened the lists to the signals bundle format v1 gained (battery, device events,
+/// inter-beat intervals, button tags); the migration updates seeded rows to these values.
 pub const PROGRAMMES: &[(&str, &str)] = &[
-    ("alcohol-ban", "ankle"),
-    ("aggression-training", "eda,bvp,hr,temp,acc"),
-    ("tbs-leave", "ankle,eda,bvp,hr,temp,acc"),
+    ("alcohol-ban", "ankle,battery,event"),
+    (
+        "aggression-training",
+        "eda,bvp,hr,ibi,temp,acc,tag,battery,event",
+    ),
+    (
+        "tbs-leave",
+        "ankle,eda,bvp,hr,ibi,temp,acc,tag,battery,event",
+    ),
 ];
 
 const MIGRATIONS: &[&str] = &[
@@ -148,6 +156,53 @@ CREATE TABLE crls (
 -- and when that copy was deleted at the end of its retention.
 ALTER TABLE bundles ADD COLUMN signed_by TEXT;
 ALTER TABLE bundles ADD COLUMN evidence_pruned_at_ms INTEGER;
+"#,
+    r#"
+-- Issue 4: purpose binding for the full v1 signal set, device pairing, validation counts,
+-- coarse research attributes, the dataset catalog and the server's age keys.
+UPDATE programmes SET signals = 'ankle,battery,event' WHERE name = 'alcohol-ban';
+UPDATE programmes SET signals = 'eda,bvp,hr,ibi,temp,acc,tag,battery,event'
+ WHERE name = 'aggression-training';
+UPDATE programmes SET signals = 'ankle,eda,bvp,hr,ibi,temp,acc,tag,battery,event'
+ WHERE name = 'tbs-leave';
+-- Which station a device is paired with, over time. A bundle from a device that is not paired
+-- with the uploading station when it arrives is quarantined.
+CREATE TABLE device_pairings (
+    id INTEGER PRIMARY KEY,
+    device_serial TEXT NOT NULL REFERENCES devices(serial),
+    station_id INTEGER NOT NULL REFERENCES stations(id),
+    valid_from_ms INTEGER NOT NULL,
+    valid_to_ms INTEGER
+);
+CREATE INDEX device_pairings_device ON device_pairings(device_serial, valid_from_ms);
+-- Public, coarse attributes for research: a region and a birth year (released as an age band).
+ALTER TABLE persons ADD COLUMN region TEXT;
+ALTER TABLE persons ADD COLUMN birth_year INTEGER;
+-- Samples stored with a validation flag, and per-flag counts as JSON.
+ALTER TABLE bundles ADD COLUMN rows_flagged INTEGER;
+ALTER TABLE bundles ADD COLUMN flags TEXT;
+-- How often an operator sent a quarantined bundle back through decoding.
+ALTER TABLE bundles ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+-- Every Parquet file of the raw datasets. Readers list files here, not on disk.
+CREATE TABLE dataset_files (
+    path TEXT PRIMARY KEY,
+    signal TEXT NOT NULL,
+    day TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    -- 'bundle' (one bundle's rows) or 'compacted' (many bundles of one signal and day).
+    kind TEXT NOT NULL CHECK (kind IN ('bundle','compacted')),
+    -- Comma-separated bundle ids whose rows the file holds.
+    bundles TEXT NOT NULL,
+    written_at_ms INTEGER NOT NULL
+);
+CREATE INDEX dataset_files_signal_day ON dataset_files(signal, day);
+-- The server's age recipients, newest last. Identities stay in keys/age-identities.txt.
+CREATE TABLE age_keys (
+    id INTEGER PRIMARY KEY,
+    recipient TEXT NOT NULL UNIQUE,
+    created_at_ms INTEGER NOT NULL
+);
 "#,
 ];
 

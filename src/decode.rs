@@ -24,6 +24,7 @@ use crate::dataset;
 use crate::pseudonym::Pseudonymiser;
 use crate::server::Context;
 use crate::spool::{move_durably, write_durably, Spool};
+use crate::validate::{self, FlagCounts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,6 +36,8 @@ pub enum Error {
     Dataset(#[from] dataset::Error),
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -50,6 +53,9 @@ struct Processed {
     discarded: usize,
     /// Hex public key that verified the signature.
     signed_by: String,
+    /// Dataset files written, catalogued with the state change.
+    files: Vec<dataset::WrittenFile>,
+    flags: FlagCounts,
 }
 
 /// Where a processed bundle's ciphertext is kept as evidence.
@@ -70,28 +76,36 @@ pub struct DecodeReport {
     pub quarantined: usize,
     pub rows_stored: usize,
     pub rows_discarded: usize,
+    /// Rows stored with at least one validation flag.
+    pub rows_flagged: usize,
 }
+
+/// How far past its receipt (beyond the station's reported clock offset) a sample may be dated
+/// before it is flagged as lying in the future.
+const FUTURE_MARGIN_MS: i64 = 5 * 60_000;
 
 pub struct Decoder {
     ctx: Context,
     spool: Spool,
-    identities: Vec<age::x25519::Identity>,
     pseudonyms: Pseudonymiser,
 }
 
 impl Decoder {
-    pub fn new(
-        ctx: Context,
-        identities: Vec<age::x25519::Identity>,
-        pseudonyms: Pseudonymiser,
-    ) -> Self {
+    pub fn new(ctx: Context, pseudonyms: Pseudonymiser) -> Self {
         let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
         Self {
             ctx,
             spool,
-            identities,
             pseudonyms,
         }
+    }
+
+    /// The server's age identities, read afresh for every pass so `nachtwacht keys rotate` takes
+    /// effect without a restart. All are tried: bundles sealed to a retired recipient still open.
+    fn identities(&self) -> Result<Vec<age::x25519::Identity>> {
+        Ok(crate::secrets::load_age_identities(
+            &self.ctx.dir.age_identity(),
+        )?)
     }
 
     /// Processes every spooled bundle. Blocking: run on a blocking thread.
@@ -107,16 +121,22 @@ impl Decoder {
             ids
         };
         let mut report = DecodeReport::default();
+        if pending.is_empty() {
+            return Ok(report);
+        }
+        let identities = self.identities()?;
         for (id, received_at_ms) in pending {
             let Some(bundle_id) = BundleId::from_hex(&id) else {
                 continue;
             };
             let evidence = evidence_path(&self.ctx.dir, &bundle_id, received_at_ms);
-            match self.process(&bundle_id, &evidence)? {
+            match self.process(&bundle_id, &evidence, received_at_ms, &identities)? {
                 Ok(Processed {
                     stored,
                     discarded,
                     signed_by,
+                    files,
+                    flags,
                 }) => {
                     report.processed += 1;
                     report.rows_stored += stored;
@@ -127,13 +147,30 @@ impl Decoder {
                     if spooled.exists() {
                         move_durably(&spooled, &evidence)?;
                     }
-                    self.ctx.db.lock().execute(
+                    let now = crate::now_ms();
+                    let mut conn = self.ctx.db.lock();
+                    let tx = conn.transaction()?;
+                    tx.execute(
                         "UPDATE bundles SET state = 'processed', rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
-                                signed_by = ?5
+                                signed_by = ?5, rows_flagged = ?6, flags = ?7
                          WHERE bundle_id = ?1",
-                        rusqlite::params![id, stored as i64, discarded as i64, crate::now_ms(), signed_by],
+                        rusqlite::params![
+                            id,
+                            stored as i64,
+                            discarded as i64,
+                            now,
+                            signed_by,
+                            flags.flagged as i64,
+                            flags.to_json()
+                        ],
                     )?;
-                    info!(bundle = %id, rows = stored, discarded, "bundle processed");
+                    for file in &files {
+                        dataset::catalog_insert(&tx, file, "bundle", &id, now)?;
+                    }
+                    tx.commit()?;
+                    drop(conn);
+                    report.rows_flagged += flags.flagged;
+                    info!(bundle = %id, rows = stored, discarded, flagged = flags.flagged, "bundle processed");
                 }
                 Err(Reject(reason)) => {
                     report.quarantined += 1;
@@ -173,6 +210,8 @@ impl Decoder {
         &self,
         bundle_id: &BundleId,
         evidence: &std::path::Path,
+        received_at_ms: i64,
+        identities: &[age::x25519::Identity],
     ) -> Result<Result<Processed, Reject>> {
         let mut path = self.spool.path_of(bundle_id);
         if !path.exists() && evidence.exists() {
@@ -183,7 +222,7 @@ impl Decoder {
             Err(e) => return Ok(Err(Reject(format!("spool file unreadable: {e}")))),
         };
         let plaintext = match age::Decryptor::new_buffered(&ciphertext[..])
-            .and_then(|d| d.decrypt(self.identities.iter().map(|i| i as &dyn age::Identity)))
+            .and_then(|d| d.decrypt(identities.iter().map(|i| i as &dyn age::Identity)))
         {
             Ok(mut reader) => {
                 let mut out = Vec::new();
@@ -198,18 +237,18 @@ impl Decoder {
             Ok(s) => s,
             Err(e) => return Ok(Err(Reject(format!("signed envelope: {e}")))),
         };
-        let uploader: Option<(String, Option<String>)> = self
+        let uploader: Option<(i64, String, Option<String>)> = self
             .ctx
             .db
             .lock()
             .query_row(
-                "SELECT s.name, s.signing_public_key FROM bundles b JOIN stations s ON s.id = b.station_id
+                "SELECT s.id, s.name, s.signing_public_key FROM bundles b JOIN stations s ON s.id = b.station_id
                   WHERE b.bundle_id = ?1",
                 [bundle_id.to_hex()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((station, Some(public_key))) = uploader else {
+        let Some((station_id, station, Some(public_key))) = uploader else {
             return Ok(Err(Reject(
                 "uploading station has no registered signing key".into(),
             )));
@@ -251,41 +290,77 @@ impl Decoder {
                     .and_then(arrow::compute::min)
             })
             .min();
+        let serial = &bundle.manifest.device_serial;
+        let paired: Option<i64> = self
+            .ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT id FROM device_pairings
+                  WHERE device_serial = ?1 AND station_id = ?2 AND valid_from_ms <= ?3
+                    AND (valid_to_ms IS NULL OR valid_to_ms > ?3)",
+                rusqlite::params![serial, station_id, received_at_ms],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if paired.is_none() {
+            return Ok(Err(Reject(format!(
+                "device {serial} is not paired with station {station:?}"
+            ))));
+        }
         let Some(first_ts) = first_ts else {
             return Ok(Ok(Processed {
                 stored: 0,
                 discarded: 0,
                 signed_by: public_key,
+                files: vec![],
+                flags: FlagCounts::default(),
             }));
         };
-        let serial = &bundle.manifest.device_serial;
-        let assignment: Option<(i64, String)> = self
+        let assignment: Option<(i64, i64, String)> = self
             .ctx
             .db
             .lock()
             .query_row(
-                "SELECT p.id, pr.signals FROM assignments a
+                "SELECT p.id, a.valid_from_ms, pr.signals FROM assignments a
                JOIN persons p ON p.id = a.person_id
                JOIN programmes pr ON pr.name = p.programme
               WHERE a.device_serial = ?1 AND a.valid_from_ms <= ?2
                 AND (a.valid_to_ms IS NULL OR a.valid_to_ms > ?2)
               ORDER BY a.valid_from_ms DESC LIMIT 1",
-                rusqlite::params![serial, first_ts],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                rusqlite::params![serial, first_ts.max(0)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((person_id, allowed)) = assignment else {
+        let Some((person_id, assigned_from_ms, allowed)) = assignment else {
             return Ok(Err(Reject(format!(
                 "device {serial} is not assigned to a person at {first_ts} ms"
             ))));
         };
+        let window = validate::Window {
+            not_before_ms: assigned_from_ms,
+            not_after_ms: received_at_ms
+                + self.last_clock_offset_ms(station_id)?.abs()
+                + FUTURE_MARGIN_MS,
+        };
         let allowed: BTreeSet<&str> = allowed.split(',').collect();
         let pid = self.pseudonyms.operational(person_id);
         let (mut stored, mut discarded) = (0, 0);
+        let mut files = Vec::new();
+        let mut flags = FlagCounts::default();
         for sb in &bundle.batches {
             if allowed.contains(sb.signal.name()) {
-                stored +=
-                    dataset::write_signal(&self.ctx.dir, sb.signal, bundle_id, &pid, &sb.batch)?;
+                let quality = validate::validate(sb.signal, &sb.batch, sb.rate_hz, window);
+                flags.add(&quality);
+                files.extend(dataset::write_signal(
+                    &self.ctx.dir,
+                    sb.signal,
+                    bundle_id,
+                    &pid,
+                    &sb.batch,
+                    &quality,
+                )?);
+                stored += sb.batch.num_rows();
             } else {
                 // Purpose binding: collected by the device, not allowed by the programme.
                 discarded += sb.batch.num_rows();
@@ -295,8 +370,70 @@ impl Decoder {
             stored,
             discarded,
             signed_by: public_key,
+            files,
+            flags,
         }))
     }
+}
+
+impl Decoder {
+    /// The clock offset the station reported in its latest heartbeat (0 when it never sent one).
+    fn last_clock_offset_ms(&self, station_id: i64) -> Result<i64> {
+        Ok(self
+            .ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT clock_offset_ms FROM station_heartbeats
+                  WHERE station_id = ?1 AND clock_offset_ms IS NOT NULL
+                  ORDER BY received_at_ms DESC LIMIT 1",
+                [station_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+}
+
+/// Exclusive right to decode and compact in this data directory, across processes: `serve` and a
+/// standalone `nachtwacht decode` may both run, but never decode or compact at the same moment
+/// (compaction deletes uncatalogued files, which another decoder may just have written).
+pub struct DecodeLock {
+    _file: std::fs::File,
+}
+
+impl DecodeLock {
+    /// Blocks until the lock is free. Released when dropped (or when the process dies).
+    pub fn acquire(dir: &crate::datadir::DataDir) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let path = dir.root().join("decode.lock");
+        let io = |source| crate::spool::Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io(std::io::Error::last_os_error()).into());
+        }
+        Ok(Self { _file: file })
+    }
+}
+
+/// One decode pass and one compaction pass under the [`DecodeLock`]. Blocking.
+pub fn pass(decoder: &Decoder) -> Result<(DecodeReport, dataset::CompactionReport)> {
+    let _lock = DecodeLock::acquire(&decoder.ctx.dir)?;
+    let report = decoder.process_pending()?;
+    let policy = dataset::CompactionPolicy {
+        min_files: decoder.ctx.config.pipeline.compact_min_files,
+    };
+    let compaction = dataset::compact(&decoder.ctx.dir, &decoder.ctx.db, policy, crate::now_ms())?;
+    Ok((report, compaction))
 }
 
 /// Deletes evidence copies past their retention, records it in the bundle rows and the audit log.

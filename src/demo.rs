@@ -145,6 +145,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
         let name = format!("home-{:03}", i + 1);
         let mut station =
             enroll::add_station(&ctx, &name, "demo").map_err(step("enroll station"))?;
+        enroll::pair_device(&ctx, p.serial, &name, start_ms, "demo")
+            .map_err(step("pair device"))?;
         station.servers = vec![server.quic_addr.to_string()];
         station.source = SourceConfig::Simulator(SimulatorConfig {
             device: p.device,

@@ -249,3 +249,119 @@ pub fn assign_device(
     tx.commit()?;
     Ok(())
 }
+
+/// Pairs a device with the station that will upload its readings, from `valid_from_ms` on. An open
+/// pairing of the device with another station ends where this one starts (a replacement station).
+/// A bundle is decoded only when its device is paired with the uploading station at receipt.
+pub fn pair_device(
+    ctx: &Context,
+    serial: &str,
+    station: &str,
+    valid_from_ms: i64,
+    actor: &str,
+) -> Result<()> {
+    let now = crate::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let station_id: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM stations WHERE name = ?1 AND revoked_at_ms IS NULL",
+            [station],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(station_id) = station_id else {
+        return Err(Error::Invalid(format!(
+            "no active station named {station:?}"
+        )));
+    };
+    let known: Option<String> = tx
+        .query_row(
+            "SELECT serial FROM devices WHERE serial = ?1",
+            [serial],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.is_none() {
+        return Err(Error::Invalid(format!(
+            "unknown device {serial:?}: assign it to a person first"
+        )));
+    }
+    tx.execute(
+        "UPDATE device_pairings SET valid_to_ms = ?2 WHERE device_serial = ?1 AND valid_to_ms IS NULL",
+        (serial, valid_from_ms),
+    )?;
+    tx.execute(
+        "INSERT INTO device_pairings (device_serial, station_id, valid_from_ms) VALUES (?1, ?2, ?3)",
+        (serial, station_id, valid_from_ms),
+    )?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "device.pair",
+        serial,
+        &format!("{{\"station\":\"{station}\",\"from_ms\":{valid_from_ms}}}"),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Regions a person may be attributed to for research: the twelve provinces. Coarse on purpose.
+pub const REGIONS: &[&str] = &[
+    "drenthe",
+    "flevoland",
+    "friesland",
+    "gelderland",
+    "groningen",
+    "limburg",
+    "noord-brabant",
+    "noord-holland",
+    "overijssel",
+    "utrecht",
+    "zeeland",
+    "zuid-holland",
+];
+
+/// Sets the coarse attributes research may see (released as region and age band, never raw).
+pub fn set_research_attributes(
+    ctx: &Context,
+    person_id: i64,
+    region: Option<&str>,
+    birth_year: Option<i32>,
+    actor: &str,
+) -> Result<()> {
+    if let Some(r) = region {
+        if !REGIONS.contains(&r) {
+            return Err(Error::Invalid(format!(
+                "unknown region {r:?}; one of {}",
+                REGIONS.join(", ")
+            )));
+        }
+    }
+    if let Some(y) = birth_year {
+        if !(1900..=2100).contains(&y) {
+            return Err(Error::Invalid(format!("implausible birth year {y}")));
+        }
+    }
+    let now = crate::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "UPDATE persons SET region = ?2, birth_year = ?3 WHERE id = ?1",
+        rusqlite::params![person_id, region, birth_year],
+    )?;
+    if n == 0 {
+        return Err(Error::Invalid(format!("no person {person_id}")));
+    }
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "person.attributes",
+        &format!("person:{person_id}"),
+        "{}",
+    )?;
+    tx.commit()?;
+    Ok(())
+}

@@ -53,20 +53,38 @@ fn scan(files: Vec<PathBuf>) -> Result<Option<LazyFrame>> {
     )?))
 }
 
+/// A signal's catalogued files, valid samples only (`quality = 0`, see [`crate::validate`]).
 fn signal(ctx: &Context, s: Signal) -> Result<Option<LazyFrame>> {
-    scan(dataset::list_signal_files(&ctx.dir, s)?)
+    Ok(scan(dataset::list_signal_files(&ctx.dir, &ctx.db, s)?)?
+        .map(|lf| lf.filter(col("quality").eq(lit(0u16)))))
 }
 
-/// `person_id`, `pid`, `rid`, `programme` for everyone enrolled.
+/// `pid`, `rid`, `programme`, `region`, `age_band` for everyone enrolled.
 fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<(DataFrame, HashMap<String, i64>)> {
-    let rows: Vec<(i64, String)> = {
+    type Row = (i64, String, Option<String>, Option<i32>);
+    let rows: Vec<Row> = {
         let conn = ctx.db.lock();
-        let mut stmt = conn.prepare("SELECT id, programme FROM persons ORDER BY id")?;
+        let mut stmt =
+            conn.prepare("SELECT id, programme, region, birth_year FROM persons ORDER BY id")?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         rows
     };
+    let this_year: i32 = chrono::Utc::now()
+        .format("%Y")
+        .to_string()
+        .parse()
+        .expect("a year");
+    let regions: Vec<String> = rows
+        .iter()
+        .map(|r| r.2.clone().unwrap_or_else(|| "unknown".into()))
+        .collect();
+    let age_bands: Vec<&str> = rows
+        .iter()
+        .map(|r| daily::age_band(r.3.map(|y| this_year - y)))
+        .collect();
+    let rows: Vec<(i64, String)> = rows.into_iter().map(|r| (r.0, r.1)).collect();
     let pids: Vec<String> = rows
         .iter()
         .map(|(id, _)| pseudonyms.operational(*id))
@@ -81,7 +99,13 @@ fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<(DataFrame, Hash
         .cloned()
         .zip(rows.iter().map(|(id, _)| *id))
         .collect();
-    let df = df!("pid" => pids, "rid" => rids, "programme" => programmes)?;
+    let df = df!(
+        "pid" => pids,
+        "rid" => rids,
+        "programme" => programmes,
+        "region" => regions,
+        "age_band" => age_bands
+    )?;
     Ok((df, by_pid))
 }
 

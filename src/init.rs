@@ -32,6 +32,8 @@ pub enum Error {
     Audit(#[from] audit::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::Error),
     #[error("password hashing: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -132,6 +134,7 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
             root.display().to_string().as_str(),
             &format!("{{\"age_recipient\":\"{recipient}\"}}"),
         )?;
+        crate::keys::register_recipient(&tx, &recipient, now_ms)?;
         // An empty revocation list from the start: the verifier then knows every certificate's status.
         crate::crl::publish(&dir, &tx, now_ms)?;
         tx.commit()?;

@@ -19,12 +19,15 @@ pub mod enroll;
 pub mod evaluate;
 pub mod ingest;
 pub mod init;
+pub mod keys;
 pub mod pki;
 pub mod pseudonym;
+pub mod quarantine;
 pub mod research;
 pub mod secrets;
 pub mod server;
 pub mod spool;
+pub mod validate;
 pub mod web;
 
 /// Milliseconds since the Unix epoch by the system clock. Code that must be testable takes `now`

@@ -65,6 +65,25 @@ enum Command {
         #[command(subcommand)]
         command: ResearchCommand,
     },
+    /// Run the decode worker alone: spooled bundles to Parquet, then compaction. Safe beside a
+    /// running `serve` (they take turns on a lock) and safe to kill at any point.
+    Decode {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Keep running, one pass every few seconds, until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Bundles the decode worker set aside, with their reasons.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+    /// The server's age keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run the indicator and alert pipelines once.
     Pipeline {
         #[arg(long)]
@@ -162,6 +181,12 @@ enum PersonCommand {
         /// alcohol-ban, aggression-training or tbs-leave.
         #[arg(long)]
         programme: String,
+        /// Province, for research aggregates (e.g. utrecht).
+        #[arg(long)]
+        region: Option<String>,
+        /// Birth year, released to research only as an age band.
+        #[arg(long)]
+        birth_year: Option<i32>,
     },
 }
 
@@ -185,6 +210,55 @@ enum DeviceCommand {
         /// Start of the assignment, RFC 3339 (default: now).
         #[arg(long)]
         from: Option<String>,
+    },
+    /// Pair a device with the station that uploads its readings (a replacement station takes over).
+    Pair {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        serial: String,
+        #[arg(long)]
+        station: String,
+        /// Start of the pairing, RFC 3339 (default: now).
+        #[arg(long)]
+        from: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// Every quarantined bundle, oldest first.
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One quarantined bundle, as JSON.
+    Show {
+        #[arg(long)]
+        data_dir: PathBuf,
+        bundle: String,
+    },
+    /// Send bundles back through decoding (after fixing the cause: an assignment, a pairing, a key).
+    Retry {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Bundle ids; with --all, every quarantined bundle.
+        bundles: Vec<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// New age identity; stations switch to its recipient at their next acknowledgement. Old
+    /// identities are kept, so bundles sealed to them still decrypt.
+    Rotate {
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -213,6 +287,101 @@ enum ResearchCommand {
 }
 
 const ACTOR_CLI: &str = "cli:administrator";
+
+fn from_or_now(from: Option<String>) -> anyhow::Result<i64> {
+    Ok(match from {
+        Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .with_context(|| format!("--from {s:?} is not RFC 3339"))?
+            .timestamp_millis(),
+        None => nachtwacht::now_ms(),
+    })
+}
+
+async fn decode(data_dir: &std::path::Path, watch: bool) -> anyhow::Result<()> {
+    let ctx = open(data_dir)?;
+    let decoder = std::sync::Arc::new(nachtwacht::decode::Decoder::new(
+        ctx.clone(),
+        ctx.pseudonymiser()?,
+    ));
+    let stop = wait_for_stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let d = decoder.clone();
+        let (report, compaction) =
+            tokio::task::spawn_blocking(move || nachtwacht::decode::pass(&d))
+                .await
+                .context("decode task")?
+                .context("decode pass")?;
+        println!(
+            "processed {} bundles ({} rows stored, {} flagged, {} discarded), quarantined {}; compacted {} files into {}",
+            report.processed,
+            report.rows_stored,
+            report.rows_flagged,
+            report.rows_discarded,
+            report.quarantined,
+            compaction.merged,
+            compaction.written
+        );
+        if !watch {
+            return Ok(());
+        }
+        tokio::select! {
+            r = &mut stop => return r,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+fn quarantine(command: QuarantineCommand) -> anyhow::Result<()> {
+    use nachtwacht::quarantine;
+    match command {
+        QuarantineCommand::List { data_dir, json } => {
+            let entries = quarantine::list(&open(&data_dir)?, ACTOR_CLI)?;
+            for e in &entries {
+                if json {
+                    println!("{}", serde_json::to_string(e)?);
+                } else {
+                    println!(
+                        "{}  {}  seq {}  retries {}  {}",
+                        e.bundle_id, e.station, e.sequence, e.retries, e.reason
+                    );
+                }
+            }
+            if !json {
+                println!("{} quarantined", entries.len());
+            }
+        }
+        QuarantineCommand::Show { data_dir, bundle } => {
+            let e = quarantine::show(&open(&data_dir)?, &bundle, ACTOR_CLI)?;
+            println!("{}", serde_json::to_string_pretty(&e)?);
+        }
+        QuarantineCommand::Retry {
+            data_dir,
+            bundles,
+            all,
+        } => {
+            let ctx = open(&data_dir)?;
+            let ids = if all {
+                quarantine::list(&ctx, ACTOR_CLI)?
+                    .into_iter()
+                    .map(|e| e.bundle_id)
+                    .collect()
+            } else if bundles.is_empty() {
+                anyhow::bail!("name bundle ids to retry, or --all");
+            } else {
+                bundles
+            };
+            for id in &ids {
+                quarantine::retry(&ctx, id, ACTOR_CLI).with_context(|| format!("retrying {id}"))?;
+            }
+            println!(
+                "{} bundles back in the spool; the decode worker takes them on its next pass",
+                ids.len()
+            );
+        }
+    }
+    Ok(())
+}
 
 fn open(data_dir: &Path) -> anyhow::Result<Context> {
     Context::open(data_dir)
@@ -292,10 +461,17 @@ async fn main() -> anyhow::Result<()> {
                     data_dir,
                     reference,
                     programme,
+                    region,
+                    birth_year,
                 },
         } => {
-            let id = enroll::add_person(&open(&data_dir)?, &reference, &programme, ACTOR_CLI)
+            let ctx = open(&data_dir)?;
+            let id = enroll::add_person(&ctx, &reference, &programme, ACTOR_CLI)
                 .context("adding person")?;
+            if region.is_some() || birth_year.is_some() {
+                enroll::set_research_attributes(&ctx, id, region.as_deref(), birth_year, ACTOR_CLI)
+                    .context("setting research attributes")?;
+            }
             println!("Person {id} enrolled in {programme}");
         }
         Command::Device {
@@ -308,12 +484,7 @@ async fn main() -> anyhow::Result<()> {
                     from,
                 },
         } => {
-            let from_ms = match from {
-                Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
-                    .with_context(|| format!("--from {s:?} is not RFC 3339"))?
-                    .timestamp_millis(),
-                None => nachtwacht::now_ms(),
-            };
+            let from_ms = from_or_now(from)?;
             let kind = match kind {
                 Kind::AnkleMonitor => nachtwacht_wire::DeviceKind::AnkleMonitor,
                 Kind::Wristband => nachtwacht_wire::DeviceKind::Wristband,
@@ -328,6 +499,32 @@ async fn main() -> anyhow::Result<()> {
             )
             .context("assigning device")?;
             println!("Device {serial} assigned to person {person_id}");
+        }
+        Command::Device {
+            command:
+                DeviceCommand::Pair {
+                    data_dir,
+                    serial,
+                    station,
+                    from,
+                },
+        } => {
+            let from_ms = from_or_now(from)?;
+            enroll::pair_device(&open(&data_dir)?, &serial, &station, from_ms, ACTOR_CLI)
+                .context("pairing device")?;
+            println!("Device {serial} paired with station {station}");
+        }
+        Command::Decode { data_dir, watch } => decode(&data_dir, watch).await?,
+        Command::Quarantine { command } => quarantine(command)?,
+        Command::Keys {
+            command: KeysCommand::Rotate { data_dir },
+        } => {
+            let recipient =
+                nachtwacht::keys::rotate(&open(&data_dir)?, ACTOR_CLI).context("rotating keys")?;
+            println!("New age recipient: {recipient}");
+            println!(
+                "Stations switch to it at their next acknowledgement; old identities are kept."
+            );
         }
         Command::Research { command } => match command {
             ResearchCommand::AddProject {

@@ -42,6 +42,27 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(io)
 }
 
+/// Replaces `path` atomically with a new mode-0600 file holding `bytes` (temporary file, fsync,
+/// rename, directory fsync): a crash leaves the old content or the new, never a mix.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| Error::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.display().to_string(),

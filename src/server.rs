@@ -123,7 +123,8 @@ impl RunningServer {
 
 /// Starts every component and returns once they are listening.
 pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServer> {
-    let identities = secrets::load_age_identities(&ctx.dir.age_identity())?;
+    // Fail at start-up, not at the first bundle, when the identities are missing or unreadable.
+    secrets::load_age_identities(&ctx.dir.age_identity())?;
     let pseudonyms = ctx.pseudonymiser()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let wake_decoder = Arc::new(Notify::new());
@@ -139,7 +140,7 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
     tasks.spawn(ingest.run(shutdown_rx.clone()));
 
     if !listen.ingest_only {
-        let decoder = Arc::new(Decoder::new(ctx.clone(), identities, pseudonyms.clone()));
+        let decoder = Arc::new(Decoder::new(ctx.clone(), pseudonyms.clone()));
         tasks.spawn(decode_loop(
             decoder,
             wake_decoder.clone(),
@@ -190,11 +191,15 @@ async fn decode_loop(
 ) {
     loop {
         let d = decoder.clone();
-        match tokio::task::spawn_blocking(move || d.process_pending()).await {
-            Ok(Ok(report)) if report.processed + report.quarantined > 0 => {
+        match tokio::task::spawn_blocking(move || crate::decode::pass(&d)).await {
+            Ok(Ok((report, compaction)))
+                if report.processed + report.quarantined + compaction.written > 0 =>
+            {
                 info!(
                     processed = report.processed,
                     quarantined = report.quarantined,
+                    rows_flagged = report.rows_flagged,
+                    compacted_files = compaction.merged,
                     "decode pass"
                 );
             }

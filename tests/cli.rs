@@ -98,10 +98,40 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
             & 0o777;
         assert_eq!(mode, 0o600);
     }
+    let paired = ok(&nachtwacht(
+        &["device", "pair", "--serial", "AM-9", "--station", "home-9"],
+        &data,
+    ));
+    assert!(paired.contains("paired with station home-9"), "{paired}");
+    let unknown = nachtwacht(
+        &[
+            "device",
+            "pair",
+            "--serial",
+            "AM-404",
+            "--station",
+            "home-9",
+        ],
+        &data,
+    );
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown device"));
     ok(&nachtwacht(
         &["station", "revoke", "--name", "home-9"],
         &data,
     ));
+    let rotated = ok(&nachtwacht(&["keys", "rotate"], &data));
+    assert!(rotated.contains("New age recipient: age1"), "{rotated}");
+    let identities = std::fs::read_to_string(data.join("keys/age-identity.txt")).unwrap();
+    assert_eq!(
+        identities
+            .lines()
+            .filter(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .count(),
+        2,
+        "the old identity is kept"
+    );
+    let quarantined = ok(&nachtwacht(&["quarantine", "list"], &data));
+    assert!(quarantined.contains("0 quarantined"), "{quarantined}");
 
     ok(&nachtwacht(
         &[
@@ -121,8 +151,9 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
     assert!(token.trim().starts_with("nwr_"));
 
     let audit = ok(&nachtwacht(&["audit"], &data));
-    // init, person, device, station add, station revoke, project, token.
-    assert!(audit.contains("intact: 7 entries"), "{audit}");
+    // init, person, device, station add, device pair, station revoke, keys rotate,
+    // quarantine list, project, token.
+    assert!(audit.contains("intact: 10 entries"), "{audit}");
 
     // Tampering with one entry is detected and the command fails.
     let conn = rusqlite::Connection::open(data.join("state.sqlite")).unwrap();

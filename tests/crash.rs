@@ -92,7 +92,7 @@ fn server_copy(ctx: &Context, bundle_id: &str) -> Option<Vec<u8>> {
 }
 
 fn parquet_rows(ctx: &Context, signal: nachtwacht_wire::Signal) -> i64 {
-    nachtwacht::dataset::list_signal_files(&ctx.dir, signal)
+    nachtwacht::dataset::list_signal_files(&ctx.dir, &ctx.db, signal)
         .unwrap()
         .iter()
         .map(|p| {

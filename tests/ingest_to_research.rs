@@ -83,8 +83,12 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
     assert_eq!(t.count("SELECT sum(rows_stored) FROM bundles"), 3 * 48);
 
     // The raw dataset: pseudonyms only, traceable to bundles, no serial, case or station anywhere.
-    let files =
-        nachtwacht::dataset::list_signal_files(&t.ctx.dir, nachtwacht_wire::Signal::Ankle).unwrap();
+    let files = nachtwacht::dataset::list_signal_files(
+        &t.ctx.dir,
+        &t.ctx.db,
+        nachtwacht_wire::Signal::Ankle,
+    )
+    .unwrap();
     assert_eq!(files.len(), 3, "one file per bundle and day: {files:?}");
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
@@ -289,11 +293,62 @@ async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
         .unwrap();
     assert_eq!(state, "quarantined");
     assert!(
-        reason.contains("AM-UNKNOWN") && reason.contains("not assigned"),
+        reason.contains("AM-UNKNOWN") && reason.contains("not paired"),
         "{reason}"
     );
     let quarantined: Vec<_> = std::fs::read_dir(t.ctx.dir.quarantine()).unwrap().collect();
     assert_eq!(quarantined.len(), 2, "ciphertext and reason are kept");
+    let listed = nachtwacht::quarantine::list(&t.ctx, "test").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].file_present && listed[0].station == "home-3");
+    let bundle = listed[0].bundle_id.clone();
+
+    // The operator registers the device, but with an assignment that starts after the readings:
+    // the retry is quarantined again, now for the assignment.
+    let person =
+        nachtwacht::enroll::add_person(&t.ctx, "CASE-late", "alcohol-ban", "test").unwrap();
+    nachtwacht::enroll::assign_device(
+        &t.ctx,
+        "AM-UNKNOWN",
+        nachtwacht_wire::DeviceKind::AnkleMonitor,
+        person,
+        nachtwacht::now_ms(),
+        "test",
+    )
+    .unwrap();
+    nachtwacht::enroll::pair_device(&t.ctx, "AM-UNKNOWN", "home-3", 0, "test").unwrap();
+    nachtwacht::quarantine::retry(&t.ctx, &bundle, "test").unwrap();
+    t.server.decode_now().await;
+    let e = nachtwacht::quarantine::show(&t.ctx, &bundle, "test").unwrap();
+    assert!(e.reason.contains("not assigned"), "{}", e.reason);
+    assert_eq!(e.retries, 1);
+
+    // With the assignment corrected, the second retry goes through and nothing was lost.
+    nachtwacht::enroll::assign_device(
+        &t.ctx,
+        "AM-UNKNOWN",
+        nachtwacht_wire::DeviceKind::AnkleMonitor,
+        person,
+        days_ago(2),
+        "test",
+    )
+    .unwrap();
+    nachtwacht::quarantine::retry(&t.ctx, &bundle, "test").unwrap();
+    t.server.decode_now().await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed' AND retries = 2"),
+        1
+    );
+    assert_eq!(t.count("SELECT rows_stored FROM bundles"), 48);
+    assert!(nachtwacht::quarantine::list(&t.ctx, "test")
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        t.count("SELECT count(*) FROM audit_log WHERE action = 'quarantine.retry'"),
+        2
+    );
+    // A bundle that is not quarantined cannot be retried.
+    assert!(nachtwacht::quarantine::retry(&t.ctx, &bundle, "test").is_err());
     t.server.shutdown().await;
 }
 
@@ -319,6 +374,7 @@ async fn the_real_e4_export_ingests_end_to_end() {
     )
     .unwrap();
     let mut station = nachtwacht::enroll::add_station(&t.ctx, "home-e4", "test").unwrap();
+    nachtwacht::enroll::pair_device(&t.ctx, "E4-A01", "home-e4", 0, "test").unwrap();
     station.servers = vec![t.server.quic_addr.to_string()];
     station.source = nachtwacht_station::SourceConfig::E4Csv {
         dir: e4_dir,
@@ -335,10 +391,56 @@ async fn the_real_e4_export_ingests_end_to_end() {
         t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
         1
     );
-    // EDA 9998 + BVP 9998 + HR 4998 + TEMP 4998 + ACC 9998 rows, all allowed by the programme.
+    // EDA 9998 + BVP 9998 + HR 4998 + TEMP 4998 + ACC 9998 + IBI 4999 rows, all allowed by the
+    // programme.
     assert_eq!(
         t.count("SELECT rows_stored FROM bundles"),
-        9998 * 3 + 4998 * 2
+        9998 * 3 + 4998 * 2 + 4999
+    );
+    // Validation is data: the E4 reports 0 µS right after power-on; those samples are stored with
+    // a flag, not dropped, and counted per bundle.
+    let (flagged, flags): (i64, String) = t
+        .ctx
+        .db
+        .lock()
+        .query_row("SELECT rows_flagged, flags FROM bundles", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(
+        flagged > 0 && flags.contains("out-of-range"),
+        "{flagged} {flags}"
+    );
+    let eda_files =
+        nachtwacht::dataset::list_signal_files(&t.ctx.dir, &t.ctx.db, nachtwacht_wire::Signal::Eda)
+            .unwrap();
+    let eda = read_parquet(&eda_files[0]);
+    assert_eq!(eda.height(), 9998);
+    let zero_flagged = eda
+        .lazy()
+        .filter(col("eda_us").lt(lit(0.05)))
+        .select([col("quality").eq(lit(0u16)).sum().alias("unflagged"), len()])
+        .collect()
+        .unwrap();
+    assert_eq!(
+        zero_flagged
+            .column("unflagged")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .get(0),
+        Some(0),
+        "every sub-0.05 µS sample carries a flag"
+    );
+    assert!(
+        zero_flagged
+            .column("len")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            > 0
     );
 
     let eval = run_pipelines(&t.ctx).await;
@@ -383,6 +485,7 @@ async fn signals_outside_the_programme_are_discarded_and_counted() {
     )
     .unwrap();
     let mut station = nachtwacht::enroll::add_station(&t.ctx, "home-pb", "test").unwrap();
+    nachtwacht::enroll::pair_device(&t.ctx, "WB-9", "home-pb", 0, "test").unwrap();
     station.servers = vec![t.server.quic_addr.to_string()];
     station.source = nachtwacht_station::SourceConfig::Simulator(
         nachtwacht_station::source::simulator::SimulatorConfig {

@@ -116,13 +116,33 @@ pub fn combine(parts: Vec<LazyFrame>) -> PolarsResult<LazyFrame> {
         .sort(["pid", "day"], SortMultipleOptions::default()))
 }
 
-/// Research shape: `rid` (research pseudonym), public coarse attributes, indicators. No `pid`.
+/// The age band research sees instead of a birth year (coarse on purpose; youths in treatment
+/// are 12–17). `None` (unknown birth year) is "unknown".
+pub fn age_band(age: Option<i32>) -> &'static str {
+    match age {
+        None => "unknown",
+        Some(a) if a < 18 => "12-17",
+        Some(a) if a < 25 => "18-24",
+        Some(a) if a < 35 => "25-34",
+        Some(a) if a < 50 => "35-49",
+        Some(_) => "50+",
+    }
+}
+
+/// Research shape: `rid` (research pseudonym), public coarse attributes (`programme`, `region`,
+/// `age_band`), indicators. No `pid`.
 ///
-/// `persons`: `pid`, `rid`, `programme`.
+/// `persons`: `pid`, `rid`, `programme`, `region`, `age_band`.
 pub fn for_research(daily: LazyFrame, persons: LazyFrame) -> LazyFrame {
     daily
         .join(
-            persons.select([col("pid"), col("rid"), col("programme")]),
+            persons.select([
+                col("pid"),
+                col("rid"),
+                col("programme"),
+                col("region"),
+                col("age_band"),
+            ]),
             [col("pid")],
             [col("pid")],
             JoinArgs::new(JoinType::Inner),

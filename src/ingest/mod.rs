@@ -95,6 +95,9 @@ struct Shared {
     contacts: Mutex<HashMap<i64, i64>>,
     in_flight_bytes: AtomicU64,
     streams: TaskTracker,
+    /// The age recipient stations should seal to, advertised in positive acknowledgements;
+    /// refreshed from `age_keys` by the reload loop so `nachtwacht keys rotate` needs no restart.
+    recipient: Mutex<Option<String>>,
 }
 
 pub struct Ingest {
@@ -134,21 +137,21 @@ impl Ingest {
             source,
         })?;
         let rates = RateLimiter::new(ctx.config.ingest.max_bundles_per_minute);
-        Ok(Self {
-            endpoint,
-            shared: Arc::new(Shared {
-                ctx,
-                spool,
-                committer,
-                stored,
-                rates: Mutex::new(rates),
-                connections: Mutex::new(ConnectionCount::default()),
-                live: Mutex::new(HashMap::new()),
-                contacts: Mutex::new(HashMap::new()),
-                in_flight_bytes: AtomicU64::new(0),
-                streams: TaskTracker::new(),
-            }),
-        })
+        let shared = Arc::new(Shared {
+            ctx,
+            spool,
+            committer,
+            stored,
+            rates: Mutex::new(rates),
+            connections: Mutex::new(ConnectionCount::default()),
+            live: Mutex::new(HashMap::new()),
+            contacts: Mutex::new(HashMap::new()),
+            in_flight_bytes: AtomicU64::new(0),
+            streams: TaskTracker::new(),
+            recipient: Mutex::new(None),
+        });
+        shared.refresh_recipient();
+        Ok(Self { endpoint, shared })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -262,6 +265,7 @@ async fn reload_loop(
             if let Err(e) = s2.spool.refresh_backlog() {
                 warn!(error = %e, "could not read the spool backlog");
             }
+            s2.refresh_recipient();
         })
         .await;
         let number = current_number(&shared);
@@ -303,6 +307,16 @@ async fn reload_loop(
 }
 
 impl Shared {
+    /// Reads the current age recipient (blocking: call from a blocking thread or at start-up).
+    fn refresh_recipient(&self) {
+        let current = crate::keys::current_recipient(&self.spool.reader().lock());
+        match current {
+            Ok(Some(r)) => *self.recipient.lock().expect("recipient lock") = Some(r),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "could not read the current age recipient"),
+        }
+    }
+
     fn flush_contacts(&self) -> rusqlite::Result<()> {
         let contacts = std::mem::take(&mut *self.contacts.lock().expect("lock"));
         if contacts.is_empty() {
@@ -467,7 +481,7 @@ impl Shared {
     ) {
         let answer =
             tokio::time::timeout(STREAM_TIMEOUT, self.receive(station, version, &mut recv)).await;
-        let ack = match answer {
+        let mut ack = match answer {
             Ok(Some(ack)) => ack,
             Ok(None) => return, // the station reset the stream: nobody to answer
             Err(_) => {
@@ -475,6 +489,9 @@ impl Shared {
                 Ack::busy(None, "request timed out".into(), 1_000, crate::now_ms())
             }
         };
+        if matches!(ack.code, AckCode::Stored | AckCode::Duplicate) {
+            ack.recipient = self.recipient.lock().expect("recipient lock").clone();
+        }
         match ack.code {
             AckCode::Rejected => {
                 warn!(bundle = ?ack.bundle_id, reason = ?ack.reason, "request rejected")

@@ -63,7 +63,7 @@ pub fn collect(
     base_dir: &Path,
     spool: &spool::Spool,
 ) -> Result<(usize, bool)> {
-    let recipient = seal::parse_recipient(&config.server_age_recipient)?;
+    let recipient = seal::parse_recipient(&current_recipient(config, base_dir)?)?;
     let key = config.signing_key()?;
     let signer = seal::Signer {
         station: &config.name,
@@ -105,6 +105,43 @@ pub fn collect(
     Ok((sealed_count, false))
 }
 
+/// Where the station keeps the recipient the server asked for last (key rotation).
+fn recipient_file(base_dir: &Path) -> std::path::PathBuf {
+    base_dir.join("server-recipient.txt")
+}
+
+/// The age recipient to seal to: the one the server announced last, else the configured one.
+pub fn current_recipient(config: &StationConfig, base_dir: &Path) -> Result<String> {
+    match std::fs::read_to_string(recipient_file(base_dir)) {
+        Ok(r) if !r.trim().is_empty() => Ok(r.trim().to_string()),
+        Ok(_) => Ok(config.server_age_recipient.clone()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(config.server_age_recipient.clone())
+        }
+        Err(source) => Err(Error::Spool {
+            path: recipient_file(base_dir).display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Records a recipient announced by the server (over the authenticated connection) so the next
+/// bundles are sealed to it. Refuses anything that is not an age X25519 recipient.
+pub fn adopt_recipient(config: &StationConfig, base_dir: &Path, recipient: &str) -> Result<()> {
+    seal::parse_recipient(recipient)?;
+    if current_recipient(config, base_dir)? == recipient {
+        return Ok(());
+    }
+    durable::write_durably(&recipient_file(base_dir), recipient.as_bytes()).map_err(|source| {
+        Error::Spool {
+            path: recipient_file(base_dir).display().to_string(),
+            source,
+        }
+    })?;
+    tracing::info!(%recipient, "server rotated its key: sealing new bundles to the new recipient");
+    Ok(())
+}
+
 /// Reads everything the configured source has, seals and spools it, uploads the spool until it is
 /// empty or the retry budget is spent, and sends a heartbeat. Returns what happened.
 pub async fn run_once(config: &StationConfig, base_dir: &Path) -> Result<RunReport> {
@@ -142,6 +179,9 @@ pub async fn run_with(
     let outcome = client.drain(&spool, &heartbeat).await;
     client.shutdown().await;
     let outcome = outcome?;
+    if let Some(r) = &outcome.recipient {
+        adopt_recipient(config, base_dir, r)?;
+    }
     Ok(RunReport {
         sealed,
         acknowledged: outcome.acknowledged,

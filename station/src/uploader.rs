@@ -46,13 +46,15 @@ pub struct Uploader {
     idle_timeout: Duration,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DrainOutcome {
     pub acknowledged: usize,
     pub set_aside: usize,
     pub heartbeats: usize,
     /// Station clock minus server clock, from the last acknowledgement.
     pub clock_offset_ms: Option<i64>,
+    /// The age recipient the server asked for in its last positive acknowledgement.
+    pub recipient: Option<String>,
 }
 
 /// The rustls client configuration: trust only the nachtwacht CA, present the station certificate.
@@ -202,6 +204,7 @@ impl Uploader {
         }
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let mut outcome = DrainOutcome::default();
+        let learned_recipient = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
         let mut acks: HashMap<BundleId, Ack> = HashMap::new();
         let mut conn: Option<(u64, quinn::Connection)> = None;
         let mut generation = 0u64;
@@ -285,9 +288,15 @@ impl Uploader {
                         };
                         let request = encode_heartbeat(&heartbeat(outcome.clock_offset_ms));
                         let tx = tx.clone();
+                        let learned = learned_recipient.clone();
                         tokio::spawn(async move {
                             let event = match exchange(&c, request, Vec::new()).await {
-                                Ok(_) => Event::HeartbeatAcknowledged,
+                                Ok(ack) => {
+                                    if ack.recipient.is_some() {
+                                        *learned.lock().expect("recipient lock") = ack.recipient;
+                                    }
+                                    Event::HeartbeatAcknowledged
+                                }
                                 Err(reason) => Event::HeartbeatFailed { reason },
                             };
                             let _ = tx.send(Msg(gen, event));
@@ -346,6 +355,9 @@ impl Uploader {
             if let Event::Acknowledged { bundle_id, ack } = &event {
                 let local = chrono::Utc::now().timestamp_millis();
                 outcome.clock_offset_ms = Some(local - ack.server_time_ms);
+                if ack.recipient.is_some() {
+                    *learned_recipient.lock().expect("recipient lock") = ack.recipient.clone();
+                }
                 acks.insert(*bundle_id, ack.clone());
             }
             if event == Event::HeartbeatAcknowledged {
@@ -356,6 +368,7 @@ impl Uploader {
         if let Some((_, c)) = conn.take() {
             c.close(0u32.into(), b"done");
         }
+        outcome.recipient = learned_recipient.lock().expect("recipient lock").take();
         Ok(outcome)
     }
 

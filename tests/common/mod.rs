@@ -72,6 +72,7 @@ impl TestServer {
         )
         .unwrap();
         let mut station = enroll::add_station(&self.ctx, name, "test").unwrap();
+        enroll::pair_device(&self.ctx, serial, name, start_ms, "test").unwrap();
         station.servers = vec![self.server.quic_addr.to_string()];
         station.source = SourceConfig::Simulator(SimulatorConfig {
             device: DeviceKind::AnkleMonitor,

@@ -103,9 +103,15 @@ fn combined_days_keep_nulls_for_absent_devices_and_research_shape_drops_pid() {
     assert_eq!(df.height(), 1);
     assert_eq!(df.column("mean_hr_bpm").unwrap().null_count(), 1);
 
-    let persons = df!("pid" => ["p1"], "rid" => ["r-abc"], "programme" => ["alcohol-ban"])
-        .unwrap()
-        .lazy();
+    let persons = df!(
+        "pid" => ["p1"],
+        "rid" => ["r-abc"],
+        "programme" => ["alcohol-ban"],
+        "region" => ["utrecht"],
+        "age_band" => [age_band(Some(31))]
+    )
+    .unwrap()
+    .lazy();
     let research = for_research(daily, persons).collect().unwrap();
     let names: Vec<&str> = research
         .get_column_names()
@@ -114,4 +120,21 @@ fn combined_days_keep_nulls_for_absent_devices_and_research_shape_drops_pid() {
         .collect();
     assert!(!names.contains(&"pid"), "{names:?}");
     assert!(names.contains(&"rid") && names.contains(&"programme"));
+    assert_eq!(
+        research.column("age_band").unwrap().str().unwrap().get(0),
+        Some("25-34")
+    );
+    assert_eq!(
+        research.column("region").unwrap().str().unwrap().get(0),
+        Some("utrecht")
+    );
+}
+
+#[test]
+fn age_bands_are_coarse() {
+    assert_eq!(age_band(None), "unknown");
+    assert_eq!(age_band(Some(15)), "12-17");
+    assert_eq!(age_band(Some(18)), "18-24");
+    assert_eq!(age_band(Some(49)), "35-49");
+    assert_eq!(age_band(Some(70)), "50+");
 }

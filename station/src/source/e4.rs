@@ -1,8 +1,8 @@
 //! Reader for the Empatica E4 CSV export: one file per signal; row 1 is the start time (UTC Unix
 //! seconds), row 2 the sample rate in Hz, then one sample per row (three columns for ACC, in 1/64 g).
 //!
-//! IBI.csv and tags.csv are not read yet: the skeleton's pipelines use EDA, BVP, HR, temperature
-//! and motion only.
+//! `IBI.csv` is different: row 1 is `<start>, IBI`, then `seconds-since-start, interval-seconds` per
+//! beat. `tags.csv` holds one Unix time per button press. Both are optional in an export.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -104,13 +104,101 @@ pub fn read_export(dir: &Path, device_serial: &str) -> Result<BundleContent> {
         }
         let batch = RecordBatch::try_new(signal.schema(), arrays)
             .map_err(|e| Error::Seal(e.to_string()))?;
-        batches.push(SignalBatch { signal, batch });
+        batches.push(SignalBatch {
+            signal,
+            batch,
+            rate_hz: Some(parsed.rate_hz),
+        });
+    }
+    for (file, parse) in [
+        (
+            "IBI.csv",
+            parse_ibi_csv as fn(&str, &str) -> Result<SignalBatch>,
+        ),
+        ("tags.csv", parse_tags_csv),
+    ] {
+        let path = dir.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => batches.push(parse(&text, &path.display().to_string())?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Source {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        }
     }
     Ok(BundleContent {
         device_serial: device_serial.to_string(),
         device_kind: DeviceKind::Wristband,
         batches,
     })
+}
+
+fn event_batch(signal: Signal, ts: Vec<i64>, values: Vec<ArrayRef>) -> Result<SignalBatch> {
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(
+        TimestampMillisecondArray::from(ts).with_timezone("UTC"),
+    )];
+    arrays.extend(values);
+    let batch =
+        RecordBatch::try_new(signal.schema(), arrays).map_err(|e| Error::Seal(e.to_string()))?;
+    Ok(SignalBatch::nominal(signal, batch))
+}
+
+/// `IBI.csv`: `<start>, IBI`, then `seconds-since-start, interval-seconds` per beat.
+pub fn parse_ibi_csv(text: &str, what: &str) -> Result<SignalBatch> {
+    let err = |reason: String| Error::Source {
+        path: what.to_string(),
+        reason,
+    };
+    let mut lines = text.lines();
+    let header = lines.next().ok_or_else(|| err("empty file".into()))?;
+    let start_s: f64 = header
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .map_err(|e| err(format!("start time row {header:?}: {e}")))?;
+    let (mut ts, mut ibi) = (Vec::new(), Vec::new());
+    for (i, line) in lines.enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = line.split(',').map(str::trim);
+        let mut num = |name: &str| -> Result<f64> {
+            let f = fields
+                .next()
+                .ok_or_else(|| err(format!("row {}: missing {name}", i + 2)))?;
+            f.parse::<f64>()
+                .map_err(|e| err(format!("row {}: {name} {f:?}: {e}", i + 2)))
+        };
+        let offset = num("offset")?;
+        let interval = num("interval")?;
+        ts.push(((start_s + offset) * 1000.0).round() as i64);
+        ibi.push(interval);
+    }
+    event_batch(Signal::Ibi, ts, vec![Arc::new(Float64Array::from(ibi))])
+}
+
+/// `tags.csv`: one Unix time (seconds) per button press.
+pub fn parse_tags_csv(text: &str, what: &str) -> Result<SignalBatch> {
+    let ts = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            l.parse::<f64>()
+                .map(|s| (s * 1000.0).round() as i64)
+                .map_err(|e| Error::Source {
+                    path: what.to_string(),
+                    reason: format!("row {}: {l:?}: {e}", i + 1),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    event_batch(Signal::Tag, ts, vec![])
 }
 
 #[cfg(test)]
@@ -140,6 +228,17 @@ mod tests {
     }
 
     #[test]
+    fn parses_ibi_and_tags() {
+        let ibi = parse_ibi_csv("100.0, IBI\n1.5,0.75\n2.25,0.75\n", "IBI").unwrap();
+        assert_eq!(ibi.batch.num_rows(), 2);
+        assert!(parse_ibi_csv("100.0, IBI\n1.5\n", "IBI").is_err());
+        let tags = parse_tags_csv("1560279900.5\n1560279950\n", "tags").unwrap();
+        assert_eq!(tags.batch.num_rows(), 2);
+        assert_eq!(tags.batch.num_columns(), 1);
+        assert!(parse_tags_csv("soon\n", "tags").is_err());
+    }
+
+    #[test]
     fn reads_the_real_sample_export() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/e4-sample");
         let content = read_export(&dir, "E4-TEST").unwrap();
@@ -154,6 +253,21 @@ mod tests {
             .iter()
             .find(|b| b.signal == Signal::Acc)
             .unwrap();
+        let ibi = content
+            .batches
+            .iter()
+            .find(|b| b.signal == Signal::Ibi)
+            .unwrap();
+        // First beat: 83.503822 s after 1560279825, interval 0.609403 s.
+        let ts = ibi
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap();
+        assert_eq!(ts.value(0), 1_560_279_908_504);
+        assert_eq!(ibi.rate_hz, None);
+        assert_eq!(eda.rate_hz, Some(4.0));
         // First ACC row is -61, 25, 6 in 1/64 g.
         let x = acc
             .batch

@@ -159,10 +159,10 @@ fn ankle_day(cfg: &SimulatorConfig, day: u32, rng: &mut StdRng) -> BundleContent
     BundleContent {
         device_serial: cfg.device_serial.clone(),
         device_kind: DeviceKind::AnkleMonitor,
-        batches: vec![SignalBatch {
-            signal: Signal::Ankle,
-            batch: RecordBatch::try_new(Signal::Ankle.schema(), arrays).expect("ankle schema"),
-        }],
+        batches: vec![SignalBatch::nominal(
+            Signal::Ankle,
+            RecordBatch::try_new(Signal::Ankle.schema(), arrays).expect("ankle schema"),
+        )],
     }
 }
 
@@ -227,10 +227,10 @@ fn wristband_chunk(
             TimestampMillisecondArray::from(ts).with_timezone("UTC"),
         )];
         arrays.extend(values);
-        SignalBatch {
+        SignalBatch::nominal(
             signal,
-            batch: RecordBatch::try_new(signal.schema(), arrays).expect("wristband schema"),
-        }
+            RecordBatch::try_new(signal.schema(), arrays).expect("wristband schema"),
+        )
     };
     BundleContent {
         device_serial: cfg.device_serial.clone(),

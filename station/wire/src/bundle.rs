@@ -15,7 +15,8 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::ipc::CompressionType;
 use serde::{Deserialize, Serialize};
 
 pub const BUNDLE_MAGIC: &[u8; 8] = b"NWBUNDLE";
@@ -106,16 +107,28 @@ pub enum Signal {
     Temp,
     /// Acceleration in g, 32 Hz.
     Acc,
+    /// Inter-beat intervals: the time of each beat and the interval before it, in seconds (events).
+    Ibi,
+    /// Button presses on the wristband (events; the timestamp is the whole reading).
+    Tag,
+    /// Battery charge of the device, percent (ankle monitor and wristband).
+    Battery,
+    /// Device events: power-on, self-test results, strap opened/closed, firmware faults (events).
+    Event,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 6] = [
+    pub const ALL: [Signal; 10] = [
         Signal::Ankle,
         Signal::Eda,
         Signal::Bvp,
         Signal::Hr,
         Signal::Temp,
         Signal::Acc,
+        Signal::Ibi,
+        Signal::Tag,
+        Signal::Battery,
+        Signal::Event,
     ];
 
     pub fn name(self) -> &'static str {
@@ -126,6 +139,23 @@ impl Signal {
             Signal::Hr => "hr",
             Signal::Temp => "temp",
             Signal::Acc => "acc",
+            Signal::Ibi => "ibi",
+            Signal::Tag => "tag",
+            Signal::Battery => "battery",
+            Signal::Event => "event",
+        }
+    }
+
+    /// The nominal sample rate of a sampled signal; `None` for event signals, whose rows come
+    /// when something happens. A bundle must declare the rate of every sampled signal it carries.
+    pub fn nominal_rate_hz(self) -> Option<f64> {
+        match self {
+            Signal::Ankle => Some(1.0 / 1800.0),
+            Signal::Eda | Signal::Temp => Some(4.0),
+            Signal::Bvp => Some(64.0),
+            Signal::Hr => Some(1.0),
+            Signal::Acc => Some(32.0),
+            Signal::Ibi | Signal::Tag | Signal::Battery | Signal::Event => None,
         }
     }
 
@@ -152,6 +182,10 @@ impl Signal {
                 ("y_g", DataType::Float64),
                 ("z_g", DataType::Float64),
             ],
+            Signal::Ibi => &[("ibi_s", DataType::Float64)],
+            Signal::Tag => &[],
+            Signal::Battery => &[("battery_pct", DataType::Float64)],
+            Signal::Event => &[("event", DataType::Utf8)],
         }
     }
 
@@ -177,6 +211,19 @@ pub fn ts_type() -> DataType {
 pub struct SignalBatch {
     pub signal: Signal,
     pub batch: RecordBatch,
+    /// Declared sample rate (Hz); `None` for event signals.
+    pub rate_hz: Option<f64>,
+}
+
+impl SignalBatch {
+    /// A batch sampled at the signal's nominal rate (or an event signal).
+    pub fn nominal(signal: Signal, batch: RecordBatch) -> Self {
+        Self {
+            signal,
+            batch,
+            rate_hz: signal.nominal_rate_hz(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +232,10 @@ pub struct SignalEntry {
     pub signal: Signal,
     pub rows: u64,
     pub bytes: u64,
+    /// The rate the device was configured to sample at (Hz); required for sampled signals,
+    /// absent for event signals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_hz: Option<f64>,
 }
 
 /// Describes a bundle. The device serial is here so the server can find the person the device is
@@ -215,7 +266,9 @@ pub fn encode_bundle(mut manifest: BundleManifest, batches: &[SignalBatch]) -> R
         check_schema(sb.signal, &sb.batch.schema())?;
         let mut buf = Vec::new();
         {
-            let mut w = StreamWriter::try_new(&mut buf, &sb.signal.schema())?;
+            let options =
+                IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
+            let mut w = StreamWriter::try_new_with_options(&mut buf, &sb.signal.schema(), options)?;
             w.write(&sb.batch)?;
             w.finish()?;
         }
@@ -223,6 +276,7 @@ pub fn encode_bundle(mut manifest: BundleManifest, batches: &[SignalBatch]) -> R
             signal: sb.signal,
             rows: sb.batch.num_rows() as u64,
             bytes: buf.len() as u64,
+            rate_hz: sb.rate_hz,
         });
         streams.push(buf);
     }
@@ -282,6 +336,7 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
             .get(offset..offset.saturating_add(len))
             .ok_or(BundleError::Truncated("signal stream"))?;
         offset += len;
+        check_rate(entry)?;
         let batch = read_stream(entry.signal, stream)?;
         if batch.num_rows() as u64 != entry.rows {
             return Err(BundleError::Signal {
@@ -296,6 +351,7 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
         batches.push(SignalBatch {
             signal: entry.signal,
             batch,
+            rate_hz: entry.rate_hz,
         });
     }
     if offset != bytes.len() {
@@ -313,6 +369,26 @@ fn read_stream(signal: Signal, stream: &[u8]) -> Result<RecordBatch> {
     let schema = signal.schema();
     let batches = reader.collect::<Result<Vec<_>, _>>()?;
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}
+
+/// A sampled signal must declare a finite, positive rate; an event signal must not declare one.
+fn check_rate(entry: &SignalEntry) -> Result<()> {
+    let signal = entry.signal.name().to_string();
+    match (entry.signal.nominal_rate_hz(), entry.rate_hz) {
+        (Some(_), None) => Err(BundleError::Signal {
+            signal,
+            reason: "sampled signal without a declared sample rate".into(),
+        }),
+        (Some(_), Some(r)) if !(r.is_finite() && r > 0.0) => Err(BundleError::Signal {
+            signal,
+            reason: format!("declared sample rate {r} Hz is not a positive number"),
+        }),
+        (None, Some(r)) => Err(BundleError::Signal {
+            signal,
+            reason: format!("event signal declares a sample rate ({r} Hz)"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn check_schema(signal: Signal, actual: &Schema) -> Result<()> {

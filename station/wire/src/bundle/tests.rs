@@ -37,10 +37,7 @@ fn round_trip_keeps_manifest_and_rows() {
     let batch = ankle_batch(48);
     let bytes = encode_bundle(
         manifest(),
-        &[SignalBatch {
-            signal: Signal::Ankle,
-            batch: batch.clone(),
-        }],
+        &[SignalBatch::nominal(Signal::Ankle, batch.clone())],
     )
     .unwrap();
     let decoded = decode_bundle(&bytes).unwrap();
@@ -64,10 +61,7 @@ fn unknown_version_is_rejected_not_guessed() {
 fn truncated_and_garbage_bundles_are_errors() {
     let bytes = encode_bundle(
         manifest(),
-        &[SignalBatch {
-            signal: Signal::Ankle,
-            batch: ankle_batch(10),
-        }],
+        &[SignalBatch::nominal(Signal::Ankle, ankle_batch(10))],
     )
     .unwrap();
     for cut in [0, 5, 12, 20, bytes.len() - 1] {
@@ -88,14 +82,7 @@ fn truncated_and_garbage_bundles_are_errors() {
 #[test]
 fn a_batch_with_the_wrong_schema_is_refused() {
     let wrong = ankle_batch(3);
-    let err = encode_bundle(
-        manifest(),
-        &[SignalBatch {
-            signal: Signal::Eda,
-            batch: wrong,
-        }],
-    )
-    .unwrap_err();
+    let err = encode_bundle(manifest(), &[SignalBatch::nominal(Signal::Eda, wrong)]).unwrap_err();
     assert!(err.to_string().contains("eda"), "{err}");
 }
 
@@ -106,4 +93,52 @@ fn bundle_ids_round_trip_through_hex_and_json() {
     assert_eq!(BundleId::from_hex("abc"), None);
     let json = serde_json::to_string(&id).unwrap();
     assert_eq!(serde_json::from_str::<BundleId>(&json).unwrap(), id);
+}
+
+#[test]
+fn sampled_signals_must_declare_a_rate_and_event_signals_must_not() {
+    let undeclared = SignalBatch {
+        rate_hz: None,
+        ..SignalBatch::nominal(Signal::Ankle, ankle_batch(4))
+    };
+    let bytes = encode_bundle(manifest(), &[undeclared]).unwrap();
+    let err = decode_bundle(&bytes).unwrap_err();
+    assert!(err.to_string().contains("sample rate"), "{err}");
+
+    let tags = RecordBatch::try_new(
+        Signal::Tag.schema(),
+        vec![Arc::new(
+            TimestampMillisecondArray::from(vec![1_700_000_000_000]).with_timezone("UTC"),
+        )],
+    )
+    .unwrap();
+    let with_rate = SignalBatch {
+        rate_hz: Some(1.0),
+        ..SignalBatch::nominal(Signal::Tag, tags.clone())
+    };
+    let bytes = encode_bundle(manifest(), &[with_rate]).unwrap();
+    assert!(decode_bundle(&bytes).is_err());
+    let bytes = encode_bundle(manifest(), &[SignalBatch::nominal(Signal::Tag, tags)]).unwrap();
+    assert_eq!(
+        decode_bundle(&bytes).unwrap().batches[0].batch.num_rows(),
+        1
+    );
+}
+
+#[test]
+fn signal_streams_are_zstd_compressed() {
+    // 10,000 identical readings compress to a fraction of their 41 bytes per row.
+    let batch = ankle_batch(10_000);
+    let bytes = encode_bundle(
+        manifest(),
+        &[SignalBatch::nominal(Signal::Ankle, batch.clone())],
+    )
+    .unwrap();
+    assert!(
+        bytes.len() < batch.get_array_memory_size() / 4,
+        "{} bytes for {} in memory",
+        bytes.len(),
+        batch.get_array_memory_size()
+    );
+    assert_eq!(decode_bundle(&bytes).unwrap().batches[0].batch, batch);
 }

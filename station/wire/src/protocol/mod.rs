@@ -264,6 +264,10 @@ pub struct Ack {
     pub retry_after_ms: Option<u64>,
     /// The server's clock when it acknowledged, so stations can estimate their clock offset.
     pub server_time_ms: i64,
+    /// The age recipient the server wants new bundles sealed to (sent with `stored` and
+    /// `duplicate`); a station that sees a new one switches to it (key rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
 }
 
 impl Ack {
@@ -319,6 +323,7 @@ impl Ack {
             reason,
             retry_after_ms,
             server_time_ms,
+            recipient: None,
         }
     }
 

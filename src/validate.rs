@@ -1,0 +1,316 @@
+//! Validation as data: every stored sample carries a `quality` bit set saying what is wrong with
+//! it, and 0 when nothing is. Samples are flagged, never silently removed, so an auditor can see
+//! what the pipelines ignored and why; the pipelines read `quality = 0` only.
+//!
+//! Structural problems (wrong schema, undeclared rate, unknown format version) are not flagged
+//! here: the bundle is refused by `nachtwacht_wire::bundle::decode_bundle` and quarantined.
+//!
+//! The rules are a table ([`PHYSICAL_RANGES`]) plus four checks on timestamps. Pure: no IO, no
+//! clock (the window is passed in).
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch, TimestampMillisecondArray, UInt16Array};
+use arrow::datatypes::Float64Type;
+use nachtwacht_wire::Signal;
+
+/// Before the device was assigned to the person.
+pub const BEFORE_ASSIGNMENT: u16 = 1 << 0;
+/// Later than the server's receipt time plus the station's reported clock offset and a margin.
+pub const IN_FUTURE: u16 = 1 << 1;
+/// Not after the previous sample of the same signal (timestamps must increase).
+pub const NOT_MONOTONIC: u16 = 1 << 2;
+/// Sampled faster than declared, or the signal's observed rate differs from its declared one.
+pub const RATE_MISMATCH: u16 = 1 << 3;
+/// A value outside its physical range, not finite, or an unknown device event.
+pub const OUT_OF_RANGE: u16 = 1 << 4;
+/// EDA changing faster than skin can (more than 10 µS/s, Kleckner et al. 2018).
+pub const EDA_SLOPE: u16 = 1 << 5;
+
+/// Flag names, for reports and the `bundles.flags` JSON.
+pub const FLAG_NAMES: &[(u16, &str)] = &[
+    (BEFORE_ASSIGNMENT, "before-assignment"),
+    (IN_FUTURE, "in-future"),
+    (NOT_MONOTONIC, "not-monotonic"),
+    (RATE_MISMATCH, "rate-mismatch"),
+    (OUT_OF_RANGE, "out-of-range"),
+    (EDA_SLOPE, "eda-slope"),
+];
+
+/// Physical ranges per value column, inclusive. Sources: ../shared/domain.md (EDA 0.05–60 µS valid,
+/// E4 accelerometer ±2 g); the others are nachtwacht's own plausibility bounds, wide enough for any
+/// living wearer and any device setting we support.
+pub const PHYSICAL_RANGES: &[(Signal, &str, f64, f64)] = &[
+    (Signal::Ankle, "tac_g_dl", 0.0, 0.5),
+    (Signal::Ankle, "ambient_g_dl", 0.0, 0.5),
+    (Signal::Ankle, "skin_temp_c", 10.0, 45.0),
+    (Signal::Ankle, "ir", 0.0, 10.0),
+    (Signal::Eda, "eda_us", 0.05, 60.0),
+    (Signal::Bvp, "bvp", -5_000.0, 5_000.0),
+    (Signal::Hr, "hr_bpm", 25.0, 240.0),
+    (Signal::Temp, "temp_c", 15.0, 45.0),
+    (Signal::Acc, "x_g", -16.0, 16.0),
+    (Signal::Acc, "y_g", -16.0, 16.0),
+    (Signal::Acc, "z_g", -16.0, 16.0),
+    (Signal::Ibi, "ibi_s", 0.25, 2.5),
+    (Signal::Battery, "battery_pct", 0.0, 100.0),
+];
+
+/// EDA slope limit, µS per second.
+pub const MAX_EDA_SLOPE_US_PER_S: f64 = 10.0;
+
+/// Device events a bundle may report; anything else is flagged out of range.
+pub const KNOWN_EVENTS: &[&str] = &[
+    "power-on",
+    "power-off",
+    "self-test-pass",
+    "self-test-fail",
+    "strap-open",
+    "strap-closed",
+    "battery-low",
+    "firmware-fault",
+    "charging-start",
+    "charging-stop",
+];
+
+/// The time window a sample must fall in.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Start of the device's assignment to the person.
+    pub not_before_ms: i64,
+    /// Receipt time, plus the station's last reported clock offset (absolute) and a margin.
+    pub not_after_ms: i64,
+}
+
+/// How many samples carry each flag.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FlagCounts {
+    /// Samples with at least one flag.
+    pub flagged: usize,
+    pub by_flag: BTreeMap<&'static str, usize>,
+}
+
+impl FlagCounts {
+    pub fn add(&mut self, flags: &UInt16Array) {
+        for f in flags.values().iter().copied().filter(|f| *f != 0) {
+            self.flagged += 1;
+            for (bit, name) in FLAG_NAMES {
+                if f & bit != 0 {
+                    *self.by_flag.entry(name).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.by_flag).expect("map of counts serialises")
+    }
+}
+
+/// The quality flags of every row of `batch` (a v1 signal batch: `ts` first).
+pub fn validate(
+    signal: Signal,
+    batch: &RecordBatch,
+    declared_rate_hz: Option<f64>,
+    window: Window,
+) -> UInt16Array {
+    let n = batch.num_rows();
+    let mut flags = vec![0u16; n];
+    let ts = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("v1 schemas start with a millisecond timestamp");
+    let ts = ts.values();
+
+    let mut last_ok: Option<i64> = None;
+    for (i, &t) in ts.iter().enumerate() {
+        if t < window.not_before_ms {
+            flags[i] |= BEFORE_ASSIGNMENT;
+        }
+        if t > window.not_after_ms {
+            flags[i] |= IN_FUTURE;
+        }
+        match last_ok {
+            Some(prev) if t <= prev => flags[i] |= NOT_MONOTONIC,
+            _ => last_ok = Some(t),
+        }
+    }
+
+    if let Some(rate) = declared_rate_hz {
+        check_rate(ts, rate, &mut flags);
+    }
+
+    let schema = batch.schema();
+    for (range_signal, column, lo, hi) in PHYSICAL_RANGES {
+        if *range_signal != signal {
+            continue;
+        }
+        let idx = schema
+            .index_of(column)
+            .expect("range table matches v1 schemas");
+        let values = batch.column(idx).as_primitive::<Float64Type>();
+        for (i, v) in values.values().iter().enumerate() {
+            if !(v.is_finite() && *lo <= *v && *v <= *hi) {
+                flags[i] |= OUT_OF_RANGE;
+            }
+        }
+    }
+
+    if signal == Signal::Eda {
+        let eda = batch.column(1).as_primitive::<Float64Type>().values();
+        for i in 1..n {
+            let dt_s = (ts[i] - ts[i - 1]) as f64 / 1000.0;
+            if dt_s > 0.0 && ((eda[i] - eda[i - 1]) / dt_s).abs() > MAX_EDA_SLOPE_US_PER_S {
+                flags[i] |= EDA_SLOPE;
+            }
+        }
+    }
+
+    if signal == Signal::Event {
+        let events = batch.column(1).as_string::<i32>();
+        for (i, e) in events.iter().enumerate() {
+            if !e.is_some_and(|e| KNOWN_EVENTS.contains(&e)) {
+                flags[i] |= OUT_OF_RANGE;
+            }
+        }
+    }
+
+    UInt16Array::from(flags)
+}
+
+/// Flags samples that come sooner than half the declared period after their predecessor, and the
+/// whole signal when its median interval is more than 10 % off the declared period. Gaps (device
+/// off the wrist, out of range) are not errors: wear time is measured downstream.
+fn check_rate(ts: &[i64], rate_hz: f64, flags: &mut [u16]) {
+    let period_ms = 1000.0 / rate_hz;
+    let mut intervals: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+    for (i, dt) in intervals.iter().enumerate() {
+        if *dt > 0 && (*dt as f64) < period_ms / 2.0 {
+            flags[i + 1] |= RATE_MISMATCH;
+        }
+    }
+    intervals.retain(|dt| *dt > 0);
+    if intervals.len() < 8 {
+        return;
+    }
+    let mid = intervals.len() / 2;
+    let median = *intervals.select_nth_unstable(mid).1 as f64;
+    // Timestamps are whole milliseconds: allow the rounding of a 64 Hz period (15.625 ms).
+    if (median - period_ms).abs() > (period_ms * 0.10).max(1.0) {
+        for f in flags.iter_mut() {
+            *f |= RATE_MISMATCH;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, StringArray};
+
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn batch(signal: Signal, ts: Vec<i64>, values: Vec<f64>) -> RecordBatch {
+        RecordBatch::try_new(
+            signal.schema(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+                Arc::new(Float64Array::from(values)),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn open_window() -> Window {
+        Window {
+            not_before_ms: 0,
+            not_after_ms: i64::MAX,
+        }
+    }
+
+    fn eda(values: &[f64]) -> RecordBatch {
+        let ts = (0..values.len() as i64).map(|i| T0 + i * 250).collect();
+        batch(Signal::Eda, ts, values.to_vec())
+    }
+
+    #[test]
+    fn clean_eda_has_no_flags() {
+        let b = eda(&[2.0; 16]);
+        let f = validate(Signal::Eda, &b, Some(4.0), open_window());
+        assert!(f.values().iter().all(|f| *f == 0), "{f:?}");
+    }
+
+    #[test]
+    fn eda_zero_after_power_on_and_jumps_are_flagged_not_dropped() {
+        let mut v = vec![2.0; 16];
+        v[0] = 0.0; // the E4 reports 0 µS right after power-on
+        v[8] = 6.0; // +4 µS in 250 ms = 16 µS/s
+        let f = validate(Signal::Eda, &eda(&v), Some(4.0), open_window());
+        assert_eq!(f.len(), 16);
+        assert_eq!(f.value(0), OUT_OF_RANGE);
+        assert_eq!(f.value(8), EDA_SLOPE);
+        assert_eq!(f.value(9), EDA_SLOPE, "the fall back is as steep");
+        assert_eq!(f.values().iter().filter(|f| **f != 0).count(), 3);
+    }
+
+    #[test]
+    fn timestamps_before_assignment_in_the_future_or_backwards_are_flagged() {
+        let ts = vec![T0, T0 + 1000, T0 + 500, T0 + 2000, T0 + 9000];
+        let b = batch(Signal::Hr, ts, vec![60.0; 5]);
+        let w = Window {
+            not_before_ms: T0 + 1,
+            not_after_ms: T0 + 5000,
+        };
+        let f = validate(Signal::Hr, &b, None, w);
+        assert_eq!(
+            f.values().to_vec(),
+            vec![BEFORE_ASSIGNMENT, 0, NOT_MONOTONIC, 0, IN_FUTURE]
+        );
+    }
+
+    #[test]
+    fn a_signal_sampled_at_another_rate_than_declared_is_flagged() {
+        // Declared 4 Hz, delivered at 1 Hz.
+        let ts = (0..20).map(|i| T0 + i * 1000).collect();
+        let b = batch(Signal::Eda, ts, vec![2.0; 20]);
+        let f = validate(Signal::Eda, &b, Some(4.0), open_window());
+        assert!(f.values().iter().all(|f| *f == RATE_MISMATCH));
+        // 64 Hz with millisecond rounding is fine.
+        let ts = (0..640).map(|i| T0 + i * 1000 / 64).collect();
+        let b = batch(Signal::Bvp, ts, vec![1.0; 640]);
+        let f = validate(Signal::Bvp, &b, Some(64.0), open_window());
+        assert!(f.values().iter().all(|f| *f == 0));
+    }
+
+    #[test]
+    fn unknown_device_events_are_flagged() {
+        let b = RecordBatch::try_new(
+            Signal::Event.schema(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(vec![T0, T0 + 1]).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec!["strap-open", "party-mode"])),
+            ],
+        )
+        .unwrap();
+        let f = validate(Signal::Event, &b, None, open_window());
+        assert_eq!(f.values().to_vec(), vec![0, OUT_OF_RANGE]);
+        let mut counts = FlagCounts::default();
+        counts.add(&f);
+        assert_eq!(counts.flagged, 1);
+        assert_eq!(counts.to_json(), r#"{"out-of-range":1}"#);
+    }
+
+    #[test]
+    fn every_range_names_a_real_float_column() {
+        for (signal, column, lo, hi) in PHYSICAL_RANGES {
+            let schema = signal.schema();
+            let field = schema.field_with_name(column).unwrap();
+            assert_eq!(field.data_type(), &arrow::datatypes::DataType::Float64);
+            assert!(lo < hi);
+        }
+    }
+}
