@@ -1,0 +1,179 @@
+//! The decode side end to end: key rotation picked up by a real station over QUIC, and a decode
+//! worker that can be interrupted between writing Parquet and recording it without counting
+//! anything twice.
+
+mod common;
+
+use std::str::FromStr;
+
+use common::*;
+use nachtwacht::config::Config;
+use nachtwacht_station::SourceConfig;
+use nachtwacht_wire::BundleId;
+
+/// Bundle ids and receipt times, in receipt order.
+fn bundles(t: &TestServer) -> Vec<(BundleId, i64)> {
+    let conn = t.ctx.db.lock();
+    let mut stmt = conn
+        .prepare("SELECT bundle_id, received_at_ms FROM bundles ORDER BY received_at_ms, bundle_id")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                BundleId::from_hex(&r.get::<_, String>(0)?).unwrap(),
+                r.get(1)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}
+
+fn opens_with(ciphertext: &[u8], identity: &age::x25519::Identity) -> bool {
+    age::decrypt(identity, ciphertext).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_reaches_the_station_and_old_and_new_bundles_both_decode() {
+    let t = start_server(Config::default()).await;
+    // Enrolled for three days of readings; the station first has only the first day.
+    let (mut station, dir, _) = t.ankle_station("home-k", "AM-K", 3, vec![]);
+    if let SourceConfig::Simulator(sim) = &mut station.source {
+        sim.days = 1;
+    }
+    let old_identity =
+        nachtwacht::secrets::load_age_identities(&t.ctx.dir.age_identity()).unwrap()[0].clone();
+    let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
+    assert!(report.acknowledged > 0, "{report:?}");
+    let before = bundles(&t).len();
+    assert_eq!(
+        nachtwacht_station::current_recipient(&station, &dir).unwrap(),
+        station.server_age_recipient,
+        "no rotation yet: the configured recipient"
+    );
+
+    let new_recipient = nachtwacht::keys::rotate(&t.ctx, "test").unwrap();
+    assert_ne!(new_recipient, station.server_age_recipient);
+    // The ingest polls for a new recipient once a second; heartbeats carry it to the station.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while nachtwacht_station::current_recipient(&station, &dir).unwrap() != new_recipient {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "station never learned the new recipient"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        nachtwacht_station::run_once(&station, &dir).await.unwrap();
+    }
+
+    // A second day of readings is sealed to the new recipient.
+    if let SourceConfig::Simulator(sim) = &mut station.source {
+        sim.days = 2;
+    }
+    let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
+    assert!(report.acknowledged > 0, "{report:?}");
+    let all = bundles(&t);
+    assert!(all.len() > before);
+
+    t.server.decode_now().await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
+        all.len() as i64,
+        "the server opens bundles sealed to either key"
+    );
+    // The evidence copies show which key each bundle was sealed to.
+    for (i, (id, received)) in all.iter().enumerate() {
+        let ciphertext =
+            std::fs::read(nachtwacht::decode::evidence_path(&t.ctx.dir, id, *received)).unwrap();
+        assert_eq!(
+            opens_with(&ciphertext, &old_identity),
+            i < before,
+            "bundle {i} ({id}) sealed to the wrong recipient"
+        );
+    }
+    assert_eq!(
+        t.count("SELECT count(*) FROM audit_log WHERE action = 'keys.rotate'"),
+        1
+    );
+    // A station never adopts something that is not an age recipient.
+    assert!(nachtwacht_station::adopt_recipient(&station, &dir, "age1notakey").is_err());
+    assert!(age::x25519::Recipient::from_str(
+        &nachtwacht_station::current_recipient(&station, &dir).unwrap()
+    )
+    .is_ok());
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decode_interrupted_before_its_commit_is_redone_without_double_rows() {
+    let t = start_server(Config::default()).await;
+    let (station, dir, _) = t.ankle_station("home-i", "AM-I", 3, vec![]);
+    nachtwacht_station::run_once(&station, &dir).await.unwrap();
+    t.server.decode_now().await;
+    let processed = t.count("SELECT count(*) FROM bundles WHERE state = 'processed'");
+    assert!(processed >= 3);
+    let rows = t.count("SELECT sum(rows) FROM dataset_files");
+    assert_eq!(rows, t.count("SELECT sum(rows_stored) FROM bundles"));
+    let files_before = nachtwacht::dataset::list_signal_files(
+        &t.ctx.dir,
+        &t.ctx.db,
+        nachtwacht_wire::Signal::Ankle,
+    )
+    .unwrap();
+
+    // Simulate a worker killed after writing its Parquet files but before the transaction that
+    // catalogues them and marks the bundles processed: the rows are on disk, nothing in SQL.
+    {
+        let conn = t.ctx.db.lock();
+        conn.execute_batch(
+            "UPDATE bundles SET state = 'spooled', rows_stored = NULL, processed_at_ms = NULL;
+             DELETE FROM dataset_files;",
+        )
+        .unwrap();
+    }
+    t.server.decode_now().await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
+        processed
+    );
+    assert_eq!(
+        t.count("SELECT sum(rows) FROM dataset_files"),
+        rows,
+        "every row catalogued once"
+    );
+    let files_after = nachtwacht::dataset::list_signal_files(
+        &t.ctx.dir,
+        &t.ctx.db,
+        nachtwacht_wire::Signal::Ankle,
+    )
+    .unwrap();
+    // Same rows, and on disk exactly the catalogued files: nothing left over from the first pass.
+    let total: usize = files_after
+        .iter()
+        .map(|f| {
+            nachtwacht::dataset::read_parquet(f)
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(total as i64, rows);
+    let on_disk = walk(&t.ctx.dir.root().join("datasets/raw"));
+    assert_eq!(on_disk.len(), files_after.len(), "{on_disk:?}");
+    assert!(!files_before.is_empty());
+    t.server.shutdown().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out
+}
