@@ -314,22 +314,6 @@ fn serving(log: &Path) -> usize {
         .count()
 }
 
-fn station_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("nachtwacht-station");
-    assert!(
-        bin.exists(),
-        "{} missing: run the tests with `cargo test --workspace`",
-        bin.display()
-    );
-    bin
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_survive_station_kills_exactly_once() {
     let t = start_server(Config::default()).await;
@@ -368,6 +352,15 @@ async fn readings_survive_station_kills_exactly_once() {
             .query_row("SELECT count(*) FROM bundles", [], |r| r.get::<_, i64>(0))
             .unwrap()
             >= expected
+    })
+    .await;
+    // The last station finishes a whole pass (and says so) before it is stopped; on a loaded
+    // machine that can come a while after its final upload.
+    let log_path = log.clone();
+    wait_until(Duration::from_secs(60), || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("pass done")
     })
     .await;
     child.kill().unwrap();

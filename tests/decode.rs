@@ -165,6 +165,98 @@ async fn a_decode_interrupted_before_its_commit_is_redone_without_double_rows() 
     t.server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ankle_readout_is_replayed_through_a_replacement_station() {
+    let t = start_server(Config::default()).await;
+    let ctx = &t.ctx;
+    let person = nachtwacht::enroll::add_person(ctx, "CASE-R", "alcohol-ban", "test").unwrap();
+    nachtwacht::enroll::assign_device(
+        ctx,
+        "AM-R",
+        nachtwacht_wire::DeviceKind::AnkleMonitor,
+        person,
+        1_763_000_000_000, // 2025-11-13, before the readout
+        "test",
+    )
+    .unwrap();
+    // The old station failed; the device's memory is read out and replayed through a new one.
+    nachtwacht::enroll::add_station(ctx, "home-old", "test").unwrap();
+    nachtwacht::enroll::pair_device(ctx, "AM-R", "home-old", 0, "test").unwrap();
+    let mut station = nachtwacht::enroll::add_station(ctx, "home-new", "test").unwrap();
+    nachtwacht::enroll::pair_device(ctx, "AM-R", "home-new", nachtwacht::now_ms() - 1, "test")
+        .unwrap();
+    station.servers = vec![t.server.quic_addr.to_string()];
+    let dir = t.tmp.path().join("home-new");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("station.toml");
+    std::fs::write(&config, station.to_toml()).unwrap();
+    let readout =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ankle-readout.csv");
+    let import = move || {
+        let out = std::process::Command::new(station_binary())
+            .args([
+                "import",
+                "--format",
+                "ankle-csv",
+                "--device-serial",
+                "AM-R",
+                "--config",
+            ])
+            .arg(&config)
+            .arg(&readout)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        strip_ansi(&String::from_utf8_lossy(&out.stdout))
+    };
+    let log = tokio::task::spawn_blocking(import.clone()).await.unwrap();
+    assert!(
+        log.contains("bundles=2") && log.contains("acknowledged=2"),
+        "{log}"
+    );
+    t.server.decode_now().await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
+        2,
+        "one bundle per UTC day of the readout"
+    );
+    assert_eq!(t.count("SELECT sum(rows_stored) FROM bundles"), 96);
+    // The strap-open reading is stored with the rest (a tamper signal, not invalid data); nothing
+    // in the readout is out of range.
+    assert_eq!(t.count("SELECT sum(rows_flagged) FROM bundles"), 0);
+
+    // Replaying the same readout again seals nothing new.
+    let log = tokio::task::spawn_blocking(import.clone()).await.unwrap();
+    assert!(
+        log.contains("bundles=0") && log.contains("already_sealed=96"),
+        "{log}"
+    );
+    assert_eq!(t.count("SELECT count(*) FROM bundles"), 2);
+    t.server.shutdown().await;
+}
+
+/// Log lines without terminal colour codes.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -142,6 +142,117 @@ pub fn adopt_recipient(config: &StationConfig, base_dir: &Path, recipient: &str)
     Ok(())
 }
 
+/// File formats `nachtwacht-station import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    /// The ankle-monitor CSV layout (`source::ankle_csv`), one file.
+    AnkleCsv,
+    /// An Empatica E4 CSV export directory.
+    E4Csv,
+    /// EmbracePlus Avro: one file, or a directory of `.avro` files.
+    EmbraceAvro,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub bundles: usize,
+    pub readings: usize,
+    /// Readings at or before the device's cursor: already sealed by this station, not sealed twice.
+    pub already_sealed: usize,
+}
+
+/// Reads a device's memory from files (after a station failure, or a device brought in), seals it
+/// into bundles and spools them; the next upload pass sends them. Readings this station already
+/// sealed for the device (at or before its cursor) are skipped; the server de-duplicates whole
+/// bundles by id on top of that.
+pub fn import(
+    config: &StationConfig,
+    base_dir: &Path,
+    format: ImportFormat,
+    path: &Path,
+    device_serial: &str,
+) -> Result<ImportReport> {
+    let what = path.display().to_string();
+    let read_err = |e: std::io::Error| Error::Source {
+        path: what.clone(),
+        reason: e.to_string(),
+    };
+    let contents = match format {
+        ImportFormat::AnkleCsv => {
+            let text = std::fs::read_to_string(path).map_err(read_err)?;
+            source::ankle_csv::bundles(source::ankle_csv::parse(&text, &what)?, device_serial)
+        }
+        ImportFormat::E4Csv => vec![source::e4::read_export(path, device_serial)?],
+        ImportFormat::EmbraceAvro if path.is_dir() => {
+            let mut files: Vec<_> = std::fs::read_dir(path)
+                .map_err(read_err)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "avro"))
+                .collect();
+            files.sort();
+            files
+                .iter()
+                .map(|f| source::embrace_avro::read_file(f, device_serial))
+                .collect::<Result<Vec<_>>>()?
+        }
+        ImportFormat::EmbraceAvro => vec![source::embrace_avro::read_file(path, device_serial)?],
+    };
+    let spool = spool::Spool::with_cap(&config.spool_dir(base_dir), config.spool_max_bytes)?;
+    let recipient = seal::parse_recipient(&current_recipient(config, base_dir)?)?;
+    let key = config.signing_key()?;
+    let signer = seal::Signer {
+        station: &config.name,
+        key: &key,
+    };
+    let mut report = ImportReport::default();
+    for content in contents {
+        let cursor = spool.cursor(device_serial)?;
+        let (content, skipped) = after_cursor(content, cursor)?;
+        report.already_sealed += skipped;
+        let Some((_, last)) = content.span() else {
+            continue;
+        };
+        let sealed = seal::seal(&content, &signer, &recipient)?;
+        spool.put(&sealed)?;
+        spool.set_cursor(device_serial, last)?;
+        report.bundles += 1;
+        report.readings += content
+            .batches
+            .iter()
+            .map(|b| b.batch.num_rows())
+            .sum::<usize>();
+    }
+    Ok(report)
+}
+
+/// Drops the rows at or before `cursor`; returns what is left and how many rows were dropped.
+fn after_cursor(
+    mut content: source::BundleContent,
+    cursor: Option<i64>,
+) -> Result<(source::BundleContent, usize)> {
+    use arrow::array::{Array, TimestampMillisecondArray};
+    let Some(cursor) = cursor else {
+        return Ok((content, 0));
+    };
+    let mut dropped = 0;
+    for b in &mut content.batches {
+        let ts = b
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("v1 schemas start with ts");
+        let keep = arrow::array::BooleanArray::from(
+            ts.values().iter().map(|t| *t > cursor).collect::<Vec<_>>(),
+        );
+        dropped += keep.len() - keep.true_count();
+        b.batch = arrow::compute::filter_record_batch(&b.batch, &keep)
+            .map_err(|e| Error::Seal(e.to_string()))?;
+    }
+    content.batches.retain(|b| b.batch.num_rows() > 0);
+    Ok((content, dropped))
+}
+
 /// Reads everything the configured source has, seals and spools it, uploads the spool until it is
 /// empty or the retry budget is spent, and sends a heartbeat. Returns what happened.
 pub async fn run_once(config: &StationConfig, base_dir: &Path) -> Result<RunReport> {

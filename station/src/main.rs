@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use nachtwacht_station::{run_once, StationConfig};
+use nachtwacht_station::{import, run_once, ImportFormat, StationConfig};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +32,28 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         interval: Duration,
     },
+    /// Replay a device's memory from files through this station: seal, spool, upload.
+    Import {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        format: Format,
+        /// Serial of the device the readings come from.
+        #[arg(long)]
+        device_serial: String,
+        /// Seal and spool only; the next `run` uploads.
+        #[arg(long)]
+        no_upload: bool,
+        /// The file (ankle CSV, one Avro file) or directory (E4 export, Avro files).
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    AnkleCsv,
+    E4Csv,
+    EmbraceAvro,
 }
 
 // One thread: a station seals one bundle at a time and waits on the network; a single thread keeps
@@ -44,6 +66,43 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
+        Command::Import {
+            config,
+            format,
+            device_serial,
+            no_upload,
+            path,
+        } => {
+            let cfg = StationConfig::load(&config)?;
+            let base = config
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            let format = match format {
+                Format::AnkleCsv => ImportFormat::AnkleCsv,
+                Format::E4Csv => ImportFormat::E4Csv,
+                Format::EmbraceAvro => ImportFormat::EmbraceAvro,
+            };
+            let report = import(&cfg, &base, format, &path, &device_serial)
+                .with_context(|| format!("importing {}", path.display()))?;
+            tracing::info!(
+                bundles = report.bundles,
+                readings = report.readings,
+                already_sealed = report.already_sealed,
+                "import sealed and spooled"
+            );
+            if !no_upload {
+                let run = run_once(&cfg, &base)
+                    .await
+                    .with_context(|| format!("station {} upload", cfg.name))?;
+                tracing::info!(
+                    acknowledged = run.acknowledged,
+                    left_in_spool = run.left_in_spool,
+                    "import uploaded"
+                );
+            }
+            Ok(())
+        }
         Command::Run {
             config,
             once,

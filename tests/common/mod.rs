@@ -201,3 +201,20 @@ pub fn refusals(ctx: &Context) -> Vec<String> {
         .unwrap();
     rows
 }
+
+/// The `nachtwacht-station` binary next to the test executable (built by `cargo test --workspace`).
+pub fn station_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("nachtwacht-station");
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}

@@ -1,7 +1,9 @@
 //! Where a station's readings come from. Each source yields [`BundleContent`]s: the readings of one
 //! device for one span of time, ready to be sealed.
 
+pub mod ankle_csv;
 pub mod e4;
+pub mod embrace_avro;
 pub mod simulator;
 
 use std::path::Path;
