@@ -1,9 +1,10 @@
 //! Pseudonymised Parquet datasets.
 //!
-//! Raw signals live at `datasets/raw/<signal>/<YYYY-MM-DD>/`: first one file per bundle
-//! (`<bundle id>.parquet`), later merged by [`compact`] into one `compacted-<digest>.parquet` per
-//! signal and day, the digest taken over the bundle ids it holds. Both names follow from bundle ids,
-//! so processing or compacting again rewrites the same files instead of adding copies. Each row
+//! Raw signals live at `datasets/raw/<signal>/<YYYY-MM-DD>/`: first one file per decode batch
+//! (`batch-<digest>.parquet`, or `<bundle id>.parquet` for a batch of one), later merged by
+//! [`compact`] into one `compacted-<digest>.parquet` per signal and day. Every digest is taken over
+//! the bundle ids the file holds, so processing or compacting again rewrites the same files
+//! instead of adding copies. Each row
 //! carries `pid` (the operational pseudonym), its validation `quality` bits ([`crate::validate`])
 //! and `bundle_id` (chain of custody); never a name, serial or station.
 //!
@@ -16,14 +17,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt16Array,
+    Array, ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray,
+    TimestampMillisecondArray, UInt16Array,
 };
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use nachtwacht_wire::{BundleId, Signal};
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use rusqlite::OptionalExtension;
 
@@ -53,13 +57,29 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// The stored schema of a signal: `pid`, the wire columns, `quality`, `bundle_id`.
+/// The stored schema of a signal, as readers see it: `pid`, the wire columns, `quality`,
+/// `bundle_id`.
 pub fn stored_schema(signal: Signal) -> Arc<Schema> {
+    schema_with_strings(signal, DataType::Utf8)
+}
+
+/// The same columns as the decoder builds them in memory: `pid` and `bundle_id` are constant for
+/// a bundle's rows, so they are dictionaries of one value (a 4-byte key per row) rather than a
+/// copy of the string per row. Parquet stores them as dictionary-encoded strings either way, and
+/// files are written without the Arrow schema hint, so readers get plain strings.
+fn write_schema(signal: Signal) -> Arc<Schema> {
+    schema_with_strings(
+        signal,
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+    )
+}
+
+fn schema_with_strings(signal: Signal, strings: DataType) -> Arc<Schema> {
     let wire = signal.schema();
-    let mut fields = vec![Arc::new(Field::new("pid", DataType::Utf8, false))];
+    let mut fields = vec![Arc::new(Field::new("pid", strings.clone(), false))];
     fields.extend(wire.fields().iter().cloned());
     fields.push(Arc::new(Field::new("quality", DataType::UInt16, false)));
-    fields.push(Arc::new(Field::new("bundle_id", DataType::Utf8, false)));
+    fields.push(Arc::new(Field::new("bundle_id", strings, false)));
     Arc::new(Schema::new(fields))
 }
 
@@ -72,6 +92,8 @@ pub struct WrittenFile {
     pub day: String,
     pub rows: usize,
     pub bytes: usize,
+    /// Hex ids of the bundles whose rows the file holds, sorted.
+    pub bundles: Vec<String>,
 }
 
 fn day_name(day_index: i64) -> String {
@@ -81,53 +103,124 @@ fn day_name(day_index: i64) -> String {
         .to_string()
 }
 
-/// Writes one signal of one bundle, split by UTC day, with each row's quality flags. Returns the
-/// files written, for the catalog.
-pub fn write_signal(
-    dir: &DataDir,
+/// One bundle's rows of one signal in the stored schema: the wire columns with the person's
+/// pseudonym, each row's quality flags and the bundle id added.
+pub fn stored_rows(
     signal: Signal,
     bundle_id: &BundleId,
     pid: &str,
     batch: &RecordBatch,
     quality: &UInt16Array,
-) -> Result<Vec<WrittenFile>> {
+) -> Result<RecordBatch> {
     let n = batch.num_rows();
-    let mut written = Vec::new();
-    if n == 0 {
-        return Ok(written);
-    }
-    let schema = stored_schema(signal);
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![pid; n]))];
+    let mut columns: Vec<ArrayRef> = vec![repeated(pid, n)];
     columns.extend(batch.columns().iter().cloned());
     columns.push(Arc::new(quality.clone()));
-    columns.push(Arc::new(StringArray::from(vec![bundle_id.to_hex(); n])));
-    let full = RecordBatch::try_new(schema.clone(), columns)?;
+    columns.push(repeated(&bundle_id.to_hex(), n));
+    Ok(RecordBatch::try_new(write_schema(signal), columns)?)
+}
 
-    let ts = batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<TimestampMillisecondArray>()
-        .expect("wire schema puts ts first");
-    let days: Vec<i64> = ts.values().iter().map(|t| t.div_euclid(DAY_MS)).collect();
-    let mut distinct = days.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    for day in distinct {
-        let mask =
-            arrow::array::BooleanArray::from(days.iter().map(|d| *d == day).collect::<Vec<_>>());
-        let part = filter_record_batch(&full, &mask)?;
+/// `n` copies of one string as a dictionary of one value.
+fn repeated(value: &str, n: usize) -> ArrayRef {
+    Arc::new(DictionaryArray::<Int32Type>::new(
+        Int32Array::from(vec![0; n]),
+        Arc::new(StringArray::from(vec![value])),
+    ))
+}
+
+/// Writes the stored rows of one or more bundles for one signal: one file per UTC day the rows
+/// fall on. A file holding one bundle is named `<bundle id>.parquet`; one holding several is
+/// `batch-<digest>.parquet`, the digest taken over the ids of the bundles in it. Writing the same
+/// bundles again therefore rewrites the same files. Returns the files written, for the catalog.
+///
+/// Batching several bundles per file is what keeps the dataset from becoming a flood of tiny files
+/// between compactions, and it is most of the decode worker's speed (one footer and one fsync per
+/// signal-day and batch rather than per bundle).
+pub fn write_rows(
+    dir: &DataDir,
+    signal: Signal,
+    parts: &[(BundleId, RecordBatch)],
+) -> Result<Vec<WrittenFile>> {
+    // day -> (bundle ids, row batches)
+    let mut days: std::collections::BTreeMap<i64, (Vec<String>, Vec<RecordBatch>)> =
+        Default::default();
+    // In bundle id order, so the same bundles always make the same bytes.
+    let mut parts: Vec<&(BundleId, RecordBatch)> = parts.iter().collect();
+    parts.sort_by_key(|(id, _)| *id);
+    for (bundle_id, rows) in parts {
+        for (day, part) in split_by_day(rows)? {
+            let entry = days.entry(day).or_default();
+            entry.0.push(bundle_id.to_hex());
+            entry.1.push(part);
+        }
+    }
+    let schema = write_schema(signal);
+    let mut written = Vec::with_capacity(days.len());
+    for (day, (mut bundles, batches)) in days {
+        bundles.sort_unstable();
+        bundles.dedup();
+        let name = match bundles.as_slice() {
+            [one] => format!("{one}.parquet"),
+            many => format!("batch-{}.parquet", digest_of(many)),
+        };
         let day = day_name(day);
-        let path = day_path(signal, &day).join(format!("{bundle_id}.parquet"));
-        let bytes = write_parquet(&dir.root().join(&path), &part)?;
+        let path = day_path(signal, &day).join(name);
+        let bytes = write_parquet_batches(&dir.root().join(&path), &schema, &batches)?;
         written.push(WrittenFile {
             path: path.to_string_lossy().into_owned(),
             signal,
             day,
-            rows: part.num_rows(),
+            rows: batches.iter().map(RecordBatch::num_rows).sum(),
             bytes,
+            bundles,
         });
     }
     Ok(written)
+}
+
+/// A batch's rows by UTC day of their timestamp (`ts`, the second stored column).
+fn split_by_day(rows: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
+    if rows.num_rows() == 0 {
+        return Ok(vec![]);
+    }
+    let ts = rows
+        .column(1)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("stored schema puts ts second");
+    let day_of = |t: i64| t.div_euclid(DAY_MS);
+    let (lo, hi) = (
+        arrow::compute::min(ts).expect("non-empty"),
+        arrow::compute::max(ts).expect("non-empty"),
+    );
+    if day_of(lo) == day_of(hi) {
+        // The common case: a bundle of a few minutes within one day.
+        return Ok(vec![(day_of(lo), rows.clone())]);
+    }
+    let days: Vec<i64> = ts.values().iter().map(|t| day_of(*t)).collect();
+    let mut distinct = days.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+        .into_iter()
+        .map(|day| {
+            let mask = arrow::array::BooleanArray::from(
+                days.iter().map(|d| *d == day).collect::<Vec<_>>(),
+            );
+            Ok((day, filter_record_batch(rows, &mask)?))
+        })
+        .collect()
+}
+
+/// A short digest over a sorted list of bundle ids: the name of a file that holds them.
+fn digest_of(bundles: &[impl AsRef<str>]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for b in bundles {
+        h.update(b.as_ref().as_bytes());
+        h.update(b",");
+    }
+    hex::encode(&h.finalize()[..12])
 }
 
 /// `datasets/raw/<signal>/<day>`, relative to the data directory.
@@ -138,7 +231,16 @@ fn day_path(signal: Signal, day: &str) -> PathBuf {
 /// Encodes a batch as zstd Parquet and writes it durably (temp file, fsync, rename), creating the
 /// directory if needed. Returns the file's size.
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<usize> {
-    let buf = encode_parquet(batch)?;
+    write_parquet_batches(path, &batch.schema(), std::slice::from_ref(batch))
+}
+
+/// [`write_parquet`] for several batches of one schema, in order, as one file.
+pub fn write_parquet_batches(
+    path: &Path,
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+) -> Result<usize> {
+    let buf = encode_parquet(schema, batches)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| Error::Io {
             path: parent.display().to_string(),
@@ -149,14 +251,41 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<usize> {
     Ok(buf.len())
 }
 
-/// A batch as zstd-compressed Parquet bytes.
-pub fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let props = WriterProperties::builder()
+/// A batch as zstd-compressed Parquet bytes, with encodings chosen per column type: dictionary for
+/// the strings and flags (`pid` and `bundle_id` are constant over long runs), delta for timestamps
+/// and integers, byte-stream-split for floats. Dictionary-encoding sensor floats, the Parquet
+/// default, costs a hash per value and gains nothing: they are nearly all distinct.
+///
+/// The Arrow schema is not embedded: the Parquet types alone say what a reader needs (strings,
+/// UTC millisecond timestamps, unsigned flags), and an embedded hint would make readers turn the
+/// in-memory dictionaries of [`stored_rows`] into categoricals.
+pub fn encode_parquet(schema: &Arc<Schema>, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .build();
+        .set_dictionary_enabled(false);
+    for field in schema.fields() {
+        let column = ColumnPath::from(field.name().as_str());
+        props = match field.data_type() {
+            DataType::Utf8 | DataType::Dictionary(..) | DataType::UInt16 | DataType::Boolean => {
+                props.set_column_dictionary_enabled(column, true)
+            }
+            DataType::Float32 | DataType::Float64 => {
+                props.set_column_encoding(column, Encoding::BYTE_STREAM_SPLIT)
+            }
+            DataType::Int32 | DataType::Int64 | DataType::Timestamp(..) => {
+                props.set_column_encoding(column, Encoding::DELTA_BINARY_PACKED)
+            }
+            _ => props,
+        };
+    }
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
-    w.write(batch)?;
+    let options = ArrowWriterOptions::new()
+        .with_properties(props.build())
+        .with_skip_arrow_metadata(true);
+    let mut w = ArrowWriter::try_new_with_options(&mut buf, schema.clone(), options)?;
+    for batch in batches {
+        w.write(batch)?;
+    }
     w.close()?;
     Ok(buf)
 }
@@ -167,7 +296,6 @@ pub fn catalog_insert(
     tx: &rusqlite::Connection,
     file: &WrittenFile,
     kind: &str,
-    bundles: &str,
     now_ms: i64,
 ) -> Result<()> {
     tx.execute(
@@ -180,7 +308,7 @@ pub fn catalog_insert(
             file.rows as i64,
             file.bytes as i64,
             kind,
-            bundles,
+            file.bundles.join(","),
             now_ms
         ],
     )?;
@@ -322,16 +450,7 @@ fn compact_day(
     let merged = arrow::compute::concat_batches(&stored_schema(signal), &batches)?;
     let sorted = sort_by_pid_ts(&merged)?;
 
-    let digest = {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for b in &bundles {
-            h.update(b.as_bytes());
-            h.update(b",");
-        }
-        hex::encode(&h.finalize()[..12])
-    };
-    let path = day_path(signal, day).join(format!("compacted-{digest}.parquet"));
+    let path = day_path(signal, day).join(format!("compacted-{}.parquet", digest_of(&bundles)));
     let rel = path.to_string_lossy().into_owned();
     let bytes = write_parquet(&dir.root().join(&path), &sorted)?;
     {
@@ -348,8 +467,9 @@ fn compact_day(
             day: day.to_string(),
             rows: sorted.num_rows(),
             bytes,
+            bundles: bundles.iter().map(|b| b.to_string()).collect(),
         };
-        catalog_insert(&tx, &file, "compacted", &bundles.join(","), now_ms)?;
+        catalog_insert(&tx, &file, "compacted", now_ms)?;
         tx.commit()?;
     }
     for (old, _) in &inputs {
@@ -450,8 +570,9 @@ fn reconcile(
                 day,
                 rows,
                 bytes,
+                bundles: vec![stem],
             };
-            catalog_insert(&db.lock(), &file, "bundle", &stem, now_ms)?;
+            catalog_insert(&db.lock(), &file, "bundle", now_ms)?;
             report.adopted += 1;
         } else {
             remove(&abs)?;
@@ -522,6 +643,92 @@ mod tests {
         (batch, UInt16Array::from(vec![0; n]))
     }
 
+    /// One bundle's HR rows, written as the decoder writes a batch of one.
+    fn write_signal(
+        dir: &DataDir,
+        signal: Signal,
+        id: &BundleId,
+        pid: &str,
+        batch: &RecordBatch,
+        q: &UInt16Array,
+    ) -> Result<Vec<WrittenFile>> {
+        let rows = stored_rows(signal, id, pid, batch, q)?;
+        write_rows(dir, signal, &[(*id, rows)])
+    }
+
+    #[test]
+    fn a_batch_of_bundles_is_one_file_per_day_named_after_its_bundles() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let parts: Vec<(BundleId, RecordBatch)> = (0..3u8)
+            .map(|i| {
+                let (batch, q) = hr((0..5).map(|k| MIDNIGHT + i as i64 * 10_000 + k).collect());
+                let id = BundleId([i; 16]);
+                (
+                    id,
+                    stored_rows(Signal::Hr, &id, "p1-a", &batch, &q).unwrap(),
+                )
+            })
+            .collect();
+        let first = write_rows(&dir, Signal::Hr, &parts).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].rows, 15);
+        assert_eq!(first[0].bundles.len(), 3);
+        assert!(first[0].path.contains("/batch-"), "{}", first[0].path);
+        // Same bundles, in another order: the same file, rewritten.
+        let mut reversed = parts.clone();
+        reversed.reverse();
+        assert_eq!(write_rows(&dir, Signal::Hr, &reversed).unwrap(), first);
+        assert_eq!(files_on_disk(&dir, Signal::Hr).unwrap().len(), 1);
+        // A crash before cataloguing, then a pass with one more bundle: the uncatalogued batch
+        // file is an orphan and goes; the catalogued one stays.
+        let (batch, q) = hr(vec![MIDNIGHT + 99_000]);
+        let id = BundleId([7; 16]);
+        let mut more = parts.clone();
+        more.push((
+            id,
+            stored_rows(Signal::Hr, &id, "p1-a", &batch, &q).unwrap(),
+        ));
+        for f in write_rows(&dir, Signal::Hr, &more).unwrap() {
+            catalog_insert(&db.lock(), &f, "bundle", 0).unwrap();
+        }
+        let policy = CompactionPolicy { min_files: 99 };
+        let report = compact(&dir, &db, policy, MIDNIGHT).unwrap();
+        assert_eq!(report.orphans_removed, 1);
+        let files = list_signal_files(&dir, &db, Signal::Hr).unwrap();
+        assert_eq!(files.len(), 1);
+        let rows: usize = read_parquet(&files[0])
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 16);
+    }
+
+    #[test]
+    fn stored_encodings_read_back_unchanged() {
+        let (batch, q) = hr(vec![MIDNIGHT, MIDNIGHT + 250, MIDNIGHT + 500]);
+        let rows = stored_rows(Signal::Hr, &BundleId([1; 16]), "p1-a", &batch, &q).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("hr.parquet");
+        write_parquet(&path, &rows).unwrap();
+        let back = read_parquet(&path).unwrap();
+        assert_eq!(
+            back[0].schema(),
+            stored_schema(Signal::Hr),
+            "plain strings, UTC times"
+        );
+        let expected: Vec<ArrayRef> = rows
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::cast(c, &c.data_type().clone()).unwrap())
+            .zip(stored_schema(Signal::Hr).fields())
+            .map(|(c, f)| arrow::compute::cast(&c, f.data_type()).unwrap())
+            .collect();
+        assert_eq!(back[0].columns(), expected.as_slice());
+    }
+
     #[test]
     fn a_bundle_spanning_midnight_lands_in_two_day_files_and_rewrites_idempotently() {
         let tmp = tempfile::tempdir().unwrap();
@@ -549,7 +756,7 @@ mod tests {
                 .map(|k| MIDNIGHT + i as i64 * 60_000 + k * 1000)
                 .collect());
             for f in write_signal(&dir, Signal::Hr, &id, pid, &batch, &q).unwrap() {
-                catalog_insert(&db.lock(), &f, "bundle", &id.to_hex(), 0).unwrap();
+                catalog_insert(&db.lock(), &f, "bundle", 0).unwrap();
             }
         }
         // A crash left a file that was never catalogued.
@@ -588,7 +795,7 @@ mod tests {
         for i in 0..3u8 {
             let (batch, q) = hr(vec![MIDNIGHT + i as i64 * 1000]);
             for f in write_signal(&dir, Signal::Hr, &BundleId([i; 16]), "p", &batch, &q).unwrap() {
-                catalog_insert(&db.lock(), &f, "bundle", "x", 0).unwrap();
+                catalog_insert(&db.lock(), &f, "bundle", 0).unwrap();
             }
         }
         let policy = CompactionPolicy { min_files: 4 };

@@ -10,20 +10,23 @@
 //!
 //! Anything that fails is *quarantined*, never dropped: the ciphertext moves to `quarantine/` with a
 //! `.reason` file and the bundle row records the reason. The worker is restartable at any point:
-//! dataset files are keyed by bundle id, so processing a bundle twice writes nothing twice.
+//! accepted bundles are written in batches (one file per signal and day per batch) and catalogued
+//! in the transaction that marks them processed, so processing a bundle twice writes nothing twice.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::RecordBatch;
 
 use nachtwacht_wire::bundle::decode_bundle;
 use nachtwacht_wire::signed::decode_signed;
-use nachtwacht_wire::BundleId;
+use nachtwacht_wire::{BundleId, Signal};
 use rusqlite::OptionalExtension;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::dataset;
 use crate::pseudonym::Pseudonymiser;
 use crate::server::Context;
-use crate::spool::{move_durably, write_durably, Spool};
+use crate::spool::{move_all_durably, write_durably, Spool};
 use crate::validate::{self, FlagCounts};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +49,34 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 struct Reject(String);
 
-/// What processing one bundle produced.
+/// What processing one bundle produced: its rows, not yet written.
 #[derive(Debug)]
 struct Processed {
     stored: usize,
     discarded: usize,
     /// Hex public key that verified the signature.
     signed_by: String,
-    /// Dataset files written, catalogued with the state change.
-    files: Vec<dataset::WrittenFile>,
+    /// The rows to store, per signal, in the stored schema.
+    rows: Vec<(Signal, RecordBatch)>,
     flags: FlagCounts,
+}
+
+/// Accepted bundles whose rows are written together: one file per signal and day for the whole
+/// batch, then one transaction that catalogues the files and marks every bundle processed.
+#[derive(Default)]
+struct Batch {
+    bundles: Vec<(BundleId, std::path::PathBuf, Processed)>,
+    rows: usize,
+}
+
+impl Batch {
+    /// Enough to amortise a file's footer and fsync, small enough to bound memory (a few hundred
+    /// MB at most) and to make progress visible between batches.
+    const MAX_ROWS: usize = 2_000_000;
+
+    fn is_full(&self) -> bool {
+        self.bundles.len() >= Decoder::BATCH_BUNDLES || self.rows >= Self::MAX_ROWS
+    }
 }
 
 /// Where a processed bundle's ciphertext is kept as evidence.
@@ -91,6 +112,9 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Bundles written together in one batch (see [`Batch`]), unless they reach its row limit.
+    pub const BATCH_BUNDLES: usize = 64;
+
     pub fn new(ctx: Context, pseudonyms: Pseudonymiser) -> Self {
         let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
         Self {
@@ -120,66 +144,137 @@ impl Decoder {
                 .collect::<Result<Vec<_>, _>>()?;
             ids
         };
-        let mut report = DecodeReport::default();
         if pending.is_empty() {
-            return Ok(report);
+            return Ok(DecodeReport::default());
         }
         let identities = self.identities()?;
+        // Two stages on two threads: this one opens bundles (read, decrypt, verify, decode,
+        // validate, pseudonymise) while a writer commits the previous batch (Parquet, fsync,
+        // catalogue). One batch waits between them at most, which bounds memory.
+        let (to_writer, batches) = std::sync::mpsc::sync_channel::<Batch>(1);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<DecodeReport> {
+                let mut report = DecodeReport::default();
+                for batch in batches {
+                    self.commit(batch, &mut report)?;
+                }
+                Ok(report)
+            });
+            let opened = self.open_all(pending, &identities, to_writer);
+            let mut report = writer.join().expect("decode writer thread panicked")?;
+            let quarantined = opened?;
+            report.quarantined += quarantined;
+            Ok(report)
+        })
+    }
+
+    /// The opening stage: processes bundles in order, quarantines the bad ones, and hands the
+    /// accepted ones to the writer in batches. Returns how many were quarantined. Stops early if
+    /// the writer has stopped (its error is the one reported).
+    fn open_all(
+        &self,
+        pending: Vec<(String, i64)>,
+        identities: &[age::x25519::Identity],
+        to_writer: std::sync::mpsc::SyncSender<Batch>,
+    ) -> Result<usize> {
+        let mut quarantined = 0;
+        let mut batch = Batch::default();
         for (id, received_at_ms) in pending {
             let Some(bundle_id) = BundleId::from_hex(&id) else {
                 continue;
             };
             let evidence = evidence_path(&self.ctx.dir, &bundle_id, received_at_ms);
-            match self.process(&bundle_id, &evidence, received_at_ms, &identities)? {
-                Ok(Processed {
-                    stored,
-                    discarded,
-                    signed_by,
-                    files,
-                    flags,
-                }) => {
-                    report.processed += 1;
-                    report.rows_stored += stored;
-                    report.rows_discarded += discarded;
-                    // Evidence first: a crash between the move and the update finds the bundle
-                    // still `spooled` with its ciphertext in evidence/, and processes it again.
-                    let spooled = self.spool.path_of(&bundle_id);
-                    if spooled.exists() {
-                        move_durably(&spooled, &evidence)?;
+            match self.process(&bundle_id, &evidence, received_at_ms, identities)? {
+                Ok(processed) => {
+                    batch.rows += processed.stored;
+                    batch.bundles.push((bundle_id, evidence, processed));
+                    if batch.is_full() && to_writer.send(std::mem::take(&mut batch)).is_err() {
+                        return Ok(quarantined);
                     }
-                    let now = crate::now_ms();
-                    let mut conn = self.ctx.db.lock();
-                    let tx = conn.transaction()?;
-                    tx.execute(
-                        "UPDATE bundles SET state = 'processed', rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
-                                signed_by = ?5, rows_flagged = ?6, flags = ?7
-                         WHERE bundle_id = ?1",
-                        rusqlite::params![
-                            id,
-                            stored as i64,
-                            discarded as i64,
-                            now,
-                            signed_by,
-                            flags.flagged as i64,
-                            flags.to_json()
-                        ],
-                    )?;
-                    for file in &files {
-                        dataset::catalog_insert(&tx, file, "bundle", &id, now)?;
-                    }
-                    tx.commit()?;
-                    drop(conn);
-                    report.rows_flagged += flags.flagged;
-                    info!(bundle = %id, rows = stored, discarded, flagged = flags.flagged, "bundle processed");
                 }
                 Err(Reject(reason)) => {
-                    report.quarantined += 1;
+                    quarantined += 1;
                     self.quarantine(&bundle_id, &reason)?;
                     warn!(bundle = %id, %reason, "bundle quarantined");
                 }
             }
         }
-        Ok(report)
+        if !batch.bundles.is_empty() {
+            // An error here means the writer stopped; it reports why.
+            let _ = to_writer.send(batch);
+        }
+        Ok(quarantined)
+    }
+
+    /// Writes a batch's rows, moves its ciphertexts to evidence, then catalogues the files and
+    /// marks its bundles processed in one transaction.
+    ///
+    /// Crash safety: until the transaction commits, the bundles stay `spooled` (a move to evidence
+    /// is followed, on the next pass, by reading the ciphertext from there) and the files written
+    /// are uncatalogued orphans, which readers never see and the next compaction removes. The next
+    /// pass writes the rows again, under the same file names if it batches the same bundles.
+    fn commit(&self, batch: Batch, report: &mut DecodeReport) -> Result<()> {
+        if batch.bundles.is_empty() {
+            return Ok(());
+        }
+        let mut by_signal: BTreeMap<Signal, Vec<(BundleId, RecordBatch)>> = BTreeMap::new();
+        for (bundle_id, _, processed) in &batch.bundles {
+            for (signal, rows) in &processed.rows {
+                by_signal
+                    .entry(*signal)
+                    .or_default()
+                    .push((*bundle_id, rows.clone()));
+            }
+        }
+        let mut files = Vec::new();
+        for (signal, parts) in &by_signal {
+            files.extend(dataset::write_rows(&self.ctx.dir, *signal, parts)?);
+        }
+        let moves: Vec<_> = batch
+            .bundles
+            .iter()
+            .map(|(bundle_id, evidence, _)| (self.spool.path_of(bundle_id), evidence.clone()))
+            .filter(|(spooled, _)| spooled.exists())
+            .collect();
+        move_all_durably(&moves)?;
+        let now = crate::now_ms();
+        let mut conn = self.ctx.db.lock();
+        let tx = conn.transaction()?;
+        for (bundle_id, _, p) in &batch.bundles {
+            tx.execute(
+                "UPDATE bundles SET state = 'processed', rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
+                        signed_by = ?5, rows_flagged = ?6, flags = ?7
+                 WHERE bundle_id = ?1",
+                rusqlite::params![
+                    bundle_id.to_hex(),
+                    p.stored as i64,
+                    p.discarded as i64,
+                    now,
+                    p.signed_by,
+                    p.flags.flagged as i64,
+                    p.flags.to_json()
+                ],
+            )?;
+        }
+        for file in &files {
+            dataset::catalog_insert(&tx, file, "bundle", now)?;
+        }
+        tx.commit()?;
+        drop(conn);
+        for (bundle_id, _, p) in &batch.bundles {
+            report.processed += 1;
+            report.rows_stored += p.stored;
+            report.rows_discarded += p.discarded;
+            report.rows_flagged += p.flags.flagged;
+            debug!(bundle = %bundle_id, rows = p.stored, discarded = p.discarded, flagged = p.flags.flagged, "bundle processed");
+        }
+        info!(
+            bundles = batch.bundles.len(),
+            rows = batch.rows,
+            files = files.len(),
+            "decode batch committed"
+        );
+        Ok(())
     }
 
     fn quarantine(&self, bundle_id: &BundleId, reason: &str) -> Result<()> {
@@ -313,7 +408,7 @@ impl Decoder {
                 stored: 0,
                 discarded: 0,
                 signed_by: public_key,
-                files: vec![],
+                rows: vec![],
                 flags: FlagCounts::default(),
             }));
         };
@@ -346,20 +441,16 @@ impl Decoder {
         let allowed: BTreeSet<&str> = allowed.split(',').collect();
         let pid = self.pseudonyms.operational(person_id);
         let (mut stored, mut discarded) = (0, 0);
-        let mut files = Vec::new();
+        let mut rows = Vec::new();
         let mut flags = FlagCounts::default();
         for sb in &bundle.batches {
             if allowed.contains(sb.signal.name()) {
                 let quality = validate::validate(sb.signal, &sb.batch, sb.rate_hz, window);
                 flags.add(&quality);
-                files.extend(dataset::write_signal(
-                    &self.ctx.dir,
+                rows.push((
                     sb.signal,
-                    bundle_id,
-                    &pid,
-                    &sb.batch,
-                    &quality,
-                )?);
+                    dataset::stored_rows(sb.signal, bundle_id, &pid, &sb.batch, &quality)?,
+                ));
                 stored += sb.batch.num_rows();
             } else {
                 // Purpose binding: collected by the device, not allowed by the programme.
@@ -370,7 +461,7 @@ impl Decoder {
             stored,
             discarded,
             signed_by: public_key,
-            files,
+            rows,
             flags,
         }))
     }

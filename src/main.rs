@@ -1,5 +1,6 @@
 //! `nachtwacht`: the server and its administration commands.
 
+mod bench_decode;
 mod bench_ingest;
 
 use std::net::SocketAddr;
@@ -120,6 +121,9 @@ enum Command {
 enum BenchCommand {
     /// Many stations uploading at once over loopback QUIC, then many idle connections.
     Ingest(bench_ingest::IngestArgs),
+    /// The decode worker (decrypt, verify, validate, pseudonymise, write Parquet) beside a plain
+    /// Parquet write of the same batches.
+    Decode(bench_decode::DecodeArgs),
 }
 
 #[derive(clap::Args)]
@@ -583,6 +587,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Ingest(args),
         } => bench_ingest::run(args).await?,
+        Command::Bench {
+            command: BenchCommand::Decode(args),
+        } => tokio::task::spawn_blocking(move || bench_decode::run(args))
+            .await
+            .context("bench task")??,
     }
     Ok(())
 }

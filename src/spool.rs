@@ -63,6 +63,24 @@ pub fn move_durably(from: &Path, to: &Path) -> Result<()> {
     sync_dir(from.parent().expect("file in a directory"))
 }
 
+/// Renames many files, then makes every directory involved durable once: the batch form of
+/// [`move_durably`], one directory fsync per directory instead of two per file.
+pub fn move_all_durably(moves: &[(PathBuf, PathBuf)]) -> Result<()> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for (from, to) in moves {
+        let parent = to.parent().expect("file in a directory");
+        if dirs.insert(parent.to_path_buf()) {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        fs::rename(from, to).map_err(io_err(to))?;
+        dirs.insert(from.parent().expect("file in a directory").to_path_buf());
+    }
+    for dir in &dirs {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// What a known bundle id means for a new upload of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Known {

@@ -329,7 +329,16 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
 
     let mut offset = 14 + manifest_len;
     let mut batches = Vec::with_capacity(manifest.signals.len());
-    for entry in &manifest.signals {
+    for (i, entry) in manifest.signals.iter().enumerate() {
+        if manifest.signals[..i]
+            .iter()
+            .any(|e| e.signal == entry.signal)
+        {
+            return Err(BundleError::Manifest(format!(
+                "signal {} appears more than once",
+                entry.signal.name()
+            )));
+        }
         let len = usize::try_from(entry.bytes)
             .map_err(|_| BundleError::Manifest("stream length overflows".into()))?;
         let stream = bytes

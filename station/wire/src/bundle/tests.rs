@@ -142,3 +142,18 @@ fn signal_streams_are_zstd_compressed() {
     );
     assert_eq!(decode_bundle(&bytes).unwrap().batches[0].batch, batch);
 }
+
+#[test]
+fn a_signal_listed_twice_is_a_structural_error() {
+    let batch = ankle_batch(3);
+    let bytes = encode_bundle(
+        manifest(),
+        &[
+            SignalBatch::nominal(Signal::Ankle, batch.clone()),
+            SignalBatch::nominal(Signal::Ankle, batch),
+        ],
+    )
+    .unwrap();
+    let err = decode_bundle(&bytes).unwrap_err().to_string();
+    assert!(err.contains("appears more than once"), "{err}");
+}
