@@ -1,5 +1,5 @@
-//! Runs the pipelines over the datasets: drinking events become alerts in SQL, daily indicators
-//! become the research dataset (research pseudonyms only).
+//! Runs the pipelines over the datasets: drinking, tamper, battery and device-fault events become
+//! alerts in SQL, daily indicators become the research dataset (research pseudonyms only).
 //!
 //! Comes in: the raw Parquet datasets and the persons table. Goes out: `alerts` rows (one per event,
 //! updated in place when late data extends an event) and `datasets/research/daily_indicators.parquet`
@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use nachtwacht_pipelines::alcohol::{drinking_events, KIND_DRINKING};
-use nachtwacht_pipelines::{daily, AlcoholRules};
+use nachtwacht_pipelines::tamper::{self, ankle_tamper, battery_low, device_faults};
+use nachtwacht_pipelines::{daily, AlcoholRules, TamperRules};
 use nachtwacht_wire::Signal;
 use polars::prelude::*;
 use tracing::info;
@@ -34,9 +35,27 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct EvaluationReport {
+    /// Drinking and interferent events.
     pub events: usize,
+    /// Strap-open, possible-removal, obstruction, battery-low and device-fault events.
+    pub device_events: usize,
     pub new_alerts: usize,
     pub person_days: usize,
+}
+
+/// Every rule set the pipelines use (defaults: the TOML files in `pipelines/`).
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub alcohol: AlcoholRules,
+    pub tamper: TamperRules,
+}
+
+/// How an event of one pipeline kind is stored as an alert.
+struct AlertSpec {
+    kind: &'static str,
+    severity: &'static str,
+    /// JSON: the rule and the parameters it fired with.
+    rule: String,
 }
 
 fn scan(files: Vec<PathBuf>) -> Result<Option<LazyFrame>> {
@@ -110,20 +129,38 @@ fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<(DataFrame, Hash
 }
 
 /// One full evaluation. Blocking: run on a blocking thread.
-pub fn run(
-    ctx: &Context,
-    pseudonyms: &Pseudonymiser,
-    rules: &AlcoholRules,
-) -> Result<EvaluationReport> {
+pub fn run(ctx: &Context, pseudonyms: &Pseudonymiser, rules: &Rules) -> Result<EvaluationReport> {
     let (persons_df, person_of_pid) = persons(ctx, pseudonyms)?;
     let mut report = EvaluationReport::default();
     let mut parts = Vec::new();
 
     if let Some(ankle) = signal(ctx, Signal::Ankle)? {
-        let events = drinking_events(ankle.clone(), rules).collect()?;
+        let events = drinking_events(ankle.clone(), &rules.alcohol).collect()?;
         report.events = events.height();
-        report.new_alerts = store_alerts(ctx, &events, &person_of_pid, rules)?;
-        parts.push(daily::ankle_daily(ankle, events.lazy(), rules));
+        report.new_alerts += store_alerts(ctx, &events, &person_of_pid, |k| {
+            Some(alcohol_alert(k, &rules.alcohol))
+        })?;
+        let tampering = ankle_tamper(ankle.clone(), &rules.tamper).collect()?;
+        report.device_events += tampering.height();
+        report.new_alerts += store_alerts(ctx, &tampering, &person_of_pid, |k| {
+            tamper_alert(k, &rules.tamper)
+        })?;
+        parts.push(daily::ankle_daily(ankle, events.lazy(), &rules.alcohol));
+    }
+    for (s, pipeline) in [
+        (
+            Signal::Battery,
+            battery_low as fn(LazyFrame, &TamperRules) -> LazyFrame,
+        ),
+        (Signal::Event, device_faults),
+    ] {
+        if let Some(lf) = signal(ctx, s)? {
+            let events = pipeline(lf, &rules.tamper).collect()?;
+            report.device_events += events.height();
+            report.new_alerts += store_alerts(ctx, &events, &person_of_pid, |k| {
+                tamper_alert(k, &rules.tamper)
+            })?;
+        }
     }
     if let (Some(eda), Some(hr)) = (signal(ctx, Signal::Eda)?, signal(ctx, Signal::Hr)?) {
         parts.push(daily::wristband_daily(eda, hr));
@@ -134,11 +171,82 @@ pub fn run(
     write_research_daily(ctx, &mut research)?;
     info!(
         events = report.events,
+        device_events = report.device_events,
         new_alerts = report.new_alerts,
         person_days = report.person_days,
         "pipelines evaluated"
     );
     Ok(report)
+}
+
+fn alcohol_alert(kind: &str, rules: &AlcoholRules) -> AlertSpec {
+    let rule = serde_json::json!({
+        "rule": "alcohol.drinking_event",
+        "threshold_g_dl": rules.threshold_g_dl,
+        "min_consecutive_readings": rules.min_consecutive_readings,
+        "max_rise_per_hour": rules.max_rise_per_hour,
+        "max_elimination_per_hour": rules.max_elimination_per_hour,
+    })
+    .to_string();
+    if kind == KIND_DRINKING {
+        AlertSpec {
+            kind: "alcohol",
+            severity: "high",
+            rule,
+        }
+    } else {
+        AlertSpec {
+            kind: "interferent",
+            severity: "review",
+            rule,
+        }
+    }
+}
+
+fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
+    let (kind, severity, rule) = match kind {
+        tamper::KIND_STRAP_OPEN => (
+            tamper::KIND_STRAP_OPEN,
+            "high",
+            serde_json::json!({"rule": "tamper.strap_open"}),
+        ),
+        tamper::KIND_REMOVAL => (
+            tamper::KIND_REMOVAL,
+            "high",
+            serde_json::json!({
+                "rule": "tamper.possible_removal",
+                "removal_max_skin_temp_c": rules.removal_max_skin_temp_c,
+                "ir_deviation_fraction": rules.ir_deviation_fraction,
+                "ir_baseline_readings": rules.ir_baseline_readings,
+            }),
+        ),
+        tamper::KIND_OBSTRUCTION => (
+            tamper::KIND_OBSTRUCTION,
+            "high",
+            serde_json::json!({
+                "rule": "tamper.obstruction",
+                "obstruction_min_hours": rules.obstruction_min_hours,
+                "ir_deviation_fraction": rules.ir_deviation_fraction,
+                "ir_baseline_readings": rules.ir_baseline_readings,
+            }),
+        ),
+        tamper::KIND_BATTERY_LOW => (
+            tamper::KIND_BATTERY_LOW,
+            "low",
+            serde_json::json!({"rule": "device.battery_low", "battery_low_pct": rules.battery_low_pct}),
+        ),
+        tamper::KIND_DEVICE_FAULT => (
+            tamper::KIND_DEVICE_FAULT,
+            "medium",
+            serde_json::json!({"rule": "device.fault", "fault_events": rules.fault_events}),
+        ),
+        _ => return None,
+    };
+    Some(AlertSpec {
+        kind,
+        severity,
+        rule: rule.to_string(),
+    })
 }
 
 fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
@@ -154,30 +262,28 @@ fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
     Ok(())
 }
 
-/// Inserts one alert per event; an event extended by late data updates its alert. Returns how many
-/// alerts are new.
+/// Inserts one alert per event; an event extended by late data updates its alert. `spec` maps an
+/// event's `kind` to its alert (`None`: not an alert). Returns how many alerts are new.
 fn store_alerts(
     ctx: &Context,
     events: &DataFrame,
     person_of_pid: &HashMap<String, i64>,
-    rules: &AlcoholRules,
+    spec: impl Fn(&str) -> Option<AlertSpec>,
 ) -> Result<usize> {
+    if events.height() == 0 {
+        return Ok(0);
+    }
     let pid = events.column("pid")?.str()?;
     let kind = events.column("kind")?.str()?;
     let start = events.column("start")?.cast(&DataType::Int64)?;
     let start = start.i64()?;
     let end = events.column("end")?.cast(&DataType::Int64)?;
     let end = end.i64()?;
-    let peak = events.column("peak_tac_g_dl")?.f64()?;
+    let peak = match events.column("peak_tac_g_dl") {
+        Ok(c) => Some(c.f64()?.clone()),
+        Err(_) => None,
+    };
     let bundles = events.column("bundle_ids")?.str()?;
-    let rule = serde_json::json!({
-        "rule": "alcohol.drinking_event",
-        "threshold_g_dl": rules.threshold_g_dl,
-        "min_consecutive_readings": rules.min_consecutive_readings,
-        "max_rise_per_hour": rules.max_rise_per_hour,
-        "max_elimination_per_hour": rules.max_elimination_per_hour,
-    })
-    .to_string();
     let now = crate::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
@@ -188,24 +294,20 @@ fn store_alerts(
         else {
             continue;
         };
-        let Some(person_id) = person_of_pid.get(p) else {
+        let (Some(person_id), Some(alert)) = (person_of_pid.get(p), spec(k)) else {
             continue;
         };
-        let (alert_kind, severity) = if k == KIND_DRINKING {
-            ("alcohol", "high")
-        } else {
-            ("interferent", "review")
-        };
+        let peak = peak.as_ref().and_then(|c| c.get(i));
         let evidence = bundles.get(i).unwrap_or("");
         new += tx.execute(
             "INSERT OR IGNORE INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule, evidence_bundles, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            rusqlite::params![person_id, alert_kind, severity, s, e, peak.get(i), rule, evidence, now],
+            rusqlite::params![person_id, alert.kind, alert.severity, s, e, peak, alert.rule, evidence, now],
         )?;
         tx.execute(
             "UPDATE alerts SET end_ms = ?4, peak_tac_g_dl = ?5, evidence_bundles = ?6
              WHERE person_id = ?1 AND kind = ?2 AND start_ms = ?3",
-            rusqlite::params![person_id, alert_kind, s, e, peak.get(i), evidence],
+            rusqlite::params![person_id, alert.kind, s, e, peak, evidence],
         )?;
     }
     tx.commit()?;

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nachtwacht_pipelines::AlcoholRules;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::{error, info};
@@ -222,7 +221,7 @@ async fn pipeline_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_secs(ctx.config.pipeline.interval_secs);
-    let rules = AlcoholRules::default();
+    let rules = crate::evaluate::Rules::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

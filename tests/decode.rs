@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use common::*;
 use nachtwacht::config::Config;
+use nachtwacht::evaluate;
 use nachtwacht_station::SourceConfig;
 use nachtwacht_wire::BundleId;
 
@@ -228,6 +229,33 @@ async fn an_ankle_readout_is_replayed_through_a_replacement_station() {
     // The strap-open reading is stored with the rest (a tamper signal, not invalid data); nothing
     // in the readout is out of range.
     assert_eq!(t.count("SELECT sum(rows_flagged) FROM bundles"), 0);
+
+    // The pipelines turn the open strap into one strap-open alert (not a removal: the strap
+    // rule covers it, and one reading is not an obstruction), with the bundle that carried the
+    // reading as evidence.
+    let (ctx, pseudonyms) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    let report =
+        tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(report.device_events, 1, "{report:?}");
+    let opened_ms = chrono::DateTime::parse_from_rfc3339("2026-11-19T15:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM alerts WHERE kind = 'strap-open' AND start_ms = {opened_ms}
+               AND evidence_bundles IN (SELECT bundle_id FROM bundles)"
+        )),
+        1
+    );
+    // The readout's evening drinking curve (20:00–23:30 on the second day) is the only other.
+    assert_eq!(
+        t.count("SELECT count(*) FROM alerts WHERE kind = 'alcohol' AND peak_tac_g_dl = 0.07"),
+        1
+    );
+    assert_eq!(t.count("SELECT count(*) FROM alerts"), 2);
 
     // Replaying the same readout again seals nothing new.
     let log = tokio::task::spawn_blocking(import.clone()).await.unwrap();

@@ -2,6 +2,7 @@
 //!
 //! * [`alcohol`]: drinking events (and interferent shapes for review) from ankle-monitor readings.
 //! * [`daily`]: daily indicators per person-day, and their research-pseudonymised form.
+//! * [`tamper`]: strap-open, possible-removal, obstruction, battery-low and device-fault events.
 //! * [`rules`]: every threshold, loaded from the TOML files beside this crate.
 //!
 //! Invariant: this crate does no IO (no files, no network, no clock). Callers scan the datasets and
@@ -14,8 +15,9 @@
 pub mod alcohol;
 pub mod daily;
 pub mod rules;
+pub mod tamper;
 
-pub use rules::AlcoholRules;
+pub use rules::{AlcoholRules, TamperRules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

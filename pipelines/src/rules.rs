@@ -7,6 +7,62 @@ use crate::{Error, Result};
 
 /// The shipped defaults, from `pipelines/alcohol.toml`.
 pub const ALCOHOL_DEFAULTS: &str = include_str!("../alcohol.toml");
+/// The shipped defaults, from `pipelines/tamper.toml`.
+pub const TAMPER_DEFAULTS: &str = include_str!("../tamper.toml");
+
+/// Tamper, battery and device-fault rules (see `pipelines/tamper.toml` for each field's meaning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TamperRules {
+    pub ir_baseline_readings: u32,
+    pub ir_deviation_fraction: f64,
+    pub obstruction_min_hours: f64,
+    pub removal_max_skin_temp_c: f64,
+    pub battery_low_pct: f64,
+    pub fault_events: Vec<String>,
+}
+
+impl TamperRules {
+    pub fn parse(text: &str, file: &str) -> Result<Self> {
+        let rules: Self = toml::from_str(text).map_err(|e| Error::Rules {
+            file: file.into(),
+            reason: e.to_string(),
+        })?;
+        let mut problems = Vec::new();
+        if rules.ir_baseline_readings == 0 {
+            problems.push("ir_baseline_readings must be at least 1".to_string());
+        }
+        if !(rules.ir_deviation_fraction > 0.0 && rules.ir_deviation_fraction < 1.0) {
+            problems.push(format!(
+                "ir_deviation_fraction {} is outside (0, 1)",
+                rules.ir_deviation_fraction
+            ));
+        }
+        if rules.obstruction_min_hours <= 0.0 {
+            problems.push("obstruction_min_hours must be positive".to_string());
+        }
+        if !(0.0..=100.0).contains(&rules.battery_low_pct) {
+            problems.push(format!(
+                "battery_low_pct {} is outside 0..=100",
+                rules.battery_low_pct
+            ));
+        }
+        if problems.is_empty() {
+            Ok(rules)
+        } else {
+            Err(Error::Rules {
+                file: file.into(),
+                reason: problems.join("; "),
+            })
+        }
+    }
+}
+
+impl Default for TamperRules {
+    fn default() -> Self {
+        Self::parse(TAMPER_DEFAULTS, "pipelines/tamper.toml").expect("shipped defaults are valid")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +131,18 @@ mod tests {
         assert_eq!(r.min_consecutive_readings, 3);
         assert_eq!(r.max_rise_per_hour, 0.05);
         assert_eq!(r.max_elimination_per_hour, 0.025);
+    }
+
+    #[test]
+    fn shipped_tamper_defaults_match_the_domain_notes() {
+        let r = TamperRules::default();
+        assert_eq!(r.obstruction_min_hours, 2.0);
+        assert_eq!(r.removal_max_skin_temp_c, 28.0);
+        assert!(r.fault_events.iter().any(|e| e == "self-test-fail"));
+        let bad =
+            TAMPER_DEFAULTS.replace("ir_deviation_fraction = 0.3", "ir_deviation_fraction = 2");
+        let err = TamperRules::parse(&bad, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("ir_deviation_fraction"), "{err}");
     }
 
     #[test]
