@@ -11,6 +11,7 @@ use crate::config::CommunicationConfig;
 use crate::server::Context;
 
 pub const KIND_SILENT: &str = "communication-lost";
+pub const KIND_CRITICAL: &str = "communication-critical";
 pub const KIND_DEVICE: &str = "device-disconnected";
 pub const KIND_SPOOL_FULL: &str = "station-spool-full";
 pub const KIND_CLOCK: &str = "clock-drift";
@@ -34,6 +35,8 @@ pub struct LastHeartbeat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommAlert {
     pub kind: &'static str,
+    /// `high` for critical silence, `warning` for the rest.
+    pub severity: &'static str,
     pub start_ms: i64,
     pub rule: String,
 }
@@ -45,6 +48,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
     if now_ms - since > silence_ms {
         out.push(CommAlert {
             kind: KIND_SILENT,
+            severity: "warning",
             start_ms: since,
             rule: format!(
                 "no contact from the base station for more than {} minutes",
@@ -52,10 +56,24 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
             ),
         });
     }
+    // A separate alert, not an upgrade of the first: the officer sees when it became critical,
+    // and both are keyed by the silence's start, so neither is raised twice.
+    if now_ms - since > cfg.critical_silence_hours as i64 * 3_600_000 {
+        out.push(CommAlert {
+            kind: KIND_CRITICAL,
+            severity: "high",
+            start_ms: since,
+            rule: format!(
+                "no contact from the base station for more than {} hours",
+                cfg.critical_silence_hours
+            ),
+        });
+    }
     if let Some(hb) = &state.heartbeat {
         if !hb.disconnected_devices.is_empty() {
             out.push(CommAlert {
                 kind: KIND_DEVICE,
+                severity: "warning",
                 start_ms: hb.received_at_ms,
                 rule: format!(
                     "base station reports device(s) not connected: {}",
@@ -66,6 +84,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
         if hb.spool_full {
             out.push(CommAlert {
                 kind: KIND_SPOOL_FULL,
+                severity: "warning",
                 start_ms: hb.received_at_ms,
                 rule: "base station spool full: readings wait on the device".into(),
             });
@@ -74,6 +93,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
             if offset.abs() > cfg.max_clock_offset_secs as i64 * 1_000 {
                 out.push(CommAlert {
                     kind: KIND_CLOCK,
+                    severity: "warning",
                     start_ms: hb.received_at_ms,
                     rule: format!(
                         "base station clock off by {} s (limit {} s)",
@@ -141,14 +161,15 @@ pub fn run(ctx: &Context, now_ms: i64) -> rusqlite::Result<usize> {
         for alert in assess(&state, now_ms, &ctx.config.communication) {
             new += tx.execute(
                 "INSERT OR IGNORE INTO alerts (person_id, kind, severity, start_ms, end_ms, rule, evidence_bundles, created_at_ms)
-                 VALUES (?1, ?2, 'warning', ?3, ?4, ?5, ?6, ?4)",
+                 VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6, ?4)",
                 rusqlite::params![
                     person_id,
                     alert.kind,
                     alert.start_ms,
                     now_ms,
                     alert.rule,
-                    format!("[\"station:{station_id}\"]")
+                    format!("[\"station:{station_id}\"]"),
+                    alert.severity
                 ],
             )?;
         }
@@ -166,6 +187,7 @@ mod tests {
     fn cfg() -> CommunicationConfig {
         CommunicationConfig {
             silence_minutes: 60,
+            critical_silence_hours: 48,
             max_clock_offset_secs: 300,
         }
     }
@@ -189,6 +211,26 @@ mod tests {
             ..quiet
         };
         assert_eq!(assess(&never, 61 * MIN, &cfg())[0].start_ms, 0);
+    }
+
+    #[test]
+    fn silence_beyond_48_hours_is_also_critical() {
+        let quiet = StationState {
+            last_contact_ms: Some(0),
+            enrolled_at_ms: 0,
+            heartbeat: None,
+        };
+        let kinds = |now| {
+            assess(&quiet, now, &cfg())
+                .into_iter()
+                .map(|a| (a.kind, a.severity))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(48 * 60 * MIN), vec![(KIND_SILENT, "warning")]);
+        assert_eq!(
+            kinds(48 * 60 * MIN + 1),
+            vec![(KIND_SILENT, "warning"), (KIND_CRITICAL, "high")]
+        );
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct IngestConfig {
 pub struct CommunicationConfig {
     /// No contact from a station for this long raises `communication-lost`.
     pub silence_minutes: u32,
+    /// No contact for this long raises `communication-critical` (domain default: 48 hours).
+    #[serde(default = "defaults::critical_silence_hours")]
+    pub critical_silence_hours: u32,
     /// A station clock further off than this raises `clock-drift`.
     pub max_clock_offset_secs: u32,
 }
@@ -85,12 +88,16 @@ impl Default for CommunicationConfig {
     fn default() -> Self {
         Self {
             silence_minutes: 60,
+            critical_silence_hours: defaults::critical_silence_hours(),
             max_clock_offset_secs: 300,
         }
     }
 }
 
 mod defaults {
+    pub fn critical_silence_hours() -> u32 {
+        48
+    }
     pub fn compact_min_files() -> usize {
         12
     }
