@@ -10,6 +10,28 @@ pub const ALCOHOL_DEFAULTS: &str = include_str!("../alcohol.toml");
 /// The shipped defaults, from `pipelines/tamper.toml`.
 pub const TAMPER_DEFAULTS: &str = include_str!("../tamper.toml");
 
+/// Parses a rules file, then lets `problems` list everything wrong with the values: all of it is
+/// reported at once, so an operator fixes a file in one go.
+fn parse_checked<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+    problems: impl FnOnce(&T) -> Vec<String>,
+) -> Result<T> {
+    let rules: T = toml::from_str(text).map_err(|e| Error::Rules {
+        file: file.into(),
+        reason: e.to_string(),
+    })?;
+    let problems = problems(&rules);
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(Error::Rules {
+            file: file.into(),
+            reason: problems.join("; "),
+        })
+    }
+}
+
 /// Tamper, battery and device-fault rules (see `pipelines/tamper.toml` for each field's meaning).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,10 +46,11 @@ pub struct TamperRules {
 
 impl TamperRules {
     pub fn parse(text: &str, file: &str) -> Result<Self> {
-        let rules: Self = toml::from_str(text).map_err(|e| Error::Rules {
-            file: file.into(),
-            reason: e.to_string(),
-        })?;
+        parse_checked(text, file, Self::problems)
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let rules = self;
         let mut problems = Vec::new();
         if rules.ir_baseline_readings == 0 {
             problems.push("ir_baseline_readings must be at least 1".to_string());
@@ -47,14 +70,7 @@ impl TamperRules {
                 rules.battery_low_pct
             ));
         }
-        if problems.is_empty() {
-            Ok(rules)
-        } else {
-            Err(Error::Rules {
-                file: file.into(),
-                reason: problems.join("; "),
-            })
-        }
+        problems
     }
 }
 
@@ -77,16 +93,10 @@ pub struct AlcoholRules {
 
 impl AlcoholRules {
     pub fn parse(text: &str, file: &str) -> Result<Self> {
-        let rules: Self = toml::from_str(text).map_err(|e| Error::Rules {
-            file: file.into(),
-            reason: e.to_string(),
-        })?;
-        rules.validate(file)?;
-        Ok(rules)
+        parse_checked(text, file, Self::problems)
     }
 
-    /// Collects every problem at once.
-    fn validate(&self, file: &str) -> Result<()> {
+    fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !(self.threshold_g_dl > 0.0 && self.threshold_g_dl < 0.5) {
             problems.push(format!(
@@ -103,14 +113,7 @@ impl AlcoholRules {
         if self.minutes_per_reading == 0 {
             problems.push("minutes_per_reading must be positive".to_string());
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Rules {
-                file: file.into(),
-                reason: problems.join("; "),
-            })
-        }
+        problems
     }
 }
 
