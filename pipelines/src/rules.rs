@@ -50,24 +50,23 @@ impl TamperRules {
     }
 
     fn problems(&self) -> Vec<String> {
-        let rules = self;
         let mut problems = Vec::new();
-        if rules.ir_baseline_readings == 0 {
+        if self.ir_baseline_readings == 0 {
             problems.push("ir_baseline_readings must be at least 1".to_string());
         }
-        if !(rules.ir_deviation_fraction > 0.0 && rules.ir_deviation_fraction < 1.0) {
+        if !(self.ir_deviation_fraction > 0.0 && self.ir_deviation_fraction < 1.0) {
             problems.push(format!(
                 "ir_deviation_fraction {} is outside (0, 1)",
-                rules.ir_deviation_fraction
+                self.ir_deviation_fraction
             ));
         }
-        if rules.obstruction_min_hours <= 0.0 {
+        if self.obstruction_min_hours <= 0.0 {
             problems.push("obstruction_min_hours must be positive".to_string());
         }
-        if !(0.0..=100.0).contains(&rules.battery_low_pct) {
+        if !(0.0..=100.0).contains(&self.battery_low_pct) {
             problems.push(format!(
                 "battery_low_pct {} is outside 0..=100",
-                rules.battery_low_pct
+                self.battery_low_pct
             ));
         }
         problems

@@ -56,6 +56,17 @@ enum Format {
     EmbraceAvro,
 }
 
+/// A station's configuration and the directory its relative paths (spool, cursors) start from:
+/// the one the configuration file is in.
+fn load(config: &std::path::Path) -> anyhow::Result<(StationConfig, PathBuf)> {
+    let cfg = StationConfig::load(config)?;
+    let base = config
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok((cfg, base))
+}
+
 // One thread: a station seals one bundle at a time and waits on the network; a single thread keeps
 // its memory small (no per-thread allocator arenas) on a low-power box.
 #[tokio::main(flavor = "current_thread")]
@@ -73,11 +84,7 @@ async fn main() -> anyhow::Result<()> {
             no_upload,
             path,
         } => {
-            let cfg = StationConfig::load(&config)?;
-            let base = config
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."));
+            let (cfg, base) = load(&config)?;
             let format = match format {
                 Format::AnkleCsv => ImportFormat::AnkleCsv,
                 Format::E4Csv => ImportFormat::E4Csv,
@@ -108,11 +115,7 @@ async fn main() -> anyhow::Result<()> {
             once,
             interval,
         } => {
-            let cfg = StationConfig::load(&config)?;
-            let base = config
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."));
+            let (cfg, base) = load(&config)?;
             loop {
                 match run_once(&cfg, &base)
                     .await
