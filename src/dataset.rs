@@ -262,7 +262,13 @@ pub fn write_parquet_batches(
 pub fn encode_parquet(schema: &Arc<Schema>, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .set_dictionary_enabled(false);
+        .set_dictionary_enabled(false)
+        // `bundle_id` is found through the catalog (`dataset_files.bundles`), never by scanning
+        // statistics, and min/max over a string costs two comparisons per row.
+        .set_column_statistics_enabled(
+            ColumnPath::from("bundle_id"),
+            parquet::file::properties::EnabledStatistics::None,
+        );
     for field in schema.fields() {
         let column = ColumnPath::from(field.name().as_str());
         props = match field.data_type() {

@@ -26,6 +26,9 @@ pub const RATE_MISMATCH: u16 = 1 << 3;
 pub const OUT_OF_RANGE: u16 = 1 << 4;
 /// EDA changing faster than skin can (more than 10 µS/s, Kleckner et al. 2018).
 pub const EDA_SLOPE: u16 = 1 << 5;
+/// EDA measured on skin outside 30–40 °C (Kleckner et al. 2018): the band is off the wrist, or
+/// the skin is too cold or hot for conductance to mean arousal.
+pub const EDA_SKIN_TEMP: u16 = 1 << 6;
 
 /// Flag names, for reports and the `bundles.flags` JSON.
 pub const FLAG_NAMES: &[(u16, &str)] = &[
@@ -35,6 +38,7 @@ pub const FLAG_NAMES: &[(u16, &str)] = &[
     (RATE_MISMATCH, "rate-mismatch"),
     (OUT_OF_RANGE, "out-of-range"),
     (EDA_SLOPE, "eda-slope"),
+    (EDA_SKIN_TEMP, "eda-skin-temp"),
 ];
 
 /// Physical ranges per value column, inclusive. Sources: ../shared/domain.md (EDA 0.05–60 µS valid,
@@ -58,6 +62,14 @@ pub const PHYSICAL_RANGES: &[(Signal, &str, f64, f64)] = &[
 
 /// EDA slope limit, µS per second.
 pub const MAX_EDA_SLOPE_US_PER_S: f64 = 10.0;
+
+/// Skin temperature band in which EDA is valid, °C inclusive (Kleckner et al. 2018).
+pub const EDA_SKIN_TEMP_C: (f64, f64) = (30.0, 40.0);
+
+/// How far from an EDA sample the nearest skin-temperature sample may lie for the temperature
+/// rule to judge it. Further away (temperature not sent, a gap) the rule does not apply: no
+/// evidence either way, so no flag.
+pub const EDA_SKIN_TEMP_MAX_DISTANCE_MS: i64 = 5_000;
 
 /// Device events a bundle may report; anything else is flagged out of range.
 pub const KNOWN_EVENTS: &[&str] = &[
@@ -177,6 +189,46 @@ pub fn validate(
     }
 
     UInt16Array::from(flags)
+}
+
+/// Flags EDA samples (`eda` flags, in place) whose nearest skin-temperature sample from the same
+/// bundle (`temp`, a v1 `temp` batch) lies outside [`EDA_SKIN_TEMP_C`]. Temperature samples that
+/// are not finite are ignored; so are EDA samples with no temperature within
+/// [`EDA_SKIN_TEMP_MAX_DISTANCE_MS`].
+pub fn flag_eda_skin_temperature(eda: &RecordBatch, temp: &RecordBatch, eda_flags: &mut [u16]) {
+    let ts_of = |b: &RecordBatch| {
+        b.column(0)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("v1 schemas start with a millisecond timestamp")
+            .values()
+            .to_vec()
+    };
+    let mut temps: Vec<(i64, f64)> = ts_of(temp)
+        .into_iter()
+        .zip(temp.column(1).as_primitive::<Float64Type>().values().iter())
+        .filter(|(_, c)| c.is_finite())
+        .map(|(t, c)| (t, *c))
+        .collect();
+    if temps.is_empty() {
+        return;
+    }
+    temps.sort_unstable_by_key(|(t, _)| *t);
+    let (lo, hi) = EDA_SKIN_TEMP_C;
+    for (i, t) in ts_of(eda).into_iter().enumerate() {
+        // The nearest temperature sample: the first at or after t, or the one before it.
+        let after = temps.partition_point(|(tt, _)| *tt < t);
+        let nearest = [after.checked_sub(1), Some(after)]
+            .into_iter()
+            .flatten()
+            .filter_map(|j| temps.get(j))
+            .min_by_key(|(tt, _)| (tt - t).abs());
+        if let Some((tt, c)) = nearest {
+            if (tt - t).abs() <= EDA_SKIN_TEMP_MAX_DISTANCE_MS && !(lo..=hi).contains(c) {
+                eda_flags[i] |= EDA_SKIN_TEMP;
+            }
+        }
+    }
 }
 
 /// Flags samples that come sooner than half the declared period after their predecessor, and the
@@ -302,6 +354,32 @@ mod tests {
         counts.add(&f);
         assert_eq!(counts.flagged, 1);
         assert_eq!(counts.to_json(), r#"{"out-of-range":1}"#);
+    }
+
+    #[test]
+    fn eda_on_skin_outside_30_to_40_degrees_is_flagged() {
+        // 4 Hz EDA for 10 s; skin temperature at 1 Hz: warm, then 28 °C from 5 s on (the band
+        // came off), and no temperature at all after 7 s.
+        let b = eda(&[2.0; 40]);
+        let ts: Vec<i64> = (0..8).map(|i| T0 + i * 1000).collect();
+        let c = vec![33.0, 33.5, 34.0, 33.8, 33.0, 28.0, 28.0, 27.5];
+        let temp = batch(Signal::Temp, ts, c);
+        let mut f = validate(Signal::Eda, &b, Some(4.0), open_window())
+            .values()
+            .to_vec();
+        flag_eda_skin_temperature(&b, &temp, &mut f);
+        let flagged: Vec<usize> = (0..40).filter(|i| f[*i] == EDA_SKIN_TEMP).collect();
+        // Samples nearest to 5 s and later (ties go to the earlier, warm sample at 4.5 s).
+        assert_eq!(flagged.first(), Some(&19), "{f:?}");
+        // 7 s + 5 s covers the rest of this bundle: every later sample is flagged too.
+        assert_eq!(flagged.len(), 21, "{f:?}");
+        assert!(f[..19].iter().all(|f| *f == 0));
+
+        // Too far from any temperature sample: no evidence, no flag.
+        let far = batch(Signal::Temp, vec![T0 + 60_000], vec![20.0]);
+        let mut g = vec![0u16; 40];
+        flag_eda_skin_temperature(&b, &far, &mut g);
+        assert!(g.iter().all(|f| *f == 0));
     }
 
     #[test]
