@@ -2,6 +2,8 @@
 //!
 //! * [`alcohol`]: drinking events (and interferent shapes for review) from ankle-monitor readings.
 //! * [`daily`]: daily indicators per person-day, and their research-pseudonymised form.
+//! * [`stress`]: EDA quality mask, SCRs, aroused windows against a personal baseline, episodes.
+//! * [`synth`]: synthetic signals with ground truth, for accuracy tests and benchmarks.
 //! * [`tamper`]: strap-open, possible-removal, obstruction, battery-low and device-fault events.
 //! * [`rules`]: every threshold, loaded from the TOML files beside this crate.
 //!
@@ -15,9 +17,11 @@
 pub mod alcohol;
 pub mod daily;
 pub mod rules;
+pub mod stress;
+pub mod synth;
 pub mod tamper;
 
-pub use rules::{AlcoholRules, TamperRules};
+pub use rules::{AlcoholRules, StressRules, TamperRules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

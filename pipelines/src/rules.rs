@@ -9,6 +9,8 @@ use crate::{Error, Result};
 pub const ALCOHOL_DEFAULTS: &str = include_str!("../alcohol.toml");
 /// The shipped defaults, from `pipelines/tamper.toml`.
 pub const TAMPER_DEFAULTS: &str = include_str!("../tamper.toml");
+/// The shipped defaults, from `pipelines/stress.toml`.
+pub const STRESS_DEFAULTS: &str = include_str!("../stress.toml");
 
 /// Parses a rules file, then lets `problems` list everything wrong with the values: all of it is
 /// reported at once, so an operator fixes a file in one go.
@@ -122,6 +124,91 @@ impl Default for AlcoholRules {
     }
 }
 
+/// Stress-indicator rules (see `pipelines/stress.toml` for each field's meaning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StressRules {
+    pub eda_min_us: f64,
+    pub eda_max_us: f64,
+    pub invalid_margin_s: f64,
+    pub eda_rate_hz: f64,
+    pub smoothing_s: f64,
+    pub tonic_window_s: f64,
+    pub scr_min_amplitude_us: f64,
+    pub scr_max_rise_s: f64,
+    pub window_minutes: u32,
+    pub min_valid_fraction: f64,
+    pub rest_max_activity_g: f64,
+    pub baseline_days: u32,
+    pub hour_band_hours: u32,
+    pub baseline_min_windows: u32,
+    pub baseline_spread_factor: f64,
+    pub merge_gap_minutes: f64,
+    pub min_episode_minutes: f64,
+}
+
+impl StressRules {
+    pub fn parse(text: &str, file: &str) -> Result<Self> {
+        parse_checked(text, file, Self::problems)
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(self.eda_min_us >= 0.0 && self.eda_min_us < self.eda_max_us) {
+            problems.push(format!(
+                "EDA range {}..{} µS is empty",
+                self.eda_min_us, self.eda_max_us
+            ));
+        }
+        for (name, value) in [
+            ("invalid_margin_s", self.invalid_margin_s),
+            ("eda_rate_hz", self.eda_rate_hz),
+            ("smoothing_s", self.smoothing_s),
+            ("tonic_window_s", self.tonic_window_s),
+            ("scr_min_amplitude_us", self.scr_min_amplitude_us),
+            ("scr_max_rise_s", self.scr_max_rise_s),
+            ("rest_max_activity_g", self.rest_max_activity_g),
+            ("merge_gap_minutes", self.merge_gap_minutes),
+            ("min_episode_minutes", self.min_episode_minutes),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                problems.push(format!("{name} must be positive, not {value}"));
+            }
+        }
+        if self.window_minutes == 0 || 60 % self.window_minutes != 0 {
+            problems.push(format!(
+                "window_minutes {} must divide an hour",
+                self.window_minutes
+            ));
+        }
+        if self.hour_band_hours == 0 || 24 % self.hour_band_hours != 0 {
+            problems.push(format!(
+                "hour_band_hours {} must divide a day",
+                self.hour_band_hours
+            ));
+        }
+        if self.baseline_days == 0 {
+            problems.push("baseline_days must be at least 1".to_string());
+        }
+        if !(0.0..=1.0).contains(&self.min_valid_fraction) {
+            problems.push(format!(
+                "min_valid_fraction {} is outside 0..=1",
+                self.min_valid_fraction
+            ));
+        }
+        if self.smoothing_s >= self.tonic_window_s {
+            problems.push("smoothing_s must be shorter than tonic_window_s".to_string());
+        }
+        problems
+    }
+}
+
+impl Default for StressRules {
+    fn default() -> Self {
+        Self::parse(STRESS_DEFAULTS, "pipelines/stress.toml").expect("shipped defaults are valid")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +250,26 @@ mod tests {
             "{err}"
         );
         assert!(AlcoholRules::parse("bogus = 1", "x.toml").is_err());
+    }
+
+    #[test]
+    fn shipped_stress_defaults_match_the_domain_notes() {
+        let r = StressRules::default();
+        assert_eq!((r.eda_min_us, r.eda_max_us), (0.05, 60.0));
+        assert_eq!(r.invalid_margin_s, 5.0);
+        assert_eq!(r.window_minutes, 2);
+        assert_eq!(r.baseline_days, 7);
+        assert_eq!(r.baseline_spread_factor, 1.5);
+        assert_eq!((r.merge_gap_minutes, r.min_episode_minutes), (10.0, 10.0));
+        let bad = STRESS_DEFAULTS
+            .replace("window_minutes = 2", "window_minutes = 7")
+            .replace("hour_band_hours = 6", "hour_band_hours = 5");
+        let err = StressRules::parse(&bad, "stress.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("window_minutes 7") && err.contains("hour_band_hours 5"),
+            "{err}"
+        );
     }
 }
