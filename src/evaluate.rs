@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use nachtwacht_pipelines::alcohol::{drinking_events, KIND_DRINKING};
 use nachtwacht_pipelines::tamper::{self, ankle_tamper, battery_low, device_faults};
-use nachtwacht_pipelines::{daily, AlcoholRules, TamperRules};
+use nachtwacht_pipelines::{daily, stress, AlcoholRules, StressRules, TamperRules};
 use nachtwacht_wire::Signal;
 use polars::prelude::*;
 use tracing::info;
@@ -37,6 +37,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct EvaluationReport {
     /// Drinking and interferent events.
     pub events: usize,
+    /// Stress episodes (wristband programmes).
+    pub stress_episodes: usize,
     /// Strap-open, possible-removal, obstruction, battery-low and device-fault events.
     pub device_events: usize,
     pub new_alerts: usize,
@@ -48,6 +50,7 @@ pub struct EvaluationReport {
 pub struct Rules {
     pub alcohol: AlcoholRules,
     pub tamper: TamperRules,
+    pub stress: StressRules,
 }
 
 /// How an event of one pipeline kind is stored as an alert.
@@ -74,8 +77,13 @@ fn scan(files: Vec<PathBuf>) -> Result<Option<LazyFrame>> {
 
 /// A signal's catalogued files, valid samples only (`quality = 0`, see [`crate::validate`]).
 fn signal(ctx: &Context, s: Signal) -> Result<Option<LazyFrame>> {
-    Ok(scan(dataset::list_signal_files(&ctx.dir, &ctx.db, s)?)?
-        .map(|lf| lf.filter(col("quality").eq(lit(0u16)))))
+    Ok(signal_with_flags(ctx, s)?.map(|lf| lf.filter(col("quality").eq(lit(0u16)))))
+}
+
+/// A signal's catalogued files with every sample and its `quality` flags: for pipelines that
+/// need to know where the invalid samples were (the EDA mask discards their neighbours too).
+fn signal_with_flags(ctx: &Context, s: Signal) -> Result<Option<LazyFrame>> {
+    scan(dataset::list_signal_files(&ctx.dir, &ctx.db, s)?)
 }
 
 /// `pid`, `rid`, `programme`, `region`, `age_band` for everyone enrolled.
@@ -145,7 +153,12 @@ pub fn run(ctx: &Context, pseudonyms: &Pseudonymiser, rules: &Rules) -> Result<E
         report.new_alerts += store_alerts(ctx, &tampering, &person_of_pid, |k| {
             tamper_alert(k, &rules.tamper)
         })?;
-        parts.push(daily::ankle_daily(ankle, events.lazy(), &rules.alcohol));
+        parts.push(daily::ankle_daily(
+            ankle,
+            events.lazy(),
+            tampering.lazy(),
+            &rules.alcohol,
+        ));
     }
     for (s, pipeline) in [
         (
@@ -162,8 +175,35 @@ pub fn run(ctx: &Context, pseudonyms: &Pseudonymiser, rules: &Rules) -> Result<E
             })?;
         }
     }
-    if let (Some(eda), Some(hr)) = (signal(ctx, Signal::Eda)?, signal(ctx, Signal::Hr)?) {
-        parts.push(daily::wristband_daily(eda, hr));
+    // Stress is computed from wristband signals, which only wristband programmes may collect
+    // (purpose binding at ingest): an alcohol-ban client has no EDA to compute it from.
+    if let (Some(eda), Some(hr)) = (
+        signal_with_flags(ctx, Signal::Eda)?,
+        signal(ctx, Signal::Hr)?,
+    ) {
+        // Without motion data no window can be shown to be at rest, so none is judged.
+        let acc = match signal(ctx, Signal::Acc)? {
+            Some(acc) => acc,
+            None => DataFrame::new(vec![
+                Column::new_empty("pid".into(), &DataType::String),
+                Column::new_empty(
+                    "ts".into(),
+                    &DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)),
+                ),
+                Column::new_empty("x_g".into(), &DataType::Float64),
+                Column::new_empty("y_g".into(), &DataType::Float64),
+                Column::new_empty("z_g".into(), &DataType::Float64),
+            ])?
+            .lazy(),
+        };
+        let (windows, episodes) = stress::evaluate(eda, hr.clone(), acc, &rules.stress)?;
+        report.stress_episodes = episodes.height();
+        parts.push(daily::wristband_daily(
+            windows.lazy(),
+            episodes.lazy(),
+            hr,
+            &rules.stress,
+        ));
     }
     let combined = daily::combine(parts)?;
     let mut research = daily::for_research(combined, persons_df.lazy()).collect()?;
@@ -171,6 +211,7 @@ pub fn run(ctx: &Context, pseudonyms: &Pseudonymiser, rules: &Rules) -> Result<E
     write_research_daily(ctx, &mut research)?;
     info!(
         events = report.events,
+        stress_episodes = report.stress_episodes,
         device_events = report.device_events,
         new_alerts = report.new_alerts,
         person_days = report.person_days,

@@ -58,8 +58,12 @@ pub const NUMERIC_COLUMNS: &[&str] = &[
     "wear_minutes",
     "peak_tac_g_dl",
     "drinking_events",
+    "tamper_events",
     "valid_eda_minutes",
     "mean_eda_us",
+    "scr_per_minute",
+    "minutes_aroused",
+    "stress_episodes",
     "mean_hr_bpm",
 ];
 

@@ -462,6 +462,21 @@ async fn the_real_e4_export_ingests_end_to_end() {
         .unwrap();
     assert!((0.05..60.0).contains(&eda), "mean EDA {eda}");
     assert!((40.0..200.0).contains(&hr), "mean HR {hr}");
+    // The stress pipeline ran over the real recording (42 minutes: too short for a personal
+    // baseline, so no window can be called aroused yet).
+    let int = |c: &str| daily.column(c).unwrap().i64().unwrap().get(0);
+    let valid = int("valid_eda_minutes").unwrap();
+    assert!((20..=42).contains(&valid), "valid EDA minutes {valid}");
+    assert_eq!(int("stress_episodes"), Some(0));
+    assert_eq!(int("minutes_aroused"), Some(0));
+    let scr = daily
+        .column("scr_per_minute")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert!((0.0..30.0).contains(&scr), "SCRs per minute {scr}");
     assert!(
         daily.column("peak_tac_g_dl").unwrap().null_count() == 1,
         "no ankle data, no invented TAC"

@@ -123,7 +123,8 @@ fn window_start(minutes: u32) -> Expr {
 
 /// Stage 2. In: the output of [`eda_features`]; `hr`: `pid`, `ts`, `hr_bpm` (valid samples);
 /// `acc`: `pid`, `ts`, `x_g`, `y_g`, `z_g` (valid samples). Out, one row per person and window with
-/// EDA: `pid`, `window` (start), `valid_minutes`, `scrs` (UInt32), `scr_per_minute`, `mean_hr_bpm`,
+/// EDA: `pid`, `window` (start), `valid_minutes`, `scrs` (UInt32), `mean_eda_us` (valid samples),
+/// `scr_per_minute`, `mean_hr_bpm`,
 /// `activity_g` (mean | |a| − 1 g |), `judged` (Boolean: enough valid EDA, heart rate and motion
 /// known, at rest).
 pub fn windows(
@@ -144,6 +145,7 @@ pub fn windows(
                 .sum()
                 .cast(DataType::UInt32)
                 .alias("scrs"),
+            col("eda_us").mean().alias("mean_eda_us"),
         ])
         .with_column(
             (col("scrs").cast(DataType::Float64) / col("valid_minutes")).alias("scr_per_minute"),

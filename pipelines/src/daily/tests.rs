@@ -1,5 +1,8 @@
 use super::*;
 use crate::alcohol::drinking_events;
+use crate::stress;
+use crate::tamper::ankle_tamper;
+use crate::TamperRules;
 
 const T0: i64 = 1_700_006_400_000; // 2023-11-15 00:00 UTC
 const HALF_HOUR_MS: i64 = 1_800_000;
@@ -18,6 +21,7 @@ fn ankle(pid: &str, tac: &[f64], strap: &[bool]) -> LazyFrame {
         "ts" => (0..n as i64).map(|i| T0 + i * HALF_HOUR_MS).collect::<Vec<_>>(),
         "tac_g_dl" => tac,
         "skin_temp_c" => vec![33.0; n],
+        "ir" => vec![1.0; n],
         "strap_closed" => strap,
         "bundle_id" => vec!["b"; n],
     )
@@ -40,8 +44,16 @@ fn ankle_day_counts_worn_minutes_peak_and_drinking_events() {
     let readings = ankle("p1", &tac, &strap);
     let rules = AlcoholRules::default();
     let events = drinking_events(readings.clone(), &rules);
-    let df = ankle_daily(readings, events, &rules).collect().unwrap();
+    let tamper = ankle_tamper(readings.clone(), &TamperRules::default());
+    let df = ankle_daily(readings, events, tamper, &rules)
+        .collect()
+        .unwrap();
     assert_eq!(df.height(), 1);
+    // The strap was open for the first two readings: one strap-open event.
+    assert_eq!(
+        df.column("tamper_events").unwrap().i64().unwrap().get(0),
+        Some(1)
+    );
     assert_eq!(
         df.column("wear_minutes").unwrap().i64().unwrap().get(0),
         Some(46 * 30)
@@ -61,36 +73,49 @@ fn ankle_day_counts_worn_minutes_peak_and_drinking_events() {
 }
 
 #[test]
-fn wristband_day_masks_invalid_eda() {
-    let n = 240 * 2; // two minutes at 4 Hz
-    let eda: Vec<f64> = (0..n).map(|i| if i < 240 { 2.0 } else { 0.0 }).collect();
-    let ts: Vec<i64> = (0..n as i64).map(|i| T0 + i * 250).collect();
-    let eda = utc(df!("pid" => vec!["w1"; n], "ts" => ts, "eda_us" => eda)
+fn wristband_day_counts_valid_minutes_scrs_and_episodes() {
+    use crate::synth::{Span, Wristband};
+    // Two afternoons; on the second, 40 minutes of stress at rest and the first minute of EDA
+    // lost to a dropout (flagged by the decoder).
+    let noon = T0 + 12 * 3_600_000;
+    let w = Wristband {
+        pid: "w1".into(),
+        t0_ms: noon,
+        worn: vec![Span::new(0.0, 360.0), Span::new(1440.0, 360.0)],
+        stress: vec![Span::new(1440.0 + 120.0, 40.0)],
+        exercise: vec![],
+        dropouts: vec![Span::new(1440.0, 1.0)],
+        acc_hz: 4.0,
+        seed: 3,
+    };
+    let f = w.frames().unwrap();
+    let rules = StressRules::default();
+    let (windows, episodes) = stress::evaluate(f.eda, f.hr.clone(), f.acc, &rules).unwrap();
+    let df = wristband_daily(windows.lazy(), episodes.lazy(), f.hr, &rules)
+        .sort(["day"], SortMultipleOptions::default())
+        .collect()
+        .unwrap();
+    assert_eq!(df.height(), 2, "{df}");
+    let int = |c: &str| -> Vec<Option<i64>> {
+        df.column(c).unwrap().i64().unwrap().into_iter().collect()
+    };
+    assert_eq!(int("stress_episodes"), vec![Some(0), Some(1)], "{df}");
+    assert_eq!(int("wear_minutes"), vec![Some(360), Some(360)]);
+    // Day 2 loses the dropout minute plus 5 s either side.
+    let valid = int("valid_eda_minutes");
+    assert_eq!(valid[0], Some(360));
+    assert_eq!(valid[1], Some(358), "{df}");
+    let aroused = int("minutes_aroused");
+    assert_eq!(aroused[0], Some(0));
+    assert!((30..=44).contains(&aroused[1].unwrap()), "{df}");
+    let scr: Vec<f64> = df
+        .column("scr_per_minute")
         .unwrap()
-        .lazy());
-    let hr = utc(
-        df!("pid" => vec!["w1"; 3], "ts" => [T0, T0 + 1000, T0 + 2000], "hr_bpm" => [60.0, 70.0, 80.0])
-            .unwrap()
-            .lazy(),
-    );
-    let df = wristband_daily(eda, hr).collect().unwrap();
-    assert_eq!(df.height(), 1, "{df}");
-    assert_eq!(
-        df.column("valid_eda_minutes")
-            .unwrap()
-            .i64()
-            .unwrap()
-            .get(0),
-        Some(1)
-    );
-    assert_eq!(
-        df.column("mean_eda_us").unwrap().f64().unwrap().get(0),
-        Some(2.0)
-    );
-    assert_eq!(
-        df.column("mean_hr_bpm").unwrap().f64().unwrap().get(0),
-        Some(70.0)
-    );
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert!(scr[0] > 0.5 && scr[1] > scr[0], "{df}");
 }
 
 #[test]
@@ -98,7 +123,8 @@ fn combined_days_keep_nulls_for_absent_devices_and_research_shape_drops_pid() {
     let readings = ankle("p1", &[0.0; 48], &[true; 48]);
     let rules = AlcoholRules::default();
     let events = drinking_events(readings.clone(), &rules);
-    let daily = combine(vec![ankle_daily(readings, events, &rules)]).unwrap();
+    let tamper = ankle_tamper(readings.clone(), &TamperRules::default());
+    let daily = combine(vec![ankle_daily(readings, events, tamper, &rules)]).unwrap();
     let df = daily.clone().collect().unwrap();
     assert_eq!(df.height(), 1);
     assert_eq!(df.column("mean_hr_bpm").unwrap().null_count(), 1);
