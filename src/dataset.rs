@@ -333,6 +333,28 @@ pub fn list_signal_files(dir: &DataDir, db: &Db, signal: Signal) -> Result<Vec<P
     Ok(paths)
 }
 
+/// The catalogued files of a signal for UTC days `from..to` (`YYYY-MM-DD`, `to` exclusive), in
+/// path order: what an evaluation of those days scans.
+pub fn list_signal_files_between(
+    dir: &DataDir,
+    db: &Db,
+    signal: Signal,
+    from: &str,
+    to: &str,
+) -> Result<Vec<PathBuf>> {
+    let conn = db.lock();
+    let mut stmt = conn.prepare(
+        "SELECT path FROM dataset_files WHERE signal = ?1 AND day >= ?2 AND day < ?3 ORDER BY path",
+    )?;
+    let paths = stmt
+        .query_map(rusqlite::params![signal.name(), from, to], |r| {
+            r.get::<_, String>(0)
+        })?
+        .map(|p| p.map(|p| dir.root().join(p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(paths)
+}
+
 /// Every Parquet file under a signal's directory on disk, relative to the data directory.
 fn files_on_disk(dir: &DataDir, signal: Signal) -> Result<Vec<PathBuf>> {
     let root = dir.raw_signal(signal.name());

@@ -204,6 +204,15 @@ CREATE TABLE age_keys (
     created_at_ms INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Issue 5: incremental evaluation. The newest catalogued dataset file (written_at_ms) an
+-- evaluation has seen: the next one evaluates only the days of files written since.
+CREATE TABLE pipeline_watermarks (
+    name TEXT PRIMARY KEY,
+    files_until_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps

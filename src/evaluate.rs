@@ -9,10 +9,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use nachtwacht_pipelines::alcohol::{drinking_events, KIND_DRINKING};
-use nachtwacht_pipelines::tamper::{self, ankle_tamper, battery_low, device_faults};
+use nachtwacht_pipelines::tamper::{
+    self, ankle_tamper_with_baselines, battery_low, device_faults, ir_baselines,
+};
 use nachtwacht_pipelines::{daily, stress, AlcoholRules, StressRules, TamperRules};
 use nachtwacht_wire::Signal;
 use polars::prelude::*;
+use rusqlite::OptionalExtension;
 use tracing::info;
 
 use crate::dataset;
@@ -32,6 +35,64 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// UTC days `from..to` (`to` exclusive): what one evaluation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Days {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+}
+
+impl Days {
+    fn start_ms(&self) -> i64 {
+        self.from
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis()
+    }
+
+    fn end_ms(&self) -> i64 {
+        self.to
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis()
+    }
+
+    /// These days, starting `days` earlier: the context a rule needs (an event that began the
+    /// evening before, a baseline of the previous week).
+    fn with_lookback(&self, days: u32) -> Days {
+        Days {
+            from: self.from - chrono::Days::new(u64::from(days)),
+            to: self.to,
+        }
+    }
+
+    pub fn len(&self) -> i64 {
+        (self.to - self.from).num_days()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 0
+    }
+
+    /// Consecutive ranges of at most `n` days covering these.
+    pub fn chunks(&self, n: u32) -> Vec<Days> {
+        let mut out = Vec::new();
+        let mut from = self.from;
+        while from < self.to {
+            let to = (from + chrono::Days::new(u64::from(n.max(1)))).min(self.to);
+            out.push(Days { from, to });
+            from = to;
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Days {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.from, self.to)
+    }
+}
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct EvaluationReport {
@@ -75,15 +136,43 @@ fn scan(files: Vec<PathBuf>) -> Result<Option<LazyFrame>> {
     )?))
 }
 
-/// A signal's catalogued files, valid samples only (`quality = 0`, see [`crate::validate`]).
-fn signal(ctx: &Context, s: Signal) -> Result<Option<LazyFrame>> {
-    Ok(signal_with_flags(ctx, s)?.map(|lf| lf.filter(col("quality").eq(lit(0u16)))))
+/// What one evaluation reads: all catalogued data, or some days of it.
+#[derive(Clone, Copy)]
+struct Reader<'a> {
+    ctx: &'a Context,
+    days: Option<Days>,
 }
 
-/// A signal's catalogued files with every sample and its `quality` flags: for pipelines that
-/// need to know where the invalid samples were (the EDA mask discards their neighbours too).
-fn signal_with_flags(ctx: &Context, s: Signal) -> Result<Option<LazyFrame>> {
-    scan(dataset::list_signal_files(&ctx.dir, &ctx.db, s)?)
+impl Reader<'_> {
+    /// A signal's samples in range, valid ones only (`quality = 0`, see [`crate::validate`]).
+    fn signal(&self, s: Signal) -> Result<Option<LazyFrame>> {
+        Ok(self
+            .signal_with_flags(s)?
+            .map(|lf| lf.filter(col("quality").eq(lit(0u16)))))
+    }
+
+    /// A signal's samples in range with their `quality` flags: for pipelines that need to know
+    /// where the invalid samples were (the EDA mask discards their neighbours too).
+    fn signal_with_flags(&self, s: Signal) -> Result<Option<LazyFrame>> {
+        let Some(days) = self.days else {
+            return scan(dataset::list_signal_files(&self.ctx.dir, &self.ctx.db, s)?);
+        };
+        let files = dataset::list_signal_files_between(
+            &self.ctx.dir,
+            &self.ctx.db,
+            s,
+            &days.from.to_string(),
+            &days.to.to_string(),
+        )?;
+        let ts = col("ts").cast(DataType::Int64);
+        Ok(scan(files)?.map(|lf| {
+            lf.filter(
+                ts.clone()
+                    .gt_eq(lit(days.start_ms()))
+                    .and(ts.lt(lit(days.end_ms()))),
+            )
+        }))
+    }
 }
 
 /// `pid`, `rid`, `programme`, `region`, `age_band` for everyone enrolled.
@@ -136,19 +225,50 @@ fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<(DataFrame, Hash
     Ok((df, by_pid))
 }
 
-/// One full evaluation. Blocking: run on a blocking thread.
+/// One evaluation of all data. Blocking: run on a blocking thread.
 pub fn run(ctx: &Context, pseudonyms: &Pseudonymiser, rules: &Rules) -> Result<EvaluationReport> {
+    run_days(ctx, pseudonyms, rules, None)
+}
+
+/// Days of context an evaluation reads before the days it evaluates: a drinking curve that began
+/// the evening before, and the stress baseline's previous week.
+fn lookback_days(rules: &Rules) -> u32 {
+    rules.stress.baseline_days + 1
+}
+
+/// Evaluates `days` (all data when `None`): alerts for every event found (an event already
+/// alerted is updated, never duplicated, see [`store_alerts`]), and the daily indicators of those
+/// days, which replace the same days in the research dataset. Blocking.
+pub fn run_days(
+    ctx: &Context,
+    pseudonyms: &Pseudonymiser,
+    rules: &Rules,
+    days: Option<Days>,
+) -> Result<EvaluationReport> {
     let (persons_df, person_of_pid) = persons(ctx, pseudonyms)?;
     let mut report = EvaluationReport::default();
     let mut parts = Vec::new();
+    let read = Reader {
+        ctx,
+        days: days.map(|d| d.with_lookback(lookback_days(rules))),
+    };
+    let history = Reader { ctx, days: None };
 
-    if let Some(ankle) = signal(ctx, Signal::Ankle)? {
+    if let Some(ankle) = read.signal(Signal::Ankle)? {
         let events = drinking_events(ankle.clone(), &rules.alcohol).collect()?;
         report.events = events.height();
         report.new_alerts += store_alerts(ctx, &events, &person_of_pid, |k| {
             Some(alcohol_alert(k, &rules.alcohol))
         })?;
-        let tampering = ankle_tamper(ankle.clone(), &rules.tamper).collect()?;
+        // IR baselines come from each person's first readings ever, whatever the range.
+        let baselines = ir_baselines(
+            history
+                .signal(Signal::Ankle)?
+                .expect("ankle data in range implies ankle data"),
+            &rules.tamper,
+        );
+        let tampering =
+            ankle_tamper_with_baselines(ankle.clone(), baselines, &rules.tamper).collect()?;
         report.device_events += tampering.height();
         report.new_alerts += store_alerts(ctx, &tampering, &person_of_pid, |k| {
             tamper_alert(k, &rules.tamper)
@@ -167,7 +287,7 @@ pub fn run(ctx: &Context, pseudonyms: &Pseudonymiser, rules: &Rules) -> Result<E
         ),
         (Signal::Event, device_faults),
     ] {
-        if let Some(lf) = signal(ctx, s)? {
+        if let Some(lf) = read.signal(s)? {
             let events = pipeline(lf, &rules.tamper).collect()?;
             report.device_events += events.height();
             report.new_alerts += store_alerts(ctx, &events, &person_of_pid, |k| {
@@ -178,11 +298,11 @@ pub fn run(ctx: &Context, pseudonyms: &Pseudonymiser, rules: &Rules) -> Result<E
     // Stress is computed from wristband signals, which only wristband programmes may collect
     // (purpose binding at ingest): an alcohol-ban client has no EDA to compute it from.
     if let (Some(eda), Some(hr)) = (
-        signal_with_flags(ctx, Signal::Eda)?,
-        signal(ctx, Signal::Hr)?,
+        read.signal_with_flags(Signal::Eda)?,
+        read.signal(Signal::Hr)?,
     ) {
         // Without motion data no window can be shown to be at rest, so none is judged.
-        let acc = match signal(ctx, Signal::Acc)? {
+        let acc = match read.signal(Signal::Acc)? {
             Some(acc) => acc,
             None => DataFrame::new(vec![
                 Column::new_empty("pid".into(), &DataType::String),
@@ -205,10 +325,22 @@ pub fn run(ctx: &Context, pseudonyms: &Pseudonymiser, rules: &Rules) -> Result<E
             &rules.stress,
         ));
     }
-    let combined = daily::combine(parts)?;
-    let mut research = daily::for_research(combined, persons_df.lazy()).collect()?;
+    let mut combined = daily::combine(parts)?;
+    if let Some(days) = days {
+        // The lookback was context only: its days keep the indicators they already have.
+        combined = combined.filter(
+            col("day")
+                .gt_eq(lit(days.from))
+                .and(col("day").lt(lit(days.to))),
+        );
+    }
+    let research = daily::for_research(combined, persons_df.lazy()).collect()?;
     report.person_days = research.height();
-    write_research_daily(ctx, &mut research)?;
+    let mut merged = match days {
+        Some(days) => merge_research_days(ctx, research, days)?,
+        None => research,
+    };
+    write_research_daily(ctx, &mut merged)?;
     info!(
         events = report.events,
         stress_episodes = report.stress_episodes,
@@ -290,6 +422,106 @@ fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
     })
 }
 
+/// The research dataset with the rows of `days` replaced by `fresh`.
+fn merge_research_days(ctx: &Context, fresh: DataFrame, days: Days) -> Result<DataFrame> {
+    let path = ctx.dir.research_daily();
+    if !path.exists() {
+        return Ok(fresh);
+    }
+    let kept = LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())?
+        .filter(
+            col("day")
+                .lt(lit(days.from))
+                .or(col("day").gt_eq(lit(days.to))),
+        );
+    Ok(
+        concat_lf_diagonal([kept, fresh.lazy()], UnionArgs::default())?
+            .sort(["rid", "day"], SortMultipleOptions::default())
+            .collect()?,
+    )
+}
+
+/// How far back (ms) of the watermark an incremental run looks for new files: a file whose
+/// catalogue row was committed while the previous run read the watermark can carry a slightly
+/// older `written_at_ms`. Re-evaluating a day twice is harmless; missing one is not.
+const WATERMARK_MARGIN_MS: i64 = 60_000;
+
+/// The scheduler's evaluation: only the days that received data since the last run (all data on
+/// the first run). `None` when nothing is new. A station that was offline for days and then
+/// uploads makes those days new, and they are evaluated with their lookback context.
+pub fn run_incremental(
+    ctx: &Context,
+    pseudonyms: &Pseudonymiser,
+    rules: &Rules,
+) -> Result<Option<(Option<Days>, EvaluationReport)>> {
+    let (watermark, newest, days) = {
+        let conn = ctx.db.lock();
+        let watermark: Option<i64> = conn
+            .query_row(
+                "SELECT files_until_ms FROM pipeline_watermarks WHERE name = 'evaluate'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let since = watermark.map_or(i64::MIN, |w| w - WATERMARK_MARGIN_MS);
+        type Row = (Option<String>, Option<String>, Option<i64>);
+        let (first, last, newest): Row = conn.query_row(
+            "SELECT min(day), max(day), max(written_at_ms) FROM dataset_files
+              WHERE written_at_ms > ?1",
+            [since],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let parse = |d: Option<String>| {
+            d.and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+        };
+        let days = parse(first).zip(parse(last)).map(|(from, last)| Days {
+            from,
+            to: last + chrono::Days::new(1),
+        });
+        (watermark, newest, days)
+    };
+    let Some(newest) = newest else {
+        return Ok(None);
+    };
+    if watermark.is_some_and(|w| newest <= w) {
+        return Ok(None);
+    }
+    // First run: everything. Later: the days of the files written since.
+    let days = if watermark.is_some() { days } else { None };
+    let report = run_days(ctx, pseudonyms, rules, days)?;
+    ctx.db.lock().execute(
+        "INSERT INTO pipeline_watermarks (name, files_until_ms, updated_at_ms) VALUES ('evaluate', ?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET files_until_ms = max(files_until_ms, excluded.files_until_ms),
+                                         updated_at_ms = excluded.updated_at_ms",
+        rusqlite::params![newest, crate::now_ms()],
+    )?;
+    Ok(Some((days, report)))
+}
+
+/// Re-evaluates `days` in chunks of `chunk_days`, calling `progress(done, total, chunk)` after
+/// each: `nachtwacht pipeline run --from --to`.
+pub fn backfill(
+    ctx: &Context,
+    pseudonyms: &Pseudonymiser,
+    rules: &Rules,
+    days: Days,
+    chunk_days: u32,
+    mut progress: impl FnMut(usize, usize, Days),
+) -> Result<EvaluationReport> {
+    let chunks = days.chunks(chunk_days);
+    let mut total = EvaluationReport::default();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let r = run_days(ctx, pseudonyms, rules, Some(*chunk))?;
+        total.events += r.events;
+        total.stress_episodes += r.stress_episodes;
+        total.device_events += r.device_events;
+        total.new_alerts += r.new_alerts;
+        total.person_days += r.person_days;
+        progress(i + 1, chunks.len(), *chunk);
+    }
+    Ok(total)
+}
+
 fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
     let path = ctx.dir.research_daily();
     let parent = path.parent().expect("dataset in a directory");
@@ -303,8 +535,10 @@ fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
     Ok(())
 }
 
-/// Inserts one alert per event; an event extended by late data updates its alert. `spec` maps an
-/// event's `kind` to its alert (`None`: not an alert). Returns how many alerts are new.
+/// One alert per event: an event that overlaps an alert of the same person and kind *is* that
+/// alert (late data extended it, or a re-evaluation saw it again), so the alert grows to cover
+/// both and keeps its id and status; otherwise a new alert is inserted. `spec` maps an event's
+/// `kind` to its alert (`None`: not an alert). Returns how many alerts are new.
 fn store_alerts(
     ctx: &Context,
     events: &DataFrame,
@@ -340,17 +574,45 @@ fn store_alerts(
         };
         let peak = peak.as_ref().and_then(|c| c.get(i));
         let evidence = bundles.get(i).unwrap_or("");
-        new += tx.execute(
-            "INSERT OR IGNORE INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule, evidence_bundles, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            rusqlite::params![person_id, alert.kind, alert.severity, s, e, peak, alert.rule, evidence, now],
-        )?;
-        tx.execute(
-            "UPDATE alerts SET end_ms = ?4, peak_tac_g_dl = ?5, evidence_bundles = ?6
-             WHERE person_id = ?1 AND kind = ?2 AND start_ms = ?3",
-            rusqlite::params![person_id, alert.kind, s, e, peak, evidence],
-        )?;
+        let existing: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, evidence_bundles FROM alerts
+                  WHERE person_id = ?1 AND kind = ?2 AND start_ms <= ?4 AND end_ms >= ?3
+                  ORDER BY start_ms LIMIT 1",
+                rusqlite::params![person_id, alert.kind, s, e],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match existing {
+            Some((id, had)) => {
+                tx.execute(
+                    "UPDATE alerts SET start_ms = min(start_ms, ?2), end_ms = max(end_ms, ?3),
+                            peak_tac_g_dl = CASE WHEN ?4 IS NULL THEN peak_tac_g_dl
+                                                 ELSE max(coalesce(peak_tac_g_dl, ?4), ?4) END,
+                            evidence_bundles = ?5
+                      WHERE id = ?1",
+                    rusqlite::params![id, s, e, peak, merge_evidence(&had, evidence)],
+                )?;
+            }
+            None => {
+                new += tx.execute(
+                    "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule, evidence_bundles, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    rusqlite::params![person_id, alert.kind, alert.severity, s, e, peak, alert.rule, evidence, now],
+                )?;
+            }
+        }
     }
     tx.commit()?;
     Ok(new)
+}
+
+/// Comma-separated bundle ids of both lists, each once, in order of first appearance.
+fn merge_evidence(had: &str, found: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    had.split(',')
+        .chain(found.split(','))
+        .filter(|b| !b.is_empty() && seen.insert(*b))
+        .collect::<Vec<_>>()
+        .join(",")
 }

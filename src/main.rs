@@ -85,10 +85,10 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Run the indicator and alert pipelines once.
+    /// The indicator and alert pipelines.
     Pipeline {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: PipelineCommand,
     },
     /// Verify the hash chain of the audit log.
     Audit {
@@ -557,13 +557,48 @@ async fn main() -> anyhow::Result<()> {
                 println!("{token}");
             }
         },
-        Command::Pipeline { data_dir } => {
+        Command::Pipeline {
+            command:
+                PipelineCommand::Run {
+                    data_dir,
+                    from,
+                    to,
+                    chunk_days,
+                },
+        } => {
             let ctx = open(&data_dir)?;
             let p = ctx.pseudonymiser().context("pseudonym keys")?;
-            let r = evaluate::run(&ctx, &p, &Default::default()).context("running pipelines")?;
+            let rules = evaluate::Rules::default();
+            let days = match (from, to) {
+                (None, None) => None,
+                (Some(from), Some(to)) => {
+                    let days = evaluate::Days {
+                        from,
+                        to: to + chrono::Days::new(1),
+                    };
+                    if days.is_empty() {
+                        bail!("--from {from} is after --to {to}");
+                    }
+                    Some(days)
+                }
+                _ => bail!("give both --from and --to, or neither"),
+            };
+            // Polars blocks: keep it off the async runtime's threads.
+            let r = tokio::task::spawn_blocking(move || match days {
+                None => evaluate::run(&ctx, &p, &rules).context("running pipelines"),
+                Some(days) => {
+                    let mut bar = ProgressBar::new(days.len() as usize);
+                    evaluate::backfill(&ctx, &p, &rules, days, chunk_days, |done, total, chunk| {
+                        bar.chunk_done(done, total, chunk)
+                    })
+                    .context("backfilling pipelines")
+                }
+            })
+            .await
+            .context("pipeline task")??;
             println!(
-                "events: {}, new alerts: {}, person-days: {}",
-                r.events, r.new_alerts, r.person_days
+                "events: {}, device events: {}, stress episodes: {}, new alerts: {}, person-days: {}",
+                r.events, r.device_events, r.stress_episodes, r.new_alerts, r.person_days
             );
         }
         Command::Audit { data_dir } => {
@@ -689,4 +724,63 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     }
     tracing::info!("stop signal received; draining uploads");
     Ok(())
+}
+
+#[derive(Subcommand)]
+enum PipelineCommand {
+    /// Evaluate all data, or backfill the UTC days `--from`..=`--to` (e.g. after a rule change).
+    /// The server's scheduler does the same for new data on its own.
+    Run {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last day, inclusive, YYYY-MM-DD.
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// Days evaluated together: larger chunks re-read less lookback context.
+        #[arg(long, default_value_t = 7)]
+        chunk_days: u32,
+    },
+}
+
+/// A progress bar for backfills on stderr: redrawn in place on a terminal, a line per chunk
+/// otherwise (logs, CI).
+struct ProgressBar {
+    days: usize,
+    started: std::time::Instant,
+    terminal: bool,
+}
+
+impl ProgressBar {
+    const WIDTH: usize = 30;
+
+    fn new(days: usize) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            days,
+            started: std::time::Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn chunk_done(&mut self, done: usize, total: usize, chunk: evaluate::Days) {
+        let filled = Self::WIDTH * done / total.max(1);
+        let line = format!(
+            "[{}{}] {done}/{total} chunks ({} days), {chunk} done, {:.1} s",
+            "#".repeat(filled),
+            "-".repeat(Self::WIDTH - filled),
+            self.days,
+            self.started.elapsed().as_secs_f64()
+        );
+        if self.terminal {
+            eprint!("\r{line}");
+            if done == total {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{line}");
+        }
+    }
 }

@@ -228,8 +228,17 @@ async fn pipeline_loop(
             _ = shutdown.changed() => return,
         }
         let (c, p, r) = (ctx.clone(), pseudonyms.clone(), rules.clone());
-        match tokio::task::spawn_blocking(move || crate::evaluate::run(&c, &p, &r)).await {
-            Ok(Ok(_)) => {}
+        // Only the days that received data since the last run (watermark), with their context.
+        match tokio::task::spawn_blocking(move || crate::evaluate::run_incremental(&c, &p, &r))
+            .await
+        {
+            Ok(Ok(Some((days, report)))) => info!(
+                days = %days.map_or_else(|| "all".to_string(), |d| d.to_string()),
+                new_alerts = report.new_alerts,
+                person_days = report.person_days,
+                "pipelines evaluated new data"
+            ),
+            Ok(Ok(None)) => {}
             Ok(Err(e)) => error!(error = %e, "pipeline run failed; will retry"),
             Err(e) => error!(error = %e, "pipeline task panicked"),
         }

@@ -13,19 +13,6 @@ use nachtwacht_station::spool::Spool;
 use nachtwacht_station::uploader::Uploader;
 use polars::prelude::*;
 
-/// Polars blocks on a runtime of its own while scanning, so never on an async worker thread.
-fn read_parquet(path: &std::path::Path) -> DataFrame {
-    let path = path.to_path_buf();
-    std::thread::spawn(move || {
-        LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())
-            .unwrap()
-            .collect()
-            .unwrap()
-    })
-    .join()
-    .unwrap()
-}
-
 /// One pipeline run with the default rules, on a blocking thread as the server does it.
 async fn run_pipelines(ctx: &nachtwacht::server::Context) -> evaluate::EvaluationReport {
     let (ctx, pseudonyms) = (ctx.clone(), ctx.pseudonymiser().unwrap());

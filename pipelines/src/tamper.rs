@@ -73,6 +73,31 @@ fn runs(sorted: LazyFrame, condition: &str, kind: &str) -> LazyFrame {
 ///
 /// In: `pid`, `ts`, `skin_temp_c`, `ir`, `strap_closed`, `bundle_id`.
 pub fn ankle_tamper(readings: LazyFrame, rules: &TamperRules) -> LazyFrame {
+    let baselines = ir_baselines(readings.clone(), rules);
+    ankle_tamper_with_baselines(readings, baselines, rules)
+}
+
+/// Each person's IR baseline: the median of their first `ir_baseline_readings` readings (the
+/// installation check). In: `pid`, `ts`, `ir` over the person's whole history. Out: `pid`,
+/// `ir_baseline`.
+pub fn ir_baselines(readings: LazyFrame, rules: &TamperRules) -> LazyFrame {
+    readings
+        .select([col("pid"), col("ts"), col("ir")])
+        .sort(["pid", "ts"], SortMultipleOptions::default())
+        .group_by([col("pid")])
+        .agg([col("ir")
+            .head(Some(rules.ir_baseline_readings as usize))
+            .median()
+            .alias("ir_baseline")])
+}
+
+/// [`ankle_tamper`] over some of a person's readings (a range of days being re-evaluated), with
+/// baselines from [`ir_baselines`] over their whole history.
+pub fn ankle_tamper_with_baselines(
+    readings: LazyFrame,
+    baseline: LazyFrame,
+    rules: &TamperRules,
+) -> LazyFrame {
     let sorted = readings
         .select([
             col("pid"),
@@ -83,10 +108,6 @@ pub fn ankle_tamper(readings: LazyFrame, rules: &TamperRules) -> LazyFrame {
             col("bundle_id"),
         ])
         .sort(["pid", "ts"], SortMultipleOptions::default());
-    let baseline = sorted.clone().group_by([col("pid")]).agg([col("ir")
-        .head(Some(rules.ir_baseline_readings as usize))
-        .median()
-        .alias("ir_baseline")]);
     let changed = (col("ir") - col("ir_baseline"))
         .abs()
         .gt(col("ir_baseline").abs() * lit(rules.ir_deviation_fraction));

@@ -218,3 +218,37 @@ pub fn station_binary() -> PathBuf {
     );
     bin
 }
+
+/// A Parquet file read whole, on a plain thread (polars must not block a tokio worker).
+pub fn read_parquet(path: &std::path::Path) -> polars::prelude::DataFrame {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        polars::prelude::LazyFrame::scan_parquet(
+            polars::prelude::PlPath::new(&path.to_string_lossy()),
+            Default::default(),
+        )
+        .unwrap()
+        .collect()
+        .unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Log lines without terminal colour codes.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
