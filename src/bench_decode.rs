@@ -6,8 +6,6 @@
 //! samples per CPU-second is its rate per core. Part of the binary; method and figures in
 //! docs/benchmarks.md.
 
-use std::time::Instant;
-
 use anyhow::Context;
 use nachtwacht::config::Config;
 use nachtwacht::decode::Decoder;
@@ -21,6 +19,8 @@ use nachtwacht_wire::signed::decode_signed;
 use nachtwacht_wire::{DeviceKind, Signal};
 use sha2::{Digest, Sha256};
 
+use crate::bench_clock::timed;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct DecodeArgs {
     /// Bundles to decode.
@@ -30,30 +30,6 @@ pub struct DecodeArgs {
     /// every 5 minutes.
     #[arg(long, default_value_t = 5)]
     pub bundle_minutes: u32,
-}
-
-/// CPU time of the whole process (every thread: the decode worker's writer runs on its own), in
-/// seconds. Nothing else runs while a stage is timed.
-fn process_cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// Wall and CPU seconds of `f`. Starts from a quiet disk: the previous stage's writes are flushed
-/// first, so no stage's fsyncs wait behind another stage's write-back.
-fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64, f64)> {
-    // SAFETY: sync(2) takes no arguments and cannot fail.
-    unsafe { libc::sync() };
-    let (wall, cpu) = (Instant::now(), process_cpu_seconds());
-    let out = f()?;
-    Ok((
-        out,
-        wall.elapsed().as_secs_f64(),
-        process_cpu_seconds() - cpu,
-    ))
 }
 
 /// Blocking; run it on a blocking thread.

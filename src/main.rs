@@ -1,7 +1,9 @@
 //! `nachtwacht`: the server and its administration commands.
 
+mod bench_clock;
 mod bench_decode;
 mod bench_ingest;
+mod bench_pipeline;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -124,6 +126,9 @@ enum BenchCommand {
     /// The decode worker (decrypt, verify, validate, pseudonymise, write Parquet) beside a plain
     /// Parquet write of the same batches.
     Decode(bench_decode::DecodeArgs),
+    /// The stress pipeline on a wristband-day and the alcohol rules on 10,000 person-days, beside
+    /// a plain polars scan and group-by of the same files.
+    Pipeline(bench_pipeline::PipelineArgs),
 }
 
 #[derive(clap::Args)]
@@ -625,6 +630,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Decode(args),
         } => tokio::task::spawn_blocking(move || bench_decode::run(args))
+            .await
+            .context("bench task")??,
+        Command::Bench {
+            command: BenchCommand::Pipeline(args),
+        } => tokio::task::spawn_blocking(move || bench_pipeline::run(args))
             .await
             .context("bench task")??,
     }
