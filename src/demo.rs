@@ -203,6 +203,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
                 dataset: DATASET_DAILY.into(),
                 aggregate: Aggregate::Count,
                 epsilon: 0.5,
+                group_by: vec![],
+                dry_run: false,
             },
         )
     })

@@ -698,7 +698,7 @@ async fn run_demo(
         .unwrap_or(f64::NAN);
     println!(
         "DP answer: person-days with data ≈ {:.1} (±{:.1} at 95%, noise only), ε spent {:.3}, ε left {:.3}, privacy unit: {}",
-        run.answer.value, acc, run.answer.epsilon_spent, run.answer.budget_remaining, run.answer.privacy_unit
+        run.answer.value.unwrap_or(f64::NAN), acc, run.answer.epsilon_spent, run.answer.budget_remaining, run.answer.privacy_unit
     );
     println!("Ready in {:.1} s.", started.elapsed().as_secs_f64());
     match exit_after {

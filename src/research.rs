@@ -53,19 +53,48 @@ impl From<opendp::error::Error> for Error {
     }
 }
 
-/// Columns of the daily-indicators dataset a mean may be asked of.
-pub const NUMERIC_COLUMNS: &[&str] = &[
-    "wear_minutes",
-    "peak_tac_g_dl",
-    "drinking_events",
-    "tamper_events",
-    "valid_eda_minutes",
-    "mean_eda_us",
-    "scr_per_minute",
-    "minutes_aroused",
-    "stress_episodes",
-    "mean_hr_bpm",
+/// Columns of the daily-indicators dataset a sum or mean may be asked of, with the public range
+/// of each per person-day. Declared bounds must lie inside it: bounds are public parameters, and
+/// a range chosen around one person's value says nothing DP does not already protect, but bounds
+/// outside what a day can hold only waste budget on noise (and hint at a misunderstanding).
+pub const NUMERIC_COLUMNS: &[(&str, f64, f64)] = &[
+    ("wear_minutes", 0.0, 1440.0),
+    ("peak_tac_g_dl", 0.0, 0.5),
+    ("drinking_events", 0.0, 48.0),
+    ("tamper_events", 0.0, 48.0),
+    ("valid_eda_minutes", 0.0, 1440.0),
+    ("mean_eda_us", 0.0, 60.0),
+    ("scr_per_minute", 0.0, 60.0),
+    ("minutes_aroused", 0.0, 1440.0),
+    ("stress_episodes", 0.0, 72.0),
+    ("mean_hr_bpm", 0.0, 240.0),
 ];
+
+/// Person attributes an answer may be grouped by: public, coarse, constant per person, and each
+/// with a fixed public set of values. Every group of that set is released, with noise, whether or
+/// not anyone is in it: the presence of a group says nothing about anyone.
+pub const GROUP_KEYS: &[&str] = &["programme", "region", "age_band"];
+
+/// The public values of a group key (see [`GROUP_KEYS`]).
+fn public_values(key: &str) -> Vec<String> {
+    match key {
+        "programme" => crate::db::PROGRAMMES
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect(),
+        "region" => crate::enroll::REGIONS
+            .iter()
+            .copied()
+            .chain(["unknown"])
+            .map(String::from)
+            .collect(),
+        "age_band" => nachtwacht_pipelines::daily::AGE_BANDS
+            .iter()
+            .map(|b| b.to_string())
+            .collect(),
+        _ => vec![],
+    }
+}
 
 pub const DATASET_DAILY: &str = "daily-indicators";
 
@@ -77,6 +106,12 @@ pub struct QueryRequest {
     pub aggregate: Aggregate,
     /// Privacy loss to spend on this answer (pure ε-DP).
     pub epsilon: f64,
+    /// Public person attributes to group by (see [`GROUP_KEYS`]); none for one overall answer.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Estimate the accuracy this ε buys, without spending anything or touching the data.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,13 +125,44 @@ pub enum Aggregate {
         lower: f64,
         upper: f64,
     },
+    /// Sum of a column over person-days, values clipped to the declared bounds.
+    Sum {
+        column: String,
+        lower: f64,
+        upper: f64,
+    },
+}
+
+impl Aggregate {
+    /// The column and bounds of a sum or mean.
+    fn bounded(&self) -> Option<(&str, f64, f64)> {
+        match self {
+            Aggregate::Count => None,
+            Aggregate::Mean {
+                column,
+                lower,
+                upper,
+            }
+            | Aggregate::Sum {
+                column,
+                lower,
+                upper,
+            } => Some((column, *lower, *upper)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
     pub dataset: String,
     pub aggregate: Aggregate,
-    pub value: f64,
+    /// The released value of an ungrouped query; `null` on a dry run or when grouped.
+    pub value: Option<f64>,
+    pub group_by: Vec<String>,
+    /// A grouped query's released values: one per public group, in key order (empty otherwise).
+    pub groups: Vec<GroupValue>,
+    /// True when nothing was released or spent: `accuracy_95` is what `epsilon` would buy.
+    pub dry_run: bool,
     /// Half-width of the 95% interval of the noise, per released statistic (for a mean: its sum and
     /// count). Covers the noise only, not bias from clipping or contribution bounding.
     pub accuracy_95: Vec<AccuracyEntry>,
@@ -104,6 +170,13 @@ pub struct Answer {
     pub budget_remaining: f64,
     pub privacy_unit: String,
     pub max_days_per_person: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupValue {
+    /// Group key → value, e.g. `{"programme": "alcohol-ban"}`.
+    pub keys: std::collections::BTreeMap<String, String>,
+    pub value: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,29 +306,46 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
             req.epsilon, project.max_epsilon_per_query
         )));
     }
-    if let Aggregate::Mean {
-        column,
-        lower,
-        upper,
-    } = &req.aggregate
-    {
-        if !NUMERIC_COLUMNS.contains(&column.as_str()) {
+    if let Some((column, lower, upper)) = req.aggregate.bounded() {
+        let Some((_, lo, hi)) = NUMERIC_COLUMNS.iter().find(|(c, _, _)| *c == column) else {
             return Err(Error::BadRequest(format!(
                 "column {column:?} cannot be aggregated (allowed: {})",
-                NUMERIC_COLUMNS.join(", ")
+                NUMERIC_COLUMNS
+                    .iter()
+                    .map(|(c, _, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
-        }
+        };
         if !(lower.is_finite() && upper.is_finite() && lower < upper) {
             return Err(Error::BadRequest(
                 "bounds must be finite with lower < upper".into(),
             ));
+        }
+        if lower < *lo || upper > *hi {
+            return Err(Error::BadRequest(format!(
+                "bounds [{lower}, {upper}] for {column} must lie within its range [{lo}, {hi}]"
+            )));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for key in &req.group_by {
+        if !GROUP_KEYS.contains(&key.as_str()) {
+            return Err(Error::BadRequest(format!(
+                "cannot group by {key:?}: only by public person attributes ({}); \
+                 pseudonyms and per-person keys never leave through this API",
+                GROUP_KEYS.join(", ")
+            )));
+        }
+        if !seen.insert(key) {
+            return Err(Error::BadRequest(format!("{key:?} is grouped by twice")));
         }
     }
     Ok(())
 }
 
 /// The data in the exact shape the measurement's domain declares: `rid` and, for a mean, `value`.
-fn prepared_data(ctx: &Context, aggregate: &Aggregate) -> Result<LazyFrame> {
+fn prepared_data(ctx: &Context, aggregate: &Aggregate, group_by: &[String]) -> Result<LazyFrame> {
     let path = ctx.dir.research_daily();
     if !path.exists() {
         return Err(Error::NoData);
@@ -264,15 +354,16 @@ fn prepared_data(ctx: &Context, aggregate: &Aggregate) -> Result<LazyFrame> {
         PlPath::new(&path.to_string_lossy()),
         ScanArgsParquet::default(),
     )?;
-    Ok(match aggregate {
-        Aggregate::Count => lf.select([col("rid")]),
-        // Person-days without this indicator (another device kind) do not count towards its mean.
-        Aggregate::Mean { column, .. } => lf
-            .select([
-                col("rid"),
-                col(column.as_str()).cast(DataType::Float64).alias("value"),
-            ])
-            .filter(col("value").is_not_null().and(col("value").is_not_nan())),
+    let mut columns = vec![col("rid")];
+    columns.extend(group_by.iter().map(|k| col(k.as_str())));
+    Ok(match aggregate.bounded() {
+        None => lf.select(columns),
+        // Person-days without this indicator (another device kind) do not count towards it.
+        Some((column, _, _)) => {
+            columns.push(col(column).cast(DataType::Float64).alias("value"));
+            lf.select(columns)
+                .filter(col("value").is_not_null().and(col("value").is_not_nan()))
+        }
     })
 }
 
@@ -283,24 +374,77 @@ type Meas = opendp::core::Measurement<
     opendp::polars::OnceFrame,
 >;
 
-fn measurement(ctx: &Context, aggregate: &Aggregate, scale: f64) -> Result<Meas> {
+fn measurement(
+    ctx: &Context,
+    aggregate: &Aggregate,
+    group_by: &[String],
+    scale: f64,
+) -> Result<Meas> {
     let max_days = ctx.config.research.max_days_per_person;
+    let max_rows = ctx.config.research.max_rows;
     let mut series = vec![SeriesDomain::new("rid", AtomDomain::<String>::default())];
-    if matches!(aggregate, Aggregate::Mean { .. }) {
+    for key in group_by {
+        series.push(SeriesDomain::new(
+            key.as_str(),
+            AtomDomain::<String>::default(),
+        ));
+    }
+    if aggregate.bounded().is_some() {
         series.push(SeriesDomain::new("value", AtomDomain::<f64>::new_non_nan()));
     }
-    let domain = LazyFrameDomain::new(series)?
-        .with_margin(Margin::select().with_max_length(ctx.config.research.max_rows))?;
+    let mut domain =
+        LazyFrameDomain::new(series)?.with_margin(Margin::select().with_max_length(max_rows))?;
+    let by: Vec<Expr> = group_by.iter().map(|k| col(k.as_str())).collect();
+    if !by.is_empty() {
+        domain = domain.with_margin(Margin::by(by.clone()).with_max_length(max_rows))?;
+    }
     // Contribution bounding: at most `max_days` rows per person, recognised by OpenDP as truncation.
     let truncate = int_range(lit(0i64), len(), 1, DataType::Int64)
         .over([col("rid")])
         .lt(lit(max_days as i64));
     let template = DataFrame::empty().lazy().filter(truncate);
-    let plan = match aggregate {
-        Aggregate::Count => template.select([dp_len(None, false).alias("value")]),
-        Aggregate::Mean { lower, upper, .. } => {
-            template.select([col("value").dp().mean((lit(*lower), lit(*upper)), None)])
-        }
+    let statistic = match aggregate {
+        Aggregate::Count => dp_len(None, false).alias("value"),
+        Aggregate::Mean { lower, upper, .. } => col("value")
+            .dp()
+            .mean((lit(*lower), lit(*upper)), None)
+            .alias("value"),
+        Aggregate::Sum { lower, upper, .. } => col("value")
+            .dp()
+            .sum((lit(*lower), lit(*upper)), None)
+            .alias("value"),
+    };
+    let plan = if by.is_empty() {
+        template.select([statistic])
+    } else {
+        // A person's attributes are constant, so they fall in one group; the dense rank makes
+        // OpenDP see that bound (rank < 2: at most two groups, a safe over-estimate of one).
+        let group_of = if by.len() == 1 {
+            by[0].clone()
+        } else {
+            as_struct(by.clone())
+        };
+        let one_group = group_of
+            .rank(
+                RankOptions {
+                    method: RankMethod::Dense,
+                    descending: false,
+                },
+                None,
+            )
+            .over([col("rid")])
+            .lt(lit(2u32));
+        template
+            .filter(one_group)
+            .group_by(by.clone())
+            .agg([statistic])
+            // Every public group, present in the data or not.
+            .join(
+                public_groups(group_by)?.lazy(),
+                by.clone(),
+                by,
+                JoinType::Right.into(),
+            )
     };
     Ok(opendp::measurements::make_private_lazyframe(
         domain,
@@ -314,17 +458,50 @@ fn measurement(ctx: &Context, aggregate: &Aggregate, scale: f64) -> Result<Meas>
     )?)
 }
 
+/// Every combination of the public values of `group_by` (see [`public_values`]).
+fn public_groups(group_by: &[String]) -> Result<DataFrame> {
+    let mut rows: Vec<Vec<String>> = vec![vec![]];
+    for key in group_by {
+        rows = rows
+            .into_iter()
+            .flat_map(|row| {
+                public_values(key).into_iter().map(move |v| {
+                    let mut r = row.clone();
+                    r.push(v);
+                    r
+                })
+            })
+            .collect();
+    }
+    let columns = group_by
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            Column::new(
+                key.as_str().into(),
+                rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    Ok(DataFrame::new(columns)?)
+}
+
 fn one_person() -> Bounds {
     Bounds::from(1u32)
 }
 
 /// The measurement whose ε for one person is as close to `epsilon` as possible without exceeding it.
-fn calibrated(ctx: &Context, aggregate: &Aggregate, epsilon: f64) -> Result<(Meas, f64)> {
-    let at_unit = measurement(ctx, aggregate, 1.0)?.map(&one_person())?;
+fn calibrated(
+    ctx: &Context,
+    aggregate: &Aggregate,
+    group_by: &[String],
+    epsilon: f64,
+) -> Result<(Meas, f64)> {
+    let at_unit = measurement(ctx, aggregate, group_by, 1.0)?.map(&one_person())?;
     // Laplace loss is inversely proportional to the scale; nudge up for rounding in the map.
     let mut scale = at_unit / epsilon;
     for _ in 0..50 {
-        let m = measurement(ctx, aggregate, scale)?;
+        let m = measurement(ctx, aggregate, group_by, scale)?;
         let spent = m.map(&one_person())?;
         if spent <= epsilon {
             return Ok((m, spent));
@@ -382,27 +559,81 @@ fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) ->
 pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
     let project = authenticate(ctx, token, crate::now_ms())?;
     validate(req, &project)?;
-    let data = prepared_data(ctx, &req.aggregate)?;
-    let (meas, epsilon) = calibrated(ctx, &req.aggregate, req.epsilon)?;
+    let (meas, epsilon) = calibrated(ctx, &req.aggregate, &req.group_by, req.epsilon)?;
     let summary = opendp::polars::accuracy::summarize_polars_measurement(meas.clone(), Some(0.05))?;
-    let remaining = charge(ctx, &project, req, epsilon)?;
+    let mut answer = Answer {
+        dataset: req.dataset.clone(),
+        aggregate: req.aggregate.clone(),
+        value: None,
+        group_by: req.group_by.clone(),
+        groups: vec![],
+        dry_run: req.dry_run,
+        accuracy_95: accuracy_entries(&summary)?,
+        epsilon_spent: 0.0,
+        budget_remaining: (project.epsilon_budget - project.epsilon_spent).max(0.0),
+        privacy_unit: "person".into(),
+        max_days_per_person: ctx.config.research.max_days_per_person,
+    };
+    if req.dry_run {
+        // Nothing is read or released, so nothing is spent; the estimate is still audited.
+        audit::append(
+            &ctx.db.lock(),
+            crate::now_ms(),
+            &format!("research:{}", project.name),
+            "research.dry-run",
+            DATASET_DAILY,
+            &serde_json::json!({"query": req, "epsilon": epsilon}).to_string(),
+        )?;
+        return Ok(answer);
+    }
+    let data = prepared_data(ctx, &req.aggregate, &req.group_by)?;
+    answer.budget_remaining = charge(ctx, &project, req, epsilon)?;
+    answer.epsilon_spent = epsilon;
     let released = meas.invoke(&data)?.collect()?;
-    let value = released
+    let values: Vec<Option<f64>> = released
         .column("value")?
         .cast(&DataType::Float64)?
         .f64()?
-        .get(0)
-        .ok_or_else(|| Error::OpenDp("empty release".into()))?;
-    Ok(Answer {
-        dataset: req.dataset.clone(),
-        aggregate: req.aggregate.clone(),
-        value,
-        accuracy_95: accuracy_entries(&summary)?,
-        epsilon_spent: epsilon,
-        budget_remaining: remaining,
-        privacy_unit: "person".into(),
-        max_days_per_person: ctx.config.research.max_days_per_person,
-    })
+        .into_iter()
+        .collect();
+    if req.group_by.is_empty() {
+        answer.value = Some(
+            values
+                .first()
+                .copied()
+                .flatten()
+                .ok_or_else(|| Error::OpenDp("empty release".into()))?,
+        );
+    } else {
+        let keys: Vec<Vec<Option<String>>> = req
+            .group_by
+            .iter()
+            .map(|k| -> Result<_> {
+                Ok(released
+                    .column(k.as_str())?
+                    .str()?
+                    .into_iter()
+                    .map(|v| v.map(String::from))
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        let mut groups: Vec<GroupValue> = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| GroupValue {
+                keys: req
+                    .group_by
+                    .iter()
+                    .zip(&keys)
+                    .map(|(k, col)| (k.clone(), col[i].clone().unwrap_or_default()))
+                    .collect(),
+                value: *value,
+            })
+            .collect();
+        groups.sort_by(|a, b| a.keys.cmp(&b.keys));
+        answer.groups = groups;
+    }
+    Ok(answer)
 }
 
 fn accuracy_entries(summary: &DataFrame) -> Result<Vec<AccuracyEntry>> {
@@ -444,3 +675,6 @@ fn accuracy_entries(summary: &DataFrame) -> Result<Vec<AccuracyEntry>> {
 pub fn budget(ctx: &Context, token: &str) -> Result<Project> {
     authenticate(ctx, token, crate::now_ms())
 }
+
+#[cfg(test)]
+mod tests;

@@ -174,6 +174,9 @@ pub fn combine(parts: Vec<LazyFrame>) -> PolarsResult<LazyFrame> {
         .sort(["pid", "day"], SortMultipleOptions::default()))
 }
 
+/// Every value [`age_band`] returns: the public key set research may group by.
+pub const AGE_BANDS: &[&str] = &["12-17", "18-24", "25-34", "35-49", "50+", "unknown"];
+
 /// The age band research sees instead of a birth year (coarse on purpose; youths in treatment
 /// are 12–17). `None` (unknown birth year) is "unknown".
 pub fn age_band(age: Option<i32>) -> &'static str {

@@ -1,0 +1,239 @@
+//! The research path against a real data directory and SQLite ledger: grouped answers over public
+//! keys only, dry runs, and the attacks the issue names (per-person keys, filters, huge ε, tiny
+//! queries, leaky bounds, concurrent spending).
+
+use super::*;
+use crate::config::Config;
+
+/// 40 people × 20 days: programme, region and age band by person, a few indicators.
+fn context() -> (tempfile::TempDir, Context) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let mut config = Config::default();
+    config.research.max_days_per_person = 20;
+    crate::init::init(&root, &config, crate::now_ms()).unwrap();
+    let ctx = Context::open(&root).unwrap();
+    let (mut rid, mut day, mut programme, mut region, mut age, mut wear, mut drinking) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let d0 = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    for p in 0..40 {
+        for d in 0..20 {
+            rid.push(format!("r1-{p:04}"));
+            day.push(d0 + chrono::Days::new(d));
+            programme.push(crate::db::PROGRAMMES[p % 2].0);
+            region.push(crate::enroll::REGIONS[p % 3]);
+            age.push("25-34");
+            wear.push(1200i64 + (p as i64 % 7) * 10);
+            drinking.push(i64::from(p % 5 == 0 && d % 4 == 0));
+        }
+    }
+    let mut df = df!(
+        "rid" => rid,
+        "day" => day,
+        "programme" => programme,
+        "region" => region,
+        "age_band" => age,
+        "wear_minutes" => wear,
+        "drinking_events" => drinking,
+    )
+    .unwrap();
+    let path = ctx.dir.research_daily();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    ParquetWriter::new(std::fs::File::create(&path).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    (tmp, ctx)
+}
+
+fn token(ctx: &Context, name: &str, budget: f64, per_query: f64) -> String {
+    create_project(ctx, name, budget, per_query, "test").unwrap();
+    issue_token(ctx, name, 1, "test").unwrap()
+}
+
+fn request(aggregate: Aggregate, epsilon: f64, group_by: &[&str]) -> QueryRequest {
+    QueryRequest {
+        dataset: DATASET_DAILY.into(),
+        aggregate,
+        epsilon,
+        group_by: group_by.iter().map(|k| k.to_string()).collect(),
+        dry_run: false,
+    }
+}
+
+fn spent(ctx: &Context, name: &str) -> f64 {
+    ctx.db
+        .lock()
+        .query_row(
+            "SELECT epsilon_spent FROM research_projects WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn grouped_answers_cover_every_public_group_and_nothing_else() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 5.0, 1.0);
+    let req = request(
+        Aggregate::Sum {
+            column: "drinking_events".into(),
+            lower: 0.0,
+            upper: 2.0,
+        },
+        1.0,
+        &["programme"],
+    );
+    let answer = query(&ctx, &t, &req).unwrap();
+    assert_eq!(answer.value, None);
+    let groups: Vec<&str> = answer
+        .groups
+        .iter()
+        .map(|g| g.keys["programme"].as_str())
+        .collect();
+    // Every programme, including the one nobody in the data is enrolled in.
+    let mut expected: Vec<&str> = crate::db::PROGRAMMES.iter().map(|(p, _)| *p).collect();
+    expected.sort_unstable();
+    assert_eq!(groups, expected);
+    assert!(answer
+        .groups
+        .iter()
+        .all(|g| g.value.is_some_and(f64::is_finite)));
+    assert!(answer.epsilon_spent > 0.0 && answer.epsilon_spent <= 1.0);
+    assert!(!answer.accuracy_95.is_empty());
+
+    // Two keys: the full cross product of public values.
+    let req = request(Aggregate::Count, 1.0, &["programme", "region"]);
+    let answer = query(&ctx, &t, &req).unwrap();
+    assert_eq!(
+        answer.groups.len(),
+        crate::db::PROGRAMMES.len() * (crate::enroll::REGIONS.len() + 1)
+    );
+}
+
+#[test]
+fn a_dry_run_estimates_accuracy_without_spending_or_releasing() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 1.0, 1.0);
+    let mut req = request(
+        Aggregate::Mean {
+            column: "wear_minutes".into(),
+            lower: 0.0,
+            upper: 1440.0,
+        },
+        0.5,
+        &[],
+    );
+    req.dry_run = true;
+    let estimate = query(&ctx, &t, &req).unwrap();
+    assert!(estimate.dry_run && estimate.value.is_none() && estimate.groups.is_empty());
+    assert!(estimate.accuracy_95.iter().all(|a| a.accuracy > 0.0));
+    assert_eq!(estimate.epsilon_spent, 0.0);
+    assert_eq!(spent(&ctx, "p"), 0.0);
+    // The same query for real spends what the estimate named and has the same accuracy.
+    req.dry_run = false;
+    let real = query(&ctx, &t, &req).unwrap();
+    assert_eq!(real.accuracy_95, estimate.accuracy_95);
+    assert!(real.value.is_some());
+    let audited = |action: &str| -> i64 {
+        ctx.db
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM audit_log WHERE action = ?1",
+                [action],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        (audited("research.dry-run"), audited("research.release")),
+        (1, 1)
+    );
+}
+
+#[test]
+fn per_person_paths_are_refused_with_a_clear_error() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 10.0, 1.0);
+    let refused = |req: QueryRequest| match query(&ctx, &t, &req) {
+        Err(Error::BadRequest(why)) => why,
+        other => panic!("not refused: {other:?}"),
+    };
+    // Grouping by the pseudonym, or by any key that is not a public person attribute.
+    for key in ["rid", "pid", "day", "wear_minutes"] {
+        let why = refused(request(Aggregate::Count, 0.1, &[key]));
+        assert!(why.contains("only by public person attributes"), "{why}");
+    }
+    // One huge ε (over the project's per-query maximum) and a non-number.
+    assert!(refused(request(Aggregate::Count, 1e6, &[])).contains("per-query maximum"));
+    assert!(refused(request(Aggregate::Count, f64::NAN, &[])).contains("positive"));
+    // Bounds outside what a day can hold (chosen to make one value dominate).
+    let why = refused(request(
+        Aggregate::Mean {
+            column: "wear_minutes".into(),
+            lower: 0.0,
+            upper: 1e9,
+        },
+        0.1,
+        &[],
+    ));
+    assert!(why.contains("must lie within"), "{why}");
+    // A column that is not an indicator.
+    let why = refused(request(
+        Aggregate::Sum {
+            column: "rid".into(),
+            lower: 0.0,
+            upper: 1.0,
+        },
+        0.1,
+        &[],
+    ));
+    assert!(why.contains("cannot be aggregated"), "{why}");
+    // A filter (e.g. to one pseudonym) is not part of the API at all.
+    let with_filter = serde_json::json!({
+        "dataset": DATASET_DAILY, "aggregate": {"kind": "count"}, "epsilon": 0.1,
+        "filter": {"rid": "r1-0001"}
+    });
+    let err = serde_json::from_value::<QueryRequest>(with_filter).unwrap_err();
+    assert!(err.to_string().contains("unknown field `filter`"), "{err}");
+    assert_eq!(spent(&ctx, "p"), 0.0, "refusals spend nothing");
+}
+
+#[test]
+fn many_tiny_queries_run_out_of_budget() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 0.2, 0.2);
+    let req = request(Aggregate::Count, 0.05, &[]);
+    let mut answered = 0;
+    let refusal = loop {
+        match query(&ctx, &t, &req) {
+            Ok(_) => answered += 1,
+            Err(e) => break e,
+        }
+        assert!(answered <= 4, "more answers than the budget allows");
+    };
+    assert_eq!(answered, 4);
+    assert!(
+        matches!(refusal, Error::BudgetExhausted { .. }),
+        "{refusal}"
+    );
+    assert!(spent(&ctx, "p") <= 0.2 + 1e-9);
+}
+
+#[test]
+fn concurrent_queries_never_overspend() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 0.5, 0.5);
+    let results: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (ctx, t) = (&ctx, &t);
+                scope.spawn(move || query(ctx, t, &request(Aggregate::Count, 0.1, &[])).is_ok())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let answered = results.iter().filter(|ok| **ok).count();
+    assert_eq!(answered, 5, "{results:?}");
+    assert!(spent(&ctx, "p") <= 0.5 + 1e-9, "{}", spent(&ctx, "p"));
+}
