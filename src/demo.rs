@@ -205,6 +205,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
                 epsilon: 0.5,
                 group_by: vec![],
                 dry_run: false,
+                from: None,
+                to: None,
             },
         )
     })

@@ -70,14 +70,43 @@ pub const NUMERIC_COLUMNS: &[(&str, f64, f64)] = &[
     ("mean_hr_bpm", 0.0, 240.0),
 ];
 
-/// Person attributes an answer may be grouped by: public, coarse, constant per person, and each
-/// with a fixed public set of values. Every group of that set is released, with noise, whether or
-/// not anyone is in it: the presence of a group says nothing about anyone.
-pub const GROUP_KEYS: &[&str] = &["programme", "region", "age_band"];
+/// Keys an answer may be grouped by, each with a public set of values. Every group of that set is
+/// released, with noise, whether or not anyone is in it: the presence of a group says nothing
+/// about anyone.
+///
+/// * Person attributes (`programme`, `region`, `age_band`): coarse and constant per person.
+/// * Periods (`week` as ISO `2026-W05`, `month` as `2026-01`): the values are every period of the
+///   request's `from`..=`to`, which a period grouping must name.
+pub const GROUP_KEYS: &[&str] = &["programme", "region", "age_band", "week", "month"];
 
-/// The public values of a group key (see [`GROUP_KEYS`]).
-fn public_values(key: &str) -> Vec<String> {
+/// Group keys that are periods of the day rather than person attributes.
+const PERIOD_KEYS: &[&str] = &["week", "month"];
+
+/// Longest `from`..=`to` a query may name: three years.
+const MAX_RANGE_DAYS: i64 = 3 * 366;
+
+fn period_of(key: &str, day: chrono::NaiveDate) -> String {
     match key {
+        "week" => day.format("%G-W%V").to_string(),
+        _ => day.format("%Y-%m").to_string(),
+    }
+}
+
+/// The public values of a group key (see [`GROUP_KEYS`]); periods over `range`.
+fn public_values(key: &str, range: Option<(chrono::NaiveDate, chrono::NaiveDate)>) -> Vec<String> {
+    match key {
+        "week" | "month" => {
+            let Some((from, to)) = range else {
+                return vec![];
+            };
+            let mut values: Vec<String> = from
+                .iter_days()
+                .take_while(|d| *d <= to)
+                .map(|d| period_of(key, d))
+                .collect();
+            values.dedup();
+            values
+        }
         "programme" => crate::db::PROGRAMMES
             .iter()
             .map(|(p, _)| p.to_string())
@@ -112,6 +141,30 @@ pub struct QueryRequest {
     /// Estimate the accuracy this ε buys, without spending anything or touching the data.
     #[serde(default)]
     pub dry_run: bool,
+    /// Only person-days from this day (inclusive). Required with a `week` or `month` grouping.
+    #[serde(default)]
+    pub from: Option<chrono::NaiveDate>,
+    /// Only person-days up to this day (inclusive).
+    #[serde(default)]
+    pub to: Option<chrono::NaiveDate>,
+}
+
+impl QueryRequest {
+    /// The requested days, when both ends are given.
+    fn range(&self) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+        self.from.zip(self.to)
+    }
+
+    /// How many groups one person can fall in: one combination of their attributes, times the
+    /// periods of the range when grouped by period.
+    fn groups_per_person(&self) -> u32 {
+        self.group_by
+            .iter()
+            .filter(|k| PERIOD_KEYS.contains(&k.as_str()))
+            .map(|k| public_values(k, self.range()).len() as u32)
+            .product::<u32>()
+            .max(1)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,19 +394,62 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
             return Err(Error::BadRequest(format!("{key:?} is grouped by twice")));
         }
     }
+    let periods = req
+        .group_by
+        .iter()
+        .filter(|k| PERIOD_KEYS.contains(&k.as_str()))
+        .count();
+    if periods > 1 {
+        return Err(Error::BadRequest(
+            "group by one period (week or month), not both".into(),
+        ));
+    }
+    match (req.from, req.to) {
+        (Some(from), Some(to)) => {
+            if from > to {
+                return Err(Error::BadRequest(format!("from {from} is after to {to}")));
+            }
+            if (to - from).num_days() >= MAX_RANGE_DAYS {
+                return Err(Error::BadRequest(format!(
+                    "from..to spans more than {MAX_RANGE_DAYS} days"
+                )));
+            }
+        }
+        (None, None) if periods > 0 => {
+            return Err(Error::BadRequest(
+                "grouping by week or month needs from and to (the periods are the public keys)"
+                    .into(),
+            ))
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Error::BadRequest(
+                "give both from and to, or neither".into(),
+            ))
+        }
+    }
     Ok(())
 }
 
 /// The data in the exact shape the measurement's domain declares: `rid` and, for a mean, `value`.
-fn prepared_data(ctx: &Context, aggregate: &Aggregate, group_by: &[String]) -> Result<LazyFrame> {
+fn prepared_data(ctx: &Context, req: &QueryRequest) -> Result<LazyFrame> {
+    let (aggregate, group_by) = (&req.aggregate, &req.group_by);
     let path = ctx.dir.research_daily();
     if !path.exists() {
         return Err(Error::NoData);
     }
-    let lf = LazyFrame::scan_parquet(
+    let mut lf = LazyFrame::scan_parquet(
         PlPath::new(&path.to_string_lossy()),
         ScanArgsParquet::default(),
     )?;
+    // A filter on a public key with a fixed predicate: neighbouring datasets stay neighbours.
+    if let Some((from, to)) = req.range() {
+        lf = lf.filter(col("day").gt_eq(lit(from)).and(col("day").lt_eq(lit(to))));
+    }
+    lf = lf.with_columns([
+        col("day").dt().strftime("%G-W%V").alias("week"),
+        col("day").dt().strftime("%Y-%m").alias("month"),
+    ]);
     let mut columns = vec![col("rid")];
     columns.extend(group_by.iter().map(|k| col(k.as_str())));
     Ok(match aggregate.bounded() {
@@ -374,12 +470,8 @@ type Meas = opendp::core::Measurement<
     opendp::polars::OnceFrame,
 >;
 
-fn measurement(
-    ctx: &Context,
-    aggregate: &Aggregate,
-    group_by: &[String],
-    scale: f64,
-) -> Result<Meas> {
+fn measurement(ctx: &Context, req: &QueryRequest, scale: f64) -> Result<Meas> {
+    let (aggregate, group_by) = (&req.aggregate, &req.group_by);
     let max_days = ctx.config.research.max_days_per_person;
     let max_rows = ctx.config.research.max_rows;
     let mut series = vec![SeriesDomain::new("rid", AtomDomain::<String>::default())];
@@ -417,8 +509,9 @@ fn measurement(
     let plan = if by.is_empty() {
         template.select([statistic])
     } else {
-        // A person's attributes are constant, so they fall in one group; the dense rank makes
-        // OpenDP see that bound (rank < 2: at most two groups, a safe over-estimate of one).
+        // A person's attributes are constant, so they fall in one group per period; the dense
+        // rank makes OpenDP see that bound (rank < n + 1: at most n + 1 groups, a safe
+        // over-estimate of n).
         let group_of = if by.len() == 1 {
             by[0].clone()
         } else {
@@ -433,14 +526,14 @@ fn measurement(
                 None,
             )
             .over([col("rid")])
-            .lt(lit(2u32));
+            .lt(lit(req.groups_per_person() + 1));
         template
             .filter(one_group)
             .group_by(by.clone())
             .agg([statistic])
             // Every public group, present in the data or not.
             .join(
-                public_groups(group_by)?.lazy(),
+                public_groups(group_by, req.range())?.lazy(),
                 by.clone(),
                 by,
                 JoinType::Right.into(),
@@ -459,13 +552,16 @@ fn measurement(
 }
 
 /// Every combination of the public values of `group_by` (see [`public_values`]).
-fn public_groups(group_by: &[String]) -> Result<DataFrame> {
+fn public_groups(
+    group_by: &[String],
+    range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+) -> Result<DataFrame> {
     let mut rows: Vec<Vec<String>> = vec![vec![]];
     for key in group_by {
         rows = rows
             .into_iter()
             .flat_map(|row| {
-                public_values(key).into_iter().map(move |v| {
+                public_values(key, range).into_iter().map(move |v| {
                     let mut r = row.clone();
                     r.push(v);
                     r
@@ -491,17 +587,12 @@ fn one_person() -> Bounds {
 }
 
 /// The measurement whose ε for one person is as close to `epsilon` as possible without exceeding it.
-fn calibrated(
-    ctx: &Context,
-    aggregate: &Aggregate,
-    group_by: &[String],
-    epsilon: f64,
-) -> Result<(Meas, f64)> {
-    let at_unit = measurement(ctx, aggregate, group_by, 1.0)?.map(&one_person())?;
+fn calibrated(ctx: &Context, req: &QueryRequest, epsilon: f64) -> Result<(Meas, f64)> {
+    let at_unit = measurement(ctx, req, 1.0)?.map(&one_person())?;
     // Laplace loss is inversely proportional to the scale; nudge up for rounding in the map.
     let mut scale = at_unit / epsilon;
     for _ in 0..50 {
-        let m = measurement(ctx, aggregate, group_by, scale)?;
+        let m = measurement(ctx, req, scale)?;
         let spent = m.map(&one_person())?;
         if spent <= epsilon {
             return Ok((m, spent));
@@ -559,7 +650,7 @@ fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) ->
 pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
     let project = authenticate(ctx, token, crate::now_ms())?;
     validate(req, &project)?;
-    let (meas, epsilon) = calibrated(ctx, &req.aggregate, &req.group_by, req.epsilon)?;
+    let (meas, epsilon) = calibrated(ctx, req, req.epsilon)?;
     let summary = opendp::polars::accuracy::summarize_polars_measurement(meas.clone(), Some(0.05))?;
     let mut answer = Answer {
         dataset: req.dataset.clone(),
@@ -586,7 +677,7 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
         )?;
         return Ok(answer);
     }
-    let data = prepared_data(ctx, &req.aggregate, &req.group_by)?;
+    let data = prepared_data(ctx, req)?;
     answer.budget_remaining = charge(ctx, &project, req, epsilon)?;
     answer.epsilon_spent = epsilon;
     let released = meas.invoke(&data)?.collect()?;

@@ -57,6 +57,8 @@ fn request(aggregate: Aggregate, epsilon: f64, group_by: &[&str]) -> QueryReques
         epsilon,
         group_by: group_by.iter().map(|k| k.to_string()).collect(),
         dry_run: false,
+        from: None,
+        to: None,
     }
 }
 
@@ -109,6 +111,48 @@ fn grouped_answers_cover_every_public_group_and_nothing_else() {
         answer.groups.len(),
         crate::db::PROGRAMMES.len() * (crate::enroll::REGIONS.len() + 1)
     );
+}
+
+#[test]
+fn answers_by_month_cover_every_month_of_the_range() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 5.0, 1.0);
+    let mut req = request(Aggregate::Count, 1.0, &["month", "programme"]);
+    // Grouping by a period needs the range that makes its keys public.
+    let err = query(&ctx, &t, &req).unwrap_err().to_string();
+    assert!(err.contains("needs from and to"), "{err}");
+    // The data covers 2026-10-01..20; the range three months, so three months are answered
+    // (November and December with nobody in them), per programme.
+    req.from = chrono::NaiveDate::from_ymd_opt(2026, 10, 1);
+    req.to = chrono::NaiveDate::from_ymd_opt(2026, 12, 31);
+    let answer = query(&ctx, &t, &req).unwrap();
+    let months: std::collections::BTreeSet<&str> = answer
+        .groups
+        .iter()
+        .map(|g| g.keys["month"].as_str())
+        .collect();
+    assert_eq!(
+        months.into_iter().collect::<Vec<_>>(),
+        vec!["2026-10", "2026-11", "2026-12"]
+    );
+    assert_eq!(answer.groups.len(), 3 * crate::db::PROGRAMMES.len());
+    // Weeks: ISO week keys over the range.
+    let mut weekly = request(Aggregate::Count, 1.0, &["week"]);
+    weekly.from = chrono::NaiveDate::from_ymd_opt(2026, 10, 1);
+    weekly.to = chrono::NaiveDate::from_ymd_opt(2026, 10, 14);
+    let answer = query(&ctx, &t, &weekly).unwrap();
+    let weeks: Vec<&str> = answer
+        .groups
+        .iter()
+        .map(|g| g.keys["week"].as_str())
+        .collect();
+    assert_eq!(weeks, vec!["2026-W40", "2026-W41", "2026-W42"]);
+    // Both periods at once, or a backwards range: refused.
+    weekly.group_by = vec!["week".into(), "month".into()];
+    assert!(query(&ctx, &t, &weekly).is_err());
+    weekly.group_by = vec!["week".into()];
+    weekly.to = chrono::NaiveDate::from_ymd_opt(2026, 9, 1);
+    assert!(query(&ctx, &t, &weekly).is_err());
 }
 
 #[test]
