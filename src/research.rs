@@ -127,7 +127,7 @@ fn public_values(key: &str, range: Option<(chrono::NaiveDate, chrono::NaiveDate)
 
 pub const DATASET_DAILY: &str = "daily-indicators";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// Only `daily-indicators` for now.
@@ -167,7 +167,7 @@ impl QueryRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Aggregate {
     /// Number of person-days (after contribution bounding).
@@ -205,7 +205,7 @@ impl Aggregate {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Answer {
     pub dataset: String,
     pub aggregate: Aggregate,
@@ -225,14 +225,14 @@ pub struct Answer {
     pub max_days_per_person: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupValue {
     /// Group key → value, e.g. `{"programme": "alcohol-ban"}`.
     pub keys: std::collections::BTreeMap<String, String>,
     pub value: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccuracyEntry {
     pub statistic: String,
     pub distribution: String,

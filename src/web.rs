@@ -1,5 +1,6 @@
 //! HTTP: the only module that knows HTTP. For now a landing page (Dutch by default, English with
-//! `?lang=en`), a health check, and the research API under `/api/v1/research`.
+//! `?lang=en`), a health check, the research API under `/api/v1/research`, and its OpenAPI
+//! document at `/api/openapi.json`, derived from the handlers and types below by `utoipa`.
 //!
 //! Errors go through [`AppError`]: the client gets a status and a clear message; internal details
 //! are logged, never sent.
@@ -9,8 +10,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::error;
+use utoipa::OpenApi;
 
 use crate::research::{self, QueryRequest};
 use crate::server::Context;
@@ -26,7 +28,56 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/research/query", post(research_query))
         .route("/api/v1/research/budget", get(research_budget))
+        .route("/api/openapi.json", get(openapi))
         .with_state(state)
+}
+
+/// The API's OpenAPI 3.1 document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "nachtwacht",
+        description = "Research API: differentially private aggregates over daily indicators, \
+                       privacy unit = person. See docs/research-api.md."
+    ),
+    paths(research_query, research_budget),
+    modifiers(&BearerToken)
+)]
+pub struct ApiDoc;
+
+/// Research tokens are sent as `Authorization: Bearer <token>`.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "research_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Every error the API returns: a status and this body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    pub error: String,
+}
+
+/// A project's privacy budget.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BudgetAnswer {
+    pub project: String,
+    pub epsilon_budget: f64,
+    pub epsilon_spent: f64,
+    pub epsilon_remaining: f64,
+    pub max_epsilon_per_query: f64,
 }
 
 #[derive(Debug)]
@@ -54,7 +105,7 @@ impl IntoResponse for AppError {
                 )
             }
         };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
+        (status, Json(ErrorBody { error: message })).into_response()
     }
 }
 
@@ -67,6 +118,20 @@ fn bearer(headers: &HeaderMap) -> Result<String, AppError> {
         .ok_or(AppError(research::Error::Unauthorized))
 }
 
+/// One differentially private answer, charged to the token's project (or a dry run's estimate).
+#[utoipa::path(
+    post,
+    path = "/api/v1/research/query",
+    request_body = QueryRequest,
+    responses(
+        (status = 200, description = "The released answer, its accuracy and the budget left", body = research::Answer),
+        (status = 400, description = "Invalid or refused query (per-person keys, bounds, ε)", body = ErrorBody),
+        (status = 401, description = "Missing, unknown, expired or revoked token", body = ErrorBody),
+        (status = 403, description = "Privacy budget exhausted", body = ErrorBody),
+        (status = 409, description = "No research data yet", body = ErrorBody),
+    ),
+    security(("research_token" = []))
+)]
 async fn research_query(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -82,19 +147,29 @@ async fn research_query(
     Ok(Json(answer))
 }
 
+/// The token's project: its budget, what is spent and the per-query maximum.
+#[utoipa::path(
+    get,
+    path = "/api/v1/research/budget",
+    responses(
+        (status = 200, description = "The project's budget", body = BudgetAnswer),
+        (status = 401, description = "Missing, unknown, expired or revoked token", body = ErrorBody),
+    ),
+    security(("research_token" = []))
+)]
 async fn research_budget(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<BudgetAnswer>, AppError> {
     let token = bearer(&headers)?;
     let p = research::budget(&state.ctx, &token)?;
-    Ok(Json(serde_json::json!({
-        "project": p.name,
-        "epsilon_budget": p.epsilon_budget,
-        "epsilon_spent": p.epsilon_spent,
-        "epsilon_remaining": (p.epsilon_budget - p.epsilon_spent).max(0.0),
-        "max_epsilon_per_query": p.max_epsilon_per_query,
-    })))
+    Ok(Json(BudgetAnswer {
+        project: p.name,
+        epsilon_budget: p.epsilon_budget,
+        epsilon_spent: p.epsilon_spent,
+        epsilon_remaining: (p.epsilon_budget - p.epsilon_spent).max(0.0),
+        max_epsilon_per_query: p.max_epsilon_per_query,
+    }))
 }
 
 #[derive(Deserialize)]

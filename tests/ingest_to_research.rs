@@ -516,3 +516,40 @@ async fn signals_outside_the_programme_are_discarded_and_counted() {
     assert!(!t.ctx.dir.raw_signal("eda").exists());
     t.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_research_api_as_served() {
+    let t = start_server(Config::default()).await;
+    let http = t.server.http_addr;
+    let doc: serde_json::Value = tokio::task::spawn_blocking(move || {
+        ureq::get(&format!("http://{http}/api/openapi.json"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let query = &doc["paths"]["/api/v1/research/query"]["post"];
+    assert!(query["responses"]["403"].is_object(), "{query}");
+    assert!(doc["paths"]["/api/v1/research/budget"]["get"].is_object());
+    // Generated from the request type itself: its newest fields are there.
+    let request = &doc["components"]["schemas"]["QueryRequest"]["properties"];
+    for field in [
+        "dataset",
+        "aggregate",
+        "epsilon",
+        "group_by",
+        "dry_run",
+        "from",
+        "to",
+    ] {
+        assert!(request[field].is_object(), "{field} missing: {request}");
+    }
+    assert!(
+        doc["components"]["securitySchemes"]["research_token"].is_object(),
+        "{doc}"
+    );
+    t.server.shutdown().await;
+}
