@@ -293,6 +293,20 @@ enum ResearchCommand {
         #[arg(long, default_value_t = 90)]
         ttl_days: u32,
     },
+    /// List research tokens (ids only; the tokens themselves are never stored).
+    Tokens {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Revoke a research token by the id `research tokens` shows; takes effect on the next request.
+    RevokeToken {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
 }
 
 const ACTOR_CLI: &str = "cli:administrator";
@@ -560,6 +574,36 @@ async fn main() -> anyhow::Result<()> {
                 let token = research::issue_token(&open(&data_dir)?, &project, ttl_days, ACTOR_CLI)
                     .context("issuing token")?;
                 println!("{token}");
+                eprintln!("token id: {}", research::token_id(&token));
+            }
+            ResearchCommand::Tokens { data_dir, project } => {
+                let ctx = open(&data_dir)?;
+                let tokens =
+                    research::list_tokens(&ctx, project.as_deref()).context("listing tokens")?;
+                let day = |ms: i64| {
+                    chrono::DateTime::from_timestamp_millis(ms)
+                        .map(|t| t.format("%Y-%m-%d").to_string())
+                        .unwrap_or_default()
+                };
+                println!(
+                    "{:<14} {:<20} {:<11} {:<11} revoked",
+                    "id", "project", "created", "expires"
+                );
+                for t in tokens {
+                    println!(
+                        "{:<14} {:<20} {:<11} {:<11} {}",
+                        t.id,
+                        t.project,
+                        day(t.created_at_ms),
+                        day(t.expires_at_ms),
+                        t.revoked_at_ms.map(day).unwrap_or_else(|| "-".into())
+                    );
+                }
+            }
+            ResearchCommand::RevokeToken { data_dir, id } => {
+                research::revoke_token(&open(&data_dir)?, &id, ACTOR_CLI)
+                    .context("revoking token")?;
+                println!("Token {id} revoked");
             }
         },
         Command::Pipeline {

@@ -318,6 +318,94 @@ pub fn issue_token(ctx: &Context, project: &str, ttl_days: u32, actor: &str) -> 
     Ok(token)
 }
 
+/// A token as an administrator sees it: never the token itself, only an id (the first
+/// [`TOKEN_ID_LEN`] hex digits of its SHA-256, which is all the server stores).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub project: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Hex digits of a token's SHA-256 that name it.
+pub const TOKEN_ID_LEN: usize = 12;
+
+/// The id under which [`list_tokens`] shows a token.
+pub fn token_id(token: &str) -> String {
+    token_hash(token)[..TOKEN_ID_LEN].to_string()
+}
+
+/// Every token of `project` (all projects when `None`), newest first.
+pub fn list_tokens(ctx: &Context, project: Option<&str>) -> Result<Vec<TokenInfo>> {
+    let conn = ctx.db.lock();
+    let mut stmt = conn.prepare(
+        "SELECT substr(t.token_sha256, 1, ?2), p.name, t.created_at_ms, t.expires_at_ms, t.revoked_at_ms
+           FROM research_tokens t JOIN research_projects p ON p.id = t.project_id
+          WHERE ?1 IS NULL OR p.name = ?1
+          ORDER BY t.created_at_ms DESC",
+    )?;
+    let tokens = stmt
+        .query_map(rusqlite::params![project, TOKEN_ID_LEN as i64], |r| {
+            Ok(TokenInfo {
+                id: r.get(0)?,
+                project: r.get(1)?,
+                created_at_ms: r.get(2)?,
+                expires_at_ms: r.get(3)?,
+                revoked_at_ms: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(tokens)
+}
+
+/// Revokes the token with this id (see [`TokenInfo`]) at once: its next request is refused.
+/// Audited. Refuses an id that names no token, or more than one.
+pub fn revoke_token(ctx: &Context, id: &str, actor: &str) -> Result<()> {
+    if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::BadRequest(format!(
+            "a token id is {TOKEN_ID_LEN} hex digits, as `research tokens` lists them"
+        )));
+    }
+    let now = crate::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let matches: Vec<(String, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT t.token_sha256, p.name FROM research_tokens t
+               JOIN research_projects p ON p.id = t.project_id
+              WHERE substr(t.token_sha256, 1, ?2) = lower(?1) AND t.revoked_at_ms IS NULL",
+        )?;
+        let rows = stmt
+            .query_map(rusqlite::params![id, TOKEN_ID_LEN as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    let [(hash, project)] = matches.as_slice() else {
+        return Err(Error::BadRequest(format!(
+            "{} active tokens have id {id}",
+            matches.len()
+        )));
+    };
+    tx.execute(
+        "UPDATE research_tokens SET revoked_at_ms = ?2 WHERE token_sha256 = ?1",
+        rusqlite::params![hash, now],
+    )?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "research.token.revoke",
+        project,
+        &serde_json::json!({"token_id": id}).to_string(),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// The project a valid token belongs to.
 pub fn authenticate(ctx: &Context, token: &str, now_ms: i64) -> Result<Project> {
     ctx.db

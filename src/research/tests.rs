@@ -281,3 +281,42 @@ fn concurrent_queries_never_overspend() {
     assert_eq!(answered, 5, "{results:?}");
     assert!(spent(&ctx, "p") <= 0.5 + 1e-9, "{}", spent(&ctx, "p"));
 }
+
+#[test]
+fn a_revoked_token_is_refused_at_once_and_the_revocation_is_audited() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 1.0, 1.0);
+    let other = issue_token(&ctx, "p", 1, "test").unwrap();
+    assert!(budget(&ctx, &t).is_ok());
+    let listed = list_tokens(&ctx, Some("p")).unwrap();
+    assert_eq!(listed.len(), 2);
+    let id = token_id(&t);
+    assert!(listed
+        .iter()
+        .any(|i| i.id == id && i.revoked_at_ms.is_none()));
+    // Listing shows ids (a prefix of the stored hash), never the tokens.
+    assert!(listed
+        .iter()
+        .all(|i| i.id.len() == TOKEN_ID_LEN && !t.contains(&i.id) && !other.contains(&i.id)));
+
+    revoke_token(&ctx, &id, "admin").unwrap();
+    assert!(matches!(budget(&ctx, &t), Err(Error::Unauthorized)));
+    assert!(matches!(
+        query(&ctx, &t, &request(Aggregate::Count, 0.1, &[])),
+        Err(Error::Unauthorized)
+    ));
+    // The project's other token still works; revoking twice or a bad id is an error.
+    assert!(budget(&ctx, &other).is_ok());
+    assert!(revoke_token(&ctx, &id, "admin").is_err());
+    assert!(revoke_token(&ctx, "zz", "admin").is_err());
+    let audited: i64 = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = 'research.token.revoke' AND actor = 'admin'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 1);
+}
