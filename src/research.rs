@@ -82,6 +82,35 @@ pub const GROUP_KEYS: &[&str] = &["programme", "region", "age_band", "week", "mo
 /// Group keys that are periods of the day rather than person attributes.
 const PERIOD_KEYS: &[&str] = &["week", "month"];
 
+/// The implicit group key of a histogram: the bin a value falls in.
+const BIN_KEY: &str = "bin";
+
+/// Most bins a histogram may have.
+const MAX_BINS: usize = 50;
+
+/// Labels of the bins between `edges`: `[a, b)`, the last one closed.
+fn bin_labels(edges: &[f64]) -> Vec<String> {
+    let n = edges.len().saturating_sub(1);
+    (0..n)
+        .map(|i| {
+            let close = if i + 1 == n { "]" } else { ")" };
+            format!("[{}, {}{close}", edges[i], edges[i + 1])
+        })
+        .collect()
+}
+
+/// The bin label of `value` (clipped into the outer bins), as a polars expression.
+fn bin_of(value: Expr, edges: &[f64]) -> Expr {
+    let labels = bin_labels(edges);
+    let mut expr = lit(labels[labels.len() - 1].clone());
+    for i in (0..labels.len() - 1).rev() {
+        expr = when(value.clone().lt(lit(edges[i + 1])))
+            .then(lit(labels[i].clone()))
+            .otherwise(expr);
+    }
+    expr
+}
+
 /// Longest `from`..=`to` a query may name: three years.
 const MAX_RANGE_DAYS: i64 = 3 * 366;
 
@@ -93,10 +122,14 @@ fn period_of(key: &str, day: chrono::NaiveDate) -> String {
 }
 
 /// The public values of a group key (see [`GROUP_KEYS`]); periods over `range`.
-fn public_values(key: &str, range: Option<(chrono::NaiveDate, chrono::NaiveDate)>) -> Vec<String> {
+fn public_values(key: &str, req: &QueryRequest) -> Vec<String> {
     match key {
+        BIN_KEY => match &req.aggregate {
+            Aggregate::Histogram { edges, .. } => bin_labels(edges),
+            _ => vec![],
+        },
         "week" | "month" => {
-            let Some((from, to)) = range else {
+            let Some((from, to)) = req.range() else {
                 return vec![];
             };
             let mut values: Vec<String> = from
@@ -155,13 +188,22 @@ impl QueryRequest {
         self.from.zip(self.to)
     }
 
+    /// The keys the answer is grouped by: the requested ones, and a histogram's bin.
+    fn keys(&self) -> Vec<String> {
+        let mut keys = self.group_by.clone();
+        if matches!(self.aggregate, Aggregate::Histogram { .. }) {
+            keys.push(BIN_KEY.to_string());
+        }
+        keys
+    }
+
     /// How many groups one person can fall in: one combination of their attributes, times the
-    /// periods of the range when grouped by period.
+    /// periods of the range when grouped by period, times a histogram's bins.
     fn groups_per_person(&self) -> u32 {
-        self.group_by
+        self.keys()
             .iter()
-            .filter(|k| PERIOD_KEYS.contains(&k.as_str()))
-            .map(|k| public_values(k, self.range()).len() as u32)
+            .filter(|k| PERIOD_KEYS.contains(&k.as_str()) || k.as_str() == BIN_KEY)
+            .map(|k| public_values(k, self).len() as u32)
             .product::<u32>()
             .max(1)
     }
@@ -184,13 +226,35 @@ pub enum Aggregate {
         lower: f64,
         upper: f64,
     },
+    /// A quantile (0 < `quantile` < 1; 0.5 is the median) of a column over person-days, chosen
+    /// among 101 evenly spaced candidates from `lower` to `upper` (exponential mechanism).
+    Quantile {
+        column: String,
+        lower: f64,
+        upper: f64,
+        quantile: f64,
+    },
+    /// Person-days per bin of a column: bins between consecutive `edges` (2 to 51 increasing
+    /// values inside the column's range; values outside fall in the outer bins).
+    Histogram { column: String, edges: Vec<f64> },
 }
 
 impl Aggregate {
-    /// The column and bounds of a sum or mean.
+    /// The column an aggregate reads and the bounds it declares (a histogram's outer edges).
     fn bounded(&self) -> Option<(&str, f64, f64)> {
         match self {
             Aggregate::Count => None,
+            Aggregate::Histogram { column, edges } => Some((
+                column,
+                edges.first().copied().unwrap_or(f64::NAN),
+                edges.last().copied().unwrap_or(f64::NAN),
+            )),
+            Aggregate::Quantile {
+                column,
+                lower,
+                upper,
+                ..
+            } => Some((column, *lower, *upper)),
             Aggregate::Mean {
                 column,
                 lower,
@@ -469,6 +533,21 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
             )));
         }
     }
+    if let Aggregate::Histogram { edges, .. } = &req.aggregate {
+        if !(2..=MAX_BINS + 1).contains(&edges.len()) || edges.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::BadRequest(format!(
+                "histogram edges must be 2 to {} strictly increasing numbers",
+                MAX_BINS + 1
+            )));
+        }
+    }
+    if let Aggregate::Quantile { quantile, .. } = &req.aggregate {
+        if !(*quantile > 0.0 && *quantile < 1.0) {
+            return Err(Error::BadRequest(format!(
+                "quantile {quantile} must lie strictly between 0 and 1"
+            )));
+        }
+    }
     let mut seen = std::collections::BTreeSet::new();
     for key in &req.group_by {
         if !GROUP_KEYS.contains(&key.as_str()) {
@@ -521,7 +600,7 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
 
 /// The data in the exact shape the measurement's domain declares: `rid` and, for a mean, `value`.
 fn prepared_data(ctx: &Context, req: &QueryRequest) -> Result<LazyFrame> {
-    let (aggregate, group_by) = (&req.aggregate, &req.group_by);
+    let aggregate = &req.aggregate;
     let path = ctx.dir.research_daily();
     if !path.exists() {
         return Err(Error::NoData);
@@ -539,11 +618,21 @@ fn prepared_data(ctx: &Context, req: &QueryRequest) -> Result<LazyFrame> {
         col("day").dt().strftime("%Y-%m").alias("month"),
     ]);
     let mut columns = vec![col("rid")];
-    columns.extend(group_by.iter().map(|k| col(k.as_str())));
-    Ok(match aggregate.bounded() {
-        None => lf.select(columns),
+    columns.extend(req.group_by.iter().map(|k| col(k.as_str())));
+    Ok(match aggregate {
+        Aggregate::Count => lf.select(columns),
+        // A histogram counts person-days per bin: the bin is a group key, not a value.
+        Aggregate::Histogram { column, edges } => {
+            let value = col(column.as_str()).cast(DataType::Float64);
+            columns.push(bin_of(value.clone(), edges).alias(BIN_KEY));
+            lf.filter(value.clone().is_not_null().and(value.is_not_nan()))
+                .select(columns)
+        }
         // Person-days without this indicator (another device kind) do not count towards it.
-        Some((column, _, _)) => {
+        _ => {
+            let (column, _, _) = aggregate
+                .bounded()
+                .expect("sum, mean, quantile read a column");
             columns.push(col(column).cast(DataType::Float64).alias("value"));
             lf.select(columns)
                 .filter(col("value").is_not_null().and(col("value").is_not_nan()))
@@ -559,7 +648,7 @@ type Meas = opendp::core::Measurement<
 >;
 
 fn measurement(ctx: &Context, req: &QueryRequest, scale: f64) -> Result<Meas> {
-    let (aggregate, group_by) = (&req.aggregate, &req.group_by);
+    let (aggregate, group_by) = (&req.aggregate, &req.keys());
     let max_days = ctx.config.research.max_days_per_person;
     let max_rows = ctx.config.research.max_rows;
     let mut series = vec![SeriesDomain::new("rid", AtomDomain::<String>::default())];
@@ -569,7 +658,10 @@ fn measurement(ctx: &Context, req: &QueryRequest, scale: f64) -> Result<Meas> {
             AtomDomain::<String>::default(),
         ));
     }
-    if aggregate.bounded().is_some() {
+    if matches!(
+        aggregate,
+        Aggregate::Mean { .. } | Aggregate::Sum { .. } | Aggregate::Quantile { .. }
+    ) {
         series.push(SeriesDomain::new("value", AtomDomain::<f64>::new_non_nan()));
     }
     let mut domain =
@@ -584,7 +676,22 @@ fn measurement(ctx: &Context, req: &QueryRequest, scale: f64) -> Result<Meas> {
         .lt(lit(max_days as i64));
     let template = DataFrame::empty().lazy().filter(truncate);
     let statistic = match aggregate {
-        Aggregate::Count => dp_len(None, false).alias("value"),
+        Aggregate::Count | Aggregate::Histogram { .. } => dp_len(None, false).alias("value"),
+        Aggregate::Quantile {
+            lower,
+            upper,
+            quantile,
+            ..
+        } => {
+            let candidates: Vec<f64> = (0..=100)
+                .map(|i| lower + (upper - lower) * f64::from(i) / 100.0)
+                .collect();
+            col("value")
+                .fill_null(lit(*lower))
+                .dp()
+                .quantile(*quantile, Series::new("".into(), candidates), None)
+                .alias("value")
+        }
         Aggregate::Mean { lower, upper, .. } => col("value")
             .dp()
             .mean((lit(*lower), lit(*upper)), None)
@@ -621,7 +728,7 @@ fn measurement(ctx: &Context, req: &QueryRequest, scale: f64) -> Result<Meas> {
             .agg([statistic])
             // Every public group, present in the data or not.
             .join(
-                public_groups(group_by, req.range())?.lazy(),
+                public_groups(req)?.lazy(),
                 by.clone(),
                 by,
                 JoinType::Right.into(),
@@ -639,17 +746,15 @@ fn measurement(ctx: &Context, req: &QueryRequest, scale: f64) -> Result<Meas> {
     )?)
 }
 
-/// Every combination of the public values of `group_by` (see [`public_values`]).
-fn public_groups(
-    group_by: &[String],
-    range: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
-) -> Result<DataFrame> {
+/// Every combination of the public values of the request's keys (see [`public_values`]).
+fn public_groups(req: &QueryRequest) -> Result<DataFrame> {
+    let group_by = &req.keys();
     let mut rows: Vec<Vec<String>> = vec![vec![]];
     for key in group_by {
         rows = rows
             .into_iter()
             .flat_map(|row| {
-                public_values(key, range).into_iter().map(move |v| {
+                public_values(key, req).into_iter().map(move |v| {
                     let mut r = row.clone();
                     r.push(v);
                     r
@@ -744,7 +849,7 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
         dataset: req.dataset.clone(),
         aggregate: req.aggregate.clone(),
         value: None,
-        group_by: req.group_by.clone(),
+        group_by: req.keys(),
         groups: vec![],
         dry_run: req.dry_run,
         accuracy_95: accuracy_entries(&summary)?,
@@ -775,7 +880,8 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
         .f64()?
         .into_iter()
         .collect();
-    if req.group_by.is_empty() {
+    let keys_of_answer = req.keys();
+    if keys_of_answer.is_empty() {
         answer.value = Some(
             values
                 .first()
@@ -784,8 +890,7 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
                 .ok_or_else(|| Error::OpenDp("empty release".into()))?,
         );
     } else {
-        let keys: Vec<Vec<Option<String>>> = req
-            .group_by
+        let keys: Vec<Vec<Option<String>>> = keys_of_answer
             .iter()
             .map(|k| -> Result<_> {
                 Ok(released
@@ -800,8 +905,7 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
             .iter()
             .enumerate()
             .map(|(i, value)| GroupValue {
-                keys: req
-                    .group_by
+                keys: keys_of_answer
                     .iter()
                     .zip(&keys)
                     .map(|(k, col)| (k.clone(), col[i].clone().unwrap_or_default()))

@@ -320,3 +320,77 @@ fn a_revoked_token_is_refused_at_once_and_the_revocation_is_audited() {
         .unwrap();
     assert_eq!(audited, 1);
 }
+
+#[test]
+fn quantiles_and_histograms_are_released_over_public_candidates_and_bins() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 10.0, 2.0);
+    // Wear minutes are 1200..=1260 in the fixture: the median lies there.
+    let median = query(
+        &ctx,
+        &t,
+        &request(
+            Aggregate::Quantile {
+                column: "wear_minutes".into(),
+                lower: 0.0,
+                upper: 1440.0,
+                quantile: 0.5,
+            },
+            2.0,
+            &[],
+        ),
+    )
+    .unwrap()
+    .value
+    .unwrap();
+    assert!((1100.0..=1300.0).contains(&median), "median {median}");
+
+    // A histogram has every bin, empty or not, and can be grouped further.
+    let answer = query(
+        &ctx,
+        &t,
+        &request(
+            Aggregate::Histogram {
+                column: "drinking_events".into(),
+                edges: vec![0.0, 1.0, 2.0, 5.0],
+            },
+            1.0,
+            &["programme"],
+        ),
+    )
+    .unwrap();
+    let bins: std::collections::BTreeSet<&str> = answer
+        .groups
+        .iter()
+        .map(|g| g.keys["bin"].as_str())
+        .collect();
+    assert_eq!(
+        bins.into_iter().collect::<Vec<_>>(),
+        vec!["[0, 1)", "[1, 2)", "[2, 5]"]
+    );
+    assert_eq!(answer.groups.len(), 3 * crate::db::PROGRAMMES.len());
+    assert_eq!(answer.group_by, vec!["programme", "bin"]);
+
+    // Bad edges and quantiles are refused.
+    for bad in [
+        Aggregate::Histogram {
+            column: "drinking_events".into(),
+            edges: vec![2.0, 1.0],
+        },
+        Aggregate::Histogram {
+            column: "drinking_events".into(),
+            edges: vec![0.0, 100.0],
+        },
+        Aggregate::Quantile {
+            column: "wear_minutes".into(),
+            lower: 0.0,
+            upper: 1440.0,
+            quantile: 1.0,
+        },
+    ] {
+        assert!(matches!(
+            query(&ctx, &t, &request(bad, 0.1, &[])),
+            Err(Error::BadRequest(_))
+        ));
+    }
+}
