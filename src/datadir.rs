@@ -72,6 +72,13 @@ impl DataDir {
             .join("research")
             .join("daily_indicators.parquet")
     }
+    /// Alerts per person-day and kind group, research pseudonyms only (see `evaluate`).
+    pub fn research_alert_counts(&self) -> PathBuf {
+        self.root
+            .join("datasets")
+            .join("research")
+            .join("alert_counts.parquet")
+    }
     /// Station configs written by the demo.
     pub fn stations(&self) -> PathBuf {
         self.root.join("stations")

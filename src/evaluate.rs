@@ -334,13 +334,14 @@ pub fn run_days(
                 .and(col("day").lt(lit(days.to))),
         );
     }
-    let research = daily::for_research(combined, persons_df.lazy()).collect()?;
+    let research = daily::for_research(combined, persons_df.clone().lazy()).collect()?;
     report.person_days = research.height();
     let mut merged = match days {
         Some(days) => merge_research_days(ctx, research, days)?,
         None => research,
     };
     write_research_daily(ctx, &mut merged)?;
+    write_research_alert_counts(ctx, &persons_df, &person_of_pid)?;
     info!(
         events = report.events,
         stress_episodes = report.stress_episodes,
@@ -522,8 +523,111 @@ pub fn backfill(
     Ok(total)
 }
 
+/// Alert kinds by the group the research dataset counts them in.
+const ALERT_GROUPS: &[(&str, &[&str])] = &[
+    ("alcohol_alerts", &["alcohol"]),
+    ("interferent_alerts", &["interferent"]),
+    (
+        "tamper_alerts",
+        &[
+            tamper::KIND_STRAP_OPEN,
+            tamper::KIND_REMOVAL,
+            tamper::KIND_OBSTRUCTION,
+        ],
+    ),
+    (
+        "device_alerts",
+        &[
+            tamper::KIND_BATTERY_LOW,
+            tamper::KIND_DEVICE_FAULT,
+            crate::communication::KIND_DEVICE,
+            crate::communication::KIND_SPOOL_FULL,
+            crate::communication::KIND_CLOCK,
+        ],
+    ),
+    (
+        "communication_alerts",
+        &[
+            crate::communication::KIND_SILENT,
+            crate::communication::KIND_CRITICAL,
+        ],
+    ),
+];
+
+/// `datasets/research/alert_counts.parquet`, rewritten whole from the alerts table (small): one
+/// row per person and UTC day on which alerts started, with counts per group of kinds, under the
+/// research pseudonym with the coarse attributes. Communication alerts come from housekeeping,
+/// so they appear here from the next evaluation on.
+fn write_research_alert_counts(
+    ctx: &Context,
+    persons_df: &DataFrame,
+    person_of_pid: &HashMap<String, i64>,
+) -> Result<()> {
+    let pid_of: HashMap<i64, &str> = person_of_pid
+        .iter()
+        .map(|(pid, id)| (*id, pid.as_str()))
+        .collect();
+    let rows: Vec<(i64, String, String)> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn.prepare(
+            "SELECT person_id, date(start_ms / 1000, 'unixepoch'), kind FROM alerts ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    let mut pids = Vec::new();
+    let mut days = Vec::new();
+    let mut counts: Vec<Vec<i64>> = vec![Vec::new(); ALERT_GROUPS.len()];
+    for (person, day, kind) in rows {
+        let Some(pid) = pid_of.get(&person) else {
+            continue;
+        };
+        if pids.last() != Some(pid) || days.last() != Some(&day) {
+            pids.push(*pid);
+            days.push(day);
+            counts.iter_mut().for_each(|c| c.push(0));
+        }
+        for (i, (_, kinds)) in ALERT_GROUPS.iter().enumerate() {
+            if kinds.contains(&kind.as_str()) {
+                *counts[i].last_mut().expect("a row was pushed") += 1;
+            }
+        }
+    }
+    let mut columns = vec![
+        Column::new("pid".into(), pids),
+        Column::new("day".into(), days).cast(&DataType::Date)?,
+    ];
+    for ((name, _), c) in ALERT_GROUPS.iter().zip(counts) {
+        columns.push(Column::new((*name).into(), c));
+    }
+    let mut out = DataFrame::new(columns)?
+        .lazy()
+        .join(
+            persons_df.clone().lazy().select([
+                col("pid"),
+                col("rid"),
+                col("programme"),
+                col("region"),
+                col("age_band"),
+            ]),
+            [col("pid")],
+            [col("pid")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .drop(cols(["pid"]))
+        .sort(["rid", "day"], SortMultipleOptions::default())
+        .collect()?;
+    write_parquet_durably(&ctx.dir.research_alert_counts(), &mut out)
+}
+
 fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
-    let path = ctx.dir.research_daily();
+    write_parquet_durably(&ctx.dir.research_daily(), df)
+}
+
+/// Writes a research dataset whole and durably (temp file, fsync, rename, fsync directory).
+fn write_parquet_durably(path: &std::path::Path, df: &mut DataFrame) -> Result<()> {
     let parent = path.parent().expect("dataset in a directory");
     std::fs::create_dir_all(parent).map_err(|source| crate::spool::Error::Io {
         path: parent.display().to_string(),
@@ -531,7 +635,7 @@ fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
     })?;
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf).finish(df)?;
-    crate::spool::write_durably(&path, &buf)?;
+    crate::spool::write_durably(path, &buf)?;
     Ok(())
 }
 

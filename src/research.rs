@@ -57,7 +57,7 @@ impl From<opendp::error::Error> for Error {
 /// of each per person-day. Declared bounds must lie inside it: bounds are public parameters, and
 /// a range chosen around one person's value says nothing DP does not already protect, but bounds
 /// outside what a day can hold only waste budget on noise (and hint at a misunderstanding).
-pub const NUMERIC_COLUMNS: &[(&str, f64, f64)] = &[
+pub const DAILY_COLUMNS: &[(&str, f64, f64)] = &[
     ("wear_minutes", 0.0, 1440.0),
     ("peak_tac_g_dl", 0.0, 0.5),
     ("drinking_events", 0.0, 48.0),
@@ -69,6 +69,36 @@ pub const NUMERIC_COLUMNS: &[(&str, f64, f64)] = &[
     ("stress_episodes", 0.0, 72.0),
     ("mean_hr_bpm", 0.0, 240.0),
 ];
+
+/// Columns of the alert-counts dataset (one row per person-day with at least one alert), with
+/// their public ranges: alerts starting that day, by group of kinds.
+pub const ALERT_COLUMNS: &[(&str, f64, f64)] = &[
+    ("alcohol_alerts", 0.0, 48.0),
+    ("interferent_alerts", 0.0, 48.0),
+    ("tamper_alerts", 0.0, 48.0),
+    ("device_alerts", 0.0, 48.0),
+    ("communication_alerts", 0.0, 48.0),
+];
+
+/// The alert-counts dataset: for rates of drinking, tamper and communication alerts.
+pub const DATASET_ALERTS: &str = "alert-counts";
+
+/// The datasets a query may name, their files' place and their columns.
+fn dataset(
+    name: &str,
+) -> Option<(
+    fn(&crate::datadir::DataDir) -> std::path::PathBuf,
+    &'static [(&'static str, f64, f64)],
+)> {
+    match name {
+        DATASET_DAILY => Some((crate::datadir::DataDir::research_daily, DAILY_COLUMNS)),
+        DATASET_ALERTS => Some((
+            crate::datadir::DataDir::research_alert_counts,
+            ALERT_COLUMNS,
+        )),
+        _ => None,
+    }
+}
 
 /// Keys an answer may be grouped by, each with a public set of values. Every group of that set is
 /// released, with noise, whether or not anyone is in it: the presence of a group says nothing
@@ -494,12 +524,12 @@ pub fn authenticate(ctx: &Context, token: &str, now_ms: i64) -> Result<Project> 
 }
 
 fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
-    if req.dataset != DATASET_DAILY {
+    let Some((_, columns)) = dataset(&req.dataset) else {
         return Err(Error::BadRequest(format!(
-            "unknown dataset {:?} (available: {DATASET_DAILY})",
+            "unknown dataset {:?} (available: {DATASET_DAILY}, {DATASET_ALERTS})",
             req.dataset
         )));
-    }
+    };
     if !(req.epsilon.is_finite() && req.epsilon > 0.0) {
         return Err(Error::BadRequest(
             "epsilon must be a positive number".into(),
@@ -512,10 +542,11 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
         )));
     }
     if let Some((column, lower, upper)) = req.aggregate.bounded() {
-        let Some((_, lo, hi)) = NUMERIC_COLUMNS.iter().find(|(c, _, _)| *c == column) else {
+        let Some((_, lo, hi)) = columns.iter().find(|(c, _, _)| *c == column) else {
             return Err(Error::BadRequest(format!(
-                "column {column:?} cannot be aggregated (allowed: {})",
-                NUMERIC_COLUMNS
+                "column {column:?} of {} cannot be aggregated (allowed: {})",
+                req.dataset,
+                columns
                     .iter()
                     .map(|(c, _, _)| *c)
                     .collect::<Vec<_>>()
@@ -601,7 +632,8 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
 /// The data in the exact shape the measurement's domain declares: `rid` and, for a mean, `value`.
 fn prepared_data(ctx: &Context, req: &QueryRequest) -> Result<LazyFrame> {
     let aggregate = &req.aggregate;
-    let path = ctx.dir.research_daily();
+    let (path_of, _) = dataset(&req.dataset).expect("validated");
+    let path = path_of(&ctx.dir);
     if !path.exists() {
         return Err(Error::NoData);
     }
@@ -816,7 +848,7 @@ fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) ->
             now,
             &format!("research:{}", project.name),
             "research.refused",
-            DATASET_DAILY,
+            &req.dataset,
             &serde_json::json!({"query": req, "epsilon": epsilon, "reason": "budget exhausted"})
                 .to_string(),
         )?;
@@ -831,7 +863,7 @@ fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) ->
         now,
         &format!("research:{}", project.name),
         "research.release",
-        DATASET_DAILY,
+        &req.dataset,
         &serde_json::json!({"query": req, "epsilon": epsilon}).to_string(),
     )?;
     tx.commit()?;
@@ -865,7 +897,7 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
             crate::now_ms(),
             &format!("research:{}", project.name),
             "research.dry-run",
-            DATASET_DAILY,
+            &req.dataset,
             &serde_json::json!({"query": req, "epsilon": epsilon}).to_string(),
         )?;
         return Ok(answer);

@@ -170,6 +170,42 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
         "one row per person-day, days 1–4: {daily}"
     );
 
+    // The alerts reach research only as counts per person-day under the research pseudonym.
+    let counts = read_parquet(&ctx.dir.research_alert_counts());
+    assert!(counts.column("pid").is_err(), "{counts}");
+    assert_eq!(
+        counts.height(),
+        2,
+        "day 1 (drinking) and day 3 (strap): {counts}"
+    );
+    let total = |c: &str| -> i64 {
+        counts
+            .column(c)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .sum()
+    };
+    assert_eq!((total("alcohol_alerts"), total("tamper_alerts")), (1, 1));
+    let c = ctx.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        nachtwacht::research::create_project(&c, "mgmt", 1.0, 1.0, "test").unwrap();
+        let token = nachtwacht::research::issue_token(&c, "mgmt", 1, "test").unwrap();
+        let req: nachtwacht::research::QueryRequest = serde_json::from_value(serde_json::json!({
+            "dataset": "alert-counts",
+            "aggregate": {"kind": "sum", "column": "tamper_alerts", "lower": 0, "upper": 4},
+            "epsilon": 0.5,
+            "group_by": ["programme"],
+        }))
+        .unwrap();
+        nachtwacht::research::query(&c, &token, &req).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer.groups.len(), 3, "{answer:?}");
+    assert_eq!(answer.dataset, "alert-counts");
+
     // A backfill over the same days from the CLI, as an operator runs it: same alerts.
     let first_day = chrono::DateTime::from_timestamp_millis(day1)
         .unwrap()
