@@ -83,19 +83,22 @@ pub const ALERT_COLUMNS: &[(&str, f64, f64)] = &[
 /// The alert-counts dataset: for rates of drinking, tamper and communication alerts.
 pub const DATASET_ALERTS: &str = "alert-counts";
 
-/// The datasets a query may name, their files' place and their columns.
-fn dataset(
-    name: &str,
-) -> Option<(
-    fn(&crate::datadir::DataDir) -> std::path::PathBuf,
-    &'static [(&'static str, f64, f64)],
-)> {
+/// A dataset a query may name: where its file is, and its columns with their public ranges.
+struct Dataset {
+    path: fn(&crate::datadir::DataDir) -> std::path::PathBuf,
+    columns: &'static [(&'static str, f64, f64)],
+}
+
+fn dataset(name: &str) -> Option<Dataset> {
     match name {
-        DATASET_DAILY => Some((crate::datadir::DataDir::research_daily, DAILY_COLUMNS)),
-        DATASET_ALERTS => Some((
-            crate::datadir::DataDir::research_alert_counts,
-            ALERT_COLUMNS,
-        )),
+        DATASET_DAILY => Some(Dataset {
+            path: crate::datadir::DataDir::research_daily,
+            columns: DAILY_COLUMNS,
+        }),
+        DATASET_ALERTS => Some(Dataset {
+            path: crate::datadir::DataDir::research_alert_counts,
+            columns: ALERT_COLUMNS,
+        }),
         _ => None,
     }
 }
@@ -524,7 +527,7 @@ pub fn authenticate(ctx: &Context, token: &str, now_ms: i64) -> Result<Project> 
 }
 
 fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
-    let Some((_, columns)) = dataset(&req.dataset) else {
+    let Some(Dataset { columns, .. }) = dataset(&req.dataset) else {
         return Err(Error::BadRequest(format!(
             "unknown dataset {:?} (available: {DATASET_DAILY}, {DATASET_ALERTS})",
             req.dataset
@@ -632,8 +635,7 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
 /// The data in the exact shape the measurement's domain declares: `rid` and, for a mean, `value`.
 fn prepared_data(ctx: &Context, req: &QueryRequest) -> Result<LazyFrame> {
     let aggregate = &req.aggregate;
-    let (path_of, _) = dataset(&req.dataset).expect("validated");
-    let path = path_of(&ctx.dir);
+    let path = (dataset(&req.dataset).expect("validated").path)(&ctx.dir);
     if !path.exists() {
         return Err(Error::NoData);
     }
