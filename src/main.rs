@@ -4,6 +4,7 @@ mod bench_clock;
 mod bench_decode;
 mod bench_ingest;
 mod bench_pipeline;
+mod bench_research;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -129,6 +130,8 @@ enum BenchCommand {
     /// The stress pipeline on a wristband-day and the alcohol rules on 10,000 person-days, beside
     /// a plain polars scan and group-by of the same files.
     Pipeline(bench_pipeline::PipelineArgs),
+    /// DP query latency over 1,000 persons × 365 days, beside the same aggregates without DP.
+    Research(bench_research::ResearchArgs),
 }
 
 #[derive(clap::Args)]
@@ -679,6 +682,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Pipeline(args),
         } => tokio::task::spawn_blocking(move || bench_pipeline::run(args))
+            .await
+            .context("bench task")??,
+        Command::Bench {
+            command: BenchCommand::Research(args),
+        } => tokio::task::spawn_blocking(move || bench_research::run(args))
             .await
             .context("bench task")??,
     }
