@@ -586,7 +586,7 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
     for key in &req.group_by {
         if !GROUP_KEYS.contains(&key.as_str()) {
             return Err(Error::BadRequest(format!(
-                "cannot group by {key:?}: only by public person attributes ({}); \
+                "cannot group by {key:?}: only by public keys ({}); \
                  pseudonyms and per-person keys never leave through this API",
                 GROUP_KEYS.join(", ")
             )));

@@ -206,7 +206,7 @@ fn per_person_paths_are_refused_with_a_clear_error() {
     // Grouping by the pseudonym, or by any key that is not a public person attribute.
     for key in ["rid", "pid", "day", "wear_minutes"] {
         let why = refused(request(Aggregate::Count, 0.1, &[key]));
-        assert!(why.contains("only by public person attributes"), "{why}");
+        assert!(why.contains("only by public keys"), "{why}");
     }
     // One huge ε (over the project's per-query maximum) and a non-number.
     assert!(refused(request(Aggregate::Count, 1e6, &[])).contains("per-query maximum"));
