@@ -317,6 +317,9 @@ pub struct Answer {
     /// count). Covers the noise only, not bias from clipping or contribution bounding.
     pub accuracy_95: Vec<AccuracyEntry>,
     pub epsilon_spent: f64,
+    /// The δ of the (ε, δ) this release spent. Accounting is pure ε-DP (Laplace and exponential
+    /// mechanisms), so δ is 0 for every release; it is sent so the loss reads as (ε, δ).
+    pub delta_spent: f64,
     pub budget_remaining: f64,
     pub privacy_unit: String,
     pub max_days_per_person: u32,
@@ -888,6 +891,7 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
         dry_run: req.dry_run,
         accuracy_95: accuracy_entries(&summary)?,
         epsilon_spent: 0.0,
+        delta_spent: 0.0,
         budget_remaining: (project.epsilon_budget - project.epsilon_spent).max(0.0),
         privacy_unit: "person".into(),
         max_days_per_person: ctx.config.research.max_days_per_person,
