@@ -602,22 +602,7 @@ fn write_research_alert_counts(
     for ((name, _), c) in ALERT_GROUPS.iter().zip(counts) {
         columns.push(Column::new((*name).into(), c));
     }
-    let mut out = DataFrame::new(columns)?
-        .lazy()
-        .join(
-            persons_df.clone().lazy().select([
-                col("pid"),
-                col("rid"),
-                col("programme"),
-                col("region"),
-                col("age_band"),
-            ]),
-            [col("pid")],
-            [col("pid")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .drop(cols(["pid"]))
-        .sort(["rid", "day"], SortMultipleOptions::default())
+    let mut out = daily::for_research(DataFrame::new(columns)?.lazy(), persons_df.clone().lazy())
         .collect()?;
     write_parquet_durably(&ctx.dir.research_alert_counts(), &mut out)
 }

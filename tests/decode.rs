@@ -193,27 +193,7 @@ async fn an_ankle_readout_is_replayed_through_a_replacement_station() {
     std::fs::write(&config, station.to_toml()).unwrap();
     let readout =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ankle-readout.csv");
-    let import = move || {
-        let out = std::process::Command::new(station_binary())
-            .args([
-                "import",
-                "--format",
-                "ankle-csv",
-                "--device-serial",
-                "AM-R",
-                "--config",
-            ])
-            .arg(&config)
-            .arg(&readout)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        strip_ansi(&String::from_utf8_lossy(&out.stdout))
-    };
+    let import = move || import_ankle_csv(&config, "AM-R", &readout);
     let log = tokio::task::spawn_blocking(import.clone()).await.unwrap();
     assert!(
         log.contains("bundles=2") && log.contains("acknowledged=2"),

@@ -32,28 +32,6 @@ fn csv(
     out
 }
 
-fn import(config: &std::path::Path, file: &std::path::Path) -> String {
-    let out = std::process::Command::new(station_binary())
-        .args([
-            "import",
-            "--format",
-            "ankle-csv",
-            "--device-serial",
-            "AM-L",
-            "--config",
-        ])
-        .arg(config)
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    strip_ansi(&String::from_utf8_lossy(&out.stdout))
-}
-
 async fn incremental(
     t: &TestServer,
 ) -> Option<(Option<evaluate::Days>, evaluate::EvaluationReport)> {
@@ -108,7 +86,7 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
     // (20:30 is exactly 0.02, which is not above).
     let before = dir.join("before.csv");
     std::fs::write(&before, csv(day1, h(22.0) + 1, tac, strap_open)).unwrap();
-    let log = import(&config, &before);
+    let log = import_ankle_csv(&config, "AM-L", &before);
     assert!(log.contains("acknowledged=1"), "{log}");
     t.server.decode_now().await;
     let (days, first) = incremental(&t).await.expect("new data: evaluated");
@@ -122,7 +100,7 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
     // The station was offline for three days; then the rest arrives at once.
     let after = dir.join("after.csv");
     std::fs::write(&after, csv(h(22.5), h(96.0), tac, strap_open)).unwrap();
-    let log = import(&config, &after);
+    let log = import_ankle_csv(&config, "AM-L", &after);
     assert!(log.contains("bundles=4"), "one bundle per UTC day: {log}");
     t.server.decode_now().await;
     let (days, late) = incremental(&t).await.expect("late data: evaluated");

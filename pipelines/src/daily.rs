@@ -193,7 +193,8 @@ pub fn age_band(age: Option<i32>) -> &'static str {
 /// Research shape: `rid` (research pseudonym), public coarse attributes (`programme`, `region`,
 /// `age_band`), indicators. No `pid`.
 ///
-/// `persons`: `pid`, `rid`, `programme`, `region`, `age_band`.
+/// `persons`: `pid`, `rid`, `programme`, `region`, `age_band`. Any per-person-day frame with
+/// `pid` and `day` takes this shape for research (the alert counts do too).
 pub fn for_research(daily: LazyFrame, persons: LazyFrame) -> LazyFrame {
     daily
         .join(

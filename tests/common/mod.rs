@@ -252,3 +252,27 @@ pub fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// Replays an ankle-monitor CSV readout through `nachtwacht-station import` (the real binary) for
+/// device `serial`, and returns its log without colour codes.
+pub fn import_ankle_csv(config: &std::path::Path, serial: &str, file: &std::path::Path) -> String {
+    let out = std::process::Command::new(station_binary())
+        .args([
+            "import",
+            "--format",
+            "ankle-csv",
+            "--device-serial",
+            serial,
+            "--config",
+        ])
+        .arg(config)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    strip_ansi(&String::from_utf8_lossy(&out.stdout))
+}
