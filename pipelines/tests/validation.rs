@@ -6,7 +6,9 @@
 
 use nachtwacht_pipelines::alcohol::{drinking_events, KIND_DRINKING, KIND_INTERFERENT};
 use nachtwacht_pipelines::synth::{peak_tac, Ankle, AnkleTruth, Rng, Span, Wristband};
-use nachtwacht_pipelines::tamper::{ankle_tamper, KIND_OBSTRUCTION, KIND_REMOVAL};
+use nachtwacht_pipelines::tamper::{
+    ankle_tamper, battery_low, device_faults, KIND_OBSTRUCTION, KIND_REMOVAL,
+};
 use nachtwacht_pipelines::{stress, AlcoholRules, StressRules, TamperRules};
 use polars::prelude::*;
 
@@ -386,4 +388,113 @@ fn stress_episodes_against_ground_truth() {
     assert_eq!(during_exercise, 0, "exercise reported as stress");
     assert!(recall >= 0.9, "recall {recall}");
     assert!(precision >= 0.9, "precision {precision}");
+}
+
+#[test]
+fn battery_and_device_fault_rules_against_ground_truth() {
+    // 50 devices, 7 days of battery readings every 30 minutes: a discharge cycle that is
+    // recharged in time, except on one random day per device where it runs down below 10 %
+    // before charging. Device events: routine ones, and on every fifth device one fault.
+    let mut rng = Rng::new(77);
+    let (mut pid, mut ts, mut pct, mut bundle) = (vec![], vec![], vec![], vec![]);
+    let (mut epid, mut ets, mut event, mut ebundle) = (vec![], vec![], vec![], vec![]);
+    let mut low_truth = Vec::new();
+    let mut fault_truth = Vec::new();
+    let readings_per_day = 48;
+    for d in 0..50 {
+        let p = format!("d{d:02}");
+        let flat_day = (rng.unit() * 7.0) as usize;
+        for day in 0..7 {
+            let mut low_span: Option<(i64, i64)> = None;
+            for r in 0..readings_per_day {
+                let t = DAY0 + (day * readings_per_day + r) as i64 * 1_800_000;
+                // Charged to 100 % at midnight; 1.5 % per reading, 3 % on the flat day.
+                let per = if day == flat_day { 3.0 } else { 1.5 };
+                let level = (100.0 - per * r as f64).max(2.0) + rng.normal() * 0.3;
+                if level < 15.0 {
+                    low_span = Some((low_span.map_or(t, |s| s.0), t));
+                }
+                pid.push(p.clone());
+                ts.push(t);
+                pct.push(level);
+                bundle.push(format!("{p}-{day}"));
+            }
+            if let Some(span) = low_span {
+                low_truth.push((p.clone(), span));
+            }
+            for (hour, e) in [
+                (1, "self-test-pass"),
+                (9, "charging-start"),
+                (10, "charging-stop"),
+            ] {
+                epid.push(p.clone());
+                ets.push(DAY0 + day as i64 * 86_400_000 + hour * 3_600_000);
+                event.push(e.to_string());
+                ebundle.push(format!("{p}-{day}"));
+            }
+        }
+        if d % 5 == 0 {
+            let t = DAY0 + (rng.unit() * 6.0 * 86_400_000.0) as i64;
+            epid.push(p.clone());
+            ets.push(t);
+            event.push(
+                if d % 10 == 0 {
+                    "self-test-fail"
+                } else {
+                    "firmware-fault"
+                }
+                .into(),
+            );
+            ebundle.push(format!("{p}-fault"));
+            fault_truth.push((p.clone(), (t, t)));
+        }
+    }
+    let utc = |lf: LazyFrame| {
+        lf.with_column(col("ts").cast(DataType::Datetime(
+            TimeUnit::Milliseconds,
+            Some(TimeZone::UTC),
+        )))
+    };
+    let battery = utc(
+        df!("pid" => pid, "ts" => ts, "battery_pct" => pct, "bundle_id" => bundle)
+            .unwrap()
+            .lazy(),
+    );
+    let events = utc(
+        df!("pid" => epid, "ts" => ets, "event" => event, "bundle_id" => ebundle)
+            .unwrap()
+            .lazy(),
+    );
+    let rules = TamperRules::default();
+    let low = detected(&battery_low(battery, &rules).collect().unwrap());
+    let faults = detected(&device_faults(events, &rules).collect().unwrap());
+    let score = |found: &[(String, String, i64, i64)], truth: &[(String, (i64, i64))]| {
+        let hit = |f: &(String, String, i64, i64), t: &(String, (i64, i64))| {
+            f.0 == t.0 && overlaps((f.2, f.3), t.1)
+        };
+        let recall = ratio(
+            truth
+                .iter()
+                .filter(|t| found.iter().any(|f| hit(f, t)))
+                .count(),
+            truth.len(),
+        );
+        let precision = ratio(
+            found
+                .iter()
+                .filter(|f| truth.iter().any(|t| hit(f, t)))
+                .count(),
+            found.len(),
+        );
+        (precision, recall)
+    };
+    let (p_low, r_low) = score(&low, &low_truth);
+    let (p_fault, r_fault) = score(&faults, &fault_truth);
+    println!(
+        "\nbattery-low: precision {p_low:.3}, recall {r_low:.3} of {}; device-fault: precision {p_fault:.3}, recall {r_fault:.3} of {}",
+        low_truth.len(),
+        fault_truth.len()
+    );
+    assert!(p_low >= 0.95 && r_low >= 0.95);
+    assert_eq!((p_fault, r_fault), (1.0, 1.0));
 }
