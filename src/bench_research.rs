@@ -85,6 +85,7 @@ pub fn run(args: ResearchArgs) -> anyhow::Result<()> {
         dry_run: false,
         from: period.then_some(from),
         to: period.then_some(to),
+        only: Default::default(),
     };
     // Leaked once so every baseline closure can copy the scan (a one-shot bench binary).
     let file: &'static PlPath = Box::leak(Box::new(PlPath::new(&path.to_string_lossy())));

@@ -207,6 +207,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
                 dry_run: false,
                 from: None,
                 to: None,
+                only: Default::default(),
             },
         )
     })

@@ -156,6 +156,15 @@ fn period_of(key: &str, day: chrono::NaiveDate) -> String {
 
 /// The public values of a group key (see [`GROUP_KEYS`]); periods over `range`.
 fn public_values(key: &str, req: &QueryRequest) -> Vec<String> {
+    let all = all_public_values(key, req);
+    match req.only.get(key) {
+        Some(only) => all.into_iter().filter(|v| only.contains(v)).collect(),
+        None => all,
+    }
+}
+
+/// Every public value of a group key, before the request's `only`.
+fn all_public_values(key: &str, req: &QueryRequest) -> Vec<String> {
     match key {
         BIN_KEY => match &req.aggregate {
             Aggregate::Histogram { edges, .. } => bin_labels(edges),
@@ -213,6 +222,11 @@ pub struct QueryRequest {
     /// Only person-days up to this day (inclusive).
     #[serde(default)]
     pub to: Option<chrono::NaiveDate>,
+    /// Only people with these public attribute values, e.g. `{"programme": ["alcohol-ban"]}`.
+    /// Keys are person attributes (`programme`, `region`, `age_band`); values come from their
+    /// public sets. A grouped answer then covers only these values.
+    #[serde(default)]
+    pub only: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl QueryRequest {
@@ -598,6 +612,20 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
             return Err(Error::BadRequest(format!("{key:?} is grouped by twice")));
         }
     }
+    for (key, values) in &req.only {
+        if !["programme", "region", "age_band"].contains(&key.as_str()) {
+            return Err(Error::BadRequest(format!(
+                "cannot restrict by {key:?}: only by person attributes (programme, region, age_band)"
+            )));
+        }
+        let known = all_public_values(key, req);
+        if values.is_empty() || values.iter().any(|v| !known.contains(v)) {
+            return Err(Error::BadRequest(format!(
+                "{key} must be restricted to some of: {}",
+                known.join(", ")
+            )));
+        }
+    }
     let periods = req
         .group_by
         .iter()
@@ -649,6 +677,10 @@ fn prepared_data(ctx: &Context, req: &QueryRequest) -> Result<LazyFrame> {
     // A filter on a public key with a fixed predicate: neighbouring datasets stay neighbours.
     if let Some((from, to)) = req.range() {
         lf = lf.filter(col("day").gt_eq(lit(from)).and(col("day").lt_eq(lit(to))));
+    }
+    for (key, values) in &req.only {
+        let values = Series::new("".into(), values.clone());
+        lf = lf.filter(col(key.as_str()).is_in(lit(values).implode(), false));
     }
     lf = lf.with_columns([
         col("day").dt().strftime("%G-W%V").alias("week"),
