@@ -443,7 +443,7 @@ impl Decoder {
         let (mut stored, mut discarded) = (0, 0);
         let mut rows = Vec::new();
         let mut flags = FlagCounts::default();
-        // Skin temperature judges EDA (see `validate::flag_eda_skin_temperature`), but only when
+        // Skin temperature judges EDA (see `validate::validate`), but only when
         // the programme may collect it: a discarded signal is not used for anything.
         let skin_temperature = bundle
             .batches
@@ -451,12 +451,13 @@ impl Decoder {
             .find(|sb| sb.signal == Signal::Temp && allowed.contains(sb.signal.name()));
         for sb in &bundle.batches {
             if allowed.contains(sb.signal.name()) {
-                let mut quality = validate::validate(sb.signal, &sb.batch, sb.rate_hz, window);
-                if let (Signal::Eda, Some(temp)) = (sb.signal, skin_temperature) {
-                    let mut flags = quality.values().to_vec();
-                    validate::flag_eda_skin_temperature(&sb.batch, &temp.batch, &mut flags);
-                    quality = arrow::array::UInt16Array::from(flags);
-                }
+                let quality = validate::validate(
+                    sb.signal,
+                    &sb.batch,
+                    sb.rate_hz,
+                    window,
+                    skin_temperature.map(|t| &t.batch),
+                );
                 flags.add(&quality);
                 rows.push((
                     sb.signal,

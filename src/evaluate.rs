@@ -44,18 +44,14 @@ pub struct Days {
 }
 
 impl Days {
-    fn start_ms(&self) -> i64 {
-        self.from
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_millis()
-    }
-
-    fn end_ms(&self) -> i64 {
-        self.to
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_millis()
+    /// Midnight UTC starting `from`, and ending the range (`to`), in epoch ms.
+    fn bounds_ms(&self) -> (i64, i64) {
+        let midnight = |d: chrono::NaiveDate| {
+            d.and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_millis()
+        };
+        (midnight(self.from), midnight(self.to))
     }
 
     /// These days, starting `days` earlier: the context a rule needs (an event that began the
@@ -165,13 +161,9 @@ impl Reader<'_> {
             &days.to.to_string(),
         )?;
         let ts = col("ts").cast(DataType::Int64);
-        Ok(scan(files)?.map(|lf| {
-            lf.filter(
-                ts.clone()
-                    .gt_eq(lit(days.start_ms()))
-                    .and(ts.lt(lit(days.end_ms()))),
-            )
-        }))
+        let (start_ms, end_ms) = days.bounds_ms();
+        Ok(scan(files)?
+            .map(|lf| lf.filter(ts.clone().gt_eq(lit(start_ms)).and(ts.lt(lit(end_ms))))))
     }
 }
 

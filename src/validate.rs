@@ -119,12 +119,15 @@ impl FlagCounts {
     }
 }
 
-/// The quality flags of every row of `batch` (a v1 signal batch: `ts` first).
+/// The quality flags of every row of `batch` (a v1 signal batch: `ts` first). For EDA,
+/// `skin_temperature` is the same bundle's `temp` batch when the programme may collect it (see
+/// [`flag_eda_skin_temperature`]); other signals ignore it.
 pub fn validate(
     signal: Signal,
     batch: &RecordBatch,
     declared_rate_hz: Option<f64>,
     window: Window,
+    skin_temperature: Option<&RecordBatch>,
 ) -> UInt16Array {
     let n = batch.num_rows();
     let mut flags = vec![0u16; n];
@@ -177,6 +180,9 @@ pub fn validate(
                 flags[i] |= EDA_SLOPE;
             }
         }
+        if let Some(temp) = skin_temperature {
+            flag_eda_skin_temperature(ts, temp, &mut flags);
+        }
     }
 
     if signal == Signal::Event {
@@ -191,21 +197,20 @@ pub fn validate(
     UInt16Array::from(flags)
 }
 
-/// Flags EDA samples (`eda` flags, in place) whose nearest skin-temperature sample from the same
-/// bundle (`temp`, a v1 `temp` batch) lies outside [`EDA_SKIN_TEMP_C`]. Temperature samples that
+/// Flags EDA samples (timestamps `eda_ts`, flags in place) whose nearest skin-temperature sample
+/// from the same bundle (`temp`, a v1 `temp` batch) lies outside [`EDA_SKIN_TEMP_C`]. Temperature samples that
 /// are not finite are ignored; so are EDA samples with no temperature within
 /// [`EDA_SKIN_TEMP_MAX_DISTANCE_MS`].
-pub fn flag_eda_skin_temperature(eda: &RecordBatch, temp: &RecordBatch, eda_flags: &mut [u16]) {
-    let ts_of = |b: &RecordBatch| {
-        b.column(0)
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-            .expect("v1 schemas start with a millisecond timestamp")
-            .values()
-            .to_vec()
-    };
-    let mut temps: Vec<(i64, f64)> = ts_of(temp)
-        .into_iter()
+fn flag_eda_skin_temperature(eda_ts: &[i64], temp: &RecordBatch, eda_flags: &mut [u16]) {
+    let temp_ts = temp
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("v1 schemas start with a millisecond timestamp")
+        .values();
+    let mut temps: Vec<(i64, f64)> = temp_ts
+        .iter()
+        .copied()
         .zip(temp.column(1).as_primitive::<Float64Type>().values().iter())
         .filter(|(_, c)| c.is_finite())
         .map(|(t, c)| (t, *c))
@@ -215,7 +220,7 @@ pub fn flag_eda_skin_temperature(eda: &RecordBatch, temp: &RecordBatch, eda_flag
     }
     temps.sort_unstable_by_key(|(t, _)| *t);
     let (lo, hi) = EDA_SKIN_TEMP_C;
-    for (i, t) in ts_of(eda).into_iter().enumerate() {
+    for (i, &t) in eda_ts.iter().enumerate() {
         // The nearest temperature sample: the first at or after t, or the one before it.
         let after = temps.partition_point(|(tt, _)| *tt < t);
         let nearest = [after.checked_sub(1), Some(after)]
@@ -292,7 +297,7 @@ mod tests {
     #[test]
     fn clean_eda_has_no_flags() {
         let b = eda(&[2.0; 16]);
-        let f = validate(Signal::Eda, &b, Some(4.0), open_window());
+        let f = validate(Signal::Eda, &b, Some(4.0), open_window(), None);
         assert!(f.values().iter().all(|f| *f == 0), "{f:?}");
     }
 
@@ -301,7 +306,7 @@ mod tests {
         let mut v = vec![2.0; 16];
         v[0] = 0.0; // the E4 reports 0 µS right after power-on
         v[8] = 6.0; // +4 µS in 250 ms = 16 µS/s
-        let f = validate(Signal::Eda, &eda(&v), Some(4.0), open_window());
+        let f = validate(Signal::Eda, &eda(&v), Some(4.0), open_window(), None);
         assert_eq!(f.len(), 16);
         assert_eq!(f.value(0), OUT_OF_RANGE);
         assert_eq!(f.value(8), EDA_SLOPE);
@@ -317,7 +322,7 @@ mod tests {
             not_before_ms: T0 + 1,
             not_after_ms: T0 + 5000,
         };
-        let f = validate(Signal::Hr, &b, None, w);
+        let f = validate(Signal::Hr, &b, None, w, None);
         assert_eq!(
             f.values().to_vec(),
             vec![BEFORE_ASSIGNMENT, 0, NOT_MONOTONIC, 0, IN_FUTURE]
@@ -329,12 +334,12 @@ mod tests {
         // Declared 4 Hz, delivered at 1 Hz.
         let ts = (0..20).map(|i| T0 + i * 1000).collect();
         let b = batch(Signal::Eda, ts, vec![2.0; 20]);
-        let f = validate(Signal::Eda, &b, Some(4.0), open_window());
+        let f = validate(Signal::Eda, &b, Some(4.0), open_window(), None);
         assert!(f.values().iter().all(|f| *f == RATE_MISMATCH));
         // 64 Hz with millisecond rounding is fine.
         let ts = (0..640).map(|i| T0 + i * 1000 / 64).collect();
         let b = batch(Signal::Bvp, ts, vec![1.0; 640]);
-        let f = validate(Signal::Bvp, &b, Some(64.0), open_window());
+        let f = validate(Signal::Bvp, &b, Some(64.0), open_window(), None);
         assert!(f.values().iter().all(|f| *f == 0));
     }
 
@@ -348,7 +353,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let f = validate(Signal::Event, &b, None, open_window());
+        let f = validate(Signal::Event, &b, None, open_window(), None);
         assert_eq!(f.values().to_vec(), vec![0, OUT_OF_RANGE]);
         let mut counts = FlagCounts::default();
         counts.add(&f);
@@ -364,10 +369,9 @@ mod tests {
         let ts: Vec<i64> = (0..8).map(|i| T0 + i * 1000).collect();
         let c = vec![33.0, 33.5, 34.0, 33.8, 33.0, 28.0, 28.0, 27.5];
         let temp = batch(Signal::Temp, ts, c);
-        let mut f = validate(Signal::Eda, &b, Some(4.0), open_window())
+        let f = validate(Signal::Eda, &b, Some(4.0), open_window(), Some(&temp))
             .values()
             .to_vec();
-        flag_eda_skin_temperature(&b, &temp, &mut f);
         let flagged: Vec<usize> = (0..40).filter(|i| f[*i] == EDA_SKIN_TEMP).collect();
         // Samples nearest to 5 s and later (ties go to the earlier, warm sample at 4.5 s).
         assert_eq!(flagged.first(), Some(&19), "{f:?}");
@@ -377,9 +381,8 @@ mod tests {
 
         // Too far from any temperature sample: no evidence, no flag.
         let far = batch(Signal::Temp, vec![T0 + 60_000], vec![20.0]);
-        let mut g = vec![0u16; 40];
-        flag_eda_skin_temperature(&b, &far, &mut g);
-        assert!(g.iter().all(|f| *f == 0));
+        let g = validate(Signal::Eda, &b, Some(4.0), open_window(), Some(&far));
+        assert!(g.values().iter().all(|f| *f == 0));
     }
 
     #[test]
