@@ -112,6 +112,9 @@ fn dataset(name: &str) -> Option<Dataset> {
 ///   request's `from`..=`to`, which a period grouping must name.
 pub const GROUP_KEYS: &[&str] = &["programme", "region", "age_band", "week", "month"];
 
+/// Group keys that are person attributes: the only keys `only` may restrict.
+const PERSON_KEYS: &[&str] = &["programme", "region", "age_band"];
+
 /// Group keys that are periods of the day rather than person attributes.
 const PERIOD_KEYS: &[&str] = &["week", "month"];
 
@@ -613,9 +616,10 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
         }
     }
     for (key, values) in &req.only {
-        if !["programme", "region", "age_band"].contains(&key.as_str()) {
+        if !PERSON_KEYS.contains(&key.as_str()) {
             return Err(Error::BadRequest(format!(
-                "cannot restrict by {key:?}: only by person attributes (programme, region, age_band)"
+                "cannot restrict by {key:?}: only by person attributes ({})",
+                PERSON_KEYS.join(", ")
             )));
         }
         let known = all_public_values(key, req);
