@@ -73,7 +73,7 @@ pub fn run(args: ResearchArgs) -> anyhow::Result<()> {
         args.persons, args.days
     );
 
-    research::create_project(&ctx, "bench", 1e9, 10.0, "bench")?;
+    research::create_project(&ctx, "bench", research::Budget::new(1e9, 10.0), "bench")?;
     let token = research::issue_token(&ctx, "bench", 1, "bench")?;
     let from = d0;
     let to = d0 + chrono::Days::new(args.days - 1);

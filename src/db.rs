@@ -213,6 +213,17 @@ CREATE TABLE pipeline_watermarks (
     updated_at_ms INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Issue 6: (ε, δ) accounting. Besides Σ ε (basic composition) a project keeps Σ ρ (zCDP, each
+-- ε-DP release is ε²/2-zCDP) and its δ. epsilon_spent becomes the project's (ε, δ) loss: the
+-- smaller of Σ ε and the zCDP bound at δ. Existing ledgers get ρ = (Σ ε)²/2, an upper bound.
+ALTER TABLE research_projects ADD COLUMN delta REAL NOT NULL DEFAULT 1e-6
+    CHECK (delta > 0 AND delta <= 1e-3);
+ALTER TABLE research_projects ADD COLUMN epsilon_sum REAL NOT NULL DEFAULT 0;
+ALTER TABLE research_projects ADD COLUMN rho_spent REAL NOT NULL DEFAULT 0;
+UPDATE research_projects
+   SET epsilon_sum = epsilon_spent, rho_spent = epsilon_spent * epsilon_spent / 2.0;
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps

@@ -190,7 +190,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
         .map_err(step("pipeline task"))?
         .map_err(step("pipelines"))?;
 
-    research::create_project(&ctx, "demo-wodc", 3.0, 1.0, "demo")
+    research::create_project(&ctx, "demo-wodc", research::Budget::new(3.0, 1.0), "demo")
         .map_err(step("research project"))?;
     let token =
         research::issue_token(&ctx, "demo-wodc", 30, "demo").map_err(step("research token"))?;

@@ -282,8 +282,12 @@ enum ResearchCommand {
         data_dir: PathBuf,
         #[arg(long)]
         name: String,
+        /// The project's lifetime budget ε (at δ below).
         #[arg(long)]
         epsilon: f64,
+        /// The δ of the (ε, δ) budget: the chance the ε guarantee fails. At most 0.001.
+        #[arg(long, default_value_t = 1e-6)]
+        delta: f64,
         #[arg(long, default_value_t = 1.0)]
         max_epsilon_per_query: f64,
     },
@@ -557,17 +561,17 @@ async fn main() -> anyhow::Result<()> {
                 data_dir,
                 name,
                 epsilon,
+                delta,
                 max_epsilon_per_query,
             } => {
-                research::create_project(
-                    &open(&data_dir)?,
-                    &name,
+                let budget = research::Budget {
                     epsilon,
+                    delta,
                     max_epsilon_per_query,
-                    ACTOR_CLI,
-                )
-                .context("creating research project")?;
-                println!("Research project {name} created with ε = {epsilon}");
+                };
+                research::create_project(&open(&data_dir)?, &name, budget, ACTOR_CLI)
+                    .context("creating research project")?;
+                println!("Research project {name} created with (ε, δ) = ({epsilon}, {delta})");
             }
             ResearchCommand::Token {
                 data_dir,

@@ -25,13 +25,16 @@ use sha2::{Digest, Sha256};
 use crate::audit;
 use crate::server::Context;
 
+mod accounting;
+pub use accounting::{largest_next_epsilon, Spent};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("missing, unknown, expired or revoked research token")]
     Unauthorized,
     #[error("invalid query: {0}")]
     BadRequest(String),
-    #[error("privacy budget exhausted: this query needs ε = {needed:.4}, the project has ε = {remaining:.4} left")]
+    #[error("privacy budget exhausted: this query asks for ε = {needed:.4}; the largest ε the project's budget still allows for one query is {remaining:.4}")]
     BudgetExhausted { needed: f64, remaining: f64 },
     #[error("no research data yet: the pipelines have not produced daily indicators")]
     NoData,
@@ -333,11 +336,19 @@ pub struct Answer {
     /// Half-width of the 95% interval of the noise, per released statistic (for a mean: its sum and
     /// count). Covers the noise only, not bias from clipping or contribution bounding.
     pub accuracy_95: Vec<AccuracyEntry>,
+    /// The privacy loss of this release, as (ε, δ): every release is pure ε-DP (Laplace and
+    /// exponential mechanisms), so its δ is 0.
     pub epsilon_spent: f64,
-    /// The δ of the (ε, δ) this release spent. Accounting is pure ε-DP (Laplace and exponential
-    /// mechanisms), so δ is 0 for every release; it is sent so the loss reads as (ε, δ).
     pub delta_spent: f64,
+    /// The project's loss over all its releases so far, as (ε, δ) at the project's δ: the better of
+    /// basic composition and zCDP (see docs/research-api.md, "Accounting").
+    pub project_epsilon: f64,
+    pub project_delta: f64,
+    /// The project's ε budget minus `project_epsilon`.
     pub budget_remaining: f64,
+    /// The largest ε the project's next query may ask for and still fit the budget (zCDP makes
+    /// this larger than `budget_remaining` once many small queries have run).
+    pub largest_next_epsilon: f64,
     pub privacy_unit: String,
     pub max_days_per_person: u32,
 }
@@ -361,33 +372,82 @@ pub struct AccuracyEntry {
 pub struct Project {
     pub id: i64,
     pub name: String,
+    /// The (ε, δ) budget: `epsilon_budget` at `delta`.
     pub epsilon_budget: f64,
+    pub delta: f64,
+    /// The (ε, δ) loss so far, at `delta`.
     pub epsilon_spent: f64,
     pub max_epsilon_per_query: f64,
+    /// The ledger's two totals, Σ ε and Σ ρ.
+    pub epsilon_sum: f64,
+    pub rho_spent: f64,
+}
+
+impl Project {
+    fn ledger(&self) -> Spent {
+        Spent {
+            epsilon_sum: self.epsilon_sum,
+            rho: self.rho_spent,
+        }
+    }
+
+    /// ε still unspent, and the largest ε one more query may ask for.
+    pub fn remaining(&self) -> Result<(f64, f64)> {
+        Ok((
+            (self.epsilon_budget - self.epsilon_spent).max(0.0),
+            largest_next_epsilon(self.ledger(), self.epsilon_budget, self.delta)?,
+        ))
+    }
+}
+
+/// The privacy budget an administrator gives a research project.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Total (ε, δ) the project may spend over its life.
+    pub epsilon: f64,
+    pub delta: f64,
+    /// The largest ε one query may ask for.
+    pub max_epsilon_per_query: f64,
+}
+
+impl Budget {
+    /// A budget at the default δ = 10⁻⁶ (well below 1 / the number of persons ever monitored).
+    pub fn new(epsilon: f64, max_epsilon_per_query: f64) -> Self {
+        Self {
+            epsilon,
+            delta: 1e-6,
+            max_epsilon_per_query,
+        }
+    }
 }
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-pub fn create_project(
-    ctx: &Context,
-    name: &str,
-    budget: f64,
-    max_per_query: f64,
-    actor: &str,
-) -> Result<i64> {
+pub fn create_project(ctx: &Context, name: &str, budget: Budget, actor: &str) -> Result<i64> {
+    let Budget {
+        epsilon: budget,
+        delta,
+        max_epsilon_per_query: max_per_query,
+    } = budget;
     if !(budget.is_finite() && budget >= 0.0 && max_per_query.is_finite() && max_per_query > 0.0) {
         return Err(Error::BadRequest(
             "budget must be ≥ 0 and the per-query maximum > 0".into(),
+        ));
+    }
+    if !(delta > 0.0 && delta <= 1e-3) {
+        return Err(Error::BadRequest(
+            "δ must be in (0, 0.001]: it is the probability that the ε guarantee fails".into(),
         ));
     }
     let now = crate::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     tx.execute(
-        "INSERT INTO research_projects (name, epsilon_budget, max_epsilon_per_query) VALUES (?1, ?2, ?3)",
-        rusqlite::params![name, budget, max_per_query],
+        "INSERT INTO research_projects (name, epsilon_budget, max_epsilon_per_query, delta)
+         VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![name, budget, max_per_query, delta],
     )?;
     let id = tx.last_insert_rowid();
     audit::append(
@@ -396,7 +456,7 @@ pub fn create_project(
         actor,
         "research.project.create",
         name,
-        &serde_json::json!({"epsilon_budget": budget, "max_epsilon_per_query": max_per_query})
+        &serde_json::json!({"epsilon_budget": budget, "delta": delta, "max_epsilon_per_query": max_per_query})
             .to_string(),
     )?;
     tx.commit()?;
@@ -523,24 +583,44 @@ pub fn revoke_token(ctx: &Context, id: &str, actor: &str) -> Result<()> {
     Ok(())
 }
 
+const PROJECT_COLUMNS: &str = "p.id, p.name, p.epsilon_budget, p.delta, p.epsilon_spent, \
+     p.max_epsilon_per_query, p.epsilon_sum, p.rho_spent";
+
+fn project_row(r: &rusqlite::Row) -> rusqlite::Result<Project> {
+    Ok(Project {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        epsilon_budget: r.get(2)?,
+        delta: r.get(3)?,
+        epsilon_spent: r.get(4)?,
+        max_epsilon_per_query: r.get(5)?,
+        epsilon_sum: r.get(6)?,
+        rho_spent: r.get(7)?,
+    })
+}
+
+/// Every research project, by name (for administrators).
+pub fn projects(ctx: &Context) -> Result<Vec<Project>> {
+    let conn = ctx.db.lock();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM research_projects p ORDER BY p.name"
+    ))?;
+    let rows = stmt.query_map([], project_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// The project a valid token belongs to.
 pub fn authenticate(ctx: &Context, token: &str, now_ms: i64) -> Result<Project> {
     ctx.db
         .lock()
         .query_row(
-            "SELECT p.id, p.name, p.epsilon_budget, p.epsilon_spent, p.max_epsilon_per_query
-               FROM research_tokens t JOIN research_projects p ON p.id = t.project_id
-              WHERE t.token_sha256 = ?1 AND t.revoked_at_ms IS NULL AND t.expires_at_ms > ?2",
+            &format!(
+                "SELECT {PROJECT_COLUMNS}
+                   FROM research_tokens t JOIN research_projects p ON p.id = t.project_id
+                  WHERE t.token_sha256 = ?1 AND t.revoked_at_ms IS NULL AND t.expires_at_ms > ?2"
+            ),
             rusqlite::params![token_hash(token), now_ms],
-            |r| {
-                Ok(Project {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    epsilon_budget: r.get(2)?,
-                    epsilon_spent: r.get(3)?,
-                    max_epsilon_per_query: r.get(4)?,
-                })
-            },
+            project_row,
         )
         .optional()?
         .ok_or(Error::Unauthorized)
@@ -868,22 +948,24 @@ fn calibrated(ctx: &Context, req: &QueryRequest, epsilon: f64) -> Result<(Meas, 
     Err(Error::OpenDp("could not calibrate the noise scale".into()))
 }
 
-/// Charges `epsilon` to the project and audits it, atomically; refuses to overspend.
-fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) -> Result<f64> {
+/// Charges `epsilon` to the project and audits it, atomically; refuses to overspend. Returns
+/// the project as it stands after the charge.
+///
+/// The ledger is read and written inside one `BEGIN IMMEDIATE` transaction: it takes SQLite's
+/// write lock before reading, so no other connection (another process included) can charge the
+/// same project between the check and the update.
+fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) -> Result<Project> {
     let now = crate::now_ms();
     let mut conn = ctx.db.lock();
-    let tx = conn.transaction()?;
-    let updated = tx.execute(
-        "UPDATE research_projects SET epsilon_spent = epsilon_spent + ?2
-          WHERE id = ?1 AND epsilon_spent + ?2 <= epsilon_budget + 1e-12",
-        rusqlite::params![project.id, epsilon],
-    )?;
-    let (budget, spent): (f64, f64) = tx.query_row(
-        "SELECT epsilon_budget, epsilon_spent FROM research_projects WHERE id = ?1",
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current = tx.query_row(
+        &format!("SELECT {PROJECT_COLUMNS} FROM research_projects p WHERE p.id = ?1"),
         [project.id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        project_row,
     )?;
-    if updated == 0 {
+    let after = current.ledger().plus(epsilon)?;
+    let loss = after.epsilon_at(current.delta)?;
+    if loss > current.epsilon_budget + 1e-12 {
         audit::append(
             &tx,
             now,
@@ -896,19 +978,37 @@ fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) ->
         tx.commit()?;
         return Err(Error::BudgetExhausted {
             needed: epsilon,
-            remaining: (budget - spent).max(0.0),
+            remaining: largest_next_epsilon(
+                current.ledger(),
+                current.epsilon_budget,
+                current.delta,
+            )?,
         });
     }
+    tx.execute(
+        "UPDATE research_projects SET epsilon_spent = ?2, epsilon_sum = ?3, rho_spent = ?4
+          WHERE id = ?1",
+        rusqlite::params![project.id, loss, after.epsilon_sum, after.rho],
+    )?;
     audit::append(
         &tx,
         now,
         &format!("research:{}", project.name),
         "research.release",
         &req.dataset,
-        &serde_json::json!({"query": req, "epsilon": epsilon}).to_string(),
+        &serde_json::json!({
+            "query": req, "epsilon": epsilon, "rho": after.rho - current.rho_spent,
+            "project_epsilon": loss, "project_delta": current.delta,
+        })
+        .to_string(),
     )?;
     tx.commit()?;
-    Ok((budget - spent).max(0.0))
+    Ok(Project {
+        epsilon_spent: loss,
+        epsilon_sum: after.epsilon_sum,
+        rho_spent: after.rho,
+        ..current
+    })
 }
 
 /// Answers one query for the project behind `token`. Blocking and not `Send`-friendly inside
@@ -928,10 +1028,14 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
         accuracy_95: accuracy_entries(&summary)?,
         epsilon_spent: 0.0,
         delta_spent: 0.0,
-        budget_remaining: (project.epsilon_budget - project.epsilon_spent).max(0.0),
+        project_epsilon: project.epsilon_spent,
+        project_delta: project.delta,
+        budget_remaining: 0.0,
+        largest_next_epsilon: 0.0,
         privacy_unit: "person".into(),
         max_days_per_person: ctx.config.research.max_days_per_person,
     };
+    (answer.budget_remaining, answer.largest_next_epsilon) = project.remaining()?;
     if req.dry_run {
         // Nothing is read or released, so nothing is spent; the estimate is still audited.
         audit::append(
@@ -945,8 +1049,10 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
         return Ok(answer);
     }
     let data = prepared_data(ctx, req)?;
-    answer.budget_remaining = charge(ctx, &project, req, epsilon)?;
+    let charged = charge(ctx, &project, req, epsilon)?;
     answer.epsilon_spent = epsilon;
+    answer.project_epsilon = charged.epsilon_spent;
+    (answer.budget_remaining, answer.largest_next_epsilon) = charged.remaining()?;
     let released = meas.invoke(&data)?.collect()?;
     let values: Vec<Option<f64>> = released
         .column("value")?

@@ -70,14 +70,22 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// A project's privacy budget.
+/// A project's privacy budget, as (ε, δ).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct BudgetAnswer {
     pub project: String,
+    /// The project may lose at most (`epsilon_budget`, `delta`) over its life.
     pub epsilon_budget: f64,
+    pub delta: f64,
+    /// The (ε, δ) loss of all releases so far: the better of basic composition and zCDP.
     pub epsilon_spent: f64,
     pub epsilon_remaining: f64,
+    /// The largest ε one more query may ask for (at most `max_epsilon_per_query` is accepted).
+    pub largest_next_epsilon: f64,
     pub max_epsilon_per_query: f64,
+    /// The ledger's totals: Σ ε of all releases, and Σ ρ (zCDP).
+    pub epsilon_sum: f64,
+    pub rho_spent: f64,
 }
 
 #[derive(Debug)]
@@ -163,12 +171,17 @@ async fn research_budget(
 ) -> Result<Json<BudgetAnswer>, AppError> {
     let token = bearer(&headers)?;
     let p = research::budget(&state.ctx, &token)?;
+    let (epsilon_remaining, largest_next_epsilon) = p.remaining()?;
     Ok(Json(BudgetAnswer {
         project: p.name,
         epsilon_budget: p.epsilon_budget,
+        delta: p.delta,
         epsilon_spent: p.epsilon_spent,
-        epsilon_remaining: (p.epsilon_budget - p.epsilon_spent).max(0.0),
+        epsilon_remaining,
+        largest_next_epsilon,
         max_epsilon_per_query: p.max_epsilon_per_query,
+        epsilon_sum: p.epsilon_sum,
+        rho_spent: p.rho_spent,
     }))
 }
 

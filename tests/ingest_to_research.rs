@@ -141,7 +141,7 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
         .all(|r| r.starts_with("r1-")));
 
     // Research over HTTP: DP answers until the budget is spent, then a clear refusal.
-    research::create_project(&t.ctx, "wodc-test", 1.0, 0.6, "test").unwrap();
+    research::create_project(&t.ctx, "wodc-test", research::Budget::new(1.0, 0.6), "test").unwrap();
     let token = research::issue_token(&t.ctx, "wodc-test", 1, "test").unwrap();
     let http = t.server.http_addr;
     let tok = token.clone();
@@ -153,6 +153,9 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
     assert!(first["epsilon_spent"].as_f64().unwrap() <= 0.5);
     assert!(first["accuracy_95"][0]["accuracy"].as_f64().unwrap() > 0.0);
     assert_eq!(first["privacy_unit"], "person");
+    // The project's loss reads as (ε, δ): one release, so basic composition binds.
+    assert_eq!(first["project_delta"].as_f64(), Some(1e-6));
+    assert_eq!(first["project_epsilon"], first["epsilon_spent"]);
 
     let tok = token.clone();
     let (status, too_big) = tokio::task::spawn_blocking(move || post_query(http, &tok, 0.7))

@@ -168,7 +168,13 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
     assert_eq!((total("alcohol_alerts"), total("tamper_alerts")), (1, 1));
     let c = ctx.clone();
     let answer = tokio::task::spawn_blocking(move || {
-        nachtwacht::research::create_project(&c, "mgmt", 1.0, 1.0, "test").unwrap();
+        nachtwacht::research::create_project(
+            &c,
+            "mgmt",
+            nachtwacht::research::Budget::new(1.0, 1.0),
+            "test",
+        )
+        .unwrap();
         let token = nachtwacht::research::issue_token(&c, "mgmt", 1, "test").unwrap();
         let req: nachtwacht::research::QueryRequest = serde_json::from_value(serde_json::json!({
             "dataset": "alert-counts",

@@ -46,7 +46,7 @@ fn context() -> (tempfile::TempDir, Context) {
 }
 
 fn token(ctx: &Context, name: &str, budget: f64, per_query: f64) -> String {
-    create_project(ctx, name, budget, per_query, "test").unwrap();
+    create_project(ctx, name, Budget::new(budget, per_query), "test").unwrap();
     issue_token(ctx, name, 1, "test").unwrap()
 }
 
@@ -422,4 +422,51 @@ fn answers_can_be_restricted_to_public_attribute_values() {
     let mut bad = request(Aggregate::Count, 0.1, &[]);
     bad.only.insert("region".into(), vec!["atlantis".into()]);
     assert!(matches!(query(&ctx, &t, &bad), Err(Error::BadRequest(_))));
+}
+
+#[test]
+fn zcdp_accounting_lets_many_small_queries_past_their_plain_sum_but_never_past_the_budget() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 1.0, 1.0);
+    // The ledger as 300 releases of ε = 0.005 leave it: Σ ε = 1.5 is over the budget, but
+    // ρ = 300 × 0.005² / 2 converts to well under ε = 1 at δ = 1e-6.
+    let mut after_300 = Spent::default();
+    for _ in 0..300 {
+        after_300 = after_300.plus(0.005).unwrap();
+    }
+    let loss = after_300.epsilon_at(1e-6).unwrap();
+    assert!(after_300.epsilon_sum > 1.0 && loss < 0.6, "{loss}");
+    ctx.db
+        .lock()
+        .execute(
+            "UPDATE research_projects SET epsilon_sum = ?1, rho_spent = ?2, epsilon_spent = ?3",
+            rusqlite::params![after_300.epsilon_sum, after_300.rho, loss],
+        )
+        .unwrap();
+
+    // Basic composition alone would refuse this; the (ε, δ) loss still fits, so it is answered.
+    let answer = query(&ctx, &t, &request(Aggregate::Count, 0.005, &[])).unwrap();
+    assert!(answer.epsilon_spent > 0.0 && answer.epsilon_spent <= 0.005);
+    assert_eq!(answer.delta_spent, 0.0);
+    assert_eq!(answer.project_delta, 1e-6);
+    assert!(answer.project_epsilon > loss && answer.project_epsilon < 1.0);
+    assert!((answer.budget_remaining - (1.0 - answer.project_epsilon)).abs() < 1e-9);
+    assert!(answer.largest_next_epsilon > 0.0);
+
+    // Asking for more than the largest next ε is refused, and that figure is in the error.
+    let project = budget(&ctx, &t).unwrap();
+    let (_, next) = project.remaining().unwrap();
+    assert!(next < 1.0 - answer.project_epsilon + 1e-9, "{next}");
+    let refusal = query(&ctx, &t, &request(Aggregate::Count, next * 1.05, &[])).unwrap_err();
+    assert!(
+        matches!(refusal, Error::BudgetExhausted { .. }),
+        "{refusal}"
+    );
+    let fits = query(&ctx, &t, &request(Aggregate::Count, next * 0.99, &[])).unwrap();
+    assert!(
+        fits.project_epsilon <= 1.0 + 1e-9,
+        "{}",
+        fits.project_epsilon
+    );
+    assert!(spent(&ctx, "p") <= 1.0 + 1e-9);
 }
