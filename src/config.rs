@@ -134,6 +134,11 @@ mod defaults {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Serve the web UI over HTTPS with the server certificate from `init` (session cookies are
+    /// then `Secure`). Off by default because the default listens on localhost only; turn it on
+    /// for any other address.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,6 +182,7 @@ impl Default for Config {
             },
             http: HttpConfig {
                 listen: "127.0.0.1:8080".parse().expect("addr"),
+                tls: false,
             },
             research: ResearchConfig {
                 max_days_per_person: 366,

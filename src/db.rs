@@ -224,6 +224,45 @@ ALTER TABLE research_projects ADD COLUMN rho_spent REAL NOT NULL DEFAULT 0;
 UPDATE research_projects
    SET epsilon_sum = epsilon_spent, rho_spent = epsilon_spent * epsilon_spent / 2.0;
 "#,
+    r#"
+-- Issue 7: accounts with TOTP and lockout, web sessions, caseloads and the alert workflow.
+ALTER TABLE accounts ADD COLUMN totp_secret TEXT;
+-- The last TOTP time step accepted: a code is never accepted twice.
+ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER;
+ALTER TABLE accounts ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN locked_until_ms INTEGER;
+ALTER TABLE accounts ADD COLUMN disabled_at_ms INTEGER;
+CREATE TABLE sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    csrf_token TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    ended_at_ms INTEGER
+);
+-- An officer's caseload: persons assigned for a period by an administrator.
+CREATE TABLE caseloads (
+    id INTEGER PRIMARY KEY,
+    officer_id INTEGER NOT NULL REFERENCES accounts(id),
+    person_id INTEGER NOT NULL REFERENCES persons(id),
+    valid_from_ms INTEGER NOT NULL,
+    valid_to_ms INTEGER,
+    assigned_by TEXT NOT NULL,
+    CHECK (valid_to_ms IS NULL OR valid_to_ms > valid_from_ms)
+);
+CREATE INDEX caseloads_officer ON caseloads(officer_id, person_id);
+-- Every workflow step of an alert, with its mandatory comment.
+CREATE TABLE alert_events (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL REFERENCES alerts(id),
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    from_status TEXT NOT NULL,
+    to_status TEXT NOT NULL,
+    comment TEXT NOT NULL CHECK (length(trim(comment)) > 0)
+);
+CREATE INDEX alert_events_alert ON alert_events(alert_id);
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps

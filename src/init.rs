@@ -4,9 +4,6 @@
 
 use std::path::Path;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-use rand::distributions::{Alphanumeric, DistString};
-
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::db::Db;
@@ -34,8 +31,8 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Keys(#[from] crate::keys::Error),
-    #[error("password hashing: {0}")]
-    Hash(String),
+    #[error(transparent)]
+    Account(#[from] crate::accounts::Error),
     #[error(transparent)]
     Crl(#[from] crate::crl::Error),
 }
@@ -47,18 +44,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct InitReport {
     pub admin_username: String,
     pub admin_password: String,
+    /// The administrator's TOTP secret (base32) and the same as an `otpauth://` URI.
+    pub admin_totp_secret: String,
+    pub admin_otpauth_uri: String,
     pub age_recipient: String,
 }
 
 pub const ADMIN_USERNAME: &str = "admin";
-
-pub fn hash_password(password: &str) -> Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Hash(e.to_string()))
-}
 
 fn mkdir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|source| Error::Io {
@@ -117,15 +109,17 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
     )?;
 
     let db = Db::open(&dir.database())?;
-    let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 20);
+    // The first administrator, with a random password and a TOTP secret, both shown once.
+    let admin = crate::accounts::create(
+        &db,
+        ADMIN_USERNAME,
+        crate::accounts::Role::Administrator,
+        "system",
+        now_ms,
+    )?;
     {
         let mut conn = db.lock();
         let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO accounts (username, role, password_hash, must_change_password, created_at_ms)
-             VALUES (?1, 'administrator', ?2, 1, ?3)",
-            (ADMIN_USERNAME, hash_password(&password)?, now_ms),
-        )?;
         audit::append(
             &tx,
             now_ms,
@@ -141,7 +135,9 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
     }
     Ok(InitReport {
         admin_username: ADMIN_USERNAME.into(),
-        admin_password: password,
+        admin_password: admin.password,
+        admin_totp_secret: admin.totp_secret,
+        admin_otpauth_uri: admin.otpauth_uri,
         age_recipient: recipient,
     })
 }
@@ -155,7 +151,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("data");
         let report = init(&root, &Config::default(), 1).unwrap();
-        assert_eq!(report.admin_password.len(), 20);
+        assert_eq!(report.admin_password.len(), 24);
+        assert!(crate::accounts::totp_code(&report.admin_totp_secret, 0).is_some());
         let dir = DataDir::new(&root);
         for p in [
             dir.config(),

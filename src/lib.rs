@@ -6,7 +6,10 @@
 //! [`ingest`] → [`spool`] → [`decode`] → [`dataset`] → [`evaluate`] → [`research`] / [`web`],
 //! with [`db`], [`audit`], [`pki`], [`secrets`] and [`pseudonym`] beside them.
 
+pub mod accounts;
 pub mod audit;
+pub mod caseload;
+pub mod casework;
 pub mod communication;
 pub mod config;
 pub mod crl;

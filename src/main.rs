@@ -437,9 +437,14 @@ async fn main() -> anyhow::Result<()> {
             let r = init::init(&data_dir, &config, nachtwacht::now_ms()).context("init")?;
             println!("Initialised {}", data_dir.display());
             println!(
-                "Administrator: {}  one-time password: {}",
+                "Administrator: {}  password: {}",
                 r.admin_username, r.admin_password
             );
+            println!(
+                "Administrator TOTP secret (add to an authenticator app): {}",
+                r.admin_totp_secret
+            );
+            println!("  {}", r.admin_otpauth_uri);
             println!("Server age recipient: {}", r.age_recipient);
         }
         Command::Serve { data_dir, listen } => {

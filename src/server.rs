@@ -29,6 +29,8 @@ pub enum Error {
     Secrets(#[from] secrets::Error),
     #[error(transparent)]
     Ingest(#[from] ingest::Error),
+    #[error(transparent)]
+    WebTls(#[from] web::tls::Error),
     #[error("binding HTTP {addr}: {source}")]
     HttpBind {
         addr: SocketAddr,
@@ -160,16 +162,31 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
         addr: http_addr,
         source,
     })?;
-    let app = web::router(web::AppState { ctx: ctx.clone() });
+    let tls = ctx.config.http.tls;
+    let state = web::AppState::new(ctx.clone(), tls);
     let mut rx = shutdown_rx.clone();
-    tasks.spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = rx.changed().await;
+    let stopped = async move {
+        let _ = rx.changed().await;
+    };
+    if tls {
+        let config = web::tls::server_config(&ctx.dir)?;
+        let listener =
+            web::tls::TlsListener::new(listener, config).map_err(|source| Error::HttpBind {
+                addr: http_addr,
+                source,
+            })?;
+        tasks.spawn(async move {
+            if let Err(e) = web::serve(listener, state, stopped).await {
+                error!(error = %e, "HTTPS server failed");
+            }
         });
-        if let Err(e) = serve.await {
-            error!(error = %e, "HTTP server failed");
-        }
-    });
+    } else {
+        tasks.spawn(async move {
+            if let Err(e) = web::serve(listener, state, stopped).await {
+                error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
     info!(%quic_addr, %http_addr, data_dir = %ctx.dir.root().display(), "nachtwacht serving");
     Ok(RunningServer {
         quic_addr,

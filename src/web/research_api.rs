@@ -1,36 +1,19 @@
-//! HTTP: the only module that knows HTTP. For now a landing page (Dutch by default, English with
-//! `?lang=en`), a health check, the research API under `/api/v1/research`, and its OpenAPI
-//! document at `/api/openapi.json`, derived from the handlers and types below by `utoipa`.
+//! The research API under `/api/v1/research` (bearer tokens, JSON) and its OpenAPI document at
+//! `/api/openapi.json`, derived from the handlers and types below by `utoipa`.
 //!
 //! Errors go through [`AppError`]: the client gets a status and a clear message; internal details
 //! are logged, never sent.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
 use tracing::error;
 use utoipa::OpenApi;
 
+use super::AppState;
 use crate::research::{self, QueryRequest};
-use crate::server::Context;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub ctx: Context,
-}
-
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(landing))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/api/v1/research/query", post(research_query))
-        .route("/api/v1/research/budget", get(research_budget))
-        .route("/api/openapi.json", get(openapi))
-        .with_state(state)
-}
 
 /// The API's OpenAPI 3.1 document.
 #[derive(OpenApi)]
@@ -59,7 +42,7 @@ impl utoipa::Modify for BearerToken {
     }
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
@@ -140,7 +123,7 @@ fn bearer(headers: &HeaderMap) -> Result<String, AppError> {
     ),
     security(("research_token" = []))
 )]
-async fn research_query(
+pub async fn research_query(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<QueryRequest>, axum::extract::rejection::JsonRejection>,
@@ -165,7 +148,7 @@ async fn research_query(
     ),
     security(("research_token" = []))
 )]
-async fn research_budget(
+pub async fn research_budget(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<BudgetAnswer>, AppError> {
@@ -183,22 +166,4 @@ async fn research_budget(
         epsilon_sum: p.epsilon_sum,
         rho_spent: p.rho_spent,
     }))
-}
-
-#[derive(Deserialize)]
-struct LangQuery {
-    lang: Option<String>,
-}
-
-async fn landing(Query(q): Query<LangQuery>) -> Html<String> {
-    let en = q.lang.as_deref() == Some("en");
-    let (lang, title, body) = if en {
-        ("en", "nachtwacht is running", "Wearable telemetry for the justice chain. Researchers: use the API under /api/v1/research with your project token.")
-    } else {
-        ("nl", "nachtwacht draait", "Telemetrie van wearables voor de justitieketen. Onderzoekers: gebruik de API onder /api/v1/research met het token van uw project.")
-    };
-    Html(format!(
-        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>nachtwacht</title></head>\
-         <body><h1>{title}</h1><p>{body}</p><p><a href=\"/?lang=nl\">Nederlands</a> · <a href=\"/?lang=en\">English</a></p></body></html>"
-    ))
 }

@@ -1,0 +1,279 @@
+//! The access check every request passes before its handler, and the headers every response gets.
+
+use std::collections::HashMap;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::i18n::Lang;
+use super::{page, AppState, ClientAddr};
+use crate::accounts::{self, Role, Session};
+use crate::audit;
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Access {
+    /// Everyone, signed in or not.
+    Anyone,
+    /// Any signed-in account.
+    SignedIn,
+    /// Signed-in accounts with one of these roles.
+    Roles(&'static [Role]),
+    /// A research bearer token, checked by the handler (no session, no cookies).
+    Token,
+}
+
+pub const SESSION_COOKIE: &str = "nw_session";
+const LANG_COOKIE: &str = "nw_lang";
+/// The largest form a session may post (the CSRF check reads the whole body).
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Reads one cookie from the request.
+pub fn cookie<'a>(req: &'a axum::http::request::Parts, name: &str) -> Option<&'a str> {
+    req.headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A form posted by a session, already read (and CSRF-checked) by [`enforce`].
+#[derive(Debug, Clone, Default)]
+pub struct FormFields(pub HashMap<String, String>);
+
+impl FormFields {
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map(String::as_str).unwrap_or("")
+    }
+}
+
+pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let now = crate::now_ms();
+    let path = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let method = if parts.method == Method::HEAD {
+        Method::GET
+    } else {
+        parts.method.clone()
+    };
+    let lang = Lang::of(&parts);
+    parts.extensions.insert(lang);
+    let Some(rule) = state
+        .rules
+        .iter()
+        .find(|r| r.method == method && r.path == path)
+    else {
+        // Fail closed: a route the table does not know is refused (it cannot happen while the
+        // router is built from the table, and tests/authorization.rs checks that).
+        return page::error(lang, StatusCode::FORBIDDEN, "no access rule for this route");
+    };
+
+    // Cross-site form posts: a browser sends Origin with every POST; it must be this host.
+    if parts.method == Method::POST && !same_origin(&parts) {
+        return page::error(lang, StatusCode::FORBIDDEN, "cross-origin request refused");
+    }
+
+    let session = match cookie(&parts, SESSION_COOKIE) {
+        Some(token) => match accounts::session(&state.ctx.db, token, now) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                return page::error(lang, StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        },
+        None => None,
+    };
+
+    let allowed = match (rule.access, &session) {
+        (Access::Anyone | Access::Token, _) => true,
+        (_, None) => {
+            return if parts.method == Method::GET {
+                Redirect::to("/login").into_response()
+            } else {
+                page::error(lang, StatusCode::UNAUTHORIZED, "sign in first")
+            };
+        }
+        (Access::SignedIn, Some(_)) => true,
+        (Access::Roles(roles), Some(s)) => roles.contains(&s.account.role),
+    };
+    if !allowed {
+        let s = session.as_ref().expect("checked above");
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<ClientAddr>>()
+            .map(|c| c.0 .0.ip().to_string())
+            .unwrap_or_default();
+        if let Err(e) = audit::append(
+            &state.ctx.db.lock(),
+            now,
+            &s.account.username,
+            "access.denied",
+            &format!("{} {}", parts.method, parts.uri.path()),
+            &serde_json::json!({"role": s.account.role.as_str(), "client": client}).to_string(),
+        ) {
+            tracing::error!(error = %e, "audit append failed");
+            return page::error(lang, StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+        return page::error(lang, StatusCode::FORBIDDEN, lang.t("forbidden"));
+    }
+
+    // A session's form post must carry the session's CSRF token. SameSite=Strict cookies
+    // already keep other sites' forms from carrying the session; this is the second lock.
+    let body = match (&session, parts.method == Method::POST, rule.access) {
+        (Some(s), true, Access::SignedIn | Access::Roles(_)) => {
+            let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await else {
+                return page::error(lang, StatusCode::PAYLOAD_TOO_LARGE, "form too large");
+            };
+            let fields: HashMap<String, String> =
+                serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+            let submitted = fields.get("csrf").map(String::as_str).unwrap_or("");
+            if !accounts::csrf_ok(s, submitted) {
+                return page::error(lang, StatusCode::FORBIDDEN, lang.t("csrf"));
+            }
+            parts.extensions.insert(FormFields(fields));
+            Body::from(bytes)
+        }
+        _ => body,
+    };
+    let signed_in = session.is_some();
+    if let Some(s) = session {
+        parts.extensions.insert(s);
+    }
+    let query_lang = parts
+        .uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang=")))
+        .map(String::from);
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if signed_in {
+        // Personal data must not linger in shared caches or the browser's back-forward cache.
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(code) = query_lang.filter(|c| c == "nl" || c == "en") {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{LANG_COOKIE}={code}; Path=/; SameSite=Strict; Max-Age=31536000"
+        )) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+fn same_origin(parts: &axum::http::request::Parts) -> bool {
+    let Some(origin) = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        // Non-browser clients (the research API, curl) send no Origin.
+        return true;
+    };
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .map(|(_, authority)| authority == host)
+        .unwrap_or(false)
+}
+
+/// Headers for every response: no framing, no sniffing, no referrers, scripts from nowhere.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// The session cookie for a new login.
+pub fn session_cookie(token: &str, tls: bool) -> HeaderValue {
+    let secure = if tls { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .expect("hex token is a valid header value")
+}
+
+pub fn clear_session_cookie() -> HeaderValue {
+    HeaderValue::from_static("nw_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// The signed-in session, put there by [`enforce`] for routes that need one.
+pub struct Signed(pub Session);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Signed {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .map(Signed)
+            .ok_or(StatusCode::UNAUTHORIZED)
+    }
+}
+
+/// The session if someone is signed in (for pages anyone may see).
+pub struct MaybeSigned(pub Option<Session>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MaybeSigned {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(MaybeSigned(parts.extensions.get::<Session>().cloned()))
+    }
+}
+
+/// The posted form, read by [`enforce`].
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FormFields {
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<FormFields>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,201 @@
+//! The UI's two languages: Dutch (default) and English. Chosen with `?lang=en|nl`, remembered in
+//! the `nw_lang` cookie. Every UI string is a key of [`TEXTS`]; a missing key shows the key itself,
+//! and a unit test checks that every key used by the pages is translated.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Nl,
+    En,
+}
+
+impl Lang {
+    pub fn of(parts: &axum::http::request::Parts) -> Self {
+        let from_query = parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("lang="))
+                .map(String::from)
+        });
+        let code = from_query.or_else(|| super::access::cookie(parts, "nw_lang").map(String::from));
+        match code.as_deref() {
+            Some("en") => Lang::En,
+            _ => Lang::Nl,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Nl => "nl",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn t(self, key: &'static str) -> &'static str {
+        TEXTS
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, nl, en)| if self == Lang::En { *en } else { *nl })
+            .unwrap_or(key)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Lang>()
+            .copied()
+            .unwrap_or_else(|| Lang::of(parts)))
+    }
+}
+
+/// key, Dutch, English.
+pub const TEXTS: &[(&str, &str, &str)] = &[
+    ("app.tagline", "Telemetrie van wearables voor de justitieketen.", "Wearable telemetry for the justice chain."),
+    ("running", "nachtwacht draait", "nachtwacht is running"),
+    ("landing.research", "Onderzoekers: gebruik de API onder /api/v1/research met het token van uw project.", "Researchers: use the API under /api/v1/research with your project token."),
+    ("login", "Inloggen", "Sign in"),
+    ("logout", "Uitloggen", "Sign out"),
+    ("username", "Gebruikersnaam", "Username"),
+    ("password", "Wachtwoord", "Password"),
+    ("totp", "Code uit de authenticator-app", "Code from the authenticator app"),
+    ("login.failed", "Onbekende gebruiker, verkeerd wachtwoord of verkeerde code.", "Unknown user, wrong password or wrong code."),
+    ("login.locked", "Account tijdelijk geblokkeerd na te veel mislukte pogingen. Probeer het later opnieuw.", "Account locked after too many failed attempts. Try again later."),
+    ("login.throttled", "Te veel mislukte pogingen vanaf dit adres. Wacht enkele minuten.", "Too many failed attempts from this address. Wait a few minutes."),
+    ("forbidden", "U heeft geen toegang tot deze pagina.", "You do not have access to this page."),
+    ("csrf", "Formulier verlopen of ongeldig; laad de pagina opnieuw.", "Form expired or invalid; reload the page."),
+    ("not_found", "Niet gevonden, of niet in uw caseload.", "Not found, or not on your caseload."),
+    ("account", "Mijn account", "My account"),
+    ("role", "Rol", "Role"),
+    ("alerts", "Meldingen", "Alerts"),
+    ("alert", "Melding", "Alert"),
+    ("stations", "Basisstations", "Base stations"),
+    ("admin", "Beheer", "Administration"),
+    ("audit", "Auditlog", "Audit log"),
+    ("status", "Status", "Status"),
+    ("kind", "Soort", "Type"),
+    ("person", "Persoon", "Person"),
+    ("programme", "Programma", "Programme"),
+    ("from", "Van", "From"),
+    ("to", "Tot en met", "To"),
+    ("filter", "Filteren", "Filter"),
+    ("start", "Begin", "Start"),
+    ("end", "Einde", "End"),
+    ("severity", "Ernst", "Severity"),
+    ("peak_tac", "Piek-TAC (g/dL)", "Peak TAC (g/dL)"),
+    ("no_alerts", "Geen meldingen in uw caseload met deze filters.", "No alerts on your caseload with these filters."),
+    ("any", "alle", "any"),
+    ("status.new", "nieuw", "new"),
+    ("status.in_process", "in behandeling", "in process"),
+    ("status.confirmed", "bevestigd", "confirmed"),
+    ("status.not_confirmed", "niet bevestigd", "not confirmed"),
+    ("status.resolved", "afgehandeld", "resolved"),
+    ("evidence", "Bewijs", "Evidence"),
+    ("chart.caption", "TAC rond de melding, met de drempel (rood gestreept); daaronder draagtijd (groen = gedragen) en contact met het basisstation (streepjes).", "TAC around the alert, with the threshold (red dashes); below, wear (green = worn) and base-station contact (ticks)."),
+    ("chart.no_data", "Geen enkelmonitor-metingen in deze periode.", "No ankle-monitor readings in this period."),
+    ("wear", "Gedragen", "Worn"),
+    ("contact", "Contact", "Contact"),
+    ("workflow", "Afhandeling", "Workflow"),
+    ("next_step", "Volgende stap", "Next step"),
+    ("comment", "Toelichting (verplicht)", "Comment (required)"),
+    ("save", "Opslaan", "Save"),
+    ("history", "Geschiedenis", "History"),
+    ("report", "Rapport niet-naleving", "Non-compliance report"),
+    ("print", "Afdrukken", "Print"),
+    ("criteria", "Gebruikte criteria", "Criteria used"),
+    ("interpretation", "Interpretatie", "Interpretation"),
+    ("bundles", "Bundels (bewijs)", "Bundles (evidence)"),
+    ("generated", "Opgesteld door", "Prepared by"),
+    ("last_contact", "Laatste contact", "Last contact"),
+    ("last_upload", "Laatste upload", "Last upload"),
+    ("spool", "Wachtrij (bundels)", "Spool (bundles)"),
+    ("clock_offset", "Klokafwijking (ms)", "Clock offset (ms)"),
+    ("revoked", "ingetrokken", "revoked"),
+    ("no_stations", "Geen basisstations in uw caseload.", "No base stations on your caseload."),
+    ("accounts", "Accounts", "Accounts"),
+    ("persons", "Personen", "Persons"),
+    ("devices", "Apparaten", "Devices"),
+    ("caseloads", "Caseloads", "Caseloads"),
+    ("research", "Onderzoeksprojecten en budgetten", "Research projects and budgets"),
+    ("tokens", "Tokens", "Tokens"),
+    ("create", "Aanmaken", "Create"),
+    ("disable", "Blokkeren", "Disable"),
+    ("revoke", "Intrekken", "Revoke"),
+    ("assign", "Toewijzen", "Assign"),
+    ("end_now", "Nu beëindigen", "End now"),
+    ("reference", "Referentie", "Reference"),
+    ("region", "Regio", "Region"),
+    ("birth_year", "Geboortejaar", "Birth year"),
+    ("serial", "Serienummer", "Serial number"),
+    ("officer", "Reclasseringswerker", "Probation officer"),
+    ("name", "Naam", "Name"),
+    ("budget", "Budget ε", "Budget ε"),
+    ("delta", "δ", "δ"),
+    ("spent", "Besteed ε", "Spent ε"),
+    ("max_per_query", "Max. ε per vraag", "Max ε per query"),
+    ("days_valid", "Geldig (dagen)", "Valid (days)"),
+    ("project", "Project", "Project"),
+    ("shown_once", "Wordt maar één keer getoond: geef dit veilig door.", "Shown only once: pass it on securely."),
+    ("done", "Gereed.", "Done."),
+    ("back", "Terug", "Back"),
+    ("created", "Aangemaakt", "Created"),
+    ("state", "Toestand", "State"),
+    ("active", "actief", "active"),
+    ("locked", "geblokkeerd tot", "locked until"),
+    ("disabled", "geblokkeerd", "disabled"),
+    ("enrol_station", "Basisstation inschrijven (download de configuratie)", "Enrol base station (downloads its configuration)"),
+    ("chain", "Hashketen", "Hash chain"),
+    ("chain.intact", "intact", "intact"),
+    ("chain.broken", "VERBROKEN", "BROKEN"),
+    ("entries", "regels", "entries"),
+    ("actor", "Actor", "Actor"),
+    ("action", "Actie", "Action"),
+    ("object", "Object", "Object"),
+    ("time", "Tijd", "Time"),
+    ("detail", "Details", "Detail"),
+    ("export", "Exporteren", "Export"),
+    ("interp.alcohol", "De transdermale alcoholconcentratie lag gedurende ten minste het vereiste aantal opeenvolgende metingen boven de drempel, met een stijging en daling die passen bij alcoholgebruik. Dit is een aanwijzing, geen bewijs van gebruik op zichzelf: beoordeel het samen met de draagtijd en het gesprek met de betrokkene.", "Transdermal alcohol concentration stayed above the threshold for at least the required number of consecutive readings, with a rise and fall consistent with drinking. This is an indication, not proof of drinking on its own: weigh it together with wear time and a conversation with the person."),
+    ("interp.other", "Zie de criteria hierboven en de tijdlijn van draagtijd en contact.", "See the criteria above and the timeline of wear and contact."),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_both_languages_are_filled() {
+        let mut keys: Vec<&str> = TEXTS.iter().map(|(k, _, _)| *k).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(before, keys.len(), "duplicate keys");
+        for (k, nl, en) in TEXTS {
+            assert!(!nl.is_empty() && !en.is_empty(), "{k}");
+        }
+    }
+
+    #[test]
+    fn every_key_the_pages_use_is_translated() {
+        let sources = [
+            include_str!("page.rs"),
+            include_str!("login.rs"),
+            include_str!("officer.rs"),
+            include_str!("admin.rs"),
+            include_str!("auditor.rs"),
+            include_str!("access.rs"),
+        ];
+        for src in sources {
+            for piece in src.split(".t(\"").skip(1) {
+                let key = piece.split('"').next().unwrap();
+                assert!(
+                    TEXTS.iter().any(|(k, _, _)| *k == key),
+                    "untranslated key {key:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Sign-in with password and TOTP code, sign-out, and the account page.
+//!
+//! Two brakes on guessing: the account locks after repeated failures (`accounts`), and each
+//! client address may fail only [`Limiter::MAX_FAILURES`] times per [`Limiter::WINDOW_MS`] across
+//! all usernames, so one address cannot try a password against many accounts.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::access::{clear_session_cookie, session_cookie, MaybeSigned, Signed};
+use super::i18n::Lang;
+use super::page::{esc, frame};
+use super::{AppState, ClientAddr};
+use crate::accounts::{self, Role};
+
+/// Failed logins per client address in a sliding window.
+#[derive(Default)]
+pub struct Limiter {
+    failures: Mutex<HashMap<IpAddr, Vec<i64>>>,
+}
+
+impl Limiter {
+    pub const MAX_FAILURES: usize = 20;
+    pub const WINDOW_MS: i64 = 10 * 60 * 1000;
+
+    fn recent(&self, ip: IpAddr, now_ms: i64) -> usize {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(ip).or_default();
+        list.retain(|t| now_ms - t < Self::WINDOW_MS);
+        list.len()
+    }
+
+    fn fail(&self, ip: IpAddr, now_ms: i64) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(ip).or_default().push(now_ms);
+        // Bound the map: forget addresses with nothing recent.
+        if map.len() > 10_000 {
+            map.retain(|_, l| l.iter().any(|t| now_ms - t < Self::WINDOW_MS));
+        }
+    }
+}
+
+/// The client's IP address (0.0.0.0 when the server runs without connection info).
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<ClientAddr>>()
+                .map(|c| c.0 .0.ip())
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        ))
+    }
+}
+
+fn login_page(lang: Lang, message: Option<&str>) -> Html<String> {
+    let msg = message
+        .map(|m| format!("<p class=\"error\">{}</p>", esc(m)))
+        .unwrap_or_default();
+    frame(
+        lang,
+        None,
+        lang.t("login"),
+        &format!(
+            "{msg}<form method=\"post\" action=\"/login\">\
+             <p><label>{u}<br><input name=\"username\" autocomplete=\"username\" required></label></p>\
+             <p><label>{p}<br><input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
+             <p><label>{c}<br><input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{6}}\" required></label></p>\
+             <p><button id=\"login\">{l}</button></p></form>",
+            u = lang.t("username"),
+            p = lang.t("password"),
+            c = lang.t("totp"),
+            l = lang.t("login"),
+        ),
+    )
+}
+
+pub async fn form(lang: Lang) -> Html<String> {
+    login_page(lang, None)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    code: String,
+}
+
+/// Where each role starts after signing in.
+fn home(role: Role) -> &'static str {
+    match role {
+        Role::Officer => "/alerts",
+        Role::Administrator => "/admin",
+        Role::Auditor => "/audit",
+        Role::Manager | Role::Researcher => "/account",
+    }
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    lang: Lang,
+    ClientIp(ip): ClientIp,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let now = crate::now_ms();
+    if state.limiter.recent(ip, now) >= Limiter::MAX_FAILURES {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            login_page(lang, Some(lang.t("login.throttled"))),
+        )
+            .into_response();
+    }
+    let db = state.ctx.db.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        accounts::login(
+            &db,
+            form.username.trim(),
+            &form.password,
+            &form.code,
+            &ip.to_string(),
+            now,
+        )
+    })
+    .await;
+    match result {
+        Ok(Ok(session)) => {
+            let mut response = Redirect::to(home(session.account.role)).into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                session_cookie(&session.token, state.tls),
+            );
+            response
+        }
+        Ok(Err(e @ (accounts::Error::BadCredentials | accounts::Error::Locked))) => {
+            state.limiter.fail(ip, now);
+            let key = if matches!(e, accounts::Error::Locked) {
+                "login.locked"
+            } else {
+                "login.failed"
+            };
+            (
+                StatusCode::UNAUTHORIZED,
+                login_page(lang, Some(lang.t(key))),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => super::page::internal(lang, e),
+        Err(e) => super::page::internal(lang, e),
+    }
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+) -> Response {
+    if let Err(e) = accounts::logout(&state.ctx.db, &session, crate::now_ms()) {
+        return super::page::internal(lang, e);
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, clear_session_cookie());
+    response
+}
+
+pub async fn account(lang: Lang, MaybeSigned(session): MaybeSigned) -> Html<String> {
+    let body = session
+        .as_ref()
+        .map(|s| {
+            format!(
+                "<p>{}: <strong>{}</strong></p><p>{}: {}</p>",
+                lang.t("username"),
+                esc(&s.account.username),
+                lang.t("role"),
+                s.account.role.as_str()
+            )
+        })
+        .unwrap_or_default();
+    frame(lang, session.as_ref(), lang.t("account"), &body)
+}

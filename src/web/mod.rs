@@ -1,0 +1,222 @@
+//! HTTP: the only module that knows HTTP.
+//!
+//! * the officers', administrators', auditors' web UI: server-rendered HTML, Dutch by default,
+//!   English with `?lang=en` (remembered in a cookie);
+//! * the research API under `/api/v1/research` (bearer tokens) and its OpenAPI document.
+//!
+//! **Access control lives in one table.** [`routes`] lists every route with the [`Access`] it
+//! requires, and the router is built from that table only, so no route exists without a rule.
+//! [`access::enforce`] runs before every handler: it finds the signed-in session, refuses the
+//! wrong role, checks the CSRF token of every form a session posts, and records refusals in the
+//! audit log. Handlers then check *which* objects the account may see (an officer's caseload,
+//! `casework`), which no table can express.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::Method;
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+
+use crate::accounts::Role;
+use crate::server::Context;
+
+mod access;
+mod admin;
+mod auditor;
+mod chart;
+mod i18n;
+mod login;
+mod officer;
+mod page;
+mod research_api;
+pub mod tls;
+
+pub use access::Access;
+pub use research_api::{ApiDoc, BudgetAnswer, ErrorBody};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Context,
+    /// Served over TLS: session cookies then carry `Secure`.
+    pub tls: bool,
+    limiter: Arc<login::Limiter>,
+    rules: Arc<Vec<Rule>>,
+}
+
+impl AppState {
+    pub fn new(ctx: Context, tls: bool) -> Self {
+        Self {
+            ctx,
+            tls,
+            limiter: Arc::new(login::Limiter::default()),
+            rules: Arc::new(rules()),
+        }
+    }
+}
+
+/// One route and who may use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const OFFICER: Access = Access::Roles(&[Role::Officer]);
+const ADMIN: Access = Access::Roles(&[Role::Administrator]);
+const AUDITOR: Access = Access::Roles(&[Role::Auditor]);
+
+/// Every route, its access rule and its handler. The router and the access check are both built
+/// from this list; `tests/authorization.rs` checks every entry against every role.
+fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
+    use Access::*;
+    let r = |method: Method, path, access| Rule {
+        method,
+        path,
+        access,
+    };
+    vec![
+        (r(Method::GET, "/", Anyone), get(page::landing)),
+        (r(Method::GET, "/healthz", Anyone), get(|| async { "ok" })),
+        (r(Method::GET, "/login", Anyone), get(login::form)),
+        (r(Method::POST, "/login", Anyone), post(login::submit)),
+        (r(Method::POST, "/logout", SignedIn), post(login::logout)),
+        (r(Method::GET, "/account", SignedIn), get(login::account)),
+        // Officers: their caseload's alerts, evidence, workflow and stations.
+        (r(Method::GET, "/alerts", OFFICER), get(officer::alerts)),
+        (r(Method::GET, "/alerts/{id}", OFFICER), get(officer::alert)),
+        (
+            r(Method::POST, "/alerts/{id}/transition", OFFICER),
+            post(officer::transition),
+        ),
+        (
+            r(Method::GET, "/alerts/{id}/report", OFFICER),
+            get(officer::report),
+        ),
+        (r(Method::GET, "/stations", OFFICER), get(officer::stations)),
+        // Administrators: accounts, persons, devices, stations, caseloads, research budgets.
+        (r(Method::GET, "/admin", ADMIN), get(admin::overview)),
+        (
+            r(Method::POST, "/admin/accounts", ADMIN),
+            post(admin::create_account),
+        ),
+        (
+            r(Method::POST, "/admin/accounts/{id}/disable", ADMIN),
+            post(admin::disable_account),
+        ),
+        (
+            r(Method::POST, "/admin/persons", ADMIN),
+            post(admin::add_person),
+        ),
+        (
+            r(Method::POST, "/admin/devices", ADMIN),
+            post(admin::assign_device),
+        ),
+        (
+            r(Method::POST, "/admin/stations", ADMIN),
+            post(admin::add_station),
+        ),
+        (
+            r(Method::POST, "/admin/stations/{name}/revoke", ADMIN),
+            post(admin::revoke_station),
+        ),
+        (
+            r(Method::POST, "/admin/caseloads", ADMIN),
+            post(admin::assign_caseload),
+        ),
+        (
+            r(Method::POST, "/admin/caseloads/{id}/end", ADMIN),
+            post(admin::end_caseload),
+        ),
+        (
+            r(Method::POST, "/admin/research/projects", ADMIN),
+            post(admin::create_project),
+        ),
+        (
+            r(Method::POST, "/admin/research/tokens", ADMIN),
+            post(admin::issue_token),
+        ),
+        (
+            r(Method::POST, "/admin/research/tokens/{id}/revoke", ADMIN),
+            post(admin::revoke_token),
+        ),
+        // Auditors: the audit log, its verification and exports.
+        (r(Method::GET, "/audit", AUDITOR), get(auditor::browse)),
+        (
+            r(Method::GET, "/audit/export", AUDITOR),
+            get(auditor::export),
+        ),
+        // Researchers: bearer tokens, checked by the research module itself.
+        (
+            r(Method::POST, "/api/v1/research/query", Token),
+            post(research_api::research_query),
+        ),
+        (
+            r(Method::GET, "/api/v1/research/budget", Token),
+            get(research_api::research_budget),
+        ),
+        (
+            r(Method::GET, "/api/openapi.json", Anyone),
+            get(research_api::openapi),
+        ),
+    ]
+}
+
+/// The access rules of every route (what the authorisation-matrix test walks).
+pub fn rules() -> Vec<Rule> {
+    routes().into_iter().map(|(rule, _)| rule).collect()
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (rule, handler) in routes() {
+        router = router.route(rule.path, handler);
+    }
+    router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::enforce,
+        ))
+        .layer(axum::middleware::from_fn(access::security_headers))
+        .with_state(state)
+}
+
+/// The client's address, for login rate limiting and the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// Serves the web UI and API on `listener` until `shutdown` resolves.
+pub async fn serve<L>(
+    listener: L,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> ClientAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<ClientAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

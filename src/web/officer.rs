@@ -1,0 +1,360 @@
+//! The officer's pages: alert list, alert detail with evidence and workflow, printable report,
+//! stations. Caseload checks and audit entries happen in [`crate::casework`], never here.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::access::{FormFields, Signed};
+use super::chart::TacChart;
+use super::i18n::Lang;
+use super::page::{csrf_field, esc, frame, time, time_opt};
+use super::AppState;
+use crate::casework::{self, AlertDetail, AlertFilter, STATUSES};
+
+fn status_label(lang: Lang, status: &str) -> &'static str {
+    match status {
+        "new" => lang.t("status.new"),
+        "in_process" => lang.t("status.in_process"),
+        "confirmed" => lang.t("status.confirmed"),
+        "not_confirmed" => lang.t("status.not_confirmed"),
+        "resolved" => lang.t("status.resolved"),
+        _ => "?",
+    }
+}
+
+fn failure(lang: Lang, e: casework::Error) -> Response {
+    match e {
+        casework::Error::NotFound => {
+            super::page::error(lang, StatusCode::NOT_FOUND, lang.t("not_found"))
+        }
+        casework::Error::Invalid(m) => super::page::error(lang, StatusCode::BAD_REQUEST, &m),
+        other => super::page::internal(lang, other),
+    }
+}
+
+/// Runs blocking casework (SQL, Parquet) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> casework::Result<T> + Send + 'static,
+) -> casework::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| casework::Error::Invalid(format!("task failed: {e}")))?
+}
+
+pub async fn alerts(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Query(filter): Query<AlertFilter>,
+) -> Response {
+    let (ctx, account, f) = (state.ctx.clone(), session.account.clone(), filter.clone());
+    let rows = match blocking(move || casework::list(&ctx, &account, &f, crate::now_ms())).await {
+        Ok(r) => r,
+        Err(e) => return failure(lang, e),
+    };
+    let selected = |v: &Option<String>, x: &str| {
+        if v.as_deref() == Some(x) {
+            " selected"
+        } else {
+            ""
+        }
+    };
+    let mut status_opts = format!("<option value=\"\">{}</option>", lang.t("any"));
+    for s in STATUSES {
+        status_opts += &format!(
+            "<option value=\"{s}\"{}>{}</option>",
+            selected(&filter.status, s),
+            status_label(lang, s)
+        );
+    }
+    let mut kind_opts = format!("<option value=\"\">{}</option>", lang.t("any"));
+    for k in [
+        "alcohol",
+        "interferent",
+        "strap-open",
+        "removal",
+        "obstruction",
+        "battery-low",
+        "device-fault",
+        "no-contact",
+        "spool-full",
+    ] {
+        kind_opts += &format!("<option{}>{k}</option>", selected(&filter.kind, k));
+    }
+    let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
+    let mut body = format!(
+        "<form method=\"get\" action=\"/alerts\" class=\"noprint\">\
+         <label>{st} <select name=\"status\">{status_opts}</select></label>\
+         <label>{ki} <select name=\"kind\">{kind_opts}</select></label>\
+         <label>{fr} <input type=\"date\" name=\"from\" value=\"{from}\"></label>\
+         <label>{to} <input type=\"date\" name=\"to\" value=\"{to_v}\"></label>\
+         <label>{pe} <input name=\"person\" value=\"{person}\" size=\"12\"></label>\
+         <button>{fi}</button></form>",
+        st = lang.t("status"),
+        ki = lang.t("kind"),
+        fr = lang.t("from"),
+        to = lang.t("to"),
+        pe = lang.t("person"),
+        fi = lang.t("filter"),
+        from = v(&filter.from),
+        to_v = v(&filter.to),
+        person = v(&filter.person),
+    );
+    if rows.is_empty() {
+        body += &format!("<p class=\"note\">{}</p>", lang.t("no_alerts"));
+    } else {
+        body += &format!(
+            "<table id=\"alerts\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            lang.t("start"),
+            lang.t("person"),
+            lang.t("kind"),
+            lang.t("severity"),
+            lang.t("peak_tac"),
+            lang.t("status")
+        );
+        for a in &rows {
+            body += &format!(
+                "<tr><td><a href=\"/alerts/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                time(a.start_ms),
+                esc(&a.person_reference),
+                esc(&a.kind),
+                esc(&a.severity),
+                a.peak_tac_g_dl.map(|v| format!("{v:.3}")).unwrap_or_default(),
+                status_label(lang, &a.status),
+                id = a.id
+            );
+        }
+        body += "</table>";
+    }
+    frame(lang, Some(&session), lang.t("alerts"), &body).into_response()
+}
+
+fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
+    let a = &d.alert;
+    let window = 12 * 3_600_000;
+    let chart = if d.tac.is_empty() {
+        format!("<p class=\"note\">{}</p>", lang.t("chart.no_data"))
+    } else {
+        TacChart {
+            from_ms: a.start_ms - window,
+            to_ms: a.end_ms + window,
+            readings: &d.tac,
+            threshold_g_dl: d.threshold_g_dl,
+            alert: (a.start_ms, a.end_ms),
+            contacts: &d.station_contacts,
+            labels: (lang.t("wear"), lang.t("contact")),
+        }
+        .svg()
+    };
+    format!(
+        "<table><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr>\
+         <tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{} – {}</td></tr>\
+         <tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td id=\"status\">{}</td></tr></table>\
+         <h2>{}</h2><figure>{chart}<figcaption class=\"note\">{}</figcaption></figure>",
+        lang.t("person"),
+        esc(&a.person_reference),
+        lang.t("programme"),
+        esc(&a.programme),
+        lang.t("kind"),
+        esc(&a.kind),
+        lang.t("start"),
+        time(a.start_ms),
+        time(a.end_ms),
+        lang.t("peak_tac"),
+        a.peak_tac_g_dl
+            .map(|v| format!("{v:.3}"))
+            .unwrap_or_else(|| "—".into()),
+        lang.t("status"),
+        status_label(lang, &a.status),
+        lang.t("evidence"),
+        lang.t("chart.caption"),
+    )
+}
+
+fn history_html(lang: Lang, d: &AlertDetail) -> String {
+    if d.steps.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "<h2>{}</h2><table id=\"history\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("history"),
+        lang.t("time"),
+        lang.t("actor"),
+        lang.t("status"),
+        lang.t("comment")
+    );
+    for step in &d.steps {
+        s += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
+            time(step.at_ms),
+            esc(&step.actor),
+            status_label(lang, &step.from_status),
+            status_label(lang, &step.to_status),
+            esc(&step.comment)
+        );
+    }
+    s + "</table>"
+}
+
+async fn load(
+    state: &AppState,
+    session: &crate::accounts::Session,
+    id: i64,
+    purpose: &'static str,
+) -> casework::Result<AlertDetail> {
+    let (ctx, account) = (state.ctx.clone(), session.account.clone());
+    blocking(move || casework::detail(&ctx, &account, id, purpose, crate::now_ms())).await
+}
+
+pub async fn alert(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+) -> Response {
+    let d = match load(&state, &session, id, "view").await {
+        Ok(d) => d,
+        Err(e) => return failure(lang, e),
+    };
+    let mut body = evidence_html(lang, &d);
+    body += &history_html(lang, &d);
+    let next = casework::next_statuses(&d.alert.status);
+    if !next.is_empty() {
+        let opts: String = next
+            .iter()
+            .map(|s| format!("<option value=\"{s}\">{}</option>", status_label(lang, s)))
+            .collect();
+        body += &format!(
+            "<h2>{}</h2><form method=\"post\" action=\"/alerts/{id}/transition\" class=\"noprint\">{}\
+             <p><label>{} <select name=\"to\" id=\"to\">{opts}</select></label></p>\
+             <p><label>{}<br><textarea name=\"comment\" id=\"comment\" rows=\"3\" cols=\"60\" required></textarea></label></p>\
+             <p><button id=\"save\">{}</button></p></form>",
+            lang.t("workflow"),
+            csrf_field(&session),
+            lang.t("next_step"),
+            lang.t("comment"),
+            lang.t("save"),
+        );
+    }
+    body += &format!(
+        "<p class=\"noprint\"><a href=\"/alerts/{id}/report\" id=\"report\">{}</a> · <a href=\"/alerts\">{}</a></p>",
+        lang.t("report"),
+        lang.t("back")
+    );
+    frame(
+        lang,
+        Some(&session),
+        &format!("{} {id}", lang.t("alert")),
+        &body,
+    )
+    .into_response()
+}
+
+pub async fn transition(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Response {
+    let (ctx, account) = (state.ctx.clone(), session.account.clone());
+    let (to, comment) = (form.get("to").to_string(), form.get("comment").to_string());
+    match blocking(move || casework::transition(&ctx, &account, id, &to, &comment, crate::now_ms()))
+        .await
+    {
+        Ok(()) => Redirect::to(&format!("/alerts/{id}")).into_response(),
+        Err(e) => failure(lang, e),
+    }
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+) -> Response {
+    let d = match load(&state, &session, id, "report").await {
+        Ok(d) => d,
+        Err(e) => return failure(lang, e),
+    };
+    let rule = serde_json::from_str::<serde_json::Value>(&d.alert.rule)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        .unwrap_or_else(|_| d.alert.rule.clone());
+    let interpretation = if d.alert.kind == "alcohol" {
+        lang.t("interp.alcohol")
+    } else {
+        lang.t("interp.other")
+    };
+    let bundles: String = d
+        .alert
+        .evidence_bundles
+        .split(',')
+        .filter(|b| !b.is_empty())
+        .map(|b| format!("<li><code>{}</code></li>", esc(b)))
+        .collect();
+    let body = format!(
+        "<p class=\"noprint\"><a href=\"/alerts/{id}\">{}</a></p>{}\
+         <h2>{}</h2><pre>{}</pre><h2>{}</h2><p>{}</p><h2>{}</h2><ul>{bundles}</ul>{}\
+         <p class=\"note\">{}: {} · {}</p>",
+        lang.t("back"),
+        evidence_html(lang, &d),
+        lang.t("criteria"),
+        esc(&rule),
+        lang.t("interpretation"),
+        interpretation,
+        lang.t("bundles"),
+        history_html(lang, &d),
+        lang.t("generated"),
+        esc(&session.account.username),
+        time(crate::now_ms()),
+    );
+    frame(
+        lang,
+        Some(&session),
+        &format!("{} — {} {id}", lang.t("report"), lang.t("alert")),
+        &body,
+    )
+    .into_response()
+}
+
+pub async fn stations(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+) -> Response {
+    let (ctx, account) = (state.ctx.clone(), session.account.clone());
+    let rows = match blocking(move || casework::stations(&ctx, &account, crate::now_ms())).await {
+        Ok(r) => r,
+        Err(e) => return failure(lang, e),
+    };
+    let body =
+        if rows.is_empty() {
+            format!("<p class=\"note\">{}</p>", lang.t("no_stations"))
+        } else {
+            let mut s = format!(
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            lang.t("name"),
+            lang.t("person"),
+            lang.t("last_contact"),
+            lang.t("last_upload"),
+            lang.t("spool"),
+            lang.t("clock_offset")
+        );
+            for r in &rows {
+                s +=
+                    &format!(
+                "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.name),
+                if r.revoked { format!(" ({})", lang.t("revoked")) } else { String::new() },
+                esc(&r.person_reference),
+                time_opt(r.last_contact_ms),
+                time_opt(r.last_upload_ms),
+                r.spool_pending_bundles.map(|v| v.to_string()).unwrap_or_else(|| "—".into()),
+                r.clock_offset_ms.map(|v| v.to_string()).unwrap_or_else(|| "—".into()),
+            );
+            }
+            s + "</table>"
+        };
+    frame(lang, Some(&session), lang.t("stations"), &body).into_response()
+}
