@@ -12,6 +12,8 @@ use nachtwacht_station::source::simulator::{DrinkingEpisode, SimulatorConfig};
 use nachtwacht_station::{SourceConfig, StationConfig};
 use nachtwacht_wire::DeviceKind;
 
+pub mod web;
+
 pub const DAY_MS: i64 = 86_400_000;
 
 pub struct TestServer {

@@ -1,0 +1,299 @@
+//! The authorisation matrix: every route of the web server × every role (and anonymous) against
+//! the outcome written down here, independently of the server's own rule table. A route added to
+//! the server without a line here fails the first assertion; a rule that admits the wrong role
+//! fails the walk. Object-level access (another officer's alert) is checked after the matrix.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::web::*;
+use nachtwacht::web;
+
+/// Who may use each route: `anyone`, `signed-in`, `token` (research bearer token), or a role.
+const EXPECTED: &[(&str, &str, &str)] = &[
+    ("GET", "/", "anyone"),
+    ("GET", "/healthz", "anyone"),
+    ("GET", "/login", "anyone"),
+    ("POST", "/login", "anyone"),
+    ("POST", "/logout", "signed-in"),
+    ("GET", "/account", "signed-in"),
+    ("GET", "/alerts", "officer"),
+    ("GET", "/alerts/{id}", "officer"),
+    ("POST", "/alerts/{id}/transition", "officer"),
+    ("GET", "/alerts/{id}/report", "officer"),
+    ("GET", "/stations", "officer"),
+    ("GET", "/admin", "administrator"),
+    ("POST", "/admin/accounts", "administrator"),
+    ("POST", "/admin/accounts/{id}/disable", "administrator"),
+    ("POST", "/admin/persons", "administrator"),
+    ("POST", "/admin/devices", "administrator"),
+    ("POST", "/admin/stations", "administrator"),
+    ("POST", "/admin/stations/{name}/revoke", "administrator"),
+    ("POST", "/admin/caseloads", "administrator"),
+    ("POST", "/admin/caseloads/{id}/end", "administrator"),
+    ("POST", "/admin/research/projects", "administrator"),
+    ("POST", "/admin/research/tokens", "administrator"),
+    (
+        "POST",
+        "/admin/research/tokens/{id}/revoke",
+        "administrator",
+    ),
+    ("GET", "/audit", "auditor"),
+    ("GET", "/audit/export", "auditor"),
+    ("POST", "/api/v1/research/query", "token"),
+    ("GET", "/api/v1/research/budget", "token"),
+    ("GET", "/api/openapi.json", "anyone"),
+];
+
+const PRINCIPALS: &[&str] = &[
+    "anonymous",
+    "administrator",
+    "officer",
+    "manager",
+    "researcher",
+    "auditor",
+];
+
+#[derive(Debug, PartialEq, Clone, Copy)]
+enum Outcome {
+    /// The handler ran (whatever it then answered).
+    Reached,
+    /// Sent to sign in: a redirect to /login, or 401 for a form post.
+    SignIn,
+    Forbidden,
+    /// The research API refused for want of a token.
+    NoToken,
+}
+
+fn expected(rule: &str, principal: &str) -> Outcome {
+    match (rule, principal) {
+        ("anyone", _) => Outcome::Reached,
+        ("token", _) => Outcome::NoToken,
+        (_, "anonymous") => Outcome::SignIn,
+        ("signed-in", _) => Outcome::Reached,
+        (role, p) if role == p => Outcome::Reached,
+        _ => Outcome::Forbidden,
+    }
+}
+
+fn classify(path: &str, (status, location, body): &(u16, String, String)) -> Outcome {
+    match status {
+        // Signing out also ends at /login, by design.
+        303 if location == "/login" && path != "/logout" => Outcome::SignIn,
+        401 if body.contains("sign in first") => Outcome::SignIn,
+        401 if path.starts_with("/api/") => Outcome::NoToken,
+        403 => Outcome::Forbidden,
+        _ => Outcome::Reached,
+    }
+}
+
+/// A concrete URL for a route pattern. Ids of things that do not exist keep allowed form posts
+/// harmless: the handler runs and refuses the input, nothing changes.
+fn url(path: &str, own_alert: i64) -> String {
+    if path.starts_with("/alerts/") {
+        return path.replace("{id}", &own_alert.to_string());
+    }
+    path.replace("{id}", "999999")
+        .replace("{name}", "no-such-station")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_times_every_role_has_the_expected_outcome() {
+    let f = web_fixture().await;
+
+    // 1. The matrix covers exactly the server's routes.
+    let served: BTreeSet<(String, String)> = web::rules()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    let listed: BTreeSet<(String, String)> = EXPECTED
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        served.difference(&listed).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "routes without a line in EXPECTED"
+    );
+    assert_eq!(
+        listed.difference(&served).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "lines in EXPECTED for routes that do not exist"
+    );
+
+    // 2. Walk it. Blocking HTTP on a blocking thread; the server runs on the runtime.
+    let base = f.base.clone();
+    let own_alert = f.own_alert;
+    let sessions: Vec<(&str, Option<HttpSession>)> = {
+        let mut v = vec![];
+        for p in PRINCIPALS {
+            let creds = f.accounts.get(p);
+            let base = base.clone();
+            let session = match creds {
+                None => None,
+                Some(c) => {
+                    let c = Creds {
+                        username: c.username.clone(),
+                        password: c.password.clone(),
+                        totp_secret: c.totp_secret.clone(),
+                    };
+                    Some(
+                        tokio::task::spawn_blocking(move || login(&base, &c))
+                            .await
+                            .unwrap(),
+                    )
+                }
+            };
+            v.push((*p, session));
+        }
+        v
+    };
+    let failures = tokio::task::spawn_blocking(move || {
+        let mut failures = vec![];
+        let mut checked = 0;
+        for (principal, session) in &sessions {
+            // /logout last: it ends the session.
+            let mut routes: Vec<&(&str, &str, &str)> = EXPECTED.iter().collect();
+            routes.sort_by_key(|(_, p, _)| *p == "/logout");
+            for (method, path, rule) in routes {
+                let target = format!("{base}{}", url(path, own_alert));
+                let mut req = agent().request(method, &target);
+                if let Some(s) = session {
+                    req = req.set("Cookie", &s.cookie);
+                }
+                let response = if *method == "POST" {
+                    let csrf = session.as_ref().map(|s| s.csrf.as_str()).unwrap_or("");
+                    if path.starts_with("/api/") {
+                        req.set("Content-Type", "application/json")
+                            .send_string("{}")
+                    } else {
+                        req.send_form(&[("csrf", csrf)])
+                    }
+                } else {
+                    req.call()
+                };
+                let got = classify(path, &outcome(response));
+                let want = expected(rule, principal);
+                checked += 1;
+                if got != want {
+                    failures.push(format!(
+                        "{method} {path} as {principal}: got {got:?}, want {want:?}"
+                    ));
+                }
+            }
+        }
+        assert_eq!(checked, EXPECTED.len() * PRINCIPALS.len());
+        failures
+    })
+    .await
+    .unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // 3. With a token the research API is reached; without one it is not (checked above).
+    let (base, token) = (f.base.clone(), f.research_token.clone());
+    let (status, _, body) = tokio::task::spawn_blocking(move || {
+        outcome(
+            agent()
+                .get(&format!("{base}/api/v1/research/budget"))
+                .set("Authorization", &format!("Bearer {token}"))
+                .call(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // 4. Refusals of the wrong role are in the audit log.
+    assert!(f.t.count("SELECT count(*) FROM audit_log WHERE action = 'access.denied'") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_reaches_only_their_own_caseload_by_link_or_by_guessing() {
+    let f = web_fixture().await;
+    let olga = {
+        let c = &f.accounts["officer"];
+        Creds {
+            username: c.username.clone(),
+            password: c.password.clone(),
+            totp_secret: c.totp_secret.clone(),
+        }
+    };
+    let (base, own, other) = (f.base.clone(), f.own_alert, f.other_alert);
+    let results = tokio::task::spawn_blocking(move || {
+        let s = login(&base, &olga);
+        let get = |path: String| {
+            outcome(
+                agent()
+                    .get(&format!("{base}{path}"))
+                    .set("Cookie", &s.cookie)
+                    .call(),
+            )
+        };
+        let list = get("/alerts".into());
+        let own_page = get(format!("/alerts/{own}"));
+        let other_page = get(format!("/alerts/{other}"));
+        let other_report = get(format!("/alerts/{other}/report"));
+        let missing = get("/alerts/987654".into());
+        let transition = outcome(
+            agent()
+                .post(&format!("{base}/alerts/{other}/transition"))
+                .set("Cookie", &s.cookie)
+                .send_form(&[("csrf", &s.csrf), ("to", "in_process"), ("comment", "x")]),
+        );
+        // A form post with the session cookie but without its CSRF token is refused.
+        let no_csrf = outcome(
+            agent()
+                .post(&format!("{base}/alerts/{own}/transition"))
+                .set("Cookie", &s.cookie)
+                .send_form(&[("to", "in_process"), ("comment", "x")]),
+        );
+        (
+            list,
+            own_page,
+            other_page,
+            other_report,
+            missing,
+            transition,
+            no_csrf,
+        )
+    })
+    .await
+    .unwrap();
+    let (list, own_page, other_page, other_report, missing, transition, no_csrf) = results;
+    assert_eq!(list.0, 200);
+    assert!(list.2.contains("CASE-home-1"), "own person listed");
+    assert!(
+        !list.2.contains("CASE-home-2"),
+        "other officer's person not listed"
+    );
+    assert_eq!(own_page.0, 200);
+    assert!(own_page.2.contains("<svg"), "evidence chart rendered");
+    // Another officer's alert looks exactly like one that does not exist.
+    assert_eq!(other_page.0, 404);
+    assert_eq!(other_report.0, 404);
+    assert_eq!(missing.0, 404);
+    assert_eq!(other_page.2, missing.2);
+    assert_eq!(transition.0, 404);
+    assert_eq!(no_csrf.0, 403);
+    let status: String =
+        f.t.ctx
+            .db
+            .lock()
+            .query_row("SELECT status FROM alerts WHERE id = ?1", [other], |r| {
+                r.get(0)
+            })
+            .unwrap();
+    assert_eq!(status, "new", "the other officer's alert is untouched");
+    assert_eq!(
+        f.t.count(
+            "SELECT count(*) FROM audit_log WHERE action = 'alert.refused' AND actor = 'olga'"
+        ),
+        4,
+        "the other officer's alert twice, its workflow once, a missing alert once"
+    );
+    assert_eq!(
+        f.t.count("SELECT count(*) FROM audit_log WHERE action = 'alert.view' AND actor = 'olga'"),
+        1
+    );
+}
