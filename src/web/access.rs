@@ -80,6 +80,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
 
     // Cross-site form posts: a browser sends Origin with every POST; it must be this host.
     if parts.method == Method::POST && !same_origin(&parts) {
+        tracing::warn!(origin = ?parts.headers.get(header::ORIGIN), host = ?parts.headers.get(header::HOST), "cross-origin form post refused");
         return page::error(lang, StatusCode::FORBIDDEN, "cross-origin request refused");
     }
 
@@ -194,7 +195,7 @@ fn same_origin(parts: &axum::http::request::Parts) -> bool {
         .unwrap_or(false)
 }
 
-/// Headers for every response: no framing, no sniffing, no referrers, scripts from nowhere.
+/// Headers for every response: no framing, no sniffing, no referrers to other sites, no scripts.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let h = response.headers_mut();
@@ -209,9 +210,11 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: with it, browsers send `Origin: null` on form posts, which the origin
+    // check then (rightly) refuses. `same-origin` sends nothing to other sites.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }

@@ -13,6 +13,7 @@ use nachtwacht_station::{SourceConfig, StationConfig};
 use nachtwacht_wire::DeviceKind;
 
 pub mod web;
+pub mod webdriver;
 
 pub const DAY_MS: i64 = 86_400_000;
 

@@ -1,0 +1,147 @@
+//! The web UI in a real browser (headless Chromium through chromedriver): an officer signs in with
+//! password and TOTP, sees an alert of their caseload with its evidence chart, fails to open
+//! another officer's alert by URL, moves the alert through the workflow with comments and prints
+//! the report; an auditor then finds all of it in the audit log, whose chain verifies.
+
+mod common;
+
+use common::web::*;
+use common::webdriver::Browser;
+
+fn sign_in(b: &Browser, base: &str, creds: &Creds) {
+    b.goto(&format!("{base}/login"));
+    b.type_into("input[name=username]", &creds.username);
+    b.type_into("input[name=password]", &creds.password);
+    b.type_into("input[name=code]", &creds.code());
+    b.click("#login");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
+    let f = web_fixture().await;
+    let olga = Creds {
+        username: f.accounts["officer"].username.clone(),
+        password: f.accounts["officer"].password.clone(),
+        totp_secret: f.accounts["officer"].totp_secret.clone(),
+    };
+    let aud = Creds {
+        username: f.accounts["auditor"].username.clone(),
+        password: f.accounts["auditor"].password.clone(),
+        totp_secret: f.accounts["auditor"].totp_secret.clone(),
+    };
+    let (base, own, other) = (f.base.clone(), f.own_alert, f.other_alert);
+
+    tokio::task::spawn_blocking(move || {
+        let b = Browser::start();
+
+        // A wrong code is refused, in Dutch by default.
+        b.goto(&format!("{base}/login"));
+        b.type_into("input[name=username]", &olga.username);
+        b.type_into("input[name=password]", &olga.password);
+        b.type_into("input[name=code]", "000000");
+        b.click("#login");
+        assert!(b.text().contains("verkeerde code"), "{}", b.text());
+
+        // Password and TOTP: the officer lands on their alerts, in Dutch.
+        sign_in(&b, &base, &olga);
+        assert!(b.current_url().ends_with("/alerts"), "{}", b.current_url());
+        let list = b.text();
+        assert!(
+            list.contains("Meldingen") && list.contains("CASE-home-1"),
+            "{list}"
+        );
+        assert!(
+            !list.contains("CASE-home-2"),
+            "another officer's person is listed"
+        );
+
+        // The alert with its evidence drawn by the server.
+        b.click(&format!("a[href='/alerts/{own}']"));
+        let detail = b.source();
+        assert!(
+            detail.contains("<svg") && detail.contains("polyline"),
+            "no chart"
+        );
+        assert!(b.text().contains("nieuw"));
+
+        // Another officer's alert by URL: not found, like an alert that does not exist.
+        b.goto(&format!("{base}/alerts/{other}"));
+        assert!(b.text().contains("niet in uw caseload"), "{}", b.text());
+
+        // English on request, remembered.
+        b.goto(&format!("{base}/alerts/{own}?lang=en"));
+        assert!(b.text().contains("Evidence"), "{}", b.text());
+        b.goto(&format!("{base}/alerts/{own}"));
+        assert!(b.text().contains("Next step"), "language not remembered");
+
+        // Workflow: a step without a comment is not accepted by the form.
+        b.click("#save");
+        assert!(b.current_url().ends_with(&format!("/alerts/{own}")));
+        assert!(b.text().contains("new"), "status changed without a comment");
+        // new → in process → confirmed, each with a comment.
+        b.type_into("#comment", "Called the client; reviewing the curve.");
+        b.click("#save");
+        assert!(b.text().contains("in process"), "{}", b.text());
+        b.click("#to option[value=confirmed]");
+        b.type_into("#comment", "Client admitted drinking on Saturday.");
+        b.click("#save");
+        let text = b.text();
+        assert!(text.contains("confirmed"), "{text}");
+        assert!(
+            text.contains("Client admitted drinking on Saturday."),
+            "{text}"
+        );
+
+        // The printable report: criteria, interpretation, bundle ids.
+        b.click("#report");
+        let report = b.text();
+        for needle in [
+            "Non-compliance report",
+            "Criteria used",
+            "threshold",
+            "Interpretation",
+            "Bundles",
+        ] {
+            assert!(
+                report.contains(needle),
+                "{needle} missing from the report: {report}"
+            );
+        }
+        b.click("header form button");
+        assert!(b.current_url().ends_with("/login"));
+
+        // The auditor finds the officer's steps, and the chain verifies.
+        sign_in(&b, &base, &aud);
+        assert!(b.current_url().contains("/audit"), "{}", b.current_url());
+        b.type_into("input[name=actor]", &olga.username);
+        b.click("form[action='/audit'] button");
+        let log = b.text();
+        for action in [
+            "login",
+            "alerts.list",
+            "alert.view",
+            "alert.refused",
+            "alert.transition",
+            "alert.report",
+        ] {
+            assert!(log.contains(action), "{action} not in the audit log: {log}");
+        }
+        assert!(
+            log.contains("Called the client"),
+            "the comment is in the audit entry"
+        );
+        assert!(b.text().contains("intact"), "chain does not verify");
+    })
+    .await
+    .unwrap();
+
+    let steps = f.t.count(&format!(
+        "SELECT count(*) FROM alert_events WHERE alert_id = {own}"
+    ));
+    assert_eq!(steps, 2);
+    let verdict = nachtwacht::audit::verify(&f.t.ctx.db.lock()).unwrap();
+    assert!(
+        matches!(verdict, nachtwacht::audit::Verdict::Intact { .. }),
+        "{verdict:?}"
+    );
+}

@@ -1,0 +1,171 @@
+//! A small W3C WebDriver client over HTTP (ureq) for the browser tests: starts Debian's
+//! `chromedriver`, drives headless Chromium, and stops both when dropped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+pub struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+}
+
+fn try_call(req: ureq::Request, body: Option<Value>) -> Result<Value, String> {
+    let r = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match r {
+        Ok(r) => Ok(r.into_json::<Value>().unwrap()["value"].clone()),
+        Err(ureq::Error::Status(code, r)) => Err(format!(
+            "webdriver {code}: {}",
+            r.into_string().unwrap_or_default()
+        )),
+        Err(e) => panic!("webdriver transport: {e}"),
+    }
+}
+
+fn call(req: ureq::Request, body: Option<Value>) -> Value {
+    try_call(req, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and opens a headless Chromium session.
+    pub fn start() -> Self {
+        let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect(
+                "chromedriver not found: install Debian's chromium and chromium-driver \
+                 (.ci/run does this)",
+            );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ureq::get(&format!("{base}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1200,1000"]
+            }
+        }}});
+        let value = call(ureq::post(&format!("{base}/session")), Some(caps));
+        let session = value["sessionId"].as_str().expect("session id").to_string();
+        Browser {
+            driver,
+            base,
+            session,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/session/{}{path}", self.base, self.session)
+    }
+
+    pub fn goto(&self, url: &str) {
+        call(ureq::post(&self.url("/url")), Some(json!({"url": url})));
+    }
+
+    pub fn current_url(&self) -> String {
+        call(ureq::get(&self.url("/url")), None)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn source(&self) -> String {
+        call(ureq::get(&self.url("/source")), None)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The visible text of the whole page. Retries while a navigation a click started replaces
+    /// the document under it (a "stale element").
+    pub fn text(&self) -> String {
+        for _ in 0..50 {
+            self.wait_loaded();
+            let body = self.find("body");
+            match try_call(ureq::get(&self.url(&format!("/element/{body}/text"))), None) {
+                Ok(v) => return v.as_str().unwrap().to_string(),
+                Err(e) if e.contains("stale element") => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the page never settled")
+    }
+
+    /// Waits until the current document has loaded.
+    pub fn wait_loaded(&self) {
+        for _ in 0..100 {
+            let state = try_call(
+                ureq::post(&self.url("/execute/sync")),
+                Some(json!({"script": "return document.readyState", "args": []})),
+            );
+            if matches!(state, Ok(Value::String(ref s)) if s == "complete") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn find(&self, css: &str) -> String {
+        let v = call(
+            ureq::post(&self.url("/element")),
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        match v[ELEMENT].as_str() {
+            Some(id) => id.to_string(),
+            None => panic!(
+                "no element {css:?} at {}: {v}\n{}",
+                self.current_url(),
+                self.source()
+            ),
+        }
+    }
+
+    pub fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        call(
+            ureq::post(&self.url(&format!("/element/{e}/value"))),
+            Some(json!({"text": text})),
+        );
+    }
+
+    pub fn click(&self, css: &str) {
+        let e = self.find(css);
+        call(
+            ureq::post(&self.url(&format!("/element/{e}/click"))),
+            Some(json!({})),
+        );
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
