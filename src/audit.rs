@@ -106,6 +106,45 @@ pub fn entries(conn: &Connection) -> Result<Vec<Entry>> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Entries as CSV with a header row; fields with commas, quotes or line breaks are quoted.
+pub fn to_csv(entries: &[Entry]) -> String {
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::from("seq,at_ms,actor,action,object,detail,prev_hash,hash\n");
+    for e in entries {
+        out += &[
+            e.seq.to_string(),
+            e.at_ms.to_string(),
+            field(&e.actor),
+            field(&e.action),
+            field(&e.object),
+            field(&e.detail),
+            e.prev_hash.clone(),
+            e.hash.clone(),
+        ]
+        .join(",");
+        out.push('\n');
+    }
+    out
+}
+
+/// Entries as a JSON array of objects with every field, hashes included.
+pub fn to_json(entries: &[Entry]) -> String {
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({"seq": e.seq, "at_ms": e.at_ms, "actor": e.actor, "action": e.action,
+                "object": e.object, "detail": e.detail, "prev_hash": e.prev_hash, "hash": e.hash})
+        })
+        .collect();
+    serde_json::to_string_pretty(&rows).unwrap_or_default()
+}
+
 /// The outcome of checking the chain.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {

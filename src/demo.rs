@@ -97,11 +97,18 @@ pub struct DemoRun {
     pub server: RunningServer,
     pub data_dir: PathBuf,
     pub admin_password: String,
+    pub admin_totp_secret: String,
+    /// The demo officer ([`OFFICER`]) has every demo person on their caseload.
+    pub officer_password: String,
+    pub officer_totp_secret: String,
     pub research_token: String,
     pub bundles_acknowledged: usize,
     pub alerts: Vec<AlertLine>,
     pub answer: Answer,
 }
+
+/// The demo officer's username.
+pub const OFFICER: &str = "officer";
 
 pub struct DemoOptions {
     pub data_dir: Option<PathBuf>,
@@ -147,6 +154,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
             enroll::add_station(&ctx, &name, "demo").map_err(step("enroll station"))?;
         enroll::pair_device(&ctx, p.serial, &name, start_ms, "demo")
             .map_err(step("pair device"))?;
+        enroll::link_station(&ctx, &name, p.reference, "demo").map_err(step("link station"))?;
         station.servers = vec![server.quic_addr.to_string()];
         station.source = SourceConfig::Simulator(SimulatorConfig {
             device: p.device,
@@ -163,6 +171,27 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
         secrets::write_private(&dir.join("station.toml"), station.to_toml().as_bytes())
             .map_err(step("station config"))?;
         stations.push((station, dir));
+    }
+
+    let officer = crate::accounts::create(
+        &ctx.db,
+        OFFICER,
+        crate::accounts::Role::Officer,
+        "demo",
+        crate::now_ms(),
+    )
+    .map_err(step("officer account"))?;
+    for p in personas() {
+        crate::caseload::assign(
+            &ctx.db,
+            OFFICER,
+            p.reference,
+            start_ms,
+            None,
+            "demo",
+            crate::now_ms(),
+        )
+        .map_err(step("caseload"))?;
     }
 
     let uploads = stations.into_iter().map(|(cfg, dir)| {
@@ -220,6 +249,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
         server,
         data_dir,
         admin_password: report.admin_password,
+        admin_totp_secret: report.admin_totp_secret,
+        officer_password: officer.password,
+        officer_totp_secret: officer.totp_secret,
         research_token: token,
         bundles_acknowledged,
         answer,

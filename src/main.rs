@@ -93,10 +93,20 @@ enum Command {
         #[command(subcommand)]
         command: PipelineCommand,
     },
-    /// Verify the hash chain of the audit log.
+    /// The tamper-evident audit log.
     Audit {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Web accounts (administrators, officers, managers, researchers, auditors).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Officers' caseloads.
+    Caseload {
+        #[command(subcommand)]
+        command: CaseloadCommand,
     },
     /// Everything at once on this machine: init, serve, simulated stations, pipelines, a DP answer.
     Demo {
@@ -271,6 +281,67 @@ enum KeysCommand {
     Rotate {
         #[arg(long)]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; fails naming the first entry that was changed, removed or moved.
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Write every entry with its hashes to stdout, for checking outside nachtwacht.
+    Export {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account; prints its password and TOTP secret once.
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        username: String,
+        /// administrator, officer, manager, researcher or auditor
+        #[arg(long)]
+        role: String,
+    },
+    /// Print the current TOTP code of a secret (what an authenticator app would show), for
+    /// trying the demo without a phone.
+    Code {
+        #[arg(long)]
+        secret: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaseloadCommand {
+    /// Put a person on an officer's caseload from a day (UTC), optionally until a day.
+    Assign {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        officer: String,
+        #[arg(long)]
+        person: String,
+        /// YYYY-MM-DD; today when omitted.
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// YYYY-MM-DD, inclusive; open-ended when omitted.
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
     },
 }
 
@@ -662,17 +733,93 @@ async fn main() -> anyhow::Result<()> {
                 r.events, r.device_events, r.stress_episodes, r.new_alerts, r.person_days
             );
         }
-        Command::Audit { data_dir } => {
+        Command::Audit {
+            command: AuditCommand::Verify { data_dir },
+        } => {
             let ctx = open(&data_dir)?;
             let verdict = audit::verify(&ctx.db.lock()).context("reading audit log")?;
             match verdict {
                 audit::Verdict::Intact { entries } => {
-                    println!("audit log intact: {entries} entries")
+                    println!("audit log intact: {entries} entries");
+                    // Deleting entries from the end leaves a shorter chain that still verifies;
+                    // a head hash written down elsewhere is what catches that.
+                    if let Some(last) = audit::entries(&ctx.db.lock())?.last() {
+                        println!("head: entry {} hash {}", last.seq, last.hash);
+                    }
                 }
                 audit::Verdict::Broken { at_seq, reason } => {
                     bail!("audit log broken at entry {at_seq}: {reason}")
                 }
             }
+        }
+        Command::Audit {
+            command: AuditCommand::Export { data_dir, format },
+        } => {
+            let ctx = open(&data_dir)?;
+            let entries = audit::entries(&ctx.db.lock()).context("reading audit log")?;
+            match format {
+                ExportFormat::Json => println!("{}", audit::to_json(&entries)),
+                ExportFormat::Csv => print!("{}", audit::to_csv(&entries)),
+            }
+        }
+        Command::Account {
+            command:
+                AccountCommand::Add {
+                    data_dir,
+                    username,
+                    role,
+                },
+        } => {
+            let role = nachtwacht::accounts::Role::parse(&role)
+                .with_context(|| format!("unknown role {role:?}"))?;
+            let ctx = open(&data_dir)?;
+            let new = nachtwacht::accounts::create(
+                &ctx.db,
+                &username,
+                role,
+                ACTOR_CLI,
+                nachtwacht::now_ms(),
+            )
+            .context("creating account")?;
+            println!("Account {username} ({}) created.", role.as_str());
+            println!("  password:    {}", new.password);
+            println!("  TOTP secret: {}", new.totp_secret);
+            println!("  {}", new.otpauth_uri);
+        }
+        Command::Account {
+            command: AccountCommand::Code { secret },
+        } => {
+            let code = nachtwacht::accounts::totp_code(&secret, nachtwacht::now_ms())
+                .context("the secret is not base32")?;
+            println!("{code}");
+        }
+        Command::Caseload {
+            command:
+                CaseloadCommand::Assign {
+                    data_dir,
+                    officer,
+                    person,
+                    from,
+                    to,
+                },
+        } => {
+            let ctx = open(&data_dir)?;
+            let midnight = |d: chrono::NaiveDate| {
+                d.and_hms_opt(0, 0, 0)
+                    .expect("midnight")
+                    .and_utc()
+                    .timestamp_millis()
+            };
+            let now = nachtwacht::now_ms();
+            let from_ms = from
+                .map(midnight)
+                .unwrap_or(now.div_euclid(86_400_000) * 86_400_000);
+            let to_ms = to.map(|d| midnight(d) + 86_400_000);
+            nachtwacht::caseload::assign(
+                &ctx.db, &officer, &person, from_ms, to_ms, ACTOR_CLI, now,
+            )
+            .context("assigning caseload")?;
+            println!("{person} is on {officer}'s caseload");
         }
         Command::Demo {
             data_dir,
@@ -727,7 +874,17 @@ async fn run_demo(
     );
     println!("  Web:          http://{}/", run.server.http_addr);
     println!("  QUIC ingest:  {}", run.server.quic_addr);
-    println!("  Admin login:  admin / {}", run.admin_password);
+    println!(
+        "  Admin login:  admin / {}  (TOTP secret {})",
+        run.admin_password, run.admin_totp_secret
+    );
+    println!(
+        "  Officer login: {} / {}  (TOTP secret {}; every demo person is on this caseload)",
+        demo::OFFICER,
+        run.officer_password,
+        run.officer_totp_secret
+    );
+    println!("  Current TOTP code: nachtwacht account code --secret <secret>");
     println!(
         "  Research API: POST http://{}/api/v1/research/query",
         run.server.http_addr

@@ -150,10 +150,10 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
     ));
     assert!(token.trim().starts_with("nwr_"));
 
-    let audit = ok(&nachtwacht(&["audit"], &data));
-    // init, person, device, station add, device pair, station revoke, keys rotate,
-    // quarantine list, project, token.
-    assert!(audit.contains("intact: 10 entries"), "{audit}");
+    let audit = ok(&nachtwacht(&["audit", "verify"], &data));
+    // the administrator's account, init, person, device, station add, device pair, station
+    // revoke, keys rotate, quarantine list, project, token.
+    assert!(audit.contains("intact: 11 entries"), "{audit}");
 
     // Tampering with one entry is detected and the command fails.
     let conn = rusqlite::Connection::open(data.join("state.sqlite")).unwrap();
@@ -163,7 +163,7 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
     )
     .unwrap();
     drop(conn);
-    let broken = nachtwacht(&["audit"], &data);
+    let broken = nachtwacht(&["audit", "verify"], &data);
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stderr).contains("broken at entry 4"));
 }

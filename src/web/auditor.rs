@@ -129,14 +129,6 @@ pub async fn browse(
     frame(lang, Some(&session), lang.t("audit"), &b).into_response()
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 pub async fn export(
     State(state): State<AppState>,
     lang: Lang,
@@ -149,35 +141,13 @@ pub async fn export(
     };
     let json = filter.format.as_deref() == Some("json");
     let (body, content_type, file) = if json {
-        let rows: Vec<serde_json::Value> = entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({"seq": e.seq, "at_ms": e.at_ms, "actor": e.actor, "action": e.action,
-                    "object": e.object, "detail": e.detail, "prev_hash": e.prev_hash, "hash": e.hash})
-            })
-            .collect();
-        (
-            serde_json::to_string_pretty(&rows).unwrap_or_default(),
-            "application/json",
-            "audit.json",
-        )
+        (audit::to_json(&entries), "application/json", "audit.json")
     } else {
-        let mut s = String::from("seq,at_ms,actor,action,object,detail,prev_hash,hash\n");
-        for e in &entries {
-            s += &[
-                e.seq.to_string(),
-                e.at_ms.to_string(),
-                csv_field(&e.actor),
-                csv_field(&e.action),
-                csv_field(&e.object),
-                csv_field(&e.detail),
-                e.prev_hash.clone(),
-                e.hash.clone(),
-            ]
-            .join(",");
-            s.push('\n');
-        }
-        (s, "text/csv; charset=utf-8", "audit.csv")
+        (
+            audit::to_csv(&entries),
+            "text/csv; charset=utf-8",
+            "audit.csv",
+        )
     };
     let mut response = body.into_response();
     let h = response.headers_mut();
