@@ -263,6 +263,18 @@ CREATE TABLE alert_events (
 );
 CREATE INDEX alert_events_alert ON alert_events(alert_id);
 "#,
+    r#"
+-- Issue 6 point 8: management figures, released once per month and figure through DP and kept,
+-- so looking again spends no budget.
+CREATE TABLE management_releases (
+    month TEXT NOT NULL,
+    figure TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    released_at_ms INTEGER NOT NULL,
+    released_by TEXT NOT NULL,
+    PRIMARY KEY (month, figure)
+);
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps

@@ -23,6 +23,7 @@ pub mod evaluate;
 pub mod ingest;
 pub mod init;
 pub mod keys;
+pub mod management;
 pub mod pki;
 pub mod pseudonym;
 pub mod quarantine;

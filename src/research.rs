@@ -954,7 +954,13 @@ fn calibrated(ctx: &Context, req: &QueryRequest, epsilon: f64) -> Result<(Meas, 
 /// The ledger is read and written inside one `BEGIN IMMEDIATE` transaction: it takes SQLite's
 /// write lock before reading, so no other connection (another process included) can charge the
 /// same project between the check and the update.
-fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) -> Result<Project> {
+fn charge(
+    ctx: &Context,
+    project: &Project,
+    req: &QueryRequest,
+    epsilon: f64,
+    actor: &str,
+) -> Result<Project> {
     let now = crate::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -969,7 +975,7 @@ fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) ->
         audit::append(
             &tx,
             now,
-            &format!("research:{}", project.name),
+            actor,
             "research.refused",
             &req.dataset,
             &serde_json::json!({"query": req, "epsilon": epsilon, "reason": "budget exhausted"})
@@ -993,7 +999,7 @@ fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) ->
     audit::append(
         &tx,
         now,
-        &format!("research:{}", project.name),
+        actor,
         "research.release",
         &req.dataset,
         &serde_json::json!({
@@ -1015,7 +1021,31 @@ fn charge(ctx: &Context, project: &Project, req: &QueryRequest, epsilon: f64) ->
 /// (OpenDP measurements): call on a blocking thread.
 pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
     let project = authenticate(ctx, token, crate::now_ms())?;
-    validate(req, &project)?;
+    answer_for(ctx, &project, req, &format!("research:{}", project.name))
+}
+
+/// A project by name (for the management dashboard, which has no token: its managers sign in).
+pub fn project_named(ctx: &Context, name: &str) -> Result<Option<Project>> {
+    Ok(ctx
+        .db
+        .lock()
+        .query_row(
+            &format!("SELECT {PROJECT_COLUMNS} FROM research_projects p WHERE p.name = ?1"),
+            [name],
+            project_row,
+        )
+        .optional()?)
+}
+
+/// Answers one query for `project`, charged to it and audited as `actor`. The one path from
+/// data to a released number: the research API and the management dashboard both come here.
+pub fn answer_for(
+    ctx: &Context,
+    project: &Project,
+    req: &QueryRequest,
+    actor: &str,
+) -> Result<Answer> {
+    validate(req, project)?;
     let (meas, epsilon) = calibrated(ctx, req, req.epsilon)?;
     let summary = opendp::polars::accuracy::summarize_polars_measurement(meas.clone(), Some(0.05))?;
     let mut answer = Answer {
@@ -1041,7 +1071,7 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
         audit::append(
             &ctx.db.lock(),
             crate::now_ms(),
-            &format!("research:{}", project.name),
+            actor,
             "research.dry-run",
             &req.dataset,
             &serde_json::json!({"query": req, "epsilon": epsilon}).to_string(),
@@ -1049,7 +1079,7 @@ pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
         return Ok(answer);
     }
     let data = prepared_data(ctx, req)?;
-    let charged = charge(ctx, &project, req, epsilon)?;
+    let charged = charge(ctx, project, req, epsilon, actor)?;
     answer.epsilon_spent = epsilon;
     answer.project_epsilon = charged.epsilon_spent;
     (answer.budget_remaining, answer.largest_next_epsilon) = charged.remaining()?;

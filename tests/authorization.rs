@@ -41,6 +41,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/audit", "auditor"),
     ("GET", "/audit/export", "auditor"),
+    ("GET", "/management", "manager"),
+    ("POST", "/management/release", "manager"),
     ("POST", "/api/v1/research/query", "token"),
     ("GET", "/api/v1/research/budget", "token"),
     ("GET", "/api/openapi.json", "anyone"),

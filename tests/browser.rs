@@ -44,7 +44,8 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
 
         // Password and TOTP: the officer lands on their alerts, in Dutch.
         sign_in(&b, &base, &olga);
-        assert!(b.current_url().ends_with("/alerts"), "{}", b.current_url());
+        let url = b.wait_url("/alerts");
+        assert!(url.ends_with("/alerts"), "{url}");
         let list = b.text();
         assert!(
             list.contains("Meldingen") && list.contains("CASE-home-1"),
@@ -57,6 +58,7 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
 
         // The alert with its evidence drawn by the server.
         b.click(&format!("a[href='/alerts/{own}']"));
+        b.wait_url(&format!("/alerts/{own}"));
         let detail = b.source();
         assert!(
             detail.contains("<svg") && detail.contains("polyline"),
@@ -77,16 +79,16 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         // Workflow: a step without a comment is not accepted by the form.
         b.click("#save");
         assert!(b.current_url().ends_with(&format!("/alerts/{own}")));
-        assert!(b.text().contains("new"), "status changed without a comment");
+        assert_eq!(b.wait_text_of("#status", "new"), "new");
         // new → in process → confirmed, each with a comment.
         b.type_into("#comment", "Called the client; reviewing the curve.");
         b.click("#save");
-        assert!(b.text().contains("in process"), "{}", b.text());
+        assert_eq!(b.wait_text_of("#status", "in process"), "in process");
         b.click("#to option[value=confirmed]");
         b.type_into("#comment", "Client admitted drinking on Saturday.");
         b.click("#save");
+        assert_eq!(b.wait_text_of("#status", "confirmed"), "confirmed");
         let text = b.text();
-        assert!(text.contains("confirmed"), "{text}");
         assert!(
             text.contains("Client admitted drinking on Saturday."),
             "{text}"
@@ -94,6 +96,7 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
 
         // The printable report: criteria, interpretation, bundle ids.
         b.click("#report");
+        b.wait_url("/report");
         let report = b.text();
         for needle in [
             "Non-compliance report",
@@ -108,11 +111,13 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
             );
         }
         b.click("header form button");
-        assert!(b.current_url().ends_with("/login"));
+        let url = b.wait_url("/login");
+        assert!(url.ends_with("/login"), "{url}");
 
         // The auditor finds the officer's steps, and the chain verifies.
         sign_in(&b, &base, &aud);
-        assert!(b.current_url().contains("/audit"), "{}", b.current_url());
+        let url = b.wait_url("/audit");
+        assert!(url.ends_with("/audit"), "{url}");
         b.type_into("input[name=actor]", &olga.username);
         b.click("form[action='/audit'] button");
         let log = b.text();

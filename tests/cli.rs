@@ -28,7 +28,10 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
     let data = tmp.path().join("data");
 
     let init = ok(&nachtwacht(&["init"], &data));
-    assert!(init.contains("one-time password"), "{init}");
+    assert!(
+        init.contains("TOTP secret") && init.contains("otpauth://totp/"),
+        "{init}"
+    );
     let again = nachtwacht(&["init"], &data);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));

@@ -159,6 +159,12 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("detail", "Details", "Detail"),
     ("export", "Exporteren", "Export"),
     ("interp.alcohol", "De transdermale alcoholconcentratie lag gedurende ten minste het vereiste aantal opeenvolgende metingen boven de drempel, met een stijging en daling die passen bij alcoholgebruik. Dit is een aanwijzing, geen bewijs van gebruik op zichzelf: beoordeel het samen met de draagtijd en het gesprek met de betrokkene.", "Transdermal alcohol concentration stayed above the threshold for at least the required number of consecutive readings, with a rise and fall consistent with drinking. This is an indication, not proof of drinking on its own: weigh it together with wear time and a conversation with the person."),
+    ("management", "Managementinformatie", "Management figures"),
+    ("mgmt.budget", "Privacybudget van het managementproject", "Privacy budget of the management project"),
+    ("mgmt.left", "nog beschikbaar", "left"),
+    ("mgmt.month", "Maand", "Month"),
+    ("mgmt.release", "Cijfers vrijgeven", "Release figures"),
+    ("mgmt.explain", "Per maand: persoon-dagen met een alcohol-, sabotage- of communicatiemelding, per programma en per regio. Elk cijfer is differentieel privé (privacy-eenheid: persoon); de rode streep is het 95%-interval van de ruis. Een maand wordt één keer vrijgegeven; opnieuw bekijken kost geen budget.", "Per month: person-days with an alcohol, tamper or communication alert, per programme and per region. Every figure is differentially private (privacy unit: person); the red bar is the 95 % interval of the noise. A month is released once; looking again costs no budget."),
     ("interp.other", "Zie de criteria hierboven en de tijdlijn van draagtijd en contact.", "See the criteria above and the timeline of wear and contact."),
 ];
 
@@ -187,6 +193,7 @@ mod tests {
             include_str!("admin.rs"),
             include_str!("auditor.rs"),
             include_str!("access.rs"),
+            include_str!("management.rs"),
         ];
         for src in sources {
             for piece in src.split(".t(\"").skip(1) {

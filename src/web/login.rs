@@ -106,7 +106,8 @@ fn home(role: Role) -> &'static str {
         Role::Officer => "/alerts",
         Role::Administrator => "/admin",
         Role::Auditor => "/audit",
-        Role::Manager | Role::Researcher => "/account",
+        Role::Manager => "/management",
+        Role::Researcher => "/account",
     }
 }
 

@@ -27,6 +27,7 @@ mod auditor;
 mod chart;
 mod i18n;
 mod login;
+mod management;
 mod officer;
 mod page;
 mod research_api;
@@ -66,6 +67,7 @@ pub struct Rule {
 const OFFICER: Access = Access::Roles(&[Role::Officer]);
 const ADMIN: Access = Access::Roles(&[Role::Administrator]);
 const AUDITOR: Access = Access::Roles(&[Role::Auditor]);
+const MANAGER: Access = Access::Roles(&[Role::Manager]);
 
 /// Every route, its access rule and its handler. The router and the access check are both built
 /// from this list; `tests/authorization.rs` checks every entry against every role.
@@ -146,6 +148,15 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
         (
             r(Method::GET, "/audit/export", AUDITOR),
             get(auditor::export),
+        ),
+        // Managers: DP figures only.
+        (
+            r(Method::GET, "/management", MANAGER),
+            get(management::page),
+        ),
+        (
+            r(Method::POST, "/management/release", MANAGER),
+            post(management::release),
         ),
         // Researchers: bearer tokens, checked by the research module itself.
         (

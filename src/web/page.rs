@@ -58,7 +58,8 @@ pub fn frame(lang: Lang, session: Option<&Session>, title: &str, body: &str) -> 
             Role::Officer => &[("/alerts", "alerts"), ("/stations", "stations")],
             Role::Administrator => &[("/admin", "admin")],
             Role::Auditor => &[("/audit", "audit")],
-            Role::Manager | Role::Researcher => &[],
+            Role::Manager => &[("/management", "management")],
+            Role::Researcher => &[],
         };
         for (href, key) in links {
             nav.push_str(&format!("<a href=\"{href}\">{}</a>", lang.t(key)));

@@ -92,6 +92,19 @@ impl Browser {
             .to_string()
     }
 
+    /// Waits (up to 10 s) until the URL ends with `suffix`, and returns it either way.
+    pub fn wait_url(&self, suffix: &str) -> String {
+        for _ in 0..100 {
+            let url = self.current_url();
+            if url.ends_with(suffix) {
+                self.wait_loaded();
+                return url;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.current_url()
+    }
+
     pub fn source(&self) -> String {
         call(ureq::get(&self.url("/source")), None)
             .as_str()
@@ -114,6 +127,23 @@ impl Browser {
             }
         }
         panic!("the page never settled")
+    }
+
+    /// Waits (up to 10 s) until the element's text is `want`, and returns its text either way.
+    pub fn wait_text_of(&self, css: &str, want: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..100 {
+            self.wait_loaded();
+            let e = self.find(css);
+            if let Ok(v) = try_call(ureq::get(&self.url(&format!("/element/{e}/text"))), None) {
+                last = v.as_str().unwrap_or("").to_string();
+                if last == want {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        last
     }
 
     /// Waits until the current document has loaded.
