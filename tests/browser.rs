@@ -40,13 +40,14 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         b.type_into("input[name=password]", &olga.password);
         b.type_into("input[name=code]", "000000");
         b.click("#login");
-        assert!(b.text().contains("verkeerde code"), "{}", b.text());
+        let text = b.wait_for_text("verkeerde code");
+        assert!(text.contains("verkeerde code"), "{text}");
 
         // Password and TOTP: the officer lands on their alerts, in Dutch.
         sign_in(&b, &base, &olga);
         let url = b.wait_url("/alerts");
         assert!(url.ends_with("/alerts"), "{url}");
-        let list = b.text();
+        let list = b.wait_for_text("CASE-home-1");
         assert!(
             list.contains("Meldingen") && list.contains("CASE-home-1"),
             "{list}"
@@ -97,7 +98,7 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         // The printable report: criteria, interpretation, bundle ids.
         b.click("#report");
         b.wait_url("/report");
-        let report = b.text();
+        let report = b.wait_for_text("Interpretation");
         for needle in [
             "Non-compliance report",
             "Criteria used",
@@ -120,7 +121,7 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         assert!(url.ends_with("/audit"), "{url}");
         b.type_into("input[name=actor]", &olga.username);
         b.click("form[action='/audit'] button");
-        let log = b.text();
+        let log = b.wait_for_text("alert.transition");
         for action in [
             "login",
             "alerts.list",

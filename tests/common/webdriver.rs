@@ -117,7 +117,17 @@ impl Browser {
     pub fn text(&self) -> String {
         for _ in 0..50 {
             self.wait_loaded();
-            let body = self.find("body");
+            let body = try_call(
+                ureq::post(&self.url("/element")),
+                Some(json!({"using": "css selector", "value": "body"})),
+            );
+            let Some(body) = body
+                .ok()
+                .and_then(|v| v[ELEMENT].as_str().map(String::from))
+            else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
             match try_call(ureq::get(&self.url(&format!("/element/{body}/text"))), None) {
                 Ok(v) => return v.as_str().unwrap().to_string(),
                 Err(e) if e.contains("stale element") => {
@@ -134,16 +144,38 @@ impl Browser {
         let mut last = String::new();
         for _ in 0..100 {
             self.wait_loaded();
-            let e = self.find(css);
-            if let Ok(v) = try_call(ureq::get(&self.url(&format!("/element/{e}/text"))), None) {
-                last = v.as_str().unwrap_or("").to_string();
-                if last == want {
-                    break;
+            // Mid-navigation the element may be missing or stale: try again.
+            let found = try_call(
+                ureq::post(&self.url("/element")),
+                Some(json!({"using": "css selector", "value": css})),
+            );
+            if let Some(e) = found
+                .ok()
+                .and_then(|v| v[ELEMENT].as_str().map(String::from))
+            {
+                if let Ok(v) = try_call(ureq::get(&self.url(&format!("/element/{e}/text"))), None) {
+                    last = v.as_str().unwrap_or("").to_string();
+                    if last == want {
+                        break;
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         last
+    }
+
+    /// Waits (up to 10 s) until the page's text contains `needle`; returns the text either way.
+    pub fn wait_for_text(&self, needle: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = self.text();
+            if text.contains(needle) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        text
     }
 
     /// Waits until the current document has loaded.
