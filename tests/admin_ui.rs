@@ -29,15 +29,10 @@ fn between<'a>(html: &'a str, start: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_manages_accounts_caseloads_and_research_and_the_auditor_verifies_it() {
     let f = web_fixture().await;
-    let creds = |k: &str| {
-        let c = &f.accounts[k];
-        Creds {
-            username: c.username.clone(),
-            password: c.password.clone(),
-            totp_secret: c.totp_secret.clone(),
-        }
-    };
-    let (ada, aud) = (creds("administrator"), creds("auditor"));
+    let (ada, aud) = (
+        f.accounts["administrator"].clone(),
+        f.accounts["auditor"].clone(),
+    );
     let base = f.base.clone();
     let export = tokio::task::spawn_blocking(move || {
         let admin = login(&base, &ada);
@@ -92,6 +87,32 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
         );
         assert_eq!(status, 400);
         assert!(page.contains("no active officer"), "{page}");
+
+        // A base station for the person: its configuration (certificate, key, servers) comes back
+        // as a download, once; then a device assigned to the person and paired with it.
+        let (status, _, station_toml) = post(
+            &base,
+            &admin,
+            "/admin/stations",
+            &[("name", "home-77"), ("person", "CASE-77")],
+        );
+        assert_eq!(status, 200, "{station_toml}");
+        assert!(station_toml.contains("BEGIN CERTIFICATE") && station_toml.contains("home-77"));
+        let (status, _, page) = post(
+            &base,
+            &admin,
+            "/admin/devices",
+            &[
+                ("serial", "AM-0077"),
+                ("kind", "ankle-monitor"),
+                ("person", "CASE-77"),
+                ("station", "home-77"),
+                ("from", &today),
+            ],
+        );
+        assert_eq!(status, 303, "{page}");
+        let (status, _, _) = post(&base, &admin, "/admin/stations/home-77/revoke", &[]);
+        assert_eq!(status, 303);
 
         // A research project and a token for it, then its revocation.
         let (status, _, page) = post(
@@ -191,6 +212,7 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     for action in [
+        "station.revoke",
         "account.create",
         "caseload.assign",
         "research.project.create",

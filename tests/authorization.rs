@@ -135,11 +135,7 @@ async fn every_route_times_every_role_has_the_expected_outcome() {
             let session = match creds {
                 None => None,
                 Some(c) => {
-                    let c = Creds {
-                        username: c.username.clone(),
-                        password: c.password.clone(),
-                        totp_secret: c.totp_secret.clone(),
-                    };
+                    let c = c.clone();
                     Some(
                         tokio::task::spawn_blocking(move || login(&base, &c))
                             .await
@@ -213,14 +209,7 @@ async fn every_route_times_every_role_has_the_expected_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_reaches_only_their_own_caseload_by_link_or_by_guessing() {
     let f = web_fixture().await;
-    let olga = {
-        let c = &f.accounts["officer"];
-        Creds {
-            username: c.username.clone(),
-            password: c.password.clone(),
-            totp_secret: c.totp_secret.clone(),
-        }
-    };
+    let olga = f.accounts["officer"].clone();
     let (base, own, other) = (f.base.clone(), f.own_alert, f.other_alert);
     let results = tokio::task::spawn_blocking(move || {
         let s = login(&base, &olga);

@@ -19,16 +19,8 @@ fn sign_in(b: &Browser, base: &str, creds: &Creds) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
     let f = web_fixture().await;
-    let olga = Creds {
-        username: f.accounts["officer"].username.clone(),
-        password: f.accounts["officer"].password.clone(),
-        totp_secret: f.accounts["officer"].totp_secret.clone(),
-    };
-    let aud = Creds {
-        username: f.accounts["auditor"].username.clone(),
-        password: f.accounts["auditor"].password.clone(),
-        totp_secret: f.accounts["auditor"].totp_secret.clone(),
-    };
+    let olga = f.accounts["officer"].clone();
+    let aud = f.accounts["auditor"].clone();
     let (base, own, other) = (f.base.clone(), f.own_alert, f.other_alert);
 
     tokio::task::spawn_blocking(move || {

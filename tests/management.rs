@@ -22,14 +22,7 @@ async fn a_month_is_released_once_through_dp_and_shown_with_intervals() {
         .unwrap()
         .format("%Y-%m")
         .to_string();
-    let max = {
-        let c = &f.accounts["manager"];
-        Creds {
-            username: c.username.clone(),
-            password: c.password.clone(),
-            totp_secret: c.totp_secret.clone(),
-        }
-    };
+    let max = f.accounts["manager"].clone();
     let base = f.base.clone();
     let m = month.clone();
     let (first, page, again) = tokio::task::spawn_blocking(move || {

@@ -219,8 +219,8 @@ pub async fn overview(
     b += &format!(
         "<h2>{}</h2><form method=\"post\" action=\"/admin/devices\">{csrf}<label>{} <input name=\"serial\" required></label>\
          <label>{} <select name=\"kind\"><option value=\"ankle-monitor\">ankle-monitor</option><option value=\"wristband\">wristband</option></select></label>\
-         <label>{} <input name=\"person\" required></label><label>{} <input type=\"date\" name=\"from\" required></label><button>{}</button></form>",
-        t("devices"), t("serial"), t("kind"), t("person"), t("from"), t("assign")
+         <label>{} <input name=\"person\" required></label><label>{} <input name=\"station\"></label><label>{} <input type=\"date\" name=\"from\" required></label><button>{}</button></form>",
+        t("devices"), t("serial"), t("kind"), t("person"), t("stations"), t("from"), t("assign")
     );
 
     // Stations.
@@ -399,6 +399,7 @@ pub async fn assign_device(
         form.get("person").trim().to_string(),
         form.get("from").to_string(),
     );
+    let station = form.get("station").trim().to_string();
     change(&state, lang, &session, move |ctx, actor| {
         let kind = match kind.as_str() {
             "ankle-monitor" => nachtwacht_wire::DeviceKind::AnkleMonitor,
@@ -415,6 +416,10 @@ pub async fn assign_device(
             )
             .map_err(|_| Failure::Input(format!("no person {person:?}")))?;
         enroll::assign_device(ctx, &serial, kind, person_id, day_ms(&from)?, actor)?;
+        // Pairing tells ingest which station may upload this device's data.
+        if !station.is_empty() {
+            enroll::pair_device(ctx, &serial, &station, day_ms(&from)?, actor)?;
+        }
         Ok(None)
     })
     .await

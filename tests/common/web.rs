@@ -11,6 +11,7 @@ use nachtwacht_station::source::simulator::DrinkingEpisode;
 
 use super::*;
 
+#[derive(Clone)]
 pub struct Creds {
     pub username: String,
     pub password: String,
