@@ -98,6 +98,11 @@ fn month_bounds(month: &str) -> Result<(NaiveDate, NaiveDate)> {
 /// Returns how many were released now. Stops at the first refusal (e.g. budget exhausted), keeping
 /// what was already released.
 pub fn release_month(ctx: &Context, month: &str, manager: &str) -> Result<usize> {
+    // One release at a time in this process: two managers pressing the button together must not
+    // both pay for the same figure. (The table's key would refuse the second copy, but only
+    // after its budget was spent.)
+    static RELEASING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = RELEASING.lock().unwrap_or_else(|p| p.into_inner());
     let (from, to) = month_bounds(month)?;
     let today = chrono::Utc::now().date_naive();
     if from > today {

@@ -1065,8 +1065,8 @@ pub fn answer_for(
         privacy_unit: "person".into(),
         max_days_per_person: ctx.config.research.max_days_per_person,
     };
-    (answer.budget_remaining, answer.largest_next_epsilon) = project.remaining()?;
     if req.dry_run {
+        (answer.budget_remaining, answer.largest_next_epsilon) = project.remaining()?;
         // Nothing is read or released, so nothing is spent; the estimate is still audited.
         audit::append(
             &ctx.db.lock(),
