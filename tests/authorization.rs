@@ -226,6 +226,7 @@ async fn an_officer_reaches_only_their_own_caseload_by_link_or_by_guessing() {
         let other_page = get(format!("/alerts/{other}"));
         let other_report = get(format!("/alerts/{other}/report"));
         let missing = get("/alerts/987654".into());
+        let stations = get("/stations".into());
         let transition = outcome(
             agent()
                 .post(&format!("{base}/alerts/{other}/transition"))
@@ -240,6 +241,7 @@ async fn an_officer_reaches_only_their_own_caseload_by_link_or_by_guessing() {
                 .send_form(&[("to", "in_process"), ("comment", "x")]),
         );
         (
+            stations,
             list,
             own_page,
             other_page,
@@ -251,7 +253,19 @@ async fn an_officer_reaches_only_their_own_caseload_by_link_or_by_guessing() {
     })
     .await
     .unwrap();
-    let (list, own_page, other_page, other_report, missing, transition, no_csrf) = results;
+    let (stations, list, own_page, other_page, other_report, missing, transition, no_csrf) =
+        results;
+    // The stations overview: own caseload's station only, with its last upload.
+    assert_eq!(stations.0, 200);
+    assert!(
+        stations.2.contains("home-1") && !stations.2.contains("home-2"),
+        "{}",
+        stations.2
+    );
+    assert!(
+        stations.2.contains(" UTC"),
+        "last contact/upload times shown"
+    );
     assert_eq!(list.0, 200);
     assert!(list.2.contains("CASE-home-1"), "own person listed");
     assert!(
