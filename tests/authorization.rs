@@ -302,3 +302,50 @@ async fn an_officer_reaches_only_their_own_caseload_by_link_or_by_guessing() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_guessing_across_accounts_is_throttled_and_accounts_lock() {
+    let f = web_fixture().await;
+    let base = f.base.clone();
+    let usernames: Vec<String> = ["officer", "officer2", "manager", "researcher", "auditor"]
+        .iter()
+        .map(|k| f.accounts[k].username.clone())
+        .collect();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let mut statuses = vec![];
+        // 4 wrong passwords per account: no account reaches its lockout (5), but the address
+        // reaches its limit (20) on the last of them.
+        for round in 0..5 {
+            for user in &usernames {
+                if round == 4 && user != &usernames[0] {
+                    continue;
+                }
+                let r = agent().post(&format!("{base}/login")).send_form(&[
+                    ("username", user.as_str()),
+                    ("password", "guess"),
+                    ("code", "123456"),
+                ]);
+                statuses.push(outcome(r).0);
+            }
+        }
+        statuses
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses.len(), 21);
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(
+        statuses[20], 429,
+        "the address is throttled after 20 failures"
+    );
+    // olga failed 4 times and was then throttled before reaching the account lock; nobody is
+    // locked, yet every failure is in the audit log.
+    assert_eq!(
+        f.t.count("SELECT count(*) FROM accounts WHERE locked_until_ms IS NOT NULL"),
+        0
+    );
+    assert_eq!(
+        f.t.count("SELECT count(*) FROM audit_log WHERE action = 'login.failed'"),
+        20
+    );
+}
