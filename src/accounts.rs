@@ -92,10 +92,14 @@ pub struct Account {
     pub id: i64,
     pub username: String,
     pub role: Role,
+    /// The password is still the one an administrator saw: the user must choose their own before
+    /// anything else (the web layer allows only the password page until then).
+    pub must_change_password: bool,
 }
 
 /// What an administrator hands to a new user, once: the initial password and the TOTP secret
-/// (also as an `otpauth://` URI for authenticator apps). Neither is shown again.
+/// (also as an `otpauth://` URI for authenticator apps). Neither is shown again, and the user
+/// must replace the password at first sign-in.
 #[derive(Debug, Clone)]
 pub struct NewAccount {
     pub id: i64,
@@ -250,7 +254,7 @@ pub fn create(db: &Db, username: &str, role: Role, actor: &str, now_ms: i64) -> 
     }
     tx.execute(
         "INSERT INTO accounts (username, role, password_hash, must_change_password, created_at_ms, totp_secret)
-         VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+         VALUES (?1, ?2, ?3, 1, ?4, ?5)",
         rusqlite::params![username, role.as_str(), hash, now_ms, totp_secret],
     )?;
     let id = tx.last_insert_rowid();
@@ -344,13 +348,14 @@ struct Stored {
     failed_logins: i64,
     locked_until_ms: Option<i64>,
     disabled: bool,
+    must_change_password: bool,
 }
 
 fn stored(conn: &Connection, username: &str) -> Result<Option<Stored>> {
     Ok(conn
         .query_row(
             "SELECT id, role, password_hash, totp_secret, totp_last_step, failed_logins,
-                    locked_until_ms, disabled_at_ms IS NOT NULL
+                    locked_until_ms, disabled_at_ms IS NOT NULL, must_change_password
                FROM accounts WHERE username = ?1",
             [username],
             |r| {
@@ -363,6 +368,7 @@ fn stored(conn: &Connection, username: &str) -> Result<Option<Stored>> {
                     failed_logins: r.get(5)?,
                     locked_until_ms: r.get(6)?,
                     disabled: r.get(7)?,
+                    must_change_password: r.get(8)?,
                 })
             },
         )
@@ -474,6 +480,7 @@ pub fn login(
             id: account.id,
             username: username.to_string(),
             role,
+            must_change_password: account.must_change_password,
         },
     })
 }
@@ -491,7 +498,8 @@ pub fn session(db: &Db, token: &str, now_ms: i64) -> Result<Option<Session>> {
     let conn = db.lock();
     let found = conn
         .query_row(
-            "SELECT s.csrf_token, s.created_at_ms, s.last_seen_ms, a.id, a.username, a.role
+            "SELECT s.csrf_token, s.created_at_ms, s.last_seen_ms, a.id, a.username, a.role,
+                    a.must_change_password
                FROM sessions s JOIN accounts a ON a.id = s.account_id
               WHERE s.token_sha256 = ?1 AND s.ended_at_ms IS NULL AND a.disabled_at_ms IS NULL",
             [sha256_hex(token)],
@@ -503,11 +511,12 @@ pub fn session(db: &Db, token: &str, now_ms: i64) -> Result<Option<Session>> {
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
+                    r.get::<_, bool>(6)?,
                 ))
             },
         )
         .optional()?;
-    let Some((csrf, created, last_seen, id, username, role)) = found else {
+    let Some((csrf, created, last_seen, id, username, role, must_change_password)) = found else {
         return Ok(None);
     };
     if now_ms - last_seen > SESSION_IDLE_MS || now_ms - created > SESSION_ABSOLUTE_MS {
@@ -530,7 +539,12 @@ pub fn session(db: &Db, token: &str, now_ms: i64) -> Result<Option<Session>> {
     Ok(Some(Session {
         token: token.to_string(),
         csrf,
-        account: Account { id, username, role },
+        account: Account {
+            id,
+            username,
+            role,
+            must_change_password,
+        },
     }))
 }
 
@@ -543,6 +557,70 @@ pub fn logout(db: &Db, session: &Session, now_ms: i64) -> Result<()> {
     )?;
     let who = &session.account.username;
     audit::append(&tx, now_ms, who, "logout", &format!("account:{who}"), "{}")?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The shortest password a user may choose. Long passphrases beat composition rules (NIST
+/// SP 800-63B); the second factor is mandatory anyway.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// Replaces an account's password after checking the current one. Clears the must-change flag
+/// and ends the account's other sessions (someone who knew the old password is signed out).
+pub fn change_password(
+    db: &Db,
+    session: &Session,
+    current: &str,
+    new: &str,
+    now_ms: i64,
+) -> Result<()> {
+    if new.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Error::Invalid(format!(
+            "the new password needs at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if new == current {
+        return Err(Error::Invalid(
+            "the new password must differ from the current one".into(),
+        ));
+    }
+    let who = &session.account.username;
+    let stored_hash: String = db.lock().query_row(
+        "SELECT password_hash FROM accounts WHERE id = ?1",
+        [session.account.id],
+        |r| r.get(0),
+    )?;
+    if !password_matches(current, &stored_hash) {
+        audit::append(
+            &db.lock(),
+            now_ms,
+            who,
+            "account.password-refused",
+            &format!("account:{who}"),
+            "{}",
+        )?;
+        return Err(Error::BadCredentials);
+    }
+    let hash = hash_password(new)?;
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE accounts SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
+        rusqlite::params![session.account.id, hash],
+    )?;
+    tx.execute(
+        "UPDATE sessions SET ended_at_ms = ?3
+          WHERE account_id = ?1 AND token_sha256 != ?2 AND ended_at_ms IS NULL",
+        rusqlite::params![session.account.id, sha256_hex(&session.token), now_ms],
+    )?;
+    audit::append(
+        &tx,
+        now_ms,
+        who,
+        "account.password",
+        &format!("account:{who}"),
+        "{}",
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -622,6 +700,54 @@ mod tests {
             .collect();
         assert!(actions.iter().any(|a| a == "login.locked"), "{actions:?}");
         assert!(actions.iter().any(|a| a == "login.refused-locked"));
+    }
+
+    #[test]
+    fn the_issued_password_must_be_replaced_and_a_change_ends_other_sessions() {
+        let (_d, db) = db();
+        let now = 1_800_000_000_000;
+        let new = create(&db, "cees", Role::Manager, "test", now).unwrap();
+        let code = |t: i64| totp_code(&new.totp_secret, t).unwrap();
+        let s1 = login(&db, "cees", &new.password, &code(now), "t", now).unwrap();
+        assert!(s1.account.must_change_password);
+        let s2 = login(
+            &db,
+            "cees",
+            &new.password,
+            &code(now + 30_000),
+            "t",
+            now + 30_000,
+        )
+        .unwrap();
+        let too_short = change_password(&db, &s2, &new.password, "short", now + 31_000);
+        assert!(matches!(too_short, Err(Error::Invalid(_))));
+        let wrong = change_password(&db, &s2, "not-it", "a much longer secret", now + 31_000);
+        assert!(matches!(wrong, Err(Error::BadCredentials)));
+        change_password(
+            &db,
+            &s2,
+            &new.password,
+            "a much longer secret",
+            now + 32_000,
+        )
+        .unwrap();
+        let s2 = session(&db, &s2.token, now + 33_000).unwrap().unwrap();
+        assert!(!s2.account.must_change_password);
+        assert!(
+            session(&db, &s1.token, now + 33_000).unwrap().is_none(),
+            "other session ended"
+        );
+        let later = now + 90_000;
+        assert!(login(&db, "cees", &new.password, &code(later), "t", later).is_err());
+        assert!(login(
+            &db,
+            "cees",
+            "a much longer secret",
+            &code(later),
+            "t",
+            later
+        )
+        .is_ok());
     }
 
     #[test]

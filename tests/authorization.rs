@@ -18,6 +18,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/login", "anyone"),
     ("POST", "/logout", "signed-in"),
     ("GET", "/account", "signed-in"),
+    ("GET", "/account/password", "signed-in"),
+    ("POST", "/account/password", "signed-in"),
     ("GET", "/alerts", "officer"),
     ("GET", "/alerts/{id}", "officer"),
     ("POST", "/alerts/{id}/transition", "officer"),

@@ -14,6 +14,17 @@ fn sign_in(b: &Browser, base: &str, creds: &Creds) {
     b.type_into("input[name=password]", &creds.password);
     b.type_into("input[name=code]", &creds.code());
     b.click("#login");
+    // Every account here signs in for the first time: the password an administrator issued
+    // must be replaced before anything else, and any other page leads back here.
+    let url = b.wait_url("/account/password");
+    assert!(url.ends_with("/account/password"), "{url}");
+    b.goto(&format!("{base}/account"));
+    assert!(b.current_url().ends_with("/account/password"));
+    let new = own_password(&creds.password);
+    b.type_into("input[name=current]", &creds.password);
+    b.type_into("input[name=new]", &new);
+    b.type_into("input[name=repeat]", &new);
+    b.click("#change");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

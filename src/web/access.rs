@@ -128,6 +128,21 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         return page::error(lang, StatusCode::FORBIDDEN, lang.t("forbidden"));
     }
 
+    // Until a user has replaced the password an administrator handed them, the password page
+    // and signing out are all they can reach.
+    if let Some(s) = &session {
+        let exempt = matches!(rule.access, Access::Anyone | Access::Token)
+            || path == "/account/password"
+            || path == "/logout";
+        if s.account.must_change_password && !exempt {
+            return if parts.method == Method::GET {
+                Redirect::to("/account/password").into_response()
+            } else {
+                page::error(lang, StatusCode::FORBIDDEN, lang.t("password.must_change"))
+            };
+        }
+    }
+
     // A session's form post must carry the session's CSRF token. SameSite=Strict cookies
     // already keep other sites' forms from carrying the session; this is the second lock.
     let body = match (&session, parts.method == Method::POST, rule.access) {

@@ -14,9 +14,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::access::{clear_session_cookie, session_cookie, MaybeSigned, Signed};
+use super::access::{clear_session_cookie, session_cookie, FormFields, MaybeSigned, Signed};
 use super::i18n::Lang;
-use super::page::{esc, frame};
+use super::page::{csrf_field, esc, frame};
 use super::{AppState, ClientAddr};
 use crate::accounts::{self, Role};
 
@@ -139,7 +139,12 @@ pub async fn submit(
     .await;
     match result {
         Ok(Ok(session)) => {
-            let mut response = Redirect::to(home(session.account.role)).into_response();
+            let to = if session.account.must_change_password {
+                "/account/password"
+            } else {
+                home(session.account.role)
+            };
+            let mut response = Redirect::to(to).into_response();
             response.headers_mut().append(
                 header::SET_COOKIE,
                 session_cookie(&session.token, state.tls),
@@ -193,4 +198,73 @@ pub async fn account(lang: Lang, MaybeSigned(session): MaybeSigned) -> Html<Stri
         })
         .unwrap_or_default();
     frame(lang, session.as_ref(), lang.t("account"), &body)
+}
+
+fn password_page(lang: Lang, session: &accounts::Session, message: Option<&str>) -> Html<String> {
+    let note = if session.account.must_change_password {
+        format!("<p>{}</p>", lang.t("password.must_change"))
+    } else {
+        String::new()
+    };
+    let msg = message
+        .map(|m| format!("<p class=\"error\">{}</p>", esc(m)))
+        .unwrap_or_default();
+    frame(
+        lang,
+        Some(session),
+        lang.t("password.change"),
+        &format!(
+            "{note}{msg}<form method=\"post\" action=\"/account/password\">{}\
+             <p><label>{}<br><input name=\"current\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
+             <p><label>{}<br><input name=\"new\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required></label></p>\
+             <p><label>{}<br><input name=\"repeat\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required></label></p>\
+             <p><button id=\"change\">{}</button></p></form>",
+            csrf_field(session),
+            lang.t("password.current"),
+            lang.t("password.new"),
+            lang.t("password.repeat"),
+            lang.t("save"),
+            min = accounts::MIN_PASSWORD_LEN,
+        ),
+    )
+}
+
+pub async fn password_form(lang: Lang, Signed(session): Signed) -> Html<String> {
+    password_page(lang, &session, None)
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let (current, new) = (form.get("current").to_string(), form.get("new").to_string());
+    if new != form.get("repeat") {
+        return (
+            StatusCode::BAD_REQUEST,
+            password_page(lang, &session, Some(lang.t("password.mismatch"))),
+        )
+            .into_response();
+    }
+    let (db, s) = (state.ctx.db.clone(), session.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        accounts::change_password(&db, &s, &current, &new, crate::now_ms())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => Redirect::to(home(session.account.role)).into_response(),
+        Ok(Err(accounts::Error::BadCredentials)) => (
+            StatusCode::BAD_REQUEST,
+            password_page(lang, &session, Some(lang.t("password.wrong"))),
+        )
+            .into_response(),
+        Ok(Err(accounts::Error::Invalid(m))) => (
+            StatusCode::BAD_REQUEST,
+            password_page(lang, &session, Some(&m)),
+        )
+            .into_response(),
+        Ok(Err(e)) => super::page::internal(lang, e),
+        Err(e) => super::page::internal(lang, e),
+    }
 }

@@ -85,6 +85,14 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
         (r(Method::POST, "/login", Anyone), post(login::submit)),
         (r(Method::POST, "/logout", SignedIn), post(login::logout)),
         (r(Method::GET, "/account", SignedIn), get(login::account)),
+        (
+            r(Method::GET, "/account/password", SignedIn),
+            get(login::password_form),
+        ),
+        (
+            r(Method::POST, "/account/password", SignedIn),
+            post(login::change_password),
+        ),
         // Officers: their caseload's alerts, evidence, workflow and stations.
         (r(Method::GET, "/alerts", OFFICER), get(officer::alerts)),
         (r(Method::GET, "/alerts/{id}", OFFICER), get(officer::alert)),

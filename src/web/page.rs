@@ -65,9 +65,10 @@ pub fn frame(lang: Lang, session: Option<&Session>, title: &str, body: &str) -> 
             nav.push_str(&format!("<a href=\"{href}\">{}</a>", lang.t(key)));
         }
         nav.push_str(&format!(
-            "<a href=\"/account\">{}</a><span>{} ({})</span>\
+            "<a href=\"/account\">{}</a><a href=\"/account/password\">{}</a><span>{} ({})</span>\
              <form method=\"post\" action=\"/logout\">{}<button>{}</button></form>",
             lang.t("account"),
+            lang.t("password.change"),
             esc(&s.account.username),
             s.account.role.as_str(),
             csrf_field(s),

@@ -143,6 +143,13 @@ pub fn outcome(r: Result<ureq::Response, ureq::Error>) -> (u16, String, String) 
     (r.status(), location, r.into_string().unwrap_or_default())
 }
 
+/// The password a test user chooses at first sign-in.
+pub fn own_password(issued: &str) -> String {
+    format!("{issued}-own")
+}
+
+/// Signs in over HTTP; at an account's first sign-in also replaces the issued password with
+/// [`own_password`], as the server demands.
 pub fn login(base: &str, creds: &Creds) -> HttpSession {
     let r = agent().post(&format!("{base}/login")).send_form(&[
         ("username", &creds.username),
@@ -171,6 +178,35 @@ pub fn login(base: &str, creds: &Creds) -> HttpSession {
         assert!(set_cookie.contains(attr), "{set_cookie}");
     }
     let cookie = set_cookie.split(';').next().unwrap().to_string();
+    if r.header("location") == Some("/account/password") {
+        // First sign-in: the password an administrator issued must be replaced first.
+        let (_, _, page) = outcome(
+            agent()
+                .get(&format!("{base}/account/password"))
+                .set("Cookie", &cookie)
+                .call(),
+        );
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("a csrf field on the password page")
+            .to_string();
+        let new = own_password(&creds.password);
+        let (status, location, body) = outcome(
+            agent()
+                .post(&format!("{base}/account/password"))
+                .set("Cookie", &cookie)
+                .send_form(&[
+                    ("csrf", csrf.as_str()),
+                    ("current", &creds.password),
+                    ("new", &new),
+                    ("repeat", &new),
+                ]),
+        );
+        assert_eq!(status, 303, "password change of {}: {body}", creds.username);
+        assert_ne!(location, "/account/password");
+    }
     let (_, _, page) = outcome(
         agent()
             .get(&format!("{base}/account"))
