@@ -143,6 +143,15 @@ pub fn outcome(r: Result<ureq::Response, ureq::Error>) -> (u16, String, String) 
     (r.status(), location, r.into_string().unwrap_or_default())
 }
 
+/// The CSRF token in a signed-in page's forms.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a csrf field on the page")
+        .to_string()
+}
+
 /// The password a test user chooses at first sign-in.
 pub fn own_password(issued: &str) -> String {
     format!("{issued}-own")
@@ -186,12 +195,7 @@ pub fn login(base: &str, creds: &Creds) -> HttpSession {
                 .set("Cookie", &cookie)
                 .call(),
         );
-        let csrf = page
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .expect("a csrf field on the password page")
-            .to_string();
+        let csrf = csrf_of(&page);
         let new = own_password(&creds.password);
         let (status, location, body) = outcome(
             agent()
@@ -213,11 +217,6 @@ pub fn login(base: &str, creds: &Creds) -> HttpSession {
             .set("Cookie", &cookie)
             .call(),
     );
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("a csrf field on the account page")
-        .to_string();
+    let csrf = csrf_of(&page);
     HttpSession { cookie, csrf }
 }
