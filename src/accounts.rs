@@ -293,10 +293,7 @@ pub fn disable(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> Result<()>
         "UPDATE accounts SET disabled_at_ms = ?2 WHERE id = ?1 AND disabled_at_ms IS NULL",
         rusqlite::params![account_id, now_ms],
     )?;
-    tx.execute(
-        "UPDATE sessions SET ended_at_ms = ?2 WHERE account_id = ?1 AND ended_at_ms IS NULL",
-        rusqlite::params![account_id, now_ms],
-    )?;
+    end_sessions(&tx, account_id, now_ms)?;
     audit::append(
         &tx,
         now_ms,
@@ -306,6 +303,89 @@ pub fn disable(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> Result<()>
         "{}",
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Gives an account another role; its sessions end, so the new role applies from the next
+/// sign-in. An officer's caseload assignments stay but grant nothing to another role.
+pub fn set_role(db: &Db, account_id: i64, role: Role, actor: &str, now_ms: i64) -> Result<()> {
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    let (username, old): (String, String) = tx
+        .query_row(
+            "SELECT username, role FROM accounts WHERE id = ?1",
+            [account_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or_else(|| Error::Invalid(format!("no account {account_id}")))?;
+    tx.execute(
+        "UPDATE accounts SET role = ?2 WHERE id = ?1",
+        rusqlite::params![account_id, role.as_str()],
+    )?;
+    end_sessions(&tx, account_id, now_ms)?;
+    audit::append(
+        &tx,
+        now_ms,
+        actor,
+        "account.role",
+        &format!("account:{username}"),
+        &serde_json::json!({"from": old, "to": role.as_str()}).to_string(),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// New credentials for an account whose user lost their password or authenticator: a new
+/// random password (to be replaced at the next sign-in) and a new TOTP secret, returned once.
+/// The old ones stop working and the account's sessions end; a lockout is lifted.
+pub fn reset_credentials(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> Result<NewAccount> {
+    let password = random_hex(12);
+    let mut secret = [0u8; 20];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let totp_secret = base32_encode(&secret);
+    let hash = hash_password(&password)?;
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    let username: String = tx
+        .query_row(
+            "SELECT username FROM accounts WHERE id = ?1",
+            [account_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::Invalid(format!("no account {account_id}")))?;
+    tx.execute(
+        "UPDATE accounts SET password_hash = ?2, totp_secret = ?3, totp_last_step = NULL,
+                must_change_password = 1, failed_logins = 0, locked_until_ms = NULL
+          WHERE id = ?1",
+        rusqlite::params![account_id, hash, totp_secret],
+    )?;
+    end_sessions(&tx, account_id, now_ms)?;
+    audit::append(
+        &tx,
+        now_ms,
+        actor,
+        "account.reset",
+        &format!("account:{username}"),
+        "{}",
+    )?;
+    tx.commit()?;
+    Ok(NewAccount {
+        id: account_id,
+        otpauth_uri: format!(
+            "otpauth://totp/nachtwacht:{username}?secret={totp_secret}&issuer=nachtwacht&digits=6&period=30"
+        ),
+        password,
+        totp_secret,
+    })
+}
+
+fn end_sessions(conn: &Connection, account_id: i64, now_ms: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE sessions SET ended_at_ms = ?2 WHERE account_id = ?1 AND ended_at_ms IS NULL",
+        rusqlite::params![account_id, now_ms],
+    )?;
     Ok(())
 }
 

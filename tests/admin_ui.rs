@@ -34,6 +34,7 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
         f.accounts["auditor"].clone(),
     );
     let base = f.base.clone();
+    let db = f.t.ctx.db.clone();
     let export = tokio::task::spawn_blocking(move || {
         let admin = login(&base, &ada);
 
@@ -178,6 +179,56 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
         );
         assert_eq!(status, 200, "{page}");
 
+        // nina lost her phone: new credentials (shown once) end her session; then she moves
+        // to the auditors, which ends her officer access.
+        let nina_id: i64 = db
+            .lock()
+            .query_row("SELECT id FROM accounts WHERE username = 'nina'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let (status, _, page) = post(
+            &base,
+            &admin,
+            &format!("/admin/accounts/{nina_id}/reset"),
+            &[],
+        );
+        assert_eq!(status, 200, "{page}");
+        let nina = Creds {
+            username: "nina".into(),
+            password: between(&page, "id=\"password\">").to_string(),
+            totp_secret: between(&page, "id=\"totp\">").to_string(),
+        };
+        let (status, location, _) = outcome(
+            agent()
+                .get(&format!("{base}/alerts"))
+                .set("Cookie", &s.cookie)
+                .call(),
+        );
+        assert_eq!(
+            (status, location.as_str()),
+            (303, "/login"),
+            "the old session ended"
+        );
+        let (status, _, page) = post(
+            &base,
+            &admin,
+            &format!("/admin/accounts/{nina_id}/role"),
+            &[("role", "auditor")],
+        );
+        assert_eq!(status, 303, "{page}");
+        let s = login(&base, &nina);
+        let get = |path: &str| {
+            outcome(
+                agent()
+                    .get(&format!("{base}{path}"))
+                    .set("Cookie", &s.cookie)
+                    .call(),
+            )
+            .0
+        };
+        assert_eq!((get("/alerts"), get("/audit")), (403, 200));
+
         // The auditor's JSON export.
         let auditor = login(&base, &aud);
         let (status, _, json) = outcome(
@@ -214,6 +265,8 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
     for action in [
         "station.revoke",
         "account.create",
+        "account.reset",
+        "account.role",
         "caseload.assign",
         "research.project.create",
         "research.token.revoke",

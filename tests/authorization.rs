@@ -28,6 +28,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/admin", "administrator"),
     ("POST", "/admin/accounts", "administrator"),
     ("POST", "/admin/accounts/{id}/disable", "administrator"),
+    ("POST", "/admin/accounts/{id}/role", "administrator"),
+    ("POST", "/admin/accounts/{id}/reset", "administrator"),
     ("POST", "/admin/persons", "administrator"),
     ("POST", "/admin/devices", "administrator"),
     ("POST", "/admin/stations", "administrator"),

@@ -160,7 +160,26 @@ pub async fn overview(
             _ => t("active").to_string(),
         };
         let action = if a.disabled_at_ms.is_none() && a.username != session.account.username {
-            format!("<form class=\"inline\" method=\"post\" action=\"/admin/accounts/{}/disable\">{csrf}<button>{}</button></form>", a.id, t("disable"))
+            let roles: String = Role::ALL
+                .iter()
+                .map(|r| {
+                    let sel = if r.as_str() == a.role {
+                        " selected"
+                    } else {
+                        ""
+                    };
+                    format!("<option{sel}>{}</option>", r.as_str())
+                })
+                .collect();
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/admin/accounts/{id}/role\">{csrf}<select name=\"role\">{roles}</select><button>{}</button></form> \
+                 <form class=\"inline\" method=\"post\" action=\"/admin/accounts/{id}/reset\">{csrf}<button>{}</button></form> \
+                 <form class=\"inline\" method=\"post\" action=\"/admin/accounts/{id}/disable\">{csrf}<button>{}</button></form>",
+                t("save"),
+                t("reset"),
+                t("disable"),
+                id = a.id
+            )
         } else {
             String::new()
         };
@@ -351,6 +370,52 @@ pub async fn disable_account(
         }
         accounts::disable(&ctx.db, id, actor, crate::now_ms())?;
         Ok(None)
+    })
+    .await
+}
+
+pub async fn set_role(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Response {
+    let (own, role) = (session.account.id, form.get("role").to_string());
+    change(&state, lang, &session, move |ctx, actor| {
+        if id == own {
+            return Err(Failure::Input("you cannot change your own role".into()));
+        }
+        let role =
+            Role::parse(&role).ok_or_else(|| Failure::Input(format!("unknown role {role:?}")))?;
+        accounts::set_role(&ctx.db, id, role, actor, crate::now_ms())?;
+        Ok(None)
+    })
+    .await
+}
+
+/// New password and TOTP secret for a user who lost theirs, shown once.
+pub async fn reset_account(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+) -> Response {
+    let own = session.account.id;
+    change(&state, lang, &session, move |ctx, actor| {
+        if id == own {
+            return Err(Failure::Input(
+                "reset your own account from another administrator's".into(),
+            ));
+        }
+        let new = accounts::reset_credentials(&ctx.db, id, actor, crate::now_ms())?;
+        Ok(Some(format!(
+            "<p>password: <code id=\"password\">{}</code></p>\
+             <p>TOTP: <code id=\"totp\">{}</code></p><p><code>{}</code></p>",
+            esc(&new.password),
+            esc(&new.totp_secret),
+            esc(&new.otpauth_uri)
+        )))
     })
     .await
 }

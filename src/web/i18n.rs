@@ -131,6 +131,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("tokens", "Tokens", "Tokens"),
     ("create", "Aanmaken", "Create"),
     ("disable", "Blokkeren", "Disable"),
+    ("reset", "Nieuw wachtwoord en TOTP", "New password and TOTP"),
     ("revoke", "Intrekken", "Revoke"),
     ("assign", "Toewijzen", "Assign"),
     ("end_now", "Nu beëindigen", "End now"),

@@ -116,6 +116,14 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
             post(admin::disable_account),
         ),
         (
+            r(Method::POST, "/admin/accounts/{id}/role", ADMIN),
+            post(admin::set_role),
+        ),
+        (
+            r(Method::POST, "/admin/accounts/{id}/reset", ADMIN),
+            post(admin::reset_account),
+        ),
+        (
             r(Method::POST, "/admin/persons", ADMIN),
             post(admin::add_person),
         ),
