@@ -222,6 +222,40 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 // ---- accounts ----
 
+/// A random initial password (96 bits, stored only as its argon2id hash) and TOTP secret
+/// (160 bits): what a new account, or one whose user lost theirs, is given.
+struct Fresh {
+    password: String,
+    hash: String,
+    totp_secret: String,
+}
+
+impl Fresh {
+    fn generate() -> Result<Self> {
+        let password = random_hex(12);
+        let mut secret = [0u8; 20];
+        rand::thread_rng().fill_bytes(&mut secret);
+        Ok(Self {
+            hash: hash_password(&password)?,
+            password,
+            totp_secret: base32_encode(&secret),
+        })
+    }
+
+    /// What the administrator hands over, with the `otpauth://` URI authenticator apps read.
+    fn handed_out(self, id: i64, username: &str) -> NewAccount {
+        NewAccount {
+            id,
+            otpauth_uri: format!(
+                "otpauth://totp/nachtwacht:{username}?secret={}&issuer=nachtwacht&digits=6&period=30",
+                self.totp_secret
+            ),
+            password: self.password,
+            totp_secret: self.totp_secret,
+        }
+    }
+}
+
 /// Creates an account with a random initial password and TOTP secret, both returned once.
 pub fn create(db: &Db, username: &str, role: Role, actor: &str, now_ms: i64) -> Result<NewAccount> {
     let valid = !username.is_empty()
@@ -234,11 +268,7 @@ pub fn create(db: &Db, username: &str, role: Role, actor: &str, now_ms: i64) -> 
             "a username is 1–64 letters, digits, '.', '-' or '_'".into(),
         ));
     }
-    let password = random_hex(12);
-    let mut secret = [0u8; 20];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let totp_secret = base32_encode(&secret);
-    let hash = hash_password(&password)?;
+    let fresh = Fresh::generate()?;
     let mut conn = db.lock();
     let tx = conn.transaction()?;
     let taken: bool = tx
@@ -255,7 +285,7 @@ pub fn create(db: &Db, username: &str, role: Role, actor: &str, now_ms: i64) -> 
     tx.execute(
         "INSERT INTO accounts (username, role, password_hash, must_change_password, created_at_ms, totp_secret)
          VALUES (?1, ?2, ?3, 1, ?4, ?5)",
-        rusqlite::params![username, role.as_str(), hash, now_ms, totp_secret],
+        rusqlite::params![username, role.as_str(), fresh.hash, now_ms, fresh.totp_secret],
     )?;
     let id = tx.last_insert_rowid();
     audit::append(
@@ -267,14 +297,7 @@ pub fn create(db: &Db, username: &str, role: Role, actor: &str, now_ms: i64) -> 
         &serde_json::json!({"role": role.as_str()}).to_string(),
     )?;
     tx.commit()?;
-    Ok(NewAccount {
-        id,
-        otpauth_uri: format!(
-            "otpauth://totp/nachtwacht:{username}?secret={totp_secret}&issuer=nachtwacht&digits=6&period=30"
-        ),
-        password,
-        totp_secret,
-    })
+    Ok(fresh.handed_out(id, username))
 }
 
 /// Disables an account and ends its sessions at once.
@@ -340,11 +363,7 @@ pub fn set_role(db: &Db, account_id: i64, role: Role, actor: &str, now_ms: i64) 
 /// random password (to be replaced at the next sign-in) and a new TOTP secret, returned once.
 /// The old ones stop working and the account's sessions end; a lockout is lifted.
 pub fn reset_credentials(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> Result<NewAccount> {
-    let password = random_hex(12);
-    let mut secret = [0u8; 20];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let totp_secret = base32_encode(&secret);
-    let hash = hash_password(&password)?;
+    let fresh = Fresh::generate()?;
     let mut conn = db.lock();
     let tx = conn.transaction()?;
     let username: String = tx
@@ -359,7 +378,7 @@ pub fn reset_credentials(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> 
         "UPDATE accounts SET password_hash = ?2, totp_secret = ?3, totp_last_step = NULL,
                 must_change_password = 1, failed_logins = 0, locked_until_ms = NULL
           WHERE id = ?1",
-        rusqlite::params![account_id, hash, totp_secret],
+        rusqlite::params![account_id, fresh.hash, fresh.totp_secret],
     )?;
     end_sessions(&tx, account_id, now_ms)?;
     audit::append(
@@ -371,14 +390,7 @@ pub fn reset_credentials(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> 
         "{}",
     )?;
     tx.commit()?;
-    Ok(NewAccount {
-        id: account_id,
-        otpauth_uri: format!(
-            "otpauth://totp/nachtwacht:{username}?secret={totp_secret}&issuer=nachtwacht&digits=6&period=30"
-        ),
-        password,
-        totp_secret,
-    })
+    Ok(fresh.handed_out(account_id, &username))
 }
 
 fn end_sessions(conn: &Connection, account_id: i64, now_ms: i64) -> Result<()> {

@@ -129,10 +129,7 @@ fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
 fn day_start_ms(day: &str) -> Result<i64> {
     let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
         .map_err(|_| Error::Invalid(format!("not a date (YYYY-MM-DD): {day:?}")))?;
-    Ok(d.and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_utc()
-        .timestamp_millis())
+    Ok(crate::midnight_ms(d))
 }
 
 /// The alerts of the officer's caseload matching `filter`, newest first (at most 500).

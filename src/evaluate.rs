@@ -46,12 +46,7 @@ pub struct Days {
 impl Days {
     /// Midnight UTC starting `from`, and ending the range (`to`), in epoch ms.
     fn bounds_ms(&self) -> (i64, i64) {
-        let midnight = |d: chrono::NaiveDate| {
-            d.and_time(chrono::NaiveTime::MIN)
-                .and_utc()
-                .timestamp_millis()
-        };
-        (midnight(self.from), midnight(self.to))
+        (crate::midnight_ms(self.from), crate::midnight_ms(self.to))
     }
 
     /// These days, starting `days` earlier: the context a rule needs (an event that began the

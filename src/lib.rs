@@ -39,3 +39,10 @@ pub mod web;
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// Midnight UTC starting `day`, in milliseconds since the Unix epoch.
+pub fn midnight_ms(day: chrono::NaiveDate) -> i64 {
+    day.and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_millis()
+}

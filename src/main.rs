@@ -804,12 +804,7 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             let ctx = open(&data_dir)?;
-            let midnight = |d: chrono::NaiveDate| {
-                d.and_hms_opt(0, 0, 0)
-                    .expect("midnight")
-                    .and_utc()
-                    .timestamp_millis()
-            };
+            let midnight = nachtwacht::midnight_ms;
             let now = nachtwacht::now_ms();
             let from_ms = from
                 .map(midnight)

@@ -168,11 +168,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     if let Some(s) = session {
         parts.extensions.insert(s);
     }
-    let query_lang = parts
-        .uri
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("lang=")))
-        .map(String::from);
+    let remember = Lang::requested(&parts);
     let mut response = next.run(Request::from_parts(parts, body)).await;
     if signed_in {
         // Personal data must not linger in shared caches or the browser's back-forward cache.
@@ -180,9 +176,10 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if let Some(code) = query_lang.filter(|c| c == "nl" || c == "en") {
+    if let Some(lang) = remember {
         if let Ok(v) = HeaderValue::from_str(&format!(
-            "{LANG_COOKIE}={code}; Path=/; SameSite=Strict; Max-Age=31536000"
+            "{LANG_COOKIE}={}; Path=/; SameSite=Strict; Max-Age=31536000",
+            lang.code()
         )) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }

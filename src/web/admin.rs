@@ -83,12 +83,7 @@ where
 
 fn day_ms(day: &str) -> Result<i64, Failure> {
     chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
-        .map(|d| {
-            d.and_hms_opt(0, 0, 0)
-                .expect("midnight")
-                .and_utc()
-                .timestamp_millis()
-        })
+        .map(crate::midnight_ms)
         .map_err(|_| Failure::Input(format!("not a date (YYYY-MM-DD): {day:?}")))
 }
 
@@ -330,6 +325,17 @@ pub async fn overview(
     frame(lang, Some(&session), t("admin"), &b).into_response()
 }
 
+/// A new password and TOTP secret, for the page that shows them once.
+fn credentials_html(new: &accounts::NewAccount) -> String {
+    format!(
+        "<p>password: <code id=\"password\">{}</code></p>\
+         <p>TOTP: <code id=\"totp\">{}</code></p><p><code>{}</code></p>",
+        esc(&new.password),
+        esc(&new.totp_secret),
+        esc(&new.otpauth_uri)
+    )
+}
+
 pub async fn create_account(
     State(state): State<AppState>,
     lang: Lang,
@@ -345,13 +351,10 @@ pub async fn create_account(
             Role::parse(&role).ok_or_else(|| Failure::Input(format!("unknown role {role:?}")))?;
         let new = accounts::create(&ctx.db, &username, role, actor, crate::now_ms())?;
         Ok(Some(format!(
-            "<p>{}: <code>{}</code></p><p>password: <code id=\"password\">{}</code></p>\
-             <p>TOTP: <code id=\"totp\">{}</code></p><p><code>{}</code></p>",
+            "<p>{}: <code>{}</code></p>{}",
             role.as_str(),
             esc(&username),
-            esc(&new.password),
-            esc(&new.totp_secret),
-            esc(&new.otpauth_uri)
+            credentials_html(&new)
         )))
     })
     .await
@@ -409,13 +412,7 @@ pub async fn reset_account(
             ));
         }
         let new = accounts::reset_credentials(&ctx.db, id, actor, crate::now_ms())?;
-        Ok(Some(format!(
-            "<p>password: <code id=\"password\">{}</code></p>\
-             <p>TOTP: <code id=\"totp\">{}</code></p><p><code>{}</code></p>",
-            esc(&new.password),
-            esc(&new.totp_secret),
-            esc(&new.otpauth_uri)
-        )))
+        Ok(Some(credentials_html(&new)))
     })
     .await
 }

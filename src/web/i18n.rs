@@ -9,16 +9,28 @@ pub enum Lang {
 }
 
 impl Lang {
+    /// The language of a request: `?lang=`, else the `nw_lang` cookie, else Dutch.
     pub fn of(parts: &axum::http::request::Parts) -> Self {
-        let from_query = parts.uri.query().and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("lang="))
-                .map(String::from)
-        });
-        let code = from_query.or_else(|| super::access::cookie(parts, "nw_lang").map(String::from));
-        match code.as_deref() {
-            Some("en") => Lang::En,
-            _ => Lang::Nl,
+        Self::requested(parts)
+            .or_else(|| super::access::cookie(parts, "nw_lang").and_then(Self::parse))
+            .unwrap_or(Lang::Nl)
+    }
+
+    /// A language asked for in the query string (`?lang=nl|en`), to be remembered.
+    pub fn requested(parts: &axum::http::request::Parts) -> Option<Self> {
+        parts
+            .uri
+            .query()?
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("lang="))
+            .and_then(Self::parse)
+    }
+
+    fn parse(code: &str) -> Option<Self> {
+        match code {
+            "nl" => Some(Lang::Nl),
+            "en" => Some(Lang::En),
+            _ => None,
         }
     }
 
