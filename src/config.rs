@@ -57,6 +57,10 @@ pub struct IngestConfig {
     /// Free disk space the spool never eats into; below it, uploads get `busy`.
     #[serde(default = "defaults::min_free_disk_bytes")]
     pub min_free_disk_bytes: u64,
+    /// Uploads whose bodies are received at the same time; the others wait, holding only their
+    /// header (QUIC flow control), in arrival order.
+    #[serde(default = "defaults::max_receiving_uploads")]
+    pub max_receiving_uploads: u32,
     /// Bundle bytes held in memory across all streams being received.
     #[serde(default = "defaults::max_in_flight_bytes")]
     pub max_in_flight_bytes: u64,
@@ -115,6 +119,9 @@ mod defaults {
     }
     pub fn min_free_disk_bytes() -> u64 {
         1 << 30
+    }
+    pub fn max_receiving_uploads() -> u32 {
+        256
     }
     pub fn max_in_flight_bytes() -> u64 {
         512 << 20
@@ -175,6 +182,7 @@ impl Default for Config {
                 max_bundles_per_minute: defaults::max_bundles_per_minute(),
                 spool_high_water_bytes: defaults::spool_high_water_bytes(),
                 min_free_disk_bytes: defaults::min_free_disk_bytes(),
+                max_receiving_uploads: defaults::max_receiving_uploads(),
                 max_in_flight_bytes: defaults::max_in_flight_bytes(),
                 idle_timeout_secs: defaults::idle_timeout_secs(),
                 drain_timeout_secs: defaults::drain_timeout_secs(),
@@ -237,8 +245,9 @@ impl Config {
         if self.ingest.max_connections_per_station == 0
             || self.ingest.max_streams_per_connection == 0
             || self.ingest.max_bundles_per_minute == 0
+            || self.ingest.max_receiving_uploads == 0
         {
-            p.push("ingest.max_connections_per_station, max_streams_per_connection and max_bundles_per_minute must be positive".into());
+            p.push("ingest.max_connections_per_station, max_streams_per_connection, max_bundles_per_minute and max_receiving_uploads must be positive".into());
         }
         if self.ingest.max_in_flight_bytes < self.ingest.max_bundle_bytes {
             p.push(

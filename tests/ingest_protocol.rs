@@ -1,6 +1,7 @@
 //! The upload protocol against a real server over real QUIC: stream-level refusals that leave the
 //! connection and other stations alone, early duplicates, backpressure and rate limits answered with
-//! `busy` + retry-after, per-station connection limits, graceful shutdown that finishes uploads under
+//! `busy` + retry-after, per-station connection limits, receive slots that make the rest wait their
+//! turn, graceful shutdown that finishes uploads under
 //! way, failover to a second address, heartbeats and the communication alerts they raise, and the
 //! chain of custody (signature check, evidence copy and its retention).
 
@@ -138,6 +139,54 @@ async fn backpressure_rate_and_connection_limits_answer_busy_or_close() {
         }
     }
     assert!(stored, "accepted again once the backlog was decoded");
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_beyond_the_receive_slots_wait_their_turn_and_all_complete() {
+    let mut config = Config::default();
+    config.ingest.max_receiving_uploads = 1;
+    let t = start_server(config).await;
+    let (a, a_dir, _) = t.ankle_station("home-slot-a", "AM-SA", 2, vec![]);
+    let (b, b_dir, _) = t.ankle_station("home-slot-b", "AM-SB", 1, vec![]);
+    let a_sealed = seal_all(&a, &a_dir);
+    let b_sealed = seal_all(&b, &b_dir);
+
+    // Station A holds the only slot: header and all but the last bytes of its body sent.
+    let a_conn = raw_connect(&a, t.server.quic_addr).await.unwrap();
+    let request = upload_request(&a.name, 1, &a_sealed[0]);
+    let (mut send, mut recv) = a_conn.open_bi().await.unwrap();
+    let held = request.len() - 16;
+    send.write_all(&request[..held]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Station B, and a second upload on A's own connection, wait for it.
+    let b_conn = raw_connect(&b, t.server.quic_addr).await.unwrap();
+    let b_request = upload_request(&b.name, 1, &b_sealed[0]);
+    let b_upload = tokio::spawn(async move { raw_request(&b_conn, &b_request).await });
+    let a_second_request = upload_request(&a.name, 2, &a_sealed[1]);
+    let a_conn2 = a_conn.clone();
+    let a_second = tokio::spawn(async move { raw_request(&a_conn2, &a_second_request).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!b_upload.is_finished(), "B waits while A holds the slot");
+    assert!(!a_second.is_finished(), "so does A's second upload");
+    assert_eq!(t.count("SELECT count(*) FROM bundles"), 0);
+
+    // A finishes; the slot passes on and every upload is stored.
+    send.write_all(&request[held..]).await.unwrap();
+    send.finish().unwrap();
+    let reply = recv.read_to_end(8192).await.unwrap();
+    let ack = nachtwacht_wire::protocol::decode_ack(&reply).unwrap();
+    assert_eq!(ack.code, AckCode::Stored);
+    for waiting in [b_upload, a_second] {
+        let ack = tokio::time::timeout(Duration::from_secs(20), waiting)
+            .await
+            .expect("a waiting upload gets its turn")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ack.code, AckCode::Stored);
+    }
+    assert_eq!(t.count("SELECT count(*) FROM bundles"), 3);
     t.server.shutdown().await;
 }
 

@@ -1,18 +1,17 @@
-//! Group commit: many stream tasks hand over fsynced parts, one thread makes them durable together.
+//! Group commit: many stream tasks hand over verified bundles, one thread makes them durable together.
 //!
 //! fsync latency would otherwise cap ingest at one bundle per (file fsync + directory fsync + WAL
-//! fsync). Here each stream fsyncs its own part in parallel, and the committer turns every part that
-//! is ready into a registered bundle with one directory fsync and one SQL transaction for the whole
-//! batch. Stream tasks wait for their batch's outcome before acknowledging.
+//! fsync). Here the committer takes every bundle that is ready, writes each to its spool file, makes
+//! the batch durable with an fsync per file and one directory fsync
+//! ([`spool::write_files_durably`]), then registers them all in one SQL transaction. Stream tasks wait for their batch's outcome before acknowledging.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
 use nachtwacht_wire::UploadHeader;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
 
 use crate::spool::{self, Known, Spool};
@@ -31,7 +30,8 @@ pub enum Outcome {
 struct Job {
     station_id: i64,
     header: UploadHeader,
-    part: PathBuf,
+    /// The ciphertext, already checked against the header's size and digest.
+    body: Vec<u8>,
     received_at_ms: i64,
     reply: oneshot::Sender<Result<Outcome, String>>,
 }
@@ -45,14 +45,14 @@ pub struct CommitStats {
 
 #[derive(Clone)]
 pub struct Committer {
-    tx: SyncSender<Job>,
+    tx: mpsc::Sender<Job>,
     pub stats: Arc<CommitStats>,
 }
 
 impl Committer {
     /// Starts the committer thread; it ends when every `Committer` clone is dropped.
     pub fn start(spool: Spool) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::sync_channel(4 * MAX_BATCH);
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let stats = Arc::new(CommitStats::default());
         let s = stats.clone();
         std::thread::Builder::new()
@@ -61,33 +61,31 @@ impl Committer {
         Ok(Self { tx, stats })
     }
 
-    /// Makes a fsynced part a registered bundle. Returns once it is durable (or failed).
+    /// Stores a verified bundle as a registered spool file. Returns once it is durable (or failed).
     pub async fn commit(
         &self,
         station_id: i64,
         header: UploadHeader,
-        part: PathBuf,
+        body: Vec<u8>,
     ) -> Result<Outcome, String> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             station_id,
             header,
-            part,
+            body,
             received_at_ms: crate::now_ms(),
             reply,
         };
-        let tx = self.tx.clone();
-        // A full channel blocks: do that on a blocking thread, not a runtime worker.
-        tokio::task::spawn_blocking(move || tx.send(job).map_err(|_| ()))
+        self.tx
+            .send(job)
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|_| "committer stopped".to_string())?;
         rx.await.map_err(|_| "committer stopped".to_string())?
     }
 }
 
-fn run(rx: Receiver<Job>, spool: Spool, stats: Arc<CommitStats>) {
-    while let Ok(first) = rx.recv() {
+fn run(mut rx: mpsc::Receiver<Job>, spool: Spool, stats: Arc<CommitStats>) {
+    while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -108,7 +106,6 @@ fn run(rx: Receiver<Job>, spool: Spool, stats: Arc<CommitStats>) {
             Err(e) => {
                 error!(error = %e, bundles = n, "group commit failed");
                 for job in batch {
-                    let _ = std::fs::remove_file(&job.part);
                     let _ = job.reply.send(Err(e.to_string()));
                 }
             }
@@ -133,16 +130,26 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
         };
         outcomes.push(outcome);
     }
-    // 1. Files into place, one directory fsync for all of them.
-    for (job, outcome) in batch.iter().zip(&outcomes) {
-        if *outcome == Outcome::Stored {
-            let dest = spool.path_of(&job.header.bundle_id);
-            std::fs::rename(&job.part, &dest).map_err(spool::io_err(&dest))?;
-        } else {
-            let _ = std::fs::remove_file(&job.part);
+    // 1. Files, made durable together. A file without its row (a crash, or a failure before the
+    //    transaction) is never acknowledged; it is swept at start-up or overwritten by the re-send.
+    let written: Vec<PathBuf> = batch
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| **o == Outcome::Stored)
+        .map(|(job, _)| spool.path_of(&job.header.bundle_id))
+        .collect();
+    let files = batch
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| **o == Outcome::Stored)
+        .map(|(job, _)| job.body.as_slice())
+        .zip(&written);
+    if let Err(e) = spool::write_files_durably(spool.dir(), files) {
+        for path in &written {
+            let _ = std::fs::remove_file(path);
         }
+        return Err(e);
     }
-    spool::sync_dir(spool.dir())?;
     // 2. Rows, one transaction (one WAL fsync) for all of them.
     let mut bytes = 0;
     {
@@ -201,9 +208,8 @@ mod tests {
             let id = BundleId([i % 20; 16]);
             let body = vec![i % 20; 100];
             let header = UploadHeader::for_ciphertext(id, "s", (i % 20) as u64, &body);
-            let part = spool.write_part(&id, &body).unwrap();
             let c = committer.clone();
-            tasks.push(tokio::spawn(async move { c.commit(1, header, part).await }));
+            tasks.push(tokio::spawn(async move { c.commit(1, header, body).await }));
         }
         let mut stored = 0;
         let mut duplicate = 0;
@@ -220,7 +226,7 @@ mod tests {
             .query_row("SELECT count(*) FROM bundles", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 20);
-        // Only final files remain: every part was renamed or removed.
+        // One file per stored bundle, nothing else.
         let files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -236,10 +242,9 @@ mod tests {
         // The same id with other bytes is a conflict, and the stored file is untouched.
         let id = BundleId([3; 16]);
         let other = vec![9u8; 100];
-        let part = spool.write_part(&id, &other).unwrap();
         let header = UploadHeader::for_ciphertext(id, "s", 99, &other);
         assert_eq!(
-            committer.commit(1, header, part).await.unwrap(),
+            committer.commit(1, header, other).await.unwrap(),
             Outcome::Conflict
         );
         assert_eq!(std::fs::read(spool.path_of(&id)).unwrap(), vec![3u8; 100]);

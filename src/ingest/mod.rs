@@ -15,6 +15,7 @@
 //!
 //! Every refused connection is logged and written to the audit log.
 
+pub mod admission;
 pub mod commit;
 pub mod limits;
 pub mod tls;
@@ -31,12 +32,13 @@ use nachtwacht_wire::protocol::{
 };
 use rusqlite::OptionalExtension;
 use rustls::pki_types::CertificateDer;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::server::Context;
 use crate::spool::{Known, Spool};
+use admission::ConnectionWindow;
 use commit::{Committer, Outcome};
 use limits::{ConnectionCount, RateLimiter};
 
@@ -94,6 +96,8 @@ struct Shared {
     /// instead of one fsync per handshake).
     contacts: Mutex<HashMap<i64, i64>>,
     in_flight_bytes: AtomicU64,
+    /// Uploads whose bodies are being received at once ([`admission`]).
+    receive_slots: Arc<Semaphore>,
     streams: TaskTracker,
     /// The age recipient stations should seal to, advertised in positive acknowledgements;
     /// refreshed from `age_keys` by the reload loop so `nachtwacht keys rotate` needs no restart.
@@ -124,11 +128,11 @@ impl Ingest {
         let reader = crate::db::Db::open(&ctx.dir.database())
             .map_err(|e| Error::Tls(format!("opening a read connection: {e}")))?;
         let spool = Spool::new(ctx.dir.spool(), ctx.db.clone()).with_reader(reader);
-        let swept = spool.sweep_parts()?;
+        let swept = spool.sweep_unregistered()?;
         if swept > 0 {
             info!(
-                parts = swept,
-                "removed unacknowledged partial uploads left by a crash"
+                files = swept,
+                "removed unacknowledged uploads left by a crash"
             );
         }
         spool.refresh_backlog()?;
@@ -137,6 +141,7 @@ impl Ingest {
             source,
         })?;
         let rates = RateLimiter::new(ctx.config.ingest.max_bundles_per_minute);
+        let receiving_uploads = ctx.config.ingest.max_receiving_uploads as usize;
         let shared = Arc::new(Shared {
             ctx,
             spool,
@@ -147,6 +152,7 @@ impl Ingest {
             live: Mutex::new(HashMap::new()),
             contacts: Mutex::new(HashMap::new()),
             in_flight_bytes: AtomicU64::new(0),
+            receive_slots: Arc::new(Semaphore::new(receiving_uploads)),
             streams: TaskTracker::new(),
             recipient: Mutex::new(None),
         });
@@ -447,6 +453,7 @@ impl Shared {
             .expect("lock")
             .insert(station.id, crate::now_ms());
         debug!(station = %station.name, version, "station connected");
+        let window = ConnectionWindow::new(conn.clone());
         loop {
             let accepted = tokio::select! {
                 s = conn.accept_bi() => s,
@@ -457,9 +464,13 @@ impl Shared {
                     let this = self.clone();
                     let span = tracing::info_span!("request", station = %station.name);
                     let station = station.clone();
+                    let window = window.clone();
                     self.streams.spawn(
-                        async move { this.handle_stream(&station, version, send, recv).await }
-                            .instrument(span),
+                        async move {
+                            this.handle_stream(&station, &window, version, send, recv)
+                                .await
+                        }
+                        .instrument(span),
                     );
                 }
                 Err(e) => {
@@ -475,12 +486,16 @@ impl Shared {
     async fn handle_stream(
         &self,
         station: &Station,
+        window: &Arc<ConnectionWindow>,
         version: u8,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) {
-        let answer =
-            tokio::time::timeout(STREAM_TIMEOUT, self.receive(station, version, &mut recv)).await;
+        let answer = tokio::time::timeout(
+            STREAM_TIMEOUT,
+            self.receive(station, window, version, &mut recv),
+        )
+        .await;
         let mut ack = match answer {
             Ok(Some(ack)) => ack,
             Ok(None) => return, // the station reset the stream: nobody to answer
@@ -512,12 +527,15 @@ impl Shared {
     async fn receive(
         &self,
         station: &Station,
+        window: &Arc<ConnectionWindow>,
         version: u8,
         recv: &mut quinn::RecvStream,
     ) -> Option<Ack> {
         let max_bundle = self.ctx.config.ingest.max_bundle_bytes;
         let mut reader = RequestReader::new(version, max_bundle);
         let mut reservation = Reservation::new(&self.in_flight_bytes);
+        // Held while an upload's body is being received (see `admission`).
+        let mut slot = None;
         let refuse = |recv: &mut quinn::RecvStream, id, e: ProtocolError| {
             // Do not read the rest of a request we will never accept.
             let _ = recv.stop(1u32.into());
@@ -532,6 +550,9 @@ impl Shared {
                         if let Some(ack) = self.admit(station, &head, &mut reservation).await {
                             let _ = recv.stop(0u32.into());
                             return Some(ack);
+                        }
+                        if matches!(head, RequestHead::Upload(_)) {
+                            slot = Some(window.admit(&self.receive_slots).await);
                         }
                     }
                     Err(e) => {
@@ -553,73 +574,45 @@ impl Shared {
                 }
             }
         }
+        drop(slot);
         let id = reader.head().and_then(|h| h.bundle_id());
-        // Hashing the body and writing it are CPU and disk work: off the async workers, which also
-        // drive the QUIC endpoint (a starved endpoint task drops packets).
-        let spool = self.spool.clone();
-        let finished = tokio::task::spawn_blocking(move || {
-            let request = reader.finish()?;
-            let part = match &request.head {
-                RequestHead::Upload(h) => Some(spool.write_part(&h.bundle_id, &request.body)),
-                RequestHead::Heartbeat(_) => None,
-            };
-            Ok::<_, ProtocolError>((request.head, part))
-        })
-        .await;
-        let (head, part) = match finished {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return Some(Ack::for_protocol_error(id, &e, crate::now_ms())),
-            Err(e) => {
-                warn!(error = %e, "request task failed");
-                return Some(Ack::busy(
-                    id,
-                    "server could not take the request now".into(),
-                    5_000,
-                    crate::now_ms(),
-                ));
-            }
+        // The body was hashed chunk by chunk as it arrived; this only compares.
+        let request = match reader.finish() {
+            Ok(done) => done,
+            Err(e) => return Some(Ack::for_protocol_error(id, &e, crate::now_ms())),
         };
-        match head {
+        match request.head {
             RequestHead::Heartbeat(hb) => Some(self.record_heartbeat(station, hb).await),
             RequestHead::Upload(header) => {
                 let id = header.bundle_id;
-                let part = match part {
-                    Some(Ok(p)) => p,
-                    other => {
-                        warn!(result = ?other.map(|r| r.err()), "writing a received bundle failed");
-                        return Some(Ack::busy(
+                let now = crate::now_ms;
+                let committed = self
+                    .committer
+                    .commit(station.id, header, request.body)
+                    .await;
+                // The body is on disk (or dropped): its bytes no longer count as in flight.
+                drop(reservation);
+                Some(match committed {
+                    Ok(Outcome::Stored) => {
+                        self.stored.notify_one();
+                        Ack::stored(Some(id), now())
+                    }
+                    Ok(Outcome::Duplicate) => Ack::duplicate(id, now()),
+                    Ok(Outcome::Conflict) => Ack::rejected(
+                        Some(id),
+                        "bundle id already stored with other content".into(),
+                        now(),
+                    ),
+                    Err(e) => {
+                        warn!(error = %e, "group commit failed");
+                        Ack::busy(
                             Some(id),
                             "server could not store the bundle now".into(),
                             5_000,
-                            crate::now_ms(),
-                        ));
-                    }
-                };
-                drop(reservation);
-                let now = crate::now_ms;
-                Some(
-                    match self.committer.commit(station.id, header, part).await {
-                        Ok(Outcome::Stored) => {
-                            self.stored.notify_one();
-                            Ack::stored(Some(id), now())
-                        }
-                        Ok(Outcome::Duplicate) => Ack::duplicate(id, now()),
-                        Ok(Outcome::Conflict) => Ack::rejected(
-                            Some(id),
-                            "bundle id already stored with other content".into(),
                             now(),
-                        ),
-                        Err(e) => {
-                            warn!(error = %e, "group commit failed");
-                            Ack::busy(
-                                Some(id),
-                                "server could not store the bundle now".into(),
-                                5_000,
-                                now(),
-                            )
-                        }
-                    },
-                )
+                        )
+                    }
+                })
             }
         }
     }

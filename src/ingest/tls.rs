@@ -53,14 +53,14 @@ pub fn server_tls_config(dir: &DataDir) -> Result<rustls::ServerConfig> {
     Ok(tls)
 }
 
-/// QUIC settings sized for many mostly idle stations: windows big enough for one bundle stream at a
-/// time per stream slot, no datagrams, no unidirectional streams, a bounded idle timeout.
+/// QUIC settings sized for many mostly idle stations: a connection window that holds a request
+/// header until the upload gets a receive slot ([`super::admission`]), no datagrams, no unidirectional streams, a bounded idle timeout.
 pub fn transport_config(cfg: &IngestConfig) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(cfg.max_streams_per_connection.into())
         .max_concurrent_uni_streams(0u32.into())
         .stream_receive_window((256u32 * 1024).into())
-        .receive_window((1024u32 * 1024).into())
+        .receive_window(super::admission::HEADER_WINDOW.into())
         .send_window(64 * 1024)
         .datagram_receive_buffer_size(None)
         .datagram_send_buffer_size(0)

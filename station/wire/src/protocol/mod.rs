@@ -149,13 +149,18 @@ impl UploadHeader {
 
     /// Checks that a received ciphertext is the one this header announced.
     pub fn verify(&self, ciphertext: &[u8]) -> Result<()> {
-        if ciphertext.len() as u64 != self.size {
+        self.verify_digest(ciphertext.len() as u64, &sha256_hex(ciphertext))
+    }
+
+    /// As [`Self::verify`], for a body hashed as it arrived: its length and hex SHA-256.
+    pub fn verify_digest(&self, len: u64, sha256_hex: &str) -> Result<()> {
+        if len != self.size {
             return Err(ProtocolError::Truncated {
                 expected: self.size,
-                got: ciphertext.len() as u64,
+                got: len,
             });
         }
-        if sha256_hex(ciphertext) != self.sha256 {
+        if sha256_hex != self.sha256 {
             return Err(ProtocolError::DigestMismatch);
         }
         Ok(())

@@ -4,7 +4,10 @@
 //! end of the stream. As soon as the header is complete, `feed` says so, so the server can decide
 //! (duplicate? over a limit? busy?) before the body arrives and stop the stream early. Nothing
 //! beyond the announced body length is accepted, and nothing is allocated ahead of the bytes that
-//! actually arrived, so a peer announcing a large body and sending nothing costs nothing.
+//! actually arrived, so a peer announcing a large body and sending nothing costs nothing. The body
+//! is hashed as it arrives, so the end of the stream costs no pass over the whole body.
+
+use sha2::{Digest, Sha256};
 
 use super::{
     decode_request_header, decode_request_prefix, ProtocolError, RequestHead, RequestKind, Result,
@@ -34,6 +37,7 @@ pub struct RequestReader {
     buf: Vec<u8>,
     head: Option<RequestHead>,
     body: Vec<u8>,
+    hasher: Sha256,
 }
 
 impl RequestReader {
@@ -45,6 +49,7 @@ impl RequestReader {
             buf: Vec::new(),
             head: None,
             body: Vec::new(),
+            hasher: Sha256::new(),
         }
     }
 
@@ -98,6 +103,7 @@ impl RequestReader {
                         return self.fail_on(Err(ProtocolError::TrailingBytes { expected }));
                     }
                     self.body.extend_from_slice(chunk);
+                    self.hasher.update(chunk);
                     chunk = &[];
                 }
             }
@@ -130,7 +136,7 @@ impl RequestReader {
             });
         };
         if let RequestHead::Upload(h) = &head {
-            h.verify(&self.body)?;
+            h.verify_digest(self.body.len() as u64, &hex::encode(self.hasher.finalize()))?;
         } else if !self.body.is_empty() {
             return Err(ProtocolError::TrailingBytes { expected: 0 });
         }
