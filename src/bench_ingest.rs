@@ -51,6 +51,9 @@ pub struct IngestArgs {
     /// Client endpoints (UDP sockets) the simulated stations share.
     #[arg(long, default_value_t = 8)]
     pub client_sockets: usize,
+    /// The server's `ingest.max_receiving_uploads` (receive slots); its default if not given.
+    #[arg(long)]
+    pub receiving_uploads: Option<u32>,
 }
 
 struct Station {
@@ -64,6 +67,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let mut config = Config::default();
     config.ingest.max_bundles_per_minute = 100_000;
     config.ingest.max_connections_per_station = 4;
+    if let Some(slots) = args.receiving_uploads {
+        config.ingest.max_receiving_uploads = slots;
+    }
     init::init(&root, &config, nachtwacht::now_ms()).context("init")?;
     let ctx = ServerContext::open(&root)?;
 

@@ -215,7 +215,9 @@ impl Ingest {
 
 /// Socket buffer the ingest asks for. Thousands of stations share one UDP socket; with the
 /// kernel's default (~208 KiB) bursts overflow it and every lost packet costs a retransmission
-/// timeout. The kernel caps the request at `net.core.rmem_max` / `wmem_max` (see operations.md).
+/// timeout. 8 MiB (the kernel doubles it for its bookkeeping) holds what the receive slots let be in
+/// flight (256 × 64 KiB). The kernel caps the request at `net.core.rmem_max` / `wmem_max`; a process
+/// with CAP_NET_ADMIN gets it regardless (see operations.md).
 const UDP_BUFFER_BYTES: usize = 8 << 20;
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -223,6 +225,8 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_recv_buffer_size(UDP_BUFFER_BYTES)?;
     socket.set_send_buffer_size(UDP_BUFFER_BYTES)?;
+    force_buffer(&socket, libc::SO_RCVBUFFORCE);
+    force_buffer(&socket, libc::SO_SNDBUFFORCE);
     socket.bind(&addr.into())?;
     info!(
         receive_buffer = socket.recv_buffer_size()?,
@@ -230,6 +234,29 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
         "UDP socket buffers"
     );
     Ok(socket.into())
+}
+
+/// Asks for [`UDP_BUFFER_BYTES`] beyond the sysctl cap (`SO_RCVBUFFORCE` / `SO_SNDBUFFORCE`). Needs
+/// CAP_NET_ADMIN; without it the kernel refuses and the capped size stays, which is only logged.
+fn force_buffer(socket: &socket2::Socket, option: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    let size = UDP_BUFFER_BYTES as libc::c_int;
+    // SAFETY: a valid socket descriptor, and a pointer to an int with its correct length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        debug!(
+            error = %std::io::Error::last_os_error(),
+            "socket buffer stays at the net.core limit (no CAP_NET_ADMIN)"
+        );
+    }
 }
 
 /// Picks up new revocation lists: swaps the TLS configuration for new handshakes and closes open
@@ -552,6 +579,8 @@ impl Shared {
                             return Some(ack);
                         }
                         if matches!(head, RequestHead::Upload(_)) {
+                            // Admitted: its size is counted in `reservation`.
+                            reader.reserve_body();
                             slot = Some(window.admit(&self.receive_slots).await);
                         }
                     }

@@ -58,6 +58,17 @@ impl RequestReader {
         self.head.as_ref()
     }
 
+    /// Makes room for the whole announced body at once (instead of growing as chunks arrive, which
+    /// copies it again at every doubling). For the server to call once it has admitted the request
+    /// and counted its size against its in-flight limit; before that, nothing is allocated ahead of
+    /// the bytes that arrived.
+    pub fn reserve_body(&mut self) {
+        if let Some(RequestHead::Upload(h)) = &self.head {
+            let room = (h.size as usize).saturating_sub(self.body.len());
+            self.body.reserve_exact(room);
+        }
+    }
+
     /// Body bytes received so far.
     pub fn body_received(&self) -> u64 {
         self.body.len() as u64

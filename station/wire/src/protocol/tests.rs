@@ -48,6 +48,30 @@ fn the_header_is_reported_before_the_body_arrives() {
 }
 
 #[test]
+fn the_body_is_hashed_as_it_arrives_and_checked_at_the_end() {
+    let body: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    let bytes = request(&body);
+    let head_len = bytes.len() - body.len();
+    for flip in [None, Some(head_len), Some(bytes.len() - 1)] {
+        let mut bytes = bytes.clone();
+        if let Some(i) = flip {
+            bytes[i] ^= 1;
+        }
+        let mut r = RequestReader::new(PROTOCOL_VERSION, 1 << 20);
+        assert!(r.feed(&bytes[..head_len]).unwrap());
+        // What the server does once it has admitted the upload.
+        r.reserve_body();
+        for c in bytes[head_len..].chunks(333) {
+            r.feed(c).unwrap();
+        }
+        match flip {
+            None => assert_eq!(r.finish().unwrap().body, body),
+            Some(_) => assert_eq!(r.finish(), Err(ProtocolError::DigestMismatch)),
+        }
+    }
+}
+
+#[test]
 fn heartbeats_round_trip_and_carry_no_body() {
     let hb = Heartbeat {
         station: "home-1".into(),
