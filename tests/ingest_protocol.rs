@@ -191,6 +191,67 @@ async fn uploads_beyond_the_receive_slots_wait_their_turn_and_all_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_upload_can_send_no_more_than_its_header_window() {
+    use nachtwacht_wire::protocol::encode_upload_head;
+    use nachtwacht_wire::{BundleId, UploadHeader};
+    let mut config = Config::default();
+    config.ingest.max_receiving_uploads = 1;
+    let t = start_server(config).await;
+    let (a, a_dir, _) = t.ankle_station("home-win-a", "AM-WA", 1, vec![]);
+    let (b, _, _) = t.ankle_station("home-win-b", "AM-WB", 1, vec![]);
+    let a_sealed = seal_all(&a, &a_dir).remove(0);
+
+    // A takes the only slot and holds it.
+    let a_conn = raw_connect(&a, t.server.quic_addr).await.unwrap();
+    let request = upload_request(&a.name, 1, &a_sealed);
+    let (mut a_send, mut a_recv) = a_conn.open_bi().await.unwrap();
+    let held = request.len() - 16;
+    a_send.write_all(&request[..held]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // B announces 256 KiB (the ingest checks digest and size, not content) and tries to send it
+    // all: flow control stops it after about the header window (8 KiB), not at the 256 KiB stream
+    // window.
+    let body: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let header = UploadHeader::for_ciphertext(BundleId([0xb0; 16]), &b.name, 1, &body);
+    let mut b_request = encode_upload_head(&header);
+    b_request.extend_from_slice(&body);
+    let b_conn = raw_connect(&b, t.server.quic_addr).await.unwrap();
+    let (mut b_send, mut b_recv) = b_conn.open_bi().await.unwrap();
+    // `write` reports exactly what was taken; a write still pending after 300 ms is blocked.
+    let mut sent = 0;
+    while sent < b_request.len() {
+        match tokio::time::timeout(Duration::from_millis(300), b_send.write(&b_request[sent..]))
+            .await
+        {
+            Ok(n) => sent += n.unwrap(),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        sent <= 16 * 1024,
+        "a station waiting for a slot sent {sent} bytes"
+    );
+
+    // A finishes; B gets the slot and its window, and the rest goes through.
+    a_send.write_all(&request[held..]).await.unwrap();
+    a_send.finish().unwrap();
+    let ack = nachtwacht_wire::protocol::decode_ack(&a_recv.read_to_end(8192).await.unwrap());
+    assert_eq!(ack.unwrap().code, AckCode::Stored);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        b_send.write_all(&b_request[sent..]).await.unwrap();
+        b_send.finish().unwrap();
+        let ack = nachtwacht_wire::protocol::decode_ack(&b_recv.read_to_end(8192).await.unwrap())
+            .unwrap();
+        assert_eq!(ack.code, AckCode::Stored, "{:?}", ack.reason);
+    })
+    .await
+    .expect("the waiting upload completes once it has a slot");
+    assert_eq!(t.count("SELECT count(*) FROM bundles"), 2);
+    t.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_an_upload_under_way() {
     let t = start_server(Config::default()).await;
     let (s, dir, _) = t.ankle_station("home-d", "AM-D", 1, vec![]);
