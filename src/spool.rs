@@ -55,25 +55,15 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     durable::sync_dir(dir).map_err(io_err(dir))
 }
 
-/// Writes new files in `dir`, then makes them and their directory entries durable: an fsync per
-/// file and one of the directory, all from the calling (group-commit) thread, so a batch costs one
-/// directory flush however many files it holds. (`syncfs` would flush the batch in one call, and
-/// measured no faster, but it also waits for every other writer's dirty pages on the file system.)
-pub fn write_files_durably<'a>(
-    dir: &Path,
-    files: impl IntoIterator<Item = (&'a [u8], &'a PathBuf)>,
-) -> Result<()> {
-    use std::io::Write;
-    let mut written = Vec::new();
-    for (bytes, path) in files {
-        let mut f = fs::File::create(path).map_err(io_err(path))?;
-        f.write_all(bytes).map_err(io_err(path))?;
-        written.push((f, path));
+/// Writes new files in `dir` and makes them and their directory entries durable: an fsync per file
+/// and one of the directory, so a batch costs one directory flush however many files it holds.
+/// (`syncfs` would flush the batch in one call, and measured no faster, but it also waits for every
+/// other writer's dirty pages on the file system.)
+pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()> {
+    for (path, bytes) in files {
+        durable::write_synced(path, bytes).map_err(io_err(path))?;
     }
-    for (f, path) in &written {
-        f.sync_all().map_err(io_err(path))?;
-    }
-    if !written.is_empty() {
+    if !files.is_empty() {
         sync_dir(dir)?;
     }
     Ok(())
@@ -261,8 +251,9 @@ mod tests {
         let spool = Spool::new(spool_dir.clone(), db.clone());
         let (kept, orphan) = (BundleId([1; 16]), BundleId([2; 16]));
         let paths = [spool.path_of(&kept), spool.path_of(&orphan)];
-        let bodies: [&[u8]; 2] = [b"abc", b"defg"];
-        write_files_durably(&spool_dir, bodies.into_iter().zip(&paths)).unwrap();
+        let files: [(PathBuf, &[u8]); 2] =
+            [(paths[0].clone(), b"abc"), (paths[1].clone(), b"defg")];
+        write_files_durably(&spool_dir, &files).unwrap();
         assert_eq!(fs::read(&paths[0]).unwrap(), b"abc");
         assert_eq!(fs::read(&paths[1]).unwrap(), b"defg");
         assert_eq!(spool.known(&kept, "x").unwrap(), Known::New);

@@ -3,7 +3,8 @@
 //! fsync latency would otherwise cap ingest at one bundle per (file fsync + directory fsync + WAL
 //! fsync). Here the committer takes every bundle that is ready, writes each to its spool file, makes
 //! the batch durable with an fsync per file and one directory fsync
-//! ([`spool::write_files_durably`]), then registers them all in one SQL transaction. Stream tasks wait for their batch's outcome before acknowledging.
+//! ([`spool::write_files_durably`]), then registers them all in one SQL transaction. Stream tasks
+//! wait for their batch's outcome before acknowledging.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -132,20 +133,14 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
     }
     // 1. Files, made durable together. A file without its row (a crash, or a failure before the
     //    transaction) is never acknowledged; it is swept at start-up or overwritten by the re-send.
-    let written: Vec<PathBuf> = batch
+    let files: Vec<(PathBuf, &[u8])> = batch
         .iter()
         .zip(&outcomes)
         .filter(|(_, o)| **o == Outcome::Stored)
-        .map(|(job, _)| spool.path_of(&job.header.bundle_id))
+        .map(|(job, _)| (spool.path_of(&job.header.bundle_id), job.body.as_slice()))
         .collect();
-    let files = batch
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, o)| **o == Outcome::Stored)
-        .map(|(job, _)| job.body.as_slice())
-        .zip(&written);
-    if let Err(e) = spool::write_files_durably(spool.dir(), files) {
-        for path in &written {
+    if let Err(e) = spool::write_files_durably(spool.dir(), &files) {
+        for (path, _) in &files {
             let _ = std::fs::remove_file(path);
         }
         return Err(e);

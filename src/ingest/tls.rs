@@ -54,7 +54,8 @@ pub fn server_tls_config(dir: &DataDir) -> Result<rustls::ServerConfig> {
 }
 
 /// QUIC settings sized for many mostly idle stations: a connection window that holds a request
-/// header until the upload gets a receive slot ([`super::admission`]), no datagrams, no unidirectional streams, a bounded idle timeout.
+/// header until the upload gets a receive slot ([`super::admission`]), no datagrams, no
+/// unidirectional streams, a bounded idle timeout.
 pub fn transport_config(cfg: &IngestConfig) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(cfg.max_streams_per_connection.into())
