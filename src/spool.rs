@@ -57,11 +57,20 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Writes new files in `dir` and makes them and their directory entries durable: an fsync per file
 /// and one of the directory, so a batch costs one directory flush however many files it holds.
-/// (`syncfs` would flush the batch in one call, and measured no faster, but it also waits for every
-/// other writer's dirty pages on the file system.)
+/// Every file is written before the first fsync, so the kernel's write-back of one overlaps the
+/// others (write-then-fsync file by file measured 611–1,186 herd bundles/s against 978–1,139;
+/// noisy, but not better). `syncfs` would flush the batch in one call, and measured no faster, but
+/// it also waits for every other writer's dirty pages on the file system.
 pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()> {
+    use std::io::Write;
+    let mut written = Vec::with_capacity(files.len());
     for (path, bytes) in files {
-        durable::write_synced(path, bytes).map_err(io_err(path))?;
+        let mut f = fs::File::create(path).map_err(io_err(path))?;
+        f.write_all(bytes).map_err(io_err(path))?;
+        written.push(f);
+    }
+    for (f, (path, _)) in written.iter().zip(files) {
+        f.sync_all().map_err(io_err(path))?;
     }
     if !files.is_empty() {
         sync_dir(dir)?;
