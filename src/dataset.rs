@@ -112,18 +112,19 @@ pub fn stored_rows(
     batch: &RecordBatch,
     quality: &UInt16Array,
 ) -> Result<RecordBatch> {
-    let n = batch.num_rows();
-    let mut columns: Vec<ArrayRef> = vec![repeated(pid, n)];
+    // Both constant columns index their one value with the same buffer of zeros.
+    let zeros = Int32Array::from(vec![0; batch.num_rows()]);
+    let mut columns: Vec<ArrayRef> = vec![repeated(pid, &zeros)];
     columns.extend(batch.columns().iter().cloned());
     columns.push(Arc::new(quality.clone()));
-    columns.push(repeated(&bundle_id.to_hex(), n));
+    columns.push(repeated(&bundle_id.to_hex(), &zeros));
     Ok(RecordBatch::try_new(write_schema(signal), columns)?)
 }
 
-/// `n` copies of one string as a dictionary of one value.
-fn repeated(value: &str, n: usize) -> ArrayRef {
+/// One string repeated for every key in `zeros` (all 0), as a dictionary of one value.
+fn repeated(value: &str, zeros: &Int32Array) -> ArrayRef {
     Arc::new(DictionaryArray::<Int32Type>::new(
-        Int32Array::from(vec![0; n]),
+        zeros.clone(),
         Arc::new(StringArray::from(vec![value])),
     ))
 }
@@ -165,7 +166,12 @@ pub fn write_rows(
         };
         let day = day_name(day);
         let path = day_path(signal, &day).join(name);
-        let bytes = write_parquet_batches(&dir.root().join(&path), &schema, &batches)?;
+        let bytes = write_parquet_batches(
+            &dir.root().join(&path),
+            &schema,
+            &batches,
+            RowOrder::Arrival,
+        )?;
         written.push(WrittenFile {
             path: path.to_string_lossy().into_owned(),
             signal,
@@ -228,10 +234,22 @@ fn day_path(signal: Signal, day: &str) -> PathBuf {
     Path::new("datasets/raw").join(signal.name()).join(day)
 }
 
+/// How a file's rows are ordered, which decides whether per-person statistics pay for themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOrder {
+    /// As the bundles arrived (the decode worker's batch files): a batch mixes the people whose
+    /// stations uploaded in it, so a min/max of `pid` could skip nothing, and computing it costs
+    /// two string comparisons per row. Not computed.
+    Arrival,
+    /// Sorted by `pid`, `ts` (compacted files): `pid` min/max per row group lets a reader of one
+    /// person's rows (the evidence view) skip the rest.
+    ByPerson,
+}
+
 /// Encodes a batch as zstd Parquet and writes it durably (temp file, fsync, rename), creating the
 /// directory if needed. Returns the file's size.
-pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<usize> {
-    write_parquet_batches(path, &batch.schema(), std::slice::from_ref(batch))
+pub fn write_parquet(path: &Path, batch: &RecordBatch, order: RowOrder) -> Result<usize> {
+    write_parquet_batches(path, &batch.schema(), std::slice::from_ref(batch), order)
 }
 
 /// [`write_parquet`] for several batches of one schema, in order, as one file.
@@ -239,8 +257,9 @@ pub fn write_parquet_batches(
     path: &Path,
     schema: &Arc<Schema>,
     batches: &[RecordBatch],
+    order: RowOrder,
 ) -> Result<usize> {
-    let buf = encode_parquet(schema, batches)?;
+    let buf = encode_parquet(schema, batches, order)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| Error::Io {
             path: parent.display().to_string(),
@@ -254,12 +273,18 @@ pub fn write_parquet_batches(
 /// A batch as zstd-compressed Parquet bytes, with encodings chosen per column type: dictionary for
 /// the strings and flags (`pid` and `bundle_id` are constant over long runs), delta for timestamps
 /// and integers, byte-stream-split for floats. Dictionary-encoding sensor floats, the Parquet
-/// default, costs a hash per value and gains nothing: they are nearly all distinct.
+/// default, costs a hash per value and gains nothing: they are nearly all distinct. The
+/// dictionary-encoded strings and flags are not zstd-compressed: their pages are runs of one index,
+/// a few bytes each, and a compressor set up per page cost more than it saved.
 ///
 /// The Arrow schema is not embedded: the Parquet types alone say what a reader needs (strings,
 /// UTC millisecond timestamps, unsigned flags), and an embedded hint would make readers turn the
 /// in-memory dictionaries of [`stored_rows`] into categoricals.
-pub fn encode_parquet(schema: &Arc<Schema>, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+pub fn encode_parquet(
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+    order: RowOrder,
+) -> Result<Vec<u8>> {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_dictionary_enabled(false)
@@ -269,12 +294,19 @@ pub fn encode_parquet(schema: &Arc<Schema>, batches: &[RecordBatch]) -> Result<V
             ColumnPath::from("bundle_id"),
             parquet::file::properties::EnabledStatistics::None,
         );
+    if order == RowOrder::Arrival {
+        props = props.set_column_statistics_enabled(
+            ColumnPath::from("pid"),
+            parquet::file::properties::EnabledStatistics::None,
+        );
+    }
     for field in schema.fields() {
         let column = ColumnPath::from(field.name().as_str());
         props = match field.data_type() {
-            DataType::Utf8 | DataType::Dictionary(..) | DataType::UInt16 | DataType::Boolean => {
-                props.set_column_dictionary_enabled(column, true)
-            }
+            DataType::Utf8 | DataType::Dictionary(..) | DataType::UInt16 => props
+                .set_column_dictionary_enabled(column.clone(), true)
+                .set_column_compression(column, Compression::UNCOMPRESSED),
+            DataType::Boolean => props.set_column_dictionary_enabled(column, true),
             DataType::Float32 | DataType::Float64 => {
                 props.set_column_encoding(column, Encoding::BYTE_STREAM_SPLIT)
             }
@@ -480,7 +512,7 @@ fn compact_day(
 
     let path = day_path(signal, day).join(format!("compacted-{}.parquet", digest_of(&bundles)));
     let rel = path.to_string_lossy().into_owned();
-    let bytes = write_parquet(&dir.root().join(&path), &sorted)?;
+    let bytes = write_parquet(&dir.root().join(&path), &sorted, RowOrder::ByPerson)?;
     {
         let mut conn = db.lock();
         let tx = conn.transaction()?;
@@ -740,7 +772,7 @@ mod tests {
         let rows = stored_rows(Signal::Hr, &BundleId([1; 16]), "p1-a", &batch, &q).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("hr.parquet");
-        write_parquet(&path, &rows).unwrap();
+        write_parquet(&path, &rows, RowOrder::Arrival).unwrap();
         let back = read_parquet(&path).unwrap();
         assert_eq!(
             back[0].schema(),

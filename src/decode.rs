@@ -79,6 +79,24 @@ impl Batch {
     }
 }
 
+/// Writes each signal's rows of a batch (see [`dataset::write_rows`]), several signals at a time,
+/// one per core. Encoding Parquet is most of the writer stage's CPU and the signals' files are
+/// independent, so this is what lets the stage keep up with the opening stage and use every core
+/// while the last batch drains. The files come back in signal order.
+fn write_signals(
+    dir: &crate::datadir::DataDir,
+    by_signal: &BTreeMap<Signal, Vec<(BundleId, RecordBatch)>>,
+) -> Result<Vec<dataset::WrittenFile>> {
+    let jobs: Vec<_> = by_signal.iter().collect();
+    let mut files = Vec::new();
+    for written in crate::parallel::map_in_order(&jobs, |(signal, parts)| {
+        dataset::write_rows(dir, **signal, parts)
+    }) {
+        files.extend(written?);
+    }
+    Ok(files)
+}
+
 /// Where a processed bundle's ciphertext is kept as evidence.
 pub fn evidence_path(
     dir: &crate::datadir::DataDir,
@@ -114,6 +132,9 @@ pub struct Decoder {
 impl Decoder {
     /// Bundles written together in one batch (see [`Batch`]), unless they reach its row limit.
     pub const BATCH_BUNDLES: usize = 64;
+    /// Bundles opened at a time per core (see [`Decoder::open_all`]): enough to even out their
+    /// sizes, few enough that the writer gets its first batch soon.
+    const OPEN_PER_CORE: usize = 4;
 
     pub fn new(ctx: Context, pseudonyms: Pseudonymiser) -> Self {
         let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
@@ -148,9 +169,10 @@ impl Decoder {
             return Ok(DecodeReport::default());
         }
         let identities = self.identities()?;
-        // Two stages on two threads: this one opens bundles (read, decrypt, verify, decode,
-        // validate, pseudonymise) while a writer commits the previous batch (Parquet, fsync,
-        // catalogue). One batch waits between them at most, which bounds memory.
+        // Two stages: this thread opens bundles (read, decrypt, verify, decode, validate,
+        // pseudonymise) while a writer commits the previous batch (Parquet, fsync, catalogue).
+        // Each spreads its work over the cores (`open_all`, `write_signals`). One batch waits
+        // between them at most, which bounds memory.
         let (to_writer, batches) = std::sync::mpsc::sync_channel::<Batch>(1);
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> Result<DecodeReport> {
@@ -179,23 +201,22 @@ impl Decoder {
     ) -> Result<usize> {
         let mut quarantined = 0;
         let mut batch = Batch::default();
-        for (id, received_at_ms) in pending {
-            let Some(bundle_id) = BundleId::from_hex(&id) else {
-                continue;
-            };
-            let evidence = evidence_path(&self.ctx.dir, &bundle_id, received_at_ms);
-            match self.process(&bundle_id, &evidence, received_at_ms, identities)? {
-                Ok(processed) => {
-                    batch.rows += processed.stored;
-                    batch.bundles.push((bundle_id, evidence, processed));
-                    if batch.is_full() && to_writer.send(std::mem::take(&mut batch)).is_err() {
-                        return Ok(quarantined);
-                    }
-                }
-                Err(Reject(reason)) => {
-                    quarantined += 1;
-                    self.quarantine(&bundle_id, &reason)?;
-                    warn!(bundle = %id, %reason, "bundle quarantined");
+        let pending: Vec<(BundleId, i64)> = pending
+            .into_iter()
+            .filter_map(|(id, received_at_ms)| Some((BundleId::from_hex(&id)?, received_at_ms)))
+            .collect();
+        // A few bundles per core are opened at a time, in parallel; their outcomes are then taken
+        // in spool order, so batches and quarantine decisions are what a sequential pass makes.
+        for chunk in pending.chunks(Self::OPEN_PER_CORE * crate::parallel::cores()) {
+            let opened = crate::parallel::map_in_order(chunk, |(bundle_id, received_at_ms)| {
+                let evidence = evidence_path(&self.ctx.dir, bundle_id, *received_at_ms);
+                let outcome = self.process(bundle_id, &evidence, *received_at_ms, identities);
+                (evidence, outcome)
+            });
+            for ((bundle_id, _), (evidence, outcome)) in chunk.iter().zip(opened) {
+                self.take_opened(*bundle_id, evidence, outcome?, &mut batch, &mut quarantined)?;
+                if batch.is_full() && to_writer.send(std::mem::take(&mut batch)).is_err() {
+                    return Ok(quarantined);
                 }
             }
         }
@@ -204,6 +225,29 @@ impl Decoder {
             let _ = to_writer.send(batch);
         }
         Ok(quarantined)
+    }
+
+    /// Files one opened bundle: into the batch if accepted, into quarantine if not.
+    fn take_opened(
+        &self,
+        bundle_id: BundleId,
+        evidence: std::path::PathBuf,
+        outcome: Result<Processed, Reject>,
+        batch: &mut Batch,
+        quarantined: &mut usize,
+    ) -> Result<()> {
+        match outcome {
+            Ok(processed) => {
+                batch.rows += processed.stored;
+                batch.bundles.push((bundle_id, evidence, processed));
+            }
+            Err(Reject(reason)) => {
+                *quarantined += 1;
+                self.quarantine(&bundle_id, &reason)?;
+                warn!(bundle = %bundle_id, %reason, "bundle quarantined");
+            }
+        }
+        Ok(())
     }
 
     /// Writes a batch's rows, moves its ciphertexts to evidence, then catalogues the files and
@@ -226,10 +270,7 @@ impl Decoder {
                     .push((*bundle_id, rows.clone()));
             }
         }
-        let mut files = Vec::new();
-        for (signal, parts) in &by_signal {
-            files.extend(dataset::write_rows(&self.ctx.dir, *signal, parts)?);
-        }
+        let files = write_signals(&self.ctx.dir, &by_signal)?;
         let moves: Vec<_> = batch
             .bundles
             .iter()

@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod init;
 pub mod keys;
 pub mod management;
+pub mod parallel;
 pub mod pki;
 pub mod pseudonym;
 pub mod quarantine;

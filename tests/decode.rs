@@ -259,3 +259,141 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The opening stage works on several bundles at once; what it decides must still be what a
+/// sequential pass decides. Good and corrupt bundles interleaved, over several open chunks and
+/// more than one batch: every good one is stored in full, every corrupt one quarantined with
+/// its own reason, nothing lost or doubled.
+#[test]
+fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
+    use nachtwacht::server::Context;
+    use nachtwacht::spool::{write_durably, Spool};
+    use nachtwacht_station::seal;
+    use nachtwacht_station::source::simulator::{self, SimulatorConfig};
+    use nachtwacht_wire::DeviceKind;
+    use sha2::Digest;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    nachtwacht::init::init(&root, &Config::default(), nachtwacht::now_ms()).unwrap();
+    let ctx = Context::open(&root).unwrap();
+    let start_ms = days_ago(2);
+    let person =
+        nachtwacht::enroll::add_person(&ctx, "CASE-mix", "aggression-training", "test").unwrap();
+    nachtwacht::enroll::assign_device(
+        &ctx,
+        "WB-MIX",
+        DeviceKind::Wristband,
+        person,
+        start_ms,
+        "test",
+    )
+    .unwrap();
+    let station = nachtwacht::enroll::add_station(&ctx, "mix-home", "test").unwrap();
+    nachtwacht::enroll::pair_device(&ctx, "WB-MIX", "mix-home", 0, "test").unwrap();
+    let station_id: i64 = ctx
+        .db
+        .lock()
+        .query_row("SELECT id FROM stations WHERE name = 'mix-home'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+
+    // 150 one-minute bundles: more than two batches of 64, many open chunks. Every seventh is
+    // replaced by bytes that are not age at all, each different so each has its own reason.
+    let contents: Vec<_> = simulator::generate_lazily(&SimulatorConfig {
+        device: DeviceKind::Wristband,
+        device_serial: "WB-MIX".into(),
+        start_ms,
+        days: 1,
+        seed: 9,
+        drinking: vec![],
+        wear_hours_per_day: 24,
+        bundle_minutes: 1,
+    })
+    .take(150)
+    .collect();
+    let key = station.signing_key().unwrap();
+    let signer = seal::Signer {
+        station: &station.name,
+        key: &key,
+    };
+    let recipient = seal::parse_recipient(&station.server_age_recipient).unwrap();
+    let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
+    std::fs::create_dir_all(ctx.dir.spool()).unwrap();
+    let (mut good_rows, mut corrupt) = (0usize, Vec::new());
+    for (i, content) in contents.iter().enumerate() {
+        let mut sealed = seal::seal(content, &signer, &recipient).unwrap();
+        if i % 7 == 3 {
+            sealed.ciphertext = format!("not age, bundle {i}").into_bytes();
+            corrupt.push(sealed.bundle_id.to_hex());
+        } else {
+            good_rows += content
+                .batches
+                .iter()
+                .map(|b| b.batch.num_rows())
+                .sum::<usize>();
+        }
+        write_durably(&spool.path_of(&sealed.bundle_id), &sealed.ciphertext).unwrap();
+        ctx.db
+            .lock()
+            .execute(
+                "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'spooled')",
+                rusqlite::params![
+                    sealed.bundle_id.to_hex(),
+                    station_id,
+                    i as i64 + 1,
+                    sealed.ciphertext.len() as i64,
+                    hex::encode(sha2::Sha256::digest(&sealed.ciphertext)),
+                    nachtwacht::now_ms() + i as i64
+                ],
+            )
+            .unwrap();
+    }
+
+    let decoder = nachtwacht::decode::Decoder::new(ctx.clone(), ctx.pseudonymiser().unwrap());
+    let report = decoder.process_pending().unwrap();
+    assert_eq!(report.processed, 150 - corrupt.len());
+    assert_eq!(report.quarantined, corrupt.len());
+    assert_eq!(report.rows_stored, good_rows);
+
+    let conn = ctx.db.lock();
+    let mut stmt = conn
+        .prepare(
+            "SELECT bundle_id, reason FROM bundles WHERE state = 'quarantined' ORDER BY sequence",
+        )
+        .unwrap();
+    let quarantined: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        quarantined
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect::<Vec<_>>(),
+        corrupt,
+        "exactly the corrupt bundles, no others"
+    );
+    assert!(quarantined
+        .iter()
+        .all(|(_, reason)| reason.starts_with("decryption failed")));
+    let catalogued: i64 = conn
+        .query_row("SELECT sum(rows) FROM dataset_files", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        catalogued as usize, good_rows,
+        "every good row catalogued once"
+    );
+    let listed: String = conn
+        .query_row("SELECT group_concat(bundles) FROM dataset_files", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(
+        corrupt.iter().all(|id| !listed.contains(id.as_str())),
+        "no file claims a quarantined bundle"
+    );
+}
