@@ -252,6 +252,14 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
             cpu / e2e_cpu
         );
     }
+    for (name, runs) in [
+        ("plain write, our encodings", &plain),
+        ("plain write, ArrowWriter defaults", &default),
+        ("end to end", &e2e),
+    ] {
+        let walls: Vec<String> = runs.iter().map(|r| format!("{:.3}", r.1)).collect();
+        println!("wall s per run, {name}: {}", walls.join(" "));
+    }
     println!(
         "rows stored {}, flagged {}, discarded {}",
         report.rows_stored, report.rows_flagged, report.rows_discarded
