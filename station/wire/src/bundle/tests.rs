@@ -126,21 +126,24 @@ fn sampled_signals_must_declare_a_rate_and_event_signals_must_not() {
 }
 
 #[test]
-fn signal_streams_are_zstd_compressed() {
+fn signal_streams_are_zstd_compressed_in_both_versions() {
     // 10,000 identical readings compress to a fraction of their 41 bytes per row.
     let batch = ankle_batch(10_000);
-    let bytes = encode_bundle(
-        manifest(),
-        &[SignalBatch::nominal(Signal::Ankle, batch.clone())],
-    )
-    .unwrap();
-    assert!(
-        bytes.len() < batch.get_array_memory_size() / 4,
-        "{} bytes for {} in memory",
-        bytes.len(),
-        batch.get_array_memory_size()
-    );
-    assert_eq!(decode_bundle(&bytes).unwrap().batches[0].batch, batch);
+    for version in READABLE_VERSIONS {
+        let bytes = encode_bundle_as(
+            version,
+            manifest(),
+            &[SignalBatch::nominal(Signal::Ankle, batch.clone())],
+        )
+        .unwrap();
+        assert!(
+            bytes.len() < batch.get_array_memory_size() / 4,
+            "v{version}: {} bytes for {} in memory",
+            bytes.len(),
+            batch.get_array_memory_size()
+        );
+        assert_eq!(decode_bundle(&bytes).unwrap().batches[0].batch, batch);
+    }
 }
 
 #[test]
@@ -156,4 +159,85 @@ fn a_signal_listed_twice_is_a_structural_error() {
     .unwrap();
     let err = decode_bundle(&bytes).unwrap_err().to_string();
     assert!(err.contains("appears more than once"), "{err}");
+}
+
+#[test]
+fn stations_write_v2_and_v1_bundles_still_decode_to_the_same_rows() {
+    let batch = ankle_batch(500);
+    let signals = [SignalBatch::nominal(Signal::Ankle, batch.clone())];
+    let v2 = encode_bundle(manifest(), &signals).unwrap();
+    let v1 = encode_bundle_as(1, manifest(), &signals).unwrap();
+    assert_eq!(u16::from_le_bytes([v2[8], v2[9]]), 2, "stations write v2");
+    assert_eq!(u16::from_le_bytes([v1[8], v1[9]]), 1);
+    assert_ne!(v1, v2);
+    for bytes in [&v1, &v2] {
+        let decoded = decode_bundle(bytes).unwrap();
+        assert_eq!(decoded.batches[0].batch, batch);
+        assert_eq!(decoded.manifest.signals[0].rows, 500);
+    }
+    assert!(matches!(
+        encode_bundle_as(3, manifest(), &signals),
+        Err(BundleError::UnsupportedVersion(3))
+    ));
+}
+
+/// A v2 bundle around hand-made stream bytes, declared as one ankle stream of 1 row.
+fn v2_with_stream(stream: &[u8]) -> Vec<u8> {
+    let mut m = manifest();
+    m.signals = vec![SignalEntry {
+        signal: Signal::Ankle,
+        rows: 1,
+        bytes: stream.len() as u64,
+        rate_hz: Signal::Ankle.nominal_rate_hz(),
+    }];
+    let json = serde_json::to_vec(&m).unwrap();
+    let mut out = BUNDLE_MAGIC.to_vec();
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(stream);
+    out
+}
+
+#[test]
+fn a_v2_stream_must_be_exactly_one_zstd_frame_that_declares_a_bounded_size() {
+    let mut ipc = Vec::new();
+    {
+        let mut w = StreamWriter::try_new(&mut ipc, &Signal::Ankle.schema()).unwrap();
+        w.write(&ankle_batch(1)).unwrap();
+        w.finish().unwrap();
+    }
+    let framed = zstd::bulk::compress(&ipc, 3).unwrap();
+    decode_bundle(&v2_with_stream(&framed)).expect("the well-formed stream decodes");
+
+    let reason = |stream: &[u8]| {
+        decode_bundle(&v2_with_stream(stream))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        reason(&ipc).contains("not a zstd frame"),
+        "{}",
+        reason(&ipc)
+    );
+    let mut trailing = framed.clone();
+    trailing.extend_from_slice(b"xx");
+    assert!(
+        reason(&trailing).contains("2 bytes follow"),
+        "{}",
+        reason(&trailing)
+    );
+    // The streaming encoder does not write the content size.
+    let unsized_frame = zstd::stream::encode_all(&ipc[..], 3).unwrap();
+    assert!(
+        reason(&unsized_frame).contains("does not declare its content size"),
+        "{}",
+        reason(&unsized_frame)
+    );
+    // A frame header that claims 1 GiB + 1 byte (single segment, 8-byte size) around one RLE
+    // block: refused from the header, before anything is allocated.
+    let mut forged = vec![0x28, 0xb5, 0x2f, 0xfd, 0xe0];
+    forged.extend_from_slice(&(MAX_STREAM_LEN + 1).to_le_bytes());
+    forged.extend_from_slice(&[0x0b, 0x00, 0x00, 0x41]);
+    assert!(reason(&forged).contains("more than"), "{}", reason(&forged));
 }
