@@ -230,6 +230,16 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             p.percentile(0.99) * 1e3
         );
         println!("ack latency max      {:>10.1} ms", p.percentile(1.0) * 1e3);
+        for (i, round) in p.by_round.iter().enumerate() {
+            println!(
+                "  bundle {} of each  p10 {:>6.0}  p50 {:>6.0}  p99 {:>6.0}  max {:>6.0} ms",
+                i + 1,
+                percentile(round, 0.10) * 1e3,
+                percentile(round, 0.50) * 1e3,
+                percentile(round, 0.99) * 1e3,
+                percentile(round, 1.0) * 1e3
+            );
+        }
         println!("busy answers         {:>10}", p.busy);
         println!(
             "server CPU s per GB  {:>10.1}   ({:.1} CPU-s for {:.3} GB; bench client on the same cores: {:.1} CPU-s)",
@@ -285,15 +295,24 @@ struct Phase {
     client_cpu: f64,
     bytes: u64,
     busy: usize,
+    /// Every acknowledgement latency, sorted.
     latencies: Vec<Duration>,
+    /// The latencies of each station's first, second, … bundle, each sorted: where in the phase
+    /// the slow acknowledgements are.
+    by_round: Vec<Vec<Duration>>,
 }
 
 impl Phase {
     fn percentile(&self, p: f64) -> f64 {
-        let last = self.latencies.len().saturating_sub(1);
-        let i = ((self.latencies.len() as f64 * p) as usize).min(last);
-        self.latencies.get(i).map_or(0.0, Duration::as_secs_f64)
+        percentile(&self.latencies, p)
     }
+}
+
+/// The `p` quantile of sorted latencies, in seconds (0 for none).
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let last = sorted.len().saturating_sub(1);
+    let i = ((sorted.len() as f64 * p) as usize).min(last);
+    sorted.get(i).map_or(0.0, Duration::as_secs_f64)
 }
 
 async fn run_phase(
@@ -321,13 +340,23 @@ async fn run_phase(
         tasks.spawn(async move { upload_station(endpoint, quic, s, start, schedule).await });
     }
     let mut latencies = Vec::new();
+    let mut by_round: Vec<Vec<Duration>> = Vec::new();
     let mut busy = 0;
     while let Some(r) = tasks.join_next().await {
         let (l, b) = r??;
+        for (round, latency) in l.iter().enumerate() {
+            if by_round.len() <= round {
+                by_round.push(Vec::new());
+            }
+            by_round[round].push(*latency);
+        }
         latencies.extend(l);
         busy += b;
     }
     latencies.sort_unstable();
+    for round in &mut by_round {
+        round.sort_unstable();
+    }
     Ok(Phase {
         wall: t.elapsed().as_secs_f64(),
         server_cpu: server.cpu_seconds()? - server_before,
@@ -335,6 +364,7 @@ async fn run_phase(
         bytes,
         busy,
         latencies,
+        by_round,
     })
 }
 

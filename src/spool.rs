@@ -165,11 +165,8 @@ impl Spool {
         let stored: Option<String> = self
             .reader
             .lock()
-            .query_row(
-                "SELECT sha256 FROM bundles WHERE bundle_id = ?1",
-                [bundle_id.to_hex()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT sha256 FROM bundles WHERE bundle_id = ?1")?
+            .query_row([bundle_id.to_hex()], |r| r.get(0))
             .optional()?;
         Ok(match stored {
             None => Known::New,
