@@ -13,14 +13,13 @@ use anyhow::Context;
 use nachtwacht::config::Config;
 use nachtwacht::decode::Decoder;
 use nachtwacht::server::Context as ServerContext;
-use nachtwacht::spool::{write_durably, Spool};
+use nachtwacht::spool::Spool;
 use nachtwacht::{dataset, enroll, init};
 use nachtwacht_station::seal;
 use nachtwacht_station::source::simulator::{self, SimulatorConfig};
 use nachtwacht_wire::bundle::{decode_bundle, SignalBatch};
 use nachtwacht_wire::signed::decode_signed;
 use nachtwacht_wire::{DeviceKind, Signal};
-use sha2::{Digest, Sha256};
 
 use crate::bench_clock::timed;
 
@@ -105,21 +104,14 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
 
     // Into the spool as the ingest leaves them: file durable, row `spooled`.
     let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
-    std::fs::create_dir_all(ctx.dir.spool())?;
     let received = nachtwacht::now_ms();
     for (i, s) in sealed.iter().enumerate() {
-        write_durably(&spool.path_of(&s.bundle_id), &s.ciphertext)?;
-        ctx.db.lock().execute(
-            "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'spooled')",
-            rusqlite::params![
-                s.bundle_id.to_hex(),
-                station_id,
-                i as i64 + 1,
-                s.ciphertext.len() as i64,
-                hex::encode(Sha256::digest(&s.ciphertext)),
-                received
-            ],
+        spool.put_received(
+            station_id,
+            i as u64 + 1,
+            s.bundle_id,
+            &s.ciphertext,
+            received,
         )?;
     }
 

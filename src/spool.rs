@@ -106,6 +106,36 @@ pub fn move_all_durably(moves: &[(PathBuf, PathBuf)]) -> Result<()> {
     Ok(())
 }
 
+/// The `bundles` row of a bundle that has just become durable in the spool.
+#[derive(Debug, Clone)]
+pub struct Spooled<'a> {
+    pub bundle_id: BundleId,
+    pub station_id: i64,
+    pub sequence: u64,
+    pub size: u64,
+    /// Hex SHA-256 of the ciphertext.
+    pub sha256: &'a str,
+    pub received_at_ms: i64,
+}
+
+/// Inserts a spooled bundle's row (state `spooled`). Call only once its file is durable; the group
+/// committer calls it inside its batch transaction.
+pub fn insert_row(conn: &rusqlite::Connection, row: &Spooled<'_>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'spooled')",
+    )?
+    .execute(rusqlite::params![
+        row.bundle_id.to_hex(),
+        row.station_id,
+        row.sequence as i64,
+        row.size as i64,
+        row.sha256,
+        row.received_at_ms
+    ])?;
+    Ok(())
+}
+
 /// What a known bundle id means for a new upload of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Known {
@@ -155,6 +185,33 @@ impl Spool {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Puts one received ciphertext into the spool as the ingest leaves it (file durable, then its
+    /// row), without the QUIC front: for `nachtwacht bench decode` and tests of the decode worker.
+    pub fn put_received(
+        &self,
+        station_id: i64,
+        sequence: u64,
+        bundle_id: BundleId,
+        ciphertext: &[u8],
+        received_at_ms: i64,
+    ) -> Result<()> {
+        use sha2::Digest;
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        write_durably(&self.path_of(&bundle_id), ciphertext)?;
+        let sha256 = hex::encode(sha2::Sha256::digest(ciphertext));
+        insert_row(
+            &self.db.lock(),
+            &Spooled {
+                bundle_id,
+                station_id,
+                sequence,
+                size: ciphertext.len() as u64,
+                sha256: &sha256,
+                received_at_ms,
+            },
+        )
     }
 
     pub fn path_of(&self, bundle_id: &BundleId) -> PathBuf {

@@ -267,11 +267,10 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
     use nachtwacht::server::Context;
-    use nachtwacht::spool::{write_durably, Spool};
+    use nachtwacht::spool::Spool;
     use nachtwacht_station::seal;
     use nachtwacht_station::source::simulator::{self, SimulatorConfig};
     use nachtwacht_wire::DeviceKind;
-    use sha2::Digest;
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
@@ -320,7 +319,6 @@ fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
     };
     let recipient = seal::parse_recipient(&station.server_age_recipient).unwrap();
     let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
-    std::fs::create_dir_all(ctx.dir.spool()).unwrap();
     let (mut good_rows, mut corrupt) = (0usize, Vec::new());
     for (i, content) in contents.iter().enumerate() {
         let mut sealed = seal::seal(content, &signer, &recipient).unwrap();
@@ -334,20 +332,13 @@ fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
                 .map(|b| b.batch.num_rows())
                 .sum::<usize>();
         }
-        write_durably(&spool.path_of(&sealed.bundle_id), &sealed.ciphertext).unwrap();
-        ctx.db
-            .lock()
-            .execute(
-                "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'spooled')",
-                rusqlite::params![
-                    sealed.bundle_id.to_hex(),
-                    station_id,
-                    i as i64 + 1,
-                    sealed.ciphertext.len() as i64,
-                    hex::encode(sha2::Sha256::digest(&sealed.ciphertext)),
-                    nachtwacht::now_ms() + i as i64
-                ],
+        spool
+            .put_received(
+                station_id,
+                i as u64 + 1,
+                sealed.bundle_id,
+                &sealed.ciphertext,
+                nachtwacht::now_ms() + i as i64,
             )
             .unwrap();
     }

@@ -150,24 +150,21 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
     {
         let mut conn = spool.db().lock();
         let tx = conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'spooled')",
-            )?;
-            for (job, outcome) in batch.iter().zip(&outcomes) {
-                if *outcome == Outcome::Stored {
-                    let h = &job.header;
-                    insert.execute(rusqlite::params![
-                        h.bundle_id.to_hex(),
-                        job.station_id,
-                        h.sequence as i64,
-                        h.size as i64,
-                        h.sha256,
-                        job.received_at_ms
-                    ])?;
-                    bytes += h.size;
-                }
+        for (job, outcome) in batch.iter().zip(&outcomes) {
+            if *outcome == Outcome::Stored {
+                let h = &job.header;
+                spool::insert_row(
+                    &tx,
+                    &spool::Spooled {
+                        bundle_id: h.bundle_id,
+                        station_id: job.station_id,
+                        sequence: h.sequence,
+                        size: h.size,
+                        sha256: &h.sha256,
+                        received_at_ms: job.received_at_ms,
+                    },
+                )?;
+                bytes += h.size;
             }
         }
         tx.commit()?;
