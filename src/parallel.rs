@@ -21,7 +21,18 @@ where
     R: Send,
     F: Fn(&T) -> R + Sync,
 {
-    let threads = cores().min(items.len());
+    map_in_order_on(cores(), items, f)
+}
+
+/// [`map_in_order`] on up to `threads` threads: more than the cores for jobs that mostly wait
+/// (an fsync waits for the disk, and a disk serves several at once).
+pub fn map_in_order_on<T, R, F>(threads: usize, items: &[T], f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> R + Sync,
+{
+    let threads = threads.min(items.len());
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
@@ -74,6 +85,18 @@ mod tests {
         });
         let distinct: std::collections::HashSet<_> = ids.into_iter().collect();
         assert_eq!(distinct.len(), cores().min(items.len()));
+    }
+
+    #[test]
+    fn waiting_jobs_can_use_more_threads_than_cores() {
+        // Eight jobs that each wait 200 ms run together on eight threads.
+        let items: Vec<u32> = (0..8).collect();
+        let ids = map_in_order_on(8, &items, |_| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::thread::current().id()
+        });
+        let distinct: std::collections::HashSet<_> = ids.into_iter().collect();
+        assert_eq!(distinct.len(), 8);
     }
 
     #[test]

@@ -55,22 +55,30 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     durable::sync_dir(dir).map_err(io_err(dir))
 }
 
+/// How many fsyncs [`write_files_durably`] keeps in flight.
+pub const SYNC_THREADS: usize = 8;
+
 /// Writes new files in `dir` and makes them and their directory entries durable: an fsync per file
 /// and one of the directory, so a batch costs one directory flush however many files it holds.
 /// Every file is written before the first fsync, so the kernel's write-back of one overlaps the
 /// others (write-then-fsync file by file measured 611–1,186 herd bundles/s against 978–1,139;
-/// noisy, but not better). `syncfs` would flush the batch in one call, and measured no faster, but
-/// it also waits for every other writer's dirty pages on the file system.
+/// noisy, but not better). The fsyncs run on [`SYNC_THREADS`] threads at once, so the disk serves
+/// them concurrently instead of one after the other: in the ingest benchmark's herd this cut the
+/// group commit's latency for the first uploads from a median of about 300 ms to 20–100 ms.
+/// `syncfs` would flush the batch in one call, and measured no faster, but it also waits for every
+/// other writer's dirty pages on the file system.
 pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()> {
     use std::io::Write;
     let mut written = Vec::with_capacity(files.len());
     for (path, bytes) in files {
         let mut f = fs::File::create(path).map_err(io_err(path))?;
         f.write_all(bytes).map_err(io_err(path))?;
-        written.push(f);
+        written.push((f, path));
     }
-    for (f, (path, _)) in written.iter().zip(files) {
-        f.sync_all().map_err(io_err(path))?;
+    for synced in crate::parallel::map_in_order_on(SYNC_THREADS, &written, |(f, path)| {
+        f.sync_all().map_err(io_err(path))
+    }) {
+        synced?;
     }
     if !files.is_empty() {
         sync_dir(dir)?;
