@@ -1,9 +1,10 @@
-//! An order-preserving parallel map on scoped threads, for the decode worker's CPU-bound stages.
+//! An order-preserving parallel map on scoped threads: the decode worker's CPU-bound stages (one
+//! thread per core) and the group commit's fsyncs (more threads than cores, since they wait).
 //!
-//! Deliberately small: the decode worker runs on a blocking thread, outside any async runtime or
-//! thread pool (polars keeps its own), and needs only "do these independent jobs on every core and
-//! give me the results in input order". Threads are spawned per call; a call's jobs are
-//! milliseconds each, so the spawn (tens of microseconds) does not show.
+//! Deliberately small: both callers run on their own threads, outside any async runtime or thread
+//! pool (polars keeps its own), and need only "do these independent jobs at once and give me the
+//! results in input order". Threads are spawned per call; a call's jobs take from a fraction of a
+//! millisecond (an fsync) to milliseconds, so the spawn (tens of microseconds) does not show.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -291,21 +291,27 @@ pub fn encode_bundle_as(
     }
     let mut streams = Vec::with_capacity(batches.len());
     manifest.signals.clear();
-    let mut compressor = zstd::bulk::Compressor::new(zstd::DEFAULT_COMPRESSION_LEVEL)
-        .map_err(|e| BundleError::Compression(e.to_string()))?;
+    // v2 frames every stream with one compressor; v1 has arrow compress inside the IPC stream.
+    let mut framer = match version {
+        2 => Some(
+            zstd::bulk::Compressor::new(zstd::DEFAULT_COMPRESSION_LEVEL)
+                .map_err(|e| BundleError::Compression(e.to_string()))?,
+        ),
+        _ => None,
+    };
     for sb in batches {
         check_schema(sb.signal, &sb.batch.schema())?;
         let mut buf = Vec::new();
         {
-            let compression = (version == 1).then_some(CompressionType::ZSTD);
+            let compression = framer.is_none().then_some(CompressionType::ZSTD);
             let options = IpcWriteOptions::default().try_with_compression(compression)?;
             let mut w = StreamWriter::try_new_with_options(&mut buf, &sb.signal.schema(), options)?;
             w.write(&sb.batch)?;
             w.finish()?;
         }
-        if version == 2 {
+        if let Some(framer) = framer.as_mut() {
             // One frame, its content size in the header (the bulk API always writes it).
-            buf = compressor
+            buf = framer
                 .compress(&buf)
                 .map_err(|e| BundleError::Compression(e.to_string()))?;
         }
