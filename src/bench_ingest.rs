@@ -27,7 +27,7 @@ use nachtwacht_station::seal::{self, SealedBundle};
 use nachtwacht_station::source::simulator::{self, SimulatorConfig};
 use nachtwacht_station::uploader::{client_tls_config, client_transport, exchange};
 use nachtwacht_station::{SourceConfig, StationConfig};
-use nachtwacht_wire::protocol::encode_upload_head;
+use nachtwacht_wire::protocol::{encode_heartbeat, encode_upload_head, Heartbeat, SpoolStatus};
 use nachtwacht_wire::{AckCode, DeviceKind, UploadHeader};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +54,11 @@ pub struct IngestArgs {
     /// The server's `ingest.max_receiving_uploads` (receive slots); its default if not given.
     #[arg(long)]
     pub receiving_uploads: Option<u32>,
+    /// Leave the data directory in place at the end. Besides inspection: deleting it frees
+    /// thousands of inodes, and on ext4 without a journal every file created in the next minutes
+    /// (up to 6) skips and re-reads those, which slows the next run's spool (docs/benchmarks.md).
+    #[arg(long)]
+    pub keep_data_dir: bool,
 }
 
 struct Station {
@@ -61,8 +66,51 @@ struct Station {
     bundles: Vec<SealedBundle>,
 }
 
+/// What a simulated station sends for one bundle, prepared before the clock starts: a real station
+/// sealed its bundles long before it uploads them, and the load generator's own work (hashing,
+/// copying) would otherwise take CPU from the server on these shared cores.
+struct Upload {
+    head: Vec<u8>,
+    body: bytes::Bytes,
+}
+
+/// A connected-to-be station of one phase and the uploads it will send, in order.
+struct PhaseStation {
+    config: StationConfig,
+    uploads: Vec<Upload>,
+}
+
+impl PhaseStation {
+    /// Sequence numbers count from 1 within the phase, as after a station's restart.
+    fn prepare(config: StationConfig, bundles: Vec<SealedBundle>) -> Self {
+        let uploads = bundles
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let header = UploadHeader::for_ciphertext(
+                    b.bundle_id,
+                    &config.name,
+                    i as u64 + 1,
+                    &b.ciphertext,
+                );
+                Upload {
+                    head: encode_upload_head(&header),
+                    body: b.ciphertext.into(),
+                }
+            })
+            .collect();
+        Self { config, uploads }
+    }
+}
+
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
-    let tmp = tempfile::tempdir().context("temporary directory")?;
+    let tmp = tempfile::Builder::new()
+        .disable_cleanup(args.keep_data_dir)
+        .tempdir()
+        .context("temporary directory")?;
+    if args.keep_data_dir {
+        println!("data directory kept: {}", tmp.path().display());
+    }
     let root = tmp.path().join("data");
     let mut config = Config::default();
     config.ingest.max_bundles_per_minute = 100_000;
@@ -108,15 +156,15 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             station: &config.name,
             key: &key,
         };
-        let mut bundles = Vec::with_capacity(2 * args.bundles_per_station);
-        for b in 0..2 * args.bundles_per_station {
+        let mut bundles = Vec::with_capacity(PHASES * args.bundles_per_station);
+        for b in 0..PHASES * args.bundles_per_station {
             let mut content = template[b % template.len()].clone();
             content.device_serial = format!("WB-{}-{b}", config.name);
             bundles.push(seal::seal(&content, &signer, &recipient)?);
         }
         active.push(Station { config, bundles });
     }
-    let n_bundles = 2 * args.stations * args.bundles_per_station;
+    let n_bundles = PHASES * args.stations * args.bundles_per_station;
     let bytes: u64 = active
         .iter()
         .flat_map(|s| &s.bundles)
@@ -148,26 +196,23 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let quic = server.quic_addr;
     let endpoints = client_endpoints(args.client_sockets)?;
 
-    // Phase 1, the herd: every station starts its first upload at the same instant.
-    // Phase 2, paced: the same stations send fresh bundles spread evenly over time.
-    let (herd, paced): (Vec<Station>, Vec<Station>) = active
-        .into_iter()
-        .map(|mut s| {
-            let second = s.bundles.split_off(args.bundles_per_station);
-            let paced = Station {
-                config: s.config.clone(),
-                bundles: second,
-            };
-            (s, paced)
-        })
-        .unzip();
-    let herd = run_phase(&server, &endpoints, quic, herd, None).await?;
+    // Each station's bundles, split into one set per phase (fresh bundle ids for each).
+    let mut sets: [Vec<PhaseStation>; PHASES] = Default::default();
+    for mut s in active {
+        for (phase, set) in sets.iter_mut().enumerate().rev() {
+            let bundles = s.bundles.split_off(phase * args.bundles_per_station);
+            set.push(PhaseStation::prepare(s.config.clone(), bundles));
+        }
+    }
+    let [herd, cold, paced] = sets;
+    let herd = run_phase(&server, &endpoints, quic, herd, Start::Herd).await?;
+    let cold = run_phase(&server, &endpoints, quic, cold, Start::Cold).await?;
     let paced = run_phase(
         &server,
         &endpoints,
         quic,
         paced,
-        Some(Duration::from_secs(args.paced_interval_secs)),
+        Start::Paced(Duration::from_secs(args.paced_interval_secs)),
     )
     .await?;
 
@@ -192,19 +237,27 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
 
     server.stop();
     // Floor 2: fsync of a bundle-sized file in the data directory. Measured after the uploads: on
-    // ext4 without a journal, inodes freed in the last 30 s are skipped (and each one re-read) when
-    // a new file is created in the same group, so probing first would slow the spool's creates.
+    // ext4 without a journal, inodes freed in the last 60 s (6 min while their inode-table block is
+    // dirty) are skipped, each one re-read, when a new file is created in the same group, so probing
+    // first would slow the spool's creates.
     let fsync = fsync_latencies(&root, mean_bundle as usize, 200)?;
     let decrypt_rate = n_bundles as f64 / decrypt_s;
-    let per_phase = (n_bundles / 2) as f64;
+    let per_phase = (n_bundles / PHASES) as f64;
     println!();
     for (label, p) in [
         (
             format!(
-                "herd: {} stations × {} bundles, all starting at once",
+                "herd: {} connected stations × {} bundles, all starting at once",
                 args.stations, args.bundles_per_station
             ),
             &herd,
+        ),
+        (
+            format!(
+                "cold herd: {} stations connect at once and upload {} bundles as soon as each is connected",
+                args.stations, args.bundles_per_station
+            ),
+            &cold,
         ),
         (
             format!(
@@ -215,6 +268,11 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         ),
     ] {
         println!("== {label} ==");
+        println!(
+            "connections ready    {:>10.2} s   (before the clock below starts{})",
+            p.ready_after,
+            if p.ready_after == 0.0 { "; counted in it" } else { "" }
+        );
         println!("bundles/s            {:>10.0}", per_phase / p.wall);
         println!(
             "MB/s                 {:>10.1}",
@@ -289,7 +347,28 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the stations of a phase begin.
+#[derive(Clone, Copy)]
+enum Start {
+    /// Every station connects and has one heartbeat answered (what the station agent sends first
+    /// on a new connection, and proof that the server has finished its side of the handshake);
+    /// then all start uploading at the same instant. The clock starts at that instant.
+    Herd,
+    /// Every station starts connecting at the same instant and uploads as soon as its own side of
+    /// the handshake is done, so the server's handshake work overlaps the first uploads. The clock
+    /// starts before the handshakes.
+    Cold,
+    /// Connected as for `Herd`; station i of n sends at offset i/n of every interval.
+    Paced(Duration),
+}
+
+/// Bundle sets per station: herd, cold herd, paced.
+const PHASES: usize = 3;
+
 struct Phase {
+    /// Seconds from the phase's start to the instant the clock started (0 for a cold herd).
+    ready_after: f64,
+    /// Seconds from the clock's start to the last acknowledgement.
     wall: f64,
     server_cpu: f64,
     client_cpu: f64,
@@ -319,25 +398,35 @@ async fn run_phase(
     server: &Server,
     endpoints: &[quinn::Endpoint],
     quic: SocketAddr,
-    stations: Vec<Station>,
-    pace: Option<Duration>,
+    stations: Vec<PhaseStation>,
+    start: Start,
 ) -> anyhow::Result<Phase> {
     let bytes = stations
         .iter()
-        .flat_map(|s| &s.bundles)
-        .map(|b| b.ciphertext.len() as u64)
+        .flat_map(|s| &s.uploads)
+        .map(|u| u.body.len() as u64)
         .sum();
     let n = stations.len();
-    let (server_before, client_before) = (server.cpu_seconds()?, cpu_seconds_of("self")?);
     let t = Instant::now();
-    let start = Arc::new(tokio::sync::Barrier::new(n));
+    // Set by the one task that releases the barrier: when the clock started, and the CPU time both
+    // processes had used by then.
+    let clock = Arc::new(std::sync::OnceLock::new());
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, s) in stations.into_iter().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
-        let start = start.clone();
+        let go = Go {
+            barrier: barrier.clone(),
+            clock: clock.clone(),
+            server_pid: server.pid(),
+        };
         // Paced: station i takes slot i/n of every interval.
-        let schedule = pace.map(|p| (p.mul_f64(i as f64 / n as f64), p));
-        tasks.spawn(async move { upload_station(endpoint, quic, s, start, schedule).await });
+        let schedule = match start {
+            Start::Paced(p) => Some((p.mul_f64(i as f64 / n as f64), p)),
+            _ => None,
+        };
+        let cold = matches!(start, Start::Cold);
+        tasks.spawn(async move { upload_station(endpoint, quic, s, go, cold, schedule).await });
     }
     let mut latencies = Vec::new();
     let mut by_round: Vec<Vec<Duration>> = Vec::new();
@@ -357,8 +446,10 @@ async fn run_phase(
     for round in &mut by_round {
         round.sort_unstable();
     }
+    let &(started, server_before, client_before) = clock.get().context("no station started")?;
     Ok(Phase {
-        wall: t.elapsed().as_secs_f64(),
+        ready_after: started.duration_since(t).as_secs_f64(),
+        wall: started.elapsed().as_secs_f64(),
         server_cpu: server.cpu_seconds()? - server_before,
         client_cpu: cpu_seconds_of("self")? - client_before,
         bytes,
@@ -426,32 +517,62 @@ async fn connect(
     Ok(endpoint.connect_with(client, addr, "localhost")?.await?)
 }
 
-/// One station: connect, wait for everyone, upload its bundles one after the other.
+/// The start line of a phase: every station waits at the barrier; the last to arrive starts the
+/// clock.
+struct Go {
+    barrier: Arc<tokio::sync::Barrier>,
+    clock: Arc<std::sync::OnceLock<(Instant, f64, f64)>>,
+    server_pid: u32,
+}
+
+impl Go {
+    async fn wait(&self) -> anyhow::Result<()> {
+        if self.barrier.wait().await.is_leader() {
+            let server_cpu = cpu_seconds_of(&self.server_pid.to_string())?;
+            let client_cpu = cpu_seconds_of("self")?;
+            let _ = self.clock.set((Instant::now(), server_cpu, client_cpu));
+        }
+        Ok(())
+    }
+}
+
+/// One station: connect and wait for everyone (or, cold, wait for everyone and connect), then
+/// upload its bundles one after the other.
 async fn upload_station(
     endpoint: quinn::Endpoint,
     addr: SocketAddr,
-    s: Station,
-    start: Arc<tokio::sync::Barrier>,
+    s: PhaseStation,
+    go: Go,
+    cold: bool,
     schedule: Option<(Duration, Duration)>,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let conn = connect(&endpoint, addr, &s.config).await?;
-    start.wait().await;
+    let conn = if cold {
+        go.wait().await?;
+        connect(&endpoint, addr, &s.config).await?
+    } else {
+        let conn = connect(&endpoint, addr, &s.config).await?;
+        let hello = encode_heartbeat(&heartbeat(&s));
+        let ack = exchange(&conn, hello, bytes::Bytes::new())
+            .await
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            ack.code == AckCode::Stored,
+            "heartbeat refused: {:?}",
+            ack.reason
+        );
+        go.wait().await?;
+        conn
+    };
     let began = tokio::time::Instant::now();
-    let mut latencies = Vec::with_capacity(s.bundles.len());
+    let mut latencies = Vec::with_capacity(s.uploads.len());
     let mut busy = 0;
-    for (i, b) in s.bundles.iter().enumerate() {
+    for (i, u) in s.uploads.iter().enumerate() {
         if let Some((offset, interval)) = schedule {
             tokio::time::sleep_until(began + offset + interval * i as u32).await;
         }
         loop {
-            let header = UploadHeader::for_ciphertext(
-                b.bundle_id,
-                &s.config.name,
-                i as u64 + 1,
-                &b.ciphertext,
-            );
             let t = Instant::now();
-            let ack = exchange(&conn, encode_upload_head(&header), b.ciphertext.clone())
+            let ack = exchange(&conn, u.head.clone(), u.body.clone())
                 .await
                 .map_err(anyhow::Error::msg)?;
             match ack.code {
@@ -470,6 +591,22 @@ async fn upload_station(
     }
     conn.close(0u32.into(), b"done");
     Ok((latencies, busy))
+}
+
+/// What a station reports when it comes back: its spool holds the bundles it is about to send.
+fn heartbeat(s: &PhaseStation) -> Heartbeat {
+    Heartbeat {
+        station: s.config.name.clone(),
+        sent_at_ms: nachtwacht::now_ms(),
+        clock_offset_ms: None,
+        spool: SpoolStatus {
+            pending_bundles: s.uploads.len() as u64,
+            pending_bytes: s.uploads.iter().map(|u| u.body.len() as u64).sum(),
+            capacity_bytes: 1 << 30,
+            full: false,
+        },
+        devices: Vec::new(),
+    }
 }
 
 /// Opens one idle connection per station, a few hundred handshakes at a time.
@@ -607,8 +744,12 @@ impl Server {
     }
 
     /// User + system CPU time of the server process.
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        cpu_seconds_of(&self.child.id().to_string())
+        cpu_seconds_of(&self.pid().to_string())
     }
 
     fn rss_kib(&self) -> anyhow::Result<u64> {

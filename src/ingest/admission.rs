@@ -17,8 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Connection credit while no upload of the connection holds a slot: a whole request header fits.
 pub const HEADER_WINDOW: u32 = 8 * 1024;
 /// Connection credit while an upload holds a slot. With the default 256 slots, at most 16 MiB are
-/// in flight towards the server, what its UDP receive buffer can hold; a station 60 ms away still
-/// sends at about 8 Mbit/s, more than a home uplink.
+/// in flight towards the server, what its UDP receive buffer is sized to hold (`UDP_BUFFER_BYTES`
+/// in the ingest); a station 60 ms away still sends at about 8 Mbit/s, more than a home uplink.
 pub const BODY_WINDOW: u32 = 64 * 1024;
 
 const _: () = assert!(HEADER_WINDOW as usize >= REQUEST_PREFIX_LEN + MAX_HEADER_LEN);

@@ -267,19 +267,22 @@ impl Uploader {
                         let tx = tx.clone();
                         tokio::spawn(
                             async move {
-                                let event =
-                                    match exchange(&c, encode_upload_head(&header), ciphertext)
-                                        .await
-                                    {
-                                        Ok(ack) => Event::Acknowledged {
-                                            bundle_id: q.bundle_id,
-                                            ack,
-                                        },
-                                        Err(reason) => Event::StreamFailed {
-                                            bundle_id: q.bundle_id,
-                                            reason,
-                                        },
-                                    };
+                                let event = match exchange(
+                                    &c,
+                                    encode_upload_head(&header),
+                                    ciphertext.into(),
+                                )
+                                .await
+                                {
+                                    Ok(ack) => Event::Acknowledged {
+                                        bundle_id: q.bundle_id,
+                                        ack,
+                                    },
+                                    Err(reason) => Event::StreamFailed {
+                                        bundle_id: q.bundle_id,
+                                        reason,
+                                    },
+                                };
                                 let _ = tx.send(Msg(gen, event));
                             }
                             .instrument(tracing::debug_span!("upload", bundle = %q.bundle_id)),
@@ -299,7 +302,7 @@ impl Uploader {
                         let tx = tx.clone();
                         let learned = learned_recipient.clone();
                         tokio::spawn(async move {
-                            let event = match exchange(&c, request, Vec::new()).await {
+                            let event = match exchange(&c, request, bytes::Bytes::new()).await {
                                 Ok(ack) => {
                                     if ack.recipient.is_some() {
                                         *learned.lock().expect("recipient lock") = ack.recipient;
@@ -392,7 +395,7 @@ impl Uploader {
 pub async fn exchange(
     conn: &quinn::Connection,
     head: Vec<u8>,
-    body: Vec<u8>,
+    body: bytes::Bytes,
 ) -> Result<Ack, String> {
     let run = async {
         let (mut send, mut recv) = conn
@@ -401,7 +404,8 @@ pub async fn exchange(
             .map_err(|e| format!("open stream: {e}"))?;
         let written = async {
             send.write_all(&head).await?;
-            send.write_all(&body).await?;
+            // Handed to quinn as is: no copy of the bundle into the send buffer.
+            send.write_chunk(body).await?;
             send.finish().map_err(|_| quinn::WriteError::ClosedStream)?;
             Ok::<_, quinn::WriteError>(())
         }

@@ -171,7 +171,7 @@ pub async fn raw_request(
     conn: &quinn::Connection,
     request: &[u8],
 ) -> Result<nachtwacht_wire::Ack, String> {
-    nachtwacht_station::uploader::exchange(conn, request.to_vec(), Vec::new()).await
+    nachtwacht_station::uploader::exchange(conn, request.to_vec(), bytes::Bytes::new()).await
 }
 
 /// An upload request (header and body) for a sealed bundle.
