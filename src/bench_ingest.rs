@@ -268,11 +268,14 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         ),
     ] {
         println!("== {label} ==");
-        println!(
-            "connections ready    {:>10.2} s   (before the clock below starts{})",
-            p.ready_after,
-            if p.ready_after == 0.0 { "; counted in it" } else { "" }
-        );
+        if p.handshakes_timed {
+            println!("connections          opened on the clock below");
+        } else {
+            println!(
+                "connections ready    {:>10.2} s   (before the clock below starts)",
+                p.ready_after
+            );
+        }
         println!("bundles/s            {:>10.0}", per_phase / p.wall);
         println!(
             "MB/s                 {:>10.1}",
@@ -366,7 +369,9 @@ enum Start {
 const PHASES: usize = 3;
 
 struct Phase {
-    /// Seconds from the phase's start to the instant the clock started (0 for a cold herd).
+    /// The stations connected after the clock started (a cold herd).
+    handshakes_timed: bool,
+    /// Seconds from the phase's start to the instant the clock started.
     ready_after: f64,
     /// Seconds from the clock's start to the last acknowledgement.
     wall: f64,
@@ -448,6 +453,7 @@ async fn run_phase(
     }
     let &(started, server_before, client_before) = clock.get().context("no station started")?;
     Ok(Phase {
+        handshakes_timed: matches!(start, Start::Cold),
         ready_after: started.duration_since(t).as_secs_f64(),
         wall: started.elapsed().as_secs_f64(),
         server_cpu: server.cpu_seconds()? - server_before,
@@ -743,11 +749,11 @@ impl Server {
         std::fs::read_to_string(&path).with_context(|| path.display().to_string())
     }
 
-    /// User + system CPU time of the server process.
     fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// User + system CPU time of the server process.
     fn cpu_seconds(&self) -> anyhow::Result<f64> {
         cpu_seconds_of(&self.pid().to_string())
     }

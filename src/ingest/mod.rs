@@ -216,10 +216,10 @@ impl Ingest {
 /// Socket buffer the ingest asks for. Thousands of stations share one UDP socket; with the
 /// kernel's default (~208 KiB) bursts overflow it and every lost packet costs a retransmission
 /// timeout. The receive slots let 256 × 64 KiB = 16 MiB of payload be in flight, but the kernel
-/// charges each datagram's whole buffer (about twice its payload at a 1,452-byte MTU) against the
-/// limit, so 32 MiB (doubled by the kernel for that bookkeeping: 64 MiB) is what holds it. With
-/// 8 MiB the herd benchmark lost 900–2,500 datagrams per run whenever the server fell behind for a
-/// moment; with 32 MiB none (docs/benchmarks.md). It is a limit, not an allocation: memory is used
+/// charges each datagram's whole buffer (packet headers and allocation overhead too) against the
+/// limit, so the 16 MiB that an 8 MiB request gets (the kernel doubles it) does not hold it. With
+/// 8 MiB the ingest benchmark lost 700–2,600 datagrams per run whenever the server fell behind for
+/// a moment; with 32 MiB none in eleven runs (docs/benchmarks.md). It is a limit, not an allocation: memory is used
 /// only while datagrams wait. The kernel caps the request at `net.core.rmem_max` / `wmem_max`; a
 /// process with CAP_NET_ADMIN gets it regardless (see operations.md).
 const UDP_BUFFER_BYTES: usize = 32 << 20;
