@@ -454,22 +454,22 @@ impl Decoder {
                 flags: FlagCounts::default(),
             }));
         };
-        let assignment: Option<(i64, i64, String)> = self
+        let assignment: Option<(i64, i64, Option<i64>, String)> = self
             .ctx
             .db
             .lock()
             .query_row(
-                "SELECT p.id, a.valid_from_ms, pr.signals FROM assignments a
+                "SELECT p.id, a.valid_from_ms, a.valid_to_ms, pr.signals FROM assignments a
                JOIN persons p ON p.id = a.person_id
                JOIN programmes pr ON pr.name = p.programme
               WHERE a.device_serial = ?1 AND a.valid_from_ms <= ?2
                 AND (a.valid_to_ms IS NULL OR a.valid_to_ms > ?2)
               ORDER BY a.valid_from_ms DESC LIMIT 1",
                 rusqlite::params![serial, first_ts.max(0)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let Some((person_id, assigned_from_ms, allowed)) = assignment else {
+        let Some((person_id, assigned_from_ms, assigned_to_ms, allowed)) = assignment else {
             return Ok(Err(Reject(format!(
                 "device {serial} is not assigned to a person at {first_ts} ms"
             ))));
@@ -479,6 +479,7 @@ impl Decoder {
             not_after_ms: received_at_ms
                 + self.last_clock_offset_ms(station_id)?.abs()
                 + FUTURE_MARGIN_MS,
+            assignment_ends_ms: assigned_to_ms,
         };
         let allowed: BTreeSet<&str> = allowed.split(',').collect();
         let pid = self.pseudonyms.operational(person_id);

@@ -250,6 +250,49 @@ pub fn assign_device(
     Ok(())
 }
 
+/// Ends a device's current assignment at `at_ms`: the device was taken off and handed in, or the
+/// supervision ended. Readings from `at_ms` on belong to nobody: rows of a bundle that straddles
+/// the end are flagged `after-assignment`, and a bundle that starts after it is quarantined, instead
+/// of either being counted against the last wearer. The pairing with the station stays, so that a
+/// late upload of readings taken before `at_ms` is still accepted; assigning the device anew ends it.
+pub fn end_assignment(ctx: &Context, serial: &str, at_ms: i64, actor: &str) -> Result<i64> {
+    let now = crate::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let open: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT person_id, valid_from_ms FROM assignments
+              WHERE device_serial = ?1 AND valid_to_ms IS NULL",
+            [serial],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((person_id, from_ms)) = open else {
+        return Err(Error::Invalid(format!(
+            "device {serial:?} has no current assignment"
+        )));
+    };
+    if at_ms <= from_ms {
+        return Err(Error::Invalid(format!(
+            "device {serial:?} was assigned at {from_ms} ms; its assignment cannot end before that"
+        )));
+    }
+    tx.execute(
+        "UPDATE assignments SET valid_to_ms = ?2 WHERE device_serial = ?1 AND valid_to_ms IS NULL",
+        (serial, at_ms),
+    )?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "device.return",
+        serial,
+        &format!("{{\"person\":{person_id},\"to_ms\":{at_ms}}}"),
+    )?;
+    tx.commit()?;
+    Ok(person_id)
+}
+
 /// Pairs a device with the station that will upload its readings, from `valid_from_ms` on. An open
 /// pairing of the device with another station ends where this one starts (a replacement station).
 /// A bundle is decoded only when its device is paired with the uploading station at receipt.

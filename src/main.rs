@@ -233,6 +233,17 @@ enum DeviceCommand {
         #[arg(long)]
         from: Option<String>,
     },
+    /// End a device's current assignment (handed in, or supervision over): its readings from then
+    /// on are attributed to nobody.
+    Return {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        serial: String,
+        /// End of the assignment, RFC 3339 (default: now).
+        #[arg(long)]
+        at: Option<String>,
+    },
     /// Pair a device with the station that uploads its readings (a replacement station takes over).
     Pair {
         #[arg(long)]
@@ -392,7 +403,7 @@ const ACTOR_CLI: &str = "cli:administrator";
 fn from_or_now(from: Option<String>) -> anyhow::Result<i64> {
     Ok(match from {
         Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
-            .with_context(|| format!("--from {s:?} is not RFC 3339"))?
+            .with_context(|| format!("{s:?} is not an RFC 3339 time"))?
             .timestamp_millis(),
         None => nachtwacht::now_ms(),
     })
@@ -605,6 +616,19 @@ async fn main() -> anyhow::Result<()> {
             )
             .context("assigning device")?;
             println!("Device {serial} assigned to person {person_id}");
+        }
+        Command::Device {
+            command:
+                DeviceCommand::Return {
+                    data_dir,
+                    serial,
+                    at,
+                },
+        } => {
+            let at_ms = from_or_now(at)?;
+            let person = enroll::end_assignment(&open(&data_dir)?, &serial, at_ms, ACTOR_CLI)
+                .context("ending the device's assignment")?;
+            println!("Device {serial} returned: no longer assigned to person {person}");
         }
         Command::Device {
             command:

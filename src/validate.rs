@@ -29,6 +29,8 @@ pub const EDA_SLOPE: u16 = 1 << 5;
 /// EDA measured on skin outside 30–40 °C (Kleckner et al. 2018): the band is off the wrist, or
 /// the skin is too cold or hot for conductance to mean arousal.
 pub const EDA_SKIN_TEMP: u16 = 1 << 6;
+/// At or after the end of the device's assignment to the person (the device was handed in).
+pub const AFTER_ASSIGNMENT: u16 = 1 << 7;
 
 /// Flag names, for reports and the `bundles.flags` JSON.
 pub const FLAG_NAMES: &[(u16, &str)] = &[
@@ -39,6 +41,7 @@ pub const FLAG_NAMES: &[(u16, &str)] = &[
     (OUT_OF_RANGE, "out-of-range"),
     (EDA_SLOPE, "eda-slope"),
     (EDA_SKIN_TEMP, "eda-skin-temp"),
+    (AFTER_ASSIGNMENT, "after-assignment"),
 ];
 
 /// Physical ranges per value column, inclusive. Sources: ../shared/domain.md (EDA 0.05–60 µS valid,
@@ -92,6 +95,8 @@ pub struct Window {
     pub not_before_ms: i64,
     /// Receipt time, plus the station's last reported clock offset (absolute) and a margin.
     pub not_after_ms: i64,
+    /// End of the device's assignment, if it has ended (exclusive: the first instant not covered).
+    pub assignment_ends_ms: Option<i64>,
 }
 
 /// How many samples carry each flag.
@@ -145,6 +150,9 @@ pub fn validate(
         }
         if t > window.not_after_ms {
             flags[i] |= IN_FUTURE;
+        }
+        if window.assignment_ends_ms.is_some_and(|end| t >= end) {
+            flags[i] |= AFTER_ASSIGNMENT;
         }
         match last_ok {
             Some(prev) if t <= prev => flags[i] |= NOT_MONOTONIC,
@@ -286,6 +294,7 @@ mod tests {
         Window {
             not_before_ms: 0,
             not_after_ms: i64::MAX,
+            assignment_ends_ms: None,
         }
     }
 
@@ -321,11 +330,27 @@ mod tests {
         let w = Window {
             not_before_ms: T0 + 1,
             not_after_ms: T0 + 5000,
+            assignment_ends_ms: None,
         };
         let f = validate(Signal::Hr, &b, None, w, None);
         assert_eq!(
             f.values().to_vec(),
             vec![BEFORE_ASSIGNMENT, 0, NOT_MONOTONIC, 0, IN_FUTURE]
+        );
+    }
+
+    #[test]
+    fn timestamps_from_the_end_of_the_assignment_on_are_flagged() {
+        let ts = vec![T0, T0 + 999, T0 + 1000, T0 + 2000];
+        let b = batch(Signal::Hr, ts, vec![60.0; 4]);
+        let w = Window {
+            assignment_ends_ms: Some(T0 + 1000),
+            ..open_window()
+        };
+        let f = validate(Signal::Hr, &b, None, w, None);
+        assert_eq!(
+            f.values().to_vec(),
+            vec![0, 0, AFTER_ASSIGNMENT, AFTER_ASSIGNMENT]
         );
     }
 

@@ -118,6 +118,22 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
         &data,
     );
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown device"));
+    // The device is handed in: its assignment ends (once), and the audit log says who ended it.
+    let returned = ok(&nachtwacht(
+        &["device", "return", "--serial", "AM-9"],
+        &data,
+    ));
+    assert!(
+        returned.contains("no longer assigned to person 1"),
+        "{returned}"
+    );
+    let again = nachtwacht(&["device", "return", "--serial", "AM-9"], &data);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no current assignment"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     ok(&nachtwacht(
         &["station", "revoke", "--name", "home-9"],
         &data,
@@ -154,9 +170,18 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
     assert!(token.trim().starts_with("nwr_"));
 
     let audit = ok(&nachtwacht(&["audit", "verify"], &data));
-    // the administrator's account, init, person, device, station add, device pair, station
-    // revoke, keys rotate, quarantine list, project, token.
-    assert!(audit.contains("intact: 11 entries"), "{audit}");
+    // the administrator's account, init, person, device, station add, device pair, device
+    // return, station revoke, keys rotate, quarantine list, project, token.
+    assert!(audit.contains("intact: 12 entries"), "{audit}");
+    let returns: i64 = rusqlite::Connection::open(data.join("state.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = 'device.return' AND object = 'AM-9'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(returns, 1);
 
     // Tampering with one entry is detected and the command fails.
     let conn = rusqlite::Connection::open(data.join("state.sqlite")).unwrap();

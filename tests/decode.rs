@@ -247,6 +247,78 @@ async fn an_ankle_readout_is_replayed_through_a_replacement_station() {
     t.server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_after_a_device_is_returned_are_attributed_to_nobody() {
+    let t = start_server(Config::default()).await;
+    let ctx = &t.ctx;
+    let person = nachtwacht::enroll::add_person(ctx, "CASE-X", "alcohol-ban", "test").unwrap();
+    nachtwacht::enroll::assign_device(
+        ctx,
+        "AM-X",
+        nachtwacht_wire::DeviceKind::AnkleMonitor,
+        person,
+        1_763_000_000_000, // 2025-11-13, before the readout
+        "test",
+    )
+    .unwrap();
+    let mut station = nachtwacht::enroll::add_station(ctx, "home-x", "test").unwrap();
+    nachtwacht::enroll::pair_device(ctx, "AM-X", "home-x", 0, "test").unwrap();
+    // The monitor is handed in at noon on the readout's first day (2026-11-19). Its memory still
+    // holds readings from after that, and the station uploads them late.
+    let handed_in = chrono::DateTime::parse_from_rfc3339("2026-11-19T12:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    assert!(nachtwacht::enroll::end_assignment(ctx, "AM-X", 1_700_000_000_000, "test").is_err());
+    assert_eq!(
+        nachtwacht::enroll::end_assignment(ctx, "AM-X", handed_in, "test").unwrap(),
+        person
+    );
+    assert!(nachtwacht::enroll::end_assignment(ctx, "AM-X", handed_in, "test").is_err());
+
+    station.servers = vec![t.server.quic_addr.to_string()];
+    let dir = t.tmp.path().join("home-x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("station.toml");
+    std::fs::write(&config, station.to_toml()).unwrap();
+    let readout =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ankle-readout.csv");
+    let log = tokio::task::spawn_blocking(move || import_ankle_csv(&config, "AM-X", &readout))
+        .await
+        .unwrap();
+    assert!(log.contains("acknowledged=2"), "{log}");
+    t.server.decode_now().await;
+
+    // Day one started under the assignment: stored, its afternoon and evening flagged (24
+    // half-hours from noon, the strap opening at 15:00 among them).
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed' AND rows_stored = 48"),
+        1
+    );
+    assert_eq!(t.count("SELECT sum(rows_flagged) FROM bundles"), 24);
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM bundles WHERE json_extract(flags, '$.\"after-assignment\"') = 24"
+        ),
+        1
+    );
+    // Day two started after it: no one's readings. Quarantined, kept, with the reason.
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM bundles WHERE state = 'quarantined'
+               AND reason LIKE '%not assigned to a person%'"
+        ),
+        1
+    );
+    // So neither the strap opening after the hand-in nor day two's drinking becomes an alert.
+    let (ctx, pseudonyms) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.count("SELECT count(*) FROM alerts"), 0);
+    t.server.shutdown().await;
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
