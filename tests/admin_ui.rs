@@ -112,6 +112,38 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
             ],
         );
         assert_eq!(status, 303, "{page}");
+        // The device is listed as worn, and is handed in: once.
+        let devices = |admin: &HttpSession| {
+            let (_, _, overview) = outcome(
+                agent()
+                    .get(&format!("{base}/admin"))
+                    .set("Cookie", &admin.cookie)
+                    .call(),
+            );
+            overview
+                .split("id=\"devices\"")
+                .nth(1)
+                .and_then(|s| s.split("</table>").next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(devices(&admin).contains("AM-0077"), "{}", devices(&admin));
+        let (status, _, page) = post(
+            &base,
+            &admin,
+            "/admin/devices/return",
+            &[("serial", "AM-0077")],
+        );
+        assert_eq!(status, 303, "{page}");
+        assert!(!devices(&admin).contains("AM-0077"));
+        let (status, _, page) = post(
+            &base,
+            &admin,
+            "/admin/devices/return",
+            &[("serial", "AM-0077")],
+        );
+        assert_eq!(status, 400);
+        assert!(page.contains("no current assignment"), "{page}");
         let (status, _, _) = post(&base, &admin, "/admin/stations/home-77/revoke", &[]);
         assert_eq!(status, 303);
 
@@ -268,6 +300,8 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
         "account.reset",
         "account.role",
         "caseload.assign",
+        "device.assign",
+        "device.return",
         "research.project.create",
         "research.token.revoke",
         "admin.view",

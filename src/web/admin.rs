@@ -105,7 +105,7 @@ pub async fn overview(
         let caseloads = caseload::list(&ctx.db)?;
         let projects = research::projects(&ctx)?;
         let tokens = research::list_tokens(&ctx, None)?;
-        let (persons, stations) = {
+        let (persons, stations, devices) = {
             let conn = ctx.db.lock();
             let persons = conn
                 .prepare("SELECT reference, programme, region, birth_year FROM persons ORDER BY reference")?
@@ -122,20 +122,33 @@ pub async fn overview(
                     Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            // Devices worn now: each with its wearer and since when.
+            let devices = conn
+                .prepare(
+                    "SELECT a.device_serial, d.kind, p.reference, a.valid_from_ms
+                       FROM assignments a
+                       JOIN devices d ON d.serial = a.device_serial
+                       JOIN persons p ON p.id = a.person_id
+                      WHERE a.valid_to_ms IS NULL ORDER BY a.device_serial",
+                )?
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
             audit::append(
                 &conn,
                 crate::now_ms(),
                 &actor,
                 "admin.view",
                 "persons",
-                &serde_json::json!({"persons": persons.len()}).to_string(),
+                &serde_json::json!({"persons": persons.len(), "devices": devices.len()}).to_string(),
             )?;
-            (persons, stations)
+            (persons, stations, devices)
         };
-        Ok((accounts, caseloads, projects, tokens, persons, stations))
+        Ok((accounts, caseloads, projects, tokens, persons, stations, devices))
     })
     .await;
-    let (accounts, caseloads, projects, tokens, persons, stations) = match data {
+    let (accounts, caseloads, projects, tokens, persons, stations, devices) = match data {
         Ok(Ok(d)) => d,
         Ok(Err(Failure::Input(m) | Failure::Internal(m))) => return super::page::internal(lang, m),
         Err(e) => return super::page::internal(lang, e),
@@ -229,12 +242,31 @@ pub async fn overview(
         t("reference"), t("programme"), t("region"), t("birth_year"), t("create")
     );
 
-    // Devices.
+    // Devices: those worn now, each can be returned (its assignment ends now); then a new one.
     b += &format!(
-        "<h2>{}</h2><form method=\"post\" action=\"/admin/devices\">{csrf}<label>{} <input name=\"serial\" required></label>\
+        "<h2>{}</h2><table id=\"devices\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
+        t("devices"),
+        t("serial"),
+        t("kind"),
+        t("person"),
+        t("from")
+    );
+    for (serial, kind, person, from) in &devices {
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"/admin/devices/return\">{csrf}<input type=\"hidden\" name=\"serial\" value=\"{}\"><button>{}</button></form></td></tr>",
+            esc(serial),
+            esc(kind),
+            esc(person),
+            time(*from),
+            esc(serial),
+            t("return_now")
+        );
+    }
+    b += &format!(
+        "</table><form method=\"post\" action=\"/admin/devices\">{csrf}<label>{} <input name=\"serial\" required></label>\
          <label>{} <select name=\"kind\"><option value=\"ankle-monitor\">ankle-monitor</option><option value=\"wristband\">wristband</option></select></label>\
          <label>{} <input name=\"person\" required></label><label>{} <input name=\"station\"></label><label>{} <input type=\"date\" name=\"from\" required></label><button>{}</button></form>",
-        t("devices"), t("serial"), t("kind"), t("person"), t("stations"), t("from"), t("assign")
+        t("serial"), t("kind"), t("person"), t("stations"), t("from"), t("assign")
     );
 
     // Stations.
@@ -482,6 +514,22 @@ pub async fn assign_device(
         if !station.is_empty() {
             enroll::pair_device(ctx, &serial, &station, day_ms(&from)?, actor)?;
         }
+        Ok(None)
+    })
+    .await
+}
+
+/// Ends a device's current assignment now: handed in, or supervision over
+/// ([`enroll::end_assignment`]).
+pub async fn return_device(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let serial = form.get("serial").trim().to_string();
+    change(&state, lang, &session, move |ctx, actor| {
+        enroll::end_assignment(ctx, &serial, crate::now_ms(), actor)?;
         Ok(None)
     })
     .await

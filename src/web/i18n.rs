@@ -147,6 +147,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("revoke", "Intrekken", "Revoke"),
     ("assign", "Toewijzen", "Assign"),
     ("end_now", "Nu beëindigen", "End now"),
+    ("return_now", "Nu ingeleverd", "Returned now"),
     ("reference", "Referentie", "Reference"),
     ("region", "Regio", "Region"),
     ("birth_year", "Geboortejaar", "Birth year"),

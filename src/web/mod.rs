@@ -132,6 +132,10 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
             post(admin::assign_device),
         ),
         (
+            r(Method::POST, "/admin/devices/return", ADMIN),
+            post(admin::return_device),
+        ),
+        (
             r(Method::POST, "/admin/stations", ADMIN),
             post(admin::add_station),
         ),
