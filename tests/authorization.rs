@@ -32,6 +32,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/admin/accounts/{id}/reset", "administrator"),
     ("POST", "/admin/persons", "administrator"),
     ("POST", "/admin/devices", "administrator"),
+    ("POST", "/admin/devices/return", "administrator"),
     ("POST", "/admin/stations", "administrator"),
     ("POST", "/admin/stations/{name}/revoke", "administrator"),
     ("POST", "/admin/caseloads", "administrator"),
