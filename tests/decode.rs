@@ -170,30 +170,15 @@ async fn a_decode_interrupted_before_its_commit_is_redone_without_double_rows() 
 async fn an_ankle_readout_is_replayed_through_a_replacement_station() {
     let t = start_server(Config::default()).await;
     let ctx = &t.ctx;
-    let person = nachtwacht::enroll::add_person(ctx, "CASE-R", "alcohol-ban", "test").unwrap();
-    nachtwacht::enroll::assign_device(
-        ctx,
-        "AM-R",
-        nachtwacht_wire::DeviceKind::AnkleMonitor,
-        person,
-        1_763_000_000_000, // 2025-11-13, before the readout
-        "test",
-    )
-    .unwrap();
+    person_with_monitor(ctx, "CASE-R", "AM-R");
     // The old station failed; the device's memory is read out and replayed through a new one.
     nachtwacht::enroll::add_station(ctx, "home-old", "test").unwrap();
     nachtwacht::enroll::pair_device(ctx, "AM-R", "home-old", 0, "test").unwrap();
     let mut station = nachtwacht::enroll::add_station(ctx, "home-new", "test").unwrap();
     nachtwacht::enroll::pair_device(ctx, "AM-R", "home-new", nachtwacht::now_ms() - 1, "test")
         .unwrap();
-    station.servers = vec![t.server.quic_addr.to_string()];
-    let dir = t.tmp.path().join("home-new");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("station.toml");
-    std::fs::write(&config, station.to_toml()).unwrap();
-    let readout =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ankle-readout.csv");
-    let import = move || import_ankle_csv(&config, "AM-R", &readout);
+    let config = station_config_file(&t, &mut station);
+    let import = move || import_ankle_csv(&config, "AM-R", &readout());
     let log = tokio::task::spawn_blocking(import.clone()).await.unwrap();
     assert!(
         log.contains("bundles=2") && log.contains("acknowledged=2"),
@@ -251,16 +236,7 @@ async fn an_ankle_readout_is_replayed_through_a_replacement_station() {
 async fn readings_after_a_device_is_returned_are_attributed_to_nobody() {
     let t = start_server(Config::default()).await;
     let ctx = &t.ctx;
-    let person = nachtwacht::enroll::add_person(ctx, "CASE-X", "alcohol-ban", "test").unwrap();
-    nachtwacht::enroll::assign_device(
-        ctx,
-        "AM-X",
-        nachtwacht_wire::DeviceKind::AnkleMonitor,
-        person,
-        1_763_000_000_000, // 2025-11-13, before the readout
-        "test",
-    )
-    .unwrap();
+    let person = person_with_monitor(ctx, "CASE-X", "AM-X");
     let mut station = nachtwacht::enroll::add_station(ctx, "home-x", "test").unwrap();
     nachtwacht::enroll::pair_device(ctx, "AM-X", "home-x", 0, "test").unwrap();
     // The monitor is handed in at noon on the readout's first day (2026-11-19). Its memory still
@@ -275,14 +251,8 @@ async fn readings_after_a_device_is_returned_are_attributed_to_nobody() {
     );
     assert!(nachtwacht::enroll::end_assignment(ctx, "AM-X", handed_in, "test").is_err());
 
-    station.servers = vec![t.server.quic_addr.to_string()];
-    let dir = t.tmp.path().join("home-x");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("station.toml");
-    std::fs::write(&config, station.to_toml()).unwrap();
-    let readout =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ankle-readout.csv");
-    let log = tokio::task::spawn_blocking(move || import_ankle_csv(&config, "AM-X", &readout))
+    let config = station_config_file(&t, &mut station);
+    let log = tokio::task::spawn_blocking(move || import_ankle_csv(&config, "AM-X", &readout()))
         .await
         .unwrap();
     assert!(log.contains("acknowledged=2"), "{log}");
@@ -317,6 +287,39 @@ async fn readings_after_a_device_is_returned_are_attributed_to_nobody() {
         .unwrap();
     assert_eq!(t.count("SELECT count(*) FROM alerts"), 0);
     t.server.shutdown().await;
+}
+
+/// A person on the alcohol ban wearing ankle monitor `serial` since 2025-11-13, before the readout.
+fn person_with_monitor(ctx: &nachtwacht::server::Context, reference: &str, serial: &str) -> i64 {
+    let person = nachtwacht::enroll::add_person(ctx, reference, "alcohol-ban", "test").unwrap();
+    nachtwacht::enroll::assign_device(
+        ctx,
+        serial,
+        nachtwacht_wire::DeviceKind::AnkleMonitor,
+        person,
+        1_763_000_000_000,
+        "test",
+    )
+    .unwrap();
+    person
+}
+
+/// Two days of half-hourly ankle readings, 2026-11-19 and -20 (UTC).
+fn readout() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ankle-readout.csv")
+}
+
+/// Points a station at the test server and writes its configuration into its own directory.
+fn station_config_file(
+    t: &TestServer,
+    station: &mut nachtwacht_station::StationConfig,
+) -> std::path::PathBuf {
+    station.servers = vec![t.server.quic_addr.to_string()];
+    let dir = t.tmp.path().join(&station.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("station.toml");
+    std::fs::write(&config, station.to_toml()).unwrap();
+    config
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
