@@ -230,10 +230,7 @@ pub fn assign_device(
         (serial, kind),
     )?;
     // An open assignment of this device ends where the new one starts.
-    tx.execute(
-        "UPDATE assignments SET valid_to_ms = ?2 WHERE device_serial = ?1 AND valid_to_ms IS NULL",
-        (serial, valid_from_ms),
-    )?;
+    end_open_assignment(&tx, serial, valid_from_ms)?;
     tx.execute(
         "INSERT INTO assignments (device_serial, person_id, valid_from_ms) VALUES (?1, ?2, ?3)",
         (serial, person_id, valid_from_ms),
@@ -277,10 +274,7 @@ pub fn end_assignment(ctx: &Context, serial: &str, at_ms: i64, actor: &str) -> R
             "device {serial:?} was assigned at {from_ms} ms; its assignment cannot end before that"
         )));
     }
-    tx.execute(
-        "UPDATE assignments SET valid_to_ms = ?2 WHERE device_serial = ?1 AND valid_to_ms IS NULL",
-        (serial, at_ms),
-    )?;
+    end_open_assignment(&tx, serial, at_ms)?;
     audit::append(
         &tx,
         now,
@@ -291,6 +285,18 @@ pub fn end_assignment(ctx: &Context, serial: &str, at_ms: i64, actor: &str) -> R
     )?;
     tx.commit()?;
     Ok(person_id)
+}
+
+/// Ends the device's open assignment, if it has one, at `at_ms`.
+fn end_open_assignment(
+    tx: &rusqlite::Transaction,
+    serial: &str,
+    at_ms: i64,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "UPDATE assignments SET valid_to_ms = ?2 WHERE device_serial = ?1 AND valid_to_ms IS NULL",
+        (serial, at_ms),
+    )
 }
 
 /// Pairs a device with the station that will upload its readings, from `valid_from_ms` on. An open
