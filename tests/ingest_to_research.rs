@@ -344,7 +344,7 @@ async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_e4_export_ingests_end_to_end() {
-    let e4_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/e4-sample");
+    let e4_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/e4-sample");
     assert!(
         e4_dir.join("EDA.csv").exists(),
         "E4 sample missing at {}",

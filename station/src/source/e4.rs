@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn reads_the_real_sample_export() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/e4-sample");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/e4-sample");
         let content = read_export(&dir, "E4-TEST").unwrap();
         let eda = content
             .batches
