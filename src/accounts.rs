@@ -491,6 +491,16 @@ pub fn login(
 
     let mut conn = db.lock();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // The password was checked outside the lock (argon2 takes tens of milliseconds). Everything
+    // that parallel logins change (failures, lockout, the last TOTP step) is read again here,
+    // inside the transaction that holds the write lock, so each login sees the one before it: a
+    // code is usable once, and every failure counts.
+    let checked_hash = account.map(|a| a.password_hash);
+    let account = stored(&tx, username)?;
+    let password_ok = password_ok
+        && account
+            .as_ref()
+            .is_some_and(|a| Some(&a.password_hash) == checked_hash.as_ref());
     let Some(account) = account else {
         audit::append(&tx, now_ms, "anonymous", "login.failed", &object, &detail)?;
         tx.commit()?;
@@ -792,6 +802,55 @@ mod tests {
             .collect();
         assert!(actions.iter().any(|a| a == "login.locked"), "{actions:?}");
         assert!(actions.iter().any(|a| a == "login.refused-locked"));
+    }
+
+    /// Eight logins with one valid TOTP code at once open one session; fifteen wrong passwords at
+    /// once all count (the account locks). Before the fix the account row read before the argon2
+    /// check was reused in the transaction: 8 sessions, and `failed_logins` stayed at 1.
+    #[test]
+    fn parallel_logins_use_a_code_once_and_count_every_failure() {
+        let (_d, db) = db();
+        let now = 1_800_000_000_000;
+        let new = create(&db, "pim", Role::Officer, "test", now).unwrap();
+        let code = totp_code(&new.totp_secret, now).unwrap();
+        let attempt = |password: String, code: String| {
+            let db = db.clone();
+            std::thread::spawn(move || login(&db, "pim", &password, &code, "t", now))
+        };
+        let logins: Vec<_> = (0..8)
+            .map(|_| attempt(new.password.clone(), code.clone()))
+            .collect();
+        let opened = logins
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(Result::is_ok)
+            .count();
+        assert_eq!(opened, 1, "one code, one session");
+
+        let other = create(&db, "quinten", Role::Officer, "test", now).unwrap();
+        let wrong: Vec<_> = (0..15)
+            .map(|_| {
+                let db = db.clone();
+                std::thread::spawn(move || login(&db, "quinten", "wrong", "000000", "t", now))
+            })
+            .collect();
+        for t in wrong {
+            assert!(t.join().unwrap().is_err());
+        }
+        let (failed, locked_until): (i64, Option<i64>) = db
+            .lock()
+            .query_row(
+                "SELECT failed_logins, locked_until_ms FROM accounts WHERE username = 'quinten'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(locked_until.is_some(), "15 failures lock the account ({failed} counted)");
+        let good = totp_code(&other.totp_secret, now + 30_000).unwrap();
+        assert!(matches!(
+            login(&db, "quinten", &other.password, &good, "t", now + 30_000),
+            Err(Error::Locked)
+        ));
     }
 
     #[test]

@@ -58,7 +58,39 @@ fn entry_hash(
     hex::encode(h.finalize())
 }
 
+/// The most characters an actor, action or object keeps in the log; longer values (a 500,000
+/// character user name typed at the login form) are cut with a note of their length.
+pub const MAX_FIELD_CHARS: usize = 256;
+/// The most bytes an entry's detail keeps; a longer detail is replaced by a JSON object with its
+/// length and its first [`MAX_FIELD_CHARS`] characters.
+pub const MAX_DETAIL_BYTES: usize = 8 * 1024;
+
+/// `value` cut to [`MAX_FIELD_CHARS`] characters, with the number of characters cut.
+pub fn bounded(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(MAX_FIELD_CHARS) {
+        None => value.into(),
+        Some((cut, _)) => format!(
+            "{}…[+{} chars]",
+            &value[..cut],
+            value[cut..].chars().count()
+        )
+        .into(),
+    }
+}
+
+/// A detail of at most [`MAX_DETAIL_BYTES`], still JSON.
+fn bounded_detail(detail: &str) -> std::borrow::Cow<'_, str> {
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return detail.into();
+    }
+    serde_json::json!({ "truncated_from_bytes": detail.len(), "head": bounded(detail) })
+        .to_string()
+        .into()
+}
+
 /// Appends an entry. Call inside the same transaction as the change it records when there is one.
+/// Every field is bounded ([`MAX_FIELD_CHARS`], [`MAX_DETAIL_BYTES`]), whatever a caller passes:
+/// a refusal of hostile input must not let that input fill the log.
 pub fn append(
     conn: &Connection,
     at_ms: i64,
@@ -67,6 +99,13 @@ pub fn append(
     object: &str,
     detail: &str,
 ) -> Result<i64> {
+    let (actor, action, object, detail) = (
+        bounded(actor),
+        bounded(action),
+        bounded(object),
+        bounded_detail(detail),
+    );
+    let (actor, action, object, detail) = (&*actor, &*action, &*object, &*detail);
     let last: Option<(i64, String)> = conn
         .query_row(
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
@@ -203,6 +242,23 @@ mod tests {
             .unwrap();
         }
         (dir, db)
+    }
+
+    #[test]
+    fn every_field_is_bounded() {
+        let (_tmp, db) = db_with_entries(0);
+        let conn = db.lock();
+        let huge = "x".repeat(500_008);
+        append(&conn, 1, &huge, "login.failure", &huge, &format!("{{\"u\":\"{huge}\"}}")).unwrap();
+        let e = entries(&conn).unwrap().pop().unwrap();
+        assert!(e.actor.chars().count() < MAX_FIELD_CHARS + 32, "{}", e.actor.len());
+        assert!(e.object.chars().count() < MAX_FIELD_CHARS + 32);
+        assert!(e.detail.len() <= MAX_DETAIL_BYTES);
+        let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+        assert_eq!(detail["truncated_from_bytes"], 500_016);
+        assert!(e.actor.ends_with("…[+499752 chars]"), "{}", &e.actor[250..]);
+        drop(conn);
+        assert_eq!(verify(&db.lock()).unwrap(), Verdict::Intact { entries: 1 });
     }
 
     #[test]

@@ -335,6 +335,7 @@ fn tac_around(ctx: &Context, pid: &str, from_ms: i64, to_ms: i64) -> Result<Vec<
             .map(|d| d.format("%Y-%m-%d").to_string())
             .unwrap_or_default()
     };
+    let _readers = crate::dataset::ReadGuard::acquire(&ctx.dir)?;
     let files = crate::dataset::list_signal_files_between(
         &ctx.dir,
         &ctx.db,
@@ -342,15 +343,11 @@ fn tac_around(ctx: &Context, pid: &str, from_ms: i64, to_ms: i64) -> Result<Vec<
         &day(from_ms),
         &day(to_ms),
     )?;
-    if files.is_empty() {
+    let Some(readings) = crate::dataset::scan_readings(&files)? else {
         return Ok(vec![]);
-    }
-    let paths: Vec<PlPath> = files
-        .iter()
-        .map(|p| PlPath::new(&p.to_string_lossy()))
-        .collect();
+    };
     let ts = col("ts").cast(DataType::Int64);
-    let df = LazyFrame::scan_parquet_files(paths.into(), ScanArgsParquet::default())?
+    let df = readings
         .filter(
             col("pid")
                 .eq(lit(pid.to_string()))

@@ -16,6 +16,16 @@ pub const KIND_DEVICE: &str = "device-disconnected";
 pub const KIND_SPOOL_FULL: &str = "station-spool-full";
 pub const KIND_CLOCK: &str = "clock-drift";
 
+/// The largest station clock offset the server takes as reported (one year either way). A heartbeat
+/// claiming more is stored at this bound: still far past any clock-drift limit, so the alert is
+/// raised, but no arithmetic on it can overflow.
+pub const MAX_CLOCK_OFFSET_MS: i64 = 366 * 86_400_000;
+
+/// A reported clock offset, saturated at ±[`MAX_CLOCK_OFFSET_MS`].
+pub fn bounded_clock_offset_ms(offset_ms: i64) -> i64 {
+    offset_ms.clamp(-MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS)
+}
+
 /// What the server knows about one station.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StationState {
@@ -90,7 +100,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
             });
         }
         if let Some(offset) = hb.clock_offset_ms {
-            if offset.abs() > cfg.max_clock_offset_secs as i64 * 1_000 {
+            if offset.unsigned_abs() > u64::from(cfg.max_clock_offset_secs) * 1_000 {
                 out.push(CommAlert {
                     kind: KIND_CLOCK,
                     severity: "warning",
@@ -260,5 +270,23 @@ mod tests {
             ..state
         };
         assert!(assess(&healthy, 101 * MIN, &cfg()).is_empty());
+        // The most extreme offsets a heartbeat can carry raise the alert and overflow nothing.
+        for offset in [i64::MIN, i64::MAX] {
+            let extreme = StationState {
+                heartbeat: Some(LastHeartbeat {
+                    received_at_ms: 100 * MIN,
+                    clock_offset_ms: Some(offset),
+                    spool_full: false,
+                    disconnected_devices: vec![],
+                }),
+                ..healthy.clone()
+            };
+            let kinds: Vec<&str> = assess(&extreme, 101 * MIN, &cfg())
+                .iter()
+                .map(|a| a.kind)
+                .collect();
+            assert_eq!(kinds, vec![KIND_CLOCK], "offset {offset}");
+        }
+        assert_eq!(bounded_clock_offset_ms(i64::MIN), -MAX_CLOCK_OFFSET_MS);
     }
 }

@@ -99,6 +99,12 @@ impl Default for CommunicationConfig {
 }
 
 mod defaults {
+    pub fn max_groups_per_query() -> u32 {
+        10_000
+    }
+    pub fn requests_per_minute_per_token() -> u32 {
+        60
+    }
     pub fn critical_silence_hours() -> u32 {
         48
     }
@@ -146,6 +152,12 @@ pub struct HttpConfig {
     /// for any other address.
     #[serde(default)]
     pub tls: bool,
+    /// The address people type to reach the web UI, e.g. `https://nachtwacht.example.nl` (scheme,
+    /// host and port). Requests must name it in `Host`, and form posts in `Origin`. Without it,
+    /// the listen address itself (and `localhost` for a loopback address) with the scheme `tls`
+    /// implies; required when listening on all addresses.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +168,14 @@ pub struct ResearchConfig {
     pub max_days_per_person: u32,
     /// Public upper bound on the number of rows of the daily-indicators dataset.
     pub max_rows: u32,
+    /// The most groups one answer may have (the product of its keys' public value sets). Every
+    /// public group is computed, dry runs included, so this bounds a query's CPU and memory.
+    #[serde(default = "defaults::max_groups_per_query")]
+    pub max_groups_per_query: u32,
+    /// Requests per minute one research token may make (queries, dry runs and budget reads); more
+    /// are refused with 429 and audited.
+    #[serde(default = "defaults::requests_per_minute_per_token")]
+    pub requests_per_minute_per_token: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,10 +211,13 @@ impl Default for Config {
             http: HttpConfig {
                 listen: "127.0.0.1:8080".parse().expect("addr"),
                 tls: false,
+                public_url: None,
             },
             research: ResearchConfig {
                 max_days_per_person: 366,
                 max_rows: 50_000_000,
+                max_groups_per_query: defaults::max_groups_per_query(),
+                requests_per_minute_per_token: defaults::requests_per_minute_per_token(),
             },
             pipeline: PipelineConfig {
                 interval_secs: 60,
@@ -264,8 +287,22 @@ impl Config {
         if self.research.max_days_per_person == 0 {
             p.push("research.max_days_per_person must be positive".into());
         }
+        if self.research.max_groups_per_query == 0 || self.research.requests_per_minute_per_token == 0 {
+            p.push("research.max_groups_per_query and requests_per_minute_per_token must be positive".into());
+        }
         if self.pipeline.interval_secs == 0 {
             p.push("pipeline.interval_secs must be positive".into());
+        }
+        match &self.http.public_url {
+            Some(url) => {
+                if let Err(e) = crate::web::SiteOrigin::parse(url) {
+                    p.push(e);
+                }
+            }
+            None if self.http.listen.ip().is_unspecified() => p.push(
+                "http.public_url is required when http.listen is all addresses (requests must name the server)".into(),
+            ),
+            None => {}
         }
         p
     }

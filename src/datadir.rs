@@ -1,6 +1,39 @@
 //! Where everything lives inside a data directory. One place, so no module invents a path.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+/// Makes every file and folder this process creates from now on private to its user (0600 and
+/// 0700), whatever umask it was started with. Called when a data directory is created or opened:
+/// the database (persons with region and birth year), datasets, spool and evidence are personal
+/// data, and a umask of 022 would leave them readable by every account on the machine.
+pub fn restrict_umask() {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Entries of a data directory that others than its owner may read, write or enter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotPrivate {
+    /// Up to ten of them, with their modes.
+    pub examples: Vec<(PathBuf, u32)>,
+    pub count: usize,
+}
+
+impl std::fmt::Display for NotPrivate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} entries can be read by other accounts (", self.count)?;
+        for (i, (path, mode)) in self.examples.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{} {:o}", path.display(), mode & 0o777)?;
+        }
+        write!(f, "); fix with: chmod -R go-rwx <data dir>")
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -13,6 +46,35 @@ impl DataDir {
     }
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Checks that no entry of the data directory (the directory itself included) grants any
+    /// permission to group or others. Symbolic links are not followed.
+    pub fn check_private(&self) -> std::io::Result<Result<(), NotPrivate>> {
+        let mut found = NotPrivate {
+            examples: vec![],
+            count: 0,
+        };
+        let mut stack = vec![self.root.clone()];
+        while let Some(path) = stack.pop() {
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                found.count += 1;
+                if found.examples.len() < 10 {
+                    found.examples.push((path.clone(), mode));
+                }
+            }
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&path)? {
+                    stack.push(entry?.path());
+                }
+            }
+        }
+        Ok(if found.count == 0 { Ok(()) } else { Err(found) })
     }
     pub fn config(&self) -> PathBuf {
         self.root.join("nachtwacht.toml")
@@ -65,6 +127,11 @@ impl DataDir {
     pub fn raw_signal(&self, signal: &str) -> PathBuf {
         self.root.join("datasets").join("raw").join(signal)
     }
+    /// Readers of the raw datasets hold it shared; whoever deletes files compaction retired takes
+    /// it exclusive (see `dataset::ReadGuard`).
+    pub fn dataset_readers_lock(&self) -> PathBuf {
+        self.root.join("datasets").join("readers.lock")
+    }
     /// Daily indicators under research pseudonyms: the only dataset the research path reads.
     pub fn research_daily(&self) -> PathBuf {
         self.root
@@ -82,5 +149,26 @@ impl DataDir {
     /// Station configs written by the demo.
     pub fn stations(&self) -> PathBuf {
         self.root.join("stations")
+    }
+}
+
+#[cfg(test)]
+mod private_tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_others_can_read_is_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("d"));
+        std::fs::create_dir(dir.root()).unwrap();
+        std::fs::set_permissions(dir.root(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let file = dir.root().join("state.sqlite");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(dir.check_private().unwrap(), Ok(()));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let found = dir.check_private().unwrap().unwrap_err();
+        assert_eq!(found.count, 1);
+        assert!(found.to_string().contains("state.sqlite 644"), "{found}");
     }
 }

@@ -13,6 +13,7 @@
 //! as the bundle state, so a crash between writing a file and cataloguing it leaves an orphan that
 //! the next [`compact`] removes, never a row counted twice.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -51,6 +52,8 @@ pub enum Error {
     Spool(#[from] crate::spool::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("day {0} (days since 1970) has no calendar date")]
+    DayOutOfRange(i64),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -96,11 +99,12 @@ pub struct WrittenFile {
     pub bundles: Vec<String>,
 }
 
-fn day_name(day_index: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(day_index * DAY_MS)
-        .expect("day in range")
-        .format("%Y-%m-%d")
-        .to_string()
+fn day_name(day_index: i64) -> Result<String> {
+    day_index
+        .checked_mul(DAY_MS)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .ok_or(Error::DayOutOfRange(day_index))
 }
 
 /// One bundle's rows of one signal in the stored schema: the wire columns with the person's
@@ -164,7 +168,7 @@ pub fn write_rows(
             [one] => format!("{one}.parquet"),
             many => format!("batch-{}.parquet", digest_of(many)),
         };
-        let day = day_name(day);
+        let day = day_name(day)?;
         let path = day_path(signal, &day).join(name);
         let bytes = write_parquet_batches(
             &dir.root().join(&path),
@@ -387,6 +391,25 @@ pub fn list_signal_files_between(
     Ok(paths)
 }
 
+/// Scans catalogued files of one signal as the pipelines and the evidence views read them: each
+/// (pseudonym, timestamp) once. A reading that reached the dataset twice (re-sealed under another
+/// bundle id, or an overlapping read-out) is stored twice, but counted once: the first in path
+/// order is kept. `None` when there are no files.
+pub fn scan_readings(files: &[PathBuf]) -> polars::prelude::PolarsResult<Option<polars::prelude::LazyFrame>> {
+    use polars::prelude::*;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let paths: Vec<PlPath> = files
+        .iter()
+        .map(|p| PlPath::new(&p.to_string_lossy()))
+        .collect();
+    Ok(Some(
+        LazyFrame::scan_parquet_files(paths.into(), ScanArgsParquet::default())?
+            .unique_stable(Some(cols(["pid", "ts"])), UniqueKeepStrategy::First),
+    ))
+}
+
 /// Every Parquet file under a signal's directory on disk, relative to the data directory.
 fn files_on_disk(dir: &DataDir, signal: Signal) -> Result<Vec<PathBuf>> {
     let root = dir.raw_signal(signal.name());
@@ -440,6 +463,8 @@ pub struct CompactionReport {
     /// Files found on disk without a catalog entry whose bundle is processed (written before the
     /// catalog existed) and catalogued.
     pub adopted: usize,
+    /// Files retired by compaction and deleted once no reader held the datasets.
+    pub retired_deleted: usize,
 }
 
 /// Brings the files on disk in line with the catalog, then merges each signal's day that has
@@ -447,9 +472,10 @@ pub struct CompactionReport {
 /// sorted by `pid`, `ts`. Blocking; run it where the decode worker runs, never beside it: it
 /// assumes nobody else writes dataset files meanwhile.
 ///
-/// Crash safety: the compacted file is written first, then one transaction swaps the catalog rows,
-/// then the merged files are deleted. A crash before the swap leaves an orphan compacted file; a
-/// crash after it leaves orphan inputs; both are removed by the next run.
+/// Crash safety: the compacted file is written first, then one transaction swaps the catalog rows
+/// and records the merged files as retired; they are deleted when no reader holds the datasets
+/// ([`ReadGuard`]). A crash before the swap leaves an orphan compacted file, removed by the next
+/// run; a crash after it leaves retired files, deleted by the next run.
 pub fn compact(
     dir: &DataDir,
     db: &Db,
@@ -457,7 +483,9 @@ pub fn compact(
     now_ms: i64,
 ) -> Result<CompactionReport> {
     let mut report = CompactionReport::default();
-    let today = day_name(now_ms.div_euclid(DAY_MS));
+    let today = day_name(now_ms.div_euclid(DAY_MS))?;
+    // Files retired by an earlier pass whose readers have gone.
+    report.retired_deleted += delete_retired(dir, db)?;
     for signal in Signal::ALL {
         reconcile(dir, db, signal, now_ms, &mut report)?;
         let days: Vec<(String, i64)> = {
@@ -476,7 +504,91 @@ pub fn compact(
             }
         }
     }
+    report.retired_deleted += delete_retired(dir, db)?;
     Ok(report)
+}
+
+/// A shared hold on the raw datasets: while any exists (in this process or another on this
+/// machine), files that compaction retired stay on disk. Take it before listing the catalog and
+/// keep it until the files are read (for a lazy scan: until it is collected).
+pub struct ReadGuard {
+    _file: std::fs::File,
+}
+
+/// `flock` on a file under the data directory, created when missing.
+fn lock_file(dir: &DataDir, operation: libc::c_int) -> Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let path = dir.dataset_readers_lock();
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        return Err(io(e));
+    }
+    Ok(Some(file))
+}
+
+impl ReadGuard {
+    /// Blocks only while retired files are being deleted (milliseconds).
+    pub fn acquire(dir: &DataDir) -> Result<Self> {
+        let file = lock_file(dir, libc::LOCK_SH)?.expect("a blocking flock either locks or fails");
+        Ok(Self { _file: file })
+    }
+}
+
+/// Deletes the files compaction retired, if no reader holds the datasets now; otherwise leaves
+/// them for a later pass. Returns how many were deleted.
+fn delete_retired(dir: &DataDir, db: &Db) -> Result<usize> {
+    let retired: Vec<String> = {
+        let conn = db.lock();
+        let mut stmt = conn.prepare("SELECT path FROM dataset_retired ORDER BY path")?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    if retired.is_empty() {
+        return Ok(0);
+    }
+    let Some(_exclusive) = lock_file(dir, libc::LOCK_EX | libc::LOCK_NB)? else {
+        tracing::debug!(files = retired.len(), "readers active: retired dataset files kept for now");
+        return Ok(0);
+    };
+    let mut dirs = BTreeSet::new();
+    for rel in &retired {
+        let abs = dir.root().join(rel);
+        remove(&abs)?;
+        if let Some(parent) = abs.parent() {
+            dirs.insert(parent.to_path_buf());
+        }
+    }
+    for d in &dirs {
+        if d.exists() {
+            sync_dir(d)?;
+        }
+    }
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    for rel in &retired {
+        tx.execute("DELETE FROM dataset_retired WHERE path = ?1", [rel])?;
+    }
+    tx.commit()?;
+    Ok(retired.len())
 }
 
 fn compact_day(
@@ -530,15 +642,20 @@ fn compact_day(
             bundles: bundles.iter().map(|b| b.to_string()).collect(),
         };
         catalog_insert(&tx, &file, "compacted", now_ms)?;
+        // The merged files leave the catalog but not the disk: a reader that listed them before
+        // this swap may still open them. They are deleted by `delete_retired` once no reader
+        // holds the dataset (see [`ReadGuard`]).
+        for (old, _) in &inputs {
+            if *old != rel {
+                tx.execute(
+                    "INSERT OR REPLACE INTO dataset_retired (path, retired_at_ms) VALUES (?1, ?2)",
+                    rusqlite::params![old, now_ms],
+                )?;
+                report.merged += 1;
+            }
+        }
         tx.commit()?;
     }
-    for (old, _) in &inputs {
-        if *old != rel {
-            remove(&dir.root().join(old))?;
-            report.merged += 1;
-        }
-    }
-    sync_dir(&dir.root().join(day_path(signal, day)))?;
     report.written += 1;
     tracing::info!(
         signal = signal.name(),
@@ -563,9 +680,11 @@ fn reconcile(
         let rel_s = rel.to_string_lossy().into_owned();
         let (known, processed): (bool, bool) = {
             let conn = db.lock();
+            // A retired file is known too: a reader may hold it (see `delete_retired`).
             let known = conn
                 .query_row(
-                    "SELECT 1 FROM dataset_files WHERE path = ?1",
+                    "SELECT 1 FROM dataset_files WHERE path = ?1
+                     UNION ALL SELECT 1 FROM dataset_retired WHERE path = ?1",
                     [&rel_s],
                     |_| Ok(()),
                 )
@@ -845,6 +964,45 @@ mod tests {
         let again = compact(&dir, &db, CompactionPolicy::default(), later).unwrap();
         assert_eq!(again, CompactionReport::default());
         assert_eq!(list_signal_files(&dir, &db, Signal::Hr).unwrap(), files);
+    }
+
+    /// A reader that listed the catalog before compaction merged the day can still read every
+    /// file it listed; the merged files go once no reader holds the datasets. Before the fix a
+    /// pipeline run failed on a file compaction had just deleted.
+    #[test]
+    fn a_reader_keeps_the_files_it_listed_while_compaction_merges_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        for i in 0..3u8 {
+            let (batch, q) = hr((0..10).map(|k| MIDNIGHT + i as i64 * 60_000 + k).collect());
+            for f in write_signal(&dir, Signal::Hr, &BundleId([i; 16]), "p1-a", &batch, &q).unwrap()
+            {
+                catalog_insert(&db.lock(), &f, "bundle", 0).unwrap();
+            }
+        }
+        let later = MIDNIGHT + 3 * DAY_MS;
+        let reader = ReadGuard::acquire(&dir).unwrap();
+        let listed = list_signal_files(&dir, &db, Signal::Hr).unwrap();
+        assert_eq!(listed.len(), 3);
+        // Compaction runs (in the decode worker) while the reader is between listing and reading.
+        let report = std::thread::scope(|s| {
+            s.spawn(|| compact(&dir, &db, CompactionPolicy::default(), later).unwrap())
+                .join()
+                .unwrap()
+        });
+        assert_eq!((report.merged, report.retired_deleted), (3, 0));
+        assert_eq!(list_signal_files(&dir, &db, Signal::Hr).unwrap().len(), 1);
+        let rows: usize = listed
+            .iter()
+            .flat_map(|f| read_parquet(f).unwrap())
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 30, "every listed file is still readable");
+        drop(reader);
+        let report = compact(&dir, &db, CompactionPolicy::default(), later).unwrap();
+        assert_eq!(report.retired_deleted, 3);
+        assert_eq!(files_on_disk(&dir, Signal::Hr).unwrap().len(), 1);
     }
 
     #[test]

@@ -275,6 +275,21 @@ CREATE TABLE management_releases (
     PRIMARY KEY (month, figure)
 );
 "#,
+    r#"
+-- Issue 18 point 1: a bundle whose processing fails unexpectedly (an error or a panic, not a
+-- rejection) is tried again later, with back-off, and quarantined after a bounded number of
+-- attempts, so it never blocks the bundles behind it.
+ALTER TABLE bundles ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE bundles ADD COLUMN last_error TEXT;
+ALTER TABLE bundles ADD COLUMN next_attempt_ms INTEGER;
+-- Issue 18 point 7: files compaction took out of the catalog. A reader may still hold them (it
+-- listed the catalog before the swap); they are deleted only when no reader holds the dataset
+-- read lock (`dataset::ReadGuard`).
+CREATE TABLE dataset_retired (
+    path TEXT PRIMARY KEY,
+    retired_at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps
@@ -291,6 +306,12 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Every transaction takes the write lock when it begins (BEGIN IMMEDIATE). A deferred one
+        // that reads and then writes fails at once with "database is locked" when another process
+        // wrote in between (its snapshot is stale, and the busy timeout cannot help); an immediate
+        // one waits its turn under the busy timeout. Several processes share this file: the server,
+        // the CLI (`research revoke-token` while queries run), a second node.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -346,6 +367,47 @@ mod tests {
             .query_row("SELECT count(*) FROM programmes", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, PROGRAMMES.len() as i64);
+    }
+
+    /// Two processes' connections (two `Db`s on one file), each running read-then-write
+    /// transactions as fast as it can: with deferred transactions most of one side's commits failed
+    /// with "database is locked"; with immediate ones every transaction waits and succeeds.
+    #[test]
+    fn read_then_write_transactions_of_two_connections_never_fail_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        Db::open(&path)
+            .unwrap()
+            .lock()
+            .execute_batch("CREATE TABLE t (who INTEGER, n INTEGER)")
+            .unwrap();
+        let run = |who: i64| {
+            let db = Db::open(&path).unwrap();
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for _ in 0..150 {
+                    let mut conn = db.lock();
+                    let result = conn.transaction().and_then(|tx| {
+                        let n: i64 = tx.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
+                        tx.execute("INSERT INTO t (who, n) VALUES (?1, ?2)", (who, n))?;
+                        tx.commit()
+                    });
+                    if let Err(e) = result {
+                        failures.push(e.to_string());
+                    }
+                }
+                failures
+            })
+        };
+        let (a, b) = (run(1), run(2));
+        let failures: Vec<String> = a.join().unwrap().into_iter().chain(b.join().unwrap()).collect();
+        assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), failures.first());
+        let n: i64 = Db::open(&path)
+            .unwrap()
+            .lock()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 300);
     }
 
     #[test]

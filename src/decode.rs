@@ -45,9 +45,56 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A failure of the machine rather than of one bundle's content (the disk, the database): it
+    /// stops the pass and is charged to no bundle, since every bundle would meet it.
+    fn is_environmental(&self) -> bool {
+        matches!(
+            self,
+            Error::Sqlite(_)
+                | Error::Spool(_)
+                | Error::Secrets(_)
+                | Error::Audit(_)
+                | Error::Dataset(dataset::Error::Io { .. } | dataset::Error::Spool(_) | dataset::Error::Sqlite(_))
+        )
+    }
+}
+
 /// Why a bundle cannot be processed: becomes its quarantine reason.
 #[derive(Debug)]
 struct Reject(String);
+
+/// What opening one bundle came to.
+enum Opened {
+    Accepted(Processed),
+    /// The bundle is bad: quarantined with this reason.
+    Rejected(Reject),
+    /// Processing failed unexpectedly (an error that is not the bundle's verdict, or a panic):
+    /// tried again later, set aside after [`MAX_ATTEMPTS`].
+    Failed(String),
+}
+
+/// Attempts after which a bundle whose processing keeps failing unexpectedly is quarantined. The
+/// back-off between them ([`retry_delay_ms`]) spreads them over about seven minutes, so a passing
+/// fault does not set healthy bundles aside.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+/// The wait before attempt `attempts + 1`: 30 s, doubling.
+fn retry_delay_ms(attempts: i64) -> i64 {
+    30_000i64.saturating_mul(1 << attempts.clamp(1, 20).saturating_sub(1))
+}
+
+/// Runs `f`, turning a panic into an error message: one bundle's panic must not end the pass.
+fn catching<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("panic: {what}")
+    })
+}
 
 /// What processing one bundle produced: its rows, not yet written.
 #[derive(Debug)]
@@ -117,16 +164,86 @@ pub struct DecodeReport {
     pub rows_discarded: usize,
     /// Rows stored with at least one validation flag.
     pub rows_flagged: usize,
+    /// Bundles whose processing failed unexpectedly this pass and wait for another attempt.
+    pub deferred: usize,
 }
 
 /// How far past its receipt (beyond the station's reported clock offset) a sample may be dated
 /// before it is flagged as lying in the future.
 const FUTURE_MARGIN_MS: i64 = 5 * 60_000;
 
+/// The latest time a sample received at `received_at_ms` may carry before it is flagged as lying in
+/// the future: the station's reported clock offset (either sign, at most
+/// [`crate::communication::MAX_CLOCK_OFFSET_MS`]) plus [`FUTURE_MARGIN_MS`]. Saturating: no offset
+/// a station reports can wrap the limit into the past.
+fn future_limit_ms(received_at_ms: i64, clock_offset_ms: i64) -> i64 {
+    let offset = crate::communication::bounded_clock_offset_ms(clock_offset_ms).saturating_abs();
+    received_at_ms
+        .saturating_add(offset)
+        .saturating_add(FUTURE_MARGIN_MS)
+}
+
+/// What became of a bundle whose processing failed.
+enum Deferral {
+    /// It waits for another attempt.
+    Later,
+    /// It failed [`MAX_ATTEMPTS`] times and is quarantined.
+    SetAside,
+}
+
 pub struct Decoder {
     ctx: Context,
     spool: Spool,
     pseudonyms: Pseudonymiser,
+    memory: MemoryBudget,
+}
+
+/// Decoded bytes the opening stage holds at once across its parallel bundles (declared sizes,
+/// see `nachtwacht_wire::bundle::declared_decoded_len`). One bundle may declare at most
+/// `MAX_BUNDLE_DECODED_LEN` (256 MiB), so this lets four of the largest decode at once.
+pub const DECODE_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// A counting semaphore over bytes: the opening stage's decoding memory.
+struct MemoryBudget {
+    used: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+/// Bytes reserved from a [`MemoryBudget`], given back when dropped.
+struct Reservation<'a> {
+    budget: &'a MemoryBudget,
+    bytes: u64,
+}
+
+impl MemoryBudget {
+    fn new() -> Self {
+        Self {
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits until `bytes` (at most the whole budget) fit, then reserves them.
+    fn reserve(&self, bytes: u64) -> Reservation<'_> {
+        let bytes = bytes.min(DECODE_MEMORY_BUDGET);
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used + bytes > DECODE_MEMORY_BUDGET {
+            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += bytes;
+        Reservation {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used -= self.bytes;
+        self.budget.freed.notify_all();
+    }
 }
 
 impl Decoder {
@@ -142,6 +259,7 @@ impl Decoder {
             ctx,
             spool,
             pseudonyms,
+            memory: MemoryBudget::new(),
         }
     }
 
@@ -158,10 +276,12 @@ impl Decoder {
         let pending: Vec<(String, i64)> = {
             let conn = self.ctx.db.lock();
             let mut stmt = conn.prepare(
-                "SELECT bundle_id, received_at_ms FROM bundles WHERE state = 'spooled' ORDER BY received_at_ms, bundle_id",
+                "SELECT bundle_id, received_at_ms FROM bundles
+                  WHERE state = 'spooled' AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?1)
+                  ORDER BY received_at_ms, bundle_id",
             )?;
             let ids = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map([crate::now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
             ids
         };
@@ -178,28 +298,32 @@ impl Decoder {
             let writer = scope.spawn(move || -> Result<DecodeReport> {
                 let mut report = DecodeReport::default();
                 for batch in batches {
-                    self.commit(batch, &mut report)?;
+                    self.commit_or_split(batch, &mut report)?;
                 }
                 Ok(report)
             });
             let opened = self.open_all(pending, &identities, to_writer);
-            let mut report = writer.join().expect("decode writer thread panicked")?;
-            let quarantined = opened?;
+            let mut report = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            let (quarantined, deferred) = opened?;
             report.quarantined += quarantined;
+            report.deferred += deferred;
             Ok(report)
         })
     }
 
-    /// The opening stage: processes bundles in order, quarantines the bad ones, and hands the
-    /// accepted ones to the writer in batches. Returns how many were quarantined. Stops early if
-    /// the writer has stopped (its error is the one reported).
+    /// The opening stage: processes bundles in order, quarantines the bad ones, defers the ones
+    /// whose processing failed, and hands the accepted ones to the writer in batches. Returns how
+    /// many were quarantined and deferred. Stops early if the writer has stopped (its error is the
+    /// one reported).
     fn open_all(
         &self,
         pending: Vec<(String, i64)>,
         identities: &[age::x25519::Identity],
         to_writer: std::sync::mpsc::SyncSender<Batch>,
-    ) -> Result<usize> {
-        let mut quarantined = 0;
+    ) -> Result<(usize, usize)> {
+        let mut counts = (0, 0);
         let mut batch = Batch::default();
         let pending: Vec<(BundleId, i64)> = pending
             .into_iter()
@@ -210,13 +334,20 @@ impl Decoder {
         for chunk in pending.chunks(Self::OPEN_PER_CORE * crate::parallel::cores()) {
             let opened = crate::parallel::map_in_order(chunk, |(bundle_id, received_at_ms)| {
                 let evidence = evidence_path(&self.ctx.dir, bundle_id, *received_at_ms);
-                let outcome = self.process(bundle_id, &evidence, *received_at_ms, identities);
+                let outcome =
+                    match catching(|| self.process(bundle_id, &evidence, *received_at_ms, identities)) {
+                        Ok(Ok(Ok(processed))) => Ok(Opened::Accepted(processed)),
+                        Ok(Ok(Err(reject))) => Ok(Opened::Rejected(reject)),
+                        Ok(Err(e)) if e.is_environmental() => Err(e),
+                        Ok(Err(e)) => Ok(Opened::Failed(e.to_string())),
+                        Err(panic) => Ok(Opened::Failed(panic)),
+                    };
                 (evidence, outcome)
             });
             for ((bundle_id, _), (evidence, outcome)) in chunk.iter().zip(opened) {
-                self.take_opened(*bundle_id, evidence, outcome?, &mut batch, &mut quarantined)?;
+                self.take_opened(*bundle_id, evidence, outcome?, &mut batch, &mut counts)?;
                 if batch.is_full() && to_writer.send(std::mem::take(&mut batch)).is_err() {
-                    return Ok(quarantined);
+                    return Ok(counts);
                 }
             }
         }
@@ -224,28 +355,94 @@ impl Decoder {
             // An error here means the writer stopped; it reports why.
             let _ = to_writer.send(batch);
         }
-        Ok(quarantined)
+        Ok(counts)
     }
 
-    /// Files one opened bundle: into the batch if accepted, into quarantine if not.
+    /// Files one opened bundle: into the batch if accepted, into quarantine if rejected, back to
+    /// wait (or, after [`MAX_ATTEMPTS`], into quarantine) if processing failed.
+    /// `counts` is (quarantined, deferred).
     fn take_opened(
         &self,
         bundle_id: BundleId,
         evidence: std::path::PathBuf,
-        outcome: Result<Processed, Reject>,
+        outcome: Opened,
         batch: &mut Batch,
-        quarantined: &mut usize,
+        counts: &mut (usize, usize),
     ) -> Result<()> {
         match outcome {
-            Ok(processed) => {
+            Opened::Accepted(processed) => {
                 batch.rows += processed.stored;
                 batch.bundles.push((bundle_id, evidence, processed));
             }
-            Err(Reject(reason)) => {
-                *quarantined += 1;
+            Opened::Rejected(Reject(reason)) => {
+                counts.0 += 1;
                 self.quarantine(&bundle_id, &reason)?;
                 warn!(bundle = %bundle_id, %reason, "bundle quarantined");
             }
+            Opened::Failed(error) => match self.record_failure(&bundle_id, &error)? {
+                Deferral::Later => counts.1 += 1,
+                Deferral::SetAside => counts.0 += 1,
+            },
+        }
+        Ok(())
+    }
+
+    /// Counts an unexpected failure against a bundle: it is tried again after a back-off, and
+    /// quarantined with the failure as its reason once it has failed [`MAX_ATTEMPTS`] times.
+    fn record_failure(&self, bundle_id: &BundleId, error: &str) -> Result<Deferral> {
+        let error: String = error.chars().take(2_000).collect();
+        let attempts: i64 = {
+            let conn = self.ctx.db.lock();
+            let attempts: i64 = conn.query_row(
+                "UPDATE bundles SET attempts = attempts + 1, last_error = ?2
+                  WHERE bundle_id = ?1 RETURNING attempts",
+                rusqlite::params![bundle_id.to_hex(), error],
+                |r| r.get(0),
+            )?;
+            conn.execute(
+                "UPDATE bundles SET next_attempt_ms = ?2 WHERE bundle_id = ?1",
+                rusqlite::params![bundle_id.to_hex(), crate::now_ms() + retry_delay_ms(attempts)],
+            )?;
+            attempts
+        };
+        if attempts >= MAX_ATTEMPTS {
+            let reason = format!("processing failed {attempts} times; last: {error}");
+            warn!(bundle = %bundle_id, %reason, "bundle set aside");
+            self.quarantine(bundle_id, &reason)?;
+            Ok(Deferral::SetAside)
+        } else {
+            warn!(bundle = %bundle_id, attempts, %error, "bundle processing failed; will retry");
+            Ok(Deferral::Later)
+        }
+    }
+
+    /// Commits a batch; if that fails other than by the machine (see [`Error::is_environmental`]),
+    /// or panics, commits its bundles one by one, so only the bundle at fault is charged.
+    fn commit_or_split(&self, batch: Batch, report: &mut DecodeReport) -> Result<()> {
+        let failure = match catching(|| self.commit(&batch, report)) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) if e.is_environmental() => return Err(e),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic,
+        };
+        if batch.bundles.len() == 1 {
+            let (bundle_id, _, _) = &batch.bundles[0];
+            match self.record_failure(bundle_id, &failure)? {
+                Deferral::Later => report.deferred += 1,
+                Deferral::SetAside => report.quarantined += 1,
+            }
+            return Ok(());
+        }
+        warn!(bundles = batch.bundles.len(), %failure, "batch failed; committing its bundles one by one");
+        for one in batch.bundles {
+            let rows = one.2.stored;
+            self.commit_or_split(
+                Batch {
+                    bundles: vec![one],
+                    rows,
+                },
+                report,
+            )?;
         }
         Ok(())
     }
@@ -257,7 +454,7 @@ impl Decoder {
     /// is followed, on the next pass, by reading the ciphertext from there) and the files written
     /// are uncatalogued orphans, which readers never see and the next compaction removes. The next
     /// pass writes the rows again, under the same file names if it batches the same bundles.
-    fn commit(&self, batch: Batch, report: &mut DecodeReport) -> Result<()> {
+    fn commit(&self, batch: &Batch, report: &mut DecodeReport) -> Result<()> {
         if batch.bundles.is_empty() {
             return Ok(());
         }
@@ -284,7 +481,7 @@ impl Decoder {
         for (bundle_id, _, p) in &batch.bundles {
             tx.execute(
                 "UPDATE bundles SET state = 'processed', rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
-                        signed_by = ?5, rows_flagged = ?6, flags = ?7
+                        signed_by = ?5, rows_flagged = ?6, flags = ?7, next_attempt_ms = NULL
                  WHERE bundle_id = ?1",
                 rusqlite::params![
                     bundle_id.to_hex(),
@@ -318,6 +515,10 @@ impl Decoder {
         Ok(())
     }
 
+    /// Moves a bundle to `quarantine/` with its reason. Crash-safe in this order: the reason file
+    /// is written durably first, then the ciphertext is moved, then the row updated. A crash after
+    /// the move leaves a `spooled` row whose file is in `quarantine/`; the next pass finishes the
+    /// quarantine with the recorded reason (see [`Decoder::process`]).
     fn quarantine(&self, bundle_id: &BundleId, reason: &str) -> Result<()> {
         let qdir = self.ctx.dir.quarantine();
         std::fs::create_dir_all(&qdir).map_err(|source| crate::spool::Error::Io {
@@ -335,7 +536,8 @@ impl Decoder {
             crate::spool::sync_dir(&qdir)?;
         }
         self.ctx.db.lock().execute(
-            "UPDATE bundles SET state = 'quarantined', reason = ?2, processed_at_ms = ?3 WHERE bundle_id = ?1",
+            "UPDATE bundles SET state = 'quarantined', reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
+              WHERE bundle_id = ?1",
             rusqlite::params![bundle_id.to_hex(), reason, crate::now_ms()],
         )?;
         Ok(())
@@ -352,6 +554,16 @@ impl Decoder {
         let mut path = self.spool.path_of(bundle_id);
         if !path.exists() && evidence.exists() {
             path = evidence.to_path_buf();
+        }
+        if !path.exists() {
+            // A quarantine interrupted between moving the file and updating its row (see
+            // [`Decoder::quarantine`]): finish it with the reason recorded then, not a new one.
+            let qdir = self.ctx.dir.quarantine();
+            if qdir.join(format!("{bundle_id}.age")).exists() {
+                let reason = std::fs::read_to_string(qdir.join(format!("{bundle_id}.reason")))
+                    .unwrap_or_else(|e| format!("quarantined before a restart; reason file unreadable: {e}"));
+                return Ok(Err(Reject(reason)));
+            }
         }
         let ciphertext = match std::fs::read(&path) {
             Ok(c) => c,
@@ -406,6 +618,13 @@ impl Decoder {
                 "signature does not verify with station {station:?}'s registered key"
             ))));
         }
+        // Reserve what the bundle declares it decodes to before decoding it (a bomb is refused
+        // here from its headers), so parallel bundles never hold more than the budget at once.
+        let declared = match nachtwacht_wire::bundle::declared_decoded_len(signed.bundle) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(Reject(format!("invalid bundle: {e}")))),
+        };
+        let _memory = self.memory.reserve(declared);
         let bundle = match decode_bundle(signed.bundle) {
             Ok(b) => b,
             Err(e) => return Ok(Err(Reject(format!("invalid bundle: {e}")))),
@@ -415,6 +634,11 @@ impl Decoder {
                 "manifest bundle id {} differs from the uploaded id",
                 bundle.manifest.bundle_id
             ))));
+        }
+        if let Err(reason) = validate::check_timestamp_range(&bundle.batches)
+            .and_then(|()| validate::check_rows_plausible(&bundle.batches))
+        {
+            return Ok(Err(Reject(reason)));
         }
         let first_ts = bundle
             .batches
@@ -476,9 +700,7 @@ impl Decoder {
         };
         let window = validate::Window {
             not_before_ms: assigned_from_ms,
-            not_after_ms: received_at_ms
-                + self.last_clock_offset_ms(station_id)?.abs()
-                + FUTURE_MARGIN_MS,
+            not_after_ms: future_limit_ms(received_at_ms, self.last_clock_offset_ms(station_id)?),
             assignment_ends_ms: assigned_to_ms,
         };
         let allowed: BTreeSet<&str> = allowed.split(',').collect();
@@ -638,4 +860,23 @@ pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
     )?;
     tx.commit()?;
     Ok(due.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_reported_clock_offset_moves_the_future_limit_into_the_past() {
+        let received = 1_700_000_000_000;
+        for offset in [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX] {
+            let limit = future_limit_ms(received, offset);
+            assert!(limit >= received + FUTURE_MARGIN_MS, "offset {offset}: {limit}");
+            assert!(
+                limit <= received + crate::communication::MAX_CLOCK_OFFSET_MS + FUTURE_MARGIN_MS,
+                "offset {offset}: {limit}"
+            );
+        }
+        assert_eq!(future_limit_ms(received, -60_000), received + 60_000 + FUTURE_MARGIN_MS);
+    }
 }

@@ -114,17 +114,7 @@ struct AlertSpec {
 }
 
 fn scan(files: Vec<PathBuf>) -> Result<Option<LazyFrame>> {
-    if files.is_empty() {
-        return Ok(None);
-    }
-    let paths: Vec<PlPath> = files
-        .iter()
-        .map(|p| PlPath::new(&p.to_string_lossy()))
-        .collect();
-    Ok(Some(LazyFrame::scan_parquet_files(
-        paths.into(),
-        ScanArgsParquet::default(),
-    )?))
+    Ok(dataset::scan_readings(&files)?)
 }
 
 /// What one evaluation reads: all catalogued data, or some days of it.
@@ -232,6 +222,9 @@ pub fn run_days(
     rules: &Rules,
     days: Option<Days>,
 ) -> Result<EvaluationReport> {
+    // Files listed below stay on disk until this evaluation is done, even if compaction merges
+    // them meanwhile.
+    let _readers = dataset::ReadGuard::acquire(&ctx.dir)?;
     let (persons_df, person_of_pid) = persons(ctx, pseudonyms)?;
     let mut report = EvaluationReport::default();
     let mut parts = Vec::new();

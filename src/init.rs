@@ -60,6 +60,7 @@ fn mkdir(path: &Path) -> Result<()> {
 }
 
 pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
+    crate::datadir::restrict_umask();
     if root.exists() {
         let mut entries = std::fs::read_dir(root).map_err(|source| Error::Io {
             path: root.display().to_string(),
@@ -78,6 +79,16 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
         dir.quarantine(),
     ] {
         mkdir(&d)?;
+    }
+    // An existing empty directory (made by a package or an operator) keeps its mode; make it ours.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| Error::Io {
+                path: root.display().to_string(),
+                source,
+            },
+        )?;
     }
     std::fs::write(dir.config(), config.to_toml()).map_err(|source| Error::Io {
         path: dir.config().display().to_string(),

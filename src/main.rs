@@ -283,6 +283,16 @@ enum QuarantineCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Set aside a bundle that waits to be decoded (one that keeps failing, or must not be
+    /// processed); `retry` sends it back.
+    Put {
+        #[arg(long)]
+        data_dir: PathBuf,
+        bundle: String,
+        /// Why, recorded with the bundle and in the audit log.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -491,6 +501,15 @@ fn quarantine(command: QuarantineCommand) -> anyhow::Result<()> {
                 ids.len()
             );
         }
+        QuarantineCommand::Put {
+            data_dir,
+            bundle,
+            reason,
+        } => {
+            quarantine::put(&open(&data_dir)?, &bundle, &reason, ACTOR_CLI)
+                .with_context(|| format!("quarantining {bundle}"))?;
+            println!("{bundle} quarantined");
+        }
     }
     Ok(())
 }
@@ -502,6 +521,9 @@ fn open(data_dir: &Path) -> anyhow::Result<Context> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Everything this process writes into a data directory is personal data: private to the
+    // service account whatever umask it was started with (start-up also checks what exists).
+    nachtwacht::datadir::restrict_umask();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

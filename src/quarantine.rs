@@ -18,6 +18,10 @@ use crate::spool::{move_durably, Spool};
 pub enum Error {
     #[error("no quarantined bundle {0}")]
     NotQuarantined(String),
+    #[error("no bundle {0} waiting to be decoded")]
+    NotSpooled(String),
+    #[error("a reason is required")]
+    NoReason,
     #[error("bundle {bundle}: the quarantined file does not match the digest recorded at receipt ({found} instead of {expected}); not retried")]
     DigestMismatch {
         bundle: String,
@@ -157,7 +161,8 @@ pub fn retry(ctx: &Context, bundle: &str, actor: &str) -> Result<()> {
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let n = tx.execute(
-        "UPDATE bundles SET state = 'spooled', retries = retries + 1, processed_at_ms = NULL
+        "UPDATE bundles SET state = 'spooled', retries = retries + 1, processed_at_ms = NULL,
+                attempts = 0, last_error = NULL, next_attempt_ms = NULL
           WHERE bundle_id = ?1 AND state = 'quarantined'",
         [bundle],
     )?;
@@ -182,5 +187,65 @@ pub fn retry(ctx: &Context, bundle: &str, actor: &str) -> Result<()> {
             .quarantine()
             .join(format!("{bundle}.reason.retried-{}", entry.retries + 1)),
     );
+    Ok(())
+}
+
+/// Quarantines a bundle that waits to be decoded, by hand: an operator sets aside a bundle that
+/// keeps failing (see `decode::MAX_ATTEMPTS`) without waiting for its attempts to run out, or one
+/// that must not be processed. It can be sent back with [`retry`]. Audited.
+pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::NoReason);
+    }
+    let reason = format!("quarantined by {actor}: {reason}");
+    let id = BundleId::from_hex(bundle).ok_or_else(|| Error::NotSpooled(bundle.into()))?;
+    let state: Option<String> = {
+        use rusqlite::OptionalExtension;
+        ctx.db
+            .lock()
+            .query_row(
+                "SELECT state FROM bundles WHERE bundle_id = ?1",
+                [bundle],
+                |r| r.get(0),
+            )
+            .optional()?
+    };
+    if state.as_deref() != Some("spooled") {
+        return Err(Error::NotSpooled(bundle.into()));
+    }
+    // Same order as the decoder's quarantine: reason, file, row (a pass that meets the file in
+    // quarantine/ finishes the row with this reason).
+    let qdir = ctx.dir.quarantine();
+    std::fs::create_dir_all(&qdir).map_err(|e| Error::Io {
+        bundle: bundle.into(),
+        path: qdir.display().to_string(),
+        source: e,
+    })?;
+    crate::spool::write_durably(&qdir.join(format!("{bundle}.reason")), reason.as_bytes())?;
+    let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
+    let from = spool.path_of(&id);
+    if from.exists() {
+        move_durably(&from, &qdir.join(format!("{bundle}.age")))?;
+    }
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "UPDATE bundles SET state = 'quarantined', reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
+          WHERE bundle_id = ?1 AND state = 'spooled'",
+        rusqlite::params![bundle, reason, crate::now_ms()],
+    )?;
+    if n == 0 {
+        return Err(Error::NotSpooled(bundle.into()));
+    }
+    audit::append(
+        &tx,
+        crate::now_ms(),
+        actor,
+        "quarantine.put",
+        &format!("bundle:{bundle}"),
+        &serde_json::json!({ "reason": crate::audit::bounded(&reason) }).to_string(),
+    )?;
+    tx.commit()?;
     Ok(())
 }

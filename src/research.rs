@@ -38,6 +38,8 @@ pub enum Error {
     BudgetExhausted { needed: f64, remaining: f64 },
     #[error("no research data yet: the pipelines have not produced daily indicators")]
     NoData,
+    #[error("too many requests: at most {0} per minute per token")]
+    RateLimited(u32),
     #[error("differential privacy: {0}")]
     OpenDp(String),
     #[error("polars: {0}")]
@@ -626,17 +628,34 @@ pub fn authenticate(ctx: &Context, token: &str, now_ms: i64) -> Result<Project> 
         .ok_or(Error::Unauthorized)
 }
 
-fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
+/// The smallest ε a query may ask for. Smaller values buy nothing (the noise would be far larger
+/// than any count) and push the noise scale past what floating point represents.
+pub const MIN_EPSILON: f64 = 1e-6;
+
+/// The smallest width a declared range (bounds, histogram bins) may have, relative to the
+/// column's public range: narrower ones are no meaningful question and make OpenDP's
+/// arithmetic underflow (subnormal bounds).
+const MIN_RELATIVE_WIDTH: f64 = 1e-9;
+
+/// How many groups an answer has: the product of its keys' public value sets (saturating).
+fn group_count(req: &QueryRequest) -> u64 {
+    req.keys()
+        .iter()
+        .map(|k| public_values(k, req).len() as u64)
+        .fold(1u64, u64::saturating_mul)
+}
+
+fn validate(req: &QueryRequest, project: &Project, config: &crate::config::ResearchConfig) -> Result<()> {
     let Some(Dataset { columns, .. }) = dataset(&req.dataset) else {
         return Err(Error::BadRequest(format!(
             "unknown dataset {:?} (available: {DATASET_DAILY}, {DATASET_ALERTS})",
             req.dataset
         )));
     };
-    if !(req.epsilon.is_finite() && req.epsilon > 0.0) {
-        return Err(Error::BadRequest(
-            "epsilon must be a positive number".into(),
-        ));
+    if !(req.epsilon.is_finite() && req.epsilon >= MIN_EPSILON) {
+        return Err(Error::BadRequest(format!(
+            "epsilon must be a number of at least {MIN_EPSILON}"
+        )));
     }
     if req.epsilon > project.max_epsilon_per_query {
         return Err(Error::BadRequest(format!(
@@ -664,6 +683,19 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
         if lower < *lo || upper > *hi {
             return Err(Error::BadRequest(format!(
                 "bounds [{lower}, {upper}] for {column} must lie within its range [{lo}, {hi}]"
+            )));
+        }
+        let min_width = (hi - lo) * MIN_RELATIVE_WIDTH;
+        let too_narrow = match &req.aggregate {
+            Aggregate::Histogram { edges, .. } => edges.windows(2).any(|w| w[1] - w[0] < min_width),
+            _ => upper - lower < min_width,
+        };
+        let subnormal = [lower, upper]
+            .iter()
+            .any(|v| *v != 0.0 && !v.is_normal());
+        if too_narrow || subnormal {
+            return Err(Error::BadRequest(format!(
+                "bounds and bins of {column} must be normal numbers at least {min_width} apart"
             )));
         }
     }
@@ -710,6 +742,12 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
             )));
         }
     }
+    for (key, values) in &req.only {
+        let distinct: std::collections::BTreeSet<&String> = values.iter().collect();
+        if distinct.len() != values.len() {
+            return Err(Error::BadRequest(format!("{key}: a value is named twice")));
+        }
+    }
     let periods = req
         .group_by
         .iter()
@@ -743,6 +781,14 @@ fn validate(req: &QueryRequest, project: &Project) -> Result<()> {
                 "give both from and to, or neither".into(),
             ))
         }
+    }
+    let groups = group_count(req);
+    if groups > u64::from(config.max_groups_per_query) {
+        return Err(Error::BadRequest(format!(
+            "the answer would have {groups} groups; at most {} are allowed (group by fewer keys, \
+             restrict with `only`, or a shorter range)",
+            config.max_groups_per_query
+        )));
     }
     Ok(())
 }
@@ -1020,8 +1066,104 @@ fn charge(
 /// Answers one query for the project behind `token`. Blocking and not `Send`-friendly inside
 /// (OpenDP measurements): call on a blocking thread.
 pub fn query(ctx: &Context, token: &str, req: &QueryRequest) -> Result<Answer> {
-    let project = authenticate(ctx, token, crate::now_ms())?;
+    let project = authenticate_audited(ctx, Some(token), "query")?;
     answer_for(ctx, &project, req, &format!("research:{}", project.name))
+}
+
+/// A request as the API receives it: the token is checked (and the request counted against its
+/// rate) before the body is even parsed; every refusal is audited.
+pub fn query_json(
+    ctx: &Context,
+    rate: &TokenRate,
+    token: Option<&str>,
+    body: &[u8],
+) -> Result<Answer> {
+    let project = authenticate_audited(ctx, token, "query")?;
+    let actor = format!("research:{}", project.name);
+    rate_check(ctx, rate, token.unwrap_or_default(), &actor)?;
+    let req: QueryRequest = match serde_json::from_slice(body) {
+        Ok(req) => req,
+        Err(e) => {
+            let e = Error::BadRequest(format!("request body: {e}"));
+            audit_refusal(ctx, &actor, "request", &e.to_string(), None)?;
+            return Err(e);
+        }
+    };
+    answer_for(ctx, &project, &req, &actor)
+}
+
+/// The project behind `token`, or an audited refusal (`research.refused-token`).
+fn authenticate_audited(ctx: &Context, token: Option<&str>, attempted: &str) -> Result<Project> {
+    let found = match token {
+        Some(t) => authenticate(ctx, t, crate::now_ms()),
+        None => Err(Error::Unauthorized),
+    };
+    if let Err(Error::Unauthorized) = &found {
+        audit::append(
+            &ctx.db.lock(),
+            crate::now_ms(),
+            "anonymous",
+            "research.refused-token",
+            &format!("token:{}", token.map(token_id).unwrap_or_else(|| "none".into())),
+            &serde_json::json!({ "attempted": attempted }).to_string(),
+        )?;
+    }
+    found
+}
+
+/// Records a refused research request: its reason and, when it parsed, the request.
+fn audit_refusal(
+    ctx: &Context,
+    actor: &str,
+    object: &str,
+    reason: &str,
+    req: Option<&QueryRequest>,
+) -> Result<()> {
+    audit::append(
+        &ctx.db.lock(),
+        crate::now_ms(),
+        actor,
+        "research.refused",
+        object,
+        &serde_json::json!({ "reason": audit::bounded(reason), "query": req }).to_string(),
+    )?;
+    Ok(())
+}
+
+/// Requests per token in the last minute (in this process): the research API's rate limit.
+#[derive(Default)]
+pub struct TokenRate {
+    recent: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<i64>>>,
+}
+
+impl TokenRate {
+    /// Counts one request of `token` at `now_ms` unless it already made `per_minute` in the last
+    /// minute. Reserves before the request is served, so parallel requests cannot overrun it.
+    fn admit(&self, token: &str, per_minute: u32, now_ms: i64) -> bool {
+        let mut map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, q| q.back().is_some_and(|t| now_ms - t < 60_000));
+        }
+        let q = map.entry(token_hash(token)).or_default();
+        while q.front().is_some_and(|t| now_ms - t >= 60_000) {
+            q.pop_front();
+        }
+        if q.len() >= per_minute as usize {
+            return false;
+        }
+        q.push_back(now_ms);
+        true
+    }
+}
+
+fn rate_check(ctx: &Context, rate: &TokenRate, token: &str, actor: &str) -> Result<()> {
+    let per_minute = ctx.config.research.requests_per_minute_per_token;
+    if rate.admit(token, per_minute, crate::now_ms()) {
+        return Ok(());
+    }
+    let e = Error::RateLimited(per_minute);
+    audit_refusal(ctx, actor, "request", &e.to_string(), None)?;
+    Err(e)
 }
 
 /// A project by name (for the management dashboard, which has no token: its managers sign in).
@@ -1045,7 +1187,10 @@ pub fn answer_for(
     req: &QueryRequest,
     actor: &str,
 ) -> Result<Answer> {
-    validate(req, project)?;
+    if let Err(e) = validate(req, project, &ctx.config.research) {
+        audit_refusal(ctx, actor, &req.dataset, &e.to_string(), Some(req))?;
+        return Err(e);
+    }
     let (meas, epsilon) = calibrated(ctx, req, req.epsilon)?;
     let summary = opendp::polars::accuracy::summarize_polars_measurement(meas.clone(), Some(0.05))?;
     let mut answer = Answer {
@@ -1164,9 +1309,16 @@ fn accuracy_entries(summary: &DataFrame) -> Result<Vec<AccuracyEntry>> {
         .collect())
 }
 
-/// The project's budget, for the token's holder.
-pub fn budget(ctx: &Context, token: &str) -> Result<Project> {
-    authenticate(ctx, token, crate::now_ms())
+/// The project's budget, for the token's holder (counted against the token's rate).
+pub fn budget(ctx: &Context, rate: &TokenRate, token: Option<&str>) -> Result<Project> {
+    let project = authenticate_audited(ctx, token, "budget")?;
+    rate_check(
+        ctx,
+        rate,
+        token.unwrap_or_default(),
+        &format!("research:{}", project.name),
+    )?;
+    Ok(project)
 }
 
 #[cfg(test)]

@@ -31,6 +31,17 @@ pub enum Error {
     Ingest(#[from] ingest::Error),
     #[error(transparent)]
     WebTls(#[from] web::tls::Error),
+    #[error("refusing to serve from {root}: {problem}")]
+    NotPrivate {
+        root: String,
+        problem: crate::datadir::NotPrivate,
+    },
+    #[error("checking the permissions of {root}: {source}")]
+    PermissionCheck {
+        root: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("binding HTTP {addr}: {source}")]
     HttpBind {
         addr: SocketAddr,
@@ -55,9 +66,20 @@ impl Context {
         if !dir.config().exists() {
             return Err(Error::NotInitialised(root.display().to_string()));
         }
+        crate::datadir::restrict_umask();
         let config = Config::load(&dir.config())?;
         let db = Db::open(&dir.database())?;
         Ok(Self { dir, config, db })
+    }
+
+    /// Refuses a data directory that other accounts can read (see [`DataDir::check_private`]).
+    pub fn check_private(&self) -> Result<()> {
+        let root = self.dir.root().display().to_string();
+        match self.dir.check_private() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(problem)) => Err(Error::NotPrivate { root, problem }),
+            Err(source) => Err(Error::PermissionCheck { root, source }),
+        }
     }
 
     pub fn pseudonymiser(&self) -> Result<Pseudonymiser> {
@@ -124,6 +146,7 @@ impl RunningServer {
 
 /// Starts every component and returns once they are listening.
 pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServer> {
+    ctx.check_private()?;
     // Fail at start-up, not at the first bundle, when the identities are missing or unreadable.
     secrets::load_age_identities(&ctx.dir.age_identity())?;
     let pseudonyms = ctx.pseudonymiser()?;
@@ -163,7 +186,14 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
         source,
     })?;
     let tls = ctx.config.http.tls;
-    let state = web::AppState::new(ctx.clone(), tls);
+    let origin = web::SiteOrigin::new(ctx.config.http.public_url.as_deref(), tls, http_addr)
+        .map_err(|reason| {
+            Error::Config(config::Error::Invalid {
+                path: "http.public_url".into(),
+                reason,
+            })
+        })?;
+    let state = web::AppState::new(ctx.clone(), tls, origin);
     let mut rx = shutdown_rx.clone();
     let stopped = async move {
         let _ = rx.changed().await;

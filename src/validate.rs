@@ -88,6 +88,71 @@ pub const KNOWN_EVENTS: &[&str] = &[
     "charging-stop",
 ];
 
+/// How many rows a device can produce in a bundle's time span, with a margin: a sampled signal
+/// its declared rate (at most twice its nominal rate) times the span, plus half again; an event
+/// signal a few per second (inter-beat intervals: at most 4 beats per second). A bundle with more
+/// rows than that is not what a wearable wrote (a decompression bomb of repeated rows) and is
+/// quarantined whole, so it never inflates the dataset.
+pub fn check_rows_plausible(batches: &[nachtwacht_wire::bundle::SignalBatch]) -> Result<(), String> {
+    for sb in batches {
+        let rows = sb.batch.num_rows() as f64;
+        let Some(ts) = sb
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+        else {
+            continue;
+        };
+        let (Some(lo), Some(hi)) = (arrow::compute::min(ts), arrow::compute::max(ts)) else {
+            continue;
+        };
+        let span_s = (hi.saturating_sub(lo)) as f64 / 1000.0;
+        let per_second = match (sb.signal.nominal_rate_hz(), sb.rate_hz) {
+            (Some(nominal), Some(declared)) => declared.min(2.0 * nominal),
+            _ if sb.signal == Signal::Ibi => 4.0,
+            _ => 1.0,
+        };
+        let limit = (per_second * span_s).mul_add(1.5, 64.0);
+        if rows > limit {
+            return Err(format!(
+                "signal {}: {rows} rows in {span_s:.0} s, more than the device can produce ({limit:.0})",
+                sb.signal.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The span a device's timestamps may lie in: 1970-01-01 to 2100-01-01 UTC, end exclusive. No
+/// wearable's clock produces anything outside it, and everything inside it has a calendar day, so a
+/// bundle with a timestamp outside is rejected whole (quarantined) rather than flagged row by row:
+/// such a value is forged or corrupt, and no later stage has to cope with it.
+pub const TIMESTAMP_RANGE_MS: (i64, i64) = (0, 4_102_444_800_000);
+
+/// Checks every signal's timestamps against [`TIMESTAMP_RANGE_MS`]; the error is the quarantine
+/// reason.
+pub fn check_timestamp_range(batches: &[nachtwacht_wire::bundle::SignalBatch]) -> Result<(), String> {
+    let (lo, hi) = TIMESTAMP_RANGE_MS;
+    for sb in batches {
+        let Some(ts) = sb
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+        else {
+            return Err(format!("signal {}: first column is not a timestamp", sb.signal.name()));
+        };
+        if let Some(bad) = ts.values().iter().find(|t| !(lo..hi).contains(*t)) {
+            return Err(format!(
+                "signal {}: timestamp {bad} ms lies outside 1970-01-01..2100-01-01",
+                sb.signal.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The time window a sample must fall in.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {

@@ -354,3 +354,44 @@ async fn one_address_guessing_across_accounts_is_throttled_and_accounts_lock() {
         20
     );
 }
+
+/// Sixty wrong logins from one address at once: the address limit (20) holds under the race,
+/// because a failure is reserved before the password is checked, and every refusal is audited.
+/// Before the fix all sixty were checked (the limiter was read before and written after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_from_one_address_are_held_to_the_limit_and_every_refusal_is_audited() {
+    let f = web_fixture().await;
+    let base = f.base.clone();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let threads: Vec<_> = (0..60)
+            .map(|i| {
+                let base = base.clone();
+                std::thread::spawn(move || {
+                    let r = agent().post(&format!("{base}/login")).send_form(&[
+                        ("username", format!("nobody-{i}").as_str()),
+                        ("password", "guess"),
+                        ("code", "123456"),
+                    ]);
+                    outcome(r).0
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<u16>>()
+    })
+    .await
+    .unwrap();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, throttled), (20, 40), "{statuses:?}");
+    assert_eq!(
+        f.t.count("SELECT count(*) FROM audit_log WHERE action = 'login.failed'"),
+        20
+    );
+    assert_eq!(
+        f.t.count("SELECT count(*) FROM audit_log WHERE action = 'login.throttled'"),
+        40
+    );
+}

@@ -195,3 +195,78 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stderr).contains("broken at entry 4"));
 }
+
+/// Started with umask 022, `init` and later commands still create every entry private (0600 and
+/// 0700); a data directory that others can read is refused at start-up with a clear message.
+/// Before the fix `state.sqlite` and the research datasets came out 0644 in 0755 folders.
+#[test]
+fn the_data_directory_is_private_whatever_the_umask_and_a_readable_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let with_umask_022 = |args: &[&str]| {
+        Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$@\"")
+            .arg("sh")
+            .arg(env!("CARGO_BIN_EXE_nachtwacht"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    ok(&with_umask_022(&["init"]));
+    ok(&with_umask_022(&[
+        "person",
+        "add",
+        "--reference",
+        "CASE-1",
+        "--programme",
+        "alcohol-ban",
+    ]));
+    let mut stack = vec![data.clone()];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+        seen += 1;
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(seen > 10, "{seen} entries");
+
+    std::fs::set_permissions(
+        data.join("state.sqlite"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["serve", "--quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            serve.kill().unwrap();
+            panic!("serve started from a data directory others can read");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("refusing to serve") && stderr.contains("state.sqlite 644"),
+        "{stderr}"
+    );
+}

@@ -463,3 +463,124 @@ fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
         "no file claims a quarantined bundle"
     );
 }
+
+/// Puts bundles straight into a station's spool and uploads them (the source is switched off, so
+/// only these go).
+async fn upload_sealed(
+    station: &nachtwacht_station::StationConfig,
+    dir: &std::path::Path,
+    sealed: &[nachtwacht_station::seal::SealedBundle],
+) {
+    let spool = nachtwacht_station::spool::Spool::open(&station.spool_dir(dir)).unwrap();
+    for s in sealed {
+        spool.put(s).unwrap();
+    }
+    let mut quiet = station.clone();
+    quiet.source = SourceConfig::None;
+    let report = nachtwacht_station::run_once(&quiet, dir).await.unwrap();
+    assert_eq!(report.acknowledged, sealed.len(), "{report:?}");
+}
+
+/// A signed bundle with one timestamp past chrono's range (9e15 ms) is quarantined with its
+/// reason, and the bundles received after it are decoded. Before the fix the Parquet writer
+/// panicked on it ("day in range") at every pass, and nothing behind it was ever decoded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_with_a_timestamp_out_of_range_is_quarantined_and_blocks_nothing() {
+    use arrow::array::{Array, TimestampMillisecondArray};
+    let t = start_server(Config::default()).await;
+    let (station, dir, _) = t.ankle_station("home-p", "AM-P", 2, vec![]);
+    let mut contents = nachtwacht_station::source::read_all(&station.source, &dir).unwrap();
+    assert!(contents.len() >= 3);
+    // The first bundle in receipt order is the poisoned one.
+    let poisoned = &mut contents[0];
+    let batch = &mut poisoned.batches[0].batch;
+    let ts = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .unwrap();
+    let mut values: Vec<i64> = ts.values().to_vec();
+    *values.last_mut().unwrap() = 9_000_000_000_000_000;
+    let mut columns = batch.columns().to_vec();
+    columns[0] =
+        std::sync::Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC"));
+    *batch = arrow::array::RecordBatch::try_new(batch.schema(), columns).unwrap();
+
+    use nachtwacht_station::seal;
+    let recipient = seal::parse_recipient(&station.server_age_recipient).unwrap();
+    let key = station.signing_key().unwrap();
+    let signer = seal::Signer {
+        station: &station.name,
+        key: &key,
+    };
+    let sealed: Vec<_> = contents
+        .iter()
+        .map(|c| seal::seal(c, &signer, &recipient).unwrap())
+        .collect();
+    upload_sealed(&station, &dir, &sealed[..1]).await;
+    upload_sealed(&station, &dir, &sealed[1..]).await;
+
+    tokio::time::timeout(std::time::Duration::from_secs(120), t.server.decode_now())
+        .await
+        .expect("decoding finished");
+    let reason: String = t
+        .ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT reason FROM bundles WHERE bundle_id = ?1 AND state = 'quarantined'",
+            [sealed[0].bundle_id.to_hex()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(reason.contains("outside 1970-01-01..2100-01-01"), "{reason}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
+        sealed.len() as i64 - 1,
+        "every bundle behind the poisoned one is decoded"
+    );
+    t.server.shutdown().await;
+}
+
+/// The state a kill leaves between moving a bundle into quarantine/ and updating its row: the
+/// next pass finishes the quarantine with the recorded reason. Before the fix it re-quarantined
+/// the bundle as "spool file unreadable" and overwrote the `.reason` file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_interrupted_after_the_move_keeps_its_reason() {
+    let t = start_server(Config::default()).await;
+    let (station, dir, _) = t.ankle_station("home-q", "AM-Q", 1, vec![]);
+    let sealed = seal_all(&station, &dir);
+    // Uploaded while the decoder is busy elsewhere: hold the decode lock so nothing is decoded.
+    let lock = nachtwacht::decode::DecodeLock::acquire(&t.ctx.dir).unwrap();
+    upload_sealed(&station, &dir, &sealed).await;
+    let victim = sealed[0].bundle_id;
+    let qdir = t.ctx.dir.quarantine();
+    std::fs::create_dir_all(&qdir).unwrap();
+    std::fs::write(qdir.join(format!("{victim}.reason")), "the original reason").unwrap();
+    std::fs::rename(
+        t.ctx.dir.spool().join(format!("{victim}.age")),
+        qdir.join(format!("{victim}.age")),
+    )
+    .unwrap();
+    drop(lock);
+    tokio::time::timeout(std::time::Duration::from_secs(120), t.server.decode_now())
+        .await
+        .expect("decoding finished");
+    let (state, reason): (String, String) = t
+        .ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT state, reason FROM bundles WHERE bundle_id = ?1",
+            [victim.to_hex()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), reason.as_str()), ("quarantined", "the original reason"));
+    assert_eq!(
+        std::fs::read_to_string(qdir.join(format!("{victim}.reason"))).unwrap(),
+        "the original reason"
+    );
+    assert!(qdir.join(format!("{victim}.age")).exists());
+    t.server.shutdown().await;
+}

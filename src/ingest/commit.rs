@@ -6,7 +6,7 @@
 //! ([`spool::write_files_durably`]), then registers them all in one SQL transaction. Stream tasks
 //! wait for their batch's outcome before acknowledging.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -118,15 +118,21 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
     // Decide each job's fate; the committer is the only writer of `bundles` rows for new ids, so
     // nothing changes between this check and the insert below.
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut in_batch = HashSet::new();
+    // The digest of the first upload of each id in this batch: a later upload of the same id is a
+    // duplicate only if its digest is the same. Answering `duplicate` to other content would make
+    // its station delete readings the server never stored.
+    let mut in_batch: HashMap<_, &str> = HashMap::new();
     for job in batch.iter() {
-        let outcome = if !in_batch.insert(job.header.bundle_id) {
-            Outcome::Duplicate
-        } else {
-            match spool.known(&job.header.bundle_id, &job.header.sha256)? {
-                Known::New => Outcome::Stored,
-                Known::Same => Outcome::Duplicate,
-                Known::Conflict { .. } => Outcome::Conflict,
+        let outcome = match in_batch.get(&job.header.bundle_id) {
+            Some(first) if *first == job.header.sha256 => Outcome::Duplicate,
+            Some(_) => Outcome::Conflict,
+            None => {
+                in_batch.insert(job.header.bundle_id, job.header.sha256.as_str());
+                match spool.known(&job.header.bundle_id, &job.header.sha256)? {
+                    Known::New => Outcome::Stored,
+                    Known::Same => Outcome::Duplicate,
+                    Known::Conflict { .. } => Outcome::Conflict,
+                }
             }
         };
         outcomes.push(outcome);
@@ -240,5 +246,41 @@ mod tests {
             Outcome::Conflict
         );
         assert_eq!(std::fs::read(spool.path_of(&id)).unwrap(), vec![3u8; 100]);
+    }
+
+    /// Two uploads of one new id with different content, in the same batch: the first is stored,
+    /// the second is a conflict (its station must keep its copy), never `duplicate`.
+    #[test]
+    fn a_different_body_under_an_id_in_the_same_batch_is_a_conflict() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        db.lock()
+            .execute(
+                "INSERT INTO stations (id, name, cert_sha256, enrolled_at_ms) VALUES (1, 's', 'f', 0)",
+                [],
+            )
+            .unwrap();
+        let dir = tmp.path().join("spool");
+        std::fs::create_dir(&dir).unwrap();
+        let spool = Spool::new(dir.clone(), db.clone());
+        let id = BundleId([7; 16]);
+        let job = |body: Vec<u8>| {
+            let header = UploadHeader::for_ciphertext(id, "s", 1, &body);
+            let (reply, _rx) = oneshot::channel();
+            Job {
+                station_id: 1,
+                header,
+                body,
+                received_at_ms: 0,
+                reply,
+            }
+        };
+        let mut batch = vec![job(vec![1u8; 50]), job(vec![2u8; 50]), job(vec![1u8; 50])];
+        let outcomes = commit_batch(&spool, &mut batch).unwrap();
+        assert_eq!(
+            outcomes,
+            vec![Outcome::Stored, Outcome::Conflict, Outcome::Duplicate]
+        );
+        assert_eq!(std::fs::read(spool.path_of(&id)).unwrap(), vec![1u8; 50]);
     }
 }

@@ -774,7 +774,8 @@ impl Shared {
                         station_id,
                         now,
                         hb.sent_at_ms,
-                        hb.clock_offset_ms,
+                        hb.clock_offset_ms
+                            .map(crate::communication::bounded_clock_offset_ms),
                         hb.spool.pending_bundles as i64,
                         hb.spool.pending_bytes as i64,
                         hb.spool.full,

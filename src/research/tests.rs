@@ -211,7 +211,7 @@ fn per_person_paths_are_refused_with_a_clear_error() {
     }
     // One huge ε (over the project's per-query maximum) and a non-number.
     assert!(refused(request(Aggregate::Count, 1e6, &[])).contains("per-query maximum"));
-    assert!(refused(request(Aggregate::Count, f64::NAN, &[])).contains("positive"));
+    assert!(refused(request(Aggregate::Count, f64::NAN, &[])).contains("at least"));
     // Bounds outside what a day can hold (chosen to make one value dominate).
     let why = refused(request(
         Aggregate::Mean {
@@ -288,7 +288,7 @@ fn a_revoked_token_is_refused_at_once_and_the_revocation_is_audited() {
     let (_tmp, ctx) = context();
     let t = token(&ctx, "p", 1.0, 1.0);
     let other = issue_token(&ctx, "p", 1, "test").unwrap();
-    assert!(budget(&ctx, &t).is_ok());
+    assert!(budget(&ctx, &TokenRate::default(), Some(&t)).is_ok());
     let listed = list_tokens(&ctx, Some("p")).unwrap();
     assert_eq!(listed.len(), 2);
     let id = token_id(&t);
@@ -301,13 +301,13 @@ fn a_revoked_token_is_refused_at_once_and_the_revocation_is_audited() {
         .all(|i| i.id.len() == TOKEN_ID_LEN && !t.contains(&i.id) && !other.contains(&i.id)));
 
     revoke_token(&ctx, &id, "admin").unwrap();
-    assert!(matches!(budget(&ctx, &t), Err(Error::Unauthorized)));
+    assert!(matches!(budget(&ctx, &TokenRate::default(), Some(&t)), Err(Error::Unauthorized)));
     assert!(matches!(
         query(&ctx, &t, &request(Aggregate::Count, 0.1, &[])),
         Err(Error::Unauthorized)
     ));
     // The project's other token still works; revoking twice or a bad id is an error.
-    assert!(budget(&ctx, &other).is_ok());
+    assert!(budget(&ctx, &TokenRate::default(), Some(&other)).is_ok());
     assert!(revoke_token(&ctx, &id, "admin").is_err());
     assert!(revoke_token(&ctx, "zz", "admin").is_err());
     let audited: i64 = ctx
@@ -454,7 +454,7 @@ fn zcdp_accounting_lets_many_small_queries_past_their_plain_sum_but_never_past_t
     assert!(answer.largest_next_epsilon > 0.0);
 
     // Asking for more than the largest next ε is refused, and that figure is in the error.
-    let project = budget(&ctx, &t).unwrap();
+    let project = budget(&ctx, &TokenRate::default(), Some(&t)).unwrap();
     let (_, next) = project.remaining().unwrap();
     assert!(next < 1.0 - answer.project_epsilon + 1e-9, "{next}");
     let refusal = query(&ctx, &t, &request(Aggregate::Count, next * 1.05, &[])).unwrap_err();
@@ -469,4 +469,106 @@ fn zcdp_accounting_lets_many_small_queries_past_their_plain_sum_but_never_past_t
         fits.project_epsilon
     );
     assert!(spent(&ctx, "p") <= 1.0 + 1e-9);
+}
+
+fn audit_count(ctx: &Context, action: &str) -> i64 {
+    ctx.db
+        .lock()
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = ?1",
+            [action],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// What an attacker sent the research API, each refused with a 400-class error and audited:
+/// before, ε = 5e-324 and subnormal bounds failed inside OpenDP (500), a dry run multiplied out
+/// any number of public groups (1.84 M: 12.8 s and 1.9 GB), and refusals left no audit entry.
+#[test]
+fn hostile_requests_are_refused_as_bad_requests_and_audited() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 10.0, 1.0);
+    let refused = |req: QueryRequest| match query(&ctx, &t, &req) {
+        Err(Error::BadRequest(why)) => why,
+        other => panic!("not refused as a bad request: {other:?}"),
+    };
+    let before = audit_count(&ctx, "research.refused");
+    assert!(refused(request(Aggregate::Count, 5e-324, &[])).contains("at least"));
+    let subnormal = refused(request(
+        Aggregate::Mean {
+            column: "peak_tac_g_dl".into(),
+            lower: 5e-324,
+            upper: 1e-323,
+        },
+        0.1,
+        &[],
+    ));
+    assert!(subnormal.contains("normal numbers"), "{subnormal}");
+    // Three years by week, 50 bins, every region, age band and programme: far past the cap,
+    // refused even as a free dry run.
+    let mut huge = request(
+        Aggregate::Histogram {
+            column: "wear_minutes".into(),
+            edges: (0..=50).map(|i| i as f64 * 28.8).collect(),
+        },
+        0.1,
+        &["week", "region", "age_band", "programme"],
+    );
+    huge.from = chrono::NaiveDate::from_ymd_opt(2024, 1, 1);
+    huge.to = chrono::NaiveDate::from_ymd_opt(2026, 12, 1);
+    huge.dry_run = true;
+    let started = std::time::Instant::now();
+    let why = refused(huge);
+    assert!(why.contains("groups"), "{why}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let mut repeated = request(Aggregate::Count, 0.1, &["programme"]);
+    repeated
+        .only
+        .insert("programme".into(), vec!["alcohol-ban".into(); 3]);
+    assert!(refused(repeated).contains("named twice"));
+    assert_eq!(audit_count(&ctx, "research.refused"), before + 4);
+    assert_eq!(spent(&ctx, "p"), 0.0);
+}
+
+/// The API's entry point checks the token before it parses the body, counts every request against
+/// the token's rate, and audits both refusals.
+#[test]
+fn tokens_are_checked_before_the_body_and_held_to_their_rate() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 10.0, 1.0);
+    let rate = TokenRate::default();
+    let garbage = b"{ not json";
+    assert!(matches!(
+        query_json(&ctx, &rate, Some("not-a-token"), garbage),
+        Err(Error::Unauthorized)
+    ));
+    assert!(matches!(
+        query_json(&ctx, &rate, None, garbage),
+        Err(Error::Unauthorized)
+    ));
+    assert_eq!(audit_count(&ctx, "research.refused-token"), 2);
+    assert!(matches!(
+        query_json(&ctx, &rate, Some(&t), garbage),
+        Err(Error::BadRequest(_))
+    ));
+
+    let mut limited = ctx.clone();
+    limited.config.research.requests_per_minute_per_token = 3;
+    let body = serde_json::to_vec(&request(Aggregate::Count, 0.01, &[])).unwrap();
+    let fresh = TokenRate::default();
+    let outcomes: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| query_json(&limited, &fresh, Some(&t), &body)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| matches!(h.join().unwrap(), Err(Error::RateLimited(3))))
+            .collect()
+    });
+    assert_eq!(outcomes.iter().filter(|l| **l).count(), 3, "{outcomes:?}");
+    assert!(matches!(
+        budget(&limited, &fresh, Some(&t)),
+        Err(Error::RateLimited(3))
+    ));
 }

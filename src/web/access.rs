@@ -78,10 +78,41 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         return page::error(lang, StatusCode::FORBIDDEN, "no access rule for this route");
     };
 
-    // Cross-site form posts: a browser sends Origin with every POST; it must be this host.
-    if parts.method == Method::POST && !same_origin(&parts) {
-        tracing::warn!(origin = ?parts.headers.get(header::ORIGIN), host = ?parts.headers.get(header::HOST), "cross-origin form post refused");
-        return page::error(lang, StatusCode::FORBIDDEN, "cross-origin request refused");
+    // Every request must be addressed to this server by name (no DNS rebinding), and a form post
+    // that carries an Origin (every browser's does) must come from this site: same scheme, host
+    // and port.
+    let header_text = |name| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let host = header_text(header::HOST).unwrap_or_default();
+    if !state.origin.host_ok(&host) {
+        return refuse(
+            &state,
+            &parts,
+            now,
+            "anonymous",
+            Refusal::UnknownHost,
+            serde_json::json!({ "host": audit::bounded(&host) }),
+            page::error(lang, StatusCode::BAD_REQUEST, "unknown host"),
+        );
+    }
+    if parts.method == Method::POST {
+        if let Some(origin) = header_text(header::ORIGIN) {
+            if !state.origin.origin_ok(&origin) {
+                return refuse(
+                    &state,
+                    &parts,
+                    now,
+                    "anonymous",
+                    Refusal::CrossOrigin,
+                    serde_json::json!({ "origin": audit::bounded(&origin) }),
+                    page::error(lang, StatusCode::FORBIDDEN, "cross-origin request refused"),
+                );
+            }
+        }
     }
 
     let session = match cookie(&parts, SESSION_COOKIE) {
@@ -148,7 +179,15 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     let body = match (&session, parts.method == Method::POST, rule.access) {
         (Some(s), true, Access::SignedIn | Access::Roles(_)) => {
             let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await else {
-                return page::error(lang, StatusCode::PAYLOAD_TOO_LARGE, "form too large");
+                return refuse(
+                    &state,
+                    &parts,
+                    now,
+                    &s.account.username,
+                    Refusal::FormTooLarge,
+                    serde_json::json!({ "limit_bytes": MAX_FORM_BYTES }),
+                    page::error(lang, StatusCode::PAYLOAD_TOO_LARGE, "form too large"),
+                );
             };
             let fields: HashMap<String, String> =
                 serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
@@ -157,7 +196,15 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                     .collect();
             let submitted = fields.get("csrf").map(String::as_str).unwrap_or("");
             if !accounts::csrf_ok(s, submitted) {
-                return page::error(lang, StatusCode::FORBIDDEN, lang.t("csrf"));
+                return refuse(
+                    &state,
+                    &parts,
+                    now,
+                    &s.account.username,
+                    Refusal::Csrf,
+                    serde_json::json!({}),
+                    page::error(lang, StatusCode::FORBIDDEN, lang.t("csrf")),
+                );
             }
             parts.extensions.insert(FormFields(fields));
             Body::from(bytes)
@@ -187,36 +234,75 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     response
 }
 
-fn same_origin(parts: &axum::http::request::Parts) -> bool {
-    let Some(origin) = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    else {
-        // Non-browser clients (the research API, curl) send no Origin.
-        return true;
-    };
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin
-        .split_once("://")
-        .map(|(_, authority)| authority == host)
-        .unwrap_or(false)
+/// Why [`enforce`] refused a request before its handler ran; the audit action says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    UnknownHost,
+    CrossOrigin,
+    Csrf,
+    FormTooLarge,
 }
 
-/// Headers for every response: no framing, no sniffing, no referrers to other sites, no scripts.
-pub async fn security_headers(req: Request, next: Next) -> Response {
+impl Refusal {
+    fn action(self) -> &'static str {
+        match self {
+            Refusal::UnknownHost => "access.refused-host",
+            Refusal::CrossOrigin => "access.refused-origin",
+            Refusal::Csrf => "access.refused-csrf",
+            Refusal::FormTooLarge => "access.refused-form-size",
+        }
+    }
+}
+
+/// Audits a refusal (bounded fields, see [`audit::append`]) and returns `response`, or a 500 when
+/// the refusal cannot be recorded: nothing is refused off the record.
+fn refuse(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    now: i64,
+    actor: &str,
+    why: Refusal,
+    mut detail: serde_json::Value,
+    response: Response,
+) -> Response {
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|c| c.0 .0.ip().to_string())
+        .unwrap_or_default();
+    detail["client"] = client.into();
+    tracing::warn!(action = why.action(), path = %parts.uri.path(), "request refused");
+    if let Err(e) = audit::append(
+        &state.ctx.db.lock(),
+        now,
+        actor,
+        why.action(),
+        &format!("{} {}", parts.method, parts.uri.path()),
+        &detail.to_string(),
+    ) {
+        tracing::error!(error = %e, "audit append failed");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+    }
+    response
+}
+
+/// Headers for every response: no framing, no sniffing, no referrers to other sites, no scripts,
+/// no `<base>`; over TLS, HSTS (browsers then never try plain HTTP for this host).
+pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
+    if state.tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

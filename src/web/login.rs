@@ -30,19 +30,32 @@ impl Limiter {
     pub const MAX_FAILURES: usize = 20;
     pub const WINDOW_MS: i64 = 10 * 60 * 1000;
 
-    fn recent(&self, ip: IpAddr, now_ms: i64) -> usize {
+    /// Reserves one failure for `ip` before its password is checked, or refuses when the address
+    /// has used up its window. Reserving first is what bounds parallel attempts: checking first
+    /// and recording after let 60 parallel failures through a limit of 20. A login that succeeds
+    /// gives its reservation back ([`Limiter::release`]).
+    fn reserve(&self, ip: IpAddr, now_ms: i64) -> bool {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.entry(ip).or_default();
-        list.retain(|t| now_ms - t < Self::WINDOW_MS);
-        list.len()
-    }
-
-    fn fail(&self, ip: IpAddr, now_ms: i64) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(ip).or_default().push(now_ms);
         // Bound the map: forget addresses with nothing recent.
         if map.len() > 10_000 {
             map.retain(|_, l| l.iter().any(|t| now_ms - t < Self::WINDOW_MS));
+        }
+        let list = map.entry(ip).or_default();
+        list.retain(|t| now_ms - t < Self::WINDOW_MS);
+        if list.len() >= Self::MAX_FAILURES {
+            return false;
+        }
+        list.push(now_ms);
+        true
+    }
+
+    /// Gives back a reservation made at `now_ms`: the login succeeded.
+    fn release(&self, ip: IpAddr, now_ms: i64) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(&ip) {
+            if let Some(i) = list.iter().rposition(|t| *t == now_ms) {
+                list.swap_remove(i);
+            }
         }
     }
 }
@@ -118,7 +131,25 @@ pub async fn submit(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let now = crate::now_ms();
-    if state.limiter.recent(ip, now) >= Limiter::MAX_FAILURES {
+    if !state.limiter.reserve(ip, now) {
+        // Refused without looking at the password; the refusal is audited all the same.
+        let db = state.ctx.db.clone();
+        let username = form.username;
+        let audited = tokio::task::spawn_blocking(move || {
+            crate::audit::append(
+                &db.lock(),
+                now,
+                "anonymous",
+                "login.throttled",
+                &format!("client:{ip}"),
+                &serde_json::json!({ "username": crate::audit::bounded(username.trim()) })
+                    .to_string(),
+            )
+        })
+        .await;
+        if let Err(e) = audited.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+            return super::page::internal(lang, e);
+        }
         return (
             StatusCode::TOO_MANY_REQUESTS,
             login_page(lang, Some(lang.t("login.throttled"))),
@@ -139,6 +170,7 @@ pub async fn submit(
     .await;
     match result {
         Ok(Ok(session)) => {
+            state.limiter.release(ip, now);
             let to = if session.account.must_change_password {
                 "/account/password"
             } else {
@@ -152,7 +184,6 @@ pub async fn submit(
             response
         }
         Ok(Err(e @ (accounts::Error::BadCredentials | accounts::Error::Locked))) => {
-            state.limiter.fail(ip, now);
             let key = if matches!(e, accounts::Error::Locked) {
                 "login.locked"
             } else {

@@ -29,11 +29,13 @@ mod i18n;
 mod login;
 mod management;
 mod officer;
+mod origin;
 mod page;
 mod research_api;
 pub mod tls;
 
 pub use access::Access;
+pub use origin::SiteOrigin;
 pub use research_api::{ApiDoc, BudgetAnswer, ErrorBody};
 
 #[derive(Clone)]
@@ -41,16 +43,22 @@ pub struct AppState {
     pub ctx: Context,
     /// Served over TLS: session cookies then carry `Secure`.
     pub tls: bool,
+    /// The site requests must be addressed to (`Host`, and `Origin` on form posts).
+    origin: Arc<SiteOrigin>,
     limiter: Arc<login::Limiter>,
+    /// Research requests per token per minute.
+    research_rate: Arc<crate::research::TokenRate>,
     rules: Arc<Vec<Rule>>,
 }
 
 impl AppState {
-    pub fn new(ctx: Context, tls: bool) -> Self {
+    pub fn new(ctx: Context, tls: bool, origin: SiteOrigin) -> Self {
         Self {
             ctx,
             tls,
+            origin: Arc::new(origin),
             limiter: Arc::new(login::Limiter::default()),
+            research_rate: Arc::new(crate::research::TokenRate::default()),
             rules: Arc::new(rules()),
         }
     }
@@ -209,7 +217,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             access::enforce,
         ))
-        .layer(axum::middleware::from_fn(access::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::security_headers,
+        ))
         .with_state(state)
 }
 

@@ -33,6 +33,46 @@ fn failure(lang: Lang, e: casework::Error) -> Response {
     }
 }
 
+/// An alert id from the path. A malformed one (`/alerts/abc`, an id past `i64`) is refused like
+/// a missing alert: "not found", with an `alert.refused` audit entry naming what was asked for
+/// (bounded), so URL probing is on the record whatever form it takes.
+pub struct AlertId(pub i64);
+
+impl axum::extract::FromRequestParts<AppState> for AlertId {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if let Ok(id) = raw.parse::<i64>() {
+            return Ok(AlertId(id));
+        }
+        let lang = parts.extensions.get::<Lang>().copied().unwrap_or_else(|| Lang::of(parts));
+        let actor = parts
+            .extensions
+            .get::<crate::accounts::Session>()
+            .map(|s| s.account.username.clone())
+            .unwrap_or_else(|| "anonymous".into());
+        let audited = crate::audit::append(
+            &state.ctx.db.lock(),
+            crate::now_ms(),
+            &actor,
+            "alert.refused",
+            &format!("alert:{}", crate::audit::bounded(&raw)),
+            &serde_json::json!({"attempted": parts.method.as_str(), "reason": "malformed alert id"})
+                .to_string(),
+        );
+        Err(match audited {
+            Ok(_) => super::page::error(lang, StatusCode::NOT_FOUND, lang.t("not_found")),
+            Err(e) => super::page::internal(lang, e),
+        })
+    }
+}
+
 /// Runs blocking casework (SQL, Parquet) off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> casework::Result<T> + Send + 'static,
@@ -211,7 +251,7 @@ pub async fn alert(
     State(state): State<AppState>,
     lang: Lang,
     Signed(session): Signed,
-    Path(id): Path<i64>,
+    AlertId(id): AlertId,
 ) -> Response {
     let d = match load(&state, &session, id, "view").await {
         Ok(d) => d,
@@ -255,7 +295,7 @@ pub async fn transition(
     State(state): State<AppState>,
     lang: Lang,
     Signed(session): Signed,
-    Path(id): Path<i64>,
+    AlertId(id): AlertId,
     form: FormFields,
 ) -> Response {
     let (ctx, account) = (state.ctx.clone(), session.account.clone());
@@ -272,7 +312,7 @@ pub async fn report(
     State(state): State<AppState>,
     lang: Lang,
     Signed(session): Signed,
-    Path(id): Path<i64>,
+    AlertId(id): AlertId,
 ) -> Response {
     let d = match load(&state, &session, id, "report").await {
         Ok(d) => d,

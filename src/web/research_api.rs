@@ -87,6 +87,7 @@ impl IntoResponse for AppError {
             E::Unauthorized => (StatusCode::UNAUTHORIZED, self.0.to_string()),
             E::BadRequest(_) => (StatusCode::BAD_REQUEST, self.0.to_string()),
             E::BudgetExhausted { .. } => (StatusCode::FORBIDDEN, self.0.to_string()),
+            E::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, self.0.to_string()),
             E::NoData => (StatusCode::CONFLICT, self.0.to_string()),
             other => {
                 error!(error = %other, "research request failed");
@@ -100,13 +101,22 @@ impl IntoResponse for AppError {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<String, AppError> {
+/// The bearer token, if the request carries one.
+fn bearer(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string())
-        .ok_or(AppError(research::Error::Unauthorized))
+}
+
+/// Research work (SQL, OpenDP) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> research::Result<T> + Send + 'static,
+) -> Result<T, AppError> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AppError(research::Error::OpenDp(format!("research task failed: {e}"))))??)
 }
 
 /// One differentially private answer, charged to the token's project (or a dry run's estimate).
@@ -120,21 +130,22 @@ fn bearer(headers: &HeaderMap) -> Result<String, AppError> {
         (status = 401, description = "Missing, unknown, expired or revoked token", body = ErrorBody),
         (status = 403, description = "Privacy budget exhausted", body = ErrorBody),
         (status = 409, description = "No research data yet", body = ErrorBody),
+        (status = 429, description = "Too many requests for this token (see research.requests_per_minute_per_token)", body = ErrorBody),
     ),
     security(("research_token" = []))
 )]
 pub async fn research_query(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<QueryRequest>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Result<Json<research::Answer>, AppError> {
-    let token = bearer(&headers)?;
-    let Json(req) = body.map_err(|e| AppError(research::Error::BadRequest(e.body_text())))?;
-    let ctx = state.ctx.clone();
+    // The body is parsed only after the token is checked (in `query_json`): an unauthenticated
+    // client costs a hash lookup, not a JSON parse.
+    let token = bearer(&headers);
+    let (ctx, rate) = (state.ctx.clone(), state.research_rate.clone());
     // OpenDP measurements are neither Send nor cheap: build and run them on a blocking thread.
-    let answer = tokio::task::spawn_blocking(move || research::query(&ctx, &token, &req))
-        .await
-        .map_err(|e| AppError(research::Error::OpenDp(format!("query task failed: {e}"))))??;
+    let answer =
+        blocking(move || research::query_json(&ctx, &rate, token.as_deref(), &body)).await?;
     Ok(Json(answer))
 }
 
@@ -145,6 +156,7 @@ pub async fn research_query(
     responses(
         (status = 200, description = "The project's budget", body = BudgetAnswer),
         (status = 401, description = "Missing, unknown, expired or revoked token", body = ErrorBody),
+        (status = 429, description = "Too many requests for this token", body = ErrorBody),
     ),
     security(("research_token" = []))
 )]
@@ -152,8 +164,9 @@ pub async fn research_budget(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<BudgetAnswer>, AppError> {
-    let token = bearer(&headers)?;
-    let p = research::budget(&state.ctx, &token)?;
+    let token = bearer(&headers);
+    let (ctx, rate) = (state.ctx.clone(), state.research_rate.clone());
+    let p = blocking(move || research::budget(&ctx, &rate, token.as_deref())).await?;
     let (epsilon_remaining, largest_next_epsilon) = p.remaining()?;
     Ok(Json(BudgetAnswer {
         project: p.name,

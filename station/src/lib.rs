@@ -71,17 +71,14 @@ pub fn collect(
     };
     let mut sealed_count = 0;
     for content in source::read(&config.source, base_dir)? {
+        // Readings up to the cursor are already in the spool or at the server: a source that
+        // grows (an E4 export being appended to) is sealed from the cursor on, never again whole.
         let content = content?;
+        let cursor = spool.cursor(&content.device_serial)?;
+        let (content, _) = after_cursor(content, cursor)?;
         let Some((_, last)) = content.span() else {
             continue;
         };
-        // Readings up to the cursor are already in the spool or at the server.
-        if spool
-            .cursor(&content.device_serial)?
-            .is_some_and(|done| last <= done)
-        {
-            continue;
-        }
         let sealed = seal::seal(&content, &signer, &recipient)?;
         match spool.put(&sealed) {
             Ok(_) => {}

@@ -36,6 +36,15 @@ pub const MAX_MANIFEST_LEN: usize = 1 << 20;
 /// at most 64 MiB of ciphertext by default); it bounds what a forged frame header can make the
 /// server allocate.
 pub const MAX_STREAM_LEN: u64 = 1 << 30;
+/// The most decoded bytes one whole bundle may declare (the sum of its v2 streams' declared
+/// sizes), checked before anything is decompressed. A day of every wristband signal at its
+/// nominal rate is about 190 MB decoded (an E4 export of 24 hours in one bundle).
+pub const MAX_BUNDLE_DECODED_LEN: u64 = 256 << 20;
+/// The longest text an event row may carry (device events are short names such as
+/// `strap-opened`); it bounds what a row of the event signal can take.
+pub const MAX_EVENT_TEXT_LEN: u64 = 256;
+/// IPC framing beyond the rows: the schema message, batch headers, alignment padding.
+const IPC_OVERHEAD: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -216,6 +225,29 @@ impl Signal {
     }
 }
 
+impl Signal {
+    /// The most bytes one row of this signal can take in an Arrow IPC stream: 8 for `ts` and each
+    /// 64-bit value, a byte for a boolean, offsets and [`MAX_EVENT_TEXT_LEN`] for text.
+    pub fn max_row_bytes(self) -> u64 {
+        8 + self
+            .value_columns()
+            .iter()
+            .map(|(_, dt)| match dt {
+                DataType::Boolean => 1,
+                DataType::Utf8 => 4 + MAX_EVENT_TEXT_LEN,
+                _ => 8,
+            })
+            .sum::<u64>()
+    }
+
+    /// The most bytes an IPC stream of `rows` rows of this signal may declare.
+    pub fn max_stream_len(self, rows: u64) -> u64 {
+        rows.saturating_mul(self.max_row_bytes())
+            .saturating_add(IPC_OVERHEAD)
+            .min(MAX_STREAM_LEN)
+    }
+}
+
 /// The timestamp type of every signal: milliseconds since the Unix epoch, UTC.
 pub fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
@@ -337,8 +369,19 @@ pub fn encode_bundle_as(
     Ok(out)
 }
 
-/// Parses and checks a bundle: magic, version, manifest, and every stream's schema and row count.
-pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
+/// The decoded bytes a bundle declares (v2: its streams' declared sizes, checked as
+/// [`check_declared_sizes`] does; v1: its length, since v1 streams are not framed), without
+/// decompressing anything: what the server reserves from its decoding memory before decoding.
+pub fn declared_decoded_len(bytes: &[u8]) -> Result<u64> {
+    let (version, manifest, start) = read_header(bytes)?;
+    match version {
+        2 => check_declared_sizes(bytes, start, &manifest),
+        _ => Ok(bytes.len() as u64),
+    }
+}
+
+/// Magic, version and manifest; returns where the streams start.
+fn read_header(bytes: &[u8]) -> Result<(u16, BundleManifest, usize)> {
     if bytes.len() < 8 || &bytes[..8] != BUNDLE_MAGIC {
         return Err(BundleError::BadMagic);
     }
@@ -369,8 +412,16 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
         .ok_or(BundleError::Truncated("manifest"))?;
     let manifest: BundleManifest =
         serde_json::from_slice(manifest_bytes).map_err(|e| BundleError::Manifest(e.to_string()))?;
+    Ok((version, manifest, 14 + manifest_len))
+}
 
-    let mut offset = 14 + manifest_len;
+/// Parses and checks a bundle: magic, version, manifest, and every stream's schema and row count.
+pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
+    let (version, manifest, start) = read_header(bytes)?;
+    if version == 2 {
+        check_declared_sizes(bytes, start, &manifest)?;
+    }
+    let mut offset = start;
     let mut batches = Vec::with_capacity(manifest.signals.len());
     // v2: one decompression context for the whole bundle.
     let mut decompressor = match version {
@@ -397,7 +448,10 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
         offset += len;
         check_rate(entry)?;
         let batch = match decompressor.as_mut() {
-            Some(d) => read_stream(entry.signal, &unframe(d, entry.signal, stream)?)?,
+            Some(d) => read_stream(
+                entry.signal,
+                &unframe(d, entry.signal, stream, entry.signal.max_stream_len(entry.rows))?,
+            )?,
             None => read_stream(entry.signal, stream)?,
         };
         if batch.num_rows() as u64 != entry.rows {
@@ -437,12 +491,51 @@ fn read_stream(signal: Signal, stream: &[u8]) -> Result<RecordBatch> {
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
 }
 
+/// The sizes a v2 bundle's streams declare, before anything is decompressed: each at most what its
+/// declared rows can take ([`Signal::max_stream_len`]), all together at most
+/// [`MAX_BUNDLE_DECODED_LEN`]. A decompression bomb is refused here, having cost nothing.
+pub fn check_declared_sizes(bytes: &[u8], start: usize, manifest: &BundleManifest) -> Result<u64> {
+    let mut offset = start;
+    let mut total: u64 = 0;
+    for entry in &manifest.signals {
+        let len = usize::try_from(entry.bytes)
+            .map_err(|_| BundleError::Manifest("stream length overflows".into()))?;
+        let frame = bytes
+            .get(offset..offset.saturating_add(len))
+            .ok_or(BundleError::Truncated("signal stream"))?;
+        offset += len;
+        let bad = |reason: String| BundleError::Signal {
+            signal: entry.signal.name().into(),
+            reason,
+        };
+        // What is not a sized frame is refused with its reason when the stream is read.
+        let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(frame) else {
+            continue;
+        };
+        let limit = entry.signal.max_stream_len(entry.rows);
+        if size > limit {
+            return Err(bad(format!(
+                "stream declares {size} decoded bytes, more than {limit} for {} rows of this signal",
+                entry.rows
+            )));
+        }
+        total = total.saturating_add(size);
+    }
+    if total > MAX_BUNDLE_DECODED_LEN {
+        return Err(BundleError::Manifest(format!(
+            "streams declare {total} decoded bytes, more than {MAX_BUNDLE_DECODED_LEN} per bundle"
+        )));
+    }
+    Ok(total)
+}
+
 /// A v2 stream's IPC bytes: the stream must be exactly one zstd frame that declares its content
-/// size, at most [`MAX_STREAM_LEN`], and decompresses to exactly that size.
+/// size, at most `limit` (see [`check_declared_sizes`]), and decompresses to exactly that size.
 fn unframe(
     decompressor: &mut zstd::bulk::Decompressor<'_>,
     signal: Signal,
     frame: &[u8],
+    limit: u64,
 ) -> Result<Vec<u8>> {
     let bad = |reason: String| BundleError::Signal {
         signal: signal.name().into(),
@@ -460,9 +553,9 @@ fn unframe(
         Ok(Some(size)) => size,
         _ => return Err(bad("zstd frame does not declare its content size".into())),
     };
-    if size > MAX_STREAM_LEN {
+    if size > limit {
         return Err(bad(format!(
-            "stream declares {size} bytes, more than {MAX_STREAM_LEN}"
+            "stream declares {size} bytes, more than {limit}"
         )));
     }
     let ipc = decompressor

@@ -241,3 +241,66 @@ fn a_v2_stream_must_be_exactly_one_zstd_frame_that_declares_a_bounded_size() {
     forged.extend_from_slice(&[0x0b, 0x00, 0x00, 0x41]);
     assert!(reason(&forged).contains("more than"), "{}", reason(&forged));
 }
+
+/// A zstd frame header that declares `size` decoded bytes around one tiny RLE block.
+fn forged_frame(size: u64) -> Vec<u8> {
+    let mut forged = vec![0x28, 0xb5, 0x2f, 0xfd, 0xe0];
+    forged.extend_from_slice(&size.to_le_bytes());
+    forged.extend_from_slice(&[0x0b, 0x00, 0x00, 0x41]);
+    forged
+}
+
+fn v2_with_streams(streams: &[(Signal, u64, Vec<u8>)]) -> Vec<u8> {
+    let mut m = manifest();
+    m.signals = streams
+        .iter()
+        .map(|(signal, rows, stream)| SignalEntry {
+            signal: *signal,
+            rows: *rows,
+            bytes: stream.len() as u64,
+            rate_hz: signal.nominal_rate_hz(),
+        })
+        .collect();
+    let json = serde_json::to_vec(&m).unwrap();
+    let mut out = BUNDLE_MAGIC.to_vec();
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    for (_, _, s) in streams {
+        out.extend_from_slice(s);
+    }
+    out
+}
+
+/// Decompression bombs are refused from the frame headers and the manifest, before anything is
+/// decompressed: a stream may declare no more than its declared rows can take, and a bundle no
+/// more than MAX_BUNDLE_DECODED_LEN in all. Before, one stream could declare up to 1 GiB whatever
+/// its rows, and a bundle any number of such streams.
+#[test]
+fn a_bundle_declaring_more_than_its_rows_or_the_per_bundle_bound_is_refused_unread() {
+    // One ankle row claims 1 MiB.
+    let one_row = v2_with_streams(&[(Signal::Ankle, 1, forged_frame(1 << 20))]);
+    let e = decode_bundle(&one_row).unwrap_err().to_string();
+    assert!(e.contains("for 1 rows"), "{e}");
+    // Rows that fit one by one, but not together: two streams of 10 M rows of 16 bytes each.
+    let rows = 10_000_000u64;
+    let each = rows * Signal::Hr.max_row_bytes();
+    let many = v2_with_streams(&[
+        (Signal::Hr, rows, forged_frame(each)),
+        (Signal::Eda, rows, forged_frame(each)),
+    ]);
+    let e = decode_bundle(&many).unwrap_err().to_string();
+    assert!(e.contains("per bundle"), "{e}");
+    assert!(declared_decoded_len(&many).is_err());
+    // What a real bundle declares is what it decodes to.
+    let mut ipc = Vec::new();
+    {
+        let mut w = StreamWriter::try_new(&mut ipc, &Signal::Ankle.schema()).unwrap();
+        w.write(&ankle_batch(3)).unwrap();
+        w.finish().unwrap();
+    }
+    let framed = zstd::bulk::compress(&ipc, 3).unwrap();
+    let real = v2_with_streams(&[(Signal::Ankle, 3, framed)]);
+    assert_eq!(declared_decoded_len(&real).unwrap(), ipc.len() as u64);
+    decode_bundle(&real).unwrap();
+}
