@@ -5,7 +5,12 @@
 //! the first entry and names the first entry that does not fit.
 //!
 //! Written for every release of research numbers, every enrollment and every key or configuration
-//! change the server makes; never updated or deleted.
+//! change the server makes; never updated or deleted. Alerts and their workflow steps are brought
+//! under the chain by seals ([`seal`]); the head is anchored outside the database by signed daily
+//! checkpoints ([`checkpoint`]).
+
+pub mod checkpoint;
+pub mod seal;
 
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -16,6 +21,14 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub enum Error {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("audit signing key: {0}")]
+    Key(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -219,7 +232,44 @@ pub fn verify(conn: &Connection) -> Result<Verdict> {
         }
         prev = e.hash.clone();
     }
+    if let Some(m) = seal::check(conn)? {
+        return Ok(Verdict::Broken {
+            at_seq: m.sealed_at_seq.unwrap_or(0),
+            reason: match m.sealed_at_seq {
+                Some(seq) => format!(
+                    "alert {} no longer matches its seal in entry {seq}: the alert or its workflow steps were changed outside nachtwacht",
+                    m.alert_id
+                ),
+                None => format!("alert {} was never sealed: it was written outside nachtwacht", m.alert_id),
+            },
+        });
+    }
     Ok(Verdict::Intact { entries: all.len() })
+}
+
+/// [`verify`], then every signed checkpoint of the head ([`checkpoint::verify`]), then a head the
+/// auditor recorded elsewhere (`anchor`: entry number and hash).
+pub fn verify_all(
+    dir: &crate::datadir::DataDir,
+    conn: &Connection,
+    anchor: Option<(i64, &str)>,
+) -> Result<Verdict> {
+    let verdict = verify(conn)?;
+    if let Verdict::Broken { .. } = verdict {
+        return Ok(verdict);
+    }
+    if let Some((at_seq, reason)) = checkpoint::verify(dir, conn)? {
+        return Ok(Verdict::Broken { at_seq, reason });
+    }
+    if let Some((seq, hash)) = anchor {
+        if let Some(problem) = checkpoint::anchor_problem(conn, seq, hash)? {
+            return Ok(Verdict::Broken {
+                at_seq: seq,
+                reason: format!("the recorded head does not match: {problem}"),
+            });
+        }
+    }
+    Ok(verdict)
 }
 
 #[cfg(test)]
@@ -242,6 +292,126 @@ mod tests {
             .unwrap();
         }
         (dir, db)
+    }
+
+    /// An alert, written as nachtwacht writes one: the row and its seal in one transaction.
+    fn sealed_alert(db: &Db) -> i64 {
+        let mut conn = db.lock();
+        let tx = conn.transaction().unwrap();
+        tx.execute(
+            "INSERT INTO persons (id, reference, programme, created_at_ms) VALUES (1, 'C-1', 'alcohol-ban', 0)",
+            [],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule, evidence_bundles, created_at_ms)
+             VALUES (1, 'alcohol', 'high', 0, 3600000, 0.081, '{}', 'b1', 5)",
+            [],
+        )
+        .unwrap();
+        let id = tx.last_insert_rowid();
+        assert!(seal::reseal(&tx, id, 10, "system").unwrap());
+        tx.execute(
+            "INSERT INTO alert_events (alert_id, at_ms, actor, from_status, to_status, comment)
+             VALUES (?1, 20, 'olga', 'new', 'acknowledged', 'called the client')",
+            [id],
+        )
+        .unwrap();
+        assert!(seal::reseal(&tx, id, 20, "olga").unwrap());
+        // Nothing changed: no second seal.
+        assert!(!seal::reseal(&tx, id, 30, "system").unwrap());
+        tx.commit().unwrap();
+        id
+    }
+
+    /// Editing an alert's peak TAC or a workflow comment in SQL is found by `verify`. Before, the
+    /// chain covered neither and both edits verified.
+    #[test]
+    fn edits_to_alerts_and_their_workflow_outside_nachtwacht_are_detected() {
+        let (_tmp, db) = db_with_entries(3);
+        let id = sealed_alert(&db);
+        assert!(matches!(verify(&db.lock()).unwrap(), Verdict::Intact { .. }));
+        for tamper in [
+            "UPDATE alerts SET peak_tac_g_dl = 0.021",
+            "UPDATE alert_events SET comment = 'nothing happened'",
+            "UPDATE alerts SET status = 'closed'",
+        ] {
+            let conn = db.lock();
+            conn.execute_batch("SAVEPOINT t").unwrap();
+            conn.execute(tamper, []).unwrap();
+            match verify(&conn).unwrap() {
+                Verdict::Broken { reason, .. } => {
+                    assert!(reason.contains(&format!("alert {id}")), "{tamper}: {reason}")
+                }
+                other => panic!("{tamper} went unnoticed: {other:?}"),
+            }
+            conn.execute_batch("ROLLBACK TO t; RELEASE t").unwrap();
+        }
+        assert!(matches!(verify(&db.lock()).unwrap(), Verdict::Intact { .. }));
+        // An alert inserted behind nachtwacht's back has no seal.
+        db.lock()
+            .execute(
+                "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule, evidence_bundles, created_at_ms)
+                 VALUES (1, 'alcohol', 'high', 9, 10, '{}', '', 5)",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(verify(&db.lock()).unwrap(), Verdict::Broken { .. }));
+    }
+
+    /// Rewriting an entry and recomputing every later hash gives a chain that verifies on its
+    /// own; the signed checkpoint of the head, and a head recorded elsewhere, catch it.
+    #[test]
+    fn a_rewritten_chain_is_caught_by_its_checkpoint_and_by_a_recorded_head() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate::datadir::DataDir::new(tmp.path());
+        std::fs::create_dir_all(dir.keys()).unwrap();
+        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        for i in 0..5 {
+            append(&db.lock(), 1000 + i, "admin", "station.add", &format!("s-{i}"), "{}").unwrap();
+        }
+        let c = checkpoint::write(&dir, &db.lock(), 2000).unwrap().unwrap();
+        assert_eq!(c.seq, 5);
+        assert!(matches!(
+            verify_all(&dir, &db.lock(), Some((c.seq, &c.hash))).unwrap(),
+            Verdict::Intact { entries: 5 }
+        ));
+        // The attacker changes entry 2 and recomputes the chain from there.
+        {
+            let conn = db.lock();
+            conn.execute("UPDATE audit_log SET object = 's-X' WHERE seq = 2", [])
+                .unwrap();
+            let all = entries(&conn).unwrap();
+            let mut prev = all[0].hash.clone();
+            for e in &all[1..] {
+                let h = entry_hash(&prev, e.seq, e.at_ms, &e.actor, &e.action, &e.object, &e.detail);
+                conn.execute(
+                    "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
+                    rusqlite::params![e.seq, prev, h],
+                )
+                .unwrap();
+                prev = h;
+            }
+        }
+        assert!(
+            matches!(verify(&db.lock()).unwrap(), Verdict::Intact { .. }),
+            "the rewritten chain verifies on its own"
+        );
+        let broken = |v: Verdict| match v {
+            Verdict::Broken { reason, .. } => reason,
+            other => panic!("rewrite not detected: {other:?}"),
+        };
+        let reason = broken(verify_all(&dir, &db.lock(), None).unwrap());
+        assert!(reason.contains("rewritten"), "{reason}");
+        // Without the checkpoint file, the head recorded elsewhere still catches it.
+        std::fs::remove_dir_all(dir.audit_checkpoints()).unwrap();
+        let reason = broken(verify_all(&dir, &db.lock(), Some((c.seq, &c.hash))).unwrap());
+        assert!(reason.contains("recorded head"), "{reason}");
+        // A checkpoint re-signed by another key is refused.
+        checkpoint::write(&dir, &db.lock(), 3000).unwrap();
+        std::fs::remove_file(dir.audit_signing_key()).unwrap();
+        let reason = broken(verify_all(&dir, &db.lock(), None).unwrap());
+        assert!(reason.contains("not signed"), "{reason}");
     }
 
     #[test]

@@ -443,6 +443,7 @@ pub fn transition(
         &format!("alert:{alert_id}"),
         &serde_json::json!({"from": alert.status, "to": to, "comment": comment}).to_string(),
     )?;
+    audit::seal::reseal(&tx, alert_id, now_ms, &officer.username)?;
     tx.commit()?;
     Ok(())
 }

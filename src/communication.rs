@@ -16,6 +16,14 @@ pub const KIND_DEVICE: &str = "device-disconnected";
 pub const KIND_SPOOL_FULL: &str = "station-spool-full";
 pub const KIND_CLOCK: &str = "clock-drift";
 
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
+}
+
 /// The largest station clock offset the server takes as reported (one year either way). A heartbeat
 /// claiming more is stored at this bound: still far past any clock-drift limit, so the alert is
 /// raised, but no arithmetic on it can overflow.
@@ -124,7 +132,7 @@ struct Device {
 }
 
 /// Assesses every station linked to a person and stores new alerts. Returns how many were new.
-pub fn run(ctx: &Context, now_ms: i64) -> rusqlite::Result<usize> {
+pub fn run(ctx: &Context, now_ms: i64) -> Result<usize, Error> {
     let mut conn = ctx.db.lock();
     let stations: Vec<(i64, i64, StationState)> = {
         let mut stmt = conn.prepare(
@@ -169,7 +177,7 @@ pub fn run(ctx: &Context, now_ms: i64) -> rusqlite::Result<usize> {
     let mut new = 0;
     for (station_id, person_id, state) in stations {
         for alert in assess(&state, now_ms, &ctx.config.communication) {
-            new += tx.execute(
+            let inserted = tx.execute(
                 "INSERT OR IGNORE INTO alerts (person_id, kind, severity, start_ms, end_ms, rule, evidence_bundles, created_at_ms)
                  VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6, ?4)",
                 rusqlite::params![
@@ -182,6 +190,10 @@ pub fn run(ctx: &Context, now_ms: i64) -> rusqlite::Result<usize> {
                     alert.severity
                 ],
             )?;
+            if inserted > 0 {
+                crate::audit::seal::reseal(&tx, tx.last_insert_rowid(), now_ms, "system")?;
+            }
+            new += inserted;
         }
     }
     tx.commit()?;

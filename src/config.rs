@@ -99,6 +99,12 @@ impl Default for CommunicationConfig {
 }
 
 mod defaults {
+    pub fn person_epsilon_per_year() -> f64 {
+        10.0
+    }
+    pub fn person_delta_per_year() -> f64 {
+        1e-6
+    }
     pub fn max_groups_per_query() -> u32 {
         10_000
     }
@@ -176,6 +182,14 @@ pub struct ResearchConfig {
     /// are refused with 429 and audited.
     #[serde(default = "defaults::requests_per_minute_per_token")]
     pub requests_per_minute_per_token: u32,
+    /// The most privacy loss (ε, at `person_delta_per_year`) any one person may suffer from all
+    /// releases of all projects, management figures included, in one calendar year (UTC). Every
+    /// release is charged to it and to its project's budget in one transaction.
+    #[serde(default = "defaults::person_epsilon_per_year")]
+    pub person_epsilon_per_year: f64,
+    /// The δ at which `person_epsilon_per_year` is accounted (zCDP composition, as for projects).
+    #[serde(default = "defaults::person_delta_per_year")]
+    pub person_delta_per_year: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +232,8 @@ impl Default for Config {
                 max_rows: 50_000_000,
                 max_groups_per_query: defaults::max_groups_per_query(),
                 requests_per_minute_per_token: defaults::requests_per_minute_per_token(),
+                person_epsilon_per_year: defaults::person_epsilon_per_year(),
+                person_delta_per_year: defaults::person_delta_per_year(),
             },
             pipeline: PipelineConfig {
                 interval_secs: 60,
@@ -289,6 +305,11 @@ impl Config {
         }
         if self.research.max_groups_per_query == 0 || self.research.requests_per_minute_per_token == 0 {
             p.push("research.max_groups_per_query and requests_per_minute_per_token must be positive".into());
+        }
+        if !(self.research.person_epsilon_per_year.is_finite() && self.research.person_epsilon_per_year > 0.0)
+            || !(self.research.person_delta_per_year > 0.0 && self.research.person_delta_per_year < 1.0)
+        {
+            p.push("research.person_epsilon_per_year must be positive and person_delta_per_year in (0, 1)".into());
         }
         if self.pipeline.interval_secs == 0 {
             p.push("pipeline.interval_secs must be positive".into());

@@ -107,6 +107,14 @@ impl DataDir {
     pub fn age_identity(&self) -> PathBuf {
         self.keys().join("age-identity.txt")
     }
+    /// The Ed25519 key that signs the audit log's daily checkpoints (`audit::checkpoint`).
+    pub fn audit_signing_key(&self) -> PathBuf {
+        self.keys().join("audit-signing-key.txt")
+    }
+    /// One signed checkpoint of the audit chain's head per day: `audit/checkpoints/<day>.json`.
+    pub fn audit_checkpoints(&self) -> PathBuf {
+        self.root.join("audit").join("checkpoints")
+    }
     pub fn pseudonym_keys(&self) -> PathBuf {
         self.keys().join("pseudonym-keys.toml")
     }

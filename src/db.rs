@@ -289,6 +289,16 @@ CREATE TABLE dataset_retired (
     path TEXT PRIMARY KEY,
     retired_at_ms INTEGER NOT NULL
 );
+-- Issue 18 point 12: an alert's latest seal is looked up by action and object.
+CREATE INDEX audit_log_action_object ON audit_log(action, object, seq);
+-- Issue 18 point 14: every release of every project, charged to one ledger per calendar year:
+-- the privacy loss any one person suffers across all projects (see research::charge).
+CREATE TABLE privacy_loss_periods (
+    period TEXT PRIMARY KEY,
+    epsilon_sum REAL NOT NULL,
+    rho REAL NOT NULL,
+    epsilon_spent REAL NOT NULL
+);
 "#,
 ];
 

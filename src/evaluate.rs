@@ -32,6 +32,8 @@ pub enum Error {
     Spool(#[from] crate::spool::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -662,6 +664,8 @@ fn store_alerts(
                       WHERE id = ?1",
                     rusqlite::params![id, s, e, peak, merge_evidence(&had, evidence)],
                 )?;
+                // Sealed again only if widening changed it.
+                crate::audit::seal::reseal(&tx, id, now, "system")?;
             }
             None => {
                 new += tx.execute(
@@ -669,6 +673,7 @@ fn store_alerts(
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     rusqlite::params![person_id, alert.kind, alert.severity, s, e, peak, alert.rule, evidence, now],
                 )?;
+                crate::audit::seal::reseal(&tx, tx.last_insert_rowid(), now, "system")?;
             }
         }
     }

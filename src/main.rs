@@ -311,6 +311,16 @@ enum AuditCommand {
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
+        /// A head recorded outside nachtwacht earlier, as ENTRY:HASH (what verify and the
+        /// checkpoints print): the chain must still hold that entry with that hash.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
+    /// Write today's signed checkpoint of the chain's head now (the server does so every
+    /// pipeline interval) and print it.
+    Checkpoint {
+        #[arg(long)]
+        data_dir: PathBuf,
     },
     /// Write every entry with its hashes to stdout, for checking outside nachtwacht.
     Export {
@@ -780,22 +790,53 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Command::Audit {
-            command: AuditCommand::Verify { data_dir },
+            command: AuditCommand::Verify { data_dir, anchor },
         } => {
             let ctx = open(&data_dir)?;
-            let verdict = audit::verify(&ctx.db.lock()).context("reading audit log")?;
+            let anchor = anchor
+                .map(|a| {
+                    let (seq, hash) = a
+                        .split_once(':')
+                        .with_context(|| format!("--anchor {a:?} must be ENTRY:HASH"))?;
+                    let seq: i64 = seq
+                        .parse()
+                        .with_context(|| format!("--anchor {a:?}: {seq:?} is no entry number"))?;
+                    Ok::<_, anyhow::Error>((seq, hash.to_string()))
+                })
+                .transpose()?;
+            let conn = ctx.db.lock();
+            let verdict = audit::verify_all(
+                &ctx.dir,
+                &conn,
+                anchor.as_ref().map(|(s, h)| (*s, h.as_str())),
+            )
+            .context("reading audit log")?;
             match verdict {
                 audit::Verdict::Intact { entries } => {
-                    println!("audit log intact: {entries} entries");
+                    println!("audit log intact: {entries} entries, every alert matches its seal");
                     // Deleting entries from the end leaves a shorter chain that still verifies;
                     // a head hash written down elsewhere is what catches that.
-                    if let Some(last) = audit::entries(&ctx.db.lock())?.last() {
+                    if let Some(last) = audit::entries(&conn)?.last() {
                         println!("head: entry {} hash {}", last.seq, last.hash);
+                        println!("record it elsewhere; check later with --anchor {}:{}", last.seq, last.hash);
                     }
+                    let checkpoints = audit::checkpoint::all(&ctx.dir)?;
+                    println!("{} signed checkpoints verified", checkpoints.len());
                 }
                 audit::Verdict::Broken { at_seq, reason } => {
                     bail!("audit log broken at entry {at_seq}: {reason}")
                 }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Checkpoint { data_dir },
+        } => {
+            let ctx = open(&data_dir)?;
+            let written = audit::checkpoint::write(&ctx.dir, &ctx.db.lock(), nachtwacht::now_ms())
+                .context("writing the checkpoint")?;
+            match written {
+                Some(c) => println!("checkpoint: entry {} hash {}", c.seq, c.hash),
+                None => println!("the audit log is empty: nothing to anchor"),
             }
         }
         Command::Audit {

@@ -31,6 +31,8 @@ pub enum Error {
     Ingest(#[from] ingest::Error),
     #[error(transparent)]
     WebTls(#[from] web::tls::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
     #[error("refusing to serve from {root}: {problem}")]
     NotPrivate {
         root: String,
@@ -150,6 +152,17 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
     // Fail at start-up, not at the first bundle, when the identities are missing or unreadable.
     secrets::load_age_identities(&ctx.dir.age_identity())?;
     let pseudonyms = ctx.pseudonymiser()?;
+    {
+        // Alerts from before they were sealed are sealed as they stand, and the chain's head is
+        // anchored, before anything else writes.
+        let now = crate::now_ms();
+        let conn = ctx.db.lock();
+        let sealed = crate::audit::seal::seal_unsealed(&conn, now)?;
+        if sealed > 0 {
+            info!(alerts = sealed, "existing alerts sealed into the audit log");
+        }
+        crate::audit::checkpoint::write(&ctx.dir, &conn, now)?;
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let wake_decoder = Arc::new(Notify::new());
     let decoded = Arc::new(Notify::new());
@@ -294,6 +307,8 @@ async fn pipeline_loop(
             let now = crate::now_ms();
             let alerts = crate::communication::run(&c, now).map_err(|e| e.to_string())?;
             let pruned = crate::decode::prune_evidence(&c, now).map_err(|e| e.to_string())?;
+            // The day's signed anchor of the audit chain's head, kept current.
+            crate::audit::checkpoint::write(&c.dir, &c.db.lock(), now).map_err(|e| e.to_string())?;
             Ok::<_, String>((alerts, pruned))
         })
         .await;

@@ -572,3 +572,36 @@ fn tokens_are_checked_before_the_body_and_held_to_their_rate() {
         Err(Error::RateLimited(3))
     ));
 }
+
+/// Many projects cannot together spend more on one person than the yearly per-person cap, even
+/// when their queries race: every release is charged to both ledgers in one transaction. Before,
+/// each project had only its own budget (19 projects spent ε ≈ 300 on the same people).
+#[test]
+fn projects_together_stay_within_the_yearly_budget_per_person() {
+    let (_tmp, ctx) = context();
+    let mut ctx = ctx;
+    ctx.config.research.person_epsilon_per_year = 1.0;
+    let tokens: Vec<String> = (0..4)
+        .map(|i| token(&ctx, &format!("p{i}"), 1.0, 0.5))
+        .collect();
+    let outcomes: Vec<Result<Answer>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (ctx, t) = (&ctx, &tokens[i % 4]);
+                scope.spawn(move || query(ctx, t, &request(Aggregate::Count, 0.3, &[])))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let answered = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(answered, 3, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        Ok(_) | Err(Error::PersonBudgetExhausted { .. })
+    )));
+    let losses = person_losses(&ctx).unwrap();
+    assert_eq!(losses.len(), 1);
+    assert!(losses[0].epsilon_spent <= 1.0 + 1e-9, "{losses:?}");
+    assert!((losses[0].epsilon_sum - 0.9).abs() < 1e-6, "{losses:?}");
+    assert_eq!(audit_count(&ctx, "research.refused"), 5);
+}

@@ -57,7 +57,7 @@ fn read(
     filter: &AuditFilter,
 ) -> Result<(Vec<Entry>, Verdict), audit::Error> {
     let conn = state.ctx.db.lock();
-    let verdict = audit::verify(&conn)?;
+    let verdict = audit::verify_all(&state.ctx.dir, &conn, None)?;
     let entries: Vec<Entry> = audit::entries(&conn)?
         .into_iter()
         .filter(|e| filter.matches(e))
@@ -95,6 +95,49 @@ pub async fn browse(
             esc(reason)
         ),
     };
+    // The head as last anchored outside the database: what the auditor records elsewhere.
+    let checkpoint = match audit::checkpoint::all(&state.ctx.dir) {
+        Ok(all) => all
+            .last()
+            .map(|(_, c)| {
+                format!(
+                    "<p>{}: <code id=\"checkpoint\">{}:{}</code></p>",
+                    lang.t("checkpoint"),
+                    c.seq,
+                    esc(&c.hash)
+                )
+            })
+            .unwrap_or_default(),
+        Err(e) => return super::page::internal(lang, e),
+    };
+    // Privacy loss per person across all projects, per year, beside its cap.
+    let losses = match crate::research::person_losses(&state.ctx) {
+        Ok(l) => l,
+        Err(e) => return super::page::internal(lang, e),
+    };
+    let ledger = if losses.is_empty() {
+        String::new()
+    } else {
+        let rows: String = losses
+            .iter()
+            .map(|l| {
+                format!(
+                    "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+                    esc(&l.period),
+                    l.epsilon_spent,
+                    l.cap,
+                    l.delta
+                )
+            })
+            .collect();
+        format!(
+            "<h2>{}</h2><table id=\"person-budget\"><tr><th>{}</th><th>ε</th><th>{}</th><th>δ</th></tr>{rows}</table>",
+            lang.t("person_budget"),
+            lang.t("period"),
+            lang.t("cap"),
+        )
+    };
+    let chain = format!("{chain}</p>{checkpoint}{ledger}<p>");
     let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
     let query = format!(
         "actor={}&action={}&from={}&to={}",

@@ -171,6 +171,18 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("enrol_station", "Basisstation inschrijven (download de configuratie)", "Enrol base station (downloads its configuration)"),
     ("chain", "Hashketen", "Hash chain"),
     ("chain.intact", "intact", "intact"),
+    (
+        "person_budget",
+        "Privacyverlies per persoon over alle projecten",
+        "Privacy loss per person across all projects",
+    ),
+    ("period", "Periode", "Period"),
+    ("cap", "Plafond", "Cap"),
+    (
+        "checkpoint",
+        "Laatste ondertekende ankerpunt (noteer dit buiten nachtwacht)",
+        "Latest signed checkpoint (record it outside nachtwacht)",
+    ),
     ("chain.broken", "VERBROKEN", "BROKEN"),
     ("entries", "regels", "entries"),
     ("actor", "Actor", "Actor"),

@@ -163,6 +163,7 @@ pub async fn release(
         }
         Ok(Err(management::Error::Research(
             e @ (crate::research::Error::BudgetExhausted { .. }
+            | crate::research::Error::PersonBudgetExhausted { .. }
             | crate::research::Error::BadRequest(_)
             | crate::research::Error::NoData),
         ))) => super::page::error(lang, StatusCode::CONFLICT, &e.to_string()),

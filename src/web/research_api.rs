@@ -86,7 +86,9 @@ impl IntoResponse for AppError {
         let (status, message) = match &self.0 {
             E::Unauthorized => (StatusCode::UNAUTHORIZED, self.0.to_string()),
             E::BadRequest(_) => (StatusCode::BAD_REQUEST, self.0.to_string()),
-            E::BudgetExhausted { .. } => (StatusCode::FORBIDDEN, self.0.to_string()),
+            E::BudgetExhausted { .. } | E::PersonBudgetExhausted { .. } => {
+                (StatusCode::FORBIDDEN, self.0.to_string())
+            }
             E::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, self.0.to_string()),
             E::NoData => (StatusCode::CONFLICT, self.0.to_string()),
             other => {
@@ -128,7 +130,7 @@ async fn blocking<T: Send + 'static>(
         (status = 200, description = "The released answer, its accuracy and the budget left", body = research::Answer),
         (status = 400, description = "Invalid or refused query (per-person keys, bounds, ε)", body = ErrorBody),
         (status = 401, description = "Missing, unknown, expired or revoked token", body = ErrorBody),
-        (status = 403, description = "Privacy budget exhausted", body = ErrorBody),
+        (status = 403, description = "Privacy budget exhausted: the project's, or this year's per-person budget across all projects", body = ErrorBody),
         (status = 409, description = "No research data yet", body = ErrorBody),
         (status = 429, description = "Too many requests for this token (see research.requests_per_minute_per_token)", body = ErrorBody),
     ),
