@@ -845,7 +845,10 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert!(locked_until.is_some(), "15 failures lock the account ({failed} counted)");
+        assert!(
+            locked_until.is_some(),
+            "15 failures lock the account ({failed} counted)"
+        );
         let good = totp_code(&other.totp_secret, now + 30_000).unwrap();
         assert!(matches!(
             login(&db, "quinten", &other.password, &good, "t", now + 30_000),

@@ -330,7 +330,10 @@ mod tests {
     fn edits_to_alerts_and_their_workflow_outside_nachtwacht_are_detected() {
         let (_tmp, db) = db_with_entries(3);
         let id = sealed_alert(&db);
-        assert!(matches!(verify(&db.lock()).unwrap(), Verdict::Intact { .. }));
+        assert!(matches!(
+            verify(&db.lock()).unwrap(),
+            Verdict::Intact { .. }
+        ));
         for tamper in [
             "UPDATE alerts SET peak_tac_g_dl = 0.021",
             "UPDATE alert_events SET comment = 'nothing happened'",
@@ -341,13 +344,19 @@ mod tests {
             conn.execute(tamper, []).unwrap();
             match verify(&conn).unwrap() {
                 Verdict::Broken { reason, .. } => {
-                    assert!(reason.contains(&format!("alert {id}")), "{tamper}: {reason}")
+                    assert!(
+                        reason.contains(&format!("alert {id}")),
+                        "{tamper}: {reason}"
+                    )
                 }
                 other => panic!("{tamper} went unnoticed: {other:?}"),
             }
             conn.execute_batch("ROLLBACK TO t; RELEASE t").unwrap();
         }
-        assert!(matches!(verify(&db.lock()).unwrap(), Verdict::Intact { .. }));
+        assert!(matches!(
+            verify(&db.lock()).unwrap(),
+            Verdict::Intact { .. }
+        ));
         // An alert inserted behind nachtwacht's back has no seal.
         db.lock()
             .execute(
@@ -356,7 +365,10 @@ mod tests {
                 [],
             )
             .unwrap();
-        assert!(matches!(verify(&db.lock()).unwrap(), Verdict::Broken { .. }));
+        assert!(matches!(
+            verify(&db.lock()).unwrap(),
+            Verdict::Broken { .. }
+        ));
     }
 
     /// Rewriting an entry and recomputing every later hash gives a chain that verifies on its
@@ -368,7 +380,15 @@ mod tests {
         std::fs::create_dir_all(dir.keys()).unwrap();
         let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
         for i in 0..5 {
-            append(&db.lock(), 1000 + i, "admin", "station.add", &format!("s-{i}"), "{}").unwrap();
+            append(
+                &db.lock(),
+                1000 + i,
+                "admin",
+                "station.add",
+                &format!("s-{i}"),
+                "{}",
+            )
+            .unwrap();
         }
         let c = checkpoint::write(&dir, &db.lock(), 2000).unwrap().unwrap();
         assert_eq!(c.seq, 5);
@@ -384,7 +404,9 @@ mod tests {
             let all = entries(&conn).unwrap();
             let mut prev = all[0].hash.clone();
             for e in &all[1..] {
-                let h = entry_hash(&prev, e.seq, e.at_ms, &e.actor, &e.action, &e.object, &e.detail);
+                let h = entry_hash(
+                    &prev, e.seq, e.at_ms, &e.actor, &e.action, &e.object, &e.detail,
+                );
                 conn.execute(
                     "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
                     rusqlite::params![e.seq, prev, h],
@@ -419,9 +441,21 @@ mod tests {
         let (_tmp, db) = db_with_entries(0);
         let conn = db.lock();
         let huge = "x".repeat(500_008);
-        append(&conn, 1, &huge, "login.failure", &huge, &format!("{{\"u\":\"{huge}\"}}")).unwrap();
+        append(
+            &conn,
+            1,
+            &huge,
+            "login.failure",
+            &huge,
+            &format!("{{\"u\":\"{huge}\"}}"),
+        )
+        .unwrap();
         let e = entries(&conn).unwrap().pop().unwrap();
-        assert!(e.actor.chars().count() < MAX_FIELD_CHARS + 32, "{}", e.actor.len());
+        assert!(
+            e.actor.chars().count() < MAX_FIELD_CHARS + 32,
+            "{}",
+            e.actor.len()
+        );
         assert!(e.object.chars().count() < MAX_FIELD_CHARS + 32);
         assert!(e.detail.len() <= MAX_DETAIL_BYTES);
         let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap();

@@ -303,12 +303,20 @@ impl Config {
         if self.research.max_days_per_person == 0 {
             p.push("research.max_days_per_person must be positive".into());
         }
-        if self.research.max_groups_per_query == 0 || self.research.requests_per_minute_per_token == 0 {
-            p.push("research.max_groups_per_query and requests_per_minute_per_token must be positive".into());
-        }
-        if !(self.research.person_epsilon_per_year.is_finite() && self.research.person_epsilon_per_year > 0.0)
-            || !(self.research.person_delta_per_year > 0.0 && self.research.person_delta_per_year < 1.0)
+        if self.research.max_groups_per_query == 0
+            || self.research.requests_per_minute_per_token == 0
         {
+            p.push(
+                "research.max_groups_per_query and requests_per_minute_per_token must be positive"
+                    .into(),
+            );
+        }
+        let r = &self.research;
+        let person_budget_ok = r.person_epsilon_per_year.is_finite()
+            && r.person_epsilon_per_year > 0.0
+            && r.person_delta_per_year > 0.0
+            && r.person_delta_per_year < 1.0;
+        if !person_budget_ok {
             p.push("research.person_epsilon_per_year must be positive and person_delta_per_year in (0, 1)".into());
         }
         if self.pipeline.interval_secs == 0 {

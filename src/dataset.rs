@@ -395,7 +395,9 @@ pub fn list_signal_files_between(
 /// (pseudonym, timestamp) once. A reading that reached the dataset twice (re-sealed under another
 /// bundle id, or an overlapping read-out) is stored twice, but counted once: the first in path
 /// order is kept. `None` when there are no files.
-pub fn scan_readings(files: &[PathBuf]) -> polars::prelude::PolarsResult<Option<polars::prelude::LazyFrame>> {
+pub fn scan_readings(
+    files: &[PathBuf],
+) -> polars::prelude::PolarsResult<Option<polars::prelude::LazyFrame>> {
     use polars::prelude::*;
     if files.is_empty() {
         return Ok(None);
@@ -566,7 +568,10 @@ fn delete_retired(dir: &DataDir, db: &Db) -> Result<usize> {
         return Ok(0);
     }
     let Some(_exclusive) = lock_file(dir, libc::LOCK_EX | libc::LOCK_NB)? else {
-        tracing::debug!(files = retired.len(), "readers active: retired dataset files kept for now");
+        tracing::debug!(
+            files = retired.len(),
+            "readers active: retired dataset files kept for now"
+        );
         return Ok(0);
     };
     let mut dirs = BTreeSet::new();

@@ -410,8 +410,18 @@ mod tests {
             })
         };
         let (a, b) = (run(1), run(2));
-        let failures: Vec<String> = a.join().unwrap().into_iter().chain(b.join().unwrap()).collect();
-        assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), failures.first());
+        let failures: Vec<String> = a
+            .join()
+            .unwrap()
+            .into_iter()
+            .chain(b.join().unwrap())
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{} failed: {:?}",
+            failures.len(),
+            failures.first()
+        );
         let n: i64 = Db::open(&path)
             .unwrap()
             .lock()

@@ -55,7 +55,11 @@ impl Error {
                 | Error::Spool(_)
                 | Error::Secrets(_)
                 | Error::Audit(_)
-                | Error::Dataset(dataset::Error::Io { .. } | dataset::Error::Spool(_) | dataset::Error::Sqlite(_))
+                | Error::Dataset(
+                    dataset::Error::Io { .. }
+                        | dataset::Error::Spool(_)
+                        | dataset::Error::Sqlite(_)
+                )
         )
     }
 }
@@ -334,14 +338,15 @@ impl Decoder {
         for chunk in pending.chunks(Self::OPEN_PER_CORE * crate::parallel::cores()) {
             let opened = crate::parallel::map_in_order(chunk, |(bundle_id, received_at_ms)| {
                 let evidence = evidence_path(&self.ctx.dir, bundle_id, *received_at_ms);
-                let outcome =
-                    match catching(|| self.process(bundle_id, &evidence, *received_at_ms, identities)) {
-                        Ok(Ok(Ok(processed))) => Ok(Opened::Accepted(processed)),
-                        Ok(Ok(Err(reject))) => Ok(Opened::Rejected(reject)),
-                        Ok(Err(e)) if e.is_environmental() => Err(e),
-                        Ok(Err(e)) => Ok(Opened::Failed(e.to_string())),
-                        Err(panic) => Ok(Opened::Failed(panic)),
-                    };
+                let outcome = match catching(|| {
+                    self.process(bundle_id, &evidence, *received_at_ms, identities)
+                }) {
+                    Ok(Ok(Ok(processed))) => Ok(Opened::Accepted(processed)),
+                    Ok(Ok(Err(reject))) => Ok(Opened::Rejected(reject)),
+                    Ok(Err(e)) if e.is_environmental() => Err(e),
+                    Ok(Err(e)) => Ok(Opened::Failed(e.to_string())),
+                    Err(panic) => Ok(Opened::Failed(panic)),
+                };
                 (evidence, outcome)
             });
             for ((bundle_id, _), (evidence, outcome)) in chunk.iter().zip(opened) {
@@ -401,7 +406,10 @@ impl Decoder {
             )?;
             conn.execute(
                 "UPDATE bundles SET next_attempt_ms = ?2 WHERE bundle_id = ?1",
-                rusqlite::params![bundle_id.to_hex(), crate::now_ms() + retry_delay_ms(attempts)],
+                rusqlite::params![
+                    bundle_id.to_hex(),
+                    crate::now_ms() + retry_delay_ms(attempts)
+                ],
             )?;
             attempts
         };
@@ -561,7 +569,9 @@ impl Decoder {
             let qdir = self.ctx.dir.quarantine();
             if qdir.join(format!("{bundle_id}.age")).exists() {
                 let reason = std::fs::read_to_string(qdir.join(format!("{bundle_id}.reason")))
-                    .unwrap_or_else(|e| format!("quarantined before a restart; reason file unreadable: {e}"));
+                    .unwrap_or_else(|e| {
+                        format!("quarantined before a restart; reason file unreadable: {e}")
+                    });
                 return Ok(Err(Reject(reason)));
             }
         }
@@ -871,12 +881,18 @@ mod tests {
         let received = 1_700_000_000_000;
         for offset in [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX] {
             let limit = future_limit_ms(received, offset);
-            assert!(limit >= received + FUTURE_MARGIN_MS, "offset {offset}: {limit}");
+            assert!(
+                limit >= received + FUTURE_MARGIN_MS,
+                "offset {offset}: {limit}"
+            );
             assert!(
                 limit <= received + crate::communication::MAX_CLOCK_OFFSET_MS + FUTURE_MARGIN_MS,
                 "offset {offset}: {limit}"
             );
         }
-        assert_eq!(future_limit_ms(received, -60_000), received + 60_000 + FUTURE_MARGIN_MS);
+        assert_eq!(
+            future_limit_ms(received, -60_000),
+            received + 60_000 + FUTURE_MARGIN_MS
+        );
     }
 }

@@ -818,7 +818,10 @@ async fn main() -> anyhow::Result<()> {
                     // a head hash written down elsewhere is what catches that.
                     if let Some(last) = audit::entries(&conn)?.last() {
                         println!("head: entry {} hash {}", last.seq, last.hash);
-                        println!("record it elsewhere; check later with --anchor {}:{}", last.seq, last.hash);
+                        println!(
+                            "record it elsewhere; check later with --anchor {}:{}",
+                            last.seq, last.hash
+                        );
                     }
                     let checkpoints = audit::checkpoint::all(&ctx.dir)?;
                     println!("{} signed checkpoints verified", checkpoints.len());

@@ -651,7 +651,11 @@ fn group_count(req: &QueryRequest) -> u64 {
         .fold(1u64, u64::saturating_mul)
 }
 
-fn validate(req: &QueryRequest, project: &Project, config: &crate::config::ResearchConfig) -> Result<()> {
+fn validate(
+    req: &QueryRequest,
+    project: &Project,
+    config: &crate::config::ResearchConfig,
+) -> Result<()> {
     let Some(Dataset { columns, .. }) = dataset(&req.dataset) else {
         return Err(Error::BadRequest(format!(
             "unknown dataset {:?} (available: {DATASET_DAILY}, {DATASET_ALERTS})",
@@ -696,9 +700,7 @@ fn validate(req: &QueryRequest, project: &Project, config: &crate::config::Resea
             Aggregate::Histogram { edges, .. } => edges.windows(2).any(|w| w[1] - w[0] < min_width),
             _ => upper - lower < min_width,
         };
-        let subnormal = [lower, upper]
-            .iter()
-            .any(|v| *v != 0.0 && !v.is_normal());
+        let subnormal = [lower, upper].iter().any(|v| *v != 0.0 && !v.is_normal());
         if too_narrow || subnormal {
             return Err(Error::BadRequest(format!(
                 "bounds and bins of {column} must be normal numbers at least {min_width} apart"
@@ -1219,7 +1221,10 @@ fn authenticate_audited(ctx: &Context, token: Option<&str>, attempted: &str) -> 
             crate::now_ms(),
             "anonymous",
             "research.refused-token",
-            &format!("token:{}", token.map(token_id).unwrap_or_else(|| "none".into())),
+            &format!(
+                "token:{}",
+                token.map(token_id).unwrap_or_else(|| "none".into())
+            ),
             &serde_json::json!({ "attempted": attempted }).to_string(),
         )?;
     }

@@ -308,7 +308,8 @@ async fn pipeline_loop(
             let alerts = crate::communication::run(&c, now).map_err(|e| e.to_string())?;
             let pruned = crate::decode::prune_evidence(&c, now).map_err(|e| e.to_string())?;
             // The day's signed anchor of the audit chain's head, kept current.
-            crate::audit::checkpoint::write(&c.dir, &c.db.lock(), now).map_err(|e| e.to_string())?;
+            crate::audit::checkpoint::write(&c.dir, &c.db.lock(), now)
+                .map_err(|e| e.to_string())?;
             Ok::<_, String>((alerts, pruned))
         })
         .await;

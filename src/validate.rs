@@ -93,7 +93,9 @@ pub const KNOWN_EVENTS: &[&str] = &[
 /// signal a few per second (inter-beat intervals: at most 4 beats per second). A bundle with more
 /// rows than that is not what a wearable wrote (a decompression bomb of repeated rows) and is
 /// quarantined whole, so it never inflates the dataset.
-pub fn check_rows_plausible(batches: &[nachtwacht_wire::bundle::SignalBatch]) -> Result<(), String> {
+pub fn check_rows_plausible(
+    batches: &[nachtwacht_wire::bundle::SignalBatch],
+) -> Result<(), String> {
     for sb in batches {
         let rows = sb.batch.num_rows() as f64;
         let Some(ts) = sb
@@ -132,7 +134,9 @@ pub const TIMESTAMP_RANGE_MS: (i64, i64) = (0, 4_102_444_800_000);
 
 /// Checks every signal's timestamps against [`TIMESTAMP_RANGE_MS`]; the error is the quarantine
 /// reason.
-pub fn check_timestamp_range(batches: &[nachtwacht_wire::bundle::SignalBatch]) -> Result<(), String> {
+pub fn check_timestamp_range(
+    batches: &[nachtwacht_wire::bundle::SignalBatch],
+) -> Result<(), String> {
     let (lo, hi) = TIMESTAMP_RANGE_MS;
     for sb in batches {
         let Some(ts) = sb
@@ -141,7 +145,10 @@ pub fn check_timestamp_range(batches: &[nachtwacht_wire::bundle::SignalBatch]) -
             .as_any()
             .downcast_ref::<TimestampMillisecondArray>()
         else {
-            return Err(format!("signal {}: first column is not a timestamp", sb.signal.name()));
+            return Err(format!(
+                "signal {}: first column is not a timestamp",
+                sb.signal.name()
+            ));
         };
         if let Some(bad) = ts.values().iter().find(|t| !(lo..hi).contains(*t)) {
             return Err(format!(

@@ -395,3 +395,62 @@ async fn parallel_guesses_from_one_address_are_held_to_the_limit_and_every_refus
         40
     );
 }
+
+/// Host and Origin are compared with the site's scheme, host and port: an `https` origin on this
+/// plain-HTTP server, another host in both headers, and a malformed alert id are refused, each
+/// with an audit entry. Before, the origin check compared only the authority (`https://` passed on
+/// plain HTTP), any Host was served, and these refusals went to stderr only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_another_site_and_malformed_ids_are_refused_and_audited() {
+    let f = web_fixture().await;
+    let (base, officer) = (f.base.clone(), f.accounts["officer"].clone());
+    let authority = base.trim_start_matches("http://").to_string();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let s = login(&base, &officer);
+        let post_from = |origin: &str, host: &str| {
+            outcome(
+                agent()
+                    .post(&format!("{base}/logout"))
+                    .set("Cookie", &s.cookie)
+                    .set("Origin", origin)
+                    .set("Host", host)
+                    .send_form(&[("csrf", &s.csrf)]),
+            )
+            .0
+        };
+        let wrong_scheme = post_from(&format!("https://{authority}"), &authority);
+        let evil = post_from("http://evil.example", "evil.example");
+        let malformed = outcome(
+            agent()
+                .get(&format!("{base}/alerts/{}", "9".repeat(40)))
+                .set("Cookie", &s.cookie)
+                .call(),
+        )
+        .0;
+        let still_signed_in = outcome(
+            agent()
+                .get(&format!("{base}/alerts"))
+                .set("Cookie", &s.cookie)
+                .call(),
+        )
+        .0;
+        (wrong_scheme, evil, malformed, still_signed_in)
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, (403, 400, 404, 200));
+    assert_eq!(
+        f.t.count("SELECT count(*) FROM audit_log WHERE action = 'access.refused-origin'"),
+        1
+    );
+    assert_eq!(
+        f.t.count("SELECT count(*) FROM audit_log WHERE action = 'access.refused-host'"),
+        1
+    );
+    assert_eq!(
+        f.t.count(
+            "SELECT count(*) FROM audit_log WHERE action = 'alert.refused' AND detail LIKE '%malformed%'"
+        ),
+        1
+    );
+}

@@ -244,7 +244,13 @@ fn the_data_directory_is_private_whatever_the_umask_and_a_readable_one_is_refuse
     )
     .unwrap();
     let mut serve = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
-        .args(["serve", "--quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--quic-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .stdout(std::process::Stdio::null())

@@ -502,8 +502,7 @@ async fn a_bundle_with_a_timestamp_out_of_range_is_quarantined_and_blocks_nothin
     let mut values: Vec<i64> = ts.values().to_vec();
     *values.last_mut().unwrap() = 9_000_000_000_000_000;
     let mut columns = batch.columns().to_vec();
-    columns[0] =
-        std::sync::Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC"));
+    columns[0] = std::sync::Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC"));
     *batch = arrow::array::RecordBatch::try_new(batch.schema(), columns).unwrap();
 
     use nachtwacht_station::seal;
@@ -533,7 +532,10 @@ async fn a_bundle_with_a_timestamp_out_of_range_is_quarantined_and_blocks_nothin
             |r| r.get(0),
         )
         .unwrap();
-    assert!(reason.contains("outside 1970-01-01..2100-01-01"), "{reason}");
+    assert!(
+        reason.contains("outside 1970-01-01..2100-01-01"),
+        "{reason}"
+    );
     assert_eq!(
         t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
         sealed.len() as i64 - 1,
@@ -576,11 +578,74 @@ async fn a_quarantine_interrupted_after_the_move_keeps_its_reason() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!((state.as_str(), reason.as_str()), ("quarantined", "the original reason"));
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("quarantined", "the original reason")
+    );
     assert_eq!(
         std::fs::read_to_string(qdir.join(format!("{victim}.reason"))).unwrap(),
         "the original reason"
     );
     assert!(qdir.join(format!("{victim}.age")).exists());
+    t.server.shutdown().await;
+}
+
+/// The same readings reaching the dataset under two bundle ids (an overlapping read-out: the
+/// second bundle holds all but the last reading of the first) are counted once by the pipelines.
+/// Person B gets both bundles, person A (same simulated readings) only the first: their daily
+/// indicators must be equal. Before the fix B's wear minutes were counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_stored_twice_under_two_bundle_ids_are_counted_once() {
+    let t = start_server(Config::default()).await;
+    let mut per_station = Vec::new();
+    for (name, serial) in [("home-a", "AM-A"), ("home-b", "AM-B")] {
+        let (station, dir, _) = t.ankle_station(name, serial, 1, vec![]);
+        let mut contents = nachtwacht_station::source::read_all(&station.source, &dir).unwrap();
+        contents.truncate(1);
+        per_station.push((station, dir, contents));
+    }
+    use nachtwacht_station::seal;
+    for (i, (station, dir, contents)) in per_station.iter_mut().enumerate() {
+        if i == 1 {
+            // The overlapping read-out: the same readings but the last.
+            let mut overlap = contents[0].clone();
+            for b in &mut overlap.batches {
+                let n = b.batch.num_rows();
+                b.batch = b.batch.slice(0, n.saturating_sub(1));
+            }
+            contents.push(overlap);
+        }
+        let recipient = seal::parse_recipient(&station.server_age_recipient).unwrap();
+        let key = station.signing_key().unwrap();
+        let signer = seal::Signer {
+            station: &station.name,
+            key: &key,
+        };
+        let sealed: Vec<_> = contents
+            .iter()
+            .map(|c| seal::seal(c, &signer, &recipient).unwrap())
+            .collect();
+        upload_sealed(station, dir, &sealed).await;
+    }
+    t.server.decode_now().await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
+        3
+    );
+    let (ctx, pseudonyms) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    let daily = read_parquet(&t.ctx.dir.research_daily());
+    let wear: Vec<Option<i64>> = daily
+        .column("wear_minutes")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(wear.len() >= 2, "{daily}");
+    assert!(wear.iter().all(|w| *w == wear[0]), "{daily}");
     t.server.shutdown().await;
 }

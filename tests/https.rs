@@ -58,15 +58,33 @@ async fn the_web_ui_serves_tls_with_the_ca_issued_certificate_and_secure_cookies
     )
     .unwrap();
 
+    let host = format!("localhost:{}", addr.port());
     let (page, version) = https_request(
         addr,
         &ca,
-        "GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".into(),
+        format!("GET /login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
     )
     .await;
     assert_eq!(version, rustls::ProtocolVersion::TLSv1_3);
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("Inloggen"));
+    assert!(
+        page.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{page}"
+    );
+    // A request that names another host (here: the default port) is refused and audited.
+    let (other, _) = https_request(
+        addr,
+        &ca,
+        "GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    assert!(other.starts_with("HTTP/1.1 400"), "{other}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM audit_log WHERE action = 'access.refused-host'"),
+        1
+    );
 
     let code = accounts::totp_code(&new.totp_secret, nachtwacht::now_ms()).unwrap();
     let body = format!("username=olga&password={}&code={code}", new.password);
@@ -74,7 +92,7 @@ async fn the_web_ui_serves_tls_with_the_ca_issued_certificate_and_secure_cookies
         addr,
         &ca,
         format!(
-            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+            "POST /login HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         ),

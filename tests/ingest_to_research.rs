@@ -195,13 +195,18 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
         .unwrap();
     assert_eq!(status, 401);
 
-    // Every release and the refusal are in the audit log, and the chain verifies.
+    // Every release and every refusal (ε over the maximum, the budget, the unknown token) are in
+    // the audit log, and the chain verifies.
     assert_eq!(
         t.count("SELECT count(*) FROM audit_log WHERE action = 'research.release'"),
         2
     );
     assert_eq!(
         t.count("SELECT count(*) FROM audit_log WHERE action = 'research.refused'"),
+        2
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM audit_log WHERE action = 'research.refused-token'"),
         1
     );
     assert!(matches!(

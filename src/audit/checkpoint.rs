@@ -53,7 +53,8 @@ fn signing_key(dir: &DataDir) -> Result<Ed25519KeyPair> {
             .map_err(|e| Error::Key(e.to_string()))?;
     }
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let der = hex::decode(text.trim()).map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
+    let der =
+        hex::decode(text.trim()).map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
     Ed25519KeyPair::from_pkcs8(&der).map_err(|e| Error::Key(format!("{}: {e}", path.display())))
 }
 
@@ -153,10 +154,14 @@ pub fn verify(dir: &DataDir, conn: &Connection) -> Result<Option<(i64, String)>>
 /// Whether the chain has entry `seq` with `hash` (a head recorded elsewhere, or a checkpoint's).
 pub fn anchor_problem(conn: &Connection, seq: i64, hash: &str) -> Result<Option<String>> {
     let found: Option<String> = conn
-        .query_row("SELECT hash FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0))
+        .query_row("SELECT hash FROM audit_log WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
         .optional()?;
     Ok(match found {
-        None => Some(format!("the chain has no entry {seq} (entries were removed from the end)")),
+        None => Some(format!(
+            "the chain has no entry {seq} (entries were removed from the end)"
+        )),
         Some(h) if h != hash => Some(format!(
             "entry {seq} has hash {h}, but {hash} was anchored: the chain was rewritten"
         )),

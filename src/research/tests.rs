@@ -301,7 +301,10 @@ fn a_revoked_token_is_refused_at_once_and_the_revocation_is_audited() {
         .all(|i| i.id.len() == TOKEN_ID_LEN && !t.contains(&i.id) && !other.contains(&i.id)));
 
     revoke_token(&ctx, &id, "admin").unwrap();
-    assert!(matches!(budget(&ctx, &TokenRate::default(), Some(&t)), Err(Error::Unauthorized)));
+    assert!(matches!(
+        budget(&ctx, &TokenRate::default(), Some(&t)),
+        Err(Error::Unauthorized)
+    ));
     assert!(matches!(
         query(&ctx, &t, &request(Aggregate::Count, 0.1, &[])),
         Err(Error::Unauthorized)
@@ -595,10 +598,9 @@ fn projects_together_stay_within_the_yearly_budget_per_person() {
     });
     let answered = outcomes.iter().filter(|o| o.is_ok()).count();
     assert_eq!(answered, 3, "{outcomes:?}");
-    assert!(outcomes.iter().all(|o| matches!(
-        o,
-        Ok(_) | Err(Error::PersonBudgetExhausted { .. })
-    )));
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Ok(_) | Err(Error::PersonBudgetExhausted { .. }))));
     let losses = person_losses(&ctx).unwrap();
     assert_eq!(losses.len(), 1);
     assert!(losses[0].epsilon_spent <= 1.0 + 1e-9, "{losses:?}");

@@ -147,7 +147,10 @@ pub async fn submit(
             )
         })
         .await;
-        if let Err(e) = audited.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        if let Err(e) = audited
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             return super::page::internal(lang, e);
         }
         return (

@@ -51,7 +51,11 @@ impl axum::extract::FromRequestParts<AppState> for AlertId {
         if let Ok(id) = raw.parse::<i64>() {
             return Ok(AlertId(id));
         }
-        let lang = parts.extensions.get::<Lang>().copied().unwrap_or_else(|| Lang::of(parts));
+        let lang = parts
+            .extensions
+            .get::<Lang>()
+            .copied()
+            .unwrap_or_else(|| Lang::of(parts));
         let actor = parts
             .extensions
             .get::<crate::accounts::Session>()

@@ -70,7 +70,8 @@ impl SiteOrigin {
             "https" => "https",
             _ => return Err(bad()),
         };
-        let authority = normalise(rest.strip_suffix('/').unwrap_or(rest), scheme).ok_or_else(bad)?;
+        let authority =
+            normalise(rest.strip_suffix('/').unwrap_or(rest), scheme).ok_or_else(bad)?;
         Ok(Self {
             scheme,
             authorities: vec![authority],

@@ -116,9 +116,11 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> research::Result<T> + Send + 'static,
 ) -> Result<T, AppError> {
-    Ok(tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AppError(research::Error::OpenDp(format!("research task failed: {e}"))))??)
+    Ok(tokio::task::spawn_blocking(f).await.map_err(|e| {
+        AppError(research::Error::OpenDp(format!(
+            "research task failed: {e}"
+        )))
+    })??)
 }
 
 /// One differentially private answer, charged to the token's project (or a dry run's estimate).

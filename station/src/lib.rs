@@ -300,3 +300,118 @@ pub async fn run_with(
         clock_offset_ms: outcome.clock_offset_ms,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sample export as it stood `seconds` into the recording: every file cut at the same
+    /// wall-clock moment, as a device writing its export would leave it.
+    fn export_until(sample: &Path, out: &Path, seconds: f64) {
+        std::fs::create_dir_all(out).unwrap();
+        let start_of =
+            |line: &str| -> f64 { line.split(',').next().unwrap().trim().parse().unwrap() };
+        let first: f64 = start_of(
+            std::fs::read_to_string(sample.join("ACC.csv"))
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        );
+        let until = first + seconds;
+        for file in ["ACC.csv", "BVP.csv", "EDA.csv", "HR.csv", "TEMP.csv"] {
+            let text = std::fs::read_to_string(sample.join(file)).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            let (start, rate) = (start_of(lines[0]), start_of(lines[1]));
+            let kept: Vec<&str> = lines[2..]
+                .iter()
+                .enumerate()
+                .take_while(|(i, _)| start + *i as f64 / rate < until)
+                .map(|(_, l)| *l)
+                .collect();
+            let body = [&lines[..2], &kept[..]].concat().join("\n");
+            std::fs::write(out.join(file), body + "\n").unwrap();
+        }
+        let ibi = std::fs::read_to_string(sample.join("IBI.csv")).unwrap();
+        let mut lines = ibi.lines();
+        let header = lines.next().unwrap();
+        let start = start_of(header);
+        let kept: Vec<&str> = lines.filter(|l| start + start_of(l) < until).collect();
+        std::fs::write(
+            out.join("IBI.csv"),
+            [header]
+                .iter()
+                .chain(&kept)
+                .copied()
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n",
+        )
+        .unwrap();
+    }
+
+    /// Readings in the spool, per signal, opened as the server would open them.
+    fn spooled_rows(spool: &spool::Spool, identity: &age::x25519::Identity) -> usize {
+        spool
+            .pending()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let plain = age::decrypt(identity, &spool.read(b).unwrap()).unwrap();
+                let signed = nachtwacht_wire::signed::decode_signed(&plain).unwrap();
+                let bundle = nachtwacht_wire::bundle::decode_bundle(signed.bundle).unwrap();
+                bundle
+                    .batches
+                    .iter()
+                    .map(|b| b.batch.num_rows())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// An E4 export that grows between two runs is sealed from the cursor on: every reading is in
+    /// the spool once. Before the fix the second run sealed the whole export again (the first
+    /// ten minutes twice).
+    #[test]
+    fn a_growing_e4_export_is_sealed_from_the_cursor_not_again_whole() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/e4-sample");
+        let tmp = tempfile::tempdir().unwrap();
+        let export = tmp.path().join("export");
+        let identity = age::x25519::Identity::generate();
+        let (signing_key, _) = seal::new_signing_key().unwrap();
+        let config = StationConfig {
+            name: "home-e4".into(),
+            servers: vec![],
+            server_name: "nachtwacht".into(),
+            ca_cert_pem: String::new(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            server_age_recipient: identity.to_public().to_string(),
+            signing_key_pkcs8: signing_key,
+            spool: "spool".into(),
+            spool_max_bytes: spool::DEFAULT_CAP_BYTES,
+            heartbeat_interval_secs: 300,
+            source: SourceConfig::E4Csv {
+                dir: export.clone(),
+                device_serial: "E4-1".into(),
+            },
+        };
+        let spool =
+            spool::Spool::with_cap(&config.spool_dir(tmp.path()), config.spool_max_bytes).unwrap();
+        export_until(&sample, &export, 600.0);
+        assert_eq!(collect(&config, tmp.path(), &spool).unwrap(), (1, false));
+        let first = spooled_rows(&spool, &identity);
+        export_until(&sample, &export, 1e9);
+        assert_eq!(collect(&config, tmp.path(), &spool).unwrap(), (1, false));
+        let whole: usize = source::e4::read_export(&export, "E4-1")
+            .unwrap()
+            .batches
+            .iter()
+            .map(|b| b.batch.num_rows())
+            .sum();
+        assert!(first > 0 && first < whole);
+        assert_eq!(spooled_rows(&spool, &identity), whole, "every reading once");
+        // Nothing new: nothing sealed.
+        assert_eq!(collect(&config, tmp.path(), &spool).unwrap(), (0, false));
+    }
+}

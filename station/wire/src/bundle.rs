@@ -369,15 +369,74 @@ pub fn encode_bundle_as(
     Ok(out)
 }
 
-/// The decoded bytes a bundle declares (v2: its streams' declared sizes, checked as
-/// [`check_declared_sizes`] does; v1: its length, since v1 streams are not framed), without
+/// The decoded bytes a bundle declares, checked as [`check_declared_sizes`] does, without
 /// decompressing anything: what the server reserves from its decoding memory before decoding.
 pub fn declared_decoded_len(bytes: &[u8]) -> Result<u64> {
     let (version, manifest, start) = read_header(bytes)?;
-    match version {
-        2 => check_declared_sizes(bytes, start, &manifest),
-        _ => Ok(bytes.len() as u64),
+    check_declared_sizes(version, bytes, start, &manifest)
+}
+
+/// What an Arrow IPC stream declares it decodes to: the sum of its record batches' buffer
+/// lengths, a compressed buffer counted at the decoded length its 8-byte prefix declares (what
+/// arrow's reader allocates). Reads only the flatbuffer headers, which are verified.
+fn ipc_declared_len(stream: &[u8]) -> std::result::Result<u64, String> {
+    let read_i32 = |at: usize| -> std::result::Result<i32, String> {
+        stream
+            .get(at..at + 4)
+            .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(|| "IPC stream truncated".to_string())
+    };
+    let mut pos = 0usize;
+    let mut total = 0u64;
+    while pos < stream.len() {
+        let mut at = pos;
+        if stream[pos..].starts_with(&[0xff; 4]) {
+            at += 4;
+        }
+        let meta_len = read_i32(at)?;
+        if meta_len == 0 {
+            break; // end-of-stream marker
+        }
+        let meta_len = usize::try_from(meta_len).map_err(|_| "negative IPC metadata length")?;
+        let meta_start = at + 4;
+        let meta = stream
+            .get(meta_start..meta_start.saturating_add(meta_len))
+            .ok_or("IPC message truncated")?;
+        let message = arrow::ipc::root_as_message(meta).map_err(|e| format!("IPC message: {e}"))?;
+        let body_len =
+            usize::try_from(message.bodyLength()).map_err(|_| "negative IPC body length")?;
+        let body_start = meta_start + meta_len;
+        let body = stream
+            .get(body_start..body_start.saturating_add(body_len))
+            .ok_or("IPC body truncated")?;
+        if message.header_as_dictionary_batch().is_some() {
+            return Err("dictionary batches are not part of any signal's schema".into());
+        }
+        if let Some(batch) = message.header_as_record_batch() {
+            let compressed = batch.compression().is_some();
+            for buffer in batch.buffers().into_iter().flatten() {
+                let (offset, length) = (buffer.offset(), buffer.length());
+                let (Ok(offset), Ok(length)) = (usize::try_from(offset), u64::try_from(length))
+                else {
+                    return Err("negative IPC buffer offset or length".into());
+                };
+                let declared = if compressed && length >= 8 {
+                    let prefix = body
+                        .get(offset..offset + 8)
+                        .ok_or("IPC buffer outside its body")?;
+                    match i64::from_le_bytes(prefix.try_into().expect("8 bytes")) {
+                        -1 => length - 8,
+                        n => u64::try_from(n).map_err(|_| "negative decoded buffer length")?,
+                    }
+                } else {
+                    length
+                };
+                total = total.saturating_add(declared);
+            }
+        }
+        pos = body_start + body_len;
     }
+    Ok(total)
 }
 
 /// Magic, version and manifest; returns where the streams start.
@@ -418,9 +477,7 @@ fn read_header(bytes: &[u8]) -> Result<(u16, BundleManifest, usize)> {
 /// Parses and checks a bundle: magic, version, manifest, and every stream's schema and row count.
 pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
     let (version, manifest, start) = read_header(bytes)?;
-    if version == 2 {
-        check_declared_sizes(bytes, start, &manifest)?;
-    }
+    check_declared_sizes(version, bytes, start, &manifest)?;
     let mut offset = start;
     let mut batches = Vec::with_capacity(manifest.signals.len());
     // v2: one decompression context for the whole bundle.
@@ -450,7 +507,12 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
         let batch = match decompressor.as_mut() {
             Some(d) => read_stream(
                 entry.signal,
-                &unframe(d, entry.signal, stream, entry.signal.max_stream_len(entry.rows))?,
+                &unframe(
+                    d,
+                    entry.signal,
+                    stream,
+                    entry.signal.max_stream_len(entry.rows),
+                )?,
             )?,
             None => read_stream(entry.signal, stream)?,
         };
@@ -491,10 +553,16 @@ fn read_stream(signal: Signal, stream: &[u8]) -> Result<RecordBatch> {
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
 }
 
-/// The sizes a v2 bundle's streams declare, before anything is decompressed: each at most what its
+/// The sizes a bundle's streams declare (v2: each zstd frame's content size; v1: the decoded
+/// lengths of the IPC buffers), before anything is decompressed: each at most what its
 /// declared rows can take ([`Signal::max_stream_len`]), all together at most
 /// [`MAX_BUNDLE_DECODED_LEN`]. A decompression bomb is refused here, having cost nothing.
-pub fn check_declared_sizes(bytes: &[u8], start: usize, manifest: &BundleManifest) -> Result<u64> {
+pub fn check_declared_sizes(
+    version: u16,
+    bytes: &[u8],
+    start: usize,
+    manifest: &BundleManifest,
+) -> Result<u64> {
     let mut offset = start;
     let mut total: u64 = 0;
     for entry in &manifest.signals {
@@ -508,9 +576,15 @@ pub fn check_declared_sizes(bytes: &[u8], start: usize, manifest: &BundleManifes
             signal: entry.signal.name().into(),
             reason,
         };
-        // What is not a sized frame is refused with its reason when the stream is read.
-        let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(frame) else {
-            continue;
+        let size = if version == 1 {
+            // v1: an IPC stream with compressed buffers, each prefixed by its decoded length.
+            ipc_declared_len(frame).map_err(bad)?
+        } else {
+            // What is not a sized frame is refused with its reason when the stream is read.
+            let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(frame) else {
+                continue;
+            };
+            size
         };
         let limit = entry.signal.max_stream_len(entry.rows);
         if size > limit {

@@ -304,3 +304,31 @@ fn a_bundle_declaring_more_than_its_rows_or_the_per_bundle_bound_is_refused_unre
     assert_eq!(declared_decoded_len(&real).unwrap(), ipc.len() as u64);
     decode_bundle(&real).unwrap();
 }
+
+/// v1 streams carry zstd-compressed IPC buffers, each prefixed by the length it decodes to; arrow
+/// allocates that length. A v1 stream declaring more than its manifest rows can take is refused
+/// from those prefixes, before anything is decompressed.
+#[test]
+fn a_v1_stream_declaring_more_than_its_rows_is_refused_unread() {
+    let batch = ankle_batch(50_000);
+    let mut ipc = Vec::new();
+    {
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::ZSTD))
+            .unwrap();
+        let mut w =
+            StreamWriter::try_new_with_options(&mut ipc, &Signal::Ankle.schema(), options).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+    }
+    let v1 = |rows: u64| {
+        let mut bytes = v2_with_streams(&[(Signal::Ankle, rows, ipc.clone())]);
+        bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+        bytes
+    };
+    let declared = declared_decoded_len(&v1(50_000)).unwrap();
+    assert!(declared >= 50_000 * 33, "{declared}");
+    decode_bundle(&v1(50_000)).expect("the honest v1 bundle decodes");
+    let e = decode_bundle(&v1(1)).unwrap_err().to_string();
+    assert!(e.contains("for 1 rows"), "{e}");
+}
