@@ -875,6 +875,124 @@ pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest;
+    use std::path::PathBuf;
+
+    /// A data directory with one enrolled station and one spooled bundle (its bytes are no
+    /// bundle; these tests never open it).
+    fn one_spooled_bundle() -> (tempfile::TempDir, Context, BundleId) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        crate::init::init(&root, &crate::config::Config::default(), crate::now_ms()).unwrap();
+        let ctx = Context::open(&root).unwrap();
+        crate::enroll::add_station(&ctx, "home-1", "test").unwrap();
+        let id = BundleId([9; 16]);
+        let body = b"ciphertext".to_vec();
+        std::fs::write(ctx.dir.spool().join(format!("{id}.age")), &body).unwrap();
+        crate::spool::insert_row(
+            &ctx.db.lock(),
+            &crate::spool::Spooled {
+                bundle_id: id,
+                station_id: 1,
+                sequence: 1,
+                size: body.len() as u64,
+                sha256: &hex::encode(sha2::Sha256::digest(&body)),
+                received_at_ms: crate::now_ms(),
+            },
+        )
+        .unwrap();
+        (tmp, ctx, id)
+    }
+
+    fn state(ctx: &Context, id: &BundleId) -> (String, i64, Option<String>) {
+        ctx.db
+            .lock()
+            .query_row(
+                "SELECT state, attempts, reason FROM bundles WHERE bundle_id = ?1",
+                [id.to_hex()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    }
+
+    /// The second line of defence: a bundle whose processing fails unexpectedly (a panic is turned
+    /// into an error) waits out a back-off between attempts, is skipped by passes meanwhile, and
+    /// is quarantined with the error after MAX_ATTEMPTS.
+    #[test]
+    fn a_bundle_that_keeps_failing_is_retried_with_back_off_then_set_aside() {
+        let (_tmp, ctx, id) = one_spooled_bundle();
+        let pseudonyms = ctx.pseudonymiser().unwrap();
+        let decoder = Decoder::new(ctx.clone(), pseudonyms);
+        let panic = catching(|| -> () { panic!("day out of range") }).unwrap_err();
+        assert_eq!(panic, "panic: day out of range");
+        let mut batch = Batch::default();
+        let mut counts = (0, 0);
+        for attempt in 1..MAX_ATTEMPTS {
+            decoder
+                .take_opened(
+                    id,
+                    PathBuf::new(),
+                    Opened::Failed(panic.clone()),
+                    &mut batch,
+                    &mut counts,
+                )
+                .unwrap();
+            assert_eq!(state(&ctx, &id), ("spooled".into(), attempt, None));
+            // In its back-off the bundle is not attempted: a pass finds nothing to do.
+            assert_eq!(decoder.process_pending().unwrap(), DecodeReport::default());
+        }
+        assert_eq!(counts, (0, MAX_ATTEMPTS as usize - 1));
+        decoder
+            .take_opened(
+                id,
+                PathBuf::new(),
+                Opened::Failed(panic),
+                &mut batch,
+                &mut counts,
+            )
+            .unwrap();
+        let (st, attempts, reason) = state(&ctx, &id);
+        assert_eq!((st.as_str(), attempts), ("quarantined", MAX_ATTEMPTS));
+        assert!(reason
+            .unwrap()
+            .contains("processing failed 5 times; last: panic: day out of range"));
+        assert!(ctx.dir.quarantine().join(format!("{id}.age")).exists());
+        // The operator sends it back: attempts start again.
+        crate::quarantine::retry(&ctx, &id.to_hex(), "test").unwrap();
+        assert_eq!(state(&ctx, &id).0, "spooled");
+        assert_eq!(state(&ctx, &id).1, 0);
+        assert_eq!(retry_delay_ms(1), 30_000);
+        assert_eq!(retry_delay_ms(4), 240_000);
+    }
+
+    /// An operator can set aside a bundle that waits to be decoded, with a reason, and send it back.
+    #[test]
+    fn an_operator_quarantines_a_waiting_bundle_by_id_and_retries_it() {
+        let (_tmp, ctx, id) = one_spooled_bundle();
+        assert!(matches!(
+            crate::quarantine::put(&ctx, &id.to_hex(), "  ", "test"),
+            Err(crate::quarantine::Error::NoReason)
+        ));
+        crate::quarantine::put(&ctx, &id.to_hex(), "suspected poison", "test").unwrap();
+        let (st, _, reason) = state(&ctx, &id);
+        assert_eq!(st, "quarantined");
+        assert_eq!(reason.unwrap(), "quarantined by test: suspected poison");
+        assert!(!ctx.dir.spool().join(format!("{id}.age")).exists());
+        // Only a waiting bundle can be put aside.
+        assert!(crate::quarantine::put(&ctx, &id.to_hex(), "again", "test").is_err());
+        crate::quarantine::retry(&ctx, &id.to_hex(), "test").unwrap();
+        assert_eq!(state(&ctx, &id).0, "spooled");
+        let audited: i64 = ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM audit_log WHERE action IN ('quarantine.put', 'quarantine.retry')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(audited, 2);
+    }
 
     #[test]
     fn no_reported_clock_offset_moves_the_future_limit_into_the_past() {

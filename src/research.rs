@@ -344,6 +344,8 @@ pub struct Answer {
     /// Half-width of the 95% interval of the noise, per released statistic (for a mean: its sum and
     /// count). Covers the noise only, not bias from clipping or contribution bounding.
     pub accuracy_95: Vec<AccuracyEntry>,
+    /// What `accuracy_95` does not cover, in words, with every answer (see [`ACCURACY_NOTE`]).
+    pub accuracy_note: String,
     /// The privacy loss of this release, as (ε, δ): every release is pure ε-DP (Laplace and
     /// exponential mechanisms), so its δ is 0.
     pub epsilon_spent: f64,
@@ -1321,6 +1323,7 @@ pub fn answer_for(
         groups: vec![],
         dry_run: req.dry_run,
         accuracy_95: accuracy_entries(&summary)?,
+        accuracy_note: ACCURACY_NOTE.into(),
         epsilon_spent: 0.0,
         delta_spent: 0.0,
         project_epsilon: project.epsilon_spent,
@@ -1393,6 +1396,15 @@ pub fn answer_for(
     }
     Ok(answer)
 }
+
+/// What every answer says about the limits of `accuracy_95`.
+pub const ACCURACY_NOTE: &str = "accuracy_95 is the half-width of the 95% interval of the noise \
+     added to each released statistic, nothing more. It does not cover: values clipped to the \
+     declared bounds; days beyond max_days_per_person dropped per person; that a released count \
+     can fall below zero (the noise is not clamped, so the interval holds as stated); and for a \
+     mean, the ratio of a noisy sum to a noisy count, whose error grows as the count shrinks: a \
+     group whose noisy count is near or below zero has no meaningful mean and may be released as \
+     null.";
 
 fn accuracy_entries(summary: &DataFrame) -> Result<Vec<AccuracyEntry>> {
     let text = |name: &str| -> Result<Vec<String>> {

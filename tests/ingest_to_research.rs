@@ -152,6 +152,11 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
     assert!(first["value"].as_f64().unwrap().is_finite());
     assert!(first["epsilon_spent"].as_f64().unwrap() <= 0.5);
     assert!(first["accuracy_95"][0]["accuracy"].as_f64().unwrap() > 0.0);
+    // Every answer says what its accuracy does not cover.
+    assert!(first["accuracy_note"]
+        .as_str()
+        .unwrap()
+        .contains("does not cover"));
     assert_eq!(first["privacy_unit"], "person");
     // The project's loss reads as (ε, δ): one release, so basic composition binds.
     assert_eq!(first["project_delta"].as_f64(), Some(1e-6));

@@ -607,3 +607,50 @@ fn projects_together_stay_within_the_yearly_budget_per_person() {
     assert!((losses[0].epsilon_sum - 0.9).abs() < 1e-6, "{losses:?}");
     assert_eq!(audit_count(&ctx, "research.refused"), 5);
 }
+
+/// Revoking a token from another process (the CLI opens its own connection) while that token's
+/// queries run hard succeeds at once, and the token is refused from then on. Before every
+/// transaction began IMMEDIATE, the CLI's read-then-write failed with "database is locked" in 18
+/// of 20 tries.
+#[test]
+fn a_token_is_revoked_from_another_connection_while_it_is_used_hard() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 1000.0, 1.0);
+    let mut busy = ctx.clone();
+    busy.config.research.requests_per_minute_per_token = 100_000;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rate = TokenRate::default();
+    let body = serde_json::to_vec(&request(Aggregate::Count, 0.001, &[])).unwrap();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut answered = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match query_json(&busy, &rate, Some(&t), &body) {
+                            Ok(_) => answered += 1,
+                            Err(Error::Unauthorized) => break,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    answered
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // What `nachtwacht research revoke-token` does: its own connection to the database.
+        let cli = Context::open(ctx.dir.root()).unwrap();
+        let started = std::time::Instant::now();
+        let revoked = revoke_token(&cli, &token_id(&t), "cli");
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        revoked.unwrap();
+        let answered: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert!(answered > 0);
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    });
+    assert!(matches!(
+        query(&ctx, &t, &request(Aggregate::Count, 0.01, &[])),
+        Err(Error::Unauthorized)
+    ));
+}
