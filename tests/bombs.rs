@@ -166,6 +166,12 @@ async fn decompression_bombs_are_quarantined_and_the_server_stays_small() {
     let peak = peak_rss_bytes(&server);
     server.kill().unwrap();
     server.wait().unwrap();
+    eprintln!(
+        "server peak RSS {} MiB (bound {} MiB) with {BOMBS} bombs of {} MiB each",
+        peak >> 20,
+        PEAK_RSS_BOUND_BYTES >> 20,
+        BOMB_BYTES >> 20
+    );
     assert_eq!(quarantined(), BOMBS as i64, "every bomb quarantined");
     let reason: String = ctx
         .db
@@ -173,12 +179,6 @@ async fn decompression_bombs_are_quarantined_and_the_server_stays_small() {
         .query_row("SELECT reason FROM bundles LIMIT 1", [], |r| r.get(0))
         .unwrap();
     assert!(reason.contains("for 1 rows"), "{reason}");
-    eprintln!(
-        "server peak RSS {} MiB (bound {} MiB) with {BOMBS} bombs of {} MiB each",
-        peak >> 20,
-        PEAK_RSS_BOUND_BYTES >> 20,
-        BOMB_BYTES >> 20
-    );
     assert!(
         peak < PEAK_RSS_BOUND_BYTES,
         "peak RSS {} MiB over the bound",
