@@ -542,6 +542,7 @@ impl Decoder {
                 source,
             })?;
             crate::spool::sync_dir(&qdir)?;
+            crate::failpoint::hit(crate::failpoint::Point::QuarantineAfterMove);
         }
         self.ctx.db.lock().execute(
             "UPDATE bundles SET state = 'quarantined', reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL

@@ -20,6 +20,7 @@ pub mod decode;
 pub mod demo;
 pub mod enroll;
 pub mod evaluate;
+pub mod failpoint;
 pub mod ingest;
 pub mod init;
 pub mod keys;

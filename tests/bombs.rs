@@ -19,9 +19,9 @@ use nachtwacht_wire::{BundleId, DeviceKind, Signal};
 /// The bound the server's peak RSS must stay under while it quarantines the bombs. One bomb
 /// decompressed would exceed it by itself.
 const PEAK_RSS_BOUND_BYTES: u64 = 256 << 20;
-/// What each bomb's stream declares and holds: zeros, which compress about 30,000 to 1.
+/// What the largest bombs' streams declare and hold: zeros, which compress about 30,000 to 1.
 const BOMB_BYTES: u64 = 512 << 20;
-const BOMBS: u8 = 3;
+const BOMBS: u8 = 5;
 
 /// One zstd frame holding `n` zero bytes and declaring its size, compressed as it is written.
 fn zero_frame(n: u64) -> Vec<u8> {
@@ -38,27 +38,55 @@ fn zero_frame(n: u64) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// A v2 bundle of one heart-rate stream that claims one row but holds `frame`.
-fn bomb(id: u8, serial: &str, frame: &[u8]) -> Vec<u8> {
+/// A v2 bundle of the given streams (signal, declared rows, zstd frame).
+fn bundle(id: u8, serial: &str, streams: &[(Signal, u64, &[u8])]) -> Vec<u8> {
     let manifest = BundleManifest {
         bundle_id: BundleId([id; 16]),
         device_serial: serial.into(),
         device_kind: DeviceKind::Wristband,
         sealed_at_ms: nachtwacht::now_ms(),
-        signals: vec![SignalEntry {
-            signal: Signal::Hr,
-            rows: 1,
-            bytes: frame.len() as u64,
-            rate_hz: Some(1.0),
-        }],
+        signals: streams
+            .iter()
+            .map(|(signal, rows, frame)| SignalEntry {
+                signal: *signal,
+                rows: *rows,
+                bytes: frame.len() as u64,
+                rate_hz: signal.nominal_rate_hz(),
+            })
+            .collect(),
     };
     let json = serde_json::to_vec(&manifest).unwrap();
     let mut out = BUNDLE_MAGIC.to_vec();
     out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
     out.extend_from_slice(&json);
-    out.extend_from_slice(frame);
+    for (_, _, frame) in streams {
+        out.extend_from_slice(frame);
+    }
     out
+}
+
+/// An honest heart-rate stream of `rows` readings, all at one instant: what no device produces.
+fn one_instant_hr(rows: usize) -> Vec<u8> {
+    use arrow::array::{Float64Array, TimestampMillisecondArray};
+    let ts = TimestampMillisecondArray::from(vec![nachtwacht::now_ms() - 3_600_000; rows])
+        .with_timezone("UTC");
+    let batch = arrow::array::RecordBatch::try_new(
+        Signal::Hr.schema(),
+        vec![
+            std::sync::Arc::new(ts),
+            std::sync::Arc::new(Float64Array::from(vec![70.0; rows])),
+        ],
+    )
+    .unwrap();
+    let mut ipc = Vec::new();
+    {
+        let mut w =
+            arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &Signal::Hr.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+    }
+    zstd::bulk::compress(&ipc, 1).unwrap()
 }
 
 /// Signed with the station's key and sealed to the server, as a station would.
@@ -116,15 +144,40 @@ async fn decompression_bombs_are_quarantined_and_the_server_stays_small() {
     let mut station = enroll::add_station(&ctx, "home-bomb", "test").unwrap();
     enroll::pair_device(&ctx, "WB-BOMB", "home-bomb", from, "test").unwrap();
 
-    let frame = zero_frame(BOMB_BYTES);
-    assert!(frame.len() < 64 * 1024, "{} bytes", frame.len());
+    // The corpus: (a) streams that claim one row but declare 512 MiB, (b) five streams whose
+    // declared sizes fit their declared rows one by one but not together, (c) two million
+    // honest heart-rate readings at one instant, which decode to 32 MB and are then refused.
+    let zeros = zero_frame(BOMB_BYTES);
+    assert!(zeros.len() < 64 * 1024, "{} bytes", zeros.len());
+    let (big, rows) = (zero_frame(60 << 20), 4_000_000u64);
+    let instant_rows = 2_000_000u64;
+    let instant = one_instant_hr(instant_rows as usize);
+    let mut corpus: Vec<Vec<u8>> = (1..=3)
+        .map(|id| bundle(id, "WB-BOMB", &[(Signal::Hr, 1, &zeros)]))
+        .collect();
+    corpus.push(bundle(
+        4,
+        "WB-BOMB",
+        &[
+            (Signal::Hr, rows, &big),
+            (Signal::Eda, rows, &big),
+            (Signal::Temp, rows, &big),
+            (Signal::Bvp, rows, &big),
+            (Signal::Acc, rows / 2, &big),
+        ],
+    ));
+    corpus.push(bundle(
+        5,
+        "WB-BOMB",
+        &[(Signal::Hr, instant_rows, &instant)],
+    ));
+    let total: usize = corpus.iter().map(Vec::len).sum();
+    assert!(total < 1 << 20, "the corpus is {total} bytes");
     let dir = tmp.path().join("station");
     std::fs::create_dir_all(&dir).unwrap();
     let spool = nachtwacht_station::spool::Spool::open(&station.spool_dir(&dir)).unwrap();
-    for id in 1..=BOMBS {
-        spool
-            .put(&seal(&station, id, &bomb(id, "WB-BOMB", &frame)))
-            .unwrap();
+    for (i, plaintext) in corpus.iter().enumerate() {
+        spool.put(&seal(&station, i as u8 + 1, plaintext)).unwrap();
     }
 
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -167,18 +220,41 @@ async fn decompression_bombs_are_quarantined_and_the_server_stays_small() {
     server.kill().unwrap();
     server.wait().unwrap();
     eprintln!(
-        "server peak RSS {} MiB (bound {} MiB) with {BOMBS} bombs of {} MiB each",
+        "server peak RSS {} MiB (bound {} MiB) after a corpus of {BOMBS} bombs, {} KiB uploaded",
         peak >> 20,
         PEAK_RSS_BOUND_BYTES >> 20,
-        BOMB_BYTES >> 20
+        total >> 10
     );
     assert_eq!(quarantined(), BOMBS as i64, "every bomb quarantined");
-    let reason: String = ctx
-        .db
-        .lock()
-        .query_row("SELECT reason FROM bundles LIMIT 1", [], |r| r.get(0))
-        .unwrap();
-    assert!(reason.contains("for 1 rows"), "{reason}");
+    let reasons: Vec<String> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn
+            .prepare("SELECT reason FROM bundles ORDER BY bundle_id")
+            .unwrap();
+        let r = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        r
+    };
+    for (i, expected) in [
+        "for 1 rows",
+        "for 1 rows",
+        "for 1 rows",
+        "per bundle",
+        "more than the device can produce",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(
+            reasons[i].contains(expected),
+            "bomb {}: {}",
+            i + 1,
+            reasons[i]
+        );
+    }
     assert!(
         peak < PEAK_RSS_BOUND_BYTES,
         "peak RSS {} MiB over the bound",

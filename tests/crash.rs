@@ -410,3 +410,142 @@ async fn readings_survive_station_kills_exactly_once() {
     assert!(station_log.matches("pass done").count() >= 1);
     t.server.shutdown().await;
 }
+
+/// A real kill at the one step of quarantining that used to lose information: after the
+/// ciphertext moved into `quarantine/`, before the row was updated. The decoder process is made to
+/// abort exactly there (failpoint `quarantine-after-move`); the next pass finishes the quarantine
+/// with the reason recorded before the kill. Before the fix it re-quarantined the bundle as "spool
+/// file unreadable" and overwrote the `.reason` file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decoder_killed_after_moving_a_bundle_into_quarantine_keeps_its_reason() {
+    use nachtwacht::enroll;
+    use nachtwacht_station::source::simulator::SimulatorConfig;
+    use nachtwacht_wire::DeviceKind;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    init::init(&root, &Config::default(), nachtwacht::now_ms()).unwrap();
+    let ctx = Context::open(&root).unwrap();
+    let start_ms = days_ago(2);
+    let person = enroll::add_person(&ctx, "CASE-KQ", "alcohol-ban", "test").unwrap();
+    enroll::assign_device(
+        &ctx,
+        "AM-KQ",
+        DeviceKind::AnkleMonitor,
+        person,
+        start_ms,
+        "test",
+    )
+    .unwrap();
+    // The device is never paired with the station: its bundles are quarantined.
+    let mut station = enroll::add_station(&ctx, "home-kq", "test").unwrap();
+    let port = free_udp_port();
+    station.servers = vec![format!("127.0.0.1:{port}")];
+    station.source = nachtwacht_station::SourceConfig::Simulator(SimulatorConfig {
+        device: DeviceKind::AnkleMonitor,
+        device_serial: "AM-KQ".into(),
+        start_ms,
+        days: 2,
+        seed: 7,
+        drinking: vec![],
+        wear_hours_per_day: 0,
+        bundle_minutes: 60,
+    });
+    let dir = tmp.path().join("station");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = tmp.path().join("server.log");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["serve", "--ingest-only", "--data-dir"])
+        .arg(&root)
+        .args([
+            "--quic-listen",
+            &format!("127.0.0.1:{port}"),
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged < 2 {
+        assert!(Instant::now() < deadline, "uploads never acknowledged");
+        match nachtwacht_station::run_once(&station, &dir).await {
+            Ok(r) => acknowledged += r.acknowledged,
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let decode = |failpoint: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nachtwacht"));
+        cmd.args(["decode", "--data-dir"]).arg(&root);
+        if let Some(point) = failpoint {
+            cmd.env("NACHTWACHT_FAILPOINT", point);
+        }
+        cmd.output().unwrap()
+    };
+    let killed = decode(Some("quarantine-after-move"));
+    assert!(
+        !killed.status.success(),
+        "the decoder died at the failpoint"
+    );
+    let in_between: Vec<String> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn
+            .prepare("SELECT bundle_id FROM bundles WHERE state = 'spooled'")
+            .unwrap();
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|id| ctx.dir.quarantine().join(format!("{id}.age")).exists())
+            .collect();
+        ids
+    };
+    assert_eq!(
+        in_between.len(),
+        1,
+        "one bundle caught between move and row"
+    );
+    let victim = &in_between[0];
+    let reason_file = ctx.dir.quarantine().join(format!("{victim}.reason"));
+    let recorded = std::fs::read_to_string(&reason_file).unwrap();
+    assert!(recorded.contains("not paired"), "{recorded}");
+
+    let again = decode(None);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let (state, reason): (String, String) = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT state, reason FROM bundles WHERE bundle_id = ?1",
+            [victim],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("quarantined", recorded.as_str())
+    );
+    assert_eq!(std::fs::read_to_string(&reason_file).unwrap(), recorded);
+    let not_paired: i64 = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT count(*) FROM bundles WHERE state = 'quarantined' AND reason LIKE '%not paired%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        not_paired, acknowledged as i64,
+        "every bundle quarantined for its real reason"
+    );
+}

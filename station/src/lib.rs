@@ -76,28 +76,31 @@ pub fn collect(
         let content = content?;
         let cursor = spool.cursor(&content.device_serial)?;
         let (content, _) = after_cursor(content, cursor)?;
-        let Some((_, last)) = content.span() else {
-            continue;
-        };
-        let sealed = seal::seal(&content, &signer, &recipient)?;
-        match spool.put(&sealed) {
-            Ok(_) => {}
-            Err(Error::SpoolFull {
-                pending_bytes,
-                cap_bytes,
-            }) => {
-                tracing::warn!(
+        // A long read-out goes in several bundles, each within what the server accepts.
+        for piece in content.split_to_fit()? {
+            let Some((_, last)) = piece.span() else {
+                continue;
+            };
+            let sealed = seal::seal(&piece, &signer, &recipient)?;
+            match spool.put(&sealed) {
+                Ok(_) => {}
+                Err(Error::SpoolFull {
                     pending_bytes,
                     cap_bytes,
-                    device = %content.device_serial,
-                    "spool full: readings stay on the device until the server takes the backlog"
-                );
-                return Ok((sealed_count, true));
+                }) => {
+                    tracing::warn!(
+                        pending_bytes,
+                        cap_bytes,
+                        device = %piece.device_serial,
+                        "spool full: readings stay on the device until the server takes the backlog"
+                    );
+                    return Ok((sealed_count, true));
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
+            spool.set_cursor(&piece.device_serial, last)?;
+            sealed_count += 1;
         }
-        spool.set_cursor(&content.device_serial, last)?;
-        sealed_count += 1;
     }
     Ok((sealed_count, false))
 }
@@ -206,18 +209,20 @@ pub fn import(
         let cursor = spool.cursor(device_serial)?;
         let (content, skipped) = after_cursor(content, cursor)?;
         report.already_sealed += skipped;
-        let Some((_, last)) = content.span() else {
-            continue;
-        };
-        let sealed = seal::seal(&content, &signer, &recipient)?;
-        spool.put(&sealed)?;
-        spool.set_cursor(device_serial, last)?;
-        report.bundles += 1;
-        report.readings += content
-            .batches
-            .iter()
-            .map(|b| b.batch.num_rows())
-            .sum::<usize>();
+        for piece in content.split_to_fit()? {
+            let Some((_, last)) = piece.span() else {
+                continue;
+            };
+            let sealed = seal::seal(&piece, &signer, &recipient)?;
+            spool.put(&sealed)?;
+            spool.set_cursor(device_serial, last)?;
+            report.bundles += 1;
+            report.readings += piece
+                .batches
+                .iter()
+                .map(|b| b.batch.num_rows())
+                .sum::<usize>();
+        }
     }
     Ok(report)
 }
@@ -367,6 +372,46 @@ mod tests {
                     .sum::<usize>()
             })
             .sum()
+    }
+
+    /// A read-out larger than one bundle may declare is sealed as several, in time order, every
+    /// reading in exactly one, each within the server's bound.
+    #[test]
+    fn a_read_out_too_large_for_one_bundle_is_split_by_time() {
+        use arrow::array::{Float64Array, TimestampMillisecondArray};
+        use nachtwacht_wire::Signal;
+        let rows = 12_000_000usize; // BVP at 64 Hz: 52 hours, about 200 MB declared
+        let ts = TimestampMillisecondArray::from(
+            (0..rows as i64).map(|i| i * 1000 / 64).collect::<Vec<_>>(),
+        )
+        .with_timezone("UTC");
+        let batch = arrow::array::RecordBatch::try_new(
+            Signal::Bvp.schema(),
+            vec![
+                std::sync::Arc::new(ts),
+                std::sync::Arc::new(Float64Array::from(vec![0.5; rows])),
+            ],
+        )
+        .unwrap();
+        let content = source::BundleContent {
+            device_serial: "E4-1".into(),
+            device_kind: nachtwacht_wire::DeviceKind::Wristband,
+            batches: vec![nachtwacht_wire::SignalBatch::nominal(Signal::Bvp, batch)],
+        };
+        let pieces = content.split_to_fit().unwrap();
+        assert!(pieces.len() >= 2, "{} pieces", pieces.len());
+        let bound = nachtwacht_wire::bundle::MAX_BUNDLE_DECODED_LEN;
+        let mut total = 0;
+        let mut previous_last = i64::MIN;
+        for p in &pieces {
+            let n = p.batches[0].batch.num_rows();
+            assert!(Signal::Bvp.max_stream_len(n as u64) <= bound);
+            let (first, last) = p.span().unwrap();
+            assert!(first > previous_last);
+            previous_last = last;
+            total += n;
+        }
+        assert_eq!(total, rows);
     }
 
     /// An E4 export that grows between two runs is sealed from the cursor on: every reading is in

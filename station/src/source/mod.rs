@@ -41,6 +41,72 @@ impl BundleContent {
             .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
     }
 
+    /// The decoded bytes this content's bundle would declare, at most (see
+    /// `Signal::max_stream_len`).
+    fn declared_bound(&self) -> u64 {
+        self.batches
+            .iter()
+            .map(|b| b.signal.max_stream_len(b.batch.num_rows() as u64))
+            .sum()
+    }
+
+    /// This content in pieces of consecutive, equal time windows, each small enough to be one
+    /// bundle the server accepts (half of `MAX_BUNDLE_DECODED_LEN`): a read-out of several days
+    /// would otherwise be one bundle the server quarantines as too large. Content that fits is
+    /// returned whole. Empty pieces are left out.
+    pub fn split_to_fit(self) -> Result<Vec<BundleContent>> {
+        use arrow::array::{Array, BooleanArray, TimestampMillisecondArray};
+        let target = nachtwacht_wire::bundle::MAX_BUNDLE_DECODED_LEN / 2;
+        let needed = self.declared_bound();
+        let Some((from, to)) = self.span() else {
+            return Ok(vec![self]);
+        };
+        if needed <= target {
+            return Ok(vec![self]);
+        }
+        let pieces = needed.div_ceil(target) as i64;
+        let width = ((to - from) / pieces).max(1) + 1;
+        let mut out = Vec::new();
+        for k in 0..pieces + 1 {
+            let (lo, hi) = (from + k * width, from + (k + 1) * width);
+            if lo > to {
+                break;
+            }
+            let mut piece = BundleContent {
+                device_serial: self.device_serial.clone(),
+                device_kind: self.device_kind,
+                batches: Vec::new(),
+            };
+            for b in &self.batches {
+                let ts = b
+                    .batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .expect("every signal starts with ts");
+                let keep = BooleanArray::from(
+                    ts.values()
+                        .iter()
+                        .map(|t| (lo..hi).contains(t))
+                        .collect::<Vec<_>>(),
+                );
+                let batch = arrow::compute::filter_record_batch(&b.batch, &keep)
+                    .map_err(|e| crate::Error::Seal(e.to_string()))?;
+                if batch.num_rows() > 0 {
+                    piece.batches.push(SignalBatch {
+                        signal: b.signal,
+                        batch,
+                        rate_hz: b.rate_hz,
+                    });
+                }
+            }
+            if !piece.batches.is_empty() {
+                out.push(piece);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn samples(&self) -> usize {
         self.batches
             .iter()

@@ -226,8 +226,9 @@ impl Signal {
 }
 
 impl Signal {
-    /// The most bytes one row of this signal can take in an Arrow IPC stream: 8 for `ts` and each
-    /// 64-bit value, a byte for a boolean, offsets and [`MAX_EVENT_TEXT_LEN`] for text.
+    /// The most bytes one row of this signal can take in an Arrow IPC stream, its validity bits
+    /// aside: 8 for `ts` and each 64-bit value, a byte for a boolean, offsets and
+    /// [`MAX_EVENT_TEXT_LEN`] for text.
     pub fn max_row_bytes(self) -> u64 {
         8 + self
             .value_columns()
@@ -240,9 +241,13 @@ impl Signal {
             .sum::<u64>()
     }
 
-    /// The most bytes an IPC stream of `rows` rows of this signal may declare.
+    /// The most bytes an IPC stream of `rows` rows of this signal may declare: the rows, a
+    /// validity bit per row and column (writers include the bitmap even for columns without
+    /// nulls), and [`IPC_OVERHEAD`] for messages and padding.
     pub fn max_stream_len(self, rows: u64) -> u64 {
+        let columns = 1 + self.value_columns().len() as u64;
         rows.saturating_mul(self.max_row_bytes())
+            .saturating_add(rows.div_ceil(8).saturating_mul(columns))
             .saturating_add(IPC_OVERHEAD)
             .min(MAX_STREAM_LEN)
     }
