@@ -14,6 +14,28 @@ pub fn restrict_umask() {
     }
 }
 
+/// Opens (creating it if needed) the lock file at `path` and takes `flock(operation)` on it:
+/// `LOCK_SH` or `LOCK_EX`, with `LOCK_NB` to not wait. Returns `None` when `LOCK_NB` was given and
+/// someone else holds a conflicting lock. The lock lasts as long as the file stays open (or the
+/// process lives), across processes on this machine.
+pub fn lock_file(path: &Path, operation: libc::c_int) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(file))
+}
+
 /// Entries of a data directory that others than its owner may read, write or enter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotPrivate {

@@ -517,9 +517,8 @@ pub struct ReadGuard {
     _file: std::fs::File,
 }
 
-/// `flock` on a file under the data directory, created when missing.
+/// `flock` on the dataset readers' lock file, created when missing.
 fn lock_file(dir: &DataDir, operation: libc::c_int) -> Result<Option<std::fs::File>> {
-    use std::os::fd::AsRawFd;
     let path = dir.dataset_readers_lock();
     let io = |source| Error::Io {
         path: path.display().to_string(),
@@ -528,21 +527,7 @@ fn lock_file(dir: &DataDir, operation: libc::c_int) -> Result<Option<std::fs::Fi
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
-    // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
-    if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            return Ok(None);
-        }
-        return Err(io(e));
-    }
-    Ok(Some(file))
+    crate::datadir::lock_file(&path, operation).map_err(io)
 }
 
 impl ReadGuard {

@@ -784,22 +784,13 @@ pub struct DecodeLock {
 impl DecodeLock {
     /// Blocks until the lock is free. Released when dropped (or when the process dies).
     pub fn acquire(dir: &crate::datadir::DataDir) -> Result<Self> {
-        use std::os::fd::AsRawFd;
         let path = dir.root().join("decode.lock");
-        let io = |source| crate::spool::Error::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io(std::io::Error::last_os_error()).into());
-        }
+        let file = crate::datadir::lock_file(&path, libc::LOCK_EX)
+            .map_err(|source| crate::spool::Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?
+            .expect("a blocking flock either locks or fails");
         Ok(Self { _file: file })
     }
 }

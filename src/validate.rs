@@ -88,6 +88,14 @@ pub const KNOWN_EVENTS: &[&str] = &[
     "charging-stop",
 ];
 
+/// A signal's `ts` column (the first of every wire schema).
+fn timestamps(sb: &nachtwacht_wire::bundle::SignalBatch) -> Option<&TimestampMillisecondArray> {
+    sb.batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+}
+
 /// How many rows a device can produce in a bundle's time span, with a margin: a sampled signal
 /// its declared rate (at most twice its nominal rate) times the span, plus half again; an event
 /// signal a few per second (inter-beat intervals: at most 4 beats per second). A bundle with more
@@ -98,12 +106,7 @@ pub fn check_rows_plausible(
 ) -> Result<(), String> {
     for sb in batches {
         let rows = sb.batch.num_rows() as f64;
-        let Some(ts) = sb
-            .batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-        else {
+        let Some(ts) = timestamps(sb) else {
             continue;
         };
         let (Some(lo), Some(hi)) = (arrow::compute::min(ts), arrow::compute::max(ts)) else {
@@ -139,12 +142,7 @@ pub fn check_timestamp_range(
 ) -> Result<(), String> {
     let (lo, hi) = TIMESTAMP_RANGE_MS;
     for sb in batches {
-        let Some(ts) = sb
-            .batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-        else {
+        let Some(ts) = timestamps(sb) else {
             return Err(format!(
                 "signal {}: first column is not a timestamp",
                 sb.signal.name()

@@ -505,17 +505,7 @@ async fn a_bundle_with_a_timestamp_out_of_range_is_quarantined_and_blocks_nothin
     columns[0] = std::sync::Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC"));
     *batch = arrow::array::RecordBatch::try_new(batch.schema(), columns).unwrap();
 
-    use nachtwacht_station::seal;
-    let recipient = seal::parse_recipient(&station.server_age_recipient).unwrap();
-    let key = station.signing_key().unwrap();
-    let signer = seal::Signer {
-        station: &station.name,
-        key: &key,
-    };
-    let sealed: Vec<_> = contents
-        .iter()
-        .map(|c| seal::seal(c, &signer, &recipient).unwrap())
-        .collect();
+    let sealed = seal_contents(&station, &contents);
     upload_sealed(&station, &dir, &sealed[..1]).await;
     upload_sealed(&station, &dir, &sealed[1..]).await;
 
@@ -604,7 +594,6 @@ async fn readings_stored_twice_under_two_bundle_ids_are_counted_once() {
         contents.truncate(1);
         per_station.push((station, dir, contents));
     }
-    use nachtwacht_station::seal;
     for (i, (station, dir, contents)) in per_station.iter_mut().enumerate() {
         if i == 1 {
             // The overlapping read-out: the same readings but the last.
@@ -615,16 +604,7 @@ async fn readings_stored_twice_under_two_bundle_ids_are_counted_once() {
             }
             contents.push(overlap);
         }
-        let recipient = seal::parse_recipient(&station.server_age_recipient).unwrap();
-        let key = station.signing_key().unwrap();
-        let signer = seal::Signer {
-            station: &station.name,
-            key: &key,
-        };
-        let sealed: Vec<_> = contents
-            .iter()
-            .map(|c| seal::seal(c, &signer, &recipient).unwrap())
-            .collect();
+        let sealed = seal_contents(station, contents);
         upload_sealed(station, dir, &sealed).await;
     }
     t.server.decode_now().await;

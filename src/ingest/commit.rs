@@ -185,8 +185,8 @@ mod tests {
     use crate::db::Db;
     use nachtwacht_wire::BundleId;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_uploads_of_one_bundle_are_stored_once() {
+    /// A spool directory and database with one enrolled station (id 1, name `s`).
+    fn spool_with_station() -> (tempfile::TempDir, Db, Spool) {
         let tmp = tempfile::tempdir().unwrap();
         let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
         db.lock()
@@ -197,7 +197,14 @@ mod tests {
             .unwrap();
         let dir = tmp.path().join("spool");
         std::fs::create_dir(&dir).unwrap();
-        let spool = Spool::new(dir.clone(), db.clone());
+        let spool = Spool::new(dir, db.clone());
+        (tmp, db, spool)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_uploads_of_one_bundle_are_stored_once() {
+        let (tmp, db, spool) = spool_with_station();
+        let dir = tmp.path().join("spool");
         let committer = Committer::start(spool.clone()).unwrap();
 
         let mut tasks = Vec::new();
@@ -252,17 +259,7 @@ mod tests {
     /// the second is a conflict (its station must keep its copy), never `duplicate`.
     #[test]
     fn a_different_body_under_an_id_in_the_same_batch_is_a_conflict() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
-        db.lock()
-            .execute(
-                "INSERT INTO stations (id, name, cert_sha256, enrolled_at_ms) VALUES (1, 's', 'f', 0)",
-                [],
-            )
-            .unwrap();
-        let dir = tmp.path().join("spool");
-        std::fs::create_dir(&dir).unwrap();
-        let spool = Spool::new(dir.clone(), db.clone());
+        let (_tmp, _db, spool) = spool_with_station();
         let id = BundleId([7; 16]);
         let job = |body: Vec<u8>| {
             let header = UploadHeader::for_ciphertext(id, "s", 1, &body);

@@ -102,6 +102,17 @@ pub fn seal_all(
     station: &StationConfig,
     dir: &std::path::Path,
 ) -> Vec<nachtwacht_station::seal::SealedBundle> {
+    seal_contents(
+        station,
+        &nachtwacht_station::source::read_all(&station.source, dir).unwrap(),
+    )
+}
+
+/// Seals the given contents as the station would: signed with its key, sealed to the server.
+pub fn seal_contents(
+    station: &StationConfig,
+    contents: &[nachtwacht_station::source::BundleContent],
+) -> Vec<nachtwacht_station::seal::SealedBundle> {
     use nachtwacht_station::seal;
     let recipient = seal::parse_recipient(&station.server_age_recipient).unwrap();
     let key = station.signing_key().unwrap();
@@ -109,8 +120,7 @@ pub fn seal_all(
         station: &station.name,
         key: &key,
     };
-    nachtwacht_station::source::read_all(&station.source, dir)
-        .unwrap()
+    contents
         .iter()
         .map(|c| seal::seal(c, &signer, &recipient).unwrap())
         .collect()
