@@ -45,6 +45,12 @@ fn scan(path: &std::path::Path) -> anyhow::Result<LazyFrame> {
     )?)
 }
 
+/// The file as the server's evaluator reads it (`dataset::scan_readings`: each (pid, ts) once), so
+/// the pipelines' figures include that cost; the baseline keeps the plain scan.
+fn read_as_served(path: &std::path::Path) -> anyhow::Result<LazyFrame> {
+    nachtwacht::dataset::scan_readings(&[path.to_path_buf()])?.context("no file")
+}
+
 /// A plain scan and group-by of the same file: per person and `every`, the mean of each value
 /// column. The reference the pipelines are measured against.
 fn plain_group_by(path: &std::path::Path, every: &str) -> anyhow::Result<usize> {
@@ -149,12 +155,20 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     })?;
     anyhow::ensure!(rows > 0, "plain group-by found nothing");
     let ((episodes, days), wall, cpu) = timed(|| {
-        let (windows, episodes) =
-            stress::evaluate(scan(&eda_p)?, scan(&hr_p)?, scan(&acc_p)?, &rules)?;
+        let (windows, episodes) = stress::evaluate(
+            read_as_served(&eda_p)?,
+            read_as_served(&hr_p)?,
+            read_as_served(&acc_p)?,
+            &rules,
+        )?;
         let n = episodes.height();
-        let indicators =
-            daily::wristband_daily(windows.lazy(), episodes.lazy(), scan(&hr_p)?, &rules)
-                .collect()?;
+        let indicators = daily::wristband_daily(
+            windows.lazy(),
+            episodes.lazy(),
+            read_as_served(&hr_p)?,
+            &rules,
+        )
+        .collect()?;
         Ok((n, indicators.height()))
     })?;
     anyhow::ensure!(days == 1, "one person-day expected, got {days}");
@@ -227,11 +241,16 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let (_, plain_wall, plain_cpu) = timed(|| plain_group_by(&ankle_p, "1d"))?;
     let (alerts, wall, cpu) = timed(|| {
         let alcohol = AlcoholRules::default();
-        let events = drinking_events(scan(&ankle_p)?, &alcohol).collect()?;
-        let tamper = ankle_tamper(scan(&ankle_p)?, &TamperRules::default()).collect()?;
+        let events = drinking_events(read_as_served(&ankle_p)?, &alcohol).collect()?;
+        let tamper = ankle_tamper(read_as_served(&ankle_p)?, &TamperRules::default()).collect()?;
         let n = events.height() + tamper.height();
-        let days = daily::ankle_daily(scan(&ankle_p)?, events.lazy(), tamper.lazy(), &alcohol)
-            .collect()?;
+        let days = daily::ankle_daily(
+            read_as_served(&ankle_p)?,
+            events.lazy(),
+            tamper.lazy(),
+            &alcohol,
+        )
+        .collect()?;
         anyhow::ensure!(
             days.height() == person_days,
             "{} person-days",
