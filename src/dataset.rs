@@ -406,9 +406,20 @@ pub fn scan_readings(
         .iter()
         .map(|p| PlPath::new(&p.to_string_lossy()))
         .collect();
+    // Sorted by (pid, ts), a repeated reading is the row after its twin. The pipelines sort by
+    // (pid, ts) themselves, so this sort is the one they would do anyway (polars then knows the
+    // order), and dropping a row equal to its predecessor keeps the first in path order.
+    let repeated = col("pid")
+        .eq(col("pid").shift(lit(1)))
+        .and(col("ts").eq(col("ts").shift(lit(1))))
+        .fill_null(lit(false));
     Ok(Some(
         LazyFrame::scan_parquet_files(paths.into(), ScanArgsParquet::default())?
-            .unique_stable(Some(cols(["pid", "ts"])), UniqueKeepStrategy::First),
+            .sort(
+                ["pid", "ts"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .filter(repeated.not()),
     ))
 }
 

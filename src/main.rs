@@ -5,6 +5,7 @@ mod bench_decode;
 mod bench_ingest;
 mod bench_pipeline;
 mod bench_research;
+mod scr_check;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,22 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// Outputs for checking nachtwacht's rules against other implementations (docs/validation.md).
+    Validate {
+        #[command(subcommand)]
+        command: ValidateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ValidateCommand {
+    /// The SCR peaks the stress pipeline finds in an E4 export's EDA, one timestamp (ms) per line
+    /// (read by pipelines/validation/scr_agreement.py).
+    Scr {
+        /// An E4 CSV export directory (EDA.csv and the other signals).
+        #[arg(long)]
+        e4: PathBuf,
     },
 }
 
@@ -915,6 +932,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Ingest(args),
         } => bench_ingest::run(args).await?,
+        Command::Validate {
+            command: ValidateCommand::Scr { e4 },
+        } => {
+            let peaks = tokio::task::spawn_blocking(move || scr_check::scr_peaks(&e4))
+                .await
+                .context("SCR task")??;
+            println!("ts_ms");
+            for t in peaks {
+                println!("{t}");
+            }
+        }
         Command::Bench {
             command: BenchCommand::Decode(args),
         } => tokio::task::spawn_blocking(move || bench_decode::run(args))

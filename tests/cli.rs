@@ -276,3 +276,24 @@ fn the_data_directory_is_private_whatever_the_umask_and_a_readable_one_is_refuse
         "{stderr}"
     );
 }
+
+/// `validate scr` lists the SCR peaks the stress pipeline finds in the real E4 sample: within the
+/// recording, in time order. The recording is nearly flat (EDA below 0.12 µS), so there are some,
+/// but fewer than one a minute (docs/validation.md).
+#[test]
+fn the_scr_peaks_of_the_e4_sample_are_listed_for_the_cross_check() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["validate", "scr", "--e4"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/e4-sample"))
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("ts_ms"));
+    let peaks: Vec<i64> = lines.map(|l| l.parse().unwrap()).collect();
+    // EDA.csv starts at 1560279825 s and holds 9,998 samples at 4 Hz.
+    let (start, end) = (1_560_279_825_000, 1_560_279_825_000 + 9_998 * 250);
+    assert!((1..=41).contains(&peaks.len()), "{} peaks", peaks.len());
+    assert!(peaks.windows(2).all(|w| w[0] < w[1]));
+    assert!(peaks.iter().all(|t| (start..end).contains(t)));
+}
