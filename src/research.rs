@@ -1400,11 +1400,11 @@ pub fn answer_for(
 /// What every answer says about the limits of `accuracy_95`.
 pub const ACCURACY_NOTE: &str = "accuracy_95 is the half-width of the 95% interval of the noise \
      added to each released statistic, nothing more. It does not cover: values clipped to the \
-     declared bounds; days beyond max_days_per_person dropped per person; that a released count \
-     can fall below zero (the noise is not clamped, so the interval holds as stated); and for a \
-     mean, the ratio of a noisy sum to a noisy count, whose error grows as the count shrinks: a \
-     group whose noisy count is near or below zero has no meaningful mean and may be released as \
-     null.";
+     declared bounds; days beyond max_days_per_person dropped per person; counts, which are \
+     released clamped at zero (a true count near zero comes out biased upwards, and its interval \
+     is then one-sided); and for a mean, the ratio of a noisy sum to a noisy count, whose error \
+     grows as the count shrinks: a group whose noisy count is zero has no meaningful mean and may \
+     be released as null.";
 
 fn accuracy_entries(summary: &DataFrame) -> Result<Vec<AccuracyEntry>> {
     let text = |name: &str| -> Result<Vec<String>> {
