@@ -323,9 +323,13 @@ impl Config {
             p.push("pipeline.interval_secs must be positive".into());
         }
         match &self.http.public_url {
+            // The scheme here; host and port are parsed by the web module when the server starts.
             Some(url) => {
-                if let Err(e) = crate::web::SiteOrigin::parse(url) {
-                    p.push(e);
+                let scheme = url.split_once("://").map(|(s, rest)| (s, rest.trim_matches('/')));
+                if !matches!(scheme, Some(("http" | "https", rest)) if !rest.is_empty()) {
+                    p.push(format!(
+                        "http.public_url {url:?} must be http(s)://host[:port]"
+                    ));
                 }
             }
             None if self.http.listen.ip().is_unspecified() => p.push(
@@ -351,6 +355,21 @@ mod tests {
         assert_eq!(Config::parse(&cfg.to_toml(), "x").unwrap(), cfg);
         assert!(cfg.ingest.listen.ip().is_loopback());
         assert!(cfg.http.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn a_public_url_is_checked_and_required_on_all_addresses() {
+        let mut cfg = Config::default();
+        assert!(cfg.problems().is_empty());
+        cfg.http.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(cfg
+            .problems()
+            .iter()
+            .any(|p| p.contains("public_url is required")));
+        cfg.http.public_url = Some("ftp://nachtwacht.example".into());
+        assert!(cfg.problems().iter().any(|p| p.contains("must be http(s)")));
+        cfg.http.public_url = Some("https://nachtwacht.example.nl".into());
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
     }
 
     #[test]
