@@ -74,13 +74,13 @@ pub fn collect(
         // Readings up to the cursor are already in the spool or at the server: a source that
         // grows (an E4 export being appended to) is sealed from the cursor on, never again whole.
         let content = content?;
-        let cursor = spool.cursor(&content.device_serial)?;
-        let (content, _) = after_cursor(content, cursor)?;
+        let cursors = spool.signal_cursors(&content.device_serial)?;
+        let (content, _) = after_cursor(content, &cursors)?;
         // A long read-out goes in several bundles, each within what the server accepts.
         for piece in content.split_to_fit()? {
-            let Some((_, last)) = piece.span() else {
+            if piece.span().is_none() {
                 continue;
-            };
+            }
             let sealed = seal::seal(&piece, &signer, &recipient)?;
             match spool.put(&sealed) {
                 Ok(_) => {}
@@ -98,7 +98,7 @@ pub fn collect(
                 }
                 Err(e) => return Err(e),
             }
-            spool.set_cursor(&piece.device_serial, last)?;
+            spool.advance_signal_cursors(&piece.device_serial, &last_per_signal(&piece))?;
             sealed_count += 1;
         }
     }
@@ -206,16 +206,16 @@ pub fn import(
     };
     let mut report = ImportReport::default();
     for content in contents {
-        let cursor = spool.cursor(device_serial)?;
-        let (content, skipped) = after_cursor(content, cursor)?;
+        let cursors = spool.signal_cursors(device_serial)?;
+        let (content, skipped) = after_cursor(content, &cursors)?;
         report.already_sealed += skipped;
         for piece in content.split_to_fit()? {
-            let Some((_, last)) = piece.span() else {
+            if piece.span().is_none() {
                 continue;
-            };
+            }
             let sealed = seal::seal(&piece, &signer, &recipient)?;
             spool.put(&sealed)?;
-            spool.set_cursor(device_serial, last)?;
+            spool.advance_signal_cursors(device_serial, &last_per_signal(&piece))?;
             report.bundles += 1;
             report.readings += piece
                 .batches
@@ -227,23 +227,18 @@ pub fn import(
     Ok(report)
 }
 
-/// Drops the rows at or before `cursor`; returns what is left and how many rows were dropped.
+/// Drops each signal's rows at or before that signal's cursor; returns what is left and how many
+/// rows were dropped.
 fn after_cursor(
     mut content: source::BundleContent,
-    cursor: Option<i64>,
+    cursors: &spool::SignalCursors,
 ) -> Result<(source::BundleContent, usize)> {
-    use arrow::array::{Array, TimestampMillisecondArray};
-    let Some(cursor) = cursor else {
-        return Ok((content, 0));
-    };
     let mut dropped = 0;
     for b in &mut content.batches {
-        let ts = b
-            .batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-            .expect("v1 schemas start with ts");
+        let Some(cursor) = cursors.of(b.signal) else {
+            continue;
+        };
+        let ts = timestamps(&b.batch);
         let keep = arrow::array::BooleanArray::from(
             ts.values().iter().map(|t| *t > cursor).collect::<Vec<_>>(),
         );
@@ -253,6 +248,26 @@ fn after_cursor(
     }
     content.batches.retain(|b| b.batch.num_rows() > 0);
     Ok((content, dropped))
+}
+
+/// A signal batch's `ts` column (the first of every wire schema).
+fn timestamps(batch: &arrow::array::RecordBatch) -> &arrow::array::TimestampMillisecondArray {
+    batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+        .expect("every wire schema starts with ts")
+}
+
+/// The last reading time of each signal in a piece: what its cursors advance to once it is sealed.
+fn last_per_signal(
+    piece: &source::BundleContent,
+) -> std::collections::BTreeMap<nachtwacht_wire::Signal, i64> {
+    piece
+        .batches
+        .iter()
+        .filter_map(|b| Some((b.signal, arrow::compute::max(timestamps(&b.batch))?)))
+        .collect()
 }
 
 /// Reads everything the configured source has, seals and spools it, uploads the spool until it is
@@ -412,6 +427,83 @@ mod tests {
             total += n;
         }
         assert_eq!(total, rows);
+    }
+
+    /// Signals that end at different instants keep their own cursors: the rows of a signal that
+    /// lagged behind the others at one run are sealed at the next. With one cursor per device,
+    /// the heart rate's rows between its last reading and the accelerometer's were skipped. A
+    /// cursor file from before (one number) still holds for every signal.
+    #[test]
+    fn a_signal_that_lagged_behind_the_others_keeps_its_rows() {
+        use arrow::array::{Float64Array, TimestampMillisecondArray};
+        use nachtwacht_wire::Signal;
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = spool::Spool::open(tmp.path()).unwrap();
+        let hr = |from: i64, to: i64| {
+            let ts: Vec<i64> = (from..to).map(|s| s * 1000).collect();
+            let n = ts.len();
+            nachtwacht_wire::SignalBatch::nominal(
+                Signal::Hr,
+                arrow::array::RecordBatch::try_new(
+                    Signal::Hr.schema(),
+                    vec![
+                        std::sync::Arc::new(
+                            TimestampMillisecondArray::from(ts).with_timezone("UTC"),
+                        ),
+                        std::sync::Arc::new(Float64Array::from(vec![70.0; n])),
+                    ],
+                )
+                .unwrap(),
+            )
+        };
+        let temp = |from: i64, to: i64| {
+            let ts: Vec<i64> = (from..to).map(|s| s * 1000).collect();
+            let n = ts.len();
+            nachtwacht_wire::SignalBatch::nominal(
+                Signal::Temp,
+                arrow::array::RecordBatch::try_new(
+                    Signal::Temp.schema(),
+                    vec![
+                        std::sync::Arc::new(
+                            TimestampMillisecondArray::from(ts).with_timezone("UTC"),
+                        ),
+                        std::sync::Arc::new(Float64Array::from(vec![33.0; n])),
+                    ],
+                )
+                .unwrap(),
+            )
+        };
+        let content = |batches| source::BundleContent {
+            device_serial: "E4-1".into(),
+            device_kind: nachtwacht_wire::DeviceKind::Wristband,
+            batches,
+        };
+        // First run: heart rate up to 100 s, temperature up to 110 s.
+        let first = content(vec![hr(0, 100), temp(0, 110)]);
+        spool
+            .advance_signal_cursors("E4-1", &last_per_signal(&first))
+            .unwrap();
+        // Second run: the export has grown; heart rate's rows 100..110 s are new.
+        let cursors = spool.signal_cursors("E4-1").unwrap();
+        let (rest, skipped) =
+            after_cursor(content(vec![hr(0, 120), temp(0, 120)]), &cursors).unwrap();
+        assert_eq!(skipped, 100 + 110);
+        let rows: Vec<(Signal, usize)> = rest
+            .batches
+            .iter()
+            .map(|b| (b.signal, b.batch.num_rows()))
+            .collect();
+        assert_eq!(rows, vec![(Signal::Hr, 20), (Signal::Temp, 10)]);
+        assert_eq!(
+            spool.cursor("E4-1").unwrap(),
+            Some(109_000),
+            "overall cursor for the status"
+        );
+        // A cursor file from before per-signal cursors: one number for every signal.
+        std::fs::write(tmp.path().join("cursor-E4-2"), "50000").unwrap();
+        let legacy = spool.signal_cursors("E4-2").unwrap();
+        assert_eq!(legacy.of(Signal::Hr), Some(50_000));
+        assert_eq!(legacy.of(Signal::Eda), Some(50_000));
     }
 
     /// An E4 export that grows between two runs is sealed from the cursor on: every reading is in

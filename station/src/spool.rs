@@ -16,11 +16,12 @@
 //! Every acknowledgement is appended to `acknowledged.log` (fsynced) before the local copy is
 //! deleted: the station's own record of what the server confirmed, and when.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use nachtwacht_wire::protocol::{Ack, SpoolStatus};
-use nachtwacht_wire::BundleId;
+use nachtwacht_wire::{BundleId, Signal};
 
 use crate::durable;
 use crate::seal::SealedBundle;
@@ -114,21 +115,76 @@ impl Spool {
         Ok(next)
     }
 
-    /// Up to which reading time (ms) this device's readings have been sealed into the spool.
+    /// The latest reading time (ms) sealed into the spool of any of this device's signals (each
+    /// signal has its own cursor, see [`Spool::signal_cursors`]).
     pub fn cursor(&self, device_serial: &str) -> Result<Option<i64>> {
         let path = self.cursor_path(device_serial);
         match fs::read_to_string(&path) {
-            Ok(s) => Ok(s.trim().parse().ok()),
+            // The first line: the device's overall cursor (per-signal lines follow).
+            Ok(s) => Ok(s.lines().next().and_then(|l| l.trim().parse().ok())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
     }
 
-    pub fn set_cursor(&self, device_serial: &str, up_to_ms: i64) -> Result<()> {
-        write_durably(
-            &self.cursor_path(device_serial),
-            up_to_ms.to_string().as_bytes(),
-        )
+    /// Up to which reading time each of this device's signals has been sealed. A device's files
+    /// need not end at the same instant (an export being written, one signal a sample behind), so
+    /// one cursor per device would skip the lagging signal's next rows.
+    pub fn signal_cursors(&self, device_serial: &str) -> Result<SignalCursors> {
+        let path = self.cursor_path(device_serial);
+        let text = match fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(SignalCursors::default())
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mut lines = text.lines();
+        let overall: Option<i64> = lines.next().and_then(|l| l.trim().parse().ok());
+        let by_signal: BTreeMap<Signal, i64> = lines
+            .filter_map(|l| {
+                let (name, ts) = l.split_once(' ')?;
+                Some((Signal::from_name(name)?, ts.trim().parse().ok()?))
+            })
+            .collect();
+        // A file of one line (written before cursors were per signal) holds for every signal.
+        let legacy = by_signal.is_empty().then_some(overall).flatten();
+        Ok(SignalCursors { legacy, by_signal })
+    }
+
+    /// Records that each signal's readings up to the given time are sealed (never moving a
+    /// cursor back). The first line stays the device's overall cursor, which [`Spool::cursor`]
+    /// reads.
+    pub fn advance_signal_cursors(
+        &self,
+        device_serial: &str,
+        sealed_up_to: &BTreeMap<Signal, i64>,
+    ) -> Result<()> {
+        let mut cursors = self.signal_cursors(device_serial)?;
+        for (signal, ts) in sealed_up_to {
+            let at = cursors.of(*signal).map_or(*ts, |c| c.max(*ts));
+            cursors.by_signal.insert(*signal, at);
+        }
+        let overall = cursors
+            .by_signal
+            .values()
+            .copied()
+            .chain(cursors.legacy)
+            .max()
+            .unwrap_or(i64::MIN);
+        let mut text = format!("{overall}\n");
+        for (signal, ts) in &cursors.by_signal {
+            text += &format!("{} {ts}\n", signal.name());
+        }
+        if let Some(legacy) = cursors.legacy {
+            // Signals not seen since the upgrade keep the old device-wide cursor.
+            for signal in Signal::ALL {
+                if !cursors.by_signal.contains_key(&signal) {
+                    text += &format!("{} {legacy}\n", signal.name());
+                }
+            }
+        }
+        write_durably(&self.cursor_path(device_serial), text.as_bytes())
     }
 
     fn cursor_path(&self, device_serial: &str) -> PathBuf {
@@ -221,6 +277,21 @@ impl Spool {
         write_durably(&dest.with_extension("reason"), reason.as_bytes())?;
         fs::rename(&bundle.path, &dest).map_err(io_err(&dest))?;
         sync_dir(&self.pending_dir())
+    }
+}
+
+/// Per-signal cursors of one device (see [`Spool::signal_cursors`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignalCursors {
+    /// A cursor file from before cursors were per signal: it holds for every signal.
+    legacy: Option<i64>,
+    by_signal: BTreeMap<Signal, i64>,
+}
+
+impl SignalCursors {
+    /// Up to which time `signal` is sealed.
+    pub fn of(&self, signal: Signal) -> Option<i64> {
+        self.by_signal.get(&signal).copied().or(self.legacy)
     }
 }
 
