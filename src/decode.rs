@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::dataset;
 use crate::pseudonym::Pseudonymiser;
 use crate::server::Context;
-use crate::spool::{move_all_durably, write_durably, Spool};
+use crate::spool::{move_all_durably, Spool};
 use crate::validate::{self, FlagCounts};
 
 #[derive(Debug, thiserror::Error)]
@@ -397,20 +397,22 @@ impl Decoder {
     fn record_failure(&self, bundle_id: &BundleId, error: &str) -> Result<Deferral> {
         let error: String = error.chars().take(2_000).collect();
         let attempts: i64 = {
-            let conn = self.ctx.db.lock();
-            let attempts: i64 = conn.query_row(
+            let mut conn = self.ctx.db.lock();
+            let tx = conn.transaction()?;
+            let attempts: i64 = tx.query_row(
                 "UPDATE bundles SET attempts = attempts + 1, last_error = ?2
                   WHERE bundle_id = ?1 RETURNING attempts",
                 rusqlite::params![bundle_id.to_hex(), error],
                 |r| r.get(0),
             )?;
-            conn.execute(
+            tx.execute(
                 "UPDATE bundles SET next_attempt_ms = ?2 WHERE bundle_id = ?1",
                 rusqlite::params![
                     bundle_id.to_hex(),
                     crate::now_ms() + retry_delay_ms(attempts)
                 ],
             )?;
+            tx.commit()?;
             attempts
         };
         if attempts >= MAX_ATTEMPTS {
@@ -528,22 +530,7 @@ impl Decoder {
     /// the move leaves a `spooled` row whose file is in `quarantine/`; the next pass finishes the
     /// quarantine with the recorded reason (see [`Decoder::process`]).
     fn quarantine(&self, bundle_id: &BundleId, reason: &str) -> Result<()> {
-        let qdir = self.ctx.dir.quarantine();
-        std::fs::create_dir_all(&qdir).map_err(|source| crate::spool::Error::Io {
-            path: qdir.display().to_string(),
-            source,
-        })?;
-        write_durably(&qdir.join(format!("{bundle_id}.reason")), reason.as_bytes())?;
-        let from = self.spool.path_of(bundle_id);
-        let to = qdir.join(format!("{bundle_id}.age"));
-        if from.exists() {
-            std::fs::rename(&from, &to).map_err(|source| crate::spool::Error::Io {
-                path: to.display().to_string(),
-                source,
-            })?;
-            crate::spool::sync_dir(&qdir)?;
-            crate::failpoint::hit(crate::failpoint::Point::QuarantineAfterMove);
-        }
+        crate::quarantine::move_in(&self.ctx.dir, &self.spool, bundle_id, reason)?;
         self.ctx.db.lock().execute(
             "UPDATE bundles SET state = 'quarantined', reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
               WHERE bundle_id = ?1",

@@ -98,6 +98,27 @@ fn entries(ctx: &Context, bundle: Option<&str>) -> Result<Vec<Entry>> {
         .collect())
 }
 
+/// Moves a waiting bundle's ciphertext into `quarantine/` beside its reason, in the order that
+/// survives a crash: the reason file durably first, then the move. The caller updates the row
+/// after; a decode pass that finds the file moved but the row still `spooled` finishes the
+/// quarantine with the recorded reason (`decode`), so a kill between the two loses nothing.
+pub(crate) fn move_in(
+    dir: &crate::datadir::DataDir,
+    spool: &Spool,
+    bundle_id: &BundleId,
+    reason: &str,
+) -> crate::spool::Result<()> {
+    let qdir = dir.quarantine();
+    std::fs::create_dir_all(&qdir).map_err(crate::spool::io_err(&qdir))?;
+    crate::spool::write_durably(&qdir.join(format!("{bundle_id}.reason")), reason.as_bytes())?;
+    let from = spool.path_of(bundle_id);
+    if from.exists() {
+        move_durably(&from, &qdir.join(format!("{bundle_id}.age")))?;
+        crate::failpoint::hit(crate::failpoint::Point::QuarantineAfterMove);
+    }
+    Ok(())
+}
+
 /// Every quarantined bundle, oldest first.
 pub fn list(ctx: &Context, actor: &str) -> Result<Vec<Entry>> {
     let all = entries(ctx, None)?;
@@ -214,20 +235,12 @@ pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()>
     if state.as_deref() != Some("spooled") {
         return Err(Error::NotSpooled(bundle.into()));
     }
-    // Same order as the decoder's quarantine: reason, file, row (a pass that meets the file in
-    // quarantine/ finishes the row with this reason).
-    let qdir = ctx.dir.quarantine();
-    std::fs::create_dir_all(&qdir).map_err(|e| Error::Io {
-        bundle: bundle.into(),
-        path: qdir.display().to_string(),
-        source: e,
-    })?;
-    crate::spool::write_durably(&qdir.join(format!("{bundle}.reason")), reason.as_bytes())?;
-    let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
-    let from = spool.path_of(&id);
-    if from.exists() {
-        move_durably(&from, &qdir.join(format!("{bundle}.age")))?;
-    }
+    move_in(
+        &ctx.dir,
+        &Spool::new(ctx.dir.spool(), ctx.db.clone()),
+        &id,
+        &reason,
+    )?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let n = tx.execute(
