@@ -13,7 +13,7 @@
 
 use anyhow::Context;
 use nachtwacht_pipelines::alcohol::drinking_events;
-use nachtwacht_pipelines::synth::{Ankle, AnkleTruth, Rng, Span, Wristband};
+use nachtwacht_pipelines::synth::{Ankle, AnkleTruth, Noise, Rng, Span, Wristband};
 use nachtwacht_pipelines::tamper::ankle_tamper;
 use nachtwacht_pipelines::{daily, stress, AlcoholRules, StressRules, TamperRules};
 use polars::prelude::*;
@@ -219,6 +219,7 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
                 t0_ms: DAY0,
                 readings,
                 truth,
+                noise: Noise::ESTIMATED,
                 seed: i as u64,
             }
         })
@@ -241,7 +242,7 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let (_, plain_wall, plain_cpu) = timed(|| plain_group_by(&ankle_p, "1d"))?;
     let (alerts, wall, cpu) = timed(|| {
         let alcohol = AlcoholRules::default();
-        let events = drinking_events(read_as_served(&ankle_p)?, &alcohol).collect()?;
+        let events = drinking_events(read_as_served(&ankle_p)?, &alcohol, i64::MAX)?.collect()?;
         let tamper = ankle_tamper(read_as_served(&ankle_p)?, &TamperRules::default()).collect()?;
         let n = events.height() + tamper.height();
         let days = daily::ankle_daily(

@@ -300,6 +300,25 @@ CREATE TABLE privacy_loss_periods (
     epsilon_spent REAL NOT NULL
 );
 "#,
+    r#"
+-- Issue 19 point 2-3: an alcohol alert raised before its episode's end was known is provisional;
+-- when new readings change an alert (classification, extent, peak, provisional to final) it is
+-- revised in place, and every revision is kept with its reason. An alert the readings no longer
+-- support is withdrawn, never deleted: an officer may already have acted on it.
+ALTER TABLE alerts ADD COLUMN provisional INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN withdrawn_at_ms INTEGER;
+CREATE TABLE alert_revisions (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL REFERENCES alerts(id),
+    revision INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    before TEXT NOT NULL,
+    after TEXT NOT NULL,
+    UNIQUE (alert_id, revision)
+);
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps

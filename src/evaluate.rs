@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use nachtwacht_pipelines::alcohol::{drinking_events, KIND_DRINKING};
+use nachtwacht_pipelines::alcohol::drinking_events;
 use nachtwacht_pipelines::tamper::{
     self, ankle_tamper_with_baselines, battery_low, device_faults, ir_baselines,
 };
@@ -37,6 +37,8 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub mod alcohol_alerts;
 
 /// UTC days `from..to` (`to` exclusive): what one evaluation covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +98,11 @@ pub struct EvaluationReport {
     /// Strap-open, possible-removal, obstruction, battery-low and device-fault events.
     pub device_events: usize,
     pub new_alerts: usize,
+    /// Alcohol alerts revised or withdrawn because the readings changed what they show.
+    pub revised_alerts: usize,
+    pub withdrawn_alerts: usize,
+    /// Alcohol episodes still open at the last reading: no verdict, no alert yet.
+    pub pending_episodes: usize,
     pub person_days: usize,
 }
 
@@ -237,11 +244,7 @@ pub fn run_days(
     let history = Reader { ctx, days: None };
 
     if let Some(ankle) = read.signal(Signal::Ankle)? {
-        let events = drinking_events(ankle.clone(), &rules.alcohol).collect()?;
-        report.events = events.height();
-        report.new_alerts += store_alerts(ctx, &events, &person_of_pid, |k| {
-            Some(alcohol_alert(k, &rules.alcohol))
-        })?;
+        let events = alcohol_episodes(ctx, rules, days, &person_of_pid, &mut report)?;
         // IR baselines come from each person's first readings ever, whatever the range.
         let baselines = ir_baselines(
             history
@@ -335,28 +338,94 @@ pub fn run_days(
     Ok(report)
 }
 
-fn alcohol_alert(kind: &str, rules: &AlcoholRules) -> AlertSpec {
-    let rule = serde_json::json!({
-        "rule": "alcohol.drinking_event",
-        "threshold_g_dl": rules.threshold_g_dl,
-        "min_consecutive_readings": rules.min_consecutive_readings,
-        "max_rise_per_hour": rules.max_rise_per_hour,
-        "max_elimination_per_hour": rules.max_elimination_per_hour,
-    })
-    .to_string();
-    if kind == KIND_DRINKING {
-        AlertSpec {
-            kind: "alcohol",
-            severity: "high",
-            rule,
+/// A day after any data: "to the end" for a frame (catalog days compare as `YYYY-MM-DD` text).
+const END_OF_DATA: chrono::NaiveDate = match chrono::NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
+
+/// Days an alcohol evaluation reaches further back each time it finds an episode cut by the start
+/// of what it read.
+const ALCOHOL_EXTEND_DAYS: u64 = 7;
+
+/// Judges the alcohol episodes that touch `days` (all data when `None`) and makes the alcohol
+/// alerts agree with them ([`alcohol_alerts::reconcile`]). Returns the episodes (for the daily
+/// indicators).
+///
+/// Every episode is read whole, whatever `days` is: the frame runs from the lookback to the end of
+/// the data (an episode may continue past the evaluated days), and reaches further back while an
+/// episode starts at the frame's first reading and older data exists. So the verdicts, and the
+/// alerts, do not depend on how the days were cut into evaluations.
+fn alcohol_episodes(
+    ctx: &Context,
+    rules: &Rules,
+    days: Option<Days>,
+    person_of_pid: &HashMap<String, i64>,
+    report: &mut EvaluationReport,
+) -> Result<DataFrame> {
+    let as_of = crate::now_ms();
+    let first_day: Option<String> = ctx.db.lock().query_row(
+        "SELECT min(day) FROM dataset_files WHERE signal = ?1",
+        [Signal::Ankle.name()],
+        |r| r.get(0),
+    )?;
+    let first_day = first_day.and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
+    let mut from = days.map(|d| d.with_lookback(lookback_days(rules)).from);
+    let (frame, events) = loop {
+        let reader = Reader {
+            ctx,
+            days: from.map(|from| Days {
+                from,
+                to: END_OF_DATA,
+            }),
+        };
+        let Some(frame) = reader.signal(Signal::Ankle)? else {
+            return Ok(DataFrame::empty());
+        };
+        let events = drinking_events(frame.clone(), &rules.alcohol, as_of)?.collect()?;
+        let cut = events
+            .column("opens_frame")?
+            .bool()?
+            .into_iter()
+            .any(|v| v == Some(true));
+        match from {
+            Some(f) if cut && first_day.is_some_and(|first| first < f) => {
+                from = Some(f - chrono::Days::new(ALCOHOL_EXTEND_DAYS));
+            }
+            _ => break (frame, events),
         }
-    } else {
-        AlertSpec {
-            kind: "interferent",
-            severity: "review",
-            rule,
-        }
-    }
+    };
+    let starts = frame
+        .group_by([col("pid")])
+        .agg([col("ts").cast(DataType::Int64).min().alias("first_ms")])
+        .collect()?;
+    let frame_start: HashMap<String, i64> = starts
+        .column("pid")?
+        .str()?
+        .into_iter()
+        .zip(starts.column("first_ms")?.i64()?)
+        .filter_map(|(p, t)| Some((p?.to_string(), t?)))
+        .collect();
+    let episodes = alcohol_alerts::episodes(&events, &rules.alcohol)?;
+    let outcome = {
+        let mut conn = ctx.db.lock();
+        let tx = conn.transaction()?;
+        let outcome = alcohol_alerts::reconcile(
+            &tx,
+            &episodes,
+            &frame_start,
+            person_of_pid,
+            crate::now_ms(),
+        )?;
+        tx.commit()?;
+        outcome
+    };
+    report.events = episodes.len() - outcome.pending;
+    report.new_alerts += outcome.new;
+    report.revised_alerts += outcome.revised;
+    report.withdrawn_alerts += outcome.withdrawn;
+    report.pending_episodes += outcome.pending;
+    Ok(events)
 }
 
 fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {

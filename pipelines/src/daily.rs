@@ -27,15 +27,26 @@ fn keys() -> [Expr; 2] {
     [col("pid"), col("day")]
 }
 
-/// Events per person and the day they start: `events` needs `pid`, `kind`, `start`.
+/// Events per person and the day they start: `events` needs `pid`, `kind`, `start`. Alcohol
+/// episodes that are still pending (no verdict yet, see [`crate::alcohol`]) are not counted.
 fn events_per_day(events: LazyFrame, kinds: &[&str], name: &str) -> LazyFrame {
     let wanted = kinds
         .iter()
         .map(|k| col("kind").eq(lit(*k)))
         .reduce(|a, b| a.or(b))
         .unwrap_or(lit(false));
+    let pending = lit(crate::alcohol::EpisodeState::Pending.as_str());
+    let decided = if events
+        .clone()
+        .collect_schema()
+        .is_ok_and(|s| s.contains("state"))
+    {
+        col("state").neq(pending)
+    } else {
+        lit(true)
+    };
     events
-        .filter(wanted)
+        .filter(wanted.and(decided))
         .with_column(col("start").dt().date().alias("day"))
         .group_by(keys())
         .agg([len().cast(DataType::Int64).alias(name)])

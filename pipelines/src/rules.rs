@@ -88,13 +88,60 @@ pub struct AlcoholRules {
     pub min_consecutive_readings: u32,
     pub max_rise_per_hour: f64,
     pub max_elimination_per_hour: f64,
+    pub noise_allowance_g_dl: f64,
+    pub noise_allowance_percent: u32,
+    pub ambient_exposure_g_dl: f64,
+    pub max_reading_gap_minutes: u32,
+    pub pending_hours: u32,
     pub minutes_per_reading: u32,
     pub min_worn_skin_temp_c: f64,
+}
+
+/// µg/dL in one g/dL.
+pub const UG_PER_G: f64 = 1_000_000.0;
+const MS_PER_MINUTE: i64 = 60_000;
+
+/// A level in g/dL as whole µg/dL, if it is one (to within floating-point representation).
+fn whole_ug(g_dl: f64) -> Option<i64> {
+    let ug = g_dl * UG_PER_G;
+    let rounded = ug.round();
+    ((ug - rounded).abs() < 1e-6 && rounded.is_finite()).then_some(rounded as i64)
+}
+
+/// The alcohol rules in the integers they are applied in: µg/dL, µg/dL per hour and milliseconds.
+/// Every comparison at a limit is exact, so the configured limit is the applied one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlcoholLimits {
+    pub threshold_ug: i64,
+    pub min_consecutive_readings: u32,
+    pub max_rise_ug_per_hour: i64,
+    pub max_fall_ug_per_hour: i64,
+    pub noise_allowance_ug: i64,
+    pub noise_allowance_percent: i64,
+    pub ambient_exposure_ug: i64,
+    pub max_reading_gap_ms: i64,
+    pub pending_ms: i64,
 }
 
 impl AlcoholRules {
     pub fn parse(text: &str, file: &str) -> Result<Self> {
         parse_checked(text, file, Self::problems)
+    }
+
+    /// The rules as applied. Valid rules (all that [`Self::parse`] accepts) always convert.
+    pub fn limits(&self) -> AlcoholLimits {
+        let ug = |v: f64| whole_ug(v).unwrap_or((v * UG_PER_G).round() as i64);
+        AlcoholLimits {
+            threshold_ug: ug(self.threshold_g_dl),
+            min_consecutive_readings: self.min_consecutive_readings,
+            max_rise_ug_per_hour: ug(self.max_rise_per_hour),
+            max_fall_ug_per_hour: ug(self.max_elimination_per_hour),
+            noise_allowance_ug: ug(self.noise_allowance_g_dl),
+            noise_allowance_percent: i64::from(self.noise_allowance_percent),
+            ambient_exposure_ug: ug(self.ambient_exposure_g_dl),
+            max_reading_gap_ms: i64::from(self.max_reading_gap_minutes) * MS_PER_MINUTE,
+            pending_ms: i64::from(self.pending_hours) * 60 * MS_PER_MINUTE,
+        }
     }
 
     fn problems(&self) -> Vec<String> {
@@ -111,8 +158,34 @@ impl AlcoholRules {
         if self.max_rise_per_hour <= 0.0 || self.max_elimination_per_hour <= 0.0 {
             problems.push("rise and elimination limits must be positive".to_string());
         }
+        for (name, v) in [
+            ("threshold_g_dl", self.threshold_g_dl),
+            ("max_rise_per_hour", self.max_rise_per_hour),
+            ("max_elimination_per_hour", self.max_elimination_per_hour),
+            ("noise_allowance_g_dl", self.noise_allowance_g_dl),
+            ("ambient_exposure_g_dl", self.ambient_exposure_g_dl),
+        ] {
+            if !(0.0..1.0).contains(&v) || whole_ug(v).is_none() {
+                problems.push(format!(
+                    "{name} {v} must be a whole number of µg/dL (6 decimals of g/dL) in [0, 1)"
+                ));
+            }
+        }
+        if self.ambient_exposure_g_dl <= 0.0 {
+            problems.push("ambient_exposure_g_dl must be positive".to_string());
+        }
+        if self.noise_allowance_percent > 100 {
+            problems.push("noise_allowance_percent must be at most 100".to_string());
+        }
         if self.minutes_per_reading == 0 {
             problems.push("minutes_per_reading must be positive".to_string());
+        }
+        if self.max_reading_gap_minutes < self.minutes_per_reading {
+            problems
+                .push("max_reading_gap_minutes must be at least minutes_per_reading".to_string());
+        }
+        if self.pending_hours == 0 {
+            problems.push("pending_hours must be at least 1".to_string());
         }
         problems
     }
@@ -220,6 +293,25 @@ mod tests {
         assert_eq!(r.min_consecutive_readings, 3);
         assert_eq!(r.max_rise_per_hour, 0.05);
         assert_eq!(r.max_elimination_per_hour, 0.025);
+        let l = r.limits();
+        assert_eq!(l.threshold_ug, 20_000);
+        assert_eq!(l.max_rise_ug_per_hour, 50_000);
+        assert_eq!(l.max_fall_ug_per_hour, 25_000);
+        assert_eq!(l.max_reading_gap_ms, 90 * 60_000);
+    }
+
+    #[test]
+    fn a_level_finer_than_one_microgram_is_refused() {
+        let bad = ALCOHOL_DEFAULTS.replace("threshold_g_dl = 0.02", "threshold_g_dl = 0.0200005");
+        let err = AlcoholRules::parse(&bad, "a.toml").unwrap_err().to_string();
+        assert!(err.contains("whole number of µg/dL"), "{err}");
+        // Values that are whole µg/dL but not exact in binary floating point convert exactly.
+        let fine = ALCOHOL_DEFAULTS.replace(
+            "max_elimination_per_hour = 0.025",
+            "max_elimination_per_hour = 0.000007",
+        );
+        let r = AlcoholRules::parse(&fine, "a.toml").unwrap();
+        assert_eq!(r.limits().max_fall_ug_per_hour, 7);
     }
 
     #[test]

@@ -76,6 +76,38 @@ pub fn digest(conn: &Connection, alert_id: i64) -> Result<Option<String>> {
             field(f);
         }
     }
+    // Revision state and history (issue 19). Hashed only when there is any, so the digest of an
+    // alert that was never revised is what it was before revisions existed: older seals verify.
+    let (provisional, revision, withdrawn): (i64, i64, Option<i64>) = conn.query_row(
+        "SELECT provisional, revision, withdrawn_at_ms FROM alerts WHERE id = ?1",
+        [alert_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if provisional != 0 || revision != 0 || withdrawn.is_some() {
+        field("revision-state");
+        field(&provisional.to_string());
+        field(&revision.to_string());
+        field(&withdrawn.map(|w| w.to_string()).unwrap_or_default());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT revision, at_ms, reason, before, after FROM alert_revisions
+          WHERE alert_id = ?1 ORDER BY revision",
+    )?;
+    let revisions = stmt.query_map([alert_id], |r| {
+        Ok([
+            r.get::<_, i64>(0)?.to_string(),
+            r.get::<_, i64>(1)?.to_string(),
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+        ])
+    })?;
+    for revision in revisions {
+        field("revision");
+        for f in &revision? {
+            field(f);
+        }
+    }
     Ok(Some(hex::encode(h.finalize())))
 }
 

@@ -1,0 +1,438 @@
+//! Alcohol episodes become alerts, and alerts follow their episodes as the readings change.
+//!
+//! The pipeline ([`nachtwacht_pipelines::alcohol`]) judges each episode on its whole shape and says
+//! whether that shape is known (`final`), not yet known but alerted anyway (`provisional`), or not
+//! yet known (`pending`, no alert). [`reconcile`] makes the stored alerts agree with the episodes
+//! of one evaluation frame:
+//!
+//! * an episode that overlaps no alert becomes a new alert;
+//! * an episode that overlaps an alert *is* that alert: if the new readings changed what the alert
+//!   says (classification, severity, extent, peak, provisional or final, evidence), the alert is
+//!   revised in place: its revision count goes up, the revision is stored with its reason and the
+//!   content before and after, and the audit log records it;
+//! * alerts that one episode now covers together are folded into the earliest (the others are
+//!   withdrawn as merged), and an alert inside the frame that no episode supports any more is
+//!   withdrawn. Withdrawn alerts keep their workflow and stay visible: an officer may already have
+//!   acted on one, so nothing is ever deleted;
+//! * a pending episode leaves the alerts it overlaps as they are.
+//!
+//! Because a final episode depends only on its readings, and the evaluator reads every episode
+//! whole, the alerts after all data has arrived are the same however the data arrived.
+
+use std::collections::{HashMap, HashSet};
+
+use nachtwacht_pipelines::alcohol::{EpisodeState, KIND_DRINKING};
+use nachtwacht_pipelines::AlcoholRules;
+use polars::prelude::*;
+use rusqlite::Connection;
+
+use super::Result;
+use crate::audit;
+
+/// Alert kinds this module owns.
+pub const KIND_ALCOHOL: &str = "alcohol";
+pub const KIND_INTERFERENT: &str = "interferent";
+
+/// Why an alert was revised. Stored as [`RevisionReason::code`], shown translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionReason {
+    /// The provisional alert's episode has ended: its shape is known and it is final.
+    Confirmed,
+    /// New readings changed the classification (drinking ↔ interferent).
+    Reclassified,
+    /// New readings changed the extent, peak or evidence.
+    Changed,
+    /// One episode now covers this alert and an earlier one: folded into the earlier.
+    Merged,
+    /// The readings no longer show an event here.
+    Withdrawn,
+    /// A withdrawn alert is supported by the readings again.
+    Reinstated,
+}
+
+impl RevisionReason {
+    pub const ALL: [RevisionReason; 6] = [
+        Self::Confirmed,
+        Self::Reclassified,
+        Self::Changed,
+        Self::Merged,
+        Self::Withdrawn,
+        Self::Reinstated,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Reclassified => "reclassified",
+            Self::Changed => "changed",
+            Self::Merged => "merged",
+            Self::Withdrawn => "withdrawn",
+            Self::Reinstated => "reinstated",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+/// What the evidence decides about an alcohol alert (its workflow is the officer's).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertContent {
+    pub kind: String,
+    pub severity: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub peak_tac_g_dl: Option<f64>,
+    pub provisional: bool,
+    pub evidence_bundles: String,
+    /// JSON: the rule, its parameters and the episode's explanation.
+    pub rule: String,
+}
+
+impl AlertContent {
+    fn same_as(&self, other: &AlertContent) -> bool {
+        // Bit-exact peaks: the same readings give the same value.
+        self.kind == other.kind
+            && self.severity == other.severity
+            && self.start_ms == other.start_ms
+            && self.end_ms == other.end_ms
+            && self.peak_tac_g_dl.map(f64::to_bits) == other.peak_tac_g_dl.map(f64::to_bits)
+            && self.provisional == other.provisional
+            && self.evidence_bundles == other.evidence_bundles
+            && self.rule == other.rule
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// One episode of the pipeline's output.
+#[derive(Debug, Clone)]
+pub struct Episode {
+    pub pid: String,
+    pub state: EpisodeState,
+    pub content: AlertContent,
+}
+
+/// Rounded so the JSON does not carry the last bits of a division.
+fn rounded(v: Option<f64>) -> Option<f64> {
+    v.filter(|v| v.is_finite())
+        .map(|v| (v * 10_000.0).round() / 10_000.0)
+}
+
+/// The episodes of the pipeline's output frame, as alerts would hold them.
+pub fn episodes(df: &DataFrame, rules: &AlcoholRules) -> PolarsResult<Vec<Episode>> {
+    let ms = |name: &str| -> PolarsResult<Int64Chunked> {
+        Ok(df.column(name)?.cast(&DataType::Int64)?.i64()?.clone())
+    };
+    let pid = df.column("pid")?.str()?;
+    let kind = df.column("kind")?.str()?;
+    let state = df.column("state")?.str()?;
+    let reason = df.column("reason")?.str()?;
+    let (start, end) = (ms("start")?, ms("end")?);
+    let (ev_from, ev_to) = (ms("evidence_from")?, ms("evidence_to")?);
+    let peak = df.column("peak_tac_g_dl")?.f64()?;
+    let readings = df.column("readings")?.u32()?;
+    let rise = df.column("mean_rise_per_hour")?.f64()?;
+    let fall = df.column("mean_fall_per_hour")?.f64()?;
+    let bundles = df.column("bundle_ids")?.str()?;
+    let mut out = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let (Some(p), Some(k), Some(st), Some(s), Some(e)) = (
+            pid.get(i),
+            kind.get(i),
+            state.get(i).and_then(EpisodeState::parse),
+            start.get(i),
+            end.get(i),
+        ) else {
+            continue;
+        };
+        let provisional = st == EpisodeState::Provisional;
+        let (kind, severity) = match (k == KIND_DRINKING, provisional) {
+            (true, false) => (KIND_ALCOHOL, "high"),
+            (true, true) => (KIND_ALCOHOL, "medium"),
+            (false, _) => (KIND_INTERFERENT, "review"),
+        };
+        let rule = serde_json::json!({
+            "rule": "alcohol.episode",
+            "threshold_g_dl": rules.threshold_g_dl,
+            "min_consecutive_readings": rules.min_consecutive_readings,
+            "max_rise_per_hour": rules.max_rise_per_hour,
+            "max_elimination_per_hour": rules.max_elimination_per_hour,
+            "noise_allowance_g_dl": rules.noise_allowance_g_dl,
+            "noise_allowance_percent": rules.noise_allowance_percent,
+            "ambient_exposure_g_dl": rules.ambient_exposure_g_dl,
+            "max_reading_gap_minutes": rules.max_reading_gap_minutes,
+            "pending_hours": rules.pending_hours,
+            "reason": reason.get(i),
+            "evidence_from_ms": ev_from.get(i),
+            "evidence_to_ms": ev_to.get(i),
+            "readings": readings.get(i),
+            "mean_rise_per_hour": rounded(rise.get(i)),
+            "mean_fall_per_hour": rounded(fall.get(i)),
+        })
+        .to_string();
+        out.push(Episode {
+            pid: p.to_string(),
+            state: st,
+            content: AlertContent {
+                kind: kind.to_string(),
+                severity: severity.to_string(),
+                start_ms: s,
+                end_ms: e,
+                peak_tac_g_dl: peak.get(i),
+                provisional,
+                evidence_bundles: bundles.get(i).unwrap_or("").to_string(),
+                rule,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// What one reconciliation changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub new: usize,
+    pub revised: usize,
+    pub withdrawn: usize,
+    pub pending: usize,
+}
+
+/// A stored alcohol or interferent alert.
+#[derive(Debug, Clone)]
+struct Stored {
+    id: i64,
+    content: AlertContent,
+    withdrawn: bool,
+}
+
+fn stored_alerts(tx: &Connection, person_id: i64, from_ms: i64) -> Result<Vec<Stored>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, kind, severity, start_ms, end_ms, peak_tac_g_dl, provisional,
+                evidence_bundles, rule, withdrawn_at_ms
+           FROM alerts
+          WHERE person_id = ?1 AND kind IN (?2, ?3) AND end_ms >= ?4
+          ORDER BY start_ms, id",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::params![person_id, KIND_ALCOHOL, KIND_INTERFERENT, from_ms],
+        |r| {
+            Ok(Stored {
+                id: r.get(0)?,
+                content: AlertContent {
+                    kind: r.get(1)?,
+                    severity: r.get(2)?,
+                    start_ms: r.get(3)?,
+                    end_ms: r.get(4)?,
+                    peak_tac_g_dl: r.get(5)?,
+                    provisional: r.get::<_, i64>(6)? != 0,
+                    evidence_bundles: r.get(7)?,
+                    rule: r.get(8)?,
+                },
+                withdrawn: r.get::<_, Option<i64>>(9)?.is_some(),
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Makes the alcohol alerts of the persons in `frame_start` agree with `episodes`, in one
+/// transaction's connection. `frame_start` maps each pseudonym to its first reading in the
+/// evaluated frame: alerts that start before it are outside what this evaluation saw and are
+/// only revised when an episode overlaps them, never withdrawn.
+pub fn reconcile(
+    tx: &Connection,
+    episodes: &[Episode],
+    frame_start: &HashMap<String, i64>,
+    person_of_pid: &HashMap<String, i64>,
+    now_ms: i64,
+) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    let mut by_pid: HashMap<&str, Vec<&Episode>> = HashMap::new();
+    for e in episodes {
+        by_pid.entry(e.pid.as_str()).or_default().push(e);
+    }
+    let mut pids: Vec<&String> = frame_start.keys().collect();
+    pids.sort();
+    for pid in pids {
+        let Some(&person_id) = person_of_pid.get(pid) else {
+            continue;
+        };
+        let region_from = frame_start[pid];
+        let stored = stored_alerts(tx, person_id, region_from)?;
+        let mut claimed: HashSet<i64> = HashSet::new();
+        let mut mine = by_pid.remove(pid.as_str()).unwrap_or_default();
+        mine.sort_by_key(|e| e.content.start_ms);
+        for ep in mine {
+            let c = &ep.content;
+            let overlapping: Vec<&Stored> = stored
+                .iter()
+                .filter(|s| !claimed.contains(&s.id))
+                .filter(|s| s.content.start_ms <= c.end_ms && s.content.end_ms >= c.start_ms)
+                .collect();
+            if ep.state == EpisodeState::Pending {
+                // Shape not known yet: what is there stays as it is.
+                outcome.pending += 1;
+                claimed.extend(overlapping.iter().map(|s| s.id));
+                continue;
+            }
+            // The alert this episode is: one with the same kind and start (the unique key),
+            // else the earliest active one, else the earliest withdrawn one.
+            let target = overlapping
+                .iter()
+                .find(|s| s.content.kind == c.kind && s.content.start_ms == c.start_ms)
+                .or_else(|| overlapping.iter().find(|s| !s.withdrawn))
+                .or_else(|| overlapping.first())
+                .copied();
+            let Some(target) = target else {
+                insert(tx, person_id, c, now_ms)?;
+                outcome.new += 1;
+                continue;
+            };
+            claimed.insert(target.id);
+            if target.withdrawn || !target.content.same_as(c) {
+                let reason = if target.withdrawn {
+                    RevisionReason::Reinstated
+                } else if target.content.kind != c.kind {
+                    RevisionReason::Reclassified
+                } else if target.content.provisional && !c.provisional {
+                    RevisionReason::Confirmed
+                } else {
+                    RevisionReason::Changed
+                };
+                revise(tx, target, c, reason, None, now_ms)?;
+                outcome.revised += 1;
+            }
+            for other in overlapping
+                .iter()
+                .filter(|s| s.id != target.id && !s.withdrawn)
+            {
+                claimed.insert(other.id);
+                let note = format!("merged into alert {}", target.id);
+                revise(
+                    tx,
+                    other,
+                    &other.content,
+                    RevisionReason::Merged,
+                    Some(&note),
+                    now_ms,
+                )?;
+                outcome.withdrawn += 1;
+            }
+        }
+        for s in stored.iter().filter(|s| {
+            !claimed.contains(&s.id) && !s.withdrawn && s.content.start_ms >= region_from
+        }) {
+            revise(
+                tx,
+                s,
+                &s.content,
+                RevisionReason::Withdrawn,
+                Some("the readings no longer show an event here"),
+                now_ms,
+            )?;
+            outcome.withdrawn += 1;
+        }
+    }
+    Ok(outcome)
+}
+
+fn insert(tx: &Connection, person_id: i64, c: &AlertContent, now_ms: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule,
+                             evidence_bundles, created_at_ms, provisional)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        rusqlite::params![
+            person_id,
+            c.kind,
+            c.severity,
+            c.start_ms,
+            c.end_ms,
+            c.peak_tac_g_dl,
+            c.rule,
+            c.evidence_bundles,
+            now_ms,
+            i64::from(c.provisional)
+        ],
+    )?;
+    audit::seal::reseal(tx, tx.last_insert_rowid(), now_ms, "system")?;
+    Ok(())
+}
+
+/// Revises an alert to `after`; with `withdraw` (the reason in words) it is withdrawn instead,
+/// keeping its content. Records the revision, audits it and seals the alert again.
+fn revise(
+    tx: &Connection,
+    alert: &Stored,
+    after: &AlertContent,
+    reason: RevisionReason,
+    withdraw: Option<&str>,
+    now_ms: i64,
+) -> Result<()> {
+    let withdrawn_at = withdraw.map(|_| now_ms);
+    tx.execute(
+        "UPDATE alerts SET kind = ?2, severity = ?3, start_ms = ?4, end_ms = ?5,
+                peak_tac_g_dl = ?6, provisional = ?7, evidence_bundles = ?8, rule = ?9,
+                revision = revision + 1, withdrawn_at_ms = ?10
+          WHERE id = ?1",
+        rusqlite::params![
+            alert.id,
+            after.kind,
+            after.severity,
+            after.start_ms,
+            after.end_ms,
+            after.peak_tac_g_dl,
+            i64::from(after.provisional),
+            after.evidence_bundles,
+            after.rule,
+            withdrawn_at
+        ],
+    )?;
+    let revision: i64 = tx.query_row(
+        "SELECT revision FROM alerts WHERE id = ?1",
+        [alert.id],
+        |r| r.get(0),
+    )?;
+    let (before, mut after) = (alert.content.json(), after.json());
+    if let Some(note) = withdraw {
+        after["note"] = note.into();
+    }
+    tx.execute(
+        "INSERT INTO alert_revisions (alert_id, revision, at_ms, reason, before, after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        rusqlite::params![
+            alert.id,
+            revision,
+            now_ms,
+            reason.code(),
+            before.to_string(),
+            after.to_string()
+        ],
+    )?;
+    audit::append(
+        tx,
+        now_ms,
+        "system",
+        if withdraw.is_some() {
+            "alert.withdrawn"
+        } else {
+            "alert.revised"
+        },
+        &format!("alert:{}", alert.id),
+        &serde_json::json!({
+            "revision": revision,
+            "reason": reason.code(),
+            "note": withdraw,
+            "before": {"kind": before["kind"], "start_ms": before["start_ms"], "end_ms": before["end_ms"],
+                       "peak_tac_g_dl": before["peak_tac_g_dl"], "provisional": before["provisional"]},
+            "after": {"kind": after["kind"], "start_ms": after["start_ms"], "end_ms": after["end_ms"],
+                      "peak_tac_g_dl": after["peak_tac_g_dl"], "provisional": after["provisional"]},
+        })
+        .to_string(),
+    )?;
+    audit::seal::reseal(tx, alert.id, now_ms, "system")?;
+    Ok(())
+}
