@@ -81,6 +81,22 @@ pub struct AlertRow {
     pub rule: String,
     pub evidence_bundles: String,
     pub status: String,
+    /// Raised before its episode's end was known (see `evaluate::alcohol_alerts`).
+    pub provisional: bool,
+    /// How often new readings revised it (0: as first raised).
+    pub revision: i64,
+    /// Withdrawn because the readings no longer support it: kept, with its workflow.
+    pub withdrawn: bool,
+}
+
+/// One revision of an alert by new readings: what it said before and after, and why.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    pub revision: i64,
+    pub at_ms: i64,
+    pub reason: Option<crate::evaluate::alcohol_alerts::RevisionReason>,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +113,7 @@ pub struct WorkflowStep {
 pub struct AlertDetail {
     pub alert: AlertRow,
     pub steps: Vec<WorkflowStep>,
+    pub revisions: Vec<Revision>,
     /// Ankle readings from 12 h before the alert to 12 h after: (ts, TAC g/dL, worn).
     pub tac: Vec<(i64, f64, bool)>,
     /// The TAC threshold of the rule that fired.
@@ -106,7 +123,8 @@ pub struct AlertDetail {
 }
 
 const SELECT_ALERT: &str = "SELECT a.id, a.person_id, p.reference, p.programme, a.kind, a.severity,
-        a.start_ms, a.end_ms, a.peak_tac_g_dl, a.rule, a.evidence_bundles, a.status
+        a.start_ms, a.end_ms, a.peak_tac_g_dl, a.rule, a.evidence_bundles, a.status,
+        a.provisional, a.revision, a.withdrawn_at_ms
    FROM alerts a JOIN persons p ON p.id = a.person_id";
 
 fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
@@ -123,6 +141,9 @@ fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
         rule: r.get(9)?,
         evidence_bundles: r.get(10)?,
         status: r.get(11)?,
+        provisional: r.get::<_, i64>(12)? != 0,
+        revision: r.get(13)?,
+        withdrawn: r.get::<_, Option<i64>>(14)?.is_some(),
     })
 }
 
@@ -242,7 +263,7 @@ pub fn detail(
     purpose: &str,
     now_ms: i64,
 ) -> Result<AlertDetail> {
-    let (alert, steps, station_contacts) = {
+    let (alert, steps, revisions, station_contacts) = {
         let mut conn = ctx.db.lock();
         let tx = conn.transaction()?;
         let alert = match own_alert(&tx, officer, alert_id, now_ms) {
@@ -267,6 +288,25 @@ pub fn detail(
                     from_status: r.get(2)?,
                     to_status: r.get(3)?,
                     comment: r.get(4)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        let revisions = {
+            let mut stmt = tx.prepare(
+                "SELECT revision, at_ms, reason, before, after FROM alert_revisions
+                  WHERE alert_id = ?1 ORDER BY revision",
+            )?;
+            let json = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
+            let rows = stmt.query_map([alert_id], |r| {
+                Ok(Revision {
+                    revision: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    reason: crate::evaluate::alcohol_alerts::RevisionReason::parse(
+                        &r.get::<_, String>(2)?,
+                    ),
+                    before: json(r.get(3)?),
+                    after: json(r.get(4)?),
                 })
             })?;
             rows.collect::<Result<Vec<_>, _>>()?
@@ -300,7 +340,7 @@ pub fn detail(
                 .to_string(),
         )?;
         tx.commit()?;
-        (alert, steps, contacts)
+        (alert, steps, revisions, contacts)
     };
     let pid = ctx
         .pseudonymiser()
@@ -319,6 +359,7 @@ pub fn detail(
     Ok(AlertDetail {
         alert,
         steps,
+        revisions,
         tac,
         threshold_g_dl,
         station_contacts,

@@ -61,8 +61,10 @@ fn personas() -> Vec<Persona> {
         ankle(
             "DEMO-2026-001",
             "AM-1001",
+            // Both episodes end inside a two-day demo: an episode still above the threshold at the
+            // last reading is pending, and raises no alert until its end arrives.
             vec![DrinkingEpisode {
-                day: 1,
+                day: 0,
                 hour: 20.0,
                 peak_tac: 0.06,
             }],
@@ -72,8 +74,8 @@ fn personas() -> Vec<Persona> {
             "DEMO-2026-003",
             "AM-1003",
             vec![DrinkingEpisode {
-                day: 2,
-                hour: 19.0,
+                day: 1,
+                hour: 12.0,
                 peak_tac: 0.04,
             }],
         ),

@@ -154,3 +154,41 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         "{verdict:?}"
     );
 }
+
+/// An alert that new evidence changes is revised, not replaced: the officer's list marks it
+/// "herzien", and its page shows the revision with its reason next to the workflow that stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revised_alert_is_marked_herzien_with_its_history() {
+    let f = web_fixture().await;
+    let olga = f.accounts["officer"].clone();
+    let (base, own) = (f.base.clone(), f.own_alert);
+    // The same readings judged under a stricter rise limit: the drinking episode becomes an
+    // interferent for review, and the stored alert is revised in place.
+    let (ctx, pseudonyms) = (f.t.ctx.clone(), f.t.ctx.pseudonymiser().unwrap());
+    let report = tokio::task::spawn_blocking(move || {
+        let mut rules = nachtwacht::evaluate::Rules::default();
+        rules.alcohol.max_rise_per_hour = 0.001;
+        nachtwacht::evaluate::run(&ctx, &pseudonyms, &rules)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(report.revised_alerts >= 1, "{report:?}");
+
+    tokio::task::spawn_blocking(move || {
+        let b = Browser::start();
+        sign_in(&b, &base, &olga);
+        b.wait_url("/alerts");
+        let list = b.wait_for_text("CASE-home-1");
+        assert!(list.contains("herzien"), "{list}");
+        b.goto(&format!("{base}/alerts/{own}"));
+        let page = b.wait_for_text("Herzieningen");
+        assert!(
+            page.contains("interferent") && page.contains("veranderen de beoordeling"),
+            "{page}"
+        );
+        assert!(page.contains("TAC steeg sneller"), "{page}");
+    })
+    .await
+    .unwrap();
+}

@@ -56,26 +56,14 @@ pub fn digest(conn: &Connection, alert_id: i64) -> Result<Option<String>> {
     for f in &row {
         field(f);
     }
-    let mut stmt = conn.prepare_cached(
+    hash_rows(
+        conn,
+        &mut field,
+        "event",
         "SELECT id, at_ms, actor, from_status, to_status, comment FROM alert_events
           WHERE alert_id = ?1 ORDER BY id",
+        alert_id,
     )?;
-    let events = stmt.query_map([alert_id], |r| {
-        Ok([
-            r.get::<_, i64>(0)?.to_string(),
-            r.get::<_, i64>(1)?.to_string(),
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-        ])
-    })?;
-    for event in events {
-        field("event");
-        for f in &event? {
-            field(f);
-        }
-    }
     // Revision state and history (issue 19). Hashed only when there is any, so the digest of an
     // alert that was never revised is what it was before revisions existed: older seals verify.
     let (provisional, revision, withdrawn): (i64, i64, Option<i64>) = conn.query_row(
@@ -89,26 +77,44 @@ pub fn digest(conn: &Connection, alert_id: i64) -> Result<Option<String>> {
         field(&revision.to_string());
         field(&withdrawn.map(|w| w.to_string()).unwrap_or_default());
     }
-    let mut stmt = conn.prepare_cached(
+    hash_rows(
+        conn,
+        &mut field,
+        "revision",
         "SELECT revision, at_ms, reason, before, after FROM alert_revisions
           WHERE alert_id = ?1 ORDER BY revision",
+        alert_id,
     )?;
-    let revisions = stmt.query_map([alert_id], |r| {
-        Ok([
-            r.get::<_, i64>(0)?.to_string(),
-            r.get::<_, i64>(1)?.to_string(),
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-        ])
-    })?;
-    for revision in revisions {
-        field("revision");
-        for f in &revision? {
-            field(f);
+    Ok(Some(hex::encode(h.finalize())))
+}
+
+/// Feeds every row of an alert's child table to `field`: the `tag`, then each column as text
+/// (integers in decimal, NULL as empty).
+fn hash_rows(
+    conn: &Connection,
+    field: &mut impl FnMut(&str),
+    tag: &str,
+    sql: &str,
+    alert_id: i64,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let columns = stmt.column_count();
+    let mut rows = stmt.query([alert_id])?;
+    while let Some(r) = rows.next()? {
+        field(tag);
+        for i in 0..columns {
+            let text = match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                rusqlite::types::ValueRef::Real(v) => format!("{:016x}", v.to_bits()),
+                rusqlite::types::ValueRef::Null | rusqlite::types::ValueRef::Blob(_) => {
+                    String::new()
+                }
+            };
+            field(&text);
         }
     }
-    Ok(Some(hex::encode(h.finalize())))
+    Ok(())
 }
 
 /// The digest in an alert's latest seal, with that entry's number.

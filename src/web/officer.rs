@@ -10,7 +10,9 @@ use super::chart::TacChart;
 use super::i18n::Lang;
 use super::page::{csrf_field, esc, frame, time, time_opt};
 use super::AppState;
-use crate::casework::{self, AlertDetail, AlertFilter, STATUSES};
+use crate::casework::{self, AlertDetail, AlertFilter, AlertRow, Revision, STATUSES};
+use crate::evaluate::alcohol_alerts::RevisionReason;
+use nachtwacht_pipelines::alcohol::InterferentReason;
 
 fn status_label(lang: Lang, status: &str) -> &'static str {
     match status {
@@ -21,6 +23,129 @@ fn status_label(lang: Lang, status: &str) -> &'static str {
         "resolved" => lang.t("status.resolved"),
         _ => "?",
     }
+}
+
+/// The alert's kind, with what the evidence now says about it: provisional (its episode had not
+/// ended at the last reading), revised by new readings, or withdrawn.
+fn kind_html(lang: Lang, a: &AlertRow) -> String {
+    let badge = |class: &str, key: &'static str| {
+        format!(" <span class=\"badge {class}\">{}</span>", lang.t(key))
+    };
+    let mut s = esc(&a.kind);
+    if a.withdrawn {
+        s += &badge("withdrawn", "alert.withdrawn");
+    } else {
+        if a.provisional {
+            s += &badge("provisional", "alert.provisional");
+        }
+        if a.revision > 0 {
+            s += &badge("revised", "alert.revised");
+        }
+    }
+    s
+}
+
+fn revision_reason(lang: Lang, reason: Option<RevisionReason>) -> &'static str {
+    match reason {
+        Some(RevisionReason::Confirmed) => lang.t("revision.confirmed"),
+        Some(RevisionReason::Reclassified) => lang.t("revision.reclassified"),
+        Some(RevisionReason::Changed) => lang.t("revision.changed"),
+        Some(RevisionReason::Merged) => lang.t("revision.merged"),
+        Some(RevisionReason::Withdrawn) => lang.t("revision.withdrawn"),
+        Some(RevisionReason::Reinstated) => lang.t("revision.reinstated"),
+        None => "?",
+    }
+}
+
+/// Why the rule judged the episode as it did, from the rule record stored with the alert.
+fn assessment_html(lang: Lang, a: &AlertRow) -> String {
+    let Ok(rule) = serde_json::from_str::<serde_json::Value>(&a.rule) else {
+        return String::new();
+    };
+    if rule["rule"] != "alcohol.episode" {
+        return String::new();
+    }
+    let rate = |k: &str| {
+        rule[k]
+            .as_f64()
+            .map(|v| format!("{v:.3}"))
+            .unwrap_or_else(|| lang.t("not_observed").to_string())
+    };
+    let mut s = match rule["reason"].as_str().and_then(InterferentReason::parse) {
+        Some(reason) => {
+            let key = match reason {
+                InterferentReason::AmbientAlcohol => "reason.ambient-alcohol",
+                InterferentReason::RiseTooFast => "reason.rise-too-fast",
+                InterferentReason::FallTooFast => "reason.fall-too-fast",
+            };
+            let mut s = lang.t(key).to_string();
+            if let (Some(from), Some(to)) = (
+                rule["evidence_from_ms"].as_i64(),
+                rule["evidence_to_ms"].as_i64(),
+            ) {
+                s += &format!(" ({} → {})", time(from), time(to));
+            }
+            s
+        }
+        None => lang.t("reason.drinking").to_string(),
+    };
+    s += &format!(
+        ". {}: {} g/dL/h; {}: {} g/dL/h.",
+        lang.t("mean_rise"),
+        rate("mean_rise_per_hour"),
+        lang.t("mean_fall"),
+        rate("mean_fall_per_hour"),
+    );
+    if a.provisional {
+        s += &format!(" {}", lang.t("alert.provisional.note"));
+    }
+    format!(
+        "<tr><th>{}</th><td id=\"assessment\">{}</td></tr>",
+        lang.t("assessment"),
+        esc(&s)
+    )
+}
+
+fn revisions_html(lang: Lang, revisions: &[Revision]) -> String {
+    if revisions.is_empty() {
+        return String::new();
+    }
+    let summary = |v: &serde_json::Value| {
+        let peak = v["peak_tac_g_dl"]
+            .as_f64()
+            .map(|p| format!(", {} {p:.3}", lang.t("peak_tac")))
+            .unwrap_or_default();
+        let provisional = if v["provisional"].as_bool() == Some(true) {
+            format!(" ({})", lang.t("alert.provisional"))
+        } else {
+            String::new()
+        };
+        format!(
+            "{}{provisional}: {} – {}{peak}",
+            v["kind"].as_str().unwrap_or("?"),
+            time_opt(v["start_ms"].as_i64()),
+            time_opt(v["end_ms"].as_i64()),
+        )
+    };
+    let mut s = format!(
+        "<h2>{}</h2><table id=\"revisions\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("revisions"),
+        lang.t("time"),
+        lang.t("revision.reason"),
+        lang.t("revision.before"),
+        lang.t("revision.after"),
+    );
+    for r in revisions {
+        s += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.revision,
+            time(r.at_ms),
+            revision_reason(lang, r.reason),
+            esc(&summary(&r.before)),
+            esc(&summary(&r.after)),
+        );
+    }
+    s + "</table>"
 }
 
 fn failure(lang: Lang, e: casework::Error) -> Response {
@@ -162,7 +287,7 @@ pub async fn alerts(
                 "<tr><td><a href=\"/alerts/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 time(a.start_ms),
                 esc(&a.person_reference),
-                esc(&a.kind),
+                kind_html(lang, a),
                 esc(&a.severity),
                 a.peak_tac_g_dl.map(|v| format!("{v:.3}")).unwrap_or_default(),
                 status_label(lang, &a.status),
@@ -194,14 +319,14 @@ fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
     format!(
         "<table><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr>\
          <tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{} – {}</td></tr>\
-         <tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td id=\"status\">{}</td></tr></table>\
-         <h2>{}</h2><figure>{chart}<figcaption class=\"note\">{}</figcaption></figure>",
+         <tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td id=\"status\">{}</td></tr>{}</table>\
+         <h2>{}</h2><figure>{chart}<figcaption class=\"note\">{}</figcaption></figure>{}",
         lang.t("person"),
         esc(&a.person_reference),
         lang.t("programme"),
         esc(&a.programme),
         lang.t("kind"),
-        esc(&a.kind),
+        kind_html(lang, a),
         lang.t("start"),
         time(a.start_ms),
         time(a.end_ms),
@@ -211,8 +336,10 @@ fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
             .unwrap_or_else(|| "—".into()),
         lang.t("status"),
         status_label(lang, &a.status),
+        assessment_html(lang, a),
         lang.t("evidence"),
         lang.t("chart.caption"),
+        revisions_html(lang, &d.revisions),
     )
 }
 
