@@ -579,19 +579,13 @@ fn exposure_curve(at: f64, minutes: f64, height: f64, steps: usize) -> Vec<f64> 
     out
 }
 
-/// The curve's peak, and the minute after `from` at which it is back below 0.005 g/dL after the
-/// peak.
+/// The curve's peak, and the minute after `from` from which it stays below 0.005 g/dL (a second
+/// bout after a dip belongs to the same occasion).
 fn peak_and_end(curve: &[f64], from: f64) -> (f64, f64) {
-    let (peak_at, peak) =
-        curve.iter().enumerate().fold(
-            (0, 0.0f64),
-            |(i, p), (j, &v)| if v > p { (j, v) } else { (i, p) },
-        );
+    let peak = curve.iter().copied().fold(0.0f64, f64::max);
     let end = curve
         .iter()
-        .enumerate()
-        .skip(peak_at)
-        .find(|(_, &v)| v < 0.005)
-        .map_or(curve.len() as f64, |(m, _)| m as f64);
+        .rposition(|&v| v >= 0.005)
+        .map_or(from, |m| m as f64 + 1.0);
     (peak, end.max(from))
 }
