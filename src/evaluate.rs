@@ -332,6 +332,9 @@ pub fn run_days(
         stress_episodes = report.stress_episodes,
         device_events = report.device_events,
         new_alerts = report.new_alerts,
+        revised_alerts = report.revised_alerts,
+        withdrawn_alerts = report.withdrawn_alerts,
+        pending_episodes = report.pending_episodes,
         person_days = report.person_days,
         "pipelines evaluated"
     );
@@ -568,6 +571,9 @@ pub fn backfill(
         total.stress_episodes += r.stress_episodes;
         total.device_events += r.device_events;
         total.new_alerts += r.new_alerts;
+        total.revised_alerts += r.revised_alerts;
+        total.withdrawn_alerts += r.withdrawn_alerts;
+        total.pending_episodes = r.pending_episodes;
         total.person_days += r.person_days;
         progress(i + 1, chunks.len(), *chunk);
     }

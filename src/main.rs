@@ -802,8 +802,16 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("pipeline task")??;
             println!(
-                "events: {}, device events: {}, stress episodes: {}, new alerts: {}, person-days: {}",
-                r.events, r.device_events, r.stress_episodes, r.new_alerts, r.person_days
+                "events: {}, device events: {}, stress episodes: {}, new alerts: {}, revised alerts: {}, \
+                 withdrawn alerts: {}, pending alcohol episodes: {}, person-days: {}",
+                r.events,
+                r.device_events,
+                r.stress_episodes,
+                r.new_alerts,
+                r.revised_alerts,
+                r.withdrawn_alerts,
+                r.pending_episodes,
+                r.person_days
             );
         }
         Command::Audit {
