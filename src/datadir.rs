@@ -157,6 +157,10 @@ impl DataDir {
     pub fn raw_signal(&self, signal: &str) -> PathBuf {
         self.root.join("datasets").join("raw").join(signal)
     }
+    /// Held exclusively for the whole of one evaluation (`evaluate::run_days`), across processes.
+    pub fn evaluation_lock(&self) -> PathBuf {
+        self.root.join("datasets").join("evaluate.lock")
+    }
     /// Readers of the raw datasets hold it shared; whoever deletes files compaction retired takes
     /// it exclusive (see `dataset::ReadGuard`).
     pub fn dataset_readers_lock(&self) -> PathBuf {

@@ -34,6 +34,11 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
+    #[error("evaluation lock {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -231,6 +236,18 @@ pub fn run_days(
     rules: &Rules,
     days: Option<Days>,
 ) -> Result<EvaluationReport> {
+    // One evaluation at a time per data directory, across processes (the scheduler of a node and
+    // a backfill from the CLI): each reads the alerts and the research dataset, changes them and
+    // writes them back, so two at once would lose one's work (and race on the same files).
+    let lock_path = ctx.dir.evaluation_lock();
+    let lock_error = |source| Error::Lock {
+        path: lock_path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent).map_err(lock_error)?;
+    }
+    let _evaluating = crate::datadir::lock_file(&lock_path, libc::LOCK_EX).map_err(lock_error)?;
     // Files listed below stay on disk until this evaluation is done, even if compaction merges
     // them meanwhile.
     let _readers = dataset::ReadGuard::acquire(&ctx.dir)?;

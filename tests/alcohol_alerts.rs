@@ -369,3 +369,72 @@ fn a_provisional_alert_is_revised_when_its_end_arrives_and_nothing_is_deleted() 
     let conn = ctx.db.lock();
     assert!(nachtwacht::audit::seal::check(&conn).unwrap().is_none());
 }
+
+/// Several processes on one database: uploads arrive while two evaluators (each with its own
+/// connection, as the scheduler of one node and a backfill started from the CLI would be) run over
+/// and over. Every reconciliation is one write-locked transaction, so none sees another's half
+/// work; once the uploads stop and both have run again, the alerts are those of one evaluation of
+/// all data, with no alert twice.
+#[test]
+fn concurrent_evaluators_end_with_the_alerts_of_one_evaluation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let people = 5;
+    let t0 = (nachtwacht::now_ms() / DAY_MS) * DAY_MS - DAYS as i64 * DAY_MS - DAY_MS / 2;
+    let recs = recordings(300, people, t0);
+    let all = uploads(&recs);
+
+    let (once, persons) = data_dir(&tmp, "once", people);
+    store(&once, &persons, &all.iter().collect::<Vec<_>>());
+    run_all(&once);
+    let want = alerts_in_force(&once, &persons);
+
+    let (shared, persons_shared) = data_dir(&tmp, "shared", people);
+    let root = tmp.path().join("shared");
+    let uploading = std::sync::atomic::AtomicBool::new(true);
+    let from = chrono::DateTime::from_timestamp_millis(t0)
+        .unwrap()
+        .date_naive();
+    let evaluator = |backfill: bool| {
+        let ctx = Context::open(&root).unwrap();
+        let ps = ctx.pseudonymiser().unwrap();
+        let mut runs = 0;
+        let mut rng = Rng::new(if backfill { 1 } else { 2 });
+        loop {
+            let last = !uploading.load(std::sync::atomic::Ordering::SeqCst);
+            if backfill {
+                let days = Days {
+                    from,
+                    to: from + chrono::Days::new(DAYS as u64 + 1),
+                };
+                let chunk = 1 + (rng.unit() * 3.0) as u32;
+                evaluate::backfill(&ctx, &ps, &Default::default(), days, chunk, |_, _, _| {})
+                    .unwrap();
+            } else {
+                evaluate::run_incremental(&ctx, &ps, &Default::default()).unwrap();
+            }
+            runs += 1;
+            if last {
+                return runs;
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        let a = s.spawn(|| evaluator(false));
+        let b = s.spawn(|| evaluator(true));
+        let mut order: Vec<&Upload> = all.iter().collect();
+        order.sort_by_key(|u| (u.first_ms, u.person));
+        for batch in order.chunks(6) {
+            store(&shared, &persons_shared, batch);
+        }
+        uploading.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
+        println!("incremental runs {ra}, backfills {rb}");
+        assert!(
+            ra > 1 && rb > 1,
+            "both evaluators ran while uploads came in"
+        );
+    });
+    assert_eq!(alerts_in_force(&shared, &persons_shared), want);
+    let conn = shared.db.lock();
+    assert!(nachtwacht::audit::seal::check(&conn).unwrap().is_none());
+}
