@@ -101,6 +101,10 @@ impl DataDir {
     pub fn config(&self) -> PathBuf {
         self.root.join("nachtwacht.toml")
     }
+    /// The operator's rule files (see `rules_files`).
+    pub fn rules(&self) -> PathBuf {
+        self.root.join("rules")
+    }
     pub fn database(&self) -> PathBuf {
         self.root.join("state.sqlite")
     }

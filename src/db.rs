@@ -319,6 +319,15 @@ CREATE TABLE alert_revisions (
     UNIQUE (alert_id, revision)
 );
 "#,
+    r#"
+-- Issue 20 point 6: the text of each operator rule file in force, to tell a change (audited with
+-- old and new values) from a reload of the same rules.
+CREATE TABLE rules_in_force (
+    file TEXT PRIMARY KEY,
+    content TEXT NOT NULL,
+    since_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps

@@ -216,10 +216,14 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
 
     let pseudonyms = ctx.pseudonymiser().map_err(step("pseudonym keys"))?;
     let c = ctx.clone();
-    tokio::task::spawn_blocking(move || evaluate::run(&c, &pseudonyms, &Default::default()))
-        .await
-        .map_err(step("pipeline task"))?
-        .map_err(step("pipelines"))?;
+    tokio::task::spawn_blocking(move || {
+        let rules = crate::rules_files::load(&c.dir, &c.db, "demo", crate::now_ms())
+            .map_err(|e| e.to_string())?;
+        evaluate::run(&c, &pseudonyms, &rules).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(step("pipeline task"))?
+    .map_err(step("pipelines"))?;
 
     research::create_project(&ctx, "demo-wodc", research::Budget::new(3.0, 1.0), "demo")
         .map_err(step("research project"))?;
@@ -264,7 +268,8 @@ pub fn alerts(ctx: &Context) -> rusqlite::Result<Vec<AlertLine>> {
     let conn = ctx.db.lock();
     let mut stmt = conn.prepare(
         "SELECT p.reference, a.kind, a.severity, a.start_ms, a.peak_tac_g_dl, a.evidence_bundles
-           FROM alerts a JOIN persons p ON p.id = a.person_id ORDER BY a.start_ms",
+           FROM alerts a JOIN persons p ON p.id = a.person_id
+          WHERE a.withdrawn_at_ms IS NULL ORDER BY a.start_ms",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(AlertLine {

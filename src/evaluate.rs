@@ -111,8 +111,9 @@ pub struct EvaluationReport {
     pub person_days: usize,
 }
 
-/// Every rule set the pipelines use (defaults: the TOML files in `pipelines/`).
-#[derive(Debug, Clone, Default)]
+/// Every rule set the pipelines use (defaults: the TOML files in `pipelines/`; in force: the
+/// operator's copies in the data directory, see [`crate::rules_files`]).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rules {
     pub alcohol: AlcoholRules,
     pub tamper: TamperRules,
@@ -644,7 +645,9 @@ fn write_research_alert_counts(
     let rows: Vec<(i64, String, String)> = {
         let conn = ctx.db.lock();
         let mut stmt = conn.prepare(
-            "SELECT person_id, date(start_ms / 1000, 'unixepoch'), kind FROM alerts ORDER BY 1, 2",
+            // Withdrawn alerts are not events any more; they stay only as a record.
+            "SELECT person_id, date(start_ms / 1000, 'unixepoch'), kind FROM alerts
+              WHERE withdrawn_at_ms IS NULL ORDER BY 1, 2",
         )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

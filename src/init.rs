@@ -35,6 +35,8 @@ pub enum Error {
     Account(#[from] crate::accounts::Error),
     #[error(transparent)]
     Crl(#[from] crate::crl::Error),
+    #[error(transparent)]
+    Rules(#[from] crate::rules_files::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -94,6 +96,7 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
         path: dir.config().display().to_string(),
         source,
     })?;
+    crate::rules_files::write_defaults(&dir)?;
 
     let ca = pki::create_ca()?;
     std::fs::write(dir.ca_cert(), &ca.cert_pem).map_err(|source| Error::Io {

@@ -30,6 +30,7 @@ pub mod pki;
 pub mod pseudonym;
 pub mod quarantine;
 pub mod research;
+pub mod rules_files;
 pub mod secrets;
 pub mod server;
 pub mod spool;

@@ -773,7 +773,9 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let ctx = open(&data_dir)?;
             let p = ctx.pseudonymiser().context("pseudonym keys")?;
-            let rules = evaluate::Rules::default();
+            let rules =
+                nachtwacht::rules_files::load(&ctx.dir, &ctx.db, "cli", nachtwacht::now_ms())
+                    .context("loading the rule files")?;
             let days = match (from, to) {
                 (None, None) => None,
                 (Some(from), Some(to)) => {

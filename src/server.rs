@@ -33,6 +33,8 @@ pub enum Error {
     WebTls(#[from] web::tls::Error),
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
+    #[error(transparent)]
+    Rules(#[from] crate::rules_files::Error),
     #[error("refusing to serve from {root}: {problem}")]
     NotPrivate {
         root: String,
@@ -152,6 +154,8 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
     // Fail at start-up, not at the first bundle, when the identities are missing or unreadable.
     secrets::load_age_identities(&ctx.dir.age_identity())?;
     let pseudonyms = ctx.pseudonymiser()?;
+    // Invalid rule files stop the start with every problem listed, not the first evaluation.
+    let rules = crate::rules_files::load(&ctx.dir, &ctx.db, "system", crate::now_ms())?;
     {
         // Alerts from before they were sealed are sealed as they stand, and the chain's head is
         // anchored, before anything else writes.
@@ -184,7 +188,12 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
             decoded.clone(),
             shutdown_rx.clone(),
         ));
-        tasks.spawn(pipeline_loop(ctx.clone(), pseudonyms, shutdown_rx.clone()));
+        tasks.spawn(pipeline_loop(
+            ctx.clone(),
+            pseudonyms,
+            rules,
+            shutdown_rx.clone(),
+        ));
     }
 
     let http_addr = listen.http.unwrap_or(ctx.config.http.listen);
@@ -278,14 +287,26 @@ async fn decode_loop(
 async fn pipeline_loop(
     ctx: Context,
     pseudonyms: Pseudonymiser,
+    mut rules: crate::evaluate::Rules,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_secs(ctx.config.pipeline.interval_secs);
-    let rules = crate::evaluate::Rules::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
+        }
+        // The operator's rule files are read before every run: a changed threshold takes effect
+        // at the next run (and is audited); a broken file keeps the rules in force.
+        let c = ctx.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::rules_files::load(&c.dir, &c.db, "system", crate::now_ms())
+        })
+        .await
+        {
+            Ok(Ok(loaded)) => rules = loaded,
+            Ok(Err(e)) => error!(error = %e, "rule files not reloaded; the rules in force stay"),
+            Err(e) => error!(error = %e, "rule file task panicked"),
         }
         let (c, p, r) = (ctx.clone(), pseudonyms.clone(), rules.clone());
         // Only the days that received data since the last run (watermark), with their context.
