@@ -7,14 +7,15 @@
 
 use serde::Deserialize;
 
+use crate::alerts::AlertKind;
 use crate::config::CommunicationConfig;
 use crate::server::Context;
 
-pub const KIND_SILENT: &str = "communication-lost";
-pub const KIND_CRITICAL: &str = "communication-critical";
-pub const KIND_DEVICE: &str = "device-disconnected";
-pub const KIND_SPOOL_FULL: &str = "station-spool-full";
-pub const KIND_CLOCK: &str = "clock-drift";
+pub const KIND_SILENT: &str = AlertKind::CommunicationLost.as_str();
+pub const KIND_CRITICAL: &str = AlertKind::CommunicationCritical.as_str();
+pub const KIND_DEVICE: &str = AlertKind::DeviceDisconnected.as_str();
+pub const KIND_SPOOL_FULL: &str = AlertKind::StationSpoolFull.as_str();
+pub const KIND_CLOCK: &str = AlertKind::ClockDrift.as_str();
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

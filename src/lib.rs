@@ -7,6 +7,7 @@
 //! with [`db`], [`audit`], [`pki`], [`secrets`] and [`pseudonym`] beside them.
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod caseload;
 pub mod casework;

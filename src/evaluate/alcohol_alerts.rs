@@ -30,8 +30,8 @@ use super::Result;
 use crate::audit;
 
 /// Alert kinds this module owns.
-pub const KIND_ALCOHOL: &str = "alcohol";
-pub const KIND_INTERFERENT: &str = "interferent";
+pub const KIND_ALCOHOL: &str = crate::alerts::AlertKind::Alcohol.as_str();
+pub const KIND_INTERFERENT: &str = crate::alerts::AlertKind::Interferent.as_str();
 
 /// Why an alert was revised. Stored as [`RevisionReason::code`], shown translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -238,17 +238,7 @@ pub async fn alerts(
         );
     }
     let mut kind_opts = format!("<option value=\"\">{}</option>", lang.t("any"));
-    for k in [
-        "alcohol",
-        "interferent",
-        "strap-open",
-        "removal",
-        "obstruction",
-        "battery-low",
-        "device-fault",
-        "no-contact",
-        "spool-full",
-    ] {
+    for k in crate::alerts::AlertKind::ALL.map(|k| k.as_str()) {
         kind_opts += &format!("<option{}>{k}</option>", selected(&filter.kind, k));
     }
     let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));

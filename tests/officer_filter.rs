@@ -1,0 +1,77 @@
+//! Every alert kind the server stores can be selected in the officer's filter, and selecting it
+//! shows exactly the alerts of that kind: store → filter → page, for each kind.
+
+mod common;
+
+use common::web::*;
+use nachtwacht::alerts::AlertKind;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_kind_is_offered_stored_and_found_by_the_filter() {
+    let f = web_fixture().await;
+    let olga = f.accounts["officer"].clone();
+    let base = f.base.clone();
+    // One alert of every kind for olga's person, a day apart.
+    let ids: Vec<(AlertKind, i64)> = {
+        let conn = f.t.ctx.db.lock();
+        let person: i64 = conn
+            .query_row(
+                "SELECT id FROM persons WHERE reference = 'CASE-home-1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        AlertKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let start = 1_000_000_000_000 + i as i64 * 86_400_000;
+                conn.execute(
+                    "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
+                                         evidence_bundles, created_at_ms)
+                     VALUES (?1, ?2, 'low', ?3, ?3, '{}', '', 0)",
+                    rusqlite::params![person, k.as_str(), start],
+                )
+                .unwrap();
+                (*k, conn.last_insert_rowid())
+            })
+            .collect()
+    };
+    tokio::task::spawn_blocking(move || {
+        let s = login(&base, &olga);
+        let page = |query: &str| {
+            outcome(
+                agent()
+                    .get(&format!("{base}/alerts{query}"))
+                    .set("Cookie", &s.cookie)
+                    .call(),
+            )
+            .2
+        };
+        let all = page("");
+        for (kind, id) in &ids {
+            assert!(
+                all.contains(&format!("<option>{}</option>", kind.as_str())),
+                "{kind:?} is not offered"
+            );
+            let filtered = page(&format!("?kind={}", kind.as_str()));
+            assert!(
+                filtered.contains(&format!("href=\"/alerts/{id}\"")),
+                "{kind:?}: alert {id} not listed"
+            );
+            for (other, other_id) in &ids {
+                if other != kind {
+                    assert!(
+                        !filtered.contains(&format!("href=\"/alerts/{other_id}\"")),
+                        "{kind:?} lists {other:?}"
+                    );
+                }
+            }
+        }
+        // Nothing is offered that is never stored.
+        let offered = all.matches("<option>").count();
+        assert_eq!(offered, AlertKind::ALL.len(), "{all}");
+    })
+    .await
+    .unwrap();
+}
