@@ -32,6 +32,9 @@ pub enum Error {
     Dataset(#[from] crate::dataset::Error),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
+    /// The server's own keys could not be read: an internal failure, not the officer's mistake.
+    #[error("pseudonym keys: {0}")]
+    Keys(#[from] crate::server::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -342,10 +345,7 @@ pub fn detail(
         tx.commit()?;
         (alert, steps, revisions, contacts)
     };
-    let pid = ctx
-        .pseudonymiser()
-        .map_err(|e| Error::Invalid(format!("pseudonym keys: {e}")))?
-        .operational(alert.person_id);
+    let pid = ctx.pseudonymiser()?.operational(alert.person_id);
     let tac = tac_around(
         ctx,
         &pid,

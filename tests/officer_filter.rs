@@ -75,3 +75,30 @@ async fn every_alert_kind_is_offered_stored_and_found_by_the_filter() {
     .await
     .unwrap();
 }
+
+/// A failure of the server itself (here: its pseudonym keys are unreadable) is an internal error
+/// (500, cause in the log), not the officer's mistake (400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internal_failure_on_an_alert_page_is_a_500_not_a_bad_request() {
+    let f = web_fixture().await;
+    let olga = f.accounts["officer"].clone();
+    let (base, own) = (f.base.clone(), f.own_alert);
+    let keys = f.t.ctx.dir.pseudonym_keys();
+    tokio::task::spawn_blocking(move || {
+        let s = login(&base, &olga);
+        std::fs::rename(&keys, keys.with_extension("away")).unwrap();
+        let (status, _, body) = outcome(
+            agent()
+                .get(&format!("{base}/alerts/{own}"))
+                .set("Cookie", &s.cookie)
+                .call(),
+        );
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            !body.contains("pseudonym"),
+            "the cause stays in the log: {body}"
+        );
+    })
+    .await
+    .unwrap();
+}
