@@ -39,31 +39,23 @@ pub struct StationConfig {
     pub heartbeat_interval_secs: u64,
     /// Where readings come from.
     #[serde(default)]
-    pub source: SourceConfig,
+    pub source: crate::source::SourceConfig,
 }
 
 fn default_spool() -> PathBuf {
     PathBuf::from("spool")
 }
 
+/// How many bytes the spool may hold unless the config says otherwise: a month of wristband data
+/// at a few worn hours a day fits several times over.
+pub const DEFAULT_SPOOL_CAP_BYTES: u64 = 1 << 30;
+
 fn default_spool_cap() -> u64 {
-    crate::spool::DEFAULT_CAP_BYTES
+    DEFAULT_SPOOL_CAP_BYTES
 }
 
 fn default_heartbeat_secs() -> u64 {
     300
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// No device attached yet: the station only uploads what is already spooled.
-    #[default]
-    None,
-    /// An Empatica E4 CSV export directory (one file per signal).
-    E4Csv { dir: PathBuf, device_serial: String },
-    /// The built-in simulator, for demos and tests.
-    Simulator(crate::source::simulator::SimulatorConfig),
 }
 
 impl StationConfig {

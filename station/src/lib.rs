@@ -19,7 +19,8 @@ pub mod uploader;
 
 use std::path::Path;
 
-pub use config::{SourceConfig, StationConfig};
+pub use config::StationConfig;
+pub use source::SourceConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

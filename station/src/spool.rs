@@ -27,8 +27,8 @@ use crate::durable;
 use crate::seal::SealedBundle;
 use crate::{Error, Result};
 
-/// Default cap: a month of wristband data at a few worn hours a day fits several times over.
-pub const DEFAULT_CAP_BYTES: u64 = 1 << 30;
+/// Default cap (see [`crate::config::DEFAULT_SPOOL_CAP_BYTES`]).
+pub const DEFAULT_CAP_BYTES: u64 = crate::config::DEFAULT_SPOOL_CAP_BYTES;
 
 #[derive(Debug, Clone)]
 pub struct Spool {

@@ -11,7 +11,6 @@ use std::path::Path;
 use nachtwacht_wire::protocol::DeviceStatus;
 use nachtwacht_wire::{DeviceKind, SignalBatch};
 
-use crate::config::SourceConfig;
 use crate::Result;
 
 /// The readings of one device that go into one bundle.
@@ -116,6 +115,22 @@ impl BundleContent {
 }
 
 /// Everything the source currently has, in bundle-sized pieces.
+/// Where a station's readings come from (the `[source]` table of its config).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// No device attached yet: the station only uploads what is already spooled.
+    #[default]
+    None,
+    /// An Empatica E4 CSV export directory (one file per signal).
+    E4Csv {
+        dir: std::path::PathBuf,
+        device_serial: String,
+    },
+    /// The built-in simulator, for demos and tests.
+    Simulator(simulator::SimulatorConfig),
+}
+
 pub fn read_all(source: &SourceConfig, base_dir: &Path) -> Result<Vec<BundleContent>> {
     read(source, base_dir)?.collect()
 }
