@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 /// Crates (their `src` directories, from the workspace root) that must stay free of cycles.
 const ACYCLIC: &[&str] = &["station/wire/src", "station/src", "pipelines/src"];
 
+/// Folders of the main crate whose modules must stay free of cycles among themselves (they reach
+/// each other through `super::` or their full `crate::` path).
+const ACYCLIC_FOLDERS: &[(&str, &str)] = &[("src/web", "crate::web::")];
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -33,20 +37,25 @@ fn module_of(src: &Path, file: &Path) -> Option<String> {
         .to_string_lossy()
         .to_string();
     match first.as_str() {
-        "lib.rs" | "main.rs" => None,
+        "lib.rs" | "main.rs" | "mod.rs" => None,
         f => Some(f.trim_end_matches(".rs").to_string()),
     }
 }
 
 /// First path segments after every `crate::` in `text` (both `crate::a::b` and `crate::{a, b::c}`).
 fn crate_paths(text: &str) -> Vec<String> {
+    paths_after(text, "crate::")
+}
+
+/// First path segments after every `prefix` in `text`, which must not continue a longer name.
+fn paths_after(text: &str, prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     let ident = |s: &str| -> String {
         s.chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect()
     };
-    for (i, _) in text.match_indices("crate::") {
+    for (i, _) in text.match_indices(prefix) {
         // Not part of a longer name (`nachtwacht_crate::`).
         if text[..i]
             .chars()
@@ -55,7 +64,7 @@ fn crate_paths(text: &str) -> Vec<String> {
         {
             continue;
         }
-        let rest = &text[i + "crate::".len()..];
+        let rest = &text[i + prefix.len()..];
         if let Some(group) = rest.strip_prefix('{') {
             let mut depth = 0;
             let mut start = 0;
@@ -83,6 +92,11 @@ fn crate_paths(text: &str) -> Vec<String> {
 
 /// Module → modules it imports.
 fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    import_graph_with(src, &["crate::"])
+}
+
+/// The same for a folder whose modules name each other after any of `prefixes`.
+fn import_graph_with(src: &Path, prefixes: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
     rust_files(src, &mut files);
     let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(src, f)).collect();
@@ -104,7 +118,7 @@ fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             .collect::<Vec<_>>()
             .join("\n");
         let entry = graph.entry(from.clone()).or_default();
-        for to in crate_paths(&shipped) {
+        for to in prefixes.iter().flat_map(|p| paths_after(&shipped, p)) {
             if modules.contains(&to) && to != from {
                 entry.insert(to);
             }
@@ -204,6 +218,14 @@ fn crates_without_import_cycles_stay_without() {
         assert!(
             found.is_empty(),
             "{src}: modules importing each other: {found:?}"
+        );
+    }
+    for (folder, path) in ACYCLIC_FOLDERS {
+        let graph = import_graph_with(&workspace().join(folder), &["super::", path]);
+        let found = cycles(&graph);
+        assert!(
+            found.is_empty(),
+            "{folder}: modules importing each other: {found:?}"
         );
     }
     let main = cycles(&import_graph(&workspace().join("src")));

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
+pub use super::cookies::cookie;
 use super::i18n::Lang;
 use super::{page, AppState, ClientAddr};
 use crate::accounts::{self, Role, Session};
@@ -30,18 +31,6 @@ pub const SESSION_COOKIE: &str = "nw_session";
 const LANG_COOKIE: &str = "nw_lang";
 /// The largest form a session may post (the CSRF check reads the whole body).
 const MAX_FORM_BYTES: usize = 64 * 1024;
-
-/// Reads one cookie from the request.
-pub fn cookie<'a>(req: &'a axum::http::request::Parts, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
 
 /// A form posted by a session, already read (and CSRF-checked) by [`enforce`].
 #[derive(Debug, Clone, Default)]

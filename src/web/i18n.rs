@@ -12,7 +12,7 @@ impl Lang {
     /// The language of a request: `?lang=`, else the `nw_lang` cookie, else Dutch.
     pub fn of(parts: &axum::http::request::Parts) -> Self {
         Self::requested(parts)
-            .or_else(|| super::access::cookie(parts, "nw_lang").and_then(Self::parse))
+            .or_else(|| super::cookies::cookie(parts, "nw_lang").and_then(Self::parse))
             .unwrap_or(Lang::Nl)
     }
 
@@ -243,6 +243,7 @@ mod tests {
     fn every_key_the_pages_use_is_translated() {
         let sources = [
             include_str!("page.rs"),
+            include_str!("home.rs"),
             include_str!("login.rs"),
             include_str!("officer.rs"),
             include_str!("admin.rs"),

@@ -25,6 +25,8 @@ mod access;
 mod admin;
 mod auditor;
 mod chart;
+mod cookies;
+mod home;
 mod i18n;
 mod login;
 mod management;
@@ -87,7 +89,7 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
         access,
     };
     vec![
-        (r(Method::GET, "/", Anyone), get(page::landing)),
+        (r(Method::GET, "/", Anyone), get(home::landing)),
         (r(Method::GET, "/healthz", Anyone), get(|| async { "ok" })),
         (r(Method::GET, "/login", Anyone), get(login::form)),
         (r(Method::POST, "/login", Anyone), post(login::submit)),

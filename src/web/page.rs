@@ -3,7 +3,6 @@
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::access::MaybeSigned;
 use super::i18n::Lang;
 use crate::accounts::{Role, Session};
 
@@ -109,18 +108,5 @@ pub fn internal(lang: Lang, err: impl std::fmt::Display) -> Response {
         lang,
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal error; see the server log",
-    )
-}
-
-pub async fn landing(lang: Lang, MaybeSigned(session): MaybeSigned) -> Html<String> {
-    frame(
-        lang,
-        session.as_ref(),
-        lang.t("running"),
-        &format!(
-            "<p>{}</p><p>{}</p>",
-            lang.t("app.tagline"),
-            lang.t("landing.research")
-        ),
     )
 }
