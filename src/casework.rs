@@ -173,7 +173,7 @@ pub fn list(
         .map(|d| day_start_ms(&d))
         .transpose()?;
     let to = nonempty(&filter.to)
-        .map(|d| day_start_ms(&d).map(|ms| ms + 86_400_000))
+        .map(|d| day_start_ms(&d).map(|ms| ms + crate::DAY_MS))
         .transpose()?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
@@ -367,7 +367,7 @@ pub fn detail(
 }
 
 /// How far around an alert the evidence reaches.
-const WINDOW_MS: i64 = 12 * 3_600_000;
+const WINDOW_MS: i64 = 12 * crate::HOUR_MS;
 
 /// The ankle readings of one operational pseudonym in a time range: (ts, TAC, worn).
 fn tac_around(ctx: &Context, pid: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, f64, bool)>> {

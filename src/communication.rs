@@ -28,7 +28,7 @@ pub enum Error {
 /// The largest station clock offset the server takes as reported (one year either way). A heartbeat
 /// claiming more is stored at this bound: still far past any clock-drift limit, so the alert is
 /// raised, but no arithmetic on it can overflow.
-pub const MAX_CLOCK_OFFSET_MS: i64 = 366 * 86_400_000;
+pub const MAX_CLOCK_OFFSET_MS: i64 = 366 * crate::DAY_MS;
 
 /// A reported clock offset, saturated at ±[`MAX_CLOCK_OFFSET_MS`].
 pub fn bounded_clock_offset_ms(offset_ms: i64) -> i64 {
@@ -77,7 +77,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
     }
     // A separate alert, not an upgrade of the first: the officer sees when it became critical,
     // and both are keyed by the silence's start, so neither is raised twice.
-    if now_ms - since > cfg.critical_silence_hours as i64 * 3_600_000 {
+    if now_ms - since > cfg.critical_silence_hours as i64 * crate::HOUR_MS {
         out.push(CommAlert {
             kind: KIND_CRITICAL,
             severity: "high",

@@ -76,7 +76,7 @@ pub fn publish(dir: &DataDir, conn: &Connection, now_ms: i64) -> Result<u64> {
 pub fn refresh_if_due(dir: &DataDir, conn: &Connection, now_ms: i64) -> Result<Option<u64>> {
     let last: Option<i64> =
         conn.query_row("SELECT MAX(signed_at_ms) FROM crls", [], |r| r.get(0))?;
-    let half_life_ms = pki::CRL_VALIDITY_DAYS * 86_400_000 / 2;
+    let half_life_ms = pki::CRL_VALIDITY_DAYS * crate::DAY_MS / 2;
     let due = !dir.crl().exists() || last.is_none_or(|t| now_ms - t > half_life_ms);
     if due {
         Ok(Some(publish(dir, conn, now_ms)?))

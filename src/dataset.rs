@@ -58,7 +58,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-const DAY_MS: i64 = 86_400_000;
+use crate::DAY_MS;
 
 /// The stored schema of a signal, as readers see it: `pid`, the wire columns, `quality`,
 /// `bundle_id`.

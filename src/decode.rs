@@ -796,7 +796,7 @@ pub fn pass(decoder: &Decoder) -> Result<(DecodeReport, dataset::CompactionRepor
 /// Deletes evidence copies past their retention, records it in the bundle rows and the audit log.
 /// Quarantined ciphertexts are not touched: they wait for an operator.
 pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
-    let cutoff = now_ms - ctx.config.ingest.evidence_retention_days as i64 * 86_400_000;
+    let cutoff = now_ms - ctx.config.ingest.evidence_retention_days as i64 * crate::DAY_MS;
     let due: Vec<(String, i64)> = {
         let conn = ctx.db.lock();
         let mut stmt = conn.prepare(

@@ -31,7 +31,7 @@ fn step<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> Error {
     }
 }
 
-pub const DAY_MS: i64 = 86_400_000;
+pub use crate::DAY_MS;
 
 /// One simulated person: who, which programme, which device, what happens.
 struct Persona {

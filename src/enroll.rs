@@ -218,10 +218,7 @@ pub fn assign_device(
     valid_from_ms: i64,
     actor: &str,
 ) -> Result<()> {
-    let kind = match kind {
-        nachtwacht_wire::DeviceKind::AnkleMonitor => "ankle-monitor",
-        nachtwacht_wire::DeviceKind::Wristband => "wristband",
-    };
+    let kind = kind.as_str();
     let now = crate::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;

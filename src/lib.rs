@@ -44,6 +44,10 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Milliseconds in an hour and in a (UTC) day: every duration in ms is written with these.
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
 /// Midnight UTC starting `day`, in milliseconds since the Unix epoch.
 pub fn midnight_ms(day: chrono::NaiveDate) -> i64 {
     day.and_time(chrono::NaiveTime::MIN)

@@ -925,8 +925,8 @@ async fn main() -> anyhow::Result<()> {
             let now = nachtwacht::now_ms();
             let from_ms = from
                 .map(midnight)
-                .unwrap_or(now.div_euclid(86_400_000) * 86_400_000);
-            let to_ms = to.map(|d| midnight(d) + 86_400_000);
+                .unwrap_or(now.div_euclid(nachtwacht::DAY_MS) * nachtwacht::DAY_MS);
+            let to_ms = to.map(|d| midnight(d) + nachtwacht::DAY_MS);
             nachtwacht::caseload::assign(
                 &ctx.db, &officer, &person, from_ms, to_ms, ACTOR_CLI, now,
             )

@@ -491,7 +491,7 @@ pub fn issue_token(ctx: &Context, project: &str, ttl_days: u32, actor: &str) -> 
         .ok_or_else(|| Error::BadRequest(format!("no research project {project:?}")))?;
     tx.execute(
         "INSERT INTO research_tokens (token_sha256, project_id, created_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![token_hash(&token), project_id, now, now + ttl_days as i64 * 86_400_000],
+        rusqlite::params![token_hash(&token), project_id, now, now + ttl_days as i64 * crate::DAY_MS],
     )?;
     audit::append(
         &tx,

@@ -495,11 +495,8 @@ pub async fn assign_device(
     );
     let station = form.get("station").trim().to_string();
     change(&state, lang, &session, move |ctx, actor| {
-        let kind = match kind.as_str() {
-            "ankle-monitor" => nachtwacht_wire::DeviceKind::AnkleMonitor,
-            "wristband" => nachtwacht_wire::DeviceKind::Wristband,
-            other => return Err(Failure::Input(format!("unknown device kind {other:?}"))),
-        };
+        let kind = nachtwacht_wire::DeviceKind::parse(&kind)
+            .ok_or_else(|| Failure::Input(format!("unknown device kind {kind:?}")))?;
         let person_id: i64 = ctx
             .db
             .lock()
@@ -604,7 +601,7 @@ pub async fn assign_caseload(
         let to = if to.trim().is_empty() {
             None
         } else {
-            Some(day_ms(&to)? + 86_400_000)
+            Some(day_ms(&to)? + crate::DAY_MS)
         };
         caseload::assign(
             &ctx.db,

@@ -68,7 +68,7 @@ impl TacChart<'_> {
         }
         s += &format!("<text x=\"4\" y=\"{TOP}\" dominant-baseline=\"hanging\">g/dL</text>");
         // x ticks every 6 hours.
-        let six_h = 6 * 3_600_000;
+        let six_h = 6 * crate::HOUR_MS;
         let mut t = self.from_ms - self.from_ms.rem_euclid(six_h) + six_h;
         while t < self.to_ms {
             let label = chrono::DateTime::from_timestamp_millis(t)
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn the_curve_the_threshold_and_the_strips_are_drawn_inside_the_frame() {
-        let h = 3_600_000;
+        let h = crate::HOUR_MS;
         let readings: Vec<(i64, f64, bool)> = (0..48)
             .map(|i| {
                 (

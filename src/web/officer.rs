@@ -291,7 +291,7 @@ pub async fn alerts(
 
 fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
     let a = &d.alert;
-    let window = 12 * 3_600_000;
+    let window = 12 * crate::HOUR_MS;
     let chart = if d.tac.is_empty() {
         format!("<p class=\"note\">{}</p>", lang.t("chart.no_data"))
     } else {

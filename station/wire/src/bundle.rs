@@ -115,6 +115,22 @@ pub enum DeviceKind {
     Wristband,
 }
 
+impl DeviceKind {
+    pub const ALL: [DeviceKind; 2] = [Self::AnkleMonitor, Self::Wristband];
+
+    /// The one string form (the same as serde's): in SQL, forms and the CLI.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AnkleMonitor => "ankle-monitor",
+            Self::Wristband => "wristband",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// The signals a bundle may carry. Each has exactly one Arrow schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]

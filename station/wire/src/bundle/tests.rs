@@ -369,3 +369,15 @@ fn honest_streams_of_millions_of_rows_fit_their_declared_bound() {
         );
     }
 }
+
+#[test]
+fn a_device_kind_has_one_string_form_which_serde_uses_too() {
+    for kind in DeviceKind::ALL {
+        assert_eq!(
+            serde_json::to_string(&kind).unwrap(),
+            format!("\"{}\"", kind.as_str())
+        );
+        assert_eq!(DeviceKind::parse(kind.as_str()), Some(kind));
+    }
+    assert_eq!(DeviceKind::parse("bracelet"), None);
+}
