@@ -61,6 +61,45 @@ impl AlertKind {
     }
 }
 
+/// How urgent an alert is. Stored as [`Severity::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// Act now: drinking, tampering, critical silence.
+    High,
+    /// A provisional alcohol alert, a device fault.
+    Medium,
+    /// Communication problems that are not yet critical.
+    Warning,
+    /// An interferent shape: a person must look at it.
+    Review,
+    /// Battery low.
+    Low,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Self::High,
+        Self::Medium,
+        Self::Warning,
+        Self::Review,
+        Self::Low,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Medium => "medium",
+            Self::Warning => "warning",
+            Self::Review => "review",
+            Self::Low => "low",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +125,9 @@ mod tests {
         }
         for k in AlertKind::ALL {
             assert_eq!(AlertKind::parse(k.as_str()), Some(k));
+        }
+        for s in Severity::ALL {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use crate::alerts::AlertKind;
+use crate::alerts::{AlertKind, Severity};
 use crate::config::CommunicationConfig;
 use crate::server::Context;
 
@@ -54,8 +54,8 @@ pub struct LastHeartbeat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommAlert {
     pub kind: &'static str,
-    /// `high` for critical silence, `warning` for the rest.
-    pub severity: &'static str,
+    /// High for critical silence, warning for the rest.
+    pub severity: Severity,
     pub start_ms: i64,
     pub rule: String,
 }
@@ -67,7 +67,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
     if now_ms - since > silence_ms {
         out.push(CommAlert {
             kind: KIND_SILENT,
-            severity: "warning",
+            severity: Severity::Warning,
             start_ms: since,
             rule: format!(
                 "no contact from the base station for more than {} minutes",
@@ -80,7 +80,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
     if now_ms - since > cfg.critical_silence_hours as i64 * crate::HOUR_MS {
         out.push(CommAlert {
             kind: KIND_CRITICAL,
-            severity: "high",
+            severity: Severity::High,
             start_ms: since,
             rule: format!(
                 "no contact from the base station for more than {} hours",
@@ -92,7 +92,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
         if !hb.disconnected_devices.is_empty() {
             out.push(CommAlert {
                 kind: KIND_DEVICE,
-                severity: "warning",
+                severity: Severity::Warning,
                 start_ms: hb.received_at_ms,
                 rule: format!(
                     "base station reports device(s) not connected: {}",
@@ -103,7 +103,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
         if hb.spool_full {
             out.push(CommAlert {
                 kind: KIND_SPOOL_FULL,
-                severity: "warning",
+                severity: Severity::Warning,
                 start_ms: hb.received_at_ms,
                 rule: "base station spool full: readings wait on the device".into(),
             });
@@ -112,7 +112,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
             if offset.unsigned_abs() > u64::from(cfg.max_clock_offset_secs) * 1_000 {
                 out.push(CommAlert {
                     kind: KIND_CLOCK,
-                    severity: "warning",
+                    severity: Severity::Warning,
                     start_ms: hb.received_at_ms,
                     rule: format!(
                         "base station clock off by {} s (limit {} s)",
@@ -188,7 +188,7 @@ pub fn run(ctx: &Context, now_ms: i64) -> Result<usize, Error> {
                     now_ms,
                     alert.rule,
                     format!("[\"station:{station_id}\"]"),
-                    alert.severity
+                    alert.severity.as_str()
                 ],
             )?;
             if inserted > 0 {
@@ -246,7 +246,7 @@ mod tests {
         let kinds = |now| {
             assess(&quiet, now, &cfg())
                 .into_iter()
-                .map(|a| (a.kind, a.severity))
+                .map(|a| (a.kind, a.severity.as_str()))
                 .collect::<Vec<_>>()
         };
         assert_eq!(kinds(48 * 60 * MIN), vec![(KIND_SILENT, "warning")]);

@@ -18,6 +18,7 @@ use polars::prelude::*;
 use rusqlite::OptionalExtension;
 use tracing::info;
 
+use crate::alerts::Severity;
 use crate::dataset;
 use crate::pseudonym::Pseudonymiser;
 use crate::server::Context;
@@ -123,7 +124,7 @@ pub struct Rules {
 /// How an event of one pipeline kind is stored as an alert.
 struct AlertSpec {
     kind: &'static str,
-    severity: &'static str,
+    severity: Severity,
     /// JSON: the rule and the parameters it fired with.
     rule: String,
 }
@@ -453,12 +454,12 @@ fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
     let (kind, severity, rule) = match kind {
         tamper::KIND_STRAP_OPEN => (
             tamper::KIND_STRAP_OPEN,
-            "high",
+            Severity::High,
             serde_json::json!({"rule": "tamper.strap_open"}),
         ),
         tamper::KIND_REMOVAL => (
             tamper::KIND_REMOVAL,
-            "high",
+            Severity::High,
             serde_json::json!({
                 "rule": "tamper.possible_removal",
                 "removal_max_skin_temp_c": rules.removal_max_skin_temp_c,
@@ -468,7 +469,7 @@ fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
         ),
         tamper::KIND_OBSTRUCTION => (
             tamper::KIND_OBSTRUCTION,
-            "high",
+            Severity::High,
             serde_json::json!({
                 "rule": "tamper.obstruction",
                 "obstruction_min_hours": rules.obstruction_min_hours,
@@ -478,12 +479,12 @@ fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
         ),
         tamper::KIND_BATTERY_LOW => (
             tamper::KIND_BATTERY_LOW,
-            "low",
+            Severity::Low,
             serde_json::json!({"rule": "device.battery_low", "battery_low_pct": rules.battery_low_pct}),
         ),
         tamper::KIND_DEVICE_FAULT => (
             tamper::KIND_DEVICE_FAULT,
-            "medium",
+            Severity::Medium,
             serde_json::json!({"rule": "device.fault", "fault_events": rules.fault_events}),
         ),
         _ => return None,
@@ -766,7 +767,7 @@ fn store_alerts(
                 new += tx.execute(
                     "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule, evidence_bundles, created_at_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    rusqlite::params![person_id, alert.kind, alert.severity, s, e, peak, alert.rule, evidence, now],
+                    rusqlite::params![person_id, alert.kind, alert.severity.as_str(), s, e, peak, alert.rule, evidence, now],
                 )?;
                 crate::audit::seal::reseal(&tx, tx.last_insert_rowid(), now, "system")?;
             }

@@ -181,6 +181,8 @@ async fn a_revised_alert_is_marked_herzien_with_its_history() {
         b.wait_url("/alerts");
         let list = b.wait_for_text("CASE-home-1");
         assert!(list.contains("herzien"), "{list}");
+        // Severity in Dutch: the interferent is for review.
+        assert!(list.contains("ter beoordeling"), "{list}");
         b.goto(&format!("{base}/alerts/{own}"));
         let page = b.wait_for_text("Herzieningen");
         assert!(

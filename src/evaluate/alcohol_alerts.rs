@@ -27,6 +27,7 @@ use polars::prelude::*;
 use rusqlite::Connection;
 
 use super::Result;
+use crate::alerts::Severity;
 use crate::audit;
 
 /// Alert kinds this module owns.
@@ -151,9 +152,9 @@ pub fn episodes(df: &DataFrame, rules: &AlcoholRules) -> PolarsResult<Vec<Episod
         };
         let provisional = st == EpisodeState::Provisional;
         let (kind, severity) = match (k == KIND_DRINKING, provisional) {
-            (true, false) => (KIND_ALCOHOL, "high"),
-            (true, true) => (KIND_ALCOHOL, "medium"),
-            (false, _) => (KIND_INTERFERENT, "review"),
+            (true, false) => (KIND_ALCOHOL, Severity::High),
+            (true, true) => (KIND_ALCOHOL, Severity::Medium),
+            (false, _) => (KIND_INTERFERENT, Severity::Review),
         };
         let rule = serde_json::json!({
             "rule": "alcohol.episode",
@@ -179,7 +180,7 @@ pub fn episodes(df: &DataFrame, rules: &AlcoholRules) -> PolarsResult<Vec<Episod
             state: st,
             content: AlertContent {
                 kind: kind.to_string(),
-                severity: severity.to_string(),
+                severity: severity.as_str().to_string(),
                 start_ms: s,
                 end_ms: e,
                 peak_tac_g_dl: peak.get(i),

@@ -45,6 +45,18 @@ fn kind_html(lang: Lang, a: &AlertRow) -> String {
     s
 }
 
+/// The severity in the page's language; a stored value outside the set is shown as stored.
+fn severity_label(lang: Lang, stored: &str) -> String {
+    match crate::alerts::Severity::parse(stored) {
+        Some(crate::alerts::Severity::High) => lang.t("severity.high").to_string(),
+        Some(crate::alerts::Severity::Medium) => lang.t("severity.medium").to_string(),
+        Some(crate::alerts::Severity::Warning) => lang.t("severity.warning").to_string(),
+        Some(crate::alerts::Severity::Review) => lang.t("severity.review").to_string(),
+        Some(crate::alerts::Severity::Low) => lang.t("severity.low").to_string(),
+        None => esc(stored),
+    }
+}
+
 fn revision_reason(lang: Lang, reason: Option<RevisionReason>) -> &'static str {
     match reason {
         Some(RevisionReason::Confirmed) => lang.t("revision.confirmed"),
@@ -278,7 +290,7 @@ pub async fn alerts(
                 time(a.start_ms),
                 esc(&a.person_reference),
                 kind_html(lang, a),
-                esc(&a.severity),
+                severity_label(lang, &a.severity),
                 a.peak_tac_g_dl.map(|v| format!("{v:.3}")).unwrap_or_default(),
                 status_label(lang, &a.status),
                 id = a.id
