@@ -247,7 +247,7 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
         let n = events.height() + tamper.height();
         let days = daily::ankle_daily(
             read_as_served(&ankle_p)?,
-            events.lazy(),
+            nachtwacht_pipelines::alcohol::decided(events.lazy()),
             tamper.lazy(),
             &alcohol,
         )

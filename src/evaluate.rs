@@ -279,7 +279,7 @@ pub fn run_days(
         })?;
         parts.push(daily::ankle_daily(
             ankle,
-            events.lazy(),
+            nachtwacht_pipelines::alcohol::decided(events.lazy()),
             tampering.lazy(),
             &rules.alcohol,
         ));

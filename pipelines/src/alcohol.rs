@@ -333,6 +333,12 @@ pub fn drinking_events(
         .sort(["pid", "start"], SortMultipleOptions::default()))
 }
 
+/// The episodes of [`drinking_events`] that have a verdict (final or provisional): what counts as
+/// an event, for alerts and the daily indicators alike.
+pub fn decided(events: LazyFrame) -> LazyFrame {
+    events.filter(col("state").neq(lit(EpisodeState::Pending.as_str())))
+}
+
 /// For each episode (`pid`, `run`), the rise and the fall that most exceed their limits over any
 /// two readings of its shape: `rise_excess` and `fall_excess` (positive: too fast; in µg/dL·ms per
 /// hour, exact integers) with the readings that show it (`rise_from`/`rise_to`,

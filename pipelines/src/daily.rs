@@ -27,26 +27,15 @@ fn keys() -> [Expr; 2] {
     [col("pid"), col("day")]
 }
 
-/// Events per person and the day they start: `events` needs `pid`, `kind`, `start`. Alcohol
-/// episodes that are still pending (no verdict yet, see [`crate::alcohol`]) are not counted.
+/// Events per person and the day they start: `events` needs `pid`, `kind`, `start`.
 fn events_per_day(events: LazyFrame, kinds: &[&str], name: &str) -> LazyFrame {
     let wanted = kinds
         .iter()
         .map(|k| col("kind").eq(lit(*k)))
         .reduce(|a, b| a.or(b))
         .unwrap_or(lit(false));
-    let pending = lit(crate::alcohol::EpisodeState::Pending.as_str());
-    let decided = if events
-        .clone()
-        .collect_schema()
-        .is_ok_and(|s| s.contains("state"))
-    {
-        col("state").neq(pending)
-    } else {
-        lit(true)
-    };
     events
-        .filter(wanted.and(decided))
+        .filter(wanted)
         .with_column(col("start").dt().date().alias("day"))
         .group_by(keys())
         .agg([len().cast(DataType::Int64).alias(name)])
@@ -55,7 +44,7 @@ fn events_per_day(events: LazyFrame, kinds: &[&str], name: &str) -> LazyFrame {
 /// Ankle-monitor days: wear minutes, peak TAC, drinking events and tamper events.
 ///
 /// `readings`: `pid`, `ts`, `tac_g_dl`, `skin_temp_c`, `strap_closed`.
-/// `events`: the output of [`crate::alcohol::drinking_events`]; `tamper`: the output of
+/// `events`: the decided episodes of [`crate::alcohol::drinking_events`] ([`crate::alcohol::decided`]); `tamper`: the output of
 /// [`crate::tamper::ankle_tamper`] (strap-open, possible-removal and obstruction count).
 pub fn ankle_daily(
     readings: LazyFrame,

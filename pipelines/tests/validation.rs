@@ -4,7 +4,7 @@
 //!
 //!     cargo test -p nachtwacht-pipelines --test validation -- --nocapture
 
-use nachtwacht_pipelines::alcohol::{drinking_events, KIND_DRINKING, KIND_INTERFERENT};
+use nachtwacht_pipelines::alcohol::{decided, drinking_events, KIND_DRINKING, KIND_INTERFERENT};
 use nachtwacht_pipelines::synth::{Ankle, AnkleTruth, Noise, Rng, Span, TruthEvent, Wristband};
 use nachtwacht_pipelines::tamper::{
     ankle_tamper, battery_low, device_faults, KIND_OBSTRUCTION, KIND_REMOVAL,
@@ -169,9 +169,7 @@ fn end_ms() -> i64 {
 
 /// Alerts (final and provisional episodes) of the alcohol rules, as (pid, kind, start, end).
 fn alcohol_alerts(readings: LazyFrame, as_of_ms: i64) -> Vec<(String, String, i64, i64)> {
-    let df = drinking_events(readings, &AlcoholRules::default(), as_of_ms)
-        .unwrap()
-        .filter(col("state").neq(lit("pending")))
+    let df = decided(drinking_events(readings, &AlcoholRules::default(), as_of_ms).unwrap())
         .collect()
         .unwrap();
     detected(&df)

@@ -19,14 +19,15 @@ fn object(alert_id: i64) -> String {
 
 /// SHA-256 over an alert's row and all of its workflow steps, each field length-prefixed.
 pub fn digest(conn: &Connection, alert_id: i64) -> Result<Option<String>> {
-    let row: Option<Vec<String>> = conn
+    type Row = (Vec<String>, (i64, i64, Option<i64>));
+    let row: Option<Row> = conn
         .query_row(
             "SELECT id, person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule,
-                    evidence_bundles, status, created_at_ms
+                    evidence_bundles, status, created_at_ms, provisional, revision, withdrawn_at_ms
                FROM alerts WHERE id = ?1",
             [alert_id],
             |r| {
-                Ok(vec![
+                let fields = vec![
                     r.get::<_, i64>(0)?.to_string(),
                     r.get::<_, i64>(1)?.to_string(),
                     r.get(2)?,
@@ -41,11 +42,12 @@ pub fn digest(conn: &Connection, alert_id: i64) -> Result<Option<String>> {
                     r.get(8)?,
                     r.get(9)?,
                     r.get::<_, i64>(10)?.to_string(),
-                ])
+                ];
+                Ok((fields, (r.get(11)?, r.get(12)?, r.get(13)?)))
             },
         )
         .optional()?;
-    let Some(row) = row else {
+    let Some((row, (provisional, revision, withdrawn))) = row else {
         return Ok(None);
     };
     let mut h = Sha256::new();
@@ -66,11 +68,6 @@ pub fn digest(conn: &Connection, alert_id: i64) -> Result<Option<String>> {
     )?;
     // Revision state and history (issue 19). Hashed only when there is any, so the digest of an
     // alert that was never revised is what it was before revisions existed: older seals verify.
-    let (provisional, revision, withdrawn): (i64, i64, Option<i64>) = conn.query_row(
-        "SELECT provisional, revision, withdrawn_at_ms FROM alerts WHERE id = ?1",
-        [alert_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
     if provisional != 0 || revision != 0 || withdrawn.is_some() {
         field("revision-state");
         field(&provisional.to_string());

@@ -44,7 +44,9 @@ fn ankle_day_counts_worn_minutes_peak_and_drinking_events() {
     strap[1] = false;
     let readings = ankle("p1", &tac, &strap);
     let rules = AlcoholRules::default();
-    let events = drinking_events(readings.clone(), &rules, T0 + 48 * HALF_HOUR_MS).unwrap();
+    let events = crate::alcohol::decided(
+        drinking_events(readings.clone(), &rules, T0 + 48 * HALF_HOUR_MS).unwrap(),
+    );
     let tamper = ankle_tamper(readings.clone(), &TamperRules::default());
     let df = ankle_daily(readings, events, tamper, &rules)
         .collect()
@@ -123,7 +125,9 @@ fn wristband_day_counts_valid_minutes_scrs_and_episodes() {
 fn combined_days_keep_nulls_for_absent_devices_and_research_shape_drops_pid() {
     let readings = ankle("p1", &[0.0; 48], &[true; 48]);
     let rules = AlcoholRules::default();
-    let events = drinking_events(readings.clone(), &rules, T0 + 48 * HALF_HOUR_MS).unwrap();
+    let events = crate::alcohol::decided(
+        drinking_events(readings.clone(), &rules, T0 + 48 * HALF_HOUR_MS).unwrap(),
+    );
     let tamper = ankle_tamper(readings.clone(), &TamperRules::default());
     let daily = combine(vec![ankle_daily(readings, events, tamper, &rules)]).unwrap();
     let df = daily.clone().collect().unwrap();
