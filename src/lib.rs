@@ -2,55 +2,39 @@
 //! authenticated QUIC, turns them into pseudonymised Parquet datasets, runs the indicator and alert
 //! pipelines, and answers researchers with differentially private aggregates.
 //!
-//! One module per stage of the data's journey (see ARCHITECTURE.md for the map and invariants):
-//! [`ingest`] → [`spool`] → [`decode`] → [`dataset`] → [`evaluate`] → [`research`] / [`web`],
-//! with [`db`], [`audit`], [`pki`], [`secrets`] and [`pseudonym`] beside them.
+//! The modules read as the data's journey over its supporting layers (ARCHITECTURE.md has the map
+//! and the invariants). Layers, lowest first; a module imports only from its own layer or below:
+//!
+//! - [`base`]: data directory, configuration, SQL, durable files, time, [`base::Context`];
+//! - [`trust`]: CA and revocation, secrets, age keys, pseudonyms, the audit chain;
+//! - [`registry`]: accounts, caseloads, persons, devices and stations;
+//! - the stages, in the order a reading passes them: [`ingest`] → [`spool`] → [`decode`] →
+//!   [`dataset`] → [`evaluate`] → [`alerts`] → [`research`];
+//! - [`web`] (pages and the research API) and [`server`], which wires the stages into one process.
 
-pub mod accounts;
-pub mod alerts;
-pub mod audit;
-pub mod caseload;
-pub mod casework;
-pub mod communication;
-pub mod config;
-pub mod crl;
-pub mod datadir;
-pub mod dataset;
-pub mod db;
-pub mod decode;
-pub mod demo;
-pub mod enroll;
-pub mod evaluate;
-pub mod failpoint;
+// Supporting layers, lowest first.
+pub mod base;
+
+pub mod trust;
+
+pub mod registry;
+
+// The stages, in the order a reading passes them.
 pub mod ingest;
-pub mod init;
-pub mod keys;
-pub mod management;
-pub mod parallel;
-pub mod pki;
-pub mod pseudonym;
-pub mod quarantine;
-pub mod research;
-pub mod rules_files;
-pub mod secrets;
-pub mod server;
+
 pub mod spool;
-pub mod validate;
+
+pub mod decode;
+
+pub mod dataset;
+
+pub mod evaluate;
+
+pub mod alerts;
+
+pub mod research;
+
+// The interfaces, and the wiring of it all into one process.
 pub mod web;
 
-/// Milliseconds since the Unix epoch by the system clock. Code that must be testable takes `now`
-/// as an argument instead of calling this.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Milliseconds in an hour and in a (UTC) day: every duration in ms is written with these.
-pub const HOUR_MS: i64 = 3_600_000;
-pub const DAY_MS: i64 = 24 * HOUR_MS;
-
-/// Midnight UTC starting `day`, in milliseconds since the Unix epoch.
-pub fn midnight_ms(day: chrono::NaiveDate) -> i64 {
-    day.and_time(chrono::NaiveTime::MIN)
-        .and_utc()
-        .timestamp_millis()
-}
+pub mod server;

@@ -5,7 +5,7 @@
 //!    digest;
 //! 2. the group committer ([`crate::ingest::commit`]) takes every bundle that is ready, writes each
 //!    to `spool/<bundle id>.age`, fsyncs them and then the directory once
-//!    ([`write_files_durably`]), and inserts all their `bundles` rows in one SQL transaction (one
+//!    ([`crate::base::fsio::write_files_durably`]), and inserts all their `bundles` rows in one SQL transaction (one
 //!    WAL fsync);
 //! 3. only then does the transport acknowledge `stored`.
 //!
@@ -19,100 +19,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use nachtwacht_station::durable;
 use nachtwacht_wire::BundleId;
 use rusqlite::OptionalExtension;
 
-use crate::db::Db;
+use crate::base::db::Db;
+use crate::base::fsio::{io_err, write_durably};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] crate::base::fsio::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// Writes a file so that, once this returns, it and its directory entry survive a crash.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    durable::write_durably(path, bytes).map_err(io_err(path))
-}
-
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    durable::sync_dir(dir).map_err(io_err(dir))
-}
-
-/// How many fsyncs [`write_files_durably`] keeps in flight.
-pub const SYNC_THREADS: usize = 8;
-
-/// Writes new files in `dir` and makes them and their directory entries durable: an fsync per file
-/// and one of the directory, so a batch costs one directory flush however many files it holds.
-/// Every file is written before the first fsync, so the kernel's write-back of one overlaps the
-/// others (write-then-fsync file by file measured 611–1,186 herd bundles/s against 978–1,139;
-/// noisy, but not better). The fsyncs run on [`SYNC_THREADS`] threads at once, so the disk serves
-/// them concurrently instead of one after the other: in the ingest benchmark's herd this cut the
-/// group commit's latency for the first uploads from a median of about 300 ms to 20–100 ms.
-/// `syncfs` would flush the batch in one call, and measured no faster, but it also waits for every
-/// other writer's dirty pages on the file system.
-pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()> {
-    use std::io::Write;
-    let mut written = Vec::with_capacity(files.len());
-    for (path, bytes) in files {
-        let mut f = fs::File::create(path).map_err(io_err(path))?;
-        f.write_all(bytes).map_err(io_err(path))?;
-        written.push((f, path));
-    }
-    for synced in crate::parallel::map_in_order_on(SYNC_THREADS, &written, |(f, path)| {
-        f.sync_all().map_err(io_err(path))
-    }) {
-        synced?;
-    }
-    if !files.is_empty() {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Moves a file and makes the move durable in the destination directory (and the source's).
-pub fn move_durably(from: &Path, to: &Path) -> Result<()> {
-    if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    fs::rename(from, to).map_err(io_err(to))?;
-    sync_dir(to.parent().expect("file in a directory"))?;
-    sync_dir(from.parent().expect("file in a directory"))
-}
-
-/// Renames many files, then makes every directory involved durable once: the batch form of
-/// [`move_durably`], one directory fsync per directory instead of two per file.
-pub fn move_all_durably(moves: &[(PathBuf, PathBuf)]) -> Result<()> {
-    let mut dirs = std::collections::BTreeSet::new();
-    for (from, to) in moves {
-        let parent = to.parent().expect("file in a directory");
-        if dirs.insert(parent.to_path_buf()) {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
-        }
-        fs::rename(from, to).map_err(io_err(to))?;
-        dirs.insert(from.parent().expect("file in a directory").to_path_buf());
-    }
-    for dir in &dirs {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
 
 /// The `bundles` row of a bundle that has just become durable in the spool.
 #[derive(Debug, Clone)]
@@ -286,7 +207,7 @@ impl Spool {
 
     /// Free bytes on the spool's file system for an unprivileged writer.
     pub fn available_disk_bytes(&self) -> Result<u64> {
-        available_bytes(&self.dir).map_err(io_err(&self.dir))
+        Ok(available_bytes(&self.dir).map_err(io_err(&self.dir))?)
     }
 }
 
@@ -324,7 +245,7 @@ mod tests {
         let paths = [spool.path_of(&kept), spool.path_of(&orphan)];
         let files: [(PathBuf, &[u8]); 2] =
             [(paths[0].clone(), b"abc"), (paths[1].clone(), b"defg")];
-        write_files_durably(&spool_dir, &files).unwrap();
+        crate::base::fsio::write_files_durably(&spool_dir, &files).unwrap();
         assert_eq!(fs::read(&paths[0]).unwrap(), b"abc");
         assert_eq!(fs::read(&paths[1]).unwrap(), b"defg");
         assert_eq!(spool.known(&kept, "x").unwrap(), Known::New);

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, UInt16Array};
 use arrow::record_batch::RecordBatch;
-use nachtwacht::config::Config;
+use nachtwacht::base::config::Config;
+use nachtwacht::base::Context;
 use nachtwacht::evaluate::{self, Days};
-use nachtwacht::server::Context;
 use nachtwacht_pipelines::synth::{Ankle, AnkleTruth, Noise, Rng};
 use nachtwacht_wire::{BundleId, Signal};
 use polars::prelude::*;
@@ -34,12 +34,18 @@ struct Upload {
 /// A fresh data directory with `people` enrolled; returns the context and their person ids.
 fn data_dir(tmp: &tempfile::TempDir, name: &str, people: usize) -> (Context, Vec<i64>) {
     let root = tmp.path().join(name);
-    nachtwacht::init::init(&root, &Config::default(), nachtwacht::now_ms()).unwrap();
+    nachtwacht::server::init::init(&root, &Config::default(), nachtwacht::base::time::now_ms())
+        .unwrap();
     let ctx = Context::open(&root).unwrap();
     let ids = (0..people)
         .map(|i| {
-            nachtwacht::enroll::add_person(&ctx, &format!("CASE-{i}"), "alcohol-ban", "test")
-                .unwrap()
+            nachtwacht::registry::enroll::add_person(
+                &ctx,
+                &format!("CASE-{i}"),
+                "alcohol-ban",
+                "test",
+            )
+            .unwrap()
         })
         .collect();
     (ctx, ids)
@@ -141,7 +147,7 @@ fn uploads(recs: &[Recording]) -> Vec<Upload> {
 
 /// Writes uploads into the dataset and catalog, as the decoder does for processed bundles.
 fn store(ctx: &Context, persons: &[i64], batch: &[&Upload]) {
-    let pseudonyms = ctx.pseudonymiser().unwrap();
+    let pseudonyms = nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir).unwrap();
     let parts: Vec<(BundleId, RecordBatch)> = batch
         .iter()
         .map(|u| {
@@ -157,7 +163,8 @@ fn store(ctx: &Context, persons: &[i64], batch: &[&Upload]) {
     let mut conn = ctx.db.lock();
     let tx = conn.transaction().unwrap();
     for f in &files {
-        nachtwacht::dataset::catalog_insert(&tx, f, "bundle", nachtwacht::now_ms()).unwrap();
+        nachtwacht::dataset::catalog_insert(&tx, f, "bundle", nachtwacht::base::time::now_ms())
+            .unwrap();
     }
     tx.commit().unwrap();
 }
@@ -210,7 +217,12 @@ fn research_alert_totals(ctx: &Context) -> (i64, i64) {
 }
 
 fn run_all(ctx: &Context) {
-    evaluate::run(ctx, &ctx.pseudonymiser().unwrap(), &Default::default()).unwrap();
+    evaluate::run(
+        ctx,
+        &nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir).unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
 }
 
 fn count(ctx: &Context, sql: &str) -> i64 {
@@ -222,7 +234,8 @@ fn alerts_are_the_same_however_the_readings_arrive() {
     let tmp = tempfile::tempdir().unwrap();
     let people = 6;
     // Recordings that end 12 hours ago, so an episode open at the end is pending in every run.
-    let t0 = (nachtwacht::now_ms() / DAY_MS) * DAY_MS - DAYS as i64 * DAY_MS - DAY_MS / 2;
+    let t0 =
+        (nachtwacht::base::time::now_ms() / DAY_MS) * DAY_MS - DAYS as i64 * DAY_MS - DAY_MS / 2;
     let mut rng = Rng::new(7);
 
     for round in 0..3u64 {
@@ -254,7 +267,10 @@ fn alerts_are_the_same_however_the_readings_arrive() {
             })
             .collect();
         order.sort_by_key(|(at, u)| (*at, u.person));
-        let (ctx, ps) = (&live, &live.pseudonymiser().unwrap());
+        let (ctx, ps) = (
+            &live,
+            &nachtwacht::trust::pseudonym::Pseudonymiser::load(&live.dir).unwrap(),
+        );
         for batch in order.chunks(1 + (rng.unit() * 12.0) as usize) {
             store(
                 &live,
@@ -293,7 +309,7 @@ fn alerts_are_the_same_however_the_readings_arrive() {
             let chunk = 1 + (rng.unit() * 3.0) as u32;
             evaluate::backfill(
                 &back,
-                &back.pseudonymiser().unwrap(),
+                &nachtwacht::trust::pseudonym::Pseudonymiser::load(&back.dir).unwrap(),
                 &Default::default(),
                 days,
                 chunk,
@@ -312,7 +328,9 @@ fn alerts_are_the_same_however_the_readings_arrive() {
         );
         // Every revision is sealed: the chain and every alert's seal verify.
         let conn = live.db.lock();
-        assert!(nachtwacht::audit::seal::check(&conn).unwrap().is_none());
+        assert!(nachtwacht::trust::audit::seal::check(&conn)
+            .unwrap()
+            .is_none());
     }
 }
 
@@ -320,7 +338,7 @@ fn alerts_are_the_same_however_the_readings_arrive() {
 fn a_provisional_alert_is_revised_when_its_end_arrives_and_nothing_is_deleted() {
     let tmp = tempfile::tempdir().unwrap();
     let (ctx, persons) = data_dir(&tmp, "d", 1);
-    let t0 = (nachtwacht::now_ms() / DAY_MS) * DAY_MS - 3 * DAY_MS;
+    let t0 = (nachtwacht::base::time::now_ms() / DAY_MS) * DAY_MS - 3 * DAY_MS;
     // Drinking that stays above the threshold for 14 hours: provisional before its end is known.
     let tac = |i: usize| match i {
         0..=3 => 0.0,
@@ -387,7 +405,9 @@ fn a_provisional_alert_is_revised_when_its_end_arrives_and_nothing_is_deleted() 
     run_all(&ctx);
     assert_eq!(count(&ctx, "SELECT count(*) FROM alert_revisions"), 1);
     let conn = ctx.db.lock();
-    assert!(nachtwacht::audit::seal::check(&conn).unwrap().is_none());
+    assert!(nachtwacht::trust::audit::seal::check(&conn)
+        .unwrap()
+        .is_none());
 }
 
 /// Several processes on one database: uploads arrive while two evaluators (each with its own
@@ -399,7 +419,8 @@ fn a_provisional_alert_is_revised_when_its_end_arrives_and_nothing_is_deleted() 
 fn concurrent_evaluators_end_with_the_alerts_of_one_evaluation() {
     let tmp = tempfile::tempdir().unwrap();
     let people = 5;
-    let t0 = (nachtwacht::now_ms() / DAY_MS) * DAY_MS - DAYS as i64 * DAY_MS - DAY_MS / 2;
+    let t0 =
+        (nachtwacht::base::time::now_ms() / DAY_MS) * DAY_MS - DAYS as i64 * DAY_MS - DAY_MS / 2;
     let recs = recordings(300, people, t0);
     let all = uploads(&recs);
 
@@ -416,7 +437,7 @@ fn concurrent_evaluators_end_with_the_alerts_of_one_evaluation() {
         .date_naive();
     let evaluator = |backfill: bool| {
         let ctx = Context::open(&root).unwrap();
-        let ps = ctx.pseudonymiser().unwrap();
+        let ps = nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir).unwrap();
         let mut runs = 0;
         let mut rng = Rng::new(if backfill { 1 } else { 2 });
         loop {
@@ -456,5 +477,7 @@ fn concurrent_evaluators_end_with_the_alerts_of_one_evaluation() {
     });
     assert_eq!(alerts_in_force(&shared, &persons_shared), want);
     let conn = shared.db.lock();
-    assert!(nachtwacht::audit::seal::check(&conn).unwrap().is_none());
+    assert!(nachtwacht::trust::audit::seal::check(&conn)
+        .unwrap()
+        .is_none());
 }

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use nachtwacht::config::Config;
-use nachtwacht::server::Context;
-use nachtwacht::{enroll, init};
+use nachtwacht::base::config::Config;
+use nachtwacht::base::Context;
+use nachtwacht::{registry::enroll, server::init};
 use nachtwacht_station::seal::SealedBundle;
 use nachtwacht_station::{SourceConfig, StationConfig};
 use nachtwacht_wire::bundle::{BundleManifest, SignalEntry, BUNDLE_MAGIC};
@@ -44,7 +44,7 @@ fn bundle(id: u8, serial: &str, streams: &[(Signal, u64, &[u8])]) -> Vec<u8> {
         bundle_id: BundleId([id; 16]),
         device_serial: serial.into(),
         device_kind: DeviceKind::Wristband,
-        sealed_at_ms: nachtwacht::now_ms(),
+        sealed_at_ms: nachtwacht::base::time::now_ms(),
         signals: streams
             .iter()
             .map(|(signal, rows, frame)| SignalEntry {
@@ -69,8 +69,9 @@ fn bundle(id: u8, serial: &str, streams: &[(Signal, u64, &[u8])]) -> Vec<u8> {
 /// An honest heart-rate stream of `rows` readings, all at one instant: what no device produces.
 fn one_instant_hr(rows: usize) -> Vec<u8> {
     use arrow::array::{Float64Array, TimestampMillisecondArray};
-    let ts = TimestampMillisecondArray::from(vec![nachtwacht::now_ms() - 3_600_000; rows])
-        .with_timezone("UTC");
+    let ts =
+        TimestampMillisecondArray::from(vec![nachtwacht::base::time::now_ms() - 3_600_000; rows])
+            .with_timezone("UTC");
     let batch = arrow::array::RecordBatch::try_new(
         Signal::Hr.schema(),
         vec![
@@ -136,9 +137,9 @@ fn spawn_server(root: &Path, port: u16) -> Child {
 async fn decompression_bombs_are_quarantined_and_the_server_stays_small() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    init::init(&root, &Config::default(), nachtwacht::now_ms()).unwrap();
+    init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).unwrap();
     let ctx = Context::open(&root).unwrap();
-    let from = nachtwacht::now_ms() - 86_400_000;
+    let from = nachtwacht::base::time::now_ms() - 86_400_000;
     let person = enroll::add_person(&ctx, "CASE-BOMB", "aggression-training", "test").unwrap();
     enroll::assign_device(&ctx, "WB-BOMB", DeviceKind::Wristband, person, from, "test").unwrap();
     let mut station = enroll::add_station(&ctx, "home-bomb", "test").unwrap();

@@ -148,9 +148,9 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         "SELECT count(*) FROM alert_events WHERE alert_id = {own}"
     ));
     assert_eq!(steps, 2);
-    let verdict = nachtwacht::audit::verify(&f.t.ctx.db.lock()).unwrap();
+    let verdict = nachtwacht::trust::audit::verify(&f.t.ctx.db.lock()).unwrap();
     assert!(
-        matches!(verdict, nachtwacht::audit::Verdict::Intact { .. }),
+        matches!(verdict, nachtwacht::trust::audit::Verdict::Intact { .. }),
         "{verdict:?}"
     );
 }
@@ -164,7 +164,10 @@ async fn a_revised_alert_is_marked_herzien_with_its_history() {
     let (base, own) = (f.base.clone(), f.own_alert);
     // The same readings judged under a stricter rise limit: the drinking episode becomes an
     // interferent for review, and the stored alert is revised in place.
-    let (ctx, pseudonyms) = (f.t.ctx.clone(), f.t.ctx.pseudonymiser().unwrap());
+    let (ctx, pseudonyms) = (
+        f.t.ctx.clone(),
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&f.t.ctx.dir).unwrap(),
+    );
     let report = tokio::task::spawn_blocking(move || {
         let mut rules = nachtwacht::evaluate::Rules::default();
         rules.alcohol.max_rise_per_hour = 0.001;

@@ -14,9 +14,9 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
-use nachtwacht::config::Config;
-use nachtwacht::server::Context;
-use nachtwacht::{audit, init};
+use nachtwacht::base::config::Config;
+use nachtwacht::base::Context;
+use nachtwacht::{server::init, trust::audit};
 use nachtwacht_station::spool::Spool;
 use nachtwacht_station::uploader::Uploader;
 use nachtwacht_station::StationConfig;
@@ -121,7 +121,7 @@ async fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool 
 async fn acknowledged_bundles_survive_server_kills_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    init::init(&root, &Config::default(), nachtwacht::now_ms()).unwrap();
+    init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).unwrap();
     // Enrol through a short-lived in-process server (same data directory), then stop it.
     let t = start_in(tmp).await;
     let port = free_udp_port();
@@ -418,13 +418,13 @@ async fn readings_survive_station_kills_exactly_once() {
 /// file unreadable" and overwrote the `.reason` file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decoder_killed_after_moving_a_bundle_into_quarantine_keeps_its_reason() {
-    use nachtwacht::enroll;
+    use nachtwacht::registry::enroll;
     use nachtwacht_station::source::simulator::SimulatorConfig;
     use nachtwacht_wire::DeviceKind;
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    init::init(&root, &Config::default(), nachtwacht::now_ms()).unwrap();
+    init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).unwrap();
     let ctx = Context::open(&root).unwrap();
     let start_ms = days_ago(2);
     let person = enroll::add_person(&ctx, "CASE-KQ", "alcohol-ban", "test").unwrap();

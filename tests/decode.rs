@@ -7,7 +7,7 @@ mod common;
 use std::str::FromStr;
 
 use common::*;
-use nachtwacht::config::Config;
+use nachtwacht::base::config::Config;
 use nachtwacht::evaluate;
 use nachtwacht_station::SourceConfig;
 use nachtwacht_wire::BundleId;
@@ -43,8 +43,9 @@ async fn a_rotated_key_reaches_the_station_and_old_and_new_bundles_both_decode()
     if let SourceConfig::Simulator(sim) = &mut station.source {
         sim.days = 1;
     }
-    let old_identity =
-        nachtwacht::secrets::load_age_identities(&t.ctx.dir.age_identity()).unwrap()[0].clone();
+    let old_identity = nachtwacht::trust::secrets::load_age_identities(&t.ctx.dir.age_identity())
+        .unwrap()[0]
+        .clone();
     let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
     assert!(report.acknowledged > 0, "{report:?}");
     let before = bundles(&t).len();
@@ -54,7 +55,7 @@ async fn a_rotated_key_reaches_the_station_and_old_and_new_bundles_both_decode()
         "no rotation yet: the configured recipient"
     );
 
-    let new_recipient = nachtwacht::keys::rotate(&t.ctx, "test").unwrap();
+    let new_recipient = nachtwacht::trust::keys::rotate(&t.ctx, "test").unwrap();
     assert_ne!(new_recipient, station.server_age_recipient);
     // The ingest polls for a new recipient once a second; heartbeats carry it to the station.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -172,11 +173,17 @@ async fn an_ankle_readout_is_replayed_through_a_replacement_station() {
     let ctx = &t.ctx;
     person_with_monitor(ctx, "CASE-R", "AM-R");
     // The old station failed; the device's memory is read out and replayed through a new one.
-    nachtwacht::enroll::add_station(ctx, "home-old", "test").unwrap();
-    nachtwacht::enroll::pair_device(ctx, "AM-R", "home-old", 0, "test").unwrap();
-    let mut station = nachtwacht::enroll::add_station(ctx, "home-new", "test").unwrap();
-    nachtwacht::enroll::pair_device(ctx, "AM-R", "home-new", nachtwacht::now_ms() - 1, "test")
-        .unwrap();
+    nachtwacht::registry::enroll::add_station(ctx, "home-old", "test").unwrap();
+    nachtwacht::registry::enroll::pair_device(ctx, "AM-R", "home-old", 0, "test").unwrap();
+    let mut station = nachtwacht::registry::enroll::add_station(ctx, "home-new", "test").unwrap();
+    nachtwacht::registry::enroll::pair_device(
+        ctx,
+        "AM-R",
+        "home-new",
+        nachtwacht::base::time::now_ms() - 1,
+        "test",
+    )
+    .unwrap();
     let config = station_config_file(&t, &mut station);
     let import = move || import_ankle_csv(&config, "AM-R", &readout());
     let log = tokio::task::spawn_blocking(import.clone()).await.unwrap();
@@ -198,7 +205,10 @@ async fn an_ankle_readout_is_replayed_through_a_replacement_station() {
     // The pipelines turn the open strap into one strap-open alert (not a removal: the strap
     // rule covers it, and one reading is not an obstruction), with the bundle that carried the
     // reading as evidence.
-    let (ctx, pseudonyms) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    let (ctx, pseudonyms) = (
+        t.ctx.clone(),
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir).unwrap(),
+    );
     let report =
         tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
             .await
@@ -237,19 +247,22 @@ async fn readings_after_a_device_is_returned_are_attributed_to_nobody() {
     let t = start_server(Config::default()).await;
     let ctx = &t.ctx;
     let person = person_with_monitor(ctx, "CASE-X", "AM-X");
-    let mut station = nachtwacht::enroll::add_station(ctx, "home-x", "test").unwrap();
-    nachtwacht::enroll::pair_device(ctx, "AM-X", "home-x", 0, "test").unwrap();
+    let mut station = nachtwacht::registry::enroll::add_station(ctx, "home-x", "test").unwrap();
+    nachtwacht::registry::enroll::pair_device(ctx, "AM-X", "home-x", 0, "test").unwrap();
     // The monitor is handed in at noon on the readout's first day (2026-11-19). Its memory still
     // holds readings from after that, and the station uploads them late.
     let handed_in = chrono::DateTime::parse_from_rfc3339("2026-11-19T12:00:00Z")
         .unwrap()
         .timestamp_millis();
-    assert!(nachtwacht::enroll::end_assignment(ctx, "AM-X", 1_700_000_000_000, "test").is_err());
+    assert!(
+        nachtwacht::registry::enroll::end_assignment(ctx, "AM-X", 1_700_000_000_000, "test")
+            .is_err()
+    );
     assert_eq!(
-        nachtwacht::enroll::end_assignment(ctx, "AM-X", handed_in, "test").unwrap(),
+        nachtwacht::registry::enroll::end_assignment(ctx, "AM-X", handed_in, "test").unwrap(),
         person
     );
-    assert!(nachtwacht::enroll::end_assignment(ctx, "AM-X", handed_in, "test").is_err());
+    assert!(nachtwacht::registry::enroll::end_assignment(ctx, "AM-X", handed_in, "test").is_err());
 
     let config = station_config_file(&t, &mut station);
     let log = tokio::task::spawn_blocking(move || import_ankle_csv(&config, "AM-X", &readout()))
@@ -280,7 +293,10 @@ async fn readings_after_a_device_is_returned_are_attributed_to_nobody() {
         1
     );
     // So neither the strap opening after the hand-in nor day two's drinking becomes an alert.
-    let (ctx, pseudonyms) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    let (ctx, pseudonyms) = (
+        t.ctx.clone(),
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir).unwrap(),
+    );
     tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
         .await
         .unwrap()
@@ -290,9 +306,10 @@ async fn readings_after_a_device_is_returned_are_attributed_to_nobody() {
 }
 
 /// A person on the alcohol ban wearing ankle monitor `serial` since 2025-11-13, before the readout.
-fn person_with_monitor(ctx: &nachtwacht::server::Context, reference: &str, serial: &str) -> i64 {
-    let person = nachtwacht::enroll::add_person(ctx, reference, "alcohol-ban", "test").unwrap();
-    nachtwacht::enroll::assign_device(
+fn person_with_monitor(ctx: &nachtwacht::base::Context, reference: &str, serial: &str) -> i64 {
+    let person =
+        nachtwacht::registry::enroll::add_person(ctx, reference, "alcohol-ban", "test").unwrap();
+    nachtwacht::registry::enroll::assign_device(
         ctx,
         serial,
         nachtwacht_wire::DeviceKind::AnkleMonitor,
@@ -341,7 +358,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// its own reason, nothing lost or doubled.
 #[test]
 fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
-    use nachtwacht::server::Context;
+    use nachtwacht::base::Context;
     use nachtwacht::spool::Spool;
     use nachtwacht_station::seal;
     use nachtwacht_station::source::simulator::{self, SimulatorConfig};
@@ -349,12 +366,14 @@ fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    nachtwacht::init::init(&root, &Config::default(), nachtwacht::now_ms()).unwrap();
+    nachtwacht::server::init::init(&root, &Config::default(), nachtwacht::base::time::now_ms())
+        .unwrap();
     let ctx = Context::open(&root).unwrap();
     let start_ms = days_ago(2);
     let person =
-        nachtwacht::enroll::add_person(&ctx, "CASE-mix", "aggression-training", "test").unwrap();
-    nachtwacht::enroll::assign_device(
+        nachtwacht::registry::enroll::add_person(&ctx, "CASE-mix", "aggression-training", "test")
+            .unwrap();
+    nachtwacht::registry::enroll::assign_device(
         &ctx,
         "WB-MIX",
         DeviceKind::Wristband,
@@ -363,8 +382,8 @@ fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
         "test",
     )
     .unwrap();
-    let station = nachtwacht::enroll::add_station(&ctx, "mix-home", "test").unwrap();
-    nachtwacht::enroll::pair_device(&ctx, "WB-MIX", "mix-home", 0, "test").unwrap();
+    let station = nachtwacht::registry::enroll::add_station(&ctx, "mix-home", "test").unwrap();
+    nachtwacht::registry::enroll::pair_device(&ctx, "WB-MIX", "mix-home", 0, "test").unwrap();
     let station_id: i64 = ctx
         .db
         .lock()
@@ -413,12 +432,15 @@ fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
                 i as u64 + 1,
                 sealed.bundle_id,
                 &sealed.ciphertext,
-                nachtwacht::now_ms() + i as i64,
+                nachtwacht::base::time::now_ms() + i as i64,
             )
             .unwrap();
     }
 
-    let decoder = nachtwacht::decode::Decoder::new(ctx.clone(), ctx.pseudonymiser().unwrap());
+    let decoder = nachtwacht::decode::Decoder::new(
+        ctx.clone(),
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir).unwrap(),
+    );
     let report = decoder.process_pending().unwrap();
     assert_eq!(report.processed, 150 - corrupt.len());
     assert_eq!(report.quarantined, corrupt.len());
@@ -612,7 +634,10 @@ async fn readings_stored_twice_under_two_bundle_ids_are_counted_once() {
         t.count("SELECT count(*) FROM bundles WHERE state = 'processed'"),
         3
     );
-    let (ctx, pseudonyms) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    let (ctx, pseudonyms) = (
+        t.ctx.clone(),
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir).unwrap(),
+    );
     tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
         .await
         .unwrap()

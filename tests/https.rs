@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use nachtwacht::accounts::{self, Role};
-use nachtwacht::config::Config;
+use nachtwacht::base::config::Config;
+use nachtwacht::registry::accounts::{self, Role};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,7 +54,7 @@ async fn the_web_ui_serves_tls_with_the_ca_issued_certificate_and_secure_cookies
         "olga",
         Role::Officer,
         "test",
-        nachtwacht::now_ms(),
+        nachtwacht::base::time::now_ms(),
     )
     .unwrap();
 
@@ -86,7 +86,7 @@ async fn the_web_ui_serves_tls_with_the_ca_issued_certificate_and_secure_cookies
         1
     );
 
-    let code = accounts::totp_code(&new.totp_secret, nachtwacht::now_ms()).unwrap();
+    let code = accounts::totp_code(&new.totp_secret, nachtwacht::base::time::now_ms()).unwrap();
     let body = format!("username=olga&password={}&code={code}", new.password);
     let (response, _) = https_request(
         addr,

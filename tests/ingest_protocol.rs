@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use nachtwacht::config::Config;
+use nachtwacht::base::config::Config;
 use nachtwacht_wire::protocol::{encode_heartbeat, DeviceStatus, Heartbeat, SpoolStatus};
 use nachtwacht_wire::AckCode;
 
@@ -318,7 +318,7 @@ async fn a_station_fails_over_to_its_second_address() {
 async fn heartbeats_are_recorded_and_raise_communication_alerts() {
     let t = start_server(Config::default()).await;
     let (s, dir, person) = t.ankle_station("home-c", "AM-C", 1, vec![]);
-    nachtwacht::enroll::link_station(&t.ctx, "home-c", "CASE-home-c", "test").unwrap();
+    nachtwacht::registry::enroll::link_station(&t.ctx, "home-c", "CASE-home-c", "test").unwrap();
     // A pass sends a heartbeat on its own.
     nachtwacht_station::run_once(&s, &dir).await.unwrap();
     assert_eq!(t.count("SELECT count(*) FROM station_heartbeats"), 1);
@@ -333,7 +333,7 @@ async fn heartbeats_are_recorded_and_raise_communication_alerts() {
     // Then the wearable drops off and the station's clock runs 10 minutes fast.
     let hb = Heartbeat {
         station: s.name.clone(),
-        sent_at_ms: nachtwacht::now_ms(),
+        sent_at_ms: nachtwacht::base::time::now_ms(),
         clock_offset_ms: Some(600_000),
         spool: SpoolStatus {
             pending_bundles: 0,
@@ -351,7 +351,8 @@ async fn heartbeats_are_recorded_and_raise_communication_alerts() {
     let conn = raw_connect(&s, t.server.quic_addr).await.unwrap();
     let ack = raw_request(&conn, &encode_heartbeat(&hb)).await.unwrap();
     assert_eq!(ack.code, AckCode::Stored);
-    let new = nachtwacht::communication::run(&t.ctx, nachtwacht::now_ms()).unwrap();
+    let new =
+        nachtwacht::evaluate::communication::run(&t.ctx, nachtwacht::base::time::now_ms()).unwrap();
     assert_eq!(new, 2);
     let kinds: Vec<String> = {
         let db = t.ctx.db.lock();
@@ -368,11 +369,15 @@ async fn heartbeats_are_recorded_and_raise_communication_alerts() {
     assert_eq!(kinds, vec!["clock-drift", "device-disconnected"]);
     // Re-running raises nothing twice; two hours of silence raises communication-lost.
     assert_eq!(
-        nachtwacht::communication::run(&t.ctx, nachtwacht::now_ms()).unwrap(),
+        nachtwacht::evaluate::communication::run(&t.ctx, nachtwacht::base::time::now_ms()).unwrap(),
         0
     );
     assert_eq!(
-        nachtwacht::communication::run(&t.ctx, nachtwacht::now_ms() + 2 * 3_600_000).unwrap(),
+        nachtwacht::evaluate::communication::run(
+            &t.ctx,
+            nachtwacht::base::time::now_ms() + 2 * 3_600_000
+        )
+        .unwrap(),
         1
     );
     t.server.shutdown().await;
@@ -475,11 +480,15 @@ async fn bundles_are_verified_kept_as_evidence_and_pruned_after_retention() {
 
     // Within retention nothing goes; after it, the copy is deleted and that is recorded.
     assert_eq!(
-        nachtwacht::decode::prune_evidence(&t.ctx, nachtwacht::now_ms()).unwrap(),
+        nachtwacht::decode::prune_evidence(&t.ctx, nachtwacht::base::time::now_ms()).unwrap(),
         0
     );
     assert_eq!(
-        nachtwacht::decode::prune_evidence(&t.ctx, nachtwacht::now_ms() + 2 * 86_400_000).unwrap(),
+        nachtwacht::decode::prune_evidence(
+            &t.ctx,
+            nachtwacht::base::time::now_ms() + 2 * 86_400_000
+        )
+        .unwrap(),
         1
     );
     assert!(!evidence.exists());

@@ -6,16 +6,19 @@
 mod common;
 
 use common::*;
-use nachtwacht::config::Config;
-use nachtwacht::{audit, evaluate, research};
+use nachtwacht::base::config::Config;
+use nachtwacht::{evaluate, research, trust::audit};
 use nachtwacht_station::source::simulator::DrinkingEpisode;
 use nachtwacht_station::spool::Spool;
 use nachtwacht_station::uploader::Uploader;
 use polars::prelude::*;
 
 /// One pipeline run with the default rules, on a blocking thread as the server does it.
-async fn run_pipelines(ctx: &nachtwacht::server::Context) -> evaluate::EvaluationReport {
-    let (ctx, pseudonyms) = (ctx.clone(), ctx.pseudonymiser().unwrap());
+async fn run_pipelines(ctx: &nachtwacht::base::Context) -> evaluate::EvaluationReport {
+    let (ctx, pseudonyms) = (
+        ctx.clone(),
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir).unwrap(),
+    );
     tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
         .await
         .unwrap()
@@ -103,7 +106,12 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
         .get(0)
         .unwrap()
         .to_string();
-    assert_eq!(pid, t.ctx.pseudonymiser().unwrap().operational(person));
+    assert_eq!(
+        pid,
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir)
+            .unwrap()
+            .operational(person)
+    );
 
     // Pipelines: exactly one drinking event, raised as one alert with its evidence bundles.
     let eval = run_pipelines(&t.ctx).await;
@@ -298,7 +306,7 @@ async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
     );
     let quarantined: Vec<_> = std::fs::read_dir(t.ctx.dir.quarantine()).unwrap().collect();
     assert_eq!(quarantined.len(), 2, "ciphertext and reason are kept");
-    let listed = nachtwacht::quarantine::list(&t.ctx, "test").unwrap();
+    let listed = nachtwacht::decode::quarantine::list(&t.ctx, "test").unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].file_present && listed[0].station == "home-3");
     let bundle = listed[0].bundle_id.clone();
@@ -306,25 +314,26 @@ async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
     // The operator registers the device, but with an assignment that starts after the readings:
     // the retry is quarantined again, now for the assignment.
     let person =
-        nachtwacht::enroll::add_person(&t.ctx, "CASE-late", "alcohol-ban", "test").unwrap();
-    nachtwacht::enroll::assign_device(
+        nachtwacht::registry::enroll::add_person(&t.ctx, "CASE-late", "alcohol-ban", "test")
+            .unwrap();
+    nachtwacht::registry::enroll::assign_device(
         &t.ctx,
         "AM-UNKNOWN",
         nachtwacht_wire::DeviceKind::AnkleMonitor,
         person,
-        nachtwacht::now_ms(),
+        nachtwacht::base::time::now_ms(),
         "test",
     )
     .unwrap();
-    nachtwacht::enroll::pair_device(&t.ctx, "AM-UNKNOWN", "home-3", 0, "test").unwrap();
-    nachtwacht::quarantine::retry(&t.ctx, &bundle, "test").unwrap();
+    nachtwacht::registry::enroll::pair_device(&t.ctx, "AM-UNKNOWN", "home-3", 0, "test").unwrap();
+    nachtwacht::decode::quarantine::retry(&t.ctx, &bundle, "test").unwrap();
     t.server.decode_now().await;
-    let e = nachtwacht::quarantine::show(&t.ctx, &bundle, "test").unwrap();
+    let e = nachtwacht::decode::quarantine::show(&t.ctx, &bundle, "test").unwrap();
     assert!(e.reason.contains("not assigned"), "{}", e.reason);
     assert_eq!(e.retries, 1);
 
     // With the assignment corrected, the second retry goes through and nothing was lost.
-    nachtwacht::enroll::assign_device(
+    nachtwacht::registry::enroll::assign_device(
         &t.ctx,
         "AM-UNKNOWN",
         nachtwacht_wire::DeviceKind::AnkleMonitor,
@@ -333,14 +342,14 @@ async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
         "test",
     )
     .unwrap();
-    nachtwacht::quarantine::retry(&t.ctx, &bundle, "test").unwrap();
+    nachtwacht::decode::quarantine::retry(&t.ctx, &bundle, "test").unwrap();
     t.server.decode_now().await;
     assert_eq!(
         t.count("SELECT count(*) FROM bundles WHERE state = 'processed' AND retries = 2"),
         1
     );
     assert_eq!(t.count("SELECT rows_stored FROM bundles"), 48);
-    assert!(nachtwacht::quarantine::list(&t.ctx, "test")
+    assert!(nachtwacht::decode::quarantine::list(&t.ctx, "test")
         .unwrap()
         .is_empty());
     assert_eq!(
@@ -348,7 +357,7 @@ async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
         2
     );
     // A bundle that is not quarantined cannot be retried.
-    assert!(nachtwacht::quarantine::retry(&t.ctx, &bundle, "test").is_err());
+    assert!(nachtwacht::decode::quarantine::retry(&t.ctx, &bundle, "test").is_err());
     t.server.shutdown().await;
 }
 
@@ -362,9 +371,10 @@ async fn the_real_e4_export_ingests_end_to_end() {
     );
     let t = start_server(Config::default()).await;
     let person =
-        nachtwacht::enroll::add_person(&t.ctx, "CASE-E4", "aggression-training", "test").unwrap();
+        nachtwacht::registry::enroll::add_person(&t.ctx, "CASE-E4", "aggression-training", "test")
+            .unwrap();
     // The export was recorded in June 2019.
-    nachtwacht::enroll::assign_device(
+    nachtwacht::registry::enroll::assign_device(
         &t.ctx,
         "E4-A01",
         nachtwacht_wire::DeviceKind::Wristband,
@@ -373,8 +383,8 @@ async fn the_real_e4_export_ingests_end_to_end() {
         "test",
     )
     .unwrap();
-    let mut station = nachtwacht::enroll::add_station(&t.ctx, "home-e4", "test").unwrap();
-    nachtwacht::enroll::pair_device(&t.ctx, "E4-A01", "home-e4", 0, "test").unwrap();
+    let mut station = nachtwacht::registry::enroll::add_station(&t.ctx, "home-e4", "test").unwrap();
+    nachtwacht::registry::enroll::pair_device(&t.ctx, "E4-A01", "home-e4", 0, "test").unwrap();
     station.servers = vec![t.server.quic_addr.to_string()];
     station.source = nachtwacht_station::SourceConfig::E4Csv {
         dir: e4_dir,
@@ -488,9 +498,10 @@ async fn the_real_e4_export_ingests_end_to_end() {
 async fn signals_outside_the_programme_are_discarded_and_counted() {
     let t = start_server(Config::default()).await;
     // An alcohol-ban person whose station (wrongly) sends wristband data: nothing may be stored.
-    let person = nachtwacht::enroll::add_person(&t.ctx, "CASE-PB", "alcohol-ban", "test").unwrap();
+    let person =
+        nachtwacht::registry::enroll::add_person(&t.ctx, "CASE-PB", "alcohol-ban", "test").unwrap();
     let start_ms = days_ago(1);
-    nachtwacht::enroll::assign_device(
+    nachtwacht::registry::enroll::assign_device(
         &t.ctx,
         "WB-9",
         nachtwacht_wire::DeviceKind::Wristband,
@@ -499,8 +510,8 @@ async fn signals_outside_the_programme_are_discarded_and_counted() {
         "test",
     )
     .unwrap();
-    let mut station = nachtwacht::enroll::add_station(&t.ctx, "home-pb", "test").unwrap();
-    nachtwacht::enroll::pair_device(&t.ctx, "WB-9", "home-pb", 0, "test").unwrap();
+    let mut station = nachtwacht::registry::enroll::add_station(&t.ctx, "home-pb", "test").unwrap();
+    nachtwacht::registry::enroll::pair_device(&t.ctx, "WB-9", "home-pb", 0, "test").unwrap();
     station.servers = vec![t.server.quic_addr.to_string()];
     station.source = nachtwacht_station::SourceConfig::Simulator(
         nachtwacht_station::source::simulator::SimulatorConfig {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use nachtwacht::config::Config;
+use nachtwacht::base::config::Config;
 use nachtwacht::evaluate;
 
 const READING_MS: i64 = 30 * 60_000;
@@ -35,7 +35,10 @@ fn csv(
 async fn incremental(
     t: &TestServer,
 ) -> Option<(Option<evaluate::Days>, evaluate::EvaluationReport)> {
-    let (ctx, pseudonyms) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    let (ctx, pseudonyms) = (
+        t.ctx.clone(),
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir).unwrap(),
+    );
     tokio::task::spawn_blocking(move || {
         evaluate::run_incremental(&ctx, &pseudonyms, &Default::default())
     })
@@ -49,8 +52,9 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
     let t = start_server(Config::default()).await;
     let ctx = &t.ctx;
     let day1 = days_ago(5);
-    let person = nachtwacht::enroll::add_person(ctx, "CASE-L", "alcohol-ban", "test").unwrap();
-    nachtwacht::enroll::assign_device(
+    let person =
+        nachtwacht::registry::enroll::add_person(ctx, "CASE-L", "alcohol-ban", "test").unwrap();
+    nachtwacht::registry::enroll::assign_device(
         ctx,
         "AM-L",
         nachtwacht_wire::DeviceKind::AnkleMonitor,
@@ -59,8 +63,8 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
         "test",
     )
     .unwrap();
-    let mut station = nachtwacht::enroll::add_station(ctx, "home-l", "test").unwrap();
-    nachtwacht::enroll::pair_device(ctx, "AM-L", "home-l", 0, "test").unwrap();
+    let mut station = nachtwacht::registry::enroll::add_station(ctx, "home-l", "test").unwrap();
+    nachtwacht::registry::enroll::pair_device(ctx, "AM-L", "home-l", 0, "test").unwrap();
     station.servers = vec![t.server.quic_addr.to_string()];
     let dir = t.tmp.path().join("home-l");
     std::fs::create_dir_all(&dir).unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use common::web::*;
 use common::*;
-use nachtwacht::{management, research};
+use nachtwacht::{research, research::management};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_month_is_released_once_through_dp_and_shown_with_intervals() {

@@ -1,20 +1,48 @@
-//! No import cycles between the modules of a crate: a module that imports another (through
-//! `crate::…` or `super::…`, in `use` lines or inline paths) must not be imported back, directly or
-//! through others. Modules are the crate's top-level ones (`src/foo.rs`, `src/foo/…`); the crate
-//! root, which declares them and holds the crate's `Error`, is not one.
+//! No import cycles between the modules of any crate, at any depth: within every folder, a module
+//! that imports another (through `crate::…`, `super::…` or `self::…` paths, in `use` lines or
+//! inline) must not be imported back by it, directly or through its siblings. The check runs over
+//! the modules of one folder at a time (the crate's top level, then `base/`, `web/`, `web/pages/`,
+//! …): a reference from inside module `a` to anything inside its sibling `b` is an edge `a → b`.
+//! The folder's own file (`mod.rs`, `lib.rs`) declares its children and is no node.
 //!
-//! Checked for the crates that are free of cycles; the main crate's remaining cycles are printed
-//! (issue 20 removes them; its entry then moves into `ACYCLIC`).
+//! Code after `#[cfg(test)]` and `tests.rs` files are left out: tests may reach anywhere; the
+//! layering is about the code that ships.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Crates (their `src` directories, from the workspace root) that must stay free of cycles.
-const ACYCLIC: &[&str] = &["station/wire/src", "station/src", "pipelines/src"];
+/// Every crate of the workspace: its source folder, and the files (relative to it) that belong to
+/// it. The main package holds two crates in `src/`: the library, and the binary (`main.rs` and
+/// `cli/`).
+/// Whether a file (relative to the source folder) belongs to the crate.
+type Belongs = Box<dyn Fn(&Path) -> bool>;
 
-/// Folders of the main crate whose modules must stay free of cycles among themselves (they reach
-/// each other through `super::` or their full `crate::` path).
-const ACYCLIC_FOLDERS: &[(&str, &str)] = &[("src/web", "crate::web::")];
+fn crates() -> Vec<(&'static str, &'static str, Belongs)> {
+    let bin = |rel: &Path| rel == Path::new("main.rs") || rel.starts_with("cli");
+    vec![
+        (
+            "nachtwacht (lib)",
+            "src",
+            Box::new(move |rel: &Path| !bin(rel)),
+        ),
+        ("nachtwacht (bin)", "src", Box::new(bin)),
+        (
+            "nachtwacht-station",
+            "station/src",
+            Box::new(|_: &Path| true),
+        ),
+        (
+            "nachtwacht-wire",
+            "station/wire/src",
+            Box::new(|_: &Path| true),
+        ),
+        (
+            "nachtwacht-pipelines",
+            "pipelines/src",
+            Box::new(|_: &Path| true),
+        ),
+    ]
+}
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -27,85 +55,154 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level module a file belongs to; `None` for the crate root.
-fn module_of(src: &Path, file: &Path) -> Option<String> {
-    let rel = file.strip_prefix(src).unwrap();
-    let first = rel
+/// The module path of a file relative to its crate's source folder: `a/b.rs` and `a/b/mod.rs` are
+/// `[a, b]`; `lib.rs` and `main.rs` are the root, `[]`.
+fn module_path(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
         .components()
-        .next()?
-        .as_os_str()
-        .to_string_lossy()
-        .to_string();
-    match first.as_str() {
-        "lib.rs" | "main.rs" | "mod.rs" => None,
-        f => Some(f.trim_end_matches(".rs").to_string()),
+        .map(|c| c.as_os_str().to_string_lossy().to_string())
+        .collect();
+    let file = parts.pop().unwrap();
+    match file.as_str() {
+        "mod.rs" => {}
+        "lib.rs" | "main.rs" if parts.is_empty() => {}
+        f => parts.push(f.trim_end_matches(".rs").to_string()),
     }
+    parts
 }
 
-/// First path segments after every `crate::` in `text` (both `crate::a::b` and `crate::{a, b::c}`).
-fn crate_paths(text: &str) -> Vec<String> {
-    paths_after(text, "crate::")
-}
-
-/// First path segments after every `prefix` in `text`, which must not continue a longer name.
-fn paths_after(text: &str, prefix: &str) -> Vec<String> {
+/// Every path that starts with `crate::`, `super::` or `self::` in `text`, with groups expanded
+/// (`crate::{a::b, c::{d, e}}` gives `a::b`, `c::d`, `c::e`), resolved against `module` (the
+/// module the text is in) to absolute module paths.
+fn referenced_paths(text: &str, module: &[String]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
-    let ident = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
-    for (i, _) in text.match_indices(prefix) {
-        // Not part of a longer name (`nachtwacht_crate::`).
-        if text[..i]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        {
+    let bytes: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_word = i == 0 || !(bytes[i - 1].is_alphanumeric() || bytes[i - 1] == '_');
+        if !starts_word || !bytes[i].is_alphabetic() {
+            i += 1;
             continue;
         }
-        let rest = &text[i + prefix.len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let mut depth = 0;
-            let mut start = 0;
-            for (j, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => {
-                        out.push(ident(group[start..j].trim()));
-                        break;
-                    }
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => {
-                        out.push(ident(group[start..j].trim()));
-                        start = j + 1;
-                    }
-                    _ => {}
+        let word: String = bytes[i..]
+            .iter()
+            .take_while(|c| c.is_alphanumeric() || **c == '_')
+            .collect();
+        let after = i + word.chars().count();
+        let base: Option<Vec<String>> = match word.as_str() {
+            "crate" => Some(vec![]),
+            "self" => Some(module.to_vec()),
+            "super" => Some(module[..module.len().saturating_sub(1)].to_vec()),
+            _ => None,
+        };
+        match base {
+            Some(mut base) if text_at(&bytes, after, "::") => {
+                // `super::super::x`
+                let mut j = after + 2;
+                while text_at(&bytes, j, "super::") {
+                    base.pop();
+                    j += 7;
                 }
+                let (paths, end) = parse_tree(&bytes, j);
+                for p in paths {
+                    let mut full = base.clone();
+                    full.extend(p);
+                    out.push(full);
+                }
+                i = end;
             }
-        } else {
-            out.push(ident(rest));
+            _ => i = after,
         }
     }
     out
 }
 
-/// Module → modules it imports.
-fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    import_graph_with(src, &["crate::"])
+fn text_at(chars: &[char], at: usize, s: &str) -> bool {
+    s.chars()
+        .enumerate()
+        .all(|(k, c)| chars.get(at + k) == Some(&c))
 }
 
-/// The same for a folder whose modules name each other after any of `prefixes`.
-fn import_graph_with(src: &Path, prefixes: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+/// Parses `a::b::{c, d::e}` (or `*`) at `at`; returns the leaf paths and where parsing stopped.
+fn parse_tree(chars: &[char], mut at: usize) -> (Vec<Vec<String>>, usize) {
+    let mut prefix = Vec::new();
+    loop {
+        while chars.get(at).is_some_and(|c| c.is_whitespace()) {
+            at += 1;
+        }
+        if chars.get(at) == Some(&'{') {
+            at += 1;
+            let mut out = Vec::new();
+            loop {
+                while chars
+                    .get(at)
+                    .is_some_and(|c| c.is_whitespace() || *c == ',')
+                {
+                    at += 1;
+                }
+                match chars.get(at) {
+                    None => return (out, at),
+                    Some('}') => return (out, at + 1),
+                    _ => {}
+                }
+                let (subs, end) = parse_tree(chars, at);
+                for s in subs {
+                    let mut full = prefix.clone();
+                    full.extend(s);
+                    out.push(full);
+                }
+                // Skip an `as name` and anything else up to the next `,` or `}`.
+                at = end;
+                while chars.get(at).is_some_and(|c| *c != ',' && *c != '}') {
+                    at += 1;
+                }
+            }
+        }
+        let ident: String = chars[at..]
+            .iter()
+            .take_while(|c| c.is_alphanumeric() || **c == '_')
+            .collect();
+        if ident.is_empty() {
+            return (vec![prefix], at);
+        }
+        at += ident.chars().count();
+        prefix.push(ident);
+        if text_at(chars, at, "::") {
+            at += 2;
+        } else {
+            return (vec![prefix], at);
+        }
+    }
+}
+
+/// For one crate: folder (module path) → its child modules → the siblings each imports.
+type Graphs = BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>>;
+
+fn folder_graphs(src: &Path, belongs: &dyn Fn(&Path) -> bool) -> Graphs {
     let mut files = Vec::new();
     rust_files(src, &mut files);
-    let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(src, f)).collect();
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for file in &files {
-        let Some(from) = module_of(src, file) else {
-            continue;
-        };
-        // Test modules may reach anywhere; the layering is about the code that ships.
+    let files: Vec<(PathBuf, Vec<String>)> = files
+        .into_iter()
+        .filter_map(|f| {
+            let rel = f.strip_prefix(src).unwrap().to_path_buf();
+            belongs(&rel).then(|| {
+                let m = module_path(&rel);
+                (f, m)
+            })
+        })
+        .collect();
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|(_, m)| m.clone()).collect();
+    let mut graphs = Graphs::new();
+    for m in &modules {
+        if let Some((child, parent)) = m.split_last() {
+            graphs
+                .entry(parent.to_vec())
+                .or_default()
+                .entry(child.clone())
+                .or_default();
+        }
+    }
+    for (file, module) in &files {
         if file.file_name().is_some_and(|n| n == "tests.rs") {
             continue;
         }
@@ -117,14 +214,26 @@ fn import_graph_with(src: &Path, prefixes: &[&str]) -> BTreeMap<String, BTreeSet
             .filter(|l| !l.trim_start().starts_with("//"))
             .collect::<Vec<_>>()
             .join("\n");
-        let entry = graph.entry(from.clone()).or_default();
-        for to in prefixes.iter().flat_map(|p| paths_after(&shipped, p)) {
-            if modules.contains(&to) && to != from {
-                entry.insert(to);
+        for target in referenced_paths(&shipped, module) {
+            // The deepest folder both share: there `module`'s child imports `target`'s child.
+            let common = module
+                .iter()
+                .zip(&target)
+                .take_while(|(a, b)| a == b)
+                .count();
+            if common >= module.len() || common >= target.len() {
+                continue; // an ancestor or a descendant of itself: no sibling involved
+            }
+            let folder = module[..common].to_vec();
+            let (from, to) = (&module[common], &target[common]);
+            if let Some(children) = graphs.get_mut(&folder) {
+                if children.contains_key(to) {
+                    children.get_mut(from).unwrap().insert(to.clone());
+                }
             }
         }
     }
-    graph
+    graphs
 }
 
 /// Strongly connected components with more than one module (Tarjan).
@@ -193,11 +302,35 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+fn paths(text: &str, module: &[&str]) -> Vec<String> {
+    let module: Vec<String> = module.iter().map(|s| s.to_string()).collect();
+    referenced_paths(text, &module)
+        .into_iter()
+        .map(|p| p.join("::"))
+        .collect()
+}
+
 #[test]
-fn the_checker_finds_a_cycle_and_reads_grouped_imports() {
+fn the_checker_reads_paths_and_finds_a_cycle() {
     assert_eq!(
-        crate_paths("use crate::{config::X, spool::{A, B}, Error};\nlet _ = crate::seal::f();"),
-        vec!["config", "spool", "Error", "seal"]
+        paths(
+            "use crate::{base::config::X, spool::{A, B as C}, Error};\nlet _ = crate::seal::f();",
+            &["web", "pages"]
+        ),
+        vec![
+            "base::config::X",
+            "spool::A",
+            "spool::B",
+            "Error",
+            "seal::f"
+        ]
+    );
+    assert_eq!(
+        paths(
+            "use super::page::esc; use super::super::x; self::y::z()",
+            &["web", "pages"]
+        ),
+        vec!["web::page::esc", "x", "web::pages::y::z"]
     );
     let graph: BTreeMap<String, BTreeSet<String>> = [
         ("a", vec!["b"]),
@@ -212,22 +345,68 @@ fn the_checker_finds_a_cycle_and_reads_grouped_imports() {
 }
 
 #[test]
-fn crates_without_import_cycles_stay_without() {
-    for src in ACYCLIC {
-        let found = cycles(&import_graph(&workspace().join(src)));
-        assert!(
-            found.is_empty(),
-            "{src}: modules importing each other: {found:?}"
-        );
+fn the_checker_sees_a_cycle_between_nested_siblings() {
+    let tmp = std::env::temp_dir().join(format!("nw-cycles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("web/pages")).unwrap();
+    std::fs::write(tmp.join("lib.rs"), "pub mod web;").unwrap();
+    std::fs::write(tmp.join("web/mod.rs"), "mod pages; mod page;").unwrap();
+    std::fs::write(tmp.join("web/page.rs"), "use crate::web::pages::admin::X;").unwrap();
+    std::fs::write(tmp.join("web/pages/mod.rs"), "pub mod admin;").unwrap();
+    std::fs::write(tmp.join("web/pages/admin.rs"), "use super::super::page::f;").unwrap();
+    let graphs = folder_graphs(&tmp, &|_| true);
+    let web = &graphs[&vec!["web".to_string()]];
+    assert_eq!(cycles(web), vec![vec!["page", "pages"]]);
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn no_crate_has_an_import_cycle_in_any_folder() {
+    let mut found = Vec::new();
+    for (name, src, belongs) in crates() {
+        for (folder, children) in folder_graphs(&workspace().join(src), belongs.as_ref()) {
+            for cycle in cycles(&children) {
+                found.push(format!("{name} {}/: {cycle:?}", folder.join("/")));
+            }
+        }
     }
-    for (folder, path) in ACYCLIC_FOLDERS {
-        let graph = import_graph_with(&workspace().join(folder), &["super::", path]);
-        let found = cycles(&graph);
-        assert!(
-            found.is_empty(),
-            "{folder}: modules importing each other: {found:?}"
-        );
+    assert!(
+        found.is_empty(),
+        "modules importing each other:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The library's top level in layers, lowest first (ARCHITECTURE.md): a module imports only from
+/// its own layer or a lower one.
+const LIB_LAYERS: &[&[&str]] = &[
+    &["base"],
+    &["trust"],
+    &["registry"],
+    &[
+        "ingest", "spool", "decode", "dataset", "alerts", "evaluate", "research",
+    ],
+    &["web", "server"],
+];
+
+#[test]
+fn a_lower_layer_never_imports_a_higher_one() {
+    let (_, src, belongs) = crates().into_iter().next().unwrap();
+    let graphs = folder_graphs(&workspace().join(src), belongs.as_ref());
+    let top = &graphs[&Vec::<String>::new()];
+    let layer = |m: &str| {
+        LIB_LAYERS
+            .iter()
+            .position(|l| l.contains(&m))
+            .unwrap_or_else(|| panic!("top-level module {m} is in no layer of LIB_LAYERS"))
+    };
+    let mut upward = Vec::new();
+    for (from, tos) in top {
+        for to in tos {
+            if layer(to) > layer(from) {
+                upward.push(format!("{from} → {to}"));
+            }
+        }
     }
-    let main = cycles(&import_graph(&workspace().join("src")));
-    println!("main crate: {} cycle(s): {main:?}", main.len());
+    assert!(upward.is_empty(), "imports from a higher layer: {upward:?}");
 }

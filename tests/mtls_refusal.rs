@@ -9,8 +9,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use nachtwacht::config::Config;
-use nachtwacht::{enroll, pki};
+use nachtwacht::base::config::Config;
+use nachtwacht::{registry::enroll, trust::pki};
 use nachtwacht_station::spool::Spool;
 use nachtwacht_station::uploader::{client_tls_config, Uploader};
 use nachtwacht_station::StationConfig;
@@ -95,7 +95,7 @@ async fn clients_without_a_valid_enrolled_certificate_are_refused_and_audited() 
 
     // An expired certificate from our CA, registered to a station.
     let (mut expired, dir, _) = t.ankle_station("expired", "AM-6", 1, vec![]);
-    let now_s = nachtwacht::now_ms() / 1000;
+    let now_s = nachtwacht::base::time::now_ms() / 1000;
     let (old, _) = pki::issue_station_cert_with(
         &ca_of(&t),
         "expired",

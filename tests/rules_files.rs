@@ -5,12 +5,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use nachtwacht::config::Config;
-use nachtwacht::server::Context;
+use nachtwacht::base::config::Config;
+use nachtwacht::base::Context;
 
 fn initialised(tmp: &tempfile::TempDir) -> Context {
     let root = tmp.path().join("data");
-    nachtwacht::init::init(&root, &Config::default(), nachtwacht::now_ms()).unwrap();
+    nachtwacht::server::init::init(&root, &Config::default(), nachtwacht::base::time::now_ms())
+        .unwrap();
     Context::open(&root).unwrap()
 }
 
@@ -40,7 +41,7 @@ fn a_changed_threshold_is_applied_and_audited_with_old_and_new_value() {
         std::fs::read_to_string(&alcohol).unwrap(),
         nachtwacht_pipelines::rules::ALCOHOL_DEFAULTS
     );
-    let rules = nachtwacht::rules_files::load(&ctx.dir, &ctx.db, "system", 1).unwrap();
+    let rules = nachtwacht::evaluate::rules_files::load(&ctx.dir, &ctx.db, "system", 1).unwrap();
     assert_eq!(rules, nachtwacht::evaluate::Rules::default());
     assert!(
         changes(&ctx).is_empty(),
@@ -48,7 +49,7 @@ fn a_changed_threshold_is_applied_and_audited_with_old_and_new_value() {
     );
 
     edit(&alcohol, "threshold_g_dl = 0.02", "threshold_g_dl = 0.03");
-    let rules = nachtwacht::rules_files::load(&ctx.dir, &ctx.db, "system", 2).unwrap();
+    let rules = nachtwacht::evaluate::rules_files::load(&ctx.dir, &ctx.db, "system", 2).unwrap();
     assert_eq!(rules.alcohol.threshold_g_dl, 0.03);
     assert_eq!(rules.alcohol.limits().threshold_ug, 30_000);
     let found = changes(&ctx);
@@ -60,7 +61,7 @@ fn a_changed_threshold_is_applied_and_audited_with_old_and_new_value() {
         serde_json::json!([{"key": "threshold_g_dl", "old": "0.02", "new": "0.03"}])
     );
     // Loading the same rules again is no change.
-    nachtwacht::rules_files::load(&ctx.dir, &ctx.db, "system", 3).unwrap();
+    nachtwacht::evaluate::rules_files::load(&ctx.dir, &ctx.db, "system", 3).unwrap();
     assert_eq!(changes(&ctx).len(), 1);
 }
 
@@ -78,7 +79,7 @@ fn every_problem_of_every_rule_file_is_reported_at_once_and_stops_the_binary() {
         "ir_deviation_fraction = 0.3",
         "ir_deviation_fraction = 2",
     );
-    let err = nachtwacht::rules_files::load(&ctx.dir, &ctx.db, "system", 1)
+    let err = nachtwacht::evaluate::rules_files::load(&ctx.dir, &ctx.db, "system", 1)
         .unwrap_err()
         .to_string();
     assert!(

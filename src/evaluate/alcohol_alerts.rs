@@ -27,55 +27,12 @@ use polars::prelude::*;
 use rusqlite::Connection;
 
 use super::Result;
-use crate::alerts::Severity;
-use crate::audit;
+use crate::alerts::{RevisionReason, Severity};
+use crate::trust::audit;
 
 /// Alert kinds this module owns.
 pub const KIND_ALCOHOL: &str = crate::alerts::AlertKind::Alcohol.as_str();
 pub const KIND_INTERFERENT: &str = crate::alerts::AlertKind::Interferent.as_str();
-
-/// Why an alert was revised. Stored as [`RevisionReason::code`], shown translated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevisionReason {
-    /// The provisional alert's episode has ended: its shape is known and it is final.
-    Confirmed,
-    /// New readings changed the classification (drinking ↔ interferent).
-    Reclassified,
-    /// New readings changed the extent, peak or evidence.
-    Changed,
-    /// One episode now covers this alert and an earlier one: folded into the earlier.
-    Merged,
-    /// The readings no longer show an event here.
-    Withdrawn,
-    /// A withdrawn alert is supported by the readings again.
-    Reinstated,
-}
-
-impl RevisionReason {
-    pub const ALL: [RevisionReason; 6] = [
-        Self::Confirmed,
-        Self::Reclassified,
-        Self::Changed,
-        Self::Merged,
-        Self::Withdrawn,
-        Self::Reinstated,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Confirmed => "confirmed",
-            Self::Reclassified => "reclassified",
-            Self::Changed => "changed",
-            Self::Merged => "merged",
-            Self::Withdrawn => "withdrawn",
-            Self::Reinstated => "reinstated",
-        }
-    }
-
-    pub fn parse(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.code() == code)
-    }
-}
 
 /// What the evidence decides about an alcohol alert (its workflow is the officer's).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

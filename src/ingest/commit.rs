@@ -3,7 +3,7 @@
 //! fsync latency would otherwise cap ingest at one bundle per (file fsync + directory fsync + WAL
 //! fsync). Here the committer takes every bundle that is ready, writes each to its spool file, makes
 //! the batch durable with an fsync per file and one directory fsync
-//! ([`spool::write_files_durably`]), then registers them all in one SQL transaction. Stream tasks
+//! ([`crate::base::fsio::write_files_durably`]), then registers them all in one SQL transaction. Stream tasks
 //! wait for their batch's outcome before acknowledging.
 
 use std::collections::HashMap;
@@ -74,7 +74,7 @@ impl Committer {
             station_id,
             header,
             body,
-            received_at_ms: crate::now_ms(),
+            received_at_ms: crate::base::time::now_ms(),
             reply,
         };
         self.tx
@@ -145,11 +145,11 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
         .filter(|(_, o)| **o == Outcome::Stored)
         .map(|(job, _)| (spool.path_of(&job.header.bundle_id), job.body.as_slice()))
         .collect();
-    if let Err(e) = spool::write_files_durably(spool.dir(), &files) {
+    if let Err(e) = crate::base::fsio::write_files_durably(spool.dir(), &files) {
         for (path, _) in &files {
             let _ = std::fs::remove_file(path);
         }
-        return Err(e);
+        return Err(e.into());
     }
     // 2. Rows, one transaction (one WAL fsync) for all of them.
     let mut bytes = 0;
@@ -182,7 +182,7 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Db;
+    use crate::base::db::Db;
     use nachtwacht_wire::BundleId;
 
     /// A spool directory and database with one enrolled station (id 1, name `s`).

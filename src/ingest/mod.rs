@@ -36,7 +36,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::server::Context;
+use crate::base::Context;
 use crate::spool::{Known, Spool};
 use admission::ConnectionWindow;
 use commit::{Committer, Outcome};
@@ -60,6 +60,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Spool(#[from] crate::spool::Error),
+    #[error(transparent)]
+    File(#[from] crate::base::fsio::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -113,7 +115,7 @@ impl Ingest {
     pub fn bind(ctx: Context, addr: SocketAddr, stored: Arc<Notify>) -> Result<Self> {
         {
             let conn = ctx.db.lock();
-            crate::crl::refresh_if_due(&ctx.dir, &conn, crate::now_ms())
+            crate::trust::crl::refresh_if_due(&ctx.dir, &conn, crate::base::time::now_ms())
                 .map_err(|e| Error::Tls(format!("revocation list: {e}")))?;
         }
         let server_config = tls::server_config(&ctx.dir, &ctx.config.ingest)?;
@@ -125,7 +127,7 @@ impl Ingest {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(|source| Error::Bind { addr, source })?;
-        let reader = crate::db::Db::open(&ctx.dir.database())
+        let reader = crate::base::db::Db::open(&ctx.dir.database())
             .map_err(|e| Error::Tls(format!("opening a read connection: {e}")))?;
         let spool = Spool::new(ctx.dir.spool(), ctx.db.clone()).with_reader(reader);
         let swept = spool.sweep_unregistered()?;
@@ -291,7 +293,11 @@ async fn reload_loop(
         let _ = tokio::task::spawn_blocking(move || {
             {
                 let conn = s2.ctx.db.lock();
-                if let Err(e) = crate::crl::refresh_if_due(&s2.ctx.dir, &conn, crate::now_ms()) {
+                if let Err(e) = crate::trust::crl::refresh_if_due(
+                    &s2.ctx.dir,
+                    &conn,
+                    crate::base::time::now_ms(),
+                ) {
                     warn!(error = %e, "could not re-sign the revocation list");
                 }
             }
@@ -346,7 +352,7 @@ async fn reload_loop(
 impl Shared {
     /// Reads the current age recipient (blocking: call from a blocking thread or at start-up).
     fn refresh_recipient(&self) {
-        let current = crate::keys::current_recipient(&self.spool.reader().lock());
+        let current = crate::trust::keys::current_recipient(&self.spool.reader().lock());
         match current {
             Ok(Some(r)) => *self.recipient.lock().expect("recipient lock") = Some(r),
             Ok(None) => {}
@@ -372,7 +378,7 @@ impl Shared {
 
     /// Looks the certificate up (on a blocking thread: SQLite is synchronous).
     async fn station_for(&self, certs: Vec<CertificateDer<'static>>) -> Option<Station> {
-        let fingerprint = crate::pki::cert_fingerprint_der(certs.first()?);
+        let fingerprint = crate::trust::pki::cert_fingerprint_der(certs.first()?);
         let reader = self.spool.reader().clone();
         tokio::task::spawn_blocking(move || Self::lookup_station(&reader, &fingerprint))
             .await
@@ -380,7 +386,7 @@ impl Shared {
             .flatten()
     }
 
-    fn lookup_station(reader: &crate::db::Db, fingerprint: &str) -> Option<Station> {
+    fn lookup_station(reader: &crate::base::db::Db, fingerprint: &str) -> Option<Station> {
         reader
             .lock()
             .query_row(
@@ -405,9 +411,9 @@ impl Shared {
         let db = self.ctx.db.clone();
         tokio::task::spawn_blocking(move || {
             let conn = db.lock();
-            if let Err(e) = crate::audit::append(
+            if let Err(e) = crate::trust::audit::append(
                 &conn,
-                crate::now_ms(),
+                crate::base::time::now_ms(),
                 "ingest",
                 "ingest.refuse",
                 &remote.ip().to_string(),
@@ -482,7 +488,7 @@ impl Shared {
         self.contacts
             .lock()
             .expect("lock")
-            .insert(station.id, crate::now_ms());
+            .insert(station.id, crate::base::time::now_ms());
         debug!(station = %station.name, version, "station connected");
         let window = ConnectionWindow::new(conn.clone());
         loop {
@@ -532,7 +538,12 @@ impl Shared {
             Ok(None) => return, // the station reset the stream: nobody to answer
             Err(_) => {
                 let _ = recv.stop(1u32.into());
-                Ack::busy(None, "request timed out".into(), 1_000, crate::now_ms())
+                Ack::busy(
+                    None,
+                    "request timed out".into(),
+                    1_000,
+                    crate::base::time::now_ms(),
+                )
             }
         };
         if matches!(ack.code, AckCode::Stored | AckCode::Duplicate) {
@@ -570,7 +581,7 @@ impl Shared {
         let refuse = |recv: &mut quinn::RecvStream, id, e: ProtocolError| {
             // Do not read the rest of a request we will never accept.
             let _ = recv.stop(1u32.into());
-            Some(Ack::for_protocol_error(id, &e, crate::now_ms()))
+            Some(Ack::for_protocol_error(id, &e, crate::base::time::now_ms()))
         };
         loop {
             match recv.read_chunk(CHUNK, true).await {
@@ -602,7 +613,7 @@ impl Shared {
                         None,
                         format!("reading: {e}"),
                         1_000,
-                        crate::now_ms(),
+                        crate::base::time::now_ms(),
                     ))
                 }
             }
@@ -612,13 +623,13 @@ impl Shared {
         // The body was hashed chunk by chunk as it arrived; this only compares.
         let request = match reader.finish() {
             Ok(done) => done,
-            Err(e) => return Some(Ack::for_protocol_error(id, &e, crate::now_ms())),
+            Err(e) => return Some(Ack::for_protocol_error(id, &e, crate::base::time::now_ms())),
         };
         match request.head {
             RequestHead::Heartbeat(hb) => Some(self.record_heartbeat(station, hb).await),
             RequestHead::Upload(header) => {
                 let id = header.bundle_id;
-                let now = crate::now_ms;
+                let now = crate::base::time::now_ms;
                 let committed = self
                     .committer
                     .commit(station.id, header, request.body)
@@ -657,7 +668,7 @@ impl Shared {
         head: &RequestHead,
         reservation: &mut Reservation<'_>,
     ) -> Option<Ack> {
-        let now = crate::now_ms();
+        let now = crate::base::time::now_ms();
         if head.station() != station.name {
             let e = ProtocolError::WrongStation {
                 claimed: head.station().to_string(),
@@ -755,13 +766,13 @@ impl Shared {
                     None,
                     "heartbeat not recorded".into(),
                     5_000,
-                    crate::now_ms(),
+                    crate::base::time::now_ms(),
                 )
             })
     }
 
-    fn store_heartbeat(db: &crate::db::Db, station_id: i64, hb: &Heartbeat) -> Ack {
-        let now = crate::now_ms();
+    fn store_heartbeat(db: &crate::base::db::Db, station_id: i64, hb: &Heartbeat) -> Ack {
+        let now = crate::base::time::now_ms();
         let devices = serde_json::to_string(&hb.devices).unwrap_or_else(|_| "[]".into());
         let result = {
             let mut conn = db.lock();
@@ -775,7 +786,7 @@ impl Shared {
                         now,
                         hb.sent_at_ms,
                         hb.clock_offset_ms
-                            .map(crate::communication::bounded_clock_offset_ms),
+                            .map(crate::base::time::bounded_clock_offset_ms),
                         hb.spool.pending_bundles as i64,
                         hb.spool.pending_bytes as i64,
                         hb.spool.full,

@@ -12,8 +12,8 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::WebPkiClientVerifier;
 
 use super::{Error, Result};
-use crate::config::IngestConfig;
-use crate::datadir::DataDir;
+use crate::base::config::IngestConfig;
+use crate::base::datadir::DataDir;
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Io {

@@ -3,7 +3,7 @@
 //! queries, leaky bounds, concurrent spending).
 
 use super::*;
-use crate::config::Config;
+use crate::base::config::Config;
 
 /// 40 people × 20 days: programme, region and age band by person, a few indicators.
 fn context() -> (tempfile::TempDir, Context) {
@@ -11,7 +11,7 @@ fn context() -> (tempfile::TempDir, Context) {
     let root = tmp.path().join("data");
     let mut config = Config::default();
     config.research.max_days_per_person = 20;
-    crate::init::init(&root, &config, crate::now_ms()).unwrap();
+    crate::server::init::init(&root, &config, crate::base::time::now_ms()).unwrap();
     let ctx = Context::open(&root).unwrap();
     let (mut rid, mut day, mut programme, mut region, mut age, mut wear, mut drinking) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -20,8 +20,8 @@ fn context() -> (tempfile::TempDir, Context) {
         for d in 0..20 {
             rid.push(format!("r1-{p:04}"));
             day.push(d0 + chrono::Days::new(d));
-            programme.push(crate::db::PROGRAMMES[p % 2].0);
-            region.push(crate::enroll::REGIONS[p % 3]);
+            programme.push(crate::base::db::PROGRAMMES[p % 2].0);
+            region.push(crate::registry::enroll::REGIONS[p % 3]);
             age.push("25-34");
             wear.push(1200i64 + (p as i64 % 7) * 10);
             drinking.push(i64::from(p % 5 == 0 && d % 4 == 0));
@@ -95,7 +95,10 @@ fn grouped_answers_cover_every_public_group_and_nothing_else() {
         .map(|g| g.keys["programme"].as_str())
         .collect();
     // Every programme, including the one nobody in the data is enrolled in.
-    let mut expected: Vec<&str> = crate::db::PROGRAMMES.iter().map(|(p, _)| *p).collect();
+    let mut expected: Vec<&str> = crate::base::db::PROGRAMMES
+        .iter()
+        .map(|(p, _)| *p)
+        .collect();
     expected.sort_unstable();
     assert_eq!(groups, expected);
     assert!(answer
@@ -110,7 +113,7 @@ fn grouped_answers_cover_every_public_group_and_nothing_else() {
     let answer = query(&ctx, &t, &req).unwrap();
     assert_eq!(
         answer.groups.len(),
-        crate::db::PROGRAMMES.len() * (crate::enroll::REGIONS.len() + 1)
+        crate::base::db::PROGRAMMES.len() * (crate::registry::enroll::REGIONS.len() + 1)
     );
 }
 
@@ -136,7 +139,7 @@ fn answers_by_month_cover_every_month_of_the_range() {
         months.into_iter().collect::<Vec<_>>(),
         vec!["2026-10", "2026-11", "2026-12"]
     );
-    assert_eq!(answer.groups.len(), 3 * crate::db::PROGRAMMES.len());
+    assert_eq!(answer.groups.len(), 3 * crate::base::db::PROGRAMMES.len());
     // Weeks: ISO week keys over the range.
     let mut weekly = request(Aggregate::Count, 1.0, &["week"]);
     weekly.from = chrono::NaiveDate::from_ymd_opt(2026, 10, 1);
@@ -372,7 +375,7 @@ fn quantiles_and_histograms_are_released_over_public_candidates_and_bins() {
         bins.into_iter().collect::<Vec<_>>(),
         vec!["[0, 1)", "[1, 2)", "[2, 5]"]
     );
-    assert_eq!(answer.groups.len(), 3 * crate::db::PROGRAMMES.len());
+    assert_eq!(answer.groups.len(), 3 * crate::base::db::PROGRAMMES.len());
     assert_eq!(answer.group_by, vec!["programme", "bin"]);
 
     // Bad edges and quantiles are refused.
@@ -411,7 +414,10 @@ fn answers_can_be_restricted_to_public_attribute_values() {
         .groups
         .iter()
         .all(|g| g.keys["programme"] == "alcohol-ban"));
-    assert_eq!(answer.groups.len(), crate::enroll::REGIONS.len() + 1);
+    assert_eq!(
+        answer.groups.len(),
+        crate::registry::enroll::REGIONS.len() + 1
+    );
     // Ungrouped, the restriction filters the data: half the people (400 of 800 person-days) are
     // on alcohol-ban. Noise at ε = 1 with 20 days per person: a few dozen.
     let mut half = request(Aggregate::Count, 1.0, &[]);

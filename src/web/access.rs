@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 pub use super::cookies::cookie;
 use super::i18n::Lang;
 use super::{page, AppState, ClientAddr};
-use crate::accounts::{self, Role, Session};
-use crate::audit;
+use crate::registry::accounts::{self, Role, Session};
+use crate::trust::audit;
 
 /// Who may use a route.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,7 +44,7 @@ impl FormFields {
 
 pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let now = crate::now_ms();
+    let now = crate::base::time::now_ms();
     let path = parts
         .extensions
         .get::<MatchedPath>()

@@ -248,13 +248,13 @@ mod tests {
     fn every_key_the_pages_use_is_translated() {
         let sources = [
             include_str!("page.rs"),
-            include_str!("home.rs"),
-            include_str!("login.rs"),
-            include_str!("officer.rs"),
-            include_str!("admin.rs"),
-            include_str!("auditor.rs"),
+            include_str!("pages/home.rs"),
+            include_str!("pages/login.rs"),
+            include_str!("pages/officer.rs"),
+            include_str!("pages/admin.rs"),
+            include_str!("pages/auditor.rs"),
             include_str!("access.rs"),
-            include_str!("management.rs"),
+            include_str!("pages/management.rs"),
         ];
         for src in sources {
             for piece in src.split(".t(\"").skip(1) {

@@ -18,27 +18,21 @@ use axum::http::Method;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use crate::accounts::Role;
-use crate::server::Context;
+use crate::base::Context;
+use crate::registry::accounts::Role;
 
 mod access;
-mod admin;
-mod auditor;
-mod chart;
+mod api;
 mod cookies;
-mod home;
 mod i18n;
-mod login;
-mod management;
-mod officer;
 mod origin;
 mod page;
-mod research_api;
+mod pages;
 pub mod tls;
 
 pub use access::Access;
+pub use api::research::{ApiDoc, BudgetAnswer, ErrorBody};
 pub use origin::SiteOrigin;
-pub use research_api::{ApiDoc, BudgetAnswer, ErrorBody};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -47,7 +41,7 @@ pub struct AppState {
     pub tls: bool,
     /// The site requests must be addressed to (`Host`, and `Origin` on form posts).
     origin: Arc<SiteOrigin>,
-    limiter: Arc<login::Limiter>,
+    limiter: Arc<pages::login::Limiter>,
     /// Research requests per token per minute.
     research_rate: Arc<crate::research::TokenRate>,
     rules: Arc<Vec<Rule>>,
@@ -59,7 +53,7 @@ impl AppState {
             ctx,
             tls,
             origin: Arc::new(origin),
-            limiter: Arc::new(login::Limiter::default()),
+            limiter: Arc::new(pages::login::Limiter::default()),
             research_rate: Arc::new(crate::research::TokenRate::default()),
             rules: Arc::new(rules()),
         }
@@ -89,117 +83,138 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
         access,
     };
     vec![
-        (r(Method::GET, "/", Anyone), get(home::landing)),
+        (r(Method::GET, "/", Anyone), get(pages::home::landing)),
         (r(Method::GET, "/healthz", Anyone), get(|| async { "ok" })),
-        (r(Method::GET, "/login", Anyone), get(login::form)),
-        (r(Method::POST, "/login", Anyone), post(login::submit)),
-        (r(Method::POST, "/logout", SignedIn), post(login::logout)),
-        (r(Method::GET, "/account", SignedIn), get(login::account)),
+        (r(Method::GET, "/login", Anyone), get(pages::login::form)),
+        (
+            r(Method::POST, "/login", Anyone),
+            post(pages::login::submit),
+        ),
+        (
+            r(Method::POST, "/logout", SignedIn),
+            post(pages::login::logout),
+        ),
+        (
+            r(Method::GET, "/account", SignedIn),
+            get(pages::login::account),
+        ),
         (
             r(Method::GET, "/account/password", SignedIn),
-            get(login::password_form),
+            get(pages::login::password_form),
         ),
         (
             r(Method::POST, "/account/password", SignedIn),
-            post(login::change_password),
+            post(pages::login::change_password),
         ),
         // Officers: their caseload's alerts, evidence, workflow and stations.
-        (r(Method::GET, "/alerts", OFFICER), get(officer::alerts)),
-        (r(Method::GET, "/alerts/{id}", OFFICER), get(officer::alert)),
+        (
+            r(Method::GET, "/alerts", OFFICER),
+            get(pages::officer::alerts),
+        ),
+        (
+            r(Method::GET, "/alerts/{id}", OFFICER),
+            get(pages::officer::alert),
+        ),
         (
             r(Method::POST, "/alerts/{id}/transition", OFFICER),
-            post(officer::transition),
+            post(pages::officer::transition),
         ),
         (
             r(Method::GET, "/alerts/{id}/report", OFFICER),
-            get(officer::report),
+            get(pages::officer::report),
         ),
-        (r(Method::GET, "/stations", OFFICER), get(officer::stations)),
+        (
+            r(Method::GET, "/stations", OFFICER),
+            get(pages::officer::stations),
+        ),
         // Administrators: accounts, persons, devices, stations, caseloads, research budgets.
-        (r(Method::GET, "/admin", ADMIN), get(admin::overview)),
+        (r(Method::GET, "/admin", ADMIN), get(pages::admin::overview)),
         (
             r(Method::POST, "/admin/accounts", ADMIN),
-            post(admin::create_account),
+            post(pages::admin::create_account),
         ),
         (
             r(Method::POST, "/admin/accounts/{id}/disable", ADMIN),
-            post(admin::disable_account),
+            post(pages::admin::disable_account),
         ),
         (
             r(Method::POST, "/admin/accounts/{id}/role", ADMIN),
-            post(admin::set_role),
+            post(pages::admin::set_role),
         ),
         (
             r(Method::POST, "/admin/accounts/{id}/reset", ADMIN),
-            post(admin::reset_account),
+            post(pages::admin::reset_account),
         ),
         (
             r(Method::POST, "/admin/persons", ADMIN),
-            post(admin::add_person),
+            post(pages::admin::add_person),
         ),
         (
             r(Method::POST, "/admin/devices", ADMIN),
-            post(admin::assign_device),
+            post(pages::admin::assign_device),
         ),
         (
             r(Method::POST, "/admin/devices/return", ADMIN),
-            post(admin::return_device),
+            post(pages::admin::return_device),
         ),
         (
             r(Method::POST, "/admin/stations", ADMIN),
-            post(admin::add_station),
+            post(pages::admin::add_station),
         ),
         (
             r(Method::POST, "/admin/stations/{name}/revoke", ADMIN),
-            post(admin::revoke_station),
+            post(pages::admin::revoke_station),
         ),
         (
             r(Method::POST, "/admin/caseloads", ADMIN),
-            post(admin::assign_caseload),
+            post(pages::admin::assign_caseload),
         ),
         (
             r(Method::POST, "/admin/caseloads/{id}/end", ADMIN),
-            post(admin::end_caseload),
+            post(pages::admin::end_caseload),
         ),
         (
             r(Method::POST, "/admin/research/projects", ADMIN),
-            post(admin::create_project),
+            post(pages::admin::create_project),
         ),
         (
             r(Method::POST, "/admin/research/tokens", ADMIN),
-            post(admin::issue_token),
+            post(pages::admin::issue_token),
         ),
         (
             r(Method::POST, "/admin/research/tokens/{id}/revoke", ADMIN),
-            post(admin::revoke_token),
+            post(pages::admin::revoke_token),
         ),
         // Auditors: the audit log, its verification and exports.
-        (r(Method::GET, "/audit", AUDITOR), get(auditor::browse)),
+        (
+            r(Method::GET, "/audit", AUDITOR),
+            get(pages::auditor::browse),
+        ),
         (
             r(Method::GET, "/audit/export", AUDITOR),
-            get(auditor::export),
+            get(pages::auditor::export),
         ),
         // Managers: DP figures only.
         (
             r(Method::GET, "/management", MANAGER),
-            get(management::page),
+            get(pages::management::page),
         ),
         (
             r(Method::POST, "/management/release", MANAGER),
-            post(management::release),
+            post(pages::management::release),
         ),
         // Researchers: bearer tokens, checked by the research module itself.
         (
             r(Method::POST, "/api/v1/research/query", Token),
-            post(research_api::research_query),
+            post(api::research::research_query),
         ),
         (
             r(Method::GET, "/api/v1/research/budget", Token),
-            get(research_api::research_budget),
+            get(api::research::research_budget),
         ),
         (
             r(Method::GET, "/api/openapi.json", Anyone),
-            get(research_api::openapi),
+            get(api::research::openapi),
         ),
     ]
 }

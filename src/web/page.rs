@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::i18n::Lang;
-use crate::accounts::{Role, Session};
+use crate::registry::accounts::{Role, Session};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {

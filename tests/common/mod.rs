@@ -5,9 +5,10 @@
 
 use std::path::PathBuf;
 
-use nachtwacht::config::Config;
-use nachtwacht::server::{Context, ListenOverrides, RunningServer};
-use nachtwacht::{enroll, init};
+use nachtwacht::base::config::Config;
+use nachtwacht::base::Context;
+use nachtwacht::server::{ListenOverrides, RunningServer};
+use nachtwacht::{registry::enroll, server::init};
 use nachtwacht_station::source::simulator::{DrinkingEpisode, SimulatorConfig};
 use nachtwacht_station::{SourceConfig, StationConfig};
 use nachtwacht_wire::DeviceKind;
@@ -34,7 +35,7 @@ pub fn loopback() -> ListenOverrides {
 pub async fn start_server(config: Config) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    init::init(&root, &config, nachtwacht::now_ms()).unwrap();
+    init::init(&root, &config, nachtwacht::base::time::now_ms()).unwrap();
     start_in(tmp).await
 }
 
@@ -50,7 +51,7 @@ pub async fn start_in(tmp: tempfile::TempDir) -> TestServer {
 
 /// Midnight UTC `days` days ago.
 pub fn days_ago(days: i64) -> i64 {
-    nachtwacht::now_ms().div_euclid(DAY_MS) * DAY_MS - days * DAY_MS
+    nachtwacht::base::time::now_ms().div_euclid(DAY_MS) * DAY_MS - days * DAY_MS
 }
 
 impl TestServer {
@@ -133,7 +134,7 @@ pub fn quiet_heartbeat(
     let name = station.name.clone();
     move |clock_offset_ms| nachtwacht_wire::protocol::Heartbeat {
         station: name.clone(),
-        sent_at_ms: nachtwacht::now_ms(),
+        sent_at_ms: nachtwacht::base::time::now_ms(),
         clock_offset_ms,
         spool: nachtwacht_wire::protocol::SpoolStatus {
             pending_bundles: 0,

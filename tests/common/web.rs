@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use nachtwacht::accounts::{self, Role};
-use nachtwacht::config::Config;
-use nachtwacht::{caseload, evaluate, research};
+use nachtwacht::base::config::Config;
+use nachtwacht::registry::accounts::{self, Role};
+use nachtwacht::{evaluate, registry::caseload, research};
 use nachtwacht_station::source::simulator::DrinkingEpisode;
 
 use super::*;
@@ -20,7 +20,7 @@ pub struct Creds {
 
 impl Creds {
     pub fn code(&self) -> String {
-        accounts::totp_code(&self.totp_secret, nachtwacht::now_ms()).unwrap()
+        accounts::totp_code(&self.totp_secret, nachtwacht::base::time::now_ms()).unwrap()
     }
 }
 
@@ -48,16 +48,20 @@ pub async fn web_fixture() -> WebFixture {
         let (station, dir, _) = t.ankle_station(name, serial, 3, drinking());
         let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
         assert_eq!(report.acknowledged, 3, "{report:?}");
-        nachtwacht::enroll::link_station(&t.ctx, name, &format!("CASE-{name}"), "test").unwrap();
+        nachtwacht::registry::enroll::link_station(&t.ctx, name, &format!("CASE-{name}"), "test")
+            .unwrap();
     }
     t.server.decode_now().await;
-    let (ctx, pseudonyms) = (t.ctx.clone(), t.ctx.pseudonymiser().unwrap());
+    let (ctx, pseudonyms) = (
+        t.ctx.clone(),
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir).unwrap(),
+    );
     tokio::task::spawn_blocking(move || evaluate::run(&ctx, &pseudonyms, &Default::default()))
         .await
         .unwrap()
         .unwrap();
 
-    let now = nachtwacht::now_ms();
+    let now = nachtwacht::base::time::now_ms();
     let mut accounts = HashMap::new();
     for (key, username, role) in [
         ("administrator", "ada", Role::Administrator),

@@ -1,0 +1,541 @@
+//! An officer's casework: the alerts of their caseload, each alert's evidence, and the workflow
+//! new → in process → confirmed / not confirmed → resolved, every step with a comment.
+//!
+//! Every function takes the officer and checks the caseload itself ([`crate::registry::caseload`]), so a
+//! handler cannot forget to; an alert outside the caseload is reported as [`Error::NotFound`],
+//! exactly like one that does not exist, so guessing ids reveals nothing. Every read of personal
+//! data and every step writes an audit entry in the same transaction as what it records.
+
+use polars::prelude::*;
+use rusqlite::OptionalExtension;
+
+use crate::base::Context;
+use crate::registry::accounts::Account;
+use crate::registry::caseload;
+use crate::trust::audit;
+use nachtwacht_wire::Signal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The alert does not exist or is not on the officer's caseload (deliberately one error).
+    #[error("no such alert on your caseload")]
+    NotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Caseload(#[from] caseload::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::Error),
+    #[error("polars: {0}")]
+    Polars(#[from] PolarsError),
+    /// The server's own keys could not be read: an internal failure, not the officer's mistake.
+    #[error("pseudonym keys: {0}")]
+    Keys(#[from] crate::trust::secrets::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The workflow's statuses, in order.
+pub const STATUSES: &[&str] = &[
+    "new",
+    "in_process",
+    "confirmed",
+    "not_confirmed",
+    "resolved",
+];
+
+/// The steps the workflow allows from each status.
+pub fn next_statuses(status: &str) -> &'static [&'static str] {
+    match status {
+        "new" => &["in_process"],
+        "in_process" => &["confirmed", "not_confirmed", "resolved"],
+        "confirmed" | "not_confirmed" => &["resolved"],
+        _ => &[],
+    }
+}
+
+/// Filters of the alert list; empty fields do not filter.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct AlertFilter {
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    /// `YYYY-MM-DD`, inclusive, on the alert's start (UTC).
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// A person reference.
+    pub person: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    pub id: i64,
+    pub person_id: i64,
+    pub person_reference: String,
+    pub programme: String,
+    pub kind: String,
+    pub severity: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub peak_tac_g_dl: Option<f64>,
+    pub rule: String,
+    pub evidence_bundles: String,
+    pub status: String,
+    /// Raised before its episode's end was known (see `evaluate::alcohol_alerts`).
+    pub provisional: bool,
+    /// How often new readings revised it (0: as first raised).
+    pub revision: i64,
+    /// Withdrawn because the readings no longer support it: kept, with its workflow.
+    pub withdrawn: bool,
+}
+
+/// One revision of an alert by new readings: what it said before and after, and why.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    pub revision: i64,
+    pub at_ms: i64,
+    pub reason: Option<crate::alerts::RevisionReason>,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkflowStep {
+    pub at_ms: i64,
+    pub actor: String,
+    pub from_status: String,
+    pub to_status: String,
+    pub comment: String,
+}
+
+/// An alert with its evidence: what the detail page and the report show.
+#[derive(Debug, Clone)]
+pub struct AlertDetail {
+    pub alert: AlertRow,
+    pub steps: Vec<WorkflowStep>,
+    pub revisions: Vec<Revision>,
+    /// Ankle readings from 12 h before the alert to 12 h after: (ts, TAC g/dL, worn).
+    pub tac: Vec<(i64, f64, bool)>,
+    /// The TAC threshold of the rule that fired.
+    pub threshold_g_dl: f64,
+    /// When the person's station was last heard from (uploads and heartbeats), if any.
+    pub station_contacts: Vec<i64>,
+}
+
+const SELECT_ALERT: &str = "SELECT a.id, a.person_id, p.reference, p.programme, a.kind, a.severity,
+        a.start_ms, a.end_ms, a.peak_tac_g_dl, a.rule, a.evidence_bundles, a.status,
+        a.provisional, a.revision, a.withdrawn_at_ms
+   FROM alerts a JOIN persons p ON p.id = a.person_id";
+
+fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
+    Ok(AlertRow {
+        id: r.get(0)?,
+        person_id: r.get(1)?,
+        person_reference: r.get(2)?,
+        programme: r.get(3)?,
+        kind: r.get(4)?,
+        severity: r.get(5)?,
+        start_ms: r.get(6)?,
+        end_ms: r.get(7)?,
+        peak_tac_g_dl: r.get(8)?,
+        rule: r.get(9)?,
+        evidence_bundles: r.get(10)?,
+        status: r.get(11)?,
+        provisional: r.get::<_, i64>(12)? != 0,
+        revision: r.get(13)?,
+        withdrawn: r.get::<_, Option<i64>>(14)?.is_some(),
+    })
+}
+
+fn day_start_ms(day: &str) -> Result<i64> {
+    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|_| Error::Invalid(format!("not a date (YYYY-MM-DD): {day:?}")))?;
+    Ok(crate::base::time::midnight_ms(d))
+}
+
+/// The alerts of the officer's caseload matching `filter`, newest first (at most 500).
+pub fn list(
+    ctx: &Context,
+    officer: &Account,
+    filter: &AlertFilter,
+    now_ms: i64,
+) -> Result<Vec<AlertRow>> {
+    let nonempty = |o: &Option<String>| {
+        o.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    };
+    let from = nonempty(&filter.from)
+        .map(|d| day_start_ms(&d))
+        .transpose()?;
+    let to = nonempty(&filter.to)
+        .map(|d| day_start_ms(&d).map(|ms| ms + crate::base::time::DAY_MS))
+        .transpose()?;
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let persons = caseload::persons_of(&tx, officer.id, now_ms)?;
+    let mut stmt = tx.prepare(&format!(
+        "{SELECT_ALERT}
+          WHERE a.person_id IN (SELECT value FROM json_each(?1))
+            AND (?2 IS NULL OR a.status = ?2) AND (?3 IS NULL OR a.kind = ?3)
+            AND (?4 IS NULL OR a.start_ms >= ?4) AND (?5 IS NULL OR a.start_ms < ?5)
+            AND (?6 IS NULL OR p.reference = ?6)
+          ORDER BY a.start_ms DESC LIMIT 500"
+    ))?;
+    let rows = stmt
+        .query_map(
+            rusqlite::params![
+                serde_json::to_string(&persons).expect("ids"),
+                nonempty(&filter.status),
+                nonempty(&filter.kind),
+                from,
+                to,
+                nonempty(&filter.person),
+            ],
+            alert_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(stmt);
+    let persons_shown: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.person_id).collect();
+    audit::append(
+        &tx,
+        now_ms,
+        &officer.username,
+        "alerts.list",
+        "alerts",
+        &serde_json::json!({
+            "filter": {"status": filter.status, "kind": filter.kind, "from": filter.from,
+                       "to": filter.to, "person": filter.person},
+            "alerts": rows.len(), "persons": persons_shown,
+        })
+        .to_string(),
+    )?;
+    tx.commit()?;
+    Ok(rows)
+}
+
+/// One alert of the officer's caseload, or [`Error::NotFound`].
+fn own_alert(
+    conn: &rusqlite::Connection,
+    officer: &Account,
+    alert_id: i64,
+    now_ms: i64,
+) -> Result<AlertRow> {
+    let alert = conn
+        .query_row(
+            &format!("{SELECT_ALERT} WHERE a.id = ?1"),
+            [alert_id],
+            alert_row,
+        )
+        .optional()?
+        .ok_or(Error::NotFound)?;
+    if !caseload::may_see(conn, officer.id, alert.person_id, now_ms)? {
+        return Err(Error::NotFound);
+    }
+    Ok(alert)
+}
+
+/// Records a refused attempt to reach an alert (URL guessing shows up in the audit log).
+fn audit_refusal(
+    ctx: &Context,
+    officer: &Account,
+    alert_id: i64,
+    action: &str,
+    now_ms: i64,
+) -> Result<()> {
+    audit::append(
+        &ctx.db.lock(),
+        now_ms,
+        &officer.username,
+        "alert.refused",
+        &format!("alert:{alert_id}"),
+        &serde_json::json!({"attempted": action}).to_string(),
+    )?;
+    Ok(())
+}
+
+/// An alert with its evidence. `purpose` (`view` or `report`) is recorded in the audit entry.
+pub fn detail(
+    ctx: &Context,
+    officer: &Account,
+    alert_id: i64,
+    purpose: &str,
+    now_ms: i64,
+) -> Result<AlertDetail> {
+    let (alert, steps, revisions, station_contacts) = {
+        let mut conn = ctx.db.lock();
+        let tx = conn.transaction()?;
+        let alert = match own_alert(&tx, officer, alert_id, now_ms) {
+            Ok(a) => a,
+            Err(Error::NotFound) => {
+                drop(tx);
+                drop(conn);
+                audit_refusal(ctx, officer, alert_id, purpose, now_ms)?;
+                return Err(Error::NotFound);
+            }
+            Err(e) => return Err(e),
+        };
+        let steps = {
+            let mut stmt = tx.prepare(
+                "SELECT at_ms, actor, from_status, to_status, comment FROM alert_events
+                  WHERE alert_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([alert_id], |r| {
+                Ok(WorkflowStep {
+                    at_ms: r.get(0)?,
+                    actor: r.get(1)?,
+                    from_status: r.get(2)?,
+                    to_status: r.get(3)?,
+                    comment: r.get(4)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        let revisions = {
+            let mut stmt = tx.prepare(
+                "SELECT revision, at_ms, reason, before, after FROM alert_revisions
+                  WHERE alert_id = ?1 ORDER BY revision",
+            )?;
+            let json = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
+            let rows = stmt.query_map([alert_id], |r| {
+                Ok(Revision {
+                    revision: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    reason: crate::alerts::RevisionReason::parse(&r.get::<_, String>(2)?),
+                    before: json(r.get(3)?),
+                    after: json(r.get(4)?),
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        let contacts = {
+            let mut stmt = tx.prepare(
+                "SELECT b.received_at_ms FROM bundles b JOIN stations s ON s.id = b.station_id
+                  WHERE s.person_id = ?1 AND b.received_at_ms BETWEEN ?2 AND ?3
+                 UNION
+                 SELECT h.received_at_ms FROM station_heartbeats h JOIN stations s ON s.id = h.station_id
+                  WHERE s.person_id = ?1 AND h.received_at_ms BETWEEN ?2 AND ?3
+                 ORDER BY 1",
+            )?;
+            let rows = stmt.query_map(
+                rusqlite::params![
+                    alert.person_id,
+                    alert.start_ms - WINDOW_MS,
+                    alert.end_ms + WINDOW_MS
+                ],
+                |r| r.get(0),
+            )?;
+            rows.collect::<Result<Vec<i64>, _>>()?
+        };
+        audit::append(
+            &tx,
+            now_ms,
+            &officer.username,
+            &format!("alert.{purpose}"),
+            &format!("alert:{alert_id}"),
+            &serde_json::json!({"person": alert.person_id, "evidence_bundles": alert.evidence_bundles})
+                .to_string(),
+        )?;
+        tx.commit()?;
+        (alert, steps, revisions, contacts)
+    };
+    let pid = crate::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?.operational(alert.person_id);
+    let tac = tac_around(
+        ctx,
+        &pid,
+        alert.start_ms - WINDOW_MS,
+        alert.end_ms + WINDOW_MS,
+    )?;
+    let threshold_g_dl = serde_json::from_str::<serde_json::Value>(&alert.rule)
+        .ok()
+        .and_then(|v| v.get("threshold_g_dl").and_then(|t| t.as_f64()))
+        .unwrap_or(nachtwacht_pipelines::rules::AlcoholRules::default().threshold_g_dl);
+    Ok(AlertDetail {
+        alert,
+        steps,
+        revisions,
+        tac,
+        threshold_g_dl,
+        station_contacts,
+    })
+}
+
+/// How far around an alert the evidence reaches.
+const WINDOW_MS: i64 = 12 * crate::base::time::HOUR_MS;
+
+/// The ankle readings of one operational pseudonym in a time range: (ts, TAC, worn).
+fn tac_around(ctx: &Context, pid: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, f64, bool)>> {
+    let day = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    let _readers = crate::dataset::ReadGuard::acquire(&ctx.dir)?;
+    let files = crate::dataset::list_signal_files_between(
+        &ctx.dir,
+        &ctx.db,
+        Signal::Ankle,
+        &day(from_ms),
+        &day(to_ms),
+    )?;
+    let Some(readings) = crate::dataset::scan_readings(&files)? else {
+        return Ok(vec![]);
+    };
+    let ts = col("ts").cast(DataType::Int64);
+    let df = readings
+        .filter(
+            col("pid")
+                .eq(lit(pid.to_string()))
+                .and(ts.clone().gt_eq(lit(from_ms)))
+                .and(ts.clone().lt_eq(lit(to_ms))),
+        )
+        .select([
+            ts.alias("ts"),
+            col("tac_g_dl"),
+            col("strap_closed"),
+            col("quality"),
+        ])
+        .sort(["ts"], Default::default())
+        .collect()?;
+    let ts = df.column("ts")?.i64()?.clone();
+    let tac = df.column("tac_g_dl")?.f64()?.clone();
+    let strap = df.column("strap_closed")?.bool()?.clone();
+    let quality = df
+        .column("quality")?
+        .cast(&DataType::UInt32)?
+        .u32()?
+        .clone();
+    Ok((0..df.height())
+        .filter_map(|i| {
+            Some((
+                ts.get(i)?,
+                tac.get(i)?,
+                strap.get(i).unwrap_or(false) && quality.get(i) == Some(0),
+            ))
+        })
+        .collect())
+}
+
+/// Moves an alert one step along the workflow, with a mandatory comment.
+pub fn transition(
+    ctx: &Context,
+    officer: &Account,
+    alert_id: i64,
+    to: &str,
+    comment: &str,
+    now_ms: i64,
+) -> Result<()> {
+    let comment = comment.trim();
+    if comment.is_empty() {
+        return Err(Error::Invalid(
+            "a comment is required for every step".into(),
+        ));
+    }
+    if comment.len() > 4000 {
+        return Err(Error::Invalid(
+            "the comment is longer than 4,000 characters".into(),
+        ));
+    }
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let alert = match own_alert(&tx, officer, alert_id, now_ms) {
+        Ok(a) => a,
+        Err(Error::NotFound) => {
+            drop(tx);
+            drop(conn);
+            audit_refusal(ctx, officer, alert_id, "transition", now_ms)?;
+            return Err(Error::NotFound);
+        }
+        Err(e) => return Err(e),
+    };
+    if !next_statuses(&alert.status).contains(&to) {
+        return Err(Error::Invalid(format!(
+            "an alert that is {} cannot become {to}",
+            alert.status
+        )));
+    }
+    tx.execute(
+        "UPDATE alerts SET status = ?2 WHERE id = ?1",
+        rusqlite::params![alert_id, to],
+    )?;
+    tx.execute(
+        "INSERT INTO alert_events (alert_id, at_ms, actor, from_status, to_status, comment)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        rusqlite::params![
+            alert_id,
+            now_ms,
+            officer.username,
+            alert.status,
+            to,
+            comment
+        ],
+    )?;
+    audit::append(
+        &tx,
+        now_ms,
+        &officer.username,
+        "alert.transition",
+        &format!("alert:{alert_id}"),
+        &serde_json::json!({"from": alert.status, "to": to, "comment": comment}).to_string(),
+    )?;
+    audit::seal::reseal(&tx, alert_id, now_ms, &officer.username)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// One station of the officer's caseload: last upload, spool depth and clock offset as its last
+/// heartbeat reported them.
+#[derive(Debug, Clone)]
+pub struct StationRow {
+    pub name: String,
+    pub person_reference: String,
+    pub last_contact_ms: Option<i64>,
+    pub last_upload_ms: Option<i64>,
+    pub spool_pending_bundles: Option<i64>,
+    pub clock_offset_ms: Option<i64>,
+    pub revoked: bool,
+}
+
+pub fn stations(ctx: &Context, officer: &Account, now_ms: i64) -> Result<Vec<StationRow>> {
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let persons = caseload::persons_of(&tx, officer.id, now_ms)?;
+    let rows = {
+        let mut stmt = tx.prepare(
+            "SELECT s.name, p.reference, s.last_contact_ms,
+                    (SELECT max(received_at_ms) FROM bundles b WHERE b.station_id = s.id),
+                    h.spool_pending_bundles, h.clock_offset_ms, s.revoked_at_ms IS NOT NULL
+               FROM stations s JOIN persons p ON p.id = s.person_id
+               LEFT JOIN station_heartbeats h ON h.id =
+                    (SELECT max(id) FROM station_heartbeats WHERE station_id = s.id)
+              WHERE s.person_id IN (SELECT value FROM json_each(?1))
+              ORDER BY p.reference, s.name",
+        )?;
+        let rows = stmt.query_map([serde_json::to_string(&persons).expect("ids")], |r| {
+            Ok(StationRow {
+                name: r.get(0)?,
+                person_reference: r.get(1)?,
+                last_contact_ms: r.get(2)?,
+                last_upload_ms: r.get(3)?,
+                spool_pending_bundles: r.get(4)?,
+                clock_offset_ms: r.get(5)?,
+                revoked: r.get(6)?,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    audit::append(
+        &tx,
+        now_ms,
+        &officer.username,
+        "stations.view",
+        "stations",
+        &serde_json::json!({"stations": rows.len(), "persons": persons}).to_string(),
+    )?;
+    tx.commit()?;
+    Ok(rows)
+}

@@ -1,0 +1,178 @@
+//! The closed set of alert kinds. Every alert stored has one of these kinds, in exactly the string
+//! form [`AlertKind::as_str`] gives; the officer's filter offers exactly these.
+
+pub mod casework;
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertKind {
+    /// A drinking episode (ankle monitor).
+    Alcohol,
+    /// An alcohol episode whose shape or ambient air says exposure, for review.
+    Interferent,
+    StrapOpen,
+    PossibleRemoval,
+    Obstruction,
+    BatteryLow,
+    DeviceFault,
+    /// The base station has not been heard from for the configured hours.
+    CommunicationLost,
+    /// ... and for the critical number of hours.
+    CommunicationCritical,
+    DeviceDisconnected,
+    StationSpoolFull,
+    ClockDrift,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 12] = [
+        Self::Alcohol,
+        Self::Interferent,
+        Self::StrapOpen,
+        Self::PossibleRemoval,
+        Self::Obstruction,
+        Self::BatteryLow,
+        Self::DeviceFault,
+        Self::CommunicationLost,
+        Self::CommunicationCritical,
+        Self::DeviceDisconnected,
+        Self::StationSpoolFull,
+        Self::ClockDrift,
+    ];
+
+    /// The one string form: in SQL, in URLs and forms.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Alcohol => "alcohol",
+            Self::Interferent => "interferent",
+            Self::StrapOpen => "strap-open",
+            Self::PossibleRemoval => "possible-removal",
+            Self::Obstruction => "obstruction",
+            Self::BatteryLow => "battery-low",
+            Self::DeviceFault => "device-fault",
+            Self::CommunicationLost => "communication-lost",
+            Self::CommunicationCritical => "communication-critical",
+            Self::DeviceDisconnected => "device-disconnected",
+            Self::StationSpoolFull => "station-spool-full",
+            Self::ClockDrift => "clock-drift",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// How urgent an alert is. Stored as [`Severity::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// Act now: drinking, tampering, critical silence.
+    High,
+    /// A provisional alcohol alert, a device fault.
+    Medium,
+    /// Communication problems that are not yet critical.
+    Warning,
+    /// An interferent shape: a person must look at it.
+    Review,
+    /// Battery low.
+    Low,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Self::High,
+        Self::Medium,
+        Self::Warning,
+        Self::Review,
+        Self::Low,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Medium => "medium",
+            Self::Warning => "warning",
+            Self::Review => "review",
+            Self::Low => "low",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Why an alert was revised. Stored as [`RevisionReason::code`], shown translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionReason {
+    /// The provisional alert's episode has ended: its shape is known and it is final.
+    Confirmed,
+    /// New readings changed the classification (drinking ↔ interferent).
+    Reclassified,
+    /// New readings changed the extent, peak or evidence.
+    Changed,
+    /// One episode now covers this alert and an earlier one: folded into the earlier.
+    Merged,
+    /// The readings no longer show an event here.
+    Withdrawn,
+    /// A withdrawn alert is supported by the readings again.
+    Reinstated,
+}
+
+impl RevisionReason {
+    pub const ALL: [RevisionReason; 6] = [
+        Self::Confirmed,
+        Self::Reclassified,
+        Self::Changed,
+        Self::Merged,
+        Self::Withdrawn,
+        Self::Reinstated,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Reclassified => "reclassified",
+            Self::Changed => "changed",
+            Self::Merged => "merged",
+            Self::Withdrawn => "withdrawn",
+            Self::Reinstated => "reinstated",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nachtwacht_pipelines::tamper;
+
+    #[test]
+    fn every_kind_a_pipeline_or_the_server_writes_is_in_the_set() {
+        for written in [
+            tamper::KIND_STRAP_OPEN,
+            tamper::KIND_REMOVAL,
+            tamper::KIND_OBSTRUCTION,
+            tamper::KIND_BATTERY_LOW,
+            tamper::KIND_DEVICE_FAULT,
+            crate::evaluate::communication::KIND_SILENT,
+            crate::evaluate::communication::KIND_CRITICAL,
+            crate::evaluate::communication::KIND_DEVICE,
+            crate::evaluate::communication::KIND_SPOOL_FULL,
+            crate::evaluate::communication::KIND_CLOCK,
+            crate::evaluate::alcohol_alerts::KIND_ALCOHOL,
+            crate::evaluate::alcohol_alerts::KIND_INTERFERENT,
+        ] {
+            assert!(AlertKind::parse(written).is_some(), "{written}");
+        }
+        for k in AlertKind::ALL {
+            assert_eq!(AlertKind::parse(k.as_str()), Some(k));
+        }
+        for s in Severity::ALL {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Durable file writes: a file (or a batch of files, or a rename) that has been written through
+//! these survives a crash once the call returns, because the file and its directory entry are both
+//! fsynced. Every stage that must not lose a file on power loss writes through here.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use nachtwacht_station::durable;
+
+/// A file-system operation that failed, with the path it failed on.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct Error {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `map_err` helper: an I/O error on `path`.
+pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes a file so that, once this returns, it and its directory entry survive a crash.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    durable::write_durably(path, bytes).map_err(io_err(path))
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    durable::sync_dir(dir).map_err(io_err(dir))
+}
+
+/// How many fsyncs [`write_files_durably`] keeps in flight.
+pub const SYNC_THREADS: usize = 8;
+
+/// Writes new files in `dir` and makes them and their directory entries durable: an fsync per file
+/// and one of the directory, so a batch costs one directory flush however many files it holds.
+/// Every file is written before the first fsync, so the kernel's write-back of one overlaps the
+/// others (write-then-fsync file by file measured 611–1,186 herd bundles/s against 978–1,139;
+/// noisy, but not better). The fsyncs run on [`SYNC_THREADS`] threads at once, so the disk serves
+/// them concurrently instead of one after the other: in the ingest benchmark's herd this cut the
+/// group commit's latency for the first uploads from a median of about 300 ms to 20–100 ms.
+/// `syncfs` would flush the batch in one call, and measured no faster, but it also waits for every
+/// other writer's dirty pages on the file system.
+pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()> {
+    use std::io::Write;
+    let mut written = Vec::with_capacity(files.len());
+    for (path, bytes) in files {
+        let mut f = fs::File::create(path).map_err(io_err(path))?;
+        f.write_all(bytes).map_err(io_err(path))?;
+        written.push((f, path));
+    }
+    for synced in crate::base::parallel::map_in_order_on(SYNC_THREADS, &written, |(f, path)| {
+        f.sync_all().map_err(io_err(path))
+    }) {
+        synced?;
+    }
+    if !files.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Moves a file and makes the move durable in the destination directory (and the source's).
+pub fn move_durably(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    fs::rename(from, to).map_err(io_err(to))?;
+    sync_dir(to.parent().expect("file in a directory"))?;
+    sync_dir(from.parent().expect("file in a directory"))
+}
+
+/// Renames many files, then makes every directory involved durable once: the batch form of
+/// [`move_durably`], one directory fsync per directory instead of two per file.
+pub fn move_all_durably(moves: &[(PathBuf, PathBuf)]) -> Result<()> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for (from, to) in moves {
+        let parent = to.parent().expect("file in a directory");
+        if dirs.insert(parent.to_path_buf()) {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        fs::rename(from, to).map_err(io_err(to))?;
+        dirs.insert(from.parent().expect("file in a directory").to_path_buf());
+    }
+    for dir in &dirs {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! `nachtwacht bench decode`: the decode worker end to end (decrypt, verify the signature, decode
+//! the Arrow IPC streams, validate, pseudonymise, write Parquet durably, catalogue), beside a
+//! plain Parquet write of the same Arrow batches measured in the same run.
+//!
+//! Each stage runs `--runs` times, interleaved (plain, defaults, end to end, plain, …), each end
+//! to end pass on its own copy of the prepared data directory; medians are reported, and the spread
+//! of the per-run ratios. The worker spreads its work over the machine's cores (see
+//! [`nachtwacht::decode`]); the plain write is one `ArrowWriter` on one thread. So the rate ratio
+//! is what an operator sees (samples per second through each), and the per-CPU-second figures are
+//! printed beside it. Part of the binary; method and figures in docs/benchmarks.md.
+
+use anyhow::Context;
+use nachtwacht::base::config::Config;
+use nachtwacht::base::Context as ServerContext;
+use nachtwacht::decode::Decoder;
+use nachtwacht::spool::Spool;
+use nachtwacht::{dataset, registry::enroll, server::init};
+use nachtwacht_station::seal;
+use nachtwacht_station::source::simulator::{self, SimulatorConfig};
+use nachtwacht_wire::bundle::{decode_bundle, SignalBatch};
+use nachtwacht_wire::signed::decode_signed;
+use nachtwacht_wire::{DeviceKind, Signal};
+
+use super::clock::timed;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DecodeArgs {
+    /// Bundles to decode.
+    #[arg(long, default_value_t = 200)]
+    pub bundles: usize,
+    /// Minutes of wristband readings (all five signals) per bundle; a station sends one bundle
+    /// every 5 minutes.
+    #[arg(long, default_value_t = 5)]
+    pub bundle_minutes: u32,
+    /// Times each stage is measured (interleaved); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// Blocking; run it on a blocking thread.
+pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir().context("temporary directory")?;
+    let root = tmp.path().join("data");
+    init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).context("init")?;
+    let ctx = ServerContext::open(&root)?;
+
+    let days = (args.bundles as u32 * args.bundle_minutes).div_ceil(24 * 60);
+    let start_ms = nachtwacht::base::time::now_ms() - (days as i64 + 1) * 86_400_000;
+    let person = enroll::add_person(&ctx, "BENCH-1", "aggression-training", "bench")?;
+    enroll::assign_device(
+        &ctx,
+        "WB-BENCH",
+        DeviceKind::Wristband,
+        person,
+        start_ms,
+        "bench",
+    )?;
+    let station = enroll::add_station(&ctx, "bench-home", "bench")?;
+    enroll::pair_device(&ctx, "WB-BENCH", "bench-home", 0, "bench")?;
+    let station_id: i64 = ctx.db.lock().query_row(
+        "SELECT id FROM stations WHERE name = 'bench-home'",
+        [],
+        |r| r.get(0),
+    )?;
+
+    // The workload: consecutive wristband bundles, sealed as a station seals them.
+    let contents: Vec<_> = simulator::generate_lazily(&SimulatorConfig {
+        device: DeviceKind::Wristband,
+        device_serial: "WB-BENCH".into(),
+        start_ms,
+        days,
+        seed: 3,
+        drinking: vec![],
+        wear_hours_per_day: 24,
+        bundle_minutes: args.bundle_minutes,
+    })
+    .take(args.bundles)
+    .collect();
+    anyhow::ensure!(
+        contents.len() == args.bundles,
+        "the simulator made {} bundles, not {}",
+        contents.len(),
+        args.bundles
+    );
+    let samples: usize = contents.iter().map(|c| c.samples()).sum();
+    let key = station.signing_key()?;
+    let signer = seal::Signer {
+        station: &station.name,
+        key: &key,
+    };
+    let recipient = seal::parse_recipient(&station.server_age_recipient)?;
+    let sealed = contents
+        .iter()
+        .map(|c| seal::seal(c, &signer, &recipient))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ciphertext_bytes: usize = sealed.iter().map(|s| s.ciphertext.len()).sum();
+    println!(
+        "workload: {} wristband bundles of {} min, {:.2} M samples, {:.1} MB of ciphertext",
+        sealed.len(),
+        args.bundle_minutes,
+        samples as f64 / 1e6,
+        ciphertext_bytes as f64 / 1e6
+    );
+
+    // Into the spool as the ingest leaves them: file durable, row `spooled`.
+    let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
+    let received = nachtwacht::base::time::now_ms();
+    for (i, s) in sealed.iter().enumerate() {
+        spool.put_received(
+            station_id,
+            i as u64 + 1,
+            s.bundle_id,
+            &s.ciphertext,
+            received,
+        )?;
+    }
+
+    // Floor 1: age decryption alone, same bundles.
+    let identities = nachtwacht::trust::secrets::load_age_identities(&ctx.dir.age_identity())?;
+    let (plaintexts, decrypt_wall, decrypt_cpu) = timed(|| {
+        sealed
+            .iter()
+            .map(|s| {
+                age::decrypt(&identities[0], &s.ciphertext).context("decrypting a bench bundle")
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+
+    // Floor 2: the signed envelope and the Arrow IPC streams (zstd) decoded, same bundles.
+    let (bundles, ipc_wall, ipc_cpu) = timed(|| {
+        plaintexts
+            .iter()
+            .map(|p| {
+                let signed = decode_signed(p).context("bench envelope")?;
+                Ok(decode_bundle(signed.bundle)
+                    .context("bench bundle")?
+                    .batches)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+
+    // The end-to-end passes each get a copy of the prepared data directory (spool, database, keys),
+    // made now, with the database closed, so every pass starts from the same `spooled` state.
+    drop(spool);
+    drop(ctx);
+    let runs = args.runs.max(1);
+    let copies = (0..runs)
+        .map(|r| {
+            let copy = tmp.path().join(format!("run-{r}"));
+            copy_dir(&root, &copy)?;
+            Ok(copy)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let (mut plain, mut default, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
+    let mut report = None;
+    for (r, copy) in copies.iter().enumerate() {
+        let out = tmp.path().join(format!("plain-{r}"));
+        plain.push(timed(|| write_plain(&bundles, &out))?);
+        let out = tmp.path().join(format!("default-{r}"));
+        default.push(timed(|| write_with_defaults(&bundles, &out))?);
+        let ctx = ServerContext::open(copy)?;
+        let decoder = Decoder::new(
+            ctx.clone(),
+            nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?,
+        );
+        let (pass, wall, cpu) = timed(|| Ok(decoder.process_pending()?))?;
+        anyhow::ensure!(
+            pass.processed == sealed.len() && pass.quarantined == 0,
+            "decode processed {} and quarantined {} of {} bundles",
+            pass.processed,
+            pass.quarantined,
+            sealed.len()
+        );
+        e2e.push(((), wall, cpu));
+        report = Some(pass);
+    }
+    let report = report.expect("at least one run");
+    let medians = |runs: &[((), f64, f64)]| {
+        (
+            median(runs.iter().map(|r| r.1)),
+            median(runs.iter().map(|r| r.2)),
+        )
+    };
+    let (plain_wall, plain_cpu) = medians(&plain);
+    let (default_wall, default_cpu) = medians(&default);
+    let (e2e_wall, e2e_cpu) = medians(&e2e);
+
+    let rate = |secs: f64| samples as f64 / secs / 1e6;
+    println!();
+    println!(
+        "{:<46} {:>8} {:>12} {:>10}",
+        format!("stage (median of {runs} runs where repeated)"),
+        "wall s",
+        "M samples/s",
+        "per CPU-s"
+    );
+    for (name, wall, cpu) in [
+        ("age decryption only (floor)", decrypt_wall, decrypt_cpu),
+        (
+            "envelope + Arrow IPC decode only (floor)",
+            ipc_wall,
+            ipc_cpu,
+        ),
+        (
+            "plain Parquet write, our encodings (baseline)",
+            plain_wall,
+            plain_cpu,
+        ),
+        (
+            "plain Parquet write, ArrowWriter defaults",
+            default_wall,
+            default_cpu,
+        ),
+        ("decode end to end (decrypt…catalogue)", e2e_wall, e2e_cpu),
+    ] {
+        println!(
+            "{name:<46} {wall:>8.3} {:>12.2} {:>10.2}",
+            rate(wall),
+            rate(cpu)
+        );
+    }
+    println!();
+    println!(
+        "end to end: {:.2} M samples per CPU-second (target ≥ 5.0: {})",
+        rate(e2e_cpu),
+        if rate(e2e_cpu) >= 5.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    for (name, wall, cpu, runs) in [
+        ("our encodings", plain_wall, plain_cpu, &plain),
+        ("ArrowWriter defaults", default_wall, default_cpu, &default),
+    ] {
+        let ratio = wall / e2e_wall;
+        let (lo, hi) = runs
+            .iter()
+            .zip(&e2e)
+            .map(|(p, e)| p.1 / e.1)
+            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)));
+        println!(
+            "end to end / plain write ({name}): {ratio:.2} of its rate, runs {lo:.2}–{hi:.2} \
+             (target ≥ 0.50: {}); per CPU-second {:.2}",
+            if ratio >= 0.5 { "met" } else { "NOT met" },
+            cpu / e2e_cpu
+        );
+    }
+    for (name, runs) in [
+        ("plain write, our encodings", &plain),
+        ("plain write, ArrowWriter defaults", &default),
+        ("end to end", &e2e),
+    ] {
+        let walls: Vec<String> = runs.iter().map(|r| format!("{:.3}", r.1)).collect();
+        println!("wall s per run, {name}: {}", walls.join(" "));
+    }
+    println!(
+        "rows stored {}, flagged {}, discarded {}",
+        report.rows_stored, report.rows_flagged, report.rows_discarded
+    );
+    Ok(())
+}
+
+/// The baseline: a plain Parquet write (same encodings, fsync, rename) of the decoded Arrow
+/// batches in the same files the decoder writes: per batch of bundles, one file per signal.
+fn write_plain(bundles: &[Vec<SignalBatch>], dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (i, group) in bundles.chunks(Decoder::BATCH_BUNDLES).enumerate() {
+        for signal in Signal::ALL {
+            let batches: Vec<_> = group
+                .iter()
+                .flatten()
+                .filter(|sb| sb.signal == signal)
+                .map(|sb| sb.batch.clone())
+                .collect();
+            if batches.is_empty() {
+                continue;
+            }
+            let path = dir.join(format!("{i}-{}.parquet", signal.name()));
+            dataset::write_parquet_batches(
+                &path,
+                &signal.schema(),
+                &batches,
+                dataset::RowOrder::Arrival,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A second reference: the same batches through `ArrowWriter` with its default properties (no
+/// compression, dictionary on every column), to a file per batch and signal, fsynced.
+fn write_with_defaults(bundles: &[Vec<SignalBatch>], dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (i, group) in bundles.chunks(Decoder::BATCH_BUNDLES).enumerate() {
+        for signal in Signal::ALL {
+            let path = dir.join(format!("{i}-{}.parquet", signal.name()));
+            let file = std::fs::File::create(&path)?;
+            let mut w = parquet::arrow::ArrowWriter::try_new(&file, signal.schema(), None)?;
+            for sb in group.iter().flatten().filter(|sb| sb.signal == signal) {
+                w.write(&sb.batch)?;
+            }
+            w.close()?;
+            file.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Copies a directory tree (regular files and directories; a data directory holds nothing else).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| to.display().to_string())?;
+    for entry in std::fs::read_dir(from).with_context(|| from.display().to_string())? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}

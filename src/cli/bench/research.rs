@@ -1,0 +1,208 @@
+//! `nachtwacht bench research`: latency of typical DP queries over 1,000 persons × 365 days of
+//! daily indicators, each beside the same aggregate computed without DP (a plain polars scan) in
+//! the same run. Queries go through `research::query` exactly as the HTTP handler calls it (token,
+//! validation, calibration, budget charge with its audit entry, release). Method and figures in
+//! docs/benchmarks.md.
+
+use std::time::Instant;
+
+use nachtwacht::base::config::Config;
+use nachtwacht::base::Context as ServerContext;
+use nachtwacht::research::{self, Aggregate, QueryRequest, DATASET_DAILY};
+use nachtwacht::{registry::enroll, server::init};
+use nachtwacht_pipelines::synth::Rng;
+use polars::prelude::*;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResearchArgs {
+    #[arg(long, default_value_t = 1_000)]
+    pub persons: usize,
+    #[arg(long, default_value_t = 365)]
+    pub days: u64,
+    /// Repetitions of each query.
+    #[arg(long, default_value_t = 20)]
+    pub repeat: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Blocking; run it on a blocking thread.
+pub fn run(args: ResearchArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("data");
+    // The bench measures speed on synthetic people: its project and the yearly per-person budget
+    // are set high enough for every repeat (the defaults would refuse after ε = 10).
+    let mut config = Config::default();
+    config.research.person_epsilon_per_year = 1e9;
+    init::init(&root, &config, nachtwacht::base::time::now_ms())?;
+    let ctx = ServerContext::open(&root)?;
+
+    // The research dataset as evaluate writes it: rid, day, coarse attributes, indicators.
+    let mut rng = Rng::new(5);
+    let n = args.persons * args.days as usize;
+    let d0 = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date");
+    let (mut rid, mut day, mut programme, mut region, mut age) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut wear, mut tac, mut drinking, mut stress) = (vec![], vec![], vec![], vec![]);
+    for p in 0..args.persons {
+        let prog = nachtwacht::base::db::PROGRAMMES[p % 3].0;
+        let reg = enroll::REGIONS[p % enroll::REGIONS.len()];
+        let band = nachtwacht_pipelines::daily::AGE_BANDS[p % 5];
+        for d in 0..args.days {
+            rid.push(format!("r1-{p:06}"));
+            day.push(d0 + chrono::Days::new(d));
+            programme.push(prog);
+            region.push(reg);
+            age.push(band);
+            wear.push(1300 + (rng.unit() * 140.0) as i64);
+            let drank = rng.unit() < 0.08;
+            tac.push(if drank { 0.02 + rng.unit() * 0.08 } else { 0.0 });
+            drinking.push(i64::from(drank));
+            stress.push((rng.unit() * 3.0) as i64);
+        }
+    }
+    let mut df = df!(
+        "rid" => rid, "day" => day, "programme" => programme, "region" => region,
+        "age_band" => age, "wear_minutes" => wear, "peak_tac_g_dl" => tac,
+        "drinking_events" => drinking, "stress_episodes" => stress,
+    )?;
+    let path = ctx.dir.research_daily();
+    std::fs::create_dir_all(path.parent().expect("a directory"))?;
+    ParquetWriter::new(std::fs::File::create(&path)?).finish(&mut df)?;
+    println!(
+        "research dataset: {} persons × {} days = {n} person-days",
+        args.persons, args.days
+    );
+
+    research::create_project(&ctx, "bench", research::Budget::new(1e9, 10.0), "bench")?;
+    let token = research::issue_token(&ctx, "bench", 1, "bench")?;
+    let from = d0;
+    let to = d0 + chrono::Days::new(args.days - 1);
+    let request = |aggregate: Aggregate, group_by: &[&str], period: bool| QueryRequest {
+        dataset: DATASET_DAILY.into(),
+        aggregate,
+        epsilon: 0.5,
+        group_by: group_by.iter().map(|k| k.to_string()).collect(),
+        dry_run: false,
+        from: period.then_some(from),
+        to: period.then_some(to),
+        only: Default::default(),
+    };
+    // Leaked once so every baseline closure can copy the scan (a one-shot bench binary).
+    let file: &'static PlPath = Box::leak(Box::new(PlPath::new(&path.to_string_lossy())));
+    let scan = move || LazyFrame::scan_parquet(file.clone(), Default::default());
+    type Plain = Box<dyn Fn() -> PolarsResult<DataFrame>>;
+    let queries: Vec<(&str, QueryRequest, Plain)> = vec![
+        (
+            "count of person-days",
+            request(Aggregate::Count, &[], false),
+            Box::new(move || scan()?.select([len()]).collect()),
+        ),
+        (
+            "mean wear minutes",
+            request(
+                Aggregate::Mean {
+                    column: "wear_minutes".into(),
+                    lower: 0.0,
+                    upper: 1440.0,
+                },
+                &[],
+                false,
+            ),
+            Box::new(move || scan()?.select([col("wear_minutes").mean()]).collect()),
+        ),
+        (
+            "monthly drinking events by programme",
+            request(
+                Aggregate::Sum {
+                    column: "drinking_events".into(),
+                    lower: 0.0,
+                    upper: 3.0,
+                },
+                &["month", "programme"],
+                true,
+            ),
+            Box::new(move || {
+                scan()?
+                    .group_by([col("day").dt().strftime("%Y-%m"), col("programme")])
+                    .agg([col("drinking_events").sum()])
+                    .collect()
+            }),
+        ),
+        (
+            "weekly stress episodes by region",
+            request(
+                Aggregate::Sum {
+                    column: "stress_episodes".into(),
+                    lower: 0.0,
+                    upper: 5.0,
+                },
+                &["week", "region"],
+                true,
+            ),
+            Box::new(move || {
+                scan()?
+                    .group_by([col("day").dt().strftime("%G-W%V"), col("region")])
+                    .agg([col("stress_episodes").sum()])
+                    .collect()
+            }),
+        ),
+        (
+            "median peak TAC",
+            request(
+                Aggregate::Quantile {
+                    column: "peak_tac_g_dl".into(),
+                    lower: 0.0,
+                    upper: 0.2,
+                    quantile: 0.5,
+                },
+                &[],
+                false,
+            ),
+            Box::new(move || scan()?.select([col("peak_tac_g_dl").median()]).collect()),
+        ),
+    ];
+
+    println!(
+        "\n{:<40} {:>10} {:>10} {:>12} {:>12}",
+        "query", "DP p50 s", "DP p95 s", "plain p50 s", "p95 / plain"
+    );
+    let mut worst = 0.0f64;
+    for (name, req, plain) in &queries {
+        let mut dp = Vec::with_capacity(args.repeat);
+        let mut base = Vec::with_capacity(args.repeat);
+        for _ in 0..args.repeat {
+            let t = Instant::now();
+            let answer = research::query(&ctx, &token, req)?;
+            dp.push(t.elapsed().as_secs_f64());
+            anyhow::ensure!(
+                answer.value.is_some() || !answer.groups.is_empty(),
+                "{name}: nothing released"
+            );
+            let t = Instant::now();
+            let out = plain()?;
+            base.push(t.elapsed().as_secs_f64());
+            anyhow::ensure!(out.height() > 0, "{name}: plain aggregate empty");
+        }
+        dp.sort_by(f64::total_cmp);
+        base.sort_by(f64::total_cmp);
+        let (p50, p95, b50) = (
+            percentile(&dp, 0.5),
+            percentile(&dp, 0.95),
+            percentile(&base, 0.5),
+        );
+        worst = worst.max(p95);
+        println!(
+            "{name:<40} {p50:>10.3} {p95:>10.3} {b50:>12.3} {:>11.1}×",
+            p95 / b50
+        );
+    }
+    println!(
+        "\nworst p95: {worst:.3} s (target < 1 s: {})",
+        if worst < 1.0 { "met" } else { "NOT met" }
+    );
+    Ok(())
+}

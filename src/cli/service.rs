@@ -1,0 +1,111 @@
+//! `init`, `serve`, `check-config` and `decode`: creating a data directory and running the
+//! service (or its decode worker alone).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use nachtwacht::base::config::Config;
+use nachtwacht::base::datadir::DataDir;
+
+use super::{wait_for_stop_signal, DataDirArg, ListenArgs};
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    dir: DataDirArg,
+    /// DNS name stations use to reach the server (goes into the server certificate).
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+}
+
+pub fn init(args: InitArgs) -> anyhow::Result<()> {
+    let mut config = Config::default();
+    config.ingest.server_name = args.server_name;
+    let data_dir = &args.dir.data_dir;
+    let r = nachtwacht::server::init::init(data_dir, &config, nachtwacht::base::time::now_ms())
+        .context("init")?;
+    println!("Initialised {}", data_dir.display());
+    println!(
+        "Administrator: {}  password: {}",
+        r.admin_username, r.admin_password
+    );
+    println!(
+        "Administrator TOTP secret (add to an authenticator app): {}",
+        r.admin_totp_secret
+    );
+    println!("  {}", r.admin_otpauth_uri);
+    println!("Server age recipient: {}", r.age_recipient);
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let server = nachtwacht::server::start(args.dir.open()?, args.listen.into())
+        .await
+        .context("starting server")?;
+    println!(
+        "QUIC ingest on {}, HTTP on http://{}",
+        server.quic_addr, server.http_addr
+    );
+    wait_for_stop_signal().await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+pub fn check_config(dir: DataDirArg) -> anyhow::Result<()> {
+    let path = DataDir::new(&dir.data_dir).config();
+    Config::load(&path).with_context(|| format!("checking {}", path.display()))?;
+    println!("{}: ok", path.display());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct DecodeArgs {
+    #[command(flatten)]
+    dir: DataDirArg,
+    /// Keep running, one pass every few seconds, until Ctrl-C or SIGTERM.
+    #[arg(long)]
+    watch: bool,
+}
+
+pub async fn decode(args: DecodeArgs) -> anyhow::Result<()> {
+    let ctx = args.dir.open()?;
+    let decoder = std::sync::Arc::new(nachtwacht::decode::Decoder::new(
+        ctx.clone(),
+        nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?,
+    ));
+    let stop = wait_for_stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let d = decoder.clone();
+        let (report, compaction) =
+            tokio::task::spawn_blocking(move || nachtwacht::decode::pass(&d))
+                .await
+                .context("decode task")?
+                .context("decode pass")?;
+        println!(
+            "processed {} bundles ({} rows stored, {} flagged, {} discarded), quarantined {}; compacted {} files into {}",
+            report.processed,
+            report.rows_stored,
+            report.rows_flagged,
+            report.rows_discarded,
+            report.quarantined,
+            compaction.merged,
+            compaction.written
+        );
+        if !args.watch {
+            return Ok(());
+        }
+        tokio::select! {
+            r = &mut stop => return r,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}

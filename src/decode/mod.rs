@@ -1,0 +1,1014 @@
+//! The decode worker: from spooled ciphertext to pseudonymised Parquet.
+//!
+//! For each `spooled` bundle: decrypt with the server's age identities, check the station's Ed25519
+//! signature against the key registered for the station that uploaded it, decode the v1 bundle, find
+//! the person the device is assigned to, keep only the signals that person's programme may collect
+//! (the rest are counted and discarded), replace the device with the operational pseudonym, and
+//! write the rows (see [`crate::dataset`]). The original ciphertext moves to `evidence/` (kept for
+//! `ingest.evidence_retention_days`, see [`prune_evidence`]) and the bundle becomes `processed`,
+//! with the public key that verified it recorded in its row.
+//!
+//! Anything that fails is *quarantined*, never dropped: the ciphertext moves to `quarantine/` with a
+//! `.reason` file and the bundle row records the reason. The worker is restartable at any point:
+//! accepted bundles are written in batches (one file per signal and day per batch) and catalogued
+//! in the transaction that marks them processed, so processing a bundle twice writes nothing twice.
+
+pub mod quarantine;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::RecordBatch;
+
+use nachtwacht_wire::bundle::decode_bundle;
+use nachtwacht_wire::signed::decode_signed;
+use nachtwacht_wire::{BundleId, Signal};
+use rusqlite::OptionalExtension;
+use tracing::{debug, info, warn};
+
+use crate::base::fsio::move_all_durably;
+use crate::base::Context;
+use crate::dataset;
+use crate::spool::Spool;
+use crate::trust::pseudonym::Pseudonymiser;
+use validate::FlagCounts;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::Error),
+    #[error(transparent)]
+    File(#[from] crate::base::fsio::Error),
+    #[error(transparent)]
+    Dataset(#[from] dataset::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::trust::audit::Error),
+    #[error(transparent)]
+    Secrets(#[from] crate::trust::secrets::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A failure of the machine rather than of one bundle's content (the disk, the database): it
+    /// stops the pass and is charged to no bundle, since every bundle would meet it.
+    fn is_environmental(&self) -> bool {
+        matches!(
+            self,
+            Error::Sqlite(_)
+                | Error::Spool(_)
+                | Error::File(_)
+                | Error::Secrets(_)
+                | Error::Audit(_)
+                | Error::Dataset(
+                    dataset::Error::Io { .. } | dataset::Error::File(_) | dataset::Error::Sqlite(_)
+                )
+        )
+    }
+}
+
+/// Why a bundle cannot be processed: becomes its quarantine reason.
+#[derive(Debug)]
+struct Reject(String);
+
+/// What opening one bundle came to.
+enum Opened {
+    Accepted(Processed),
+    /// The bundle is bad: quarantined with this reason.
+    Rejected(Reject),
+    /// Processing failed unexpectedly (an error that is not the bundle's verdict, or a panic):
+    /// tried again later, set aside after [`MAX_ATTEMPTS`].
+    Failed(String),
+}
+
+/// Attempts after which a bundle whose processing keeps failing unexpectedly is quarantined. The
+/// back-off between them ([`retry_delay_ms`]) spreads them over about seven minutes, so a passing
+/// fault does not set healthy bundles aside.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+/// The wait before attempt `attempts + 1`: 30 s, doubling.
+fn retry_delay_ms(attempts: i64) -> i64 {
+    30_000i64.saturating_mul(1 << attempts.clamp(1, 20).saturating_sub(1))
+}
+
+/// Runs `f`, turning a panic into an error message: one bundle's panic must not end the pass.
+fn catching<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("panic: {what}")
+    })
+}
+
+/// What processing one bundle produced: its rows, not yet written.
+#[derive(Debug)]
+struct Processed {
+    stored: usize,
+    discarded: usize,
+    /// Hex public key that verified the signature.
+    signed_by: String,
+    /// The rows to store, per signal, in the stored schema.
+    rows: Vec<(Signal, RecordBatch)>,
+    flags: FlagCounts,
+}
+
+/// Accepted bundles whose rows are written together: one file per signal and day for the whole
+/// batch, then one transaction that catalogues the files and marks every bundle processed.
+#[derive(Default)]
+struct Batch {
+    bundles: Vec<(BundleId, std::path::PathBuf, Processed)>,
+    rows: usize,
+}
+
+impl Batch {
+    /// Enough to amortise a file's footer and fsync, small enough to bound memory (a few hundred
+    /// MB at most) and to make progress visible between batches.
+    const MAX_ROWS: usize = 2_000_000;
+
+    fn is_full(&self) -> bool {
+        self.bundles.len() >= Decoder::BATCH_BUNDLES || self.rows >= Self::MAX_ROWS
+    }
+}
+
+/// Writes each signal's rows of a batch (see [`dataset::write_rows`]), several signals at a time,
+/// one per core. Encoding Parquet is most of the writer stage's CPU and the signals' files are
+/// independent, so this is what lets the stage keep up with the opening stage and use every core
+/// while the last batch drains. The files come back in signal order.
+fn write_signals(
+    dir: &crate::base::datadir::DataDir,
+    by_signal: &BTreeMap<Signal, Vec<(BundleId, RecordBatch)>>,
+) -> Result<Vec<dataset::WrittenFile>> {
+    let jobs: Vec<_> = by_signal.iter().collect();
+    let mut files = Vec::new();
+    for written in crate::base::parallel::map_in_order(&jobs, |(signal, parts)| {
+        dataset::write_rows(dir, **signal, parts)
+    }) {
+        files.extend(written?);
+    }
+    Ok(files)
+}
+
+/// Where a processed bundle's ciphertext is kept as evidence.
+pub fn evidence_path(
+    dir: &crate::base::datadir::DataDir,
+    bundle_id: &BundleId,
+    received_at_ms: i64,
+) -> std::path::PathBuf {
+    let day = chrono::DateTime::from_timestamp_millis(received_at_ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "unknown".into());
+    dir.evidence().join(day).join(format!("{bundle_id}.age"))
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeReport {
+    pub processed: usize,
+    pub quarantined: usize,
+    pub rows_stored: usize,
+    pub rows_discarded: usize,
+    /// Rows stored with at least one validation flag.
+    pub rows_flagged: usize,
+    /// Bundles whose processing failed unexpectedly this pass and wait for another attempt.
+    pub deferred: usize,
+}
+
+/// How far past its receipt (beyond the station's reported clock offset) a sample may be dated
+/// before it is flagged as lying in the future.
+const FUTURE_MARGIN_MS: i64 = 5 * 60_000;
+
+/// The latest time a sample received at `received_at_ms` may carry before it is flagged as lying in
+/// the future: the station's reported clock offset (either sign, at most
+/// [`crate::base::time::MAX_CLOCK_OFFSET_MS`]) plus [`FUTURE_MARGIN_MS`]. Saturating: no offset
+/// a station reports can wrap the limit into the past.
+fn future_limit_ms(received_at_ms: i64, clock_offset_ms: i64) -> i64 {
+    let offset = crate::base::time::bounded_clock_offset_ms(clock_offset_ms).saturating_abs();
+    received_at_ms
+        .saturating_add(offset)
+        .saturating_add(FUTURE_MARGIN_MS)
+}
+
+/// What became of a bundle whose processing failed.
+enum Deferral {
+    /// It waits for another attempt.
+    Later,
+    /// It failed [`MAX_ATTEMPTS`] times and is quarantined.
+    SetAside,
+}
+
+pub struct Decoder {
+    ctx: Context,
+    spool: Spool,
+    pseudonyms: Pseudonymiser,
+    memory: MemoryBudget,
+}
+
+/// Decoded bytes the opening stage holds at once across its parallel bundles (declared sizes,
+/// see `nachtwacht_wire::bundle::declared_decoded_len`). One bundle may declare at most
+/// `MAX_BUNDLE_DECODED_LEN` (256 MiB), so this lets four of the largest decode at once.
+pub const DECODE_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// A counting semaphore over bytes: the opening stage's decoding memory.
+struct MemoryBudget {
+    used: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+/// Bytes reserved from a [`MemoryBudget`], given back when dropped.
+struct Reservation<'a> {
+    budget: &'a MemoryBudget,
+    bytes: u64,
+}
+
+impl MemoryBudget {
+    fn new() -> Self {
+        Self {
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits until `bytes` (at most the whole budget) fit, then reserves them.
+    fn reserve(&self, bytes: u64) -> Reservation<'_> {
+        let bytes = bytes.min(DECODE_MEMORY_BUDGET);
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used + bytes > DECODE_MEMORY_BUDGET {
+            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += bytes;
+        Reservation {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used -= self.bytes;
+        self.budget.freed.notify_all();
+    }
+}
+
+impl Decoder {
+    /// Bundles written together in one batch (see [`Batch`]), unless they reach its row limit.
+    pub const BATCH_BUNDLES: usize = 64;
+    /// Bundles opened at a time per core (see [`Decoder::open_all`]): enough to even out their
+    /// sizes, few enough that the writer gets its first batch soon.
+    const OPEN_PER_CORE: usize = 4;
+
+    pub fn new(ctx: Context, pseudonyms: Pseudonymiser) -> Self {
+        let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
+        Self {
+            ctx,
+            spool,
+            pseudonyms,
+            memory: MemoryBudget::new(),
+        }
+    }
+
+    /// The server's age identities, read afresh for every pass so `nachtwacht keys rotate` takes
+    /// effect without a restart. All are tried: bundles sealed to a retired recipient still open.
+    fn identities(&self) -> Result<Vec<age::x25519::Identity>> {
+        Ok(crate::trust::secrets::load_age_identities(
+            &self.ctx.dir.age_identity(),
+        )?)
+    }
+
+    /// Processes every spooled bundle. Blocking: run on a blocking thread.
+    pub fn process_pending(&self) -> Result<DecodeReport> {
+        let pending: Vec<(String, i64)> = {
+            let conn = self.ctx.db.lock();
+            let mut stmt = conn.prepare(
+                "SELECT bundle_id, received_at_ms FROM bundles
+                  WHERE state = 'spooled' AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?1)
+                  ORDER BY received_at_ms, bundle_id",
+            )?;
+            let ids = stmt
+                .query_map([crate::base::time::now_ms()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids
+        };
+        if pending.is_empty() {
+            return Ok(DecodeReport::default());
+        }
+        let identities = self.identities()?;
+        // Two stages: this thread opens bundles (read, decrypt, verify, decode, validate,
+        // pseudonymise) while a writer commits the previous batch (Parquet, fsync, catalogue).
+        // Each spreads its work over the cores (`open_all`, `write_signals`). One batch waits
+        // between them at most, which bounds memory.
+        let (to_writer, batches) = std::sync::mpsc::sync_channel::<Batch>(1);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<DecodeReport> {
+                let mut report = DecodeReport::default();
+                for batch in batches {
+                    self.commit_or_split(batch, &mut report)?;
+                }
+                Ok(report)
+            });
+            let opened = self.open_all(pending, &identities, to_writer);
+            let mut report = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            let (quarantined, deferred) = opened?;
+            report.quarantined += quarantined;
+            report.deferred += deferred;
+            Ok(report)
+        })
+    }
+
+    /// The opening stage: processes bundles in order, quarantines the bad ones, defers the ones
+    /// whose processing failed, and hands the accepted ones to the writer in batches. Returns how
+    /// many were quarantined and deferred. Stops early if the writer has stopped (its error is the
+    /// one reported).
+    fn open_all(
+        &self,
+        pending: Vec<(String, i64)>,
+        identities: &[age::x25519::Identity],
+        to_writer: std::sync::mpsc::SyncSender<Batch>,
+    ) -> Result<(usize, usize)> {
+        let mut counts = (0, 0);
+        let mut batch = Batch::default();
+        let pending: Vec<(BundleId, i64)> = pending
+            .into_iter()
+            .filter_map(|(id, received_at_ms)| Some((BundleId::from_hex(&id)?, received_at_ms)))
+            .collect();
+        // A few bundles per core are opened at a time, in parallel; their outcomes are then taken
+        // in spool order, so batches and quarantine decisions are what a sequential pass makes.
+        for chunk in pending.chunks(Self::OPEN_PER_CORE * crate::base::parallel::cores()) {
+            let opened =
+                crate::base::parallel::map_in_order(chunk, |(bundle_id, received_at_ms)| {
+                    let evidence = evidence_path(&self.ctx.dir, bundle_id, *received_at_ms);
+                    let outcome = match catching(|| {
+                        self.process(bundle_id, &evidence, *received_at_ms, identities)
+                    }) {
+                        Ok(Ok(Ok(processed))) => Ok(Opened::Accepted(processed)),
+                        Ok(Ok(Err(reject))) => Ok(Opened::Rejected(reject)),
+                        Ok(Err(e)) if e.is_environmental() => Err(e),
+                        Ok(Err(e)) => Ok(Opened::Failed(e.to_string())),
+                        Err(panic) => Ok(Opened::Failed(panic)),
+                    };
+                    (evidence, outcome)
+                });
+            for ((bundle_id, _), (evidence, outcome)) in chunk.iter().zip(opened) {
+                self.take_opened(*bundle_id, evidence, outcome?, &mut batch, &mut counts)?;
+                if batch.is_full() && to_writer.send(std::mem::take(&mut batch)).is_err() {
+                    return Ok(counts);
+                }
+            }
+        }
+        if !batch.bundles.is_empty() {
+            // An error here means the writer stopped; it reports why.
+            let _ = to_writer.send(batch);
+        }
+        Ok(counts)
+    }
+
+    /// Files one opened bundle: into the batch if accepted, into quarantine if rejected, back to
+    /// wait (or, after [`MAX_ATTEMPTS`], into quarantine) if processing failed.
+    /// `counts` is (quarantined, deferred).
+    fn take_opened(
+        &self,
+        bundle_id: BundleId,
+        evidence: std::path::PathBuf,
+        outcome: Opened,
+        batch: &mut Batch,
+        counts: &mut (usize, usize),
+    ) -> Result<()> {
+        match outcome {
+            Opened::Accepted(processed) => {
+                batch.rows += processed.stored;
+                batch.bundles.push((bundle_id, evidence, processed));
+            }
+            Opened::Rejected(Reject(reason)) => {
+                counts.0 += 1;
+                self.quarantine(&bundle_id, &reason)?;
+                warn!(bundle = %bundle_id, %reason, "bundle quarantined");
+            }
+            Opened::Failed(error) => match self.record_failure(&bundle_id, &error)? {
+                Deferral::Later => counts.1 += 1,
+                Deferral::SetAside => counts.0 += 1,
+            },
+        }
+        Ok(())
+    }
+
+    /// Counts an unexpected failure against a bundle: it is tried again after a back-off, and
+    /// quarantined with the failure as its reason once it has failed [`MAX_ATTEMPTS`] times.
+    fn record_failure(&self, bundle_id: &BundleId, error: &str) -> Result<Deferral> {
+        let error: String = error.chars().take(2_000).collect();
+        let attempts: i64 = {
+            let mut conn = self.ctx.db.lock();
+            let tx = conn.transaction()?;
+            let attempts: i64 = tx.query_row(
+                "UPDATE bundles SET attempts = attempts + 1, last_error = ?2
+                  WHERE bundle_id = ?1 RETURNING attempts",
+                rusqlite::params![bundle_id.to_hex(), error],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "UPDATE bundles SET next_attempt_ms = ?2 WHERE bundle_id = ?1",
+                rusqlite::params![
+                    bundle_id.to_hex(),
+                    crate::base::time::now_ms() + retry_delay_ms(attempts)
+                ],
+            )?;
+            tx.commit()?;
+            attempts
+        };
+        if attempts >= MAX_ATTEMPTS {
+            let reason = format!("processing failed {attempts} times; last: {error}");
+            warn!(bundle = %bundle_id, %reason, "bundle set aside");
+            self.quarantine(bundle_id, &reason)?;
+            Ok(Deferral::SetAside)
+        } else {
+            warn!(bundle = %bundle_id, attempts, %error, "bundle processing failed; will retry");
+            Ok(Deferral::Later)
+        }
+    }
+
+    /// Commits a batch; if that fails other than by the machine (see [`Error::is_environmental`]),
+    /// or panics, commits its bundles one by one, so only the bundle at fault is charged.
+    fn commit_or_split(&self, batch: Batch, report: &mut DecodeReport) -> Result<()> {
+        let failure = match catching(|| self.commit(&batch, report)) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) if e.is_environmental() => return Err(e),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic,
+        };
+        if batch.bundles.len() == 1 {
+            let (bundle_id, _, _) = &batch.bundles[0];
+            match self.record_failure(bundle_id, &failure)? {
+                Deferral::Later => report.deferred += 1,
+                Deferral::SetAside => report.quarantined += 1,
+            }
+            return Ok(());
+        }
+        warn!(bundles = batch.bundles.len(), %failure, "batch failed; committing its bundles one by one");
+        for one in batch.bundles {
+            let rows = one.2.stored;
+            self.commit_or_split(
+                Batch {
+                    bundles: vec![one],
+                    rows,
+                },
+                report,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes a batch's rows, moves its ciphertexts to evidence, then catalogues the files and
+    /// marks its bundles processed in one transaction.
+    ///
+    /// Crash safety: until the transaction commits, the bundles stay `spooled` (a move to evidence
+    /// is followed, on the next pass, by reading the ciphertext from there) and the files written
+    /// are uncatalogued orphans, which readers never see and the next compaction removes. The next
+    /// pass writes the rows again, under the same file names if it batches the same bundles.
+    fn commit(&self, batch: &Batch, report: &mut DecodeReport) -> Result<()> {
+        if batch.bundles.is_empty() {
+            return Ok(());
+        }
+        let mut by_signal: BTreeMap<Signal, Vec<(BundleId, RecordBatch)>> = BTreeMap::new();
+        for (bundle_id, _, processed) in &batch.bundles {
+            for (signal, rows) in &processed.rows {
+                by_signal
+                    .entry(*signal)
+                    .or_default()
+                    .push((*bundle_id, rows.clone()));
+            }
+        }
+        let files = write_signals(&self.ctx.dir, &by_signal)?;
+        let moves: Vec<_> = batch
+            .bundles
+            .iter()
+            .map(|(bundle_id, evidence, _)| (self.spool.path_of(bundle_id), evidence.clone()))
+            .filter(|(spooled, _)| spooled.exists())
+            .collect();
+        move_all_durably(&moves)?;
+        let now = crate::base::time::now_ms();
+        let mut conn = self.ctx.db.lock();
+        let tx = conn.transaction()?;
+        for (bundle_id, _, p) in &batch.bundles {
+            tx.execute(
+                "UPDATE bundles SET state = 'processed', rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
+                        signed_by = ?5, rows_flagged = ?6, flags = ?7, next_attempt_ms = NULL
+                 WHERE bundle_id = ?1",
+                rusqlite::params![
+                    bundle_id.to_hex(),
+                    p.stored as i64,
+                    p.discarded as i64,
+                    now,
+                    p.signed_by,
+                    p.flags.flagged as i64,
+                    p.flags.to_json()
+                ],
+            )?;
+        }
+        for file in &files {
+            dataset::catalog_insert(&tx, file, "bundle", now)?;
+        }
+        tx.commit()?;
+        drop(conn);
+        for (bundle_id, _, p) in &batch.bundles {
+            report.processed += 1;
+            report.rows_stored += p.stored;
+            report.rows_discarded += p.discarded;
+            report.rows_flagged += p.flags.flagged;
+            debug!(bundle = %bundle_id, rows = p.stored, discarded = p.discarded, flagged = p.flags.flagged, "bundle processed");
+        }
+        info!(
+            bundles = batch.bundles.len(),
+            rows = batch.rows,
+            files = files.len(),
+            "decode batch committed"
+        );
+        Ok(())
+    }
+
+    /// Moves a bundle to `quarantine/` with its reason. Crash-safe in this order: the reason file
+    /// is written durably first, then the ciphertext is moved, then the row updated. A crash after
+    /// the move leaves a `spooled` row whose file is in `quarantine/`; the next pass finishes the
+    /// quarantine with the recorded reason (see [`Decoder::process`]).
+    fn quarantine(&self, bundle_id: &BundleId, reason: &str) -> Result<()> {
+        crate::decode::quarantine::move_in(&self.ctx.dir, &self.spool, bundle_id, reason)?;
+        self.ctx.db.lock().execute(
+            "UPDATE bundles SET state = 'quarantined', reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
+              WHERE bundle_id = ?1",
+            rusqlite::params![bundle_id.to_hex(), reason, crate::base::time::now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Outer error: the server failed (retry later). Inner error: the bundle is bad (quarantine).
+    fn process(
+        &self,
+        bundle_id: &BundleId,
+        evidence: &std::path::Path,
+        received_at_ms: i64,
+        identities: &[age::x25519::Identity],
+    ) -> Result<Result<Processed, Reject>> {
+        let mut path = self.spool.path_of(bundle_id);
+        if !path.exists() && evidence.exists() {
+            path = evidence.to_path_buf();
+        }
+        if !path.exists() {
+            // A quarantine interrupted between moving the file and updating its row (see
+            // [`Decoder::quarantine`]): finish it with the reason recorded then, not a new one.
+            let qdir = self.ctx.dir.quarantine();
+            if qdir.join(format!("{bundle_id}.age")).exists() {
+                let reason = std::fs::read_to_string(qdir.join(format!("{bundle_id}.reason")))
+                    .unwrap_or_else(|e| {
+                        format!("quarantined before a restart; reason file unreadable: {e}")
+                    });
+                return Ok(Err(Reject(reason)));
+            }
+        }
+        let ciphertext = match std::fs::read(&path) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(Reject(format!("spool file unreadable: {e}")))),
+        };
+        let plaintext = match age::Decryptor::new_buffered(&ciphertext[..])
+            .and_then(|d| d.decrypt(identities.iter().map(|i| i as &dyn age::Identity)))
+        {
+            Ok(mut reader) => {
+                // The plaintext is a little shorter than the ciphertext: one allocation, no regrowth.
+                let mut out = Vec::with_capacity(ciphertext.len());
+                if let Err(e) = std::io::Read::read_to_end(&mut reader, &mut out) {
+                    return Ok(Err(Reject(format!("decryption failed: {e}"))));
+                }
+                out
+            }
+            Err(e) => return Ok(Err(Reject(format!("decryption failed: {e}")))),
+        };
+        let signed = match decode_signed(&plaintext) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(Reject(format!("signed envelope: {e}")))),
+        };
+        let uploader: Option<(i64, String, Option<String>)> = self
+            .ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT s.id, s.name, s.signing_public_key FROM bundles b JOIN stations s ON s.id = b.station_id
+                  WHERE b.bundle_id = ?1",
+                [bundle_id.to_hex()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((station_id, station, Some(public_key))) = uploader else {
+            return Ok(Err(Reject(
+                "uploading station has no registered signing key".into(),
+            )));
+        };
+        if signed.station != station {
+            return Ok(Err(Reject(format!(
+                "signed as station {:?} but uploaded by {station:?}",
+                signed.station
+            ))));
+        }
+        let verified = hex::decode(&public_key).ok().is_some_and(|key| {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+                .verify(&signed.digest(), &signed.signature)
+                .is_ok()
+        });
+        if !verified {
+            return Ok(Err(Reject(format!(
+                "signature does not verify with station {station:?}'s registered key"
+            ))));
+        }
+        // Reserve what the bundle declares it decodes to before decoding it (a bomb is refused
+        // here from its headers), so parallel bundles never hold more than the budget at once.
+        let declared = match nachtwacht_wire::bundle::declared_decoded_len(signed.bundle) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(Reject(format!("invalid bundle: {e}")))),
+        };
+        let _memory = self.memory.reserve(declared);
+        let bundle = match decode_bundle(signed.bundle) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(Reject(format!("invalid bundle: {e}")))),
+        };
+        if bundle.manifest.bundle_id != *bundle_id {
+            return Ok(Err(Reject(format!(
+                "manifest bundle id {} differs from the uploaded id",
+                bundle.manifest.bundle_id
+            ))));
+        }
+        if let Err(reason) = validate::check_timestamp_range(&bundle.batches)
+            .and_then(|()| validate::check_rows_plausible(&bundle.batches))
+        {
+            return Ok(Err(Reject(reason)));
+        }
+        let first_ts = bundle
+            .batches
+            .iter()
+            .filter_map(|b| {
+                b.batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+                    .and_then(arrow::compute::min)
+            })
+            .min();
+        let serial = &bundle.manifest.device_serial;
+        let paired: Option<i64> = self
+            .ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT id FROM device_pairings
+                  WHERE device_serial = ?1 AND station_id = ?2 AND valid_from_ms <= ?3
+                    AND (valid_to_ms IS NULL OR valid_to_ms > ?3)",
+                rusqlite::params![serial, station_id, received_at_ms],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if paired.is_none() {
+            return Ok(Err(Reject(format!(
+                "device {serial} is not paired with station {station:?}"
+            ))));
+        }
+        let Some(first_ts) = first_ts else {
+            return Ok(Ok(Processed {
+                stored: 0,
+                discarded: 0,
+                signed_by: public_key,
+                rows: vec![],
+                flags: FlagCounts::default(),
+            }));
+        };
+        let assignment: Option<(i64, i64, Option<i64>, String)> = self
+            .ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT p.id, a.valid_from_ms, a.valid_to_ms, pr.signals FROM assignments a
+               JOIN persons p ON p.id = a.person_id
+               JOIN programmes pr ON pr.name = p.programme
+              WHERE a.device_serial = ?1 AND a.valid_from_ms <= ?2
+                AND (a.valid_to_ms IS NULL OR a.valid_to_ms > ?2)
+              ORDER BY a.valid_from_ms DESC LIMIT 1",
+                rusqlite::params![serial, first_ts.max(0)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((person_id, assigned_from_ms, assigned_to_ms, allowed)) = assignment else {
+            return Ok(Err(Reject(format!(
+                "device {serial} is not assigned to a person at {first_ts} ms"
+            ))));
+        };
+        let window = validate::Window {
+            not_before_ms: assigned_from_ms,
+            not_after_ms: future_limit_ms(received_at_ms, self.last_clock_offset_ms(station_id)?),
+            assignment_ends_ms: assigned_to_ms,
+        };
+        let allowed: BTreeSet<&str> = allowed.split(',').collect();
+        let pid = self.pseudonyms.operational(person_id);
+        let (mut stored, mut discarded) = (0, 0);
+        let mut rows = Vec::new();
+        let mut flags = FlagCounts::default();
+        // Skin temperature judges EDA (see `validate::validate`), but only when
+        // the programme may collect it: a discarded signal is not used for anything.
+        let skin_temperature = bundle
+            .batches
+            .iter()
+            .find(|sb| sb.signal == Signal::Temp && allowed.contains(sb.signal.name()));
+        for sb in &bundle.batches {
+            if allowed.contains(sb.signal.name()) {
+                let quality = validate::validate(
+                    sb.signal,
+                    &sb.batch,
+                    sb.rate_hz,
+                    window,
+                    skin_temperature.map(|t| &t.batch),
+                );
+                flags.add(&quality);
+                rows.push((
+                    sb.signal,
+                    dataset::stored_rows(sb.signal, bundle_id, &pid, &sb.batch, &quality)?,
+                ));
+                stored += sb.batch.num_rows();
+            } else {
+                // Purpose binding: collected by the device, not allowed by the programme.
+                discarded += sb.batch.num_rows();
+            }
+        }
+        Ok(Ok(Processed {
+            stored,
+            discarded,
+            signed_by: public_key,
+            rows,
+            flags,
+        }))
+    }
+}
+
+impl Decoder {
+    /// The clock offset the station reported in its latest heartbeat (0 when it never sent one).
+    fn last_clock_offset_ms(&self, station_id: i64) -> Result<i64> {
+        Ok(self
+            .ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT clock_offset_ms FROM station_heartbeats
+                  WHERE station_id = ?1 AND clock_offset_ms IS NOT NULL
+                  ORDER BY received_at_ms DESC LIMIT 1",
+                [station_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+}
+
+/// Exclusive right to decode and compact in this data directory, across processes: `serve` and a
+/// standalone `nachtwacht decode` may both run, but never decode or compact at the same moment
+/// (compaction deletes uncatalogued files, which another decoder may just have written).
+pub struct DecodeLock {
+    _file: std::fs::File,
+}
+
+impl DecodeLock {
+    /// Blocks until the lock is free. Released when dropped (or when the process dies).
+    pub fn acquire(dir: &crate::base::datadir::DataDir) -> Result<Self> {
+        let path = dir.root().join("decode.lock");
+        let file = crate::base::datadir::lock_file(&path, libc::LOCK_EX)
+            .map_err(|source| crate::base::fsio::Error {
+                path: path.display().to_string(),
+                source,
+            })?
+            .expect("a blocking flock either locks or fails");
+        Ok(Self { _file: file })
+    }
+}
+
+/// One decode pass and one compaction pass under the [`DecodeLock`]. Blocking.
+pub fn pass(decoder: &Decoder) -> Result<(DecodeReport, dataset::CompactionReport)> {
+    let _lock = DecodeLock::acquire(&decoder.ctx.dir)?;
+    let report = decoder.process_pending()?;
+    let policy = dataset::CompactionPolicy {
+        min_files: decoder.ctx.config.pipeline.compact_min_files,
+    };
+    let compaction = dataset::compact(
+        &decoder.ctx.dir,
+        &decoder.ctx.db,
+        policy,
+        crate::base::time::now_ms(),
+    )?;
+    Ok((report, compaction))
+}
+
+/// Deletes evidence copies past their retention, records it in the bundle rows and the audit log.
+/// Quarantined ciphertexts are not touched: they wait for an operator.
+pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
+    let cutoff =
+        now_ms - ctx.config.ingest.evidence_retention_days as i64 * crate::base::time::DAY_MS;
+    let due: Vec<(String, i64)> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn.prepare(
+            "SELECT bundle_id, received_at_ms FROM bundles
+              WHERE state = 'processed' AND evidence_pruned_at_ms IS NULL AND received_at_ms < ?1",
+        )?;
+        let rows = stmt
+            .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    if due.is_empty() {
+        return Ok(0);
+    }
+    for (id, received_at_ms) in &due {
+        if let Some(bundle_id) = BundleId::from_hex(id) {
+            let path = evidence_path(&ctx.dir, &bundle_id, *received_at_ms);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(crate::base::fsio::Error {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    for (id, _) in &due {
+        tx.execute(
+            "UPDATE bundles SET evidence_pruned_at_ms = ?2 WHERE bundle_id = ?1",
+            (id, now_ms),
+        )?;
+    }
+    crate::trust::audit::append(
+        &tx,
+        now_ms,
+        "system",
+        "evidence.prune",
+        "evidence",
+        &format!(
+            "{{\"bundles\":{},\"retention_days\":{}}}",
+            due.len(),
+            ctx.config.ingest.evidence_retention_days
+        ),
+    )?;
+    tx.commit()?;
+    Ok(due.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+    use std::path::PathBuf;
+
+    /// A data directory with one enrolled station and one spooled bundle (its bytes are no
+    /// bundle; these tests never open it).
+    fn one_spooled_bundle() -> (tempfile::TempDir, Context, BundleId) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        crate::server::init::init(
+            &root,
+            &crate::base::config::Config::default(),
+            crate::base::time::now_ms(),
+        )
+        .unwrap();
+        let ctx = Context::open(&root).unwrap();
+        crate::registry::enroll::add_station(&ctx, "home-1", "test").unwrap();
+        let id = BundleId([9; 16]);
+        let body = b"ciphertext".to_vec();
+        std::fs::write(ctx.dir.spool().join(format!("{id}.age")), &body).unwrap();
+        crate::spool::insert_row(
+            &ctx.db.lock(),
+            &crate::spool::Spooled {
+                bundle_id: id,
+                station_id: 1,
+                sequence: 1,
+                size: body.len() as u64,
+                sha256: &hex::encode(sha2::Sha256::digest(&body)),
+                received_at_ms: crate::base::time::now_ms(),
+            },
+        )
+        .unwrap();
+        (tmp, ctx, id)
+    }
+
+    fn state(ctx: &Context, id: &BundleId) -> (String, i64, Option<String>) {
+        ctx.db
+            .lock()
+            .query_row(
+                "SELECT state, attempts, reason FROM bundles WHERE bundle_id = ?1",
+                [id.to_hex()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    }
+
+    /// The second line of defence: a bundle whose processing fails unexpectedly (a panic is turned
+    /// into an error) waits out a back-off between attempts, is skipped by passes meanwhile, and
+    /// is quarantined with the error after MAX_ATTEMPTS.
+    #[test]
+    fn a_bundle_that_keeps_failing_is_retried_with_back_off_then_set_aside() {
+        let (_tmp, ctx, id) = one_spooled_bundle();
+        let pseudonyms = crate::trust::pseudonym::Pseudonymiser::load(&ctx.dir).unwrap();
+        let decoder = Decoder::new(ctx.clone(), pseudonyms);
+        let panic = catching(|| -> () { panic!("day out of range") }).unwrap_err();
+        assert_eq!(panic, "panic: day out of range");
+        let mut batch = Batch::default();
+        let mut counts = (0, 0);
+        for attempt in 1..MAX_ATTEMPTS {
+            decoder
+                .take_opened(
+                    id,
+                    PathBuf::new(),
+                    Opened::Failed(panic.clone()),
+                    &mut batch,
+                    &mut counts,
+                )
+                .unwrap();
+            assert_eq!(state(&ctx, &id), ("spooled".into(), attempt, None));
+            // In its back-off the bundle is not attempted: a pass finds nothing to do.
+            assert_eq!(decoder.process_pending().unwrap(), DecodeReport::default());
+        }
+        assert_eq!(counts, (0, MAX_ATTEMPTS as usize - 1));
+        decoder
+            .take_opened(
+                id,
+                PathBuf::new(),
+                Opened::Failed(panic),
+                &mut batch,
+                &mut counts,
+            )
+            .unwrap();
+        let (st, attempts, reason) = state(&ctx, &id);
+        assert_eq!((st.as_str(), attempts), ("quarantined", MAX_ATTEMPTS));
+        assert!(reason
+            .unwrap()
+            .contains("processing failed 5 times; last: panic: day out of range"));
+        assert!(ctx.dir.quarantine().join(format!("{id}.age")).exists());
+        // The operator sends it back: attempts start again.
+        crate::decode::quarantine::retry(&ctx, &id.to_hex(), "test").unwrap();
+        assert_eq!(state(&ctx, &id).0, "spooled");
+        assert_eq!(state(&ctx, &id).1, 0);
+        assert_eq!(retry_delay_ms(1), 30_000);
+        assert_eq!(retry_delay_ms(4), 240_000);
+    }
+
+    /// An operator can set aside a bundle that waits to be decoded, with a reason, and send it back.
+    #[test]
+    fn an_operator_quarantines_a_waiting_bundle_by_id_and_retries_it() {
+        let (_tmp, ctx, id) = one_spooled_bundle();
+        assert!(matches!(
+            crate::decode::quarantine::put(&ctx, &id.to_hex(), "  ", "test"),
+            Err(crate::decode::quarantine::Error::NoReason)
+        ));
+        crate::decode::quarantine::put(&ctx, &id.to_hex(), "suspected poison", "test").unwrap();
+        let (st, _, reason) = state(&ctx, &id);
+        assert_eq!(st, "quarantined");
+        assert_eq!(reason.unwrap(), "quarantined by test: suspected poison");
+        assert!(!ctx.dir.spool().join(format!("{id}.age")).exists());
+        // Only a waiting bundle can be put aside.
+        assert!(crate::decode::quarantine::put(&ctx, &id.to_hex(), "again", "test").is_err());
+        crate::decode::quarantine::retry(&ctx, &id.to_hex(), "test").unwrap();
+        assert_eq!(state(&ctx, &id).0, "spooled");
+        let audited: i64 = ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM audit_log WHERE action IN ('quarantine.put', 'quarantine.retry')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(audited, 2);
+    }
+
+    #[test]
+    fn no_reported_clock_offset_moves_the_future_limit_into_the_past() {
+        let received = 1_700_000_000_000;
+        for offset in [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX] {
+            let limit = future_limit_ms(received, offset);
+            assert!(
+                limit >= received + FUTURE_MARGIN_MS,
+                "offset {offset}: {limit}"
+            );
+            assert!(
+                limit <= received + crate::base::time::MAX_CLOCK_OFFSET_MS + FUTURE_MARGIN_MS,
+                "offset {offset}: {limit}"
+            );
+        }
+        assert_eq!(
+            future_limit_ms(received, -60_000),
+            received + 60_000 + FUTURE_MARGIN_MS
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! Quarantined bundles: what the decode worker could not process, kept with its reason.
+//!
+//! A bundle lands in `quarantine/<bundle id>.age` with a `.reason` file next to it, and its row
+//! in `bundles` says `quarantined` with the same reason. Nothing is dropped: once the cause is
+//! fixed (a device assigned or paired, a key restored) an operator sends it back through decoding
+//! with `nachtwacht quarantine retry`. Listing, showing and retrying are audited: a quarantined
+//! bundle is personal data waiting for a decision.
+
+use nachtwacht_wire::BundleId;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::base::fsio::move_durably;
+use crate::base::Context;
+use crate::spool::Spool;
+use crate::trust::audit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no quarantined bundle {0}")]
+    NotQuarantined(String),
+    #[error("no bundle {0} waiting to be decoded")]
+    NotSpooled(String),
+    #[error("a reason is required")]
+    NoReason,
+    #[error("bundle {bundle}: the quarantined file does not match the digest recorded at receipt ({found} instead of {expected}); not retried")]
+    DigestMismatch {
+        bundle: String,
+        expected: String,
+        found: String,
+    },
+    #[error("bundle {bundle}: {path}: {source}")]
+    Io {
+        bundle: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spool(#[from] crate::spool::Error),
+    #[error(transparent)]
+    File(#[from] crate::base::fsio::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    pub bundle_id: String,
+    pub station: String,
+    pub sequence: i64,
+    pub size: i64,
+    pub sha256: String,
+    pub received_at_ms: i64,
+    pub quarantined_at_ms: Option<i64>,
+    pub reason: String,
+    pub retries: i64,
+    /// Whether the ciphertext is present in `quarantine/`.
+    pub file_present: bool,
+}
+
+fn entries(ctx: &Context, bundle: Option<&str>) -> Result<Vec<Entry>> {
+    let conn = ctx.db.lock();
+    let mut stmt = conn.prepare(
+        "SELECT b.bundle_id, s.name, b.sequence, b.size, b.sha256, b.received_at_ms, b.processed_at_ms,
+                coalesce(b.reason, ''), b.retries
+           FROM bundles b JOIN stations s ON s.id = b.station_id
+          WHERE b.state = 'quarantined' AND (?1 IS NULL OR b.bundle_id = ?1)
+          ORDER BY b.received_at_ms, b.bundle_id",
+    )?;
+    let rows = stmt
+        .query_map([bundle], |r| {
+            Ok(Entry {
+                bundle_id: r.get(0)?,
+                station: r.get(1)?,
+                sequence: r.get(2)?,
+                size: r.get(3)?,
+                sha256: r.get(4)?,
+                received_at_ms: r.get(5)?,
+                quarantined_at_ms: r.get(6)?,
+                reason: r.get(7)?,
+                retries: r.get(8)?,
+                file_present: false,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .map(|mut e| {
+            e.file_present = ctx
+                .dir
+                .quarantine()
+                .join(format!("{}.age", e.bundle_id))
+                .exists();
+            e
+        })
+        .collect())
+}
+
+/// Moves a waiting bundle's ciphertext into `quarantine/` beside its reason, in the order that
+/// survives a crash: the reason file durably first, then the move. The caller updates the row
+/// after; a decode pass that finds the file moved but the row still `spooled` finishes the
+/// quarantine with the recorded reason (`decode`), so a kill between the two loses nothing.
+pub(crate) fn move_in(
+    dir: &crate::base::datadir::DataDir,
+    spool: &Spool,
+    bundle_id: &BundleId,
+    reason: &str,
+) -> crate::spool::Result<()> {
+    let qdir = dir.quarantine();
+    std::fs::create_dir_all(&qdir).map_err(crate::base::fsio::io_err(&qdir))?;
+    crate::base::fsio::write_durably(&qdir.join(format!("{bundle_id}.reason")), reason.as_bytes())?;
+    let from = spool.path_of(bundle_id);
+    if from.exists() {
+        move_durably(&from, &qdir.join(format!("{bundle_id}.age")))?;
+        crate::base::failpoint::hit(crate::base::failpoint::Point::QuarantineAfterMove);
+    }
+    Ok(())
+}
+
+/// Every quarantined bundle, oldest first.
+pub fn list(ctx: &Context, actor: &str) -> Result<Vec<Entry>> {
+    let all = entries(ctx, None)?;
+    let conn = ctx.db.lock();
+    audit::append(
+        &conn,
+        crate::base::time::now_ms(),
+        actor,
+        "quarantine.list",
+        "quarantine",
+        &format!("{{\"bundles\":{}}}", all.len()),
+    )?;
+    Ok(all)
+}
+
+/// One quarantined bundle.
+pub fn show(ctx: &Context, bundle: &str, actor: &str) -> Result<Entry> {
+    let entry = entries(ctx, Some(bundle))?
+        .pop()
+        .ok_or_else(|| Error::NotQuarantined(bundle.into()))?;
+    let conn = ctx.db.lock();
+    audit::append(
+        &conn,
+        crate::base::time::now_ms(),
+        actor,
+        "quarantine.show",
+        &format!("bundle:{bundle}"),
+        "{}",
+    )?;
+    Ok(entry)
+}
+
+/// Sends a quarantined bundle back to the spool for another decode attempt, after checking that
+/// the file is byte for byte what was received. The decode worker picks it up on its next pass.
+pub fn retry(ctx: &Context, bundle: &str, actor: &str) -> Result<()> {
+    let entry = entries(ctx, Some(bundle))?
+        .pop()
+        .ok_or_else(|| Error::NotQuarantined(bundle.into()))?;
+    let id = BundleId::from_hex(bundle).ok_or_else(|| Error::NotQuarantined(bundle.into()))?;
+    let qfile = ctx.dir.quarantine().join(format!("{bundle}.age"));
+    let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
+    let target = spool.path_of(&id);
+    // A retry interrupted after the move finds the file in the spool already.
+    let source = if qfile.exists() { &qfile } else { &target };
+    let bytes = std::fs::read(source).map_err(|e| Error::Io {
+        bundle: bundle.into(),
+        path: source.display().to_string(),
+        source: e,
+    })?;
+    let found = hex::encode(Sha256::digest(&bytes));
+    if found != entry.sha256 {
+        return Err(Error::DigestMismatch {
+            bundle: bundle.into(),
+            expected: entry.sha256,
+            found,
+        });
+    }
+    if qfile.exists() {
+        move_durably(&qfile, &target)?;
+    }
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "UPDATE bundles SET state = 'spooled', retries = retries + 1, processed_at_ms = NULL,
+                attempts = 0, last_error = NULL, next_attempt_ms = NULL
+          WHERE bundle_id = ?1 AND state = 'quarantined'",
+        [bundle],
+    )?;
+    if n == 0 {
+        return Err(Error::NotQuarantined(bundle.into()));
+    }
+    audit::append(
+        &tx,
+        crate::base::time::now_ms(),
+        actor,
+        "quarantine.retry",
+        &format!("bundle:{bundle}"),
+        &serde_json::json!({ "previous_reason": entry.reason }).to_string(),
+    )?;
+    tx.commit()?;
+    // The reason file stays until the retry's outcome replaces it (quarantined again) — it is
+    // evidence of what happened — but it no longer describes a file in quarantine/.
+    let reason = ctx.dir.quarantine().join(format!("{bundle}.reason"));
+    let _ = std::fs::rename(
+        &reason,
+        ctx.dir
+            .quarantine()
+            .join(format!("{bundle}.reason.retried-{}", entry.retries + 1)),
+    );
+    Ok(())
+}
+
+/// Quarantines a bundle that waits to be decoded, by hand: an operator sets aside a bundle that
+/// keeps failing (see `decode::MAX_ATTEMPTS`) without waiting for its attempts to run out, or one
+/// that must not be processed. It can be sent back with [`retry`]. Audited.
+pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::NoReason);
+    }
+    let reason = format!("quarantined by {actor}: {reason}");
+    let id = BundleId::from_hex(bundle).ok_or_else(|| Error::NotSpooled(bundle.into()))?;
+    let state: Option<String> = {
+        use rusqlite::OptionalExtension;
+        ctx.db
+            .lock()
+            .query_row(
+                "SELECT state FROM bundles WHERE bundle_id = ?1",
+                [bundle],
+                |r| r.get(0),
+            )
+            .optional()?
+    };
+    if state.as_deref() != Some("spooled") {
+        return Err(Error::NotSpooled(bundle.into()));
+    }
+    move_in(
+        &ctx.dir,
+        &Spool::new(ctx.dir.spool(), ctx.db.clone()),
+        &id,
+        &reason,
+    )?;
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "UPDATE bundles SET state = 'quarantined', reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
+          WHERE bundle_id = ?1 AND state = 'spooled'",
+        rusqlite::params![bundle, reason, crate::base::time::now_ms()],
+    )?;
+    if n == 0 {
+        return Err(Error::NotSpooled(bundle.into()));
+    }
+    audit::append(
+        &tx,
+        crate::base::time::now_ms(),
+        actor,
+        "quarantine.put",
+        &format!("bundle:{bundle}"),
+        &serde_json::json!({ "reason": crate::trust::audit::bounded(&reason) }).to_string(),
+    )?;
+    tx.commit()?;
+    Ok(())
+}

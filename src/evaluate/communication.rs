@@ -1,0 +1,296 @@
+//! Communication alerts from station contact and heartbeats: a station that has gone silent, a
+//! wearable that is not connected, a full station spool, a station clock that is off.
+//!
+//! [`assess`] is pure (one station's latest state and `now` in, alerts out); [`run`] reads the state
+//! from SQL and stores the alerts for the person whose home the station is in. Alerts are keyed by
+//! (person, kind, start), so re-running raises nothing twice.
+
+use serde::Deserialize;
+
+use crate::alerts::{AlertKind, Severity};
+use crate::base::config::CommunicationConfig;
+use crate::base::Context;
+
+pub const KIND_SILENT: &str = AlertKind::CommunicationLost.as_str();
+pub const KIND_CRITICAL: &str = AlertKind::CommunicationCritical.as_str();
+pub const KIND_DEVICE: &str = AlertKind::DeviceDisconnected.as_str();
+pub const KIND_SPOOL_FULL: &str = AlertKind::StationSpoolFull.as_str();
+pub const KIND_CLOCK: &str = AlertKind::ClockDrift.as_str();
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::trust::audit::Error),
+}
+
+/// What the server knows about one station.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StationState {
+    pub last_contact_ms: Option<i64>,
+    pub enrolled_at_ms: i64,
+    pub heartbeat: Option<LastHeartbeat>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastHeartbeat {
+    pub received_at_ms: i64,
+    pub clock_offset_ms: Option<i64>,
+    pub spool_full: bool,
+    pub disconnected_devices: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommAlert {
+    pub kind: &'static str,
+    /// High for critical silence, warning for the rest.
+    pub severity: Severity,
+    pub start_ms: i64,
+    pub rule: String,
+}
+
+pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> Vec<CommAlert> {
+    let mut out = Vec::new();
+    let silence_ms = cfg.silence_minutes as i64 * 60_000;
+    let since = state.last_contact_ms.unwrap_or(state.enrolled_at_ms);
+    if now_ms - since > silence_ms {
+        out.push(CommAlert {
+            kind: KIND_SILENT,
+            severity: Severity::Warning,
+            start_ms: since,
+            rule: format!(
+                "no contact from the base station for more than {} minutes",
+                cfg.silence_minutes
+            ),
+        });
+    }
+    // A separate alert, not an upgrade of the first: the officer sees when it became critical,
+    // and both are keyed by the silence's start, so neither is raised twice.
+    if now_ms - since > cfg.critical_silence_hours as i64 * crate::base::time::HOUR_MS {
+        out.push(CommAlert {
+            kind: KIND_CRITICAL,
+            severity: Severity::High,
+            start_ms: since,
+            rule: format!(
+                "no contact from the base station for more than {} hours",
+                cfg.critical_silence_hours
+            ),
+        });
+    }
+    if let Some(hb) = &state.heartbeat {
+        if !hb.disconnected_devices.is_empty() {
+            out.push(CommAlert {
+                kind: KIND_DEVICE,
+                severity: Severity::Warning,
+                start_ms: hb.received_at_ms,
+                rule: format!(
+                    "base station reports device(s) not connected: {}",
+                    hb.disconnected_devices.join(", ")
+                ),
+            });
+        }
+        if hb.spool_full {
+            out.push(CommAlert {
+                kind: KIND_SPOOL_FULL,
+                severity: Severity::Warning,
+                start_ms: hb.received_at_ms,
+                rule: "base station spool full: readings wait on the device".into(),
+            });
+        }
+        if let Some(offset) = hb.clock_offset_ms {
+            if offset.unsigned_abs() > u64::from(cfg.max_clock_offset_secs) * 1_000 {
+                out.push(CommAlert {
+                    kind: KIND_CLOCK,
+                    severity: Severity::Warning,
+                    start_ms: hb.received_at_ms,
+                    rule: format!(
+                        "base station clock off by {} s (limit {} s)",
+                        offset / 1_000,
+                        cfg.max_clock_offset_secs
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct Device {
+    serial: String,
+    connected: bool,
+}
+
+/// Assesses every station linked to a person and stores new alerts. Returns how many were new.
+pub fn run(ctx: &Context, now_ms: i64) -> Result<usize, Error> {
+    let mut conn = ctx.db.lock();
+    let stations: Vec<(i64, i64, StationState)> = {
+        let mut stmt = conn.prepare(
+            "SELECT s.id, s.person_id, s.last_contact_ms, s.enrolled_at_ms,
+                    h.received_at_ms, h.clock_offset_ms, h.spool_full, h.devices
+               FROM stations s
+               LEFT JOIN station_heartbeats h ON h.id =
+                    (SELECT MAX(id) FROM station_heartbeats WHERE station_id = s.id)
+              WHERE s.person_id IS NOT NULL AND s.revoked_at_ms IS NULL",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let heartbeat = match r.get::<_, Option<i64>>(4)? {
+                None => None,
+                Some(received_at_ms) => {
+                    let devices: Vec<Device> =
+                        serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default();
+                    Some(LastHeartbeat {
+                        received_at_ms,
+                        clock_offset_ms: r.get(5)?,
+                        spool_full: r.get(6)?,
+                        disconnected_devices: devices
+                            .into_iter()
+                            .filter(|d| !d.connected)
+                            .map(|d| d.serial)
+                            .collect(),
+                    })
+                }
+            };
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                StationState {
+                    last_contact_ms: r.get(2)?,
+                    enrolled_at_ms: r.get(3)?,
+                    heartbeat,
+                },
+            ))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let tx = conn.transaction()?;
+    let mut new = 0;
+    for (station_id, person_id, state) in stations {
+        for alert in assess(&state, now_ms, &ctx.config.communication) {
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO alerts (person_id, kind, severity, start_ms, end_ms, rule, evidence_bundles, created_at_ms)
+                 VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6, ?4)",
+                rusqlite::params![
+                    person_id,
+                    alert.kind,
+                    alert.start_ms,
+                    now_ms,
+                    alert.rule,
+                    format!("[\"station:{station_id}\"]"),
+                    alert.severity.as_str()
+                ],
+            )?;
+            if inserted > 0 {
+                crate::trust::audit::seal::reseal(&tx, tx.last_insert_rowid(), now_ms, "system")?;
+            }
+            new += inserted;
+        }
+    }
+    tx.commit()?;
+    Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::time::{bounded_clock_offset_ms, MAX_CLOCK_OFFSET_MS};
+
+    const MIN: i64 = 60_000;
+
+    fn cfg() -> CommunicationConfig {
+        CommunicationConfig {
+            silence_minutes: 60,
+            critical_silence_hours: 48,
+            max_clock_offset_secs: 300,
+        }
+    }
+
+    #[test]
+    fn silence_is_measured_from_the_last_contact_or_enrolment() {
+        let quiet = StationState {
+            last_contact_ms: Some(10 * MIN),
+            enrolled_at_ms: 0,
+            heartbeat: None,
+        };
+        assert!(assess(&quiet, 70 * MIN, &cfg()).is_empty());
+        let alerts = assess(&quiet, 71 * MIN, &cfg());
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            (alerts[0].kind, alerts[0].start_ms),
+            (KIND_SILENT, 10 * MIN)
+        );
+        let never = StationState {
+            last_contact_ms: None,
+            ..quiet
+        };
+        assert_eq!(assess(&never, 61 * MIN, &cfg())[0].start_ms, 0);
+    }
+
+    #[test]
+    fn silence_beyond_48_hours_is_also_critical() {
+        let quiet = StationState {
+            last_contact_ms: Some(0),
+            enrolled_at_ms: 0,
+            heartbeat: None,
+        };
+        let kinds = |now| {
+            assess(&quiet, now, &cfg())
+                .into_iter()
+                .map(|a| (a.kind, a.severity.as_str()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(48 * 60 * MIN), vec![(KIND_SILENT, "warning")]);
+        assert_eq!(
+            kinds(48 * 60 * MIN + 1),
+            vec![(KIND_SILENT, "warning"), (KIND_CRITICAL, "high")]
+        );
+    }
+
+    #[test]
+    fn heartbeats_raise_device_spool_and_clock_alerts() {
+        let state = StationState {
+            last_contact_ms: Some(100 * MIN),
+            enrolled_at_ms: 0,
+            heartbeat: Some(LastHeartbeat {
+                received_at_ms: 100 * MIN,
+                clock_offset_ms: Some(-301_000),
+                spool_full: true,
+                disconnected_devices: vec!["WB-1".into()],
+            }),
+        };
+        let kinds: Vec<&str> = assess(&state, 101 * MIN, &cfg())
+            .iter()
+            .map(|a| a.kind)
+            .collect();
+        assert_eq!(kinds, vec![KIND_DEVICE, KIND_SPOOL_FULL, KIND_CLOCK]);
+        let healthy = StationState {
+            heartbeat: Some(LastHeartbeat {
+                received_at_ms: 100 * MIN,
+                clock_offset_ms: Some(299_000),
+                spool_full: false,
+                disconnected_devices: vec![],
+            }),
+            ..state
+        };
+        assert!(assess(&healthy, 101 * MIN, &cfg()).is_empty());
+        // The most extreme offsets a heartbeat can carry raise the alert and overflow nothing.
+        for offset in [i64::MIN, i64::MAX] {
+            let extreme = StationState {
+                heartbeat: Some(LastHeartbeat {
+                    received_at_ms: 100 * MIN,
+                    clock_offset_ms: Some(offset),
+                    spool_full: false,
+                    disconnected_devices: vec![],
+                }),
+                ..healthy.clone()
+            };
+            let kinds: Vec<&str> = assess(&extreme, 101 * MIN, &cfg())
+                .iter()
+                .map(|a| a.kind)
+                .collect();
+            assert_eq!(kinds, vec![KIND_CLOCK], "offset {offset}");
+        }
+        assert_eq!(bounded_clock_offset_ms(i64::MIN), -MAX_CLOCK_OFFSET_MS);
+    }
+}

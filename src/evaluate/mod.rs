@@ -1,0 +1,794 @@
+//! Runs the pipelines over the datasets: drinking, tamper, battery and device-fault events become
+//! alerts in SQL, daily indicators become the research dataset (research pseudonyms only).
+//!
+//! Comes in: the raw Parquet datasets and the persons table. Goes out: `alerts` rows (one per event,
+//! updated in place when late data extends an event) and `datasets/research/daily_indicators.parquet`
+//! (rewritten atomically). Never writes an operational pseudonym into the research dataset.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use nachtwacht_pipelines::alcohol::drinking_events;
+use nachtwacht_pipelines::tamper::{
+    self, ankle_tamper_with_baselines, battery_low, device_faults, ir_baselines,
+};
+use nachtwacht_pipelines::{daily, stress, AlcoholRules, StressRules, TamperRules};
+use nachtwacht_wire::Signal;
+use polars::prelude::*;
+use rusqlite::OptionalExtension;
+use tracing::info;
+
+use crate::alerts::Severity;
+use crate::base::Context;
+use crate::dataset;
+use crate::trust::pseudonym::Pseudonymiser;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("polars: {0}")]
+    Polars(#[from] PolarsError),
+    #[error(transparent)]
+    Dataset(#[from] dataset::Error),
+    #[error(transparent)]
+    File(#[from] crate::base::fsio::Error),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::trust::audit::Error),
+    #[error("evaluation lock {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub mod alcohol_alerts;
+pub mod communication;
+pub mod rules_files;
+
+/// UTC days `from..to` (`to` exclusive): what one evaluation covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Days {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+}
+
+impl Days {
+    /// Midnight UTC starting `from`, and ending the range (`to`), in epoch ms.
+    fn bounds_ms(&self) -> (i64, i64) {
+        (
+            crate::base::time::midnight_ms(self.from),
+            crate::base::time::midnight_ms(self.to),
+        )
+    }
+
+    /// These days, starting `days` earlier: the context a rule needs (an event that began the
+    /// evening before, a baseline of the previous week).
+    fn with_lookback(&self, days: u32) -> Days {
+        Days {
+            from: self.from - chrono::Days::new(u64::from(days)),
+            to: self.to,
+        }
+    }
+
+    pub fn len(&self) -> i64 {
+        (self.to - self.from).num_days()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 0
+    }
+
+    /// Consecutive ranges of at most `n` days covering these.
+    pub fn chunks(&self, n: u32) -> Vec<Days> {
+        let mut out = Vec::new();
+        let mut from = self.from;
+        while from < self.to {
+            let to = (from + chrono::Days::new(u64::from(n.max(1)))).min(self.to);
+            out.push(Days { from, to });
+            from = to;
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Days {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.from, self.to)
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EvaluationReport {
+    /// Drinking and interferent events.
+    pub events: usize,
+    /// Stress episodes (wristband programmes).
+    pub stress_episodes: usize,
+    /// Strap-open, possible-removal, obstruction, battery-low and device-fault events.
+    pub device_events: usize,
+    pub new_alerts: usize,
+    /// Alcohol alerts revised or withdrawn because the readings changed what they show.
+    pub revised_alerts: usize,
+    pub withdrawn_alerts: usize,
+    /// Alcohol episodes still open at the last reading: no verdict, no alert yet.
+    pub pending_episodes: usize,
+    pub person_days: usize,
+}
+
+/// Every rule set the pipelines use (defaults: the TOML files in `pipelines/`; in force: the
+/// operator's copies in the data directory, see [`crate::evaluate::rules_files`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rules {
+    pub alcohol: AlcoholRules,
+    pub tamper: TamperRules,
+    pub stress: StressRules,
+}
+
+/// How an event of one pipeline kind is stored as an alert.
+struct AlertSpec {
+    kind: &'static str,
+    severity: Severity,
+    /// JSON: the rule and the parameters it fired with.
+    rule: String,
+}
+
+fn scan(files: Vec<PathBuf>) -> Result<Option<LazyFrame>> {
+    Ok(dataset::scan_readings(&files)?)
+}
+
+/// What one evaluation reads: all catalogued data, or some days of it.
+#[derive(Clone, Copy)]
+struct Reader<'a> {
+    ctx: &'a Context,
+    days: Option<Days>,
+}
+
+impl Reader<'_> {
+    /// A signal's samples in range, valid ones only (`quality = 0`, see [`crate::decode::validate`]).
+    fn signal(&self, s: Signal) -> Result<Option<LazyFrame>> {
+        Ok(self
+            .signal_with_flags(s)?
+            .map(|lf| lf.filter(col("quality").eq(lit(0u16)))))
+    }
+
+    /// A signal's samples in range with their `quality` flags: for pipelines that need to know
+    /// where the invalid samples were (the EDA mask discards their neighbours too).
+    fn signal_with_flags(&self, s: Signal) -> Result<Option<LazyFrame>> {
+        let Some(days) = self.days else {
+            return scan(dataset::list_signal_files(&self.ctx.dir, &self.ctx.db, s)?);
+        };
+        let files = dataset::list_signal_files_between(
+            &self.ctx.dir,
+            &self.ctx.db,
+            s,
+            &days.from.to_string(),
+            &days.to.to_string(),
+        )?;
+        let ts = col("ts").cast(DataType::Int64);
+        let (start_ms, end_ms) = days.bounds_ms();
+        Ok(scan(files)?
+            .map(|lf| lf.filter(ts.clone().gt_eq(lit(start_ms)).and(ts.lt(lit(end_ms))))))
+    }
+}
+
+/// `pid`, `rid`, `programme`, `region`, `age_band` for everyone enrolled.
+fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<(DataFrame, HashMap<String, i64>)> {
+    type Row = (i64, String, Option<String>, Option<i32>);
+    let rows: Vec<Row> = {
+        let conn = ctx.db.lock();
+        let mut stmt =
+            conn.prepare("SELECT id, programme, region, birth_year FROM persons ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    let this_year: i32 = chrono::Utc::now()
+        .format("%Y")
+        .to_string()
+        .parse()
+        .expect("a year");
+    let regions: Vec<String> = rows
+        .iter()
+        .map(|r| r.2.clone().unwrap_or_else(|| "unknown".into()))
+        .collect();
+    let age_bands: Vec<&str> = rows
+        .iter()
+        .map(|r| daily::age_band(r.3.map(|y| this_year - y)))
+        .collect();
+    let rows: Vec<(i64, String)> = rows.into_iter().map(|r| (r.0, r.1)).collect();
+    let pids: Vec<String> = rows
+        .iter()
+        .map(|(id, _)| pseudonyms.operational(*id))
+        .collect();
+    let rids: Vec<String> = rows
+        .iter()
+        .map(|(id, _)| pseudonyms.research(*id))
+        .collect();
+    let programmes: Vec<&str> = rows.iter().map(|(_, p)| p.as_str()).collect();
+    let by_pid = pids
+        .iter()
+        .cloned()
+        .zip(rows.iter().map(|(id, _)| *id))
+        .collect();
+    let df = df!(
+        "pid" => pids,
+        "rid" => rids,
+        "programme" => programmes,
+        "region" => regions,
+        "age_band" => age_bands
+    )?;
+    Ok((df, by_pid))
+}
+
+/// One evaluation of all data. Blocking: run on a blocking thread.
+pub fn run(ctx: &Context, pseudonyms: &Pseudonymiser, rules: &Rules) -> Result<EvaluationReport> {
+    run_days(ctx, pseudonyms, rules, None)
+}
+
+/// Days of context an evaluation reads before the days it evaluates: a drinking curve that began
+/// the evening before, and the stress baseline's previous week.
+fn lookback_days(rules: &Rules) -> u32 {
+    rules.stress.baseline_days + 1
+}
+
+/// Evaluates `days` (all data when `None`): alerts for every event found (an event already
+/// alerted is updated, never duplicated, see [`store_alerts`]), and the daily indicators of those
+/// days, which replace the same days in the research dataset. Blocking.
+pub fn run_days(
+    ctx: &Context,
+    pseudonyms: &Pseudonymiser,
+    rules: &Rules,
+    days: Option<Days>,
+) -> Result<EvaluationReport> {
+    // One evaluation at a time per data directory, across processes (the scheduler of a node and
+    // a backfill from the CLI): each reads the alerts and the research dataset, changes them and
+    // writes them back, so two at once would lose one's work (and race on the same files).
+    let lock_path = ctx.dir.evaluation_lock();
+    let lock_error = |source| Error::Lock {
+        path: lock_path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent).map_err(lock_error)?;
+    }
+    let _evaluating =
+        crate::base::datadir::lock_file(&lock_path, libc::LOCK_EX).map_err(lock_error)?;
+    // Files listed below stay on disk until this evaluation is done, even if compaction merges
+    // them meanwhile.
+    let _readers = dataset::ReadGuard::acquire(&ctx.dir)?;
+    let (persons_df, person_of_pid) = persons(ctx, pseudonyms)?;
+    let mut report = EvaluationReport::default();
+    let mut parts = Vec::new();
+    let read = Reader {
+        ctx,
+        days: days.map(|d| d.with_lookback(lookback_days(rules))),
+    };
+    let history = Reader { ctx, days: None };
+
+    if let Some(ankle) = read.signal(Signal::Ankle)? {
+        let events = alcohol_episodes(ctx, rules, days, &person_of_pid, &mut report)?;
+        // IR baselines come from each person's first readings ever, whatever the range.
+        let baselines = ir_baselines(
+            history
+                .signal(Signal::Ankle)?
+                .expect("ankle data in range implies ankle data"),
+            &rules.tamper,
+        );
+        let tampering =
+            ankle_tamper_with_baselines(ankle.clone(), baselines, &rules.tamper).collect()?;
+        report.device_events += tampering.height();
+        report.new_alerts += store_alerts(ctx, &tampering, &person_of_pid, |k| {
+            tamper_alert(k, &rules.tamper)
+        })?;
+        parts.push(daily::ankle_daily(
+            ankle,
+            nachtwacht_pipelines::alcohol::decided(events.lazy()),
+            tampering.lazy(),
+            &rules.alcohol,
+        ));
+    }
+    for (s, pipeline) in [
+        (
+            Signal::Battery,
+            battery_low as fn(LazyFrame, &TamperRules) -> LazyFrame,
+        ),
+        (Signal::Event, device_faults),
+    ] {
+        if let Some(lf) = read.signal(s)? {
+            let events = pipeline(lf, &rules.tamper).collect()?;
+            report.device_events += events.height();
+            report.new_alerts += store_alerts(ctx, &events, &person_of_pid, |k| {
+                tamper_alert(k, &rules.tamper)
+            })?;
+        }
+    }
+    // Stress is computed from wristband signals, which only wristband programmes may collect
+    // (purpose binding at ingest): an alcohol-ban client has no EDA to compute it from.
+    if let (Some(eda), Some(hr)) = (
+        read.signal_with_flags(Signal::Eda)?,
+        read.signal(Signal::Hr)?,
+    ) {
+        // Without motion data no window can be shown to be at rest, so none is judged.
+        let acc = match read.signal(Signal::Acc)? {
+            Some(acc) => acc,
+            None => DataFrame::new(vec![
+                Column::new_empty("pid".into(), &DataType::String),
+                Column::new_empty(
+                    "ts".into(),
+                    &DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)),
+                ),
+                Column::new_empty("x_g".into(), &DataType::Float64),
+                Column::new_empty("y_g".into(), &DataType::Float64),
+                Column::new_empty("z_g".into(), &DataType::Float64),
+            ])?
+            .lazy(),
+        };
+        let (windows, episodes) = stress::evaluate(eda, hr.clone(), acc, &rules.stress)?;
+        report.stress_episodes = episodes.height();
+        parts.push(daily::wristband_daily(
+            windows.lazy(),
+            episodes.lazy(),
+            hr,
+            &rules.stress,
+        ));
+    }
+    let mut combined = daily::combine(parts)?;
+    if let Some(days) = days {
+        // The lookback was context only: its days keep the indicators they already have.
+        combined = combined.filter(
+            col("day")
+                .gt_eq(lit(days.from))
+                .and(col("day").lt(lit(days.to))),
+        );
+    }
+    let research = daily::for_research(combined, persons_df.clone().lazy()).collect()?;
+    report.person_days = research.height();
+    let mut merged = match days {
+        Some(days) => merge_research_days(ctx, research, days)?,
+        None => research,
+    };
+    write_research_daily(ctx, &mut merged)?;
+    write_research_alert_counts(ctx, &persons_df, &person_of_pid)?;
+    info!(
+        events = report.events,
+        stress_episodes = report.stress_episodes,
+        device_events = report.device_events,
+        new_alerts = report.new_alerts,
+        revised_alerts = report.revised_alerts,
+        withdrawn_alerts = report.withdrawn_alerts,
+        pending_episodes = report.pending_episodes,
+        person_days = report.person_days,
+        "pipelines evaluated"
+    );
+    Ok(report)
+}
+
+/// A day after any data: "to the end" for a frame (catalog days compare as `YYYY-MM-DD` text).
+const END_OF_DATA: chrono::NaiveDate = match chrono::NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
+
+/// Days an alcohol evaluation reaches further back each time it finds an episode cut by the start
+/// of what it read.
+const ALCOHOL_EXTEND_DAYS: u64 = 7;
+
+/// Judges the alcohol episodes that touch `days` (all data when `None`) and makes the alcohol
+/// alerts agree with them ([`alcohol_alerts::reconcile`]). Returns the episodes (for the daily
+/// indicators).
+///
+/// Every episode is read whole, whatever `days` is: the frame runs from the lookback to the end of
+/// the data (an episode may continue past the evaluated days), and reaches further back while an
+/// episode starts at the frame's first reading and older data exists. So the verdicts, and the
+/// alerts, do not depend on how the days were cut into evaluations.
+fn alcohol_episodes(
+    ctx: &Context,
+    rules: &Rules,
+    days: Option<Days>,
+    person_of_pid: &HashMap<String, i64>,
+    report: &mut EvaluationReport,
+) -> Result<DataFrame> {
+    let as_of = crate::base::time::now_ms();
+    let first_day: Option<String> = ctx.db.lock().query_row(
+        "SELECT min(day) FROM dataset_files WHERE signal = ?1",
+        [Signal::Ankle.name()],
+        |r| r.get(0),
+    )?;
+    let first_day = first_day.and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
+    let mut from = days.map(|d| d.with_lookback(lookback_days(rules)).from);
+    let (frame, events) = loop {
+        let reader = Reader {
+            ctx,
+            days: from.map(|from| Days {
+                from,
+                to: END_OF_DATA,
+            }),
+        };
+        let Some(frame) = reader.signal(Signal::Ankle)? else {
+            return Ok(DataFrame::empty());
+        };
+        let events = drinking_events(frame.clone(), &rules.alcohol, as_of)?.collect()?;
+        let cut = events
+            .column("opens_frame")?
+            .bool()?
+            .into_iter()
+            .any(|v| v == Some(true));
+        match from {
+            Some(f) if cut && first_day.is_some_and(|first| first < f) => {
+                from = Some(f - chrono::Days::new(ALCOHOL_EXTEND_DAYS));
+            }
+            _ => break (frame, events),
+        }
+    };
+    let starts = frame
+        .group_by([col("pid")])
+        .agg([col("ts").cast(DataType::Int64).min().alias("first_ms")])
+        .collect()?;
+    let frame_start: HashMap<String, i64> = starts
+        .column("pid")?
+        .str()?
+        .into_iter()
+        .zip(starts.column("first_ms")?.i64()?)
+        .filter_map(|(p, t)| Some((p?.to_string(), t?)))
+        .collect();
+    let episodes = alcohol_alerts::episodes(&events, &rules.alcohol)?;
+    let outcome = {
+        let mut conn = ctx.db.lock();
+        let tx = conn.transaction()?;
+        let outcome = alcohol_alerts::reconcile(
+            &tx,
+            &episodes,
+            &frame_start,
+            person_of_pid,
+            crate::base::time::now_ms(),
+        )?;
+        tx.commit()?;
+        outcome
+    };
+    report.events = episodes.len() - outcome.pending;
+    report.new_alerts += outcome.new;
+    report.revised_alerts += outcome.revised;
+    report.withdrawn_alerts += outcome.withdrawn;
+    report.pending_episodes += outcome.pending;
+    Ok(events)
+}
+
+fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
+    let (kind, severity, rule) = match kind {
+        tamper::KIND_STRAP_OPEN => (
+            tamper::KIND_STRAP_OPEN,
+            Severity::High,
+            serde_json::json!({"rule": "tamper.strap_open"}),
+        ),
+        tamper::KIND_REMOVAL => (
+            tamper::KIND_REMOVAL,
+            Severity::High,
+            serde_json::json!({
+                "rule": "tamper.possible_removal",
+                "removal_max_skin_temp_c": rules.removal_max_skin_temp_c,
+                "ir_deviation_fraction": rules.ir_deviation_fraction,
+                "ir_baseline_readings": rules.ir_baseline_readings,
+            }),
+        ),
+        tamper::KIND_OBSTRUCTION => (
+            tamper::KIND_OBSTRUCTION,
+            Severity::High,
+            serde_json::json!({
+                "rule": "tamper.obstruction",
+                "obstruction_min_hours": rules.obstruction_min_hours,
+                "ir_deviation_fraction": rules.ir_deviation_fraction,
+                "ir_baseline_readings": rules.ir_baseline_readings,
+            }),
+        ),
+        tamper::KIND_BATTERY_LOW => (
+            tamper::KIND_BATTERY_LOW,
+            Severity::Low,
+            serde_json::json!({"rule": "device.battery_low", "battery_low_pct": rules.battery_low_pct}),
+        ),
+        tamper::KIND_DEVICE_FAULT => (
+            tamper::KIND_DEVICE_FAULT,
+            Severity::Medium,
+            serde_json::json!({"rule": "device.fault", "fault_events": rules.fault_events}),
+        ),
+        _ => return None,
+    };
+    Some(AlertSpec {
+        kind,
+        severity,
+        rule: rule.to_string(),
+    })
+}
+
+/// The research dataset with the rows of `days` replaced by `fresh`.
+fn merge_research_days(ctx: &Context, fresh: DataFrame, days: Days) -> Result<DataFrame> {
+    let path = ctx.dir.research_daily();
+    if !path.exists() {
+        return Ok(fresh);
+    }
+    let kept = LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())?
+        .filter(
+            col("day")
+                .lt(lit(days.from))
+                .or(col("day").gt_eq(lit(days.to))),
+        );
+    Ok(
+        concat_lf_diagonal([kept, fresh.lazy()], UnionArgs::default())?
+            .sort(["rid", "day"], SortMultipleOptions::default())
+            .collect()?,
+    )
+}
+
+/// How far back (ms) of the watermark an incremental run looks for new files: a file whose
+/// catalogue row was committed while the previous run read the watermark can carry a slightly
+/// older `written_at_ms`. Re-evaluating a day twice is harmless; missing one is not.
+const WATERMARK_MARGIN_MS: i64 = 60_000;
+
+/// The scheduler's evaluation: only the days that received data since the last run (all data on
+/// the first run). `None` when nothing is new. A station that was offline for days and then
+/// uploads makes those days new, and they are evaluated with their lookback context.
+pub fn run_incremental(
+    ctx: &Context,
+    pseudonyms: &Pseudonymiser,
+    rules: &Rules,
+) -> Result<Option<(Option<Days>, EvaluationReport)>> {
+    let (watermark, newest, days) = {
+        let conn = ctx.db.lock();
+        let watermark: Option<i64> = conn
+            .query_row(
+                "SELECT files_until_ms FROM pipeline_watermarks WHERE name = 'evaluate'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let since = watermark.map_or(i64::MIN, |w| w - WATERMARK_MARGIN_MS);
+        type Row = (Option<String>, Option<String>, Option<i64>);
+        let (first, last, newest): Row = conn.query_row(
+            "SELECT min(day), max(day), max(written_at_ms) FROM dataset_files
+              WHERE written_at_ms > ?1",
+            [since],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let parse = |d: Option<String>| {
+            d.and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+        };
+        let days = parse(first).zip(parse(last)).map(|(from, last)| Days {
+            from,
+            to: last + chrono::Days::new(1),
+        });
+        (watermark, newest, days)
+    };
+    let Some(newest) = newest else {
+        return Ok(None);
+    };
+    if watermark.is_some_and(|w| newest <= w) {
+        return Ok(None);
+    }
+    // First run: everything. Later: the days of the files written since.
+    let days = if watermark.is_some() { days } else { None };
+    let report = run_days(ctx, pseudonyms, rules, days)?;
+    ctx.db.lock().execute(
+        "INSERT INTO pipeline_watermarks (name, files_until_ms, updated_at_ms) VALUES ('evaluate', ?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET files_until_ms = max(files_until_ms, excluded.files_until_ms),
+                                         updated_at_ms = excluded.updated_at_ms",
+        rusqlite::params![newest, crate::base::time::now_ms()],
+    )?;
+    Ok(Some((days, report)))
+}
+
+/// Re-evaluates `days` in chunks of `chunk_days`, calling `progress(done, total, chunk)` after
+/// each: `nachtwacht pipeline run --from --to`.
+pub fn backfill(
+    ctx: &Context,
+    pseudonyms: &Pseudonymiser,
+    rules: &Rules,
+    days: Days,
+    chunk_days: u32,
+    mut progress: impl FnMut(usize, usize, Days),
+) -> Result<EvaluationReport> {
+    let chunks = days.chunks(chunk_days);
+    let mut total = EvaluationReport::default();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let r = run_days(ctx, pseudonyms, rules, Some(*chunk))?;
+        total.events += r.events;
+        total.stress_episodes += r.stress_episodes;
+        total.device_events += r.device_events;
+        total.new_alerts += r.new_alerts;
+        total.revised_alerts += r.revised_alerts;
+        total.withdrawn_alerts += r.withdrawn_alerts;
+        total.pending_episodes = r.pending_episodes;
+        total.person_days += r.person_days;
+        progress(i + 1, chunks.len(), *chunk);
+    }
+    Ok(total)
+}
+
+/// Alert kinds by the group the research dataset counts them in.
+const ALERT_GROUPS: &[(&str, &[&str])] = &[
+    ("alcohol_alerts", &["alcohol"]),
+    ("interferent_alerts", &["interferent"]),
+    (
+        "tamper_alerts",
+        &[
+            tamper::KIND_STRAP_OPEN,
+            tamper::KIND_REMOVAL,
+            tamper::KIND_OBSTRUCTION,
+        ],
+    ),
+    (
+        "device_alerts",
+        &[
+            tamper::KIND_BATTERY_LOW,
+            tamper::KIND_DEVICE_FAULT,
+            crate::evaluate::communication::KIND_DEVICE,
+            crate::evaluate::communication::KIND_SPOOL_FULL,
+            crate::evaluate::communication::KIND_CLOCK,
+        ],
+    ),
+    (
+        "communication_alerts",
+        &[
+            crate::evaluate::communication::KIND_SILENT,
+            crate::evaluate::communication::KIND_CRITICAL,
+        ],
+    ),
+];
+
+/// `datasets/research/alert_counts.parquet`, rewritten whole from the alerts table (small): one
+/// row per person and UTC day on which alerts started, with counts per group of kinds, under the
+/// research pseudonym with the coarse attributes. Communication alerts come from housekeeping,
+/// so they appear here from the next evaluation on.
+fn write_research_alert_counts(
+    ctx: &Context,
+    persons_df: &DataFrame,
+    person_of_pid: &HashMap<String, i64>,
+) -> Result<()> {
+    let pid_of: HashMap<i64, &str> = person_of_pid
+        .iter()
+        .map(|(pid, id)| (*id, pid.as_str()))
+        .collect();
+    let rows: Vec<(i64, String, String)> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn.prepare(
+            // Withdrawn alerts are not events any more; they stay only as a record.
+            "SELECT person_id, date(start_ms / 1000, 'unixepoch'), kind FROM alerts
+              WHERE withdrawn_at_ms IS NULL ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    let mut pids = Vec::new();
+    let mut days = Vec::new();
+    let mut counts: Vec<Vec<i64>> = vec![Vec::new(); ALERT_GROUPS.len()];
+    for (person, day, kind) in rows {
+        let Some(pid) = pid_of.get(&person) else {
+            continue;
+        };
+        if pids.last() != Some(pid) || days.last() != Some(&day) {
+            pids.push(*pid);
+            days.push(day);
+            counts.iter_mut().for_each(|c| c.push(0));
+        }
+        for (i, (_, kinds)) in ALERT_GROUPS.iter().enumerate() {
+            if kinds.contains(&kind.as_str()) {
+                *counts[i].last_mut().expect("a row was pushed") += 1;
+            }
+        }
+    }
+    let mut columns = vec![
+        Column::new("pid".into(), pids),
+        Column::new("day".into(), days).cast(&DataType::Date)?,
+    ];
+    for ((name, _), c) in ALERT_GROUPS.iter().zip(counts) {
+        columns.push(Column::new((*name).into(), c));
+    }
+    let mut out = daily::for_research(DataFrame::new(columns)?.lazy(), persons_df.clone().lazy())
+        .collect()?;
+    write_parquet_durably(&ctx.dir.research_alert_counts(), &mut out)
+}
+
+fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
+    write_parquet_durably(&ctx.dir.research_daily(), df)
+}
+
+/// Writes a research dataset whole and durably (temp file, fsync, rename, fsync directory).
+fn write_parquet_durably(path: &std::path::Path, df: &mut DataFrame) -> Result<()> {
+    let parent = path.parent().expect("dataset in a directory");
+    std::fs::create_dir_all(parent).map_err(|source| crate::base::fsio::Error {
+        path: parent.display().to_string(),
+        source,
+    })?;
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf).finish(df)?;
+    crate::base::fsio::write_durably(path, &buf)?;
+    Ok(())
+}
+
+/// One alert per event: an event that overlaps an alert of the same person and kind *is* that
+/// alert (late data extended it, or a re-evaluation saw it again), so the alert grows to cover
+/// both and keeps its id and status; otherwise a new alert is inserted. `spec` maps an event's
+/// `kind` to its alert (`None`: not an alert). Returns how many alerts are new.
+fn store_alerts(
+    ctx: &Context,
+    events: &DataFrame,
+    person_of_pid: &HashMap<String, i64>,
+    spec: impl Fn(&str) -> Option<AlertSpec>,
+) -> Result<usize> {
+    if events.height() == 0 {
+        return Ok(0);
+    }
+    let pid = events.column("pid")?.str()?;
+    let kind = events.column("kind")?.str()?;
+    let start = events.column("start")?.cast(&DataType::Int64)?;
+    let start = start.i64()?;
+    let end = events.column("end")?.cast(&DataType::Int64)?;
+    let end = end.i64()?;
+    let peak = match events.column("peak_tac_g_dl") {
+        Ok(c) => Some(c.f64()?.clone()),
+        Err(_) => None,
+    };
+    let bundles = events.column("bundle_ids")?.str()?;
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let mut new = 0;
+    for i in 0..events.height() {
+        let (Some(p), Some(k), Some(s), Some(e)) =
+            (pid.get(i), kind.get(i), start.get(i), end.get(i))
+        else {
+            continue;
+        };
+        let (Some(person_id), Some(alert)) = (person_of_pid.get(p), spec(k)) else {
+            continue;
+        };
+        let peak = peak.as_ref().and_then(|c| c.get(i));
+        let evidence = bundles.get(i).unwrap_or("");
+        let existing: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, evidence_bundles FROM alerts
+                  WHERE person_id = ?1 AND kind = ?2 AND start_ms <= ?4 AND end_ms >= ?3
+                  ORDER BY start_ms LIMIT 1",
+                rusqlite::params![person_id, alert.kind, s, e],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match existing {
+            Some((id, had)) => {
+                tx.execute(
+                    "UPDATE alerts SET start_ms = min(start_ms, ?2), end_ms = max(end_ms, ?3),
+                            peak_tac_g_dl = CASE WHEN ?4 IS NULL THEN peak_tac_g_dl
+                                                 ELSE max(coalesce(peak_tac_g_dl, ?4), ?4) END,
+                            evidence_bundles = ?5
+                      WHERE id = ?1",
+                    rusqlite::params![id, s, e, peak, merge_evidence(&had, evidence)],
+                )?;
+                // Sealed again only if widening changed it.
+                crate::trust::audit::seal::reseal(&tx, id, now, "system")?;
+            }
+            None => {
+                new += tx.execute(
+                    "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule, evidence_bundles, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    rusqlite::params![person_id, alert.kind, alert.severity.as_str(), s, e, peak, alert.rule, evidence, now],
+                )?;
+                crate::trust::audit::seal::reseal(&tx, tx.last_insert_rowid(), now, "system")?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(new)
+}
+
+/// Comma-separated bundle ids of both lists, each once, in order of first appearance.
+fn merge_evidence(had: &str, found: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    had.split(',')
+        .chain(found.split(','))
+        .filter(|b| !b.is_empty() && seen.insert(*b))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,948 @@
+//! Web accounts: argon2id passwords, a mandatory TOTP second factor (RFC 6238), lockout after
+//! repeated failures, and server-side sessions with a CSRF token each.
+//!
+//! Nothing here knows HTTP: `web` turns cookies and forms into calls of [`login`], [`session`] and
+//! [`logout`]. Every login, failure, lockout and account change is written to the audit log.
+//!
+//! Sessions are random 256-bit tokens; only their SHA-256 is stored, so a copy of the database
+//! does not let anyone take over a session. A session ends after [`SESSION_IDLE_MS`] without a
+//! request, or [`SESSION_ABSOLUTE_MS`] after login, whichever comes first.
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use crate::base::db::Db;
+use crate::trust::audit;
+
+/// A session ends after this long without a request (BIO: lock idle sessions; 15 minutes).
+pub const SESSION_IDLE_MS: i64 = 15 * 60 * 1000;
+/// A session ends this long after login, however active.
+pub const SESSION_ABSOLUTE_MS: i64 = 8 * 60 * 60 * 1000;
+/// Consecutive failed logins after which an account is locked ...
+pub const LOCKOUT_AFTER_FAILURES: i64 = 5;
+/// ... for this long.
+pub const LOCKOUT_MS: i64 = 15 * 60 * 1000;
+/// TOTP: 30-second steps, 6 digits, one step of clock skew either way.
+const TOTP_STEP_SECS: i64 = 30;
+const TOTP_SKEW_STEPS: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Deliberately vague: the user is not told which of name, password or code was wrong.
+    #[error("unknown user, wrong password or wrong code")]
+    BadCredentials,
+    #[error("account locked after {LOCKOUT_AFTER_FAILURES} failed logins; try again later")]
+    Locked,
+    #[error("invalid account: {0}")]
+    Invalid(String),
+    #[error("password hashing: {0}")]
+    Hash(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The roles of issue 7. Each web route names the roles it admits (`web::routes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Administrator,
+    Officer,
+    /// Reclassering management: DP aggregates only.
+    Manager,
+    Researcher,
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Administrator,
+        Role::Officer,
+        Role::Manager,
+        Role::Researcher,
+        Role::Auditor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Administrator => "administrator",
+            Role::Officer => "officer",
+            Role::Manager => "manager",
+            Role::Researcher => "researcher",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A signed-in account, as the web layer sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    /// The password is still the one an administrator saw: the user must choose their own before
+    /// anything else (the web layer allows only the password page until then).
+    pub must_change_password: bool,
+}
+
+/// What an administrator hands to a new user, once: the initial password and the TOTP secret
+/// (also as an `otpauth://` URI for authenticator apps). Neither is shown again, and the user
+/// must replace the password at first sign-in.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub id: i64,
+    pub password: String,
+    pub totp_secret: String,
+    pub otpauth_uri: String,
+}
+
+/// A live session: the cookie value (shown once, at login) and its CSRF token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub csrf: String,
+    pub account: Account,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    // argon2 0.5's default is argon2id (m = 19 MiB, t = 2, p = 1), OWASP's recommended minimum.
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Hash(e.to_string()))
+}
+
+fn password_matches(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+// ---- TOTP (RFC 6238 over RFC 4226 HOTP, HMAC-SHA-1, 6 digits) ----
+
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// RFC 4648 base32 without padding: how authenticator apps take secrets.
+pub fn base32_encode(data: &[u8]) -> String {
+    let mut out = String::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &byte in data {
+        buffer = (buffer << 8) | byte as u32;
+        bits += 8;
+        while bits >= 5 {
+            out.push(BASE32[((buffer >> (bits - 5)) & 31) as usize] as char);
+            bits -= 5;
+        }
+    }
+    if bits > 0 {
+        out.push(BASE32[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for c in text.chars().filter(|c| !c.is_whitespace() && *c != '=') {
+        let v = BASE32
+            .iter()
+            .position(|&b| b as char == c.to_ascii_uppercase())? as u32;
+        buffer = (buffer << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    Some(out)
+}
+
+/// The 6-digit code of `secret` for time step `step` (HOTP with the step as counter).
+fn hotp(secret: &[u8], step: i64) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(&(step as u64).to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = (digest[19] & 0x0f) as usize;
+    let value = u32::from_be_bytes([
+        digest[offset] & 0x7f,
+        digest[offset + 1],
+        digest[offset + 2],
+        digest[offset + 3],
+    ]);
+    format!("{:06}", value % 1_000_000)
+}
+
+/// The current TOTP code of a base32 secret at `now_ms` (what an authenticator app shows).
+pub fn totp_code(secret_base32: &str, now_ms: i64) -> Option<String> {
+    Some(hotp(
+        &base32_decode(secret_base32)?,
+        now_ms.div_euclid(1000) / TOTP_STEP_SECS,
+    ))
+}
+
+/// The time step whose code `code` is, within the allowed skew; `None` when it matches none.
+fn totp_step_of(secret: &[u8], code: &str, now_ms: i64) -> Option<i64> {
+    let now_step = now_ms.div_euclid(1000) / TOTP_STEP_SECS;
+    let code = code.trim();
+    (-TOTP_SKEW_STEPS..=TOTP_SKEW_STEPS)
+        .map(|d| now_step + d)
+        .find(|&step| constant_time_eq(hotp(secret, step).as_bytes(), code.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// ---- accounts ----
+
+/// A random initial password (96 bits, stored only as its argon2id hash) and TOTP secret
+/// (160 bits): what a new account, or one whose user lost theirs, is given.
+struct Fresh {
+    password: String,
+    hash: String,
+    totp_secret: String,
+}
+
+impl Fresh {
+    fn generate() -> Result<Self> {
+        let password = random_hex(12);
+        let mut secret = [0u8; 20];
+        rand::thread_rng().fill_bytes(&mut secret);
+        Ok(Self {
+            hash: hash_password(&password)?,
+            password,
+            totp_secret: base32_encode(&secret),
+        })
+    }
+
+    /// What the administrator hands over, with the `otpauth://` URI authenticator apps read.
+    fn handed_out(self, id: i64, username: &str) -> NewAccount {
+        NewAccount {
+            id,
+            otpauth_uri: format!(
+                "otpauth://totp/nachtwacht:{username}?secret={}&issuer=nachtwacht&digits=6&period=30",
+                self.totp_secret
+            ),
+            password: self.password,
+            totp_secret: self.totp_secret,
+        }
+    }
+}
+
+/// Creates an account with a random initial password and TOTP secret, both returned once.
+pub fn create(db: &Db, username: &str, role: Role, actor: &str, now_ms: i64) -> Result<NewAccount> {
+    let valid = !username.is_empty()
+        && username.len() <= 64
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !valid {
+        return Err(Error::Invalid(
+            "a username is 1–64 letters, digits, '.', '-' or '_'".into(),
+        ));
+    }
+    let fresh = Fresh::generate()?;
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    let taken: bool = tx
+        .query_row(
+            "SELECT 1 FROM accounts WHERE username = ?1",
+            [username],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if taken {
+        return Err(Error::Invalid(format!("username {username:?} is taken")));
+    }
+    tx.execute(
+        "INSERT INTO accounts (username, role, password_hash, must_change_password, created_at_ms, totp_secret)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5)",
+        rusqlite::params![username, role.as_str(), fresh.hash, now_ms, fresh.totp_secret],
+    )?;
+    let id = tx.last_insert_rowid();
+    audit::append(
+        &tx,
+        now_ms,
+        actor,
+        "account.create",
+        &format!("account:{username}"),
+        &serde_json::json!({"role": role.as_str()}).to_string(),
+    )?;
+    tx.commit()?;
+    Ok(fresh.handed_out(id, username))
+}
+
+/// Disables an account and ends its sessions at once.
+pub fn disable(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> Result<()> {
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    let username: String = tx
+        .query_row(
+            "SELECT username FROM accounts WHERE id = ?1",
+            [account_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::Invalid(format!("no account {account_id}")))?;
+    tx.execute(
+        "UPDATE accounts SET disabled_at_ms = ?2 WHERE id = ?1 AND disabled_at_ms IS NULL",
+        rusqlite::params![account_id, now_ms],
+    )?;
+    end_sessions(&tx, account_id, now_ms)?;
+    audit::append(
+        &tx,
+        now_ms,
+        actor,
+        "account.disable",
+        &format!("account:{username}"),
+        "{}",
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Gives an account another role; its sessions end, so the new role applies from the next
+/// sign-in. An officer's caseload assignments stay but grant nothing to another role.
+pub fn set_role(db: &Db, account_id: i64, role: Role, actor: &str, now_ms: i64) -> Result<()> {
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    let (username, old): (String, String) = tx
+        .query_row(
+            "SELECT username, role FROM accounts WHERE id = ?1",
+            [account_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or_else(|| Error::Invalid(format!("no account {account_id}")))?;
+    tx.execute(
+        "UPDATE accounts SET role = ?2 WHERE id = ?1",
+        rusqlite::params![account_id, role.as_str()],
+    )?;
+    end_sessions(&tx, account_id, now_ms)?;
+    audit::append(
+        &tx,
+        now_ms,
+        actor,
+        "account.role",
+        &format!("account:{username}"),
+        &serde_json::json!({"from": old, "to": role.as_str()}).to_string(),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// New credentials for an account whose user lost their password or authenticator: a new
+/// random password (to be replaced at the next sign-in) and a new TOTP secret, returned once.
+/// The old ones stop working and the account's sessions end; a lockout is lifted.
+pub fn reset_credentials(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> Result<NewAccount> {
+    let fresh = Fresh::generate()?;
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    let username: String = tx
+        .query_row(
+            "SELECT username FROM accounts WHERE id = ?1",
+            [account_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::Invalid(format!("no account {account_id}")))?;
+    tx.execute(
+        "UPDATE accounts SET password_hash = ?2, totp_secret = ?3, totp_last_step = NULL,
+                must_change_password = 1, failed_logins = 0, locked_until_ms = NULL
+          WHERE id = ?1",
+        rusqlite::params![account_id, fresh.hash, fresh.totp_secret],
+    )?;
+    end_sessions(&tx, account_id, now_ms)?;
+    audit::append(
+        &tx,
+        now_ms,
+        actor,
+        "account.reset",
+        &format!("account:{username}"),
+        "{}",
+    )?;
+    tx.commit()?;
+    Ok(fresh.handed_out(account_id, &username))
+}
+
+fn end_sessions(conn: &Connection, account_id: i64, now_ms: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE sessions SET ended_at_ms = ?2 WHERE account_id = ?1 AND ended_at_ms IS NULL",
+        rusqlite::params![account_id, now_ms],
+    )?;
+    Ok(())
+}
+
+/// One row of the administrator's account list.
+#[derive(Debug, Clone)]
+pub struct AccountInfo {
+    pub id: i64,
+    pub username: String,
+    pub role: String,
+    pub created_at_ms: i64,
+    pub locked_until_ms: Option<i64>,
+    pub disabled_at_ms: Option<i64>,
+}
+
+pub fn list(db: &Db) -> Result<Vec<AccountInfo>> {
+    let conn = db.lock();
+    let mut stmt = conn.prepare(
+        "SELECT id, username, role, created_at_ms, locked_until_ms, disabled_at_ms
+           FROM accounts ORDER BY username",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AccountInfo {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            role: r.get(2)?,
+            created_at_ms: r.get(3)?,
+            locked_until_ms: r.get(4)?,
+            disabled_at_ms: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+struct Stored {
+    id: i64,
+    role: String,
+    password_hash: String,
+    totp_secret: Option<String>,
+    totp_last_step: Option<i64>,
+    failed_logins: i64,
+    locked_until_ms: Option<i64>,
+    disabled: bool,
+    must_change_password: bool,
+}
+
+fn stored(conn: &Connection, username: &str) -> Result<Option<Stored>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, role, password_hash, totp_secret, totp_last_step, failed_logins,
+                    locked_until_ms, disabled_at_ms IS NOT NULL, must_change_password
+               FROM accounts WHERE username = ?1",
+            [username],
+            |r| {
+                Ok(Stored {
+                    id: r.get(0)?,
+                    role: r.get(1)?,
+                    password_hash: r.get(2)?,
+                    totp_secret: r.get(3)?,
+                    totp_last_step: r.get(4)?,
+                    failed_logins: r.get(5)?,
+                    locked_until_ms: r.get(6)?,
+                    disabled: r.get(7)?,
+                    must_change_password: r.get(8)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Checks password and TOTP code; on success opens a session. Every outcome is audited.
+///
+/// The password hash is verified outside the database lock (argon2id takes tens of
+/// milliseconds by design), and even for an unknown user, so timing does not reveal which
+/// usernames exist.
+pub fn login(
+    db: &Db,
+    username: &str,
+    password: &str,
+    code: &str,
+    client: &str,
+    now_ms: i64,
+) -> Result<Session> {
+    let account = stored(&db.lock(), username)?;
+    let hash = account
+        .as_ref()
+        .map(|a| a.password_hash.clone())
+        .unwrap_or_else(dummy_hash);
+    let password_ok = password_matches(password, &hash);
+    let object = format!("account:{username}");
+    let detail = serde_json::json!({"client": client}).to_string();
+
+    let mut conn = db.lock();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // The password was checked outside the lock (argon2 takes tens of milliseconds). Everything
+    // that parallel logins change (failures, lockout, the last TOTP step) is read again here,
+    // inside the transaction that holds the write lock, so each login sees the one before it: a
+    // code is usable once, and every failure counts.
+    let checked_hash = account.map(|a| a.password_hash);
+    let account = stored(&tx, username)?;
+    let password_ok = password_ok
+        && account
+            .as_ref()
+            .is_some_and(|a| Some(&a.password_hash) == checked_hash.as_ref());
+    let Some(account) = account else {
+        audit::append(&tx, now_ms, "anonymous", "login.failed", &object, &detail)?;
+        tx.commit()?;
+        return Err(Error::BadCredentials);
+    };
+    if account.disabled {
+        audit::append(
+            &tx,
+            now_ms,
+            username,
+            "login.refused-disabled",
+            &object,
+            &detail,
+        )?;
+        tx.commit()?;
+        return Err(Error::BadCredentials);
+    }
+    if account.locked_until_ms.is_some_and(|until| until > now_ms) {
+        audit::append(
+            &tx,
+            now_ms,
+            username,
+            "login.refused-locked",
+            &object,
+            &detail,
+        )?;
+        tx.commit()?;
+        return Err(Error::Locked);
+    }
+    let step = account
+        .totp_secret
+        .as_deref()
+        .and_then(base32_decode)
+        .and_then(|secret| totp_step_of(&secret, code, now_ms))
+        // A code is good once: a step at or before the last accepted one is a replay.
+        .filter(|step| account.totp_last_step.is_none_or(|last| *step > last));
+    let (true, Some(step)) = (password_ok, step) else {
+        let failures = account.failed_logins + 1;
+        let locks = failures >= LOCKOUT_AFTER_FAILURES;
+        tx.execute(
+            "UPDATE accounts SET failed_logins = ?2, locked_until_ms = ?3 WHERE id = ?1",
+            rusqlite::params![
+                account.id,
+                if locks { 0 } else { failures },
+                locks.then_some(now_ms + LOCKOUT_MS)
+            ],
+        )?;
+        let action = if locks {
+            "login.locked"
+        } else {
+            "login.failed"
+        };
+        audit::append(&tx, now_ms, username, action, &object, &detail)?;
+        tx.commit()?;
+        return Err(if locks {
+            Error::Locked
+        } else {
+            Error::BadCredentials
+        });
+    };
+    let role = Role::parse(&account.role)
+        .ok_or_else(|| Error::Invalid(format!("unknown role {:?}", account.role)))?;
+    let (token, csrf) = (random_hex(32), random_hex(32));
+    tx.execute(
+        "UPDATE accounts SET failed_logins = 0, locked_until_ms = NULL, totp_last_step = ?2 WHERE id = ?1",
+        rusqlite::params![account.id, step],
+    )?;
+    tx.execute(
+        "INSERT INTO sessions (token_sha256, account_id, csrf_token, created_at_ms, last_seen_ms)
+         VALUES (?1, ?2, ?3, ?4, ?4)",
+        rusqlite::params![sha256_hex(&token), account.id, csrf, now_ms],
+    )?;
+    audit::append(&tx, now_ms, username, "login", &object, &detail)?;
+    tx.commit()?;
+    Ok(Session {
+        token,
+        csrf,
+        account: Account {
+            id: account.id,
+            username: username.to_string(),
+            role,
+            must_change_password: account.must_change_password,
+        },
+    })
+}
+
+/// A valid argon2id hash of a random password, so an unknown user costs as much as a known one.
+fn dummy_hash() -> String {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
+        .clone()
+}
+
+/// The session behind a cookie value, if it is live; marks it seen. Expired sessions are ended.
+pub fn session(db: &Db, token: &str, now_ms: i64) -> Result<Option<Session>> {
+    let conn = db.lock();
+    let found = conn
+        .query_row(
+            "SELECT s.csrf_token, s.created_at_ms, s.last_seen_ms, a.id, a.username, a.role,
+                    a.must_change_password
+               FROM sessions s JOIN accounts a ON a.id = s.account_id
+              WHERE s.token_sha256 = ?1 AND s.ended_at_ms IS NULL AND a.disabled_at_ms IS NULL",
+            [sha256_hex(token)],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, bool>(6)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((csrf, created, last_seen, id, username, role, must_change_password)) = found else {
+        return Ok(None);
+    };
+    if now_ms - last_seen > SESSION_IDLE_MS || now_ms - created > SESSION_ABSOLUTE_MS {
+        conn.execute(
+            "UPDATE sessions SET ended_at_ms = ?2 WHERE token_sha256 = ?1",
+            rusqlite::params![sha256_hex(token), now_ms],
+        )?;
+        return Ok(None);
+    }
+    // Touch at most every 10 s: one write per page view would serialise every request.
+    if now_ms - last_seen > 10_000 {
+        conn.execute(
+            "UPDATE sessions SET last_seen_ms = ?2 WHERE token_sha256 = ?1",
+            rusqlite::params![sha256_hex(token), now_ms],
+        )?;
+    }
+    let Some(role) = Role::parse(&role) else {
+        return Ok(None);
+    };
+    Ok(Some(Session {
+        token: token.to_string(),
+        csrf,
+        account: Account {
+            id,
+            username,
+            role,
+            must_change_password,
+        },
+    }))
+}
+
+pub fn logout(db: &Db, session: &Session, now_ms: i64) -> Result<()> {
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE sessions SET ended_at_ms = ?2 WHERE token_sha256 = ?1 AND ended_at_ms IS NULL",
+        rusqlite::params![sha256_hex(&session.token), now_ms],
+    )?;
+    let who = &session.account.username;
+    audit::append(&tx, now_ms, who, "logout", &format!("account:{who}"), "{}")?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The shortest password a user may choose. Long passphrases beat composition rules (NIST
+/// SP 800-63B); the second factor is mandatory anyway.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// Replaces an account's password after checking the current one. Clears the must-change flag
+/// and ends the account's other sessions (someone who knew the old password is signed out).
+pub fn change_password(
+    db: &Db,
+    session: &Session,
+    current: &str,
+    new: &str,
+    now_ms: i64,
+) -> Result<()> {
+    if new.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Error::Invalid(format!(
+            "the new password needs at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if new == current {
+        return Err(Error::Invalid(
+            "the new password must differ from the current one".into(),
+        ));
+    }
+    let who = &session.account.username;
+    let stored_hash: String = db.lock().query_row(
+        "SELECT password_hash FROM accounts WHERE id = ?1",
+        [session.account.id],
+        |r| r.get(0),
+    )?;
+    if !password_matches(current, &stored_hash) {
+        audit::append(
+            &db.lock(),
+            now_ms,
+            who,
+            "account.password-refused",
+            &format!("account:{who}"),
+            "{}",
+        )?;
+        return Err(Error::BadCredentials);
+    }
+    let hash = hash_password(new)?;
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE accounts SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
+        rusqlite::params![session.account.id, hash],
+    )?;
+    tx.execute(
+        "UPDATE sessions SET ended_at_ms = ?3
+          WHERE account_id = ?1 AND token_sha256 != ?2 AND ended_at_ms IS NULL",
+        rusqlite::params![session.account.id, sha256_hex(&session.token), now_ms],
+    )?;
+    audit::append(
+        &tx,
+        now_ms,
+        who,
+        "account.password",
+        &format!("account:{who}"),
+        "{}",
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Whether a submitted CSRF token is the session's (compared in constant time).
+pub fn csrf_ok(session: &Session, submitted: &str) -> bool {
+    constant_time_eq(session.csrf.as_bytes(), submitted.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("s.sqlite")).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn totp_matches_the_rfc_6238_test_vectors() {
+        // RFC 6238 appendix B, SHA-1 secret "12345678901234567890", 8 digits there; the last 6
+        // digits are what a 6-digit code is.
+        let secret = base32_encode(b"12345678901234567890");
+        assert_eq!(secret, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        for (t, eight) in [
+            (59, "94287082"),
+            (1111111109, "07081804"),
+            (2000000000, "69279037"),
+        ] {
+            assert_eq!(totp_code(&secret, t * 1000).unwrap(), eight[2..]);
+        }
+        assert_eq!(base32_decode(&secret).unwrap(), b"12345678901234567890");
+    }
+
+    #[test]
+    fn login_needs_password_and_a_fresh_code_and_locks_after_failures() {
+        let (_d, db) = db();
+        let now = 1_800_000_000_000;
+        let new = create(&db, "anna", Role::Officer, "test", now).unwrap();
+        let code = totp_code(&new.totp_secret, now).unwrap();
+        assert!(matches!(
+            login(&db, "anna", "wrong", &code, "t", now),
+            Err(Error::BadCredentials)
+        ));
+        assert!(matches!(
+            login(&db, "anna", &new.password, "000000", "t", now),
+            Err(Error::BadCredentials)
+        ));
+        let s = login(&db, "anna", &new.password, &code, "t", now).unwrap();
+        assert_eq!(s.account.role, Role::Officer);
+        // The same code again is a replay.
+        assert!(login(&db, "anna", &new.password, &code, "t", now + 1000).is_err());
+        assert!(session(&db, &s.token, now + 60_000).unwrap().is_some());
+        // Idle expiry.
+        assert!(session(&db, &s.token, now + 60_000 + SESSION_IDLE_MS + 1)
+            .unwrap()
+            .is_none());
+
+        for i in 0..LOCKOUT_AFTER_FAILURES {
+            let r = login(&db, "anna", "wrong", "000000", "t", now + 100_000 + i);
+            assert!(r.is_err());
+        }
+        let later = now + 200_000;
+        let good = totp_code(&new.totp_secret, later).unwrap();
+        assert!(matches!(
+            login(&db, "anna", &new.password, &good, "t", later),
+            Err(Error::Locked)
+        ));
+        let after = later + LOCKOUT_MS + 60_000;
+        let good = totp_code(&new.totp_secret, after).unwrap();
+        assert!(login(&db, "anna", &new.password, &good, "t", after).is_ok());
+        let actions: Vec<String> = audit::entries(&db.lock())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert!(actions.iter().any(|a| a == "login.locked"), "{actions:?}");
+        assert!(actions.iter().any(|a| a == "login.refused-locked"));
+    }
+
+    /// Eight logins with one valid TOTP code at once open one session; fifteen wrong passwords at
+    /// once all count (the account locks). Before the fix the account row read before the argon2
+    /// check was reused in the transaction: 8 sessions, and `failed_logins` stayed at 1.
+    #[test]
+    fn parallel_logins_use_a_code_once_and_count_every_failure() {
+        let (_d, db) = db();
+        let now = 1_800_000_000_000;
+        let new = create(&db, "pim", Role::Officer, "test", now).unwrap();
+        let code = totp_code(&new.totp_secret, now).unwrap();
+        let attempt = |password: String, code: String| {
+            let db = db.clone();
+            std::thread::spawn(move || login(&db, "pim", &password, &code, "t", now))
+        };
+        let logins: Vec<_> = (0..8)
+            .map(|_| attempt(new.password.clone(), code.clone()))
+            .collect();
+        let opened = logins
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(Result::is_ok)
+            .count();
+        assert_eq!(opened, 1, "one code, one session");
+
+        let other = create(&db, "quinten", Role::Officer, "test", now).unwrap();
+        let wrong: Vec<_> = (0..15)
+            .map(|_| {
+                let db = db.clone();
+                std::thread::spawn(move || login(&db, "quinten", "wrong", "000000", "t", now))
+            })
+            .collect();
+        for t in wrong {
+            assert!(t.join().unwrap().is_err());
+        }
+        let (failed, locked_until): (i64, Option<i64>) = db
+            .lock()
+            .query_row(
+                "SELECT failed_logins, locked_until_ms FROM accounts WHERE username = 'quinten'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(
+            locked_until.is_some(),
+            "15 failures lock the account ({failed} counted)"
+        );
+        let good = totp_code(&other.totp_secret, now + 30_000).unwrap();
+        assert!(matches!(
+            login(&db, "quinten", &other.password, &good, "t", now + 30_000),
+            Err(Error::Locked)
+        ));
+    }
+
+    #[test]
+    fn the_issued_password_must_be_replaced_and_a_change_ends_other_sessions() {
+        let (_d, db) = db();
+        let now = 1_800_000_000_000;
+        let new = create(&db, "cees", Role::Manager, "test", now).unwrap();
+        let code = |t: i64| totp_code(&new.totp_secret, t).unwrap();
+        let s1 = login(&db, "cees", &new.password, &code(now), "t", now).unwrap();
+        assert!(s1.account.must_change_password);
+        let s2 = login(
+            &db,
+            "cees",
+            &new.password,
+            &code(now + 30_000),
+            "t",
+            now + 30_000,
+        )
+        .unwrap();
+        let too_short = change_password(&db, &s2, &new.password, "short", now + 31_000);
+        assert!(matches!(too_short, Err(Error::Invalid(_))));
+        let wrong = change_password(&db, &s2, "not-it", "a much longer secret", now + 31_000);
+        assert!(matches!(wrong, Err(Error::BadCredentials)));
+        change_password(
+            &db,
+            &s2,
+            &new.password,
+            "a much longer secret",
+            now + 32_000,
+        )
+        .unwrap();
+        let s2 = session(&db, &s2.token, now + 33_000).unwrap().unwrap();
+        assert!(!s2.account.must_change_password);
+        assert!(
+            session(&db, &s1.token, now + 33_000).unwrap().is_none(),
+            "other session ended"
+        );
+        let later = now + 90_000;
+        assert!(login(&db, "cees", &new.password, &code(later), "t", later).is_err());
+        assert!(login(
+            &db,
+            "cees",
+            "a much longer secret",
+            &code(later),
+            "t",
+            later
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn sessions_end_at_the_absolute_limit_and_when_the_account_is_disabled() {
+        let (_d, db) = db();
+        let now = 1_800_000_000_000;
+        let new = create(&db, "bert", Role::Auditor, "test", now).unwrap();
+        let s = login(
+            &db,
+            "bert",
+            &new.password,
+            &totp_code(&new.totp_secret, now).unwrap(),
+            "t",
+            now,
+        )
+        .unwrap();
+        // Active every 10 minutes, still ended after 8 hours.
+        let mut t = now;
+        while t < now + SESSION_ABSOLUTE_MS - 600_000 {
+            t += 600_000;
+            assert!(
+                session(&db, &s.token, t).unwrap().is_some(),
+                "at {}",
+                t - now
+            );
+        }
+        assert!(session(&db, &s.token, now + SESSION_ABSOLUTE_MS + 1)
+            .unwrap()
+            .is_none());
+
+        let later = now + SESSION_ABSOLUTE_MS + 120_000;
+        let s = login(
+            &db,
+            "bert",
+            &new.password,
+            &totp_code(&new.totp_secret, later).unwrap(),
+            "t",
+            later,
+        )
+        .unwrap();
+        disable(&db, new.id, "admin", later + 1).unwrap();
+        assert!(session(&db, &s.token, later + 2).unwrap().is_none());
+    }
+}

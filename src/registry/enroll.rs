@@ -1,0 +1,413 @@
+//! Enrollment: base stations (a client certificate from the CA, registered by fingerprint), persons
+//! and their programme, devices and their assignment to a person for a period.
+
+use rusqlite::OptionalExtension;
+
+use nachtwacht_station::StationConfig;
+
+use crate::base::Context;
+use crate::{trust::audit, trust::pki, trust::secrets};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] pki::Error),
+    #[error(transparent)]
+    Secrets(#[from] secrets::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Crl(#[from] crate::trust::crl::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn read(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Issues a station certificate, registers it, and returns the station's whole configuration.
+pub fn add_station(ctx: &Context, name: &str, actor: &str) -> Result<StationConfig> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::Invalid(format!(
+            "station name {name:?} must be letters, digits, '-' or '_'"
+        )));
+    }
+    let ca = pki::Issued {
+        cert_pem: read(&ctx.dir.ca_cert())?,
+        key_pem: read(&ctx.dir.ca_key())?,
+    };
+    let (issued, serial) = pki::issue_station_cert_with(&ca, name, pki::Validity::Years(2))?;
+    let fingerprint = issued.fingerprint()?;
+    let (signing_key, signing_public_key) = nachtwacht_station::seal::new_signing_key()
+        .map_err(|e| Error::Invalid(format!("signing key: {e}")))?;
+    let recipient = secrets::load_age_identities(&ctx.dir.age_identity())?[0]
+        .to_public()
+        .to_string();
+    let now = crate::base::time::now_ms();
+    {
+        let mut conn = ctx.db.lock();
+        let tx = conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT id FROM stations WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if exists.is_some() {
+            return Err(Error::Invalid(format!(
+                "station {name:?} is already enrolled"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO stations (name, cert_sha256, cert_serial, signing_public_key, enrolled_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            (name, &fingerprint, &serial, &signing_public_key, now),
+        )?;
+        audit::append(
+            &tx,
+            now,
+            actor,
+            "station.add",
+            name,
+            &format!(
+                "{{\"cert_sha256\":\"{fingerprint}\",\"cert_serial\":\"{serial}\",\"signing_public_key\":\"{signing_public_key}\"}}"
+            ),
+        )?;
+        tx.commit()?;
+    }
+    Ok(StationConfig {
+        name: name.to_string(),
+        servers: ctx.config.ingest.public_addresses.clone(),
+        server_name: ctx.config.ingest.server_name.clone(),
+        ca_cert_pem: ca.cert_pem,
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+        server_age_recipient: recipient,
+        signing_key_pkcs8: signing_key,
+        spool: "spool".into(),
+        spool_max_bytes: nachtwacht_station::spool::DEFAULT_CAP_BYTES,
+        heartbeat_interval_secs: 300,
+        source: Default::default(),
+    })
+}
+
+/// Revokes a station: its certificate goes on a newly signed revocation list, which the running
+/// ingest picks up within seconds (no restart): the next handshake is refused and open connections
+/// are closed.
+pub fn revoke_station(ctx: &Context, name: &str, actor: &str) -> Result<()> {
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "UPDATE stations SET revoked_at_ms = ?2 WHERE name = ?1 AND revoked_at_ms IS NULL",
+        (name, now),
+    )?;
+    if n == 0 {
+        return Err(Error::Invalid(format!("no active station named {name:?}")));
+    }
+    let crl = crate::trust::crl::publish(&ctx.dir, &tx, now)?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "station.revoke",
+        name,
+        &format!("{{\"crl_number\":{crl}}}"),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Records whose home a station is in, so its silence raises alerts for that person.
+pub fn link_station(
+    ctx: &Context,
+    station: &str,
+    person_reference: &str,
+    actor: &str,
+) -> Result<()> {
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let person: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM persons WHERE reference = ?1",
+            [person_reference],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(person) = person else {
+        return Err(Error::Invalid(format!(
+            "no person with reference {person_reference:?}"
+        )));
+    };
+    let n = tx.execute(
+        "UPDATE stations SET person_id = ?2 WHERE name = ?1",
+        (station, person),
+    )?;
+    if n == 0 {
+        return Err(Error::Invalid(format!("no station named {station:?}")));
+    }
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "station.link",
+        station,
+        &format!("{{\"person\":{person}}}"),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Enrolls a person in a programme. `reference` is the operational case reference; it stays in SQL
+/// and never reaches a dataset.
+pub fn add_person(ctx: &Context, reference: &str, programme: &str, actor: &str) -> Result<i64> {
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let known: Option<String> = tx
+        .query_row(
+            "SELECT name FROM programmes WHERE name = ?1",
+            [programme],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.is_none() {
+        return Err(Error::Invalid(format!("unknown programme {programme:?}")));
+    }
+    tx.execute(
+        "INSERT INTO persons (reference, programme, created_at_ms) VALUES (?1, ?2, ?3)",
+        (reference, programme, now),
+    )?;
+    let id = tx.last_insert_rowid();
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "person.add",
+        &format!("person:{id}"),
+        &format!("{{\"programme\":\"{programme}\"}}"),
+    )?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Registers a device (if new) and assigns it to a person from `valid_from_ms` on.
+pub fn assign_device(
+    ctx: &Context,
+    serial: &str,
+    kind: nachtwacht_wire::DeviceKind,
+    person_id: i64,
+    valid_from_ms: i64,
+    actor: &str,
+) -> Result<()> {
+    let kind = kind.as_str();
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO devices (serial, kind) VALUES (?1, ?2) ON CONFLICT (serial) DO NOTHING",
+        (serial, kind),
+    )?;
+    // An open assignment of this device ends where the new one starts.
+    end_open_assignment(&tx, serial, valid_from_ms)?;
+    tx.execute(
+        "INSERT INTO assignments (device_serial, person_id, valid_from_ms) VALUES (?1, ?2, ?3)",
+        (serial, person_id, valid_from_ms),
+    )?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "device.assign",
+        serial,
+        &format!("{{\"person\":{person_id},\"from_ms\":{valid_from_ms}}}"),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Ends a device's current assignment at `at_ms`: the device was taken off and handed in, or the
+/// supervision ended. Readings from `at_ms` on belong to nobody: rows of a bundle that straddles
+/// the end are flagged `after-assignment`, and a bundle that starts after it is quarantined, instead
+/// of either being counted against the last wearer. The pairing with the station stays, so that a
+/// late upload of readings taken before `at_ms` is still accepted; assigning the device anew ends it.
+pub fn end_assignment(ctx: &Context, serial: &str, at_ms: i64, actor: &str) -> Result<i64> {
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let open: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT person_id, valid_from_ms FROM assignments
+              WHERE device_serial = ?1 AND valid_to_ms IS NULL",
+            [serial],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((person_id, from_ms)) = open else {
+        return Err(Error::Invalid(format!(
+            "device {serial:?} has no current assignment"
+        )));
+    };
+    if at_ms <= from_ms {
+        return Err(Error::Invalid(format!(
+            "device {serial:?} was assigned at {from_ms} ms; its assignment cannot end before that"
+        )));
+    }
+    end_open_assignment(&tx, serial, at_ms)?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "device.return",
+        serial,
+        &format!("{{\"person\":{person_id},\"to_ms\":{at_ms}}}"),
+    )?;
+    tx.commit()?;
+    Ok(person_id)
+}
+
+/// Ends the device's open assignment, if it has one, at `at_ms`.
+fn end_open_assignment(
+    tx: &rusqlite::Transaction,
+    serial: &str,
+    at_ms: i64,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "UPDATE assignments SET valid_to_ms = ?2 WHERE device_serial = ?1 AND valid_to_ms IS NULL",
+        (serial, at_ms),
+    )
+}
+
+/// Pairs a device with the station that will upload its readings, from `valid_from_ms` on. An open
+/// pairing of the device with another station ends where this one starts (a replacement station).
+/// A bundle is decoded only when its device is paired with the uploading station at receipt.
+pub fn pair_device(
+    ctx: &Context,
+    serial: &str,
+    station: &str,
+    valid_from_ms: i64,
+    actor: &str,
+) -> Result<()> {
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let station_id: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM stations WHERE name = ?1 AND revoked_at_ms IS NULL",
+            [station],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(station_id) = station_id else {
+        return Err(Error::Invalid(format!(
+            "no active station named {station:?}"
+        )));
+    };
+    let known: Option<String> = tx
+        .query_row(
+            "SELECT serial FROM devices WHERE serial = ?1",
+            [serial],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.is_none() {
+        return Err(Error::Invalid(format!(
+            "unknown device {serial:?}: assign it to a person first"
+        )));
+    }
+    tx.execute(
+        "UPDATE device_pairings SET valid_to_ms = ?2 WHERE device_serial = ?1 AND valid_to_ms IS NULL",
+        (serial, valid_from_ms),
+    )?;
+    tx.execute(
+        "INSERT INTO device_pairings (device_serial, station_id, valid_from_ms) VALUES (?1, ?2, ?3)",
+        (serial, station_id, valid_from_ms),
+    )?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "device.pair",
+        serial,
+        &format!("{{\"station\":\"{station}\",\"from_ms\":{valid_from_ms}}}"),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Regions a person may be attributed to for research: the twelve provinces. Coarse on purpose.
+pub const REGIONS: &[&str] = &[
+    "drenthe",
+    "flevoland",
+    "friesland",
+    "gelderland",
+    "groningen",
+    "limburg",
+    "noord-brabant",
+    "noord-holland",
+    "overijssel",
+    "utrecht",
+    "zeeland",
+    "zuid-holland",
+];
+
+/// Sets the coarse attributes research may see (released as region and age band, never raw).
+pub fn set_research_attributes(
+    ctx: &Context,
+    person_id: i64,
+    region: Option<&str>,
+    birth_year: Option<i32>,
+    actor: &str,
+) -> Result<()> {
+    if let Some(r) = region {
+        if !REGIONS.contains(&r) {
+            return Err(Error::Invalid(format!(
+                "unknown region {r:?}; one of {}",
+                REGIONS.join(", ")
+            )));
+        }
+    }
+    if let Some(y) = birth_year {
+        if !(1900..=2100).contains(&y) {
+            return Err(Error::Invalid(format!("implausible birth year {y}")));
+        }
+    }
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "UPDATE persons SET region = ?2, birth_year = ?3 WHERE id = ?1",
+        rusqlite::params![person_id, region, birth_year],
+    )?;
+    if n == 0 {
+        return Err(Error::Invalid(format!("no person {person_id}")));
+    }
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "person.attributes",
+        &format!("person:{person_id}"),
+        "{}",
+    )?;
+    tx.commit()?;
+    Ok(())
+}

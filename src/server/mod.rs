@@ -1,0 +1,306 @@
+//! Wires the stages into one running server: QUIC ingest, the decode worker, the pipeline
+//! scheduler and the HTTP interface, with one shutdown signal for all of them.
+
+pub mod init;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{error, info};
+
+use crate::base::db::Db;
+use crate::base::Context;
+use crate::decode::Decoder;
+use crate::trust::pseudonym::Pseudonymiser;
+use crate::{base::config, ingest, trust::secrets, web};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Context(#[from] crate::base::context::Error),
+    #[error(transparent)]
+    Secrets(#[from] secrets::Error),
+    #[error(transparent)]
+    Ingest(#[from] ingest::Error),
+    #[error(transparent)]
+    WebTls(#[from] web::tls::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::trust::audit::Error),
+    #[error(transparent)]
+    Rules(#[from] crate::evaluate::rules_files::Error),
+    #[error("binding HTTP {addr}: {source}")]
+    HttpBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Overrides of the configured listen addresses (tests and the demo use port 0), and which stages
+/// run.
+#[derive(Debug, Clone, Default)]
+pub struct ListenOverrides {
+    pub quic: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    /// Only QUIC ingest and HTTP: no decode worker, no pipelines.
+    pub ingest_only: bool,
+}
+
+pub struct RunningServer {
+    pub quic_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    decoded: Arc<Notify>,
+    wake_decoder: Arc<Notify>,
+    db: Db,
+}
+
+impl RunningServer {
+    /// Asks the decode worker to process the spool now and waits until no bundle is left waiting
+    /// (or a few passes could not empty it, e.g. while the disk is failing).
+    pub async fn decode_now(&self) {
+        for _ in 0..20 {
+            let done = self.decoded.notified();
+            self.wake_decoder.notify_one();
+            done.await;
+            let waiting: i64 = self
+                .db
+                .lock()
+                .query_row(
+                    "SELECT count(*) FROM bundles WHERE state = 'spooled'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap_or(0);
+            if waiting == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Stops accepting, drains open uploads, finishes the current decode pass, stops HTTP.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while let Some(res) = self.tasks.join_next().await {
+            if let Err(e) = res {
+                error!(error = %e, "server task failed");
+            }
+        }
+        info!("server stopped");
+    }
+}
+
+/// Starts every component and returns once they are listening.
+pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServer> {
+    ctx.check_private()?;
+    // Fail at start-up, not at the first bundle, when the identities are missing or unreadable.
+    secrets::load_age_identities(&ctx.dir.age_identity())?;
+    let pseudonyms = crate::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?;
+    // Invalid rule files stop the start with every problem listed, not the first evaluation.
+    let rules = crate::evaluate::rules_files::load(
+        &ctx.dir,
+        &ctx.db,
+        "system",
+        crate::base::time::now_ms(),
+    )?;
+    {
+        // Alerts from before they were sealed are sealed as they stand, and the chain's head is
+        // anchored, before anything else writes.
+        let now = crate::base::time::now_ms();
+        let conn = ctx.db.lock();
+        let sealed = crate::trust::audit::seal::seal_unsealed(&conn, now)?;
+        if sealed > 0 {
+            info!(alerts = sealed, "existing alerts sealed into the audit log");
+        }
+        crate::trust::audit::checkpoint::write(&ctx.dir, &conn, now)?;
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let wake_decoder = Arc::new(Notify::new());
+    let decoded = Arc::new(Notify::new());
+    let mut tasks = JoinSet::new();
+
+    let ingest = ingest::Ingest::bind(
+        ctx.clone(),
+        listen.quic.unwrap_or(ctx.config.ingest.listen),
+        wake_decoder.clone(),
+    )?;
+    let quic_addr = ingest.local_addr();
+    tasks.spawn(ingest.run(shutdown_rx.clone()));
+
+    if !listen.ingest_only {
+        let decoder = Arc::new(Decoder::new(ctx.clone(), pseudonyms.clone()));
+        tasks.spawn(decode_loop(
+            decoder,
+            wake_decoder.clone(),
+            decoded.clone(),
+            shutdown_rx.clone(),
+        ));
+        tasks.spawn(pipeline_loop(
+            ctx.clone(),
+            pseudonyms,
+            rules,
+            shutdown_rx.clone(),
+        ));
+    }
+
+    let http_addr = listen.http.unwrap_or(ctx.config.http.listen);
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .map_err(|source| Error::HttpBind {
+            addr: http_addr,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| Error::HttpBind {
+        addr: http_addr,
+        source,
+    })?;
+    let tls = ctx.config.http.tls;
+    let origin = web::SiteOrigin::new(ctx.config.http.public_url.as_deref(), tls, http_addr)
+        .map_err(|reason| {
+            Error::Context(
+                config::Error::Invalid {
+                    path: "http.public_url".into(),
+                    reason,
+                }
+                .into(),
+            )
+        })?;
+    let state = web::AppState::new(ctx.clone(), tls, origin);
+    let mut rx = shutdown_rx.clone();
+    let stopped = async move {
+        let _ = rx.changed().await;
+    };
+    if tls {
+        let config = web::tls::server_config(&ctx.dir)?;
+        let listener =
+            web::tls::TlsListener::new(listener, config).map_err(|source| Error::HttpBind {
+                addr: http_addr,
+                source,
+            })?;
+        tasks.spawn(async move {
+            if let Err(e) = web::serve(listener, state, stopped).await {
+                error!(error = %e, "HTTPS server failed");
+            }
+        });
+    } else {
+        tasks.spawn(async move {
+            if let Err(e) = web::serve(listener, state, stopped).await {
+                error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+    info!(%quic_addr, %http_addr, data_dir = %ctx.dir.root().display(), "nachtwacht serving");
+    Ok(RunningServer {
+        quic_addr,
+        http_addr,
+        shutdown: shutdown_tx,
+        tasks,
+        decoded,
+        wake_decoder,
+        db: ctx.db.clone(),
+    })
+}
+
+async fn decode_loop(
+    decoder: Arc<Decoder>,
+    wake: Arc<Notify>,
+    decoded: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let d = decoder.clone();
+        match tokio::task::spawn_blocking(move || crate::decode::pass(&d)).await {
+            Ok(Ok((report, compaction)))
+                if report.processed + report.quarantined + compaction.written > 0 =>
+            {
+                info!(
+                    processed = report.processed,
+                    quarantined = report.quarantined,
+                    rows_flagged = report.rows_flagged,
+                    compacted_files = compaction.merged,
+                    "decode pass"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => error!(error = %e, "decode pass failed; will retry"),
+            Err(e) => error!(error = %e, "decode task panicked"),
+        }
+        decoded.notify_waiters();
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn pipeline_loop(
+    ctx: Context,
+    pseudonyms: Pseudonymiser,
+    mut rules: crate::evaluate::Rules,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_secs(ctx.config.pipeline.interval_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        // The operator's rule files are read before every run: a changed threshold takes effect
+        // at the next run (and is audited); a broken file keeps the rules in force.
+        let c = ctx.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::evaluate::rules_files::load(&c.dir, &c.db, "system", crate::base::time::now_ms())
+        })
+        .await
+        {
+            Ok(Ok(loaded)) => rules = loaded,
+            Ok(Err(e)) => error!(error = %e, "rule files not reloaded; the rules in force stay"),
+            Err(e) => error!(error = %e, "rule file task panicked"),
+        }
+        let (c, p, r) = (ctx.clone(), pseudonyms.clone(), rules.clone());
+        // Only the days that received data since the last run (watermark), with their context.
+        match tokio::task::spawn_blocking(move || crate::evaluate::run_incremental(&c, &p, &r))
+            .await
+        {
+            Ok(Ok(Some((days, report)))) => info!(
+                days = %days.map_or_else(|| "all".to_string(), |d| d.to_string()),
+                new_alerts = report.new_alerts,
+                person_days = report.person_days,
+                "pipelines evaluated new data"
+            ),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => error!(error = %e, "pipeline run failed; will retry"),
+            Err(e) => error!(error = %e, "pipeline task panicked"),
+        }
+        let c = ctx.clone();
+        let housekeeping = tokio::task::spawn_blocking(move || {
+            let now = crate::base::time::now_ms();
+            let alerts = crate::evaluate::communication::run(&c, now).map_err(|e| e.to_string())?;
+            let pruned = crate::decode::prune_evidence(&c, now).map_err(|e| e.to_string())?;
+            // The day's signed anchor of the audit chain's head, kept current.
+            crate::trust::audit::checkpoint::write(&c.dir, &c.db.lock(), now)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((alerts, pruned))
+        })
+        .await;
+        match housekeeping {
+            Ok(Ok((alerts, pruned))) if alerts + pruned > 0 => {
+                info!(
+                    communication_alerts = alerts,
+                    evidence_pruned = pruned,
+                    "housekeeping"
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => error!(error = %e, "housekeeping failed; will retry"),
+            Err(e) => error!(error = %e, "housekeeping task panicked"),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! JSON APIs under `/api`: the researchers' differentially private query interface.
+
+pub mod research;

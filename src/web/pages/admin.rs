@@ -1,0 +1,692 @@
+//! The administrator's pages: accounts and roles, persons and programmes, devices, stations,
+//! caseloads, research projects, budgets and tokens. Every change goes through the same library
+//! function the CLI uses, which writes the audit entry; viewing the overview is audited too (it
+//! lists persons' case references).
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::base::Context;
+use crate::registry::accounts::{self, Role, Session};
+use crate::web::access::{FormFields, Signed};
+use crate::web::i18n::Lang;
+use crate::web::page::{csrf_field, esc, frame, time, time_opt};
+use crate::web::AppState;
+use crate::{registry::caseload, registry::enroll, research, trust::audit};
+
+/// What a failed change tells the administrator: their own input errors in full, internal ones
+/// only as "internal error".
+enum Failure {
+    Input(String),
+    Internal(String),
+}
+
+macro_rules! input_errors {
+    ($($t:ty => $pat:pat),* $(,)?) => {
+        $(impl From<$t> for Failure {
+            fn from(e: $t) -> Self {
+                #[allow(unreachable_patterns)]
+                match e {
+                    $pat => Failure::Input(e.to_string()),
+                    _ => Failure::Internal(e.to_string()),
+                }
+            }
+        })*
+    };
+}
+
+input_errors! {
+    accounts::Error => accounts::Error::Invalid(_),
+    caseload::Error => caseload::Error::Invalid(_),
+    enroll::Error => enroll::Error::Invalid(_),
+    research::Error => research::Error::BadRequest(_),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
+impl From<audit::Error> for Failure {
+    fn from(e: audit::Error) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
+/// Runs a change on a blocking thread and answers with the overview, or a page showing what
+/// was created once (passwords, tokens), or an error.
+async fn change<F>(state: &AppState, lang: Lang, session: &Session, f: F) -> Response
+where
+    F: FnOnce(&Context, &str) -> Result<Option<String>, Failure> + Send + 'static,
+{
+    let (ctx, actor) = (state.ctx.clone(), session.account.username.clone());
+    match tokio::task::spawn_blocking(move || f(&ctx, &actor)).await {
+        Ok(Ok(None)) => Redirect::to("/admin").into_response(),
+        Ok(Ok(Some(shown_once))) => frame(
+            lang,
+            Some(session),
+            lang.t("done"),
+            &format!(
+                "<div class=\"once\" id=\"once\">{shown_once}</div><p>{}</p><p><a href=\"/admin\">{}</a></p>",
+                lang.t("shown_once"),
+                lang.t("back")
+            ),
+        )
+        .into_response(),
+        Ok(Err(Failure::Input(m))) => crate::web::page::error(lang, StatusCode::BAD_REQUEST, &m),
+        Ok(Err(Failure::Internal(m))) => crate::web::page::internal(lang, m),
+        Err(e) => crate::web::page::internal(lang, e),
+    }
+}
+
+fn day_ms(day: &str) -> Result<i64, Failure> {
+    chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
+        .map(crate::base::time::midnight_ms)
+        .map_err(|_| Failure::Input(format!("not a date (YYYY-MM-DD): {day:?}")))
+}
+
+fn number<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, Failure> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| Failure::Input(format!("{field}: not a number: {value:?}")))
+}
+
+pub async fn overview(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+) -> Response {
+    let (ctx, actor) = (state.ctx.clone(), session.account.username.clone());
+    let data = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
+        let accounts = accounts::list(&ctx.db)?;
+        let caseloads = caseload::list(&ctx.db)?;
+        let projects = research::projects(&ctx)?;
+        let tokens = research::list_tokens(&ctx, None)?;
+        let (persons, stations, devices) = {
+            let conn = ctx.db.lock();
+            let persons = conn
+                .prepare("SELECT reference, programme, region, birth_year FROM persons ORDER BY reference")?
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<i64>>(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let stations = conn
+                .prepare(
+                    "SELECT s.name, p.reference, s.enrolled_at_ms, s.revoked_at_ms, s.last_contact_ms
+                       FROM stations s LEFT JOIN persons p ON p.id = s.person_id ORDER BY s.name",
+                )?
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            // Devices worn now: each with its wearer and since when.
+            let devices = conn
+                .prepare(
+                    "SELECT a.device_serial, d.kind, p.reference, a.valid_from_ms
+                       FROM assignments a
+                       JOIN devices d ON d.serial = a.device_serial
+                       JOIN persons p ON p.id = a.person_id
+                      WHERE a.valid_to_ms IS NULL ORDER BY a.device_serial",
+                )?
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            audit::append(
+                &conn,
+                crate::base::time::now_ms(),
+                &actor,
+                "admin.view",
+                "persons",
+                &serde_json::json!({"persons": persons.len(), "devices": devices.len()}).to_string(),
+            )?;
+            (persons, stations, devices)
+        };
+        Ok((accounts, caseloads, projects, tokens, persons, stations, devices))
+    })
+    .await;
+    let (accounts, caseloads, projects, tokens, persons, stations, devices) = match data {
+        Ok(Ok(d)) => d,
+        Ok(Err(Failure::Input(m) | Failure::Internal(m))) => {
+            return crate::web::page::internal(lang, m)
+        }
+        Err(e) => return crate::web::page::internal(lang, e),
+    };
+    let csrf = csrf_field(&session);
+    let t = |k| lang.t(k);
+    let mut b = String::new();
+
+    // Accounts.
+    b += &format!("<h2>{}</h2><table id=\"accounts\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>", t("accounts"), t("username"), t("role"), t("created"), t("state"));
+    for a in &accounts {
+        let state_text = match (a.disabled_at_ms, a.locked_until_ms) {
+            (Some(_), _) => t("disabled").to_string(),
+            (None, Some(until)) if until > crate::base::time::now_ms() => {
+                format!("{} {}", t("locked"), time(until))
+            }
+            _ => t("active").to_string(),
+        };
+        let action = if a.disabled_at_ms.is_none() && a.username != session.account.username {
+            let roles: String = Role::ALL
+                .iter()
+                .map(|r| {
+                    let sel = if r.as_str() == a.role {
+                        " selected"
+                    } else {
+                        ""
+                    };
+                    format!("<option{sel}>{}</option>", r.as_str())
+                })
+                .collect();
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/admin/accounts/{id}/role\">{csrf}<select name=\"role\">{roles}</select><button>{}</button></form> \
+                 <form class=\"inline\" method=\"post\" action=\"/admin/accounts/{id}/reset\">{csrf}<button>{}</button></form> \
+                 <form class=\"inline\" method=\"post\" action=\"/admin/accounts/{id}/disable\">{csrf}<button>{}</button></form>",
+                t("save"),
+                t("reset"),
+                t("disable"),
+                id = a.id
+            )
+        } else {
+            String::new()
+        };
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{state_text}</td><td>{action}</td></tr>",
+            esc(&a.username),
+            esc(&a.role),
+            time(a.created_at_ms)
+        );
+    }
+    let role_opts: String = Role::ALL
+        .iter()
+        .map(|r| format!("<option>{}</option>", r.as_str()))
+        .collect();
+    b += &format!(
+        "</table><form method=\"post\" action=\"/admin/accounts\">{csrf}<label>{} <input name=\"username\" required></label>\
+         <label>{} <select name=\"role\">{role_opts}</select></label><button>{}</button></form>",
+        t("username"), t("role"), t("create")
+    );
+
+    // Persons.
+    b += &format!(
+        "<h2>{}</h2><table id=\"persons\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        t("persons"),
+        t("reference"),
+        t("programme"),
+        t("region"),
+        t("birth_year")
+    );
+    for (reference, programme, region, birth) in &persons {
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(reference),
+            esc(programme),
+            esc(region.as_deref().unwrap_or("—")),
+            birth.map(|y| y.to_string()).unwrap_or_else(|| "—".into())
+        );
+    }
+    let programme_opts: String = crate::base::db::PROGRAMMES
+        .iter()
+        .map(|(p, _)| format!("<option>{p}</option>"))
+        .collect();
+    let region_opts: String = enroll::REGIONS
+        .iter()
+        .map(|r| format!("<option>{r}</option>"))
+        .collect();
+    b += &format!(
+        "</table><form method=\"post\" action=\"/admin/persons\">{csrf}<label>{} <input name=\"reference\" required></label>\
+         <label>{} <select name=\"programme\">{programme_opts}</select></label>\
+         <label>{} <select name=\"region\"><option value=\"\">—</option>{region_opts}</select></label>\
+         <label>{} <input name=\"birth_year\" size=\"5\"></label><button>{}</button></form>",
+        t("reference"), t("programme"), t("region"), t("birth_year"), t("create")
+    );
+
+    // Devices: those worn now, each can be returned (its assignment ends now); then a new one.
+    b += &format!(
+        "<h2>{}</h2><table id=\"devices\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
+        t("devices"),
+        t("serial"),
+        t("kind"),
+        t("person"),
+        t("from")
+    );
+    for (serial, kind, person, from) in &devices {
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"/admin/devices/return\">{csrf}<input type=\"hidden\" name=\"serial\" value=\"{}\"><button>{}</button></form></td></tr>",
+            esc(serial),
+            esc(kind),
+            esc(person),
+            time(*from),
+            esc(serial),
+            t("return_now")
+        );
+    }
+    b += &format!(
+        "</table><form method=\"post\" action=\"/admin/devices\">{csrf}<label>{} <input name=\"serial\" required></label>\
+         <label>{} <select name=\"kind\"><option value=\"ankle-monitor\">ankle-monitor</option><option value=\"wristband\">wristband</option></select></label>\
+         <label>{} <input name=\"person\" required></label><label>{} <input name=\"station\"></label><label>{} <input type=\"date\" name=\"from\" required></label><button>{}</button></form>",
+        t("serial"), t("kind"), t("person"), t("stations"), t("from"), t("assign")
+    );
+
+    // Stations.
+    b += &format!("<h2>{}</h2><table id=\"stations\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>", t("stations"), t("name"), t("person"), t("created"), t("last_contact"));
+    for (name, person, enrolled, revoked, contact) in &stations {
+        let action = if revoked.is_none() {
+            format!("<form class=\"inline\" method=\"post\" action=\"/admin/stations/{}/revoke\">{csrf}<button>{}</button></form>", esc(name), t("revoke"))
+        } else {
+            format!("{} {}", t("revoked"), time_opt(*revoked))
+        };
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            esc(name),
+            esc(person.as_deref().unwrap_or("—")),
+            time(*enrolled),
+            time_opt(*contact)
+        );
+    }
+    b += &format!(
+        "</table><form method=\"post\" action=\"/admin/stations\">{csrf}<label>{} <input name=\"name\" required></label>\
+         <label>{} <input name=\"person\"></label><button>{}</button></form>",
+        t("name"), t("person"), t("enrol_station")
+    );
+
+    // Caseloads.
+    b += &format!("<h2>{}</h2><table id=\"caseloads\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>", t("caseloads"), t("officer"), t("person"), t("from"), t("end"));
+    let now = crate::base::time::now_ms();
+    for c in &caseloads {
+        let current = c.valid_from_ms <= now && c.valid_to_ms.is_none_or(|to| to > now);
+        let action = if current {
+            format!("<form class=\"inline\" method=\"post\" action=\"/admin/caseloads/{}/end\">{csrf}<button>{}</button></form>", c.id, t("end_now"))
+        } else {
+            String::new()
+        };
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            esc(&c.officer),
+            esc(&c.person_reference),
+            time(c.valid_from_ms),
+            time_opt(c.valid_to_ms)
+        );
+    }
+    b += &format!(
+        "</table><form method=\"post\" action=\"/admin/caseloads\">{csrf}<label>{} <input name=\"officer\" required></label>\
+         <label>{} <input name=\"person\" required></label><label>{} <input type=\"date\" name=\"from\" required></label>\
+         <label>{} <input type=\"date\" name=\"to\"></label><button>{}</button></form>",
+        t("officer"), t("person"), t("from"), t("to"), t("assign")
+    );
+
+    // Research projects and tokens.
+    b += &format!("<h2>{}</h2><table id=\"projects\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>", t("research"), t("project"), t("budget"), t("delta"), t("spent"), t("max_per_query"));
+    for p in &projects {
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{:e}</td><td>{:.4}</td><td>{}</td></tr>",
+            esc(&p.name),
+            p.epsilon_budget,
+            p.delta,
+            p.epsilon_spent,
+            p.max_epsilon_per_query
+        );
+    }
+    b += &format!(
+        "</table><form method=\"post\" action=\"/admin/research/projects\">{csrf}<label>{} <input name=\"name\" required></label>\
+         <label>{} <input name=\"epsilon\" size=\"5\" required></label><label>{} <input name=\"delta\" size=\"7\" value=\"1e-6\"></label>\
+         <label>{} <input name=\"max_epsilon_per_query\" size=\"5\" value=\"1\"></label><button>{}</button></form>",
+        t("project"), t("budget"), t("delta"), t("max_per_query"), t("create")
+    );
+    b += &format!("<h3>{}</h3><table id=\"tokens\"><tr><th>id</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>", t("tokens"), t("project"), t("created"), t("end"));
+    for tok in &tokens {
+        let action = if tok.revoked_at_ms.is_none() {
+            format!("<form class=\"inline\" method=\"post\" action=\"/admin/research/tokens/{}/revoke\">{csrf}<button>{}</button></form>", esc(&tok.id), t("revoke"))
+        } else {
+            format!("{} {}", t("revoked"), time_opt(tok.revoked_at_ms))
+        };
+        b += &format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            esc(&tok.id),
+            esc(&tok.project),
+            time(tok.created_at_ms),
+            time(tok.expires_at_ms)
+        );
+    }
+    b += &format!(
+        "</table><form method=\"post\" action=\"/admin/research/tokens\">{csrf}<label>{} <input name=\"project\" required></label>\
+         <label>{} <input name=\"ttl_days\" size=\"4\" value=\"90\"></label><button>{}</button></form>",
+        t("project"), t("days_valid"), t("create")
+    );
+    frame(lang, Some(&session), t("admin"), &b).into_response()
+}
+
+/// A new password and TOTP secret, for the page that shows them once.
+fn credentials_html(new: &accounts::NewAccount) -> String {
+    format!(
+        "<p>password: <code id=\"password\">{}</code></p>\
+         <p>TOTP: <code id=\"totp\">{}</code></p><p><code>{}</code></p>",
+        esc(&new.password),
+        esc(&new.totp_secret),
+        esc(&new.otpauth_uri)
+    )
+}
+
+pub async fn create_account(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let (username, role) = (
+        form.get("username").trim().to_string(),
+        form.get("role").to_string(),
+    );
+    change(&state, lang, &session, move |ctx, actor| {
+        let role =
+            Role::parse(&role).ok_or_else(|| Failure::Input(format!("unknown role {role:?}")))?;
+        let new = accounts::create(&ctx.db, &username, role, actor, crate::base::time::now_ms())?;
+        Ok(Some(format!(
+            "<p>{}: <code>{}</code></p>{}",
+            role.as_str(),
+            esc(&username),
+            credentials_html(&new)
+        )))
+    })
+    .await
+}
+
+pub async fn disable_account(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+) -> Response {
+    let own = session.account.id;
+    change(&state, lang, &session, move |ctx, actor| {
+        if id == own {
+            return Err(Failure::Input("you cannot disable your own account".into()));
+        }
+        accounts::disable(&ctx.db, id, actor, crate::base::time::now_ms())?;
+        Ok(None)
+    })
+    .await
+}
+
+pub async fn set_role(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Response {
+    let (own, role) = (session.account.id, form.get("role").to_string());
+    change(&state, lang, &session, move |ctx, actor| {
+        if id == own {
+            return Err(Failure::Input("you cannot change your own role".into()));
+        }
+        let role =
+            Role::parse(&role).ok_or_else(|| Failure::Input(format!("unknown role {role:?}")))?;
+        accounts::set_role(&ctx.db, id, role, actor, crate::base::time::now_ms())?;
+        Ok(None)
+    })
+    .await
+}
+
+/// New password and TOTP secret for a user who lost theirs, shown once.
+pub async fn reset_account(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+) -> Response {
+    let own = session.account.id;
+    change(&state, lang, &session, move |ctx, actor| {
+        if id == own {
+            return Err(Failure::Input(
+                "reset your own account from another administrator's".into(),
+            ));
+        }
+        let new = accounts::reset_credentials(&ctx.db, id, actor, crate::base::time::now_ms())?;
+        Ok(Some(credentials_html(&new)))
+    })
+    .await
+}
+
+pub async fn add_person(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let (reference, programme) = (
+        form.get("reference").trim().to_string(),
+        form.get("programme").to_string(),
+    );
+    let (region, birth) = (
+        form.get("region").to_string(),
+        form.get("birth_year").to_string(),
+    );
+    change(&state, lang, &session, move |ctx, actor| {
+        let id = enroll::add_person(ctx, &reference, &programme, actor)?;
+        let birth: Option<i32> = if birth.trim().is_empty() {
+            None
+        } else {
+            Some(number("birth_year", &birth)?)
+        };
+        let region = Some(region.as_str()).filter(|r| !r.is_empty());
+        if region.is_some() || birth.is_some() {
+            enroll::set_research_attributes(ctx, id, region, birth, actor)?;
+        }
+        Ok(None)
+    })
+    .await
+}
+
+pub async fn assign_device(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let (serial, kind) = (
+        form.get("serial").trim().to_string(),
+        form.get("kind").to_string(),
+    );
+    let (person, from) = (
+        form.get("person").trim().to_string(),
+        form.get("from").to_string(),
+    );
+    let station = form.get("station").trim().to_string();
+    change(&state, lang, &session, move |ctx, actor| {
+        let kind = nachtwacht_wire::DeviceKind::parse(&kind)
+            .ok_or_else(|| Failure::Input(format!("unknown device kind {kind:?}")))?;
+        let person_id: i64 = ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT id FROM persons WHERE reference = ?1",
+                [&person],
+                |r| r.get(0),
+            )
+            .map_err(|_| Failure::Input(format!("no person {person:?}")))?;
+        enroll::assign_device(ctx, &serial, kind, person_id, day_ms(&from)?, actor)?;
+        // Pairing tells ingest which station may upload this device's data.
+        if !station.is_empty() {
+            enroll::pair_device(ctx, &serial, &station, day_ms(&from)?, actor)?;
+        }
+        Ok(None)
+    })
+    .await
+}
+
+/// Ends a device's current assignment now: handed in, or supervision over
+/// ([`enroll::end_assignment`]).
+pub async fn return_device(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let serial = form.get("serial").trim().to_string();
+    change(&state, lang, &session, move |ctx, actor| {
+        enroll::end_assignment(ctx, &serial, crate::base::time::now_ms(), actor)?;
+        Ok(None)
+    })
+    .await
+}
+
+/// Enrols a station and hands its configuration (certificate, key, server addresses) to the
+/// administrator as a download, once.
+pub async fn add_station(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let (name, person) = (
+        form.get("name").trim().to_string(),
+        form.get("person").trim().to_string(),
+    );
+    let (ctx, actor) = (state.ctx.clone(), session.account.username.clone());
+    let result = tokio::task::spawn_blocking(move || -> Result<String, Failure> {
+        let config = enroll::add_station(&ctx, &name, &actor)?;
+        if !person.is_empty() {
+            enroll::link_station(&ctx, &name, &person, &actor)?;
+        }
+        Ok(config.to_toml())
+    })
+    .await;
+    match result {
+        Ok(Ok(toml)) => {
+            let mut response = toml.into_response();
+            let h = response.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/toml"),
+            );
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"station.toml\""),
+            );
+            response
+        }
+        Ok(Err(Failure::Input(m))) => crate::web::page::error(lang, StatusCode::BAD_REQUEST, &m),
+        Ok(Err(Failure::Internal(m))) => crate::web::page::internal(lang, m),
+        Err(e) => crate::web::page::internal(lang, e),
+    }
+}
+
+pub async fn revoke_station(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(name): Path<String>,
+) -> Response {
+    change(&state, lang, &session, move |ctx, actor| {
+        enroll::revoke_station(ctx, &name, actor)?;
+        Ok(None)
+    })
+    .await
+}
+
+pub async fn assign_caseload(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let (officer, person) = (
+        form.get("officer").trim().to_string(),
+        form.get("person").trim().to_string(),
+    );
+    let (from, to) = (form.get("from").to_string(), form.get("to").to_string());
+    change(&state, lang, &session, move |ctx, actor| {
+        let to = if to.trim().is_empty() {
+            None
+        } else {
+            Some(day_ms(&to)? + crate::base::time::DAY_MS)
+        };
+        caseload::assign(
+            &ctx.db,
+            &officer,
+            &person,
+            day_ms(&from)?,
+            to,
+            actor,
+            crate::base::time::now_ms(),
+        )?;
+        Ok(None)
+    })
+    .await
+}
+
+pub async fn end_caseload(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+) -> Response {
+    change(&state, lang, &session, move |ctx, actor| {
+        caseload::end(&ctx.db, id, actor, crate::base::time::now_ms())?;
+        Ok(None)
+    })
+    .await
+}
+
+pub async fn create_project(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let name = form.get("name").trim().to_string();
+    let (eps, delta, max) = (
+        form.get("epsilon").to_string(),
+        form.get("delta").to_string(),
+        form.get("max_epsilon_per_query").to_string(),
+    );
+    change(&state, lang, &session, move |ctx, actor| {
+        let budget = research::Budget {
+            epsilon: number("epsilon", &eps)?,
+            delta: number("delta", &delta)?,
+            max_epsilon_per_query: number("max_epsilon_per_query", &max)?,
+        };
+        research::create_project(ctx, &name, budget, actor)?;
+        Ok(None)
+    })
+    .await
+}
+
+pub async fn issue_token(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let (project, ttl) = (
+        form.get("project").trim().to_string(),
+        form.get("ttl_days").to_string(),
+    );
+    change(&state, lang, &session, move |ctx, actor| {
+        let token = research::issue_token(ctx, &project, number("ttl_days", &ttl)?, actor)?;
+        Ok(Some(format!(
+            "<p>{}: <code>{}</code></p><p>token: <code id=\"token\">{}</code></p>",
+            "project",
+            esc(&project),
+            esc(&token)
+        )))
+    })
+    .await
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<String>,
+) -> Response {
+    change(&state, lang, &session, move |ctx, actor| {
+        research::revoke_token(ctx, &id, actor)?;
+        Ok(None)
+    })
+    .await
+}

@@ -1,0 +1,202 @@
+//! The auditor's pages: browse the audit log with filters, see whether the hash chain verifies,
+//! export entries with their hashes (CSV or JSON) so the chain can be checked outside nachtwacht.
+//! Looking at the log is itself logged.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::trust::audit::{self, Entry, Verdict};
+use crate::web::access::Signed;
+use crate::web::i18n::Lang;
+use crate::web::page::{esc, frame, time};
+use crate::web::AppState;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditFilter {
+    actor: Option<String>,
+    action: Option<String>,
+    /// `YYYY-MM-DD`, inclusive.
+    from: Option<String>,
+    to: Option<String>,
+    /// `csv` or `json` (export only).
+    format: Option<String>,
+}
+
+impl AuditFilter {
+    fn matches(&self, e: &Entry) -> bool {
+        let day = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default()
+        };
+        let set = |o: &Option<String>| {
+            o.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        };
+        set(&self.actor).is_none_or(|a| e.actor == a)
+            && set(&self.action).is_none_or(|a| e.action.starts_with(&a))
+            && set(&self.from).is_none_or(|f| day(e.at_ms) >= f)
+            && set(&self.to).is_none_or(|t| day(e.at_ms) <= t)
+    }
+
+    fn json(&self) -> String {
+        serde_json::json!({"actor": self.actor, "action": self.action, "from": self.from, "to": self.to})
+            .to_string()
+    }
+}
+
+/// Reads the matching entries and the chain verdict, and records the read.
+fn read(
+    state: &AppState,
+    who: &str,
+    what: &str,
+    filter: &AuditFilter,
+) -> Result<(Vec<Entry>, Verdict), audit::Error> {
+    let conn = state.ctx.db.lock();
+    let verdict = audit::verify_all(&state.ctx.dir, &conn, None)?;
+    let entries: Vec<Entry> = audit::entries(&conn)?
+        .into_iter()
+        .filter(|e| filter.matches(e))
+        .collect();
+    audit::append(
+        &conn,
+        crate::base::time::now_ms(),
+        who,
+        what,
+        "audit_log",
+        &filter.json(),
+    )?;
+    Ok((entries, verdict))
+}
+
+pub async fn browse(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Query(filter): Query<AuditFilter>,
+) -> Response {
+    let (entries, verdict) = match read(&state, &session.account.username, "audit.view", &filter) {
+        Ok(r) => r,
+        Err(e) => return crate::web::page::internal(lang, e),
+    };
+    let chain = match &verdict {
+        Verdict::Intact { entries } => format!(
+            "<strong id=\"chain\">{}</strong> ({entries} {})",
+            lang.t("chain.intact"),
+            lang.t("entries")
+        ),
+        Verdict::Broken { at_seq, reason } => format!(
+            "<strong id=\"chain\" class=\"error\">{}</strong>: #{at_seq} {}",
+            lang.t("chain.broken"),
+            esc(reason)
+        ),
+    };
+    // The head as last anchored outside the database: what the auditor records elsewhere.
+    let checkpoint = match audit::checkpoint::all(&state.ctx.dir) {
+        Ok(all) => all
+            .last()
+            .map(|(_, c)| {
+                format!(
+                    "<p>{}: <code id=\"checkpoint\">{}:{}</code></p>",
+                    lang.t("checkpoint"),
+                    c.seq,
+                    esc(&c.hash)
+                )
+            })
+            .unwrap_or_default(),
+        Err(e) => return crate::web::page::internal(lang, e),
+    };
+    // Privacy loss per person across all projects, per year, beside its cap.
+    let losses = match crate::research::person_losses(&state.ctx) {
+        Ok(l) => l,
+        Err(e) => return crate::web::page::internal(lang, e),
+    };
+    let ledger = if losses.is_empty() {
+        String::new()
+    } else {
+        let rows: String = losses
+            .iter()
+            .map(|l| {
+                format!(
+                    "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+                    esc(&l.period),
+                    l.epsilon_spent,
+                    l.cap,
+                    l.delta
+                )
+            })
+            .collect();
+        format!(
+            "<h2>{}</h2><table id=\"person-budget\"><tr><th>{}</th><th>ε</th><th>{}</th><th>δ</th></tr>{rows}</table>",
+            lang.t("person_budget"),
+            lang.t("period"),
+            lang.t("cap"),
+        )
+    };
+    let chain = format!("{chain}</p>{checkpoint}{ledger}<p>");
+    let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
+    let query = format!(
+        "actor={}&action={}&from={}&to={}",
+        v(&filter.actor),
+        v(&filter.action),
+        v(&filter.from),
+        v(&filter.to)
+    );
+    let mut b = format!(
+        "<p>{}: {chain}</p><form method=\"get\" action=\"/audit\" class=\"noprint\">\
+         <label>{} <input name=\"actor\" value=\"{}\"></label><label>{} <input name=\"action\" value=\"{}\"></label>\
+         <label>{} <input type=\"date\" name=\"from\" value=\"{}\"></label><label>{} <input type=\"date\" name=\"to\" value=\"{}\"></label>\
+         <button>{}</button></form><p>{}: <a href=\"/audit/export?format=csv&amp;{query}\">CSV</a> · \
+         <a href=\"/audit/export?format=json&amp;{query}\">JSON</a></p>",
+        lang.t("chain"),
+        lang.t("actor"), v(&filter.actor), lang.t("action"), v(&filter.action),
+        lang.t("from"), v(&filter.from), lang.t("to"), v(&filter.to),
+        lang.t("filter"), lang.t("export"),
+    );
+    b += &format!(
+        "<table id=\"audit\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("time"), lang.t("actor"), lang.t("action"), lang.t("object"), lang.t("detail")
+    );
+    // Newest first; the page shows the latest 1,000 matches, the export has them all.
+    for e in entries.iter().rev().take(1000) {
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            e.seq, time(e.at_ms), esc(&e.actor), esc(&e.action), esc(&e.object), esc(&e.detail)
+        );
+    }
+    b += "</table>";
+    frame(lang, Some(&session), lang.t("audit"), &b).into_response()
+}
+
+pub async fn export(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Query(filter): Query<AuditFilter>,
+) -> Response {
+    let (entries, _) = match read(&state, &session.account.username, "audit.export", &filter) {
+        Ok(r) => r,
+        Err(e) => return crate::web::page::internal(lang, e),
+    };
+    let json = filter.format.as_deref() == Some("json");
+    let (body, content_type, file) = if json {
+        (audit::to_json(&entries), "application/json", "audit.json")
+    } else {
+        (
+            audit::to_csv(&entries),
+            "text/csv; charset=utf-8",
+            "audit.csv",
+        )
+    };
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
+}

@@ -1,0 +1,198 @@
+//! Evidence charts drawn on the server as inline SVG: no script runs in the officer's browser and
+//! the printed report shows exactly what the screen showed.
+
+use crate::web::page::esc;
+
+const W: f64 = 760.0;
+const PLOT_H: f64 = 220.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 12.0;
+const TOP: f64 = 12.0;
+/// Height of each timeline strip under the curve.
+const STRIP_H: f64 = 14.0;
+
+/// What the TAC chart shows.
+pub struct TacChart<'a> {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// (ts, TAC g/dL, worn)
+    pub readings: &'a [(i64, f64, bool)],
+    pub threshold_g_dl: f64,
+    /// The alert's own period, shaded.
+    pub alert: (i64, i64),
+    /// When the station was heard from.
+    pub contacts: &'a [i64],
+    /// Labels of the two strips (wear, contact), in the page's language.
+    pub labels: (&'a str, &'a str),
+}
+
+impl TacChart<'_> {
+    fn x(&self, ts: i64) -> f64 {
+        let span = (self.to_ms - self.from_ms).max(1) as f64;
+        LEFT + (ts - self.from_ms) as f64 / span * (W - LEFT - RIGHT)
+    }
+
+    pub fn svg(&self) -> String {
+        let y_max = self
+            .readings
+            .iter()
+            .map(|r| r.1)
+            .fold(self.threshold_g_dl * 2.0, f64::max)
+            * 1.1;
+        let y = |v: f64| TOP + PLOT_H - (v / y_max).clamp(0.0, 1.0) * PLOT_H;
+        let total_h = TOP + PLOT_H + 24.0 + 2.0 * (STRIP_H + 6.0) + 4.0;
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" viewBox=\"0 0 {W} {total_h}\" \
+             width=\"{W}\" height=\"{total_h}\" font-size=\"11\" font-family=\"sans-serif\">"
+        );
+        // The alert's period.
+        let (a0, a1) = (self.x(self.alert.0), self.x(self.alert.1));
+        s += &format!(
+            "<rect x=\"{a0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{PLOT_H}\" fill=\"#fde2c4\"/>",
+            (a1 - a0).max(2.0)
+        );
+        // Axes, y ticks.
+        s += &format!(
+            "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{b}\" stroke=\"#333\"/>\
+             <line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>",
+            b = TOP + PLOT_H,
+            r = W - RIGHT
+        );
+        for i in 0..=4 {
+            let v = y_max * i as f64 / 4.0;
+            s += &format!(
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.3}</text>",
+                LEFT - 4.0,
+                y(v) + 4.0
+            );
+        }
+        s += &format!("<text x=\"4\" y=\"{TOP}\" dominant-baseline=\"hanging\">g/dL</text>");
+        // x ticks every 6 hours.
+        let six_h = 6 * crate::base::time::HOUR_MS;
+        let mut t = self.from_ms - self.from_ms.rem_euclid(six_h) + six_h;
+        while t < self.to_ms {
+            let label = chrono::DateTime::from_timestamp_millis(t)
+                .map(|d| d.format("%d-%m %H:%M").to_string())
+                .unwrap_or_default();
+            s += &format!(
+                "<line x1=\"{x:.1}\" y1=\"{b}\" x2=\"{x:.1}\" y2=\"{b2}\" stroke=\"#333\"/>\
+                 <text x=\"{x:.1}\" y=\"{ty}\" text-anchor=\"middle\">{label}</text>",
+                x = self.x(t),
+                b = TOP + PLOT_H,
+                b2 = TOP + PLOT_H + 4.0,
+                ty = TOP + PLOT_H + 16.0
+            );
+            t += six_h;
+        }
+        // Threshold.
+        s += &format!(
+            "<line x1=\"{LEFT}\" y1=\"{ty:.1}\" x2=\"{r}\" y2=\"{ty:.1}\" stroke=\"#c00\" stroke-dasharray=\"6 4\"/>\
+             <text x=\"{r}\" y=\"{tl:.1}\" text-anchor=\"end\" fill=\"#c00\">{th} g/dL</text>",
+            ty = y(self.threshold_g_dl),
+            tl = y(self.threshold_g_dl) - 4.0,
+            r = W - RIGHT,
+            th = self.threshold_g_dl
+        );
+        // The TAC curve.
+        if !self.readings.is_empty() {
+            let points: Vec<String> = self
+                .readings
+                .iter()
+                .map(|(ts, v, _)| format!("{:.1},{:.1}", self.x(*ts), y(*v)))
+                .collect();
+            s += &format!(
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"#154273\" stroke-width=\"2\"/>",
+                points.join(" ")
+            );
+        }
+        // Wear strip: each reading stands for the time until the next one.
+        let wear_y = TOP + PLOT_H + 24.0;
+        s += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            LEFT - 4.0,
+            wear_y + STRIP_H - 3.0,
+            esc(self.labels.0)
+        );
+        for (i, (ts, _, worn)) in self.readings.iter().enumerate() {
+            let next = self
+                .readings
+                .get(i + 1)
+                .map(|r| r.0)
+                .unwrap_or(ts + 1_800_000)
+                .min(self.to_ms);
+            let (x0, x1) = (self.x(*ts), self.x(next));
+            s += &format!(
+                "<rect x=\"{x0:.1}\" y=\"{wear_y:.1}\" width=\"{:.1}\" height=\"{STRIP_H}\" fill=\"{}\"/>",
+                (x1 - x0).max(1.0),
+                if *worn { "#2e7d32" } else { "#bbb" }
+            );
+        }
+        // Contact strip.
+        let contact_y = wear_y + STRIP_H + 6.0;
+        s += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            LEFT - 4.0,
+            contact_y + STRIP_H - 3.0,
+            esc(self.labels.1)
+        );
+        for ts in self.contacts {
+            let x = self.x(*ts);
+            s += &format!(
+                "<line x1=\"{x:.1}\" y1=\"{contact_y:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#154273\"/>",
+                contact_y + STRIP_H
+            );
+        }
+        s += "</svg>";
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_curve_the_threshold_and_the_strips_are_drawn_inside_the_frame() {
+        let h = crate::base::time::HOUR_MS;
+        let readings: Vec<(i64, f64, bool)> = (0..48)
+            .map(|i| {
+                (
+                    i * h / 2,
+                    if (20..30).contains(&i) { 0.05 } else { 0.0 },
+                    i != 40,
+                )
+            })
+            .collect();
+        let chart = TacChart {
+            from_ms: 0,
+            to_ms: 24 * h,
+            readings: &readings,
+            threshold_g_dl: 0.02,
+            alert: (10 * h, 15 * h),
+            contacts: &[h, 5 * h],
+            labels: ("wear <worn>", "contact"),
+        }
+        .svg();
+        assert!(chart.starts_with("<svg") && chart.ends_with("</svg>"));
+        assert_eq!(chart.matches("<polyline").count(), 1);
+        assert!(chart.contains("stroke=\"#c00\""), "threshold line");
+        assert_eq!(
+            chart.matches("fill=\"#bbb\"").count(),
+            1,
+            "one unworn reading"
+        );
+        assert!(chart.contains("wear &lt;worn&gt;"), "labels are escaped");
+        // Every x coordinate of the curve lies within the plot.
+        let pts = chart
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        for p in pts.split(' ') {
+            let x: f64 = p.split(',').next().unwrap().parse().unwrap();
+            assert!((LEFT..=W - RIGHT).contains(&x), "{x}");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The management page: monthly alert figures per programme and region, each a differentially
+//! private release shown as bars with their 95 % noise interval. Releasing a month spends the
+//! management project's budget once; looking again is free.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Datelike;
+
+use crate::research::management::{self, Release, FIGURES};
+use crate::web::access::{FormFields, Signed};
+use crate::web::i18n::Lang;
+use crate::web::page::{csrf_field, esc, frame, time};
+use crate::web::AppState;
+
+const BAR_W: f64 = 34.0;
+const H: f64 = 160.0;
+
+/// A bar chart of one figure's groups, with the noise interval as whiskers. Noisy values can be
+/// negative; bars start at zero either way.
+fn bars(release: &Release) -> String {
+    let half = release
+        .answer
+        .accuracy_95
+        .first()
+        .map(|a| a.accuracy)
+        .unwrap_or(0.0);
+    let groups = &release.answer.groups;
+    let top = groups
+        .iter()
+        .filter_map(|g| g.value)
+        .map(|v| v.abs() + half)
+        .fold(1.0, f64::max);
+    let w = 40.0 + groups.len() as f64 * (BAR_W + 10.0);
+    let y = |v: f64| 10.0 + H / 2.0 - (v / top).clamp(-1.0, 1.0) * (H / 2.0 - 10.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" viewBox=\"0 0 {w} {}\" width=\"{w}\" height=\"{}\" font-size=\"10\" font-family=\"sans-serif\">\
+         <line x1=\"30\" y1=\"{z:.1}\" x2=\"{w}\" y2=\"{z:.1}\" stroke=\"#333\"/>",
+        H + 70.0,
+        H + 70.0,
+        z = y(0.0)
+    );
+    for (i, g) in groups.iter().enumerate() {
+        let x = 40.0 + i as f64 * (BAR_W + 10.0);
+        let label = g.keys.values().next().cloned().unwrap_or_default();
+        if let Some(v) = g.value {
+            let (y0, y1) = (y(v.max(0.0)), y(v.min(0.0)));
+            s += &format!(
+                "<rect x=\"{x:.1}\" y=\"{y0:.1}\" width=\"{BAR_W}\" height=\"{:.1}\" fill=\"#154273\"><title>{v:.1} ± {half:.1}</title></rect>\
+                 <line x1=\"{cx:.1}\" y1=\"{:.1}\" x2=\"{cx:.1}\" y2=\"{:.1}\" stroke=\"#c00\" stroke-width=\"2\"/>",
+                (y1 - y0).max(1.0),
+                y(v + half),
+                y(v - half),
+                cx = x + BAR_W / 2.0
+            );
+        }
+        s += &format!(
+            "<text transform=\"translate({:.1},{:.1}) rotate(45)\">{}</text>",
+            x + 4.0,
+            H + 14.0,
+            esc(&label)
+        );
+    }
+    s + "</svg>"
+}
+
+/// The last twelve months, newest first: what a manager may release.
+fn recent_months() -> Vec<String> {
+    let today = chrono::Utc::now().date_naive();
+    let (mut y, mut m) = (today.year(), today.month());
+    let mut out = vec![];
+    for _ in 0..12 {
+        out.push(format!("{y:04}-{m:02}"));
+        if m == 1 {
+            y -= 1;
+            m = 12;
+        } else {
+            m -= 1;
+        }
+    }
+    out
+}
+
+pub async fn page(State(state): State<AppState>, lang: Lang, Signed(session): Signed) -> Response {
+    let ctx = state.ctx.clone();
+    let data = tokio::task::spawn_blocking(move || {
+        Ok::<_, management::Error>((management::releases(&ctx)?, management::project(&ctx)?))
+    })
+    .await;
+    let (releases, project) = match data {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => return crate::web::page::internal(lang, e),
+        Err(e) => return crate::web::page::internal(lang, e),
+    };
+    let mut b = match &project {
+        None => format!(
+            "<p class=\"error\">{}</p>",
+            esc(&management::Error::NoProject.to_string())
+        ),
+        Some(p) => {
+            let (left, _) = p.remaining().unwrap_or((0.0, 0.0));
+            format!(
+                "<p>{}: ε {:.3} / {:.3} (δ = {:e}); {} {:.3}</p>",
+                lang.t("mgmt.budget"),
+                p.epsilon_spent,
+                p.epsilon_budget,
+                p.delta,
+                lang.t("mgmt.left"),
+                left
+            )
+        }
+    };
+    let opts: String = recent_months()
+        .iter()
+        .map(|m| format!("<option>{m}</option>"))
+        .collect();
+    b += &format!(
+        "<form method=\"post\" action=\"/management/release\" class=\"noprint\">{}<label>{} <select name=\"month\" id=\"month\">{opts}</select></label> <button id=\"release\">{}</button></form>\
+         <p class=\"note\">{}</p>",
+        csrf_field(&session),
+        lang.t("mgmt.month"),
+        lang.t("mgmt.release"),
+        lang.t("mgmt.explain"),
+    );
+    let mut month = String::new();
+    for r in &releases {
+        if r.month != month {
+            month = r.month.clone();
+            b += &format!("<h2>{}</h2>", esc(&month));
+        }
+        let title = FIGURES
+            .iter()
+            .find(|f| f.id == r.figure)
+            .map(|f| f.id)
+            .unwrap_or("?");
+        b += &format!(
+            "<figure class=\"figure\" id=\"{}-{}\"><figcaption><strong>{}</strong> · ε {:.3} · ±{:.1} (95 %) · {} {}</figcaption>{}</figure>",
+            esc(&r.month),
+            esc(&r.figure),
+            esc(title),
+            r.answer.epsilon_spent,
+            r.answer.accuracy_95.first().map(|a| a.accuracy).unwrap_or(0.0),
+            esc(&r.released_by),
+            time(r.released_at_ms),
+            bars(r)
+        );
+    }
+    frame(lang, Some(&session), lang.t("management"), &b).into_response()
+}
+
+pub async fn release(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let month = form.get("month").to_string();
+    let (ctx, who) = (state.ctx.clone(), session.account.username.clone());
+    match tokio::task::spawn_blocking(move || management::release_month(&ctx, &month, &who)).await {
+        Ok(Ok(_)) => Redirect::to("/management").into_response(),
+        Ok(Err(e @ (management::Error::NoProject | management::Error::Invalid(_)))) => {
+            crate::web::page::error(lang, StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        Ok(Err(management::Error::Research(
+            e @ (crate::research::Error::BudgetExhausted { .. }
+            | crate::research::Error::PersonBudgetExhausted { .. }
+            | crate::research::Error::BadRequest(_)
+            | crate::research::Error::NoData),
+        ))) => crate::web::page::error(lang, StatusCode::CONFLICT, &e.to_string()),
+        Ok(Err(e)) => crate::web::page::internal(lang, e),
+        Err(e) => crate::web::page::internal(lang, e),
+    }
+}

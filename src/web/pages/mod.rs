@@ -1,0 +1,10 @@
+//! The HTML pages, one module per audience: the landing page, sign-in, the officer's alerts, the
+//! administrator's registry forms, the auditor's log views and the management figures.
+
+pub mod admin;
+pub mod auditor;
+pub mod chart;
+pub mod home;
+pub mod login;
+pub mod management;
+pub mod officer;

@@ -1,0 +1,549 @@
+//! The officer's pages: alert list, alert detail with evidence and workflow, printable report,
+//! stations. Caseload checks and audit entries happen in [`crate::alerts::casework`], never here.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::alerts::casework::{self, AlertDetail, AlertFilter, AlertRow, Revision, STATUSES};
+use crate::alerts::RevisionReason;
+use crate::web::access::{FormFields, Signed};
+use crate::web::i18n::Lang;
+use crate::web::page::{csrf_field, esc, frame, time, time_opt};
+use crate::web::pages::chart::TacChart;
+use crate::web::AppState;
+use nachtwacht_pipelines::alcohol::InterferentReason;
+
+fn status_label(lang: Lang, status: &str) -> &'static str {
+    match status {
+        "new" => lang.t("status.new"),
+        "in_process" => lang.t("status.in_process"),
+        "confirmed" => lang.t("status.confirmed"),
+        "not_confirmed" => lang.t("status.not_confirmed"),
+        "resolved" => lang.t("status.resolved"),
+        _ => "?",
+    }
+}
+
+/// The alert's kind, with what the evidence now says about it: provisional (its episode had not
+/// ended at the last reading), revised by new readings, or withdrawn.
+fn kind_html(lang: Lang, a: &AlertRow) -> String {
+    let badge = |class: &str, key: &'static str| {
+        format!(" <span class=\"badge {class}\">{}</span>", lang.t(key))
+    };
+    let mut s = esc(&a.kind);
+    if a.withdrawn {
+        s += &badge("withdrawn", "alert.withdrawn");
+    } else {
+        if a.provisional {
+            s += &badge("provisional", "alert.provisional");
+        }
+        if a.revision > 0 {
+            s += &badge("revised", "alert.revised");
+        }
+    }
+    s
+}
+
+/// The severity in the page's language; a stored value outside the set is shown as stored.
+fn severity_label(lang: Lang, stored: &str) -> String {
+    match crate::alerts::Severity::parse(stored) {
+        Some(crate::alerts::Severity::High) => lang.t("severity.high").to_string(),
+        Some(crate::alerts::Severity::Medium) => lang.t("severity.medium").to_string(),
+        Some(crate::alerts::Severity::Warning) => lang.t("severity.warning").to_string(),
+        Some(crate::alerts::Severity::Review) => lang.t("severity.review").to_string(),
+        Some(crate::alerts::Severity::Low) => lang.t("severity.low").to_string(),
+        None => esc(stored),
+    }
+}
+
+fn revision_reason(lang: Lang, reason: Option<RevisionReason>) -> &'static str {
+    match reason {
+        Some(RevisionReason::Confirmed) => lang.t("revision.confirmed"),
+        Some(RevisionReason::Reclassified) => lang.t("revision.reclassified"),
+        Some(RevisionReason::Changed) => lang.t("revision.changed"),
+        Some(RevisionReason::Merged) => lang.t("revision.merged"),
+        Some(RevisionReason::Withdrawn) => lang.t("revision.withdrawn"),
+        Some(RevisionReason::Reinstated) => lang.t("revision.reinstated"),
+        None => "?",
+    }
+}
+
+/// Why the rule judged the episode as it did, from the rule record stored with the alert.
+fn assessment_html(lang: Lang, a: &AlertRow) -> String {
+    let Ok(rule) = serde_json::from_str::<serde_json::Value>(&a.rule) else {
+        return String::new();
+    };
+    if rule["rule"] != "alcohol.episode" {
+        return String::new();
+    }
+    let rate = |k: &str| {
+        rule[k]
+            .as_f64()
+            .map(|v| format!("{v:.3}"))
+            .unwrap_or_else(|| lang.t("not_observed").to_string())
+    };
+    let mut s = match rule["reason"].as_str().and_then(InterferentReason::parse) {
+        Some(reason) => {
+            let key = match reason {
+                InterferentReason::AmbientAlcohol => "reason.ambient-alcohol",
+                InterferentReason::RiseTooFast => "reason.rise-too-fast",
+                InterferentReason::FallTooFast => "reason.fall-too-fast",
+            };
+            let mut s = lang.t(key).to_string();
+            if let (Some(from), Some(to)) = (
+                rule["evidence_from_ms"].as_i64(),
+                rule["evidence_to_ms"].as_i64(),
+            ) {
+                s += &format!(" ({} → {})", time(from), time(to));
+            }
+            s
+        }
+        None => lang.t("reason.drinking").to_string(),
+    };
+    s += &format!(
+        ". {}: {} g/dL/h; {}: {} g/dL/h.",
+        lang.t("mean_rise"),
+        rate("mean_rise_per_hour"),
+        lang.t("mean_fall"),
+        rate("mean_fall_per_hour"),
+    );
+    if a.provisional {
+        s += &format!(" {}", lang.t("alert.provisional.note"));
+    }
+    format!(
+        "<tr><th>{}</th><td id=\"assessment\">{}</td></tr>",
+        lang.t("assessment"),
+        esc(&s)
+    )
+}
+
+fn revisions_html(lang: Lang, revisions: &[Revision]) -> String {
+    if revisions.is_empty() {
+        return String::new();
+    }
+    let summary = |v: &serde_json::Value| {
+        let peak = v["peak_tac_g_dl"]
+            .as_f64()
+            .map(|p| format!(", {} {p:.3}", lang.t("peak_tac")))
+            .unwrap_or_default();
+        let provisional = if v["provisional"].as_bool() == Some(true) {
+            format!(" ({})", lang.t("alert.provisional"))
+        } else {
+            String::new()
+        };
+        format!(
+            "{}{provisional}: {} – {}{peak}",
+            v["kind"].as_str().unwrap_or("?"),
+            time_opt(v["start_ms"].as_i64()),
+            time_opt(v["end_ms"].as_i64()),
+        )
+    };
+    let mut s = format!(
+        "<h2>{}</h2><table id=\"revisions\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("revisions"),
+        lang.t("time"),
+        lang.t("revision.reason"),
+        lang.t("revision.before"),
+        lang.t("revision.after"),
+    );
+    for r in revisions {
+        s += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.revision,
+            time(r.at_ms),
+            revision_reason(lang, r.reason),
+            esc(&summary(&r.before)),
+            esc(&summary(&r.after)),
+        );
+    }
+    s + "</table>"
+}
+
+fn failure(lang: Lang, e: casework::Error) -> Response {
+    match e {
+        casework::Error::NotFound => {
+            crate::web::page::error(lang, StatusCode::NOT_FOUND, lang.t("not_found"))
+        }
+        casework::Error::Invalid(m) => crate::web::page::error(lang, StatusCode::BAD_REQUEST, &m),
+        other => crate::web::page::internal(lang, other),
+    }
+}
+
+/// An alert id from the path. A malformed one (`/alerts/abc`, an id past `i64`) is refused like
+/// a missing alert: "not found", with an `alert.refused` audit entry naming what was asked for
+/// (bounded), so URL probing is on the record whatever form it takes.
+pub struct AlertId(pub i64);
+
+impl axum::extract::FromRequestParts<AppState> for AlertId {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if let Ok(id) = raw.parse::<i64>() {
+            return Ok(AlertId(id));
+        }
+        let lang = parts
+            .extensions
+            .get::<Lang>()
+            .copied()
+            .unwrap_or_else(|| Lang::of(parts));
+        let actor = parts
+            .extensions
+            .get::<crate::registry::accounts::Session>()
+            .map(|s| s.account.username.clone())
+            .unwrap_or_else(|| "anonymous".into());
+        let audited = crate::trust::audit::append(
+            &state.ctx.db.lock(),
+            crate::base::time::now_ms(),
+            &actor,
+            "alert.refused",
+            &format!("alert:{}", crate::trust::audit::bounded(&raw)),
+            &serde_json::json!({"attempted": parts.method.as_str(), "reason": "malformed alert id"})
+                .to_string(),
+        );
+        Err(match audited {
+            Ok(_) => crate::web::page::error(lang, StatusCode::NOT_FOUND, lang.t("not_found")),
+            Err(e) => crate::web::page::internal(lang, e),
+        })
+    }
+}
+
+/// Runs blocking casework (SQL, Parquet) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> casework::Result<T> + Send + 'static,
+) -> casework::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| casework::Error::Invalid(format!("task failed: {e}")))?
+}
+
+pub async fn alerts(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Query(filter): Query<AlertFilter>,
+) -> Response {
+    let (ctx, account, f) = (state.ctx.clone(), session.account.clone(), filter.clone());
+    let rows =
+        match blocking(move || casework::list(&ctx, &account, &f, crate::base::time::now_ms()))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return failure(lang, e),
+        };
+    let selected = |v: &Option<String>, x: &str| {
+        if v.as_deref() == Some(x) {
+            " selected"
+        } else {
+            ""
+        }
+    };
+    let mut status_opts = format!("<option value=\"\">{}</option>", lang.t("any"));
+    for s in STATUSES {
+        status_opts += &format!(
+            "<option value=\"{s}\"{}>{}</option>",
+            selected(&filter.status, s),
+            status_label(lang, s)
+        );
+    }
+    let mut kind_opts = format!("<option value=\"\">{}</option>", lang.t("any"));
+    for k in crate::alerts::AlertKind::ALL.map(|k| k.as_str()) {
+        kind_opts += &format!("<option{}>{k}</option>", selected(&filter.kind, k));
+    }
+    let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
+    let mut body = format!(
+        "<form method=\"get\" action=\"/alerts\" class=\"noprint\">\
+         <label>{st} <select name=\"status\">{status_opts}</select></label>\
+         <label>{ki} <select name=\"kind\">{kind_opts}</select></label>\
+         <label>{fr} <input type=\"date\" name=\"from\" value=\"{from}\"></label>\
+         <label>{to} <input type=\"date\" name=\"to\" value=\"{to_v}\"></label>\
+         <label>{pe} <input name=\"person\" value=\"{person}\" size=\"12\"></label>\
+         <button>{fi}</button></form>",
+        st = lang.t("status"),
+        ki = lang.t("kind"),
+        fr = lang.t("from"),
+        to = lang.t("to"),
+        pe = lang.t("person"),
+        fi = lang.t("filter"),
+        from = v(&filter.from),
+        to_v = v(&filter.to),
+        person = v(&filter.person),
+    );
+    if rows.is_empty() {
+        body += &format!("<p class=\"note\">{}</p>", lang.t("no_alerts"));
+    } else {
+        body += &format!(
+            "<table id=\"alerts\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            lang.t("start"),
+            lang.t("person"),
+            lang.t("kind"),
+            lang.t("severity"),
+            lang.t("peak_tac"),
+            lang.t("status")
+        );
+        for a in &rows {
+            body += &format!(
+                "<tr><td><a href=\"/alerts/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                time(a.start_ms),
+                esc(&a.person_reference),
+                kind_html(lang, a),
+                severity_label(lang, &a.severity),
+                a.peak_tac_g_dl.map(|v| format!("{v:.3}")).unwrap_or_default(),
+                status_label(lang, &a.status),
+                id = a.id
+            );
+        }
+        body += "</table>";
+    }
+    frame(lang, Some(&session), lang.t("alerts"), &body).into_response()
+}
+
+fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
+    let a = &d.alert;
+    let window = 12 * crate::base::time::HOUR_MS;
+    let chart = if d.tac.is_empty() {
+        format!("<p class=\"note\">{}</p>", lang.t("chart.no_data"))
+    } else {
+        TacChart {
+            from_ms: a.start_ms - window,
+            to_ms: a.end_ms + window,
+            readings: &d.tac,
+            threshold_g_dl: d.threshold_g_dl,
+            alert: (a.start_ms, a.end_ms),
+            contacts: &d.station_contacts,
+            labels: (lang.t("wear"), lang.t("contact")),
+        }
+        .svg()
+    };
+    format!(
+        "<table><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr>\
+         <tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{} – {}</td></tr>\
+         <tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td id=\"status\">{}</td></tr>{}</table>\
+         <h2>{}</h2><figure>{chart}<figcaption class=\"note\">{}</figcaption></figure>{}",
+        lang.t("person"),
+        esc(&a.person_reference),
+        lang.t("programme"),
+        esc(&a.programme),
+        lang.t("kind"),
+        kind_html(lang, a),
+        lang.t("start"),
+        time(a.start_ms),
+        time(a.end_ms),
+        lang.t("peak_tac"),
+        a.peak_tac_g_dl
+            .map(|v| format!("{v:.3}"))
+            .unwrap_or_else(|| "—".into()),
+        lang.t("status"),
+        status_label(lang, &a.status),
+        assessment_html(lang, a),
+        lang.t("evidence"),
+        lang.t("chart.caption"),
+        revisions_html(lang, &d.revisions),
+    )
+}
+
+fn history_html(lang: Lang, d: &AlertDetail) -> String {
+    if d.steps.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "<h2>{}</h2><table id=\"history\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("history"),
+        lang.t("time"),
+        lang.t("actor"),
+        lang.t("status"),
+        lang.t("comment")
+    );
+    for step in &d.steps {
+        s += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
+            time(step.at_ms),
+            esc(&step.actor),
+            status_label(lang, &step.from_status),
+            status_label(lang, &step.to_status),
+            esc(&step.comment)
+        );
+    }
+    s + "</table>"
+}
+
+async fn load(
+    state: &AppState,
+    session: &crate::registry::accounts::Session,
+    id: i64,
+    purpose: &'static str,
+) -> casework::Result<AlertDetail> {
+    let (ctx, account) = (state.ctx.clone(), session.account.clone());
+    blocking(move || casework::detail(&ctx, &account, id, purpose, crate::base::time::now_ms()))
+        .await
+}
+
+pub async fn alert(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    AlertId(id): AlertId,
+) -> Response {
+    let d = match load(&state, &session, id, "view").await {
+        Ok(d) => d,
+        Err(e) => return failure(lang, e),
+    };
+    let mut body = evidence_html(lang, &d);
+    body += &history_html(lang, &d);
+    let next = casework::next_statuses(&d.alert.status);
+    if !next.is_empty() {
+        let opts: String = next
+            .iter()
+            .map(|s| format!("<option value=\"{s}\">{}</option>", status_label(lang, s)))
+            .collect();
+        body += &format!(
+            "<h2>{}</h2><form method=\"post\" action=\"/alerts/{id}/transition\" class=\"noprint\">{}\
+             <p><label>{} <select name=\"to\" id=\"to\">{opts}</select></label></p>\
+             <p><label>{}<br><textarea name=\"comment\" id=\"comment\" rows=\"3\" cols=\"60\" required></textarea></label></p>\
+             <p><button id=\"save\">{}</button></p></form>",
+            lang.t("workflow"),
+            csrf_field(&session),
+            lang.t("next_step"),
+            lang.t("comment"),
+            lang.t("save"),
+        );
+    }
+    body += &format!(
+        "<p class=\"noprint\"><a href=\"/alerts/{id}/report\" id=\"report\">{}</a> · <a href=\"/alerts\">{}</a></p>",
+        lang.t("report"),
+        lang.t("back")
+    );
+    frame(
+        lang,
+        Some(&session),
+        &format!("{} {id}", lang.t("alert")),
+        &body,
+    )
+    .into_response()
+}
+
+pub async fn transition(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    AlertId(id): AlertId,
+    form: FormFields,
+) -> Response {
+    let (ctx, account) = (state.ctx.clone(), session.account.clone());
+    let (to, comment) = (form.get("to").to_string(), form.get("comment").to_string());
+    match blocking(move || {
+        casework::transition(
+            &ctx,
+            &account,
+            id,
+            &to,
+            &comment,
+            crate::base::time::now_ms(),
+        )
+    })
+    .await
+    {
+        Ok(()) => Redirect::to(&format!("/alerts/{id}")).into_response(),
+        Err(e) => failure(lang, e),
+    }
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    AlertId(id): AlertId,
+) -> Response {
+    let d = match load(&state, &session, id, "report").await {
+        Ok(d) => d,
+        Err(e) => return failure(lang, e),
+    };
+    let rule = serde_json::from_str::<serde_json::Value>(&d.alert.rule)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        .unwrap_or_else(|_| d.alert.rule.clone());
+    let interpretation = if d.alert.kind == "alcohol" {
+        lang.t("interp.alcohol")
+    } else {
+        lang.t("interp.other")
+    };
+    let bundles: String = d
+        .alert
+        .evidence_bundles
+        .split(',')
+        .filter(|b| !b.is_empty())
+        .map(|b| format!("<li><code>{}</code></li>", esc(b)))
+        .collect();
+    let body = format!(
+        "<p class=\"noprint\"><a href=\"/alerts/{id}\">{}</a></p>{}\
+         <h2>{}</h2><pre>{}</pre><h2>{}</h2><p>{}</p><h2>{}</h2><ul>{bundles}</ul>{}\
+         <p class=\"note\">{}: {} · {}</p>",
+        lang.t("back"),
+        evidence_html(lang, &d),
+        lang.t("criteria"),
+        esc(&rule),
+        lang.t("interpretation"),
+        interpretation,
+        lang.t("bundles"),
+        history_html(lang, &d),
+        lang.t("generated"),
+        esc(&session.account.username),
+        time(crate::base::time::now_ms()),
+    );
+    frame(
+        lang,
+        Some(&session),
+        &format!("{} — {} {id}", lang.t("report"), lang.t("alert")),
+        &body,
+    )
+    .into_response()
+}
+
+pub async fn stations(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+) -> Response {
+    let (ctx, account) = (state.ctx.clone(), session.account.clone());
+    let rows =
+        match blocking(move || casework::stations(&ctx, &account, crate::base::time::now_ms()))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return failure(lang, e),
+        };
+    let body =
+        if rows.is_empty() {
+            format!("<p class=\"note\">{}</p>", lang.t("no_stations"))
+        } else {
+            let mut s = format!(
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            lang.t("name"),
+            lang.t("person"),
+            lang.t("last_contact"),
+            lang.t("last_upload"),
+            lang.t("spool"),
+            lang.t("clock_offset")
+        );
+            for r in &rows {
+                s +=
+                    &format!(
+                "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.name),
+                if r.revoked { format!(" ({})", lang.t("revoked")) } else { String::new() },
+                esc(&r.person_reference),
+                time_opt(r.last_contact_ms),
+                time_opt(r.last_upload_ms),
+                r.spool_pending_bundles.map(|v| v.to_string()).unwrap_or_else(|| "—".into()),
+                r.clock_offset_ms.map(|v| v.to_string()).unwrap_or_else(|| "—".into()),
+            );
+            }
+            s + "</table>"
+        };
+    frame(lang, Some(&session), lang.t("stations"), &body).into_response()
+}
