@@ -2,6 +2,7 @@
 //! form [`AlertKind::as_str`] gives; the officer's filter offers exactly these.
 
 pub mod casework;
+pub mod store;
 
 /// What an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,11 +159,11 @@ mod tests {
             tamper::KIND_OBSTRUCTION,
             tamper::KIND_BATTERY_LOW,
             tamper::KIND_DEVICE_FAULT,
-            crate::evaluate::communication::KIND_SILENT,
-            crate::evaluate::communication::KIND_CRITICAL,
-            crate::evaluate::communication::KIND_DEVICE,
-            crate::evaluate::communication::KIND_SPOOL_FULL,
-            crate::evaluate::communication::KIND_CLOCK,
+            crate::alerts::AlertKind::CommunicationLost.as_str(),
+            crate::alerts::AlertKind::CommunicationCritical.as_str(),
+            crate::alerts::AlertKind::DeviceDisconnected.as_str(),
+            crate::alerts::AlertKind::StationSpoolFull.as_str(),
+            crate::alerts::AlertKind::ClockDrift.as_str(),
             crate::evaluate::alcohol_alerts::KIND_ALCOHOL,
             crate::evaluate::alcohol_alerts::KIND_INTERFERENT,
         ] {

@@ -27,44 +27,12 @@ use polars::prelude::*;
 use rusqlite::Connection;
 
 use super::Result;
+use crate::alerts::store::{self, AlertContent, StoredAlert};
 use crate::alerts::{RevisionReason, Severity};
-use crate::trust::audit;
 
 /// Alert kinds this module owns.
 pub const KIND_ALCOHOL: &str = crate::alerts::AlertKind::Alcohol.as_str();
 pub const KIND_INTERFERENT: &str = crate::alerts::AlertKind::Interferent.as_str();
-
-/// What the evidence decides about an alcohol alert (its workflow is the officer's).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct AlertContent {
-    pub kind: String,
-    pub severity: String,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub peak_tac_g_dl: Option<f64>,
-    pub provisional: bool,
-    pub evidence_bundles: String,
-    /// JSON: the rule, its parameters and the episode's explanation.
-    pub rule: String,
-}
-
-impl AlertContent {
-    fn same_as(&self, other: &AlertContent) -> bool {
-        // Bit-exact peaks: the same readings give the same value.
-        self.kind == other.kind
-            && self.severity == other.severity
-            && self.start_ms == other.start_ms
-            && self.end_ms == other.end_ms
-            && self.peak_tac_g_dl.map(f64::to_bits) == other.peak_tac_g_dl.map(f64::to_bits)
-            && self.provisional == other.provisional
-            && self.evidence_bundles == other.evidence_bundles
-            && self.rule == other.rule
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-}
 
 /// One episode of the pipeline's output.
 #[derive(Debug, Clone)]
@@ -159,44 +127,6 @@ pub struct Outcome {
     pub pending: usize,
 }
 
-/// A stored alcohol or interferent alert.
-#[derive(Debug, Clone)]
-struct Stored {
-    id: i64,
-    content: AlertContent,
-    withdrawn: bool,
-}
-
-fn stored_alerts(tx: &Connection, person_id: i64, from_ms: i64) -> Result<Vec<Stored>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT id, kind, severity, start_ms, end_ms, peak_tac_g_dl, provisional,
-                evidence_bundles, rule, withdrawn_at_ms
-           FROM alerts
-          WHERE person_id = ?1 AND kind IN (?2, ?3) AND end_ms >= ?4
-          ORDER BY start_ms, id",
-    )?;
-    let rows = stmt.query_map(
-        rusqlite::params![person_id, KIND_ALCOHOL, KIND_INTERFERENT, from_ms],
-        |r| {
-            Ok(Stored {
-                id: r.get(0)?,
-                content: AlertContent {
-                    kind: r.get(1)?,
-                    severity: r.get(2)?,
-                    start_ms: r.get(3)?,
-                    end_ms: r.get(4)?,
-                    peak_tac_g_dl: r.get(5)?,
-                    provisional: r.get::<_, i64>(6)? != 0,
-                    evidence_bundles: r.get(7)?,
-                    rule: r.get(8)?,
-                },
-                withdrawn: r.get::<_, Option<i64>>(9)?.is_some(),
-            })
-        },
-    )?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
 /// Makes the alcohol alerts of the persons in `frame_start` agree with `episodes`, in one
 /// transaction's connection. `frame_start` maps each pseudonym to its first reading in the
 /// evaluated frame: alerts that start before it are outside what this evaluation saw and are
@@ -220,13 +150,13 @@ pub fn reconcile(
             continue;
         };
         let region_from = frame_start[pid];
-        let stored = stored_alerts(tx, person_id, region_from)?;
+        let stored = store::alcohol_alerts_from(tx, person_id, region_from)?;
         let mut claimed: HashSet<i64> = HashSet::new();
         let mut mine = by_pid.remove(pid.as_str()).unwrap_or_default();
         mine.sort_by_key(|e| e.content.start_ms);
         for ep in mine {
             let c = &ep.content;
-            let overlapping: Vec<&Stored> = stored
+            let overlapping: Vec<&StoredAlert> = stored
                 .iter()
                 .filter(|s| !claimed.contains(&s.id))
                 .filter(|s| s.content.start_ms <= c.end_ms && s.content.end_ms >= c.start_ms)
@@ -246,7 +176,7 @@ pub fn reconcile(
                 .or_else(|| overlapping.first())
                 .copied();
             let Some(target) = target else {
-                insert(tx, person_id, c, now_ms)?;
+                store::insert(tx, person_id, c, now_ms)?;
                 outcome.new += 1;
                 continue;
             };
@@ -261,7 +191,7 @@ pub fn reconcile(
                 } else {
                     RevisionReason::Changed
                 };
-                revise(tx, target, c, reason, None, now_ms)?;
+                store::revise(tx, target, c, reason, None, now_ms)?;
                 outcome.revised += 1;
             }
             for other in overlapping
@@ -270,7 +200,7 @@ pub fn reconcile(
             {
                 claimed.insert(other.id);
                 let note = format!("merged into alert {}", target.id);
-                revise(
+                store::revise(
                     tx,
                     other,
                     &other.content,
@@ -284,7 +214,7 @@ pub fn reconcile(
         for s in stored.iter().filter(|s| {
             !claimed.contains(&s.id) && !s.withdrawn && s.content.start_ms >= region_from
         }) {
-            revise(
+            store::revise(
                 tx,
                 s,
                 &s.content,
@@ -296,101 +226,4 @@ pub fn reconcile(
         }
     }
     Ok(outcome)
-}
-
-fn insert(tx: &Connection, person_id: i64, c: &AlertContent, now_ms: i64) -> Result<()> {
-    tx.execute(
-        "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule,
-                             evidence_bundles, created_at_ms, provisional)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        rusqlite::params![
-            person_id,
-            c.kind,
-            c.severity,
-            c.start_ms,
-            c.end_ms,
-            c.peak_tac_g_dl,
-            c.rule,
-            c.evidence_bundles,
-            now_ms,
-            i64::from(c.provisional)
-        ],
-    )?;
-    audit::seal::reseal(tx, tx.last_insert_rowid(), now_ms, "system")?;
-    Ok(())
-}
-
-/// Revises an alert to `after`; with `withdraw` (the reason in words) it is withdrawn instead,
-/// keeping its content. Records the revision, audits it and seals the alert again.
-fn revise(
-    tx: &Connection,
-    alert: &Stored,
-    after: &AlertContent,
-    reason: RevisionReason,
-    withdraw: Option<&str>,
-    now_ms: i64,
-) -> Result<()> {
-    let withdrawn_at = withdraw.map(|_| now_ms);
-    tx.execute(
-        "UPDATE alerts SET kind = ?2, severity = ?3, start_ms = ?4, end_ms = ?5,
-                peak_tac_g_dl = ?6, provisional = ?7, evidence_bundles = ?8, rule = ?9,
-                revision = revision + 1, withdrawn_at_ms = ?10
-          WHERE id = ?1",
-        rusqlite::params![
-            alert.id,
-            after.kind,
-            after.severity,
-            after.start_ms,
-            after.end_ms,
-            after.peak_tac_g_dl,
-            i64::from(after.provisional),
-            after.evidence_bundles,
-            after.rule,
-            withdrawn_at
-        ],
-    )?;
-    let revision: i64 = tx.query_row(
-        "SELECT revision FROM alerts WHERE id = ?1",
-        [alert.id],
-        |r| r.get(0),
-    )?;
-    let (before, mut after) = (alert.content.json(), after.json());
-    if let Some(note) = withdraw {
-        after["note"] = note.into();
-    }
-    tx.execute(
-        "INSERT INTO alert_revisions (alert_id, revision, at_ms, reason, before, after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        rusqlite::params![
-            alert.id,
-            revision,
-            now_ms,
-            reason.code(),
-            before.to_string(),
-            after.to_string()
-        ],
-    )?;
-    audit::append(
-        tx,
-        now_ms,
-        "system",
-        if withdraw.is_some() {
-            "alert.withdrawn"
-        } else {
-            "alert.revised"
-        },
-        &format!("alert:{}", alert.id),
-        &serde_json::json!({
-            "revision": revision,
-            "reason": reason.code(),
-            "note": withdraw,
-            "before": {"kind": before["kind"], "start_ms": before["start_ms"], "end_ms": before["end_ms"],
-                       "peak_tac_g_dl": before["peak_tac_g_dl"], "provisional": before["provisional"]},
-            "after": {"kind": after["kind"], "start_ms": after["start_ms"], "end_ms": after["end_ms"],
-                      "peak_tac_g_dl": after["peak_tac_g_dl"], "provisional": after["provisional"]},
-        })
-        .to_string(),
-    )?;
-    audit::seal::reseal(tx, alert.id, now_ms, "system")?;
-    Ok(())
 }

@@ -7,15 +7,10 @@
 
 use serde::Deserialize;
 
+use crate::alerts::store::NewAlert;
 use crate::alerts::{AlertKind, Severity};
 use crate::base::config::CommunicationConfig;
 use crate::base::Context;
-
-pub const KIND_SILENT: &str = AlertKind::CommunicationLost.as_str();
-pub const KIND_CRITICAL: &str = AlertKind::CommunicationCritical.as_str();
-pub const KIND_DEVICE: &str = AlertKind::DeviceDisconnected.as_str();
-pub const KIND_SPOOL_FULL: &str = AlertKind::StationSpoolFull.as_str();
-pub const KIND_CLOCK: &str = AlertKind::ClockDrift.as_str();
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -23,6 +18,8 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::store::Error),
 }
 
 /// What the server knows about one station.
@@ -43,7 +40,7 @@ pub struct LastHeartbeat {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommAlert {
-    pub kind: &'static str,
+    pub kind: AlertKind,
     /// High for critical silence, warning for the rest.
     pub severity: Severity,
     pub start_ms: i64,
@@ -56,7 +53,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
     let since = state.last_contact_ms.unwrap_or(state.enrolled_at_ms);
     if now_ms - since > silence_ms {
         out.push(CommAlert {
-            kind: KIND_SILENT,
+            kind: AlertKind::CommunicationLost,
             severity: Severity::Warning,
             start_ms: since,
             rule: format!(
@@ -69,7 +66,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
     // and both are keyed by the silence's start, so neither is raised twice.
     if now_ms - since > cfg.critical_silence_hours as i64 * crate::base::time::HOUR_MS {
         out.push(CommAlert {
-            kind: KIND_CRITICAL,
+            kind: AlertKind::CommunicationCritical,
             severity: Severity::High,
             start_ms: since,
             rule: format!(
@@ -81,7 +78,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
     if let Some(hb) = &state.heartbeat {
         if !hb.disconnected_devices.is_empty() {
             out.push(CommAlert {
-                kind: KIND_DEVICE,
+                kind: AlertKind::DeviceDisconnected,
                 severity: Severity::Warning,
                 start_ms: hb.received_at_ms,
                 rule: format!(
@@ -92,7 +89,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
         }
         if hb.spool_full {
             out.push(CommAlert {
-                kind: KIND_SPOOL_FULL,
+                kind: AlertKind::StationSpoolFull,
                 severity: Severity::Warning,
                 start_ms: hb.received_at_ms,
                 rule: "base station spool full: readings wait on the device".into(),
@@ -101,7 +98,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
         if let Some(offset) = hb.clock_offset_ms {
             if offset.unsigned_abs() > u64::from(cfg.max_clock_offset_secs) * 1_000 {
                 out.push(CommAlert {
-                    kind: KIND_CLOCK,
+                    kind: AlertKind::ClockDrift,
                     severity: Severity::Warning,
                     start_ms: hb.received_at_ms,
                     rule: format!(
@@ -168,23 +165,22 @@ pub fn run(ctx: &Context, now_ms: i64) -> Result<usize, Error> {
     let mut new = 0;
     for (station_id, person_id, state) in stations {
         for alert in assess(&state, now_ms, &ctx.config.communication) {
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO alerts (person_id, kind, severity, start_ms, end_ms, rule, evidence_bundles, created_at_ms)
-                 VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6, ?4)",
-                rusqlite::params![
+            let evidence = format!("[\"station:{station_id}\"]");
+            let stored = crate::alerts::store::record_once(
+                &tx,
+                &NewAlert {
                     person_id,
-                    alert.kind,
-                    alert.start_ms,
-                    now_ms,
-                    alert.rule,
-                    format!("[\"station:{station_id}\"]"),
-                    alert.severity.as_str()
-                ],
+                    kind: alert.kind,
+                    severity: alert.severity,
+                    start_ms: alert.start_ms,
+                    end_ms: now_ms,
+                    peak_tac_g_dl: None,
+                    rule: &alert.rule,
+                    evidence: &evidence,
+                },
+                now_ms,
             )?;
-            if inserted > 0 {
-                crate::trust::audit::seal::reseal(&tx, tx.last_insert_rowid(), now_ms, "system")?;
-            }
-            new += inserted;
+            new += usize::from(stored);
         }
     }
     tx.commit()?;
@@ -218,7 +214,7 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert_eq!(
             (alerts[0].kind, alerts[0].start_ms),
-            (KIND_SILENT, 10 * MIN)
+            (AlertKind::CommunicationLost, 10 * MIN)
         );
         let never = StationState {
             last_contact_ms: None,
@@ -240,10 +236,16 @@ mod tests {
                 .map(|a| (a.kind, a.severity.as_str()))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(kinds(48 * 60 * MIN), vec![(KIND_SILENT, "warning")]);
+        assert_eq!(
+            kinds(48 * 60 * MIN),
+            vec![(AlertKind::CommunicationLost, "warning")]
+        );
         assert_eq!(
             kinds(48 * 60 * MIN + 1),
-            vec![(KIND_SILENT, "warning"), (KIND_CRITICAL, "high")]
+            vec![
+                (AlertKind::CommunicationLost, "warning"),
+                (AlertKind::CommunicationCritical, "high")
+            ]
         );
     }
 
@@ -259,11 +261,18 @@ mod tests {
                 disconnected_devices: vec!["WB-1".into()],
             }),
         };
-        let kinds: Vec<&str> = assess(&state, 101 * MIN, &cfg())
+        let kinds: Vec<AlertKind> = assess(&state, 101 * MIN, &cfg())
             .iter()
             .map(|a| a.kind)
             .collect();
-        assert_eq!(kinds, vec![KIND_DEVICE, KIND_SPOOL_FULL, KIND_CLOCK]);
+        assert_eq!(
+            kinds,
+            vec![
+                AlertKind::DeviceDisconnected,
+                AlertKind::StationSpoolFull,
+                AlertKind::ClockDrift
+            ]
+        );
         let healthy = StationState {
             heartbeat: Some(LastHeartbeat {
                 received_at_ms: 100 * MIN,
@@ -285,11 +294,11 @@ mod tests {
                 }),
                 ..healthy.clone()
             };
-            let kinds: Vec<&str> = assess(&extreme, 101 * MIN, &cfg())
+            let kinds: Vec<AlertKind> = assess(&extreme, 101 * MIN, &cfg())
                 .iter()
                 .map(|a| a.kind)
                 .collect();
-            assert_eq!(kinds, vec![KIND_CLOCK], "offset {offset}");
+            assert_eq!(kinds, vec![AlertKind::ClockDrift], "offset {offset}");
         }
         assert_eq!(bounded_clock_offset_ms(i64::MIN), -MAX_CLOCK_OFFSET_MS);
     }

@@ -5,6 +5,9 @@
 //! updated in place when late data extends an event) and `datasets/research/daily_indicators.parquet`
 //! (rewritten atomically). Never writes an operational pseudonym into the research dataset.
 
+mod research_tables;
+use research_tables::{merge_research_days, write_research_alert_counts, write_research_daily};
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -18,7 +21,8 @@ use polars::prelude::*;
 use rusqlite::OptionalExtension;
 use tracing::info;
 
-use crate::alerts::Severity;
+use crate::alerts::store::NewAlert;
+use crate::alerts::{self, AlertKind, Severity};
 use crate::base::Context;
 use crate::dataset;
 use crate::trust::pseudonym::Pseudonymiser;
@@ -35,6 +39,8 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::store::Error),
     #[error("evaluation lock {path}: {source}")]
     Lock {
         path: String,
@@ -128,7 +134,7 @@ pub struct Rules {
 
 /// How an event of one pipeline kind is stored as an alert.
 struct AlertSpec {
-    kind: &'static str,
+    kind: AlertKind,
     severity: Severity,
     /// JSON: the rule and the parameters it fired with.
     rule: String,
@@ -459,12 +465,12 @@ fn alcohol_episodes(
 fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
     let (kind, severity, rule) = match kind {
         tamper::KIND_STRAP_OPEN => (
-            tamper::KIND_STRAP_OPEN,
+            AlertKind::StrapOpen,
             Severity::High,
             serde_json::json!({"rule": "tamper.strap_open"}),
         ),
         tamper::KIND_REMOVAL => (
-            tamper::KIND_REMOVAL,
+            AlertKind::PossibleRemoval,
             Severity::High,
             serde_json::json!({
                 "rule": "tamper.possible_removal",
@@ -474,7 +480,7 @@ fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
             }),
         ),
         tamper::KIND_OBSTRUCTION => (
-            tamper::KIND_OBSTRUCTION,
+            AlertKind::Obstruction,
             Severity::High,
             serde_json::json!({
                 "rule": "tamper.obstruction",
@@ -484,12 +490,12 @@ fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
             }),
         ),
         tamper::KIND_BATTERY_LOW => (
-            tamper::KIND_BATTERY_LOW,
+            AlertKind::BatteryLow,
             Severity::Low,
             serde_json::json!({"rule": "device.battery_low", "battery_low_pct": rules.battery_low_pct}),
         ),
         tamper::KIND_DEVICE_FAULT => (
-            tamper::KIND_DEVICE_FAULT,
+            AlertKind::DeviceFault,
             Severity::Medium,
             serde_json::json!({"rule": "device.fault", "fault_events": rules.fault_events}),
         ),
@@ -500,25 +506,6 @@ fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
         severity,
         rule: rule.to_string(),
     })
-}
-
-/// The research dataset with the rows of `days` replaced by `fresh`.
-fn merge_research_days(ctx: &Context, fresh: DataFrame, days: Days) -> Result<DataFrame> {
-    let path = ctx.dir.research_daily();
-    if !path.exists() {
-        return Ok(fresh);
-    }
-    let kept = LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())?
-        .filter(
-            col("day")
-                .lt(lit(days.from))
-                .or(col("day").gt_eq(lit(days.to))),
-        );
-    Ok(
-        concat_lf_diagonal([kept, fresh.lazy()], UnionArgs::default())?
-            .sort(["rid", "day"], SortMultipleOptions::default())
-            .collect()?,
-    )
 }
 
 /// How far back (ms) of the watermark an incremental run looks for new files: a file whose
@@ -605,113 +592,9 @@ pub fn backfill(
     Ok(total)
 }
 
-/// Alert kinds by the group the research dataset counts them in.
-const ALERT_GROUPS: &[(&str, &[&str])] = &[
-    ("alcohol_alerts", &["alcohol"]),
-    ("interferent_alerts", &["interferent"]),
-    (
-        "tamper_alerts",
-        &[
-            tamper::KIND_STRAP_OPEN,
-            tamper::KIND_REMOVAL,
-            tamper::KIND_OBSTRUCTION,
-        ],
-    ),
-    (
-        "device_alerts",
-        &[
-            tamper::KIND_BATTERY_LOW,
-            tamper::KIND_DEVICE_FAULT,
-            crate::evaluate::communication::KIND_DEVICE,
-            crate::evaluate::communication::KIND_SPOOL_FULL,
-            crate::evaluate::communication::KIND_CLOCK,
-        ],
-    ),
-    (
-        "communication_alerts",
-        &[
-            crate::evaluate::communication::KIND_SILENT,
-            crate::evaluate::communication::KIND_CRITICAL,
-        ],
-    ),
-];
-
-/// `datasets/research/alert_counts.parquet`, rewritten whole from the alerts table (small): one
-/// row per person and UTC day on which alerts started, with counts per group of kinds, under the
-/// research pseudonym with the coarse attributes. Communication alerts come from housekeeping,
-/// so they appear here from the next evaluation on.
-fn write_research_alert_counts(
-    ctx: &Context,
-    persons_df: &DataFrame,
-    person_of_pid: &HashMap<String, i64>,
-) -> Result<()> {
-    let pid_of: HashMap<i64, &str> = person_of_pid
-        .iter()
-        .map(|(pid, id)| (*id, pid.as_str()))
-        .collect();
-    let rows: Vec<(i64, String, String)> = {
-        let conn = ctx.db.lock();
-        let mut stmt = conn.prepare(
-            // Withdrawn alerts are not events any more; they stay only as a record.
-            "SELECT person_id, date(start_ms / 1000, 'unixepoch'), kind FROM alerts
-              WHERE withdrawn_at_ms IS NULL ORDER BY 1, 2",
-        )?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows
-    };
-    let mut pids = Vec::new();
-    let mut days = Vec::new();
-    let mut counts: Vec<Vec<i64>> = vec![Vec::new(); ALERT_GROUPS.len()];
-    for (person, day, kind) in rows {
-        let Some(pid) = pid_of.get(&person) else {
-            continue;
-        };
-        if pids.last() != Some(pid) || days.last() != Some(&day) {
-            pids.push(*pid);
-            days.push(day);
-            counts.iter_mut().for_each(|c| c.push(0));
-        }
-        for (i, (_, kinds)) in ALERT_GROUPS.iter().enumerate() {
-            if kinds.contains(&kind.as_str()) {
-                *counts[i].last_mut().expect("a row was pushed") += 1;
-            }
-        }
-    }
-    let mut columns = vec![
-        Column::new("pid".into(), pids),
-        Column::new("day".into(), days).cast(&DataType::Date)?,
-    ];
-    for ((name, _), c) in ALERT_GROUPS.iter().zip(counts) {
-        columns.push(Column::new((*name).into(), c));
-    }
-    let mut out = daily::for_research(DataFrame::new(columns)?.lazy(), persons_df.clone().lazy())
-        .collect()?;
-    write_parquet_durably(&ctx.dir.research_alert_counts(), &mut out)
-}
-
-fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
-    write_parquet_durably(&ctx.dir.research_daily(), df)
-}
-
-/// Writes a research dataset whole and durably (temp file, fsync, rename, fsync directory).
-fn write_parquet_durably(path: &std::path::Path, df: &mut DataFrame) -> Result<()> {
-    let parent = path.parent().expect("dataset in a directory");
-    std::fs::create_dir_all(parent).map_err(|source| crate::base::fsio::Error {
-        path: parent.display().to_string(),
-        source,
-    })?;
-    let mut buf = Vec::new();
-    ParquetWriter::new(&mut buf).finish(df)?;
-    crate::base::fsio::write_durably(path, &buf)?;
-    Ok(())
-}
-
-/// One alert per event: an event that overlaps an alert of the same person and kind *is* that
-/// alert (late data extended it, or a re-evaluation saw it again), so the alert grows to cover
-/// both and keeps its id and status; otherwise a new alert is inserted. `spec` maps an event's
-/// `kind` to its alert (`None`: not an alert). Returns how many alerts are new.
+/// Stores one alert per event ([`alerts::store::record_event`]: an overlapping alert of the same
+/// person and kind grows instead). `spec` maps an event's `kind` to its alert (`None`: not an
+/// alert). Returns how many alerts are new.
 fn store_alerts(
     ctx: &Context,
     events: &DataFrame,
@@ -742,53 +625,23 @@ fn store_alerts(
         else {
             continue;
         };
-        let (Some(person_id), Some(alert)) = (person_of_pid.get(p), spec(k)) else {
+        let (Some(&person_id), Some(spec)) = (person_of_pid.get(p), spec(k)) else {
             continue;
         };
-        let peak = peak.as_ref().and_then(|c| c.get(i));
-        let evidence = bundles.get(i).unwrap_or("");
-        let existing: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT id, evidence_bundles FROM alerts
-                  WHERE person_id = ?1 AND kind = ?2 AND start_ms <= ?4 AND end_ms >= ?3
-                  ORDER BY start_ms LIMIT 1",
-                rusqlite::params![person_id, alert.kind, s, e],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        match existing {
-            Some((id, had)) => {
-                tx.execute(
-                    "UPDATE alerts SET start_ms = min(start_ms, ?2), end_ms = max(end_ms, ?3),
-                            peak_tac_g_dl = CASE WHEN ?4 IS NULL THEN peak_tac_g_dl
-                                                 ELSE max(coalesce(peak_tac_g_dl, ?4), ?4) END,
-                            evidence_bundles = ?5
-                      WHERE id = ?1",
-                    rusqlite::params![id, s, e, peak, merge_evidence(&had, evidence)],
-                )?;
-                // Sealed again only if widening changed it.
-                crate::trust::audit::seal::reseal(&tx, id, now, "system")?;
-            }
-            None => {
-                new += tx.execute(
-                    "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule, evidence_bundles, created_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    rusqlite::params![person_id, alert.kind, alert.severity.as_str(), s, e, peak, alert.rule, evidence, now],
-                )?;
-                crate::trust::audit::seal::reseal(&tx, tx.last_insert_rowid(), now, "system")?;
-            }
+        let alert = NewAlert {
+            person_id,
+            kind: spec.kind,
+            severity: spec.severity,
+            start_ms: s,
+            end_ms: e,
+            peak_tac_g_dl: peak.as_ref().and_then(|c| c.get(i)),
+            rule: &spec.rule,
+            evidence: bundles.get(i).unwrap_or(""),
+        };
+        if alerts::store::record_event(&tx, &alert, now)? {
+            new += 1;
         }
     }
     tx.commit()?;
     Ok(new)
-}
-
-/// Comma-separated bundle ids of both lists, each once, in order of first appearance.
-fn merge_evidence(had: &str, found: &str) -> String {
-    let mut seen = std::collections::HashSet::new();
-    had.split(',')
-        .chain(found.split(','))
-        .filter(|b| !b.is_empty() && seen.insert(*b))
-        .collect::<Vec<_>>()
-        .join(",")
 }

@@ -21,7 +21,7 @@ use nachtwacht_wire::bundle::{decode_bundle, SignalBatch};
 use nachtwacht_wire::signed::decode_signed;
 use nachtwacht_wire::{DeviceKind, Signal};
 
-use super::clock::timed;
+use super::measure::{median, timed};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DecodeArgs {
@@ -306,12 +306,6 @@ fn write_with_defaults(bundles: &[Vec<SignalBatch>], dir: &std::path::Path) -> a
         }
     }
     Ok(())
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Copies a directory tree (regular files and directories; a data directory holds nothing else).

@@ -5,9 +5,9 @@
 use anyhow::Context as _;
 use clap::Subcommand;
 
-mod clock;
 pub mod decode;
 pub mod ingest;
+mod measure;
 pub mod pipeline;
 pub mod research;
 

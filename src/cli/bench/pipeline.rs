@@ -18,7 +18,7 @@ use nachtwacht_pipelines::tamper::ankle_tamper;
 use nachtwacht_pipelines::{daily, stress, AlcoholRules, StressRules, TamperRules};
 use polars::prelude::*;
 
-use super::clock::timed;
+use super::measure::timed;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PipelineArgs {

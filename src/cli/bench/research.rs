@@ -13,6 +13,8 @@ use nachtwacht::{registry::enroll, server::init};
 use nachtwacht_pipelines::synth::Rng;
 use polars::prelude::*;
 
+use super::measure::quantile;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ResearchArgs {
     #[arg(long, default_value_t = 1_000)]
@@ -22,11 +24,6 @@ pub struct ResearchArgs {
     /// Repetitions of each query.
     #[arg(long, default_value_t = 20)]
     pub repeat: usize,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Blocking; run it on a blocking thread.
@@ -190,9 +187,9 @@ pub fn run(args: ResearchArgs) -> anyhow::Result<()> {
         dp.sort_by(f64::total_cmp);
         base.sort_by(f64::total_cmp);
         let (p50, p95, b50) = (
-            percentile(&dp, 0.5),
-            percentile(&dp, 0.95),
-            percentile(&base, 0.5),
+            quantile(&dp, 0.5),
+            quantile(&dp, 0.95),
+            quantile(&base, 0.5),
         );
         worst = worst.max(p95);
         println!(

@@ -8,6 +8,12 @@
 //! does not let anyone take over a session. A session ends after [`SESSION_IDLE_MS`] without a
 //! request, or [`SESSION_ABSOLUTE_MS`] after login, whichever comes first.
 
+mod credentials;
+pub use credentials::{base32_decode, base32_encode, hash_password, totp_code};
+use credentials::{
+    constant_time_eq, dummy_hash, password_matches, random_hex, sha256_hex, totp_step_of,
+};
+
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
@@ -28,9 +34,6 @@ pub const SESSION_ABSOLUTE_MS: i64 = 8 * 60 * 60 * 1000;
 pub const LOCKOUT_AFTER_FAILURES: i64 = 5;
 /// ... for this long.
 pub const LOCKOUT_MS: i64 = 15 * 60 * 1000;
-/// TOTP: 30-second steps, 6 digits, one step of clock skew either way.
-const TOTP_STEP_SECS: i64 = 30;
-const TOTP_SKEW_STEPS: i64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -116,109 +119,7 @@ pub struct Session {
     pub account: Account,
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut raw);
-    hex::encode(raw)
-}
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-pub fn hash_password(password: &str) -> Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    // argon2 0.5's default is argon2id (m = 19 MiB, t = 2, p = 1), OWASP's recommended minimum.
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Hash(e.to_string()))
-}
-
-fn password_matches(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
 // ---- TOTP (RFC 6238 over RFC 4226 HOTP, HMAC-SHA-1, 6 digits) ----
-
-const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-/// RFC 4648 base32 without padding: how authenticator apps take secrets.
-pub fn base32_encode(data: &[u8]) -> String {
-    let mut out = String::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &byte in data {
-        buffer = (buffer << 8) | byte as u32;
-        bits += 8;
-        while bits >= 5 {
-            out.push(BASE32[((buffer >> (bits - 5)) & 31) as usize] as char);
-            bits -= 5;
-        }
-    }
-    if bits > 0 {
-        out.push(BASE32[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
-pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for c in text.chars().filter(|c| !c.is_whitespace() && *c != '=') {
-        let v = BASE32
-            .iter()
-            .position(|&b| b as char == c.to_ascii_uppercase())? as u32;
-        buffer = (buffer << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    Some(out)
-}
-
-/// The 6-digit code of `secret` for time step `step` (HOTP with the step as counter).
-fn hotp(secret: &[u8], step: i64) -> String {
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(&(step as u64).to_be_bytes());
-    let digest = mac.finalize().into_bytes();
-    let offset = (digest[19] & 0x0f) as usize;
-    let value = u32::from_be_bytes([
-        digest[offset] & 0x7f,
-        digest[offset + 1],
-        digest[offset + 2],
-        digest[offset + 3],
-    ]);
-    format!("{:06}", value % 1_000_000)
-}
-
-/// The current TOTP code of a base32 secret at `now_ms` (what an authenticator app shows).
-pub fn totp_code(secret_base32: &str, now_ms: i64) -> Option<String> {
-    Some(hotp(
-        &base32_decode(secret_base32)?,
-        now_ms.div_euclid(1000) / TOTP_STEP_SECS,
-    ))
-}
-
-/// The time step whose code `code` is, within the allowed skew; `None` when it matches none.
-fn totp_step_of(secret: &[u8], code: &str, now_ms: i64) -> Option<i64> {
-    let now_step = now_ms.div_euclid(1000) / TOTP_STEP_SECS;
-    let code = code.trim();
-    (-TOTP_SKEW_STEPS..=TOTP_SKEW_STEPS)
-        .map(|d| now_step + d)
-        .find(|&step| constant_time_eq(hotp(secret, step).as_bytes(), code.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 // ---- accounts ----
 
@@ -587,14 +488,6 @@ pub fn login(
     })
 }
 
-/// A valid argon2id hash of a random password, so an unknown user costs as much as a known one.
-fn dummy_hash() -> String {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY
-        .get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
-        .clone()
-}
-
 /// The session behind a cookie value, if it is live; marks it seen. Expired sessions are ended.
 pub fn session(db: &Db, token: &str, now_ms: i64) -> Result<Option<Session>> {
     let conn = db.lock();
@@ -733,216 +626,4 @@ pub fn csrf_ok(session: &Session, submitted: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("s.sqlite")).unwrap();
-        (dir, db)
-    }
-
-    #[test]
-    fn totp_matches_the_rfc_6238_test_vectors() {
-        // RFC 6238 appendix B, SHA-1 secret "12345678901234567890", 8 digits there; the last 6
-        // digits are what a 6-digit code is.
-        let secret = base32_encode(b"12345678901234567890");
-        assert_eq!(secret, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
-        for (t, eight) in [
-            (59, "94287082"),
-            (1111111109, "07081804"),
-            (2000000000, "69279037"),
-        ] {
-            assert_eq!(totp_code(&secret, t * 1000).unwrap(), eight[2..]);
-        }
-        assert_eq!(base32_decode(&secret).unwrap(), b"12345678901234567890");
-    }
-
-    #[test]
-    fn login_needs_password_and_a_fresh_code_and_locks_after_failures() {
-        let (_d, db) = db();
-        let now = 1_800_000_000_000;
-        let new = create(&db, "anna", Role::Officer, "test", now).unwrap();
-        let code = totp_code(&new.totp_secret, now).unwrap();
-        assert!(matches!(
-            login(&db, "anna", "wrong", &code, "t", now),
-            Err(Error::BadCredentials)
-        ));
-        assert!(matches!(
-            login(&db, "anna", &new.password, "000000", "t", now),
-            Err(Error::BadCredentials)
-        ));
-        let s = login(&db, "anna", &new.password, &code, "t", now).unwrap();
-        assert_eq!(s.account.role, Role::Officer);
-        // The same code again is a replay.
-        assert!(login(&db, "anna", &new.password, &code, "t", now + 1000).is_err());
-        assert!(session(&db, &s.token, now + 60_000).unwrap().is_some());
-        // Idle expiry.
-        assert!(session(&db, &s.token, now + 60_000 + SESSION_IDLE_MS + 1)
-            .unwrap()
-            .is_none());
-
-        for i in 0..LOCKOUT_AFTER_FAILURES {
-            let r = login(&db, "anna", "wrong", "000000", "t", now + 100_000 + i);
-            assert!(r.is_err());
-        }
-        let later = now + 200_000;
-        let good = totp_code(&new.totp_secret, later).unwrap();
-        assert!(matches!(
-            login(&db, "anna", &new.password, &good, "t", later),
-            Err(Error::Locked)
-        ));
-        let after = later + LOCKOUT_MS + 60_000;
-        let good = totp_code(&new.totp_secret, after).unwrap();
-        assert!(login(&db, "anna", &new.password, &good, "t", after).is_ok());
-        let actions: Vec<String> = audit::entries(&db.lock())
-            .unwrap()
-            .into_iter()
-            .map(|e| e.action)
-            .collect();
-        assert!(actions.iter().any(|a| a == "login.locked"), "{actions:?}");
-        assert!(actions.iter().any(|a| a == "login.refused-locked"));
-    }
-
-    /// Eight logins with one valid TOTP code at once open one session; fifteen wrong passwords at
-    /// once all count (the account locks). Before the fix the account row read before the argon2
-    /// check was reused in the transaction: 8 sessions, and `failed_logins` stayed at 1.
-    #[test]
-    fn parallel_logins_use_a_code_once_and_count_every_failure() {
-        let (_d, db) = db();
-        let now = 1_800_000_000_000;
-        let new = create(&db, "pim", Role::Officer, "test", now).unwrap();
-        let code = totp_code(&new.totp_secret, now).unwrap();
-        let attempt = |password: String, code: String| {
-            let db = db.clone();
-            std::thread::spawn(move || login(&db, "pim", &password, &code, "t", now))
-        };
-        let logins: Vec<_> = (0..8)
-            .map(|_| attempt(new.password.clone(), code.clone()))
-            .collect();
-        let opened = logins
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .filter(Result::is_ok)
-            .count();
-        assert_eq!(opened, 1, "one code, one session");
-
-        let other = create(&db, "quinten", Role::Officer, "test", now).unwrap();
-        let wrong: Vec<_> = (0..15)
-            .map(|_| {
-                let db = db.clone();
-                std::thread::spawn(move || login(&db, "quinten", "wrong", "000000", "t", now))
-            })
-            .collect();
-        for t in wrong {
-            assert!(t.join().unwrap().is_err());
-        }
-        let (failed, locked_until): (i64, Option<i64>) = db
-            .lock()
-            .query_row(
-                "SELECT failed_logins, locked_until_ms FROM accounts WHERE username = 'quinten'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert!(
-            locked_until.is_some(),
-            "15 failures lock the account ({failed} counted)"
-        );
-        let good = totp_code(&other.totp_secret, now + 30_000).unwrap();
-        assert!(matches!(
-            login(&db, "quinten", &other.password, &good, "t", now + 30_000),
-            Err(Error::Locked)
-        ));
-    }
-
-    #[test]
-    fn the_issued_password_must_be_replaced_and_a_change_ends_other_sessions() {
-        let (_d, db) = db();
-        let now = 1_800_000_000_000;
-        let new = create(&db, "cees", Role::Manager, "test", now).unwrap();
-        let code = |t: i64| totp_code(&new.totp_secret, t).unwrap();
-        let s1 = login(&db, "cees", &new.password, &code(now), "t", now).unwrap();
-        assert!(s1.account.must_change_password);
-        let s2 = login(
-            &db,
-            "cees",
-            &new.password,
-            &code(now + 30_000),
-            "t",
-            now + 30_000,
-        )
-        .unwrap();
-        let too_short = change_password(&db, &s2, &new.password, "short", now + 31_000);
-        assert!(matches!(too_short, Err(Error::Invalid(_))));
-        let wrong = change_password(&db, &s2, "not-it", "a much longer secret", now + 31_000);
-        assert!(matches!(wrong, Err(Error::BadCredentials)));
-        change_password(
-            &db,
-            &s2,
-            &new.password,
-            "a much longer secret",
-            now + 32_000,
-        )
-        .unwrap();
-        let s2 = session(&db, &s2.token, now + 33_000).unwrap().unwrap();
-        assert!(!s2.account.must_change_password);
-        assert!(
-            session(&db, &s1.token, now + 33_000).unwrap().is_none(),
-            "other session ended"
-        );
-        let later = now + 90_000;
-        assert!(login(&db, "cees", &new.password, &code(later), "t", later).is_err());
-        assert!(login(
-            &db,
-            "cees",
-            "a much longer secret",
-            &code(later),
-            "t",
-            later
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn sessions_end_at_the_absolute_limit_and_when_the_account_is_disabled() {
-        let (_d, db) = db();
-        let now = 1_800_000_000_000;
-        let new = create(&db, "bert", Role::Auditor, "test", now).unwrap();
-        let s = login(
-            &db,
-            "bert",
-            &new.password,
-            &totp_code(&new.totp_secret, now).unwrap(),
-            "t",
-            now,
-        )
-        .unwrap();
-        // Active every 10 minutes, still ended after 8 hours.
-        let mut t = now;
-        while t < now + SESSION_ABSOLUTE_MS - 600_000 {
-            t += 600_000;
-            assert!(
-                session(&db, &s.token, t).unwrap().is_some(),
-                "at {}",
-                t - now
-            );
-        }
-        assert!(session(&db, &s.token, now + SESSION_ABSOLUTE_MS + 1)
-            .unwrap()
-            .is_none());
-
-        let later = now + SESSION_ABSOLUTE_MS + 120_000;
-        let s = login(
-            &db,
-            "bert",
-            &new.password,
-            &totp_code(&new.totp_secret, later).unwrap(),
-            "t",
-            later,
-        )
-        .unwrap();
-        disable(&db, new.id, "admin", later + 1).unwrap();
-        assert!(session(&db, &s.token, later + 2).unwrap().is_none());
-    }
-}
+mod tests;

@@ -1,4 +1,5 @@
-//! Timing shared by the bench commands: wall and process CPU time of one stage, from a quiet disk.
+//! Measuring, shared by the bench commands: wall and process CPU time of one stage (from a quiet
+//! disk), and the one definition of a quantile every bench reports with.
 
 use std::time::Instant;
 
@@ -24,4 +25,23 @@ pub fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64
         wall.elapsed().as_secs_f64(),
         process_cpu_seconds() - cpu,
     ))
+}
+
+/// The index of the `p` quantile (0 ≤ p ≤ 1) among `len` sorted values, by nearest rank; `None`
+/// when there are none.
+pub fn quantile_index(len: usize, p: f64) -> Option<usize> {
+    let last = len.checked_sub(1)?;
+    Some(((last as f64 * p).round() as usize).min(last))
+}
+
+/// The `p` quantile of sorted values (0 for none).
+pub fn quantile(sorted: &[f64], p: f64) -> f64 {
+    quantile_index(sorted.len(), p).map_or(0.0, |i| sorted[i])
+}
+
+/// The median of `values`, in any order.
+pub fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    quantile(&v, 0.5)
 }

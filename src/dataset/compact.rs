@@ -1,0 +1,298 @@
+//! Compaction: the batch files of a signal and day merged into one file, retired files deleted once
+//! no reader holds them, and the catalog reconciled with the disk after a crash.
+
+use super::*;
+
+/// When a signal's day is merged into one file.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    /// Merge a day once it has this many files, even if it is still today.
+    pub min_files: usize,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        // An hour of 5-minute bundles.
+        Self { min_files: 12 }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Files merged away.
+    pub merged: usize,
+    /// Compacted files written.
+    pub written: usize,
+    /// Files found on disk without a catalog entry and deleted (left by a crash).
+    pub orphans_removed: usize,
+    /// Files found on disk without a catalog entry whose bundle is processed (written before the
+    /// catalog existed) and catalogued.
+    pub adopted: usize,
+    /// Files retired by compaction and deleted once no reader held the datasets.
+    pub retired_deleted: usize,
+}
+
+/// Brings the files on disk in line with the catalog, then merges each signal's day that has
+/// reached the policy (or has more than one file and lies before `today`) into one compacted file,
+/// sorted by `pid`, `ts`. Blocking; run it where the decode worker runs, never beside it: it
+/// assumes nobody else writes dataset files meanwhile.
+///
+/// Crash safety: the compacted file is written first, then one transaction swaps the catalog rows
+/// and records the merged files as retired; they are deleted when no reader holds the datasets
+/// ([`ReadGuard`]). A crash before the swap leaves an orphan compacted file, removed by the next
+/// run; a crash after it leaves retired files, deleted by the next run.
+pub fn compact(
+    dir: &DataDir,
+    db: &Db,
+    policy: CompactionPolicy,
+    now_ms: i64,
+) -> Result<CompactionReport> {
+    let mut report = CompactionReport::default();
+    let today = day_name(now_ms.div_euclid(DAY_MS))?;
+    // Files retired by an earlier pass whose readers have gone.
+    report.retired_deleted += delete_retired(dir, db)?;
+    for signal in Signal::ALL {
+        reconcile(dir, db, signal, now_ms, &mut report)?;
+        let days: Vec<(String, i64)> = {
+            let conn = db.lock();
+            let mut stmt = conn.prepare(
+                "SELECT day, count(*) FROM dataset_files WHERE signal = ?1 GROUP BY day HAVING count(*) > 1",
+            )?;
+            let rows = stmt
+                .query_map([signal.name()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows
+        };
+        for (day, files) in days {
+            if files as usize >= policy.min_files || day < today {
+                compact_day(dir, db, signal, &day, now_ms, &mut report)?;
+            }
+        }
+    }
+    report.retired_deleted += delete_retired(dir, db)?;
+    Ok(report)
+}
+
+/// Deletes the files compaction retired, if no reader holds the datasets now; otherwise leaves
+/// them for a later pass. Returns how many were deleted.
+fn delete_retired(dir: &DataDir, db: &Db) -> Result<usize> {
+    let retired: Vec<String> = {
+        let conn = db.lock();
+        let mut stmt = conn.prepare("SELECT path FROM dataset_retired ORDER BY path")?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    if retired.is_empty() {
+        return Ok(0);
+    }
+    let Some(_exclusive) = lock_file(dir, libc::LOCK_EX | libc::LOCK_NB)? else {
+        tracing::debug!(
+            files = retired.len(),
+            "readers active: retired dataset files kept for now"
+        );
+        return Ok(0);
+    };
+    let mut dirs = BTreeSet::new();
+    for rel in &retired {
+        let abs = dir.root().join(rel);
+        remove(&abs)?;
+        if let Some(parent) = abs.parent() {
+            dirs.insert(parent.to_path_buf());
+        }
+    }
+    for d in &dirs {
+        if d.exists() {
+            sync_dir(d)?;
+        }
+    }
+    let mut conn = db.lock();
+    let tx = conn.transaction()?;
+    for rel in &retired {
+        tx.execute("DELETE FROM dataset_retired WHERE path = ?1", [rel])?;
+    }
+    tx.commit()?;
+    Ok(retired.len())
+}
+
+fn compact_day(
+    dir: &DataDir,
+    db: &Db,
+    signal: Signal,
+    day: &str,
+    now_ms: i64,
+    report: &mut CompactionReport,
+) -> Result<()> {
+    let inputs: Vec<(String, String)> = {
+        let conn = db.lock();
+        let mut stmt = conn.prepare(
+            "SELECT path, bundles FROM dataset_files WHERE signal = ?1 AND day = ?2 ORDER BY path",
+        )?;
+        let rows = stmt
+            .query_map([signal.name(), day], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    let mut bundles: Vec<&str> = inputs
+        .iter()
+        .flat_map(|(_, b)| b.split(',').filter(|b| !b.is_empty()))
+        .collect();
+    bundles.sort_unstable();
+    bundles.dedup();
+    let mut batches = Vec::with_capacity(inputs.len());
+    for (path, _) in &inputs {
+        batches.extend(read_parquet(&dir.root().join(path))?);
+    }
+    let merged = arrow::compute::concat_batches(&stored_schema(signal), &batches)?;
+    let sorted = sort_by_pid_ts(&merged)?;
+
+    let path = day_path(signal, day).join(format!("compacted-{}.parquet", digest_of(&bundles)));
+    let rel = path.to_string_lossy().into_owned();
+    let bytes = write_parquet(&dir.root().join(&path), &sorted, RowOrder::ByPerson)?;
+    {
+        let mut conn = db.lock();
+        let tx = conn.transaction()?;
+        for (old, _) in &inputs {
+            if *old != rel {
+                tx.execute("DELETE FROM dataset_files WHERE path = ?1", [old])?;
+            }
+        }
+        let file = WrittenFile {
+            path: rel.clone(),
+            signal,
+            day: day.to_string(),
+            rows: sorted.num_rows(),
+            bytes,
+            bundles: bundles.iter().map(|b| b.to_string()).collect(),
+        };
+        catalog_insert(&tx, &file, "compacted", now_ms)?;
+        // The merged files leave the catalog but not the disk: a reader that listed them before
+        // this swap may still open them. They are deleted by `delete_retired` once no reader
+        // holds the dataset (see [`ReadGuard`]).
+        for (old, _) in &inputs {
+            if *old != rel {
+                tx.execute(
+                    "INSERT OR REPLACE INTO dataset_retired (path, retired_at_ms) VALUES (?1, ?2)",
+                    rusqlite::params![old, now_ms],
+                )?;
+                report.merged += 1;
+            }
+        }
+        tx.commit()?;
+    }
+    report.written += 1;
+    tracing::info!(
+        signal = signal.name(),
+        day,
+        files = inputs.len(),
+        rows = sorted.num_rows(),
+        "dataset day compacted"
+    );
+    Ok(())
+}
+
+/// Removes files the catalog does not know, or catalogues them when they belong to a processed
+/// bundle (data directories from before the catalog).
+fn reconcile(
+    dir: &DataDir,
+    db: &Db,
+    signal: Signal,
+    now_ms: i64,
+    report: &mut CompactionReport,
+) -> Result<()> {
+    for rel in files_on_disk(dir, signal)? {
+        let rel_s = rel.to_string_lossy().into_owned();
+        let (known, processed): (bool, bool) = {
+            let conn = db.lock();
+            // A retired file is known too: a reader may hold it (see `delete_retired`).
+            let known = conn
+                .query_row(
+                    "SELECT 1 FROM dataset_files WHERE path = ?1
+                     UNION ALL SELECT 1 FROM dataset_retired WHERE path = ?1",
+                    [&rel_s],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            let stem = rel
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let processed = conn
+                .query_row(
+                    "SELECT 1 FROM bundles WHERE bundle_id = ?1 AND state = 'processed'",
+                    [&stem],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            (known, processed)
+        };
+        if known {
+            continue;
+        }
+        let abs = dir.root().join(&rel);
+        let adopt = processed && {
+            // Only if no compacted file of that day already holds the bundle.
+            let stem = rel
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let day = rel
+                .parent()
+                .and_then(|d| d.file_name())
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let conn = db.lock();
+            conn.query_row(
+                "SELECT 1 FROM dataset_files WHERE signal = ?1 AND day = ?2 AND kind = 'compacted'
+                   AND (',' || bundles || ',') LIKE ?3",
+                rusqlite::params![signal.name(), day, format!("%,{stem},%")],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_none()
+        };
+        if adopt {
+            let rows: usize = read_parquet(&abs)?.iter().map(RecordBatch::num_rows).sum();
+            let bytes = std::fs::metadata(&abs)
+                .map(|m| m.len() as usize)
+                .unwrap_or(0);
+            let day = rel
+                .parent()
+                .and_then(|d| d.file_name())
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let stem = rel
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let file = WrittenFile {
+                path: rel_s,
+                signal,
+                day,
+                rows,
+                bytes,
+                bundles: vec![stem],
+            };
+            catalog_insert(&db.lock(), &file, "bundle", now_ms)?;
+            report.adopted += 1;
+        } else {
+            remove(&abs)?;
+            report.orphans_removed += 1;
+        }
+    }
+    Ok(())
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}

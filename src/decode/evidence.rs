@@ -1,0 +1,75 @@
+//! The evidence store: each processed bundle's original ciphertext kept under `evidence/` for the
+//! retention the configuration sets (chain of custody), and pruned after it.
+
+use super::*;
+
+/// Where a processed bundle's ciphertext is kept as evidence.
+pub fn evidence_path(
+    dir: &crate::base::datadir::DataDir,
+    bundle_id: &BundleId,
+    received_at_ms: i64,
+) -> std::path::PathBuf {
+    let day = chrono::DateTime::from_timestamp_millis(received_at_ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "unknown".into());
+    dir.evidence().join(day).join(format!("{bundle_id}.age"))
+}
+
+/// Deletes evidence copies past their retention, records it in the bundle rows and the audit log.
+/// Quarantined ciphertexts are not touched: they wait for an operator.
+pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
+    let cutoff =
+        now_ms - ctx.config.ingest.evidence_retention_days as i64 * crate::base::time::DAY_MS;
+    let due: Vec<(String, i64)> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn.prepare(
+            "SELECT bundle_id, received_at_ms FROM bundles
+              WHERE state = 'processed' AND evidence_pruned_at_ms IS NULL AND received_at_ms < ?1",
+        )?;
+        let rows = stmt
+            .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    if due.is_empty() {
+        return Ok(0);
+    }
+    for (id, received_at_ms) in &due {
+        if let Some(bundle_id) = BundleId::from_hex(id) {
+            let path = evidence_path(&ctx.dir, &bundle_id, *received_at_ms);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(crate::base::fsio::Error {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    for (id, _) in &due {
+        tx.execute(
+            "UPDATE bundles SET evidence_pruned_at_ms = ?2 WHERE bundle_id = ?1",
+            (id, now_ms),
+        )?;
+    }
+    crate::trust::audit::append(
+        &tx,
+        now_ms,
+        "system",
+        "evidence.prune",
+        "evidence",
+        &format!(
+            "{{\"bundles\":{},\"retention_days\":{}}}",
+            due.len(),
+            ctx.config.ingest.evidence_retention_days
+        ),
+    )?;
+    tx.commit()?;
+    Ok(due.len())
+}

@@ -1,0 +1,131 @@
+//! The research stage's input tables, written by the evaluator: daily indicators per research
+//! pseudonym and day, and alert counts per person-day by group of kinds. Rows of re-evaluated days
+//! are replaced, not added.
+
+use super::*;
+
+/// The research dataset with the rows of `days` replaced by `fresh`.
+pub(super) fn merge_research_days(
+    ctx: &Context,
+    fresh: DataFrame,
+    days: Days,
+) -> Result<DataFrame> {
+    let path = ctx.dir.research_daily();
+    if !path.exists() {
+        return Ok(fresh);
+    }
+    let kept = LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())?
+        .filter(
+            col("day")
+                .lt(lit(days.from))
+                .or(col("day").gt_eq(lit(days.to))),
+        );
+    Ok(
+        concat_lf_diagonal([kept, fresh.lazy()], UnionArgs::default())?
+            .sort(["rid", "day"], SortMultipleOptions::default())
+            .collect()?,
+    )
+}
+
+/// Alert kinds by the group the research dataset counts them in.
+const ALERT_GROUPS: &[(&str, &[&str])] = &[
+    ("alcohol_alerts", &["alcohol"]),
+    ("interferent_alerts", &["interferent"]),
+    (
+        "tamper_alerts",
+        &[
+            tamper::KIND_STRAP_OPEN,
+            tamper::KIND_REMOVAL,
+            tamper::KIND_OBSTRUCTION,
+        ],
+    ),
+    (
+        "device_alerts",
+        &[
+            tamper::KIND_BATTERY_LOW,
+            tamper::KIND_DEVICE_FAULT,
+            crate::alerts::AlertKind::DeviceDisconnected.as_str(),
+            crate::alerts::AlertKind::StationSpoolFull.as_str(),
+            crate::alerts::AlertKind::ClockDrift.as_str(),
+        ],
+    ),
+    (
+        "communication_alerts",
+        &[
+            crate::alerts::AlertKind::CommunicationLost.as_str(),
+            crate::alerts::AlertKind::CommunicationCritical.as_str(),
+        ],
+    ),
+];
+
+/// `datasets/research/alert_counts.parquet`, rewritten whole from the alerts table (small): one
+/// row per person and UTC day on which alerts started, with counts per group of kinds, under the
+/// research pseudonym with the coarse attributes. Communication alerts come from housekeeping,
+/// so they appear here from the next evaluation on.
+pub(super) fn write_research_alert_counts(
+    ctx: &Context,
+    persons_df: &DataFrame,
+    person_of_pid: &HashMap<String, i64>,
+) -> Result<()> {
+    let pid_of: HashMap<i64, &str> = person_of_pid
+        .iter()
+        .map(|(pid, id)| (*id, pid.as_str()))
+        .collect();
+    let rows: Vec<(i64, String, String)> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn.prepare(
+            // Withdrawn alerts are not events any more; they stay only as a record.
+            "SELECT person_id, date(start_ms / 1000, 'unixepoch'), kind FROM alerts
+              WHERE withdrawn_at_ms IS NULL ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    let mut pids = Vec::new();
+    let mut days = Vec::new();
+    let mut counts: Vec<Vec<i64>> = vec![Vec::new(); ALERT_GROUPS.len()];
+    for (person, day, kind) in rows {
+        let Some(pid) = pid_of.get(&person) else {
+            continue;
+        };
+        if pids.last() != Some(pid) || days.last() != Some(&day) {
+            pids.push(*pid);
+            days.push(day);
+            counts.iter_mut().for_each(|c| c.push(0));
+        }
+        for (i, (_, kinds)) in ALERT_GROUPS.iter().enumerate() {
+            if kinds.contains(&kind.as_str()) {
+                *counts[i].last_mut().expect("a row was pushed") += 1;
+            }
+        }
+    }
+    let mut columns = vec![
+        Column::new("pid".into(), pids),
+        Column::new("day".into(), days).cast(&DataType::Date)?,
+    ];
+    for ((name, _), c) in ALERT_GROUPS.iter().zip(counts) {
+        columns.push(Column::new((*name).into(), c));
+    }
+    let mut out = daily::for_research(DataFrame::new(columns)?.lazy(), persons_df.clone().lazy())
+        .collect()?;
+    write_parquet_durably(&ctx.dir.research_alert_counts(), &mut out)
+}
+
+pub(super) fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
+    write_parquet_durably(&ctx.dir.research_daily(), df)
+}
+
+/// Writes a research dataset whole and durably (temp file, fsync, rename, fsync directory).
+fn write_parquet_durably(path: &std::path::Path, df: &mut DataFrame) -> Result<()> {
+    let parent = path.parent().expect("dataset in a directory");
+    std::fs::create_dir_all(parent).map_err(|source| crate::base::fsio::Error {
+        path: parent.display().to_string(),
+        source,
+    })?;
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf).finish(df)?;
+    crate::base::fsio::write_durably(path, &buf)?;
+    Ok(())
+}
