@@ -35,6 +35,33 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Where a registered bundle is in its life: waiting in the spool, decoded into the datasets, or
+/// set aside in quarantine with a reason. Stored in `bundles.state` as [`BundleState::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleState {
+    Spooled,
+    Processed,
+    Quarantined,
+}
+
+impl BundleState {
+    pub const ALL: [BundleState; 3] = [Self::Spooled, Self::Processed, Self::Quarantined];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Spooled => "spooled",
+            Self::Processed => "processed",
+            Self::Quarantined => "quarantined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+crate::sql_as_text!(BundleState);
+
 /// The `bundles` row of a bundle that has just become durable in the spool.
 #[derive(Debug, Clone)]
 pub struct Spooled<'a> {
@@ -52,7 +79,7 @@ pub struct Spooled<'a> {
 pub fn insert_row(conn: &rusqlite::Connection, row: &Spooled<'_>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'spooled')",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(rusqlite::params![
         row.bundle_id.to_hex(),
@@ -60,7 +87,8 @@ pub fn insert_row(conn: &rusqlite::Connection, row: &Spooled<'_>) -> Result<()> 
         row.sequence as i64,
         row.size as i64,
         row.sha256,
-        row.received_at_ms
+        row.received_at_ms,
+        BundleState::Spooled
     ])?;
     Ok(())
 }
@@ -197,8 +225,8 @@ impl Spool {
     /// Re-reads the backlog from SQL (the decoder lowers it by processing bundles).
     pub fn refresh_backlog(&self) -> Result<u64> {
         let bytes: i64 = self.db.lock().query_row(
-            "SELECT COALESCE(SUM(size), 0) FROM bundles WHERE state = 'spooled'",
-            [],
+            "SELECT COALESCE(SUM(size), 0) FROM bundles WHERE state = ?1",
+            [BundleState::Spooled],
             |r| r.get(0),
         )?;
         self.backlog.store(bytes as u64, Ordering::Relaxed);
@@ -227,6 +255,43 @@ fn available_bytes(path: &Path) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_bundle_state_is_one_the_schema_accepts_and_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let conn = db.lock();
+        conn.execute(
+            "INSERT INTO stations (id, name, cert_sha256, enrolled_at_ms) VALUES (1, 's', 'f', 0)",
+            [],
+        )
+        .unwrap();
+        for (i, state) in BundleState::ALL.into_iter().enumerate() {
+            conn.execute(
+                "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
+                 VALUES (?1, 1, ?2, 1, 'x', 0, ?3)",
+                rusqlite::params![format!("b{i}"), i as i64, state],
+            )
+            .unwrap();
+            let back: BundleState = conn
+                .query_row(
+                    "SELECT state FROM bundles WHERE bundle_id = ?1",
+                    [format!("b{i}")],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(back, state);
+        }
+        let unknown = conn.execute(
+            "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
+             VALUES ('bx', 1, 99, 1, 'x', 0, 'lost')",
+            [],
+        );
+        assert!(
+            unknown.is_err(),
+            "the schema refuses a state outside the set"
+        );
+    }
 
     #[test]
     fn a_batch_is_written_together_and_unregistered_files_are_swept() {

@@ -42,7 +42,7 @@ fn data_dir(tmp: &tempfile::TempDir, name: &str, people: usize) -> (Context, Vec
             nachtwacht::registry::enroll::add_person(
                 &ctx,
                 &format!("CASE-{i}"),
-                "alcohol-ban",
+                nachtwacht::base::programme::Programme::AlcoholBan,
                 "test",
             )
             .unwrap()

@@ -140,7 +140,13 @@ async fn decompression_bombs_are_quarantined_and_the_server_stays_small() {
     init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).unwrap();
     let ctx = Context::open(&root).unwrap();
     let from = nachtwacht::base::time::now_ms() - 86_400_000;
-    let person = enroll::add_person(&ctx, "CASE-BOMB", "aggression-training", "test").unwrap();
+    let person = enroll::add_person(
+        &ctx,
+        "CASE-BOMB",
+        nachtwacht::base::programme::Programme::AggressionTraining,
+        "test",
+    )
+    .unwrap();
     enroll::assign_device(&ctx, "WB-BOMB", DeviceKind::Wristband, person, from, "test").unwrap();
     let mut station = enroll::add_station(&ctx, "home-bomb", "test").unwrap();
     enroll::pair_device(&ctx, "WB-BOMB", "home-bomb", from, "test").unwrap();

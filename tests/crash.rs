@@ -427,7 +427,13 @@ async fn a_decoder_killed_after_moving_a_bundle_into_quarantine_keeps_its_reason
     init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).unwrap();
     let ctx = Context::open(&root).unwrap();
     let start_ms = days_ago(2);
-    let person = enroll::add_person(&ctx, "CASE-KQ", "alcohol-ban", "test").unwrap();
+    let person = enroll::add_person(
+        &ctx,
+        "CASE-KQ",
+        nachtwacht::base::programme::Programme::AlcoholBan,
+        "test",
+    )
+    .unwrap();
     enroll::assign_device(
         &ctx,
         "AM-KQ",

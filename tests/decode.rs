@@ -307,8 +307,13 @@ async fn readings_after_a_device_is_returned_are_attributed_to_nobody() {
 
 /// A person on the alcohol ban wearing ankle monitor `serial` since 2025-11-13, before the readout.
 fn person_with_monitor(ctx: &nachtwacht::base::Context, reference: &str, serial: &str) -> i64 {
-    let person =
-        nachtwacht::registry::enroll::add_person(ctx, reference, "alcohol-ban", "test").unwrap();
+    let person = nachtwacht::registry::enroll::add_person(
+        ctx,
+        reference,
+        nachtwacht::base::programme::Programme::AlcoholBan,
+        "test",
+    )
+    .unwrap();
     nachtwacht::registry::enroll::assign_device(
         ctx,
         serial,
@@ -370,9 +375,13 @@ fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
         .unwrap();
     let ctx = Context::open(&root).unwrap();
     let start_ms = days_ago(2);
-    let person =
-        nachtwacht::registry::enroll::add_person(&ctx, "CASE-mix", "aggression-training", "test")
-            .unwrap();
+    let person = nachtwacht::registry::enroll::add_person(
+        &ctx,
+        "CASE-mix",
+        nachtwacht::base::programme::Programme::AggressionTraining,
+        "test",
+    )
+    .unwrap();
     nachtwacht::registry::enroll::assign_device(
         &ctx,
         "WB-MIX",

@@ -313,9 +313,13 @@ async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
 
     // The operator registers the device, but with an assignment that starts after the readings:
     // the retry is quarantined again, now for the assignment.
-    let person =
-        nachtwacht::registry::enroll::add_person(&t.ctx, "CASE-late", "alcohol-ban", "test")
-            .unwrap();
+    let person = nachtwacht::registry::enroll::add_person(
+        &t.ctx,
+        "CASE-late",
+        nachtwacht::base::programme::Programme::AlcoholBan,
+        "test",
+    )
+    .unwrap();
     nachtwacht::registry::enroll::assign_device(
         &t.ctx,
         "AM-UNKNOWN",
@@ -370,9 +374,13 @@ async fn the_real_e4_export_ingests_end_to_end() {
         e4_dir.display()
     );
     let t = start_server(Config::default()).await;
-    let person =
-        nachtwacht::registry::enroll::add_person(&t.ctx, "CASE-E4", "aggression-training", "test")
-            .unwrap();
+    let person = nachtwacht::registry::enroll::add_person(
+        &t.ctx,
+        "CASE-E4",
+        nachtwacht::base::programme::Programme::AggressionTraining,
+        "test",
+    )
+    .unwrap();
     // The export was recorded in June 2019.
     nachtwacht::registry::enroll::assign_device(
         &t.ctx,
@@ -498,8 +506,13 @@ async fn the_real_e4_export_ingests_end_to_end() {
 async fn signals_outside_the_programme_are_discarded_and_counted() {
     let t = start_server(Config::default()).await;
     // An alcohol-ban person whose station (wrongly) sends wristband data: nothing may be stored.
-    let person =
-        nachtwacht::registry::enroll::add_person(&t.ctx, "CASE-PB", "alcohol-ban", "test").unwrap();
+    let person = nachtwacht::registry::enroll::add_person(
+        &t.ctx,
+        "CASE-PB",
+        nachtwacht::base::programme::Programme::AlcoholBan,
+        "test",
+    )
+    .unwrap();
     let start_ms = days_ago(1);
     nachtwacht::registry::enroll::assign_device(
         &t.ctx,

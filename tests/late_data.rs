@@ -52,8 +52,13 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
     let t = start_server(Config::default()).await;
     let ctx = &t.ctx;
     let day1 = days_ago(5);
-    let person =
-        nachtwacht::registry::enroll::add_person(ctx, "CASE-L", "alcohol-ban", "test").unwrap();
+    let person = nachtwacht::registry::enroll::add_person(
+        ctx,
+        "CASE-L",
+        nachtwacht::base::programme::Programme::AlcoholBan,
+        "test",
+    )
+    .unwrap();
     nachtwacht::registry::enroll::assign_device(
         ctx,
         "AM-L",

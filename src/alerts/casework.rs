@@ -9,6 +9,7 @@
 use polars::prelude::*;
 use rusqlite::OptionalExtension;
 
+use super::{AlertKind, Severity, Status};
 use crate::base::Context;
 use crate::registry::accounts::Account;
 use crate::registry::caseload;
@@ -39,25 +40,6 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The workflow's statuses, in order.
-pub const STATUSES: &[&str] = &[
-    "new",
-    "in_process",
-    "confirmed",
-    "not_confirmed",
-    "resolved",
-];
-
-/// The steps the workflow allows from each status.
-pub fn next_statuses(status: &str) -> &'static [&'static str] {
-    match status {
-        "new" => &["in_process"],
-        "in_process" => &["confirmed", "not_confirmed", "resolved"],
-        "confirmed" | "not_confirmed" => &["resolved"],
-        _ => &[],
-    }
-}
-
 /// Filters of the alert list; empty fields do not filter.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct AlertFilter {
@@ -75,15 +57,15 @@ pub struct AlertRow {
     pub id: i64,
     pub person_id: i64,
     pub person_reference: String,
-    pub programme: String,
-    pub kind: String,
-    pub severity: String,
+    pub programme: crate::base::programme::Programme,
+    pub kind: AlertKind,
+    pub severity: Severity,
     pub start_ms: i64,
     pub end_ms: i64,
     pub peak_tac_g_dl: Option<f64>,
     pub rule: String,
     pub evidence_bundles: String,
-    pub status: String,
+    pub status: Status,
     /// Raised before its episode's end was known (see `evaluate::alcohol_alerts`).
     pub provisional: bool,
     /// How often new readings revised it (0: as first raised).
@@ -106,8 +88,8 @@ pub struct Revision {
 pub struct WorkflowStep {
     pub at_ms: i64,
     pub actor: String,
-    pub from_status: String,
-    pub to_status: String,
+    pub from_status: Status,
+    pub to_status: Status,
     pub comment: String,
 }
 
@@ -452,12 +434,15 @@ pub fn transition(
         }
         Err(e) => return Err(e),
     };
-    if !next_statuses(&alert.status).contains(&to) {
-        return Err(Error::Invalid(format!(
-            "an alert that is {} cannot become {to}",
-            alert.status
-        )));
-    }
+    let to = match Status::parse(to) {
+        Some(s) if alert.status.next().contains(&s) => s,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "an alert that is {} cannot become {to}",
+                alert.status.as_str()
+            )))
+        }
+    };
     tx.execute(
         "UPDATE alerts SET status = ?2 WHERE id = ?1",
         rusqlite::params![alert_id, to],
@@ -480,7 +465,8 @@ pub fn transition(
         &officer.username,
         "alert.transition",
         &format!("alert:{alert_id}"),
-        &serde_json::json!({"from": alert.status, "to": to, "comment": comment}).to_string(),
+        &serde_json::json!({"from": alert.status.as_str(), "to": to.as_str(), "comment": comment})
+            .to_string(),
     )?;
     audit::seal::reseal(&tx, alert_id, now_ms, &officer.username)?;
     tx.commit()?;

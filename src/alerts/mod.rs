@@ -1,5 +1,7 @@
-//! The closed set of alert kinds. Every alert stored has one of these kinds, in exactly the string
-//! form [`AlertKind::as_str`] gives; the officer's filter offers exactly these.
+//! Alerts: their closed vocabularies (kind, severity, workflow status, revision reason), each with
+//! one string form used by SQL, forms and the pages' labels; storing them ([`store`]); and reading
+//! and working them as an officer ([`casework`]). The officer's filter offers exactly the kinds
+//! of [`AlertKind::ALL`].
 
 pub mod casework;
 pub mod store;
@@ -103,6 +105,56 @@ impl Severity {
     }
 }
 
+crate::sql_as_text!(AlertKind);
+crate::sql_as_text!(Severity);
+
+/// Where an alert is in the officer's workflow. Stored as [`Status::as_str`], shown translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    New,
+    InProcess,
+    Confirmed,
+    NotConfirmed,
+    Resolved,
+}
+
+impl Status {
+    /// In workflow order.
+    pub const ALL: [Status; 5] = [
+        Self::New,
+        Self::InProcess,
+        Self::Confirmed,
+        Self::NotConfirmed,
+        Self::Resolved,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::InProcess => "in_process",
+            Self::Confirmed => "confirmed",
+            Self::NotConfirmed => "not_confirmed",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The steps the workflow allows from this status.
+    pub const fn next(self) -> &'static [Status] {
+        match self {
+            Self::New => &[Self::InProcess],
+            Self::InProcess => &[Self::Confirmed, Self::NotConfirmed, Self::Resolved],
+            Self::Confirmed | Self::NotConfirmed => &[Self::Resolved],
+            Self::Resolved => &[],
+        }
+    }
+}
+
+crate::sql_as_text!(Status);
+
 /// Why an alert was revised. Stored as [`RevisionReason::code`], shown translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevisionReason {
@@ -175,5 +227,29 @@ mod tests {
         for s in Severity::ALL {
             assert_eq!(Severity::parse(s.as_str()), Some(s));
         }
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        for r in RevisionReason::ALL {
+            assert_eq!(RevisionReason::parse(r.code()), Some(r));
+        }
+    }
+
+    #[test]
+    fn the_workflow_only_moves_forward_and_every_status_is_reachable() {
+        let position = |s: Status| Status::ALL.iter().position(|x| *x == s).unwrap();
+        let mut reached = vec![Status::New];
+        let mut i = 0;
+        while let Some(&from) = reached.get(i) {
+            for &to in from.next() {
+                assert!(position(to) > position(from), "{from:?} → {to:?}");
+                if !reached.contains(&to) {
+                    reached.push(to);
+                }
+            }
+            i += 1;
+        }
+        assert_eq!(reached.len(), Status::ALL.len());
+        assert!(Status::Resolved.next().is_empty());
     }
 }

@@ -10,6 +10,32 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+/// Stores a closed set (an enum with `as_str` and `parse`) in SQL as its one string form, so that
+/// a value read back that is not in the set is an error, not a string passed on.
+#[macro_export]
+macro_rules! sql_as_text {
+    ($type:ty) => {
+        impl rusqlite::ToSql for $type {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $type {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let s = value.as_str()?;
+                <$type>::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("{s:?} is not a {}", stringify!($type)).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("sqlite: {0}")]
@@ -19,21 +45,6 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Programmes, with the signals each may collect (purpose binding).
-/// Migration 3 widened the lists to the signals bundle format v1 gained (battery, device events,
-/// inter-beat intervals, button tags); the migration updates seeded rows to these values.
-pub const PROGRAMMES: &[(&str, &str)] = &[
-    ("alcohol-ban", "ankle,battery,event"),
-    (
-        "aggression-training",
-        "eda,bvp,hr,ibi,temp,acc,tag,battery,event",
-    ),
-    (
-        "tbs-leave",
-        "ankle,eda,bvp,hr,ibi,temp,acc,tag,battery,event",
-    ),
-];
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -377,10 +388,12 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         if i == 0 {
-            for (name, signals) in PROGRAMMES {
+            // Migration 3 widened the lists to the signals bundle format v1 gained; it updates the
+            // rows seeded before it to these values.
+            for programme in crate::base::programme::Programme::ALL {
                 tx.execute(
                     "INSERT INTO programmes (name, signals) VALUES (?1, ?2)",
-                    (name, signals),
+                    (programme, programme.signals()),
                 )?;
             }
         }
@@ -404,7 +417,7 @@ mod tests {
             .lock()
             .query_row("SELECT count(*) FROM programmes", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(n, PROGRAMMES.len() as i64);
+        assert_eq!(n, crate::base::programme::Programme::ALL.len() as i64);
     }
 
     /// Two processes' connections (two `Db`s on one file), each running read-then-write

@@ -10,6 +10,7 @@ pub mod db;
 pub mod failpoint;
 pub mod fsio;
 pub mod parallel;
+pub mod programme;
 pub mod time;
 
 pub use context::Context;

@@ -13,6 +13,7 @@ use nachtwacht_station::SourceConfig;
 use nachtwacht_wire::DeviceKind;
 
 use nachtwacht::base::config::Config;
+use nachtwacht::base::programme::Programme;
 use nachtwacht::base::Context;
 use nachtwacht::research::{Aggregate, Answer, QueryRequest, DATASET_DAILY};
 use nachtwacht::server::{ListenOverrides, RunningServer};
@@ -142,7 +143,7 @@ pub use nachtwacht::base::time::DAY_MS;
 /// One simulated person: who, which programme, which device, what happens.
 struct Persona {
     reference: &'static str,
-    programme: &'static str,
+    programme: Programme,
     device: DeviceKind,
     serial: &'static str,
     drinking: Vec<DrinkingEpisode>,
@@ -151,14 +152,14 @@ struct Persona {
 fn personas() -> Vec<Persona> {
     let ankle = |reference, serial, drinking| Persona {
         reference,
-        programme: "alcohol-ban",
+        programme: Programme::AlcoholBan,
         device: DeviceKind::AnkleMonitor,
         serial,
         drinking,
     };
     let wrist = |reference, serial| Persona {
         reference,
-        programme: "aggression-training",
+        programme: Programme::AggressionTraining,
         device: DeviceKind::Wristband,
         serial,
         drinking: vec![],

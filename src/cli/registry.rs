@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use nachtwacht::base::programme::Programme;
 use nachtwacht::base::time::{midnight_ms, now_ms, DAY_MS};
 use nachtwacht::registry::{accounts, caseload, enroll};
 use nachtwacht_wire::DeviceKind;
@@ -73,8 +74,8 @@ pub enum PersonCommand {
         #[arg(long)]
         reference: String,
         /// alcohol-ban, aggression-training or tbs-leave.
-        #[arg(long)]
-        programme: String,
+        #[arg(long, value_parser = programme)]
+        programme: Programme,
         /// Province, for research aggregates (e.g. utrecht).
         #[arg(long)]
         region: Option<String>,
@@ -93,14 +94,18 @@ pub fn person(command: PersonCommand) -> anyhow::Result<()> {
         birth_year,
     } = command;
     let ctx = dir.open()?;
-    let id =
-        enroll::add_person(&ctx, &reference, &programme, ACTOR_CLI).context("adding person")?;
+    let id = enroll::add_person(&ctx, &reference, programme, ACTOR_CLI).context("adding person")?;
     if region.is_some() || birth_year.is_some() {
         enroll::set_research_attributes(&ctx, id, region.as_deref(), birth_year, ACTOR_CLI)
             .context("setting research attributes")?;
     }
-    println!("Person {id} enrolled in {programme}");
+    println!("Person {id} enrolled in {}", programme.as_str());
     Ok(())
+}
+
+fn programme(s: &str) -> Result<Programme, String> {
+    Programme::parse(s)
+        .ok_or_else(|| format!("{s:?}: expected alcohol-ban, aggression-training or tbs-leave"))
 }
 
 fn device_kind(s: &str) -> Result<DeviceKind, String> {

@@ -221,8 +221,8 @@ fn reconcile(
                 .unwrap_or_default();
             let processed = conn
                 .query_row(
-                    "SELECT 1 FROM bundles WHERE bundle_id = ?1 AND state = 'processed'",
-                    [&stem],
+                    "SELECT 1 FROM bundles WHERE bundle_id = ?1 AND state = ?2",
+                    rusqlite::params![stem, crate::spool::BundleState::Processed],
                     |_| Ok(()),
                 )
                 .optional()?

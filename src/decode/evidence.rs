@@ -24,10 +24,13 @@ pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
         let conn = ctx.db.lock();
         let mut stmt = conn.prepare(
             "SELECT bundle_id, received_at_ms FROM bundles
-              WHERE state = 'processed' AND evidence_pruned_at_ms IS NULL AND received_at_ms < ?1",
+              WHERE state = ?2 AND evidence_pruned_at_ms IS NULL AND received_at_ms < ?1",
         )?;
         let rows = stmt
-            .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(
+                rusqlite::params![cutoff, crate::spool::BundleState::Processed],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         rows
     };

@@ -37,7 +37,7 @@ use tracing::{debug, info, warn};
 use crate::base::fsio::move_all_durably;
 use crate::base::Context;
 use crate::dataset;
-use crate::spool::Spool;
+use crate::spool::{BundleState, Spool};
 use crate::trust::pseudonym::Pseudonymiser;
 use validate::FlagCounts;
 
@@ -234,13 +234,14 @@ impl Decoder {
             let conn = self.ctx.db.lock();
             let mut stmt = conn.prepare(
                 "SELECT bundle_id, received_at_ms FROM bundles
-                  WHERE state = 'spooled' AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?1)
+                  WHERE state = ?2 AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?1)
                   ORDER BY received_at_ms, bundle_id",
             )?;
             let ids = stmt
-                .query_map([crate::base::time::now_ms()], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
+                .query_map(
+                    rusqlite::params![crate::base::time::now_ms(), BundleState::Spooled],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?
                 .collect::<Result<Vec<_>, _>>()?;
             ids
         };
@@ -446,7 +447,7 @@ impl Decoder {
         let tx = conn.transaction()?;
         for (bundle_id, _, p) in &batch.bundles {
             tx.execute(
-                "UPDATE bundles SET state = 'processed', rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
+                "UPDATE bundles SET state = ?8, rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
                         signed_by = ?5, rows_flagged = ?6, flags = ?7, next_attempt_ms = NULL
                  WHERE bundle_id = ?1",
                 rusqlite::params![
@@ -456,7 +457,8 @@ impl Decoder {
                     now,
                     p.signed_by,
                     p.flags.flagged as i64,
-                    p.flags.to_json()
+                    p.flags.to_json(),
+                    BundleState::Processed
                 ],
             )?;
         }
@@ -488,9 +490,14 @@ impl Decoder {
     fn quarantine(&self, bundle_id: &BundleId, reason: &str) -> Result<()> {
         crate::decode::quarantine::move_in(&self.ctx.dir, &self.spool, bundle_id, reason)?;
         self.ctx.db.lock().execute(
-            "UPDATE bundles SET state = 'quarantined', reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
+            "UPDATE bundles SET state = ?4, reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
               WHERE bundle_id = ?1",
-            rusqlite::params![bundle_id.to_hex(), reason, crate::base::time::now_ms()],
+            rusqlite::params![
+                bundle_id.to_hex(),
+                reason,
+                crate::base::time::now_ms(),
+                BundleState::Quarantined
+            ],
         )?;
         Ok(())
     }

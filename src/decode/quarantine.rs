@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::base::fsio::move_durably;
 use crate::base::Context;
-use crate::spool::Spool;
+use crate::spool::{BundleState, Spool};
 use crate::trust::audit;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,11 +69,11 @@ fn entries(ctx: &Context, bundle: Option<&str>) -> Result<Vec<Entry>> {
         "SELECT b.bundle_id, s.name, b.sequence, b.size, b.sha256, b.received_at_ms, b.processed_at_ms,
                 coalesce(b.reason, ''), b.retries
            FROM bundles b JOIN stations s ON s.id = b.station_id
-          WHERE b.state = 'quarantined' AND (?1 IS NULL OR b.bundle_id = ?1)
+          WHERE b.state = ?2 AND (?1 IS NULL OR b.bundle_id = ?1)
           ORDER BY b.received_at_ms, b.bundle_id",
     )?;
     let rows = stmt
-        .query_map([bundle], |r| {
+        .query_map(rusqlite::params![bundle, BundleState::Quarantined], |r| {
             Ok(Entry {
                 bundle_id: r.get(0)?,
                 station: r.get(1)?,
@@ -185,10 +185,10 @@ pub fn retry(ctx: &Context, bundle: &str, actor: &str) -> Result<()> {
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let n = tx.execute(
-        "UPDATE bundles SET state = 'spooled', retries = retries + 1, processed_at_ms = NULL,
+        "UPDATE bundles SET state = ?2, retries = retries + 1, processed_at_ms = NULL,
                 attempts = 0, last_error = NULL, next_attempt_ms = NULL
-          WHERE bundle_id = ?1 AND state = 'quarantined'",
-        [bundle],
+          WHERE bundle_id = ?1 AND state = ?3",
+        rusqlite::params![bundle, BundleState::Spooled, BundleState::Quarantined],
     )?;
     if n == 0 {
         return Err(Error::NotQuarantined(bundle.into()));
@@ -224,7 +224,7 @@ pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()>
     }
     let reason = format!("quarantined by {actor}: {reason}");
     let id = BundleId::from_hex(bundle).ok_or_else(|| Error::NotSpooled(bundle.into()))?;
-    let state: Option<String> = {
+    let state: Option<BundleState> = {
         use rusqlite::OptionalExtension;
         ctx.db
             .lock()
@@ -235,7 +235,7 @@ pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()>
             )
             .optional()?
     };
-    if state.as_deref() != Some("spooled") {
+    if state != Some(BundleState::Spooled) {
         return Err(Error::NotSpooled(bundle.into()));
     }
     move_in(
@@ -247,9 +247,15 @@ pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()>
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let n = tx.execute(
-        "UPDATE bundles SET state = 'quarantined', reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
-          WHERE bundle_id = ?1 AND state = 'spooled'",
-        rusqlite::params![bundle, reason, crate::base::time::now_ms()],
+        "UPDATE bundles SET state = ?4, reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
+          WHERE bundle_id = ?1 AND state = ?5",
+        rusqlite::params![
+            bundle,
+            reason,
+            crate::base::time::now_ms(),
+            BundleState::Quarantined,
+            BundleState::Spooled
+        ],
     )?;
     if n == 0 {
         return Err(Error::NotSpooled(bundle.into()));

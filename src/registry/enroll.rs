@@ -5,6 +5,7 @@ use rusqlite::OptionalExtension;
 
 use nachtwacht_station::StationConfig;
 
+use crate::base::programme::Programme;
 use crate::base::Context;
 use crate::{trust::audit, trust::pki, trust::secrets};
 
@@ -178,20 +179,15 @@ pub fn link_station(
 
 /// Enrolls a person in a programme. `reference` is the operational case reference; it stays in SQL
 /// and never reaches a dataset.
-pub fn add_person(ctx: &Context, reference: &str, programme: &str, actor: &str) -> Result<i64> {
+pub fn add_person(
+    ctx: &Context,
+    reference: &str,
+    programme: Programme,
+    actor: &str,
+) -> Result<i64> {
     let now = crate::base::time::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
-    let known: Option<String> = tx
-        .query_row(
-            "SELECT name FROM programmes WHERE name = ?1",
-            [programme],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if known.is_none() {
-        return Err(Error::Invalid(format!("unknown programme {programme:?}")));
-    }
     tx.execute(
         "INSERT INTO persons (reference, programme, created_at_ms) VALUES (?1, ?2, ?3)",
         (reference, programme, now),
@@ -203,7 +199,7 @@ pub fn add_person(ctx: &Context, reference: &str, programme: &str, actor: &str) 
         actor,
         "person.add",
         &format!("person:{id}"),
-        &format!("{{\"programme\":\"{programme}\"}}"),
+        &serde_json::json!({"programme": programme.as_str()}).to_string(),
     )?;
     tx.commit()?;
     Ok(id)

@@ -212,10 +212,9 @@ fn all_public_values(key: &str, req: &QueryRequest) -> Vec<String> {
             values.dedup();
             values
         }
-        "programme" => crate::base::db::PROGRAMMES
-            .iter()
-            .map(|(p, _)| p.to_string())
-            .collect(),
+        "programme" => crate::base::programme::Programme::ALL
+            .map(|p| p.as_str().to_string())
+            .to_vec(),
         "region" => crate::registry::enroll::REGIONS
             .iter()
             .copied()

@@ -20,7 +20,7 @@ fn context() -> (tempfile::TempDir, Context) {
         for d in 0..20 {
             rid.push(format!("r1-{p:04}"));
             day.push(d0 + chrono::Days::new(d));
-            programme.push(crate::base::db::PROGRAMMES[p % 2].0);
+            programme.push(crate::base::programme::Programme::ALL[p % 2].as_str());
             region.push(crate::registry::enroll::REGIONS[p % 3]);
             age.push("25-34");
             wear.push(1200i64 + (p as i64 % 7) * 10);
@@ -95,9 +95,9 @@ fn grouped_answers_cover_every_public_group_and_nothing_else() {
         .map(|g| g.keys["programme"].as_str())
         .collect();
     // Every programme, including the one nobody in the data is enrolled in.
-    let mut expected: Vec<&str> = crate::base::db::PROGRAMMES
+    let mut expected: Vec<&str> = crate::base::programme::Programme::ALL
         .iter()
-        .map(|(p, _)| *p)
+        .map(|p| p.as_str())
         .collect();
     expected.sort_unstable();
     assert_eq!(groups, expected);
@@ -113,7 +113,7 @@ fn grouped_answers_cover_every_public_group_and_nothing_else() {
     let answer = query(&ctx, &t, &req).unwrap();
     assert_eq!(
         answer.groups.len(),
-        crate::base::db::PROGRAMMES.len() * (crate::registry::enroll::REGIONS.len() + 1)
+        crate::base::programme::Programme::ALL.len() * (crate::registry::enroll::REGIONS.len() + 1)
     );
 }
 
@@ -139,7 +139,10 @@ fn answers_by_month_cover_every_month_of_the_range() {
         months.into_iter().collect::<Vec<_>>(),
         vec!["2026-10", "2026-11", "2026-12"]
     );
-    assert_eq!(answer.groups.len(), 3 * crate::base::db::PROGRAMMES.len());
+    assert_eq!(
+        answer.groups.len(),
+        3 * crate::base::programme::Programme::ALL.len()
+    );
     // Weeks: ISO week keys over the range.
     let mut weekly = request(Aggregate::Count, 1.0, &["week"]);
     weekly.from = chrono::NaiveDate::from_ymd_opt(2026, 10, 1);
@@ -375,7 +378,10 @@ fn quantiles_and_histograms_are_released_over_public_candidates_and_bins() {
         bins.into_iter().collect::<Vec<_>>(),
         vec!["[0, 1)", "[1, 2)", "[2, 5]"]
     );
-    assert_eq!(answer.groups.len(), 3 * crate::base::db::PROGRAMMES.len());
+    assert_eq!(
+        answer.groups.len(),
+        3 * crate::base::programme::Programme::ALL.len()
+    );
     assert_eq!(answer.group_by, vec!["programme", "bin"]);
 
     // Bad edges and quantiles are refused.

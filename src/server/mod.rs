@@ -73,8 +73,8 @@ impl RunningServer {
                 .db
                 .lock()
                 .query_row(
-                    "SELECT count(*) FROM bundles WHERE state = 'spooled'",
-                    [],
+                    "SELECT count(*) FROM bundles WHERE state = ?1",
+                    [crate::spool::BundleState::Spooled],
                     |r| r.get(0),
                 )
                 .unwrap_or(0);

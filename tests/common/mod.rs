@@ -64,8 +64,13 @@ impl TestServer {
         drinking: Vec<DrinkingEpisode>,
     ) -> (StationConfig, PathBuf, i64) {
         let start_ms = days_ago(days as i64);
-        let person =
-            enroll::add_person(&self.ctx, &format!("CASE-{name}"), "alcohol-ban", "test").unwrap();
+        let person = enroll::add_person(
+            &self.ctx,
+            &format!("CASE-{name}"),
+            nachtwacht::base::programme::Programme::AlcoholBan,
+            "test",
+        )
+        .unwrap();
         enroll::assign_device(
             &self.ctx,
             serial,

@@ -46,7 +46,12 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
 
     let days = (args.bundles as u32 * args.bundle_minutes).div_ceil(24 * 60);
     let start_ms = nachtwacht::base::time::now_ms() - (days as i64 + 1) * 86_400_000;
-    let person = enroll::add_person(&ctx, "BENCH-1", "aggression-training", "bench")?;
+    let person = enroll::add_person(
+        &ctx,
+        "BENCH-1",
+        nachtwacht::base::programme::Programme::AggressionTraining,
+        "bench",
+    )?;
     enroll::assign_device(
         &ctx,
         "WB-BENCH",

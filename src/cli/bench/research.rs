@@ -45,7 +45,7 @@ pub fn run(args: ResearchArgs) -> anyhow::Result<()> {
         (vec![], vec![], vec![], vec![], vec![]);
     let (mut wear, mut tac, mut drinking, mut stress) = (vec![], vec![], vec![], vec![]);
     for p in 0..args.persons {
-        let prog = nachtwacht::base::db::PROGRAMMES[p % 3].0;
+        let prog = nachtwacht::base::programme::Programme::ALL[p % 3].as_str();
         let reg = enroll::REGIONS[p % enroll::REGIONS.len()];
         let band = nachtwacht_pipelines::daily::AGE_BANDS[p % 5];
         for d in 0..args.days {

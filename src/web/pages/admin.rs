@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use crate::base::programme::Programme;
 use crate::base::Context;
 use crate::registry::accounts::{self, Role, Session};
 use crate::web::access::{FormFields, Signed};
@@ -228,9 +229,9 @@ pub async fn overview(
             birth.map(|y| y.to_string()).unwrap_or_else(|| "—".into())
         );
     }
-    let programme_opts: String = crate::base::db::PROGRAMMES
+    let programme_opts: String = Programme::ALL
         .iter()
-        .map(|(p, _)| format!("<option>{p}</option>"))
+        .map(|p| format!("<option>{}</option>", p.as_str()))
         .collect();
     let region_opts: String = enroll::REGIONS
         .iter()
@@ -466,7 +467,9 @@ pub async fn add_person(
         form.get("birth_year").to_string(),
     );
     change(&state, lang, &session, move |ctx, actor| {
-        let id = enroll::add_person(ctx, &reference, &programme, actor)?;
+        let programme = Programme::parse(&programme)
+            .ok_or_else(|| Failure::Input(format!("unknown programme {programme:?}")))?;
+        let id = enroll::add_person(ctx, &reference, programme, actor)?;
         let birth: Option<i32> = if birth.trim().is_empty() {
             None
         } else {

@@ -5,8 +5,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::alerts::casework::{self, AlertDetail, AlertFilter, AlertRow, Revision, STATUSES};
+use crate::alerts::casework::{self, AlertDetail, AlertFilter, AlertRow, Revision};
 use crate::alerts::RevisionReason;
+use crate::alerts::{AlertKind, Severity, Status};
 use crate::web::access::{FormFields, Signed};
 use crate::web::i18n::Lang;
 use crate::web::page::{csrf_field, esc, frame, time, time_opt};
@@ -14,15 +15,14 @@ use crate::web::pages::chart::TacChart;
 use crate::web::AppState;
 use nachtwacht_pipelines::alcohol::InterferentReason;
 
-fn status_label(lang: Lang, status: &str) -> &'static str {
-    match status {
-        "new" => lang.t("status.new"),
-        "in_process" => lang.t("status.in_process"),
-        "confirmed" => lang.t("status.confirmed"),
-        "not_confirmed" => lang.t("status.not_confirmed"),
-        "resolved" => lang.t("status.resolved"),
-        _ => "?",
-    }
+fn status_label(lang: Lang, status: Status) -> &'static str {
+    lang.t(match status {
+        Status::New => "status.new",
+        Status::InProcess => "status.in_process",
+        Status::Confirmed => "status.confirmed",
+        Status::NotConfirmed => "status.not_confirmed",
+        Status::Resolved => "status.resolved",
+    })
 }
 
 /// The alert's kind, with what the evidence now says about it: provisional (its episode had not
@@ -31,7 +31,7 @@ fn kind_html(lang: Lang, a: &AlertRow) -> String {
     let badge = |class: &str, key: &'static str| {
         format!(" <span class=\"badge {class}\">{}</span>", lang.t(key))
     };
-    let mut s = esc(&a.kind);
+    let mut s = esc(a.kind.as_str());
     if a.withdrawn {
         s += &badge("withdrawn", "alert.withdrawn");
     } else {
@@ -45,16 +45,15 @@ fn kind_html(lang: Lang, a: &AlertRow) -> String {
     s
 }
 
-/// The severity in the page's language; a stored value outside the set is shown as stored.
-fn severity_label(lang: Lang, stored: &str) -> String {
-    match crate::alerts::Severity::parse(stored) {
-        Some(crate::alerts::Severity::High) => lang.t("severity.high").to_string(),
-        Some(crate::alerts::Severity::Medium) => lang.t("severity.medium").to_string(),
-        Some(crate::alerts::Severity::Warning) => lang.t("severity.warning").to_string(),
-        Some(crate::alerts::Severity::Review) => lang.t("severity.review").to_string(),
-        Some(crate::alerts::Severity::Low) => lang.t("severity.low").to_string(),
-        None => esc(stored),
-    }
+/// The severity in the page's language.
+fn severity_label(lang: Lang, severity: Severity) -> &'static str {
+    lang.t(match severity {
+        Severity::High => "severity.high",
+        Severity::Medium => "severity.medium",
+        Severity::Warning => "severity.warning",
+        Severity::Review => "severity.review",
+        Severity::Low => "severity.low",
+    })
 }
 
 fn revision_reason(lang: Lang, reason: Option<RevisionReason>) -> &'static str {
@@ -245,10 +244,11 @@ pub async fn alerts(
         }
     };
     let mut status_opts = format!("<option value=\"\">{}</option>", lang.t("any"));
-    for s in STATUSES {
+    for s in Status::ALL {
         status_opts += &format!(
-            "<option value=\"{s}\"{}>{}</option>",
-            selected(&filter.status, s),
+            "<option value=\"{}\"{}>{}</option>",
+            s.as_str(),
+            selected(&filter.status, s.as_str()),
             status_label(lang, s)
         );
     }
@@ -293,9 +293,9 @@ pub async fn alerts(
                 time(a.start_ms),
                 esc(&a.person_reference),
                 kind_html(lang, a),
-                severity_label(lang, &a.severity),
+                severity_label(lang, a.severity),
                 a.peak_tac_g_dl.map(|v| format!("{v:.3}")).unwrap_or_default(),
-                status_label(lang, &a.status),
+                status_label(lang, a.status),
                 id = a.id
             );
         }
@@ -329,7 +329,7 @@ fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
         lang.t("person"),
         esc(&a.person_reference),
         lang.t("programme"),
-        esc(&a.programme),
+        esc(a.programme.as_str()),
         lang.t("kind"),
         kind_html(lang, a),
         lang.t("start"),
@@ -340,7 +340,7 @@ fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
             .map(|v| format!("{v:.3}"))
             .unwrap_or_else(|| "—".into()),
         lang.t("status"),
-        status_label(lang, &a.status),
+        status_label(lang, a.status),
         assessment_html(lang, a),
         lang.t("evidence"),
         lang.t("chart.caption"),
@@ -365,8 +365,8 @@ fn history_html(lang: Lang, d: &AlertDetail) -> String {
             "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
             time(step.at_ms),
             esc(&step.actor),
-            status_label(lang, &step.from_status),
-            status_label(lang, &step.to_status),
+            status_label(lang, step.from_status),
+            status_label(lang, step.to_status),
             esc(&step.comment)
         );
     }
@@ -396,11 +396,17 @@ pub async fn alert(
     };
     let mut body = evidence_html(lang, &d);
     body += &history_html(lang, &d);
-    let next = casework::next_statuses(&d.alert.status);
+    let next = d.alert.status.next();
     if !next.is_empty() {
         let opts: String = next
             .iter()
-            .map(|s| format!("<option value=\"{s}\">{}</option>", status_label(lang, s)))
+            .map(|s| {
+                format!(
+                    "<option value=\"{}\">{}</option>",
+                    s.as_str(),
+                    status_label(lang, *s)
+                )
+            })
             .collect();
         body += &format!(
             "<h2>{}</h2><form method=\"post\" action=\"/alerts/{id}/transition\" class=\"noprint\">{}\
@@ -467,7 +473,7 @@ pub async fn report(
     let rule = serde_json::from_str::<serde_json::Value>(&d.alert.rule)
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
         .unwrap_or_else(|_| d.alert.rule.clone());
-    let interpretation = if d.alert.kind == "alcohol" {
+    let interpretation = if d.alert.kind == AlertKind::Alcohol {
         lang.t("interp.alcohol")
     } else {
         lang.t("interp.other")
