@@ -5,3 +5,4 @@
 pub mod accounts;
 pub mod caseload;
 pub mod enroll;
+pub mod overview;

@@ -101,12 +101,203 @@ pub fn error(lang: Lang, status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-/// Logs an internal error and answers 500 without details.
-pub fn internal(lang: Lang, err: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %err, "web request failed");
-    error(
-        lang,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error; see the server log",
-    )
+/// Why a page could not do what was asked. Every page answers its failures through this type,
+/// so the same failure looks the same everywhere: the user's own mistake or a refusal is a 4xx
+/// with its message; a failure of the server is logged with its cause and shown as a 500 without
+/// details. Each module's error says which it is in its `From` impl below.
+#[derive(Debug)]
+pub enum Failure {
+    /// The request cannot be honoured as made (bad input, a step the workflow does not allow, a
+    /// budget spent): `status` is a 4xx, the message is for the user.
+    Refused { status: StatusCode, message: String },
+    /// Nothing this user may see here (missing, or not theirs: deliberately the same).
+    NotFound,
+    /// A failure of the server; the text goes to the log only.
+    Internal(String),
+}
+
+impl Failure {
+    pub fn input(message: impl Into<String>) -> Self {
+        Self::Refused {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+}
+
+/// Answers a failure in the page's language.
+pub fn fail(lang: Lang, failure: impl Into<Failure>) -> Response {
+    match failure.into() {
+        Failure::Refused { status, message } => error(lang, status, &message),
+        Failure::NotFound => error(lang, StatusCode::NOT_FOUND, lang.t("not_found")),
+        Failure::Internal(cause) => {
+            tracing::error!(error = %cause, "web request failed");
+            error(
+                lang,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the server log",
+            )
+        }
+    }
+}
+
+/// Runs blocking work (SQL, polars) off the async runtime. A task that panicked or was cancelled
+/// is an internal failure.
+pub async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, Failure>
+where
+    T: Send + 'static,
+    E: Into<Failure> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) => Err(Failure::internal(e)),
+    }
+}
+
+// Module errors as failures: which variants are the user's (4xx); the rest are internal.
+
+use crate::alerts::casework;
+use crate::registry::{accounts, caseload, enroll};
+use crate::research::{self, management};
+
+impl From<accounts::Error> for Failure {
+    fn from(e: accounts::Error) -> Self {
+        match e {
+            e @ accounts::Error::Invalid(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<caseload::Error> for Failure {
+    fn from(e: caseload::Error) -> Self {
+        match e {
+            e @ caseload::Error::Invalid(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<enroll::Error> for Failure {
+    fn from(e: enroll::Error) -> Self {
+        match e {
+            e @ enroll::Error::Invalid(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<casework::Error> for Failure {
+    fn from(e: casework::Error) -> Self {
+        match e {
+            casework::Error::NotFound => Failure::NotFound,
+            e @ casework::Error::Invalid(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<research::Error> for Failure {
+    fn from(e: research::Error) -> Self {
+        match e {
+            e @ research::Error::BadRequest(_) => Failure::input(e.to_string()),
+            e @ (research::Error::BudgetExhausted { .. }
+            | research::Error::PersonBudgetExhausted { .. }
+            | research::Error::NoData) => Failure::Refused {
+                status: StatusCode::CONFLICT,
+                message: e.to_string(),
+            },
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<management::Error> for Failure {
+    fn from(e: management::Error) -> Self {
+        match e {
+            e @ (management::Error::NoProject | management::Error::Invalid(_)) => {
+                Failure::input(e.to_string())
+            }
+            management::Error::Research(e) => e.into(),
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<crate::registry::overview::Error> for Failure {
+    fn from(e: crate::registry::overview::Error) -> Self {
+        Failure::internal(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for Failure {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Failure::internal(e)
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::internal(e)
+    }
+}
+
+impl From<crate::trust::audit::Error> for Failure {
+    fn from(e: crate::trust::audit::Error) -> Self {
+        Failure::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(f: impl Into<Failure>) -> StatusCode {
+        fail(Lang::Nl, f).status()
+    }
+
+    #[tokio::test]
+    async fn a_users_mistake_is_a_4xx_and_a_server_failure_a_500_whatever_the_module() {
+        assert_eq!(status_of(casework::Error::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status_of(casework::Error::Invalid("no".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(casework::Error::Sqlite(rusqlite::Error::InvalidQuery)),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status_of(accounts::Error::Invalid("short".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(research::Error::BudgetExhausted {
+                needed: 1.0,
+                remaining: 0.5
+            }),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_of(management::Error::Research(research::Error::BadRequest(
+                "x".into()
+            ))),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(rusqlite::Error::InvalidQuery),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // Work that panicked on its blocking thread is the server's failure, not the user's.
+        let panicked = blocking(|| -> Result<(), casework::Error> { panic!("boom") }).await;
+        assert!(matches!(panicked, Err(Failure::Internal(_))));
+        assert_eq!(
+            status_of(panicked.unwrap_err()),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 }

@@ -4,57 +4,18 @@
 //! lists persons' case references).
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::base::programme::Programme;
 use crate::base::Context;
 use crate::registry::accounts::{self, Role, Session};
+use crate::registry::{caseload, enroll, overview};
+use crate::research;
 use crate::web::access::{FormFields, Signed};
 use crate::web::i18n::Lang;
-use crate::web::page::{csrf_field, esc, frame, time, time_opt};
+use crate::web::page::{csrf_field, esc, fail, frame, time, time_opt, Failure};
 use crate::web::AppState;
-use crate::{registry::caseload, registry::enroll, research, trust::audit};
-
-/// What a failed change tells the administrator: their own input errors in full, internal ones
-/// only as "internal error".
-enum Failure {
-    Input(String),
-    Internal(String),
-}
-
-macro_rules! input_errors {
-    ($($t:ty => $pat:pat),* $(,)?) => {
-        $(impl From<$t> for Failure {
-            fn from(e: $t) -> Self {
-                #[allow(unreachable_patterns)]
-                match e {
-                    $pat => Failure::Input(e.to_string()),
-                    _ => Failure::Internal(e.to_string()),
-                }
-            }
-        })*
-    };
-}
-
-input_errors! {
-    accounts::Error => accounts::Error::Invalid(_),
-    caseload::Error => caseload::Error::Invalid(_),
-    enroll::Error => enroll::Error::Invalid(_),
-    research::Error => research::Error::BadRequest(_),
-}
-
-impl From<rusqlite::Error> for Failure {
-    fn from(e: rusqlite::Error) -> Self {
-        Failure::Internal(e.to_string())
-    }
-}
-
-impl From<audit::Error> for Failure {
-    fn from(e: audit::Error) -> Self {
-        Failure::Internal(e.to_string())
-    }
-}
 
 /// Runs a change on a blocking thread and answers with the overview, or a page showing what
 /// was created once (passwords, tokens), or an error.
@@ -76,23 +37,22 @@ where
             ),
         )
         .into_response(),
-        Ok(Err(Failure::Input(m))) => crate::web::page::error(lang, StatusCode::BAD_REQUEST, &m),
-        Ok(Err(Failure::Internal(m))) => crate::web::page::internal(lang, m),
-        Err(e) => crate::web::page::internal(lang, e),
+        Ok(Err(failure)) => fail(lang, failure),
+        Err(e) => fail(lang, Failure::internal(e)),
     }
 }
 
 fn day_ms(day: &str) -> Result<i64, Failure> {
     chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
         .map(crate::base::time::midnight_ms)
-        .map_err(|_| Failure::Input(format!("not a date (YYYY-MM-DD): {day:?}")))
+        .map_err(|_| Failure::input(format!("not a date (YYYY-MM-DD): {day:?}")))
 }
 
 fn number<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, Failure> {
     value
         .trim()
         .parse()
-        .map_err(|_| Failure::Input(format!("{field}: not a number: {value:?}")))
+        .map_err(|_| Failure::input(format!("{field}: not a number: {value:?}")))
 }
 
 pub async fn overview(
@@ -106,55 +66,14 @@ pub async fn overview(
         let caseloads = caseload::list(&ctx.db)?;
         let projects = research::projects(&ctx)?;
         let tokens = research::list_tokens(&ctx, None)?;
-        let (persons, stations, devices) = {
-            let conn = ctx.db.lock();
-            let persons = conn
-                .prepare("SELECT reference, programme, region, birth_year FROM persons ORDER BY reference")?
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<i64>>(3)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            let stations = conn
-                .prepare(
-                    "SELECT s.name, p.reference, s.enrolled_at_ms, s.revoked_at_ms, s.last_contact_ms
-                       FROM stations s LEFT JOIN persons p ON p.id = s.person_id ORDER BY s.name",
-                )?
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            // Devices worn now: each with its wearer and since when.
-            let devices = conn
-                .prepare(
-                    "SELECT a.device_serial, d.kind, p.reference, a.valid_from_ms
-                       FROM assignments a
-                       JOIN devices d ON d.serial = a.device_serial
-                       JOIN persons p ON p.id = a.person_id
-                      WHERE a.valid_to_ms IS NULL ORDER BY a.device_serial",
-                )?
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            audit::append(
-                &conn,
-                crate::base::time::now_ms(),
-                &actor,
-                "admin.view",
-                "persons",
-                &serde_json::json!({"persons": persons.len(), "devices": devices.len()}).to_string(),
-            )?;
-            (persons, stations, devices)
-        };
-        Ok((accounts, caseloads, projects, tokens, persons, stations, devices))
+        let registry = overview::overview(&ctx.db, &actor, crate::base::time::now_ms())?;
+        Ok((accounts, caseloads, projects, tokens, registry))
     })
     .await;
-    let (accounts, caseloads, projects, tokens, persons, stations, devices) = match data {
+    let (accounts, caseloads, projects, tokens, registry) = match data {
         Ok(Ok(d)) => d,
-        Ok(Err(Failure::Input(m) | Failure::Internal(m))) => {
-            return crate::web::page::internal(lang, m)
-        }
-        Err(e) => return crate::web::page::internal(lang, e),
+        Ok(Err(failure)) => return fail(lang, failure),
+        Err(e) => return fail(lang, Failure::internal(e)),
     };
     let csrf = csrf_field(&session);
     let t = |k| lang.t(k);
@@ -220,13 +139,15 @@ pub async fn overview(
         t("region"),
         t("birth_year")
     );
-    for (reference, programme, region, birth) in &persons {
+    for p in &registry.persons {
         b += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(reference),
-            esc(programme),
-            esc(region.as_deref().unwrap_or("—")),
-            birth.map(|y| y.to_string()).unwrap_or_else(|| "—".into())
+            esc(&p.reference),
+            esc(p.programme.as_str()),
+            esc(p.region.as_deref().unwrap_or("—")),
+            p.birth_year
+                .map(|y| y.to_string())
+                .unwrap_or_else(|| "—".into())
         );
     }
     let programme_opts: String = Programme::ALL
@@ -254,7 +175,8 @@ pub async fn overview(
         t("person"),
         t("from")
     );
-    for (serial, kind, person, from) in &devices {
+    for d in &registry.devices {
+        let (serial, kind, person, from) = (&d.serial, d.kind.as_str(), &d.person, &d.since_ms);
         b += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"/admin/devices/return\">{csrf}<input type=\"hidden\" name=\"serial\" value=\"{}\"><button>{}</button></form></td></tr>",
             esc(serial),
@@ -274,7 +196,14 @@ pub async fn overview(
 
     // Stations.
     b += &format!("<h2>{}</h2><table id=\"stations\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>", t("stations"), t("name"), t("person"), t("created"), t("last_contact"));
-    for (name, person, enrolled, revoked, contact) in &stations {
+    for s in &registry.stations {
+        let (name, person, enrolled, revoked, contact) = (
+            &s.name,
+            &s.person,
+            &s.enrolled_at_ms,
+            &s.revoked_at_ms,
+            &s.last_contact_ms,
+        );
         let action = if revoked.is_none() {
             format!("<form class=\"inline\" method=\"post\" action=\"/admin/stations/{}/revoke\">{csrf}<button>{}</button></form>", esc(name), t("revoke"))
         } else {
@@ -383,7 +312,7 @@ pub async fn create_account(
     );
     change(&state, lang, &session, move |ctx, actor| {
         let role =
-            Role::parse(&role).ok_or_else(|| Failure::Input(format!("unknown role {role:?}")))?;
+            Role::parse(&role).ok_or_else(|| Failure::input(format!("unknown role {role:?}")))?;
         let new = accounts::create(&ctx.db, &username, role, actor, crate::base::time::now_ms())?;
         Ok(Some(format!(
             "<p>{}: <code>{}</code></p>{}",
@@ -404,7 +333,7 @@ pub async fn disable_account(
     let own = session.account.id;
     change(&state, lang, &session, move |ctx, actor| {
         if id == own {
-            return Err(Failure::Input("you cannot disable your own account".into()));
+            return Err(Failure::input("you cannot disable your own account"));
         }
         accounts::disable(&ctx.db, id, actor, crate::base::time::now_ms())?;
         Ok(None)
@@ -422,10 +351,10 @@ pub async fn set_role(
     let (own, role) = (session.account.id, form.get("role").to_string());
     change(&state, lang, &session, move |ctx, actor| {
         if id == own {
-            return Err(Failure::Input("you cannot change your own role".into()));
+            return Err(Failure::input("you cannot change your own role"));
         }
         let role =
-            Role::parse(&role).ok_or_else(|| Failure::Input(format!("unknown role {role:?}")))?;
+            Role::parse(&role).ok_or_else(|| Failure::input(format!("unknown role {role:?}")))?;
         accounts::set_role(&ctx.db, id, role, actor, crate::base::time::now_ms())?;
         Ok(None)
     })
@@ -442,8 +371,8 @@ pub async fn reset_account(
     let own = session.account.id;
     change(&state, lang, &session, move |ctx, actor| {
         if id == own {
-            return Err(Failure::Input(
-                "reset your own account from another administrator's".into(),
+            return Err(Failure::input(
+                "reset your own account from another administrator's",
             ));
         }
         let new = accounts::reset_credentials(&ctx.db, id, actor, crate::base::time::now_ms())?;
@@ -468,7 +397,7 @@ pub async fn add_person(
     );
     change(&state, lang, &session, move |ctx, actor| {
         let programme = Programme::parse(&programme)
-            .ok_or_else(|| Failure::Input(format!("unknown programme {programme:?}")))?;
+            .ok_or_else(|| Failure::input(format!("unknown programme {programme:?}")))?;
         let id = enroll::add_person(ctx, &reference, programme, actor)?;
         let birth: Option<i32> = if birth.trim().is_empty() {
             None
@@ -501,16 +430,9 @@ pub async fn assign_device(
     let station = form.get("station").trim().to_string();
     change(&state, lang, &session, move |ctx, actor| {
         let kind = nachtwacht_wire::DeviceKind::parse(&kind)
-            .ok_or_else(|| Failure::Input(format!("unknown device kind {kind:?}")))?;
-        let person_id: i64 = ctx
-            .db
-            .lock()
-            .query_row(
-                "SELECT id FROM persons WHERE reference = ?1",
-                [&person],
-                |r| r.get(0),
-            )
-            .map_err(|_| Failure::Input(format!("no person {person:?}")))?;
+            .ok_or_else(|| Failure::input(format!("unknown device kind {kind:?}")))?;
+        let person_id = overview::person_id(&ctx.db, &person)?
+            .ok_or_else(|| Failure::input(format!("no person {person:?}")))?;
         enroll::assign_device(ctx, &serial, kind, person_id, day_ms(&from)?, actor)?;
         // Pairing tells ingest which station may upload this device's data.
         if !station.is_empty() {
@@ -572,9 +494,8 @@ pub async fn add_station(
             );
             response
         }
-        Ok(Err(Failure::Input(m))) => crate::web::page::error(lang, StatusCode::BAD_REQUEST, &m),
-        Ok(Err(Failure::Internal(m))) => crate::web::page::internal(lang, m),
-        Err(e) => crate::web::page::internal(lang, e),
+        Ok(Err(failure)) => fail(lang, failure),
+        Err(e) => fail(lang, Failure::internal(e)),
     }
 }
 

@@ -81,7 +81,7 @@ pub async fn browse(
 ) -> Response {
     let (entries, verdict) = match read(&state, &session.account.username, "audit.view", &filter) {
         Ok(r) => r,
-        Err(e) => return crate::web::page::internal(lang, e),
+        Err(e) => return crate::web::page::fail(lang, e),
     };
     let chain = match &verdict {
         Verdict::Intact { entries } => format!(
@@ -108,12 +108,12 @@ pub async fn browse(
                 )
             })
             .unwrap_or_default(),
-        Err(e) => return crate::web::page::internal(lang, e),
+        Err(e) => return crate::web::page::fail(lang, e),
     };
     // Privacy loss per person across all projects, per year, beside its cap.
     let losses = match crate::research::person_losses(&state.ctx) {
         Ok(l) => l,
-        Err(e) => return crate::web::page::internal(lang, e),
+        Err(e) => return crate::web::page::fail(lang, e),
     };
     let ledger = if losses.is_empty() {
         String::new()
@@ -180,7 +180,7 @@ pub async fn export(
 ) -> Response {
     let (entries, _) = match read(&state, &session.account.username, "audit.export", &filter) {
         Ok(r) => r,
-        Err(e) => return crate::web::page::internal(lang, e),
+        Err(e) => return crate::web::page::fail(lang, e),
     };
     let json = filter.format.as_deref() == Some("json");
     let (body, content_type, file) = if json {

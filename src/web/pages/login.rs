@@ -151,7 +151,7 @@ pub async fn submit(
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
         {
-            return crate::web::page::internal(lang, e);
+            return crate::web::page::fail(lang, crate::web::page::Failure::internal(e));
         }
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -198,8 +198,8 @@ pub async fn submit(
             )
                 .into_response()
         }
-        Ok(Err(e)) => crate::web::page::internal(lang, e),
-        Err(e) => crate::web::page::internal(lang, e),
+        Ok(Err(e)) => crate::web::page::fail(lang, e),
+        Err(e) => crate::web::page::fail(lang, e),
     }
 }
 
@@ -209,7 +209,7 @@ pub async fn logout(
     Signed(session): Signed,
 ) -> Response {
     if let Err(e) = accounts::logout(&state.ctx.db, &session, crate::base::time::now_ms()) {
-        return crate::web::page::internal(lang, e);
+        return crate::web::page::fail(lang, e);
     }
     let mut response = Redirect::to("/login").into_response();
     response
@@ -298,7 +298,7 @@ pub async fn change_password(
             password_page(lang, &session, Some(&m)),
         )
             .into_response(),
-        Ok(Err(e)) => crate::web::page::internal(lang, e),
-        Err(e) => crate::web::page::internal(lang, e),
+        Ok(Err(e)) => crate::web::page::fail(lang, e),
+        Err(e) => crate::web::page::fail(lang, e),
     }
 }

@@ -3,7 +3,6 @@
 //! management project's budget once; looking again is free.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Datelike;
 
@@ -89,8 +88,8 @@ pub async fn page(State(state): State<AppState>, lang: Lang, Signed(session): Si
     .await;
     let (releases, project) = match data {
         Ok(Ok(d)) => d,
-        Ok(Err(e)) => return crate::web::page::internal(lang, e),
-        Err(e) => return crate::web::page::internal(lang, e),
+        Ok(Err(e)) => return crate::web::page::fail(lang, e),
+        Err(e) => return crate::web::page::fail(lang, e),
     };
     let mut b = match &project {
         None => format!(
@@ -158,16 +157,7 @@ pub async fn release(
     let (ctx, who) = (state.ctx.clone(), session.account.username.clone());
     match tokio::task::spawn_blocking(move || management::release_month(&ctx, &month, &who)).await {
         Ok(Ok(_)) => Redirect::to("/management").into_response(),
-        Ok(Err(e @ (management::Error::NoProject | management::Error::Invalid(_)))) => {
-            crate::web::page::error(lang, StatusCode::BAD_REQUEST, &e.to_string())
-        }
-        Ok(Err(management::Error::Research(
-            e @ (crate::research::Error::BudgetExhausted { .. }
-            | crate::research::Error::PersonBudgetExhausted { .. }
-            | crate::research::Error::BadRequest(_)
-            | crate::research::Error::NoData),
-        ))) => crate::web::page::error(lang, StatusCode::CONFLICT, &e.to_string()),
-        Ok(Err(e)) => crate::web::page::internal(lang, e),
-        Err(e) => crate::web::page::internal(lang, e),
+        Ok(Err(e)) => crate::web::page::fail(lang, e),
+        Err(e) => crate::web::page::fail(lang, e),
     }
 }

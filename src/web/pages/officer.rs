@@ -10,6 +10,7 @@ use crate::alerts::RevisionReason;
 use crate::alerts::{AlertKind, Severity, Status};
 use crate::web::access::{FormFields, Signed};
 use crate::web::i18n::Lang;
+use crate::web::page::{blocking, Failure};
 use crate::web::page::{csrf_field, esc, frame, time, time_opt};
 use crate::web::pages::chart::TacChart;
 use crate::web::AppState;
@@ -159,14 +160,8 @@ fn revisions_html(lang: Lang, revisions: &[Revision]) -> String {
     s + "</table>"
 }
 
-fn failure(lang: Lang, e: casework::Error) -> Response {
-    match e {
-        casework::Error::NotFound => {
-            crate::web::page::error(lang, StatusCode::NOT_FOUND, lang.t("not_found"))
-        }
-        casework::Error::Invalid(m) => crate::web::page::error(lang, StatusCode::BAD_REQUEST, &m),
-        other => crate::web::page::internal(lang, other),
-    }
+fn failure(lang: Lang, e: impl Into<Failure>) -> Response {
+    crate::web::page::fail(lang, e)
 }
 
 /// An alert id from the path. A malformed one (`/alerts/abc`, an id past `i64`) is refused like
@@ -208,18 +203,9 @@ impl axum::extract::FromRequestParts<AppState> for AlertId {
         );
         Err(match audited {
             Ok(_) => crate::web::page::error(lang, StatusCode::NOT_FOUND, lang.t("not_found")),
-            Err(e) => crate::web::page::internal(lang, e),
+            Err(e) => crate::web::page::fail(lang, e),
         })
     }
-}
-
-/// Runs blocking casework (SQL, Parquet) off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> casework::Result<T> + Send + 'static,
-) -> casework::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| casework::Error::Invalid(format!("task failed: {e}")))?
 }
 
 pub async fn alerts(
@@ -378,7 +364,7 @@ async fn load(
     session: &crate::registry::accounts::Session,
     id: i64,
     purpose: &'static str,
-) -> casework::Result<AlertDetail> {
+) -> Result<AlertDetail, Failure> {
     let (ctx, account) = (state.ctx.clone(), session.account.clone());
     blocking(move || casework::detail(&ctx, &account, id, purpose, crate::base::time::now_ms()))
         .await
