@@ -11,6 +11,11 @@ pub fn now_ms() -> i64 {
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// Midnight UTC starting the day that contains `ms`.
+pub fn day_start_ms(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS) * DAY_MS
+}
+
 /// Midnight UTC starting `day`, in milliseconds since the Unix epoch.
 pub fn midnight_ms(day: chrono::NaiveDate) -> i64 {
     day.and_time(chrono::NaiveTime::MIN)

@@ -251,7 +251,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
         .await
         .map_err(step("serve"))?;
 
-    let today = nachtwacht::base::time::now_ms().div_euclid(DAY_MS) * DAY_MS;
+    let today = nachtwacht::base::time::day_start_ms(nachtwacht::base::time::now_ms());
     let start_ms = today - opts.days as i64 * DAY_MS;
     let mut stations = Vec::new();
     for (i, p) in personas().into_iter().enumerate() {

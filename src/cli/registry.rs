@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Subcommand;
 use nachtwacht::base::programme::Programme;
-use nachtwacht::base::time::{midnight_ms, now_ms, DAY_MS};
+use nachtwacht::base::time::now_ms;
 use nachtwacht::registry::{accounts, caseload, enroll};
 use nachtwacht_wire::DeviceKind;
 
@@ -265,10 +265,7 @@ pub fn caseload(command: CaseloadCommand) -> anyhow::Result<()> {
     } = command;
     let ctx = dir.open()?;
     let now = now_ms();
-    let from_ms = from
-        .map(midnight_ms)
-        .unwrap_or(now.div_euclid(DAY_MS) * DAY_MS);
-    let to_ms = to.map(|d| midnight_ms(d) + DAY_MS);
+    let (from_ms, to_ms) = caseload::day_bounds(from, to, now);
     caseload::assign(&ctx.db, &officer, &person, from_ms, to_ms, ACTOR_CLI, now)
         .context("assigning caseload")?;
     println!("{person} is on {officer}'s caseload");

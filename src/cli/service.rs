@@ -1,7 +1,9 @@
 //! `init`, `serve`, `check-config` and `decode`: creating a data directory and running the
 //! service (or its decode worker alone).
 
-use std::time::Duration;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use anyhow::Context as _;
 use nachtwacht::base::config::Config;
@@ -77,35 +79,37 @@ pub struct DecodeArgs {
 
 pub async fn decode(args: DecodeArgs) -> anyhow::Result<()> {
     let ctx = args.dir.open()?;
-    let decoder = std::sync::Arc::new(nachtwacht::decode::Decoder::new(
+    let decoder = Arc::new(nachtwacht::decode::Decoder::new(
         ctx.clone(),
         nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?,
     ));
-    let stop = wait_for_stop_signal();
-    tokio::pin!(stop);
-    loop {
-        let d = decoder.clone();
-        let (report, compaction) =
-            tokio::task::spawn_blocking(move || nachtwacht::decode::pass(&d))
-                .await
-                .context("decode task")?
-                .context("decode pass")?;
-        println!(
-            "processed {} bundles ({} rows stored, {} flagged, {} discarded), quarantined {}; compacted {} files into {}",
-            report.processed,
-            report.rows_stored,
-            report.rows_flagged,
-            report.rows_discarded,
-            report.quarantined,
-            compaction.merged,
-            compaction.written
-        );
-        if !args.watch {
-            return Ok(());
-        }
-        tokio::select! {
-            r = &mut stop => return r,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
+    if args.watch {
+        // The server's own decode loop, stopped by Ctrl-C or SIGTERM; it logs every pass.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(nachtwacht::server::decode_loop(
+            decoder,
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+            stopped,
+        ));
+        wait_for_stop_signal().await?;
+        let _ = stop.send(true);
+        return worker.await.context("decode loop");
     }
+    let (report, compaction) =
+        tokio::task::spawn_blocking(move || nachtwacht::decode::pass(&decoder))
+            .await
+            .context("decode task")?
+            .context("decode pass")?;
+    println!(
+        "processed {} bundles ({} rows stored, {} flagged, {} discarded), quarantined {}; compacted {} files into {}",
+        report.processed,
+        report.rows_stored,
+        report.rows_flagged,
+        report.rows_discarded,
+        report.quarantined,
+        compaction.merged,
+        compaction.written
+    );
+    Ok(())
 }

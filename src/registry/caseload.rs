@@ -48,6 +48,18 @@ pub fn persons_of(conn: &Connection, officer_id: i64, now_ms: i64) -> Result<Vec
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// A caseload period in whole UTC days, as `assign` takes it: from the start of `from` (today
+/// when `None`) to the end of `to`, inclusive (open-ended when `None`).
+pub fn day_bounds(
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    now_ms: i64,
+) -> (i64, Option<i64>) {
+    use crate::base::time::{day_start_ms, midnight_ms, DAY_MS};
+    let from_ms = from.map_or(day_start_ms(now_ms), midnight_ms);
+    (from_ms, to.map(|d| midnight_ms(d) + DAY_MS))
+}
+
 /// Assigns a person to an officer from `from_ms` until `to_ms` (open-ended when `None`).
 pub fn assign(
     db: &Db,

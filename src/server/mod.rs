@@ -207,7 +207,10 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
     })
 }
 
-async fn decode_loop(
+/// The decode worker: a pass over the spool whenever ingest wakes it (a bundle became durable) or
+/// every few seconds, until `shutdown`; `decoded` is notified after every pass. `serve` runs it
+/// beside ingest; `nachtwacht decode --watch` runs it alone.
+pub async fn decode_loop(
     decoder: Arc<Decoder>,
     wake: Arc<Notify>,
     decoded: Arc<Notify>,

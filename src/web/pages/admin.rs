@@ -42,10 +42,13 @@ where
     }
 }
 
-fn day_ms(day: &str) -> Result<i64, Failure> {
+fn day(day: &str) -> Result<chrono::NaiveDate, Failure> {
     chrono::NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
-        .map(crate::base::time::midnight_ms)
         .map_err(|_| Failure::input(format!("not a date (YYYY-MM-DD): {day:?}")))
+}
+
+fn day_ms(text: &str) -> Result<i64, Failure> {
+    day(text).map(crate::base::time::midnight_ms)
 }
 
 fn number<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, Failure> {
@@ -524,20 +527,13 @@ pub async fn assign_caseload(
     );
     let (from, to) = (form.get("from").to_string(), form.get("to").to_string());
     change(&state, lang, &session, move |ctx, actor| {
-        let to = if to.trim().is_empty() {
-            None
-        } else {
-            Some(day_ms(&to)? + crate::base::time::DAY_MS)
-        };
-        caseload::assign(
-            &ctx.db,
-            &officer,
-            &person,
-            day_ms(&from)?,
-            to,
-            actor,
-            crate::base::time::now_ms(),
-        )?;
+        let to = Some(to.trim())
+            .filter(|t| !t.is_empty())
+            .map(day)
+            .transpose()?;
+        let now = crate::base::time::now_ms();
+        let (from_ms, to_ms) = caseload::day_bounds(Some(day(&from)?), to, now);
+        caseload::assign(&ctx.db, &officer, &person, from_ms, to_ms, actor, now)?;
         Ok(None)
     })
     .await
