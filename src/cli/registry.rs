@@ -104,12 +104,14 @@ pub fn person(command: PersonCommand) -> anyhow::Result<()> {
 }
 
 fn programme(s: &str) -> Result<Programme, String> {
-    Programme::parse(s)
-        .ok_or_else(|| format!("{s:?}: expected alcohol-ban, aggression-training or tbs-leave"))
+    Programme::parse(s).ok_or_else(|| {
+        format!("unknown programme {s:?}: expected alcohol-ban, aggression-training or tbs-leave")
+    })
 }
 
 fn device_kind(s: &str) -> Result<DeviceKind, String> {
-    DeviceKind::parse(s).ok_or_else(|| format!("{s:?}: expected ankle-monitor or wristband"))
+    DeviceKind::parse(s)
+        .ok_or_else(|| format!("unknown device kind {s:?}: expected ankle-monitor or wristband"))
 }
 
 #[derive(Subcommand)]
