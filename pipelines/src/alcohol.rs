@@ -12,7 +12,7 @@
 //!   them, plus an allowance for measurement noise (`noise_allowance_g_dl` plus
 //!   `noise_allowance_percent` of the higher reading). A change beyond that is faster than drinking
 //!   can produce: an *interferent*. Judging every span, with the allowance, means one noisy reading
-//!   on a long elimination curve no longer turns a drinking episode into an interferent, while a
+//!   on a long elimination curve does not turn a drinking episode into an interferent, while a
 //!   spike (a jump far beyond the allowance within half an hour) is still one.
 //! * Otherwise an episode of at least `min_consecutive_readings` readings is *drinking*; a shorter
 //!   one is no event.

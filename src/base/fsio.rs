@@ -41,12 +41,11 @@ pub const SYNC_THREADS: usize = 8;
 /// Writes new files in `dir` and makes them and their directory entries durable: an fsync per file
 /// and one of the directory, so a batch costs one directory flush however many files it holds.
 /// Every file is written before the first fsync, so the kernel's write-back of one overlaps the
-/// others (write-then-fsync file by file measured 611–1,186 herd bundles/s against 978–1,139;
-/// noisy, but not better). The fsyncs run on [`SYNC_THREADS`] threads at once, so the disk serves
-/// them concurrently instead of one after the other: in the ingest benchmark's herd this cut the
-/// group commit's latency for the first uploads from a median of about 300 ms to 20–100 ms.
-/// `syncfs` would flush the batch in one call, and measured no faster, but it also waits for every
-/// other writer's dirty pages on the file system.
+/// others. The fsyncs run on [`SYNC_THREADS`] threads at once, so the disk serves them
+/// concurrently instead of one after the other (in the ingest benchmark's herd the first uploads'
+/// group commit takes 20–100 ms this way, about 300 ms with one fsync at a time). `syncfs` would
+/// flush the batch in one call, no faster, and would also wait for every other writer's dirty pages
+/// on the file system.
 pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()> {
     use std::io::Write;
     let mut written = Vec::with_capacity(files.len());
