@@ -60,7 +60,7 @@ impl BundleState {
     }
 }
 
-crate::sql_as_text!(BundleState);
+crate::closed_set_text!(BundleState);
 
 /// The `bundles` row of a bundle that has just become durable in the spool.
 #[derive(Debug, Clone)]

@@ -72,8 +72,8 @@ pub fn record_event(tx: &Connection, alert: &NewAlert<'_>, now_ms: i64) -> Resul
         }
         None => {
             let content = AlertContent {
-                kind: alert.kind.as_str().into(),
-                severity: alert.severity.as_str().into(),
+                kind: alert.kind,
+                severity: alert.severity,
                 start_ms: alert.start_ms,
                 end_ms: alert.end_ms,
                 peak_tac_g_dl: alert.peak_tac_g_dl,
@@ -126,8 +126,8 @@ fn merge_evidence(had: &str, found: &str) -> String {
 /// What the evidence decides about an alcohol alert (its workflow is the officer's).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AlertContent {
-    pub kind: String,
-    pub severity: String,
+    pub kind: AlertKind,
+    pub severity: Severity,
     pub start_ms: i64,
     pub end_ms: i64,
     pub peak_tac_g_dl: Option<f64>,

@@ -10,11 +10,26 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-/// Stores a closed set (an enum with `as_str` and `parse`) in SQL as its one string form, so that
-/// a value read back that is not in the set is an error, not a string passed on.
+/// Gives a closed set (an enum with `as_str` and `parse`) its one string form in SQL and in serde,
+/// so that a value read back that is not in the set is an error, not a string passed on.
 #[macro_export]
-macro_rules! sql_as_text {
+macro_rules! closed_set_text {
     ($type:ty) => {
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                <$type>::parse(&s).ok_or_else(|| {
+                    serde::de::Error::custom(format!("{s:?} is not a {}", stringify!($type)))
+                })
+            }
+        }
+
         impl rusqlite::ToSql for $type {
             fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
                 Ok(self.as_str().into())

@@ -38,7 +38,7 @@ impl Programme {
     }
 }
 
-crate::sql_as_text!(Programme);
+crate::closed_set_text!(Programme);
 
 #[cfg(test)]
 mod tests {

@@ -28,11 +28,7 @@ use rusqlite::Connection;
 
 use super::Result;
 use crate::alerts::store::{self, AlertContent, StoredAlert};
-use crate::alerts::{RevisionReason, Severity};
-
-/// Alert kinds this module owns.
-pub const KIND_ALCOHOL: &str = crate::alerts::AlertKind::Alcohol.as_str();
-pub const KIND_INTERFERENT: &str = crate::alerts::AlertKind::Interferent.as_str();
+use crate::alerts::{AlertKind, RevisionReason, Severity};
 
 /// One episode of the pipeline's output.
 #[derive(Debug, Clone)]
@@ -77,9 +73,9 @@ pub fn episodes(df: &DataFrame, rules: &AlcoholRules) -> PolarsResult<Vec<Episod
         };
         let provisional = st == EpisodeState::Provisional;
         let (kind, severity) = match (k == KIND_DRINKING, provisional) {
-            (true, false) => (KIND_ALCOHOL, Severity::High),
-            (true, true) => (KIND_ALCOHOL, Severity::Medium),
-            (false, _) => (KIND_INTERFERENT, Severity::Review),
+            (true, false) => (AlertKind::Alcohol, Severity::High),
+            (true, true) => (AlertKind::Alcohol, Severity::Medium),
+            (false, _) => (AlertKind::Interferent, Severity::Review),
         };
         let rule = serde_json::json!({
             "rule": "alcohol.episode",
@@ -104,8 +100,8 @@ pub fn episodes(df: &DataFrame, rules: &AlcoholRules) -> PolarsResult<Vec<Episod
             pid: p.to_string(),
             state: st,
             content: AlertContent {
-                kind: kind.to_string(),
-                severity: severity.as_str().to_string(),
+                kind,
+                severity,
                 start_ms: s,
                 end_ms: e,
                 peak_tac_g_dl: peak.get(i),

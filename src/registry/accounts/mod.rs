@@ -302,12 +302,14 @@ fn end_sessions(conn: &Connection, account_id: i64, now_ms: i64) -> Result<()> {
     Ok(())
 }
 
+crate::closed_set_text!(Role);
+
 /// One row of the administrator's account list.
 #[derive(Debug, Clone)]
 pub struct AccountInfo {
     pub id: i64,
     pub username: String,
-    pub role: String,
+    pub role: Role,
     pub created_at_ms: i64,
     pub locked_until_ms: Option<i64>,
     pub disabled_at_ms: Option<i64>,
@@ -334,7 +336,7 @@ pub fn list(db: &Db) -> Result<Vec<AccountInfo>> {
 
 struct Stored {
     id: i64,
-    role: String,
+    role: Role,
     password_hash: String,
     totp_secret: Option<String>,
     totp_last_step: Option<i64>,
@@ -462,8 +464,7 @@ pub fn login(
             Error::BadCredentials
         });
     };
-    let role = Role::parse(&account.role)
-        .ok_or_else(|| Error::Invalid(format!("unknown role {:?}", account.role)))?;
+    let role = account.role;
     let (token, csrf) = (random_hex(32), random_hex(32));
     tx.execute(
         "UPDATE accounts SET failed_logins = 0, locked_until_ms = NULL, totp_last_step = ?2 WHERE id = ?1",

@@ -96,11 +96,7 @@ pub async fn overview(
             let roles: String = Role::ALL
                 .iter()
                 .map(|r| {
-                    let sel = if r.as_str() == a.role {
-                        " selected"
-                    } else {
-                        ""
-                    };
+                    let sel = if *r == a.role { " selected" } else { "" };
                     format!("<option{sel}>{}</option>", r.as_str())
                 })
                 .collect();
@@ -119,7 +115,7 @@ pub async fn overview(
         b += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{state_text}</td><td>{action}</td></tr>",
             esc(&a.username),
-            esc(&a.role),
+            esc(a.role.as_str()),
             time(a.created_at_ms)
         );
     }
