@@ -297,3 +297,39 @@ fn the_scr_peaks_of_the_e4_sample_are_listed_for_the_cross_check() {
     assert!(peaks.windows(2).all(|w| w[0] < w[1]));
     assert!(peaks.iter().all(|t| (start..end).contains(t)));
 }
+
+#[test]
+fn decode_watch_runs_the_servers_decode_loop_until_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&nachtwacht(&["init"], &data));
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["decode", "--watch", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        watch.try_wait().unwrap().is_none(),
+        "decode --watch keeps running until it is stopped"
+    );
+    // SAFETY: kill(2) with a child's pid and a valid signal number.
+    unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = watch.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "decode --watch did not stop on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(watch.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("stop signal received"), "{stderr}");
+}

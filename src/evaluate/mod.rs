@@ -1,9 +1,11 @@
 //! Runs the pipelines over the datasets: drinking, tamper, battery and device-fault events become
-//! alerts in SQL, daily indicators become the research dataset (research pseudonyms only).
+//! alerts (stored through [`crate::alerts::store`]), daily indicators become the research dataset
+//! (research pseudonyms only).
 //!
-//! Comes in: the raw Parquet datasets and the persons table. Goes out: `alerts` rows (one per event,
-//! updated in place when late data extends an event) and `datasets/research/daily_indicators.parquet`
-//! (rewritten atomically). Never writes an operational pseudonym into the research dataset.
+//! Comes in: the raw Parquet datasets and the persons table. Goes out: alerts (one per event,
+//! widened when late data extends an event; alcohol alerts revised as their episodes change) and
+//! the research tables (`research_tables`: daily indicators and alert counts, rewritten
+//! atomically). Never writes an operational pseudonym into the research dataset.
 
 mod research_tables;
 use research_tables::{merge_research_days, write_research_alert_counts, write_research_daily};
