@@ -9,7 +9,7 @@
 //! - [`trust`]: CA and revocation, secrets, age keys, pseudonyms, the audit chain;
 //! - [`registry`]: accounts, caseloads, persons, devices and stations;
 //! - the stages, in the order a reading passes them: [`ingest`] → [`spool`] → [`decode`] →
-//!   [`dataset`] → [`evaluate`] → [`alerts`] → [`research`];
+//!   [`dataset`] → [`evaluate`] → [`alerts`] → [`research`], and [`lifecycle`] over all of them;
 //! - [`web`] (pages and the research API) and [`server`], which wires the stages into one process.
 
 // Supporting layers, lowest first.
@@ -33,6 +33,8 @@ pub mod evaluate;
 pub mod alerts;
 
 pub mod research;
+
+pub mod lifecycle;
 
 // The interfaces, and the wiring of it all into one process.
 pub mod web;

@@ -31,7 +31,7 @@ enum Command {
     /// Base stations.
     #[command(subcommand)]
     Station(StationCommand),
-    /// Persons and their programme.
+    /// Persons, their programme, and what is held about them.
     #[command(subcommand)]
     Person(PersonCommand),
     /// Devices and their assignment to persons.
@@ -90,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
         Command::CheckConfig(dir) => service::check_config(dir),
         Command::Decode(args) => service::decode(args).await,
         Command::Station(c) => station(c),
-        Command::Person(c) => person(c),
+        // An export reads Parquet with polars, which must not run on the async workers.
+        Command::Person(c) => tokio::task::spawn_blocking(move || person(c)).await?,
         Command::Device(c) => device(c),
         Command::Account(c) => account(c),
         Command::Caseload(c) => caseload(c),

@@ -384,7 +384,14 @@ const LIB_LAYERS: &[&[&str]] = &[
     &["trust"],
     &["registry"],
     &[
-        "ingest", "spool", "decode", "dataset", "alerts", "evaluate", "research",
+        "ingest",
+        "spool",
+        "decode",
+        "dataset",
+        "alerts",
+        "evaluate",
+        "research",
+        "lifecycle",
     ],
     &["web", "server"],
 ];

@@ -83,16 +83,52 @@ pub enum PersonCommand {
         #[arg(long)]
         birth_year: Option<i32>,
     },
+    /// Everything held about a person (GDPR art. 15) in one tar archive, with every access to it
+    /// the audit log records; README.txt inside explains each file (docs/data-lifecycle.md).
+    Export {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        reference: String,
+        /// The archive to write (replaced if it exists; it holds personal data, mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn person(command: PersonCommand) -> anyhow::Result<()> {
-    let PersonCommand::Add {
-        dir,
-        reference,
-        programme,
-        region,
-        birth_year,
-    } = command;
+    let (dir, reference, programme, region, birth_year) = match command {
+        PersonCommand::Add {
+            dir,
+            reference,
+            programme,
+            region,
+            birth_year,
+        } => (dir, reference, programme, region, birth_year),
+        PersonCommand::Export {
+            dir,
+            reference,
+            out,
+        } => {
+            let r = nachtwacht::lifecycle::export::export_person(
+                &dir.open()?,
+                &reference,
+                &out,
+                ACTOR_CLI,
+                now_ms(),
+            )
+            .with_context(|| format!("exporting {reference}"))?;
+            println!(
+                "{} written: {} files, {} readings, {} alerts, {} audit entries",
+                out.display(),
+                r.members.len() + 1,
+                r.readings,
+                r.alerts,
+                r.accesses
+            );
+            return Ok(());
+        }
+    };
     let ctx = dir.open()?;
     let id = enroll::add_person(&ctx, &reference, programme, ACTOR_CLI).context("adding person")?;
     if region.is_some() || birth_year.is_some() {

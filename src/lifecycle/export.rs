@@ -1,0 +1,340 @@
+//! Subject access export (GDPR art. 15): one archive with everything nachtwacht holds about one
+//! person, and every access to it that the audit log records. docs/data-lifecycle.md describes
+//! the format; `README.txt` inside the archive explains each file in Dutch and English.
+//!
+//! The archive is a plain tar file. Its members, in this order:
+//! - `README.txt`;
+//! - `person.csv` (case reference, programme, research attributes, enrolment);
+//! - `devices.csv` (assignments), `stations.csv` (stations linked to the person),
+//!   `pairings.csv` (which station uploaded each of the person's devices, when);
+//! - `readings/<signal>.csv` and `readings/<signal>.parquet` for every signal with rows of the
+//!   person (operational pseudonym `pid`);
+//! - `daily_indicators.csv` (the research dataset's rows of the person's research pseudonym);
+//! - `alerts.csv`, `alert_workflow.csv` (every step with its comment), `alert_revisions.csv`;
+//! - `accesses.csv`: every audit entry naming the person, one of their alerts, devices or stations;
+//! - `SHA256SUMS`: the SHA-256 of every member above.
+//!
+//! Writing the export is itself audited (`person.export`), after the archive is complete.
+
+use std::io::Write;
+use std::path::Path;
+
+use nachtwacht_wire::Signal;
+use polars::prelude::*;
+use rusqlite::types::ValueRef;
+use rusqlite::OptionalExtension;
+use sha2::{Digest, Sha256};
+
+use crate::base::Context;
+use crate::dataset;
+use crate::trust::{audit, pseudonym::Pseudonymiser, secrets};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no person with reference {0:?}")]
+    UnknownPerson(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("polars: {0}")]
+    Polars(#[from] PolarsError),
+    #[error(transparent)]
+    Dataset(#[from] dataset::Error),
+    #[error(transparent)]
+    Secrets(#[from] secrets::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+    #[error(transparent)]
+    File(#[from] crate::base::fsio::Error),
+    #[error("writing the archive {path}: {source}")]
+    Archive {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What an export wrote.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub person_id: i64,
+    /// Member name and its SHA-256, in archive order (`SHA256SUMS` not included).
+    pub members: Vec<(String, String)>,
+    /// Reading rows, all signals.
+    pub readings: usize,
+    pub alerts: usize,
+    pub accesses: usize,
+}
+
+const README: &str = include_str!("export_readme.txt");
+
+/// The person's stations: the one in their home, and every station their devices were paired with.
+const PERSONS_STATIONS: &str = "person_id = ?1 OR id IN (
+    SELECT station_id FROM device_pairings WHERE device_serial IN (
+        SELECT device_serial FROM assignments WHERE person_id = ?1))";
+
+/// Exports everything held about the person with case reference `reference` into a tar archive
+/// at `out` (written whole, then fsynced; an existing file is replaced), audited as `actor`.
+pub fn export_person(
+    ctx: &Context,
+    reference: &str,
+    out: &Path,
+    actor: &str,
+    now_ms: i64,
+) -> Result<ExportReport> {
+    let person_id: i64 = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT id FROM persons WHERE reference = ?1",
+            [reference],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::UnknownPerson(reference.into()))?;
+    let pseudonyms = Pseudonymiser::load(&ctx.dir)?;
+    let (pid, rid) = (
+        pseudonyms.operational(person_id),
+        pseudonyms.research(person_id),
+    );
+
+    let mut members: Vec<(String, Vec<u8>)> =
+        vec![("README.txt".into(), README.as_bytes().to_vec())];
+    let alert_ids: Vec<i64>;
+    let serials: Vec<String>;
+    let stations: Vec<String>;
+    {
+        let conn = ctx.db.lock();
+        members.push((
+            "person.csv".into(),
+            sql_csv(
+                &conn,
+                "SELECT reference, programme, region, birth_year, created_at_ms FROM persons WHERE id = ?1",
+                person_id,
+            )?,
+        ));
+        members.push((
+            "devices.csv".into(),
+            sql_csv(
+                &conn,
+                "SELECT a.device_serial, d.kind, a.valid_from_ms, a.valid_to_ms
+                   FROM assignments a JOIN devices d ON d.serial = a.device_serial
+                  WHERE a.person_id = ?1 ORDER BY a.valid_from_ms, a.id",
+                person_id,
+            )?,
+        ));
+        members.push((
+            "stations.csv".into(),
+            sql_csv(
+                &conn,
+                &format!(
+                    "SELECT name, enrolled_at_ms, revoked_at_ms, last_contact_ms
+                       FROM stations WHERE {PERSONS_STATIONS} ORDER BY name"
+                ),
+                person_id,
+            )?,
+        ));
+        members.push((
+            "pairings.csv".into(),
+            sql_csv(
+                &conn,
+                "SELECT p.device_serial, s.name AS station, p.valid_from_ms, p.valid_to_ms
+                   FROM device_pairings p JOIN stations s ON s.id = p.station_id
+                  WHERE p.device_serial IN (SELECT device_serial FROM assignments WHERE person_id = ?1)
+                  ORDER BY p.device_serial, p.valid_from_ms, p.id",
+                person_id,
+            )?,
+        ));
+        members.push((
+            "alerts.csv".into(),
+            sql_csv(
+                &conn,
+                "SELECT id, kind, severity, start_ms, end_ms, peak_tac_g_dl, status, provisional,
+                        revision, withdrawn_at_ms, rule, evidence_bundles, created_at_ms
+                   FROM alerts WHERE person_id = ?1 ORDER BY start_ms, id",
+                person_id,
+            )?,
+        ));
+        members.push((
+            "alert_workflow.csv".into(),
+            sql_csv(
+                &conn,
+                "SELECT e.alert_id, e.at_ms, e.actor, e.from_status, e.to_status, e.comment
+                   FROM alert_events e JOIN alerts a ON a.id = e.alert_id
+                  WHERE a.person_id = ?1 ORDER BY e.alert_id, e.at_ms, e.id",
+                person_id,
+            )?,
+        ));
+        members.push((
+            "alert_revisions.csv".into(),
+            sql_csv(
+                &conn,
+                "SELECT r.alert_id, r.revision, r.at_ms, r.reason, r.before, r.after
+                   FROM alert_revisions r JOIN alerts a ON a.id = r.alert_id
+                  WHERE a.person_id = ?1 ORDER BY r.alert_id, r.revision",
+                person_id,
+            )?,
+        ));
+        alert_ids = conn
+            .prepare("SELECT id FROM alerts WHERE person_id = ?1")?
+            .query_map([person_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        serials = conn
+            .prepare("SELECT DISTINCT device_serial FROM assignments WHERE person_id = ?1")?
+            .query_map([person_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        stations = conn
+            .prepare(&format!(
+                "SELECT name FROM stations WHERE {PERSONS_STATIONS}"
+            ))?
+            .query_map([person_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+    }
+
+    let mut readings = 0;
+    {
+        let _readers = dataset::ReadGuard::acquire(&ctx.dir)?;
+        for signal in Signal::ALL {
+            let files = dataset::list_signal_files(&ctx.dir, &ctx.db, signal)?;
+            let Some(lf) = dataset::scan_readings(&files)? else {
+                continue;
+            };
+            let mut df = lf.filter(col("pid").eq(lit(pid.clone()))).collect()?;
+            if df.height() == 0 {
+                continue;
+            }
+            readings += df.height();
+            let mut parquet = Vec::new();
+            ParquetWriter::new(&mut parquet).finish(&mut df)?;
+            let mut csv = Vec::new();
+            CsvWriter::new(&mut csv)
+                .include_header(true)
+                .finish(&mut df)?;
+            members.push((format!("readings/{}.csv", signal.name()), csv));
+            members.push((format!("readings/{}.parquet", signal.name()), parquet));
+        }
+        let daily = ctx.dir.research_daily();
+        let mut df = if daily.exists() {
+            LazyFrame::scan_parquet(
+                PlPath::new(&daily.to_string_lossy()),
+                ScanArgsParquet::default(),
+            )?
+            .filter(col("rid").eq(lit(rid.clone())))
+            .collect()?
+        } else {
+            DataFrame::empty()
+        };
+        let mut csv = Vec::new();
+        if df.width() > 0 {
+            CsvWriter::new(&mut csv)
+                .include_header(true)
+                .finish(&mut df)?;
+        }
+        members.push(("daily_indicators.csv".into(), csv));
+    }
+
+    // Audit objects name a person and an alert with a prefix, a device by its bare serial and a
+    // station by its name.
+    let named: Vec<String> = std::iter::once(format!("person:{person_id}"))
+        .chain(alert_ids.iter().map(|id| format!("alert:{id}")))
+        .chain(serials.iter().cloned())
+        .chain(stations.iter().cloned())
+        .collect();
+    let accesses: Vec<audit::Entry> = audit::entries(&ctx.db.lock())?
+        .into_iter()
+        .filter(|e| named.contains(&e.object))
+        .collect();
+    members.push(("accesses.csv".into(), audit::to_csv(&accesses).into_bytes()));
+
+    let sums: Vec<(String, String)> = members
+        .iter()
+        .map(|(name, bytes)| (name.clone(), hex::encode(Sha256::digest(bytes))))
+        .collect();
+    let sums_text: String = sums.iter().map(|(n, h)| format!("{h}  {n}\n")).collect();
+    members.push(("SHA256SUMS".into(), sums_text.into_bytes()));
+    write_archive(out, &members, now_ms)?;
+
+    let report = ExportReport {
+        person_id,
+        members: sums,
+        readings,
+        alerts: alert_ids.len(),
+        accesses: accesses.len(),
+    };
+    let archive_sha256 = hex::encode(Sha256::digest(std::fs::read(out).map_err(|source| {
+        Error::Archive {
+            path: out.display().to_string(),
+            source,
+        }
+    })?));
+    audit::append(
+        &ctx.db.lock(),
+        now_ms,
+        actor,
+        "person.export",
+        &format!("person:{person_id}"),
+        &serde_json::json!({
+            "members": report.members.len() + 1,
+            "readings": readings,
+            "alerts": report.alerts,
+            "accesses": report.accesses,
+            "archive_sha256": archive_sha256,
+        })
+        .to_string(),
+    )?;
+    Ok(report)
+}
+
+/// The rows of a query with one `?1` parameter, as CSV with the columns' names as header.
+fn sql_csv(conn: &rusqlite::Connection, sql: &str, param: i64) -> Result<Vec<u8>> {
+    let mut stmt = conn.prepare(sql)?;
+    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    let mut out = names.join(",") + "\n";
+    let mut rows = stmt.query([param])?;
+    while let Some(row) = rows.next()? {
+        let fields: Vec<String> = (0..names.len())
+            .map(|i| {
+                Ok(match row.get_ref(i)? {
+                    ValueRef::Null => String::new(),
+                    ValueRef::Integer(v) => v.to_string(),
+                    ValueRef::Real(v) => v.to_string(),
+                    ValueRef::Text(t) => csv_field(&String::from_utf8_lossy(t)),
+                    ValueRef::Blob(b) => hex::encode(b),
+                })
+            })
+            .collect::<rusqlite::Result<_>>()?;
+        out += &fields.join(",");
+        out.push('\n');
+    }
+    Ok(out.into_bytes())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn write_archive(out: &Path, members: &[(String, Vec<u8>)], now_ms: i64) -> Result<()> {
+    let io = |source| Error::Archive {
+        path: out.display().to_string(),
+        source,
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in members {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        header.set_mtime((now_ms / 1000).max(0) as u64);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, name, bytes.as_slice())
+            .map_err(io)?;
+    }
+    let mut archive = builder.into_inner().map_err(io)?;
+    archive.flush().map_err(io)?;
+    crate::base::fsio::write_durably(out, &archive)?;
+    Ok(())
+}
