@@ -112,6 +112,33 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
             ],
         );
         assert_eq!(status, 303, "{page}");
+        // The person's subject access export, as the button beside the person downloads it; an
+        // unknown reference is the administrator's mistake.
+        let (status, _, archive) = post(
+            &base,
+            &admin,
+            "/admin/persons/export",
+            &[("reference", "CASE-77")],
+        );
+        assert_eq!(status, 200, "{archive}");
+        for held in [
+            "README.txt",
+            "person.csv",
+            "CASE-77",
+            "AM-0077",
+            "home-77",
+            "SHA256SUMS",
+        ] {
+            assert!(archive.contains(held), "{held} in the export");
+        }
+        let (status, _, page) = post(
+            &base,
+            &admin,
+            "/admin/persons/export",
+            &[("reference", "CASE-nobody")],
+        );
+        assert_eq!(status, 400, "{page}");
+        assert!(page.contains("no person"), "{page}");
         // The device is listed as worn, and is handed in: once.
         let devices = |admin: &HttpSession| {
             let (_, _, overview) = outcome(

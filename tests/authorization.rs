@@ -31,6 +31,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/admin/accounts/{id}/role", "administrator"),
     ("POST", "/admin/accounts/{id}/reset", "administrator"),
     ("POST", "/admin/persons", "administrator"),
+    ("POST", "/admin/persons/export", "administrator"),
     ("POST", "/admin/devices", "administrator"),
     ("POST", "/admin/devices/return", "administrator"),
     ("POST", "/admin/stations", "administrator"),

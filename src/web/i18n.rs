@@ -175,6 +175,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("assign", "Toewijzen", "Assign"),
     ("end_now", "Nu beëindigen", "End now"),
     ("return_now", "Nu ingeleverd", "Returned now"),
+    ("person.export", "Inzage (export)", "Subject access export"),
     ("reference", "Referentie", "Reference"),
     ("region", "Regio", "Region"),
     ("birth_year", "Geboortejaar", "Birth year"),

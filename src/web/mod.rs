@@ -150,6 +150,10 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
             post(pages::admin::add_person),
         ),
         (
+            r(Method::POST, "/admin/persons/export", ADMIN),
+            post(pages::admin::export_person),
+        ),
+        (
             r(Method::POST, "/admin/devices", ADMIN),
             post(pages::admin::assign_device),
         ),

@@ -234,6 +234,15 @@ impl From<crate::registry::overview::Error> for Failure {
     }
 }
 
+impl From<crate::lifecycle::export::Error> for Failure {
+    fn from(e: crate::lifecycle::export::Error) -> Self {
+        match e {
+            e @ crate::lifecycle::export::Error::UnknownPerson(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for Failure {
     fn from(e: tokio::task::JoinError) -> Self {
         Failure::internal(e)

@@ -14,7 +14,7 @@ use crate::registry::{caseload, enroll, overview};
 use crate::research;
 use crate::web::access::{FormFields, Signed};
 use crate::web::i18n::Lang;
-use crate::web::page::{csrf_field, esc, fail, frame, time, time_opt, Failure};
+use crate::web::page::{blocking, csrf_field, esc, fail, frame, time, time_opt, Failure};
 use crate::web::AppState;
 
 /// Runs a change on a blocking thread and answers with the overview, or a page showing what
@@ -131,7 +131,7 @@ pub async fn overview(
 
     // Persons.
     b += &format!(
-        "<h2>{}</h2><table id=\"persons\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "<h2>{}</h2><table id=\"persons\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
         t("persons"),
         t("reference"),
         t("programme"),
@@ -140,13 +140,15 @@ pub async fn overview(
     );
     for p in &registry.persons {
         b += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"/admin/persons/export\">{csrf}<input type=\"hidden\" name=\"reference\" value=\"{}\"><button>{}</button></form></td></tr>",
             esc(&p.reference),
             esc(p.programme.as_str()),
             esc(p.region.as_deref().unwrap_or("—")),
             p.birth_year
                 .map(|y| y.to_string())
-                .unwrap_or_else(|| "—".into())
+                .unwrap_or_else(|| "—".into()),
+            esc(&p.reference),
+            t("person.export")
         );
     }
     let programme_opts: String = Programme::ALL
@@ -495,6 +497,50 @@ pub async fn add_station(
         }
         Ok(Err(failure)) => fail(lang, failure),
         Err(e) => fail(lang, Failure::internal(e)),
+    }
+}
+
+/// Everything held about a person (GDPR art. 15) as a download: the archive of
+/// [`crate::lifecycle::export`], written to a temporary file in the data directory and removed
+/// once read. Audited by the export itself.
+pub async fn export_person(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let reference = form.get("reference").trim().to_string();
+    let (ctx, actor) = (state.ctx.clone(), session.account.username.clone());
+    let result = blocking(move || -> Result<Vec<u8>, Failure> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".export-")
+            .tempfile_in(ctx.dir.root())
+            .map_err(Failure::internal)?;
+        crate::lifecycle::export::export_person(
+            &ctx,
+            &reference,
+            tmp.path(),
+            &actor,
+            crate::base::time::now_ms(),
+        )?;
+        std::fs::read(tmp.path()).map_err(Failure::internal)
+    })
+    .await;
+    match result {
+        Ok(archive) => {
+            let mut response = archive.into_response();
+            let h = response.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-tar"),
+            );
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"inzage.tar\""),
+            );
+            response
+        }
+        Err(failure) => fail(lang, failure),
     }
 }
 
