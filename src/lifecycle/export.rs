@@ -298,7 +298,7 @@ fn sql_csv(conn: &rusqlite::Connection, sql: &str, param: i64) -> Result<Vec<u8>
                     ValueRef::Null => String::new(),
                     ValueRef::Integer(v) => v.to_string(),
                     ValueRef::Real(v) => v.to_string(),
-                    ValueRef::Text(t) => csv_field(&String::from_utf8_lossy(t)),
+                    ValueRef::Text(t) => audit::csv_field(&String::from_utf8_lossy(t)),
                     ValueRef::Blob(b) => hex::encode(b),
                 })
             })
@@ -307,14 +307,6 @@ fn sql_csv(conn: &rusqlite::Connection, sql: &str, param: i64) -> Result<Vec<u8>
         out.push('\n');
     }
     Ok(out.into_bytes())
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 fn write_archive(out: &Path, members: &[(String, Vec<u8>)], now_ms: i64) -> Result<()> {

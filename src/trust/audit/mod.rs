@@ -158,15 +158,18 @@ pub fn entries(conn: &Connection) -> Result<Vec<Entry>> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 /// Entries as CSV with a header row; fields with commas, quotes or line breaks are quoted.
 pub fn to_csv(entries: &[Entry]) -> String {
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
+    let field = csv_field;
     let mut out = String::from("seq,at_ms,actor,action,object,detail,prev_hash,hash\n");
     for e in entries {
         out += &[

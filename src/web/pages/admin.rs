@@ -460,6 +460,17 @@ pub async fn return_device(
     .await
 }
 
+/// A file handed to the administrator as a download, once.
+fn download(bytes: Vec<u8>, content_type: &'static str, file_name: &'static str) -> Response {
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
+}
+
 /// Enrols a station and hands its configuration (certificate, key, server addresses) to the
 /// administrator as a download, once.
 pub async fn add_station(
@@ -482,19 +493,7 @@ pub async fn add_station(
     })
     .await;
     match result {
-        Ok(Ok(toml)) => {
-            let mut response = toml.into_response();
-            let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/toml"),
-            );
-            h.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"station.toml\""),
-            );
-            response
-        }
+        Ok(Ok(toml)) => download(toml.into_bytes(), "application/toml", "station.toml"),
         Ok(Err(failure)) => fail(lang, failure),
         Err(e) => fail(lang, Failure::internal(e)),
     }
@@ -527,19 +526,7 @@ pub async fn export_person(
     })
     .await;
     match result {
-        Ok(archive) => {
-            let mut response = archive.into_response();
-            let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-tar"),
-            );
-            h.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"inzage.tar\""),
-            );
-            response
-        }
+        Ok(archive) => download(archive, "application/x-tar", "inzage.tar"),
         Err(failure) => fail(lang, failure),
     }
 }
