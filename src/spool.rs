@@ -54,10 +54,6 @@ impl BundleState {
             Self::Quarantined => "quarantined",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
 }
 
 crate::closed_set_text!(BundleState);

@@ -60,10 +60,6 @@ impl AlertKind {
             Self::ClockDrift => "clock-drift",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
 }
 
 /// How urgent an alert is. Stored as [`Severity::as_str`].
@@ -99,10 +95,6 @@ impl Severity {
             Self::Low => "low",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
 }
 
 crate::closed_set_text!(AlertKind);
@@ -136,10 +128,6 @@ impl Status {
             Self::NotConfirmed => "not_confirmed",
             Self::Resolved => "resolved",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 
     /// The steps the workflow allows from this status.

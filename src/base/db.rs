@@ -10,11 +10,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-/// Gives a closed set (an enum with `as_str` and `parse`) its one string form in SQL and in serde,
-/// so that a value read back that is not in the set is an error, not a string passed on.
+/// Gives a closed set (an enum with `ALL` and `as_str`) its `parse` and its one string form in SQL
+/// and in serde, so that a value read back that is not in the set is an error, not a string passed
+/// on.
 #[macro_export]
 macro_rules! closed_set_text {
     ($type:ty) => {
+        impl $type {
+            /// The value whose [`Self::as_str`] is `s`.
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.into_iter().find(|v| v.as_str() == s)
+            }
+        }
+
         impl serde::Serialize for $type {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())

@@ -24,10 +24,6 @@ impl Programme {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
     /// The signals the programme may collect, as stored in `programmes.signals`.
     pub const fn signals(self) -> &'static str {
         match self {

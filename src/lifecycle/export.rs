@@ -16,13 +16,11 @@
 //!
 //! Writing the export is itself audited (`person.export`), after the archive is complete.
 
-use std::io::Write;
 use std::path::Path;
 
 use nachtwacht_wire::Signal;
 use polars::prelude::*;
 use rusqlite::types::ValueRef;
-use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use crate::base::Context;
@@ -45,11 +43,8 @@ pub enum Error {
     Audit(#[from] audit::Error),
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
-    #[error("writing the archive {path}: {source}")]
-    Archive {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("building the archive: {0}")]
+    Archive(std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,7 +69,8 @@ const PERSONS_STATIONS: &str = "person_id = ?1 OR id IN (
         SELECT device_serial FROM assignments WHERE person_id = ?1))";
 
 /// Exports everything held about the person with case reference `reference` into a tar archive
-/// at `out` (written whole, then fsynced; an existing file is replaced), audited as `actor`.
+/// at `out` (written whole, then fsynced; an existing file is replaced), audited as `actor` once
+/// it is on disk.
 pub fn export_person(
     ctx: &Context,
     reference: &str,
@@ -82,15 +78,27 @@ pub fn export_person(
     actor: &str,
     now_ms: i64,
 ) -> Result<ExportReport> {
-    let person_id: i64 = ctx
-        .db
-        .lock()
-        .query_row(
-            "SELECT id FROM persons WHERE reference = ?1",
-            [reference],
-            |r| r.get(0),
-        )
-        .optional()?
+    let (archive, report) = build(ctx, reference, now_ms)?;
+    crate::base::fsio::write_durably(out, &archive)?;
+    record(ctx, &report, &archive, actor, now_ms)?;
+    Ok(report)
+}
+
+/// The same archive as bytes (a download), audited as `actor` once it is complete.
+pub fn export_person_bytes(
+    ctx: &Context,
+    reference: &str,
+    actor: &str,
+    now_ms: i64,
+) -> Result<(Vec<u8>, ExportReport)> {
+    let (archive, report) = build(ctx, reference, now_ms)?;
+    record(ctx, &report, &archive, actor, now_ms)?;
+    Ok((archive, report))
+}
+
+/// The archive and what it holds; nothing is written or audited.
+fn build(ctx: &Context, reference: &str, now_ms: i64) -> Result<(Vec<u8>, ExportReport)> {
+    let person_id = crate::registry::enroll::person_id(&ctx.db.lock(), reference)?
         .ok_or_else(|| Error::UnknownPerson(reference.into()))?;
     let pseudonyms = Pseudonymiser::load(&ctx.dir)?;
     let (pid, rid) = (
@@ -252,8 +260,7 @@ pub fn export_person(
         .collect();
     let sums_text: String = sums.iter().map(|(n, h)| format!("{h}  {n}\n")).collect();
     members.push(("SHA256SUMS".into(), sums_text.into_bytes()));
-    write_archive(out, &members, now_ms)?;
-
+    let archive = tar_archive(&members, now_ms)?;
     let report = ExportReport {
         person_id,
         members: sums,
@@ -261,28 +268,33 @@ pub fn export_person(
         alerts: alert_ids.len(),
         accesses: accesses.len(),
     };
-    let archive_sha256 = hex::encode(Sha256::digest(std::fs::read(out).map_err(|source| {
-        Error::Archive {
-            path: out.display().to_string(),
-            source,
-        }
-    })?));
+    Ok((archive, report))
+}
+
+/// The export's audit entry: the person, what the archive holds and its SHA-256.
+fn record(
+    ctx: &Context,
+    report: &ExportReport,
+    archive: &[u8],
+    actor: &str,
+    now_ms: i64,
+) -> Result<()> {
     audit::append(
         &ctx.db.lock(),
         now_ms,
         actor,
         "person.export",
-        &format!("person:{person_id}"),
+        &format!("person:{}", report.person_id),
         &serde_json::json!({
             "members": report.members.len() + 1,
-            "readings": readings,
+            "readings": report.readings,
             "alerts": report.alerts,
             "accesses": report.accesses,
-            "archive_sha256": archive_sha256,
+            "archive_sha256": hex::encode(Sha256::digest(archive)),
         })
         .to_string(),
     )?;
-    Ok(report)
+    Ok(())
 }
 
 /// The rows of a query with one `?1` parameter, as CSV with the columns' names as header.
@@ -309,11 +321,8 @@ fn sql_csv(conn: &rusqlite::Connection, sql: &str, param: i64) -> Result<Vec<u8>
     Ok(out.into_bytes())
 }
 
-fn write_archive(out: &Path, members: &[(String, Vec<u8>)], now_ms: i64) -> Result<()> {
-    let io = |source| Error::Archive {
-        path: out.display().to_string(),
-        source,
-    };
+fn tar_archive(members: &[(String, Vec<u8>)], now_ms: i64) -> Result<Vec<u8>> {
+    let io = Error::Archive;
     let mut builder = tar::Builder::new(Vec::new());
     for (name, bytes) in members {
         let mut header = tar::Header::new_ustar();
@@ -325,8 +334,5 @@ fn write_archive(out: &Path, members: &[(String, Vec<u8>)], now_ms: i64) -> Resu
             .append_data(&mut header, name, bytes.as_slice())
             .map_err(io)?;
     }
-    let mut archive = builder.into_inner().map_err(io)?;
-    archive.flush().map_err(io)?;
-    crate::base::fsio::write_durably(out, &archive)?;
-    Ok(())
+    builder.into_inner().map_err(io)
 }

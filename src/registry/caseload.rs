@@ -83,13 +83,7 @@ pub fn assign(
         )
         .optional()?
         .ok_or_else(|| Error::Invalid(format!("no active officer {officer:?}")))?;
-    let person_id: i64 = tx
-        .query_row(
-            "SELECT id FROM persons WHERE reference = ?1",
-            [person_reference],
-            |r| r.get(0),
-        )
-        .optional()?
+    let person_id: i64 = crate::registry::enroll::person_id(&tx, person_reference)?
         .ok_or_else(|| Error::Invalid(format!("no person {person_reference:?}")))?;
     tx.execute(
         "INSERT INTO caseloads (officer_id, person_id, valid_from_ms, valid_to_ms, assigned_by)

@@ -137,6 +137,17 @@ pub fn revoke_station(ctx: &Context, name: &str, actor: &str) -> Result<()> {
 }
 
 /// Records whose home a station is in, so its silence raises alerts for that person.
+/// The internal id of the person with case reference `reference`, if enrolled. Takes a
+/// connection so it can run inside the caller's transaction.
+pub fn person_id(conn: &rusqlite::Connection, reference: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM persons WHERE reference = ?1",
+        [reference],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 pub fn link_station(
     ctx: &Context,
     station: &str,
@@ -146,14 +157,7 @@ pub fn link_station(
     let now = crate::base::time::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
-    let person: Option<i64> = tx
-        .query_row(
-            "SELECT id FROM persons WHERE reference = ?1",
-            [person_reference],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(person) = person else {
+    let Some(person) = person_id(&tx, person_reference)? else {
         return Err(Error::Invalid(format!(
             "no person with reference {person_reference:?}"
         )));

@@ -117,16 +117,3 @@ pub fn overview(db: &Db, actor: &str, now_ms: i64) -> Result<Overview, Error> {
         devices,
     })
 }
-
-/// The internal id of the person with case reference `reference`, if enrolled.
-pub fn person_id(db: &Db, reference: &str) -> Result<Option<i64>, Error> {
-    use rusqlite::OptionalExtension;
-    Ok(db
-        .lock()
-        .query_row(
-            "SELECT id FROM persons WHERE reference = ?1",
-            [reference],
-            |r| r.get(0),
-        )
-        .optional()?)
-}

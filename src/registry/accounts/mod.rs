@@ -83,10 +83,6 @@ impl Role {
             Role::Auditor => "auditor",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
 }
 
 /// A signed-in account, as the web layer sees it.

@@ -432,7 +432,7 @@ pub async fn assign_device(
     change(&state, lang, &session, move |ctx, actor| {
         let kind = nachtwacht_wire::DeviceKind::parse(&kind)
             .ok_or_else(|| Failure::input(format!("unknown device kind {kind:?}")))?;
-        let person_id = overview::person_id(&ctx.db, &person)?
+        let person_id = enroll::person_id(&ctx.db.lock(), &person)?
             .ok_or_else(|| Failure::input(format!("no person {person:?}")))?;
         enroll::assign_device(ctx, &serial, kind, person_id, day_ms(&from)?, actor)?;
         // Pairing tells ingest which station may upload this device's data.
@@ -500,8 +500,7 @@ pub async fn add_station(
 }
 
 /// Everything held about a person (GDPR art. 15) as a download: the archive of
-/// [`crate::lifecycle::export`], written to a temporary file in the data directory and removed
-/// once read. Audited by the export itself.
+/// [`crate::lifecycle::export`], built in memory. Audited by the export itself.
 pub async fn export_person(
     State(state): State<AppState>,
     lang: Lang,
@@ -510,19 +509,14 @@ pub async fn export_person(
 ) -> Response {
     let reference = form.get("reference").trim().to_string();
     let (ctx, actor) = (state.ctx.clone(), session.account.username.clone());
-    let result = blocking(move || -> Result<Vec<u8>, Failure> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".export-")
-            .tempfile_in(ctx.dir.root())
-            .map_err(Failure::internal)?;
-        crate::lifecycle::export::export_person(
+    let result = blocking(move || {
+        crate::lifecycle::export::export_person_bytes(
             &ctx,
             &reference,
-            tmp.path(),
             &actor,
             crate::base::time::now_ms(),
-        )?;
-        std::fs::read(tmp.path()).map_err(Failure::internal)
+        )
+        .map(|(archive, _)| archive)
     })
     .await;
     match result {
