@@ -97,14 +97,23 @@ pub enum PersonCommand {
 }
 
 pub fn person(command: PersonCommand) -> anyhow::Result<()> {
-    let (dir, reference, programme, region, birth_year) = match command {
+    match command {
         PersonCommand::Add {
             dir,
             reference,
             programme,
             region,
             birth_year,
-        } => (dir, reference, programme, region, birth_year),
+        } => {
+            let ctx = dir.open()?;
+            let id = enroll::add_person(&ctx, &reference, programme, ACTOR_CLI)
+                .context("adding person")?;
+            if region.is_some() || birth_year.is_some() {
+                enroll::set_research_attributes(&ctx, id, region.as_deref(), birth_year, ACTOR_CLI)
+                    .context("setting research attributes")?;
+            }
+            println!("Person {id} enrolled in {}", programme.as_str());
+        }
         PersonCommand::Export {
             dir,
             reference,
@@ -126,16 +135,8 @@ pub fn person(command: PersonCommand) -> anyhow::Result<()> {
                 r.alerts,
                 r.accesses
             );
-            return Ok(());
         }
-    };
-    let ctx = dir.open()?;
-    let id = enroll::add_person(&ctx, &reference, programme, ACTOR_CLI).context("adding person")?;
-    if region.is_some() || birth_year.is_some() {
-        enroll::set_research_attributes(&ctx, id, region.as_deref(), birth_year, ACTOR_CLI)
-            .context("setting research attributes")?;
     }
-    println!("Person {id} enrolled in {}", programme.as_str());
     Ok(())
 }
 
