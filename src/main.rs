@@ -5,8 +5,9 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use cli::{
-    bench::BenchCommand, pipeline::PipelineCommand, quarantine::QuarantineCommand, registry::*,
-    research::ResearchCommand, service, trust::*, validate::ValidateCommand, DataDirArg,
+    bench::BenchCommand, lifecycle::*, pipeline::PipelineCommand, quarantine::QuarantineCommand,
+    registry::*, research::ResearchCommand, service, trust::*, validate::ValidateCommand,
+    DataDirArg,
 };
 
 #[derive(Parser)]
@@ -37,6 +38,12 @@ enum Command {
     /// Devices and their assignment to persons.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The retention policy: erasing what is past its time, with a dry run.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Legal holds: data kept past its retention for court proceedings.
+    #[command(subcommand)]
+    Hold(HoldCommand),
     /// Research projects and tokens.
     #[command(subcommand)]
     Research(ResearchCommand),
@@ -93,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
         // An export reads Parquet with polars, which must not run on the async workers.
         Command::Person(c) => tokio::task::spawn_blocking(move || person(c)).await?,
         Command::Device(c) => device(c),
+        // Erasure rewrites datasets with polars, which must not run on the async workers.
+        Command::Retention(c) => tokio::task::spawn_blocking(move || retention(c)).await?,
+        Command::Hold(c) => hold(c),
         Command::Account(c) => account(c),
         Command::Caseload(c) => caseload(c),
         Command::Research(c) => cli::research::run(c),

@@ -385,9 +385,7 @@ async fn heartbeats_are_recorded_and_raise_communication_alerts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundles_are_verified_kept_as_evidence_and_pruned_after_retention() {
-    let mut config = Config::default();
-    config.ingest.evidence_retention_days = 1;
-    let t = start_server(config).await;
+    let t = start_server(Config::default()).await;
     let (s, dir, _) = t.ankle_station("home-e", "AM-E", 2, vec![]);
     let mut forger = s.clone();
     let (other_key, _) = nachtwacht_station::seal::new_signing_key().unwrap();
@@ -480,13 +478,23 @@ async fn bundles_are_verified_kept_as_evidence_and_pruned_after_retention() {
 
     // Within retention nothing goes; after it, the copy is deleted and that is recorded.
     assert_eq!(
-        nachtwacht::decode::prune_evidence(&t.ctx, nachtwacht::base::time::now_ms()).unwrap(),
+        nachtwacht::decode::prune_evidence(
+            &t.ctx,
+            nachtwacht::base::time::now_ms(),
+            1,
+            &Default::default(),
+            false
+        )
+        .unwrap(),
         0
     );
     assert_eq!(
         nachtwacht::decode::prune_evidence(
             &t.ctx,
-            nachtwacht::base::time::now_ms() + 2 * 86_400_000
+            nachtwacht::base::time::now_ms() + 2 * 86_400_000,
+            1,
+            &Default::default(),
+            false
         )
         .unwrap(),
         1

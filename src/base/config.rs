@@ -70,9 +70,6 @@ pub struct IngestConfig {
     /// On shutdown, how long uploads already under way may take to finish.
     #[serde(default = "defaults::drain_timeout_secs")]
     pub drain_timeout_secs: u64,
-    /// Days the original ciphertext of a processed bundle is kept as evidence.
-    #[serde(default = "defaults::evidence_retention_days")]
-    pub evidence_retention_days: u32,
 }
 
 /// When a station's silence or health raises a communication alert.
@@ -143,9 +140,6 @@ mod defaults {
     }
     pub fn drain_timeout_secs() -> u64 {
         30
-    }
-    pub fn evidence_retention_days() -> u32 {
-        730
     }
 }
 
@@ -220,7 +214,6 @@ impl Default for Config {
                 max_in_flight_bytes: defaults::max_in_flight_bytes(),
                 idle_timeout_secs: defaults::idle_timeout_secs(),
                 drain_timeout_secs: defaults::drain_timeout_secs(),
-                evidence_retention_days: defaults::evidence_retention_days(),
             },
             http: HttpConfig {
                 listen: "127.0.0.1:8080".parse().expect("addr"),

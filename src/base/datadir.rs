@@ -102,6 +102,14 @@ impl DataDir {
         self.root.join("nachtwacht.toml")
     }
     /// The operator's rule files (see `rules_files`).
+    /// The retention policy (`crate::lifecycle::policy`).
+    pub fn retention_policy(&self) -> PathBuf {
+        self.root.join("retention.toml")
+    }
+    /// Case archives written for handover, deleted at the end of their retention.
+    pub fn exports(&self) -> PathBuf {
+        self.root.join("exports")
+    }
     pub fn rules(&self) -> PathBuf {
         self.root.join("rules")
     }

@@ -362,6 +362,70 @@ CREATE TABLE rules_in_force (
     since_ms INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Issue 21: the data lifecycle.
+-- A person is one identity (and one pair of pseudonyms) across supervision episodes; each episode
+-- has its own case reference and programme. persons.reference and persons.programme are those of
+-- the latest episode.
+CREATE TABLE episodes (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES persons(id),
+    reference TEXT NOT NULL UNIQUE,
+    programme TEXT NOT NULL REFERENCES programmes(name),
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms INTEGER,
+    ended_by TEXT
+);
+CREATE INDEX episodes_person ON episodes(person_id);
+INSERT INTO episodes (person_id, reference, programme, started_at_ms)
+    SELECT id, reference, programme, created_at_ms FROM persons;
+-- When the person's latest supervision ended (NULL while one runs); when erasure of their data
+-- began (from then on nothing is derived for them again); when their identity was erased.
+ALTER TABLE persons ADD COLUMN closed_at_ms INTEGER;
+ALTER TABLE persons ADD COLUMN erasure_started_at_ms INTEGER;
+ALTER TABLE persons ADD COLUMN erased_at_ms INTEGER;
+-- Whose readings a bundle carried (processed, or quarantined because the supervision had ended).
+ALTER TABLE bundles ADD COLUMN person_id INTEGER;
+CREATE INDEX bundles_person ON bundles(person_id);
+-- Which data classes of a person are erased, and when.
+CREATE TABLE person_erasures (
+    person_id INTEGER NOT NULL REFERENCES persons(id),
+    class TEXT NOT NULL,
+    erased_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (person_id, class)
+);
+-- Legal holds: held data is not erased until the hold is released.
+CREATE TABLE legal_holds (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES persons(id),
+    alert_id INTEGER REFERENCES alerts(id),
+    reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+    placed_by TEXT NOT NULL,
+    placed_at_ms INTEGER NOT NULL,
+    released_by TEXT,
+    released_at_ms INTEGER,
+    release_reason TEXT
+);
+CREATE INDEX legal_holds_person ON legal_holds(person_id);
+-- Files nachtwacht wrote under exports/ (case archives), deleted at the end of their retention.
+CREATE TABLE export_files (
+    path TEXT PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES persons(id),
+    sha256 TEXT NOT NULL,
+    written_at_ms INTEGER NOT NULL
+);
+-- Erasable audit entries: the hash covers salted digests of object and detail (see trust::audit).
+ALTER TABLE audit_log ADD COLUMN salt TEXT;
+ALTER TABLE audit_log ADD COLUMN object_digest TEXT;
+ALTER TABLE audit_log ADD COLUMN detail_digest TEXT;
+ALTER TABLE audit_log ADD COLUMN erased_by INTEGER;
+-- The start of the chain removed at the end of the audit log's retention: its last entry.
+CREATE TABLE audit_pruned (
+    through_seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    pruned_at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps
@@ -377,6 +441,9 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted rows are overwritten with zeros, not left in free pages: data past its
+        // retention must be gone from the file, not only from the tables (see `lifecycle`).
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // Every transaction takes the write lock when it begins (BEGIN IMMEDIATE). A deferred one
         // that reads and then writes fails at once with "database is locked" when another process

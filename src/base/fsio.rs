@@ -31,6 +31,22 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     durable::write_durably(path, bytes).map_err(io_err(path))
 }
 
+/// Deletes a file; one that is not there is already deleted. The directory entry's removal is made
+/// durable, so a crash cannot bring the file back.
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => match path.parent() {
+            Some(parent) => sync_dir(parent),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
 pub fn sync_dir(dir: &Path) -> Result<()> {
     durable::sync_dir(dir).map_err(io_err(dir))
 }

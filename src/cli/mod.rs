@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod lifecycle;
 pub mod pipeline;
 pub mod quarantine;
 pub mod registry;

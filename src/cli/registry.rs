@@ -82,6 +82,29 @@ pub enum PersonCommand {
         /// Birth year, released to research only as an age band.
         #[arg(long)]
         birth_year: Option<i32>,
+        /// A case reference of the person's earlier supervision: a person supervised again (a
+        /// new conviction) keeps one identity, so one research pseudonym.
+        #[arg(long)]
+        returning: Option<String>,
+    },
+    /// End a person's supervision: devices returned, home stations revoked, later bundles
+    /// quarantined as "supervision ended"; the retention policy counts from this moment.
+    Close {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        reference: String,
+        /// When the supervision ended (RFC 3339); now when omitted.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// The record handed over when a closed case file is archived: the export archive written
+    /// under exports/ in the data directory, with a SHA-256 manifest beside it.
+    Archive {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        reference: String,
     },
     /// Everything held about a person (GDPR art. 15) in one tar archive, with every access to it
     /// the audit log records; README.txt inside explains each file (docs/data-lifecycle.md).
@@ -104,15 +127,52 @@ pub fn person(command: PersonCommand) -> anyhow::Result<()> {
             programme,
             region,
             birth_year,
+            returning,
         } => {
             let ctx = dir.open()?;
-            let id = enroll::add_person(&ctx, &reference, programme, ACTOR_CLI)
-                .context("adding person")?;
+            let id = match returning {
+                Some(earlier) => {
+                    enroll::start_episode(&ctx, &earlier, &reference, programme, ACTOR_CLI)
+                        .context("starting a new supervision")?
+                }
+                None => enroll::add_person(&ctx, &reference, programme, ACTOR_CLI)
+                    .context("adding person")?,
+            };
             if region.is_some() || birth_year.is_some() {
                 enroll::set_research_attributes(&ctx, id, region.as_deref(), birth_year, ACTOR_CLI)
                     .context("setting research attributes")?;
             }
             println!("Person {id} enrolled in {}", programme.as_str());
+        }
+        PersonCommand::Close { dir, reference, at } => {
+            let at_ms = time_or_now(at)?;
+            let closed = nachtwacht::lifecycle::supervision::close(
+                &dir.open()?,
+                &reference,
+                at_ms,
+                ACTOR_CLI,
+            )
+            .with_context(|| format!("closing {reference}"))?;
+            println!(
+                "Supervision {reference} ended: {} device(s) returned, {} station(s) revoked",
+                closed.devices_returned, closed.stations_revoked
+            );
+        }
+        PersonCommand::Archive { dir, reference } => {
+            let a = nachtwacht::lifecycle::export::archive_closed_case(
+                &dir.open()?,
+                &reference,
+                ACTOR_CLI,
+                now_ms(),
+            )
+            .with_context(|| format!("archiving {reference}"))?;
+            println!(
+                "{} written ({} files); manifest {} (sha256 {})",
+                a.path.display(),
+                a.report.members.len() + 1,
+                a.manifest.display(),
+                a.sha256
+            );
         }
         PersonCommand::Export {
             dir,

@@ -75,7 +75,7 @@ pub fn compact(
 
 /// Deletes the files compaction retired, if no reader holds the datasets now; otherwise leaves
 /// them for a later pass. Returns how many were deleted.
-fn delete_retired(dir: &DataDir, db: &Db) -> Result<usize> {
+pub(super) fn delete_retired(dir: &DataDir, db: &Db) -> Result<usize> {
     let retired: Vec<String> = {
         let conn = db.lock();
         let mut stmt = conn.prepare("SELECT path FROM dataset_retired ORDER BY path")?;

@@ -23,6 +23,9 @@ pub use write::{
 mod compact;
 pub use compact::{compact, CompactionPolicy, CompactionReport};
 
+mod erase;
+pub use erase::{delete_retired_now, erase_pid, ErasedRows};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -27,12 +27,12 @@ impl Decoder {
                     .unwrap_or_else(|e| {
                         format!("quarantined before a restart; reason file unreadable: {e}")
                     });
-                return Ok(Err(Reject(reason)));
+                return Ok(Err(Reject::new(reason)));
             }
         }
         let ciphertext = match std::fs::read(&path) {
             Ok(c) => c,
-            Err(e) => return Ok(Err(Reject(format!("spool file unreadable: {e}")))),
+            Err(e) => return Ok(Err(Reject::new(format!("spool file unreadable: {e}")))),
         };
         let plaintext = match age::Decryptor::new_buffered(&ciphertext[..])
             .and_then(|d| d.decrypt(identities.iter().map(|i| i as &dyn age::Identity)))
@@ -41,15 +41,15 @@ impl Decoder {
                 // The plaintext is a little shorter than the ciphertext: one allocation, no regrowth.
                 let mut out = Vec::with_capacity(ciphertext.len());
                 if let Err(e) = std::io::Read::read_to_end(&mut reader, &mut out) {
-                    return Ok(Err(Reject(format!("decryption failed: {e}"))));
+                    return Ok(Err(Reject::new(format!("decryption failed: {e}"))));
                 }
                 out
             }
-            Err(e) => return Ok(Err(Reject(format!("decryption failed: {e}")))),
+            Err(e) => return Ok(Err(Reject::new(format!("decryption failed: {e}")))),
         };
         let signed = match decode_signed(&plaintext) {
             Ok(s) => s,
-            Err(e) => return Ok(Err(Reject(format!("signed envelope: {e}")))),
+            Err(e) => return Ok(Err(Reject::new(format!("signed envelope: {e}")))),
         };
         let uploader: Option<(i64, String, Option<String>)> = self
             .ctx
@@ -63,12 +63,12 @@ impl Decoder {
             )
             .optional()?;
         let Some((station_id, station, Some(public_key))) = uploader else {
-            return Ok(Err(Reject(
+            return Ok(Err(Reject::new(
                 "uploading station has no registered signing key".into(),
             )));
         };
         if signed.station != station {
-            return Ok(Err(Reject(format!(
+            return Ok(Err(Reject::new(format!(
                 "signed as station {:?} but uploaded by {station:?}",
                 signed.station
             ))));
@@ -79,7 +79,7 @@ impl Decoder {
                 .is_ok()
         });
         if !verified {
-            return Ok(Err(Reject(format!(
+            return Ok(Err(Reject::new(format!(
                 "signature does not verify with station {station:?}'s registered key"
             ))));
         }
@@ -87,15 +87,15 @@ impl Decoder {
         // here from its headers), so parallel bundles never hold more than the budget at once.
         let declared = match nachtwacht_wire::bundle::declared_decoded_len(signed.bundle) {
             Ok(n) => n,
-            Err(e) => return Ok(Err(Reject(format!("invalid bundle: {e}")))),
+            Err(e) => return Ok(Err(Reject::new(format!("invalid bundle: {e}")))),
         };
         let _memory = self.memory.reserve(declared);
         let bundle = match decode_bundle(signed.bundle) {
             Ok(b) => b,
-            Err(e) => return Ok(Err(Reject(format!("invalid bundle: {e}")))),
+            Err(e) => return Ok(Err(Reject::new(format!("invalid bundle: {e}")))),
         };
         if bundle.manifest.bundle_id != *bundle_id {
-            return Ok(Err(Reject(format!(
+            return Ok(Err(Reject::new(format!(
                 "manifest bundle id {} differs from the uploaded id",
                 bundle.manifest.bundle_id
             ))));
@@ -103,7 +103,7 @@ impl Decoder {
         if let Err(reason) = validate::check_timestamp_range(&bundle.batches)
             .and_then(|()| validate::check_rows_plausible(&bundle.batches))
         {
-            return Ok(Err(Reject(reason)));
+            return Ok(Err(Reject::new(reason)));
         }
         let first_ts = bundle
             .batches
@@ -117,6 +117,17 @@ impl Decoder {
             })
             .min();
         let serial = &bundle.manifest.device_serial;
+        // Checked before the pairing: a supervision's end also ends its devices' pairings.
+        if let Some(first_ts) = first_ts {
+            if let Some((person, ended_ms)) = self.supervision_ended(serial, first_ts)? {
+                return Ok(Err(Reject {
+                    reason: format!(
+                        "supervision ended: device {serial} was returned when its wearer's supervision ended at {ended_ms} ms, before these readings ({first_ts} ms)"
+                    ),
+                    person: Some(person),
+                }));
+            }
+        }
         let paired: Option<i64> = self
             .ctx
             .db
@@ -130,7 +141,7 @@ impl Decoder {
             )
             .optional()?;
         if paired.is_none() {
-            return Ok(Err(Reject(format!(
+            return Ok(Err(Reject::new(format!(
                 "device {serial} is not paired with station {station:?}"
             ))));
         }
@@ -141,6 +152,7 @@ impl Decoder {
                 signed_by: public_key,
                 rows: vec![],
                 flags: FlagCounts::default(),
+                person: None,
             }));
         };
         let assignment: Option<(i64, i64, Option<i64>, String)> = self
@@ -159,7 +171,7 @@ impl Decoder {
             )
             .optional()?;
         let Some((person_id, assigned_from_ms, assigned_to_ms, allowed)) = assignment else {
-            return Ok(Err(Reject(format!(
+            return Ok(Err(Reject::new(format!(
                 "device {serial} is not assigned to a person at {first_ts} ms"
             ))));
         };
@@ -205,7 +217,28 @@ impl Decoder {
             signed_by: public_key,
             rows,
             flags,
+            person: Some(person_id),
         }))
+    }
+
+    /// The person whose supervision ended before `first_ts` with this device returned, and when
+    /// it ended: the device's latest assignment before `first_ts` ended by then and its wearer's
+    /// supervision is closed.
+    fn supervision_ended(&self, serial: &str, first_ts: i64) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT a.person_id, p.closed_at_ms FROM assignments a
+                   JOIN persons p ON p.id = a.person_id
+                  WHERE a.device_serial = ?1 AND a.valid_from_ms <= ?2
+                  ORDER BY a.valid_from_ms DESC LIMIT 1",
+                rusqlite::params![serial, first_ts],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+            .optional()?
+            .and_then(|(person, closed)| closed.filter(|c| *c <= first_ts).map(|c| (person, c))))
     }
 
     /// The clock offset the station reported in its latest heartbeat (0 when it never sent one).

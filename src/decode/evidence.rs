@@ -1,5 +1,6 @@
 //! The evidence store: each processed bundle's original ciphertext kept under `evidence/` for the
-//! retention the configuration sets (chain of custody), and pruned after it.
+//! retention the policy sets (chain of custody, `retention.toml` `[evidence]`), and pruned after it
+//! by the retention run (`crate::lifecycle::retention`).
 
 use super::*;
 
@@ -15,11 +16,18 @@ pub fn evidence_path(
     dir.evidence().join(day).join(format!("{bundle_id}.age"))
 }
 
-/// Deletes evidence copies past their retention, records it in the bundle rows and the audit log.
-/// Quarantined ciphertexts are not touched: they wait for an operator.
-pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
-    let cutoff =
-        now_ms - ctx.config.ingest.evidence_retention_days as i64 * crate::base::time::DAY_MS;
+/// Deletes evidence copies received more than `keep_days` before `now_ms`, except those of
+/// bundles in `held` (under a legal hold), and records it in the bundle rows and the audit log.
+/// Quarantined ciphertexts are not touched: their own retention applies. With `dry_run`, only
+/// counts. Returns how many copies are (or would be) deleted.
+pub fn prune_evidence(
+    ctx: &Context,
+    now_ms: i64,
+    keep_days: u32,
+    held: &std::collections::BTreeSet<String>,
+    dry_run: bool,
+) -> Result<usize> {
+    let cutoff = now_ms - i64::from(keep_days) * crate::base::time::DAY_MS;
     let due: Vec<(String, i64)> = {
         let conn = ctx.db.lock();
         let mut stmt = conn.prepare(
@@ -32,10 +40,12 @@ pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?
             .collect::<Result<Vec<_>, _>>()?;
-        rows
+        rows.into_iter()
+            .filter(|(id, _)| !held.contains(id))
+            .collect()
     };
-    if due.is_empty() {
-        return Ok(0);
+    if due.is_empty() || dry_run {
+        return Ok(due.len());
     }
     for (id, received_at_ms) in &due {
         if let Some(bundle_id) = BundleId::from_hex(id) {
@@ -70,7 +80,7 @@ pub fn prune_evidence(ctx: &Context, now_ms: i64) -> Result<usize> {
         &format!(
             "{{\"bundles\":{},\"retention_days\":{}}}",
             due.len(),
-            ctx.config.ingest.evidence_retention_days
+            keep_days
         ),
     )?;
     tx.commit()?;

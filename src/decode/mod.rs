@@ -77,9 +77,23 @@ impl Error {
     }
 }
 
-/// Why a bundle cannot be processed: becomes its quarantine reason.
+/// Why a bundle cannot be processed: becomes its quarantine reason. `person`: whose readings the
+/// bundle carried, when that is known (a bundle that arrived after its wearer's supervision
+/// ended), so that erasing the person's data reaches the quarantined copy too.
 #[derive(Debug)]
-struct Reject(String);
+struct Reject {
+    reason: String,
+    person: Option<i64>,
+}
+
+impl Reject {
+    fn new(reason: String) -> Self {
+        Self {
+            reason,
+            person: None,
+        }
+    }
+}
 
 /// What opening one bundle came to.
 enum Opened {
@@ -123,6 +137,8 @@ struct Processed {
     /// The rows to store, per signal, in the stored schema.
     rows: Vec<(Signal, RecordBatch)>,
     flags: FlagCounts,
+    /// Whose readings these are (`None` for a bundle without readings).
+    person: Option<i64>,
 }
 
 /// Accepted bundles whose rows are written together: one file per signal and day for the whole
@@ -336,9 +352,15 @@ impl Decoder {
                 batch.rows += processed.stored;
                 batch.bundles.push((bundle_id, evidence, processed));
             }
-            Opened::Rejected(Reject(reason)) => {
+            Opened::Rejected(Reject { reason, person }) => {
                 counts.0 += 1;
                 self.quarantine(&bundle_id, &reason)?;
+                if let Some(person) = person {
+                    self.ctx.db.lock().execute(
+                        "UPDATE bundles SET person_id = ?2 WHERE bundle_id = ?1",
+                        rusqlite::params![bundle_id.to_hex(), person],
+                    )?;
+                }
                 warn!(bundle = %bundle_id, %reason, "bundle quarantined");
             }
             Opened::Failed(error) => match self.record_failure(&bundle_id, &error)? {
@@ -448,7 +470,8 @@ impl Decoder {
         for (bundle_id, _, p) in &batch.bundles {
             tx.execute(
                 "UPDATE bundles SET state = ?8, rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
-                        signed_by = ?5, rows_flagged = ?6, flags = ?7, next_attempt_ms = NULL
+                        signed_by = ?5, rows_flagged = ?6, flags = ?7, next_attempt_ms = NULL,
+                        person_id = ?9
                  WHERE bundle_id = ?1",
                 rusqlite::params![
                     bundle_id.to_hex(),
@@ -458,7 +481,8 @@ impl Decoder {
                     p.signed_by,
                     p.flags.flagged as i64,
                     p.flags.to_json(),
-                    BundleState::Processed
+                    BundleState::Processed,
+                    p.person
                 ],
             )?;
         }

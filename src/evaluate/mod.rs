@@ -8,6 +8,7 @@
 //! atomically). Never writes an operational pseudonym into the research dataset.
 
 mod research_tables;
+pub use research_tables::write_parquet_durably as write_research_table;
 use research_tables::{merge_research_days, write_research_alert_counts, write_research_daily};
 
 use std::collections::HashMap;
@@ -181,13 +182,38 @@ impl Reader<'_> {
     }
 }
 
-/// `pid`, `rid`, `programme`, `region`, `age_band` for everyone enrolled.
-fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<(DataFrame, HashMap<String, i64>)> {
+/// The persons an evaluation derives data for.
+struct Persons {
+    /// `pid`, `rid`, `programme`, `region`, `age_band` of everyone enrolled whose erasure has not
+    /// begun.
+    df: DataFrame,
+    by_pid: HashMap<String, i64>,
+    /// Research pseudonyms of persons whose erasure has begun (`crate::lifecycle::retention`):
+    /// nothing is derived for them again (their readings may be gone, and deriving from what is
+    /// left would withdraw or re-create alerts), and their research rows stay as they were until
+    /// the research class of the retention policy erases them.
+    frozen_rids: Vec<String>,
+}
+
+/// The persons enrolled, see [`Persons`].
+fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<Persons> {
+    let frozen_rids: Vec<String> = {
+        let conn = ctx.db.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id FROM persons WHERE erasure_started_at_ms IS NOT NULL ORDER BY id",
+        )?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.into_iter().map(|id| pseudonyms.research(id)).collect()
+    };
     type Row = (i64, String, Option<String>, Option<i32>);
     let rows: Vec<Row> = {
         let conn = ctx.db.lock();
-        let mut stmt =
-            conn.prepare("SELECT id, programme, region, birth_year FROM persons ORDER BY id")?;
+        let mut stmt = conn.prepare(
+            "SELECT id, programme, region, birth_year FROM persons
+              WHERE erasure_started_at_ms IS NULL ORDER BY id",
+        )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -228,7 +254,36 @@ fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<(DataFrame, Hash
         "region" => regions,
         "age_band" => age_bands
     )?;
-    Ok((df, by_pid))
+    Ok(Persons {
+        df,
+        by_pid,
+        frozen_rids,
+    })
+}
+
+/// Exclusive right to change what evaluation writes (alerts, the research datasets) in this data
+/// directory, across processes. Held by every evaluation, and by the retention run while it
+/// erases. Released when dropped (or when the process dies).
+pub struct EvaluationLock {
+    _file: std::fs::File,
+}
+
+impl EvaluationLock {
+    /// Blocks until the lock is free.
+    pub fn acquire(ctx: &Context) -> Result<Self> {
+        let lock_path = ctx.dir.evaluation_lock();
+        let lock_error = |source| Error::Lock {
+            path: lock_path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = lock_path.parent() {
+            std::fs::create_dir_all(parent).map_err(lock_error)?;
+        }
+        let file = crate::base::datadir::lock_file(&lock_path, libc::LOCK_EX)
+            .map_err(lock_error)?
+            .expect("a blocking flock either locks or fails");
+        Ok(Self { _file: file })
+    }
 }
 
 /// One evaluation of all data. Blocking: run on a blocking thread.
@@ -254,20 +309,15 @@ pub fn run_days(
     // One evaluation at a time per data directory, across processes (the scheduler of a node and
     // a backfill from the CLI): each reads the alerts and the research dataset, changes them and
     // writes them back, so two at once would lose one's work (and race on the same files).
-    let lock_path = ctx.dir.evaluation_lock();
-    let lock_error = |source| Error::Lock {
-        path: lock_path.display().to_string(),
-        source,
-    };
-    if let Some(parent) = lock_path.parent() {
-        std::fs::create_dir_all(parent).map_err(lock_error)?;
-    }
-    let _evaluating =
-        crate::base::datadir::lock_file(&lock_path, libc::LOCK_EX).map_err(lock_error)?;
+    let _evaluating = EvaluationLock::acquire(ctx)?;
     // Files listed below stay on disk until this evaluation is done, even if compaction merges
     // them meanwhile.
     let _readers = dataset::ReadGuard::acquire(&ctx.dir)?;
-    let (persons_df, person_of_pid) = persons(ctx, pseudonyms)?;
+    let Persons {
+        df: persons_df,
+        by_pid: person_of_pid,
+        frozen_rids,
+    } = persons(ctx, pseudonyms)?;
     let mut report = EvaluationReport::default();
     let mut parts = Vec::new();
     let read = Reader {
@@ -354,12 +404,9 @@ pub fn run_days(
     }
     let research = daily::for_research(combined, persons_df.clone().lazy()).collect()?;
     report.person_days = research.height();
-    let mut merged = match days {
-        Some(days) => merge_research_days(ctx, research, days)?,
-        None => research,
-    };
+    let mut merged = merge_research_days(ctx, research, days, &frozen_rids)?;
     write_research_daily(ctx, &mut merged)?;
-    write_research_alert_counts(ctx, &persons_df, &person_of_pid)?;
+    write_research_alert_counts(ctx, &persons_df, &person_of_pid, &frozen_rids)?;
     info!(
         events = report.events,
         stress_episodes = report.stress_episodes,

@@ -4,22 +4,26 @@
 
 use super::*;
 
-/// The research dataset with the rows of `days` replaced by `fresh`.
+/// The research dataset with the rows of `days` (all days when `None`) replaced by `fresh`. Rows
+/// of `frozen` research pseudonyms (persons whose erasure has begun) are kept as they are.
 pub(super) fn merge_research_days(
     ctx: &Context,
     fresh: DataFrame,
-    days: Days,
+    days: Option<Days>,
+    frozen: &[String],
 ) -> Result<DataFrame> {
     let path = ctx.dir.research_daily();
     if !path.exists() {
         return Ok(fresh);
     }
+    let outside = match days {
+        Some(days) => col("day")
+            .lt(lit(days.from))
+            .or(col("day").gt_eq(lit(days.to))),
+        None => lit(false),
+    };
     let kept = LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())?
-        .filter(
-            col("day")
-                .lt(lit(days.from))
-                .or(col("day").gt_eq(lit(days.to))),
-        );
+        .filter(outside.or(is_frozen(frozen)));
     Ok(
         concat_lf_diagonal([kept, fresh.lazy()], UnionArgs::default())?
             .sort(["rid", "day"], SortMultipleOptions::default())
@@ -62,10 +66,19 @@ const ALERT_GROUPS: &[(&str, &[&str])] = &[
 /// row per person and UTC day on which alerts started, with counts per group of kinds, under the
 /// research pseudonym with the coarse attributes. Communication alerts come from housekeeping,
 /// so they appear here from the next evaluation on.
+/// Whether a row's `rid` is one of `frozen`.
+fn is_frozen(frozen: &[String]) -> Expr {
+    col("rid").is_in(
+        lit(Series::new("frozen".into(), frozen.to_vec())).implode(),
+        false,
+    )
+}
+
 pub(super) fn write_research_alert_counts(
     ctx: &Context,
     persons_df: &DataFrame,
     person_of_pid: &HashMap<String, i64>,
+    frozen: &[String],
 ) -> Result<()> {
     let pid_of: HashMap<i64, &str> = person_of_pid
         .iter()
@@ -108,8 +121,19 @@ pub(super) fn write_research_alert_counts(
     for ((name, _), c) in ALERT_GROUPS.iter().zip(counts) {
         columns.push(Column::new((*name).into(), c));
     }
-    let mut out = daily::for_research(DataFrame::new(columns)?.lazy(), persons_df.clone().lazy())
-        .collect()?;
+    let fresh = daily::for_research(DataFrame::new(columns)?.lazy(), persons_df.clone().lazy());
+    let path = ctx.dir.research_alert_counts();
+    let mut out = if path.exists() && !frozen.is_empty() {
+        // Persons whose erasure has begun keep the counts they had (see `merge_research_days`).
+        let kept =
+            LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())?
+                .filter(is_frozen(frozen));
+        concat_lf_diagonal([kept, fresh], UnionArgs::default())?
+            .sort(["rid", "day"], SortMultipleOptions::default())
+            .collect()?
+    } else {
+        fresh.collect()?
+    };
     write_parquet_durably(&ctx.dir.research_alert_counts(), &mut out)
 }
 
@@ -118,7 +142,7 @@ pub(super) fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<
 }
 
 /// Writes a research dataset whole and durably (temp file, fsync, rename, fsync directory).
-fn write_parquet_durably(path: &std::path::Path, df: &mut DataFrame) -> Result<()> {
+pub fn write_parquet_durably(path: &std::path::Path, df: &mut DataFrame) -> Result<()> {
     let parent = path.parent().expect("dataset in a directory");
     std::fs::create_dir_all(parent).map_err(|source| crate::base::fsio::Error {
         path: parent.display().to_string(),

@@ -21,6 +21,7 @@ use std::path::Path;
 use nachtwacht_wire::Signal;
 use polars::prelude::*;
 use rusqlite::types::ValueRef;
+use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use crate::base::Context;
@@ -45,6 +46,8 @@ pub enum Error {
     File(#[from] crate::base::fsio::Error),
     #[error("building the archive: {0}")]
     Archive(std::io::Error),
+    #[error("the supervision of {0:?} has not ended: only a closed case is archived")]
+    NotClosed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -96,6 +99,87 @@ pub fn export_person_bytes(
     Ok((archive, report))
 }
 
+/// A case archive: where it was written, with its digest.
+#[derive(Debug, Clone)]
+pub struct CaseArchive {
+    /// The archive, under `exports/` in the data directory.
+    pub path: std::path::PathBuf,
+    /// `<archive>.sha256`: its SHA-256 in `sha256sum` format, the manifest of the handover.
+    pub manifest: std::path::PathBuf,
+    pub sha256: String,
+    pub report: ExportReport,
+}
+
+/// The record handed over when a closed case file is archived: the subject access archive of the
+/// person (the same format, `SHA256SUMS` inside), written under `exports/` with a manifest beside
+/// it (`sha256sum -c` checks the archive, then `SHA256SUMS` each member). Audited as
+/// `person.archive`; the file is deleted at the end of the `exports` retention, so the handover
+/// must take it before then. Refused while the supervision runs.
+pub fn archive_closed_case(
+    ctx: &Context,
+    reference: &str,
+    actor: &str,
+    now_ms: i64,
+) -> Result<CaseArchive> {
+    let closed: Option<i64> = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT p.closed_at_ms FROM episodes e JOIN persons p ON p.id = e.person_id
+              WHERE e.reference = ?1",
+            [reference],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::UnknownPerson(reference.into()))?;
+    if closed.is_none() {
+        return Err(Error::NotClosed(reference.into()));
+    }
+    let (archive, report) = build(ctx, reference, now_ms)?;
+    let sha256 = hex::encode(Sha256::digest(&archive));
+    // Named by the person's number and the time, never the case reference: a file name is seen
+    // by more people than the file's content.
+    let stamp = chrono::DateTime::from_timestamp_millis(now_ms)
+        .map(|t| t.format("%Y%m%dT%H%M%S%3fZ").to_string())
+        .unwrap_or_default();
+    let name = format!("case-{}-{stamp}.tar", report.person_id);
+    let path = ctx.dir.exports().join(&name);
+    let manifest = ctx.dir.exports().join(format!("{name}.sha256"));
+    std::fs::create_dir_all(ctx.dir.exports()).map_err(|source| crate::base::fsio::Error {
+        path: ctx.dir.exports().display().to_string(),
+        source,
+    })?;
+    crate::base::fsio::write_durably(&path, &archive)?;
+    crate::base::fsio::write_durably(&manifest, format!("{sha256}  {name}\n").as_bytes())?;
+    let rel = path
+        .strip_prefix(ctx.dir.root())
+        .unwrap_or(&path)
+        .to_string_lossy()
+        .into_owned();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO export_files (path, person_id, sha256, written_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![rel, report.person_id, sha256, now_ms],
+    )?;
+    audit::append(
+        &tx,
+        now_ms,
+        actor,
+        "person.archive",
+        &format!("person:{}", report.person_id),
+        &serde_json::json!({"path": rel, "archive_sha256": sha256, "members": report.members.len() + 1})
+            .to_string(),
+    )?;
+    tx.commit()?;
+    Ok(CaseArchive {
+        path,
+        manifest,
+        sha256,
+        report,
+    })
+}
+
 /// The archive and what it holds; nothing is written or audited.
 fn build(ctx: &Context, reference: &str, now_ms: i64) -> Result<(Vec<u8>, ExportReport)> {
     let person_id = crate::registry::enroll::person_id(&ctx.db.lock(), reference)?
@@ -117,7 +201,16 @@ fn build(ctx: &Context, reference: &str, now_ms: i64) -> Result<(Vec<u8>, Export
             "person.csv".into(),
             sql_csv(
                 &conn,
-                "SELECT reference, programme, region, birth_year, created_at_ms FROM persons WHERE id = ?1",
+                "SELECT reference, programme, region, birth_year, created_at_ms, closed_at_ms FROM persons WHERE id = ?1",
+                person_id,
+            )?,
+        ));
+        members.push((
+            "episodes.csv".into(),
+            sql_csv(
+                &conn,
+                "SELECT reference, programme, started_at_ms, ended_at_ms FROM episodes
+                  WHERE person_id = ?1 ORDER BY started_at_ms, id",
                 person_id,
             )?,
         ));

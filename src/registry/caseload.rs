@@ -177,6 +177,12 @@ mod tests {
             )
             .unwrap();
         let person: i64 = db.lock().last_insert_rowid();
+        db.lock()
+            .execute(
+                "INSERT INTO episodes (person_id, reference, programme, started_at_ms) VALUES (?1, 'case-1', 'alcohol-ban', 0)",
+                [person],
+            )
+            .unwrap();
         assert!(
             assign(&db, "adam", "case-1", now, None, "t", now).is_err(),
             "not an officer"

@@ -137,11 +137,11 @@ pub fn revoke_station(ctx: &Context, name: &str, actor: &str) -> Result<()> {
 }
 
 /// Records whose home a station is in, so its silence raises alerts for that person.
-/// The internal id of the person with case reference `reference`, if enrolled. Takes a
-/// connection so it can run inside the caller's transaction.
+/// The internal id of the person with case reference `reference` (of any of their supervision
+/// episodes), if enrolled. Takes a connection so it can run inside the caller's transaction.
 pub fn person_id(conn: &rusqlite::Connection, reference: &str) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
-        "SELECT id FROM persons WHERE reference = ?1",
+        "SELECT person_id FROM episodes WHERE reference = ?1",
         [reference],
         |r| r.get(0),
     )
@@ -192,16 +192,85 @@ pub fn add_person(
     let now = crate::base::time::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
+    if person_id(&tx, reference)?.is_some() {
+        return Err(Error::Invalid(format!(
+            "case reference {reference:?} is already enrolled"
+        )));
+    }
     tx.execute(
         "INSERT INTO persons (reference, programme, created_at_ms) VALUES (?1, ?2, ?3)",
         (reference, programme, now),
     )?;
     let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO episodes (person_id, reference, programme, started_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![id, reference, programme, now],
+    )?;
     audit::append(
         &tx,
         now,
         actor,
         "person.add",
+        &format!("person:{id}"),
+        &serde_json::json!({"programme": programme.as_str()}).to_string(),
+    )?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Starts a new supervision episode for a person who was supervised before (a new conviction),
+/// under the new case reference: the person keeps their identity, so their pseudonyms, and with
+/// them their weight in every research answer, stay one person's. `earlier_reference` is the case
+/// reference of any earlier episode; the person's last supervision must have ended, and their
+/// erasure must not have begun (then too little of them is left to continue: enrol anew).
+pub fn start_episode(
+    ctx: &Context,
+    earlier_reference: &str,
+    reference: &str,
+    programme: Programme,
+    actor: &str,
+) -> Result<i64> {
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let Some(id) = person_id(&tx, earlier_reference)? else {
+        return Err(Error::Invalid(format!(
+            "no person with reference {earlier_reference:?}"
+        )));
+    };
+    if person_id(&tx, reference)?.is_some() {
+        return Err(Error::Invalid(format!(
+            "case reference {reference:?} is already enrolled"
+        )));
+    }
+    let (closed, erasing): (Option<i64>, Option<i64>) = tx.query_row(
+        "SELECT closed_at_ms, erasure_started_at_ms FROM persons WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if erasing.is_some() {
+        return Err(Error::Invalid(format!(
+            "the data of {earlier_reference:?} is being erased under the retention policy; enrol the person anew"
+        )));
+    }
+    if closed.is_none() {
+        return Err(Error::Invalid(format!(
+            "the supervision of {earlier_reference:?} has not ended; close it first"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO episodes (person_id, reference, programme, started_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![id, reference, programme, now],
+    )?;
+    tx.execute(
+        "UPDATE persons SET reference = ?2, programme = ?3, closed_at_ms = NULL WHERE id = ?1",
+        rusqlite::params![id, reference, programme],
+    )?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "person.episode",
         &format!("person:{id}"),
         &serde_json::json!({"programme": programme.as_str()}).to_string(),
     )?;

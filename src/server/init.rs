@@ -37,6 +37,8 @@ pub enum Error {
     Crl(#[from] crate::trust::crl::Error),
     #[error(transparent)]
     Rules(#[from] crate::evaluate::rules_files::Error),
+    #[error(transparent)]
+    Retention(#[from] crate::lifecycle::policy::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -97,6 +99,7 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
         source,
     })?;
     crate::evaluate::rules_files::write_defaults(&dir)?;
+    crate::lifecycle::policy::write_default(&dir)?;
 
     let ca = pki::create_ca()?;
     std::fs::write(dir.ca_cert(), &ca.cert_pem).map_err(|source| Error::Io {

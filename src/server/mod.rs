@@ -31,6 +31,8 @@ pub enum Error {
     Audit(#[from] crate::trust::audit::Error),
     #[error(transparent)]
     Rules(#[from] crate::evaluate::rules_files::Error),
+    #[error(transparent)]
+    Retention(#[from] crate::lifecycle::policy::Error),
     #[error("binding HTTP {addr}: {source}")]
     HttpBind {
         addr: SocketAddr,
@@ -109,6 +111,9 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
         "system",
         crate::base::time::now_ms(),
     )?;
+    // So does an invalid retention policy: erasing under a policy nobody meant is not undone.
+    let retention =
+        crate::lifecycle::policy::load(&ctx.dir, &ctx.db, "system", crate::base::time::now_ms())?;
     {
         // Alerts from before they were sealed are sealed as they stand, and the chain's head is
         // anchored, before anything else writes.
@@ -145,6 +150,7 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
             ctx.clone(),
             pseudonyms,
             rules,
+            retention,
             shutdown_rx.clone(),
         ));
     }
@@ -247,6 +253,7 @@ async fn pipeline_loop(
     ctx: Context,
     pseudonyms: Pseudonymiser,
     mut rules: crate::evaluate::Rules,
+    mut retention: crate::lifecycle::policy::RetentionPolicy,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_secs(ctx.config.pipeline.interval_secs);
@@ -283,21 +290,41 @@ async fn pipeline_loop(
             Err(e) => error!(error = %e, "pipeline task panicked"),
         }
         let c = ctx.clone();
+        match tokio::task::spawn_blocking(move || {
+            crate::lifecycle::policy::load(&c.dir, &c.db, "system", crate::base::time::now_ms())
+        })
+        .await
+        {
+            Ok(Ok(loaded)) => retention = loaded,
+            Ok(Err(e)) => {
+                error!(error = %e, "retention policy not reloaded; the policy in force stays")
+            }
+            Err(e) => error!(error = %e, "retention policy task panicked"),
+        }
+        let (c, policy) = (ctx.clone(), retention.clone());
         let housekeeping = tokio::task::spawn_blocking(move || {
             let now = crate::base::time::now_ms();
             let alerts = crate::evaluate::communication::run(&c, now).map_err(|e| e.to_string())?;
-            let pruned = crate::decode::prune_evidence(&c, now).map_err(|e| e.to_string())?;
+            // Everything past its time under the retention policy, erased from every copy.
+            let erased = crate::lifecycle::retention::housekeeping(&c, &policy)
+                .map_err(|e| e.to_string())?;
             // The day's signed anchor of the audit chain's head, kept current.
             crate::trust::audit::checkpoint::write(&c.dir, &c.db.lock(), now)
                 .map_err(|e| e.to_string())?;
-            Ok::<_, String>((alerts, pruned))
+            Ok::<_, String>((alerts, erased))
         })
         .await;
         match housekeeping {
-            Ok(Ok((alerts, pruned))) if alerts + pruned > 0 => {
+            Ok(Ok((alerts, erased)))
+                if alerts > 0 || erased != crate::lifecycle::retention::Report::default() =>
+            {
                 info!(
                     communication_alerts = alerts,
-                    evidence_pruned = pruned,
+                    readings_erased = erased.readings,
+                    alerts_erased = erased.alerts,
+                    identities_erased = erased.identities,
+                    evidence_pruned = erased.evidence_files,
+                    quarantined_erased = erased.quarantined_bundles,
                     "housekeeping"
                 )
             }

@@ -153,6 +153,17 @@ pub fn verify(dir: &DataDir, conn: &Connection) -> Result<Option<(i64, String)>>
 
 /// Whether the chain has entry `seq` with `hash` (a head recorded elsewhere, or a checkpoint's).
 pub fn anchor_problem(conn: &Connection, seq: i64, hash: &str) -> Result<Option<String>> {
+    // Entries up to the retention horizon were deleted on purpose; only its last hash is kept.
+    if let Some((through_hash, through)) = super::erase::horizon(conn)? {
+        if seq < through {
+            return Ok(None);
+        }
+        if seq == through {
+            return Ok((through_hash != hash).then(|| {
+                format!("entry {seq} was pruned with hash {through_hash}, but {hash} was anchored")
+            }));
+        }
+    }
     let found: Option<String> = conn
         .query_row("SELECT hash FROM audit_log WHERE seq = ?1", [seq], |r| {
             r.get(0)

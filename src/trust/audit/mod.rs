@@ -4,13 +4,21 @@
 //! deleting or reordering any entry breaks every hash after it. [`verify`] recomputes the chain from
 //! the first entry and names the first entry that does not fit.
 //!
+//! Entries written since the data lifecycle (issue 21) are *erasable*: the hash covers a salted
+//! digest of the object and of the detail, not the text, so [`erase`] can replace both with a
+//! marker (keeping the digests, dropping the salt) when the data they name must go, and the chain
+//! still verifies. Who acted, what action and when stay readable for ever.
+//!
 //! Written for every release of research numbers, every enrollment and every key or configuration
 //! change the server makes; never updated or deleted. Alerts and their workflow steps are brought
 //! under the chain by seals ([`seal`]); the head is anchored outside the database by signed daily
 //! checkpoints ([`checkpoint`]).
 
 pub mod checkpoint;
+pub mod erase;
 pub mod seal;
+
+use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -43,9 +51,43 @@ pub struct Entry {
     pub detail: String,
     pub prev_hash: String,
     pub hash: String,
+    /// How the entry's hash commits to its object and detail (see [`Commitment`]).
+    pub commitment: Commitment,
 }
 
+/// How an entry's hash covers its object and detail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Commitment {
+    /// Entries from before erasable entries existed: the hash covers the text itself.
+    Plain,
+    /// The hash covers `SHA-256(salt, text)` of each; the salt is kept with the entry.
+    Salted { salt: String },
+    /// Object and detail were erased (by the tombstone entry `by`): their digests are kept, the
+    /// salt and the text are gone. Plain entries erased keep no digests (`None`).
+    Erased {
+        by: i64,
+        digests: Option<(String, String)>,
+    },
+}
+
+/// The digest an erasable entry's hash covers in place of a field's text. The salt (random per
+/// entry) keeps a short value (a device serial) from being found by trying candidates once the
+/// salt is gone.
+pub fn field_digest(salt: &str, field: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"nachtwacht audit field\0");
+    h.update((salt.len() as u64).to_le_bytes());
+    h.update(salt.as_bytes());
+    h.update((field.len() as u64).to_le_bytes());
+    h.update(field.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The entry's hash. `object` and `detail` are the text for a plain entry and the field digests
+/// for an erasable one (`salted`), which also marks the hash so neither form can pass for the other.
+#[allow(clippy::too_many_arguments)]
 fn entry_hash(
+    salted: bool,
     prev: &str,
     seq: i64,
     at_ms: i64,
@@ -55,6 +97,9 @@ fn entry_hash(
     detail: &str,
 ) -> String {
     let mut h = Sha256::new();
+    if salted {
+        h.update(b"nachtwacht audit v2\0");
+    }
     h.update(prev.as_bytes());
     for field in [
         &seq.to_string(),
@@ -130,20 +175,53 @@ pub fn append(
         Some((s, h)) => (s + 1, h),
         None => (1, GENESIS.to_string()),
     };
-    let hash = entry_hash(&prev, seq, at_ms, actor, action, object, detail);
+    let salt = new_salt();
+    let hash = entry_hash(
+        true,
+        &prev,
+        seq,
+        at_ms,
+        actor,
+        action,
+        &field_digest(&salt, object),
+        &field_digest(&salt, detail),
+    );
     conn.execute(
-        "INSERT INTO audit_log (seq, at_ms, actor, action, object, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        rusqlite::params![seq, at_ms, actor, action, object, detail, prev, hash],
+        "INSERT INTO audit_log (seq, at_ms, actor, action, object, detail, prev_hash, hash, salt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        rusqlite::params![seq, at_ms, actor, action, object, detail, prev, hash, salt],
     )?;
     Ok(seq)
 }
 
+fn new_salt() -> String {
+    let mut salt = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+        .expect("the system's random source");
+    hex::encode(salt)
+}
+
 pub fn entries(conn: &Connection) -> Result<Vec<Entry>> {
     let mut stmt = conn.prepare(
-        "SELECT seq, at_ms, actor, action, object, detail, prev_hash, hash FROM audit_log ORDER BY seq",
+        "SELECT seq, at_ms, actor, action, object, detail, prev_hash, hash, salt, erased_by,
+                object_digest, detail_digest
+           FROM audit_log ORDER BY seq",
     )?;
     let rows = stmt.query_map([], |r| {
+        let salt: Option<String> = r.get(8)?;
+        let erased_by: Option<i64> = r.get(9)?;
+        let digests: (Option<String>, Option<String>) = (r.get(10)?, r.get(11)?);
+        let commitment = match (erased_by, salt) {
+            (Some(by), _) => Commitment::Erased {
+                by,
+                digests: match digests {
+                    (Some(o), Some(d)) => Some((o, d)),
+                    _ => None,
+                },
+            },
+            (None, Some(salt)) => Commitment::Salted { salt },
+            (None, None) => Commitment::Plain,
+        };
         Ok(Entry {
             seq: r.get(0)?,
             at_ms: r.get(1)?,
@@ -153,6 +231,7 @@ pub fn entries(conn: &Connection) -> Result<Vec<Entry>> {
             detail: r.get(5)?,
             prev_hash: r.get(6)?,
             hash: r.get(7)?,
+            commitment,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -209,29 +288,63 @@ pub enum Verdict {
 
 pub fn verify(conn: &Connection) -> Result<Verdict> {
     let all = entries(conn)?;
-    let mut prev = GENESIS.to_string();
+    // Entries before the retention horizon are gone; the chain starts from the last one's hash.
+    let (mut prev, pruned_through) = erase::horizon(conn)?.unwrap_or((GENESIS.to_string(), 0));
+    let by_seq: HashMap<i64, &Entry> = all.iter().map(|e| (e.seq, e)).collect();
+    let mut erasable_seen = false;
     for (i, e) in all.iter().enumerate() {
-        let expected_seq = i as i64 + 1;
-        if e.seq != expected_seq {
-            return Ok(Verdict::Broken {
+        let expected_seq = pruned_through + i as i64 + 1;
+        let broken = |reason: String| {
+            Ok(Verdict::Broken {
                 at_seq: e.seq,
-                reason: format!("expected entry {expected_seq}, found {}", e.seq),
-            });
+                reason,
+            })
+        };
+        if e.seq != expected_seq {
+            return broken(format!("expected entry {expected_seq}, found {}", e.seq));
         }
         if e.prev_hash != prev {
-            return Ok(Verdict::Broken {
-                at_seq: e.seq,
-                reason: "previous-hash link does not match".into(),
-            });
+            return broken("previous-hash link does not match".into());
         }
-        let recomputed = entry_hash(
-            &prev, e.seq, e.at_ms, &e.actor, &e.action, &e.object, &e.detail,
+        let recomputed = match &e.commitment {
+            Commitment::Plain if erasable_seen => {
+                return broken("a plain entry after erasable ones: entries were rewritten".into())
+            }
+            Commitment::Plain => Some(entry_hash(
+                false, &prev, e.seq, e.at_ms, &e.actor, &e.action, &e.object, &e.detail,
+            )),
+            Commitment::Salted { salt } => Some(entry_hash(
+                true,
+                &prev,
+                e.seq,
+                e.at_ms,
+                &e.actor,
+                &e.action,
+                &field_digest(salt, &e.object),
+                &field_digest(salt, &e.detail),
+            )),
+            Commitment::Erased { by, digests } => {
+                if let Some(problem) = erase::tombstone_problem(e.seq, *by, &by_seq) {
+                    return broken(problem);
+                }
+                match digests {
+                    Some((object, detail)) => Some(entry_hash(
+                        true, &prev, e.seq, e.at_ms, &e.actor, &e.action, object, detail,
+                    )),
+                    None if erasable_seen => {
+                        return broken("an erased entry without digests after erasable ones".into())
+                    }
+                    // A plain entry erased: its text is gone, so only its link can be checked.
+                    None => None,
+                }
+            }
+        };
+        erasable_seen |= !matches!(
+            e.commitment,
+            Commitment::Plain | Commitment::Erased { digests: None, .. }
         );
-        if recomputed != e.hash {
-            return Ok(Verdict::Broken {
-                at_seq: e.seq,
-                reason: "entry content does not match its hash".into(),
-            });
+        if recomputed.is_some_and(|h| h != e.hash) {
+            return broken("entry content does not match its hash".into());
         }
         prev = e.hash.clone();
     }
@@ -407,8 +520,18 @@ mod tests {
             let all = entries(&conn).unwrap();
             let mut prev = all[0].hash.clone();
             for e in &all[1..] {
+                let Commitment::Salted { salt } = &e.commitment else {
+                    panic!("entries are written erasable");
+                };
                 let h = entry_hash(
-                    &prev, e.seq, e.at_ms, &e.actor, &e.action, &e.object, &e.detail,
+                    true,
+                    &prev,
+                    e.seq,
+                    e.at_ms,
+                    &e.actor,
+                    &e.action,
+                    &field_digest(salt, &e.object),
+                    &field_digest(salt, &e.detail),
                 );
                 conn.execute(
                     "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
