@@ -372,7 +372,8 @@ impl Eraser<'_> {
             )?;
         }
         for class in &person.due {
-            let (detail, entries) = match class {
+            // `held`: a hold keeps part of the class, which stays due until it is released.
+            let (detail, entries, erased, held) = match class {
                 DataClass::RawReadings => {
                     let erased = crate::dataset::erase_pid(
                         &self.ctx.dir,
@@ -394,22 +395,33 @@ impl Eraser<'_> {
                             )?;
                         }
                     }
+                    // The directories, not the old files' names: a batch of one bundle is
+                    // named after its bundle id, which must not outlive the bundle.
+                    let directories: BTreeSet<String> = erased
+                        .files
+                        .iter()
+                        .filter_map(|f| std::path::Path::new(f).parent())
+                        .map(|d| d.to_string_lossy().into_owned())
+                        .collect();
                     let detail = serde_json::json!({
-                        "rows": erased.rows, "files": erased.files, "replaced_by": erased.replacements,
-                        "kept_for_holds": held_bundles.len(),
+                        "rows": erased.rows, "files": erased.files.len(), "in": directories,
+                        "replaced_by": erased.replacements, "bundles_held": held_bundles.len(),
                     });
-                    (detail, vec![])
+                    (detail, vec![], erased.rows, !held_bundles.is_empty())
                 }
-                DataClass::Alerts => self.alerts(id, &held_alerts, report)?,
+                DataClass::Alerts => {
+                    let (detail, entries, erased) = self.alerts(id, &held_alerts, report)?;
+                    (detail, entries, erased, !held_alerts.is_empty())
+                }
                 DataClass::Research => {
                     let rows = self.research(&self.pseudonyms.research(id))?;
                     report.research_rows += rows;
-                    (serde_json::json!({ "rows": rows }), vec![])
+                    (serde_json::json!({ "rows": rows }), vec![], rows, false)
                 }
                 _ => unreachable!("only personal classes are due per person"),
             };
-            if !self.dry_run {
-                self.tombstone(id, class.as_str(), detail, &entries, Some(*class))?;
+            if !self.dry_run && (erased > 0 || !held) {
+                self.tombstone(id, class.as_str(), detail, &entries, Some(*class), !held)?;
             }
         }
         if person.identity {
@@ -422,7 +434,7 @@ impl Eraser<'_> {
     }
 
     /// Appends the tombstone of one class of one person, erasing `entries` under it, and records
-    /// the class as erased.
+    /// the class as erased when `complete` (nothing of it kept for a hold).
     fn tombstone(
         &self,
         person_id: i64,
@@ -430,6 +442,7 @@ impl Eraser<'_> {
         mut detail: serde_json::Value,
         entries: &[i64],
         policy_class: Option<DataClass>,
+        complete: bool,
     ) -> Result<()> {
         detail["class"] = class.into();
         detail["policy"] = self.policy.digest().into();
@@ -447,10 +460,12 @@ impl Eraser<'_> {
             detail,
             entries,
         )?;
-        tx.execute(
-            "INSERT OR REPLACE INTO person_erasures (person_id, class, erased_at_ms) VALUES (?1, ?2, ?3)",
-            rusqlite::params![person_id, class, self.now_ms],
-        )?;
+        if complete {
+            tx.execute(
+                "INSERT OR REPLACE INTO person_erasures (person_id, class, erased_at_ms) VALUES (?1, ?2, ?3)",
+                rusqlite::params![person_id, class, self.now_ms],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -462,7 +477,7 @@ impl Eraser<'_> {
         person_id: i64,
         held: &BTreeSet<i64>,
         report: &mut Report,
-    ) -> Result<(serde_json::Value, Vec<i64>)> {
+    ) -> Result<(serde_json::Value, Vec<i64>, usize)> {
         let mut conn = self.ctx.db.lock();
         let ids: Vec<i64> = {
             let mut stmt =
@@ -501,6 +516,7 @@ impl Eraser<'_> {
         Ok((
             serde_json::json!({"alerts": ids.len(), "workflow_steps": steps, "kept_for_holds": held.len()}),
             entries,
+            ids.len(),
         ))
     }
 
