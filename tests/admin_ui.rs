@@ -304,7 +304,9 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
                 .call(),
         );
         assert_eq!(status, 200);
-        assert!(csv.starts_with("seq,at_ms,actor,action,object,detail,prev_hash,hash\n"));
+        assert!(csv.starts_with(
+            "seq,at_ms,actor,action,object,detail,prev_hash,hash,salt,object_digest,detail_digest,erased_by\n"
+        ));
         assert!(
             csv.lines()
                 .skip(1)
@@ -339,20 +341,35 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
             "{action} not exported: {actions:?}"
         );
     }
-    // Recompute the chain from the export alone: SHA-256 over the previous hash and the
-    // length-prefixed fields (docs/web-ui.md; src/audit.rs).
+    // Recompute the chain from the export alone (docs/data-lifecycle.md, "The audit chain"):
+    // SHA-256 over a version tag, the previous hash and the length-prefixed fields, where object
+    // and detail enter as SHA-256 digests salted with the entry's salt.
+    let length_prefixed = |h: &mut Sha256, field: &str| {
+        h.update((field.len() as u64).to_le_bytes());
+        h.update(field.as_bytes());
+    };
+    let digest = |salt: &str, field: &str| {
+        let mut h = Sha256::new();
+        h.update(b"nachtwacht audit field\0");
+        length_prefixed(&mut h, salt);
+        length_prefixed(&mut h, field);
+        hex::encode(h.finalize())
+    };
     let mut prev = "0".repeat(64);
     for e in &entries {
         assert_eq!(e["prev_hash"].as_str().unwrap(), prev);
+        let salt = e["salt"].as_str().unwrap();
+        assert!(!salt.is_empty(), "entries are written erasable");
         let mut h = Sha256::new();
+        h.update(b"nachtwacht audit v2\0");
         h.update(prev.as_bytes());
         for field in [
             e["seq"].as_i64().unwrap().to_string(),
             e["at_ms"].as_i64().unwrap().to_string(),
             e["actor"].as_str().unwrap().to_string(),
             e["action"].as_str().unwrap().to_string(),
-            e["object"].as_str().unwrap().to_string(),
-            e["detail"].as_str().unwrap().to_string(),
+            digest(salt, e["object"].as_str().unwrap()),
+            digest(salt, e["detail"].as_str().unwrap()),
         ] {
             h.update((field.len() as u64).to_le_bytes());
             h.update(field.as_bytes());

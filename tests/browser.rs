@@ -33,6 +33,7 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
     let olga = f.accounts["officer"].clone();
     let aud = f.accounts["auditor"].clone();
     let (base, own, other) = (f.base.clone(), f.own_alert, f.other_alert);
+    let ctx = f.t.ctx.clone();
 
     tokio::task::spawn_blocking(move || {
         let b = Browser::start();
@@ -114,6 +115,29 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
                 "{needle} missing from the report: {report}"
             );
         }
+        // A legal hold on the alert ("in court proceedings"), shown on its page.
+        b.goto(&format!("{base}/alerts/{own}"));
+        b.type_into("#hold-reason", "Court hearing 12 March");
+        b.click("#hold");
+        let held = b.wait_for_text("Court hearing 12 March");
+        assert!(held.contains("Legal holds"), "{held}");
+
+        // The supervision ends: the person leaves the list, except under the "closed" filter.
+        nachtwacht::lifecycle::supervision::close(
+            &ctx,
+            "CASE-home-1",
+            nachtwacht::base::time::now_ms(),
+            "test",
+        )
+        .unwrap();
+        b.goto(&format!("{base}/alerts"));
+        b.wait_for_text("Supervision");
+        assert!(!b.text().contains("CASE-home-1"), "{}", b.text());
+        b.click("#supervision option[value=closed]");
+        b.click("form[action='/alerts'] button");
+        let closed = b.wait_for_text("CASE-home-1");
+        assert!(closed.contains("CASE-home-1"), "{closed}");
+
         b.click("header form button");
         let url = b.wait_url("/login");
         assert!(url.ends_with("/login"), "{url}");
@@ -132,6 +156,7 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
             "alert.refused",
             "alert.transition",
             "alert.report",
+            "hold.place",
         ] {
             assert!(log.contains(action), "{action} not in the audit log: {log}");
         }
@@ -148,6 +173,12 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         "SELECT count(*) FROM alert_events WHERE alert_id = {own}"
     ));
     assert_eq!(steps, 2);
+    assert_eq!(
+        f.t.count(&format!(
+            "SELECT count(*) FROM legal_holds WHERE alert_id = {own} AND placed_by = 'olga'"
+        )),
+        1
+    );
     let verdict = nachtwacht::trust::audit::verify(&f.t.ctx.db.lock()).unwrap();
     assert!(
         matches!(verdict, nachtwacht::trust::audit::Verdict::Intact { .. }),

@@ -50,6 +50,8 @@ pub struct AlertFilter {
     pub to: Option<String>,
     /// A person reference.
     pub person: Option<String>,
+    /// `closed`: only persons whose supervision has ended; otherwise only running supervisions.
+    pub supervision: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +168,7 @@ pub fn list(
             AND (?2 IS NULL OR a.status = ?2) AND (?3 IS NULL OR a.kind = ?3)
             AND (?4 IS NULL OR a.start_ms >= ?4) AND (?5 IS NULL OR a.start_ms < ?5)
             AND (?6 IS NULL OR p.reference = ?6)
+            AND ((coalesce(?7, '') = 'closed') = (p.closed_at_ms IS NOT NULL))
           ORDER BY a.start_ms DESC LIMIT 500"
     ))?;
     let rows = stmt
@@ -177,6 +180,7 @@ pub fn list(
                 from,
                 to,
                 nonempty(&filter.person),
+                nonempty(&filter.supervision),
             ],
             alert_row,
         )?
@@ -191,7 +195,7 @@ pub fn list(
         "alerts",
         &serde_json::json!({
             "filter": {"status": filter.status, "kind": filter.kind, "from": filter.from,
-                       "to": filter.to, "person": filter.person},
+                       "to": filter.to, "person": filter.person, "supervision": filter.supervision},
             "alerts": rows.len(), "persons": persons_shown,
         })
         .to_string(),
@@ -498,7 +502,7 @@ pub fn stations(ctx: &Context, officer: &Account, now_ms: i64) -> Result<Vec<Sta
                FROM stations s JOIN persons p ON p.id = s.person_id
                LEFT JOIN station_heartbeats h ON h.id =
                     (SELECT max(id) FROM station_heartbeats WHERE station_id = s.id)
-              WHERE s.person_id IN (SELECT value FROM json_each(?1))
+              WHERE s.person_id IN (SELECT value FROM json_each(?1)) AND p.closed_at_ms IS NULL
               ORDER BY p.reference, s.name",
         )?;
         let rows = stmt.query_map([serde_json::to_string(&persons).expect("ids")], |r| {

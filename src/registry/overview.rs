@@ -18,10 +18,13 @@ pub enum Error {
 
 #[derive(Debug, Clone)]
 pub struct PersonSummary {
+    pub id: i64,
     pub reference: String,
     pub programme: Programme,
     pub region: Option<String>,
     pub birth_year: Option<i64>,
+    /// When the latest supervision ended; `None` while it runs.
+    pub closed_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,13 +57,19 @@ pub struct Overview {
 pub fn overview(db: &Db, actor: &str, now_ms: i64) -> Result<Overview, Error> {
     let conn = db.lock();
     let persons = conn
-        .prepare("SELECT reference, programme, region, birth_year FROM persons ORDER BY reference")?
+        // Erased persons are a number and a date: nothing to show or act on.
+        .prepare(
+            "SELECT id, reference, programme, region, birth_year, closed_at_ms FROM persons
+              WHERE erased_at_ms IS NULL ORDER BY reference",
+        )?
         .query_map([], |r| {
             Ok(PersonSummary {
-                reference: r.get(0)?,
-                programme: r.get(1)?,
-                region: r.get(2)?,
-                birth_year: r.get(3)?,
+                id: r.get(0)?,
+                reference: r.get(1)?,
+                programme: r.get(2)?,
+                region: r.get(3)?,
+                birth_year: r.get(4)?,
+                closed_at_ms: r.get(5)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -124,6 +124,14 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
             get(pages::officer::report),
         ),
         (
+            r(Method::POST, "/alerts/{id}/hold", OFFICER),
+            post(pages::officer::hold_alert),
+        ),
+        (
+            r(Method::POST, "/alerts/{id}/hold/release", OFFICER),
+            post(pages::officer::release_hold),
+        ),
+        (
             r(Method::GET, "/stations", OFFICER),
             get(pages::officer::stations),
         ),
@@ -152,6 +160,18 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
         (
             r(Method::POST, "/admin/persons/export", ADMIN),
             post(pages::admin::export_person),
+        ),
+        (
+            r(Method::POST, "/admin/persons/close", ADMIN),
+            post(pages::admin::close_person),
+        ),
+        (
+            r(Method::POST, "/admin/persons/hold", ADMIN),
+            post(pages::admin::hold_person),
+        ),
+        (
+            r(Method::POST, "/admin/holds/{id}/release", ADMIN),
+            post(pages::admin::release_hold),
         ),
         (
             r(Method::POST, "/admin/devices", ADMIN),

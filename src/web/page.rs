@@ -243,6 +243,26 @@ impl From<crate::lifecycle::export::Error> for Failure {
     }
 }
 
+impl From<crate::lifecycle::hold::Error> for Failure {
+    fn from(e: crate::lifecycle::hold::Error) -> Self {
+        use crate::lifecycle::hold::Error;
+        match e {
+            Error::NotFound => Failure::NotFound,
+            e @ Error::Invalid(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<crate::lifecycle::supervision::Error> for Failure {
+    fn from(e: crate::lifecycle::supervision::Error) -> Self {
+        match e {
+            e @ crate::lifecycle::supervision::Error::Invalid(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for Failure {
     fn from(e: tokio::task::JoinError) -> Self {
         Failure::internal(e)

@@ -246,11 +246,29 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
+impl Entry {
+    /// What the hash commits to besides the text: (salt, object digest, detail digest, erased by),
+    /// each empty when it does not apply. Enough to recompute the chain from an export alone.
+    fn commitment_fields(&self) -> (String, String, String, Option<i64>) {
+        match &self.commitment {
+            Commitment::Plain => Default::default(),
+            Commitment::Salted { salt } => (salt.clone(), String::new(), String::new(), None),
+            Commitment::Erased { by, digests } => {
+                let (o, d) = digests.clone().unwrap_or_default();
+                (String::new(), o, d, Some(*by))
+            }
+        }
+    }
+}
+
 /// Entries as CSV with a header row; fields with commas, quotes or line breaks are quoted.
 pub fn to_csv(entries: &[Entry]) -> String {
     let field = csv_field;
-    let mut out = String::from("seq,at_ms,actor,action,object,detail,prev_hash,hash\n");
+    let mut out = String::from(
+        "seq,at_ms,actor,action,object,detail,prev_hash,hash,salt,object_digest,detail_digest,erased_by\n",
+    );
     for e in entries {
+        let (salt, object_digest, detail_digest, erased_by) = e.commitment_fields();
         out += &[
             e.seq.to_string(),
             e.at_ms.to_string(),
@@ -260,6 +278,10 @@ pub fn to_csv(entries: &[Entry]) -> String {
             field(&e.detail),
             e.prev_hash.clone(),
             e.hash.clone(),
+            salt,
+            object_digest,
+            detail_digest,
+            erased_by.map(|b| b.to_string()).unwrap_or_default(),
         ]
         .join(",");
         out.push('\n');
@@ -267,13 +289,16 @@ pub fn to_csv(entries: &[Entry]) -> String {
     out
 }
 
-/// Entries as a JSON array of objects with every field, hashes included.
+/// Entries as a JSON array of objects with every field, hashes and commitments included.
 pub fn to_json(entries: &[Entry]) -> String {
     let rows: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| {
+            let (salt, object_digest, detail_digest, erased_by) = e.commitment_fields();
             serde_json::json!({"seq": e.seq, "at_ms": e.at_ms, "actor": e.actor, "action": e.action,
-                "object": e.object, "detail": e.detail, "prev_hash": e.prev_hash, "hash": e.hash})
+                "object": e.object, "detail": e.detail, "prev_hash": e.prev_hash, "hash": e.hash,
+                "salt": salt, "object_digest": object_digest, "detail_digest": detail_digest,
+                "erased_by": erased_by})
         })
         .collect();
     serde_json::to_string_pretty(&rows).unwrap_or_default()

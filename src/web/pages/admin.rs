@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::base::programme::Programme;
 use crate::base::Context;
+use crate::lifecycle::hold;
 use crate::registry::accounts::{self, Role, Session};
 use crate::registry::{caseload, enroll, overview};
 use crate::research;
@@ -70,10 +71,11 @@ pub async fn overview(
         let projects = research::projects(&ctx)?;
         let tokens = research::list_tokens(&ctx, None)?;
         let registry = overview::overview(&ctx.db, &actor, crate::base::time::now_ms())?;
-        Ok((accounts, caseloads, projects, tokens, registry))
+        let holds = hold::in_force(&ctx.db.lock(), None)?;
+        Ok((accounts, caseloads, projects, tokens, registry, holds))
     })
     .await;
-    let (accounts, caseloads, projects, tokens, registry) = match data {
+    let (accounts, caseloads, projects, tokens, registry, holds) = match data {
         Ok(Ok(d)) => d,
         Ok(Err(failure)) => return fail(lang, failure),
         Err(e) => return fail(lang, Failure::internal(e)),
@@ -129,26 +131,58 @@ pub async fn overview(
         t("username"), t("role"), t("create")
     );
 
-    // Persons.
+    // Persons: each with the state of their supervision, the subject access export, ending the
+    // supervision, and legal holds.
     b += &format!(
-        "<h2>{}</h2><table id=\"persons\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
+        "<h2>{}</h2><table id=\"persons\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
         t("persons"),
         t("reference"),
         t("programme"),
         t("region"),
-        t("birth_year")
+        t("birth_year"),
+        t("supervision"),
     );
     for p in &registry.persons {
+        let reference = esc(&p.reference);
+        let state_cell = match p.closed_at_ms {
+            Some(at) => format!("{} {}", t("supervision.ended_on"), time(at)),
+            None => format!(
+                "<form class=\"inline\" method=\"post\" action=\"/admin/persons/close\">{csrf}\
+                 <input type=\"hidden\" name=\"reference\" value=\"{reference}\"><input type=\"date\" name=\"at\">\
+                 <button>{}</button></form>",
+                t("person.close")
+            ),
+        };
+        let mut held = String::new();
+        for h in holds.iter().filter(|h| h.person_id == p.id) {
+            let what = h
+                .alert_id
+                .map(|a| format!(" ({} {a})", t("alert")))
+                .unwrap_or_default();
+            held += &format!(
+                "<div class=\"hold\">{}{what}: {} · {} <form class=\"inline\" method=\"post\" action=\"/admin/holds/{}/release\">{csrf}\
+                 <input name=\"reason\" required placeholder=\"{}\"><button>{}</button></form></div>",
+                t("holds"),
+                esc(&h.reason),
+                esc(&h.placed_by),
+                h.id,
+                t("hold.reason"),
+                t("hold.release"),
+            );
+        }
         b += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><form class=\"inline\" method=\"post\" action=\"/admin/persons/export\">{csrf}<input type=\"hidden\" name=\"reference\" value=\"{}\"><button>{}</button></form></td></tr>",
-            esc(&p.reference),
+            "<tr><td>{reference}</td><td>{}</td><td>{}</td><td>{}</td><td>{state_cell}</td><td>\
+             <form class=\"inline\" method=\"post\" action=\"/admin/persons/export\">{csrf}<input type=\"hidden\" name=\"reference\" value=\"{reference}\"><button>{}</button></form> \
+             <form class=\"inline\" method=\"post\" action=\"/admin/persons/hold\">{csrf}<input type=\"hidden\" name=\"reference\" value=\"{reference}\">\
+             <input name=\"reason\" required placeholder=\"{}\"><button>{}</button></form>{held}</td></tr>",
             esc(p.programme.as_str()),
             esc(p.region.as_deref().unwrap_or("—")),
             p.birth_year
                 .map(|y| y.to_string())
                 .unwrap_or_else(|| "—".into()),
-            esc(&p.reference),
-            t("person.export")
+            t("person.export"),
+            t("hold.reason"),
+            t("hold.place"),
         );
     }
     let programme_opts: String = Programme::ALL
@@ -163,8 +197,9 @@ pub async fn overview(
         "</table><form method=\"post\" action=\"/admin/persons\">{csrf}<label>{} <input name=\"reference\" required></label>\
          <label>{} <select name=\"programme\">{programme_opts}</select></label>\
          <label>{} <select name=\"region\"><option value=\"\">—</option>{region_opts}</select></label>\
-         <label>{} <input name=\"birth_year\" size=\"5\"></label><button>{}</button></form>",
-        t("reference"), t("programme"), t("region"), t("birth_year"), t("create")
+         <label>{} <input name=\"birth_year\" size=\"5\"></label>\
+         <label>{} <input name=\"returning\" size=\"12\"></label><button>{}</button></form>",
+        t("reference"), t("programme"), t("region"), t("birth_year"), t("person.returning"), t("create")
     );
 
     // Devices: those worn now, each can be returned (its assignment ends now); then a new one.
@@ -396,10 +431,16 @@ pub async fn add_person(
         form.get("region").to_string(),
         form.get("birth_year").to_string(),
     );
+    let returning = form.get("returning").trim().to_string();
     change(&state, lang, &session, move |ctx, actor| {
         let programme = Programme::parse(&programme)
             .ok_or_else(|| Failure::input(format!("unknown programme {programme:?}")))?;
-        let id = enroll::add_person(ctx, &reference, programme, actor)?;
+        // A person supervised before keeps their identity (one research pseudonym).
+        let id = if returning.is_empty() {
+            enroll::add_person(ctx, &reference, programme, actor)?
+        } else {
+            enroll::start_episode(ctx, &returning, &reference, programme, actor)?
+        };
         let birth: Option<i32> = if birth.trim().is_empty() {
             None
         } else {
@@ -523,6 +564,79 @@ pub async fn export_person(
         Ok(archive) => download(archive, "application/x-tar", "inzage.tar"),
         Err(failure) => fail(lang, failure),
     }
+}
+
+/// Ends a person's supervision, at the start of the given day or now.
+pub async fn close_person(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let (reference, at) = (
+        form.get("reference").trim().to_string(),
+        form.get("at").trim().to_string(),
+    );
+    change(&state, lang, &session, move |ctx, actor| {
+        let at_ms = if at.is_empty() {
+            crate::base::time::now_ms()
+        } else {
+            day_ms(&at)?
+        };
+        crate::lifecycle::supervision::close(ctx, &reference, at_ms, actor)?;
+        Ok(None)
+    })
+    .await
+}
+
+/// Places a legal hold on everything of a person.
+pub async fn hold_person(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: FormFields,
+) -> Response {
+    let (reference, reason) = (
+        form.get("reference").trim().to_string(),
+        form.get("reason").to_string(),
+    );
+    let account = session.account.clone();
+    change(&state, lang, &session, move |ctx, _| {
+        let person = enroll::person_id(&ctx.db.lock(), &reference)
+            .map_err(Failure::internal)?
+            .ok_or_else(|| Failure::input(format!("no person with reference {reference:?}")))?;
+        hold::place(
+            &mut ctx.db.lock(),
+            hold::HoldActor::Account(&account),
+            hold::HoldTarget::Person(person),
+            &reason,
+            crate::base::time::now_ms(),
+        )?;
+        Ok(None)
+    })
+    .await
+}
+
+pub async fn release_hold(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Response {
+    let reason = form.get("reason").to_string();
+    let account = session.account.clone();
+    change(&state, lang, &session, move |ctx, _| {
+        hold::release(
+            &mut ctx.db.lock(),
+            hold::HoldActor::Account(&account),
+            id,
+            &reason,
+            crate::base::time::now_ms(),
+        )?;
+        Ok(None)
+    })
+    .await
 }
 
 pub async fn revoke_station(

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use crate::alerts::casework::{self, AlertDetail, AlertFilter, AlertRow, Revision};
 use crate::alerts::RevisionReason;
 use crate::alerts::{AlertKind, Severity, Status};
+use crate::lifecycle::hold;
+use crate::registry::accounts::Session;
 use crate::web::access::{FormFields, Signed};
 use crate::web::i18n::Lang;
 use crate::web::page::{blocking, Failure};
@@ -250,7 +252,13 @@ pub async fn alerts(
          <label>{fr} <input type=\"date\" name=\"from\" value=\"{from}\"></label>\
          <label>{to} <input type=\"date\" name=\"to\" value=\"{to_v}\"></label>\
          <label>{pe} <input name=\"person\" value=\"{person}\" size=\"12\"></label>\
+         <label>{su} <select name=\"supervision\" id=\"supervision\"><option value=\"\">{running}</option>\
+         <option value=\"closed\"{closed_sel}>{closed}</option></select></label>\
          <button>{fi}</button></form>",
+        su = lang.t("supervision"),
+        running = lang.t("supervision.running"),
+        closed = lang.t("supervision.closed"),
+        closed_sel = selected(&filter.supervision, "closed"),
         st = lang.t("status"),
         ki = lang.t("kind"),
         fr = lang.t("from"),
@@ -380,6 +388,14 @@ pub async fn alert(
         Ok(d) => d,
         Err(e) => return failure(lang, e),
     };
+    let (ctx, person) = (state.ctx.clone(), d.alert.person_id);
+    let holds = match blocking(move || hold::in_force(&ctx.db.lock(), Some(person))).await {
+        Ok(h) => h
+            .into_iter()
+            .filter(|h| h.alert_id == Some(id))
+            .collect::<Vec<_>>(),
+        Err(e) => return crate::web::page::fail(lang, e),
+    };
     let mut body = evidence_html(lang, &d);
     body += &history_html(lang, &d);
     let next = d.alert.status.next();
@@ -406,6 +422,7 @@ pub async fn alert(
             lang.t("save"),
         );
     }
+    body += &holds_html(lang, &session, id, &holds);
     body += &format!(
         "<p class=\"noprint\"><a href=\"/alerts/{id}/report\" id=\"report\">{}</a> · <a href=\"/alerts\">{}</a></p>",
         lang.t("report"),
@@ -418,6 +435,101 @@ pub async fn alert(
         &body,
     )
     .into_response()
+}
+
+/// The legal holds on an alert, each with a release form, and a form to place one.
+fn holds_html(lang: Lang, session: &Session, id: i64, holds: &[hold::Hold]) -> String {
+    let csrf = csrf_field(session);
+    let mut out = format!(
+        "<h2>{}</h2><p class=\"note\">{}</p>",
+        lang.t("holds"),
+        lang.t("hold.note")
+    );
+    if !holds.is_empty() {
+        out += "<ul id=\"holds\">";
+        for h in holds {
+            out += &format!(
+                "<li>{} · {} · {}<form class=\"inline noprint\" method=\"post\" action=\"/alerts/{id}/hold/release\">{csrf}\
+                 <input type=\"hidden\" name=\"hold\" value=\"{}\"><input name=\"reason\" required placeholder=\"{}\">\
+                 <button>{}</button></form></li>",
+                esc(&h.reason),
+                esc(&h.placed_by),
+                time(h.placed_at_ms),
+                h.id,
+                lang.t("hold.reason"),
+                lang.t("hold.release"),
+            );
+        }
+        out += "</ul>";
+    }
+    out + &format!(
+        "<form method=\"post\" action=\"/alerts/{id}/hold\" class=\"noprint\">{csrf}\
+         <label>{} <input name=\"reason\" id=\"hold-reason\" required></label> <button id=\"hold\">{}</button></form>",
+        lang.t("hold.reason"),
+        lang.t("hold.place"),
+    )
+}
+
+/// Places a legal hold on an alert of the officer's caseload.
+pub async fn hold_alert(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    AlertId(id): AlertId,
+    form: FormFields,
+) -> Response {
+    let (ctx, account, reason) = (
+        state.ctx.clone(),
+        session.account.clone(),
+        form.get("reason").to_string(),
+    );
+    match blocking(move || {
+        hold::place(
+            &mut ctx.db.lock(),
+            hold::HoldActor::Account(&account),
+            hold::HoldTarget::Alert(id),
+            &reason,
+            crate::base::time::now_ms(),
+        )
+    })
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/alerts/{id}")).into_response(),
+        Err(e) => crate::web::page::fail(lang, e),
+    }
+}
+
+/// Releases a legal hold on an alert of the officer's caseload.
+pub async fn release_hold(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    AlertId(id): AlertId,
+    form: FormFields,
+) -> Response {
+    let (ctx, account, reason) = (
+        state.ctx.clone(),
+        session.account.clone(),
+        form.get("reason").to_string(),
+    );
+    let hold_id = match form.get("hold").trim().parse::<i64>() {
+        Ok(h) => h,
+        Err(_) => return crate::web::page::fail(lang, Failure::input("hold: not a number")),
+    };
+    match blocking(move || {
+        hold::release(
+            &mut ctx.db.lock(),
+            hold::HoldActor::Account(&account),
+            hold_id,
+            &reason,
+            crate::base::time::now_ms(),
+        )
+    })
+    .await
+    {
+        Ok(()) => Redirect::to(&format!("/alerts/{id}")).into_response(),
+        Err(e) => crate::web::page::fail(lang, e),
+    }
 }
 
 pub async fn transition(
