@@ -461,3 +461,200 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
     let unique: BTreeSet<&str> = control.iter().map(String::as_str).collect();
     assert!(!unique.is_empty());
 }
+
+/// Two persons' heart-rate rows in one compacted file of a fresh data directory, the first
+/// person's supervision ended and every personal class due at once.
+fn closed_person_with_readings() -> (tempfile::TempDir, nachtwacht::base::Context) {
+    use arrow::array::{Float64Array, RecordBatch, TimestampMillisecondArray, UInt16Array};
+    use nachtwacht::dataset;
+    use nachtwacht_wire::{BundleId, Signal};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let now = nachtwacht::base::time::now_ms();
+    nachtwacht::server::init::init(&root, &Config::default(), now).unwrap();
+    let ctx = nachtwacht::base::Context::open(&root).unwrap();
+    let policy = nachtwacht::lifecycle::policy::DEFAULT_POLICY
+        .replace(
+            "[raw_readings]\nkeep_days = 90",
+            "[raw_readings]\nkeep_days = 0",
+        )
+        .replace("[alerts]\nkeep_days = 1825", "[alerts]\nkeep_days = 0")
+        .replace("[research]\nkeep_days = 1825", "[research]\nkeep_days = 0");
+    std::fs::write(ctx.dir.retention_policy(), policy).unwrap();
+    let pseudonyms = nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir).unwrap();
+    let programme = nachtwacht::base::programme::Programme::AggressionTraining;
+    let a = nachtwacht::registry::enroll::add_person(&ctx, "CASE-A", programme, "test").unwrap();
+    let b = nachtwacht::registry::enroll::add_person(&ctx, "CASE-B", programme, "test").unwrap();
+    let midnight = now.div_euclid(DAY_MS) * DAY_MS - DAY_MS;
+    let parts: Vec<(BundleId, RecordBatch)> = [(a, 0u8), (b, 1), (a, 2)]
+        .iter()
+        .map(|(person, i)| {
+            let ts: Vec<i64> = (0..10).map(|k| midnight + *i as i64 * 60_000 + k).collect();
+            let batch = RecordBatch::try_new(
+                Signal::Hr.schema(),
+                vec![
+                    Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+                    Arc::new(Float64Array::from(vec![60.0; 10])),
+                ],
+            )
+            .unwrap();
+            let id = BundleId([*i; 16]);
+            let q = UInt16Array::from(vec![0; 10]);
+            let pid = pseudonyms.operational(*person);
+            (
+                id,
+                dataset::stored_rows(Signal::Hr, &id, &pid, &batch, &q).unwrap(),
+            )
+        })
+        .collect();
+    for f in dataset::write_rows(&ctx.dir, Signal::Hr, &parts).unwrap() {
+        dataset::catalog_insert(&ctx.db.lock(), &f, "bundle", now).unwrap();
+    }
+    dataset::compact(
+        &ctx.dir,
+        &ctx.db,
+        dataset::CompactionPolicy { min_files: 1 },
+        now,
+    )
+    .unwrap();
+    nachtwacht::lifecycle::supervision::close(
+        &ctx,
+        "CASE-A",
+        nachtwacht::base::time::now_ms(),
+        "test",
+    )
+    .unwrap();
+    (tmp, ctx)
+}
+
+/// Rows per operational pseudonym over the catalogued heart-rate files (each must be readable).
+fn hr_rows(ctx: &nachtwacht::base::Context) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for f in nachtwacht::dataset::list_signal_files(&ctx.dir, &ctx.db, nachtwacht_wire::Signal::Hr)
+        .unwrap()
+    {
+        for batch in nachtwacht::dataset::read_parquet(&f).unwrap() {
+            let pids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            for p in pids.iter().flatten() {
+                *out.entry(p.to_string()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+/// An erasure killed after writing the new file (catalog unchanged) or after swapping it in (old
+/// file retired, not yet deleted) leaves a dataset whose every catalogued file is whole: the
+/// person's rows are all there or all gone, the other person's all there. The next run finishes
+/// the job and leaves no file the catalog does not name.
+#[test]
+fn an_erasure_killed_at_any_step_leaves_whole_files_and_the_next_run_finishes_it() {
+    for (point, rows_after_crash) in [("erasure-after-write", 20), ("erasure-after-swap", 0)] {
+        let (_tmp, ctx) = closed_person_with_readings();
+        let pseudonyms = nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir).unwrap();
+        let (a, b) = (pseudonyms.operational(1), pseudonyms.operational(2));
+        let at = rfc3339(nachtwacht::base::time::now_ms() + DAY_MS);
+        let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+            .args(["retention", "run", "--at", &at, "--data-dir"])
+            .arg(ctx.dir.root())
+            .env("NACHTWACHT_FAILPOINT", point)
+            .output()
+            .unwrap();
+        assert!(
+            !crashed.status.success(),
+            "{point}: the failpoint did not fire"
+        );
+        let rows = hr_rows(&ctx);
+        assert_eq!(
+            rows.get(&a).copied().unwrap_or(0),
+            rows_after_crash,
+            "{point}"
+        );
+        assert_eq!(rows[&b], 10, "{point}");
+
+        let out = nachtwacht(ctx.dir.root(), &["retention", "run", "--at", &at]);
+        assert!(out.contains("identities: 1"), "{point}: {out}");
+        let rows = hr_rows(&ctx);
+        assert_eq!((rows.get(&a), rows[&b]), (None, 10), "{point}");
+        let on_disk: Vec<String> = files_under(&ctx.dir.root().join("datasets/raw"))
+            .iter()
+            .map(|p| {
+                p.strip_prefix(ctx.dir.root())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|p| !p.ends_with(".lock"))
+            .collect();
+        let catalogued: Vec<String> = {
+            let conn = ctx.db.lock();
+            let mut stmt = conn
+                .prepare("SELECT path FROM dataset_files ORDER BY path")
+                .unwrap();
+            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        assert_eq!(on_disk, catalogued, "{point}");
+        let verified = nachtwacht(ctx.dir.root(), &["audit", "verify"]);
+        assert!(verified.contains("intact"), "{point}: {verified}");
+    }
+}
+
+/// Two retention runs at once (a `serve` housekeeping pass and an operator's run, say) take turns:
+/// the person is erased once, with one set of tombstones, and both runs succeed.
+#[test]
+fn two_retention_runs_at_once_erase_once() {
+    let (_tmp, ctx) = closed_person_with_readings();
+    let at = rfc3339(nachtwacht::base::time::now_ms() + DAY_MS);
+    let runs: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+                .args(["retention", "run", "--at", &at, "--data-dir"])
+                .arg(ctx.dir.root())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<String> = runs
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect();
+    let identities: usize = outputs
+        .iter()
+        .filter(|o| o.contains("identities: 1"))
+        .count();
+    assert_eq!(identities, 1, "{outputs:?}");
+    let tombstones: i64 = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = 'retention.erase' AND object = 'person:1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        tombstones, 4,
+        "raw readings, alerts, research, identity: once each"
+    );
+    assert!(!hr_rows(&ctx).contains_key(
+        &nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir)
+            .unwrap()
+            .operational(1)
+    ));
+}

@@ -10,12 +10,18 @@ use std::sync::OnceLock;
 pub enum Point {
     /// A rejected bundle's ciphertext has moved into `quarantine/`; its row still says `spooled`.
     QuarantineAfterMove,
+    /// Erasure wrote a dataset file without a person's rows; the catalog still names the old one.
+    ErasureAfterWrite,
+    /// Erasure swapped the new file into the catalog; the old one is retired but still on disk.
+    ErasureAfterSwap,
 }
 
 impl Point {
     pub fn name(self) -> &'static str {
         match self {
             Point::QuarantineAfterMove => "quarantine-after-move",
+            Point::ErasureAfterWrite => "erasure-after-write",
+            Point::ErasureAfterSwap => "erasure-after-swap",
         }
     }
 }

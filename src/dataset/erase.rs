@@ -23,57 +23,47 @@ pub struct ErasedRows {
     pub bundles: BTreeSet<String>,
 }
 
-/// Every catalogued raw file, with its kind.
-fn catalogued(db: &Db) -> Result<Vec<(String, String, String)>> {
+/// Every catalogued raw file: path, signal, day, kind.
+fn catalogued(db: &Db) -> Result<Vec<(String, String, String, String)>> {
     let conn = db.lock();
-    let mut stmt = conn.prepare("SELECT path, signal, day FROM dataset_files ORDER BY path")?;
+    let mut stmt =
+        conn.prepare("SELECT path, signal, day, kind FROM dataset_files ORDER BY path")?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
-/// Which of a file's rows stay: those not of `pid`, and those of `pid` in a `held` bundle.
-fn keep_mask(
-    batch: &RecordBatch,
-    pid: &str,
-    held: &BTreeSet<String>,
-) -> arrow::array::BooleanArray {
-    let pids = batch
-        .column(0)
+fn strings(batch: &RecordBatch, column: usize) -> &StringArray {
+    batch
+        .column(column)
         .as_any()
         .downcast_ref::<StringArray>()
-        .expect("stored schema: pid is a string");
-    let bundles = batch
-        .column(batch.num_columns() - 1)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("stored schema: bundle_id is a string");
-    (0..batch.num_rows())
-        .map(|i| Some(pids.value(i) != pid || held.contains(bundles.value(i))))
-        .collect()
+        .expect("stored schema: pid and bundle_id are strings")
 }
 
-/// Whether any row of the file is `pid`'s, reading only the `pid` column.
-fn holds_pid(path: &Path, pid: &str) -> Result<bool> {
+/// The batches of a Parquet file, optionally only its first column (`pid`).
+fn batches(
+    path: &Path,
+    only_pid: bool,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     let file = std::fs::File::open(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
-    let mask = parquet::arrow::ProjectionMask::leaves(builder.parquet_schema(), [0]);
-    for batch in builder
-        .with_projection(mask)
-        .with_batch_size(65_536)
-        .build()?
-    {
-        let batch = batch?;
-        let pids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("stored schema: pid is a string");
-        if pids.iter().any(|p| p == Some(pid)) {
+    let mut builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(65_536);
+    if only_pid {
+        let mask = parquet::arrow::ProjectionMask::leaves(builder.parquet_schema(), [0]);
+        builder = builder.with_projection(mask);
+    }
+    Ok(builder.build()?)
+}
+
+/// Whether any row of the file is `pid`'s, reading only the `pid` column.
+fn holds_pid(path: &Path, pid: &str) -> Result<bool> {
+    for batch in batches(path, true)? {
+        if strings(&batch?, 0).iter().any(|p| p == Some(pid)) {
             return Ok(true);
         }
     }
@@ -81,7 +71,8 @@ fn holds_pid(path: &Path, pid: &str) -> Result<bool> {
 }
 
 /// Removes every row of operational pseudonym `pid` from the raw datasets, except rows of bundles
-/// in `held` (evidence of an alert under a legal hold). With `dry_run` only counts.
+/// in `held` (evidence of an alert under a legal hold). With `dry_run` only counts. A file is
+/// rewritten a batch at a time, so its size is not bounded by memory.
 pub fn erase_pid(
     dir: &DataDir,
     db: &Db,
@@ -91,7 +82,10 @@ pub fn erase_pid(
     dry_run: bool,
 ) -> Result<ErasedRows> {
     let mut out = ErasedRows::default();
-    for (rel, signal_name, day) in catalogued(db)? {
+    if !dry_run {
+        remove_partial_files(dir)?;
+    }
+    for (rel, signal_name, day, kind) in catalogued(db)? {
         let abs = dir.root().join(&rel);
         if !holds_pid(&abs, pid)? {
             continue;
@@ -99,45 +93,92 @@ pub fn erase_pid(
         let Some(signal) = Signal::ALL.into_iter().find(|s| s.name() == signal_name) else {
             continue;
         };
-        let batches = read_parquet(&abs)?;
-        let all = arrow::compute::concat_batches(&stored_schema(signal), &batches)?;
-        let mask = keep_mask(&all, pid, held);
-        let kept = filter_record_batch(&all, &mask)?;
-        let removed = all.num_rows() - kept.num_rows();
-        if removed == 0 {
-            continue;
-        }
-        let bundle_column = all
-            .column(all.num_columns() - 1)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("stored schema");
+        let order = if kind == "compacted" {
+            RowOrder::ByPerson
+        } else {
+            RowOrder::Arrival
+        };
+        let folder = dir.root().join(day_path(signal, &day));
+        // Written under a name no reader or reconciliation looks at, renamed once complete.
+        let partial = folder.join(format!(".erasing-{}.part", digest_of(&[&rel])));
+        let mut writer = if dry_run {
+            None
+        } else {
+            let file = std::fs::File::create(&partial).map_err(|source| Error::Io {
+                path: partial.display().to_string(),
+                source,
+            })?;
+            Some(super::write::parquet_writer(
+                file,
+                &stored_schema(signal),
+                order,
+            )?)
+        };
+        let (mut removed, mut kept_rows) = (0, 0);
         let mut remaining = BTreeSet::new();
-        for i in 0..all.num_rows() {
-            if mask.value(i) {
-                remaining.insert(bundle_column.value(i).to_string());
-            } else {
-                out.bundles.insert(bundle_column.value(i).to_string());
+        for batch in batches(&abs, false)? {
+            let batch = batch?;
+            let (pids, bundles) = (strings(&batch, 0), strings(&batch, batch.num_columns() - 1));
+            let keep: arrow::array::BooleanArray = (0..batch.num_rows())
+                .map(|i| {
+                    let kept = pids.value(i) != pid || held.contains(bundles.value(i));
+                    if kept {
+                        remaining.insert(bundles.value(i).to_string());
+                    } else {
+                        out.bundles.insert(bundles.value(i).to_string());
+                    }
+                    Some(kept)
+                })
+                .collect();
+            let kept = filter_record_batch(&batch, &keep)?;
+            removed += batch.num_rows() - kept.num_rows();
+            kept_rows += kept.num_rows();
+            if let Some(w) = writer.as_mut() {
+                if kept.num_rows() > 0 {
+                    w.write(&kept)?;
+                }
             }
+        }
+        if removed == 0 {
+            if writer.is_some() {
+                crate::base::fsio::remove_if_exists(&partial)?;
+            }
+            continue;
         }
         out.rows += removed;
         out.files.push(rel.clone());
-        if dry_run {
+        let Some(writer) = writer else {
             continue;
-        }
-        let replacement = if kept.num_rows() == 0 {
+        };
+        // `into_inner` writes the footer and hands the file back for its fsync.
+        let file = writer.into_inner()?;
+        let replacement = if kept_rows == 0 {
+            drop(file);
+            crate::base::fsio::remove_if_exists(&partial)?;
             None
         } else {
+            file.sync_all().map_err(|source| Error::Io {
+                path: partial.display().to_string(),
+                source,
+            })?;
             let remaining: Vec<&String> = remaining.iter().collect();
+            let prefix = if kind == "compacted" {
+                "compacted"
+            } else {
+                "batch"
+            };
             let path =
-                day_path(signal, &day).join(format!("compacted-{}.parquet", digest_of(&remaining)));
-            let sorted = sort_by_pid_ts(&kept)?;
-            let bytes = write_parquet(&dir.root().join(&path), &sorted, RowOrder::ByPerson)?;
+                day_path(signal, &day).join(format!("{prefix}-{}.parquet", digest_of(&remaining)));
+            let bytes = std::fs::metadata(&partial)
+                .map(|m| m.len() as usize)
+                .unwrap_or(0);
+            crate::base::fsio::move_durably(&partial, &dir.root().join(&path))?;
+            crate::base::failpoint::hit(crate::base::failpoint::Point::ErasureAfterWrite);
             Some(WrittenFile {
                 path: path.to_string_lossy().into_owned(),
                 signal,
                 day: day.clone(),
-                rows: sorted.num_rows(),
+                rows: kept_rows,
                 bytes,
                 bundles: remaining.iter().map(|b| b.to_string()).collect(),
             })
@@ -146,7 +187,7 @@ pub fn erase_pid(
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM dataset_files WHERE path = ?1", [&rel])?;
         if let Some(file) = &replacement {
-            catalog_insert(&tx, file, "compacted", now_ms)?;
+            catalog_insert(&tx, file, &kind, now_ms)?;
             out.replacements.push(file.path.clone());
         }
         tx.execute(
@@ -154,11 +195,33 @@ pub fn erase_pid(
             rusqlite::params![rel, now_ms],
         )?;
         tx.commit()?;
+        crate::base::failpoint::hit(crate::base::failpoint::Point::ErasureAfterSwap);
     }
     if !dry_run {
         delete_retired_now(dir, db)?;
     }
     Ok(out)
+}
+
+/// Removes `.part` files an erasure killed mid-write left behind (no reader ever opens them).
+fn remove_partial_files(dir: &DataDir) -> Result<()> {
+    for signal in Signal::ALL {
+        let root = dir.raw_signal(signal.name());
+        let Ok(days) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for day in days.flatten() {
+            let Ok(files) = std::fs::read_dir(day.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                if f.file_name().to_string_lossy().ends_with(".part") {
+                    crate::base::fsio::remove_if_exists(&f.path())?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Deletes every retired file, waiting (up to a minute) for readers that hold the datasets to
@@ -176,5 +239,92 @@ pub fn delete_retired_now(dir: &DataDir, db: &Db) -> Result<usize> {
             return Ok(left as usize);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Float64Array;
+
+    const MIDNIGHT: i64 = 1_700_092_800_000;
+
+    /// Two persons' HR rows in one compacted file, three bundles.
+    fn dataset() -> (tempfile::TempDir, DataDir, Db) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let parts: Vec<(BundleId, RecordBatch)> = [("p1-a", 0u8), ("p1-b", 1), ("p1-a", 2)]
+            .iter()
+            .map(|(pid, i)| {
+                let ts: Vec<i64> = (0..10).map(|k| MIDNIGHT + *i as i64 * 60_000 + k).collect();
+                let batch = RecordBatch::try_new(
+                    Signal::Hr.schema(),
+                    vec![
+                        Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+                        Arc::new(Float64Array::from(vec![60.0; 10])),
+                    ],
+                )
+                .unwrap();
+                let id = BundleId([*i; 16]);
+                let q = UInt16Array::from(vec![0; 10]);
+                (id, stored_rows(Signal::Hr, &id, pid, &batch, &q).unwrap())
+            })
+            .collect();
+        for f in write_rows(&dir, Signal::Hr, &parts).unwrap() {
+            catalog_insert(&db.lock(), &f, "bundle", 0).unwrap();
+        }
+        compact(&dir, &db, CompactionPolicy { min_files: 1 }, MIDNIGHT).unwrap();
+        (tmp, dir, db)
+    }
+
+    fn rows_of(dir: &DataDir, db: &Db, pid: &str) -> usize {
+        let mut n = 0;
+        for f in list_signal_files(dir, db, Signal::Hr).unwrap() {
+            for b in read_parquet(&f).unwrap() {
+                n += strings(&b, 0).iter().filter(|p| *p == Some(pid)).count();
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn a_persons_rows_leave_every_file_except_held_bundles_and_a_dry_run_only_counts() {
+        let (_tmp, dir, db) = dataset();
+        assert_eq!(
+            (rows_of(&dir, &db, "p1-a"), rows_of(&dir, &db, "p1-b")),
+            (20, 10)
+        );
+        let dry = erase_pid(&dir, &db, "p1-a", &BTreeSet::new(), 1, true).unwrap();
+        assert_eq!(dry.rows, 20);
+        assert_eq!(rows_of(&dir, &db, "p1-a"), 20, "a dry run changes nothing");
+
+        let held: BTreeSet<String> = [BundleId([2; 16]).to_hex()].into();
+        let erased = erase_pid(&dir, &db, "p1-a", &held, 1, false).unwrap();
+        assert_eq!(erased.rows, 10);
+        assert_eq!(erased.bundles, [BundleId([0; 16]).to_hex()].into());
+        assert_eq!(
+            (rows_of(&dir, &db, "p1-a"), rows_of(&dir, &db, "p1-b")),
+            (10, 10)
+        );
+        let erased = erase_pid(&dir, &db, "p1-a", &BTreeSet::new(), 2, false).unwrap();
+        assert_eq!(erased.rows, 10);
+        assert_eq!(
+            (rows_of(&dir, &db, "p1-a"), rows_of(&dir, &db, "p1-b")),
+            (0, 10)
+        );
+        // Only the catalogued file is on disk: the old ones went, nothing partial is left.
+        let on_disk = files_on_disk(&dir, Signal::Hr).unwrap();
+        assert_eq!(on_disk.len(), 1, "{on_disk:?}");
+        assert_eq!(list_signal_files(&dir, &db, Signal::Hr).unwrap().len(), 1);
+        let bundles: String = db
+            .lock()
+            .query_row("SELECT bundles FROM dataset_files", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            bundles,
+            BundleId([1; 16]).to_hex(),
+            "the catalog names what is left"
+        );
     }
 }

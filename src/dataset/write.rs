@@ -206,6 +206,22 @@ pub fn encode_parquet(
     batches: &[RecordBatch],
     order: RowOrder,
 ) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut w = parquet_writer(&mut buf, schema, order)?;
+    for batch in batches {
+        w.write(batch)?;
+    }
+    w.close()?;
+    Ok(buf)
+}
+
+/// A Parquet writer into `sink` with the encodings of [`encode_parquet`], for files written a
+/// batch at a time.
+pub(super) fn parquet_writer<W: std::io::Write + Send>(
+    sink: W,
+    schema: &Arc<Schema>,
+    order: RowOrder,
+) -> Result<ArrowWriter<W>> {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_dictionary_enabled(false)
@@ -237,18 +253,15 @@ pub fn encode_parquet(
             _ => props,
         };
     }
-    let mut buf = Vec::new();
     let options = ArrowWriterOptions::new()
         .with_properties(props.build())
         .with_skip_arrow_metadata(true);
-    let mut w = ArrowWriter::try_new_with_options(&mut buf, schema.clone(), options)?;
-    for batch in batches {
-        w.write(batch)?;
-    }
-    w.close()?;
-    Ok(buf)
+    Ok(ArrowWriter::try_new_with_options(
+        sink,
+        schema.clone(),
+        options,
+    )?)
 }
-
 pub(super) fn sort_by_pid_ts(batch: &RecordBatch) -> Result<RecordBatch> {
     use arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
     let schema = batch.schema();
