@@ -156,8 +156,8 @@ impl DataDir {
     pub fn spool(&self) -> PathBuf {
         self.root.join("spool")
     }
-    /// Ciphertexts of processed bundles, kept as evidence for `ingest.evidence_retention_days`:
-    /// `evidence/<YYYY-MM-DD received>/<bundle id>.age`.
+    /// Ciphertexts of processed bundles, kept as evidence for the retention policy's `[evidence]`
+    /// period: `evidence/<YYYY-MM-DD received>/<bundle id>.age`.
     pub fn evidence(&self) -> PathBuf {
         self.root.join("evidence")
     }

@@ -23,13 +23,35 @@ pub struct ErasedRows {
     pub bundles: BTreeSet<String>,
 }
 
-/// Every catalogued raw file: path, signal, day, kind.
-fn catalogued(db: &Db) -> Result<Vec<(String, String, String, String)>> {
+/// A catalogued raw file.
+struct Catalogued {
+    path: String,
+    signal: String,
+    day: String,
+    kind: String,
+    /// The bundles whose rows it holds (the catalog's list).
+    bundles: Vec<String>,
+}
+
+fn catalogued(db: &Db) -> Result<Vec<Catalogued>> {
     let conn = db.lock();
     let mut stmt =
-        conn.prepare("SELECT path, signal, day, kind FROM dataset_files ORDER BY path")?;
+        conn.prepare("SELECT path, signal, day, kind, bundles FROM dataset_files ORDER BY path")?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map([], |r| {
+            Ok(Catalogued {
+                path: r.get(0)?,
+                signal: r.get(1)?,
+                day: r.get(2)?,
+                kind: r.get(3)?,
+                bundles: r
+                    .get::<_, String>(4)?
+                    .split(',')
+                    .filter(|b| !b.is_empty())
+                    .map(String::from)
+                    .collect(),
+            })
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -42,32 +64,77 @@ fn strings(batch: &RecordBatch, column: usize) -> &StringArray {
         .expect("stored schema: pid and bundle_id are strings")
 }
 
-/// The batches of a Parquet file, optionally only its first column (`pid`).
-fn batches(
-    path: &Path,
-    only_pid: bool,
-) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+/// Whether any row of the file is `pid`'s. Row groups whose `pid` statistics (written for files
+/// sorted by person) exclude it are skipped unread; of the others only the `pid` column is read.
+fn holds_pid(path: &Path, pid: &str) -> Result<bool> {
     let file = std::fs::File::open(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })?;
-    let mut builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(65_536);
-    if only_pid {
-        let mask = parquet::arrow::ProjectionMask::leaves(builder.parquet_schema(), [0]);
-        builder = builder.with_projection(mask);
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let candidates: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| match rg.column(0).statistics() {
+            Some(stats) => match (stats.min_bytes_opt(), stats.max_bytes_opt()) {
+                (Some(min), Some(max)) => min <= pid.as_bytes() && pid.as_bytes() <= max,
+                _ => true,
+            },
+            None => true,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if candidates.is_empty() {
+        return Ok(false);
     }
-    Ok(builder.build()?)
-}
-
-/// Whether any row of the file is `pid`'s, reading only the `pid` column.
-fn holds_pid(path: &Path, pid: &str) -> Result<bool> {
-    for batch in batches(path, true)? {
+    let mask = parquet::arrow::ProjectionMask::leaves(builder.parquet_schema(), [0]);
+    let reader = builder
+        .with_row_groups(candidates)
+        .with_projection(mask)
+        .with_batch_size(65_536)
+        .build()?;
+    for batch in reader {
         if strings(&batch?, 0).iter().any(|p| p == Some(pid)) {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// Which rows of a batch stay: those not of `pid`, and those of `pid` in a `held` bundle. The
+/// bundles of the rows that go are added to `gone`.
+fn keep_mask(
+    batch: &RecordBatch,
+    pid: &str,
+    held: &BTreeSet<String>,
+    gone: &mut BTreeSet<String>,
+) -> Result<arrow::array::BooleanArray> {
+    let theirs = arrow::compute::kernels::cmp::eq(
+        batch.column(0),
+        &arrow::array::Scalar::new(StringArray::from(vec![pid])),
+    )?;
+    if theirs.true_count() == 0 {
+        return Ok(arrow::compute::not(&theirs)?);
+    }
+    // Only the person's rows are looked at one by one (a bundle is one person's, so a run of
+    // rows shares one bundle id).
+    let bundles = strings(batch, batch.num_columns() - 1);
+    let mut keep: Vec<bool> = vec![true; batch.num_rows()];
+    let mut last: Option<&str> = None;
+    for i in (0..batch.num_rows()).filter(|&i| theirs.value(i)) {
+        let bundle = bundles.value(i);
+        if held.contains(bundle) {
+            continue;
+        }
+        keep[i] = false;
+        if last != Some(bundle) {
+            gone.insert(bundle.to_string());
+            last = Some(bundle);
+        }
+    }
+    Ok(keep.into())
 }
 
 /// Removes every row of operational pseudonym `pid` from the raw datasets, except rows of bundles
@@ -85,7 +152,14 @@ pub fn erase_pid(
     if !dry_run {
         remove_partial_files(dir)?;
     }
-    for (rel, signal_name, day, kind) in catalogued(db)? {
+    for Catalogued {
+        path: rel,
+        signal: signal_name,
+        day,
+        kind,
+        bundles: listed,
+    } in catalogued(db)?
+    {
         let abs = dir.root().join(&rel);
         if !holds_pid(&abs, pid)? {
             continue;
@@ -115,21 +189,10 @@ pub fn erase_pid(
             )?)
         };
         let (mut removed, mut kept_rows) = (0, 0);
-        let mut remaining = BTreeSet::new();
-        for batch in batches(&abs, false)? {
+        let mut gone = BTreeSet::new();
+        for batch in read_parquet_batches(&abs)? {
             let batch = batch?;
-            let (pids, bundles) = (strings(&batch, 0), strings(&batch, batch.num_columns() - 1));
-            let keep: arrow::array::BooleanArray = (0..batch.num_rows())
-                .map(|i| {
-                    let kept = pids.value(i) != pid || held.contains(bundles.value(i));
-                    if kept {
-                        remaining.insert(bundles.value(i).to_string());
-                    } else {
-                        out.bundles.insert(bundles.value(i).to_string());
-                    }
-                    Some(kept)
-                })
-                .collect();
+            let keep = keep_mask(&batch, pid, held, &mut gone)?;
             let kept = filter_record_batch(&batch, &keep)?;
             removed += batch.num_rows() - kept.num_rows();
             kept_rows += kept.num_rows();
@@ -139,6 +202,9 @@ pub fn erase_pid(
                 }
             }
         }
+        // A bundle is one person's: its rows went whole or stayed whole.
+        let remaining: BTreeSet<String> = listed.into_iter().filter(|b| !gone.contains(b)).collect();
+        out.bundles.extend(gone);
         if removed == 0 {
             if writer.is_some() {
                 crate::base::fsio::remove_if_exists(&partial)?;

@@ -16,8 +16,8 @@
 mod write;
 use write::{day_name, day_path, digest_of, sort_by_pid_ts};
 pub use write::{
-    encode_parquet, stored_rows, write_parquet, write_parquet_batches, write_rows, RowOrder,
-    WrittenFile,
+    encode_parquet, stored_rows, write_parquet, write_parquet_batches, write_parquet_stream,
+    write_rows, RowOrder, WrittenFile,
 };
 
 mod compact;
@@ -244,6 +244,18 @@ impl ReadGuard {
         let file = lock_file(dir, libc::LOCK_SH)?.expect("a blocking flock either locks or fails");
         Ok(Self { _file: file })
     }
+}
+
+/// The batches of a Parquet file, read one at a time.
+pub fn read_parquet_batches(path: &Path) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(65_536)
+        .build()?;
+    Ok(reader.map(|b| b.map_err(Error::from)))
 }
 
 /// Reads a whole Parquet file.

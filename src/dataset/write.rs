@@ -191,6 +191,33 @@ pub fn write_parquet_batches(
     Ok(buf.len())
 }
 
+/// Writes batches as one Parquet file a batch at a time (memory bounded by one batch), durably:
+/// a temporary name, fsync, rename, fsync of the directory. Returns the file's size.
+pub fn write_parquet_stream(
+    path: &Path,
+    schema: &Arc<Schema>,
+    order: RowOrder,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<usize> {
+    let parent = path.parent().expect("a file in a directory");
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |source| Error::Io { path: p, source }
+    };
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let partial = path.with_extension("part");
+    let file = std::fs::File::create(&partial).map_err(io(&partial))?;
+    let mut w = parquet_writer(file, schema, order)?;
+    for batch in batches {
+        w.write(&batch?)?;
+    }
+    let file = w.into_inner()?;
+    file.sync_all().map_err(io(&partial))?;
+    let bytes = file.metadata().map_err(io(&partial))?.len() as usize;
+    crate::base::fsio::move_durably(&partial, path)?;
+    Ok(bytes)
+}
+
 /// A batch as zstd-compressed Parquet bytes, with encodings chosen per column type: dictionary for
 /// the strings and flags (`pid` and `bundle_id` are constant over long runs), delta for timestamps
 /// and integers, byte-stream-split for floats. Dictionary-encoding sensor floats, the Parquet

@@ -5,8 +5,8 @@
 //! the person the device is assigned to, keep only the signals that person's programme may collect
 //! (the rest are counted and discarded), replace the device with the operational pseudonym, and
 //! write the rows (see [`crate::dataset`]). The original ciphertext moves to `evidence/` (kept for
-//! `ingest.evidence_retention_days`, see [`prune_evidence`]) and the bundle becomes `processed`,
-//! with the public key that verified it recorded in its row.
+//! the retention policy's `[evidence]` period, see [`prune_evidence`]) and the bundle becomes
+//! `processed`, with the public key that verified it recorded in its row.
 //!
 //! Anything that fails is *quarantined*, never dropped: the ciphertext moves to `quarantine/` with a
 //! `.reason` file and the bundle row records the reason. The worker is restartable at any point:

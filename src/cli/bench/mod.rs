@@ -10,6 +10,7 @@ pub mod ingest;
 mod measure;
 pub mod pipeline;
 pub mod research;
+pub mod retention;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -23,6 +24,9 @@ pub enum BenchCommand {
     Pipeline(pipeline::PipelineArgs),
     /// DP query latency over 1,000 persons × 365 days, beside the same aggregates without DP.
     Research(research::ResearchArgs),
+    /// Erasing one person from 1,000 persons × 30 ankle days and 50 persons × 7 wristband days,
+    /// beside a plain rewrite of the same files.
+    Retention(retention::RetentionArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -35,5 +39,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Decode(args) => blocking(Box::new(move || decode::run(args))).await,
         BenchCommand::Pipeline(args) => blocking(Box::new(move || pipeline::run(args))).await,
         BenchCommand::Research(args) => blocking(Box::new(move || research::run(args))).await,
+        BenchCommand::Retention(args) => blocking(Box::new(move || retention::run(args))).await,
     }
 }
