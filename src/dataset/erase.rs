@@ -203,7 +203,8 @@ pub fn erase_pid(
             }
         }
         // A bundle is one person's: its rows went whole or stayed whole.
-        let remaining: BTreeSet<String> = listed.into_iter().filter(|b| !gone.contains(b)).collect();
+        let remaining: BTreeSet<String> =
+            listed.into_iter().filter(|b| !gone.contains(b)).collect();
         out.bundles.extend(gone);
         if removed == 0 {
             if writer.is_some() {

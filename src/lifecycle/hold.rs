@@ -30,6 +30,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum HoldTarget {
     Person(i64),
     Alert(i64),
+    /// Everything of the person an alert is about (an officer holds from the alert's page).
+    PersonOfAlert(i64),
 }
 
 /// A hold in force.
@@ -97,18 +99,20 @@ pub fn place(
                 .optional()?;
             (known, None)
         }
-        HoldTarget::Alert(a) => {
+        HoldTarget::Alert(a) | HoldTarget::PersonOfAlert(a) => {
             let person: Option<i64> = tx
                 .query_row("SELECT person_id FROM alerts WHERE id = ?1", [a], |r| {
                     r.get(0)
                 })
                 .optional()?;
-            (person, Some(a))
+            (person, matches!(target, HoldTarget::Alert(_)).then_some(a))
         }
     };
-    let object = match target {
-        HoldTarget::Person(p) => format!("person:{p}"),
-        HoldTarget::Alert(a) => format!("alert:{a}"),
+    let object = match (target, person_id) {
+        (HoldTarget::Person(p), _) | (HoldTarget::PersonOfAlert(_), Some(p)) => {
+            format!("person:{p}")
+        }
+        (HoldTarget::Alert(a), _) | (HoldTarget::PersonOfAlert(a), None) => format!("alert:{a}"),
     };
     let allowed = match person_id {
         Some(p) => may_act(&tx, &actor, p, now_ms)?,
@@ -207,4 +211,112 @@ pub fn in_force(conn: &Connection, person_id: Option<i64>) -> Result<Vec<Hold>> 
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::Context;
+    use crate::registry::accounts;
+
+    fn context() -> (tempfile::TempDir, Context) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        let now = crate::base::time::now_ms();
+        crate::server::init::init(&root, &crate::base::config::Config::default(), now).unwrap();
+        (tmp, Context::open(&root).unwrap())
+    }
+
+    fn officer(ctx: &Context, name: &str) -> Account {
+        let now = crate::base::time::now_ms();
+        let id = accounts::create(&ctx.db, name, Role::Officer, "t", now)
+            .unwrap()
+            .id;
+        Account {
+            id,
+            username: name.into(),
+            role: Role::Officer,
+            must_change_password: false,
+        }
+    }
+
+    /// An officer holds an alert, or its whole person, on their own caseload only; the refusal
+    /// reads as not found and is audited; placing and releasing are audited with the reason.
+    #[test]
+    fn officers_hold_only_their_caseload_and_every_step_is_audited() {
+        let (_tmp, ctx) = context();
+        let programme = crate::base::programme::Programme::AlcoholBan;
+        let p = crate::registry::enroll::add_person(&ctx, "CASE-1", programme, "t").unwrap();
+        let alert = {
+            let conn = ctx.db.lock();
+            conn.execute(
+                "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule, evidence_bundles, created_at_ms)
+                 VALUES (?1, 'alcohol', 'high', 0, 1, '{}', '', 0)",
+                [p],
+            )
+            .unwrap();
+            conn.last_insert_rowid()
+        };
+        let (olga, otto) = (officer(&ctx, "olga"), officer(&ctx, "otto"));
+        let now = crate::base::time::now_ms();
+        crate::registry::caseload::assign(&ctx.db, "olga", "CASE-1", now - 1000, None, "t", now)
+            .unwrap();
+        let place = |who: &Account, target| {
+            place(
+                &mut ctx.db.lock(),
+                HoldActor::Account(who),
+                target,
+                "zitting",
+                now,
+            )
+        };
+        assert!(matches!(
+            place(&otto, HoldTarget::Alert(alert)),
+            Err(Error::NotFound)
+        ));
+        let on_alert = place(&olga, HoldTarget::Alert(alert)).unwrap();
+        let on_person = place(&olga, HoldTarget::PersonOfAlert(alert)).unwrap();
+        let holds = in_force(&ctx.db.lock(), Some(p)).unwrap();
+        assert_eq!(
+            holds.iter().map(|h| (h.id, h.alert_id)).collect::<Vec<_>>(),
+            vec![(on_alert, Some(alert)), (on_person, None)]
+        );
+        assert!(matches!(
+            release(
+                &mut ctx.db.lock(),
+                HoldActor::Account(&otto),
+                on_person,
+                "klaar",
+                now
+            ),
+            Err(Error::NotFound)
+        ));
+        release(
+            &mut ctx.db.lock(),
+            HoldActor::Account(&olga),
+            on_person,
+            "klaar",
+            now,
+        )
+        .unwrap();
+        assert_eq!(in_force(&ctx.db.lock(), Some(p)).unwrap().len(), 1);
+        let actions: Vec<String> = {
+            let conn = ctx.db.lock();
+            let mut stmt = conn
+                .prepare("SELECT actor || ' ' || action || ' ' || object FROM audit_log WHERE action LIKE 'hold.%' ORDER BY seq")
+                .unwrap();
+            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        assert_eq!(
+            actions,
+            vec![
+                format!("otto hold.refused alert:{alert}"),
+                format!("olga hold.place alert:{alert}"),
+                format!("olga hold.place person:{p}"),
+                format!("otto hold.refused hold:{on_person}"),
+                format!("olga hold.release hold:{on_person}"),
+            ]
+        );
+    }
 }

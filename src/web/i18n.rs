@@ -185,6 +185,8 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("holds", "Juridische bewaring", "Legal holds"),
     ("hold.place", "Bewaren (rechtszaak)", "Hold (court proceedings)"),
     ("hold.release", "Bewaring opheffen", "Release hold"),
+    ("hold.scope.alert", "deze melding", "this alert"),
+    ("hold.scope.person", "alles van deze persoon", "everything of this person"),
     ("hold.reason", "Reden", "Reason"),
     ("hold.note", "Gegevens onder juridische bewaring worden niet gewist tot de bewaring is opgeheven.", "Data under a legal hold is not erased until the hold is released."),
     ("reference", "Referentie", "Reference"),

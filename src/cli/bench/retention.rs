@@ -239,6 +239,10 @@ fn files_of(ctx: &Context, signals: &[Signal]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// One measured erasure: its name, the person erased (id, pid), the signals of their device, and
+/// how many persons share those files.
+type Group<'a> = (&'a str, &'a (i64, String), Vec<Signal>, usize);
+
 fn signal_of_path(path: &Path) -> Signal {
     let name = path
         .parent()
@@ -330,7 +334,7 @@ pub fn run(args: RetentionArgs) -> anyhow::Result<()> {
         "{:<34} {:>6} {:>14} {:>10} {:>9} {:>9}",
         "", "files", "rows read", "rows gone", "wall s", "cpu s"
     );
-    let groups: [(&str, &(i64, String), Vec<Signal>, usize); 2] = [
+    let groups: [Group; 2] = [
         (
             "ankle person",
             &ankle_persons[0],

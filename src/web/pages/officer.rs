@@ -464,13 +464,18 @@ fn holds_html(lang: Lang, session: &Session, id: i64, holds: &[hold::Hold]) -> S
     }
     out + &format!(
         "<form method=\"post\" action=\"/alerts/{id}/hold\" class=\"noprint\">{csrf}\
-         <label>{} <input name=\"reason\" id=\"hold-reason\" required></label> <button id=\"hold\">{}</button></form>",
+         <label>{} <input name=\"reason\" id=\"hold-reason\" required></label> \
+         <label><select name=\"scope\" id=\"hold-scope\"><option value=\"alert\">{}</option>\
+         <option value=\"person\">{}</option></select></label> <button id=\"hold\">{}</button></form>",
         lang.t("hold.reason"),
+        lang.t("hold.scope.alert"),
+        lang.t("hold.scope.person"),
         lang.t("hold.place"),
     )
 }
 
-/// Places a legal hold on an alert of the officer's caseload.
+/// Places a legal hold on an alert of the officer's caseload, or (`scope=person`) on everything
+/// of the alert's person.
 pub async fn hold_alert(
     State(state): State<AppState>,
     lang: Lang,
@@ -483,11 +488,17 @@ pub async fn hold_alert(
         session.account.clone(),
         form.get("reason").to_string(),
     );
+    let whole_person = form.get("scope") == "person";
     match blocking(move || {
+        let target = if whole_person {
+            hold::HoldTarget::PersonOfAlert(id)
+        } else {
+            hold::HoldTarget::Alert(id)
+        };
         hold::place(
             &mut ctx.db.lock(),
             hold::HoldActor::Account(&account),
-            hold::HoldTarget::Alert(id),
+            target,
             &reason,
             crate::base::time::now_ms(),
         )
