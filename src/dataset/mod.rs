@@ -260,14 +260,7 @@ pub fn read_parquet_batches(path: &Path) -> Result<impl Iterator<Item = Result<R
 
 /// Reads a whole Parquet file.
 pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(65_536)
-        .build()?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+    read_parquet_batches(path)?.collect()
 }
 
 /// Makes sure a directory's new entries are durable.

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use nachtwacht_pipelines::rules::{ALCOHOL_DEFAULTS, STRESS_DEFAULTS, TAMPER_DEFAULTS};
 use nachtwacht_pipelines::{AlcoholRules, StressRules, TamperRules};
-use rusqlite::OptionalExtension;
 
 use crate::base::datadir::DataDir;
 use crate::base::db::Db;
@@ -142,43 +141,16 @@ fn record(db: &Db, texts: &[(RuleFile, String)], actor: &str, now_ms: i64) -> Re
     let mut conn = db.lock();
     let tx = conn.transaction()?;
     for (f, text) in texts {
-        let before: Option<String> = tx
-            .query_row(
-                "SELECT content FROM rules_in_force WHERE file = ?1",
-                [f.file_name()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        // A data directory's first load records the shipped defaults silently when they are
-        // what is in force; anything else is a change worth an entry.
-        let old = before.as_deref().unwrap_or(f.defaults());
-        if before.as_deref() == Some(text.as_str()) {
-            continue;
-        }
-        let (old_values, new_values) = (values(old), values(text));
-        let changes: Vec<serde_json::Value> = old_values
-            .keys()
-            .chain(new_values.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .filter(|k| old_values.get(*k) != new_values.get(*k))
-            .map(|k| serde_json::json!({"key": k, "old": old_values.get(k), "new": new_values.get(k)}))
-            .collect();
-        if !changes.is_empty() {
-            crate::trust::audit::append(
-                &tx,
-                now_ms,
-                actor,
-                "rules.changed",
-                &format!("rules/{}", f.file_name()),
-                &serde_json::json!({ "changes": changes }).to_string(),
-            )?;
-        }
-        tx.execute(
-            "INSERT INTO rules_in_force (file, content, since_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT(file) DO UPDATE SET content = excluded.content, since_ms = excluded.since_ms",
-            rusqlite::params![f.file_name(), text, now_ms],
-        )?;
+        let object = format!("rules/{}", f.file_name());
+        let file = crate::trust::audit::file_change::LoadedFile {
+            name: f.file_name(),
+            text,
+            defaults: f.defaults(),
+            values,
+            action: "rules.changed",
+            object: &object,
+        };
+        crate::trust::audit::file_change::record_in_force(&tx, &file, actor, now_ms)?;
     }
     tx.commit()?;
     Ok(())

@@ -219,13 +219,7 @@ mod tests {
     use crate::base::Context;
     use crate::registry::accounts;
 
-    fn context() -> (tempfile::TempDir, Context) {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("data");
-        let now = crate::base::time::now_ms();
-        crate::server::init::init(&root, &crate::base::config::Config::default(), now).unwrap();
-        (tmp, Context::open(&root).unwrap())
-    }
+    use crate::server::init::temporary as context;
 
     fn officer(ctx: &Context, name: &str) -> Account {
         let now = crate::base::time::now_ms();

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use crate::base::datadir::DataDir;
@@ -252,44 +251,15 @@ fn values(text: &str) -> BTreeMap<String, String> {
 fn record(db: &Db, text: &str, actor: &str, now_ms: i64) -> Result<()> {
     let mut conn = db.lock();
     let tx = conn.transaction()?;
-    let before: Option<String> = tx
-        .query_row(
-            "SELECT content FROM rules_in_force WHERE file = ?1",
-            [IN_FORCE_NAME],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if before.as_deref() == Some(text) {
-        return Ok(());
-    }
-    // A data directory's first load of the shipped policy is not a change worth an entry.
-    let (old, new) = (
-        values(before.as_deref().unwrap_or(DEFAULT_POLICY)),
-        values(text),
-    );
-    let changes: Vec<serde_json::Value> = old
-        .keys()
-        .chain(new.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| serde_json::json!({"key": k, "old": old.get(k), "new": new.get(k)}))
-        .collect();
-    if !changes.is_empty() {
-        crate::trust::audit::append(
-            &tx,
-            now_ms,
-            actor,
-            "retention.changed",
-            IN_FORCE_NAME,
-            &serde_json::json!({ "changes": changes }).to_string(),
-        )?;
-    }
-    tx.execute(
-        "INSERT INTO rules_in_force (file, content, since_ms) VALUES (?1, ?2, ?3)
-         ON CONFLICT(file) DO UPDATE SET content = excluded.content, since_ms = excluded.since_ms",
-        rusqlite::params![IN_FORCE_NAME, text, now_ms],
-    )?;
+    let file = crate::trust::audit::file_change::LoadedFile {
+        name: IN_FORCE_NAME,
+        text,
+        defaults: DEFAULT_POLICY,
+        values,
+        action: "retention.changed",
+        object: IN_FORCE_NAME,
+    };
+    crate::trust::audit::file_change::record_in_force(&tx, &file, actor, now_ms)?;
     tx.commit()?;
     Ok(())
 }

@@ -156,18 +156,7 @@ mod tests {
     use crate::base::programme::Programme;
     use crate::registry::enroll;
 
-    fn context() -> (tempfile::TempDir, Context) {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("data");
-        crate::server::init::init(
-            &root,
-            &crate::base::config::Config::default(),
-            crate::base::time::now_ms(),
-        )
-        .unwrap();
-        let ctx = Context::open(&root).unwrap();
-        (tmp, ctx)
-    }
+    use crate::server::init::temporary as context;
 
     #[test]
     fn closing_returns_devices_revokes_the_home_station_and_refuses_a_second_close() {

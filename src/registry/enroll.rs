@@ -181,6 +181,16 @@ pub fn link_station(
     Ok(())
 }
 
+/// Refuses a case reference that any episode of anyone already has.
+fn ensure_new_reference(conn: &rusqlite::Connection, reference: &str) -> Result<()> {
+    match person_id(conn, reference)? {
+        Some(_) => Err(Error::Invalid(format!(
+            "case reference {reference:?} is already enrolled"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Enrolls a person in a programme. `reference` is the operational case reference; it stays in SQL
 /// and never reaches a dataset.
 pub fn add_person(
@@ -192,11 +202,7 @@ pub fn add_person(
     let now = crate::base::time::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
-    if person_id(&tx, reference)?.is_some() {
-        return Err(Error::Invalid(format!(
-            "case reference {reference:?} is already enrolled"
-        )));
-    }
+    ensure_new_reference(&tx, reference)?;
     tx.execute(
         "INSERT INTO persons (reference, programme, created_at_ms) VALUES (?1, ?2, ?3)",
         (reference, programme, now),
@@ -238,11 +244,7 @@ pub fn start_episode(
             "no person with reference {earlier_reference:?}"
         )));
     };
-    if person_id(&tx, reference)?.is_some() {
-        return Err(Error::Invalid(format!(
-            "case reference {reference:?} is already enrolled"
-        )));
-    }
+    ensure_new_reference(&tx, reference)?;
     let (closed, erasing): (Option<i64>, Option<i64>) = tx.query_row(
         "SELECT closed_at_ms, erasure_started_at_ms FROM persons WHERE id = ?1",
         [id],

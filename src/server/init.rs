@@ -159,6 +159,17 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
     })
 }
 
+/// A data directory made by [`init`] with the default configuration in a temporary directory, and
+/// its context: for tests of the library's modules.
+#[cfg(test)]
+pub fn temporary() -> (tempfile::TempDir, crate::base::Context) {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let root = tmp.path().join("data");
+    init(&root, &Config::default(), crate::base::time::now_ms()).expect("init");
+    let ctx = crate::base::Context::open(&root).expect("open");
+    (tmp, ctx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

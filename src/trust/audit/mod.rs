@@ -16,6 +16,7 @@
 
 pub mod checkpoint;
 pub mod erase;
+pub mod file_change;
 pub mod seal;
 
 use std::collections::HashMap;
@@ -114,6 +115,20 @@ fn entry_hash(
         h.update(field.as_bytes());
     }
     hex::encode(h.finalize())
+}
+
+/// The hash of an erasable entry whose text is still there, after `prev`.
+fn salted_hash(prev: &str, e: &Entry, salt: &str) -> String {
+    entry_hash(
+        true,
+        prev,
+        e.seq,
+        e.at_ms,
+        &e.actor,
+        &e.action,
+        &field_digest(salt, &e.object),
+        &field_digest(salt, &e.detail),
+    )
 }
 
 /// The most characters an actor, action or object keeps in the log; longer values (a 500,000
@@ -338,16 +353,7 @@ pub fn verify(conn: &Connection) -> Result<Verdict> {
             Commitment::Plain => Some(entry_hash(
                 false, &prev, e.seq, e.at_ms, &e.actor, &e.action, &e.object, &e.detail,
             )),
-            Commitment::Salted { salt } => Some(entry_hash(
-                true,
-                &prev,
-                e.seq,
-                e.at_ms,
-                &e.actor,
-                &e.action,
-                &field_digest(salt, &e.object),
-                &field_digest(salt, &e.detail),
-            )),
+            Commitment::Salted { salt } => Some(salted_hash(&prev, e, salt)),
             Commitment::Erased { by, digests } => {
                 if let Some(problem) = erase::tombstone_problem(e.seq, *by, &by_seq) {
                     return broken(problem);
@@ -548,16 +554,7 @@ mod tests {
                 let Commitment::Salted { salt } = &e.commitment else {
                     panic!("entries are written erasable");
                 };
-                let h = entry_hash(
-                    true,
-                    &prev,
-                    e.seq,
-                    e.at_ms,
-                    &e.actor,
-                    &e.action,
-                    &field_digest(salt, &e.object),
-                    &field_digest(salt, &e.detail),
-                );
+                let h = salted_hash(&prev, e, salt);
                 conn.execute(
                     "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
                     rusqlite::params![e.seq, prev, h],
