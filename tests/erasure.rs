@@ -199,7 +199,37 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
         assert_eq!(ack.code, nachtwacht_wire::AckCode::Stored);
     }
     nachtwacht_station::run_once(&b, &b_dir).await.unwrap();
+    // A's readings arriving through B's station: quarantined before anyone knew whose they were
+    // (the reason names A's device), so no person is recorded for it.
+    // (One reading fewer than A's first bundle, so it is a bundle of its own.)
+    let mut stray = contents[0].clone();
+    for sb in &mut stray.batches {
+        let n = sb.batch.num_rows();
+        sb.batch = sb.batch.slice(0, n.saturating_sub(1));
+    }
+    let stray = seal_contents(&b, &[stray]).remove(0);
+    let b_conn = raw_connect(&b, t.server.quic_addr).await.unwrap();
+    let ack = raw_request(&b_conn, &upload_request(&b.name, 10_000, &stray))
+        .await
+        .unwrap();
+    assert_eq!(ack.code, nachtwacht_wire::AckCode::Stored);
     t.server.decode_now().await;
+    let stray_id = stray.bundle_id.to_hex();
+    let (state, reason, owner): (String, String, Option<i64>) = t
+        .ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT state, reason, person_id FROM bundles WHERE bundle_id = ?1",
+            [&stray_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), owner), ("quarantined", None));
+    assert!(
+        reason.contains("AM-ERASE-1") && reason.contains("not paired"),
+        "{reason}"
+    );
     let (ctx, pseudonyms) = (
         t.ctx.clone(),
         nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir).unwrap(),
@@ -450,6 +480,7 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
     t.server.shutdown().await;
     let mut needles: Vec<String> = vec!["CASE-home-a".into(), pid, rid, "AM-ERASE-1".into()];
     needles.extend(a_bundles);
+    needles.push(stray_id);
     let found = find_identifiers(&data, &t.ctx.db.lock(), &needles);
     assert!(found.is_empty(), "left behind:\n{}", found.join("\n"));
     // And the search does find what is there: the other person's serial.
@@ -657,4 +688,65 @@ fn two_retention_runs_at_once_erase_once() {
             .unwrap()
             .operational(1)
     ));
+}
+
+/// `serve` runs the retention policy with its housekeeping: a closed supervision whose every
+/// class is due is erased by the running server, without anyone running `retention run`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_server_erases_what_is_due() {
+    let mut config = Config::default();
+    config.pipeline.interval_secs = 1;
+    let t = start_server(config).await;
+    let policy = nachtwacht::lifecycle::policy::DEFAULT_POLICY
+        .replace(
+            "[raw_readings]\nkeep_days = 90",
+            "[raw_readings]\nkeep_days = 0",
+        )
+        .replace("[alerts]\nkeep_days = 1825", "[alerts]\nkeep_days = 0")
+        .replace("[research]\nkeep_days = 1825", "[research]\nkeep_days = 0");
+    std::fs::write(t.ctx.dir.retention_policy(), policy).unwrap();
+    let (a, a_dir, pa) = t.ankle_station("home-s", "AM-SERVE-1", 2, vec![]);
+    nachtwacht_station::run_once(&a, &a_dir).await.unwrap();
+    t.server.decode_now().await;
+    assert!(
+        t.count(&format!(
+            "SELECT count(*) FROM bundles WHERE person_id = {pa}"
+        )) > 0
+    );
+    nachtwacht::lifecycle::supervision::close(
+        &t.ctx,
+        "CASE-home-s",
+        nachtwacht::base::time::now_ms(),
+        "test",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while t.count(&format!(
+        "SELECT count(*) FROM persons WHERE id = {pa} AND erased_at_ms IS NOT NULL"
+    )) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server's housekeeping did not erase the closed supervision"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM bundles WHERE person_id = {pa}"
+        )),
+        0
+    );
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM audit_log WHERE action = 'retention.erase' AND actor = 'system'"
+        ),
+        4
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM audit_log WHERE action = 'retention.changed'"),
+        1,
+        "the changed policy was audited when the server loaded it"
+    );
+    t.server.shutdown().await;
 }

@@ -250,19 +250,25 @@ pub fn erase_pid(
                 bundles: remaining.iter().map(|b| b.to_string()).collect(),
             })
         };
-        let mut conn = db.lock();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM dataset_files WHERE path = ?1", [&rel])?;
-        if let Some(file) = &replacement {
-            catalog_insert(&tx, file, &kind, now_ms)?;
-            out.replacements.push(file.path.clone());
+        {
+            // The connection is released before `delete_retired` below takes it again.
+            let mut conn = db.lock();
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM dataset_files WHERE path = ?1", [&rel])?;
+            if let Some(file) = &replacement {
+                catalog_insert(&tx, file, &kind, now_ms)?;
+                out.replacements.push(file.path.clone());
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO dataset_retired (path, retired_at_ms) VALUES (?1, ?2)",
+                rusqlite::params![rel, now_ms],
+            )?;
+            tx.commit()?;
         }
-        tx.execute(
-            "INSERT OR REPLACE INTO dataset_retired (path, retired_at_ms) VALUES (?1, ?2)",
-            rusqlite::params![rel, now_ms],
-        )?;
-        tx.commit()?;
         crate::base::failpoint::hit(crate::base::failpoint::Point::ErasureAfterSwap);
+        // The old file goes now if no reader holds the datasets, so the disk holds at most one
+        // extra copy of a file, not of every file rewritten; held ones wait for the end.
+        super::compact::delete_retired(dir, db)?;
     }
     if !dry_run {
         delete_retired_now(dir, db)?;

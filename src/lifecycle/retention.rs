@@ -113,6 +113,16 @@ pub struct Report {
     pub persons_held: usize,
 }
 
+impl Report {
+    /// Whether the run erased (or, dry, would erase) anything at all.
+    pub fn erased_anything(&self) -> bool {
+        Report {
+            persons_held: 0,
+            ..self.clone()
+        } != Report::default()
+    }
+}
+
 /// How far a run has come, for a progress bar: `done` of `total` persons, then the other classes.
 pub type Progress<'a> = &'a (dyn Fn(&str, usize, usize) + Sync);
 
@@ -196,7 +206,8 @@ pub fn plan(ctx: &Context, policy: &RetentionPolicy, now_ms: i64) -> Result<Plan
         let holds = super::hold::in_force(&conn, Some(person_id))?;
         let whole = holds.iter().any(|h| h.alert_id.is_none());
         let due = if whole { vec![] } else { due };
-        let identity = holds.is_empty() && gone.len() + due.len() == 3;
+        let personal_classes = DataClass::ALL.iter().filter(|c| c.is_personal()).count();
+        let identity = holds.is_empty() && gone.len() + due.len() == personal_classes;
         if !due.is_empty() || identity || !holds.is_empty() {
             plan.persons.push(PersonPlan {
                 person_id,
@@ -291,13 +302,24 @@ pub fn run(
         eraser.person(person, &mut report)?;
     }
     progress("persons", total, total);
-    let held = held(&ctx.db.lock())?;
+    // Evidence a hold keeps: of held alerts, and every bundle of a held person.
+    let kept_evidence = {
+        let conn = ctx.db.lock();
+        let held = held(&conn)?;
+        let mut kept = held.bundles;
+        kept.extend(query_strings(
+            &conn,
+            "SELECT bundle_id FROM bundles WHERE person_id IN (SELECT value FROM json_each(?1))",
+            [serde_json::to_string(&held.persons).expect("ids")],
+        )?);
+        kept
+    };
     progress("evidence", 0, 1);
     report.evidence_files = crate::decode::prune_evidence(
         ctx,
         now_ms,
         policy.keep_days(DataClass::Evidence),
-        &held.bundles,
+        &kept_evidence,
         dry_run,
     )?;
     progress("quarantine", 0, 1);
@@ -321,9 +343,10 @@ pub fn run(
             policy.digest(),
         )?
     };
-    if !dry_run {
+    if !dry_run && report.erased_anything() {
         // Pages freed by the deletes are zeroed in the database file (secure_delete); the
         // write-ahead log still holds their earlier images until it is checkpointed and cut.
+        // Only after an erasure: the checkpoint waits for readers and holds writers meanwhile.
         ctx.db
             .lock()
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -552,20 +575,30 @@ impl Eraser<'_> {
     fn identity(&self, id: i64) -> Result<usize> {
         let (bundles, serials, references, stations, exports) = {
             let conn = self.ctx.db.lock();
+            let serials = query_strings(
+                &conn,
+                "SELECT DISTINCT device_serial FROM assignments WHERE person_id = ?1",
+                [id],
+            )?;
+            // The person's bundles, and those quarantined before they could be attributed
+            // (their reason names the device: "device … is not paired …").
             let bundles: Vec<(String, i64)> = {
                 let mut stmt = conn.prepare(
-                    "SELECT bundle_id, received_at_ms FROM bundles WHERE person_id = ?1 ORDER BY bundle_id",
+                    "SELECT bundle_id, received_at_ms FROM bundles
+                      WHERE person_id = ?1
+                         OR (state = 'quarantined' AND person_id IS NULL AND EXISTS (
+                             SELECT 1 FROM json_each(?2) WHERE instr(reason, value) > 0))
+                      ORDER BY bundle_id",
                 )?;
-                let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let rows = stmt.query_map(
+                    rusqlite::params![id, serde_json::to_string(&serials).expect("serials")],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
                 rows.collect::<Result<_, _>>()?
             };
             (
                 bundles,
-                query_strings(
-                    &conn,
-                    "SELECT DISTINCT device_serial FROM assignments WHERE person_id = ?1",
-                    [id],
-                )?,
+                serials,
                 query_strings(
                     &conn,
                     "SELECT reference FROM episodes WHERE person_id = ?1",
@@ -633,7 +666,13 @@ impl Eraser<'_> {
             "UPDATE stations SET person_id = NULL WHERE person_id = ?1",
             [id],
         )?;
-        let bundle_rows = tx.execute("DELETE FROM bundles WHERE person_id = ?1", [id])?;
+        let bundle_ids =
+            serde_json::to_string(&bundles.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>())
+                .expect("ids");
+        let bundle_rows = tx.execute(
+            "DELETE FROM bundles WHERE bundle_id IN (SELECT value FROM json_each(?1))",
+            [&bundle_ids],
+        )?;
         for table in ["caseloads", "legal_holds", "export_files", "episodes"] {
             tx.execute(&format!("DELETE FROM {table} WHERE person_id = ?1"), [id])?;
         }

@@ -315,9 +315,7 @@ async fn pipeline_loop(
         })
         .await;
         match housekeeping {
-            Ok(Ok((alerts, erased)))
-                if alerts > 0 || erased != crate::lifecycle::retention::Report::default() =>
-            {
+            Ok(Ok((alerts, erased))) if alerts > 0 || erased.erased_anything() => {
                 info!(
                     communication_alerts = alerts,
                     readings_erased = erased.readings,

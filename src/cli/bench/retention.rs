@@ -214,11 +214,10 @@ fn plain_rewrite(
     let mut rows = 0;
     for (i, f) in files.iter().enumerate() {
         let target = scratch.join(format!("plain-{i}.parquet"));
-        let batches: Vec<_> = dataset::read_parquet_batches(f)?.collect();
-        rows += batches
-            .iter()
-            .map(|b| b.as_ref().map_or(0, |b| b.num_rows()))
-            .sum::<usize>();
+        // A batch at a time, as erasure reads and writes: a day of BVP is gigabytes.
+        let batches = dataset::read_parquet_batches(f)?.inspect(|b| {
+            rows += b.as_ref().map_or(0, |b| b.num_rows());
+        });
         dataset::write_parquet_stream(
             &target,
             &dataset::stored_schema(signal_of(f)),
