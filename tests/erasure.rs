@@ -36,6 +36,17 @@ fn nachtwacht(data: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The shipped policy with every personal class kept 0 days after the supervision's end.
+fn every_personal_class_due_at_once() -> String {
+    nachtwacht::lifecycle::policy::DEFAULT_POLICY
+        .replace(
+            "[raw_readings]\nkeep_days = 90",
+            "[raw_readings]\nkeep_days = 0",
+        )
+        .replace("[alerts]\nkeep_days = 1825", "[alerts]\nkeep_days = 0")
+        .replace("[research]\nkeep_days = 1825", "[research]\nkeep_days = 0")
+}
+
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap()
@@ -505,13 +516,7 @@ fn closed_person_with_readings() -> (tempfile::TempDir, nachtwacht::base::Contex
     let now = nachtwacht::base::time::now_ms();
     nachtwacht::server::init::init(&root, &Config::default(), now).unwrap();
     let ctx = nachtwacht::base::Context::open(&root).unwrap();
-    let policy = nachtwacht::lifecycle::policy::DEFAULT_POLICY
-        .replace(
-            "[raw_readings]\nkeep_days = 90",
-            "[raw_readings]\nkeep_days = 0",
-        )
-        .replace("[alerts]\nkeep_days = 1825", "[alerts]\nkeep_days = 0")
-        .replace("[research]\nkeep_days = 1825", "[research]\nkeep_days = 0");
+    let policy = every_personal_class_due_at_once();
     std::fs::write(ctx.dir.retention_policy(), policy).unwrap();
     let pseudonyms = nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir).unwrap();
     let programme = nachtwacht::base::programme::Programme::AggressionTraining;
@@ -697,13 +702,7 @@ async fn the_running_server_erases_what_is_due() {
     let mut config = Config::default();
     config.pipeline.interval_secs = 1;
     let t = start_server(config).await;
-    let policy = nachtwacht::lifecycle::policy::DEFAULT_POLICY
-        .replace(
-            "[raw_readings]\nkeep_days = 90",
-            "[raw_readings]\nkeep_days = 0",
-        )
-        .replace("[alerts]\nkeep_days = 1825", "[alerts]\nkeep_days = 0")
-        .replace("[research]\nkeep_days = 1825", "[research]\nkeep_days = 0");
+    let policy = every_personal_class_due_at_once();
     std::fs::write(t.ctx.dir.retention_policy(), policy).unwrap();
     let (a, a_dir, pa) = t.ankle_station("home-s", "AM-SERVE-1", 2, vec![]);
     nachtwacht_station::run_once(&a, &a_dir).await.unwrap();

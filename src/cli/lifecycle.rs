@@ -50,18 +50,23 @@ fn progress(stage: &str, done: usize, total: usize) {
     }
 }
 
+/// `retention.toml`, validated, loaded by the operator (a change is audited under their name).
+fn load_policy(ctx: &nachtwacht::base::Context) -> anyhow::Result<policy::RetentionPolicy> {
+    policy::load(
+        &ctx.dir,
+        &ctx.db,
+        ACTOR_CLI,
+        nachtwacht::base::time::now_ms(),
+    )
+    .context("reading the retention policy")
+}
+
 pub fn retention(command: RetentionCommand) -> anyhow::Result<()> {
     match command {
         RetentionCommand::Run { dir, dry_run, at } => {
             let ctx = dir.open()?;
             let now = time_or_now(at)?;
-            let policy = policy::load(
-                &ctx.dir,
-                &ctx.db,
-                ACTOR_CLI,
-                nachtwacht::base::time::now_ms(),
-            )
-            .context("reading the retention policy")?;
+            let policy = load_policy(&ctx)?;
             let (plan, report) = retention::run(&ctx, &policy, now, dry_run, ACTOR_CLI, &progress)
                 .context("running the retention policy")?;
             if dry_run {
@@ -76,13 +81,7 @@ pub fn retention(command: RetentionCommand) -> anyhow::Result<()> {
         }
         RetentionCommand::Check { dir } => {
             let ctx = dir.open()?;
-            let policy = policy::load(
-                &ctx.dir,
-                &ctx.db,
-                ACTOR_CLI,
-                nachtwacht::base::time::now_ms(),
-            )
-            .context("reading the retention policy")?;
+            let policy = load_policy(&ctx)?;
             for class in policy::DataClass::ALL {
                 println!(
                     "{:<13} {:>6} days from {}",
