@@ -27,6 +27,9 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Caseload(#[from] caseload::Error),
+    /// The officer's staff screening is not in force (refused and audited).
+    #[error(transparent)]
+    Screening(#[from] crate::registry::screening::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error(transparent)]
@@ -159,6 +162,7 @@ pub fn list(
     let to = nonempty(&filter.to)
         .map(|d| day_start_ms(&d).map(|ms| ms + crate::base::time::DAY_MS))
         .transpose()?;
+    screened(ctx, officer, "alerts.list", now_ms)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let persons = caseload::persons_of(&tx, officer.id, now_ms)?;
@@ -225,6 +229,13 @@ fn own_alert(
     Ok(alert)
 }
 
+/// Refuses an officer whose staff screening is not in force (audited by `screening::require`).
+/// Every public function here calls it first.
+fn screened(ctx: &Context, officer: &Account, attempted: &str, now_ms: i64) -> Result<()> {
+    crate::registry::screening::require(&ctx.db.lock(), officer.id, &officer.username, attempted, now_ms)?;
+    Ok(())
+}
+
 /// Records a refused attempt to reach an alert (URL guessing shows up in the audit log).
 fn audit_refusal(
     ctx: &Context,
@@ -252,6 +263,7 @@ pub fn detail(
     purpose: &str,
     now_ms: i64,
 ) -> Result<AlertDetail> {
+    screened(ctx, officer, &format!("alert.{purpose}"), now_ms)?;
     let (alert, steps, revisions, station_contacts) = {
         let mut conn = ctx.db.lock();
         let tx = conn.transaction()?;
@@ -426,6 +438,7 @@ pub fn transition(
             "the comment is longer than 4,000 characters".into(),
         ));
     }
+    screened(ctx, officer, "alert.transition", now_ms)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let alert = match own_alert(&tx, officer, alert_id, now_ms) {
@@ -491,6 +504,7 @@ pub struct StationRow {
 }
 
 pub fn stations(ctx: &Context, officer: &Account, now_ms: i64) -> Result<Vec<StationRow>> {
+    screened(ctx, officer, "stations.view", now_ms)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let persons = caseload::persons_of(&tx, officer.id, now_ms)?;

@@ -29,6 +29,27 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     #[serde(default)]
     pub communication: CommunicationConfig,
+    #[serde(default)]
+    pub accountability: AccountabilityConfig,
+}
+
+/// What the compliance report holds staff to (`nachtwacht compliance report`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountabilityConfig {
+    /// An officer's accesses are reviewed by an auditor at least this often.
+    pub review_period_days: u32,
+    /// An active account not signed in for this long fails the unused-accounts control.
+    pub unused_account_days: u32,
+}
+
+impl Default for AccountabilityConfig {
+    fn default() -> Self {
+        Self {
+            review_period_days: 90,
+            unused_account_days: 90,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +254,7 @@ impl Default for Config {
                 compact_min_files: defaults::compact_min_files(),
             },
             communication: CommunicationConfig::default(),
+            accountability: AccountabilityConfig::default(),
         }
     }
 }
@@ -291,6 +313,13 @@ impl Config {
             p.push(
                 "ingest.idle_timeout_secs must be at least 30 (stations keep alive every 20 s)"
                     .into(),
+            );
+        }
+        if self.accountability.review_period_days == 0
+            || self.accountability.unused_account_days == 0
+        {
+            p.push(
+                "accountability.review_period_days and unused_account_days must be positive".into(),
             );
         }
         if self.research.max_days_per_person == 0 {

@@ -426,6 +426,36 @@ CREATE TABLE audit_pruned (
     pruned_at_ms INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Issue 22: accountability.
+-- Staff screening (e.g. a VOG): an account whose latest screening has expired, or that has none,
+-- opens no personal data until an administrator records a new one.
+CREATE TABLE staff_screenings (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    kind TEXT NOT NULL CHECK (kind IN ('vog','security-clearance')),
+    screened_on_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    recorded_by TEXT NOT NULL,
+    recorded_at_ms INTEGER NOT NULL,
+    CHECK (expires_at_ms > screened_on_ms)
+);
+CREATE INDEX staff_screenings_account ON staff_screenings(account_id, recorded_at_ms);
+-- An auditor's periodic review of one account's accesses to personal data over a period.
+CREATE TABLE access_reviews (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    period_from_ms INTEGER NOT NULL,
+    period_to_ms INTEGER NOT NULL,
+    accesses_reviewed INTEGER NOT NULL,
+    findings TEXT NOT NULL CHECK (length(trim(findings)) > 0),
+    reviewed_by TEXT NOT NULL,
+    reviewed_at_ms INTEGER NOT NULL
+);
+CREATE INDEX access_reviews_account ON access_reviews(account_id, reviewed_at_ms);
+-- Research tokens name the researcher who holds them (their screening is checked on each use).
+ALTER TABLE research_tokens ADD COLUMN account_id INTEGER REFERENCES accounts(id);
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps

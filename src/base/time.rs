@@ -23,6 +23,13 @@ pub fn midnight_ms(day: chrono::NaiveDate) -> i64 {
         .timestamp_millis()
 }
 
+/// The UTC calendar day containing `ms`, as `YYYY-MM-DD`.
+pub fn date_of(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
 /// The largest station clock offset the server takes as reported (one year either way). A heartbeat
 /// claiming more is stored at this bound: still far past any clock-drift limit, so the alert is
 /// raised, but no arithmetic on it can overflow.

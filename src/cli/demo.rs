@@ -291,6 +291,31 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
         nachtwacht::base::time::now_ms(),
     )
     .map_err(step("officer account"))?;
+    let researcher = "researcher";
+    nachtwacht::registry::accounts::create(
+        &ctx.db,
+        researcher,
+        nachtwacht::registry::accounts::Role::Researcher,
+        "demo",
+        nachtwacht::base::time::now_ms(),
+    )
+    .map_err(step("researcher account"))?;
+    // Everyone who opens personal data holds a screening in force (here: a VOG of last month,
+    // valid three years), as `nachtwacht account screening` records it.
+    for username in [nachtwacht::server::init::ADMIN_USERNAME, OFFICER, researcher] {
+        let now = nachtwacht::base::time::now_ms();
+        let day = nachtwacht::base::time::DAY_MS;
+        nachtwacht::registry::screening::record(
+            &ctx.db,
+            username,
+            nachtwacht::registry::screening::ScreeningKind::Vog,
+            now - 30 * day,
+            now + 3 * 365 * day,
+            "demo",
+            now,
+        )
+        .map_err(step("staff screening"))?;
+    }
     for p in personas() {
         nachtwacht::registry::caseload::assign(
             &ctx.db,
@@ -342,7 +367,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
     research::create_project(&ctx, "demo-wodc", research::Budget::new(3.0, 1.0), "demo")
         .map_err(step("research project"))?;
     let token =
-        research::issue_token(&ctx, "demo-wodc", 30, "demo").map_err(step("research token"))?;
+        research::issue_token(&ctx, "demo-wodc", researcher, 30, "demo").map_err(step("research token"))?;
     let (c, t) = (ctx.clone(), token.clone());
     let answer = tokio::task::spawn_blocking(move || {
         research::query(

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use nachtwacht::base::programme::Programme;
 use nachtwacht::base::time::now_ms;
-use nachtwacht::registry::{accounts, caseload, enroll};
+use nachtwacht::registry::{accounts, caseload, enroll, screening};
 use nachtwacht_wire::DeviceKind;
 
 use super::{time_or_now, DataDirArg, ACTOR_CLI};
@@ -309,6 +309,27 @@ pub enum AccountCommand {
         #[arg(long)]
         secret: String,
     },
+    /// Record a staff screening (e.g. a VOG) of an account. Without one in force the account
+    /// opens no personal data.
+    Screening {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        username: String,
+        /// vog or security-clearance
+        #[arg(long, value_parser = screening_kind)]
+        kind: screening::ScreeningKind,
+        /// The day of the screening (YYYY-MM-DD).
+        #[arg(long)]
+        screened_on: chrono::NaiveDate,
+        /// The first day it no longer counts (YYYY-MM-DD).
+        #[arg(long)]
+        expires: chrono::NaiveDate,
+    },
+}
+
+fn screening_kind(s: &str) -> Result<screening::ScreeningKind, String> {
+    screening::ScreeningKind::parse(s).ok_or_else(|| "vog or security-clearance".into())
 }
 
 pub fn account(command: AccountCommand) -> anyhow::Result<()> {
@@ -325,6 +346,25 @@ pub fn account(command: AccountCommand) -> anyhow::Result<()> {
             println!("  password:    {}", new.password);
             println!("  TOTP secret: {}", new.totp_secret);
             println!("  {}", new.otpauth_uri);
+        }
+        AccountCommand::Screening {
+            dir,
+            username,
+            kind,
+            screened_on,
+            expires,
+        } => {
+            let ctx = dir.open()?;
+            let (on, until) = (
+                nachtwacht::base::time::midnight_ms(screened_on),
+                nachtwacht::base::time::midnight_ms(expires),
+            );
+            screening::record(&ctx.db, &username, kind, on, until, ACTOR_CLI, now_ms())
+                .context("recording the screening")?;
+            println!(
+                "Screening of {username} recorded: {} on {screened_on}, in force until {expires}.",
+                kind.as_str()
+            );
         }
         AccountCommand::Code { secret } => {
             let code =

@@ -23,12 +23,15 @@ pub enum ResearchCommand {
         #[arg(long, default_value_t = 1.0)]
         max_epsilon_per_query: f64,
     },
-    /// Issue a bearer token for a project (shown once).
+    /// Issue a bearer token for a project (shown once), held by one researcher account.
     Token {
         #[command(flatten)]
         dir: DataDirArg,
         #[arg(long)]
         project: String,
+        /// The researcher who holds the token (their staff screening is checked on each use).
+        #[arg(long)]
+        holder: String,
         #[arg(long, default_value_t = 90)]
         ttl_days: u32,
     },
@@ -69,9 +72,10 @@ pub fn run(command: ResearchCommand) -> anyhow::Result<()> {
         ResearchCommand::Token {
             dir,
             project,
+            holder,
             ttl_days,
         } => {
-            let token = research::issue_token(&dir.open()?, &project, ttl_days, ACTOR_CLI)
+            let token = research::issue_token(&dir.open()?, &project, &holder, ttl_days, ACTOR_CLI)
                 .context("issuing token")?;
             println!("{token}");
             eprintln!("token id: {}", research::token_id(&token));
@@ -85,14 +89,15 @@ pub fn run(command: ResearchCommand) -> anyhow::Result<()> {
                     .unwrap_or_default()
             };
             println!(
-                "{:<14} {:<20} {:<11} {:<11} revoked",
-                "id", "project", "created", "expires"
+                "{:<14} {:<20} {:<16} {:<11} {:<11} revoked",
+                "id", "project", "holder", "created", "expires"
             );
             for t in tokens {
                 println!(
-                    "{:<14} {:<20} {:<11} {:<11} {}",
+                    "{:<14} {:<20} {:<16} {:<11} {:<11} {}",
                     t.id,
                     t.project,
+                    t.holder.as_deref().unwrap_or("-"),
                     day(t.created_at_ms),
                     day(t.expires_at_ms),
                     t.revoked_at_ms.map(day).unwrap_or_else(|| "-".into())

@@ -21,6 +21,8 @@ pub enum Error {
     Audit(#[from] audit::Error),
     #[error(transparent)]
     Caseload(#[from] crate::registry::caseload::Error),
+    #[error(transparent)]
+    Screening(#[from] crate::registry::screening::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,6 +76,16 @@ fn may_act(conn: &Connection, actor: &HoldActor<'_>, person_id: i64, now_ms: i64
     })
 }
 
+/// An officer opens a person's data to hold or release it: only with a screening in force.
+fn screened(conn: &Connection, actor: &HoldActor<'_>, attempted: &str, now_ms: i64) -> Result<()> {
+    if let HoldActor::Account(a) = actor {
+        if a.role == Role::Officer {
+            crate::registry::screening::require(conn, a.id, &a.username, attempted, now_ms)?;
+        }
+    }
+    Ok(())
+}
+
 /// Places a hold (audited as `hold.place`). A refusal (unknown target, not on the officer's
 /// caseload) is audited as `hold.refused` and reads as not found.
 pub fn place(
@@ -87,6 +99,7 @@ pub fn place(
     if reason.is_empty() {
         return Err(Error::Invalid("a hold needs a reason".into()));
     }
+    screened(conn, &actor, "hold.place", now_ms)?;
     let tx = conn.transaction()?;
     let (person_id, alert_id) = match target {
         HoldTarget::Person(p) => {
@@ -154,6 +167,7 @@ pub fn release(
     if reason.is_empty() {
         return Err(Error::Invalid("releasing a hold needs a reason".into()));
     }
+    screened(conn, &actor, "hold.release", now_ms)?;
     let tx = conn.transaction()?;
     let person: Option<i64> = tx
         .query_row(

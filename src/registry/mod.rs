@@ -6,3 +6,5 @@ pub mod accounts;
 pub mod caseload;
 pub mod enroll;
 pub mod overview;
+pub mod review;
+pub mod screening;

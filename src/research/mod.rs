@@ -64,6 +64,11 @@ pub enum Error {
     },
     #[error("differential privacy: {0}")]
     OpenDp(String),
+    /// The token's holder has no staff screening in force.
+    #[error("the researcher's staff screening ({0}) is not in force: the token is refused until an administrator records a new screening")]
+    NotScreened(String),
+    #[error("staff screening: {0}")]
+    Screening(String),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
     #[error("sqlite: {0}")]

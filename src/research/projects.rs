@@ -98,8 +98,16 @@ pub fn create_project(ctx: &Context, name: &str, budget: Budget, actor: &str) ->
     Ok(id)
 }
 
-/// A new bearer token for a project. Only its hash is stored; the token is shown once.
-pub fn issue_token(ctx: &Context, project: &str, ttl_days: u32, actor: &str) -> Result<String> {
+/// A new bearer token for a project, held by the researcher `holder` (an active account with the
+/// researcher role; each use checks that their screening is in force). Only its hash is stored;
+/// the token is shown once.
+pub fn issue_token(
+    ctx: &Context,
+    project: &str,
+    holder: &str,
+    ttl_days: u32,
+    actor: &str,
+) -> Result<String> {
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
     let token = format!("nwr_{}", hex::encode(raw));
@@ -114,9 +122,19 @@ pub fn issue_token(ctx: &Context, project: &str, ttl_days: u32, actor: &str) -> 
         )
         .optional()?
         .ok_or_else(|| Error::BadRequest(format!("no research project {project:?}")))?;
+    let holder_id: i64 = tx
+        .query_row(
+            "SELECT id FROM accounts
+              WHERE username = ?1 AND role = 'researcher' AND disabled_at_ms IS NULL",
+            [holder],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::BadRequest(format!("no active researcher account {holder:?}")))?;
     tx.execute(
-        "INSERT INTO research_tokens (token_sha256, project_id, created_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![token_hash(&token), project_id, now, now + ttl_days as i64 * crate::base::time::DAY_MS],
+        "INSERT INTO research_tokens (token_sha256, project_id, created_at_ms, expires_at_ms, account_id)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![token_hash(&token), project_id, now, now + ttl_days as i64 * crate::base::time::DAY_MS, holder_id],
     )?;
     audit::append(
         &tx,
@@ -124,7 +142,7 @@ pub fn issue_token(ctx: &Context, project: &str, ttl_days: u32, actor: &str) -> 
         actor,
         "research.token.issue",
         project,
-        &format!("{{\"ttl_days\":{ttl_days}}}"),
+        &serde_json::json!({"ttl_days": ttl_days, "holder": holder}).to_string(),
     )?;
     tx.commit()?;
     Ok(token)
@@ -136,6 +154,8 @@ pub fn issue_token(ctx: &Context, project: &str, ttl_days: u32, actor: &str) -> 
 pub struct TokenInfo {
     pub id: String,
     pub project: String,
+    /// The researcher holding it (none for a token from before holders were recorded).
+    pub holder: Option<String>,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
@@ -153,8 +173,10 @@ pub fn token_id(token: &str) -> String {
 pub fn list_tokens(ctx: &Context, project: Option<&str>) -> Result<Vec<TokenInfo>> {
     let conn = ctx.db.lock();
     let mut stmt = conn.prepare(
-        "SELECT substr(t.token_sha256, 1, ?2), p.name, t.created_at_ms, t.expires_at_ms, t.revoked_at_ms
+        "SELECT substr(t.token_sha256, 1, ?2), p.name, a.username, t.created_at_ms,
+                t.expires_at_ms, t.revoked_at_ms
            FROM research_tokens t JOIN research_projects p ON p.id = t.project_id
+           LEFT JOIN accounts a ON a.id = t.account_id
           WHERE ?1 IS NULL OR p.name = ?1
           ORDER BY t.created_at_ms DESC",
     )?;
@@ -163,9 +185,10 @@ pub fn list_tokens(ctx: &Context, project: Option<&str>) -> Result<Vec<TokenInfo
             Ok(TokenInfo {
                 id: r.get(0)?,
                 project: r.get(1)?,
-                created_at_ms: r.get(2)?,
-                expires_at_ms: r.get(3)?,
-                revoked_at_ms: r.get(4)?,
+                holder: r.get(2)?,
+                created_at_ms: r.get(3)?,
+                expires_at_ms: r.get(4)?,
+                revoked_at_ms: r.get(5)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -245,21 +268,32 @@ pub fn projects(ctx: &Context) -> Result<Vec<Project>> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// The project a valid token belongs to.
+/// The project a valid token belongs to. The token's holder must be an active researcher whose
+/// staff screening is in force (a refusal for screening is audited by `screening::require`).
 pub fn authenticate(ctx: &Context, token: &str, now_ms: i64) -> Result<Project> {
-    ctx.db
-        .lock()
+    let conn = ctx.db.lock();
+    let found = conn
         .query_row(
             &format!(
-                "SELECT {PROJECT_COLUMNS}
+                "SELECT {PROJECT_COLUMNS}, a.id, a.username
                    FROM research_tokens t JOIN research_projects p ON p.id = t.project_id
-                  WHERE t.token_sha256 = ?1 AND t.revoked_at_ms IS NULL AND t.expires_at_ms > ?2"
+                   JOIN accounts a ON a.id = t.account_id
+                  WHERE t.token_sha256 = ?1 AND t.revoked_at_ms IS NULL AND t.expires_at_ms > ?2
+                    AND a.role = 'researcher' AND a.disabled_at_ms IS NULL"
             ),
             rusqlite::params![token_hash(token), now_ms],
-            project_row,
+            |r| Ok((project_row(r)?, r.get::<_, i64>(8)?, r.get::<_, String>(9)?)),
         )
-        .optional()?
-        .ok_or(Error::Unauthorized)
+        .optional()?;
+    let Some((project, holder_id, holder)) = found else {
+        return Err(Error::Unauthorized);
+    };
+    crate::registry::screening::require(&conn, holder_id, &holder, "research", now_ms)
+        .map_err(|e| match e {
+            crate::registry::screening::Error::NotScreened(state) => Error::NotScreened(state),
+            other => Error::Screening(other.to_string()),
+        })?;
+    Ok(project)
 }
 
 /// A project by name (for the management dashboard, which has no token: its managers sign in).

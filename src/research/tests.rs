@@ -47,7 +47,9 @@ fn context() -> (tempfile::TempDir, Context) {
 
 fn token(ctx: &Context, name: &str, budget: f64, per_query: f64) -> String {
     create_project(ctx, name, Budget::new(budget, per_query), "test").unwrap();
-    issue_token(ctx, name, 1, "test").unwrap()
+    crate::registry::screening::screened_researcher(&ctx.db, "ria", crate::base::time::now_ms())
+        .unwrap();
+    issue_token(ctx, name, "ria", 1, "test").unwrap()
 }
 
 fn request(aggregate: Aggregate, epsilon: f64, group_by: &[&str]) -> QueryRequest {
@@ -293,7 +295,7 @@ fn concurrent_queries_never_overspend() {
 fn a_revoked_token_is_refused_at_once_and_the_revocation_is_audited() {
     let (_tmp, ctx) = context();
     let t = token(&ctx, "p", 1.0, 1.0);
-    let other = issue_token(&ctx, "p", 1, "test").unwrap();
+    let other = issue_token(&ctx, "p", "ria", 1, "test").unwrap();
     assert!(budget(&ctx, &TokenRate::default(), Some(&t)).is_ok());
     let listed = list_tokens(&ctx, Some("p")).unwrap();
     assert_eq!(listed.len(), 2);

@@ -154,6 +154,10 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
             post(pages::admin::reset_account),
         ),
         (
+            r(Method::POST, "/admin/accounts/{id}/screening", ADMIN),
+            post(pages::admin::record_screening),
+        ),
+        (
             r(Method::POST, "/admin/persons", ADMIN),
             post(pages::admin::add_person),
         ),
@@ -217,6 +221,10 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
         (
             r(Method::GET, "/audit/export", AUDITOR),
             get(pages::auditor::export),
+        ),
+        (
+            r(Method::POST, "/audit/reviews", AUDITOR),
+            post(pages::auditor::record_review),
         ),
         // Managers: DP figures only.
         (

@@ -112,6 +112,9 @@ pub enum Failure {
     Refused { status: StatusCode, message: String },
     /// Nothing this user may see here (missing, or not theirs: deliberately the same).
     NotFound,
+    /// The user's staff screening is not in force (`registry::screening`): what it says, e.g.
+    /// "VOG expired on 2026-11-30".
+    NotScreened(String),
     /// A failure of the server; the text goes to the log only.
     Internal(String),
 }
@@ -134,6 +137,11 @@ pub fn fail(lang: Lang, failure: impl Into<Failure>) -> Response {
     match failure.into() {
         Failure::Refused { status, message } => error(lang, status, &message),
         Failure::NotFound => error(lang, StatusCode::NOT_FOUND, lang.t("not_found")),
+        Failure::NotScreened(state) => error(
+            lang,
+            StatusCode::FORBIDDEN,
+            &format!("{} ({state})", lang.t("screening.refused")),
+        ),
         Failure::Internal(cause) => {
             tracing::error!(error = %cause, "web request failed");
             error(
@@ -195,6 +203,7 @@ impl From<casework::Error> for Failure {
     fn from(e: casework::Error) -> Self {
         match e {
             casework::Error::NotFound => Failure::NotFound,
+            casework::Error::Screening(e) => e.into(),
             e @ casework::Error::Invalid(_) => Failure::input(e.to_string()),
             e => Failure::internal(e),
         }
@@ -248,6 +257,28 @@ impl From<crate::lifecycle::hold::Error> for Failure {
         use crate::lifecycle::hold::Error;
         match e {
             Error::NotFound => Failure::NotFound,
+            Error::Screening(e) => e.into(),
+            e @ Error::Invalid(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<crate::registry::review::Error> for Failure {
+    fn from(e: crate::registry::review::Error) -> Self {
+        use crate::registry::review::Error;
+        match e {
+            e @ Error::Invalid(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<crate::registry::screening::Error> for Failure {
+    fn from(e: crate::registry::screening::Error) -> Self {
+        use crate::registry::screening::Error;
+        match e {
+            Error::NotScreened(state) => Failure::NotScreened(state),
             e @ Error::Invalid(_) => Failure::input(e.to_string()),
             e => Failure::internal(e),
         }

@@ -72,6 +72,7 @@ pub async fn web_fixture() -> WebFixture {
         ("auditor", "aud", Role::Auditor),
     ] {
         let new = accounts::create(&t.ctx.db, username, role, "test", now).unwrap();
+        nachtwacht::registry::screening::screen_for_a_year(&t.ctx.db, username, now).unwrap();
         accounts.insert(
             key,
             Creds {
@@ -115,7 +116,7 @@ pub async fn web_fixture() -> WebFixture {
     };
     let (own_alert, other_alert) = (alert_of("CASE-home-1"), alert_of("CASE-home-2"));
     research::create_project(&t.ctx, "p", research::Budget::new(1.0, 0.5), "test").unwrap();
-    let research_token = research::issue_token(&t.ctx, "p", 1, "test").unwrap();
+    let research_token = research::issue_token(&t.ctx, "p", "ria", 1, "test").unwrap();
     WebFixture {
         base: format!("http://{}", t.server.http_addr),
         t,

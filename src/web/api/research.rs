@@ -90,6 +90,7 @@ impl IntoResponse for AppError {
                 (StatusCode::FORBIDDEN, self.0.to_string())
             }
             E::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, self.0.to_string()),
+            E::NotScreened(_) => (StatusCode::FORBIDDEN, self.0.to_string()),
             E::NoData => (StatusCode::CONFLICT, self.0.to_string()),
             other => {
                 error!(error = %other, "research request failed");

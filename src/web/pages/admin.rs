@@ -11,6 +11,7 @@ use crate::base::programme::Programme;
 use crate::base::Context;
 use crate::lifecycle::hold;
 use crate::registry::accounts::{self, Role, Session};
+use crate::registry::screening;
 use crate::registry::{caseload, enroll, overview};
 use crate::research;
 use crate::web::access::{FormFields, Signed};
@@ -72,10 +73,11 @@ pub async fn overview(
         let tokens = research::list_tokens(&ctx, None)?;
         let registry = overview::overview(&ctx.db, &actor, crate::base::time::now_ms())?;
         let holds = hold::in_force(&ctx.db.lock(), None)?;
-        Ok((accounts, caseloads, projects, tokens, registry, holds))
+        let screenings = screening::latest_all(&ctx.db.lock())?;
+        Ok((accounts, caseloads, projects, tokens, registry, holds, screenings))
     })
     .await;
-    let (accounts, caseloads, projects, tokens, registry, holds) = match data {
+    let (accounts, caseloads, projects, tokens, registry, holds, screenings) = match data {
         Ok(Ok(d)) => d,
         Ok(Err(failure)) => return fail(lang, failure),
         Err(e) => return fail(lang, Failure::internal(e)),
@@ -85,7 +87,7 @@ pub async fn overview(
     let mut b = String::new();
 
     // Accounts.
-    b += &format!("<h2>{}</h2><table id=\"accounts\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>", t("accounts"), t("username"), t("role"), t("created"), t("state"));
+    b += &format!("<h2>{}</h2><table id=\"accounts\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>", t("accounts"), t("username"), t("role"), t("created"), t("state"), t("screening"));
     for a in &accounts {
         let state_text = match (a.disabled_at_ms, a.locked_until_ms) {
             (Some(_), _) => t("disabled").to_string(),
@@ -114,8 +116,41 @@ pub async fn overview(
         } else {
             String::new()
         };
+        let now = crate::base::time::now_ms();
+        let screening_text = match screenings.get(&a.id) {
+            Some(s) if s.in_force(now) => format!(
+                "{} {} {}",
+                s.kind.as_str().to_uppercase(),
+                t("until"),
+                crate::base::time::date_of(s.expires_at_ms)
+            ),
+            Some(s) => format!(
+                "<strong class=\"error\">{} {}</strong>",
+                t("screening.expired"),
+                crate::base::time::date_of(s.expires_at_ms)
+            ),
+            None => format!("<strong class=\"error\">{}</strong>", t("screening.none")),
+        };
+        let kinds: String = screening::ScreeningKind::ALL
+            .iter()
+            .map(|k| format!("<option>{}</option>", k.as_str()))
+            .collect();
+        let screening_form = if a.disabled_at_ms.is_none() {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/admin/accounts/{id}/screening\">{csrf}\
+                 <select name=\"kind\">{kinds}</select>\
+                 <label>{} <input name=\"screened_on\" type=\"date\" required></label>\
+                 <label>{} <input name=\"expires\" type=\"date\" required></label><button>{}</button></form>",
+                t("screened_on"),
+                t("expires"),
+                t("record"),
+                id = a.id
+            )
+        } else {
+            String::new()
+        };
         b += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{state_text}</td><td>{action}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{state_text}</td><td>{screening_text} {screening_form}</td><td>{action}</td></tr>",
             esc(&a.username),
             esc(a.role.as_str()),
             time(a.created_at_ms)
@@ -302,7 +337,7 @@ pub async fn overview(
          <label>{} <input name=\"max_epsilon_per_query\" size=\"5\" value=\"1\"></label><button>{}</button></form>",
         t("project"), t("budget"), t("delta"), t("max_per_query"), t("create")
     );
-    b += &format!("<h3>{}</h3><table id=\"tokens\"><tr><th>id</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>", t("tokens"), t("project"), t("created"), t("end"));
+    b += &format!("<h3>{}</h3><table id=\"tokens\"><tr><th>id</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>", t("tokens"), t("project"), t("holder"), t("created"), t("end"));
     for tok in &tokens {
         let action = if tok.revoked_at_ms.is_none() {
             format!("<form class=\"inline\" method=\"post\" action=\"/admin/research/tokens/{}/revoke\">{csrf}<button>{}</button></form>", esc(&tok.id), t("revoke"))
@@ -310,17 +345,19 @@ pub async fn overview(
             format!("{} {}", t("revoked"), time_opt(tok.revoked_at_ms))
         };
         b += &format!(
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
             esc(&tok.id),
             esc(&tok.project),
+            esc(tok.holder.as_deref().unwrap_or("-")),
             time(tok.created_at_ms),
             time(tok.expires_at_ms)
         );
     }
     b += &format!(
         "</table><form method=\"post\" action=\"/admin/research/tokens\">{csrf}<label>{} <input name=\"project\" required></label>\
+         <label>{} <input name=\"holder\" required></label>\
          <label>{} <input name=\"ttl_days\" size=\"4\" value=\"90\"></label><button>{}</button></form>",
-        t("project"), t("days_valid"), t("create")
+        t("project"), t("holder"), t("days_valid"), t("create")
     );
     frame(lang, Some(&session), t("admin"), &b).into_response()
 }
@@ -356,6 +393,33 @@ pub async fn create_account(
             esc(&username),
             credentials_html(&new)
         )))
+    })
+    .await
+}
+
+pub async fn record_screening(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Response {
+    let (kind, on, until) = (
+        form.get("kind").to_string(),
+        form.get("screened_on").to_string(),
+        form.get("expires").to_string(),
+    );
+    change(&state, lang, &session, move |ctx, actor| {
+        let kind = screening::ScreeningKind::parse(&kind)
+            .ok_or_else(|| Failure::input(format!("unknown screening kind {kind:?}")))?;
+        let username = accounts::list(&ctx.db)?
+            .into_iter()
+            .find(|a| a.id == id)
+            .map(|a| a.username)
+            .ok_or(Failure::NotFound)?;
+        let now = crate::base::time::now_ms();
+        screening::record(&ctx.db, &username, kind, day_ms(&on)?, day_ms(&until)?, actor, now)?;
+        Ok(None)
     })
     .await
 }
@@ -719,12 +783,14 @@ pub async fn issue_token(
     Signed(session): Signed,
     form: FormFields,
 ) -> Response {
-    let (project, ttl) = (
+    let (project, holder, ttl) = (
         form.get("project").trim().to_string(),
+        form.get("holder").trim().to_string(),
         form.get("ttl_days").to_string(),
     );
     change(&state, lang, &session, move |ctx, actor| {
-        let token = research::issue_token(ctx, &project, number("ttl_days", &ttl)?, actor)?;
+        let token =
+            research::issue_token(ctx, &project, &holder, number("ttl_days", &ttl)?, actor)?;
         Ok(Some(format!(
             "<p>{}: <code>{}</code></p><p>token: <code id=\"token\">{}</code></p>",
             "project",

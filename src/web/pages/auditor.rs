@@ -137,7 +137,14 @@ pub async fn browse(
             lang.t("cap"),
         )
     };
-    let chain = format!("{chain}</p>{checkpoint}{ledger}<p>");
+    let reviews = match reviews_html(&state, lang, &session) {
+        Ok(r) => r,
+        Err(e) => return crate::web::page::fail(lang, e),
+    };
+    let chain = format!(
+        "{chain}</p>{checkpoint}<p><a id=\"compliance\" href=\"/audit/compliance\">{}</a></p>{ledger}{reviews}<p>",
+        lang.t("compliance.report")
+    );
     let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
     let query = format!(
         "actor={}&action={}&from={}&to={}",
@@ -170,6 +177,90 @@ pub async fn browse(
     }
     b += "</table>";
     frame(lang, Some(&session), lang.t("audit"), &b).into_response()
+}
+
+/// The periodic access review: per officer, when they were last reviewed and what they opened
+/// since, with the form that records a review.
+fn reviews_html(
+    state: &AppState,
+    lang: Lang,
+    session: &crate::registry::accounts::Session,
+) -> Result<String, crate::web::page::Failure> {
+    use crate::registry::{accounts, review};
+    let now = crate::base::time::now_ms();
+    let officers: Vec<_> = accounts::list(&state.ctx.db)?
+        .into_iter()
+        .filter(|a| a.role == accounts::Role::Officer && a.disabled_at_ms.is_none())
+        .collect();
+    let conn = state.ctx.db.lock();
+    let latest = review::latest_reviews(&conn).map_err(crate::web::page::Failure::internal)?;
+    let csrf = crate::web::page::csrf_field(session);
+    let mut b = format!(
+        "<h2>{}</h2><table id=\"reviews\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
+        lang.t("reviews"),
+        lang.t("officer"),
+        lang.t("review.last"),
+        lang.t("review.findings"),
+        lang.t("review.accesses_since"),
+    );
+    for o in &officers {
+        let last = latest.iter().find(|r| r.username == o.username);
+        let since = last.map_or(o.created_at_ms, |r| r.period_to_ms);
+        let accesses = review::accesses_in(&conn, &o.username, since, now + 1)
+            .map_err(crate::web::page::Failure::internal)?;
+        let from = crate::base::time::date_of(since);
+        let to = crate::base::time::date_of(now);
+        b += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{accesses}</td><td>\
+             <form class=\"inline\" method=\"post\" action=\"/audit/reviews\">{csrf}\
+             <input type=\"hidden\" name=\"username\" value=\"{}\">\
+             <label>{} <input type=\"date\" name=\"from\" value=\"{from}\" required></label>\
+             <label>{} <input type=\"date\" name=\"to\" value=\"{to}\" required></label>\
+             <label>{} <input name=\"findings\" required></label><button>{}</button></form></td></tr>",
+            esc(&o.username),
+            last.map(|r| time(r.reviewed_at_ms)).unwrap_or_else(|| "—".into()),
+            last.map(|r| esc(&r.findings)).unwrap_or_default(),
+            esc(&o.username),
+            lang.t("from"),
+            lang.t("to"),
+            lang.t("review.findings"),
+            lang.t("record"),
+        );
+    }
+    b += "</table>";
+    Ok(b)
+}
+
+/// Records an access review of one officer over whole days `from`..=`to`.
+pub async fn record_review(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    form: crate::web::access::FormFields,
+) -> axum::response::Response {
+    let (username, from, to, findings) = (
+        form.get("username").to_string(),
+        form.get("from").to_string(),
+        form.get("to").to_string(),
+        form.get("findings").to_string(),
+    );
+    let (ctx, reviewer) = (state.ctx.clone(), session.account.username.clone());
+    let result = crate::web::page::blocking(move || -> Result<(), crate::web::page::Failure> {
+        let day = |d: &str| {
+            chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                .map(crate::base::time::midnight_ms)
+                .map_err(|_| crate::web::page::Failure::input(format!("not a date (YYYY-MM-DD): {d:?}")))
+        };
+        let (from_ms, to_ms) = (day(&from)?, day(&to)? + crate::base::time::DAY_MS);
+        let now = crate::base::time::now_ms();
+        crate::registry::review::record(&ctx.db, &username, from_ms, to_ms, &findings, &reviewer, now)?;
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(()) => axum::response::Redirect::to("/audit").into_response(),
+        Err(f) => crate::web::page::fail(lang, f),
+    }
 }
 
 pub async fn export(
