@@ -5,8 +5,16 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use cli::{
-    bench::BenchCommand, lifecycle::*, pipeline::PipelineCommand, quarantine::QuarantineCommand,
-    registry::*, research::ResearchCommand, service, trust::*, validate::ValidateCommand,
+    accountability::{AlertCommand, DossierCommand},
+    bench::BenchCommand,
+    lifecycle::*,
+    pipeline::PipelineCommand,
+    quarantine::QuarantineCommand,
+    registry::*,
+    research::ResearchCommand,
+    service,
+    trust::*,
+    validate::ValidateCommand,
     DataDirArg,
 };
 
@@ -59,6 +67,12 @@ enum Command {
     /// The indicator and alert pipelines.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Alerts: the court evidence dossier of one alert.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+    /// Court evidence dossiers: checking one offline.
+    #[command(subcommand)]
+    Dossier(DossierCommand),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -109,6 +123,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Quarantine(c) => cli::quarantine::run(c),
         Command::Keys(c) => keys(c),
         Command::Audit(c) => audit(c),
+        // A dossier reads Parquet and decrypts bundles: blocking work.
+        Command::Alert(c) => {
+            tokio::task::spawn_blocking(move || cli::accountability::alert(c)).await?
+        }
+        Command::Dossier(c) => cli::accountability::dossier_command(c),
         Command::Pipeline(c) => cli::pipeline::run(c).await,
         Command::Demo(args) => cli::demo::command(args).await,
         Command::Bench(c) => cli::bench::run(c).await,

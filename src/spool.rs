@@ -31,6 +31,8 @@ pub enum Error {
     File(#[from] crate::base::fsio::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::trust::audit::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -313,7 +313,12 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
         "test",
     )
     .unwrap();
-    nachtwacht::registry::screening::screened_researcher(&t.ctx.db, "ria", nachtwacht::base::time::now_ms()).unwrap();
+    nachtwacht::registry::screening::screened_researcher(
+        &t.ctx.db,
+        "ria",
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap();
     let token = nachtwacht::research::issue_token(&t.ctx, "wodc", "ria", 1, "test").unwrap();
     let http = t.server.http_addr;
     let tok = token.clone();

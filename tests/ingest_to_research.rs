@@ -150,7 +150,12 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
 
     // Research over HTTP: DP answers until the budget is spent, then a clear refusal.
     research::create_project(&t.ctx, "wodc-test", research::Budget::new(1.0, 0.6), "test").unwrap();
-    nachtwacht::registry::screening::screened_researcher(&t.ctx.db, "ria", nachtwacht::base::time::now_ms()).unwrap();
+    nachtwacht::registry::screening::screened_researcher(
+        &t.ctx.db,
+        "ria",
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap();
     let token = research::issue_token(&t.ctx, "wodc-test", "ria", 1, "test").unwrap();
     let http = t.server.http_addr;
     let tok = token.clone();

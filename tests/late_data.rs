@@ -184,7 +184,12 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
             "test",
         )
         .unwrap();
-        nachtwacht::registry::screening::screened_researcher(&c.db, "ria", nachtwacht::base::time::now_ms()).unwrap();
+        nachtwacht::registry::screening::screened_researcher(
+            &c.db,
+            "ria",
+            nachtwacht::base::time::now_ms(),
+        )
+        .unwrap();
         let token = nachtwacht::research::issue_token(&c, "mgmt", "ria", 1, "test").unwrap();
         let req: nachtwacht::research::QueryRequest = serde_json::from_value(serde_json::json!({
             "dataset": "alert-counts",

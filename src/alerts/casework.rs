@@ -77,6 +77,8 @@ pub struct AlertRow {
     pub revision: i64,
     /// Withdrawn because the readings no longer support it: kept, with its workflow.
     pub withdrawn: bool,
+    /// When it was first raised.
+    pub created_at_ms: i64,
 }
 
 /// One revision of an alert by new readings: what it said before and after, and why.
@@ -114,7 +116,7 @@ pub struct AlertDetail {
 
 const SELECT_ALERT: &str = "SELECT a.id, a.person_id, p.reference, p.programme, a.kind, a.severity,
         a.start_ms, a.end_ms, a.peak_tac_g_dl, a.rule, a.evidence_bundles, a.status,
-        a.provisional, a.revision, a.withdrawn_at_ms
+        a.provisional, a.revision, a.withdrawn_at_ms, a.created_at_ms
    FROM alerts a JOIN persons p ON p.id = a.person_id";
 
 fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
@@ -134,6 +136,7 @@ fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
         provisional: r.get::<_, i64>(12)? != 0,
         revision: r.get(13)?,
         withdrawn: r.get::<_, Option<i64>>(14)?.is_some(),
+        created_at_ms: r.get(15)?,
     })
 }
 
@@ -232,7 +235,13 @@ fn own_alert(
 /// Refuses an officer whose staff screening is not in force (audited by `screening::require`).
 /// Every public function here calls it first.
 fn screened(ctx: &Context, officer: &Account, attempted: &str, now_ms: i64) -> Result<()> {
-    crate::registry::screening::require(&ctx.db.lock(), officer.id, &officer.username, attempted, now_ms)?;
+    crate::registry::screening::require(
+        &ctx.db.lock(),
+        officer.id,
+        &officer.username,
+        attempted,
+        now_ms,
+    )?;
     Ok(())
 }
 
@@ -255,6 +264,25 @@ fn audit_refusal(
     Ok(())
 }
 
+/// Who reads an alert's evidence.
+#[derive(Debug, Clone, Copy)]
+pub enum Reader<'a> {
+    /// An officer: only alerts of their caseload, only with a staff screening in force.
+    Officer(&'a Account),
+    /// The operator at the server's command line (`nachtwacht alert dossier`), named in the
+    /// audit entry: the operator already holds the data directory and its keys.
+    Operator(&'a str),
+}
+
+impl Reader<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Officer(a) => &a.username,
+            Self::Operator(name) => name,
+        }
+    }
+}
+
 /// An alert with its evidence. `purpose` (`view` or `report`) is recorded in the audit entry.
 pub fn detail(
     ctx: &Context,
@@ -263,19 +291,44 @@ pub fn detail(
     purpose: &str,
     now_ms: i64,
 ) -> Result<AlertDetail> {
-    screened(ctx, officer, &format!("alert.{purpose}"), now_ms)?;
+    detail_as(ctx, Reader::Officer(officer), alert_id, purpose, now_ms)
+}
+
+/// [`detail`] for any [`Reader`]; `purpose` (`view`, `report`, `dossier`) is recorded in the
+/// audit entry as `alert.<purpose>`.
+pub fn detail_as(
+    ctx: &Context,
+    reader: Reader<'_>,
+    alert_id: i64,
+    purpose: &str,
+    now_ms: i64,
+) -> Result<AlertDetail> {
+    if let Reader::Officer(officer) = reader {
+        screened(ctx, officer, &format!("alert.{purpose}"), now_ms)?;
+    }
     let (alert, steps, revisions, station_contacts) = {
         let mut conn = ctx.db.lock();
         let tx = conn.transaction()?;
-        let alert = match own_alert(&tx, officer, alert_id, now_ms) {
-            Ok(a) => a,
-            Err(Error::NotFound) => {
+        let found = match reader {
+            Reader::Officer(officer) => own_alert(&tx, officer, alert_id, now_ms),
+            Reader::Operator(_) => tx
+                .query_row(
+                    &format!("{SELECT_ALERT} WHERE a.id = ?1"),
+                    [alert_id],
+                    alert_row,
+                )
+                .optional()?
+                .ok_or(Error::NotFound),
+        };
+        let alert = match (found, reader) {
+            (Ok(a), _) => a,
+            (Err(Error::NotFound), Reader::Officer(officer)) => {
                 drop(tx);
                 drop(conn);
                 audit_refusal(ctx, officer, alert_id, purpose, now_ms)?;
                 return Err(Error::NotFound);
             }
-            Err(e) => return Err(e),
+            (Err(e), _) => return Err(e),
         };
         let steps = {
             let mut stmt = tx.prepare(
@@ -332,7 +385,7 @@ pub fn detail(
         audit::append(
             &tx,
             now_ms,
-            &officer.username,
+            reader.name(),
             &format!("alert.{purpose}"),
             &format!("alert:{alert_id}"),
             &serde_json::json!({"person": alert.person_id, "evidence_bundles": alert.evidence_bundles})
@@ -363,7 +416,7 @@ pub fn detail(
 }
 
 /// How far around an alert the evidence reaches.
-const WINDOW_MS: i64 = 12 * crate::base::time::HOUR_MS;
+pub const WINDOW_MS: i64 = 12 * crate::base::time::HOUR_MS;
 
 /// The ankle readings of one operational pseudonym in a time range: (ts, TAC, worn).
 fn tac_around(ctx: &Context, pid: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, f64, bool)>> {

@@ -4,6 +4,8 @@
 //! of [`AlertKind::ALL`].
 
 pub mod casework;
+pub mod chart;
+pub mod dossier;
 pub mod store;
 
 /// What an alert is about.

@@ -453,6 +453,10 @@ CREATE TABLE access_reviews (
     reviewed_at_ms INTEGER NOT NULL
 );
 CREATE INDEX access_reviews_account ON access_reviews(account_id, reviewed_at_ms);
+-- The chain of custody: the audit entry of the group commit that stored a bundle, and of the
+-- decode batch that processed it (each entry commits to its batch's bundle ids and digests).
+ALTER TABLE bundles ADD COLUMN stored_audit_seq INTEGER;
+ALTER TABLE bundles ADD COLUMN decoded_audit_seq INTEGER;
 -- Research tokens name the researcher who holds them (their screening is checked on each use).
 ALTER TABLE research_tokens ADD COLUMN account_id INTEGER REFERENCES accounts(id);
 "#,

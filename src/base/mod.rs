@@ -3,12 +3,14 @@
 //! file writes, time, the order-preserving parallel map, and [`Context`], which bundles the first
 //! three for the stages.
 
+pub mod archive;
 pub mod config;
 pub mod context;
 pub mod datadir;
 pub mod db;
 pub mod failpoint;
 pub mod fsio;
+pub mod html;
 pub mod parallel;
 pub mod programme;
 pub mod time;

@@ -30,6 +30,13 @@ pub fn date_of(ms: i64) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
+/// `YYYY-MM-DD HH:MM:SS UTC` of `ms`.
+pub fn date_time_of(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
 /// The largest station clock offset the server takes as reported (one year either way). A heartbeat
 /// claiming more is stored at this bound: still far past any clock-drift limit, so the alert is
 /// raised, but no arithmetic on it can overflow.

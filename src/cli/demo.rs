@@ -302,7 +302,11 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
     .map_err(step("researcher account"))?;
     // Everyone who opens personal data holds a screening in force (here: a VOG of last month,
     // valid three years), as `nachtwacht account screening` records it.
-    for username in [nachtwacht::server::init::ADMIN_USERNAME, OFFICER, researcher] {
+    for username in [
+        nachtwacht::server::init::ADMIN_USERNAME,
+        OFFICER,
+        researcher,
+    ] {
         let now = nachtwacht::base::time::now_ms();
         let day = nachtwacht::base::time::DAY_MS;
         nachtwacht::registry::screening::record(
@@ -366,8 +370,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
 
     research::create_project(&ctx, "demo-wodc", research::Budget::new(3.0, 1.0), "demo")
         .map_err(step("research project"))?;
-    let token =
-        research::issue_token(&ctx, "demo-wodc", researcher, 30, "demo").map_err(step("research token"))?;
+    let token = research::issue_token(&ctx, "demo-wodc", researcher, 30, "demo")
+        .map_err(step("research token"))?;
     let (c, t) = (ctx.clone(), token.clone());
     let answer = tokio::task::spawn_blocking(move || {
         research::query(

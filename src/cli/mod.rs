@@ -4,6 +4,7 @@
 //! Binary-only: nothing in the library imports from here. Output meant for the operator goes to
 //! stdout; diagnostics go through tracing to stderr.
 
+pub mod accountability;
 pub mod bench;
 pub mod demo;
 pub mod lifecycle;

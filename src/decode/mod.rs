@@ -38,6 +38,7 @@ use crate::base::fsio::move_all_durably;
 use crate::base::Context;
 use crate::dataset;
 use crate::spool::{BundleState, Spool};
+use crate::trust::audit;
 use crate::trust::pseudonym::Pseudonymiser;
 use validate::FlagCounts;
 
@@ -489,6 +490,19 @@ impl Decoder {
         for file in &files {
             dataset::catalog_insert(&tx, file, "bundle", now)?;
         }
+        let decoded = {
+            let mut stmt = tx.prepare_cached("SELECT sha256 FROM bundles WHERE bundle_id = ?1")?;
+            batch
+                .bundles
+                .iter()
+                .map(|(id, _, _)| {
+                    let hex = id.to_hex();
+                    stmt.query_row([&hex], |r| r.get::<_, String>(0))
+                        .map(|sha| (hex, sha))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        audit::custody::record(&tx, now, audit::custody::CustodyStep::Decoded, &decoded)?;
         tx.commit()?;
         drop(conn);
         for (bundle_id, _, p) in &batch.bundles {

@@ -130,8 +130,8 @@ pub fn load(dir: &DataDir, db: &Db, actor: &str, now_ms: i64) -> Result<Rules> {
     Ok(rules)
 }
 
-/// Top-level values of a rules file, as text, by key.
-fn values(text: &str) -> BTreeMap<String, String> {
+/// Top-level values of a rules file, as text, by key (what a change records, old and new).
+pub fn values(text: &str) -> BTreeMap<String, String> {
     text.parse::<toml::Table>()
         .map(|t| t.into_iter().map(|(k, v)| (k, v.to_string())).collect())
         .unwrap_or_default()

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
 
 use crate::spool::{self, Known, Spool};
+use crate::trust::audit;
 
 /// Largest batch: bounds the time one transaction holds the database.
 const MAX_BATCH: usize = 512;
@@ -172,6 +173,16 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
                 )?;
                 bytes += h.size;
             }
+        }
+        let stored: Vec<(String, String)> = batch
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == Outcome::Stored)
+            .map(|(job, _)| (job.header.bundle_id.to_hex(), job.header.sha256.clone()))
+            .collect();
+        if !stored.is_empty() {
+            let now = crate::base::time::now_ms();
+            audit::custody::record(&tx, now, audit::custody::CustodyStep::Stored, &stored)?;
         }
         tx.commit()?;
     }

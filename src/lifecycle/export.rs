@@ -415,17 +415,5 @@ fn sql_csv(conn: &rusqlite::Connection, sql: &str, param: i64) -> Result<Vec<u8>
 }
 
 fn tar_archive(members: &[(String, Vec<u8>)], now_ms: i64) -> Result<Vec<u8>> {
-    let io = Error::Archive;
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, bytes) in members {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o600);
-        header.set_mtime((now_ms / 1000).max(0) as u64);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, name, bytes.as_slice())
-            .map_err(io)?;
-    }
-    builder.into_inner().map_err(io)
+    crate::base::archive::tar(members, now_ms).map_err(Error::Archive)
 }

@@ -182,9 +182,20 @@ mod tests {
                 audit::append(&conn, at, "olga", action, "alert:1", "{}").unwrap();
             }
         }
-        let review = record(&ctx.db, "olga", now, now + 1_000, "no findings", "aud", now + 6_000)
-            .unwrap();
-        assert_eq!(review.accesses_reviewed, 2, "two reads inside the period, a login is none");
+        let review = record(
+            &ctx.db,
+            "olga",
+            now,
+            now + 1_000,
+            "no findings",
+            "aud",
+            now + 6_000,
+        )
+        .unwrap();
+        assert_eq!(
+            review.accesses_reviewed, 2,
+            "two reads inside the period, a login is none"
+        );
         assert!(record(&ctx.db, "olga", now, now + 1_000, "  ", "aud", now + 6_000).is_err());
         assert!(record(&ctx.db, "olga", now, now + 1_000, "x", "olga", now + 6_000).is_err());
         let latest = latest_reviews(&ctx.db.lock()).unwrap();

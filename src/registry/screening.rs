@@ -78,10 +78,14 @@ pub fn record(
     now_ms: i64,
 ) -> Result<()> {
     if expires_at_ms <= screened_on_ms {
-        return Err(Error::Invalid("the expiry must be after the screening date".into()));
+        return Err(Error::Invalid(
+            "the expiry must be after the screening date".into(),
+        ));
     }
     if screened_on_ms > now_ms {
-        return Err(Error::Invalid("the screening date lies in the future".into()));
+        return Err(Error::Invalid(
+            "the screening date lies in the future".into(),
+        ));
     }
     let mut conn = db.lock();
     let tx = conn.transaction()?;
@@ -97,7 +101,14 @@ pub fn record(
         "INSERT INTO staff_screenings
              (account_id, kind, screened_on_ms, expires_at_ms, recorded_by, recorded_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        rusqlite::params![account_id, kind, screened_on_ms, expires_at_ms, actor, now_ms],
+        rusqlite::params![
+            account_id,
+            kind,
+            screened_on_ms,
+            expires_at_ms,
+            actor,
+            now_ms
+        ],
     )?;
     audit::append(
         &tx,
@@ -192,7 +203,15 @@ pub fn require(
 #[doc(hidden)]
 pub fn screen_for_a_year(db: &Db, username: &str, now_ms: i64) -> Result<()> {
     use crate::base::time::DAY_MS;
-    record(db, username, ScreeningKind::Vog, now_ms - DAY_MS, now_ms + 365 * DAY_MS, "test", now_ms)
+    record(
+        db,
+        username,
+        ScreeningKind::Vog,
+        now_ms - DAY_MS,
+        now_ms + 365 * DAY_MS,
+        "test",
+        now_ms,
+    )
 }
 
 /// A researcher account `username` (created when missing) with [`screen_for_a_year`]: what tests
@@ -241,14 +260,30 @@ mod tests {
         assert!(err.to_string().contains("none recorded"), "{err}");
         assert_eq!(refusals(&ctx), 1);
 
-        record(&ctx.db, "olga", ScreeningKind::Vog, now - 400 * DAY_MS, now - DAY_MS, "admin", now)
-            .unwrap();
+        record(
+            &ctx.db,
+            "olga",
+            ScreeningKind::Vog,
+            now - 400 * DAY_MS,
+            now - DAY_MS,
+            "admin",
+            now,
+        )
+        .unwrap();
         let err = require(&ctx.db.lock(), olga.id, "olga", "alerts.list", now).unwrap_err();
         assert!(err.to_string().contains("VOG expired on"), "{err}");
         assert_eq!(refusals(&ctx), 2);
 
-        record(&ctx.db, "olga", ScreeningKind::Vog, now - DAY_MS, now + 365 * DAY_MS, "admin", now + 1)
-            .unwrap();
+        record(
+            &ctx.db,
+            "olga",
+            ScreeningKind::Vog,
+            now - DAY_MS,
+            now + 365 * DAY_MS,
+            "admin",
+            now + 1,
+        )
+        .unwrap();
         require(&ctx.db.lock(), olga.id, "olga", "alerts.list", now + 2).unwrap();
         assert_eq!(refusals(&ctx), 2, "a screened account writes no refusal");
         let recorded: i64 = ctx
@@ -262,7 +297,16 @@ mod tests {
             .unwrap();
         assert_eq!(recorded, 2);
         assert!(
-            record(&ctx.db, "olga", ScreeningKind::Vog, now, now - 1, "admin", now).is_err(),
+            record(
+                &ctx.db,
+                "olga",
+                ScreeningKind::Vog,
+                now,
+                now - 1,
+                "admin",
+                now
+            )
+            .is_err(),
             "an expiry before the date is refused"
         );
     }

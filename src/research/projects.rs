@@ -288,11 +288,12 @@ pub fn authenticate(ctx: &Context, token: &str, now_ms: i64) -> Result<Project> 
     let Some((project, holder_id, holder)) = found else {
         return Err(Error::Unauthorized);
     };
-    crate::registry::screening::require(&conn, holder_id, &holder, "research", now_ms)
-        .map_err(|e| match e {
+    crate::registry::screening::require(&conn, holder_id, &holder, "research", now_ms).map_err(
+        |e| match e {
             crate::registry::screening::Error::NotScreened(state) => Error::NotScreened(state),
             other => Error::Screening(other.to_string()),
-        })?;
+        },
+    )?;
     Ok(project)
 }
 

@@ -202,6 +202,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("days_valid", "Geldig (dagen)", "Valid (days)"),
     ("project", "Project", "Project"),
     ("holder", "Houder", "Holder"),
+    ("dossier", "Bewijsdossier (downloaden)", "Evidence dossier (download)"),
     ("screening", "Screening", "Screening"),
     ("screening.expired", "verlopen op", "expired on"),
     ("screening.none", "geen screening", "no screening"),

@@ -124,6 +124,10 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
             get(pages::officer::report),
         ),
         (
+            r(Method::GET, "/alerts/{id}/dossier", OFFICER),
+            get(pages::officer::dossier),
+        ),
+        (
             r(Method::POST, "/alerts/{id}/hold", OFFICER),
             post(pages::officer::hold_alert),
         ),

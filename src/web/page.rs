@@ -6,21 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 use super::i18n::Lang;
 use crate::registry::accounts::{Role, Session};
 
-/// Escapes text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::base::html::esc;
 
 /// `2026-11-23 14:05 UTC`.
 pub fn time(ms: i64) -> String {
@@ -99,6 +85,18 @@ pub fn error(lang: Lang, status: StatusCode, message: &str) -> Response {
         ),
     )
         .into_response()
+}
+
+/// A file to download: `bytes` with its content type, saved as `file_name`.
+pub fn download(bytes: Vec<u8>, content_type: &'static str, file_name: &str) -> Response {
+    use axum::http::{header, HeaderValue};
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
 }
 
 /// Why a page could not do what was asked. Every page answers its failures through this type,
@@ -259,6 +257,15 @@ impl From<crate::lifecycle::hold::Error> for Failure {
             Error::NotFound => Failure::NotFound,
             Error::Screening(e) => e.into(),
             e @ Error::Invalid(_) => Failure::input(e.to_string()),
+            e => Failure::internal(e),
+        }
+    }
+}
+
+impl From<crate::alerts::dossier::Error> for Failure {
+    fn from(e: crate::alerts::dossier::Error) -> Self {
+        match e {
+            crate::alerts::dossier::Error::Casework(e) => e.into(),
             e => Failure::internal(e),
         }
     }

@@ -75,7 +75,11 @@ pub fn run(args: ResearchArgs) -> anyhow::Result<()> {
     );
 
     research::create_project(&ctx, "bench", research::Budget::new(1e9, 10.0), "bench")?;
-    nachtwacht::registry::screening::screened_researcher(&ctx.db, "bench", nachtwacht::base::time::now_ms())?;
+    nachtwacht::registry::screening::screened_researcher(
+        &ctx.db,
+        "bench",
+        nachtwacht::base::time::now_ms(),
+    )?;
     let token = research::issue_token(&ctx, "bench", "bench", 1, "bench")?;
     let from = d0;
     let to = d0 + chrono::Days::new(args.days - 1);

@@ -58,6 +58,31 @@ fn signing_key(dir: &DataDir) -> Result<Ed25519KeyPair> {
     Ed25519KeyPair::from_pkcs8(&der).map_err(|e| Error::Key(format!("{}: {e}", path.display())))
 }
 
+/// Signs `message` with the installation's signing key (the key of the checkpoints), for another
+/// artefact the server vouches for (a court dossier). Returns (public key, signature), hex.
+pub fn sign(dir: &DataDir, message: &[u8]) -> Result<(String, String)> {
+    let key = signing_key(dir)?;
+    Ok((
+        hex::encode(key.public_key().as_ref()),
+        hex::encode(key.sign(message).as_ref()),
+    ))
+}
+
+/// Whether `signature_hex` is `public_key_hex`'s Ed25519 signature of `message`.
+pub fn signature_valid(public_key_hex: &str, message: &[u8], signature_hex: &str) -> bool {
+    match (hex::decode(public_key_hex), hex::decode(signature_hex)) {
+        (Ok(key), Ok(sig)) => UnparsedPublicKey::new(&ED25519, key)
+            .verify(message, &sig)
+            .is_ok(),
+        _ => false,
+    }
+}
+
+/// The installation's signing public key (hex), creating the key on first use.
+pub fn public_key(dir: &DataDir) -> Result<String> {
+    Ok(hex::encode(signing_key(dir)?.public_key().as_ref()))
+}
+
 fn head(conn: &Connection) -> Result<Option<(i64, String)>> {
     Ok(conn
         .query_row(

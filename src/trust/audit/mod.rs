@@ -15,6 +15,7 @@
 //! checkpoints ([`checkpoint`]).
 
 pub mod checkpoint;
+pub mod custody;
 pub mod erase;
 pub mod file_change;
 pub mod seal;
@@ -217,12 +218,30 @@ fn new_salt() -> String {
 }
 
 pub fn entries(conn: &Connection) -> Result<Vec<Entry>> {
-    let mut stmt = conn.prepare(
+    entries_where(conn, "1", [])
+}
+
+/// The entries about `object` (e.g. `alert:12`), oldest first.
+pub fn entries_about(conn: &Connection, object: &str) -> Result<Vec<Entry>> {
+    entries_where(conn, "object = ?1", [object])
+}
+
+/// The entry numbered `seq`, if the log still holds it.
+pub fn entry(conn: &Connection, seq: i64) -> Result<Option<Entry>> {
+    Ok(entries_where(conn, "seq = ?1", [seq])?.pop())
+}
+
+fn entries_where<P: rusqlite::Params>(
+    conn: &Connection,
+    filter: &str,
+    params: P,
+) -> Result<Vec<Entry>> {
+    let mut stmt = conn.prepare(&format!(
         "SELECT seq, at_ms, actor, action, object, detail, prev_hash, hash, salt, erased_by,
                 object_digest, detail_digest
-           FROM audit_log ORDER BY seq",
-    )?;
-    let rows = stmt.query_map([], |r| {
+           FROM audit_log WHERE {filter} ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map(params, |r| {
         let salt: Option<String> = r.get(8)?;
         let erased_by: Option<i64> = r.get(9)?;
         let digests: (Option<String>, Option<String>) = (r.get(10)?, r.get(11)?);
@@ -273,6 +292,70 @@ impl Entry {
                 (String::new(), o, d, Some(*by))
             }
         }
+    }
+}
+
+impl Entry {
+    /// The hash this entry's own fields and its `prev_hash` give, or `None` when its text was
+    /// erased from a plain entry (nothing left to hash). Checks one entry on its own, e.g. one
+    /// quoted in a court dossier; [`verify`] checks the links between them.
+    pub fn recomputed_hash(&self) -> Option<String> {
+        let prev = &self.prev_hash;
+        match &self.commitment {
+            Commitment::Plain => Some(entry_hash(
+                false,
+                prev,
+                self.seq,
+                self.at_ms,
+                &self.actor,
+                &self.action,
+                &self.object,
+                &self.detail,
+            )),
+            Commitment::Salted { salt } => Some(salted_hash(prev, self, salt)),
+            Commitment::Erased {
+                digests: Some((object, detail)),
+                ..
+            } => Some(entry_hash(
+                true,
+                prev,
+                self.seq,
+                self.at_ms,
+                &self.actor,
+                &self.action,
+                object,
+                detail,
+            )),
+            Commitment::Erased { digests: None, .. } => None,
+        }
+    }
+
+    /// An entry as [`to_json`] writes it.
+    pub fn from_json(v: &serde_json::Value) -> Option<Entry> {
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+        let salt = text("salt").unwrap_or_default();
+        let commitment = match v.get("erased_by").and_then(|x| x.as_i64()) {
+            Some(by) => {
+                let (o, d) = (text("object_digest")?, text("detail_digest")?);
+                Commitment::Erased {
+                    by,
+                    digests: (!o.is_empty()).then_some((o, d)),
+                }
+            }
+            None if salt.is_empty() => Commitment::Plain,
+            None => Commitment::Salted { salt },
+        };
+        Some(Entry {
+            seq: v.get("seq")?.as_i64()?,
+            at_ms: v.get("at_ms")?.as_i64()?,
+            actor: text("actor")?,
+            action: text("action")?,
+            object: text("object")?,
+            detail: text("detail")?,
+            prev_hash: text("prev_hash")?,
+            hash: text("hash")?,
+            commitment,
+        })
     }
 }
 

@@ -4,7 +4,6 @@
 //! lists persons' case references).
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::base::programme::Programme;
@@ -16,7 +15,7 @@ use crate::registry::{caseload, enroll, overview};
 use crate::research;
 use crate::web::access::{FormFields, Signed};
 use crate::web::i18n::Lang;
-use crate::web::page::{blocking, csrf_field, esc, fail, frame, time, time_opt, Failure};
+use crate::web::page::{blocking, csrf_field, download, esc, fail, frame, time, time_opt, Failure};
 use crate::web::AppState;
 
 /// Runs a change on a blocking thread and answers with the overview, or a page showing what
@@ -74,7 +73,9 @@ pub async fn overview(
         let registry = overview::overview(&ctx.db, &actor, crate::base::time::now_ms())?;
         let holds = hold::in_force(&ctx.db.lock(), None)?;
         let screenings = screening::latest_all(&ctx.db.lock())?;
-        Ok((accounts, caseloads, projects, tokens, registry, holds, screenings))
+        Ok((
+            accounts, caseloads, projects, tokens, registry, holds, screenings,
+        ))
     })
     .await;
     let (accounts, caseloads, projects, tokens, registry, holds, screenings) = match data {
@@ -418,7 +419,15 @@ pub async fn record_screening(
             .map(|a| a.username)
             .ok_or(Failure::NotFound)?;
         let now = crate::base::time::now_ms();
-        screening::record(&ctx.db, &username, kind, day_ms(&on)?, day_ms(&until)?, actor, now)?;
+        screening::record(
+            &ctx.db,
+            &username,
+            kind,
+            day_ms(&on)?,
+            day_ms(&until)?,
+            actor,
+            now,
+        )?;
         Ok(None)
     })
     .await
@@ -566,15 +575,6 @@ pub async fn return_device(
 }
 
 /// A file handed to the administrator as a download, once.
-fn download(bytes: Vec<u8>, content_type: &'static str, file_name: &'static str) -> Response {
-    let mut response = bytes.into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    response
-}
 
 /// Enrols a station and hands its configuration (certificate, key, server addresses) to the
 /// administrator as a download, once.

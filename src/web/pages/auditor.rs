@@ -249,11 +249,15 @@ pub async fn record_review(
         let day = |d: &str| {
             chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
                 .map(crate::base::time::midnight_ms)
-                .map_err(|_| crate::web::page::Failure::input(format!("not a date (YYYY-MM-DD): {d:?}")))
+                .map_err(|_| {
+                    crate::web::page::Failure::input(format!("not a date (YYYY-MM-DD): {d:?}"))
+                })
         };
         let (from_ms, to_ms) = (day(&from)?, day(&to)? + crate::base::time::DAY_MS);
         let now = crate::base::time::now_ms();
-        crate::registry::review::record(&ctx.db, &username, from_ms, to_ms, &findings, &reviewer, now)?;
+        crate::registry::review::record(
+            &ctx.db, &username, from_ms, to_ms, &findings, &reviewer, now,
+        )?;
         Ok(())
     })
     .await;

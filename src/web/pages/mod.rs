@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod auditor;
-pub mod chart;
 pub mod home;
 pub mod login;
 pub mod management;

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::alerts::casework::{self, AlertDetail, AlertFilter, AlertRow, Revision};
+use crate::alerts::chart::TacChart;
 use crate::alerts::RevisionReason;
 use crate::alerts::{AlertKind, Severity, Status};
 use crate::lifecycle::hold;
@@ -14,7 +15,6 @@ use crate::web::access::{FormFields, Signed};
 use crate::web::i18n::Lang;
 use crate::web::page::{blocking, Failure};
 use crate::web::page::{csrf_field, esc, frame, time, time_opt};
-use crate::web::pages::chart::TacChart;
 use crate::web::AppState;
 use nachtwacht_pipelines::alcohol::InterferentReason;
 
@@ -424,8 +424,10 @@ pub async fn alert(
     }
     body += &holds_html(lang, &session, id, &holds);
     body += &format!(
-        "<p class=\"noprint\"><a href=\"/alerts/{id}/report\" id=\"report\">{}</a> · <a href=\"/alerts\">{}</a></p>",
+        "<p class=\"noprint\"><a href=\"/alerts/{id}/report\" id=\"report\">{}</a> · \
+         <a href=\"/alerts/{id}/dossier\" id=\"dossier\">{}</a> · <a href=\"/alerts\">{}</a></p>",
         lang.t("report"),
+        lang.t("dossier"),
         lang.t("back")
     );
     frame(
@@ -617,6 +619,33 @@ pub async fn report(
         &body,
     )
     .into_response()
+}
+
+/// The court evidence dossier of an alert, as a download (`alerts::dossier`).
+pub async fn dossier(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    AlertId(id): AlertId,
+) -> Response {
+    let (ctx, officer) = (state.ctx.clone(), session.account.clone());
+    let built = crate::web::page::blocking(move || {
+        crate::alerts::dossier::build(
+            &ctx,
+            crate::alerts::casework::Reader::Officer(&officer),
+            id,
+            crate::base::time::now_ms(),
+        )
+    })
+    .await;
+    match built {
+        Ok(d) => crate::web::page::download(
+            d.archive,
+            "application/x-tar",
+            &format!("dossier-melding-{id}.tar"),
+        ),
+        Err(e) => failure(lang, e),
+    }
 }
 
 pub async fn stations(

@@ -1,7 +1,8 @@
-//! Evidence charts drawn on the server as inline SVG: no script runs in the officer's browser and
+//! Evidence charts drawn on the server as inline SVG (the officer's pages, reports and court
+//! dossiers): no script runs in the officer's browser and
 //! the printed report shows exactly what the screen showed.
 
-use crate::web::page::esc;
+use crate::base::html::esc;
 
 const W: f64 = 760.0;
 const PLOT_H: f64 = 220.0;

@@ -1,0 +1,110 @@
+//! Evidence for courts, auditors and the data-protection officer: `alert dossier`,
+//! `dossier verify`, `compliance report` and `inventory` (docs/accountability.md).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use nachtwacht::alerts::casework::Reader;
+use nachtwacht::alerts::dossier;
+use nachtwacht::base::time::now_ms;
+
+use super::{DataDirArg, ACTOR_CLI};
+
+#[derive(Subcommand)]
+pub enum AlertCommand {
+    /// Write the court evidence dossier of an alert: one archive signed by the server.
+    Dossier {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub fn alert(command: AlertCommand) -> anyhow::Result<()> {
+    match command {
+        AlertCommand::Dossier { dir, id, out } => {
+            let ctx = dir.open()?;
+            let d = dossier::build(&ctx, Reader::Operator(ACTOR_CLI), id, now_ms())
+                .with_context(|| format!("building the dossier of alert {id}"))?;
+            nachtwacht::base::fsio::write_durably(&out, &d.archive)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "Dossier of alert {id} written to {} ({} members, {} ciphertexts, {} readings)",
+                out.display(),
+                d.members.len() + 2,
+                d.ciphertexts,
+                d.readings
+            );
+            println!("sha256 {}", d.sha256);
+            if !d.pruned.is_empty() {
+                println!(
+                    "evidence copies already pruned (not enclosed): {}",
+                    d.pruned.join(", ")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum DossierCommand {
+    /// Check a dossier offline: the server's signature, every member's hash, the audit entries,
+    /// and (with --identity) that every reading decrypts and decodes from the enclosed ciphertexts.
+    Verify {
+        file: PathBuf,
+        /// The server's age identities (keys/age-identities.txt), to decrypt the ciphertexts.
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// The signing key the dossier must be signed with (hex), e.g. from an audit checkpoint.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+}
+
+pub fn dossier_command(command: DossierCommand) -> anyhow::Result<()> {
+    match command {
+        DossierCommand::Verify {
+            file,
+            identity,
+            public_key,
+        } => {
+            let archive =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let identities = identity
+                .map(|p| {
+                    nachtwacht::trust::secrets::load_age_identities(&p)
+                        .with_context(|| format!("reading identities from {}", p.display()))
+                })
+                .transpose()?;
+            let v = dossier::verify(&archive, identities.as_deref(), public_key.as_deref());
+            println!(
+                "dossier of alert {}, signed by {}",
+                v.alert_id, v.public_key
+            );
+            for line in &v.checked {
+                println!("  ok       {line}");
+            }
+            for line in &v.unchecked {
+                println!("  unchecked {line}");
+            }
+            for p in &v.problems {
+                println!("  FAILED   {}: {}", p.member, p.reason);
+            }
+            if v.ok() {
+                println!("VERIFIED");
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "the dossier does not verify: {} problem(s), first in {}",
+                    v.problems.len(),
+                    v.problems[0].member
+                )
+            }
+        }
+    }
+}
