@@ -10,6 +10,7 @@
 //! - [`registry`]: accounts, caseloads, persons, devices and stations;
 //! - the stages, in the order a reading passes them: [`ingest`] → [`spool`] → [`decode`] →
 //!   [`dataset`] → [`evaluate`] → [`alerts`] → [`research`], and [`lifecycle`] over all of them;
+//! - [`accountability`]: the compliance report and the data inventory, reading all of the above;
 //! - [`web`] (pages and the research API) and [`server`], which wires the stages into one process.
 
 // Supporting layers, lowest first.
@@ -35,6 +36,9 @@ pub mod alerts;
 pub mod research;
 
 pub mod lifecycle;
+
+// Evidence about all of the above, for auditors and the data-protection officer.
+pub mod accountability;
 
 // The interfaces, and the wiring of it all into one process.
 pub mod web;

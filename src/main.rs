@@ -5,7 +5,7 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use cli::{
-    accountability::{AlertCommand, DossierCommand},
+    accountability::{AlertCommand, ComplianceCommand, DossierCommand},
     bench::BenchCommand,
     lifecycle::*,
     pipeline::PipelineCommand,
@@ -73,6 +73,9 @@ enum Command {
     /// Court evidence dossiers: checking one offline.
     #[command(subcommand)]
     Dossier(DossierCommand),
+    /// The compliance report: BIO controls with their evidence, judged by code.
+    #[command(subcommand)]
+    Compliance(ComplianceCommand),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -128,6 +131,10 @@ async fn main() -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || cli::accountability::alert(c)).await?
         }
         Command::Dossier(c) => cli::accountability::dossier_command(c),
+        // The retention control plans an erasure run (SQL and file listings): blocking work.
+        Command::Compliance(c) => {
+            tokio::task::spawn_blocking(move || cli::accountability::compliance(c)).await?
+        }
         Command::Pipeline(c) => cli::pipeline::run(c).await,
         Command::Demo(args) => cli::demo::command(args).await,
         Command::Bench(c) => cli::bench::run(c).await,

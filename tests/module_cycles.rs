@@ -393,6 +393,7 @@ const LIB_LAYERS: &[&[&str]] = &[
         "research",
         "lifecycle",
     ],
+    &["accountability"],
     &["web", "server"],
 ];
 

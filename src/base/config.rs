@@ -41,6 +41,8 @@ pub struct AccountabilityConfig {
     pub review_period_days: u32,
     /// An active account not signed in for this long fails the unused-accounts control.
     pub unused_account_days: u32,
+    /// The current age key older than this fails the keys control (`nachtwacht keys rotate`).
+    pub max_key_age_days: u32,
 }
 
 impl Default for AccountabilityConfig {
@@ -48,6 +50,7 @@ impl Default for AccountabilityConfig {
         Self {
             review_period_days: 90,
             unused_account_days: 90,
+            max_key_age_days: 365,
         }
     }
 }
@@ -315,11 +318,11 @@ impl Config {
                     .into(),
             );
         }
-        if self.accountability.review_period_days == 0
-            || self.accountability.unused_account_days == 0
-        {
+        let a = &self.accountability;
+        if a.review_period_days == 0 || a.unused_account_days == 0 || a.max_key_age_days == 0 {
             p.push(
-                "accountability.review_period_days and unused_account_days must be positive".into(),
+                "accountability.review_period_days, unused_account_days and max_key_age_days must be positive"
+                    .into(),
             );
         }
         if self.research.max_days_per_person == 0 {

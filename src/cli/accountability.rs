@@ -108,3 +108,56 @@ pub fn dossier_command(command: DossierCommand) -> anyhow::Result<()> {
         }
     }
 }
+
+#[derive(Subcommand)]
+pub enum ComplianceCommand {
+    /// Write the compliance report (HTML): each BIO control with its evidence and a verdict.
+    Report {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        out: PathBuf,
+        /// Exit non-zero when a control fails (for monitoring).
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+pub fn compliance(command: ComplianceCommand) -> anyhow::Result<()> {
+    use nachtwacht::accountability::compliance::{self, Verdict};
+    match command {
+        ComplianceCommand::Report { dir, out, check } => {
+            let ctx = dir.open()?;
+            let report = compliance::report(&ctx, ACTOR_CLI, now_ms())
+                .context("building the compliance report")?;
+            nachtwacht::base::fsio::write_durably(&out, compliance::html(&report).as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+            for c in &report.controls {
+                let word = match c.verdict {
+                    Verdict::Pass => "pass",
+                    Verdict::Fail => "FAIL",
+                };
+                println!("{word:<5} {:<22} {}", c.id.as_str(), c.summary);
+                if c.verdict == Verdict::Fail {
+                    for f in &c.findings {
+                        println!("      {f}");
+                    }
+                }
+            }
+            let failed = report.failed();
+            println!("report written to {}", out.display());
+            if check && !failed.is_empty() {
+                anyhow::bail!(
+                    "{} control(s) fail: {}",
+                    failed.len(),
+                    failed
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -240,6 +240,7 @@ mod tests {
         let id = accounts::create(&ctx.db, name, Role::Officer, "t", now)
             .unwrap()
             .id;
+        crate::registry::screening::screen_for_a_year(&ctx.db, name, now).unwrap();
         Account {
             id,
             username: name.into(),

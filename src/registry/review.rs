@@ -36,6 +36,7 @@ pub const PERSONAL_DATA_READS: &[&str] = &[
     "quarantine.show",
     "audit.view",
     "audit.export",
+    "compliance.report",
 ];
 
 /// The SQL list of [`PERSONAL_DATA_READS`], for `action IN (…)`.

@@ -227,6 +227,10 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
             get(pages::auditor::export),
         ),
         (
+            r(Method::GET, "/audit/compliance", AUDITOR),
+            get(pages::auditor::compliance),
+        ),
+        (
             r(Method::POST, "/audit/reviews", AUDITOR),
             post(pages::auditor::record_review),
         ),

@@ -267,6 +267,31 @@ pub async fn record_review(
     }
 }
 
+/// The compliance report (`accountability::compliance`), as its own printable page.
+pub async fn compliance(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+) -> Response {
+    let (ctx, actor) = (state.ctx.clone(), session.account.username.clone());
+    let built = crate::web::page::blocking(move || {
+        crate::accountability::compliance::report(&ctx, &actor, crate::base::time::now_ms())
+            .map_err(crate::web::page::Failure::internal)
+    })
+    .await;
+    match built {
+        Ok(report) => {
+            let mut response = crate::accountability::compliance::html(&report).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        Err(f) => crate::web::page::fail(lang, f),
+    }
+}
+
 pub async fn export(
     State(state): State<AppState>,
     lang: Lang,
