@@ -76,6 +76,8 @@ enum Command {
     /// The compliance report: BIO controls with their evidence, judged by code.
     #[command(subcommand)]
     Compliance(ComplianceCommand),
+    /// The data inventory for the DPIA: every table, dataset and file class, generated from code.
+    Inventory(cli::accountability::InventoryArgs),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -131,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || cli::accountability::alert(c)).await?
         }
         Command::Dossier(c) => cli::accountability::dossier_command(c),
+        Command::Inventory(args) => cli::accountability::inventory(args),
         // The retention control plans an erasure run (SQL and file listings): blocking work.
         Command::Compliance(c) => {
             tokio::task::spawn_blocking(move || cli::accountability::compliance(c)).await?

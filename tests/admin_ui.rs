@@ -191,7 +191,7 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
             &base,
             &admin,
             "/admin/research/tokens",
-            &[("project", "wodc-2027"), ("ttl_days", "30")],
+            &[("project", "wodc-2027"), ("holder", "ria"), ("ttl_days", "30")],
         );
         assert_eq!(status, 200, "{page}");
         let token = between(&page, "id=\"token\">").to_string();
@@ -228,24 +228,40 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
             assert!(overview.contains(needle), "{needle} not on /admin");
         }
 
-        // The new officer signs in and sees the person's (empty) alert list without error.
+        // The new officer signs in; without a staff screening her alert list stays closed, with
+        // the reason; once the administrator records her VOG she sees the person's (empty) list.
         let s = login(&base, &nina);
-        let (status, _, page) = outcome(
-            agent()
-                .get(&format!("{base}/alerts"))
-                .set("Cookie", &s.cookie)
-                .call(),
-        );
-        assert_eq!(status, 200, "{page}");
-
-        // nina lost her phone: new credentials (shown once) end her session; then she moves
-        // to the auditors, which ends her officer access.
+        let alerts = || {
+            outcome(
+                agent()
+                    .get(&format!("{base}/alerts"))
+                    .set("Cookie", &s.cookie)
+                    .call(),
+            )
+        };
+        let (status, _, page) = alerts();
+        assert_eq!(status, 403, "{page}");
+        assert!(page.contains("screening") && page.contains("none recorded"), "{page}");
         let nina_id: i64 = db
             .lock()
             .query_row("SELECT id FROM accounts WHERE username = 'nina'", [], |r| {
                 r.get(0)
             })
             .unwrap();
+        let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+        let next_year = (chrono::Utc::now() + chrono::Duration::days(365)).format("%Y-%m-%d").to_string();
+        let (status, _, page) = post(
+            &base,
+            &admin,
+            &format!("/admin/accounts/{nina_id}/screening"),
+            &[("kind", "vog"), ("screened_on", &yesterday), ("expires", &next_year)],
+        );
+        assert_eq!(status, 303, "{page}");
+        let (status, _, page) = alerts();
+        assert_eq!(status, 200, "{page}");
+
+        // nina lost her phone: new credentials (shown once) end her session; then she moves
+        // to the auditors, which ends her officer access.
         let (status, _, page) = post(
             &base,
             &admin,
@@ -288,8 +304,34 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
         };
         assert_eq!((get("/alerts"), get("/audit")), (403, 200));
 
-        // The auditor's JSON export.
+        // The auditor records the periodic review of olga's accesses and opens the compliance
+        // report.
         let auditor = login(&base, &aud);
+        let (status, _, page) = post(
+            &base,
+            &auditor,
+            "/audit/reviews",
+            &[("username", "olga"), ("from", &yesterday), ("to", &today), ("findings", "geen bevindingen")],
+        );
+        assert_eq!(status, 303, "{page}");
+        let (status, _, page) = outcome(
+            agent()
+                .get(&format!("{base}/audit"))
+                .set("Cookie", &auditor.cookie)
+                .call(),
+        );
+        assert_eq!(status, 200);
+        assert!(page.contains("geen bevindingen"), "the review is listed: {page}");
+        let (status, _, report) = outcome(
+            agent()
+                .get(&format!("{base}/audit/compliance"))
+                .set("Cookie", &auditor.cookie)
+                .call(),
+        );
+        assert_eq!(status, 200, "{report}");
+        assert!(report.contains("<section id=\"access-reviews\""), "{report}");
+
+        // The auditor's JSON export.
         let (status, _, json) = outcome(
             agent()
                 .get(&format!("{base}/audit/export?format=json"))
@@ -325,6 +367,9 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
         .collect();
     for action in [
         "station.revoke",
+        "screening.record",
+        "review.record",
+        "compliance.report",
         "account.create",
         "account.reset",
         "account.role",

@@ -115,6 +115,28 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
                 "{needle} missing from the report: {report}"
             );
         }
+        // The court evidence dossier, downloaded from the alert's page: `dossier verify`
+        // accepts it, readings and ciphertexts included.
+        b.goto(&format!("{base}/alerts/{own}"));
+        let downloads = tempfile::tempdir().unwrap();
+        b.allow_downloads(downloads.path());
+        b.click("#dossier");
+        let file = downloads.path().join(format!("dossier-melding-{own}.tar"));
+        b.wait_download(&file);
+        let verified = std::process::Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+            .args(["dossier", "verify"])
+            .arg(&file)
+            .arg("--identity")
+            .arg(ctx.dir.age_identity())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&verified.stdout);
+        assert!(
+            verified.status.success() && out.contains("VERIFIED"),
+            "{out}"
+        );
+        assert!(out.contains("readings/ankle.csv: all"), "{out}");
+
         // A legal hold on the alert ("in court proceedings"), shown on its page.
         b.goto(&format!("{base}/alerts/{own}"));
         b.type_into("#hold-reason", "Court hearing 12 March");
@@ -156,6 +178,8 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
             "alert.refused",
             "alert.transition",
             "alert.report",
+            "alert.dossier",
+            "dossier.written",
             "hold.place",
         ] {
             assert!(log.contains(action), "{action} not in the audit log: {log}");

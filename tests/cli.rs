@@ -163,16 +163,53 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
         ],
         &data,
     ));
+    // A token is held by a researcher whose staff screening is recorded.
+    ok(&nachtwacht(
+        &[
+            "account",
+            "add",
+            "--username",
+            "ria",
+            "--role",
+            "researcher",
+        ],
+        &data,
+    ));
+    let (on, until) = (
+        (chrono::Utc::now() - chrono::Duration::days(30))
+            .format("%Y-%m-%d")
+            .to_string(),
+        (chrono::Utc::now() + chrono::Duration::days(3 * 365))
+            .format("%Y-%m-%d")
+            .to_string(),
+    );
+    let screened = ok(&nachtwacht(
+        &[
+            "account",
+            "screening",
+            "--username",
+            "ria",
+            "--kind",
+            "vog",
+            "--screened-on",
+            &on,
+            "--expires",
+            &until,
+        ],
+        &data,
+    ));
+    assert!(screened.contains("in force until"), "{screened}");
     let token = ok(&nachtwacht(
-        &["research", "token", "--project", "wodc"],
+        &["research", "token", "--project", "wodc", "--holder", "ria"],
         &data,
     ));
     assert!(token.trim().starts_with("nwr_"));
 
     let audit = ok(&nachtwacht(&["audit", "verify"], &data));
     // the administrator's account, init, person, device, station add, device pair, device
-    // return, station revoke, keys rotate, quarantine list, project, token.
-    assert!(audit.contains("intact: 12 entries"), "{audit}");
+    // return, station revoke, keys rotate, quarantine list, project, researcher account, its
+    // screening, token.
+    assert!(audit.contains("intact: 14 entries"), "{audit}");
     let returns: i64 = rusqlite::Connection::open(data.join("state.sqlite"))
         .unwrap()
         .query_row(

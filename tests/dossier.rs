@@ -8,8 +8,8 @@ mod common;
 use std::process::Command;
 
 use common::web::web_fixture;
+use nachtwacht::accountability::dossier;
 use nachtwacht::alerts::casework::{self, Reader};
-use nachtwacht::alerts::dossier;
 use nachtwacht::registry::accounts;
 
 fn nachtwacht() -> Command {

@@ -271,6 +271,7 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
     let olga_id = accounts::create(&t.ctx.db, "olga", Role::Officer, "test", now)
         .unwrap()
         .id;
+    nachtwacht::registry::screening::screen_for_a_year(&t.ctx.db, "olga", now).unwrap();
     for reference in ["CASE-home-a", "CASE-home-b"] {
         caseload::assign(
             &t.ctx.db,

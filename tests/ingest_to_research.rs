@@ -139,6 +139,11 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
 
     // The research dataset carries research pseudonyms only.
     let research_df = read_parquet(&t.ctx.dir.research_daily());
+    assert_inventoried(&research_df, "research daily");
+    assert_inventoried(
+        &read_parquet(&t.ctx.dir.research_alert_counts()),
+        "research alert",
+    );
     assert!(research_df.column("pid").is_err());
     assert!(research_df
         .column("rid")
@@ -470,6 +475,7 @@ async fn the_real_e4_export_ingests_end_to_end() {
     let eval = run_pipelines(&t.ctx).await;
     assert_eq!(eval.person_days, 1);
     let daily = read_parquet(&t.ctx.dir.research_daily());
+    assert_inventoried(&daily, "research daily");
     let eda = daily
         .column("mean_eda_us")
         .unwrap()
@@ -595,4 +601,26 @@ async fn the_openapi_document_describes_the_research_api_as_served() {
         "{doc}"
     );
     t.server.shutdown().await;
+}
+
+/// Every column the pipelines wrote is one the DPIA inventory lists for that dataset (from the
+/// code's column lists), with an entry saying what it is.
+fn assert_inventoried(df: &polars::prelude::DataFrame, item: &str) {
+    use nachtwacht::accountability::inventory;
+    let item = inventory::REGISTRY
+        .iter()
+        .find(|i| i.name.starts_with(item))
+        .unwrap();
+    let listed = inventory::dataset_columns(item);
+    for name in df.get_column_names() {
+        assert!(
+            listed.iter().any(|l| l == name.as_str()),
+            "column {name} of {} is not in the inventory's list {listed:?}",
+            item.name
+        );
+        assert!(
+            inventory::dataset_column(name.as_str()).is_some(),
+            "research column {name} has no entry in the data inventory"
+        );
+    }
 }

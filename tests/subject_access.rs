@@ -72,6 +72,7 @@ async fn a_persons_export_holds_all_their_data_and_every_access_and_nothing_of_a
     // An officer works the alert: a workflow step with a note, and a view of its evidence.
     let now = nachtwacht::base::time::now_ms();
     let new = accounts::create(&t.ctx.db, "olga", Role::Officer, "test", now).unwrap();
+    nachtwacht::registry::screening::screen_for_a_year(&t.ctx.db, "olga", now).unwrap();
     caseload::assign(
         &t.ctx.db,
         "olga",

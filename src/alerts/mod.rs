@@ -5,7 +5,6 @@
 
 pub mod casework;
 pub mod chart;
-pub mod dossier;
 pub mod store;
 
 /// What an alert is about.

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use nachtwacht::accountability::dossier;
 use nachtwacht::alerts::casework::Reader;
-use nachtwacht::alerts::dossier;
 use nachtwacht::base::time::now_ms;
 
 use super::{DataDirArg, ACTOR_CLI};
@@ -160,4 +160,26 @@ pub fn compliance(command: ComplianceCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum InventoryFormat {
+    Markdown,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct InventoryArgs {
+    #[arg(long, value_enum, default_value = "markdown")]
+    format: InventoryFormat,
+}
+
+/// Prints the data inventory for the DPIA (docs/dpia-inventory.md is its Markdown).
+pub fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
+    use nachtwacht::accountability::inventory;
+    match args.format {
+        InventoryFormat::Markdown => print!("{}", inventory::markdown()),
+        InventoryFormat::Json => println!("{}", serde_json::to_string_pretty(&inventory::json())?),
+    }
+    Ok(())
 }

@@ -145,7 +145,7 @@ fn dataset(name: &str) -> Option<Dataset> {
 pub const GROUP_KEYS: &[&str] = &["programme", "region", "age_band", "week", "month"];
 
 /// Group keys that are person attributes: the only keys `only` may restrict.
-const PERSON_KEYS: &[&str] = &["programme", "region", "age_band"];
+pub const PERSON_KEYS: &[&str] = &["programme", "region", "age_band"];
 
 /// Group keys that are periods of the day rather than person attributes.
 const PERIOD_KEYS: &[&str] = &["week", "month"];

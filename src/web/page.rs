@@ -262,10 +262,10 @@ impl From<crate::lifecycle::hold::Error> for Failure {
     }
 }
 
-impl From<crate::alerts::dossier::Error> for Failure {
-    fn from(e: crate::alerts::dossier::Error) -> Self {
+impl From<crate::accountability::dossier::Error> for Failure {
+    fn from(e: crate::accountability::dossier::Error) -> Self {
         match e {
-            crate::alerts::dossier::Error::Casework(e) => e.into(),
+            crate::accountability::dossier::Error::Casework(e) => e.into(),
             e => Failure::internal(e),
         }
     }

@@ -81,6 +81,27 @@ impl Browser {
         format!("{}/session/{}{path}", self.base, self.session)
     }
 
+    /// Saves downloads into `dir` without asking (Chrome DevTools `Browser.setDownloadBehavior`).
+    pub fn allow_downloads(&self, dir: &std::path::Path) {
+        call(
+            ureq::post(&self.url("/goog/cdp/execute")),
+            Some(json!({"cmd": "Browser.setDownloadBehavior",
+                        "params": {"behavior": "allow", "downloadPath": dir}})),
+        );
+    }
+
+    /// Waits (up to 30 s) until `path` exists and its download has finished.
+    pub fn wait_download(&self, path: &std::path::Path) -> Vec<u8> {
+        let partial = path.with_extension("tar.crdownload");
+        for _ in 0..300 {
+            if path.exists() && !partial.exists() {
+                return std::fs::read(path).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{} was not downloaded", path.display());
+    }
+
     pub fn goto(&self, url: &str) {
         call(ureq::post(&self.url("/url")), Some(json!({"url": url})));
     }

@@ -574,8 +574,6 @@ pub async fn return_device(
     .await
 }
 
-/// A file handed to the administrator as a download, once.
-
 /// Enrols a station and hands its configuration (certificate, key, server addresses) to the
 /// administrator as a download, once.
 pub async fn add_station(

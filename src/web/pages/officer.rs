@@ -621,7 +621,7 @@ pub async fn report(
     .into_response()
 }
 
-/// The court evidence dossier of an alert, as a download (`alerts::dossier`).
+/// The court evidence dossier of an alert, as a download (`accountability::dossier`).
 pub async fn dossier(
     State(state): State<AppState>,
     lang: Lang,
@@ -630,7 +630,7 @@ pub async fn dossier(
 ) -> Response {
     let (ctx, officer) = (state.ctx.clone(), session.account.clone());
     let built = crate::web::page::blocking(move || {
-        crate::alerts::dossier::build(
+        crate::accountability::dossier::build(
             &ctx,
             crate::alerts::casework::Reader::Officer(&officer),
             id,

@@ -31,7 +31,7 @@ use nachtwacht_wire::Signal;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Casework(#[from] super::casework::Error),
+    Casework(#[from] crate::alerts::casework::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
