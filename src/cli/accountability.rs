@@ -57,7 +57,7 @@ pub enum DossierCommand {
     /// and (with --identity) that every reading decrypts and decodes from the enclosed ciphertexts.
     Verify {
         file: PathBuf,
-        /// The server's age identities (keys/age-identities.txt), to decrypt the ciphertexts.
+        /// The server's age identities (keys/age-identity.txt), to decrypt the ciphertexts.
         #[arg(long)]
         identity: Option<PathBuf>,
         /// The signing key the dossier must be signed with (hex), e.g. from an audit checkpoint.

@@ -668,3 +668,46 @@ fn a_token_is_revoked_from_another_connection_while_it_is_used_hard() {
         Err(Error::Unauthorized)
     ));
 }
+
+#[test]
+fn a_token_of_a_researcher_without_a_screening_in_force_is_refused_with_the_reason_and_audited() {
+    let (_tmp, ctx) = context();
+    let t = token(&ctx, "p", 1.0, 1.0);
+    assert!(query(&ctx, &t, &request(Aggregate::Count, 0.1, &[])).is_ok());
+    let now = crate::base::time::now_ms();
+    let day = crate::base::time::DAY_MS;
+    crate::registry::screening::record(
+        &ctx.db,
+        "ria",
+        crate::registry::screening::ScreeningKind::Vog,
+        now - 400 * day,
+        now - day,
+        "admin",
+        now,
+    )
+    .unwrap();
+    let spent_before = spent(&ctx, "p");
+    let err = query(&ctx, &t, &request(Aggregate::Count, 0.1, &[])).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotScreened(s) if s.contains("VOG expired")),
+        "{err}"
+    );
+    assert!(matches!(
+        budget(&ctx, &TokenRate::default(), Some(&t)),
+        Err(Error::NotScreened(_))
+    ));
+    assert_eq!(spent(&ctx, "p"), spent_before, "nothing is charged");
+    let refused: i64 = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = 'screening.refused' AND actor = 'ria'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(refused, 2);
+    // A new screening reopens the token.
+    crate::registry::screening::screen_for_a_year(&ctx.db, "ria", now + 1).unwrap();
+    assert!(query(&ctx, &t, &request(Aggregate::Count, 0.1, &[])).is_ok());
+}

@@ -1,6 +1,6 @@
 //! The server's age keys and their rotation.
 //!
-//! `keys/age-identities.txt` holds every identity, newest first; the decoder tries them all, so a
+//! `keys/age-identity.txt` holds every identity, newest first; the decoder tries them all, so a
 //! bundle sealed to an older recipient still opens. `age_keys` in SQL lists the recipients, newest
 //! last; the ingest reads the newest and sends it in every positive acknowledgement, and a station
 //! that sees a new one seals its next bundles to it (see `docs/protocol.md`). The acknowledgement
