@@ -74,13 +74,8 @@ fn sql(root: &Path, statement: &str) {
 }
 
 fn account_id(root: &Path, name: &str) -> i64 {
-    Context::open(root)
+    accounts::id_of(&Context::open(root).unwrap().db.lock(), name)
         .unwrap()
-        .db
-        .lock()
-        .query_row("SELECT id FROM accounts WHERE username = ?1", [name], |r| {
-            r.get(0)
-        })
         .unwrap()
 }
 

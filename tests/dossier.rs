@@ -180,14 +180,7 @@ async fn officers_get_dossiers_of_their_own_caseload_only_and_only_while_screene
     let f = web_fixture().await;
     let now = nachtwacht::base::time::now_ms();
     let officer = |name: &str| {
-        let id: i64 =
-            f.t.ctx
-                .db
-                .lock()
-                .query_row("SELECT id FROM accounts WHERE username = ?1", [name], |r| {
-                    r.get(0)
-                })
-                .unwrap();
+        let id = accounts::id_of(&f.t.ctx.db.lock(), name).unwrap().unwrap();
         accounts::Account {
             id,
             username: name.into(),

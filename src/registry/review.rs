@@ -5,7 +5,7 @@
 //! Which audit actions are reads of personal data is one list, [`PERSONAL_DATA_READS`], shared by
 //! the review and the compliance report.
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::base::db::Db;
 use crate::trust::audit;
@@ -101,13 +101,7 @@ pub fn record(
     }
     let mut conn = db.lock();
     let tx = conn.transaction()?;
-    let account_id: i64 = tx
-        .query_row(
-            "SELECT id FROM accounts WHERE username = ?1",
-            [username],
-            |r| r.get(0),
-        )
-        .optional()?
+    let account_id = crate::registry::accounts::id_of(&tx, username)?
         .ok_or_else(|| Error::Invalid(format!("no account {username:?}")))?;
     let accesses = accesses_in(&tx, username, from_ms, to_ms)?;
     tx.execute(

@@ -89,13 +89,7 @@ pub fn record(
     }
     let mut conn = db.lock();
     let tx = conn.transaction()?;
-    let account_id: i64 = tx
-        .query_row(
-            "SELECT id FROM accounts WHERE username = ?1",
-            [username],
-            |r| r.get(0),
-        )
-        .optional()?
+    let account_id = crate::registry::accounts::id_of(&tx, username)?
         .ok_or_else(|| Error::Invalid(format!("no account {username:?}")))?;
     tx.execute(
         "INSERT INTO staff_screenings
@@ -124,45 +118,43 @@ pub fn record(
     Ok(())
 }
 
+const COLUMNS: &str =
+    "account_id, kind, screened_on_ms, expires_at_ms, recorded_by, recorded_at_ms";
+
+fn screening_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, Screening)> {
+    Ok((
+        r.get(0)?,
+        Screening {
+            kind: r.get(1)?,
+            screened_on_ms: r.get(2)?,
+            expires_at_ms: r.get(3)?,
+            recorded_by: r.get(4)?,
+            recorded_at_ms: r.get(5)?,
+        },
+    ))
+}
+
 /// The account's latest screening record (the one that counts), if any.
 pub fn latest(conn: &Connection, account_id: i64) -> Result<Option<Screening>> {
     Ok(conn
         .query_row(
-            "SELECT kind, screened_on_ms, expires_at_ms, recorded_by, recorded_at_ms
-               FROM staff_screenings WHERE account_id = ?1
-              ORDER BY recorded_at_ms DESC, id DESC LIMIT 1",
+            &format!(
+                "SELECT {COLUMNS} FROM staff_screenings WHERE account_id = ?1
+                  ORDER BY recorded_at_ms DESC, id DESC LIMIT 1"
+            ),
             [account_id],
-            |r| {
-                Ok(Screening {
-                    kind: r.get(0)?,
-                    screened_on_ms: r.get(1)?,
-                    expires_at_ms: r.get(2)?,
-                    recorded_by: r.get(3)?,
-                    recorded_at_ms: r.get(4)?,
-                })
-            },
+            screening_row,
         )
-        .optional()?)
+        .optional()?
+        .map(|(_, s)| s))
 }
 
 /// The latest screening of every account that has one, by account id.
 pub fn latest_all(conn: &Connection) -> Result<std::collections::HashMap<i64, Screening>> {
-    let mut stmt = conn.prepare(
-        "SELECT account_id, kind, screened_on_ms, expires_at_ms, recorded_by, recorded_at_ms
-           FROM staff_screenings ORDER BY recorded_at_ms, id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            Screening {
-                kind: r.get(1)?,
-                screened_on_ms: r.get(2)?,
-                expires_at_ms: r.get(3)?,
-                recorded_by: r.get(4)?,
-                recorded_at_ms: r.get(5)?,
-            },
-        ))
-    })?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM staff_screenings ORDER BY recorded_at_ms, id"
+    ))?;
+    let rows = stmt.query_map([], screening_row)?;
     // Later rows replace earlier ones: the map holds each account's latest.
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -218,15 +210,7 @@ pub fn screen_for_a_year(db: &Db, username: &str, now_ms: i64) -> Result<()> {
 /// and benchmarks hold research tokens with. Not for production code paths.
 #[doc(hidden)]
 pub fn screened_researcher(db: &Db, username: &str, now_ms: i64) -> Result<()> {
-    let exists = db
-        .lock()
-        .query_row(
-            "SELECT 1 FROM accounts WHERE username = ?1",
-            [username],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
+    let exists = crate::registry::accounts::id_of(&db.lock(), username)?.is_some();
     if !exists {
         let role = crate::registry::accounts::Role::Researcher;
         crate::registry::accounts::create(db, username, role, "test", now_ms)

@@ -311,6 +311,16 @@ pub struct AccountInfo {
     pub disabled_at_ms: Option<i64>,
 }
 
+/// The id of the account `username`, if there is one.
+pub fn id_of(conn: &Connection, username: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM accounts WHERE username = ?1",
+        [username],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 pub fn list(db: &Db) -> Result<Vec<AccountInfo>> {
     let conn = db.lock();
     let mut stmt = conn.prepare(
