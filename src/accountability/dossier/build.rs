@@ -559,7 +559,8 @@ fn chart_svg(d: &AlertDetail, from_ms: i64, to_ms: i64) -> String {
         threshold_g_dl: d.threshold_g_dl,
         alert: (d.alert.start_ms, d.alert.end_ms),
         contacts: &d.station_contacts,
-        labels: ("gedragen / worn", "contact station"),
+        // Short: the strip labels share the narrow left margin with the axis.
+        labels: ("gedragen", "contact"),
     }
     .svg()
 }
@@ -599,29 +600,42 @@ fn report_html(
             )
         })
         .collect();
-    let workflow: String = d
-        .steps
-        .iter()
-        .map(|s| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
-                t(s.at_ms),
-                esc(&s.actor),
-                s.from_status.as_str(),
-                s.to_status.as_str(),
-                esc(&s.comment)
-            )
-        })
-        .collect();
+    let workflow: String = if d.steps.is_empty() {
+        "<tr><td>nog geen stappen / no steps yet</td></tr>".into()
+    } else {
+        d.steps
+            .iter()
+            .map(|s| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
+                    t(s.at_ms),
+                    esc(&s.actor),
+                    s.from_status.as_str(),
+                    s.to_status.as_str(),
+                    esc(&s.comment)
+                )
+            })
+            .collect()
+    };
     let rule_files: String = rules["files"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|f| {
+            let v = &f["version"];
+            let version = match v["audit_seq"].as_i64() {
+                Some(seq) => format!(
+                    "gewijzigd / changed {} (audit #{seq})",
+                    v["since_ms"].as_i64().map(t).unwrap_or_default()
+                ),
+                None => "standaardwaarden / shipped defaults".to_string(),
+            };
             format!(
-                "<li><code>{}</code>: {}</li>",
+                "<li><code>{}</code>: {} — <code>values_sha256 {}</code></li>",
                 esc(f["file"].as_str().unwrap_or_default()),
-                esc(&f["version"].to_string())
+                esc(&version),
+                esc(&f["values_sha256"].as_str().unwrap_or_default()
+                    [..16.min(f["values_sha256"].as_str().unwrap_or_default().len())])
             )
         })
         .collect();
