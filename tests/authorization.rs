@@ -278,9 +278,14 @@ async fn an_officer_reaches_only_their_own_caseload_by_link_or_by_guessing() {
         stations.2
     );
     assert!(
-        stations.2.contains(" UTC"),
-        "last contact/upload times shown"
+        stations.2.contains(
+            &nachtwacht::base::time::Zone::named("Europe/Amsterdam")
+                .unwrap()
+                .format(nachtwacht::base::time::now_ms(), "%Y-%m-%d ")
+        ),
+        "last contact/upload times shown in local time"
     );
+    assert!(stations.2.contains("Europe/Amsterdam"), "the zone is named");
     assert_eq!(list.0, 200);
     assert!(list.2.contains("CASE-home-1"), "own person listed");
     assert!(

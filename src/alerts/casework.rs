@@ -48,7 +48,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct AlertFilter {
     pub status: Option<String>,
     pub kind: Option<String>,
-    /// `YYYY-MM-DD`, inclusive, on the alert's start (UTC).
+    /// `YYYY-MM-DD`, inclusive, on the alert's start, in the local time zone (`[http] time_zone`).
     pub from: Option<String>,
     pub to: Option<String>,
     /// A person reference.
@@ -140,10 +140,10 @@ fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
     })
 }
 
-fn day_start_ms(day: &str) -> Result<i64> {
-    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-        .map_err(|_| Error::Invalid(format!("not a date (YYYY-MM-DD): {day:?}")))?;
-    Ok(crate::base::time::midnight_ms(d))
+/// A `YYYY-MM-DD` filter field as a local calendar day of `zone`.
+fn local_day(day: &str) -> Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|_| Error::Invalid(format!("not a date (YYYY-MM-DD): {day:?}")))
 }
 
 /// The alerts of the officer's caseload matching `filter`, newest first (at most 500).
@@ -159,11 +159,13 @@ pub fn list(
             .filter(|s| !s.is_empty())
             .map(String::from)
     };
+    // Days are the officer's local days (`[http] time_zone`), daylight saving included.
+    let zone = ctx.config.http.zone();
     let from = nonempty(&filter.from)
-        .map(|d| day_start_ms(&d))
+        .map(|d| local_day(&d).map(|d| zone.day_start_ms(d)))
         .transpose()?;
     let to = nonempty(&filter.to)
-        .map(|d| day_start_ms(&d).map(|ms| ms + crate::base::time::DAY_MS))
+        .map(|d| local_day(&d).map(|d| zone.day_start_ms(d.succ_opt().unwrap_or(d))))
         .transpose()?;
     screened(ctx, officer, "alerts.list", now_ms)?;
     let mut conn = ctx.db.lock();
@@ -595,4 +597,62 @@ pub fn stations(ctx: &Context, officer: &Account, now_ms: i64) -> Result<Vec<Sta
     )?;
     tx.commit()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::accounts::{self, Role};
+
+    fn utc(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    /// The date filter is the officer's local day (Europe/Amsterdam): a drinking event at
+    /// 23:30 UTC on 1 July is at 01:30 on 2 July for the officer, and filed under that day.
+    #[test]
+    fn the_date_filter_takes_local_days() {
+        let (_dir, ctx) = crate::server::init::temporary();
+        let now = crate::base::time::now_ms();
+        let programme = crate::base::programme::Programme::AlcoholBan;
+        let person = crate::registry::enroll::add_person(&ctx, "CASE-1", programme, "t").unwrap();
+        let id = accounts::create(&ctx.db, "olga", Role::Officer, "t", now)
+            .unwrap()
+            .id;
+        crate::registry::screening::screen_for_a_year(&ctx.db, "olga", now).unwrap();
+        caseload::assign(&ctx.db, "olga", "CASE-1", now - 1000, None, "t", now).unwrap();
+        for start in ["2026-07-01T21:00:00Z", "2026-07-01T23:30:00Z"] {
+            ctx.db
+                .lock()
+                .execute(
+                    "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
+                                         evidence_bundles, created_at_ms)
+                     VALUES (?1, 'alcohol', 'high', ?2, ?2, '{}', '', 0)",
+                    rusqlite::params![person, utc(start)],
+                )
+                .unwrap();
+        }
+        let olga = Account {
+            id,
+            username: "olga".into(),
+            role: Role::Officer,
+            must_change_password: false,
+        };
+        let on = |day: &str| {
+            let filter = AlertFilter {
+                from: Some(day.into()),
+                to: Some(day.into()),
+                ..Default::default()
+            };
+            list(&ctx, &olga, &filter, now)
+                .unwrap()
+                .iter()
+                .map(|a| a.start_ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(on("2026-07-01"), vec![utc("2026-07-01T21:00:00Z")]);
+        assert_eq!(on("2026-07-02"), vec![utc("2026-07-01T23:30:00Z")]);
+    }
 }

@@ -25,6 +25,8 @@ pub struct TacChart<'a> {
     pub contacts: &'a [i64],
     /// Labels of the two strips (wear, contact), in the page's language.
     pub labels: (&'a str, &'a str),
+    /// The zone the time axis is labelled in.
+    pub zone: crate::base::time::Zone,
 }
 
 impl TacChart<'_> {
@@ -68,13 +70,20 @@ impl TacChart<'_> {
             );
         }
         s += &format!("<text x=\"4\" y=\"{TOP}\" dominant-baseline=\"hanging\">g/dL</text>");
-        // x ticks every 6 hours.
-        let six_h = 6 * crate::base::time::HOUR_MS;
-        let mut t = self.from_ms - self.from_ms.rem_euclid(six_h) + six_h;
-        while t < self.to_ms {
-            let label = chrono::DateTime::from_timestamp_millis(t)
-                .map(|d| d.format("%d-%m %H:%M").to_string())
-                .unwrap_or_default();
+        // x ticks at local 00:00, 06:00, 12:00 and 18:00 (daylight saving included).
+        let mut ticks = Vec::new();
+        let mut day = self.zone.date_of(self.from_ms);
+        while self.zone.day_start_ms(day) < self.to_ms {
+            for hour in [0, 6, 12, 18] {
+                let t = self.zone.at(day, hour);
+                if t > self.from_ms && t < self.to_ms {
+                    ticks.push(t);
+                }
+            }
+            day = day.succ_opt().unwrap_or(day);
+        }
+        for t in ticks {
+            let label = self.zone.format(t, "%d-%m %H:%M");
             s += &format!(
                 "<line x1=\"{x:.1}\" y1=\"{b}\" x2=\"{x:.1}\" y2=\"{b2}\" stroke=\"#333\"/>\
                  <text x=\"{x:.1}\" y=\"{ty}\" text-anchor=\"middle\">{label}</text>",
@@ -83,7 +92,6 @@ impl TacChart<'_> {
                 b2 = TOP + PLOT_H + 4.0,
                 ty = TOP + PLOT_H + 16.0
             );
-            t += six_h;
         }
         // Threshold.
         s += &format!(
@@ -172,6 +180,7 @@ mod tests {
             alert: (10 * h, 15 * h),
             contacts: &[h, 5 * h],
             labels: ("wear <worn>", "contact"),
+            zone: crate::base::time::Zone::UTC,
         }
         .svg();
         assert!(chart.starts_with("<svg") && chart.ends_with("</svg>"));

@@ -120,6 +120,9 @@ impl Default for CommunicationConfig {
 }
 
 mod defaults {
+    pub fn time_zone() -> String {
+        "Europe/Amsterdam".into()
+    }
     pub fn person_epsilon_per_year() -> f64 {
         10.0
     }
@@ -182,6 +185,16 @@ pub struct HttpConfig {
     /// implies; required when listening on all addresses.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// The IANA time zone the web UI shows times in and reads date filters in.
+    #[serde(default = "defaults::time_zone")]
+    pub time_zone: String,
+}
+
+impl HttpConfig {
+    /// The zone of [`HttpConfig::time_zone`] (validated when the configuration is read).
+    pub fn zone(&self) -> crate::base::time::Zone {
+        crate::base::time::Zone::named(&self.time_zone).unwrap_or(crate::base::time::Zone::UTC)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,6 +256,7 @@ impl Default for Config {
                 listen: "127.0.0.1:8080".parse().expect("addr"),
                 tls: false,
                 public_url: None,
+                time_zone: defaults::time_zone(),
             },
             research: ResearchConfig {
                 max_days_per_person: 366,
@@ -317,6 +331,12 @@ impl Config {
                 "ingest.idle_timeout_secs must be at least 30 (stations keep alive every 20 s)"
                     .into(),
             );
+        }
+        if crate::base::time::Zone::named(&self.http.time_zone).is_none() {
+            p.push(format!(
+                "http.time_zone {:?} is not an IANA time zone (e.g. \"Europe/Amsterdam\")",
+                self.http.time_zone
+            ));
         }
         let a = &self.accountability;
         if a.review_period_days == 0 || a.unused_account_days == 0 || a.max_key_age_days == 0 {

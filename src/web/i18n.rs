@@ -202,6 +202,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("days_valid", "Geldig (dagen)", "Valid (days)"),
     ("project", "Project", "Project"),
     ("holder", "Houder", "Holder"),
+    ("times_in", "Tijden in de tijdzone", "Times in the time zone"),
     ("dossier", "Bewijsdossier (downloaden)", "Evidence dossier (download)"),
     ("screening", "Screening", "Screening"),
     ("screening.expired", "verlopen op", "expired on"),

@@ -49,6 +49,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(ctx: Context, tls: bool, origin: SiteOrigin) -> Self {
+        page::set_zone(ctx.config.http.zone());
         Self {
             ctx,
             tls,

@@ -4,15 +4,36 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::i18n::Lang;
+use crate::base::time::Zone;
 use crate::registry::accounts::{Role, Session};
 
 pub use crate::base::html::esc;
 
-/// `2026-11-23 14:05 UTC`.
+/// The zone every page shows times in: the configuration's `[http] time_zone`, set once per
+/// process when the first [`crate::web::AppState`] is made (one server, one zone).
+static ZONE: std::sync::OnceLock<Zone> = std::sync::OnceLock::new();
+
+pub fn set_zone(zone: Zone) {
+    let _ = ZONE.set(zone);
+}
+
+/// The pages' time zone (Europe/Amsterdam until one is set).
+pub fn zone() -> Zone {
+    *ZONE.get_or_init(|| Zone::named("Europe/Amsterdam").unwrap_or(Zone::UTC))
+}
+
+/// `2026-11-23 15:05` in the pages' zone, which each page names once (see [`frame`]).
 pub fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
+    zone().format(ms, "%Y-%m-%d %H:%M")
+}
+
+/// The local calendar day of a `YYYY-MM-DD` filter field as `[start, end)` in ms.
+pub fn local_day_bounds(day: chrono::NaiveDate) -> (i64, i64) {
+    let z = zone();
+    (
+        z.day_start_ms(day),
+        z.day_start_ms(day.succ_opt().unwrap_or(day)),
+    )
 }
 
 pub fn time_opt(ms: Option<i64>) -> String {
@@ -67,9 +88,11 @@ pub fn frame(lang: Lang, session: Option<&Session>, title: &str, body: &str) -> 
          <meta name=\"viewport\" content=\"width=device-width\"><title>{title} · nachtwacht</title>\
          <style>{STYLE}</style></head><body><header><strong>nachtwacht</strong>{nav}\
          <span class=\"noprint\"><a href=\"?lang=nl\">NL</a> · <a href=\"?lang=en\">EN</a></span></header>\
-         <main><h1>{title}</h1>{body}</main></body></html>",
+         <main><h1>{title}</h1>{body}<p class=\"note\" id=\"zone\">{times} {zone}</p></main></body></html>",
         code = lang.code(),
         title = esc(title),
+        times = lang.t("times_in"),
+        zone = zone().name(),
     ))
 }
 

@@ -561,6 +561,8 @@ fn chart_svg(d: &AlertDetail, from_ms: i64, to_ms: i64) -> String {
         contacts: &d.station_contacts,
         // Short: the strip labels share the narrow left margin with the axis.
         labels: ("gedragen", "contact"),
+        // The dossier states every time in UTC, the chart included.
+        zone: crate::base::time::Zone::UTC,
     }
     .svg()
 }

@@ -26,11 +26,8 @@ pub struct AuditFilter {
 
 impl AuditFilter {
     fn matches(&self, e: &Entry) -> bool {
-        let day = |ms: i64| {
-            chrono::DateTime::from_timestamp_millis(ms)
-                .map(|d| d.format("%Y-%m-%d").to_string())
-                .unwrap_or_default()
-        };
+        // Days are local days, as the page shows times.
+        let day = |ms: i64| crate::web::page::zone().date_of(ms).to_string();
         let set = |o: &Option<String>| {
             o.as_deref()
                 .map(str::trim)
@@ -208,8 +205,8 @@ fn reviews_html(
         let since = last.map_or(o.created_at_ms, |r| r.period_to_ms);
         let accesses = review::accesses_in(&conn, &o.username, since, now + 1)
             .map_err(crate::web::page::Failure::internal)?;
-        let from = crate::base::time::date_of(since);
-        let to = crate::base::time::date_of(now);
+        let from = crate::web::page::zone().date_of(since).to_string();
+        let to = crate::web::page::zone().date_of(now).to_string();
         b += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{accesses}</td><td>\
              <form class=\"inline\" method=\"post\" action=\"/audit/reviews\">{csrf}\
@@ -248,12 +245,12 @@ pub async fn record_review(
     let result = crate::web::page::blocking(move || -> Result<(), crate::web::page::Failure> {
         let day = |d: &str| {
             chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
-                .map(crate::base::time::midnight_ms)
+                .map(crate::web::page::local_day_bounds)
                 .map_err(|_| {
                     crate::web::page::Failure::input(format!("not a date (YYYY-MM-DD): {d:?}"))
                 })
         };
-        let (from_ms, to_ms) = (day(&from)?, day(&to)? + crate::base::time::DAY_MS);
+        let (from_ms, to_ms) = (day(&from)?.0, day(&to)?.1);
         let now = crate::base::time::now_ms();
         crate::registry::review::record(
             &ctx.db, &username, from_ms, to_ms, &findings, &reviewer, now,

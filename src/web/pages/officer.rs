@@ -312,6 +312,7 @@ fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
             alert: (a.start_ms, a.end_ms),
             contacts: &d.station_contacts,
             labels: (lang.t("wear"), lang.t("contact")),
+            zone: crate::web::page::zone(),
         }
         .svg()
     };
