@@ -322,6 +322,7 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
         );
         assert_eq!(status, 200);
         assert!(page.contains("geen bevindingen"), "the review is listed: {page}");
+        assert!(page.contains("<code id=\"head\">"), "the chain's head is shown: {page}");
         let (status, _, report) = outcome(
             agent()
                 .get(&format!("{base}/audit/compliance"))

@@ -299,6 +299,13 @@ async fn an_officer_reaches_only_their_own_caseload_by_link_or_by_guessing() {
     assert_eq!(other_report.0, 404);
     assert_eq!(missing.0, 404);
     assert_eq!(other_page.2, missing.2);
+    // The error page speaks Dutch (the default) and offers a way back.
+    assert!(
+        missing.2.contains("<h1>Niet gevonden</h1>") && missing.2.contains("id=\"home\""),
+        "{}",
+        missing.2
+    );
+    assert!(!missing.2.contains("Not Found"), "{}", missing.2);
     assert_eq!(transition.0, 404);
     assert_eq!(no_csrf.0, 403);
     let status: String =

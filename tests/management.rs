@@ -4,8 +4,8 @@
 
 mod common;
 
+use chrono::Datelike;
 use common::web::*;
-use common::*;
 use nachtwacht::{research, research::management};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,7 +18,10 @@ async fn a_month_is_released_once_through_dp_and_shown_with_intervals() {
         "test",
     )
     .unwrap();
-    let month = chrono::DateTime::from_timestamp_millis(days_ago(2))
+    // Last month: a month is released only once it has ended.
+    let first_of_this_month = chrono::Utc::now().date_naive().with_day(1).unwrap();
+    let month = first_of_this_month
+        .pred_opt()
         .unwrap()
         .format("%Y-%m")
         .to_string();

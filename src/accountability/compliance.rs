@@ -695,13 +695,7 @@ fn chain_control(ctx: &Context, conn: &Connection) -> Result<Control> {
         vec!["entries", "head entry", "head hash", "latest checkpoint"],
     );
     let verdict = audit::verify_all(&ctx.dir, conn, None)?;
-    let head: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let head: Option<(i64, String)> = audit::head(conn)?;
     let checkpoint = audit::checkpoint::all(&ctx.dir)?
         .pop()
         .map(|(_, cp)| {

@@ -104,9 +104,14 @@ pub fn release_month(ctx: &Context, month: &str, manager: &str) -> Result<usize>
     static RELEASING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = RELEASING.lock().unwrap_or_else(|p| p.into_inner());
     let (from, to) = month_bounds(month)?;
+    let last_day = to;
+    // A month is released once, and then frozen: released before it ends, its figures would
+    // miss the rest of the month for good.
     let today = chrono::Utc::now().date_naive();
-    if from > today {
-        return Err(Error::Invalid(format!("{month} has not started yet")));
+    if last_day >= today {
+        return Err(Error::Invalid(format!(
+            "{month} has not ended yet: its figures are released from the first day after it"
+        )));
     }
     let project = research::project_named(ctx, PROJECT)?.ok_or(Error::NoProject)?;
     let mut released = 0;
@@ -197,6 +202,19 @@ pub fn project(ctx: &Context) -> Result<Option<research::Project>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before the fix the current month could be released on its second day, freezing figures
+    /// that missed the rest of it.
+    #[test]
+    fn a_month_is_released_only_after_it_has_ended() {
+        let (_dir, ctx) = crate::server::init::temporary();
+        let this_month = chrono::Utc::now().format("%Y-%m").to_string();
+        let err = release_month(&ctx, &this_month, "max").unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(m) if m.contains("has not ended")),
+            "{err}"
+        );
+    }
 
     #[test]
     fn months_have_their_first_and_last_day() {

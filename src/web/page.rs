@@ -98,13 +98,28 @@ pub fn frame(lang: Lang, session: Option<&Session>, title: &str, body: &str) -> 
 
 /// An error page with a status; the message is for people and never holds internal details.
 pub fn error(lang: Lang, status: StatusCode, message: &str) -> Response {
+    let title = match status.as_u16() {
+        400 => lang.t("error.400"),
+        401 => lang.t("error.401"),
+        403 => lang.t("error.403"),
+        404 => lang.t("error.404"),
+        409 => lang.t("error.409"),
+        413 => lang.t("error.413"),
+        429 => lang.t("error.429"),
+        500..=599 => lang.t("error.500"),
+        _ => status.canonical_reason().unwrap_or("error"),
+    };
     (
         status,
         frame(
             lang,
             None,
-            status.canonical_reason().unwrap_or("error"),
-            &format!("<p class=\"error\">{}</p>", esc(message)),
+            title,
+            &format!(
+                "<p class=\"error\">{}</p><p class=\"noprint\"><a href=\"/\" id=\"home\">{}</a></p>",
+                esc(message),
+                lang.t("error.back")
+            ),
         ),
     )
         .into_response()
@@ -168,7 +183,7 @@ pub fn fail(lang: Lang, failure: impl Into<Failure>) -> Response {
             error(
                 lang,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; see the server log",
+                lang.t("error.internal"),
             )
         }
     }

@@ -519,13 +519,7 @@ fn custody_json(ctx: &Context, alert_id: i64, bundles: &[BundleRow]) -> Result<s
         .filter(|e| e.action == audit::seal::ACTION)
         .collect();
     let seals: serde_json::Value = serde_json::from_str(&audit::to_json(&seals)).expect("JSON");
-    let head: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let head: Option<(i64, String)> = audit::head(&conn)?;
     let checkpoint = audit::checkpoint::all(&ctx.dir)?.pop().map(|(_, c)| c);
     Ok(serde_json::json!({
         "bundles": out,

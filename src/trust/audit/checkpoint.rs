@@ -83,19 +83,9 @@ pub fn public_key(dir: &DataDir) -> Result<String> {
     Ok(hex::encode(signing_key(dir)?.public_key().as_ref()))
 }
 
-fn head(conn: &Connection) -> Result<Option<(i64, String)>> {
-    Ok(conn
-        .query_row(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
-}
-
 /// Writes (or rewrites) today's checkpoint with the current head. Days before today keep theirs.
 pub fn write(dir: &DataDir, conn: &Connection, now_ms: i64) -> Result<Option<Checkpoint>> {
-    let Some((seq, hash)) = head(conn)? else {
+    let Some((seq, hash)) = super::head(conn)? else {
         return Ok(None);
     };
     let key = signing_key(dir)?;

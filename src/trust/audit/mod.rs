@@ -180,14 +180,7 @@ pub fn append(
         bounded_detail(detail),
     );
     let (actor, action, object, detail) = (&*actor, &*action, &*object, &*detail);
-    let last: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (seq, prev) = match last {
+    let (seq, prev) = match head(conn)? {
         Some((s, h)) => (s + 1, h),
         None => (1, GENESIS.to_string()),
     };
@@ -219,6 +212,17 @@ fn new_salt() -> String {
 
 pub fn entries(conn: &Connection) -> Result<Vec<Entry>> {
     entries_where(conn, "1", [])
+}
+
+/// The chain's head: the last entry's number and hash (`None` for an empty log).
+pub fn head(conn: &Connection) -> Result<Option<(i64, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
 }
 
 /// The entries about `object` (e.g. `alert:12`), oldest first.

@@ -80,9 +80,23 @@ pub async fn browse(
         Ok(r) => r,
         Err(e) => return crate::web::page::fail(lang, e),
     };
+    // The head as it stands now: what an auditor records outside nachtwacht.
+    let head = match audit::head(&state.ctx.db.lock()) {
+        Ok(h) => h,
+        Err(e) => return crate::web::page::fail(lang, e),
+    };
+    let head = head
+        .map(|(seq, hash)| {
+            format!(
+                "; {}: <code id=\"head\">{seq}:{}</code>",
+                lang.t("head"),
+                esc(&hash)
+            )
+        })
+        .unwrap_or_default();
     let chain = match &verdict {
         Verdict::Intact { entries } => format!(
-            "<strong id=\"chain\">{}</strong> ({entries} {})",
+            "<strong id=\"chain\">{}</strong> ({entries} {}{head})",
             lang.t("chain.intact"),
             lang.t("entries")
         ),

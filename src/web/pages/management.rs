@@ -63,10 +63,15 @@ fn bars(release: &Release) -> String {
     s + "</svg>"
 }
 
-/// The last twelve months, newest first: what a manager may release.
+/// The twelve months before this one, newest first: what a manager may release (a month only
+/// once it has ended).
 fn recent_months() -> Vec<String> {
     let today = chrono::Utc::now().date_naive();
-    let (mut y, mut m) = (today.year(), today.month());
+    let (mut y, mut m) = if today.month() == 1 {
+        (today.year() - 1, 12)
+    } else {
+        (today.year(), today.month() - 1)
+    };
     let mut out = vec![];
     for _ in 0..12 {
         out.push(format!("{y:04}-{m:02}"));
