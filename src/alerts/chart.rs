@@ -11,6 +11,8 @@ const RIGHT: f64 = 12.0;
 const TOP: f64 = 12.0;
 /// Height of each timeline strip under the curve.
 const STRIP_H: f64 = 14.0;
+/// From the time axis to the first strip: tick labels, then the axis' title.
+const STRIPS_BELOW: f64 = 38.0;
 
 /// What the TAC chart shows.
 pub struct TacChart<'a> {
@@ -27,6 +29,49 @@ pub struct TacChart<'a> {
     pub labels: (&'a str, &'a str),
     /// The zone the time axis is labelled in.
     pub zone: crate::base::time::Zone,
+    /// The time axis' title in the page's language ("tijd"); the zone's name is added.
+    pub time_title: &'a str,
+}
+
+/// A round step for about four ticks up to `max`: 1, 2, 2.5 or 5 times a power of ten.
+fn tick_step(max: f64) -> f64 {
+    let raw = (max / 4.0).max(1e-9);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|step| *step >= raw)
+        .unwrap_or(10.0 * magnitude)
+}
+
+/// Decimals a tick value of `step` needs (0.025 → 3, 0.02 → 2).
+fn decimals(step: f64) -> usize {
+    (0..6)
+        .find(|d| {
+            let scaled = step * 10f64.powi(*d as i32);
+            (scaled - scaled.round()).abs() < 1e-9
+        })
+        .unwrap_or(6)
+}
+
+/// Readings further apart than twice their usual interval are not joined: the line breaks where
+/// nothing was measured.
+fn segments(readings: &[(i64, f64, bool)]) -> Vec<&[(i64, f64, bool)]> {
+    let mut gaps: Vec<i64> = readings.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    gaps.sort_unstable();
+    let usual = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..readings.len() {
+        if usual > 0 && readings[i].0 - readings[i - 1].0 > 2 * usual {
+            out.push(&readings[start..i]);
+            start = i;
+        }
+    }
+    if start < readings.len() {
+        out.push(&readings[start..]);
+    }
+    out
 }
 
 impl TacChart<'_> {
@@ -36,14 +81,15 @@ impl TacChart<'_> {
     }
 
     pub fn svg(&self) -> String {
-        let y_max = self
+        let highest = self
             .readings
             .iter()
             .map(|r| r.1)
-            .fold(self.threshold_g_dl * 2.0, f64::max)
-            * 1.1;
+            .fold(self.threshold_g_dl * 2.0, f64::max);
+        let step = tick_step(highest);
+        let y_max = (highest / step).ceil() * step;
         let y = |v: f64| TOP + PLOT_H - (v / y_max).clamp(0.0, 1.0) * PLOT_H;
-        let total_h = TOP + PLOT_H + 24.0 + 2.0 * (STRIP_H + 6.0) + 4.0;
+        let total_h = TOP + PLOT_H + STRIPS_BELOW + 2.0 * (STRIP_H + 6.0) + 4.0;
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" viewBox=\"0 0 {W} {total_h}\" \
              width=\"{W}\" height=\"{total_h}\" font-size=\"11\" font-family=\"sans-serif\">"
@@ -61,15 +107,28 @@ impl TacChart<'_> {
             b = TOP + PLOT_H,
             r = W - RIGHT
         );
-        for i in 0..=4 {
-            let v = y_max * i as f64 / 4.0;
+        let places = decimals(step);
+        let ticks = (y_max / step).round() as usize;
+        for i in 0..=ticks {
+            let v = step * i as f64;
             s += &format!(
-                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.3}</text>",
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.places$}</text>",
                 LEFT - 4.0,
                 y(v) + 4.0
             );
         }
-        s += &format!("<text x=\"4\" y=\"{TOP}\" dominant-baseline=\"hanging\">g/dL</text>");
+        // The unit as the axis' title, turned along it, clear of the tick labels.
+        s += &format!(
+            "<text x=\"10\" y=\"{mid:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 10 {mid:.1})\">TAC (g/dL)</text>",
+            mid = TOP + PLOT_H / 2.0
+        );
+        s += &format!(
+            "<text x=\"{r}\" y=\"{ty}\" text-anchor=\"end\" fill=\"#555\">{} ({})</text>",
+            esc(self.time_title),
+            esc(self.zone.name()),
+            r = W - RIGHT,
+            ty = TOP + PLOT_H + 30.0
+        );
         // x ticks at local 00:00, 06:00, 12:00 and 18:00 (daylight saving included).
         let mut ticks = Vec::new();
         let mut day = self.zone.date_of(self.from_ms);
@@ -103,9 +162,8 @@ impl TacChart<'_> {
             th = self.threshold_g_dl
         );
         // The TAC curve.
-        if !self.readings.is_empty() {
-            let points: Vec<String> = self
-                .readings
+        for segment in segments(self.readings) {
+            let points: Vec<String> = segment
                 .iter()
                 .map(|(ts, v, _)| format!("{:.1},{:.1}", self.x(*ts), y(*v)))
                 .collect();
@@ -115,7 +173,7 @@ impl TacChart<'_> {
             );
         }
         // Wear strip: each reading stands for the time until the next one.
-        let wear_y = TOP + PLOT_H + 24.0;
+        let wear_y = TOP + PLOT_H + STRIPS_BELOW;
         s += &format!(
             "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             LEFT - 4.0,
@@ -161,6 +219,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ticks_are_round_and_gaps_break_the_line() {
+        assert_eq!(tick_step(0.055), 0.02);
+        assert_eq!(tick_step(0.04), 0.01);
+        assert_eq!(tick_step(0.09), 0.025);
+        assert_eq!(decimals(0.025), 3);
+        assert_eq!(decimals(0.02), 2);
+        let h = crate::base::time::HOUR_MS;
+        let mut readings: Vec<(i64, f64, bool)> = (0..10).map(|i| (i * h / 2, 0.0, true)).collect();
+        readings.extend((16..20).map(|i| (i * h / 2, 0.0, true)));
+        let parts = segments(&readings);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![10, 4]
+        );
+    }
+
+    #[test]
     fn the_curve_the_threshold_and_the_strips_are_drawn_inside_the_frame() {
         let h = crate::base::time::HOUR_MS;
         let readings: Vec<(i64, f64, bool)> = (0..48)
@@ -181,6 +256,7 @@ mod tests {
             contacts: &[h, 5 * h],
             labels: ("wear <worn>", "contact"),
             zone: crate::base::time::Zone::UTC,
+            time_title: "tijd",
         }
         .svg();
         assert!(chart.starts_with("<svg") && chart.ends_with("</svg>"));
@@ -192,6 +268,15 @@ mod tests {
             "one unworn reading"
         );
         assert!(chart.contains("wear &lt;worn&gt;"), "labels are escaped");
+        assert!(
+            chart.contains(">tijd (UTC)<"),
+            "the time axis names its zone"
+        );
+        // Round ticks: 0.00, 0.02, … 0.06 for a peak of 0.05 over a threshold of 0.02.
+        for tick in [">0.00<", ">0.02<", ">0.04<", ">0.06<"] {
+            assert!(chart.contains(tick), "{tick} missing");
+        }
+        assert!(!chart.contains(">0.011<"), "odd ticks");
         // Every x coordinate of the curve lies within the plot.
         let pts = chart
             .split("points=\"")

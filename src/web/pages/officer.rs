@@ -313,6 +313,7 @@ fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
             contacts: &d.station_contacts,
             labels: (lang.t("wear"), lang.t("contact")),
             zone: crate::web::page::zone(),
+            time_title: lang.t("time"),
         }
         .svg()
     };
