@@ -55,6 +55,71 @@ pub struct AlertFilter {
     pub person: Option<String>,
     /// `closed`: only persons whose supervision has ended; otherwise only running supervisions.
     pub supervision: Option<String>,
+    /// 1-based page of [`PAGE_SIZE`] alerts.
+    pub page: Option<u32>,
+    /// `start` (newest first, the default), `severity`, `person` or `status`.
+    pub sort: Option<String>,
+}
+
+/// Alerts on one page of the list.
+pub const PAGE_SIZE: usize = 100;
+
+/// How the list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Start,
+    Severity,
+    Person,
+    Status,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 4] = [Self::Start, Self::Severity, Self::Person, Self::Status];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Severity => "severity",
+            Self::Person => "person",
+            Self::Status => "status",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The SQL order; the alert's start (newest first) breaks ties. Severity and status sort in
+    /// the order of their closed sets (most severe, least handled first).
+    fn order_by(self) -> String {
+        let rank = |column: &str, values: &[&str]| {
+            let whens: String = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!(" WHEN '{v}' THEN {i}"))
+                .collect();
+            format!("CASE {column}{whens} ELSE {} END, ", values.len())
+        };
+        let first = match self {
+            Self::Start => String::new(),
+            Self::Severity => rank("a.severity", &Severity::ALL.map(|s| s.as_str())),
+            Self::Person => "p.reference, ".into(),
+            Self::Status => rank("a.status", &Status::ALL.map(|s| s.as_str())),
+        };
+        format!("{first}a.start_ms DESC, a.id DESC")
+    }
+}
+
+/// One page of an officer's alert list, with what the whole list holds.
+#[derive(Debug, Clone)]
+pub struct AlertList {
+    pub rows: Vec<AlertRow>,
+    /// Alerts matching the filter, all pages.
+    pub total: usize,
+    /// Alerts matching the filter but its status, per status (for the counts above the list).
+    pub by_status: Vec<(Status, usize)>,
+    pub page: u32,
+    pub pages: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -146,13 +211,14 @@ fn local_day(day: &str) -> Result<chrono::NaiveDate> {
         .map_err(|_| Error::Invalid(format!("not a date (YYYY-MM-DD): {day:?}")))
 }
 
-/// The alerts of the officer's caseload matching `filter`, newest first (at most 500).
+/// One page of the alerts of the officer's caseload matching `filter`, in its order, with the
+/// total and the counts per status.
 pub fn list(
     ctx: &Context,
     officer: &Account,
     filter: &AlertFilter,
     now_ms: i64,
-) -> Result<Vec<AlertRow>> {
+) -> Result<AlertList> {
     let nonempty = |o: &Option<String>| {
         o.as_deref()
             .map(str::trim)
@@ -167,34 +233,67 @@ pub fn list(
     let to = nonempty(&filter.to)
         .map(|d| local_day(&d).map(|d| zone.day_start_ms(d.succ_opt().unwrap_or(d))))
         .transpose()?;
+    let sort = match nonempty(&filter.sort) {
+        None => SortKey::Start,
+        Some(s) => {
+            SortKey::parse(&s).ok_or_else(|| Error::Invalid(format!("unknown sort {s:?}")))?
+        }
+    };
+    let page = filter.page.unwrap_or(1).max(1);
     screened(ctx, officer, "alerts.list", now_ms)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let persons = caseload::persons_of(&tx, officer.id, now_ms)?;
-    let mut stmt = tx.prepare(&format!(
-        "{SELECT_ALERT}
+    // ?2 the status (NULL for the counts per status); ?6 a fragment of the case reference.
+    const MATCHING: &str = "FROM alerts a JOIN persons p ON p.id = a.person_id
           WHERE a.person_id IN (SELECT value FROM json_each(?1))
             AND (?2 IS NULL OR a.status = ?2) AND (?3 IS NULL OR a.kind = ?3)
             AND (?4 IS NULL OR a.start_ms >= ?4) AND (?5 IS NULL OR a.start_ms < ?5)
-            AND (?6 IS NULL OR p.reference = ?6)
-            AND ((coalesce(?7, '') = 'closed') = (p.closed_at_ms IS NOT NULL))
-          ORDER BY a.start_ms DESC LIMIT 500"
-    ))?;
-    let rows = stmt
-        .query_map(
-            rusqlite::params![
-                serde_json::to_string(&persons).expect("ids"),
-                nonempty(&filter.status),
-                nonempty(&filter.kind),
-                from,
-                to,
-                nonempty(&filter.person),
-                nonempty(&filter.supervision),
-            ],
-            alert_row,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    drop(stmt);
+            AND (?6 IS NULL OR instr(lower(p.reference), lower(?6)) > 0)
+            AND ((coalesce(?7, '') = 'closed') = (p.closed_at_ms IS NOT NULL))";
+    let params = |status: Option<String>| {
+        (
+            serde_json::to_string(&persons).expect("ids"),
+            status,
+            nonempty(&filter.kind),
+            from,
+            to,
+            nonempty(&filter.person),
+            nonempty(&filter.supervision),
+        )
+    };
+    let by_status: Vec<(Status, usize)> = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT a.status, count(*) {MATCHING} GROUP BY a.status"
+        ))?;
+        let counted = stmt.query_map(params(None), |r| {
+            Ok((r.get::<_, Status>(0)?, r.get::<_, i64>(1)? as usize))
+        })?;
+        let counted: Vec<(Status, usize)> = counted.collect::<Result<_, _>>()?;
+        Status::ALL
+            .into_iter()
+            .map(|s| (s, counted.iter().find(|c| c.0 == s).map_or(0, |c| c.1)))
+            .collect()
+    };
+    let total: usize = tx.query_row(
+        &format!("SELECT count(*) {MATCHING}"),
+        params(nonempty(&filter.status)),
+        |r| r.get::<_, i64>(0),
+    )? as usize;
+    let pages = total.div_ceil(PAGE_SIZE).max(1) as u32;
+    let page = page.min(pages);
+    let rows = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT a.id, a.person_id, p.reference, p.programme, a.kind, a.severity,
+                    a.start_ms, a.end_ms, a.peak_tac_g_dl, a.rule, a.evidence_bundles, a.status,
+                    a.provisional, a.revision, a.withdrawn_at_ms, a.created_at_ms
+               {MATCHING} ORDER BY {} LIMIT {PAGE_SIZE} OFFSET {}",
+            sort.order_by(),
+            (page as usize - 1) * PAGE_SIZE
+        ))?;
+        let rows = stmt.query_map(params(nonempty(&filter.status)), alert_row)?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
     let persons_shown: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.person_id).collect();
     audit::append(
         &tx,
@@ -204,13 +303,20 @@ pub fn list(
         "alerts",
         &serde_json::json!({
             "filter": {"status": filter.status, "kind": filter.kind, "from": filter.from,
-                       "to": filter.to, "person": filter.person, "supervision": filter.supervision},
-            "alerts": rows.len(), "persons": persons_shown,
+                       "to": filter.to, "person": filter.person, "supervision": filter.supervision,
+                       "page": page, "sort": sort.as_str()},
+            "alerts": rows.len(), "total": total, "persons": persons_shown,
         })
         .to_string(),
     )?;
     tx.commit()?;
-    Ok(rows)
+    Ok(AlertList {
+        rows,
+        total,
+        by_status,
+        page,
+        pages,
+    })
 }
 
 /// One alert of the officer's caseload, or [`Error::NotFound`].
@@ -648,11 +754,118 @@ mod tests {
             };
             list(&ctx, &olga, &filter, now)
                 .unwrap()
+                .rows
                 .iter()
                 .map(|a| a.start_ms)
                 .collect::<Vec<_>>()
         };
         assert_eq!(on("2026-07-01"), vec![utc("2026-07-01T21:00:00Z")]);
         assert_eq!(on("2026-07-02"), vec![utc("2026-07-01T23:30:00Z")]);
+    }
+
+    /// Past 500 alerts the list no longer stops silently: it pages, counts per status, finds a
+    /// person by a fragment of the reference, and sorts.
+    #[test]
+    fn the_list_pages_counts_searches_and_sorts() {
+        let (_dir, ctx) = crate::server::init::temporary();
+        let now = crate::base::time::now_ms();
+        let programme = crate::base::programme::Programme::AlcoholBan;
+        let id = accounts::create(&ctx.db, "olga", Role::Officer, "t", now)
+            .unwrap()
+            .id;
+        crate::registry::screening::screen_for_a_year(&ctx.db, "olga", now).unwrap();
+        for (reference, n, status) in [("CASE-1", 200, "new"), ("CASE-22", 30, "in_process")] {
+            let person =
+                crate::registry::enroll::add_person(&ctx, reference, programme, "t").unwrap();
+            caseload::assign(&ctx.db, "olga", reference, now - 1000, None, "t", now).unwrap();
+            for i in 0..n {
+                ctx.db
+                    .lock()
+                    .execute(
+                        "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
+                                             evidence_bundles, created_at_ms, status)
+                         VALUES (?1, 'alcohol', 'high', ?2, ?2, '{}', '', 0, ?3)",
+                        rusqlite::params![person, 1_000_000 * (i + 1) + person, status],
+                    )
+                    .unwrap();
+            }
+        }
+        let olga = Account {
+            id,
+            username: "olga".into(),
+            role: Role::Officer,
+            must_change_password: false,
+        };
+        let get = |filter: AlertFilter| list(&ctx, &olga, &filter, now).unwrap();
+        let first = get(AlertFilter::default());
+        assert_eq!(
+            (first.total, first.pages, first.rows.len()),
+            (230, 3, PAGE_SIZE)
+        );
+        let counts: std::collections::HashMap<Status, usize> =
+            first.by_status.into_iter().collect();
+        assert_eq!(
+            (counts[&Status::New], counts[&Status::InProcess]),
+            (200, 30)
+        );
+        let last = get(AlertFilter {
+            page: Some(99),
+            ..Default::default()
+        });
+        assert_eq!(
+            (last.page, last.rows.len()),
+            (3, 30),
+            "a page past the end is the last"
+        );
+        // Newest first across pages: no alert twice, none missing.
+        let mut seen: Vec<i64> = (1..=3)
+            .flat_map(|p| {
+                get(AlertFilter {
+                    page: Some(p),
+                    ..Default::default()
+                })
+                .rows
+            })
+            .map(|a| a.id)
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 230);
+        // A fragment of the reference, in any case.
+        let found = get(AlertFilter {
+            person: Some("se-2".into()),
+            ..Default::default()
+        });
+        assert_eq!(found.total, 30);
+        assert!(found.rows.iter().all(|a| a.person_reference == "CASE-22"));
+        // Sorted by status, open first: the 200 new ones come before the 30 in process.
+        let by_status = get(AlertFilter {
+            sort: Some("status".into()),
+            page: Some(3),
+            ..Default::default()
+        });
+        assert!(by_status.rows.iter().all(|a| a.status == Status::InProcess));
+        let by_person = get(AlertFilter {
+            sort: Some("person".into()),
+            ..Default::default()
+        });
+        assert_eq!(by_person.rows[0].person_reference, "CASE-1");
+        // The status filter narrows the total, not the counts.
+        let open = get(AlertFilter {
+            status: Some("in_process".into()),
+            ..Default::default()
+        });
+        assert_eq!(open.total, 30);
+        assert_eq!(open.by_status.iter().map(|c| c.1).sum::<usize>(), 230);
+        assert!(list(
+            &ctx,
+            &olga,
+            &AlertFilter {
+                sort: Some("x".into()),
+                ..Default::default()
+            },
+            now
+        )
+        .is_err());
     }
 }

@@ -217,13 +217,14 @@ pub async fn alerts(
     Query(filter): Query<AlertFilter>,
 ) -> Response {
     let (ctx, account, f) = (state.ctx.clone(), session.account.clone(), filter.clone());
-    let rows =
+    let list =
         match blocking(move || casework::list(&ctx, &account, &f, crate::base::time::now_ms()))
             .await
         {
             Ok(r) => r,
             Err(e) => return failure(lang, e),
         };
+    let rows = &list.rows;
     let selected = |v: &Option<String>, x: &str| {
         if v.as_deref() == Some(x) {
             " selected"
@@ -254,7 +255,23 @@ pub async fn alerts(
          <label>{pe} <input name=\"person\" value=\"{person}\" size=\"12\"></label>\
          <label>{su} <select name=\"supervision\" id=\"supervision\"><option value=\"\">{running}</option>\
          <option value=\"closed\"{closed_sel}>{closed}</option></select></label>\
+         <label>{so} <select name=\"sort\" id=\"sort\">{sort_opts}</select></label>\
          <button>{fi}</button></form>",
+        so = lang.t("sort"),
+        sort_opts = casework::SortKey::ALL
+            .iter()
+            .map(|k| format!(
+                "<option value=\"{v}\"{sel}>{}</option>",
+                lang.t(match k {
+                    casework::SortKey::Start => "sort.start",
+                    casework::SortKey::Severity => "sort.severity",
+                    casework::SortKey::Person => "sort.person",
+                    casework::SortKey::Status => "sort.status",
+                }),
+                v = k.as_str(),
+                sel = selected(&filter.sort, k.as_str())
+            ))
+            .collect::<String>(),
         su = lang.t("supervision"),
         running = lang.t("supervision.running"),
         closed = lang.t("supervision.closed"),
@@ -269,6 +286,51 @@ pub async fn alerts(
         to_v = v(&filter.to),
         person = v(&filter.person),
     );
+    // The same list with one field changed: the links of the counts and the pager.
+    let with = |key: &str, value: &str| {
+        let mut q: Vec<(String, String)> = [
+            ("status", &filter.status),
+            ("kind", &filter.kind),
+            ("from", &filter.from),
+            ("to", &filter.to),
+            ("person", &filter.person),
+            ("supervision", &filter.supervision),
+            ("sort", &filter.sort),
+        ]
+        .into_iter()
+        .filter(|(k, _)| *k != key)
+        .filter_map(|(k, v)| {
+            v.clone()
+                .filter(|v| !v.is_empty())
+                .map(|v| (k.to_string(), v))
+        })
+        .collect();
+        if !value.is_empty() {
+            q.push((key.to_string(), value.to_string()));
+        }
+        format!(
+            "/alerts?{}",
+            serde_urlencoded::to_string(&q).unwrap_or_default()
+        )
+    };
+    let counts: Vec<String> = list
+        .by_status
+        .iter()
+        .map(|(status, n)| {
+            format!(
+                "<a href=\"{}\">{}</a>: <span data-status=\"{}\">{n}</span>",
+                esc(&with("status", status.as_str())),
+                status_label(lang, *status),
+                status.as_str()
+            )
+        })
+        .collect();
+    body += &format!(
+        "<p id=\"counts\" class=\"noprint\">{}: <strong id=\"total\">{}</strong> · {}</p>",
+        lang.t("alerts.found"),
+        list.total,
+        counts.join(" · ")
+    );
     if rows.is_empty() {
         body += &format!("<p class=\"note\">{}</p>", lang.t("no_alerts"));
     } else {
@@ -281,7 +343,7 @@ pub async fn alerts(
             lang.t("peak_tac"),
             lang.t("status")
         );
-        for a in &rows {
+        for a in rows {
             body += &format!(
                 "<tr><td><a href=\"/alerts/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 time(a.start_ms),
@@ -294,6 +356,29 @@ pub async fn alerts(
             );
         }
         body += "</table>";
+        if list.pages > 1 {
+            let mut pager = format!(
+                "<p id=\"pager\" class=\"noprint\">{} {} / {}",
+                lang.t("page"),
+                list.page,
+                list.pages
+            );
+            if list.page > 1 {
+                pager += &format!(
+                    " · <a id=\"previous\" href=\"{}\">{}</a>",
+                    esc(&with("page", &(list.page - 1).to_string())),
+                    lang.t("page.previous")
+                );
+            }
+            if list.page < list.pages {
+                pager += &format!(
+                    " · <a id=\"next\" href=\"{}\">{}</a>",
+                    esc(&with("page", &(list.page + 1).to_string())),
+                    lang.t("page.next")
+                );
+            }
+            body += &(pager + "</p>");
+        }
     }
     frame(lang, Some(&session), lang.t("alerts"), &body).into_response()
 }
