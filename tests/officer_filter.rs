@@ -51,7 +51,10 @@ async fn every_alert_kind_is_offered_stored_and_found_by_the_filter() {
         let all = page("");
         for (kind, id) in &ids {
             assert!(
-                all.contains(&format!("<option>{}</option>", kind.as_str())),
+                all.contains(&format!(
+                    "<option class=\"kind\" value=\"{}\">",
+                    kind.as_str()
+                )),
                 "{kind:?} is not offered"
             );
             let filtered = page(&format!("?kind={}", kind.as_str()));
@@ -68,8 +71,11 @@ async fn every_alert_kind_is_offered_stored_and_found_by_the_filter() {
                 }
             }
         }
+        // Kinds read as words in the page's language, not as codes.
+        assert!(all.contains(">Band geopend<") && all.contains(">Geen contact met basisstation<"));
+        assert!(page("?lang=en").contains(">Strap opened<"));
         // Nothing is offered that is never stored.
-        let offered = all.matches("<option>").count();
+        let offered = all.matches("<option class=\"kind\"").count();
         assert_eq!(offered, AlertKind::ALL.len(), "{all}");
     })
     .await

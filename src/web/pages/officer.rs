@@ -28,13 +28,32 @@ fn status_label(lang: Lang, status: Status) -> &'static str {
     })
 }
 
+/// An alert kind in the page's language.
+fn kind_label(lang: Lang, kind: crate::alerts::AlertKind) -> &'static str {
+    use crate::alerts::AlertKind as K;
+    lang.t(match kind {
+        K::Alcohol => "kind.alcohol",
+        K::Interferent => "kind.interferent",
+        K::StrapOpen => "kind.strap-open",
+        K::PossibleRemoval => "kind.possible-removal",
+        K::Obstruction => "kind.obstruction",
+        K::BatteryLow => "kind.battery-low",
+        K::DeviceFault => "kind.device-fault",
+        K::CommunicationLost => "kind.communication-lost",
+        K::CommunicationCritical => "kind.communication-critical",
+        K::DeviceDisconnected => "kind.device-disconnected",
+        K::StationSpoolFull => "kind.station-spool-full",
+        K::ClockDrift => "kind.clock-drift",
+    })
+}
+
 /// The alert's kind, with what the evidence now says about it: provisional (its episode had not
 /// ended at the last reading), revised by new readings, or withdrawn.
 fn kind_html(lang: Lang, a: &AlertRow) -> String {
     let badge = |class: &str, key: &'static str| {
         format!(" <span class=\"badge {class}\">{}</span>", lang.t(key))
     };
-    let mut s = esc(a.kind.as_str());
+    let mut s = esc(kind_label(lang, a.kind));
     if a.withdrawn {
         s += &badge("withdrawn", "alert.withdrawn");
     } else {
@@ -242,8 +261,13 @@ pub async fn alerts(
         );
     }
     let mut kind_opts = format!("<option value=\"\">{}</option>", lang.t("any"));
-    for k in crate::alerts::AlertKind::ALL.map(|k| k.as_str()) {
-        kind_opts += &format!("<option{}>{k}</option>", selected(&filter.kind, k));
+    for k in crate::alerts::AlertKind::ALL {
+        kind_opts += &format!(
+            "<option class=\"kind\" value=\"{}\"{}>{}</option>",
+            k.as_str(),
+            selected(&filter.kind, k.as_str()),
+            kind_label(lang, k)
+        );
     }
     let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
     let mut body = format!(
