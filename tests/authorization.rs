@@ -25,6 +25,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/alerts/{id}/transition", "officer"),
     ("GET", "/alerts/{id}/report", "officer"),
     ("GET", "/alerts/{id}/dossier", "officer"),
+    ("GET", "/alerts/export", "officer"),
     ("POST", "/alerts/{id}/hold", "officer"),
     ("POST", "/alerts/{id}/hold/release", "officer"),
     ("GET", "/stations", "officer"),

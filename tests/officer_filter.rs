@@ -71,6 +71,12 @@ async fn every_alert_kind_is_offered_stored_and_found_by_the_filter() {
                 }
             }
         }
+        // The list as CSV: every matching alert, with the filter applied.
+        let csv = page("/export?kind=strap-open");
+        assert!(csv.starts_with("alert,start (Europe/Amsterdam),"), "{csv}");
+        assert_eq!(csv.lines().count(), 2, "{csv}");
+        assert!(csv.contains(",strap-open,"), "{csv}");
+        assert!(all.contains("id=\"export\""), "the list links its export");
         // Kinds read as words in the page's language, not as codes.
         assert!(all.contains(">Band geopend<") && all.contains(">Geen contact met basisstation<"));
         assert!(page("?lang=en").contains(">Strap opened<"));

@@ -219,6 +219,59 @@ pub fn list(
     filter: &AlertFilter,
     now_ms: i64,
 ) -> Result<AlertList> {
+    matching(ctx, officer, filter, now_ms, PAGE_SIZE, "alerts.list")
+}
+
+/// The most alerts one export holds.
+pub const EXPORT_LIMIT: usize = 10_000;
+
+/// Every alert of the officer's caseload matching `filter` (the page ignored; at most
+/// [`EXPORT_LIMIT`]) as CSV, times in the local zone. Audited as `alerts.export`.
+pub fn export_csv(
+    ctx: &Context,
+    officer: &Account,
+    filter: &AlertFilter,
+    now_ms: i64,
+) -> Result<String> {
+    let all = AlertFilter {
+        page: Some(1),
+        ..filter.clone()
+    };
+    let list = matching(ctx, officer, &all, now_ms, EXPORT_LIMIT, "alerts.export")?;
+    let zone = ctx.config.http.zone();
+    let t = |ms: i64| zone.format(ms, "%Y-%m-%d %H:%M");
+    let mut out = format!(
+        "alert,start ({z}),end ({z}),person,programme,kind,severity,peak_tac_g_dl,status,withdrawn\n",
+        z = zone.name()
+    );
+    for a in &list.rows {
+        out += &format!(
+            "{},{},{},{},{},{},{},{},{},{}\n",
+            a.id,
+            t(a.start_ms),
+            t(a.end_ms),
+            audit::csv_field(&a.person_reference),
+            a.programme.as_str(),
+            a.kind.as_str(),
+            a.severity.as_str(),
+            a.peak_tac_g_dl
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_default(),
+            a.status.as_str(),
+            a.withdrawn
+        );
+    }
+    Ok(out)
+}
+
+fn matching(
+    ctx: &Context,
+    officer: &Account,
+    filter: &AlertFilter,
+    now_ms: i64,
+    page_size: usize,
+    action: &str,
+) -> Result<AlertList> {
     let nonempty = |o: &Option<String>| {
         o.as_deref()
             .map(str::trim)
@@ -240,7 +293,7 @@ pub fn list(
         }
     };
     let page = filter.page.unwrap_or(1).max(1);
-    screened(ctx, officer, "alerts.list", now_ms)?;
+    screened(ctx, officer, action, now_ms)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let persons = caseload::persons_of(&tx, officer.id, now_ms)?;
@@ -280,16 +333,16 @@ pub fn list(
         params(nonempty(&filter.status)),
         |r| r.get::<_, i64>(0),
     )? as usize;
-    let pages = total.div_ceil(PAGE_SIZE).max(1) as u32;
+    let pages = total.div_ceil(page_size).max(1) as u32;
     let page = page.min(pages);
     let rows = {
         let mut stmt = tx.prepare(&format!(
             "SELECT a.id, a.person_id, p.reference, p.programme, a.kind, a.severity,
                     a.start_ms, a.end_ms, a.peak_tac_g_dl, a.rule, a.evidence_bundles, a.status,
                     a.provisional, a.revision, a.withdrawn_at_ms, a.created_at_ms
-               {MATCHING} ORDER BY {} LIMIT {PAGE_SIZE} OFFSET {}",
+               {MATCHING} ORDER BY {} LIMIT {page_size} OFFSET {}",
             sort.order_by(),
-            (page as usize - 1) * PAGE_SIZE
+            (page as usize - 1) * page_size
         ))?;
         let rows = stmt.query_map(params(nonempty(&filter.status)), alert_row)?;
         rows.collect::<Result<Vec<_>, _>>()?
@@ -299,7 +352,7 @@ pub fn list(
         &tx,
         now_ms,
         &officer.username,
-        "alerts.list",
+        action,
         "alerts",
         &serde_json::json!({
             "filter": {"status": filter.status, "kind": filter.kind, "from": filter.from,

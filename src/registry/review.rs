@@ -25,6 +25,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The audit actions that record a member of staff opening personal data.
 pub const PERSONAL_DATA_READS: &[&str] = &[
     "alerts.list",
+    "alerts.export",
     "alert.view",
     "alert.report",
     "alert.dossier",

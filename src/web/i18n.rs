@@ -225,6 +225,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("kind.device-disconnected", "Apparaat niet verbonden", "Device disconnected"),
     ("kind.station-spool-full", "Opslag basisstation vol", "Station storage full"),
     ("kind.clock-drift", "Klok basisstation wijkt af", "Station clock off"),
+    ("export.csv", "Exporteren (CSV)", "Export (CSV)"),
     ("sort", "Sorteren", "Sort"),
     ("sort.start", "Nieuwste eerst", "Newest first"),
     ("sort.severity", "Ernst", "Severity"),

@@ -113,6 +113,10 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
             get(pages::officer::alerts),
         ),
         (
+            r(Method::GET, "/alerts/export", OFFICER),
+            get(pages::officer::export),
+        ),
+        (
             r(Method::GET, "/alerts/{id}", OFFICER),
             get(pages::officer::alert),
         ),

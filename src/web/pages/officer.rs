@@ -349,11 +349,14 @@ pub async fn alerts(
             )
         })
         .collect();
+    let export = with("page", "").replacen("/alerts?", "/alerts/export?", 1);
     body += &format!(
-        "<p id=\"counts\" class=\"noprint\">{}: <strong id=\"total\">{}</strong> · {}</p>",
+        "<p id=\"counts\" class=\"noprint\">{}: <strong id=\"total\">{}</strong> · {} · <a id=\"export\" href=\"{}\">{}</a></p>",
         lang.t("alerts.found"),
         list.total,
-        counts.join(" · ")
+        counts.join(" · "),
+        esc(&export),
+        lang.t("export.csv")
     );
     if rows.is_empty() {
         body += &format!("<p class=\"note\">{}</p>", lang.t("no_alerts"));
@@ -730,6 +733,26 @@ pub async fn report(
         &body,
     )
     .into_response()
+}
+
+/// The alert list as CSV (every matching alert, not one page), audited as `alerts.export`.
+pub async fn export(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Query(filter): Query<AlertFilter>,
+) -> Response {
+    let (ctx, account) = (state.ctx.clone(), session.account.clone());
+    match blocking(move || {
+        casework::export_csv(&ctx, &account, &filter, crate::base::time::now_ms())
+    })
+    .await
+    {
+        Ok(csv) => {
+            crate::web::page::download(csv.into_bytes(), "text/csv; charset=utf-8", "meldingen.csv")
+        }
+        Err(e) => failure(lang, e),
+    }
 }
 
 /// The court evidence dossier of an alert, as a download (`accountability::dossier`).
