@@ -665,6 +665,25 @@ pub fn transition(
         }
         Err(e) => return Err(e),
     };
+    // A form sent twice (a double click, a reload after a slow answer) asks for the step just
+    // taken: the same officer, target and comment as the last step. That is done already.
+    let last: Option<(String, Status, String)> = tx
+        .query_row(
+            "SELECT actor, to_status, comment FROM alert_events WHERE alert_id = ?1
+              ORDER BY id DESC LIMIT 1",
+            [alert_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    if let Some((actor, last_to, last_comment)) = last {
+        if actor == officer.username
+            && Some(last_to) == Status::parse(to)
+            && last_to == alert.status
+            && last_comment == comment
+        {
+            return Ok(());
+        }
+    }
     let to = match Status::parse(to) {
         Some(s) if alert.status.next().contains(&s) => s,
         _ => {
@@ -920,5 +939,54 @@ mod tests {
             now
         )
         .is_err());
+    }
+
+    /// Before the fix the second of two identical submissions failed with "an alert that is
+    /// in_process cannot become in_process".
+    #[test]
+    fn the_same_step_submitted_twice_is_taken_once() {
+        let (_dir, ctx) = crate::server::init::temporary();
+        let now = crate::base::time::now_ms();
+        let programme = crate::base::programme::Programme::AlcoholBan;
+        let person = crate::registry::enroll::add_person(&ctx, "CASE-1", programme, "t").unwrap();
+        let id = accounts::create(&ctx.db, "olga", Role::Officer, "t", now)
+            .unwrap()
+            .id;
+        crate::registry::screening::screen_for_a_year(&ctx.db, "olga", now).unwrap();
+        caseload::assign(&ctx.db, "olga", "CASE-1", now - 1000, None, "t", now).unwrap();
+        let alert = {
+            let conn = ctx.db.lock();
+            conn.execute(
+                "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
+                                     evidence_bundles, created_at_ms)
+                 VALUES (?1, 'alcohol', 'high', 0, 1, '{}', '', 0)",
+                [person],
+            )
+            .unwrap();
+            conn.last_insert_rowid()
+        };
+        let olga = Account {
+            id,
+            username: "olga".into(),
+            role: Role::Officer,
+            must_change_password: false,
+        };
+        transition(&ctx, &olga, alert, "in_process", "Gebeld", now).unwrap();
+        transition(&ctx, &olga, alert, "in_process", "Gebeld", now + 1).unwrap();
+        let steps: i64 = ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM alert_events WHERE alert_id = ?1",
+                [alert],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(steps, 1);
+        // Another comment is another step, which the workflow refuses.
+        assert!(matches!(
+            transition(&ctx, &olga, alert, "in_process", "Nogmaals", now + 2),
+            Err(Error::Invalid(_))
+        ));
     }
 }
