@@ -34,7 +34,7 @@ pub struct TacChart<'a> {
 }
 
 /// A round step for about four ticks up to `max`: 1, 2, 2.5 or 5 times a power of ten.
-fn tick_step(max: f64) -> f64 {
+pub fn tick_step(max: f64) -> f64 {
     let raw = (max / 4.0).max(1e-9);
     let magnitude = 10f64.powf(raw.log10().floor());
     [1.0, 2.0, 2.5, 5.0, 10.0]
@@ -45,7 +45,7 @@ fn tick_step(max: f64) -> f64 {
 }
 
 /// Decimals a tick value of `step` needs (0.025 → 3, 0.02 → 2).
-fn decimals(step: f64) -> usize {
+pub fn decimals(step: f64) -> usize {
     (0..6)
         .find(|d| {
             let scaled = step * 10f64.powi(*d as i32);

@@ -15,9 +15,11 @@ use crate::web::AppState;
 const BAR_W: f64 = 34.0;
 const H: f64 = 160.0;
 
-/// A bar chart of one figure's groups, with the noise interval as whiskers. Noisy values can be
-/// negative; bars start at zero either way.
-fn bars(release: &Release) -> String {
+/// A bar chart of one figure's groups, with the noise interval as whiskers, a scale, and each
+/// value written out with its interval. A count of person-days is never negative: a noisy value
+/// below zero is shown as 0 (post-processing, which costs no privacy), its interval as released.
+fn bars(lang: Lang, release: &Release) -> String {
+    use crate::alerts::chart::{decimals, tick_step};
     let half = release
         .answer
         .accuracy_95
@@ -25,42 +27,80 @@ fn bars(release: &Release) -> String {
         .map(|a| a.accuracy)
         .unwrap_or(0.0);
     let groups = &release.answer.groups;
-    let top = groups
+    let highest = groups
         .iter()
         .filter_map(|g| g.value)
-        .map(|v| v.abs() + half)
+        .map(|v| v.max(0.0) + half)
         .fold(1.0, f64::max);
-    let w = 40.0 + groups.len() as f64 * (BAR_W + 10.0);
-    let y = |v: f64| 10.0 + H / 2.0 - (v / top).clamp(-1.0, 1.0) * (H / 2.0 - 10.0);
+    let step = tick_step(highest);
+    let top = (highest / step).ceil() * step;
+    const LEFT: f64 = 44.0;
+    const BOTTOM: f64 = 10.0 + H;
+    let w = LEFT + 10.0 + groups.len() as f64 * (BAR_W + 26.0);
+    let y = |v: f64| BOTTOM - (v / top).clamp(0.0, 1.0) * (H - 20.0);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" viewBox=\"0 0 {w} {}\" width=\"{w}\" height=\"{}\" font-size=\"10\" font-family=\"sans-serif\">\
-         <line x1=\"30\" y1=\"{z:.1}\" x2=\"{w}\" y2=\"{z:.1}\" stroke=\"#333\"/>",
-        H + 70.0,
-        H + 70.0,
-        z = y(0.0)
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" font-size=\"10\" font-family=\"sans-serif\">\
+         <line x1=\"{LEFT}\" y1=\"{BOTTOM}\" x2=\"{w}\" y2=\"{BOTTOM}\" stroke=\"#333\"/>\
+         <line x1=\"{LEFT}\" y1=\"10\" x2=\"{LEFT}\" y2=\"{BOTTOM}\" stroke=\"#333\"/>",
+        h = H + 90.0,
     );
+    let places = decimals(step);
+    for i in 0..=((top / step).round() as usize) {
+        let v = step * i as f64;
+        s += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.places$}</text>",
+            LEFT - 4.0,
+            y(v) + 3.0
+        );
+    }
     for (i, g) in groups.iter().enumerate() {
-        let x = 40.0 + i as f64 * (BAR_W + 10.0);
+        let x = LEFT + 10.0 + i as f64 * (BAR_W + 26.0);
         let label = g.keys.values().next().cloned().unwrap_or_default();
         if let Some(v) = g.value {
-            let (y0, y1) = (y(v.max(0.0)), y(v.min(0.0)));
+            let shown = v.max(0.0);
             s += &format!(
-                "<rect x=\"{x:.1}\" y=\"{y0:.1}\" width=\"{BAR_W}\" height=\"{:.1}\" fill=\"#154273\"><title>{v:.1} ± {half:.1}</title></rect>\
-                 <line x1=\"{cx:.1}\" y1=\"{:.1}\" x2=\"{cx:.1}\" y2=\"{:.1}\" stroke=\"#c00\" stroke-width=\"2\"/>",
-                (y1 - y0).max(1.0),
-                y(v + half),
-                y(v - half),
-                cx = x + BAR_W / 2.0
+                "<rect x=\"{x:.1}\" y=\"{y0:.1}\" width=\"{BAR_W}\" height=\"{:.1}\" fill=\"#154273\"/>\
+                 <line x1=\"{cx:.1}\" y1=\"{:.1}\" x2=\"{cx:.1}\" y2=\"{:.1}\" stroke=\"#c00\" stroke-width=\"2\"/>\
+                 <text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\" class=\"value\">{shown:.0} ± {half:.0}</text>",
+                (BOTTOM - y(shown)).max(1.0),
+                y(shown + half),
+                y((shown - half).max(0.0)),
+                y0 = y(shown),
+                cx = x + BAR_W / 2.0,
+                ty = y(shown + half) - 3.0,
             );
         }
         s += &format!(
-            "<text transform=\"translate({:.1},{:.1}) rotate(45)\">{}</text>",
+            "<text transform=\"translate({:.1},{:.1}) rotate(35)\">{}</text>",
             x + 4.0,
-            H + 14.0,
-            esc(&label)
+            BOTTOM + 12.0,
+            esc(group_label(lang, &label))
         );
     }
     s + "</svg>"
+}
+
+/// A group's name in the page's language: programmes by name, regions as they are.
+fn group_label(lang: Lang, value: &str) -> &str {
+    match value {
+        "alcohol-ban" => lang.t("programme.alcohol-ban"),
+        "aggression-training" => lang.t("programme.aggression-training"),
+        "tbs-leave" => lang.t("programme.tbs-leave"),
+        other => other,
+    }
+}
+
+/// A figure's title in the page's language.
+fn figure_title(lang: Lang, id: &str) -> &'static str {
+    lang.t(match id {
+        "alcohol-by-programme" => "mgmt.figure.alcohol-by-programme",
+        "tamper-by-programme" => "mgmt.figure.tamper-by-programme",
+        "communication-by-programme" => "mgmt.figure.communication-by-programme",
+        "alcohol-by-region" => "mgmt.figure.alcohol-by-region",
+        "tamper-by-region" => "mgmt.figure.tamper-by-region",
+        "communication-by-region" => "mgmt.figure.communication-by-region",
+        _ => "mgmt.figure.other",
+    })
 }
 
 /// The twelve months before this one, newest first: what a manager may release (a month only
@@ -135,7 +175,7 @@ pub async fn page(State(state): State<AppState>, lang: Lang, Signed(session): Si
         let title = FIGURES
             .iter()
             .find(|f| f.id == r.figure)
-            .map(|f| f.id)
+            .map(|f| figure_title(lang, f.id))
             .unwrap_or("?");
         b += &format!(
             "<figure class=\"figure\" id=\"{}-{}\"><figcaption><strong>{}</strong> · ε {:.3} · ±{:.1} (95 %) · {} {}</figcaption>{}</figure>",
@@ -146,7 +186,7 @@ pub async fn page(State(state): State<AppState>, lang: Lang, Signed(session): Si
             r.answer.accuracy_95.first().map(|a| a.accuracy).unwrap_or(0.0),
             esc(&r.released_by),
             time(r.released_at_ms),
-            bars(r)
+            bars(lang, r)
         );
     }
     frame(lang, Some(&session), lang.t("management"), &b).into_response()
