@@ -68,8 +68,14 @@ async fn a_month_is_released_once_through_dp_and_shown_with_intervals() {
     }
     assert_eq!(html.matches("<svg").count(), management::FIGURES.len());
     assert!(html.contains("stroke=\"#c00\""), "interval whiskers drawn");
-    assert!(html.contains("Alcoholverbod"), "programme groups labelled in Dutch");
-    assert!(html.contains("Persoonsdagen met een alcoholmelding"), "figures named in Dutch");
+    assert!(
+        html.contains("Alcoholverbod"),
+        "programme groups labelled in Dutch"
+    );
+    assert!(
+        html.contains("Persoonsdagen met een alcoholmelding"),
+        "figures named in Dutch"
+    );
     // Every value is written out with its interval, never below zero.
     let values: Vec<&str> = html
         .split("class=\"value\">")
@@ -77,7 +83,12 @@ async fn a_month_is_released_once_through_dp_and_shown_with_intervals() {
         .map(|v| v.split('<').next().unwrap())
         .collect();
     assert!(!values.is_empty(), "{html}");
-    assert!(values.iter().all(|v| v.contains(" ± ") && !v.starts_with('-')), "{values:?}");
+    assert!(
+        values
+            .iter()
+            .all(|v| v.contains(" ± ") && !v.starts_with('-')),
+        "{values:?}"
+    );
 
     // Six releases, each at most the per-query ε; the second request released nothing.
     let project = research::project_named(&f.t.ctx, management::PROJECT)

@@ -71,6 +71,10 @@ async fn every_alert_kind_is_offered_stored_and_found_by_the_filter() {
                 }
             }
         }
+        // A later visit says what is new since the one before (nothing was raised in between).
+        let again = page("");
+        assert!(again.contains("id=\"new-since\""), "no last visit shown");
+        assert!(!again.contains("badge fresh"), "nothing is new");
         // The list as CSV: every matching alert, with the filter applied.
         let csv = page("/export?kind=strap-open");
         assert!(csv.starts_with("alert,start (Europe/Amsterdam),"), "{csv}");

@@ -120,6 +120,11 @@ pub struct AlertList {
     pub by_status: Vec<(Status, usize)>,
     pub page: u32,
     pub pages: u32,
+    /// When the officer last opened the list before now (from the audit log), if ever: alerts
+    /// raised since are new to them.
+    pub last_visit_ms: Option<i64>,
+    /// Alerts matching the filter raised since that visit.
+    pub new_since_last_visit: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -347,6 +352,22 @@ fn matching(
         let rows = stmt.query_map(params(nonempty(&filter.status)), alert_row)?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
+    let last_visit_ms: Option<i64> = tx.query_row(
+        "SELECT max(at_ms) FROM audit_log WHERE actor = ?1 AND action = 'alerts.list'",
+        [&officer.username],
+        |r| r.get(0),
+    )?;
+    let new_since_last_visit = match last_visit_ms {
+        Some(visit) => {
+            let (a, b, c, d, e, f, g) = params(nonempty(&filter.status));
+            tx.query_row(
+                &format!("SELECT count(*) {MATCHING} AND a.created_at_ms > ?8"),
+                rusqlite::params![a, b, c, d, e, f, g, visit],
+                |r| r.get::<_, i64>(0),
+            )? as usize
+        }
+        None => 0,
+    };
     let persons_shown: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.person_id).collect();
     audit::append(
         &tx,
@@ -369,6 +390,8 @@ fn matching(
         by_status,
         page,
         pages,
+        last_visit_ms,
+        new_since_last_visit,
     })
 }
 

@@ -236,6 +236,8 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("mgmt.figure.tamper-by-region", "Persoonsdagen met een sabotagemelding, per regio", "Person-days with a tamper alert, by region"),
     ("mgmt.figure.communication-by-region", "Persoonsdagen met een contactmelding, per regio", "Person-days with a communication alert, by region"),
     ("mgmt.figure.other", "Figuur", "Figure"),
+    ("alerts.new_since", "nieuw sinds uw vorige bezoek op", "new since your last visit at"),
+    ("alert.fresh", "nieuw voor u", "new to you"),
     ("sort", "Sorteren", "Sort"),
     ("sort.start", "Nieuwste eerst", "Newest first"),
     ("sort.severity", "Ernst", "Severity"),

@@ -52,7 +52,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1
 header{background:#154273;color:#fff;padding:.6em 1em;display:flex;gap:1.2em;align-items:center}\
 header a{color:#fff}header form{margin:0}main{padding:1em;max-width:75em}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}\
-.error{color:#a00;font-weight:bold}.note{color:#555}.badge{font-size:.8em;padding:0 .4em;border-radius:.3em;border:1px solid #888}.badge.provisional{background:#fff3cd}.badge.revised{background:#dbeafe}.badge.withdrawn{background:#eee;text-decoration:line-through}.once{background:#fff3cd;padding:.5em;border:1px solid #e0c060}\
+.error{color:#a00;font-weight:bold}.note{color:#555}.badge{font-size:.8em;padding:0 .4em;border-radius:.3em;border:1px solid #888}.badge.provisional{background:#fff3cd}.badge.revised{background:#dbeafe}.badge.withdrawn{background:#eee;text-decoration:line-through}.badge.fresh{background:#d1fae5}.once{background:#fff3cd;padding:.5em;border:1px solid #e0c060}\
 form.inline{display:inline}fieldset{margin:.6em 0}label{margin-right:.8em}\
 @media print{header,.noprint{display:none}main{max-width:none}}";
 

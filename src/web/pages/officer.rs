@@ -351,9 +351,18 @@ pub async fn alerts(
         .collect();
     let export = with("page", "").replacen("/alerts?", "/alerts/export?", 1);
     body += &format!(
-        "<p id=\"counts\" class=\"noprint\">{}: <strong id=\"total\">{}</strong> · {} · <a id=\"export\" href=\"{}\">{}</a></p>",
+        "<p id=\"counts\" class=\"noprint\">{}: <strong id=\"total\">{}</strong>{} · {} · <a id=\"export\" href=\"{}\">{}</a></p>",
         lang.t("alerts.found"),
         list.total,
+        match list.last_visit_ms {
+            Some(visit) => format!(
+                " · <span id=\"new-since\">{} {}: <strong>{}</strong></span>",
+                lang.t("alerts.new_since"),
+                time(visit),
+                list.new_since_last_visit
+            ),
+            None => String::new(),
+        },
         counts.join(" · "),
         esc(&export),
         lang.t("export.csv")
@@ -371,8 +380,17 @@ pub async fn alerts(
             lang.t("status")
         );
         for a in rows {
+            let fresh = list
+                .last_visit_ms
+                .is_some_and(|visit| a.created_at_ms > visit);
             body += &format!(
-                "<tr><td><a href=\"/alerts/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr{}><td><a href=\"/alerts/{id}\">{id}</a>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if fresh { " class=\"fresh\"" } else { "" },
+                if fresh {
+                    format!(" <span class=\"badge fresh\">{}</span>", lang.t("alert.fresh"))
+                } else {
+                    String::new()
+                },
                 time(a.start_ms),
                 esc(&a.person_reference),
                 kind_html(lang, a),
