@@ -35,6 +35,7 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
     );
     let base = f.base.clone();
     let db = f.t.ctx.db.clone();
+    let (own, other) = (f.own_alert, f.other_alert);
     let export = tokio::task::spawn_blocking(move || {
         let admin = login(&base, &ada);
 
@@ -323,6 +324,18 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
         assert_eq!(status, 200);
         assert!(page.contains("geen bevindingen"), "the review is listed: {page}");
         assert!(page.contains("<code id=\"head\">"), "the chain's head is shown: {page}");
+        // Entries read as sentences, and the log filters by person.
+        assert!(page.contains("ada maakte account nina aan"), "{page}");
+        let (status, _, about) = outcome(
+            agent()
+                .get(&format!("{base}/audit?person=CASE-home-1"))
+                .set("Cookie", &auditor.cookie)
+                .call(),
+        );
+        assert_eq!(status, 200);
+        assert!(about.contains(&format!(">alert:{own}<")), "{about}");
+        assert!(!about.contains(&format!(">alert:{other}<")), "another person's alert");
+        assert!(!about.contains(">account:nina<"), "entries about no person");
         let (status, _, report) = outcome(
             agent()
                 .get(&format!("{base}/audit/compliance"))

@@ -471,10 +471,11 @@ fn access_control(conn: &Connection, all: &[AccountRow]) -> Result<Control> {
             let mut stmt = conn.prepare(&format!(
                 "SELECT json_extract(detail, '$.person') FROM audit_log
                   WHERE actor = ?1 AND action IN ({reads}) AND json_valid(detail)
-                    AND json_extract(detail, '$.person') IS NOT NULL
+                    AND json_type(detail, '$.person') = 'integer'
                  UNION ALL
                  SELECT j.value FROM audit_log, json_each(audit_log.detail, '$.persons') j
-                  WHERE actor = ?1 AND action IN ({reads}) AND json_valid(detail)"
+                  WHERE actor = ?1 AND action IN ({reads}) AND json_valid(detail)
+                    AND j.type = 'integer'"
             ))?;
             let rows = stmt.query_map([&a.username], |r| r.get::<_, i64>(0))?;
             rows.collect::<Result<_, _>>()?
@@ -514,7 +515,7 @@ fn access_control(conn: &Connection, all: &[AccountRow]) -> Result<Control> {
         "SELECT l.seq, l.actor, l.at_ms, json_extract(l.detail, '$.person'), a.id
            FROM audit_log l JOIN accounts a ON a.username = l.actor AND a.role = 'officer'
           WHERE l.action IN ('alert.view','alert.report','alert.dossier') AND json_valid(l.detail)
-            AND json_extract(l.detail, '$.person') IS NOT NULL",
+            AND json_type(l.detail, '$.person') = 'integer'",
     )?;
     let officer_reads_of_persons = stmt.query_map([], |r| {
         Ok((

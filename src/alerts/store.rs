@@ -35,6 +35,13 @@ pub struct NewAlert<'a> {
 /// One alert per event: an event that overlaps an alert of the same person and kind *is* that
 /// alert (late data extended it, or a re-evaluation saw it again), so the alert grows to cover
 /// both and keeps its id and status; otherwise a new alert is inserted. Returns whether it is new.
+/// The ids of every alert of a person (for finding the audit entries about them).
+pub fn ids_of_person(conn: &Connection, person_id: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare("SELECT id FROM alerts WHERE person_id = ?1")?;
+    let rows = stmt.query_map([person_id], |r| r.get(0))?;
+    rows.collect()
+}
+
 pub fn record_event(tx: &Connection, alert: &NewAlert<'_>, now_ms: i64) -> Result<bool> {
     let existing: Option<(i64, String)> = tx
         .query_row(

@@ -300,6 +300,27 @@ impl Entry {
 }
 
 impl Entry {
+    /// Whether the entry is about person `person_id`: its object is the person or one of
+    /// `alert_ids` (their alerts), or its detail names the person (`person`, `persons`).
+    pub fn is_about_person(&self, person_id: i64, alert_ids: &[i64]) -> bool {
+        if self.object == format!("person:{person_id}")
+            || self
+                .object
+                .strip_prefix("alert:")
+                .and_then(|a| a.parse::<i64>().ok())
+                .is_some_and(|a| alert_ids.contains(&a))
+        {
+            return true;
+        }
+        let Ok(detail) = serde_json::from_str::<serde_json::Value>(&self.detail) else {
+            return false;
+        };
+        detail["person"].as_i64() == Some(person_id)
+            || detail["persons"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p.as_i64() == Some(person_id)))
+    }
+
     /// The hash this entry's own fields and its `prev_hash` give, or `None` when its text was
     /// erased from a plain entry (nothing left to hash). Checks one entry on its own, e.g. one
     /// quoted in a court dossier; [`verify`] checks the links between them.

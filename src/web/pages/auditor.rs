@@ -16,6 +16,8 @@ use crate::web::AppState;
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditFilter {
     actor: Option<String>,
+    /// A case reference: entries about that person or their alerts.
+    person: Option<String>,
     action: Option<String>,
     /// `YYYY-MM-DD`, inclusive.
     from: Option<String>,
@@ -41,8 +43,9 @@ impl AuditFilter {
     }
 
     fn json(&self) -> String {
-        serde_json::json!({"actor": self.actor, "action": self.action, "from": self.from, "to": self.to})
-            .to_string()
+        serde_json::json!({"actor": self.actor, "person_reference": self.person, "action": self.action,
+                           "from": self.from, "to": self.to})
+        .to_string()
     }
 }
 
@@ -55,9 +58,31 @@ fn read(
 ) -> Result<(Vec<Entry>, Verdict), audit::Error> {
     let conn = state.ctx.db.lock();
     let verdict = audit::verify_all(&state.ctx.dir, &conn, None)?;
+    // A person filter: the person and their alerts (an unknown reference matches nothing).
+    let person = match filter
+        .person
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        None => None,
+        Some(reference) => {
+            let id = crate::registry::enroll::person_id(&conn, reference)?;
+            let alerts = match id {
+                Some(id) => crate::alerts::store::ids_of_person(&conn, id)?,
+                None => vec![],
+            };
+            Some((id, alerts))
+        }
+    };
     let entries: Vec<Entry> = audit::entries(&conn)?
         .into_iter()
         .filter(|e| filter.matches(e))
+        .filter(|e| match &person {
+            None => true,
+            Some((Some(id), alerts)) => e.is_about_person(*id, alerts),
+            Some((None, _)) => false,
+        })
         .collect();
     audit::append(
         &conn,
@@ -158,36 +183,83 @@ pub async fn browse(
     );
     let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
     let query = format!(
-        "actor={}&action={}&from={}&to={}",
+        "actor={}&person={}&action={}&from={}&to={}",
         v(&filter.actor),
+        v(&filter.person),
         v(&filter.action),
         v(&filter.from),
         v(&filter.to)
     );
     let mut b = format!(
         "<p>{}: {chain}</p><form method=\"get\" action=\"/audit\" class=\"noprint\">\
-         <label>{} <input name=\"actor\" value=\"{}\"></label><label>{} <input name=\"action\" value=\"{}\"></label>\
+         <label>{} <input name=\"actor\" value=\"{}\"></label><label>{} <input name=\"person\" value=\"{}\"></label>\
+         <label>{} <input name=\"action\" value=\"{}\"></label>\
          <label>{} <input type=\"date\" name=\"from\" value=\"{}\"></label><label>{} <input type=\"date\" name=\"to\" value=\"{}\"></label>\
          <button>{}</button></form><p>{}: <a href=\"/audit/export?format=csv&amp;{query}\">CSV</a> · \
          <a href=\"/audit/export?format=json&amp;{query}\">JSON</a></p>",
         lang.t("chain"),
-        lang.t("actor"), v(&filter.actor), lang.t("action"), v(&filter.action),
+        lang.t("actor"), v(&filter.actor), lang.t("person"), v(&filter.person),
+        lang.t("action"), v(&filter.action),
         lang.t("from"), v(&filter.from), lang.t("to"), v(&filter.to),
         lang.t("filter"), lang.t("export"),
     );
     b += &format!(
-        "<table id=\"audit\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-        lang.t("time"), lang.t("actor"), lang.t("action"), lang.t("object"), lang.t("detail")
+        "<table id=\"audit\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        lang.t("time"), lang.t("audit.what"), lang.t("actor"), lang.t("action"), lang.t("object"), lang.t("detail")
     );
     // Newest first; the page shows the latest 1,000 matches, the export has them all.
     for e in entries.iter().rev().take(1000) {
         b += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            e.seq, time(e.at_ms), esc(&e.actor), esc(&e.action), esc(&e.object), esc(&e.detail)
+            "<tr><td>{}</td><td>{}</td><td class=\"sentence\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            e.seq, time(e.at_ms), esc(&sentence(lang, e)), esc(&e.actor), esc(&e.action), esc(&e.object), esc(&e.detail)
         );
     }
     b += "</table>";
     frame(lang, Some(&session), lang.t("audit"), &b).into_response()
+}
+
+/// An entry as a sentence: who did what to whom ("olga bekeek melding 12").
+fn sentence(lang: Lang, e: &Entry) -> String {
+    let key = match e.action.as_str() {
+        "login" => "audit.s.login",
+        "login.failed" | "login.locked" | "login.refused-locked" | "login.refused-disabled" => {
+            "audit.s.login-failed"
+        }
+        "logout" => "audit.s.logout",
+        "alerts.list" => "audit.s.alerts-list",
+        "alerts.export" => "audit.s.alerts-export",
+        "alert.view" => "audit.s.alert-view",
+        "alert.report" => "audit.s.alert-report",
+        "alert.dossier" | "dossier.written" => "audit.s.alert-dossier",
+        "alert.transition" => "audit.s.alert-transition",
+        "alert.refused" => "audit.s.alert-refused",
+        "alert.sealed" => "audit.s.alert-sealed",
+        "stations.view" => "audit.s.stations-view",
+        "admin.view" => "audit.s.admin-view",
+        "account.create" => "audit.s.account-create",
+        "account.role" => "audit.s.account-role",
+        "account.disable" => "audit.s.account-disable",
+        "caseload.assign" => "audit.s.caseload-assign",
+        "screening.record" => "audit.s.screening-record",
+        "screening.refused" => "audit.s.screening-refused",
+        "review.record" => "audit.s.review-record",
+        "person.export" => "audit.s.person-export",
+        "hold.place" => "audit.s.hold-place",
+        "audit.view" | "audit.export" => "audit.s.audit-view",
+        "research.release" => "audit.s.research-release",
+        _ => "audit.s.other",
+    };
+    // The object in words: "alert:12" is "melding 12", "account:olga" is "olga".
+    let object = match e.object.split_once(':') {
+        Some(("alert", n)) => format!("{} {n}", lang.t("alert").to_lowercase()),
+        Some(("person", n)) => format!("{} {n}", lang.t("person").to_lowercase()),
+        Some(("account", name)) => name.to_string(),
+        _ => e.object.clone(),
+    };
+    lang.t(key)
+        .replace("{actor}", &e.actor)
+        .replace("{object}", &object)
+        .replace("{action}", &e.action)
 }
 
 /// The periodic access review: per officer, when they were last reviewed and what they opened
