@@ -811,36 +811,62 @@ mod tests {
             .timestamp_millis()
     }
 
-    /// The date filter is the officer's local day (Europe/Amsterdam): a drinking event at
-    /// 23:30 UTC on 1 July is at 01:30 on 2 July for the officer, and filed under that day.
-    #[test]
-    fn the_date_filter_takes_local_days() {
-        let (_dir, ctx) = crate::server::init::temporary();
-        let now = crate::base::time::now_ms();
+    /// A screened officer `olga` with the persons `references` (created here) on her caseload,
+    /// and their ids.
+    fn olga_with(ctx: &Context, references: &[&str], now: i64) -> (Account, Vec<i64>) {
         let programme = crate::base::programme::Programme::AlcoholBan;
-        let person = crate::registry::enroll::add_person(&ctx, "CASE-1", programme, "t").unwrap();
         let id = accounts::create(&ctx.db, "olga", Role::Officer, "t", now)
             .unwrap()
             .id;
         crate::registry::screening::screen_for_a_year(&ctx.db, "olga", now).unwrap();
-        caseload::assign(&ctx.db, "olga", "CASE-1", now - 1000, None, "t", now).unwrap();
-        for start in ["2026-07-01T21:00:00Z", "2026-07-01T23:30:00Z"] {
-            ctx.db
-                .lock()
-                .execute(
-                    "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
-                                         evidence_bundles, created_at_ms)
-                     VALUES (?1, 'alcohol', 'high', ?2, ?2, '{}', '', 0)",
-                    rusqlite::params![person, utc(start)],
-                )
-                .unwrap();
-        }
+        let persons = references
+            .iter()
+            .map(|reference| {
+                let person =
+                    crate::registry::enroll::add_person(ctx, reference, programme, "t").unwrap();
+                caseload::assign(&ctx.db, "olga", reference, now - 1000, None, "t", now).unwrap();
+                person
+            })
+            .collect();
         let olga = Account {
             id,
             username: "olga".into(),
             role: Role::Officer,
             must_change_password: false,
         };
+        (olga, persons)
+    }
+
+    /// An alert of `person` starting (and ending) at `start_ms`, raised at `created_ms`.
+    fn alert_at(
+        ctx: &Context,
+        person: i64,
+        kind: &str,
+        start_ms: i64,
+        created_ms: i64,
+        status: &str,
+    ) -> i64 {
+        let conn = ctx.db.lock();
+        conn.execute(
+            "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
+                                 evidence_bundles, created_at_ms, status)
+             VALUES (?1, ?2, 'high', ?3, ?3, '{}', '', ?4, ?5)",
+            rusqlite::params![person, kind, start_ms, created_ms, status],
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    }
+
+    /// The date filter is the officer's local day (Europe/Amsterdam): a drinking event at
+    /// 23:30 UTC on 1 July is at 01:30 on 2 July for the officer, and filed under that day.
+    #[test]
+    fn the_date_filter_takes_local_days() {
+        let (_dir, ctx) = crate::server::init::temporary();
+        let now = crate::base::time::now_ms();
+        let (olga, persons) = olga_with(&ctx, &["CASE-1"], now);
+        for start in ["2026-07-01T21:00:00Z", "2026-07-01T23:30:00Z"] {
+            alert_at(&ctx, persons[0], "alcohol", utc(start), 0, "new");
+        }
         let on = |day: &str| {
             let filter = AlertFilter {
                 from: Some(day.into()),
@@ -864,33 +890,19 @@ mod tests {
     fn the_list_pages_counts_searches_and_sorts() {
         let (_dir, ctx) = crate::server::init::temporary();
         let now = crate::base::time::now_ms();
-        let programme = crate::base::programme::Programme::AlcoholBan;
-        let id = accounts::create(&ctx.db, "olga", Role::Officer, "t", now)
-            .unwrap()
-            .id;
-        crate::registry::screening::screen_for_a_year(&ctx.db, "olga", now).unwrap();
-        for (reference, n, status) in [("CASE-1", 200, "new"), ("CASE-22", 30, "in_process")] {
-            let person =
-                crate::registry::enroll::add_person(&ctx, reference, programme, "t").unwrap();
-            caseload::assign(&ctx.db, "olga", reference, now - 1000, None, "t", now).unwrap();
+        let (olga, persons) = olga_with(&ctx, &["CASE-1", "CASE-22"], now);
+        for (person, n, status) in [(persons[0], 200, "new"), (persons[1], 30, "in_process")] {
             for i in 0..n {
-                ctx.db
-                    .lock()
-                    .execute(
-                        "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
-                                             evidence_bundles, created_at_ms, status)
-                         VALUES (?1, 'alcohol', 'high', ?2, ?2, '{}', '', 0, ?3)",
-                        rusqlite::params![person, 1_000_000 * (i + 1) + person, status],
-                    )
-                    .unwrap();
+                alert_at(
+                    &ctx,
+                    person,
+                    "alcohol",
+                    1_000_000 * (i + 1) + person,
+                    0,
+                    status,
+                );
             }
         }
-        let olga = Account {
-            id,
-            username: "olga".into(),
-            role: Role::Officer,
-            must_change_password: false,
-        };
         let get = |filter: AlertFilter| list(&ctx, &olga, &filter, now).unwrap();
         let first = get(AlertFilter::default());
         assert_eq!(
@@ -962,6 +974,32 @@ mod tests {
             now
         )
         .is_err());
+        // The export holds every matching alert, not a page, and is audited.
+        let page_two = AlertFilter {
+            page: Some(2),
+            ..Default::default()
+        };
+        let csv = export_csv(&ctx, &olga, &page_two, now).unwrap();
+        assert_eq!(csv.lines().count(), 1 + 230);
+        assert!(csv.starts_with("alert,start (Europe/Amsterdam),"), "{csv}");
+        let audited = |action: &str| -> i64 {
+            ctx.db
+                .lock()
+                .query_row(
+                    "SELECT count(*) FROM audit_log WHERE action = ?1",
+                    [action],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(audited("alerts.export"), 1);
+        // New since the last visit: an alert raised after the officer last opened the list.
+        let before = get(AlertFilter::default());
+        assert_eq!(before.new_since_last_visit, 0);
+        let visit = before.last_visit_ms.unwrap();
+        alert_at(&ctx, persons[1], "strap-open", 5, visit + 1, "new");
+        let after = list(&ctx, &olga, &AlertFilter::default(), visit + 10).unwrap();
+        assert_eq!(after.new_since_last_visit, 1);
     }
 
     /// Before the fix the second of two identical submissions failed with "an alert that is
@@ -970,30 +1008,8 @@ mod tests {
     fn the_same_step_submitted_twice_is_taken_once() {
         let (_dir, ctx) = crate::server::init::temporary();
         let now = crate::base::time::now_ms();
-        let programme = crate::base::programme::Programme::AlcoholBan;
-        let person = crate::registry::enroll::add_person(&ctx, "CASE-1", programme, "t").unwrap();
-        let id = accounts::create(&ctx.db, "olga", Role::Officer, "t", now)
-            .unwrap()
-            .id;
-        crate::registry::screening::screen_for_a_year(&ctx.db, "olga", now).unwrap();
-        caseload::assign(&ctx.db, "olga", "CASE-1", now - 1000, None, "t", now).unwrap();
-        let alert = {
-            let conn = ctx.db.lock();
-            conn.execute(
-                "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
-                                     evidence_bundles, created_at_ms)
-                 VALUES (?1, 'alcohol', 'high', 0, 1, '{}', '', 0)",
-                [person],
-            )
-            .unwrap();
-            conn.last_insert_rowid()
-        };
-        let olga = Account {
-            id,
-            username: "olga".into(),
-            role: Role::Officer,
-            must_change_password: false,
-        };
+        let (olga, persons) = olga_with(&ctx, &["CASE-1"], now);
+        let alert = alert_at(&ctx, persons[0], "alcohol", 0, 0, "new");
         transition(&ctx, &olga, alert, "in_process", "Gebeld", now).unwrap();
         transition(&ctx, &olga, alert, "in_process", "Gebeld", now + 1).unwrap();
         let steps: i64 = ctx
