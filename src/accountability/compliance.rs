@@ -453,7 +453,8 @@ fn access_control(conn: &Connection, all: &[AccountRow]) -> Result<Control> {
         ],
     );
     let reads = review::personal_data_reads_sql();
-    let mut per_person: BTreeMap<String, i64> = BTreeMap::new();
+    // Reads per person id; each id's reference is looked up once, below.
+    let mut reads_per_person: BTreeMap<i64, i64> = BTreeMap::new();
     let mut officer_reads = Vec::new();
     for a in all {
         let n: i64 = conn.query_row(
@@ -482,15 +483,7 @@ fn access_control(conn: &Connection, all: &[AccountRow]) -> Result<Control> {
         };
         let distinct: std::collections::BTreeSet<i64> = persons.iter().copied().collect();
         for p in &persons {
-            let reference: Option<String> = conn
-                .query_row("SELECT reference FROM persons WHERE id = ?1", [p], |r| {
-                    r.get(0)
-                })
-                .optional()?
-                .flatten();
-            *per_person
-                .entry(reference.unwrap_or_else(|| format!("(erased person {p})")))
-                .or_default() += 1;
+            *reads_per_person.entry(*p).or_default() += 1;
         }
         if a.role == Role::Officer {
             officer_reads.push((a.username.clone(), n));
@@ -551,6 +544,18 @@ fn access_control(conn: &Connection, all: &[AccountRow]) -> Result<Control> {
                 c.findings.push(format!("outlier: {officer} read personal data {n} times, more than 3× the officers' median ({median})"));
             }
         }
+    }
+    let mut per_person: BTreeMap<String, i64> = BTreeMap::new();
+    for (p, n) in reads_per_person {
+        let reference: Option<String> = conn
+            .query_row("SELECT reference FROM persons WHERE id = ?1", [p], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten();
+        *per_person
+            .entry(reference.unwrap_or_else(|| format!("(erased person {p})")))
+            .or_default() += n;
     }
     for (person, n) in &per_person {
         c.rows.push(vec![
