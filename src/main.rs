@@ -17,6 +17,7 @@ use cli::{
     validate::ValidateCommand,
     DataDirArg,
 };
+use std::io::IsTerminal;
 
 #[derive(Parser)]
 #[command(
@@ -109,6 +110,8 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,quinn=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: a log file or journal gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Init(args) => service::init(args),

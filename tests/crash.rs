@@ -339,10 +339,14 @@ async fn readings_survive_station_kills_exactly_once() {
     };
     let mut rng = rand::thread_rng();
     let mut child = spawn();
+    let mut last_spawn_at = 0;
     for _ in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(30..400))).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        last_spawn_at = std::fs::metadata(&log)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
         child = spawn();
     }
     let expected = days as i64;
@@ -354,13 +358,17 @@ async fn readings_survive_station_kills_exactly_once() {
             >= expected
     })
     .await;
-    // The last station finishes a whole pass (and says so) before it is stopped; on a loaded
-    // machine that can come a while after its final upload.
+    // The last station finishes a whole pass with an empty spool (and says so) before it is
+    // stopped; on a loaded machine that can come a while after its final upload. Only lines the
+    // last station wrote count: an earlier one may have finished a pass before it was killed,
+    // and the spool it left is the last station's to empty.
     let log_path = log.clone();
-    wait_until(Duration::from_secs(60), || {
-        std::fs::read_to_string(&log_path)
+    wait_until(Duration::from_secs(90), || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        text.get(last_spawn_at..)
             .unwrap_or_default()
-            .contains("pass done")
+            .lines()
+            .any(|l| l.contains("pass done") && l.contains("left_in_spool=0"))
     })
     .await;
     child.kill().unwrap();

@@ -1,5 +1,6 @@
 //! `nachtwacht-station`: the base-station agent binary.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Colour codes only for a person at a terminal: a station's log file gets plain text.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Import {
