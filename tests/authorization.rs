@@ -29,6 +29,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/alerts/{id}/hold", "officer"),
     ("POST", "/alerts/{id}/hold/release", "officer"),
     ("GET", "/stations", "officer"),
+    ("GET", "/caseload", "officer"),
+    ("GET", "/persons/{id}", "officer"),
     ("GET", "/admin", "administrator"),
     ("POST", "/admin/accounts", "administrator"),
     ("POST", "/admin/accounts/{id}/disable", "administrator"),
@@ -99,7 +101,10 @@ fn classify(path: &str, (status, location, body): &(u16, String, String)) -> Out
     match status {
         // Signing out also ends at /login, by design.
         303 if location == "/login" && path != "/logout" => Outcome::SignIn,
-        401 if body.contains("sign in first") => Outcome::SignIn,
+        // "Sign in first" in Dutch, or the sign-in form keeping a typed workflow step.
+        401 if body.contains("Meld u eerst aan.") || body.contains("action=\"/login\"") => {
+            Outcome::SignIn
+        }
         401 if path.starts_with("/api/") => Outcome::NoToken,
         403 => Outcome::Forbidden,
         _ => Outcome::Reached,

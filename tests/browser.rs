@@ -37,6 +37,8 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
 
     tokio::task::spawn_blocking(move || {
         let b = Browser::start();
+        // Screenshots of the officer's day, shown in docs/web-ui.md.
+        let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
 
         // A wrong code is refused, in Dutch by default.
         b.goto(&format!("{base}/login"));
@@ -47,10 +49,52 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         let text = b.wait_for_text("verkeerde code");
         assert!(text.contains("verkeerde code"), "{text}");
 
-        // Password and TOTP: the officer lands on their alerts, in Dutch.
+        // Password and TOTP: the officer lands on their caseload, in Dutch, the person with
+        // the open alert marked.
         sign_in(&b, &base, &olga);
-        let url = b.wait_url("/alerts");
-        assert!(url.ends_with("/alerts"), "{url}");
+        let url = b.wait_url("/caseload");
+        assert!(url.ends_with("/caseload"), "{url}");
+        let caseload = b.wait_for_text("CASE-home-1");
+        assert!(
+            caseload.contains("Mijn caseload") && caseload.contains("melding open"),
+            "{caseload}"
+        );
+        assert!(!caseload.contains("CASE-home-2"), "{caseload}");
+        b.screenshot(&shots.join("1-caseload.png"));
+
+        // The person page: calendar, TAC curve, alerts.
+        b.click("#caseload a");
+        let person = b.wait_for_text("Nalevingskalender");
+        assert!(person.contains("Enkelmonitor"), "{person}");
+        assert!(b.source().contains("data-state=\"alert\""));
+        b.screenshot(&shots.join("2-person.png"));
+
+        // At a phone's width (360 px) nothing runs off the side: no horizontal scrolling of the
+        // page, and the header's links (NL/EN included) stay inside the window.
+        b.set_size(360, 800);
+        b.wait_loaded();
+        let overflow = b.eval(
+            "return [document.documentElement.scrollWidth, window.innerWidth, \
+             Math.max(...[...document.querySelectorAll('header a, header button')]\
+               .map(e => e.getBoundingClientRect().right))]",
+        );
+        let (scroll, inner, header_right) = (
+            overflow[0].as_f64().unwrap(),
+            overflow[1].as_f64().unwrap(),
+            overflow[2].as_f64().unwrap(),
+        );
+        assert!(
+            scroll <= inner + 1.0,
+            "page scrolls sideways at 360 px: {overflow}"
+        );
+        assert!(
+            header_right <= inner + 1.0,
+            "header runs off at 360 px: {overflow}"
+        );
+        b.screenshot(&shots.join("3-person-360px.png"));
+        b.set_size(1200, 1000);
+
+        b.goto(&format!("{base}/alerts"));
         let list = b.wait_for_text("CASE-home-1");
         assert!(
             list.contains("Meldingen") && list.contains("CASE-home-1"),
@@ -62,8 +106,10 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         );
 
         // The alert with its evidence drawn by the server.
+        b.screenshot(&shots.join("4-alerts.png"));
         b.click(&format!("a[href='/alerts/{own}']"));
         b.wait_url(&format!("/alerts/{own}"));
+        b.screenshot(&shots.join("5-alert.png"));
         let detail = b.source();
         assert!(
             detail.contains("<svg") && detail.contains("polyline"),
@@ -103,6 +149,7 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         b.click("#report");
         b.wait_url("/report");
         let report = b.wait_for_text("Interpretation");
+        b.screenshot(&shots.join("6-report.png"));
         for needle in [
             "Non-compliance report",
             "Criteria used",
@@ -236,7 +283,8 @@ async fn a_revised_alert_is_marked_herzien_with_its_history() {
     tokio::task::spawn_blocking(move || {
         let b = Browser::start();
         sign_in(&b, &base, &olga);
-        b.wait_url("/alerts");
+        b.wait_url("/caseload");
+        b.goto(&format!("{base}/alerts"));
         let list = b.wait_for_text("CASE-home-1");
         assert!(list.contains("herzien"), "{list}");
         // Severity in Dutch: the interferent is for review.

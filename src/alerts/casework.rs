@@ -125,6 +125,9 @@ pub struct AlertList {
     pub last_visit_ms: Option<i64>,
     /// Alerts matching the filter raised since that visit.
     pub new_since_last_visit: usize,
+    /// The kinds the officer's caseload has alerts of (the kind filter offers only these), in
+    /// the order of [`AlertKind::ALL`].
+    pub kinds: Vec<AlertKind>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +185,24 @@ pub struct AlertDetail {
     pub threshold_g_dl: f64,
     /// When the person's station was last heard from (uploads and heartbeats), if any.
     pub station_contacts: Vec<i64>,
+    /// The wristband's evidence over the same window, per minute (persons of a programme with a
+    /// wristband; empty otherwise).
+    pub wrist: WristEvidence,
+}
+
+/// A wristband's readings around an alert, one mean per minute: (minute start, value).
+#[derive(Debug, Clone, Default)]
+pub struct WristEvidence {
+    pub hr_bpm: Vec<(i64, f64)>,
+    pub eda_us: Vec<(i64, f64)>,
+    /// Movement: the mean deviation of the acceleration's magnitude from 1 g.
+    pub movement_g: Vec<(i64, f64)>,
+}
+
+impl WristEvidence {
+    pub fn is_empty(&self) -> bool {
+        self.hr_bpm.is_empty() && self.eda_us.is_empty() && self.movement_g.is_empty()
+    }
 }
 
 const SELECT_ALERT: &str = "SELECT a.id, a.person_id, p.reference, p.programme, a.kind, a.severity,
@@ -298,7 +319,7 @@ fn matching(
         }
     };
     let page = filter.page.unwrap_or(1).max(1);
-    screened(ctx, officer, action, now_ms)?;
+    require_screening(ctx, officer, action, now_ms)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let persons = caseload::persons_of(&tx, officer.id, now_ms)?;
@@ -368,6 +389,20 @@ fn matching(
         }
         None => 0,
     };
+    let kinds: Vec<AlertKind> = {
+        let mut stmt = tx.prepare(
+            "SELECT DISTINCT kind FROM alerts WHERE person_id IN (SELECT value FROM json_each(?1))",
+        )?;
+        let present = stmt
+            .query_map([serde_json::to_string(&persons).expect("ids")], |r| {
+                r.get::<_, AlertKind>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        AlertKind::ALL
+            .into_iter()
+            .filter(|k| present.contains(k))
+            .collect()
+    };
     let persons_shown: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.person_id).collect();
     audit::append(
         &tx,
@@ -392,6 +427,7 @@ fn matching(
         pages,
         last_visit_ms,
         new_since_last_visit,
+        kinds,
     })
 }
 
@@ -417,8 +453,13 @@ fn own_alert(
 }
 
 /// Refuses an officer whose staff screening is not in force (audited by `screening::require`).
-/// Every public function here calls it first.
-fn screened(ctx: &Context, officer: &Account, attempted: &str, now_ms: i64) -> Result<()> {
+/// Every public function here (and in [`super::person`]) calls it first.
+pub(super) fn require_screening(
+    ctx: &Context,
+    officer: &Account,
+    attempted: &str,
+    now_ms: i64,
+) -> Result<()> {
     crate::registry::screening::require(
         &ctx.db.lock(),
         officer.id,
@@ -488,7 +529,7 @@ pub fn detail_as(
     now_ms: i64,
 ) -> Result<AlertDetail> {
     if let Reader::Officer(officer) = reader {
-        screened(ctx, officer, &format!("alert.{purpose}"), now_ms)?;
+        require_screening(ctx, officer, &format!("alert.{purpose}"), now_ms)?;
     }
     let (alert, steps, revisions, station_contacts) = {
         let mut conn = ctx.db.lock();
@@ -547,25 +588,12 @@ pub fn detail_as(
             })?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
-        let contacts = {
-            let mut stmt = tx.prepare(
-                "SELECT b.received_at_ms FROM bundles b JOIN stations s ON s.id = b.station_id
-                  WHERE s.person_id = ?1 AND b.received_at_ms BETWEEN ?2 AND ?3
-                 UNION
-                 SELECT h.received_at_ms FROM station_heartbeats h JOIN stations s ON s.id = h.station_id
-                  WHERE s.person_id = ?1 AND h.received_at_ms BETWEEN ?2 AND ?3
-                 ORDER BY 1",
-            )?;
-            let rows = stmt.query_map(
-                rusqlite::params![
-                    alert.person_id,
-                    alert.start_ms - WINDOW_MS,
-                    alert.end_ms + WINDOW_MS
-                ],
-                |r| r.get(0),
-            )?;
-            rows.collect::<Result<Vec<i64>, _>>()?
-        };
+        let contacts = station_contacts(
+            &tx,
+            alert.person_id,
+            alert.start_ms - WINDOW_MS,
+            alert.end_ms + WINDOW_MS,
+        )?;
         audit::append(
             &tx,
             now_ms,
@@ -579,12 +607,22 @@ pub fn detail_as(
         (alert, steps, revisions, contacts)
     };
     let pid = crate::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?.operational(alert.person_id);
-    let tac = tac_around(
+    let tac = tac_between(
         ctx,
         &pid,
         alert.start_ms - WINDOW_MS,
         alert.end_ms + WINDOW_MS,
     )?;
+    let wrist = if alert.programme.signals().contains("eda") {
+        wrist_minutes(
+            ctx,
+            &pid,
+            alert.start_ms - WINDOW_MS,
+            alert.end_ms + WINDOW_MS,
+        )?
+    } else {
+        WristEvidence::default()
+    };
     let threshold_g_dl = serde_json::from_str::<serde_json::Value>(&alert.rule)
         .ok()
         .and_then(|v| v.get("threshold_g_dl").and_then(|t| t.as_f64()))
@@ -596,45 +634,109 @@ pub fn detail_as(
         tac,
         threshold_g_dl,
         station_contacts,
+        wrist,
     })
+}
+
+/// One person's wristband signals between two instants, reduced to one mean per minute.
+fn wrist_minutes(ctx: &Context, pid: &str, from_ms: i64, to_ms: i64) -> Result<WristEvidence> {
+    let _readers = crate::dataset::ReadGuard::acquire(&ctx.dir)?;
+    let per_minute = |signal: Signal, value: Expr| -> Result<Vec<(i64, f64)>> {
+        let Some(frame) = person_readings(ctx, signal, pid, from_ms, to_ms)? else {
+            return Ok(vec![]);
+        };
+        let df = frame
+            .filter(col("quality").cast(DataType::UInt32).eq(lit(0u32)))
+            .group_by([(col("ts").floor_div(lit(60_000i64)) * lit(60_000i64)).alias("minute")])
+            .agg([value.mean().alias("v")])
+            .sort(["minute"], Default::default())
+            .collect()?;
+        let minutes = df.column("minute")?.i64()?.clone();
+        let values = df.column("v")?.f64()?.clone();
+        Ok((0..df.height())
+            .filter_map(|i| Some((minutes.get(i)?, values.get(i)?)))
+            .collect())
+    };
+    let magnitude = (col("x_g").pow(2) + col("y_g").pow(2) + col("z_g").pow(2)).sqrt();
+    Ok(WristEvidence {
+        hr_bpm: per_minute(Signal::Hr, col("hr_bpm"))?,
+        eda_us: per_minute(Signal::Eda, col("eda_us"))?,
+        movement_g: per_minute(Signal::Acc, (magnitude - lit(1.0)).abs())?,
+    })
+}
+
+/// When the person's stations were heard from (uploads and heartbeats) between two instants.
+pub(super) fn station_contacts(
+    conn: &rusqlite::Connection,
+    person_id: i64,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare(
+        "SELECT b.received_at_ms FROM bundles b JOIN stations s ON s.id = b.station_id
+          WHERE s.person_id = ?1 AND b.received_at_ms BETWEEN ?2 AND ?3
+         UNION
+         SELECT h.received_at_ms FROM station_heartbeats h JOIN stations s ON s.id = h.station_id
+          WHERE s.person_id = ?1 AND h.received_at_ms BETWEEN ?2 AND ?3
+         ORDER BY 1",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![person_id, from_ms, to_ms], |r| r.get(0))?;
+    Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+}
+
+/// Every alert of a person, newest first.
+pub(super) fn alerts_of_person(
+    conn: &rusqlite::Connection,
+    person_id: i64,
+) -> Result<Vec<AlertRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT_ALERT} WHERE a.person_id = ?1 ORDER BY a.start_ms DESC, a.id DESC"
+    ))?;
+    let rows = stmt.query_map([person_id], alert_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// How far around an alert the evidence reaches.
 pub const WINDOW_MS: i64 = 12 * crate::base::time::HOUR_MS;
 
-/// The ankle readings of one operational pseudonym in a time range: (ts, TAC, worn).
-fn tac_around(ctx: &Context, pid: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, f64, bool)>> {
-    let day = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .map(|d| d.format("%Y-%m-%d").to_string())
-            .unwrap_or_default()
-    };
-    let _readers = crate::dataset::ReadGuard::acquire(&ctx.dir)?;
+/// One person's readings of a signal between two instants (see
+/// [`crate::dataset::scan_person`]), read from the files of the UTC days they touch.
+pub(super) fn person_readings(
+    ctx: &Context,
+    signal: Signal,
+    pid: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Option<LazyFrame>> {
+    let day = |ms: i64| crate::base::time::date_of(ms);
     let files = crate::dataset::list_signal_files_between(
         &ctx.dir,
         &ctx.db,
-        Signal::Ankle,
+        signal,
         &day(from_ms),
-        &day(to_ms),
+        &day(to_ms + crate::base::time::DAY_MS),
     )?;
-    let Some(readings) = crate::dataset::scan_readings(&files)? else {
+    Ok(crate::dataset::scan_person(&files, pid, from_ms, to_ms)?)
+}
+
+/// The ankle readings of one operational pseudonym in a time range: (ts, TAC, worn).
+pub(super) fn tac_between(
+    ctx: &Context,
+    pid: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(i64, f64, bool)>> {
+    let _readers = crate::dataset::ReadGuard::acquire(&ctx.dir)?;
+    let Some(readings) = person_readings(ctx, Signal::Ankle, pid, from_ms, to_ms)? else {
         return Ok(vec![]);
     };
-    let ts = col("ts").cast(DataType::Int64);
     let df = readings
-        .filter(
-            col("pid")
-                .eq(lit(pid.to_string()))
-                .and(ts.clone().gt_eq(lit(from_ms)))
-                .and(ts.clone().lt_eq(lit(to_ms))),
-        )
         .select([
-            ts.alias("ts"),
+            col("ts"),
             col("tac_g_dl"),
             col("strap_closed"),
             col("quality"),
         ])
-        .sort(["ts"], Default::default())
         .collect()?;
     let ts = df.column("ts")?.i64()?.clone();
     let tac = df.column("tac_g_dl")?.f64()?.clone();
@@ -675,7 +777,7 @@ pub fn transition(
             "the comment is longer than 4,000 characters".into(),
         ));
     }
-    screened(ctx, officer, "alert.transition", now_ms)?;
+    require_screening(ctx, officer, "alert.transition", now_ms)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let alert = match own_alert(&tx, officer, alert_id, now_ms) {
@@ -760,7 +862,7 @@ pub struct StationRow {
 }
 
 pub fn stations(ctx: &Context, officer: &Account, now_ms: i64) -> Result<Vec<StationRow>> {
-    screened(ctx, officer, "stations.view", now_ms)?;
+    require_screening(ctx, officer, "stations.view", now_ms)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let persons = caseload::persons_of(&tx, officer.id, now_ms)?;

@@ -5,6 +5,7 @@
 
 pub mod casework;
 pub mod chart;
+pub mod person;
 pub mod store;
 
 /// What an alert is about.

@@ -190,6 +190,42 @@ pub fn scan_readings(
     ))
 }
 
+/// One person's readings (operational pseudonym `pid`) with `from_ms <= ts <= to_ms` from catalogued
+/// files of one signal, `ts` as milliseconds, each timestamp once (the first in path order, as
+/// [`scan_readings`] keeps it), sorted by time. The person and time filter comes first, so files
+/// sorted by person skip other persons' row groups unread. `None` when there are no files.
+pub fn scan_person(
+    files: &[PathBuf],
+    pid: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> polars::prelude::PolarsResult<Option<polars::prelude::LazyFrame>> {
+    use polars::prelude::*;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let paths: Vec<PlPath> = files
+        .iter()
+        .map(|p| PlPath::new(&p.to_string_lossy()))
+        .collect();
+    let ts = col("ts").cast(DataType::Int64);
+    Ok(Some(
+        LazyFrame::scan_parquet_files(paths.into(), ScanArgsParquet::default())?
+            .filter(
+                col("pid")
+                    .eq(lit(pid.to_string()))
+                    .and(ts.clone().gt_eq(lit(from_ms)))
+                    .and(ts.clone().lt_eq(lit(to_ms))),
+            )
+            .with_column(ts.alias("ts"))
+            .unique_stable(Some(cols(["ts"])), UniqueKeepStrategy::First)
+            .sort(
+                ["ts"],
+                SortMultipleOptions::default().with_maintain_order(true),
+            ),
+    ))
+}
+
 /// Every Parquet file under a signal's directory on disk, relative to the data directory.
 fn files_on_disk(dir: &DataDir, signal: Signal) -> Result<Vec<PathBuf>> {
     let root = dir.raw_signal(signal.name());

@@ -64,7 +64,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     else {
         // Fail closed: a route the table does not know is refused (it cannot happen while the
         // router is built from the table, and tests/authorization.rs checks that).
-        return page::error(lang, StatusCode::FORBIDDEN, "no access rule for this route");
+        return page::error(lang, StatusCode::FORBIDDEN, lang.t("error.no_rule"));
     };
 
     // Every request must be addressed to this server by name (no DNS rebinding), and a form post
@@ -85,7 +85,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             "anonymous",
             Refusal::UnknownHost,
             serde_json::json!({ "host": audit::bounded(&host) }),
-            page::error(lang, StatusCode::BAD_REQUEST, "unknown host"),
+            page::error(lang, StatusCode::BAD_REQUEST, lang.t("error.unknown_host")),
         );
     }
     if parts.method == Method::POST {
@@ -98,7 +98,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                     "anonymous",
                     Refusal::CrossOrigin,
                     serde_json::json!({ "origin": audit::bounded(&origin) }),
-                    page::error(lang, StatusCode::FORBIDDEN, "cross-origin request refused"),
+                    page::error(lang, StatusCode::FORBIDDEN, lang.t("error.cross_origin")),
                 );
             }
         }
@@ -109,7 +109,11 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "session lookup failed");
-                return page::error(lang, StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+                return page::error(
+                    lang,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    lang.t("error.internal"),
+                );
             }
         },
         None => None,
@@ -118,11 +122,34 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     let allowed = match (rule.access, &session) {
         (Access::Anyone | Access::Token, _) => true,
         (_, None) => {
-            return if parts.method == Method::GET {
-                Redirect::to("/login").into_response()
-            } else {
-                page::error(lang, StatusCode::UNAUTHORIZED, "sign in first")
-            };
+            if parts.method == Method::GET {
+                return Redirect::to("/login").into_response();
+            }
+            // A workflow step posted after the session expired: ask to sign in again and keep
+            // what was typed (crate::web::pages::login::Resume).
+            if path == "/alerts/{id}/transition" {
+                if let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await {
+                    let fields: HashMap<String, String> =
+                        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect();
+                    if let Some(resume) =
+                        crate::web::pages::login::Resume::of_post(parts.uri.path(), &fields)
+                    {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            crate::web::pages::login::login_page_keeping(
+                                lang,
+                                Some(lang.t("session.expired")),
+                                Some(&resume),
+                            ),
+                        )
+                            .into_response();
+                    }
+                }
+            }
+            return page::error(lang, StatusCode::UNAUTHORIZED, lang.t("login.first"));
         }
         (Access::SignedIn, Some(_)) => true,
         (Access::Roles(roles), Some(s)) => roles.contains(&s.account.role),
@@ -143,7 +170,11 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             &serde_json::json!({"role": s.account.role.as_str(), "client": client}).to_string(),
         ) {
             tracing::error!(error = %e, "audit append failed");
-            return page::error(lang, StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            return page::error(
+                lang,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                lang.t("error.internal"),
+            );
         }
         return page::error(lang, StatusCode::FORBIDDEN, lang.t("forbidden"));
     }
@@ -175,7 +206,11 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                     &s.account.username,
                     Refusal::FormTooLarge,
                     serde_json::json!({ "limit_bytes": MAX_FORM_BYTES }),
-                    page::error(lang, StatusCode::PAYLOAD_TOO_LARGE, "form too large"),
+                    page::error(
+                        lang,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        lang.t("error.form_too_large"),
+                    ),
                 );
             };
             let fields: HashMap<String, String> =

@@ -107,7 +107,15 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
             r(Method::POST, "/account/password", SignedIn),
             post(pages::login::change_password),
         ),
-        // Officers: their caseload's alerts, evidence, workflow and stations.
+        // Officers: their caseload, its persons, alerts, evidence, workflow and stations.
+        (
+            r(Method::GET, "/caseload", OFFICER),
+            get(pages::person::caseload),
+        ),
+        (
+            r(Method::GET, "/persons/{id}", OFFICER),
+            get(pages::person::page),
+        ),
         (
             r(Method::GET, "/alerts", OFFICER),
             get(pages::officer::alerts),

@@ -40,6 +40,17 @@ pub fn time_opt(ms: Option<i64>) -> String {
     ms.map(time).unwrap_or_else(|| "—".into())
 }
 
+/// A role in the page's language.
+pub fn role_label(lang: Lang, role: Role) -> &'static str {
+    lang.t(match role {
+        Role::Administrator => "role.administrator",
+        Role::Officer => "role.officer",
+        Role::Manager => "role.manager",
+        Role::Researcher => "role.researcher",
+        Role::Auditor => "role.auditor",
+    })
+}
+
 /// The hidden CSRF field every form of a signed-in page carries.
 pub fn csrf_field(session: &Session) -> String {
     format!(
@@ -49,11 +60,15 @@ pub fn csrf_field(session: &Session) -> String {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b}\
-header{background:#154273;color:#fff;padding:.6em 1em;display:flex;gap:1.2em;align-items:center}\
+header{background:#154273;color:#fff;padding:.6em 1em;display:flex;flex-wrap:wrap;gap:.4em 1.2em;align-items:center}\
 header a{color:#fff}header form{margin:0}main{padding:1em;max-width:75em}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}\
 .error{color:#a00;font-weight:bold}.note{color:#555}.badge{font-size:.8em;padding:0 .4em;border-radius:.3em;border:1px solid #888}.badge.provisional{background:#fff3cd}.badge.revised{background:#dbeafe}.badge.withdrawn{background:#eee;text-decoration:line-through}.badge.fresh{background:#d1fae5}.once{background:#fff3cd;padding:.5em;border:1px solid #e0c060}\
 form.inline{display:inline}fieldset{margin:.6em 0}label{margin-right:.8em}\
+.wide{overflow-x:auto;max-width:100%}svg{max-width:100%;height:auto}\
+.day.worn{background:#c8e6c9}.day.alert{background:#ffcdd2}.day.silent{background:#fff3cd}.day.no-device{background:#e0e0e0}\
+.calendar td{text-align:center;min-width:3.2em}.state.alert-open{color:#a00;font-weight:bold}.state.device-problem{color:#8a5a00;font-weight:bold}.state.silent{color:#8a5a00}\
+@media (max-width:40em){main{padding:.5em}label{display:block;margin:.3em 0}input,select,textarea{max-width:100%}}\
 @media print{header,.noprint{display:none}main{max-width:none}}";
 
 /// Wraps `body` in the page frame: navigation for the signed-in role, language switch.
@@ -61,7 +76,11 @@ pub fn frame(lang: Lang, session: Option<&Session>, title: &str, body: &str) -> 
     let mut nav = String::new();
     if let Some(s) = session {
         let links: &[(&str, &str)] = match s.account.role {
-            Role::Officer => &[("/alerts", "alerts"), ("/stations", "stations")],
+            Role::Officer => &[
+                ("/caseload", "caseload"),
+                ("/alerts", "alerts"),
+                ("/stations", "stations"),
+            ],
             Role::Administrator => &[("/admin", "admin")],
             Role::Auditor => &[("/audit", "audit")],
             Role::Manager => &[("/management", "management")],
@@ -76,7 +95,7 @@ pub fn frame(lang: Lang, session: Option<&Session>, title: &str, body: &str) -> 
             lang.t("account"),
             lang.t("password.change"),
             esc(&s.account.username),
-            s.account.role.as_str(),
+            role_label(lang, s.account.role),
             csrf_field(s),
             lang.t("logout")
         ));

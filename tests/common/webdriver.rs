@@ -236,6 +236,36 @@ impl Browser {
         );
     }
 
+    /// Saves what the browser shows as a PNG file.
+    pub fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine;
+        self.wait_loaded();
+        let png = call(ureq::get(&self.url("/screenshot")), None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("base64 PNG"))
+            .unwrap();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// Resizes the window (the layout check at a phone's width).
+    pub fn set_size(&self, width: u32, height: u32) {
+        call(
+            ureq::post(&self.url("/window/rect")),
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// Runs a script in the page and returns its value.
+    pub fn eval(&self, script: &str) -> Value {
+        call(
+            ureq::post(&self.url("/execute/sync")),
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
     pub fn click(&self, css: &str) {
         let e = self.find(css);
         call(

@@ -558,6 +558,7 @@ fn chart_svg(d: &AlertDetail, from_ms: i64, to_ms: i64) -> String {
         // The dossier states every time in UTC, the chart included.
         zone: crate::base::time::Zone::UTC,
         time_title: "tijd / time",
+        gap_labels: ["niet gedragen", "geen contact", "nog niet ontvangen"],
     }
     .svg()
 }

@@ -153,13 +153,19 @@ pub async fn overview(
         b += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{state_text}</td><td>{screening_text} {screening_form}</td><td>{action}</td></tr>",
             esc(&a.username),
-            esc(a.role.as_str()),
+            crate::web::page::role_label(lang, a.role),
             time(a.created_at_ms)
         );
     }
     let role_opts: String = Role::ALL
         .iter()
-        .map(|r| format!("<option>{}</option>", r.as_str()))
+        .map(|r| {
+            format!(
+                "<option value=\"{}\">{}</option>",
+                r.as_str(),
+                crate::web::page::role_label(lang, *r)
+            )
+        })
         .collect();
     b += &format!(
         "</table><form method=\"post\" action=\"/admin/accounts\">{csrf}<label>{} <input name=\"username\" required></label>\
@@ -390,7 +396,7 @@ pub async fn create_account(
         let new = accounts::create(&ctx.db, &username, role, actor, crate::base::time::now_ms())?;
         Ok(Some(format!(
             "<p>{}: <code>{}</code></p>{}",
-            role.as_str(),
+            crate::web::page::role_label(lang, role),
             esc(&username),
             credentials_html(&new)
         )))

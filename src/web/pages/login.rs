@@ -80,16 +80,93 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
-fn login_page(lang: Lang, message: Option<&str>) -> Html<String> {
+/// A workflow step whose session expired while the officer typed it: kept through the sign-in
+/// form (hidden fields) and offered again, filled in, once signed in. Only the transition form
+/// is resumable, and it is never posted on the user's behalf: they see it and press save.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Resume {
+    #[serde(default)]
+    pub resume_path: String,
+    #[serde(default)]
+    pub resume_to: String,
+    #[serde(default)]
+    pub resume_comment: String,
+}
+
+impl Resume {
+    /// A transition post (`/alerts/{id}/transition`) and its fields, if that is what `path` is.
+    pub fn of_post(path: &str, fields: &std::collections::HashMap<String, String>) -> Option<Self> {
+        let resume = Resume {
+            resume_path: path.to_string(),
+            resume_to: fields.get("to").cloned().unwrap_or_default(),
+            resume_comment: fields.get("comment").cloned().unwrap_or_default(),
+        };
+        resume.alert_id().map(|_| resume)
+    }
+
+    /// The alert the kept step is for; `None` for anything but a transition path.
+    fn alert_id(&self) -> Option<i64> {
+        self.resume_path
+            .strip_prefix("/alerts/")?
+            .strip_suffix("/transition")?
+            .parse()
+            .ok()
+    }
+
+    fn hidden_fields(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"resume_path\" value=\"{}\">\
+             <input type=\"hidden\" name=\"resume_to\" value=\"{}\">\
+             <input type=\"hidden\" name=\"resume_comment\" value=\"{}\">",
+            esc(&self.resume_path),
+            esc(&self.resume_to),
+            esc(&self.resume_comment)
+        )
+    }
+}
+
+/// The page after signing in again with a kept step: the transition form, filled in.
+fn resume_page(lang: Lang, session: &accounts::Session, resume: &Resume, id: i64) -> Html<String> {
+    frame(
+        lang,
+        Some(session),
+        lang.t("session.resume"),
+        &format!(
+            "<p class=\"once\">{}</p><form method=\"post\" action=\"/alerts/{id}/transition\">{}\
+             <input type=\"hidden\" name=\"to\" value=\"{}\">\
+             <p><label>{}<br><textarea name=\"comment\" id=\"comment\" rows=\"3\" cols=\"60\" required>{}</textarea></label></p>\
+             <p><button id=\"save\">{}</button> <a href=\"/alerts/{id}\">{}</a></p></form>",
+            lang.t("session.kept"),
+            csrf_field(session),
+            esc(&resume.resume_to),
+            lang.t("comment"),
+            esc(&resume.resume_comment),
+            lang.t("save"),
+            lang.t("back"),
+        ),
+    )
+}
+
+/// The sign-in page; `resume` carries a step typed before the session expired.
+pub(crate) fn login_page(lang: Lang, message: Option<&str>) -> Html<String> {
+    login_page_keeping(lang, message, None)
+}
+
+pub(crate) fn login_page_keeping(
+    lang: Lang,
+    message: Option<&str>,
+    resume: Option<&Resume>,
+) -> Html<String> {
     let msg = message
         .map(|m| format!("<p class=\"error\">{}</p>", esc(m)))
         .unwrap_or_default();
+    let kept = resume.map(Resume::hidden_fields).unwrap_or_default();
     frame(
         lang,
         None,
         lang.t("login"),
         &format!(
-            "{msg}<form method=\"post\" action=\"/login\">\
+            "{msg}<form method=\"post\" action=\"/login\">{kept}\
              <p><label>{u}<br><input name=\"username\" autocomplete=\"username\" required></label></p>\
              <p><label>{p}<br><input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
              <p><label>{c}<br><input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{6}}\" required></label></p>\
@@ -111,12 +188,14 @@ pub struct LoginForm {
     username: String,
     password: String,
     code: String,
+    #[serde(flatten)]
+    resume: Resume,
 }
 
 /// Where each role starts after signing in.
 fn home(role: Role) -> &'static str {
     match role {
-        Role::Officer => "/alerts",
+        Role::Officer => "/caseload",
         Role::Administrator => "/admin",
         Role::Auditor => "/audit",
         Role::Manager => "/management",
@@ -179,7 +258,13 @@ pub async fn submit(
             } else {
                 home(session.account.role)
             };
-            let mut response = Redirect::to(to).into_response();
+            let kept = form.resume.alert_id().filter(|_| {
+                session.account.role == Role::Officer && !session.account.must_change_password
+            });
+            let mut response = match kept {
+                Some(id) => resume_page(lang, &session, &form.resume, id).into_response(),
+                None => Redirect::to(to).into_response(),
+            };
             response.headers_mut().append(
                 header::SET_COOKIE,
                 session_cookie(&session.token, state.tls),
@@ -192,9 +277,11 @@ pub async fn submit(
             } else {
                 "login.failed"
             };
+            // A kept step survives a mistyped password too.
+            let resume = Some(&form.resume).filter(|r| r.alert_id().is_some());
             (
                 StatusCode::UNAUTHORIZED,
-                login_page(lang, Some(lang.t(key))),
+                login_page_keeping(lang, Some(lang.t(key)), resume),
             )
                 .into_response()
         }
@@ -227,7 +314,7 @@ pub async fn account(lang: Lang, MaybeSigned(session): MaybeSigned) -> Html<Stri
                 lang.t("username"),
                 esc(&s.account.username),
                 lang.t("role"),
-                s.account.role.as_str()
+                crate::web::page::role_label(lang, s.account.role)
             )
         })
         .unwrap_or_default();

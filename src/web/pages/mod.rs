@@ -1,4 +1,4 @@
-//! The HTML pages, one module per audience: the landing page, sign-in, the officer's alerts, the
+//! The HTML pages, one module per audience: the landing page, sign-in, the officer's caseload, persons and alerts, the
 //! administrator's registry forms, the auditor's log views and the management figures.
 
 pub mod admin;
@@ -7,3 +7,4 @@ pub mod home;
 pub mod login;
 pub mod management;
 pub mod officer;
+pub mod person;

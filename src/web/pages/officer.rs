@@ -18,7 +18,7 @@ use crate::web::page::{csrf_field, esc, frame, time, time_opt};
 use crate::web::AppState;
 use nachtwacht_pipelines::alcohol::InterferentReason;
 
-fn status_label(lang: Lang, status: Status) -> &'static str {
+pub(crate) fn status_label(lang: Lang, status: Status) -> &'static str {
     lang.t(match status {
         Status::New => "status.new",
         Status::InProcess => "status.in_process",
@@ -29,7 +29,7 @@ fn status_label(lang: Lang, status: Status) -> &'static str {
 }
 
 /// An alert kind in the page's language.
-fn kind_label(lang: Lang, kind: crate::alerts::AlertKind) -> &'static str {
+pub(crate) fn kind_label(lang: Lang, kind: crate::alerts::AlertKind) -> &'static str {
     use crate::alerts::AlertKind as K;
     lang.t(match kind {
         K::Alcohol => "kind.alcohol",
@@ -47,9 +47,22 @@ fn kind_label(lang: Lang, kind: crate::alerts::AlertKind) -> &'static str {
     })
 }
 
+/// A supervision programme in the page's language.
+pub(crate) fn programme_label(
+    lang: Lang,
+    programme: crate::base::programme::Programme,
+) -> &'static str {
+    use crate::base::programme::Programme as P;
+    lang.t(match programme {
+        P::AlcoholBan => "programme.alcohol-ban",
+        P::AggressionTraining => "programme.aggression-training",
+        P::TbsLeave => "programme.tbs-leave",
+    })
+}
+
 /// The alert's kind, with what the evidence now says about it: provisional (its episode had not
 /// ended at the last reading), revised by new readings, or withdrawn.
-fn kind_html(lang: Lang, a: &AlertRow) -> String {
+pub(crate) fn kind_html(lang: Lang, a: &AlertRow) -> String {
     let badge = |class: &str, key: &'static str| {
         format!(" <span class=\"badge {class}\">{}</span>", lang.t(key))
     };
@@ -68,7 +81,7 @@ fn kind_html(lang: Lang, a: &AlertRow) -> String {
 }
 
 /// The severity in the page's language.
-fn severity_label(lang: Lang, severity: Severity) -> &'static str {
+pub(crate) fn severity_label(lang: Lang, severity: Severity) -> &'static str {
     lang.t(match severity {
         Severity::High => "severity.high",
         Severity::Medium => "severity.medium",
@@ -261,7 +274,11 @@ pub async fn alerts(
         );
     }
     let mut kind_opts = format!("<option value=\"\">{}</option>", lang.t("any"));
-    for k in crate::alerts::AlertKind::ALL {
+    // Only kinds the caseload has, plus the one filtered on (so the form shows what it asked).
+    for k in crate::alerts::AlertKind::ALL
+        .into_iter()
+        .filter(|k| list.kinds.contains(k) || filter.kind.as_deref() == Some(k.as_str()))
+    {
         kind_opts += &format!(
             "<option class=\"kind\" value=\"{}\"{}>{}</option>",
             k.as_str(),
@@ -384,7 +401,7 @@ pub async fn alerts(
                 .last_visit_ms
                 .is_some_and(|visit| a.created_at_ms > visit);
             body += &format!(
-                "<tr{}><td><a href=\"/alerts/{id}\">{id}</a>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr{}><td><a href=\"/alerts/{id}\">{id}</a>{}</td><td>{}</td><td><a href=\"/persons/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 if fresh { " class=\"fresh\"" } else { "" },
                 if fresh {
                     format!(" <span class=\"badge fresh\">{}</span>", lang.t("alert.fresh"))
@@ -392,6 +409,7 @@ pub async fn alerts(
                     String::new()
                 },
                 time(a.start_ms),
+                a.person_id,
                 esc(&a.person_reference),
                 kind_html(lang, a),
                 severity_label(lang, a.severity),
@@ -431,31 +449,103 @@ pub async fn alerts(
 fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
     let a = &d.alert;
     let window = 12 * crate::base::time::HOUR_MS;
-    let chart = if d.tac.is_empty() {
-        format!("<p class=\"note\">{}</p>", lang.t("chart.no_data"))
-    } else {
-        TacChart {
-            from_ms: a.start_ms - window,
-            to_ms: a.end_ms + window,
+    let (from_ms, to_ms) = (a.start_ms - window, a.end_ms + window);
+    let z = crate::web::page::zone();
+    let mut chart = String::new();
+    if matches!(
+        a.kind,
+        AlertKind::CommunicationLost | AlertKind::CommunicationCritical
+    ) {
+        // The silence is the evidence: when the station was heard from, before and after.
+        let before = d
+            .station_contacts
+            .iter()
+            .filter(|t| **t <= a.start_ms)
+            .max();
+        let after = d.station_contacts.iter().filter(|t| **t > a.start_ms).min();
+        chart +=
+            &format!(
+            "<h3>{}</h3><div id=\"contact-timeline\">{}</div><p class=\"note\">{}: {} · {}: {}</p>",
+            lang.t("contact.timeline"),
+            crate::alerts::chart::ContactChart {
+                from_ms,
+                to_ms,
+                contacts: &d.station_contacts,
+                alert: (a.start_ms, a.end_ms),
+                zone: z,
+                label: lang.t("contact"),
+                time_title: lang.t("time"),
+            }
+            .svg(),
+            lang.t("contact.last_before"),
+            time_opt(before.copied()),
+            lang.t("contact.first_after"),
+            after.map(|t| time(*t)).unwrap_or_else(|| lang.t("contact.none_yet").to_string()),
+        );
+    }
+    if !d.tac.is_empty() {
+        chart += &TacChart {
+            from_ms,
+            to_ms,
             readings: &d.tac,
             threshold_g_dl: d.threshold_g_dl,
             alert: (a.start_ms, a.end_ms),
             contacts: &d.station_contacts,
             labels: (lang.t("wear"), lang.t("contact")),
-            zone: crate::web::page::zone(),
+            zone: z,
             time_title: lang.t("time"),
+            gap_labels: [
+                lang.t("gap.not_worn"),
+                lang.t("gap.no_contact"),
+                lang.t("gap.not_uploaded"),
+            ],
         }
-        .svg()
-    };
+        .svg();
+    }
+    if !d.wrist.is_empty() {
+        chart += &format!("<h3>{}</h3>", lang.t("wrist.evidence"));
+        for (id, title, unit, points) in [
+            ("wrist-eda", lang.t("wrist.eda"), "µS", &d.wrist.eda_us),
+            ("wrist-hr", lang.t("wrist.hr"), "bpm", &d.wrist.hr_bpm),
+            (
+                "wrist-movement",
+                lang.t("wrist.movement"),
+                "g",
+                &d.wrist.movement_g,
+            ),
+        ] {
+            if points.is_empty() {
+                continue;
+            }
+            chart += &format!(
+                "<div id=\"{id}\">{}</div>",
+                crate::alerts::chart::LineChart {
+                    title,
+                    unit,
+                    from_ms,
+                    to_ms,
+                    points,
+                    alert: (a.start_ms, a.end_ms),
+                    zone: z,
+                    time_title: lang.t("time"),
+                }
+                .svg()
+            );
+        }
+    }
+    if chart.is_empty() {
+        chart = format!("<p class=\"note\">{}</p>", lang.t("chart.no_data"));
+    }
     format!(
-        "<table><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr>\
+        "<table><tr><th>{}</th><td><a href=\"/persons/{}\" id=\"person-link\">{}</a></td></tr><tr><th>{}</th><td>{}</td></tr>\
          <tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{} – {}</td></tr>\
          <tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td id=\"status\">{}</td></tr>{}</table>\
-         <h2>{}</h2><figure>{chart}<figcaption class=\"note\">{}</figcaption></figure>{}",
+         <h2>{}</h2><figure>{chart}{}</figure>{}",
         lang.t("person"),
+        a.person_id,
         esc(&a.person_reference),
         lang.t("programme"),
-        esc(a.programme.as_str()),
+        programme_label(lang, a.programme),
         lang.t("kind"),
         kind_html(lang, a),
         lang.t("start"),
@@ -469,7 +559,11 @@ fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
         status_label(lang, a.status),
         assessment_html(lang, a),
         lang.t("evidence"),
-        lang.t("chart.caption"),
+        if d.tac.is_empty() {
+            String::new()
+        } else {
+            format!("<figcaption class=\"note\">{}</figcaption>", lang.t("chart.caption"))
+        },
         revisions_html(lang, &d.revisions),
     )
 }
