@@ -103,6 +103,32 @@ async fn the_caseload_and_the_person_page_show_only_own_persons_and_are_audited(
     assert!(p.contains("Nalevingskalender") && p.contains("Europe/Amsterdam"));
     assert!(english.1.contains("Compliance calendar") && english.1.contains("Ankle monitor"));
 
+    // Dutch throughout: no internal code of a role, programme, device, status or kind is shown
+    // as text on the Dutch pages (codes in attributes are fine).
+    for (name, html) in [
+        ("caseload", &caseload.1),
+        ("person", &page.1),
+        ("alert", &alert_page),
+    ] {
+        let text = visible_text(html);
+        for code in [
+            "alcohol-ban",
+            "ankle-monitor",
+            "wristband",
+            "in_process",
+            "officer",
+            "alcohol ",
+            "communication-lost",
+            "Not Found",
+            "new",
+        ] {
+            assert!(
+                !text.contains(code),
+                "{name}: {code:?} shown untranslated in: {text}"
+            );
+        }
+    }
+
     // Another officer's person and a malformed id: not found, like nothing there.
     assert_eq!(others.0, 404);
     assert!(!others.1.contains("CASE-home-2"));
@@ -337,4 +363,23 @@ async fn a_comment_typed_while_the_session_expired_is_kept_through_signing_in() 
             )
             .unwrap();
     assert_eq!(stored, comment);
+}
+
+/// The text of a page without tags, styles or attributes.
+fn visible_text(html: &str) -> String {
+    let body = html.split("</style>").nth(1).unwrap_or(html);
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in body.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }

@@ -135,11 +135,11 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                             .into_iter()
                             .collect();
                     if let Some(resume) =
-                        crate::web::pages::login::Resume::of_post(parts.uri.path(), &fields)
+                        crate::web::signin::Resume::of_post(parts.uri.path(), &fields)
                     {
                         return (
                             StatusCode::UNAUTHORIZED,
-                            crate::web::pages::login::login_page_keeping(
+                            crate::web::signin::login_page_keeping(
                                 lang,
                                 Some(lang.t("session.expired")),
                                 Some(&resume),

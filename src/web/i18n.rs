@@ -413,6 +413,7 @@ mod tests {
             include_str!("access.rs"),
             include_str!("pages/management.rs"),
             include_str!("pages/person.rs"),
+            include_str!("signin.rs"),
         ];
         for src in sources {
             for piece in src.split(".t(\"").skip(1) {

@@ -28,6 +28,7 @@ mod i18n;
 mod origin;
 mod page;
 mod pages;
+mod signin;
 pub mod tls;
 
 pub use access::Access;
