@@ -14,6 +14,46 @@ const STRIP_H: f64 = 14.0;
 /// From the time axis to the first strip: tick labels, then the axis' title.
 const STRIPS_BELOW: f64 = 38.0;
 
+/// The two axes of a plot `height` high under [`TOP`], tick labels every `step` from `y_min` to
+/// `y_max`, and the value axis' title (already escaped) turned along it, clear of the labels.
+fn value_axis(
+    height: f64,
+    (y_min, y_max, step): (f64, f64, f64),
+    title: &str,
+    y: impl Fn(f64) -> f64,
+) -> String {
+    let mut s = format!(
+        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{b}\" stroke=\"#333\"/>\
+         <line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>",
+        b = TOP + height,
+        r = W - RIGHT
+    );
+    let places = decimals(step);
+    for i in 0..=((y_max - y_min) / step).round() as usize {
+        let v = y_min + step * i as f64;
+        s += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.places$}</text>",
+            LEFT - 4.0,
+            y(v) + 4.0
+        );
+    }
+    s + &format!(
+        "<text x=\"10\" y=\"{mid:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 10 {mid:.1})\">{title}</text>",
+        mid = TOP + height / 2.0
+    )
+}
+
+/// The time axis' title with its zone, under the tick labels of a plot ending at `base`.
+fn time_title(title: &str, zone: crate::base::time::Zone, base: f64) -> String {
+    format!(
+        "<text x=\"{r}\" y=\"{ty}\" text-anchor=\"end\" fill=\"#555\">{} ({})</text>",
+        esc(title),
+        esc(zone.name()),
+        r = W - RIGHT,
+        ty = base + 30.0
+    )
+}
+
 /// Ticks along a time axis at `base`: local 00:00, 06:00, 12:00 and 18:00 (daylight saving
 /// included), only every other one or every fourth when the span is long, so labels never overlap.
 fn time_ticks(
@@ -101,36 +141,13 @@ impl LineChart<'_> {
         let (a0, a1) = (self.x(self.alert.0), self.x(self.alert.1));
         s += &format!(
             "<rect x=\"{a0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{H}\" fill=\"#fde2c4\"/>\
-             <line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{b}\" stroke=\"#333\"/>\
-             <line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>",
-            (a1 - a0).max(2.0),
-            b = TOP + H,
-            r = W - RIGHT
-        );
-        let places = decimals(step);
-        for i in 0..=((y_max - y_min) / step).round() as usize {
-            let v = y_min + step * i as f64;
-            s += &format!(
-                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.places$}</text>",
-                LEFT - 4.0,
-                y(v) + 4.0
-            );
-        }
-        s += &format!(
-            "<text x=\"10\" y=\"{mid:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 10 {mid:.1})\">{}</text>\
              <text x=\"{LEFT}\" y=\"{TOP}\" dy=\"-2\" fill=\"#154273\">{}</text>",
-            esc(self.unit),
+            (a1 - a0).max(2.0),
             esc(self.title),
-            mid = TOP + H / 2.0
         );
+        s += &value_axis(H, (y_min, y_max, step), &esc(self.unit), y);
         s += &time_ticks(self.zone, self.from_ms, self.to_ms, TOP + H, |t| self.x(t));
-        s += &format!(
-            "<text x=\"{r}\" y=\"{ty}\" text-anchor=\"end\" fill=\"#555\">{} ({})</text>",
-            esc(self.time_title),
-            esc(self.zone.name()),
-            r = W - RIGHT,
-            ty = TOP + H + 30.0
-        );
+        s += &time_title(self.time_title, self.zone, TOP + H);
         let as_readings: Vec<(i64, f64, bool)> =
             self.points.iter().map(|p| (p.0, p.1, true)).collect();
         for segment in segments(&as_readings) {
@@ -188,13 +205,7 @@ impl ContactChart<'_> {
             );
         }
         s += &time_ticks(self.zone, self.from_ms, self.to_ms, TOP + H, x);
-        s += &format!(
-            "<text x=\"{r}\" y=\"{ty}\" text-anchor=\"end\" fill=\"#555\">{} ({})</text>",
-            esc(self.time_title),
-            esc(self.zone.name()),
-            r = W - RIGHT,
-            ty = TOP + H + 30.0
-        );
+        s += &time_title(self.time_title, self.zone, TOP + H);
         s + "</svg>"
     }
 }
@@ -349,35 +360,8 @@ impl TacChart<'_> {
             "<rect x=\"{a0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{PLOT_H}\" fill=\"#fde2c4\"/>",
             (a1 - a0).max(2.0)
         );
-        // Axes, y ticks.
-        s += &format!(
-            "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{b}\" stroke=\"#333\"/>\
-             <line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>",
-            b = TOP + PLOT_H,
-            r = W - RIGHT
-        );
-        let places = decimals(step);
-        let ticks = (y_max / step).round() as usize;
-        for i in 0..=ticks {
-            let v = step * i as f64;
-            s += &format!(
-                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.places$}</text>",
-                LEFT - 4.0,
-                y(v) + 4.0
-            );
-        }
-        // The unit as the axis' title, turned along it, clear of the tick labels.
-        s += &format!(
-            "<text x=\"10\" y=\"{mid:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 10 {mid:.1})\">TAC (g/dL)</text>",
-            mid = TOP + PLOT_H / 2.0
-        );
-        s += &format!(
-            "<text x=\"{r}\" y=\"{ty}\" text-anchor=\"end\" fill=\"#555\">{} ({})</text>",
-            esc(self.time_title),
-            esc(self.zone.name()),
-            r = W - RIGHT,
-            ty = TOP + PLOT_H + 30.0
-        );
+        s += &value_axis(PLOT_H, (0.0, y_max, step), "TAC (g/dL)", y);
+        s += &time_title(self.time_title, self.zone, TOP + PLOT_H);
         s += &time_ticks(self.zone, self.from_ms, self.to_ms, TOP + PLOT_H, |t| {
             self.x(t)
         });
@@ -490,26 +474,11 @@ impl DailyChart<'_> {
              <title>{}</title>",
             esc(self.title)
         );
-        s += &format!(
-            "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{b}\" stroke=\"#333\"/>\
-             <line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/>",
-            b = TOP + H,
-            r = W - RIGHT
-        );
-        let places = decimals(step);
-        for i in 0..=(y_max / step).round() as usize {
-            let v = step * i as f64;
-            s += &format!(
-                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.places$}</text>",
-                LEFT - 4.0,
-                y(v) + 4.0
-            );
-        }
-        s += &format!(
-            "<text x=\"10\" y=\"{mid:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 10 {mid:.1})\">{} ({})</text>",
-            esc(self.title),
-            esc(self.unit),
-            mid = TOP + H / 2.0
+        s += &value_axis(
+            H,
+            (0.0, y_max, step),
+            &format!("{} ({})", esc(self.title), esc(self.unit)),
+            y,
         );
         // A date label every so many days, so labels never overlap (about 60 px each).
         let every = ((60.0 / slot).ceil() as usize).max(1);

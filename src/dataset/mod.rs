@@ -169,10 +169,7 @@ pub fn scan_readings(
     if files.is_empty() {
         return Ok(None);
     }
-    let paths: Vec<PlPath> = files
-        .iter()
-        .map(|p| PlPath::new(&p.to_string_lossy()))
-        .collect();
+    let paths = pl_paths(files);
     // Sorted by (pid, ts), a repeated reading is the row after its twin. The pipelines sort by
     // (pid, ts) themselves, so this sort is the one they would do anyway (polars then knows the
     // order), and dropping a row equal to its predecessor keeps the first in path order.
@@ -204,10 +201,7 @@ pub fn scan_person(
     if files.is_empty() {
         return Ok(None);
     }
-    let paths: Vec<PlPath> = files
-        .iter()
-        .map(|p| PlPath::new(&p.to_string_lossy()))
-        .collect();
+    let paths = pl_paths(files);
     let ts = col("ts").cast(DataType::Int64);
     Ok(Some(
         LazyFrame::scan_parquet_files(paths.into(), ScanArgsParquet::default())?
@@ -224,6 +218,14 @@ pub fn scan_person(
                 SortMultipleOptions::default().with_maintain_order(true),
             ),
     ))
+}
+
+/// Files as polars scans take them.
+fn pl_paths(files: &[PathBuf]) -> Vec<polars::prelude::PlPath> {
+    files
+        .iter()
+        .map(|p| polars::prelude::PlPath::new(&p.to_string_lossy()))
+        .collect()
 }
 
 /// Every Parquet file under a signal's directory on disk, relative to the data directory.
