@@ -41,6 +41,22 @@ fn audit_count(f: &WebFixture, action: &str, object: &str) -> i64 {
 async fn the_caseload_and_the_person_page_show_only_own_persons_and_are_audited() {
     let f = web_fixture().await;
     let (own, other) = (person_id(&f, "CASE-home-1"), person_id(&f, "CASE-home-2"));
+    // The operator's threshold, not the default, is the line on the person's curve.
+    let rules = f.t.ctx.dir.rules().join("alcohol.toml");
+    let text = std::fs::read_to_string(&rules).expect("rules/alcohol.toml written at init");
+    let changed: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("threshold_g_dl") {
+                "threshold_g_dl = 0.035".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(changed, text, "no threshold_g_dl line in {text}");
+    std::fs::write(&rules, changed).unwrap();
     let olga = f.accounts["officer"].clone();
     let base = f.base.clone();
     let own_alert = f.own_alert;
@@ -96,6 +112,7 @@ async fn the_caseload_and_the_person_page_show_only_own_persons_and_are_audited(
         p.contains("id=\"tac\"") && p.contains("<polyline"),
         "TAC curve"
     );
+    assert!(p.contains(">0.035 g/dL<"), "the operator's threshold");
     assert!(
         p.contains(&format!("href=\"/alerts/{own_alert}\"")),
         "alert"

@@ -377,7 +377,7 @@ pub fn page(
         calendar,
         period,
         tac: ankle.into_iter().filter(|r| in_period(r.0)).collect(),
-        threshold_g_dl: nachtwacht_pipelines::rules::AlcoholRules::default().threshold_g_dl,
+        threshold_g_dl: alcohol_threshold(ctx),
         wrist_days: wrist
             .into_iter()
             .filter(|d| (period.0..=period.1).contains(&d.day))
@@ -385,6 +385,18 @@ pub fn page(
         alerts,
         contacts: contacts.into_iter().filter(|t| in_period(*t)).collect(),
     })
+}
+
+/// The TAC threshold in force: the operator's `rules/alcohol.toml`, or the default when the file is
+/// absent or does not parse (the evaluation refuses such a file and reports it; a page only draws
+/// the line).
+fn alcohol_threshold(ctx: &Context) -> f64 {
+    use nachtwacht_pipelines::rules::AlcoholRules;
+    std::fs::read_to_string(ctx.dir.rules().join("alcohol.toml"))
+        .ok()
+        .and_then(|text| AlcoholRules::parse(&text, "rules/alcohol.toml").ok())
+        .unwrap_or_default()
+        .threshold_g_dl
 }
 
 /// Whether an alert still waits for the officer.
