@@ -9,7 +9,8 @@
 //! - [`trust`]: CA and revocation, secrets, age keys, pseudonyms, the audit chain;
 //! - [`registry`]: accounts, caseloads, persons, devices and stations;
 //! - the stages, in the order a reading passes them: [`ingest`] → [`spool`] → [`decode`] →
-//!   [`dataset`] → [`evaluate`] → [`alerts`] → [`research`], and [`lifecycle`] over all of them;
+//!   [`dataset`] → [`evaluate`] → [`alerts`] → [`notify`], [`research`], and [`lifecycle`] over all of
+//!   them;
 //! - [`accountability`]: the compliance report and the data inventory, reading all of the above;
 //! - [`web`] (pages and the research API) and [`server`], which wires the stages into one process.
 
@@ -34,6 +35,8 @@ pub mod evaluate;
 pub mod alerts;
 
 pub mod research;
+
+pub mod notify;
 
 pub mod lifecycle;
 

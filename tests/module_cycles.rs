@@ -389,6 +389,7 @@ const LIB_LAYERS: &[&[&str]] = &[
         "decode",
         "dataset",
         "alerts",
+        "notify",
         "evaluate",
         "research",
         "lifecycle",

@@ -179,6 +179,7 @@ pub const REGISTRY: &[Item] = &[
         ("start_ms", Crim, "event start"), ("end_ms", Crim, "event end"), ("peak_tac_g_dl", Health, "peak transdermal alcohol"),
         ("rule", Crim, "rule values that fired"), ("evidence_bundles", No, "bundles carrying the evidence"), ("status", Crim, "workflow status"),
         ("created_at_ms", No, "raised"), ("provisional", No, "episode not yet ended"), ("revision", No, "revisions"), ("withdrawn_at_ms", Crim, "withdrawn"),
+        ("first_opened_at_ms", No, "first opened by an officer"),
     ]},
     Item { name: "alert_events", kind: Kind::Table, purpose: "officers' workflow steps with their comments", legal_basis: SUPERVISION, retention: Retention::Class(DataClass::Alerts), readers: &[OFFICER, OPERATOR, SUBJECT], columns: &[
         ("id", No, "row number"), ("alert_id", Pers, "alert"), ("at_ms", No, "when"), ("actor", Pers, "officer"),
@@ -202,6 +203,18 @@ pub const REGISTRY: &[Item] = &[
         ("id", No, "account number"), ("username", Pers, "staff member"), ("role", Pers, "role"), ("password_hash", Pers, "Argon2id hash (credential)"),
         ("must_change_password", No, "first sign-in pending"), ("created_at_ms", No, "created"), ("totp_secret", Pers, "TOTP secret (credential)"),
         ("totp_last_step", No, "replay guard"), ("failed_logins", Pers, "failed sign-ins"), ("locked_until_ms", Pers, "lockout"), ("disabled_at_ms", Pers, "disabled"),
+        ("email", Pers, "work address for notifications"), ("manager_id", Pers, "the officer's manager (escalations)"),
+    ]},
+    Item { name: "notification_kinds", kind: Kind::Table, purpose: "alert kinds an officer is e-mailed about", legal_basis: STAFF, retention: Retention::AsLongAs("while the account exists"), readers: &[SYSTEM, ADMIN], columns: &[
+        ("account_id", Pers, "officer"), ("kind", No, "alert kind"),
+    ]},
+    Item { name: "notifications", kind: Kind::Table, purpose: "outbox of e-mails to staff (no personal data in the message: a sentence and a link)", legal_basis: SUPERVISION, retention: Retention::Class(DataClass::Alerts), readers: &[SYSTEM, OPERATOR], columns: &[
+        ("id", No, "message number"), ("account_id", Pers, "recipient (staff)"), ("alert_id", No, "the alert linked to"), ("reason", No, "new alert or escalation"),
+        ("created_at_ms", No, "queued"), ("attempts", No, "attempts"), ("next_attempt_at_ms", No, "next attempt"), ("lease_until_ms", No, "claimed by a sender until"),
+        ("sent_at_ms", No, "sent"), ("gave_up_at_ms", No, "given up"), ("last_error", No, "last SMTP error"),
+    ]},
+    Item { name: "notifier_state", kind: Kind::Table, purpose: "the newest alert the notifier has looked at", legal_basis: OPERATIONS, retention: Retention::AsLongAs("always"), readers: &[SYSTEM], columns: &[
+        ("id", No, "one row"), ("last_alert_id", No, "newest alert looked at"), ("first_alert_id", No, "newest alert when notifications began"),
     ]},
     Item { name: "sessions", kind: Kind::Table, purpose: "web sessions", legal_basis: STAFF, retention: Retention::AsLongAs("ended sessions kept as sign-in history"), readers: &[SYSTEM, AUDITOR], columns: &[
         ("token_sha256", No, "session token hash"), ("account_id", Pers, "staff member"), ("csrf_token", No, "CSRF token"),

@@ -594,6 +594,13 @@ pub fn detail_as(
             alert.start_ms - WINDOW_MS,
             alert.end_ms + WINDOW_MS,
         )?;
+        if let Reader::Officer(_) = reader {
+            // An officer has seen it: a critical alert is not escalated to their manager.
+            tx.execute(
+                "UPDATE alerts SET first_opened_at_ms = ?2 WHERE id = ?1 AND first_opened_at_ms IS NULL",
+                rusqlite::params![alert_id, now_ms],
+            )?;
+        }
         audit::append(
             &tx,
             now_ms,

@@ -31,6 +31,70 @@ pub struct Config {
     pub communication: CommunicationConfig,
     #[serde(default)]
     pub accountability: AccountabilityConfig,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+}
+
+/// E-mail to staff about new alerts (`notify`). Without `[notifications.smtp]` nothing is sent;
+/// officers' choices are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The mail server. Messages carry no personal data: a sentence and a link.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// A critical (high-severity) alert no officer has opened this long after it was raised is
+    /// escalated to the manager of each officer who has the person on their caseload.
+    #[serde(default = "defaults::escalate_after_minutes")]
+    pub escalate_after_minutes: u32,
+    /// Seconds between passes of the notifier inside `serve`.
+    #[serde(default = "defaults::notify_interval_secs")]
+    pub interval_secs: u64,
+    /// A message that failed this many times is given up (logged and audited).
+    #[serde(default = "defaults::max_send_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            smtp: None,
+            escalate_after_minutes: defaults::escalate_after_minutes(),
+            interval_secs: defaults::notify_interval_secs(),
+            max_attempts: defaults::max_send_attempts(),
+        }
+    }
+}
+
+/// How the mail server is reached. TLS is not optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "defaults::smtp_port")]
+    pub port: u16,
+    /// `starttls` (submission, port 587) or `implicit` (port 465).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// A PEM file of the CA(s) that sign the mail server's certificate, relative to the data
+    /// directory; without it the public web PKI roots are trusted.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The file (relative to the data directory, mode 0600) holding the SMTP password.
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// The sender, e.g. `nachtwacht <nachtwacht@reclassering.example>`.
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    #[default]
+    Starttls,
+    Implicit,
 }
 
 /// What the compliance report holds staff to (`nachtwacht compliance report`).
@@ -168,6 +232,18 @@ mod defaults {
     pub fn drain_timeout_secs() -> u64 {
         30
     }
+    pub fn escalate_after_minutes() -> u32 {
+        30
+    }
+    pub fn notify_interval_secs() -> u64 {
+        30
+    }
+    pub fn max_send_attempts() -> u32 {
+        10
+    }
+    pub fn smtp_port() -> u16 {
+        587
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,6 +348,7 @@ impl Default for Config {
             },
             communication: CommunicationConfig::default(),
             accountability: AccountabilityConfig::default(),
+            notifications: NotificationsConfig::default(),
         }
     }
 }
@@ -363,6 +440,24 @@ impl Config {
             && r.person_delta_per_year < 1.0;
         if !person_budget_ok {
             p.push("research.person_epsilon_per_year must be positive and person_delta_per_year in (0, 1)".into());
+        }
+        let n = &self.notifications;
+        if n.interval_secs == 0 || n.max_attempts == 0 {
+            p.push("notifications.interval_secs and max_attempts must be positive".into());
+        }
+        if let Some(smtp) = &n.smtp {
+            if smtp.host.trim().is_empty() {
+                p.push("notifications.smtp.host must not be empty".into());
+            }
+            if !smtp.from.contains('@') {
+                p.push(format!(
+                    "notifications.smtp.from {:?} must be an e-mail address",
+                    smtp.from
+                ));
+            }
+            if smtp.username.is_some() != smtp.password_file.is_some() {
+                p.push("notifications.smtp.username and password_file go together".into());
+            }
         }
         if self.pipeline.interval_secs == 0 {
             p.push("pipeline.interval_secs must be positive".into());

@@ -460,6 +460,46 @@ ALTER TABLE bundles ADD COLUMN decoded_audit_seq INTEGER;
 -- Research tokens name the researcher who holds them (their screening is checked on each use).
 ALTER TABLE research_tokens ADD COLUMN account_id INTEGER REFERENCES accounts(id);
 "#,
+    r#"
+-- Issue 23: e-mail notifications of new alerts, and escalation of unopened critical ones.
+-- Where a member of staff is told (their work address), and the manager an officer reports to.
+ALTER TABLE accounts ADD COLUMN email TEXT;
+ALTER TABLE accounts ADD COLUMN manager_id INTEGER REFERENCES accounts(id);
+-- The alert kinds an officer wants an e-mail about, for the persons on their caseload.
+CREATE TABLE notification_kinds (
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    kind TEXT NOT NULL,
+    PRIMARY KEY (account_id, kind)
+);
+-- When an officer first opened the alert's page (a critical alert left unopened is escalated).
+ALTER TABLE alerts ADD COLUMN first_opened_at_ms INTEGER;
+-- The outbox: one row per message, claimed with a lease so that several processes on one
+-- database send each message once; attempts and the last error are kept for the operator.
+CREATE TABLE notifications (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    alert_id INTEGER NOT NULL REFERENCES alerts(id),
+    reason TEXT NOT NULL CHECK (reason IN ('new-alert','escalation')),
+    created_at_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at_ms INTEGER NOT NULL,
+    lease_until_ms INTEGER,
+    sent_at_ms INTEGER,
+    gave_up_at_ms INTEGER,
+    last_error TEXT,
+    UNIQUE (account_id, alert_id, reason)
+);
+CREATE INDEX notifications_due ON notifications(sent_at_ms, gave_up_at_ms, next_attempt_at_ms);
+-- The newest alert the notifier has looked at, and the newest when notifications began: older
+-- alerts are neither announced nor escalated.
+CREATE TABLE notifier_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_alert_id INTEGER NOT NULL,
+    first_alert_id INTEGER NOT NULL
+);
+INSERT INTO notifier_state (id, last_alert_id, first_alert_id)
+    SELECT 1, coalesce(max(id), 0), coalesce(max(id), 0) FROM alerts;
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps

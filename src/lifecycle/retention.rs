@@ -522,7 +522,12 @@ impl Eraser<'_> {
         )?;
         if !self.dry_run {
             let tx = conn.transaction()?;
-            for table in ["alert_events", "alert_revisions", "legal_holds"] {
+            for table in [
+                "alert_events",
+                "alert_revisions",
+                "legal_holds",
+                "notifications",
+            ] {
                 tx.execute(
                     &format!(
                         "DELETE FROM {table} WHERE alert_id IN (SELECT value FROM json_each(?1))"

@@ -153,6 +153,7 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
             retention,
             shutdown_rx.clone(),
         ));
+        tasks.spawn(notify_loop(ctx.clone(), shutdown_rx.clone()));
     }
 
     let http_addr = listen.http.unwrap_or(ctx.config.http.listen);
@@ -245,6 +246,23 @@ pub async fn decode_loop(
             _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// E-mail about new and unopened critical alerts, every `notifications.interval_secs`.
+async fn notify_loop(ctx: Context, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(ctx.config.notifications.interval_secs);
+    if ctx.config.notifications.smtp.is_none() {
+        info!("no [notifications.smtp] configured: notifications are queued, not sent");
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = crate::notify::pass(&ctx, crate::base::time::now_ms()).await {
+            error!(error = %e, "notification pass failed; will retry");
         }
     }
 }

@@ -13,6 +13,7 @@ use nachtwacht_station::source::simulator::{DrinkingEpisode, SimulatorConfig};
 use nachtwacht_station::{SourceConfig, StationConfig};
 use nachtwacht_wire::DeviceKind;
 
+pub mod smtp;
 pub mod web;
 pub mod webdriver;
 
