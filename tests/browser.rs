@@ -35,6 +35,7 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
     let (base, own, other) = (f.base.clone(), f.own_alert, f.other_alert);
     let ctx = f.t.ctx.clone();
 
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let b = Browser::start();
         // Screenshots of the officer's day, shown in docs/web-ui.md.
@@ -184,6 +185,51 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         );
         assert!(out.contains("readings/ankle.csv: all"), "{out}");
 
+        // E-mail about new alerts: a kind chosen without an address is refused in place (the
+        // choice kept); with an address it is saved. A new alert then arrives at a real SMTP
+        // server as a sentence and a link, and the link opens the alert.
+        b.goto(&format!("{base}/account"));
+        b.click("input[name='kind.alcohol']");
+        b.click("#save-notifications");
+        let refused = b.wait_for_text("Enter an e-mail address");
+        assert!(refused.contains("E-mail about alerts"), "{refused}");
+        assert!(
+            b.source().contains("name=\"kind.alcohol\" checked"),
+            "choice lost"
+        );
+        b.type_into("#email", "olga@reclassering.test");
+        b.click("#save-notifications");
+        b.wait_url("/account#notifications");
+        assert!(b.source().contains("value=\"olga@reclassering.test\""));
+        b.screenshot(&shots.join("7-notifications.png"));
+        let sink = common::smtp::SmtpSink::start();
+        let mut mailing = ctx.clone();
+        mailing.config.notifications.smtp = Some(sink.configure(ctx.dir.root()));
+        mailing.config.http.public_url = Some(base.clone());
+        let fresh = raise_alcohol_alert(&ctx, "CASE-home-1");
+        let sent = runtime
+            .block_on(nachtwacht::notify::pass(
+                &mailing,
+                nachtwacht::base::time::now_ms(),
+            ))
+            .unwrap();
+        assert!(sent.sent >= 1, "{sent:?}");
+        let mail = sink.wait_for(1, std::time::Duration::from_secs(10));
+        let message = mail
+            .iter()
+            .find(|m| m.raw.contains(&format!("/alerts/{fresh}")))
+            .expect("the new alert's message");
+        assert!(!message.raw.contains("CASE-home-1"), "{}", message.raw);
+        let link = message
+            .raw
+            .lines()
+            .find_map(|l| l.strip_prefix("Openen: "))
+            .unwrap()
+            .to_string();
+        b.goto(&link);
+        b.wait_url(&format!("/alerts/{fresh}"));
+        assert!(b.text().contains("CASE-home-1"), "{}", b.text());
+
         // A legal hold on the alert ("in court proceedings"), shown on its page.
         b.goto(&format!("{base}/alerts/{own}"));
         b.type_into("#hold-reason", "Court hearing 12 March");
@@ -255,6 +301,41 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         matches!(verdict, nachtwacht::trust::audit::Verdict::Intact { .. }),
         "{verdict:?}"
     );
+}
+
+/// A new alcohol alert for a person, stored as the pipelines store one; its id.
+fn raise_alcohol_alert(ctx: &nachtwacht::base::Context, reference: &str) -> i64 {
+    use nachtwacht::alerts::{AlertKind, Severity};
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction().unwrap();
+    let person: i64 = tx
+        .query_row(
+            "SELECT id FROM persons WHERE reference = ?1",
+            [reference],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let start = nachtwacht::base::time::now_ms() - 3 * 3_600_000;
+    let alert = nachtwacht::alerts::store::NewAlert {
+        person_id: person,
+        kind: AlertKind::Alcohol,
+        severity: Severity::High,
+        start_ms: start,
+        end_ms: start + 3_600_000,
+        peak_tac_g_dl: Some(0.05),
+        rule: r#"{"threshold_g_dl":0.02}"#,
+        evidence: "",
+    };
+    nachtwacht::alerts::store::record_once(&tx, &alert, nachtwacht::base::time::now_ms()).unwrap();
+    let id = tx
+        .query_row(
+            "SELECT id FROM alerts WHERE person_id = ?1 AND kind = 'alcohol' AND start_ms = ?2",
+            rusqlite::params![person, start],
+            |r| r.get(0),
+        )
+        .unwrap();
+    tx.commit().unwrap();
+    id
 }
 
 /// An alert that new evidence changes is revised, not replaced: the officer's list marks it

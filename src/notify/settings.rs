@@ -162,3 +162,13 @@ pub fn managers(conn: &Connection) -> Result<Vec<String>> {
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Each officer's manager (by the officer's account id), for the administrator's page.
+pub fn manager_of_officers(conn: &Connection) -> Result<std::collections::HashMap<i64, String>> {
+    let mut stmt = conn.prepare(
+        "SELECT o.id, m.username FROM accounts o JOIN accounts m ON m.id = o.manager_id
+          WHERE o.role = 'officer'",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

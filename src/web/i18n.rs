@@ -383,6 +383,17 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("role.researcher", "onderzoeker", "researcher"),
     ("role.auditor", "auditor", "auditor"),
     ("caseload", "Mijn caseload", "My caseload"),
+    ("notify.title", "E-mail bij meldingen", "E-mail about alerts"),
+    ("notify.explain.officer", "Kies bij welke soorten meldingen over personen in uw caseload u een e-mail wilt. Het bericht bevat geen persoonsgegevens: alleen een zin en een link naar de melding.", "Choose which kinds of alerts about persons on your caseload you want an e-mail about. The message holds no personal data: only a sentence and a link to the alert."),
+    ("notify.explain.manager", "U krijgt een e-mail als een kritieke melding van een toezichthouder in uw team niet op tijd is geopend. Het bericht bevat geen persoonsgegevens.", "You get an e-mail when a critical alert of an officer in your team is not opened in time. The message holds no personal data."),
+    ("notify.not_configured", "Op deze server is nog geen mailserver ingesteld: uw keuze wordt bewaard en geldt zodra dat gebeurd is.", "No mail server is configured on this server yet: your choice is kept and applies once one is."),
+    ("notify.email", "E-mailadres (werk)", "E-mail address (work)"),
+    ("notify.kinds", "Soorten meldingen", "Kinds of alerts"),
+    ("notify.manager", "Uw teamleider (ontvangt escalaties)", "Your team manager (receives escalations)"),
+    ("notify.bad_email", "Dit is geen geldig e-mailadres.", "This is not a valid e-mail address."),
+    ("notify.email_needed", "Vul een e-mailadres in om meldingen te ontvangen.", "Enter an e-mail address to receive alerts."),
+    ("manager.team", "Teamleider", "Team manager"),
+    ("manager.none", "geen", "none"),
 ];
 
 #[cfg(test)]
@@ -413,6 +424,7 @@ mod tests {
             include_str!("access.rs"),
             include_str!("pages/management.rs"),
             include_str!("pages/person.rs"),
+            include_str!("pages/notifications.rs"),
             include_str!("signin.rs"),
         ];
         for src in sources {

@@ -98,7 +98,11 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
         ),
         (
             r(Method::GET, "/account", SignedIn),
-            get(pages::login::account),
+            get(pages::notifications::account),
+        ),
+        (
+            r(Method::POST, "/account/notifications", SignedIn),
+            post(pages::notifications::save),
         ),
         (
             r(Method::GET, "/account/password", SignedIn),
@@ -166,6 +170,10 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
         (
             r(Method::POST, "/admin/accounts/{id}/role", ADMIN),
             post(pages::admin::set_role),
+        ),
+        (
+            r(Method::POST, "/admin/accounts/{id}/manager", ADMIN),
+            post(pages::admin::set_manager),
         ),
         (
             r(Method::POST, "/admin/accounts/{id}/reset", ADMIN),

@@ -64,7 +64,7 @@ header{background:#154273;color:#fff;padding:.6em 1em;display:flex;flex-wrap:wra
 header a{color:#fff}header form{margin:0}main{padding:1em;max-width:75em}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}\
 .error{color:#a00;font-weight:bold}.note{color:#555}.badge{font-size:.8em;padding:0 .4em;border-radius:.3em;border:1px solid #888}.badge.provisional{background:#fff3cd}.badge.revised{background:#dbeafe}.badge.withdrawn{background:#eee;text-decoration:line-through}.badge.fresh{background:#d1fae5}.once{background:#fff3cd;padding:.5em;border:1px solid #e0c060}\
-form.inline{display:inline}fieldset{margin:.6em 0}label{margin-right:.8em}\
+form.inline{display:inline}fieldset{margin:.6em 0}label{margin-right:.8em}label.check{display:inline-block;white-space:nowrap}\
 .wide{overflow-x:auto;max-width:100%}svg{max-width:100%;height:auto}\
 .day.worn{background:#c8e6c9}.day.alert{background:#ffcdd2}.day.silent{background:#fff3cd}.day.no-device{background:#e0e0e0}\
 .calendar td{text-align:center;min-width:3.2em}.state.alert-open{color:#a00;font-weight:bold}.state.device-problem{color:#8a5a00;font-weight:bold}.state.silent{color:#8a5a00}\

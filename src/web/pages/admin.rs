@@ -73,12 +73,28 @@ pub async fn overview(
         let registry = overview::overview(&ctx.db, &actor, crate::base::time::now_ms())?;
         let holds = hold::in_force(&ctx.db.lock(), None)?;
         let screenings = screening::latest_all(&ctx.db.lock())?;
+        let teams = {
+            let conn = ctx.db.lock();
+            (
+                crate::notify::settings::managers(&conn)?,
+                crate::notify::settings::manager_of_officers(&conn)?,
+            )
+        };
         Ok((
-            accounts, caseloads, projects, tokens, registry, holds, screenings,
+            accounts, caseloads, projects, tokens, registry, holds, screenings, teams,
         ))
     })
     .await;
-    let (accounts, caseloads, projects, tokens, registry, holds, screenings) = match data {
+    let (
+        accounts,
+        caseloads,
+        projects,
+        tokens,
+        registry,
+        holds,
+        screenings,
+        (managers, manager_of),
+    ) = match data {
         Ok(Ok(d)) => d,
         Ok(Err(failure)) => return fail(lang, failure),
         Err(e) => return fail(lang, Failure::internal(e)),
@@ -117,6 +133,29 @@ pub async fn overview(
         } else {
             String::new()
         };
+        // An officer's team manager receives escalations of critical alerts left unopened.
+        let team = if a.role == Role::Officer && a.disabled_at_ms.is_none() {
+            let current = manager_of.get(&a.id);
+            let options: String = managers
+                .iter()
+                .map(|m| {
+                    let sel = if Some(m) == current { " selected" } else { "" };
+                    format!("<option value=\"{0}\"{sel}>{0}</option>", esc(m))
+                })
+                .collect();
+            format!(
+                " <form class=\"inline\" method=\"post\" action=\"/admin/accounts/{id}/manager\">{csrf}\
+                 <label>{} <select name=\"manager\"><option value=\"\">{}</option>{options}</select></label>\
+                 <button>{}</button></form>",
+                t("manager.team"),
+                t("manager.none"),
+                t("save"),
+                id = a.id
+            )
+        } else {
+            String::new()
+        };
+        let action = action + &team;
         let now = crate::base::time::now_ms();
         let screening_text = match screenings.get(&a.id) {
             Some(s) if s.in_force(now) => format!(
@@ -471,6 +510,32 @@ pub async fn set_role(
         let role =
             Role::parse(&role).ok_or_else(|| Failure::input(format!("unknown role {role:?}")))?;
         accounts::set_role(&ctx.db, id, role, actor, crate::base::time::now_ms())?;
+        Ok(None)
+    })
+    .await
+}
+
+/// Sets the team manager of an officer (who receives escalations); empty clears it.
+pub async fn set_manager(
+    State(state): State<AppState>,
+    lang: Lang,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Response {
+    let manager = form.get("manager").trim().to_string();
+    change(&state, lang, &session, move |ctx, actor| {
+        let officer = accounts::list(&ctx.db)?
+            .into_iter()
+            .find(|a| a.id == id)
+            .ok_or(Failure::NotFound)?;
+        crate::notify::settings::set_manager(
+            &ctx.db,
+            &officer.username,
+            Some(manager.as_str()).filter(|m| !m.is_empty()),
+            actor,
+            crate::base::time::now_ms(),
+        )?;
         Ok(None)
     })
     .await

@@ -15,7 +15,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use crate::registry::accounts::{self, Role};
-use crate::web::access::{clear_session_cookie, session_cookie, FormFields, MaybeSigned, Signed};
+use crate::web::access::{clear_session_cookie, session_cookie, FormFields, Signed};
 use crate::web::i18n::Lang;
 use crate::web::page::{csrf_field, esc, frame};
 use crate::web::{AppState, ClientAddr};
@@ -206,22 +206,6 @@ pub async fn logout(
         .headers_mut()
         .append(header::SET_COOKIE, clear_session_cookie());
     response
-}
-
-pub async fn account(lang: Lang, MaybeSigned(session): MaybeSigned) -> Html<String> {
-    let body = session
-        .as_ref()
-        .map(|s| {
-            format!(
-                "<p>{}: <strong>{}</strong></p><p>{}: {}</p>",
-                lang.t("username"),
-                esc(&s.account.username),
-                lang.t("role"),
-                crate::web::page::role_label(lang, s.account.role)
-            )
-        })
-        .unwrap_or_default();
-    frame(lang, session.as_ref(), lang.t("account"), &body)
 }
 
 fn password_page(lang: Lang, session: &accounts::Session, message: Option<&str>) -> Html<String> {

@@ -6,5 +6,6 @@ pub mod auditor;
 pub mod home;
 pub mod login;
 pub mod management;
+pub mod notifications;
 pub mod officer;
 pub mod person;
