@@ -25,6 +25,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/alerts/{id}", "officer"),
     ("POST", "/alerts/{id}/transition", "officer"),
     ("GET", "/alerts/{id}/report", "officer"),
+    ("GET", "/alerts/{id}/report.pdf", "officer"),
     ("GET", "/alerts/{id}/dossier", "officer"),
     ("GET", "/alerts/export", "officer"),
     ("POST", "/alerts/{id}/hold", "officer"),

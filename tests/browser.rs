@@ -153,16 +153,51 @@ async fn an_officer_handles_an_alert_and_the_auditor_finds_every_step() {
         b.screenshot(&shots.join("6-report.png"));
         for needle in [
             "Non-compliance report",
+            "Case CASE-home-1",
             "Criteria used",
-            "threshold",
+            "Transdermal alcohol threshold",
+            "0,020 g/dL",
+            "Consecutive readings above the threshold",
             "Interpretation",
-            "Bundles",
+            "SHA-256",
+            "sealed in the audit log, entry",
+            "Europe/Amsterdam",
         ] {
             assert!(
                 report.contains(needle),
                 "{needle} missing from the report: {report}"
             );
         }
+        // Criteria in words, not the rule's JSON.
+        assert!(!report.contains("threshold_g_dl"), "{report}");
+        // The print button: the same report as a PDF written by the server, the case reference
+        // and "page i of n" on every page.
+        let downloads = tempfile::tempdir().unwrap();
+        b.allow_downloads(downloads.path());
+        b.click("#pdf");
+        let file = downloads.path().join(format!("rapport-melding-{own}.pdf"));
+        b.wait_download(&file);
+        let pdf = std::fs::read(&file).unwrap();
+        std::fs::write(shots.join("6-report.pdf"), &pdf).unwrap();
+        let text = String::from_utf8_lossy(&pdf);
+        assert!(pdf.starts_with(b"%PDF-"));
+        let numbered = (1..20)
+            .take_while(|i| text.contains(&format!("(Page {i} of ")))
+            .count();
+        assert!(numbered >= 1, "no page numbers");
+        assert!(text.contains(&format!("(Page {numbered} of {numbered})")));
+        let header =
+            nachtwacht::web::pdf::win_ansi(&format!("Case CASE-home-1 \u{b7} Alert {own}"));
+        let header = format!("<{}>", hex::encode(header));
+        assert_eq!(
+            text.to_lowercase().matches(&header).count(),
+            numbered,
+            "case reference on every page"
+        );
+        assert!(
+            text.contains("(Transdermal alcohol threshold)"),
+            "criteria in words"
+        );
         // The court evidence dossier, downloaded from the alert's page: `dossier verify`
         // accepts it, readings and ciphertexts included.
         b.goto(&format!("{base}/alerts/{own}"));

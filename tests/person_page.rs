@@ -79,11 +79,12 @@ async fn the_caseload_and_the_person_page_show_only_own_persons_and_are_audited(
             get("/persons/abc"),
             get(&format!("/persons/{own}?from=2026-01-10&to=2026-01-01")),
             get(&format!("/alerts/{own_alert}")).1,
+            get(&format!("/alerts/{own_alert}/report")).1,
         )
     })
     .await
     .unwrap();
-    let (caseload, page, english, others, malformed, backwards, alert_page) = pages;
+    let (caseload, page, english, others, malformed, backwards, alert_page, report) = pages;
 
     // The overview: her person with the open alcohol alert, not otto's.
     assert_eq!(caseload.0, 200);
@@ -126,6 +127,7 @@ async fn the_caseload_and_the_person_page_show_only_own_persons_and_are_audited(
         ("caseload", &caseload.1),
         ("person", &page.1),
         ("alert", &alert_page),
+        ("report", &report),
     ] {
         let text = visible_text(html);
         for code in [
@@ -138,12 +140,30 @@ async fn the_caseload_and_the_person_page_show_only_own_persons_and_are_audited(
             "communication-lost",
             "Not Found",
             "new",
+            "threshold_g_dl",
+            "alcohol.episode",
+            "min_consecutive_readings",
+            "Criteria",
         ] {
             assert!(
                 !text.contains(code),
                 "{name}: {code:?} shown untranslated in: {text}"
             );
         }
+    }
+
+    // The report: criteria in Dutch words, local time, the integrity line.
+    for needle in [
+        "Drempel transdermaal alcohol",
+        "Opeenvolgende metingen boven de drempel",
+        "Europe/Amsterdam",
+        "verzegeld in het auditlogboek",
+        "Afdrukken (PDF)",
+    ] {
+        assert!(
+            report.contains(needle),
+            "{needle} not in the report: {report}"
+        );
     }
 
     // Another officer's person and a malformed id: not found, like nothing there.

@@ -188,6 +188,10 @@ pub struct AlertDetail {
     /// The wristband's evidence over the same window, per minute (persons of a programme with a
     /// wristband; empty otherwise).
     pub wrist: WristEvidence,
+    /// The evidence bundles with the SHA-256 of their ciphertexts as received.
+    pub evidence_digests: Vec<(String, String)>,
+    /// The alert's latest seal in the audit log: (entry number, entry hash).
+    pub seal: Option<(i64, String)>,
 }
 
 /// A wristband's readings around an alert, one mean per minute: (minute start, value).
@@ -531,7 +535,7 @@ pub fn detail_as(
     if let Reader::Officer(officer) = reader {
         require_screening(ctx, officer, &format!("alert.{purpose}"), now_ms)?;
     }
-    let (alert, steps, revisions, station_contacts) = {
+    let (alert, steps, revisions, station_contacts, evidence_digests, seal) = {
         let mut conn = ctx.db.lock();
         let tx = conn.transaction()?;
         let found = match reader {
@@ -594,6 +598,29 @@ pub fn detail_as(
             alert.start_ms - WINDOW_MS,
             alert.end_ms + WINDOW_MS,
         )?;
+        let digests = {
+            let ids: Vec<&str> = alert
+                .evidence_bundles
+                .split(',')
+                .filter(|b| !b.is_empty())
+                .collect();
+            let mut stmt = tx.prepare(
+                "SELECT bundle_id, sha256 FROM bundles
+                  WHERE bundle_id IN (SELECT value FROM json_each(?1)) ORDER BY bundle_id",
+            )?;
+            let rows = stmt.query_map([serde_json::to_string(&ids).expect("ids")], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect::<Result<Vec<(String, String)>, _>>()?
+        };
+        let seal = tx
+            .query_row(
+                "SELECT seq, hash FROM audit_log WHERE action = ?1 AND object = ?2
+                  ORDER BY seq DESC LIMIT 1",
+                rusqlite::params![audit::seal::ACTION, format!("alert:{alert_id}")],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
         if let Reader::Officer(_) = reader {
             // An officer has seen it: a critical alert is not escalated to their manager.
             tx.execute(
@@ -611,7 +638,7 @@ pub fn detail_as(
                 .to_string(),
         )?;
         tx.commit()?;
-        (alert, steps, revisions, contacts)
+        (alert, steps, revisions, contacts, digests, seal)
     };
     let pid = crate::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?.operational(alert.person_id);
     let tac = tac_between(
@@ -642,6 +669,8 @@ pub fn detail_as(
         threshold_g_dl,
         station_contacts,
         wrist,
+        evidence_digests,
+        seal,
     })
 }
 

@@ -56,10 +56,11 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
             kind: AlertKind::CommunicationLost,
             severity: Severity::Warning,
             start_ms: since,
-            rule: format!(
-                "no contact from the base station for more than {} minutes",
-                cfg.silence_minutes
-            ),
+            rule: serde_json::json!({
+                "rule": "communication.lost",
+                "silence_minutes": cfg.silence_minutes,
+            })
+            .to_string(),
         });
     }
     // A separate alert, not an upgrade of the first: the officer sees when it became critical,
@@ -69,10 +70,11 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
             kind: AlertKind::CommunicationCritical,
             severity: Severity::High,
             start_ms: since,
-            rule: format!(
-                "no contact from the base station for more than {} hours",
-                cfg.critical_silence_hours
-            ),
+            rule: serde_json::json!({
+                "rule": "communication.critical",
+                "critical_silence_hours": cfg.critical_silence_hours,
+            })
+            .to_string(),
         });
     }
     if let Some(hb) = &state.heartbeat {
@@ -81,10 +83,11 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
                 kind: AlertKind::DeviceDisconnected,
                 severity: Severity::Warning,
                 start_ms: hb.received_at_ms,
-                rule: format!(
-                    "base station reports device(s) not connected: {}",
-                    hb.disconnected_devices.join(", ")
-                ),
+                rule: serde_json::json!({
+                    "rule": "communication.device_disconnected",
+                    "devices": hb.disconnected_devices,
+                })
+                .to_string(),
             });
         }
         if hb.spool_full {
@@ -92,7 +95,7 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
                 kind: AlertKind::StationSpoolFull,
                 severity: Severity::Warning,
                 start_ms: hb.received_at_ms,
-                rule: "base station spool full: readings wait on the device".into(),
+                rule: serde_json::json!({"rule": "communication.spool_full"}).to_string(),
             });
         }
         if let Some(offset) = hb.clock_offset_ms {
@@ -101,11 +104,12 @@ pub fn assess(state: &StationState, now_ms: i64, cfg: &CommunicationConfig) -> V
                     kind: AlertKind::ClockDrift,
                     severity: Severity::Warning,
                     start_ms: hb.received_at_ms,
-                    rule: format!(
-                        "base station clock off by {} s (limit {} s)",
-                        offset / 1_000,
-                        cfg.max_clock_offset_secs
-                    ),
+                    rule: serde_json::json!({
+                        "rule": "communication.clock_drift",
+                        "clock_offset_secs": offset / 1_000,
+                        "max_clock_offset_secs": cfg.max_clock_offset_secs,
+                    })
+                    .to_string(),
                 });
             }
         }

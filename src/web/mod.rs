@@ -28,6 +28,7 @@ mod i18n;
 mod origin;
 mod page;
 mod pages;
+pub mod pdf;
 mod signin;
 pub mod tls;
 
@@ -139,7 +140,11 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
         ),
         (
             r(Method::GET, "/alerts/{id}/report", OFFICER),
-            get(pages::officer::report),
+            get(pages::report::page),
+        ),
+        (
+            r(Method::GET, "/alerts/{id}/report.pdf", OFFICER),
+            get(pages::report::pdf),
         ),
         (
             r(Method::GET, "/alerts/{id}/dossier", OFFICER),

@@ -9,3 +9,4 @@ pub mod management;
 pub mod notifications;
 pub mod officer;
 pub mod person;
+pub mod report;

@@ -797,56 +797,6 @@ pub async fn transition(
     }
 }
 
-pub async fn report(
-    State(state): State<AppState>,
-    lang: Lang,
-    Signed(session): Signed,
-    AlertId(id): AlertId,
-) -> Response {
-    let d = match load(&state, &session, id, "report").await {
-        Ok(d) => d,
-        Err(e) => return failure(lang, e),
-    };
-    let rule = serde_json::from_str::<serde_json::Value>(&d.alert.rule)
-        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-        .unwrap_or_else(|_| d.alert.rule.clone());
-    let interpretation = if d.alert.kind == AlertKind::Alcohol {
-        lang.t("interp.alcohol")
-    } else {
-        lang.t("interp.other")
-    };
-    let bundles: String = d
-        .alert
-        .evidence_bundles
-        .split(',')
-        .filter(|b| !b.is_empty())
-        .map(|b| format!("<li><code>{}</code></li>", esc(b)))
-        .collect();
-    let body = format!(
-        "<p class=\"noprint\"><a href=\"/alerts/{id}\">{}</a></p>{}\
-         <h2>{}</h2><pre>{}</pre><h2>{}</h2><p>{}</p><h2>{}</h2><ul>{bundles}</ul>{}\
-         <p class=\"note\">{}: {} · {}</p>",
-        lang.t("back"),
-        evidence_html(lang, &d),
-        lang.t("criteria"),
-        esc(&rule),
-        lang.t("interpretation"),
-        interpretation,
-        lang.t("bundles"),
-        history_html(lang, &d),
-        lang.t("generated"),
-        esc(&session.account.username),
-        time(crate::base::time::now_ms()),
-    );
-    frame(
-        lang,
-        Some(&session),
-        &format!("{} — {} {id}", lang.t("report"), lang.t("alert")),
-        &body,
-    )
-    .into_response()
-}
-
 /// The alert list as CSV (every matching alert, not one page), audited as `alerts.export`.
 pub async fn export(
     State(state): State<AppState>,
