@@ -420,3 +420,69 @@ fn visible_text(html: &str) -> String {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_workflow_step_is_said_in_place_in_the_officers_language_with_the_comment_kept() {
+    let f = web_fixture().await;
+    let olga = f.accounts["officer"].clone();
+    let base = f.base.clone();
+    let alert = f.own_alert;
+    let pages = tokio::task::spawn_blocking(move || {
+        let s = login(&base, &olga);
+        let post = |lang: &str, to: &str, comment: &str| {
+            outcome(
+                agent()
+                    .post(&format!("{base}/alerts/{alert}/transition{lang}"))
+                    .set("Cookie", &s.cookie)
+                    .send_form(&[("csrf", s.csrf.as_str()), ("to", to), ("comment", comment)]),
+            )
+        };
+        (
+            // Only spaces: no comment.
+            post("", "in_process", "   "),
+            // A step the workflow does not allow from "new", with a comment worth keeping.
+            post("", "resolved", "Afgesloten na <gesprek>"),
+            post("?lang=en", "resolved", "Closed after the call"),
+        )
+    })
+    .await
+    .unwrap();
+    let (empty, skipped, english) = pages;
+    assert_eq!(empty.0, 400);
+    assert!(empty.2.contains("id=\"workflow-error\""), "{}", empty.2);
+    assert!(empty.2.contains("Bij elke stap hoort een toelichting."));
+    // The alert page itself, not an error page: the evidence is still there.
+    assert!(empty.2.contains("CASE-home-1") && empty.2.contains("<svg"));
+    assert_eq!(skipped.0, 400);
+    assert!(
+        skipped
+            .2
+            .contains("Een melding met status ‘nieuw’ kan niet naar ‘afgehandeld’."),
+        "{}",
+        visible_text(&skipped.2)
+    );
+    assert!(
+        skipped
+            .2
+            .contains(">Afgesloten na &lt;gesprek&gt;</textarea>"),
+        "comment kept, escaped"
+    );
+    assert!(
+        skipped.2.contains("<option value=\"resolved\" selected>")
+            || !skipped.2.contains("value=\"resolved\"")
+    );
+    assert_eq!(english.0, 400);
+    assert!(
+        english.2.contains("The step was not saved.") && english.2.contains("cannot become"),
+        "{}",
+        visible_text(&english.2)
+    );
+    assert!(english.2.contains(">Closed after the call</textarea>"));
+    // Nothing was stored.
+    assert_eq!(
+        f.t.count(&format!(
+            "SELECT count(*) FROM alert_events WHERE alert_id = {alert}"
+        )),
+        0
+    );
+}

@@ -21,8 +21,10 @@ pub enum Error {
     /// The alert does not exist or is not on the officer's caseload (deliberately one error).
     #[error("no such alert on your caseload")]
     NotFound,
+    /// The officer's request cannot be honoured as made (one of a closed set, so the pages can
+    /// say it in the officer's language).
     #[error("{0}")]
-    Invalid(String),
+    Refused(Refusal),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -42,6 +44,26 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an officer's request was refused. The English text is for logs and the CLI; the web
+/// pages say each in the reader's language (`web::page`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("a comment is required for every step")]
+    CommentRequired,
+    #[error("the comment is longer than 4,000 characters")]
+    CommentTooLong,
+    #[error("an alert that is {from} cannot become {to}")]
+    StepNotAllowed { from: &'static str, to: String },
+    #[error("not a date (YYYY-MM-DD): {0:?}")]
+    NotADate(String),
+    #[error("unknown sort {0:?}")]
+    UnknownSort(String),
+    #[error("the period ends before it starts")]
+    PeriodBackwards,
+    #[error("a period of at most {max_days} days")]
+    PeriodTooLong { max_days: u32 },
+}
 
 /// Filters of the alert list; empty fields do not filter.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -238,7 +260,7 @@ fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
 /// A `YYYY-MM-DD` filter field as a local calendar day of `zone`.
 fn local_day(day: &str) -> Result<chrono::NaiveDate> {
     chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-        .map_err(|_| Error::Invalid(format!("not a date (YYYY-MM-DD): {day:?}")))
+        .map_err(|_| Error::Refused(Refusal::NotADate(day.to_string())))
 }
 
 /// One page of the alerts of the officer's caseload matching `filter`, in its order, with the
@@ -319,7 +341,7 @@ fn matching(
     let sort = match nonempty(&filter.sort) {
         None => SortKey::Start,
         Some(s) => {
-            SortKey::parse(&s).ok_or_else(|| Error::Invalid(format!("unknown sort {s:?}")))?
+            SortKey::parse(&s).ok_or_else(|| Error::Refused(Refusal::UnknownSort(s.clone())))?
         }
     };
     let page = filter.page.unwrap_or(1).max(1);
@@ -804,14 +826,10 @@ pub fn transition(
 ) -> Result<()> {
     let comment = comment.trim();
     if comment.is_empty() {
-        return Err(Error::Invalid(
-            "a comment is required for every step".into(),
-        ));
+        return Err(Error::Refused(Refusal::CommentRequired));
     }
     if comment.len() > 4000 {
-        return Err(Error::Invalid(
-            "the comment is longer than 4,000 characters".into(),
-        ));
+        return Err(Error::Refused(Refusal::CommentTooLong));
     }
     require_screening(ctx, officer, "alert.transition", now_ms)?;
     let mut conn = ctx.db.lock();
@@ -848,10 +866,10 @@ pub fn transition(
     let to = match Status::parse(to) {
         Some(s) if alert.status.next().contains(&s) => s,
         _ => {
-            return Err(Error::Invalid(format!(
-                "an alert that is {} cannot become {to}",
-                alert.status.as_str()
-            )))
+            return Err(Error::Refused(Refusal::StepNotAllowed {
+                from: alert.status.as_str(),
+                to: to.to_string(),
+            }))
         }
     };
     tx.execute(
@@ -1163,7 +1181,7 @@ mod tests {
         // Another comment is another step, which the workflow refuses.
         assert!(matches!(
             transition(&ctx, &olga, alert, "in_process", "Nogmaals", now + 2),
-            Err(Error::Invalid(_))
+            Err(Error::Refused(Refusal::StepNotAllowed { .. }))
         ));
     }
 }

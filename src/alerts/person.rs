@@ -219,14 +219,12 @@ pub fn page(
     let today = zone.date_of(now_ms);
     let period = match period {
         Some((from, to)) if from > to => {
-            return Err(Error::Invalid(format!(
-                "the period ends ({to}) before it starts ({from})"
-            )))
+            return Err(Error::Refused(casework::Refusal::PeriodBackwards))
         }
         Some((from, to)) if (to - from).num_days() >= MAX_PERIOD_DAYS => {
-            return Err(Error::Invalid(format!(
-                "a period of at most {MAX_PERIOD_DAYS} days"
-            )))
+            return Err(Error::Refused(casework::Refusal::PeriodTooLong {
+                max_days: MAX_PERIOD_DAYS as u32,
+            }))
         }
         Some(p) => p,
         None => (

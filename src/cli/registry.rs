@@ -404,7 +404,7 @@ pub fn caseload(command: CaseloadCommand) -> anyhow::Result<()> {
     } = command;
     let ctx = dir.open()?;
     let now = now_ms();
-    let (from_ms, to_ms) = caseload::day_bounds(from, to, now);
+    let (from_ms, to_ms) = caseload::day_bounds(from, to, ctx.config.http.zone(), now);
     caseload::assign(&ctx.db, &officer, &person, from_ms, to_ms, ACTOR_CLI, now)
         .context("assigning caseload")?;
     println!("{person} is on {officer}'s caseload");

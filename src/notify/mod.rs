@@ -110,7 +110,7 @@ pub async fn pass(ctx: &Context, now_ms: i64) -> Result<Pass> {
             Err(e) => outbox::record_failure(
                 &c.db,
                 &message,
-                &e,
+                &e.to_string(),
                 max_attempts,
                 crate::base::time::now_ms(),
             ),

@@ -170,7 +170,7 @@ pub fn record_sent(db: &Db, message: &Due, now_ms: i64) -> Result<()> {
 pub fn record_failure(
     db: &Db,
     message: &Due,
-    cause: &super::mail::SendError,
+    cause: &str,
     max_attempts: u32,
     now_ms: i64,
 ) -> Result<Outcome> {

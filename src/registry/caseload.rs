@@ -48,16 +48,19 @@ pub fn persons_of(conn: &Connection, officer_id: i64, now_ms: i64) -> Result<Vec
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// A caseload period in whole UTC days, as `assign` takes it: from the start of `from` (today
-/// when `None`) to the end of `to`, inclusive (open-ended when `None`).
+/// A caseload period in whole local days of `zone` (the server's `http.time_zone`, the days
+/// people mean), as `assign` takes it: from local midnight starting `from` (today when `None`)
+/// to the local midnight ending `to`, inclusive (open-ended when `None`). DST-correct: a day of
+/// 23 or 25 hours is one day.
 pub fn day_bounds(
     from: Option<chrono::NaiveDate>,
     to: Option<chrono::NaiveDate>,
+    zone: crate::base::time::Zone,
     now_ms: i64,
 ) -> (i64, Option<i64>) {
-    use crate::base::time::{day_start_ms, midnight_ms, DAY_MS};
-    let from_ms = from.map_or(day_start_ms(now_ms), midnight_ms);
-    (from_ms, to.map(|d| midnight_ms(d) + DAY_MS))
+    let from = from.unwrap_or_else(|| zone.date_of(now_ms));
+    let end = |d: chrono::NaiveDate| zone.day_start_ms(d.succ_opt().unwrap_or(d));
+    (zone.day_start_ms(from), to.map(end))
 }
 
 /// Assigns a person to an officer from `from_ms` until `to_ms` (open-ended when `None`).
@@ -160,6 +163,31 @@ pub fn list(db: &Db) -> Result<Vec<Assignment>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn caseload_days_are_local_days_and_a_dst_day_is_one_day() {
+        let zone = crate::base::time::Zone::named("Europe/Amsterdam").unwrap();
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let utc = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        // The last Sunday of March has 23 hours in Amsterdam.
+        let (from, to) = day_bounds(Some(day("2026-03-29")), Some(day("2026-03-29")), zone, 0);
+        assert_eq!(from, utc("2026-03-28T23:00:00Z"));
+        assert_eq!(to, Some(utc("2026-03-29T22:00:00Z")));
+        // A winter day: local midnight is 23:00 UTC the day before.
+        let (from, to) = day_bounds(Some(day("2026-12-03")), None, zone, 0);
+        assert_eq!(from, utc("2026-12-02T23:00:00Z"));
+        assert_eq!(to, None);
+        // Today when no start is given: the local day of `now`, even at 23:30 UTC.
+        let now = utc("2026-12-02T23:30:00Z");
+        assert_eq!(
+            day_bounds(None, None, zone, now).0,
+            utc("2026-12-02T23:00:00Z")
+        );
+    }
+
     use super::*;
     use crate::registry::accounts::{self, Role};
 

@@ -457,6 +457,14 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("rule.communication.device_disconnected", "Het basisstation meldt een apparaat dat niet verbonden is", "The base station reports a device that is not connected"),
     ("rule.communication.spool_full", "Opslag van het basisstation vol: metingen wachten op het apparaat", "Base station storage full: readings wait on the device"),
     ("rule.communication.clock_drift", "Klok van het basisstation wijkt af", "Base station clock is off"),
+    ("refusal.comment_required", "Bij elke stap hoort een toelichting.", "Every step needs a comment."),
+    ("refusal.comment_too_long", "De toelichting is langer dan 4.000 tekens.", "The comment is longer than 4,000 characters."),
+    ("refusal.step_not_allowed", "Een melding met status ‘{from}’ kan niet naar ‘{to}’.", "An alert that is ‘{from}’ cannot become ‘{to}’."),
+    ("refusal.not_a_date", "Dit is geen datum (JJJJ-MM-DD): {value}", "This is not a date (YYYY-MM-DD): {value}"),
+    ("refusal.unknown_sort", "Onbekende sortering: {value}", "Unknown sort order: {value}"),
+    ("refusal.period_backwards", "De periode eindigt voordat hij begint.", "The period ends before it starts."),
+    ("refusal.period_too_long", "Kies een periode van hoogstens {days} dagen.", "Choose a period of at most {days} days."),
+    ("workflow.refused", "De stap is niet opgeslagen.", "The step was not saved."),
 ];
 
 #[cfg(test)]

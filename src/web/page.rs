@@ -172,6 +172,8 @@ pub enum Failure {
     NotScreened(String),
     /// A failure of the server; the text goes to the log only.
     Internal(String),
+    /// An officer's request refused by the casework rules (400), said in the reader's language.
+    Casework(casework::Refusal),
 }
 
 impl Failure {
@@ -192,6 +194,7 @@ pub fn fail(lang: Lang, failure: impl Into<Failure>) -> Response {
     match failure.into() {
         Failure::Refused { status, message } => error(lang, status, &message),
         Failure::NotFound => error(lang, StatusCode::NOT_FOUND, lang.t("not_found")),
+        Failure::Casework(r) => error(lang, StatusCode::BAD_REQUEST, &refusal(lang, &r)),
         Failure::NotScreened(state) => error(
             lang,
             StatusCode::FORBIDDEN,
@@ -206,6 +209,43 @@ pub fn fail(lang: Lang, failure: impl Into<Failure>) -> Response {
             )
         }
     }
+}
+
+/// A casework refusal in the reader's language.
+pub fn refusal(lang: Lang, r: &casework::Refusal) -> String {
+    use casework::Refusal as R;
+    match r {
+        R::CommentRequired => lang.t("refusal.comment_required").to_string(),
+        R::CommentTooLong => lang.t("refusal.comment_too_long").to_string(),
+        R::StepNotAllowed { from, to } => {
+            let label = |code: &str| {
+                crate::alerts::Status::parse(code)
+                    .map(|s| status_label(lang, s).to_string())
+                    .unwrap_or_else(|| code.to_string())
+            };
+            lang.t("refusal.step_not_allowed")
+                .replace("{from}", &label(from))
+                .replace("{to}", &label(to))
+        }
+        R::NotADate(value) => lang.t("refusal.not_a_date").replace("{value}", value),
+        R::UnknownSort(value) => lang.t("refusal.unknown_sort").replace("{value}", value),
+        R::PeriodBackwards => lang.t("refusal.period_backwards").to_string(),
+        R::PeriodTooLong { max_days } => lang
+            .t("refusal.period_too_long")
+            .replace("{days}", &max_days.to_string()),
+    }
+}
+
+/// A workflow status in words.
+pub fn status_label(lang: Lang, status: crate::alerts::Status) -> &'static str {
+    use crate::alerts::Status;
+    lang.t(match status {
+        Status::New => "status.new",
+        Status::InProcess => "status.in_process",
+        Status::Confirmed => "status.confirmed",
+        Status::NotConfirmed => "status.not_confirmed",
+        Status::Resolved => "status.resolved",
+    })
 }
 
 /// Runs blocking work (SQL, polars) off the async runtime. A task that panicked or was cancelled
@@ -259,7 +299,7 @@ impl From<casework::Error> for Failure {
         match e {
             casework::Error::NotFound => Failure::NotFound,
             casework::Error::Screening(e) => e.into(),
-            e @ casework::Error::Invalid(_) => Failure::input(e.to_string()),
+            casework::Error::Refused(r) => Failure::Casework(r),
             e => Failure::internal(e),
         }
     }
@@ -388,7 +428,7 @@ mod tests {
     async fn a_users_mistake_is_a_4xx_and_a_server_failure_a_500_whatever_the_module() {
         assert_eq!(status_of(casework::Error::NotFound), StatusCode::NOT_FOUND);
         assert_eq!(
-            status_of(casework::Error::Invalid("no".into())),
+            status_of(casework::Error::Refused(casework::Refusal::CommentRequired)),
             StatusCode::BAD_REQUEST
         );
         assert_eq!(

@@ -802,7 +802,8 @@ pub async fn assign_caseload(
             .map(day)
             .transpose()?;
         let now = crate::base::time::now_ms();
-        let (from_ms, to_ms) = caseload::day_bounds(Some(day(&from)?), to, now);
+        let (from_ms, to_ms) =
+            caseload::day_bounds(Some(day(&from)?), to, ctx.config.http.zone(), now);
         caseload::assign(&ctx.db, &officer, &person, from_ms, to_ms, actor, now)?;
         Ok(None)
     })

@@ -18,15 +18,7 @@ use crate::web::page::{csrf_field, esc, frame, time, time_opt};
 use crate::web::AppState;
 use nachtwacht_pipelines::alcohol::InterferentReason;
 
-pub(crate) fn status_label(lang: Lang, status: Status) -> &'static str {
-    lang.t(match status {
-        Status::New => "status.new",
-        Status::InProcess => "status.in_process",
-        Status::Confirmed => "status.confirmed",
-        Status::NotConfirmed => "status.not_confirmed",
-        Status::Resolved => "status.resolved",
-    })
-}
+pub(crate) use crate::web::page::status_label;
 
 /// An alert kind in the page's language.
 pub(crate) fn kind_label(lang: Lang, kind: crate::alerts::AlertKind) -> &'static str {
@@ -610,6 +602,25 @@ pub async fn alert(
     Signed(session): Signed,
     AlertId(id): AlertId,
 ) -> Response {
+    alert_page(&state, lang, &session, id, None).await
+}
+
+/// A workflow step the casework rules refused, shown in place: the message above the form, the
+/// chosen step and the comment kept.
+struct Kept {
+    to: String,
+    comment: String,
+    message: String,
+}
+
+async fn alert_page(
+    state: &AppState,
+    lang: Lang,
+    session: &Session,
+    id: i64,
+    kept: Option<Kept>,
+) -> Response {
+    let (state, session) = (state.clone(), session.clone());
     let d = match load(&state, &session, id, "view").await {
         Ok(d) => d,
         Err(e) => return failure(lang, e),
@@ -629,22 +640,35 @@ pub async fn alert(
         let opts: String = next
             .iter()
             .map(|s| {
+                let selected = kept.as_ref().is_some_and(|k| k.to == s.as_str());
                 format!(
-                    "<option value=\"{}\">{}</option>",
+                    "<option value=\"{}\"{}>{}</option>",
                     s.as_str(),
+                    if selected { " selected" } else { "" },
                     status_label(lang, *s)
                 )
             })
             .collect();
+        let error = kept
+            .as_ref()
+            .map(|k| {
+                format!(
+                    "<p class=\"error\" id=\"workflow-error\" role=\"alert\">{} {}</p>",
+                    lang.t("workflow.refused"),
+                    esc(&k.message)
+                )
+            })
+            .unwrap_or_default();
         body += &format!(
-            "<h2>{}</h2><form method=\"post\" action=\"/alerts/{id}/transition\" class=\"noprint\">{}\
+            "<h2 id=\"workflow\">{}</h2>{error}<form method=\"post\" action=\"/alerts/{id}/transition\" class=\"noprint\">{}\
              <p><label>{} <select name=\"to\" id=\"to\">{opts}</select></label></p>\
-             <p><label>{}<br><textarea name=\"comment\" id=\"comment\" rows=\"3\" cols=\"60\" required></textarea></label></p>\
+             <p><label>{}<br><textarea name=\"comment\" id=\"comment\" rows=\"3\" cols=\"60\" required>{}</textarea></label></p>\
              <p><button id=\"save\">{}</button></p></form>",
             lang.t("workflow"),
             csrf_field(&session),
             lang.t("next_step"),
             lang.t("comment"),
+            kept.as_ref().map(|k| esc(&k.comment)).unwrap_or_default(),
             lang.t("save"),
         );
     }
@@ -793,6 +817,18 @@ pub async fn transition(
     .await
     {
         Ok(()) => Redirect::to(&format!("/alerts/{id}")).into_response(),
+        Err(Failure::Casework(refusal)) => {
+            let kept = Kept {
+                to: form.get("to").to_string(),
+                comment: form.get("comment").to_string(),
+                message: crate::web::page::refusal(lang, &refusal),
+            };
+            let mut page = alert_page(&state, lang, &session, id, Some(kept)).await;
+            if page.status().is_success() {
+                *page.status_mut() = StatusCode::BAD_REQUEST;
+            }
+            page
+        }
         Err(e) => failure(lang, e),
     }
 }
