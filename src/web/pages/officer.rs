@@ -585,7 +585,7 @@ fn history_html(lang: Lang, d: &AlertDetail) -> String {
     s + "</table>"
 }
 
-async fn load(
+pub(crate) async fn load(
     state: &AppState,
     session: &crate::registry::accounts::Session,
     id: i64,

@@ -8,13 +8,13 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
-use crate::alerts::casework::{self, AlertDetail};
+use crate::alerts::casework::AlertDetail;
 use crate::alerts::AlertKind;
 use crate::web::access::Signed;
 use crate::web::i18n::Lang;
-use crate::web::page::{blocking, esc, fail, frame, time, Failure};
+use crate::web::page::{esc, fail, frame, time};
 use crate::web::pages::officer::{
-    kind_label, programme_label, severity_label, status_label, AlertId,
+    kind_label, load, programme_label, severity_label, status_label, AlertId,
 };
 use crate::web::pdf::{self, Block, Chart, Document};
 use crate::web::AppState;
@@ -33,15 +33,18 @@ struct Report {
     prepared: String,
 }
 
-async fn load(
+/// The alert (read and audited as `alert.report`) and its report in the reader's language.
+async fn loaded(
     state: &AppState,
+    lang: Lang,
     session: &crate::registry::accounts::Session,
     id: i64,
-    purpose: &'static str,
-) -> Result<AlertDetail, Failure> {
-    let (ctx, account) = (state.ctx.clone(), session.account.clone());
-    blocking(move || casework::detail(&ctx, &account, id, purpose, crate::base::time::now_ms()))
+) -> Result<(AlertDetail, Report), Response> {
+    let d = load(state, session, id, "report")
         .await
+        .map_err(|e| fail(lang, e))?;
+    let r = report(lang, &d, &session.account.username);
+    Ok((d, r))
 }
 
 /// The printable page.
@@ -51,11 +54,10 @@ pub async fn page(
     Signed(session): Signed,
     AlertId(id): AlertId,
 ) -> Response {
-    let d = match load(&state, &session, id, "report").await {
-        Ok(d) => d,
-        Err(e) => return fail(lang, e),
+    let (d, r) = match loaded(&state, lang, &session, id).await {
+        Ok(loaded) => loaded,
+        Err(response) => return response,
     };
-    let r = report(lang, &d, &session.account.username);
     let pairs = |rows: &[(String, String)], table_id: &str| -> String {
         let rows: String = rows
             .iter()
@@ -126,11 +128,10 @@ pub async fn pdf(
     Signed(session): Signed,
     AlertId(id): AlertId,
 ) -> Response {
-    let d = match load(&state, &session, id, "report").await {
-        Ok(d) => d,
-        Err(e) => return fail(lang, e),
+    let (d, r) = match loaded(&state, lang, &session, id).await {
+        Ok(loaded) => loaded,
+        Err(response) => return response,
     };
-    let r = report(lang, &d, &session.account.username);
     let mut blocks = vec![
         Block::Heading(lang.t("report.facts").into()),
         Block::Pairs(r.facts),
