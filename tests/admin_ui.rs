@@ -87,8 +87,22 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
             "/admin/caseloads",
             &[("officer", "ada"), ("person", "CASE-77"), ("from", &today)],
         );
+        // ... shown in place, in Dutch: the sentence under the caseloads' heading, on the
+        // overview, with what was typed kept in the form.
         assert_eq!(status, 400);
-        assert!(page.contains("no active officer"), "{page}");
+        assert!(
+            page.contains("‘ada’ is geen actieve reclasseringswerker."),
+            "{page}"
+        );
+        let before_table = page.split("id=\"caseloads\"").next().unwrap_or_default();
+        let caseloads_heading = before_table.rsplit("<h2>").next().unwrap_or_default();
+        assert!(
+            caseloads_heading.contains("id=\"form-error\""),
+            "the sentence stands under the caseloads' heading: {page}"
+        );
+        assert_eq!(page.matches("id=\"form-error\"").count(), 1, "{page}");
+        assert!(page.contains("name=\"officer\" required value=\"ada\""), "{page}");
+        assert!(page.contains("id=\"accounts\""), "the whole overview: {page}");
 
         // A base station for the person: its configuration (certificate, key, servers) comes back
         // as a download, once; then a device assigned to the person and paired with it.
@@ -139,7 +153,10 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
             &[("reference", "CASE-nobody")],
         );
         assert_eq!(status, 400, "{page}");
-        assert!(page.contains("no person"), "{page}");
+        assert!(
+            page.contains("Er is geen persoon met kenmerk ‘CASE-nobody’."),
+            "{page}"
+        );
         // The device is listed as worn, and is handed in: once.
         let devices = |admin: &HttpSession| {
             let (_, _, overview) = outcome(
@@ -171,7 +188,10 @@ async fn an_administrator_manages_accounts_caseloads_and_research_and_the_audito
             &[("serial", "AM-0077")],
         );
         assert_eq!(status, 400);
-        assert!(page.contains("no current assignment"), "{page}");
+        assert!(
+            page.contains("Apparaat ‘AM-0077’ is op dit moment aan niemand toegewezen."),
+            "{page}"
+        );
         let (status, _, _) = post(&base, &admin, "/admin/stations/home-77/revoke", &[]);
         assert_eq!(status, 303);
 

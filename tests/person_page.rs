@@ -170,11 +170,20 @@ async fn the_caseload_and_the_person_page_show_only_own_persons_and_are_audited(
     assert_eq!(others.0, 404);
     assert!(!others.1.contains("CASE-home-2"));
     assert_eq!(malformed.0, 404);
+    // A period that ends before it starts is said above the period form, in Dutch, with what
+    // was typed kept; the page shows the default period meanwhile (a view, audited).
     assert_eq!(backwards.0, 400);
+    assert!(
+        backwards.1.contains("id=\"form-error\"")
+            && backwards.1.contains("De periode eindigt voordat hij begint.")
+            && backwards.1.contains("name=\"from\" value=\"2026-01-10\""),
+        "{}",
+        backwards.1
+    );
 
     // Every view and every refusal is on the record.
     assert!(audit_count(&f, "caseload.view", "caseload") >= 1);
-    assert_eq!(audit_count(&f, "person.view", &format!("person:{own}")), 2);
+    assert_eq!(audit_count(&f, "person.view", &format!("person:{own}")), 3);
     assert_eq!(
         audit_count(&f, "person.refused", &format!("person:{other}")),
         1

@@ -45,25 +45,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why an officer's request was refused. The English text is for logs and the CLI; the web
-/// pages say each in the reader's language (`web::page`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("a comment is required for every step")]
-    CommentRequired,
-    #[error("the comment is longer than 4,000 characters")]
-    CommentTooLong,
-    #[error("an alert that is {from} cannot become {to}")]
-    StepNotAllowed { from: &'static str, to: String },
-    #[error("not a date (YYYY-MM-DD): {0:?}")]
-    NotADate(String),
-    #[error("unknown sort {0:?}")]
-    UnknownSort(String),
-    #[error("the period ends before it starts")]
-    PeriodBackwards,
-    #[error("a period of at most {max_days} days")]
-    PeriodTooLong { max_days: u32 },
-}
+pub use crate::base::refusal::Refusal;
 
 /// Filters of the alert list; empty fields do not filter.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -338,6 +320,12 @@ fn matching(
     let to = nonempty(&filter.to)
         .map(|d| local_day(&d).map(|d| zone.day_start_ms(d.succ_opt().unwrap_or(d))))
         .transpose()?;
+    // `to` is the end of its day: a period of one day has from < to.
+    if let (Some(from), Some(to)) = (from, to) {
+        if to <= from {
+            return Err(Error::Refused(Refusal::PeriodBackwards));
+        }
+    }
     let sort = match nonempty(&filter.sort) {
         None => SortKey::Start,
         Some(s) => {

@@ -13,6 +13,7 @@ pub mod fsio;
 pub mod html;
 pub mod parallel;
 pub mod programme;
+pub mod refusal;
 pub mod time;
 
 pub use context::Context;

@@ -11,8 +11,8 @@ use crate::trust::audit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error("not found")]
     NotFound,
     #[error("sqlite: {0}")]
@@ -97,7 +97,7 @@ pub fn place(
 ) -> Result<i64> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(Error::Invalid("a hold needs a reason".into()));
+        return Err(crate::base::refusal::Refusal::HoldReasonRequired.into());
     }
     screened(conn, &actor, "hold.place", now_ms)?;
     let tx = conn.transaction()?;
@@ -165,7 +165,7 @@ pub fn release(
 ) -> Result<()> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(Error::Invalid("releasing a hold needs a reason".into()));
+        return Err(crate::base::refusal::Refusal::ReleaseReasonRequired.into());
     }
     screened(conn, &actor, "hold.release", now_ms)?;
     let tx = conn.transaction()?;

@@ -12,8 +12,8 @@ use crate::trust::audit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -48,19 +48,21 @@ pub fn close(ctx: &Context, reference: &str, at_ms: i64, actor: &str) -> Result<
         .optional()?
     };
     let Some((episode, person_id, started_ms, ended_ms)) = episode else {
-        return Err(Error::Invalid(format!(
-            "no person with reference {reference:?}"
-        )));
+        return Err(crate::base::refusal::Refusal::NoPerson(reference.to_string()).into());
     };
     if let Some(ended_ms) = ended_ms {
-        return Err(Error::Invalid(format!(
-            "the supervision {reference:?} already ended at {ended_ms} ms"
-        )));
+        return Err(crate::base::refusal::Refusal::SupervisionEnded {
+            reference: reference.to_string(),
+            at_ms: ended_ms,
+        }
+        .into());
     }
     if at_ms < started_ms {
-        return Err(Error::Invalid(format!(
-            "the supervision {reference:?} started at {started_ms} ms; it cannot end before that"
-        )));
+        return Err(crate::base::refusal::Refusal::SupervisionEndsBeforeStart {
+            reference: reference.to_string(),
+            started_ms,
+        }
+        .into());
     }
     tx.execute(
         "UPDATE episodes SET ended_at_ms = ?2, ended_by = ?3 WHERE id = ?1",

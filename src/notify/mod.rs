@@ -20,8 +20,8 @@ use crate::base::Context;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid notification settings: {0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Error, Result};
+use super::Result;
 use crate::alerts::AlertKind;
 use crate::base::db::Db;
 use crate::registry::accounts::{Account, Role};
@@ -63,13 +63,11 @@ pub fn save_own(
     let email = email.map(str::trim).filter(|e| !e.is_empty());
     if let Some(e) = email {
         if !valid_email(e) {
-            return Err(Error::Invalid(format!("{e:?} is not an e-mail address")));
+            return Err(crate::base::refusal::Refusal::NotAnEmail(e.to_string()).into());
         }
     }
     if account.role != Role::Officer && !kinds.is_empty() {
-        return Err(Error::Invalid(
-            "only officers are told of new alerts; managers receive escalations".into(),
-        ));
+        return Err(crate::base::refusal::Refusal::NotifyOfficersOnly.into());
     }
     let mut conn = db.lock();
     let tx = conn.transaction()?;
@@ -125,16 +123,18 @@ pub fn set_manager(
     let officer_id = match role_of(officer)? {
         Some((id, role)) if role == Role::Officer.as_str() => id,
         _ => {
-            return Err(Error::Invalid(format!(
-                "{officer} is not an active officer"
-            )))
+            return Err(
+                crate::base::refusal::Refusal::NotAnActiveOfficer(officer.to_string()).into(),
+            )
         }
     };
     let manager_id = match manager {
         None => None,
         Some(m) => match role_of(m)? {
             Some((id, role)) if role == Role::Manager.as_str() => Some(id),
-            _ => return Err(Error::Invalid(format!("{m} is not an active manager"))),
+            _ => {
+                return Err(crate::base::refusal::Refusal::NotAnActiveManager(m.to_string()).into())
+            }
         },
     };
     tx.execute(

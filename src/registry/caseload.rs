@@ -12,8 +12,8 @@ use crate::trust::audit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid assignment: {0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -74,7 +74,7 @@ pub fn assign(
     now_ms: i64,
 ) -> Result<i64> {
     if to_ms.is_some_and(|to| to <= from_ms) {
-        return Err(Error::Invalid("the period must end after it starts".into()));
+        return Err(crate::base::refusal::Refusal::PeriodBackwards.into());
     }
     let mut conn = db.lock();
     let tx = conn.transaction()?;
@@ -85,9 +85,13 @@ pub fn assign(
             |r| r.get(0),
         )
         .optional()?
-        .ok_or_else(|| Error::Invalid(format!("no active officer {officer:?}")))?;
-    let person_id: i64 = crate::registry::enroll::person_id(&tx, person_reference)?
-        .ok_or_else(|| Error::Invalid(format!("no person {person_reference:?}")))?;
+        .ok_or_else(|| Error::Refused(crate::base::refusal::Refusal::NotAnActiveOfficer(officer.to_string())))?;
+    let person_id: i64 =
+        crate::registry::enroll::person_id(&tx, person_reference)?.ok_or_else(|| {
+            Error::Refused(crate::base::refusal::Refusal::NoPerson(
+                person_reference.to_string(),
+            ))
+        })?;
     tx.execute(
         "INSERT INTO caseloads (officer_id, person_id, valid_from_ms, valid_to_ms, assigned_by)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -116,9 +120,7 @@ pub fn end(db: &Db, assignment_id: i64, actor: &str, now_ms: i64) -> Result<()> 
         rusqlite::params![assignment_id, now_ms],
     )?;
     if changed == 0 {
-        return Err(Error::Invalid(format!(
-            "assignment {assignment_id} does not exist or is not current"
-        )));
+        return Err(crate::base::refusal::Refusal::AssignmentNotCurrent(assignment_id).into());
     }
     audit::append(
         &tx,

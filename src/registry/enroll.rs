@@ -11,8 +11,10 @@ use crate::{trust::audit, trust::pki, trust::secrets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
-    Invalid(String),
+    #[error("signing key: {0}")]
+    SigningKey(String),
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -47,9 +49,7 @@ pub fn add_station(ctx: &Context, name: &str, actor: &str) -> Result<StationConf
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(Error::Invalid(format!(
-            "station name {name:?} must be letters, digits, '-' or '_'"
-        )));
+        return Err(crate::base::refusal::Refusal::StationNameInvalid(name.to_string()).into());
     }
     let ca = pki::Issued {
         cert_pem: read(&ctx.dir.ca_cert())?,
@@ -58,7 +58,7 @@ pub fn add_station(ctx: &Context, name: &str, actor: &str) -> Result<StationConf
     let (issued, serial) = pki::issue_station_cert_with(&ca, name, pki::Validity::Years(2))?;
     let fingerprint = issued.fingerprint()?;
     let (signing_key, signing_public_key) = nachtwacht_station::seal::new_signing_key()
-        .map_err(|e| Error::Invalid(format!("signing key: {e}")))?;
+        .map_err(|e| Error::SigningKey(e.to_string()))?;
     let recipient = secrets::load_age_identities(&ctx.dir.age_identity())?[0]
         .to_public()
         .to_string();
@@ -72,9 +72,7 @@ pub fn add_station(ctx: &Context, name: &str, actor: &str) -> Result<StationConf
             })
             .optional()?;
         if exists.is_some() {
-            return Err(Error::Invalid(format!(
-                "station {name:?} is already enrolled"
-            )));
+            return Err(crate::base::refusal::Refusal::StationEnrolled(name.to_string()).into());
         }
         tx.execute(
             "INSERT INTO stations (name, cert_sha256, cert_serial, signing_public_key, enrolled_at_ms)
@@ -121,7 +119,7 @@ pub fn revoke_station(ctx: &Context, name: &str, actor: &str) -> Result<()> {
         (name, now),
     )?;
     if n == 0 {
-        return Err(Error::Invalid(format!("no active station named {name:?}")));
+        return Err(crate::base::refusal::Refusal::NoActiveStation(name.to_string()).into());
     }
     let crl = crate::trust::crl::publish(&ctx.dir, &tx, now)?;
     audit::append(
@@ -158,16 +156,14 @@ pub fn link_station(
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let Some(person) = person_id(&tx, person_reference)? else {
-        return Err(Error::Invalid(format!(
-            "no person with reference {person_reference:?}"
-        )));
+        return Err(crate::base::refusal::Refusal::NoPerson(person_reference.to_string()).into());
     };
     let n = tx.execute(
         "UPDATE stations SET person_id = ?2 WHERE name = ?1",
         (station, person),
     )?;
     if n == 0 {
-        return Err(Error::Invalid(format!("no station named {station:?}")));
+        return Err(crate::base::refusal::Refusal::NoStation(station.to_string()).into());
     }
     audit::append(
         &tx,
@@ -184,9 +180,7 @@ pub fn link_station(
 /// Refuses a case reference that any episode of anyone already has.
 fn ensure_new_reference(conn: &rusqlite::Connection, reference: &str) -> Result<()> {
     match person_id(conn, reference)? {
-        Some(_) => Err(Error::Invalid(format!(
-            "case reference {reference:?} is already enrolled"
-        ))),
+        Some(_) => Err(crate::base::refusal::Refusal::ReferenceTaken(reference.to_string()).into()),
         None => Ok(()),
     }
 }
@@ -240,9 +234,7 @@ pub fn start_episode(
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let Some(id) = person_id(&tx, earlier_reference)? else {
-        return Err(Error::Invalid(format!(
-            "no person with reference {earlier_reference:?}"
-        )));
+        return Err(crate::base::refusal::Refusal::NoPerson(earlier_reference.to_string()).into());
     };
     ensure_new_reference(&tx, reference)?;
     let (closed, erasing): (Option<i64>, Option<i64>) = tx.query_row(
@@ -251,14 +243,16 @@ pub fn start_episode(
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if erasing.is_some() {
-        return Err(Error::Invalid(format!(
-            "the data of {earlier_reference:?} is being erased under the retention policy; enrol the person anew"
-        )));
+        return Err(crate::base::refusal::Refusal::PersonBeingErased(
+            earlier_reference.to_string(),
+        )
+        .into());
     }
     if closed.is_none() {
-        return Err(Error::Invalid(format!(
-            "the supervision of {earlier_reference:?} has not ended; close it first"
-        )));
+        return Err(crate::base::refusal::Refusal::SupervisionNotEnded(
+            earlier_reference.to_string(),
+        )
+        .into());
     }
     tx.execute(
         "INSERT INTO episodes (person_id, reference, programme, started_at_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -333,14 +327,14 @@ pub fn end_assignment(ctx: &Context, serial: &str, at_ms: i64, actor: &str) -> R
         )
         .optional()?;
     let Some((person_id, from_ms)) = open else {
-        return Err(Error::Invalid(format!(
-            "device {serial:?} has no current assignment"
-        )));
+        return Err(crate::base::refusal::Refusal::DeviceNotAssigned(serial.to_string()).into());
     };
     if at_ms <= from_ms {
-        return Err(Error::Invalid(format!(
-            "device {serial:?} was assigned at {from_ms} ms; its assignment cannot end before that"
-        )));
+        return Err(crate::base::refusal::Refusal::AssignmentEndsBeforeStart {
+            serial: serial.to_string(),
+            from_ms,
+        }
+        .into());
     }
     end_open_assignment(&tx, serial, at_ms)?;
     audit::append(
@@ -388,9 +382,7 @@ pub fn pair_device(
         )
         .optional()?;
     let Some(station_id) = station_id else {
-        return Err(Error::Invalid(format!(
-            "no active station named {station:?}"
-        )));
+        return Err(crate::base::refusal::Refusal::NoActiveStation(station.to_string()).into());
     };
     let known: Option<String> = tx
         .query_row(
@@ -400,9 +392,7 @@ pub fn pair_device(
         )
         .optional()?;
     if known.is_none() {
-        return Err(Error::Invalid(format!(
-            "unknown device {serial:?}: assign it to a person first"
-        )));
+        return Err(crate::base::refusal::Refusal::UnknownDevice(serial.to_string()).into());
     }
     tx.execute(
         "UPDATE device_pairings SET valid_to_ms = ?2 WHERE device_serial = ?1 AND valid_to_ms IS NULL",
@@ -450,15 +440,14 @@ pub fn set_research_attributes(
 ) -> Result<()> {
     if let Some(r) = region {
         if !REGIONS.contains(&r) {
-            return Err(Error::Invalid(format!(
-                "unknown region {r:?}; one of {}",
-                REGIONS.join(", ")
-            )));
+            return Err(Error::Refused(
+                crate::base::refusal::Refusal::UnknownRegion(r.to_string()),
+            ));
         }
     }
     if let Some(y) = birth_year {
         if !(1900..=2100).contains(&y) {
-            return Err(Error::Invalid(format!("implausible birth year {y}")));
+            return Err(crate::base::refusal::Refusal::ImplausibleBirthYear(y).into());
         }
     }
     let now = crate::base::time::now_ms();
@@ -469,7 +458,7 @@ pub fn set_research_attributes(
         rusqlite::params![person_id, region, birth_year],
     )?;
     if n == 0 {
-        return Err(Error::Invalid(format!("no person {person_id}")));
+        return Err(crate::base::refusal::Refusal::NoPerson(person_id.to_string()).into());
     }
     audit::append(
         &tx,

@@ -12,8 +12,8 @@ use crate::trust::audit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid review: {0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -87,23 +87,22 @@ pub fn record(
     now_ms: i64,
 ) -> Result<Review> {
     if to_ms <= from_ms || to_ms > now_ms + crate::base::time::DAY_MS {
-        return Err(Error::Invalid(
-            "the period must end after it starts, and not after today".into(),
-        ));
+        return Err(crate::base::refusal::Refusal::ReviewPeriodInvalid.into());
     }
     let findings = findings.trim();
     if findings.is_empty() {
-        return Err(Error::Invalid(
-            "findings are required (write \"no findings\" when there are none)".into(),
-        ));
+        return Err(crate::base::refusal::Refusal::FindingsRequired.into());
     }
     if reviewer == username {
-        return Err(Error::Invalid("nobody reviews their own accesses".into()));
+        return Err(crate::base::refusal::Refusal::CannotReviewSelf.into());
     }
     let mut conn = db.lock();
     let tx = conn.transaction()?;
-    let account_id = crate::registry::accounts::id_of(&tx, username)?
-        .ok_or_else(|| Error::Invalid(format!("no account {username:?}")))?;
+    let account_id = crate::registry::accounts::id_of(&tx, username)?.ok_or_else(|| {
+        Error::Refused(crate::base::refusal::Refusal::NoAccount(
+            username.to_string(),
+        ))
+    })?;
     let accesses = accesses_in(&tx, username, from_ms, to_ms)?;
     tx.execute(
         "INSERT INTO access_reviews (account_id, period_from_ms, period_to_ms, accesses_reviewed,

@@ -19,8 +19,10 @@ pub enum Error {
          administrator records a new screening"
     )]
     NotScreened(String),
-    #[error("invalid screening: {0}")]
-    Invalid(String),
+    #[error("account: {0}")]
+    Account(String),
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -78,19 +80,18 @@ pub fn record(
     now_ms: i64,
 ) -> Result<()> {
     if expires_at_ms <= screened_on_ms {
-        return Err(Error::Invalid(
-            "the expiry must be after the screening date".into(),
-        ));
+        return Err(crate::base::refusal::Refusal::ScreeningExpiresFirst.into());
     }
     if screened_on_ms > now_ms {
-        return Err(Error::Invalid(
-            "the screening date lies in the future".into(),
-        ));
+        return Err(crate::base::refusal::Refusal::ScreeningInFuture.into());
     }
     let mut conn = db.lock();
     let tx = conn.transaction()?;
-    let account_id = crate::registry::accounts::id_of(&tx, username)?
-        .ok_or_else(|| Error::Invalid(format!("no account {username:?}")))?;
+    let account_id = crate::registry::accounts::id_of(&tx, username)?.ok_or_else(|| {
+        Error::Refused(crate::base::refusal::Refusal::NoAccount(
+            username.to_string(),
+        ))
+    })?;
     tx.execute(
         "INSERT INTO staff_screenings
              (account_id, kind, screened_on_ms, expires_at_ms, recorded_by, recorded_at_ms)
@@ -214,7 +215,7 @@ pub fn screened_researcher(db: &Db, username: &str, now_ms: i64) -> Result<()> {
     if !exists {
         let role = crate::registry::accounts::Role::Researcher;
         crate::registry::accounts::create(db, username, role, "test", now_ms)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+            .map_err(|e| Error::Account(e.to_string()))?;
     }
     screen_for_a_year(db, username, now_ms)
 }

@@ -61,8 +61,10 @@ pub const FIGURES: &[Figure] = &[
 pub enum Error {
     #[error("no management project: an administrator creates research project {PROJECT:?} with its budget")]
     NoProject,
-    #[error("{0}")]
-    Invalid(String),
+    #[error("stored answer of {0}")]
+    StoredAnswer(String),
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error(transparent)]
     Research(#[from] research::Error),
     #[error("sqlite: {0}")]
@@ -84,7 +86,7 @@ pub struct Release {
 
 fn month_bounds(month: &str) -> Result<(NaiveDate, NaiveDate)> {
     let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
-        .map_err(|_| Error::Invalid(format!("not a month (YYYY-MM): {month:?}")))?;
+        .map_err(|_| Error::Refused(crate::base::refusal::Refusal::NotAMonth(month.to_string())))?;
     let next = if first.month() == 12 {
         NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)
     } else {
@@ -109,9 +111,9 @@ pub fn release_month(ctx: &Context, month: &str, manager: &str) -> Result<usize>
     // miss the rest of the month for good.
     let today = chrono::Utc::now().date_naive();
     if last_day >= today {
-        return Err(Error::Invalid(format!(
-            "{month} has not ended yet: its figures are released from the first day after it"
-        )));
+        return Err(Error::Refused(
+            crate::base::refusal::Refusal::MonthNotEnded(month.to_string()),
+        ));
     }
     let project = research::project_named(ctx, PROJECT)?.ok_or(Error::NoProject)?;
     let mut released = 0;
@@ -182,7 +184,7 @@ pub fn releases(ctx: &Context) -> Result<Vec<Release>> {
     for row in rows {
         let (month, figure, answer, released_at_ms, released_by) = row?;
         let answer: Answer = serde_json::from_str(&answer)
-            .map_err(|e| Error::Invalid(format!("stored answer of {month} {figure}: {e}")))?;
+            .map_err(|e| Error::StoredAnswer(format!("{month} {figure}: {e}")))?;
         out.push(Release {
             month,
             figure,
@@ -211,7 +213,10 @@ mod tests {
         let this_month = chrono::Utc::now().format("%Y-%m").to_string();
         let err = release_month(&ctx, &this_month, "max").unwrap_err();
         assert!(
-            matches!(&err, Error::Invalid(m) if m.contains("has not ended")),
+            matches!(
+                &err,
+                Error::Refused(crate::base::refusal::Refusal::MonthNotEnded(_))
+            ),
             "{err}"
         );
     }

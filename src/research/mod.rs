@@ -50,6 +50,9 @@ pub enum Error {
     Unauthorized,
     #[error("invalid query: {0}")]
     BadRequest(String),
+    /// An administrator's request about projects and tokens refused.
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error("privacy budget exhausted: this query asks for ε = {needed:.4}; the largest ε the project's budget still allows for one query is {remaining:.4}")]
     BudgetExhausted { needed: f64, remaining: f64 },
     #[error("no research data yet: the pipelines have not produced daily indicators")]

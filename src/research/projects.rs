@@ -67,18 +67,26 @@ pub fn create_project(ctx: &Context, name: &str, budget: Budget, actor: &str) ->
         max_epsilon_per_query: max_per_query,
     } = budget;
     if !(budget.is_finite() && budget >= 0.0 && max_per_query.is_finite() && max_per_query > 0.0) {
-        return Err(Error::BadRequest(
-            "budget must be ≥ 0 and the per-query maximum > 0".into(),
-        ));
+        return Err(crate::base::refusal::Refusal::ProjectBudgetInvalid.into());
     }
     if !(delta > 0.0 && delta <= 1e-3) {
-        return Err(Error::BadRequest(
-            "δ must be in (0, 0.001]: it is the probability that the ε guarantee fails".into(),
-        ));
+        return Err(crate::base::refusal::Refusal::DeltaInvalid.into());
     }
     let now = crate::base::time::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
+    // The name is unique by constraint too; asked first so the refusal can say why.
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM research_projects WHERE name = ?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if exists {
+        return Err(crate::base::refusal::Refusal::ProjectExists(name.to_string()).into());
+    }
     tx.execute(
         "INSERT INTO research_projects (name, epsilon_budget, max_epsilon_per_query, delta)
          VALUES (?1, ?2, ?3, ?4)",
@@ -121,7 +129,11 @@ pub fn issue_token(
             |r| r.get(0),
         )
         .optional()?
-        .ok_or_else(|| Error::BadRequest(format!("no research project {project:?}")))?;
+        .ok_or_else(|| {
+            Error::Refused(crate::base::refusal::Refusal::NoProject(
+                project.to_string(),
+            ))
+        })?;
     let holder_id: i64 = tx
         .query_row(
             "SELECT id FROM accounts
@@ -130,7 +142,11 @@ pub fn issue_token(
             |r| r.get(0),
         )
         .optional()?
-        .ok_or_else(|| Error::BadRequest(format!("no active researcher account {holder:?}")))?;
+        .ok_or_else(|| {
+            Error::Refused(crate::base::refusal::Refusal::NoActiveResearcher(
+                holder.to_string(),
+            ))
+        })?;
     tx.execute(
         "INSERT INTO research_tokens (token_sha256, project_id, created_at_ms, expires_at_ms, account_id)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -199,9 +215,7 @@ pub fn list_tokens(ctx: &Context, project: Option<&str>) -> Result<Vec<TokenInfo
 /// Audited. Refuses an id that names no token, or more than one.
 pub fn revoke_token(ctx: &Context, id: &str, actor: &str) -> Result<()> {
     if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::BadRequest(format!(
-            "a token id is {TOKEN_ID_LEN} hex digits, as `research tokens` lists them"
-        )));
+        return Err(crate::base::refusal::Refusal::TokenIdInvalid.into());
     }
     let now = crate::base::time::now_ms();
     let mut conn = ctx.db.lock();
@@ -220,10 +234,7 @@ pub fn revoke_token(ctx: &Context, id: &str, actor: &str) -> Result<()> {
         rows
     };
     let [(hash, project)] = matches.as_slice() else {
-        return Err(Error::BadRequest(format!(
-            "{} active tokens have id {id}",
-            matches.len()
-        )));
+        return Err(crate::base::refusal::Refusal::TokenIdAmbiguous(matches.len()).into());
     };
     tx.execute(
         "UPDATE research_tokens SET revoked_at_ms = ?2 WHERE token_sha256 = ?1",

@@ -24,7 +24,7 @@ use crate::registry::accounts::Role;
 mod access;
 mod api;
 mod cookies;
-mod i18n;
+pub mod i18n;
 mod origin;
 mod page;
 mod pages;
@@ -301,11 +301,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             access::enforce,
         ))
+        // No such page, or not by this method: the same page in the reader's language.
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::security_headers,
         ))
         .with_state(state)
+}
+
+async fn not_found(lang: i18n::Lang) -> axum::response::Response {
+    page::error(lang, axum::http::StatusCode::NOT_FOUND, lang.t("not_found"))
 }
 
 /// The client's address, for login rate limiting and the audit log.

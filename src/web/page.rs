@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::i18n::Lang;
+use crate::base::refusal::Refusal;
 use crate::base::time::Zone;
 use crate::registry::accounts::{Role, Session};
 
@@ -73,6 +74,18 @@ form.inline{display:inline}fieldset{margin:.6em 0}label{margin-right:.8em}label.
 
 /// Wraps `body` in the page frame: navigation for the signed-in role, language switch.
 pub fn frame(lang: Lang, session: Option<&Session>, title: &str, body: &str) -> Html<String> {
+    frame_with(lang, session, true, title, body)
+}
+
+/// The frame; `sign_in_link` is false on error pages, which do not know whether the reader is
+/// signed in (a signed-in reader must not be asked to sign in) and link back home instead.
+fn frame_with(
+    lang: Lang,
+    session: Option<&Session>,
+    sign_in_link: bool,
+    title: &str,
+    body: &str,
+) -> Html<String> {
     let mut nav = String::new();
     if let Some(s) = session {
         let links: &[(&str, &str)] = match s.account.role {
@@ -99,7 +112,7 @@ pub fn frame(lang: Lang, session: Option<&Session>, title: &str, body: &str) -> 
             csrf_field(s),
             lang.t("logout")
         ));
-    } else {
+    } else if sign_in_link {
         nav.push_str(&format!("<a href=\"/login\">{}</a>", lang.t("login")));
     }
     Html(format!(
@@ -126,13 +139,14 @@ pub fn error(lang: Lang, status: StatusCode, message: &str) -> Response {
         413 => lang.t("error.413"),
         429 => lang.t("error.429"),
         500..=599 => lang.t("error.500"),
-        _ => status.canonical_reason().unwrap_or("error"),
+        _ => lang.t("error.other"),
     };
     (
         status,
-        frame(
+        frame_with(
             lang,
             None,
+            status == StatusCode::UNAUTHORIZED,
             title,
             &format!(
                 "<p class=\"error\">{}</p><p class=\"noprint\"><a href=\"/\" id=\"home\">{}</a></p>",
@@ -163,8 +177,8 @@ pub fn download(bytes: Vec<u8>, content_type: &'static str, file_name: &str) -> 
 #[derive(Debug)]
 pub enum Failure {
     /// The request cannot be honoured as made (bad input, a step the workflow does not allow, a
-    /// budget spent): `status` is a 4xx, the message is for the user.
-    Refused { status: StatusCode, message: String },
+    /// budget spent): a 4xx, said in the reader's language ([`refusal`]).
+    Refused(Refusal),
     /// Nothing this user may see here (missing, or not theirs: deliberately the same).
     NotFound,
     /// The user's staff screening is not in force (`registry::screening`): what it says, e.g.
@@ -172,51 +186,57 @@ pub enum Failure {
     NotScreened(String),
     /// A failure of the server; the text goes to the log only.
     Internal(String),
-    /// An officer's request refused by the casework rules (400), said in the reader's language.
-    Casework(casework::Refusal),
 }
 
 impl Failure {
-    pub fn input(message: impl Into<String>) -> Self {
-        Self::Refused {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
-    }
-
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self::Internal(cause.to_string())
     }
-}
 
-/// Answers a failure in the page's language.
-pub fn fail(lang: Lang, failure: impl Into<Failure>) -> Response {
-    match failure.into() {
-        Failure::Refused { status, message } => error(lang, status, &message),
-        Failure::NotFound => error(lang, StatusCode::NOT_FOUND, lang.t("not_found")),
-        Failure::Casework(r) => error(lang, StatusCode::BAD_REQUEST, &refusal(lang, &r)),
-        Failure::NotScreened(state) => error(
-            lang,
-            StatusCode::FORBIDDEN,
-            &format!("{} ({state})", lang.t("screening.refused")),
-        ),
-        Failure::Internal(cause) => {
-            tracing::error!(error = %cause, "web request failed");
-            error(
-                lang,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                lang.t("error.internal"),
-            )
+    /// The status and the sentence of a failure the user can act on, in their language; `None`
+    /// for a failure of the server (logged here, shown without details).
+    pub fn said(self, lang: Lang) -> (StatusCode, String) {
+        match self {
+            Failure::Refused(r) if r.is_conflict() => (StatusCode::CONFLICT, refusal(lang, &r)),
+            Failure::Refused(r) => (StatusCode::BAD_REQUEST, refusal(lang, &r)),
+            Failure::NotFound => (StatusCode::NOT_FOUND, lang.t("not_found").to_string()),
+            Failure::NotScreened(state) => (
+                StatusCode::FORBIDDEN,
+                format!("{} ({state})", lang.t("screening.refused")),
+            ),
+            Failure::Internal(cause) => {
+                tracing::error!(error = %cause, "web request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    lang.t("error.internal").to_string(),
+                )
+            }
         }
     }
 }
 
-/// A casework refusal in the reader's language.
-pub fn refusal(lang: Lang, r: &casework::Refusal) -> String {
-    use casework::Refusal as R;
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        Failure::Refused(r)
+    }
+}
+
+/// Answers a failure in the page's language, on an error page.
+pub fn fail(lang: Lang, failure: impl Into<Failure>) -> Response {
+    let (status, message) = failure.into().said(lang);
+    error(lang, status, &message)
+}
+
+/// A refusal in the reader's language. The match has no wildcard: a new refusal does not
+/// compile until it is said in both languages.
+pub fn refusal(lang: Lang, r: &Refusal) -> String {
+    use Refusal as R;
+    let t = |key| lang.t(key).to_string();
+    let with = |key, value: &str| lang.t(key).replace("{value}", value);
+    let date = |ms: i64| zone().format(ms, "%Y-%m-%d");
     match r {
-        R::CommentRequired => lang.t("refusal.comment_required").to_string(),
-        R::CommentTooLong => lang.t("refusal.comment_too_long").to_string(),
+        R::CommentRequired => t("refusal.comment_required"),
+        R::CommentTooLong => t("refusal.comment_too_long"),
         R::StepNotAllowed { from, to } => {
             let label = |code: &str| {
                 crate::alerts::Status::parse(code)
@@ -227,13 +247,138 @@ pub fn refusal(lang: Lang, r: &casework::Refusal) -> String {
                 .replace("{from}", &label(from))
                 .replace("{to}", &label(to))
         }
-        R::NotADate(value) => lang.t("refusal.not_a_date").replace("{value}", value),
-        R::UnknownSort(value) => lang.t("refusal.unknown_sort").replace("{value}", value),
-        R::PeriodBackwards => lang.t("refusal.period_backwards").to_string(),
-        R::PeriodTooLong { max_days } => lang
-            .t("refusal.period_too_long")
-            .replace("{days}", &max_days.to_string()),
+        R::UnknownSort(v) => with("refusal.unknown_sort", v),
+        R::PeriodBackwards => t("refusal.period_backwards"),
+        R::PeriodTooLong { max_days } => with("refusal.period_too_long", &max_days.to_string()),
+        R::NotADate(v) => with("refusal.not_a_date", v),
+        R::NotAMonth(v) => with("refusal.not_a_month", v),
+        R::NotANumber { field, value } => lang
+            .t("refusal.not_a_number")
+            .replace("{field}", &field_label(lang, field))
+            .replace("{value}", value),
+        R::UnknownChoice { field, value } => lang
+            .t("refusal.unknown_choice")
+            .replace("{field}", &field_label(lang, field))
+            .replace("{value}", value),
+        R::UsernameInvalid => t("refusal.username_invalid"),
+        R::UsernameTaken(v) => with("refusal.username_taken", v),
+        R::NoAccount(v) => with("refusal.no_account", v),
+        R::NotAnActiveOfficer(v) => with("refusal.not_an_active_officer", v),
+        R::NotAnActiveManager(v) => with("refusal.not_an_active_manager", v),
+        R::PasswordTooShort { min } => with("refusal.password_too_short", &min.to_string()),
+        R::PasswordUnchanged => t("refusal.password_unchanged"),
+        R::CannotDisableSelf => t("refusal.cannot_disable_self"),
+        R::CannotChangeOwnRole => t("refusal.cannot_change_own_role"),
+        R::CannotResetSelf => t("refusal.cannot_reset_self"),
+        R::NotAnEmail(v) => with("refusal.not_an_email", v),
+        R::NotifyOfficersOnly => t("refusal.notify_officers_only"),
+        R::ScreeningExpiresFirst => t("refusal.screening_expires_first"),
+        R::ScreeningInFuture => t("refusal.screening_in_future"),
+        R::ReviewPeriodInvalid => t("refusal.review_period_invalid"),
+        R::FindingsRequired => t("refusal.findings_required"),
+        R::CannotReviewSelf => t("refusal.cannot_review_self"),
+        R::NoPerson(v) => with("refusal.no_person", v),
+        R::ReferenceTaken(v) => with("refusal.reference_taken", v),
+        R::PersonBeingErased(v) => with("refusal.person_being_erased", v),
+        R::SupervisionNotEnded(v) => with("refusal.supervision_not_ended", v),
+        R::SupervisionEnded { reference, at_ms } => lang
+            .t("refusal.supervision_ended")
+            .replace("{value}", reference)
+            .replace("{date}", &date(*at_ms)),
+        R::SupervisionEndsBeforeStart {
+            reference,
+            started_ms,
+        } => lang
+            .t("refusal.supervision_ends_before_start")
+            .replace("{value}", reference)
+            .replace("{date}", &date(*started_ms)),
+        R::UnknownRegion(v) => with("refusal.unknown_region", v),
+        R::ImplausibleBirthYear(y) => with("refusal.implausible_birth_year", &y.to_string()),
+        R::DeviceNotAssigned(v) => with("refusal.device_not_assigned", v),
+        R::AssignmentEndsBeforeStart { serial, from_ms } => lang
+            .t("refusal.assignment_ends_before_start")
+            .replace("{value}", serial)
+            .replace("{date}", &date(*from_ms)),
+        R::UnknownDevice(v) => with("refusal.unknown_device", v),
+        R::StationNameInvalid(v) => with("refusal.station_name_invalid", v),
+        R::StationEnrolled(v) => with("refusal.station_enrolled", v),
+        R::NoActiveStation(v) => with("refusal.no_active_station", v),
+        R::NoStation(v) => with("refusal.no_station", v),
+        R::AssignmentNotCurrent(id) => with("refusal.assignment_not_current", &id.to_string()),
+        R::HoldReasonRequired => t("refusal.hold_reason_required"),
+        R::ReleaseReasonRequired => t("refusal.release_reason_required"),
+        R::ProjectBudgetInvalid => t("refusal.project_budget_invalid"),
+        R::DeltaInvalid => t("refusal.delta_invalid"),
+        R::NoProject(v) => with("refusal.no_project", v),
+        R::ProjectExists(v) => with("refusal.project_exists", v),
+        R::NoActiveResearcher(v) => with("refusal.no_active_researcher", v),
+        R::TokenIdInvalid => t("refusal.token_id_invalid"),
+        R::TokenIdAmbiguous(n) => with("refusal.token_id_ambiguous", &n.to_string()),
+        R::MonthNotEnded(v) => with("refusal.month_not_ended", v),
+        R::NoManagementProject => t("refusal.no_management_project"),
+        R::BudgetExhausted { needed, remaining } => lang
+            .t("refusal.budget_exhausted")
+            .replace("{needed}", &format!("{needed:.3}"))
+            .replace("{remaining}", &format!("{remaining:.3}")),
+        R::PersonBudgetExhausted { needed, remaining } => lang
+            .t("refusal.person_budget_exhausted")
+            .replace("{needed}", &format!("{needed:.3}"))
+            .replace("{remaining}", &format!("{remaining:.3}")),
+        R::NoData => t("refusal.no_data"),
     }
+}
+
+/// The label of a form field named in a refusal.
+fn field_label(lang: Lang, field: &str) -> String {
+    lang.t(match field {
+        "epsilon" => "budget",
+        "delta" => "delta",
+        "max_epsilon_per_query" => "max_per_query",
+        "ttl_days" => "days_valid",
+        "birth_year" => "birth_year",
+        "role" => "role",
+        "kind" => "kind",
+        "programme" => "programme",
+        "screening" => "screening",
+        "hold" => "holds",
+        _ => "field",
+    })
+    .to_string()
+}
+
+/// A day typed in a form (`YYYY-MM-DD`).
+pub fn form_day(text: &str) -> Result<chrono::NaiveDate, Refusal> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| Refusal::NotADate(text.to_string()))
+}
+
+/// A device kind (its wire code) in words.
+pub fn device_label(lang: Lang, kind: &str) -> &'static str {
+    match kind {
+        "ankle-monitor" => lang.t("device.ankle-monitor"),
+        "wristband" => lang.t("device.wristband"),
+        _ => lang.t("device.unknown"),
+    }
+}
+
+/// A province (its code in `enroll::REGIONS`) by its name; an unknown code as it is.
+pub fn region_label(lang: Lang, code: &str) -> &str {
+    let key = match code {
+        "drenthe" => "region.drenthe",
+        "flevoland" => "region.flevoland",
+        "friesland" => "region.friesland",
+        "gelderland" => "region.gelderland",
+        "groningen" => "region.groningen",
+        "limburg" => "region.limburg",
+        "noord-brabant" => "region.noord-brabant",
+        "noord-holland" => "region.noord-holland",
+        "overijssel" => "region.overijssel",
+        "utrecht" => "region.utrecht",
+        "zeeland" => "region.zeeland",
+        "zuid-holland" => "region.zuid-holland",
+        _ => return code,
+    };
+    lang.t(key)
 }
 
 /// A workflow status in words.
@@ -270,7 +415,7 @@ use crate::research::{self, management};
 impl From<accounts::Error> for Failure {
     fn from(e: accounts::Error) -> Self {
         match e {
-            e @ accounts::Error::Invalid(_) => Failure::input(e.to_string()),
+            accounts::Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }
@@ -279,7 +424,7 @@ impl From<accounts::Error> for Failure {
 impl From<caseload::Error> for Failure {
     fn from(e: caseload::Error) -> Self {
         match e {
-            e @ caseload::Error::Invalid(_) => Failure::input(e.to_string()),
+            caseload::Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }
@@ -288,7 +433,7 @@ impl From<caseload::Error> for Failure {
 impl From<enroll::Error> for Failure {
     fn from(e: enroll::Error) -> Self {
         match e {
-            e @ enroll::Error::Invalid(_) => Failure::input(e.to_string()),
+            enroll::Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }
@@ -299,7 +444,7 @@ impl From<casework::Error> for Failure {
         match e {
             casework::Error::NotFound => Failure::NotFound,
             casework::Error::Screening(e) => e.into(),
-            casework::Error::Refused(r) => Failure::Casework(r),
+            casework::Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }
@@ -308,13 +453,15 @@ impl From<casework::Error> for Failure {
 impl From<research::Error> for Failure {
     fn from(e: research::Error) -> Self {
         match e {
-            e @ research::Error::BadRequest(_) => Failure::input(e.to_string()),
-            e @ (research::Error::BudgetExhausted { .. }
-            | research::Error::PersonBudgetExhausted { .. }
-            | research::Error::NoData) => Failure::Refused {
-                status: StatusCode::CONFLICT,
-                message: e.to_string(),
-            },
+            // The pages build their queries themselves: a malformed one is the server's fault.
+            research::Error::BudgetExhausted { needed, remaining } => {
+                Refusal::BudgetExhausted { needed, remaining }.into()
+            }
+            research::Error::PersonBudgetExhausted {
+                needed, remaining, ..
+            } => Refusal::PersonBudgetExhausted { needed, remaining }.into(),
+            research::Error::NoData => Refusal::NoData.into(),
+            research::Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }
@@ -323,9 +470,8 @@ impl From<research::Error> for Failure {
 impl From<management::Error> for Failure {
     fn from(e: management::Error) -> Self {
         match e {
-            e @ (management::Error::NoProject | management::Error::Invalid(_)) => {
-                Failure::input(e.to_string())
-            }
+            management::Error::NoProject => Refusal::NoManagementProject.into(),
+            management::Error::Refused(r) => r.into(),
             management::Error::Research(e) => e.into(),
             e => Failure::internal(e),
         }
@@ -341,7 +487,7 @@ impl From<crate::registry::overview::Error> for Failure {
 impl From<crate::lifecycle::export::Error> for Failure {
     fn from(e: crate::lifecycle::export::Error) -> Self {
         match e {
-            e @ crate::lifecycle::export::Error::UnknownPerson(_) => Failure::input(e.to_string()),
+            crate::lifecycle::export::Error::UnknownPerson(p) => Refusal::NoPerson(p).into(),
             e => Failure::internal(e),
         }
     }
@@ -353,7 +499,7 @@ impl From<crate::lifecycle::hold::Error> for Failure {
         match e {
             Error::NotFound => Failure::NotFound,
             Error::Screening(e) => e.into(),
-            e @ Error::Invalid(_) => Failure::input(e.to_string()),
+            Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }
@@ -372,7 +518,7 @@ impl From<crate::registry::review::Error> for Failure {
     fn from(e: crate::registry::review::Error) -> Self {
         use crate::registry::review::Error;
         match e {
-            e @ Error::Invalid(_) => Failure::input(e.to_string()),
+            Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }
@@ -383,7 +529,7 @@ impl From<crate::registry::screening::Error> for Failure {
         use crate::registry::screening::Error;
         match e {
             Error::NotScreened(state) => Failure::NotScreened(state),
-            e @ Error::Invalid(_) => Failure::input(e.to_string()),
+            Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }
@@ -392,7 +538,7 @@ impl From<crate::registry::screening::Error> for Failure {
 impl From<crate::lifecycle::supervision::Error> for Failure {
     fn from(e: crate::lifecycle::supervision::Error) -> Self {
         match e {
-            e @ crate::lifecycle::supervision::Error::Invalid(_) => Failure::input(e.to_string()),
+            crate::lifecycle::supervision::Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }
@@ -424,11 +570,31 @@ mod tests {
         fail(Lang::Nl, f).status()
     }
 
+    #[test]
+    fn every_refusal_is_said_in_both_languages() {
+        for r in Refusal::examples() {
+            let (nl, en) = (refusal(Lang::Nl, &r), refusal(Lang::En, &r));
+            for said in [&nl, &en] {
+                assert!(
+                    !said.contains('{') && !said.contains("refusal."),
+                    "{r:?}: {said}"
+                );
+            }
+            assert_ne!(nl, en, "{r:?} is not translated");
+        }
+        // `examples` holds one of each: a variant added to `Refusal` must be added there too.
+        let kinds: std::collections::HashSet<_> = Refusal::examples()
+            .iter()
+            .map(std::mem::discriminant)
+            .collect();
+        assert_eq!(kinds.len(), Refusal::examples().len());
+    }
+
     #[tokio::test]
     async fn a_users_mistake_is_a_4xx_and_a_server_failure_a_500_whatever_the_module() {
         assert_eq!(status_of(casework::Error::NotFound), StatusCode::NOT_FOUND);
         assert_eq!(
-            status_of(casework::Error::Refused(casework::Refusal::CommentRequired)),
+            status_of(casework::Error::Refused(Refusal::CommentRequired)),
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
@@ -436,7 +602,7 @@ mod tests {
             StatusCode::INTERNAL_SERVER_ERROR
         );
         assert_eq!(
-            status_of(accounts::Error::Invalid("short".into())),
+            status_of(accounts::Error::Refused(Refusal::UsernameInvalid)),
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
@@ -447,8 +613,8 @@ mod tests {
             StatusCode::CONFLICT
         );
         assert_eq!(
-            status_of(management::Error::Research(research::Error::BadRequest(
-                "x".into()
+            status_of(management::Error::Research(research::Error::Refused(
+                Refusal::ProjectBudgetInvalid
             ))),
             StatusCode::BAD_REQUEST
         );

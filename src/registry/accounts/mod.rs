@@ -42,8 +42,8 @@ pub enum Error {
     BadCredentials,
     #[error("account locked after {LOCKOUT_AFTER_FAILURES} failed logins; try again later")]
     Locked,
-    #[error("invalid account: {0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Refused(#[from] crate::base::refusal::Refusal),
     #[error("password hashing: {0}")]
     Hash(String),
     #[error("sqlite: {0}")]
@@ -161,9 +161,7 @@ pub fn create(db: &Db, username: &str, role: Role, actor: &str, now_ms: i64) -> 
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !valid {
-        return Err(Error::Invalid(
-            "a username is 1–64 letters, digits, '.', '-' or '_'".into(),
-        ));
+        return Err(crate::base::refusal::Refusal::UsernameInvalid.into());
     }
     let fresh = Fresh::generate()?;
     let mut conn = db.lock();
@@ -177,7 +175,7 @@ pub fn create(db: &Db, username: &str, role: Role, actor: &str, now_ms: i64) -> 
         .optional()?
         .is_some();
     if taken {
-        return Err(Error::Invalid(format!("username {username:?} is taken")));
+        return Err(crate::base::refusal::Refusal::UsernameTaken(username.to_string()).into());
     }
     tx.execute(
         "INSERT INTO accounts (username, role, password_hash, must_change_password, created_at_ms, totp_secret)
@@ -208,7 +206,11 @@ pub fn disable(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> Result<()>
             |r| r.get(0),
         )
         .optional()?
-        .ok_or_else(|| Error::Invalid(format!("no account {account_id}")))?;
+        .ok_or_else(|| {
+            Error::Refused(crate::base::refusal::Refusal::NoAccount(
+                account_id.to_string(),
+            ))
+        })?;
     tx.execute(
         "UPDATE accounts SET disabled_at_ms = ?2 WHERE id = ?1 AND disabled_at_ms IS NULL",
         rusqlite::params![account_id, now_ms],
@@ -238,7 +240,11 @@ pub fn set_role(db: &Db, account_id: i64, role: Role, actor: &str, now_ms: i64) 
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?
-        .ok_or_else(|| Error::Invalid(format!("no account {account_id}")))?;
+        .ok_or_else(|| {
+            Error::Refused(crate::base::refusal::Refusal::NoAccount(
+                account_id.to_string(),
+            ))
+        })?;
     tx.execute(
         "UPDATE accounts SET role = ?2 WHERE id = ?1",
         rusqlite::params![account_id, role.as_str()],
@@ -270,7 +276,11 @@ pub fn reset_credentials(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> 
             |r| r.get(0),
         )
         .optional()?
-        .ok_or_else(|| Error::Invalid(format!("no account {account_id}")))?;
+        .ok_or_else(|| {
+            Error::Refused(crate::base::refusal::Refusal::NoAccount(
+                account_id.to_string(),
+            ))
+        })?;
     tx.execute(
         "UPDATE accounts SET password_hash = ?2, totp_secret = ?3, totp_last_step = NULL,
                 must_change_password = 1, failed_logins = 0, locked_until_ms = NULL
@@ -577,14 +587,13 @@ pub fn change_password(
     now_ms: i64,
 ) -> Result<()> {
     if new.chars().count() < MIN_PASSWORD_LEN {
-        return Err(Error::Invalid(format!(
-            "the new password needs at least {MIN_PASSWORD_LEN} characters"
-        )));
+        return Err(crate::base::refusal::Refusal::PasswordTooShort {
+            min: MIN_PASSWORD_LEN,
+        }
+        .into());
     }
     if new == current {
-        return Err(Error::Invalid(
-            "the new password must differ from the current one".into(),
-        ));
+        return Err(crate::base::refusal::Refusal::PasswordUnchanged.into());
     }
     let who = &session.account.username;
     let stored_hash: String = db.lock().query_row(

@@ -138,7 +138,7 @@ fn the_issued_password_must_be_replaced_and_a_change_ends_other_sessions() {
     )
     .unwrap();
     let too_short = change_password(&db, &s2, &new.password, "short", now + 31_000);
-    assert!(matches!(too_short, Err(Error::Invalid(_))));
+    assert!(matches!(too_short, Err(Error::Refused(_))));
     let wrong = change_password(&db, &s2, "not-it", "a much longer secret", now + 31_000);
     assert!(matches!(wrong, Err(Error::BadCredentials)));
     change_password(

@@ -85,7 +85,7 @@ impl IntoResponse for AppError {
         use research::Error as E;
         let (status, message) = match &self.0 {
             E::Unauthorized => (StatusCode::UNAUTHORIZED, self.0.to_string()),
-            E::BadRequest(_) => (StatusCode::BAD_REQUEST, self.0.to_string()),
+            E::BadRequest(_) | E::Refused(_) => (StatusCode::BAD_REQUEST, self.0.to_string()),
             E::BudgetExhausted { .. } | E::PersonBudgetExhausted { .. } => {
                 (StatusCode::FORBIDDEN, self.0.to_string())
             }

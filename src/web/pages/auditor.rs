@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::registry::accounts::Session;
 use crate::trust::audit::{self, Entry, Verdict};
 use crate::web::access::Signed;
 use crate::web::i18n::Lang;
@@ -101,7 +102,24 @@ pub async fn browse(
     Signed(session): Signed,
     Query(filter): Query<AuditFilter>,
 ) -> Response {
-    let (entries, verdict) = match read(&state, &session.account.username, "audit.view", &filter) {
+    page(&state, lang, &session, &filter, None)
+}
+
+/// A review the rules refused, shown in place: in the row of the officer it was about, with
+/// what was typed kept.
+struct RefusedReview {
+    message: String,
+    fields: std::collections::HashMap<String, String>,
+}
+
+fn page(
+    state: &AppState,
+    lang: Lang,
+    session: &Session,
+    filter: &AuditFilter,
+    refused: Option<&RefusedReview>,
+) -> Response {
+    let (entries, verdict) = match read(state, &session.account.username, "audit.view", filter) {
         Ok(r) => r,
         Err(e) => return crate::web::page::fail(lang, e),
     };
@@ -173,7 +191,7 @@ pub async fn browse(
             lang.t("cap"),
         )
     };
-    let reviews = match reviews_html(&state, lang, &session) {
+    let reviews = match reviews_html(state, lang, session, refused) {
         Ok(r) => r,
         Err(e) => return crate::web::page::fail(lang, e),
     };
@@ -210,12 +228,12 @@ pub async fn browse(
     // Newest first; the page shows the latest 1,000 matches, the export has them all.
     for e in entries.iter().rev().take(1000) {
         b += &format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"sentence\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"sentence\">{}</td><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td></tr>",
             e.seq, time(e.at_ms), esc(&sentence(lang, e)), esc(&e.actor), esc(&e.action), esc(&e.object), esc(&e.detail)
         );
     }
     b += "</table>";
-    frame(lang, Some(&session), lang.t("audit"), &b).into_response()
+    frame(lang, Some(session), lang.t("audit"), &b).into_response()
 }
 
 /// An entry as a sentence: who did what to whom ("olga bekeek melding 12").
@@ -247,6 +265,51 @@ fn sentence(lang: Lang, e: &Entry) -> String {
         "hold.place" => "audit.s.hold-place",
         "audit.view" | "audit.export" => "audit.s.audit-view",
         "research.release" => "audit.s.research-release",
+        "access.denied" => "audit.s.access-denied",
+        "account.manager" => "audit.s.account-manager",
+        "account.notifications" => "audit.s.account-notifications",
+        "account.password" => "audit.s.account-password",
+        "account.password-refused" => "audit.s.account-password-refused",
+        "account.reset" => "audit.s.account-reset",
+        "alert.revised" => "audit.s.alert-revised",
+        "alert.withdrawn" => "audit.s.alert-withdrawn",
+        "caseload.end" => "audit.s.caseload-end",
+        "caseload.view" => "audit.s.caseload-view",
+        "compliance.report" => "audit.s.compliance-report",
+        "device.assign" => "audit.s.device-assign",
+        "device.pair" => "audit.s.device-pair",
+        "device.return" => "audit.s.device-return",
+        "evidence.prune" => "audit.s.evidence-prune",
+        "hold.refused" => "audit.s.hold-refused",
+        "hold.release" => "audit.s.hold-release",
+        "ingest.refuse" => "audit.s.ingest-refuse",
+        "keys.rotate" => "audit.s.keys-rotate",
+        "login.throttled" => "audit.s.login-throttled",
+        "person.add" => "audit.s.person-add",
+        "person.archive" => "audit.s.person-archive",
+        "person.attributes" => "audit.s.person-attributes",
+        "person.close" => "audit.s.person-close",
+        "person.episode" => "audit.s.person-episode",
+        "person.refused" => "audit.s.person-refused",
+        "person.view" => "audit.s.person-view",
+        "quarantine.list" => "audit.s.quarantine-list",
+        "quarantine.put" => "audit.s.quarantine-put",
+        "quarantine.retry" => "audit.s.quarantine-retry",
+        "quarantine.show" => "audit.s.quarantine-show",
+        "research.dry-run" => "audit.s.research-dry-run",
+        "research.project.create" => "audit.s.research-project-create",
+        "research.refused" => "audit.s.research-refused",
+        "research.refused-token" => "audit.s.research-refused-token",
+        "research.token.issue" => "audit.s.research-token-issue",
+        "research.token.revoke" => "audit.s.research-token-revoke",
+        "retention.changed" => "audit.s.retention-changed",
+        "rules.changed" => "audit.s.rules-changed",
+        "station.add" => "audit.s.station-add",
+        "station.link" => "audit.s.station-link",
+        "station.revoke" => "audit.s.station-revoke",
+        "bundles.stored" => "audit.s.bundles-stored",
+        "bundles.decoded" => "audit.s.bundles-decoded",
+        "init" => "audit.s.init",
         _ => "audit.s.other",
     };
     // The object in words: "alert:12" is "melding 12", "account:olga" is "olga".
@@ -267,7 +330,8 @@ fn sentence(lang: Lang, e: &Entry) -> String {
 fn reviews_html(
     state: &AppState,
     lang: Lang,
-    session: &crate::registry::accounts::Session,
+    session: &Session,
+    refused: Option<&RefusedReview>,
 ) -> Result<String, crate::web::page::Failure> {
     use crate::registry::{accounts, review};
     let now = crate::base::time::now_ms();
@@ -291,22 +355,34 @@ fn reviews_html(
         let since = last.map_or(o.created_at_ms, |r| r.period_to_ms);
         let accesses = review::accesses_in(&conn, &o.username, since, now + 1)
             .map_err(crate::web::page::Failure::internal)?;
-        let from = crate::web::page::zone().date_of(since).to_string();
-        let to = crate::web::page::zone().date_of(now).to_string();
+        let mut from = crate::web::page::zone().date_of(since).to_string();
+        let mut to = crate::web::page::zone().date_of(now).to_string();
+        let (mut findings, mut notice) = (String::new(), String::new());
+        if let Some(r) = refused.filter(|r| r.fields.get("username") == Some(&o.username)) {
+            let kept = |k: &str| r.fields.get(k).cloned().unwrap_or_default();
+            (from, to, findings) = (kept("from"), kept("to"), kept("findings"));
+            notice = format!(
+                "<p class=\"error\" role=\"alert\" id=\"form-error\">{}</p>",
+                esc(&r.message)
+            );
+        }
         b += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{accesses}</td><td>\
              <form class=\"inline\" method=\"post\" action=\"/audit/reviews\">{csrf}\
              <input type=\"hidden\" name=\"username\" value=\"{}\">\
-             <label>{} <input type=\"date\" name=\"from\" value=\"{from}\" required></label>\
-             <label>{} <input type=\"date\" name=\"to\" value=\"{to}\" required></label>\
-             <label>{} <input name=\"findings\" required></label><button>{}</button></form></td></tr>",
+             <label>{} <input type=\"date\" name=\"from\" value=\"{}\" required></label>\
+             <label>{} <input type=\"date\" name=\"to\" value=\"{}\" required></label>\
+             <label>{} <input name=\"findings\" value=\"{}\" required></label><button>{}</button></form>{notice}</td></tr>",
             esc(&o.username),
             last.map(|r| time(r.reviewed_at_ms)).unwrap_or_else(|| "—".into()),
             last.map(|r| esc(&r.findings)).unwrap_or_default(),
             esc(&o.username),
             lang.t("from"),
+            esc(&from),
             lang.t("to"),
+            esc(&to),
             lang.t("review.findings"),
+            esc(&findings),
             lang.t("record"),
         );
     }
@@ -330,11 +406,9 @@ pub async fn record_review(
     let (ctx, reviewer) = (state.ctx.clone(), session.account.username.clone());
     let result = crate::web::page::blocking(move || -> Result<(), crate::web::page::Failure> {
         let day = |d: &str| {
-            chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+            crate::web::page::form_day(d)
                 .map(crate::web::page::local_day_bounds)
-                .map_err(|_| {
-                    crate::web::page::Failure::input(format!("not a date (YYYY-MM-DD): {d:?}"))
-                })
+                .map_err(crate::web::page::Failure::from)
         };
         let (from_ms, to_ms) = (day(&from)?.0, day(&to)?.1);
         let now = crate::base::time::now_ms();
@@ -346,6 +420,23 @@ pub async fn record_review(
     .await;
     match result {
         Ok(()) => axum::response::Redirect::to("/audit").into_response(),
+        Err(crate::web::page::Failure::Refused(r)) => {
+            let refused = RefusedReview {
+                message: crate::web::page::refusal(lang, &r),
+                fields: form.0,
+            };
+            let mut page = page(
+                &state,
+                lang,
+                &session,
+                &AuditFilter::default(),
+                Some(&refused),
+            );
+            if page.status().is_success() {
+                *page.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+            }
+            page
+        }
         Err(f) => crate::web::page::fail(lang, f),
     }
 }

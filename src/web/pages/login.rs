@@ -267,9 +267,9 @@ pub async fn change_password(
             password_page(lang, &session, Some(lang.t("password.wrong"))),
         )
             .into_response(),
-        Ok(Err(accounts::Error::Invalid(m))) => (
+        Ok(Err(accounts::Error::Refused(r))) => (
             StatusCode::BAD_REQUEST,
-            password_page(lang, &session, Some(&m)),
+            password_page(lang, &session, Some(&crate::web::page::refusal(lang, &r))),
         )
             .into_response(),
         Ok(Err(e)) => crate::web::page::fail(lang, e),

@@ -6,10 +6,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Datelike;
 
+use crate::registry::accounts::Session;
 use crate::research::management::{self, Release, FIGURES};
 use crate::web::access::{FormFields, Signed};
 use crate::web::i18n::Lang;
-use crate::web::page::{csrf_field, esc, frame, time};
+use crate::web::page::{csrf_field, esc, frame, time, Failure};
 use crate::web::AppState;
 
 const BAR_W: f64 = 34.0;
@@ -80,13 +81,13 @@ fn bars(lang: Lang, release: &Release) -> String {
     s + "</svg>"
 }
 
-/// A group's name in the page's language: programmes by name, regions as they are.
+/// A group's name in the page's language: programmes and provinces by name.
 fn group_label(lang: Lang, value: &str) -> &str {
     match value {
         "alcohol-ban" => lang.t("programme.alcohol-ban"),
         "aggression-training" => lang.t("programme.aggression-training"),
         "tbs-leave" => lang.t("programme.tbs-leave"),
-        other => other,
+        other => crate::web::page::region_label(lang, other),
     }
 }
 
@@ -126,6 +127,16 @@ fn recent_months() -> Vec<String> {
 }
 
 pub async fn page(State(state): State<AppState>, lang: Lang, Signed(session): Signed) -> Response {
+    render(&state, lang, &session, None).await
+}
+
+/// The page, with a refused release said in place above the form.
+async fn render(
+    state: &AppState,
+    lang: Lang,
+    session: &Session,
+    refused: Option<&str>,
+) -> Response {
     let ctx = state.ctx.clone();
     let data = tokio::task::spawn_blocking(move || {
         Ok::<_, management::Error>((management::releases(&ctx)?, management::project(&ctx)?))
@@ -139,7 +150,10 @@ pub async fn page(State(state): State<AppState>, lang: Lang, Signed(session): Si
     let mut b = match &project {
         None => format!(
             "<p class=\"error\">{}</p>",
-            esc(&management::Error::NoProject.to_string())
+            esc(&crate::web::page::refusal(
+                lang,
+                &crate::base::refusal::Refusal::NoManagementProject
+            ))
         ),
         Some(p) => {
             let (left, _) = p.remaining().unwrap_or((0.0, 0.0));
@@ -158,10 +172,16 @@ pub async fn page(State(state): State<AppState>, lang: Lang, Signed(session): Si
         .iter()
         .map(|m| format!("<option>{m}</option>"))
         .collect();
+    if let Some(message) = refused {
+        b += &format!(
+            "<p class=\"error\" role=\"alert\" id=\"form-error\">{}</p>",
+            esc(message)
+        );
+    }
     b += &format!(
         "<form method=\"post\" action=\"/management/release\" class=\"noprint\">{}<label>{} <select name=\"month\" id=\"month\">{opts}</select></label> <button id=\"release\">{}</button></form>\
          <p class=\"note\">{}</p>",
-        csrf_field(&session),
+        csrf_field(session),
         lang.t("mgmt.month"),
         lang.t("mgmt.release"),
         lang.t("mgmt.explain"),
@@ -189,7 +209,7 @@ pub async fn page(State(state): State<AppState>, lang: Lang, Signed(session): Si
             bars(lang, r)
         );
     }
-    frame(lang, Some(&session), lang.t("management"), &b).into_response()
+    frame(lang, Some(session), lang.t("management"), &b).into_response()
 }
 
 pub async fn release(
@@ -202,7 +222,17 @@ pub async fn release(
     let (ctx, who) = (state.ctx.clone(), session.account.username.clone());
     match tokio::task::spawn_blocking(move || management::release_month(&ctx, &month, &who)).await {
         Ok(Ok(_)) => Redirect::to("/management").into_response(),
-        Ok(Err(e)) => crate::web::page::fail(lang, e),
+        Ok(Err(e)) => match Failure::from(e) {
+            Failure::Refused(r) => {
+                let (status, message) = Failure::Refused(r).said(lang);
+                let mut page = render(&state, lang, &session, Some(&message)).await;
+                if page.status().is_success() {
+                    *page.status_mut() = status;
+                }
+                page
+            }
+            other => crate::web::page::fail(lang, other),
+        },
         Err(e) => crate::web::page::fail(lang, e),
     }
 }

@@ -18,7 +18,7 @@ use crate::web::AppState;
 impl From<crate::notify::Error> for Failure {
     fn from(e: crate::notify::Error) -> Self {
         match e {
-            e @ crate::notify::Error::Invalid(_) => Failure::input(e.to_string()),
+            crate::notify::Error::Refused(r) => r.into(),
             e => Failure::internal(e),
         }
     }

@@ -9,6 +9,7 @@ use crate::alerts::casework::{self, AlertDetail, AlertFilter, AlertRow, Revision
 use crate::alerts::chart::TacChart;
 use crate::alerts::RevisionReason;
 use crate::alerts::{AlertKind, Severity, Status};
+use crate::base::refusal::Refusal;
 use crate::lifecycle::hold;
 use crate::registry::accounts::Session;
 use crate::web::access::{FormFields, Signed};
@@ -241,11 +242,26 @@ pub async fn alerts(
     Query(filter): Query<AlertFilter>,
 ) -> Response {
     let (ctx, account, f) = (state.ctx.clone(), session.account.clone(), filter.clone());
-    let list =
+    // A filter the rules refuse (a period that ends before it starts) is said above the form,
+    // which keeps what was asked; the list stays empty.
+    let (list, refused) =
         match blocking(move || casework::list(&ctx, &account, &f, crate::base::time::now_ms()))
             .await
         {
-            Ok(r) => r,
+            Ok(r) => (r, None),
+            Err(Failure::Refused(r)) => (
+                casework::AlertList {
+                    rows: vec![],
+                    total: 0,
+                    by_status: vec![],
+                    page: 1,
+                    pages: 1,
+                    last_visit_ms: None,
+                    new_since_last_visit: 0,
+                    kinds: crate::alerts::AlertKind::ALL.to_vec(),
+                },
+                Some(r),
+            ),
             Err(e) => return failure(lang, e),
         };
     let rows = &list.rows;
@@ -279,8 +295,17 @@ pub async fn alerts(
         );
     }
     let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
+    let notice = refused
+        .as_ref()
+        .map(|r| {
+            format!(
+                "<p class=\"error\" role=\"alert\" id=\"form-error\">{}</p>",
+                esc(&crate::web::page::refusal(lang, r))
+            )
+        })
+        .unwrap_or_default();
     let mut body = format!(
-        "<form method=\"get\" action=\"/alerts\" class=\"noprint\">\
+        "{notice}<form method=\"get\" action=\"/alerts\" class=\"noprint\">\
          <label>{st} <select name=\"status\">{status_opts}</select></label>\
          <label>{ki} <select name=\"kind\">{kind_opts}</select></label>\
          <label>{fr} <input type=\"date\" name=\"from\" value=\"{from}\"></label>\
@@ -435,7 +460,11 @@ pub async fn alerts(
             body += &(pager + "</p>");
         }
     }
-    frame(lang, Some(&session), lang.t("alerts"), &body).into_response()
+    let mut page = frame(lang, Some(&session), lang.t("alerts"), &body).into_response();
+    if refused.is_some() {
+        *page.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    page
 }
 
 fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
@@ -605,12 +634,51 @@ pub async fn alert(
     alert_page(&state, lang, &session, id, None).await
 }
 
-/// A workflow step the casework rules refused, shown in place: the message above the form, the
-/// chosen step and the comment kept.
+/// A request the rules refused, shown in place: the message above its form, what was chosen
+/// and typed kept.
 struct Kept {
-    to: String,
-    comment: String,
     message: String,
+    form: KeptForm,
+}
+
+enum KeptForm {
+    /// A workflow step: the chosen step and the comment.
+    Workflow { to: String, comment: String },
+    /// Placing or releasing a legal hold.
+    Hold,
+}
+
+impl Kept {
+    fn workflow(&self) -> Option<(&str, &str)> {
+        match &self.form {
+            KeptForm::Workflow { to, comment } => Some((to, comment)),
+            KeptForm::Hold => None,
+        }
+    }
+}
+
+/// Answers a refused hold request with the alert page and the sentence above the hold form.
+async fn hold_refused(
+    state: &AppState,
+    lang: Lang,
+    session: &Session,
+    id: i64,
+    refused: Failure,
+) -> Response {
+    match refused {
+        Failure::Refused(r) => {
+            let kept = Kept {
+                message: crate::web::page::refusal(lang, &r),
+                form: KeptForm::Hold,
+            };
+            let mut page = alert_page(state, lang, session, id, Some(kept)).await;
+            if page.status().is_success() {
+                *page.status_mut() = StatusCode::BAD_REQUEST;
+            }
+            page
+        }
+        other => failure(lang, other),
+    }
 }
 
 async fn alert_page(
@@ -640,7 +708,10 @@ async fn alert_page(
         let opts: String = next
             .iter()
             .map(|s| {
-                let selected = kept.as_ref().is_some_and(|k| k.to == s.as_str());
+                let selected = kept
+                    .as_ref()
+                    .and_then(Kept::workflow)
+                    .is_some_and(|(to, _)| to == s.as_str());
                 format!(
                     "<option value=\"{}\"{}>{}</option>",
                     s.as_str(),
@@ -651,6 +722,7 @@ async fn alert_page(
             .collect();
         let error = kept
             .as_ref()
+            .filter(|k| k.workflow().is_some())
             .map(|k| {
                 format!(
                     "<p class=\"error\" id=\"workflow-error\" role=\"alert\">{} {}</p>",
@@ -668,11 +740,18 @@ async fn alert_page(
             csrf_field(&session),
             lang.t("next_step"),
             lang.t("comment"),
-            kept.as_ref().map(|k| esc(&k.comment)).unwrap_or_default(),
+            kept.as_ref()
+                .and_then(Kept::workflow)
+                .map(|(_, comment)| esc(comment))
+                .unwrap_or_default(),
             lang.t("save"),
         );
     }
-    body += &holds_html(lang, &session, id, &holds);
+    let hold_error = kept
+        .as_ref()
+        .filter(|k| matches!(k.form, KeptForm::Hold))
+        .map(|k| k.message.as_str());
+    body += &holds_html(lang, &session, id, &holds, hold_error);
     body += &format!(
         "<p class=\"noprint\"><a href=\"/alerts/{id}/report\" id=\"report\">{}</a> · \
          <a href=\"/alerts/{id}/dossier\" id=\"dossier\">{}</a> · <a href=\"/alerts\">{}</a></p>",
@@ -690,13 +769,25 @@ async fn alert_page(
 }
 
 /// The legal holds on an alert, each with a release form, and a form to place one.
-fn holds_html(lang: Lang, session: &Session, id: i64, holds: &[hold::Hold]) -> String {
+fn holds_html(
+    lang: Lang,
+    session: &Session,
+    id: i64,
+    holds: &[hold::Hold],
+    error: Option<&str>,
+) -> String {
     let csrf = csrf_field(session);
     let mut out = format!(
         "<h2>{}</h2><p class=\"note\">{}</p>",
         lang.t("holds"),
         lang.t("hold.note")
     );
+    if let Some(message) = error {
+        out += &format!(
+            "<p class=\"error\" id=\"hold-error\" role=\"alert\">{}</p>",
+            esc(message)
+        );
+    }
     if !holds.is_empty() {
         out += "<ul id=\"holds\">";
         for h in holds {
@@ -758,7 +849,7 @@ pub async fn hold_alert(
     .await
     {
         Ok(_) => Redirect::to(&format!("/alerts/{id}")).into_response(),
-        Err(e) => crate::web::page::fail(lang, e),
+        Err(e) => hold_refused(&state, lang, &session, id, e).await,
     }
 }
 
@@ -777,7 +868,13 @@ pub async fn release_hold(
     );
     let hold_id = match form.get("hold").trim().parse::<i64>() {
         Ok(h) => h,
-        Err(_) => return crate::web::page::fail(lang, Failure::input("hold: not a number")),
+        Err(_) => {
+            let refused = Refusal::NotANumber {
+                field: "hold",
+                value: form.get("hold").to_string(),
+            };
+            return hold_refused(&state, lang, &session, id, refused.into()).await;
+        }
     };
     match blocking(move || {
         hold::release(
@@ -791,7 +888,7 @@ pub async fn release_hold(
     .await
     {
         Ok(()) => Redirect::to(&format!("/alerts/{id}")).into_response(),
-        Err(e) => crate::web::page::fail(lang, e),
+        Err(e) => hold_refused(&state, lang, &session, id, e).await,
     }
 }
 
@@ -817,11 +914,13 @@ pub async fn transition(
     .await
     {
         Ok(()) => Redirect::to(&format!("/alerts/{id}")).into_response(),
-        Err(Failure::Casework(refusal)) => {
+        Err(Failure::Refused(refusal)) => {
             let kept = Kept {
-                to: form.get("to").to_string(),
-                comment: form.get("comment").to_string(),
                 message: crate::web::page::refusal(lang, &refusal),
+                form: KeptForm::Workflow {
+                    to: form.get("to").to_string(),
+                    comment: form.get("comment").to_string(),
+                },
             };
             let mut page = alert_page(&state, lang, &session, id, Some(kept)).await;
             if page.status().is_success() {

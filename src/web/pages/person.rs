@@ -30,13 +30,7 @@ fn day_label(lang: Lang, state: DayState) -> &'static str {
     })
 }
 
-fn device_label(lang: Lang, kind: &str) -> &'static str {
-    match kind {
-        "ankle-monitor" => lang.t("device.ankle-monitor"),
-        "wristband" => lang.t("device.wristband"),
-        _ => lang.t("device.unknown"),
-    }
-}
+use crate::web::page::device_label;
 
 /// `/caseload`: the officer's persons with their state today, most urgent first.
 pub async fn caseload(
@@ -90,10 +84,7 @@ pub struct Period {
 
 impl Period {
     fn parse(&self) -> Result<Option<(chrono::NaiveDate, chrono::NaiveDate)>, Failure> {
-        let day = |s: &str| {
-            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| Failure::input(format!("not a date (YYYY-MM-DD): {s:?}")))
-        };
+        let day = |s: &str| crate::web::page::form_day(s).map_err(Failure::from);
         match (self.from.as_deref(), self.to.as_deref()) {
             (Some(f), Some(t)) if !f.is_empty() && !t.is_empty() => Ok(Some((day(f)?, day(t)?))),
             _ => Ok(None),
@@ -111,30 +102,55 @@ pub async fn page(
 ) -> Response {
     // A malformed id is a person that is not there (and the refusal is audited like one).
     let id = raw.parse::<i64>().unwrap_or(-1);
-    let chosen = match period.parse() {
-        Ok(p) => p,
+    // A period the rules refuse is said above the period form, which keeps what was typed; the
+    // page shows the default period meanwhile.
+    let (chosen, mut refused) = match period.parse() {
+        Ok(p) => (p, None),
+        Err(Failure::Refused(r)) => (None, Some(r)),
         Err(e) => return fail(lang, e),
     };
-    let (ctx, account) = (state.ctx.clone(), session.account.clone());
-    let p = match blocking(move || {
-        person::page(&ctx, &account, id, chosen, crate::base::time::now_ms())
-    })
-    .await
-    {
+    let load = |chosen| {
+        let (ctx, account) = (state.ctx.clone(), session.account.clone());
+        blocking(move || person::page(&ctx, &account, id, chosen, crate::base::time::now_ms()))
+    };
+    let p = match load(chosen).await {
         Ok(p) => p,
+        Err(Failure::Refused(r)) if refused.is_none() => {
+            refused = Some(r);
+            match load(None).await {
+                Ok(p) => p,
+                Err(e) => return fail(lang, e),
+            }
+        }
         Err(e) => return fail(lang, e),
     };
-    let body = person_html(lang, &p);
-    frame(
+    let kept = refused.map(|r| KeptPeriod {
+        message: crate::web::page::refusal(lang, &r),
+        from: period.from.clone().unwrap_or_default(),
+        to: period.to.clone().unwrap_or_default(),
+    });
+    let body = person_html(lang, &p, kept.as_ref());
+    let mut page = frame(
         lang,
         Some(&session),
         &format!("{} {}", lang.t("person"), p.reference),
         &body,
     )
-    .into_response()
+    .into_response();
+    if kept.is_some() {
+        *page.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+    }
+    page
 }
 
-fn person_html(lang: Lang, p: &PersonPage) -> String {
+/// A refused period: the sentence and what was typed.
+struct KeptPeriod {
+    message: String,
+    from: String,
+    to: String,
+}
+
+fn person_html(lang: Lang, p: &PersonPage, kept: Option<&KeptPeriod>) -> String {
     let mut s = format!(
         "<table id=\"person\"><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr>",
         lang.t("person"),
@@ -191,7 +207,7 @@ fn person_html(lang: Lang, p: &PersonPage) -> String {
         }
     );
     s += &calendar_html(lang, p);
-    s += &period_html(lang, p);
+    s += &period_html(lang, p, kept);
     s += &alerts_html(lang, p);
     s
 }
@@ -257,12 +273,23 @@ fn calendar_html(lang: Lang, p: &PersonPage) -> String {
 }
 
 /// The chosen period: the TAC curve (ankle monitor) and the wristband's daily indicators.
-fn period_html(lang: Lang, p: &PersonPage) -> String {
+fn period_html(lang: Lang, p: &PersonPage, kept: Option<&KeptPeriod>) -> String {
     let (from, to) = p.period;
+    let (notice, typed_from, typed_to) = match kept {
+        Some(k) => (
+            format!(
+                "<p class=\"error\" role=\"alert\" id=\"form-error\">{}</p>",
+                esc(&k.message)
+            ),
+            esc(&k.from),
+            esc(&k.to),
+        ),
+        None => (String::new(), from.to_string(), to.to_string()),
+    };
     let mut s = format!(
-        "<h2>{}</h2><form method=\"get\" action=\"/persons/{}\" class=\"noprint\">\
-         <label>{} <input type=\"date\" name=\"from\" value=\"{from}\"></label>\
-         <label>{} <input type=\"date\" name=\"to\" value=\"{to}\"></label>\
+        "<h2>{}</h2>{notice}<form method=\"get\" action=\"/persons/{}\" class=\"noprint\">\
+         <label>{} <input type=\"date\" name=\"from\" value=\"{typed_from}\"></label>\
+         <label>{} <input type=\"date\" name=\"to\" value=\"{typed_to}\"></label>\
          <button>{}</button> <span class=\"note\">{}</span></form>",
         lang.t("period"),
         p.person_id,
