@@ -416,3 +416,213 @@ async fn a_revised_alert_is_marked_herzien_with_its_history() {
     .await
     .unwrap();
 }
+
+/// An alert of a kind for a person, over `start..end`, stored as the pipelines store one; its id.
+fn raise_alert(
+    ctx: &nachtwacht::base::Context,
+    reference: &str,
+    kind: nachtwacht::alerts::AlertKind,
+    (start_ms, end_ms): (i64, i64),
+) -> i64 {
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction().unwrap();
+    let person: i64 = tx
+        .query_row(
+            "SELECT id FROM persons WHERE reference = ?1",
+            [reference],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let alert = nachtwacht::alerts::store::NewAlert {
+        person_id: person,
+        kind,
+        severity: nachtwacht::alerts::Severity::Medium,
+        start_ms,
+        end_ms,
+        peak_tac_g_dl: None,
+        rule: "{}",
+        evidence: "",
+    };
+    nachtwacht::alerts::store::record_once(&tx, &alert, nachtwacht::base::time::now_ms()).unwrap();
+    let id = tx
+        .query_row(
+            "SELECT id FROM alerts WHERE person_id = ?1 AND kind = ?2 AND start_ms = ?3",
+            rusqlite::params![person, kind.as_str(), start_ms],
+            |r| r.get(0),
+        )
+        .unwrap();
+    tx.commit().unwrap();
+    id
+}
+
+/// A wristband wearer on olga's caseload whose station uploaded two days (one hour worn each)
+/// over QUIC; the start of the first hour worn.
+async fn wristband_person(f: &WebFixture) -> i64 {
+    use nachtwacht_station::source::simulator::SimulatorConfig;
+    use nachtwacht_station::source::SourceConfig;
+    use nachtwacht_wire::DeviceKind;
+    let t = &f.t;
+    let start_ms = common::days_ago(2);
+    let person = nachtwacht::registry::enroll::add_person(
+        &t.ctx,
+        "CASE-wrist",
+        nachtwacht::base::programme::Programme::AggressionTraining,
+        "test",
+    )
+    .unwrap();
+    nachtwacht::registry::enroll::assign_device(
+        &t.ctx,
+        "E4-0001",
+        DeviceKind::Wristband,
+        person,
+        start_ms,
+        "test",
+    )
+    .unwrap();
+    let mut station = nachtwacht::registry::enroll::add_station(&t.ctx, "wrist-1", "test").unwrap();
+    nachtwacht::registry::enroll::pair_device(&t.ctx, "E4-0001", "wrist-1", start_ms, "test")
+        .unwrap();
+    station.servers = vec![t.server.quic_addr.to_string()];
+    station.source = SourceConfig::Simulator(SimulatorConfig {
+        device: DeviceKind::Wristband,
+        device_serial: "E4-0001".into(),
+        start_ms,
+        days: 2,
+        seed: 7,
+        drinking: vec![],
+        wear_hours_per_day: 1,
+        bundle_minutes: 60,
+    });
+    let dir = t.tmp.path().join("stations/wrist-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
+    assert_eq!(report.acknowledged, 2, "{report:?}");
+    nachtwacht::registry::enroll::link_station(&t.ctx, "wrist-1", "CASE-wrist", "test").unwrap();
+    t.server.decode_now().await;
+    let now = nachtwacht::base::time::now_ms();
+    nachtwacht::registry::caseload::assign(
+        &t.ctx.db,
+        "olga",
+        "CASE-wrist",
+        now - 1000,
+        None,
+        "t",
+        now,
+    )
+    .unwrap();
+    // The simulator's wearing hour starts at 10:00 of each day.
+    start_ms + 10 * 3_600_000
+}
+
+/// Dutch text of a translation key.
+fn dutch(key: &str) -> &'static str {
+    nachtwacht::web::i18n::TEXTS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, nl, _)| *nl)
+        .unwrap_or_else(|| panic!("no text {key}"))
+}
+
+/// Point 10 of the officer's day: an alert of every kind opens in the browser with its evidence
+/// (the TAC curve of an ankle monitor, the station-contact timeline of a communication alert,
+/// the wristband's EDA, heart rate and movement), its kind in Dutch words and no raw code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_of_each_kind_opens_with_its_evidence() {
+    use nachtwacht::alerts::AlertKind;
+    let f = web_fixture().await;
+    let olga = f.accounts["officer"].clone();
+    let (base, own) = (f.base.clone(), f.own_alert);
+    let wear_start = wristband_person(&f).await;
+    let window: (i64, i64) =
+        f.t.ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT start_ms, end_ms FROM alerts WHERE id = ?1",
+                [own],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+    // Every kind on the ankle wearer (the alcohol alert is the fixture's own), and a device
+    // fault of the wristband in its hour worn.
+    let mut alerts: Vec<(AlertKind, i64, &str)> = vec![(AlertKind::Alcohol, own, "ankle")];
+    for kind in AlertKind::ALL
+        .into_iter()
+        .filter(|k| *k != AlertKind::Alcohol)
+    {
+        alerts.push((
+            kind,
+            raise_alert(&f.t.ctx, "CASE-home-1", kind, window),
+            "ankle",
+        ));
+    }
+    let wrist_alert = raise_alert(
+        &f.t.ctx,
+        "CASE-wrist",
+        AlertKind::DeviceFault,
+        (wear_start + 20 * 60_000, wear_start + 25 * 60_000),
+    );
+    alerts.push((AlertKind::DeviceFault, wrist_alert, "wrist"));
+
+    tokio::task::spawn_blocking(move || {
+        let b = Browser::start();
+        let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        sign_in(&b, &base, &olga);
+        b.wait_url("/caseload");
+        for (kind, id, device) in &alerts {
+            b.goto(&format!("{base}/alerts/{id}"));
+            b.wait_url(&format!("/alerts/{id}"));
+            let (text, source) = (b.text(), b.source());
+            let label = dutch(&format!("kind.{}", kind.as_str()));
+            assert!(text.contains(label), "{kind:?}: no {label:?} in {text}");
+            if kind.as_str().contains('-') {
+                assert!(
+                    !text.contains(kind.as_str()),
+                    "{kind:?}: raw code in {text}"
+                );
+            }
+            let communication = matches!(
+                kind,
+                AlertKind::CommunicationLost | AlertKind::CommunicationCritical
+            );
+            match *device {
+                "wrist" => {
+                    for chart in ["wrist-eda", "wrist-hr", "wrist-movement"] {
+                        assert!(
+                            source.contains(&format!("id=\"{chart}\"")),
+                            "{kind:?}: no {chart} in the wristband alert"
+                        );
+                    }
+                    assert!(text.contains(dutch("wrist.evidence")), "{text}");
+                    b.screenshot(&shots.join("5c-alert-wristband.png"));
+                }
+                _ if communication => {
+                    assert!(
+                        source.contains("id=\"contact-timeline\""),
+                        "{kind:?}: no contact timeline"
+                    );
+                    assert!(text.contains(dutch("contact.last_before")), "{text}");
+                    // The station was heard from after the alert (its uploads came later,
+                    // beyond the chart's window): the page says when, not "none yet".
+                    assert!(!text.contains(dutch("contact.none_yet")), "{text}");
+                    if *kind == AlertKind::CommunicationLost {
+                        b.screenshot(&shots.join("5b-alert-communication.png"));
+                    }
+                }
+                _ => assert!(
+                    source.contains("polyline"),
+                    "{kind:?}: no TAC curve around the alert"
+                ),
+            }
+        }
+        // The list counts them all, each kind offered in the filter in words.
+        b.goto(&format!("{base}/alerts"));
+        let list = b.wait_for_text("CASE-wrist");
+        for kind in AlertKind::ALL {
+            let label = dutch(&format!("kind.{}", kind.as_str()));
+            assert!(list.contains(label), "{label} not in the list: {list}");
+        }
+    })
+    .await
+    .unwrap();
+}

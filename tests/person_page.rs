@@ -175,7 +175,9 @@ async fn the_caseload_and_the_person_page_show_only_own_persons_and_are_audited(
     assert_eq!(backwards.0, 400);
     assert!(
         backwards.1.contains("id=\"form-error\"")
-            && backwards.1.contains("De periode eindigt voordat hij begint.")
+            && backwards
+                .1
+                .contains("De periode eindigt voordat hij begint.")
             && backwards.1.contains("name=\"from\" value=\"2026-01-10\""),
         "{}",
         backwards.1

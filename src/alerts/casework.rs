@@ -187,8 +187,11 @@ pub struct AlertDetail {
     pub tac: Vec<(i64, f64, bool)>,
     /// The TAC threshold of the rule that fired.
     pub threshold_g_dl: f64,
-    /// When the person's station was last heard from (uploads and heartbeats), if any.
+    /// When the person's station was heard from (uploads and heartbeats) in the window.
     pub station_contacts: Vec<i64>,
+    /// The station's last contact at or before the alert's start and its first after, at any
+    /// distance (the silence of a communication alert can outlast the window).
+    pub contacts_around: (Option<i64>, Option<i64>),
     /// The wristband's evidence over the same window, per minute (persons of a programme with a
     /// wristband; empty otherwise).
     pub wrist: WristEvidence,
@@ -545,7 +548,7 @@ pub fn detail_as(
     if let Reader::Officer(officer) = reader {
         require_screening(ctx, officer, &format!("alert.{purpose}"), now_ms)?;
     }
-    let (alert, steps, revisions, station_contacts, evidence_digests, seal) = {
+    let (alert, steps, revisions, (station_contacts, contacts_around), evidence_digests, seal) = {
         let mut conn = ctx.db.lock();
         let tx = conn.transaction()?;
         let found = match reader {
@@ -608,6 +611,7 @@ pub fn detail_as(
             alert.start_ms - WINDOW_MS,
             alert.end_ms + WINDOW_MS,
         )?;
+        let around = contacts_around(&tx, alert.person_id, alert.start_ms)?;
         let digests = {
             let ids: Vec<&str> = alert
                 .evidence_bundles
@@ -648,7 +652,7 @@ pub fn detail_as(
                 .to_string(),
         )?;
         tx.commit()?;
-        (alert, steps, revisions, contacts, digests, seal)
+        (alert, steps, revisions, (contacts, around), digests, seal)
     };
     let pid = crate::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?.operational(alert.person_id);
     let tac = tac_between(
@@ -678,6 +682,7 @@ pub fn detail_as(
         tac,
         threshold_g_dl,
         station_contacts,
+        contacts_around,
         wrist,
         evidence_digests,
         seal,
@@ -728,6 +733,27 @@ pub(super) fn station_contacts(
     )?;
     let rows = stmt.query_map(rusqlite::params![person_id, from_ms, to_ms], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+}
+
+/// The person's station's last contact at or before `at_ms` and its first after.
+fn contacts_around(
+    conn: &rusqlite::Connection,
+    person_id: i64,
+    at_ms: i64,
+) -> Result<(Option<i64>, Option<i64>)> {
+    const CONTACTS: &str = "SELECT b.received_at_ms AS t FROM bundles b JOIN stations s ON s.id = b.station_id
+                             WHERE s.person_id = ?1
+                            UNION ALL
+                            SELECT h.received_at_ms FROM station_heartbeats h JOIN stations s ON s.id = h.station_id
+                             WHERE s.person_id = ?1";
+    Ok(conn.query_row(
+        &format!(
+            "SELECT (SELECT max(t) FROM ({CONTACTS}) WHERE t <= ?2),
+                    (SELECT min(t) FROM ({CONTACTS}) WHERE t > ?2)"
+        ),
+        rusqlite::params![person_id, at_ms],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
 }
 
 /// Every alert of a person, newest first.

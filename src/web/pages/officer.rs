@@ -478,12 +478,7 @@ fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
         AlertKind::CommunicationLost | AlertKind::CommunicationCritical
     ) {
         // The silence is the evidence: when the station was heard from, before and after.
-        let before = d
-            .station_contacts
-            .iter()
-            .filter(|t| **t <= a.start_ms)
-            .max();
-        let after = d.station_contacts.iter().filter(|t| **t > a.start_ms).min();
+        let (before, after) = d.contacts_around;
         chart +=
             &format!(
             "<h3>{}</h3><div id=\"contact-timeline\">{}</div><p class=\"note\">{}: {} · {}: {}</p>",
@@ -499,9 +494,9 @@ fn evidence_html(lang: Lang, d: &AlertDetail) -> String {
             }
             .svg(),
             lang.t("contact.last_before"),
-            time_opt(before.copied()),
+            time_opt(before),
             lang.t("contact.first_after"),
-            after.map(|t| time(*t)).unwrap_or_else(|| lang.t("contact.none_yet").to_string()),
+            after.map(time).unwrap_or_else(|| lang.t("contact.none_yet").to_string()),
         );
     }
     if !d.tac.is_empty() {
