@@ -197,6 +197,15 @@ async fn every_page_and_every_refusal_reads_in_both_languages() {
     ]
     .into_iter()
     .map(|role| (role, login(&base, &f.accounts[role])))
+    .chain([(
+        // A session that has ended (expired, or signed out elsewhere).
+        "expired",
+        HttpSession {
+            cookie: "nw_session=0000000000000000000000000000000000000000000000000000000000000000"
+                .into(),
+            csrf: "0".into(),
+        },
+    )])
     .collect();
     let reader = |role: Option<&str>| Reader {
         base: &base,
@@ -342,6 +351,15 @@ async fn every_page_and_every_refusal_reads_in_both_languages() {
             "/alerts/{id}/report",
             Get(&report_path),
             200,
+        ),
+        (
+            Some("expired"),
+            "/alerts/{id}/transition",
+            Post(
+                &transition,
+                vec![("to", "in_process"), ("comment", "klaar")],
+            ),
+            401,
         ),
         (Some("officer"), "/stations", Get("/stations"), 200),
         (Some("officer"), "", Get("/admin"), 403),
