@@ -40,8 +40,11 @@ pub mod notify;
 
 pub mod lifecycle;
 
-// Evidence about all of the above, for auditors and the data-protection officer.
+// Evidence about all of the above, for auditors and the data-protection officer, and what the
+// operations team watches.
 pub mod accountability;
+
+pub mod ops;
 
 // The interfaces, and the wiring of it all into one process.
 pub mod web;

@@ -17,6 +17,7 @@ use cli::{
     validate::ValidateCommand,
     DataDirArg,
 };
+use nachtwacht::base::config::LogFormat;
 use std::io::IsTerminal;
 
 #[derive(Parser)]
@@ -26,8 +27,35 @@ use std::io::IsTerminal;
     about = "Wearable-telemetry server for the Dutch justice chain"
 )]
 struct Cli {
+    /// How log lines are written: `text` (the default) or `json`, one object per line for log
+    /// shippers. Without it, `serve` follows `[operations] log_format` of its data directory.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// The flag, else (for `serve`) the data directory's configuration, else text.
+    fn log_format(&self) -> LogFormat {
+        match (self.log_format, &self.command) {
+            (Some(LogFormatArg::Text), _) => LogFormat::Text,
+            (Some(LogFormatArg::Json), _) => LogFormat::Json,
+            (None, Command::Serve(args)) => {
+                let config = nachtwacht::base::datadir::DataDir::new(&args.dir.data_dir).config();
+                nachtwacht::base::config::Config::load(&config)
+                    .map(|c| c.operations.log_format)
+                    .unwrap_or_default()
+            }
+            (None, _) => LogFormat::default(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -104,16 +132,29 @@ async fn main() -> anyhow::Result<()> {
     // Everything this process writes into a data directory is personal data: private to the
     // service account whatever umask it was started with (start-up also checks what exists).
     nachtwacht::base::datadir::restrict_umask();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal: a log file or journal gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,quinn=warn".into())
+    };
+    match cli.log_format() {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            // Colour codes only for a person at a terminal: a log file or journal gets plain text.
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
+        // One JSON object per line, with the fields of the spans it happened in (a request's
+        // station id and bundle id).
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    match cli.command {
         Command::Init(args) => service::init(args),
         Command::Serve(args) => service::serve(args).await,
         Command::CheckConfig(dir) => service::check_config(dir),

@@ -14,6 +14,7 @@ use nachtwacht::web;
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/", "anyone"),
     ("GET", "/healthz", "anyone"),
+    ("GET", "/readyz", "anyone"),
     ("GET", "/login", "anyone"),
     ("POST", "/login", "anyone"),
     ("POST", "/logout", "signed-in"),

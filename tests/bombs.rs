@@ -126,6 +126,8 @@ fn spawn_server(root: &Path, port: u16) -> Child {
             &format!("127.0.0.1:{port}"),
             "--http-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

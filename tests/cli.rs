@@ -287,6 +287,8 @@ fn the_data_directory_is_private_whatever_the_umask_and_a_readable_one_is_refuse
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(&data)

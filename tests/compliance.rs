@@ -289,7 +289,13 @@ fn the_demo_passes_every_control_and_a_world_readable_database_fails_only_permis
             "--quic-listen",
             "127.0.0.1:0",
         ])
-        .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&data)
         .output()
         .unwrap();

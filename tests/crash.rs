@@ -49,6 +49,8 @@ fn spawn_server(root: &Path, port: u16, log: &Path) -> Child {
             &format!("127.0.0.1:{port}"),
             "--http-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .env("RUST_LOG", "info")
         .stdout(log.try_clone().unwrap())
@@ -475,6 +477,8 @@ async fn a_decoder_killed_after_moving_a_bundle_into_quarantine_keeps_its_reason
             "--quic-listen",
             &format!("127.0.0.1:{port}"),
             "--http-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
             "127.0.0.1:0",
         ])
         .stdout(std::fs::File::create(&log).unwrap())

@@ -31,6 +31,8 @@ fn demo_prints_alerts_and_a_dp_answer_then_exits_cleanly() {
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(&data)

@@ -160,6 +160,7 @@ fn is_language_neutral(text: &str, same_in_both: &[&str]) -> bool {
 /// artefact in English that the CLI writes too and the dossier carries).
 const NOT_PAGES: &[&str] = &[
     "/healthz",
+    "/readyz",
     "/alerts/export",
     "/alerts/{id}/report.pdf",
     "/alerts/{id}/dossier",

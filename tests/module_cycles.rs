@@ -394,7 +394,7 @@ const LIB_LAYERS: &[&[&str]] = &[
         "research",
         "lifecycle",
     ],
-    &["accountability"],
+    &["accountability", "ops"],
     &["web", "server"],
 ];
 

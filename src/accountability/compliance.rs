@@ -729,22 +729,10 @@ fn chain_control(ctx: &Context, conn: &Connection) -> Result<Control> {
 
 /// (not before, not after) of a PEM certificate, ms.
 fn cert_validity(path: &std::path::Path) -> Result<(i64, i64)> {
-    let pem = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    crate::trust::pki::validity_of(path).map_err(|e| Error::Io {
         path: path.display().to_string(),
-        source,
-    })?;
-    let bad = |reason: String| Error::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(reason),
-    };
-    let (_, pem) =
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
-    let validity = cert.validity();
-    Ok((
-        validity.not_before.timestamp() * 1000,
-        validity.not_after.timestamp() * 1000,
-    ))
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
 fn file_age_days(path: &std::path::Path, now_ms: i64) -> Option<i64> {

@@ -116,6 +116,11 @@ pub fn record_once(tx: &Connection, alert: &NewAlert<'_>, now_ms: i64) -> Result
     )?;
     if inserted > 0 {
         audit::seal::reseal(tx, tx.last_insert_rowid(), now_ms, "system")?;
+        // Counted when inserted: an evaluation that then fails to commit (rare) counts too.
+        crate::base::metrics::metrics()
+            .alerts_raised
+            .get_or_create(&crate::base::metrics::label("kind", alert.kind.as_str()))
+            .inc();
     }
     Ok(inserted > 0)
 }

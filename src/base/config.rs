@@ -33,6 +33,49 @@ pub struct Config {
     pub accountability: AccountabilityConfig,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub operations: OperationsConfig,
+}
+
+/// What the operations team watches: metrics, readiness and the logs' format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationsConfig {
+    /// Where Prometheus scrapes `/metrics` (with `/healthz` and `/readyz`), apart from the web
+    /// UI; absent turns it off. Localhost by default.
+    #[serde(default = "defaults::metrics_listen")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// `/readyz` reports not ready when the oldest bundle has waited longer than this to be
+    /// decoded.
+    #[serde(default = "defaults::max_decode_lag_secs")]
+    pub max_decode_lag_secs: u64,
+    /// ... or when the oldest dataset file has waited longer than this for the pipelines.
+    #[serde(default = "defaults::max_pipeline_lag_secs")]
+    pub max_pipeline_lag_secs: u64,
+    /// `text` (default) or `json` (one object per line, for log shippers); `--log-format`
+    /// overrides it.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+impl Default for OperationsConfig {
+    fn default() -> Self {
+        Self {
+            metrics_listen: defaults::metrics_listen(),
+            max_decode_lag_secs: defaults::max_decode_lag_secs(),
+            max_pipeline_lag_secs: defaults::max_pipeline_lag_secs(),
+            log_format: LogFormat::default(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// E-mail to staff about new alerts (`notify`). Without `[notifications.smtp]` nothing is sent;
@@ -184,6 +227,15 @@ impl Default for CommunicationConfig {
 }
 
 mod defaults {
+    pub fn metrics_listen() -> Option<std::net::SocketAddr> {
+        Some("127.0.0.1:9464".parse().expect("addr"))
+    }
+    pub fn max_decode_lag_secs() -> u64 {
+        15 * 60
+    }
+    pub fn max_pipeline_lag_secs() -> u64 {
+        60 * 60
+    }
     pub fn time_zone() -> String {
         "Europe/Amsterdam".into()
     }
@@ -349,6 +401,7 @@ impl Default for Config {
             communication: CommunicationConfig::default(),
             accountability: AccountabilityConfig::default(),
             notifications: NotificationsConfig::default(),
+            operations: OperationsConfig::default(),
         }
     }
 }

@@ -49,6 +49,10 @@ pub struct ListenArgs {
     /// HTTP address (overrides the config).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Listen for `/metrics`, `/healthz` and `/readyz` here instead of
+    /// `[operations] metrics_listen`.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Run only the QUIC ingest and HTTP: no decode worker, no pipelines (a dedicated ingest
     /// node, and how `bench ingest` measures ingest alone).
     #[arg(long)]
@@ -60,6 +64,7 @@ impl From<ListenArgs> for ListenOverrides {
         Self {
             quic: a.quic_listen,
             http: a.http_listen,
+            metrics: a.metrics_listen,
             ingest_only: a.ingest_only,
         }
     }

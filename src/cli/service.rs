@@ -43,7 +43,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
 #[derive(clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    dir: DataDirArg,
+    pub dir: DataDirArg,
     #[command(flatten)]
     listen: ListenArgs,
 }

@@ -63,6 +63,42 @@ pub struct Entry {
     pub file_present: bool,
 }
 
+/// The classes of quarantine reasons, for metrics: a closed set however the reasons are worded.
+pub const REASON_CLASSES: [&str; 7] = [
+    "decryption",
+    "signature",
+    "invalid-bundle",
+    "registry",
+    "storage",
+    "processing",
+    "other",
+];
+
+/// The class of a quarantine reason (one of [`REASON_CLASSES`]), from how the decoder words it.
+pub fn reason_class(reason: &str) -> &'static str {
+    let r = reason.trim_start();
+    let starts = |p: &str| r.starts_with(p);
+    if starts("decryption failed") {
+        "decryption"
+    } else if starts("signed envelope")
+        || starts("signed as")
+        || starts("signature")
+        || starts("uploading station has no registered signing key")
+    {
+        "signature"
+    } else if starts("invalid bundle") || starts("manifest") {
+        "invalid-bundle"
+    } else if starts("supervision ended") || starts("device ") {
+        "registry"
+    } else if starts("spool file unreadable") {
+        "storage"
+    } else if starts("processing failed") {
+        "processing"
+    } else {
+        "other"
+    }
+}
+
 fn entries(ctx: &Context, bundle: Option<&str>) -> Result<Vec<Entry>> {
     let conn = ctx.db.lock();
     let mut stmt = conn.prepare(

@@ -40,11 +40,15 @@ impl ConnectionWindow {
     /// Waits (first come, first served) for a receive slot, then opens this connection's window.
     /// The slot is returned and the window closed when the [`Admitted`] is dropped.
     pub async fn admit(self: &Arc<Self>, slots: &Arc<Semaphore>) -> Admitted {
+        let waiting = std::time::Instant::now();
         let permit = slots
             .clone()
             .acquire_owned()
             .await
             .expect("the receive-slot semaphore is never closed");
+        crate::base::metrics::metrics()
+            .receive_slot_wait
+            .observe(waiting.elapsed().as_secs_f64());
         let mut holders = self.holders.lock().expect("window lock");
         *holders += 1;
         if *holders == 1 {

@@ -96,7 +96,13 @@ fn run(mut rx: mpsc::Receiver<Job>, spool: Spool, stats: Arc<CommitStats>) {
             }
         }
         let n = batch.len();
-        match commit_batch(&spool, &mut batch) {
+        let started = std::time::Instant::now();
+        let committed = commit_batch(&spool, &mut batch);
+        let m = crate::base::metrics::metrics();
+        m.group_commit_bundles.observe(n as f64);
+        m.group_commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        match committed {
             Ok(outcomes) => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.bundles.fetch_add(n as u64, Ordering::Relaxed);

@@ -474,7 +474,7 @@ impl Shared {
         {
             self.refuse(
                 remote,
-                &format!("station {} already has {max} connections", station.name),
+                &format!("station #{} already has {max} connections", station.id),
             );
             conn.close(4u32.into(), b"too many connections for this station");
             return;
@@ -491,7 +491,8 @@ impl Shared {
             .lock()
             .expect("lock")
             .insert(station.id, crate::base::time::now_ms());
-        debug!(station = %station.name, version, "station connected");
+        crate::base::metrics::metrics().station_connections.inc();
+        debug!(station_id = station.id, version, "station connected");
         let window = ConnectionWindow::new(conn.clone());
         loop {
             let accepted = tokio::select! {
@@ -501,7 +502,13 @@ impl Shared {
             match accepted {
                 Ok((send, recv)) => {
                     let this = self.clone();
-                    let span = tracing::info_span!("request", station = %station.name);
+                    // Every line of a request names its station (by id: a station's name is chosen
+                    // by people and may say whose home it is) and, once read, its bundle.
+                    let span = tracing::info_span!(
+                        "request",
+                        station_id = station.id,
+                        bundle = tracing::field::Empty
+                    );
                     let station = station.clone();
                     let window = window.clone();
                     self.streams.spawn(
@@ -513,13 +520,14 @@ impl Shared {
                     );
                 }
                 Err(e) => {
-                    debug!(station = %station.name, reason = %e, "connection ended");
+                    debug!(station_id = station.id, reason = %e, "connection ended");
                     break;
                 }
             }
         }
         self.live.lock().expect("lock").remove(&key);
         self.connections.lock().expect("lock").close(station.id);
+        crate::base::metrics::metrics().station_connections.dec();
     }
 
     async fn record_heartbeat(&self, station: &Station, hb: Heartbeat) -> Ack {

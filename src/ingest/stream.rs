@@ -52,6 +52,7 @@ impl Shared {
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) {
+        let started = std::time::Instant::now();
         let answer = tokio::time::timeout(
             STREAM_TIMEOUT,
             self.receive(station, window, version, &mut recv),
@@ -80,7 +81,23 @@ impl Shared {
             AckCode::Busy => debug!(bundle = ?ack.bundle_id, reason = ?ack.reason, "busy"),
             code => debug!(bundle = ?ack.bundle_id, ?code, "acknowledged"),
         }
-        if let Err(e) = send.write_all(&encode_ack(&ack)).await {
+        let sent = send.write_all(&encode_ack(&ack)).await;
+        // Uploads by outcome. A heartbeat's acknowledgement carries no bundle id and is not an
+        // upload; a request refused before its bundle id was read is counted by its refusal.
+        if ack.bundle_id.is_some() || ack.code != AckCode::Stored {
+            let m = crate::base::metrics::metrics();
+            let outcome = match ack.code {
+                AckCode::Stored => "stored",
+                AckCode::Duplicate => "duplicate",
+                AckCode::Rejected => "rejected",
+                AckCode::Busy => "busy",
+            };
+            m.uploads
+                .get_or_create(&crate::base::metrics::label("outcome", outcome))
+                .inc();
+            m.ack_latency.observe(started.elapsed().as_secs_f64());
+        }
+        if let Err(e) = sent {
             debug!(error = %e, "could not send acknowledgement");
             return;
         }
@@ -113,6 +130,9 @@ impl Shared {
                     Ok(false) => {}
                     Ok(true) => {
                         let head = reader.head().expect("header ready").clone();
+                        if let Some(id) = head.bundle_id() {
+                            tracing::Span::current().record("bundle", tracing::field::display(id));
+                        }
                         if let Some(ack) = self.admit(station, &head, &mut reservation).await {
                             let _ = recv.stop(0u32.into());
                             return Some(ack);
@@ -153,6 +173,7 @@ impl Shared {
             RequestHead::Heartbeat(hb) => Some(self.record_heartbeat(station, hb).await),
             RequestHead::Upload(header) => {
                 let id = header.bundle_id;
+                let bytes = request.body.len() as u64;
                 let now = crate::base::time::now_ms;
                 let committed = self
                     .committer
@@ -163,6 +184,7 @@ impl Shared {
                 Some(match committed {
                     Ok(Outcome::Stored) => {
                         self.stored.notify_one();
+                        crate::base::metrics::metrics().upload_bytes.inc_by(bytes);
                         Ack::stored(Some(id), now())
                     }
                     Ok(Outcome::Duplicate) => Ack::duplicate(id, now()),

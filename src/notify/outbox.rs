@@ -178,6 +178,7 @@ pub fn record_failure(
     let text = cause.to_string();
     let mut conn = db.lock();
     let tx = conn.transaction()?;
+    crate::base::metrics::metrics().notification_failures.inc();
     let outcome = if attempts >= max_attempts {
         tx.execute(
             "UPDATE notifications SET attempts = ?2, gave_up_at_ms = ?3, lease_until_ms = NULL,

@@ -174,6 +174,13 @@ pub(super) fn charge(
         .to_string(),
     )?;
     tx.commit()?;
+    crate::base::metrics::metrics()
+        .research_releases
+        .get_or_create(&crate::base::metrics::label(
+            "project",
+            current.name.clone(),
+        ))
+        .inc();
     Ok(Project {
         epsilon_spent: loss,
         epsilon_sum: after.epsilon_sum,

@@ -2,6 +2,7 @@
 //! scheduler and the HTTP interface, with one shutdown signal for all of them.
 
 pub mod init;
+pub mod observe;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +50,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct ListenOverrides {
     pub quic: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// The operations listener (`/metrics`, `/healthz`, `/readyz`); `None` keeps the configured
+    /// one.
+    pub metrics: Option<SocketAddr>,
     /// Only QUIC ingest and HTTP: no decode worker, no pipelines.
     pub ingest_only: bool,
 }
@@ -56,6 +60,8 @@ pub struct ListenOverrides {
 pub struct RunningServer {
     pub quic_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Where `/metrics` answers, unless turned off.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     decoded: Arc<Notify>,
@@ -202,10 +208,36 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
             }
         });
     }
-    info!(%quic_addr, %http_addr, data_dir = %ctx.dir.root().display(), "nachtwacht serving");
+    let metrics_addr = match listen.metrics.or(ctx.config.operations.metrics_listen) {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::HttpBind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| Error::HttpBind { addr, source })?;
+            let router = observe::router(ctx.clone());
+            let mut rx = shutdown_rx.clone();
+            tasks.spawn(async move {
+                let stopped = async move {
+                    let _ = rx.changed().await;
+                };
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    error!(error = %e, "metrics listener failed");
+                }
+            });
+            Some(bound)
+        }
+        None => None,
+    };
+    info!(%quic_addr, %http_addr, metrics = ?metrics_addr, data_dir = %ctx.dir.root().display(), "nachtwacht serving");
     Ok(RunningServer {
         quic_addr,
         http_addr,
+        metrics_addr,
         shutdown: shutdown_tx,
         tasks,
         decoded,

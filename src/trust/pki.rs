@@ -68,6 +68,22 @@ fn dn(common_name: &str) -> DistinguishedName {
 }
 
 /// A new self-signed CA (ten years).
+/// (not before, not after) of the PEM certificate at `path`, ms since the epoch.
+pub fn validity_of(path: &std::path::Path) -> Result<(i64, i64)> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| Error::Pem(format!("{}: {e}", path.display())))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| Error::Pem(format!("{}: {e}", path.display())))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| Error::Pem(format!("{}: {e}", path.display())))?;
+    let validity = cert.validity();
+    Ok((
+        validity.not_before.timestamp() * 1000,
+        validity.not_after.timestamp() * 1000,
+    ))
+}
+
 pub fn create_ca() -> Result<Issued> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;

@@ -88,6 +88,7 @@ fn routes() -> Vec<(Rule, MethodRouter<AppState>)> {
     vec![
         (r(Method::GET, "/", Anyone), get(pages::home::landing)),
         (r(Method::GET, "/healthz", Anyone), get(|| async { "ok" })),
+        (r(Method::GET, "/readyz", Anyone), get(readyz)),
         (r(Method::GET, "/login", Anyone), get(pages::login::form)),
         (
             r(Method::POST, "/login", Anyone),
@@ -309,6 +310,13 @@ pub fn router(state: AppState) -> Router {
             access::security_headers,
         ))
         .with_state(state)
+}
+
+/// `/readyz` on the web listener too, for a load balancer in front of it.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    crate::ops::readiness::respond(state.ctx.clone()).await
 }
 
 async fn not_found(lang: i18n::Lang) -> axum::response::Response {

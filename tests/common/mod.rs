@@ -29,6 +29,7 @@ pub fn loopback() -> ListenOverrides {
     ListenOverrides {
         quic: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
         ingest_only: false,
     }
 }

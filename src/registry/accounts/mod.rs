@@ -423,6 +423,7 @@ pub fn login(
     let Some(account) = account else {
         audit::append(&tx, now_ms, "anonymous", "login.failed", &object, &detail)?;
         tx.commit()?;
+        crate::base::metrics::metrics().login_failures.inc();
         return Err(Error::BadCredentials);
     };
     if account.disabled {
@@ -435,6 +436,7 @@ pub fn login(
             &detail,
         )?;
         tx.commit()?;
+        crate::base::metrics::metrics().login_failures.inc();
         return Err(Error::BadCredentials);
     }
     if account.locked_until_ms.is_some_and(|until| until > now_ms) {
@@ -447,6 +449,7 @@ pub fn login(
             &detail,
         )?;
         tx.commit()?;
+        crate::base::metrics::metrics().login_failures.inc();
         return Err(Error::Locked);
     }
     let step = account
@@ -474,6 +477,11 @@ pub fn login(
         };
         audit::append(&tx, now_ms, username, action, &object, &detail)?;
         tx.commit()?;
+        let m = crate::base::metrics::metrics();
+        m.login_failures.inc();
+        if locks {
+            m.lockouts.inc();
+        }
         return Err(if locks {
             Error::Locked
         } else {

@@ -1,0 +1,206 @@
+//! What the operations team sees: Prometheus metrics on their own listener over real uploads,
+//! `/healthz` and `/readyz` (with what is wrong named), and JSON logs in which every line of an
+//! upload names its station and bundle and no line names a person, a device or a station.
+
+mod common;
+
+use common::*;
+use nachtwacht::base::config::Config;
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let r = ureq::AgentBuilder::new()
+        .build()
+        .get(&format!("http://{addr}{path}"))
+        .call();
+    let r = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    (r.status(), r.into_string().unwrap())
+}
+
+/// The value of one sample line (`name{labels} value`), if the metric text has it.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_real_uploads_and_name_no_person_station_or_device() {
+    let t = start_server(Config::default()).await;
+    let (station, dir, _) = t.ankle_station("home-1", "AM-0001", 2, vec![]);
+    let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
+    assert_eq!(report.acknowledged, 2, "{report:?}");
+    t.server.decode_now().await;
+    let addr = t
+        .server
+        .metrics_addr
+        .expect("metrics listener on by default");
+
+    let text = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(text.0, 200);
+    let text = text.1;
+    // The metrics are process-wide and tests share the process: at least this test's uploads.
+    let stored = sample(&text, "nachtwacht_uploads_total{outcome=\"stored\"}").unwrap_or(0.0);
+    assert!(stored >= 2.0, "{text}");
+    assert!(sample(&text, "nachtwacht_upload_bytes_total").unwrap() > 0.0);
+    assert!(sample(&text, "nachtwacht_ack_latency_seconds_count").unwrap() >= 2.0);
+    assert!(sample(&text, "nachtwacht_group_commit_bundles_count").unwrap() >= 1.0);
+    assert!(sample(&text, "nachtwacht_receive_slot_wait_seconds_count").unwrap() >= 2.0);
+    // State read at scrape: everything decoded, the chain's length, free disk, certificates.
+    assert_eq!(sample(&text, "nachtwacht_spool_backlog_bundles"), Some(0.0));
+    assert_eq!(sample(&text, "nachtwacht_decode_lag_seconds"), Some(0.0));
+    let entries: i64 = t
+        .ctx
+        .db
+        .lock()
+        .query_row("SELECT max(seq) FROM audit_log", [], |r| r.get(0))
+        .unwrap();
+    assert!(sample(&text, "nachtwacht_audit_entries").unwrap() >= entries as f64);
+    assert!(sample(&text, "nachtwacht_disk_free_bytes").unwrap() > 0.0);
+    let ca_expiry = sample(
+        &text,
+        "nachtwacht_certificate_expiry_timestamp_seconds{certificate=\"ca\"}",
+    )
+    .unwrap();
+    assert!(ca_expiry > (nachtwacht::base::time::now_ms() / 1000) as f64);
+    for class in nachtwacht::decode::quarantine::REASON_CLASSES {
+        let series = format!("nachtwacht_quarantined_bundles{{reason_class=\"{class}\"}}");
+        assert!(sample(&text, &series).is_some(), "{series} missing");
+    }
+    // No person, device or station in any name or label.
+    for secret in ["CASE-", "AM-0001", "home-1"] {
+        assert!(!text.contains(secret), "{secret} in the metrics");
+    }
+    // Health and readiness, on the metrics listener and the web listener.
+    let http = t.server.http_addr;
+    let (health, ready, web_ready) = tokio::task::spawn_blocking(move || {
+        (
+            get(addr, "/healthz"),
+            get(addr, "/readyz"),
+            get(http, "/readyz"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(health, (200, "ok".to_string()));
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    assert_eq!(web_ready.0, 200, "{}", web_ready.1);
+    let body: serde_json::Value = serde_json::from_str(&ready.1).unwrap();
+    assert_eq!(body["ready"], true);
+    let names: Vec<&str> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["database", "storage", "disk", "decode", "pipelines"],
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_a_decoder_that_falls_behind() {
+    // An ingest-only node (no decoder) with no patience: the bundle it stores waits.
+    let mut config = Config::default();
+    config.operations.max_decode_lag_secs = 0;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    nachtwacht::server::init::init(&root, &config, nachtwacht::base::time::now_ms()).unwrap();
+    let ctx = nachtwacht::base::Context::open(&root).unwrap();
+    let server = nachtwacht::server::start(
+        ctx.clone(),
+        nachtwacht::server::ListenOverrides {
+            ingest_only: true,
+            ..loopback()
+        },
+    )
+    .await
+    .unwrap();
+    let t = TestServer { tmp, ctx, server };
+    let (station, dir, _) = t.ankle_station("home-1", "AM-0001", 1, vec![]);
+    let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
+    assert_eq!(report.acknowledged, 1, "{report:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let addr = t.server.metrics_addr.unwrap();
+    let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["ready"], false);
+    let decode = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "decode")
+        .unwrap();
+    assert_eq!(decode["ok"], false, "{body}");
+    assert!(
+        decode["detail"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 0 s"),
+        "{body}"
+    );
+    // The other checks still pass: the body says what is wrong, not only that something is.
+    for c in body["checks"].as_array().unwrap() {
+        if c["name"] != "decode" && c["name"] != "pipelines" {
+            assert_eq!(c["ok"], true, "{c}");
+        }
+    }
+}
+
+#[test]
+fn json_logs_name_station_and_bundle_and_no_person() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo-data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["--log-format", "json"])
+        .args(["demo", "--exit-after", "1s", "--days", "1"])
+        .args([
+            "--quic-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        // Every upload's lines are at debug level.
+        .env(
+            "RUST_LOG",
+            "debug,quinn=warn,rustls=warn,h2=warn,hyper=warn",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let mut upload_lines = 0;
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+        if v["span"]["name"] == "request" {
+            assert!(v["span"]["station_id"].is_number(), "{line}");
+            // An upload's acknowledgement (a heartbeat's names no bundle).
+            if v["fields"]["message"] == "acknowledged" && v["fields"]["bundle"] != "None" {
+                assert!(v["span"]["bundle"].is_string(), "{line}");
+                upload_lines += 1;
+            }
+        }
+    }
+    assert!(upload_lines > 0, "no upload lines in:\n{stderr}");
+    // The demo's persons, devices and stations appear in no log line.
+    for secret in ["DEMO-2026", "AM-1001", "AM-1002", "WB-2001", "home-00"] {
+        assert!(!stderr.contains(secret), "{secret} in the logs");
+    }
+}
