@@ -66,6 +66,13 @@ enum Command {
     Serve(service::ServeArgs),
     /// Check a data directory's configuration file and report every problem.
     CheckConfig(DataDirArg),
+    /// A consistent backup of a data directory, while the server runs: the database, the files
+    /// it refers to, configuration and certificates, keys only with --with-keys; a manifest of
+    /// SHA-256 sums last.
+    Backup(service::BackupArgs),
+    /// Restore a backup into a new data directory, after checking every file against its
+    /// manifest (a partial or damaged backup is refused).
+    Restore(service::RestoreArgs),
     /// Base stations.
     #[command(subcommand)]
     Station(StationCommand),
@@ -158,6 +165,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Init(args) => service::init(args),
         Command::Serve(args) => service::serve(args).await,
         Command::CheckConfig(dir) => service::check_config(dir),
+        Command::Backup(args) => tokio::task::spawn_blocking(move || service::backup(args)).await?,
+        Command::Restore(args) => service::restore(args),
         Command::Decode(args) => service::decode(args).await,
         Command::Station(c) => station(c),
         // An export reads Parquet with polars, which must not run on the async workers.

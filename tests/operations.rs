@@ -35,6 +35,13 @@ async fn metrics_count_real_uploads_and_name_no_person_station_or_device() {
     let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
     assert_eq!(report.acknowledged, 2, "{report:?}");
     t.server.decode_now().await;
+    nachtwacht::research::create_project(
+        &t.ctx,
+        "wodc-1",
+        nachtwacht::research::Budget::new(1.0, 0.5),
+        "test",
+    )
+    .unwrap();
     let addr = t
         .server
         .metrics_addr
@@ -69,10 +76,42 @@ async fn metrics_count_real_uploads_and_name_no_person_station_or_device() {
     )
     .unwrap();
     assert!(ca_expiry > (nachtwacht::base::time::now_ms() / 1000) as f64);
+    assert_eq!(
+        sample(
+            &text,
+            "nachtwacht_research_epsilon_spent{project=\"wodc-1\"}"
+        ),
+        Some(0.0)
+    );
     for class in nachtwacht::decode::quarantine::REASON_CLASSES {
         let series = format!("nachtwacht_quarantined_bundles{{reason_class=\"{class}\"}}");
         assert!(sample(&text, &series).is_some(), "{series} missing");
     }
+    // Every series the Grafana dashboard in docs/ plots is one the server exports.
+    let dashboard = include_str!("../docs/grafana-dashboard.json");
+    let types: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let mut plotted = 0;
+    for part in dashboard.split("nachtwacht_").skip(1) {
+        let name: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+            .collect();
+        let full = format!("nachtwacht_{name}");
+        let base = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| full.strip_suffix(s))
+            .unwrap_or(&full);
+        assert!(
+            types.contains(&base),
+            "the dashboard plots {full}, not exported"
+        );
+        plotted += 1;
+    }
+    assert!(plotted >= 15, "{plotted}");
     // No person, device or station in any name or label.
     for secret in ["CASE-", "AM-0001", "home-1"] {
         assert!(!text.contains(secret), "{secret} in the metrics");

@@ -43,7 +43,7 @@ pub struct Config {
 pub struct OperationsConfig {
     /// Where Prometheus scrapes `/metrics` (with `/healthz` and `/readyz`), apart from the web
     /// UI; absent turns it off. Localhost by default.
-    #[serde(default = "defaults::metrics_listen")]
+    #[serde(default = "defaults::metrics_listen", with = "off_or_address")]
     pub metrics_listen: Option<SocketAddr>,
     /// `/readyz` reports not ready when the oldest bundle has waited longer than this to be
     /// decoded.
@@ -65,6 +65,31 @@ impl Default for OperationsConfig {
             max_decode_lag_secs: defaults::max_decode_lag_secs(),
             max_pipeline_lag_secs: defaults::max_pipeline_lag_secs(),
             log_format: LogFormat::default(),
+        }
+    }
+}
+
+/// An address, or `"off"` (TOML has no null).
+mod off_or_address {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "off" => Ok(None),
+            a => a.parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{a:?} is neither an address (host:port) nor \"off\""
+                ))
+            }),
         }
     }
 }
@@ -548,6 +573,19 @@ mod tests {
         assert_eq!(Config::parse(&cfg.to_toml(), "x").unwrap(), cfg);
         assert!(cfg.ingest.listen.ip().is_loopback());
         assert!(cfg.http.listen.ip().is_loopback());
+        assert!(cfg.operations.metrics_listen.unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off_and_a_bad_address_is_named() {
+        let mut cfg = Config::default();
+        cfg.operations.metrics_listen = None;
+        let text = cfg.to_toml();
+        assert!(text.contains("metrics_listen = \"off\""), "{text}");
+        assert_eq!(Config::parse(&text, "x").unwrap(), cfg);
+        let bad = text.replace("\"off\"", "\"somewhere\"");
+        let err = Config::parse(&bad, "x").unwrap_err().to_string();
+        assert!(err.contains("neither an address"), "{err}");
     }
 
     #[test]

@@ -113,3 +113,66 @@ pub async fn decode(args: DecodeArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    dir: DataDirArg,
+    /// Where the backup goes: a new or empty directory.
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Also copy the keys (age identity, pseudonym keys, audit signing key, CA and server
+    /// keys), under `keys/` of the backup, to be stored apart from it.
+    #[arg(long)]
+    with_keys: bool,
+}
+
+pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let ctx = args.dir.open()?;
+    let actor = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    let manifest = nachtwacht::ops::backup::backup(&ctx, &args.out, args.with_keys, &actor)
+        .with_context(|| format!("backing up into {}", args.out.display()))?;
+    println!(
+        "Backup in {}: {} files, {} bundles, {} alerts, {} audit entries{}.",
+        args.out.display(),
+        manifest.files.len(),
+        manifest.bundles,
+        manifest.alerts,
+        manifest.audit_entries,
+        if manifest.with_keys {
+            "; keys under keys/ (store them apart)"
+        } else {
+            "; no keys (keep your own copy of keys/ and pki/*.key)"
+        }
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    /// The backup (a directory with manifest.json).
+    #[arg(long)]
+    from: std::path::PathBuf,
+    /// The new data directory: absent or empty.
+    #[arg(long)]
+    data_dir: std::path::PathBuf,
+}
+
+pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let manifest = nachtwacht::ops::backup::restore(&args.from, &args.data_dir)
+        .with_context(|| format!("restoring {}", args.from.display()))?;
+    println!(
+        "Restored {} files into {}: {} bundles, {} alerts, {} audit entries.{}",
+        manifest.files.len(),
+        args.data_dir.display(),
+        manifest.bundles,
+        manifest.alerts,
+        manifest.audit_entries,
+        if manifest.with_keys {
+            ""
+        } else {
+            " The backup had no keys: put keys/ and pki/*.key back before `serve`."
+        }
+    );
+    Ok(())
+}

@@ -2,5 +2,6 @@
 //! whether this process is ready to serve ([`readiness`]). Both read every stage, so this layer
 //! sits above them; the web UI and the metrics listener of `server` answer with them.
 
+pub mod backup;
 pub mod observe;
 pub mod readiness;

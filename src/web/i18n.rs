@@ -308,6 +308,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("audit.s.bundles-stored", "bundels ontvangen en opgeslagen", "bundles received and stored"),
     ("audit.s.bundles-decoded", "bundels ontsleuteld en verwerkt", "bundles decrypted and processed"),
     ("audit.s.init", "nachtwacht werd ingericht ({object})", "nachtwacht was set up ({object})"),
+    ("audit.s.backup-made", "{actor} maakte een back-up van de installatie", "{actor} made a backup of the installation"),
     ("audit.s.other", "{actor} — handeling {action} op {object}", "{actor} — action {action} on {object}"),
     ("sort", "Sorteren", "Sort"),
     ("sort.start", "Nieuwste eerst", "Newest first"),

@@ -265,6 +265,7 @@ fn sentence(lang: Lang, e: &Entry) -> String {
         "hold.place" => "audit.s.hold-place",
         "audit.view" | "audit.export" => "audit.s.audit-view",
         "research.release" => "audit.s.research-release",
+        "backup.made" => "audit.s.backup-made",
         "access.denied" => "audit.s.access-denied",
         "account.manager" => "audit.s.account-manager",
         "account.notifications" => "audit.s.account-notifications",
