@@ -69,10 +69,10 @@ fn refresh(ctx: &Context) -> Result<(), Error> {
     // Every series of a closed set exists from the start, at 0: a rate over a series that
     // appears only at its first event misses that event.
     for outcome in ["stored", "duplicate", "rejected", "busy"] {
-        m.uploads.get_or_create(&label("outcome", outcome));
+        let _ = m.uploads.get_or_create(&label("outcome", outcome));
     }
     for kind in crate::alerts::AlertKind::ALL {
-        m.alerts_raised.get_or_create(&label("kind", kind.as_str()));
+        let _ = m.alerts_raised.get_or_create(&label("kind", kind.as_str()));
     }
     let now = crate::base::time::now_ms();
     let conn = ctx.db.lock();
@@ -102,7 +102,8 @@ fn refresh(ctx: &Context) -> Result<(), Error> {
     let mut stmt = conn.prepare("SELECT name, epsilon_spent FROM research_projects")?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))? {
         let (project, spent) = row?;
-        m.research_releases
+        let _ = m
+            .research_releases
             .get_or_create(&label("project", project.clone()));
         m.research_epsilon_spent
             .get_or_create(&label("project", project))
