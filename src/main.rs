@@ -66,6 +66,10 @@ enum Command {
     Serve(service::ServeArgs),
     /// Check a data directory's configuration file and report every problem.
     CheckConfig(DataDirArg),
+    /// Check everything a restart depends on (configuration, rule files, retention policy,
+    /// keys, certificates, permissions, storage, database) and report every problem at once
+    /// with its fix; exits 1 on a problem. `serve` runs the same check at start-up.
+    Check(DataDirArg),
     /// A consistent backup of a data directory, while the server runs: the database, the files
     /// it refers to, configuration and certificates, keys only with --with-keys; a manifest of
     /// SHA-256 sums last.
@@ -165,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Init(args) => service::init(args),
         Command::Serve(args) => service::serve(args).await,
         Command::CheckConfig(dir) => service::check_config(dir),
+        Command::Check(dir) => service::check(dir),
         Command::Backup(args) => tokio::task::spawn_blocking(move || service::backup(args)).await?,
         Command::Restore(args) => service::restore(args),
         Command::Decode(args) => service::decode(args).await,

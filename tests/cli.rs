@@ -372,3 +372,46 @@ fn decode_watch_runs_the_servers_decode_loop_until_sigterm() {
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("stop signal received"), "{stderr}");
 }
+
+/// `nachtwacht check` passes a fresh installation, and names every problem of a broken one at
+/// once with its fix; `serve` refuses to start from it with the same list.
+#[test]
+fn check_reports_every_problem_at_once_and_serve_refuses_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&nachtwacht(&["init"], &data));
+    let fine = ok(&nachtwacht(&["check"], &data));
+    assert!(fine.contains("0 problem(s), 0 warning(s)"), "{fine}");
+
+    std::fs::write(data.join("rules/tamper.toml"), "strap_open_minutes = -3\n").unwrap();
+    std::fs::write(data.join("keys/pseudonym-keys.toml"), "garbage").unwrap();
+    let out = nachtwacht(&["check"], &data);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("[rules]") && text.contains("[keys]") && text.contains("fix:"),
+        "{text}"
+    );
+    assert!(text.contains("2 problem(s)"), "{text}");
+
+    let serve = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args([
+            "serve",
+            "--quic-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(!serve.status.success());
+    assert!(
+        stderr.contains("[rules]") && stderr.contains("[keys]"),
+        "serve names both problems: {stderr}"
+    );
+}

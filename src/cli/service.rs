@@ -176,3 +176,17 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+pub fn check(dir: DataDirArg) -> anyhow::Result<()> {
+    let report = nachtwacht::ops::check::run(&dir.data_dir, nachtwacht::base::time::now_ms());
+    print!("{report}");
+    let (problems, warnings) = (report.problems().count(), report.warnings().count());
+    println!(
+        "{}: {problems} problem(s), {warnings} warning(s)",
+        dir.data_dir.display()
+    );
+    if problems > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -110,9 +110,26 @@ fn read_texts(dir: &DataDir) -> Result<Vec<(RuleFile, String)>> {
 /// (`system` for the server, the operator's name for the CLI).
 pub fn load(dir: &DataDir, db: &Db, actor: &str, now_ms: i64) -> Result<Rules> {
     let texts = read_texts(dir)?;
+    let (rules, problems) = parse_all(&texts);
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems.join("\n")));
+    }
+    record(db, &texts, actor, now_ms)?;
+    Ok(rules)
+}
+
+/// Every problem of every rule file, without recording anything (`nachtwacht check`).
+pub fn problems(dir: &DataDir) -> Vec<String> {
+    match read_texts(dir) {
+        Ok(texts) => parse_all(&texts).1,
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+fn parse_all(texts: &[(RuleFile, String)]) -> (Rules, Vec<String>) {
     let mut problems = Vec::new();
     let mut rules = Rules::default();
-    for (f, text) in &texts {
+    for (f, text) in texts {
         let shown = format!("rules/{}", f.file_name());
         let parsed = match f {
             RuleFile::Alcohol => AlcoholRules::parse(text, &shown).map(|r| rules.alcohol = r),
@@ -123,11 +140,7 @@ pub fn load(dir: &DataDir, db: &Db, actor: &str, now_ms: i64) -> Result<Rules> {
             problems.push(e.to_string());
         }
     }
-    if !problems.is_empty() {
-        return Err(Error::Invalid(problems.join("\n")));
-    }
-    record(db, &texts, actor, now_ms)?;
-    Ok(rules)
+    (rules, problems)
 }
 
 /// Top-level values of a rules file, as text, by key (what a change records, old and new).

@@ -232,6 +232,21 @@ pub fn load(dir: &DataDir, db: &Db, actor: &str, now_ms: i64) -> Result<Retentio
     Ok(policy)
 }
 
+/// Every problem of `retention.toml`, without recording anything (`nachtwacht check`).
+pub fn problems(dir: &DataDir) -> Vec<String> {
+    let path = dir.retention_policy();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| format!("retention.toml: {p}"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => vec![format!("{}: {e}", path.display())],
+    }
+}
+
 /// `class.key` → value as text.
 fn values(text: &str) -> BTreeMap<String, String> {
     let Ok(table) = text.parse::<toml::Table>() else {

@@ -3,5 +3,6 @@
 //! sits above them; the web UI and the metrics listener of `server` answer with them.
 
 pub mod backup;
+pub mod check;
 pub mod observe;
 pub mod readiness;

@@ -20,6 +20,8 @@ use crate::{base::config, ingest, trust::secrets, web};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("the data directory is not ready to serve (`nachtwacht check` says the same):\n{0}")]
+    Check(String),
     #[error(transparent)]
     Context(#[from] crate::base::context::Error),
     #[error(transparent)]
@@ -106,6 +108,14 @@ impl RunningServer {
 
 /// Starts every component and returns once they are listening.
 pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServer> {
+    // `nachtwacht check`: every problem at once, before anything starts.
+    let report = crate::ops::check::run(ctx.dir.root(), crate::base::time::now_ms());
+    for w in report.warnings() {
+        tracing::warn!(area = w.area.as_str(), fix = %w.fix, "{}", w.what);
+    }
+    if !report.is_ok() {
+        return Err(Error::Check(report.to_string()));
+    }
     ctx.check_private()?;
     // Fail at start-up, not at the first bundle, when the identities are missing or unreadable.
     secrets::load_age_identities(&ctx.dir.age_identity())?;

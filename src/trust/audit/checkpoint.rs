@@ -58,6 +58,23 @@ fn signing_key(dir: &DataDir) -> Result<Ed25519KeyPair> {
     Ed25519KeyPair::from_pkcs8(&der).map_err(|e| Error::Key(format!("{}: {e}", path.display())))
 }
 
+/// What is wrong with the audit signing key, if anything: unreadable, or missing while
+/// checkpoints signed with it exist. Never creates one.
+pub fn signing_key_problem(dir: &DataDir) -> Option<String> {
+    if dir.audit_signing_key().exists() {
+        return signing_key(dir).err().map(|e| e.to_string());
+    }
+    match all(dir) {
+        Ok(checkpoints) if !checkpoints.is_empty() => Some(format!(
+            "{} is missing, and {} checkpoints were signed with it",
+            dir.audit_signing_key().display(),
+            checkpoints.len()
+        )),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 /// Signs `message` with the installation's signing key (the key of the checkpoints), for another
 /// artefact the server vouches for (a court dossier). Returns (public key, signature), hex.
 pub fn sign(dir: &DataDir, message: &[u8]) -> Result<(String, String)> {
