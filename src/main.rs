@@ -17,8 +17,6 @@ use cli::{
     validate::ValidateCommand,
     DataDirArg,
 };
-use nachtwacht::base::config::LogFormat;
-use std::io::IsTerminal;
 
 #[derive(Parser)]
 #[command(
@@ -27,35 +25,11 @@ use std::io::IsTerminal;
     about = "Wearable-telemetry server for the Dutch justice chain"
 )]
 struct Cli {
-    /// How log lines are written: `text` (the default) or `json`, one object per line for log
-    /// shippers. Without it, `serve` follows `[operations] log_format` of its data directory.
+    /// `text` (default) or `json` log lines; `serve` else follows `[operations] log_format`.
     #[arg(long, global = true, value_enum)]
-    log_format: Option<LogFormatArg>,
+    log_format: Option<cli::logging::LogFormatArg>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormatArg {
-    Text,
-    Json,
-}
-
-impl Cli {
-    /// The flag, else (for `serve`) the data directory's configuration, else text.
-    fn log_format(&self) -> LogFormat {
-        match (self.log_format, &self.command) {
-            (Some(LogFormatArg::Text), _) => LogFormat::Text,
-            (Some(LogFormatArg::Json), _) => LogFormat::Json,
-            (None, Command::Serve(args)) => {
-                let config = nachtwacht::base::datadir::DataDir::new(&args.dir.data_dir).config();
-                nachtwacht::base::config::Config::load(&config)
-                    .map(|c| c.operations.log_format)
-                    .unwrap_or_default()
-            }
-            (None, _) => LogFormat::default(),
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -64,18 +38,13 @@ enum Command {
     Init(service::InitArgs),
     /// Run the server: QUIC ingest, decode worker, pipelines and HTTP.
     Serve(service::ServeArgs),
-    /// Check a data directory's configuration file and report every problem.
-    CheckConfig(DataDirArg),
-    /// Check everything a restart depends on (configuration, rule files, retention policy,
-    /// keys, certificates, permissions, storage, database) and report every problem at once
-    /// with its fix; exits 1 on a problem. `serve` runs the same check at start-up.
+    /// Check config, rules, retention, keys, certificates, permissions, storage and database;
+    /// every problem at once with its fix (exit 1 on a problem). `serve` runs it at start-up.
+    #[command(alias = "check-config")]
     Check(DataDirArg),
-    /// A consistent backup of a data directory, while the server runs: the database, the files
-    /// it refers to, configuration and certificates, keys only with --with-keys; a manifest of
-    /// SHA-256 sums last.
+    /// A consistent backup while the server runs (keys only with --with-keys), manifest last.
     Backup(service::BackupArgs),
-    /// Restore a backup into a new data directory, after checking every file against its
-    /// manifest (a partial or damaged backup is refused).
+    /// Restore a backup into a new data directory; a partial or damaged one is refused.
     Restore(service::RestoreArgs),
     /// Base stations.
     #[command(subcommand)]
@@ -144,40 +113,22 @@ async fn main() -> anyhow::Result<()> {
     // service account whatever umask it was started with (start-up also checks what exists).
     nachtwacht::base::datadir::restrict_umask();
     let cli = Cli::parse();
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,quinn=warn".into())
+    let serving = match &cli.command {
+        Command::Serve(args) => Some(args.dir.data_dir.as_path()),
+        _ => None,
     };
-    match cli.log_format() {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter())
-            .with_writer(std::io::stderr)
-            // Colour codes only for a person at a terminal: a log file or journal gets plain text.
-            .with_ansi(std::io::stderr().is_terminal())
-            .init(),
-        // One JSON object per line, with the fields of the spans it happened in (a request's
-        // station id and bundle id).
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_env_filter(filter())
-            .with_writer(std::io::stderr)
-            .init(),
-    }
+    cli::logging::init(cli.log_format, serving);
+    // Polars, erasure, dossiers and backups are blocking work: never on the async workers.
     match cli.command {
         Command::Init(args) => service::init(args),
         Command::Serve(args) => service::serve(args).await,
-        Command::CheckConfig(dir) => service::check_config(dir),
         Command::Check(dir) => service::check(dir),
         Command::Backup(args) => tokio::task::spawn_blocking(move || service::backup(args)).await?,
         Command::Restore(args) => service::restore(args),
         Command::Decode(args) => service::decode(args).await,
         Command::Station(c) => station(c),
-        // An export reads Parquet with polars, which must not run on the async workers.
         Command::Person(c) => tokio::task::spawn_blocking(move || person(c)).await?,
         Command::Device(c) => device(c),
-        // Erasure rewrites datasets with polars, which must not run on the async workers.
         Command::Retention(c) => tokio::task::spawn_blocking(move || retention(c)).await?,
         Command::Hold(c) => hold(c),
         Command::Account(c) => account(c),
@@ -186,13 +137,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Quarantine(c) => cli::quarantine::run(c),
         Command::Keys(c) => keys(c),
         Command::Audit(c) => audit(c),
-        // A dossier reads Parquet and decrypts bundles: blocking work.
         Command::Alert(c) => {
             tokio::task::spawn_blocking(move || cli::accountability::alert(c)).await?
         }
         Command::Dossier(c) => cli::accountability::dossier_command(c),
         Command::Inventory(args) => cli::accountability::inventory(args),
-        // The retention control plans an erasure run (SQL and file listings): blocking work.
         Command::Compliance(c) => {
             tokio::task::spawn_blocking(move || cli::accountability::compliance(c)).await?
         }

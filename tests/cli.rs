@@ -415,3 +415,45 @@ fn check_reports_every_problem_at_once_and_serve_refuses_them() {
         "serve names both problems: {stderr}"
     );
 }
+
+/// The server's systemd unit in docs/ runs commands the binary accepts (its check passes on a
+/// fresh installation) and keeps the hardening it promises.
+#[test]
+fn the_server_unit_runs_commands_the_binary_accepts() {
+    let unit = include_str!("../docs/systemd/nachtwacht.service");
+    for option in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "AmbientCapabilities=CAP_NET_ADMIN",
+        "UMask=0077",
+    ] {
+        assert!(
+            unit.lines().any(|l| l == option),
+            "{option} not in the unit"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&nachtwacht(&["init"], &data));
+    for key in ["ExecStartPre=", "ExecStart="] {
+        let line = unit
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key}"));
+        let mut args: Vec<String> = line[key.len()..]
+            .split_whitespace()
+            .skip(1)
+            .map(|a| a.replace("/var/lib/nachtwacht", data.to_str().unwrap()))
+            .collect();
+        if key == "ExecStart=" {
+            // Parsed, not run: clap refuses an unknown option before it reaches --help.
+            args.push("--help".into());
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+            .args(&args)
+            .output()
+            .unwrap();
+        ok(&out);
+    }
+}

@@ -8,6 +8,7 @@ pub mod accountability;
 pub mod bench;
 pub mod demo;
 pub mod lifecycle;
+pub mod logging;
 pub mod pipeline;
 pub mod quarantine;
 pub mod registry;

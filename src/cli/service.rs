@@ -1,5 +1,5 @@
-//! `init`, `serve`, `check-config` and `decode`: creating a data directory and running the
-//! service (or its decode worker alone).
+//! `init`, `serve`, `check`, `backup`, `restore` and `decode`: creating a data directory, running
+//! the service (or its decode worker alone), checking it, and backing it up.
 
 use std::sync::Arc;
 
@@ -7,7 +7,6 @@ use tokio::sync::Notify;
 
 use anyhow::Context as _;
 use nachtwacht::base::config::Config;
-use nachtwacht::base::datadir::DataDir;
 
 use super::{wait_for_stop_signal, DataDirArg, ListenArgs};
 
@@ -58,13 +57,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     wait_for_stop_signal().await?;
     server.shutdown().await;
-    Ok(())
-}
-
-pub fn check_config(dir: DataDirArg) -> anyhow::Result<()> {
-    let path = DataDir::new(&dir.data_dir).config();
-    Config::load(&path).with_context(|| format!("checking {}", path.display()))?;
-    println!("{}: ok", path.display());
     Ok(())
 }
 
