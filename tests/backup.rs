@@ -46,16 +46,7 @@ async fn a_backup_under_load_restores_every_acknowledged_bundle_alert_and_audit_
         assert_eq!(report.acknowledged, 3, "{report:?}");
     }
     t.server.decode_now().await;
-    let (ctx, pseudonyms) = (
-        t.ctx.clone(),
-        nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir).unwrap(),
-    );
-    tokio::task::spawn_blocking(move || {
-        nachtwacht::evaluate::run(&ctx, &pseudonyms, &Default::default())
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    t.evaluate_now().await;
     let bundles_before = ids(&t.ctx, "SELECT bundle_id FROM bundles ORDER BY 1");
     let alerts_before = ids(&t.ctx, "SELECT id FROM alerts ORDER BY 1");
     let audit_before: i64 = t

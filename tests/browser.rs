@@ -458,43 +458,8 @@ fn raise_alert(
 /// A wristband wearer on olga's caseload whose station uploaded two days (one hour worn each)
 /// over QUIC; the start of the first hour worn.
 async fn wristband_person(f: &WebFixture) -> i64 {
-    use nachtwacht_station::source::simulator::SimulatorConfig;
-    use nachtwacht_station::source::SourceConfig;
-    use nachtwacht_wire::DeviceKind;
     let t = &f.t;
-    let start_ms = common::days_ago(2);
-    let person = nachtwacht::registry::enroll::add_person(
-        &t.ctx,
-        "CASE-wrist",
-        nachtwacht::base::programme::Programme::AggressionTraining,
-        "test",
-    )
-    .unwrap();
-    nachtwacht::registry::enroll::assign_device(
-        &t.ctx,
-        "E4-0001",
-        DeviceKind::Wristband,
-        person,
-        start_ms,
-        "test",
-    )
-    .unwrap();
-    let mut station = nachtwacht::registry::enroll::add_station(&t.ctx, "wrist-1", "test").unwrap();
-    nachtwacht::registry::enroll::pair_device(&t.ctx, "E4-0001", "wrist-1", start_ms, "test")
-        .unwrap();
-    station.servers = vec![t.server.quic_addr.to_string()];
-    station.source = SourceConfig::Simulator(SimulatorConfig {
-        device: DeviceKind::Wristband,
-        device_serial: "E4-0001".into(),
-        start_ms,
-        days: 2,
-        seed: 7,
-        drinking: vec![],
-        wear_hours_per_day: 1,
-        bundle_minutes: 60,
-    });
-    let dir = t.tmp.path().join("stations/wrist-1");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (station, dir, _, start_ms) = t.wristband_station("wrist-1", "E4-0001", "CASE-wrist", 2);
     let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
     assert_eq!(report.acknowledged, 2, "{report:?}");
     nachtwacht::registry::enroll::link_station(&t.ctx, "wrist-1", "CASE-wrist", "test").unwrap();

@@ -9,9 +9,6 @@ use common::web::*;
 use common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::registry::{accounts, caseload};
-use nachtwacht_station::source::simulator::SimulatorConfig;
-use nachtwacht_station::source::SourceConfig;
-use nachtwacht_wire::DeviceKind;
 
 fn person_id(f: &WebFixture, reference: &str) -> i64 {
     f.t.ctx
@@ -199,39 +196,8 @@ async fn the_caseload_and_the_person_page_show_only_own_persons_and_are_audited(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wristband_person_shows_daily_indicators_and_evidence_per_minute() {
     let t = start_server(Config::default()).await;
-    let start_ms = days_ago(2);
-    let person = nachtwacht::registry::enroll::add_person(
-        &t.ctx,
-        "CASE-wrist",
-        nachtwacht::base::programme::Programme::AggressionTraining,
-        "test",
-    )
-    .unwrap();
-    nachtwacht::registry::enroll::assign_device(
-        &t.ctx,
-        "E4-0001",
-        DeviceKind::Wristband,
-        person,
-        start_ms,
-        "test",
-    )
-    .unwrap();
-    let mut station = nachtwacht::registry::enroll::add_station(&t.ctx, "wrist-1", "test").unwrap();
-    nachtwacht::registry::enroll::pair_device(&t.ctx, "E4-0001", "wrist-1", start_ms, "test")
-        .unwrap();
-    station.servers = vec![t.server.quic_addr.to_string()];
-    station.source = SourceConfig::Simulator(SimulatorConfig {
-        device: DeviceKind::Wristband,
-        device_serial: "E4-0001".into(),
-        start_ms,
-        days: 2,
-        seed: 7,
-        drinking: vec![],
-        wear_hours_per_day: 1,
-        bundle_minutes: 60,
-    });
-    let dir = t.tmp.path().join("stations/wrist-1");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (station, dir, person, start_ms) =
+        t.wristband_station("wrist-1", "E4-0001", "CASE-wrist", 2);
     let report = nachtwacht_station::run_once(&station, &dir).await.unwrap();
     assert_eq!(report.acknowledged, 2, "{report:?}");
     nachtwacht::registry::enroll::link_station(&t.ctx, "wrist-1", "CASE-wrist", "test").unwrap();

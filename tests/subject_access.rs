@@ -54,16 +54,7 @@ async fn a_persons_export_holds_all_their_data_and_every_access_and_nothing_of_a
         .await
         .unwrap();
     t.server.decode_now().await;
-    let (ctx, pseudonyms) = (
-        t.ctx.clone(),
-        nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir).unwrap(),
-    );
-    tokio::task::spawn_blocking(move || {
-        nachtwacht::evaluate::run(&ctx, &pseudonyms, &Default::default())
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    t.evaluate_now().await;
     let alert: i64 = t.count(&format!(
         "SELECT min(id) FROM alerts WHERE person_id = {person} AND kind = 'alcohol'"
     ));

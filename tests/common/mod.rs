@@ -103,6 +103,65 @@ impl TestServer {
     pub fn count(&self, sql: &str) -> i64 {
         self.ctx.db.lock().query_row(sql, [], |r| r.get(0)).unwrap()
     }
+
+    /// Runs the pipelines with the default rules over what is decoded, as `serve` does.
+    pub async fn evaluate_now(&self) -> nachtwacht::evaluate::EvaluationReport {
+        let (ctx, pseudonyms) = (
+            self.ctx.clone(),
+            nachtwacht::trust::pseudonym::Pseudonymiser::load(&self.ctx.dir).unwrap(),
+        );
+        tokio::task::spawn_blocking(move || {
+            nachtwacht::evaluate::run(&ctx, &pseudonyms, &Default::default())
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    }
+
+    /// A wristband wearer `reference` of aggression training whose station `name` uploads
+    /// `days` days from midnight `days` ago, one hour worn a day (from 10:00 UTC), in one
+    /// bundle per hour. Returns the station, its folder, the person and the first day's start.
+    pub fn wristband_station(
+        &self,
+        name: &str,
+        serial: &str,
+        reference: &str,
+        days: u32,
+    ) -> (StationConfig, PathBuf, i64, i64) {
+        let start_ms = days_ago(days as i64);
+        let person = enroll::add_person(
+            &self.ctx,
+            reference,
+            nachtwacht::base::programme::Programme::AggressionTraining,
+            "test",
+        )
+        .unwrap();
+        enroll::assign_device(
+            &self.ctx,
+            serial,
+            DeviceKind::Wristband,
+            person,
+            start_ms,
+            "test",
+        )
+        .unwrap();
+        let mut station = enroll::add_station(&self.ctx, name, "test").unwrap();
+        enroll::pair_device(&self.ctx, serial, name, start_ms, "test").unwrap();
+        station.servers = vec![self.server.quic_addr.to_string()];
+        station.source = SourceConfig::Simulator(SimulatorConfig {
+            device: DeviceKind::Wristband,
+            device_serial: serial.into(),
+            start_ms,
+            days,
+            seed: 7,
+            drinking: vec![],
+            wear_hours_per_day: 1,
+            bundle_minutes: 60,
+        });
+        let dir = self.tmp.path().join("stations").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        (station, dir, person, start_ms)
+    }
 }
 
 /// Seals everything a station's source has, signed with the station's key.
