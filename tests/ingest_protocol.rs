@@ -347,6 +347,7 @@ async fn heartbeats_are_recorded_and_raise_communication_alerts() {
             battery_percent: Some(3),
             last_reading_ms: None,
         }],
+        renewal_csr: None,
     };
     let conn = raw_connect(&s, t.server.quic_addr).await.unwrap();
     let ack = raw_request(&conn, &encode_heartbeat(&hb)).await.unwrap();

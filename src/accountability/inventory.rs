@@ -143,6 +143,7 @@ pub const REGISTRY: &[Item] = &[
     Item { name: "stations", kind: Kind::Table, purpose: "base stations in persons' homes: certificate, signing key, contact", legal_basis: SUPERVISION, retention: Retention::Class(DataClass::RawReadings), readers: &[OFFICER, ADMIN, OPERATOR, SUBJECT], columns: &[
         ("id", No, "row number"), ("name", Pers, "station name (in the person's home)"), ("cert_sha256", No, "client certificate fingerprint"),
         ("enrolled_at_ms", No, "enrolment"), ("revoked_at_ms", No, "revocation"), ("cert_serial", No, "certificate serial (CRL)"),
+        ("pending_cert_sha256", No, "renewed certificate's fingerprint, until first used"), ("pending_cert_serial", No, "renewed certificate's serial (CRL)"),
         ("signing_public_key", No, "Ed25519 key verifying its bundles"), ("person_id", Pers, "whose home it is in"),
         ("last_contact_ms", Crim, "last upload or heartbeat (communication alerts)"),
     ]},

@@ -500,6 +500,13 @@ CREATE TABLE notifier_state (
 INSERT INTO notifier_state (id, last_alert_id, first_alert_id)
     SELECT 1, coalesce(max(id), 0), coalesce(max(id), 0) FROM alerts;
 "#,
+    r#"
+-- Issue 24: a station's next certificate, issued on renewal and accepted beside the current one
+-- until the station first uses it (then it becomes the current one).
+ALTER TABLE stations ADD COLUMN pending_cert_sha256 TEXT;
+ALTER TABLE stations ADD COLUMN pending_cert_serial TEXT;
+CREATE UNIQUE INDEX stations_pending_cert ON stations(pending_cert_sha256);
+"#,
 ];
 
 /// A shared handle to the database. Statements are short; one connection behind a mutex keeps

@@ -34,6 +34,19 @@ pub enum StationCommand {
         #[arg(long)]
         name: String,
     },
+    /// Issue a station a new key and certificate (stations renew by themselves over their
+    /// connection 30 days before the end; this is for one that cannot): written as the station's
+    /// `identity.toml`, to put in its directory. The old certificate works until the station
+    /// first connects with the new one.
+    Renew {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        name: String,
+        /// Where to write identity.toml (private key inside; mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn station(command: StationCommand) -> anyhow::Result<()> {
@@ -60,6 +73,17 @@ pub fn station(command: StationCommand) -> anyhow::Result<()> {
         StationCommand::Revoke { dir, name } => {
             enroll::revoke_station(&dir.open()?, &name, ACTOR_CLI).context("revoking station")?;
             println!("Station {name} revoked");
+        }
+        StationCommand::Renew { dir, name, out } => {
+            let identity =
+                enroll::renew_station(&dir.open()?, &name, ACTOR_CLI).context("renewing")?;
+            nachtwacht::trust::secrets::write_private(&out, identity.as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "New certificate for station {name} in {} (with its private key): put it in the \
+                 station's directory as identity.toml",
+                out.display()
+            );
         }
     }
     Ok(())

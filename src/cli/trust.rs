@@ -15,14 +15,33 @@ pub enum KeysCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
+    /// A new server certificate and key from the CA (before the old one ends: `check` warns 30
+    /// days ahead); the server uses them from its next start.
+    ServerCert {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
 }
 
 pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
-    let KeysCommand::Rotate { dir } = command;
-    let recipient =
-        nachtwacht::trust::keys::rotate(&dir.open()?, ACTOR_CLI).context("rotating keys")?;
-    println!("New age recipient: {recipient}");
-    println!("Stations switch to it at their next acknowledgement; old identities are kept.");
+    match command {
+        KeysCommand::Rotate { dir } => {
+            let recipient = nachtwacht::trust::keys::rotate(&dir.open()?, ACTOR_CLI)
+                .context("rotating keys")?;
+            println!("New age recipient: {recipient}");
+            println!(
+                "Stations switch to it at their next acknowledgement; old identities are kept."
+            );
+        }
+        KeysCommand::ServerCert { dir } => {
+            let until = nachtwacht::trust::keys::renew_server_cert(&dir.open()?, ACTOR_CLI)
+                .context("renewing the server certificate")?;
+            println!(
+                "New server certificate, valid until {}; restart the server to use it.",
+                nachtwacht::base::time::date_of(until)
+            );
+        }
+    }
     Ok(())
 }
 

@@ -381,24 +381,38 @@ impl Shared {
     /// Looks the certificate up (on a blocking thread: SQLite is synchronous).
     async fn station_for(&self, certs: Vec<CertificateDer<'static>>) -> Option<Station> {
         let fingerprint = crate::trust::pki::cert_fingerprint_der(certs.first()?);
-        let reader = self.spool.reader().clone();
-        tokio::task::spawn_blocking(move || Self::lookup_station(&reader, &fingerprint))
-            .await
-            .ok()
-            .flatten()
+        let (reader, ctx) = (self.spool.reader().clone(), self.ctx.clone());
+        tokio::task::spawn_blocking(move || {
+            let (station, renewed) = Self::lookup_station(&reader, &fingerprint)?;
+            if renewed {
+                if let Err(e) = crate::registry::enroll::promote_pending(&ctx, station.id, &fingerprint) {
+                    warn!(error = %e, station_id = station.id, "renewed certificate not recorded as current");
+                }
+            }
+            Some(station)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
-    fn lookup_station(reader: &crate::base::db::Db, fingerprint: &str) -> Option<Station> {
+    /// The active station a certificate belongs to: its current one, or the renewed one it has
+    /// not used before (`true`: the caller makes it current).
+    fn lookup_station(reader: &crate::base::db::Db, fingerprint: &str) -> Option<(Station, bool)> {
         reader
             .lock()
             .query_row(
-                "SELECT id, name FROM stations WHERE cert_sha256 = ?1 AND revoked_at_ms IS NULL",
+                "SELECT id, name, pending_cert_sha256 IS ?1 FROM stations
+                  WHERE (cert_sha256 = ?1 OR pending_cert_sha256 = ?1) AND revoked_at_ms IS NULL",
                 [fingerprint],
                 |r| {
-                    Ok(Station {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                    })
+                    Ok((
+                        Station {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                        },
+                        r.get(2)?,
+                    ))
                 },
             )
             .optional()
@@ -531,19 +545,30 @@ impl Shared {
     }
 
     async fn record_heartbeat(&self, station: &Station, hb: Heartbeat) -> Ack {
-        let db = self.ctx.db.clone();
+        let (db, ctx) = (self.ctx.db.clone(), self.ctx.clone());
         let station_id = station.id;
-        tokio::task::spawn_blocking(move || Self::store_heartbeat(&db, station_id, &hb))
-            .await
-            .unwrap_or_else(|e| {
-                warn!(error = %e, "heartbeat task failed");
-                Ack::busy(
-                    None,
-                    "heartbeat not recorded".into(),
-                    5_000,
-                    crate::base::time::now_ms(),
-                )
-            })
+        tokio::task::spawn_blocking(move || {
+            let mut ack = Self::store_heartbeat(&db, station_id, &hb);
+            // A renewal request is answered with the next certificate (the heartbeat is
+            // recorded whatever becomes of it).
+            if let (Some(csr), AckCode::Stored) = (&hb.renewal_csr, &ack.code) {
+                match crate::registry::enroll::renew_from_request(&ctx, station_id, csr) {
+                    Ok(cert) => ack.certificate = Some(cert),
+                    Err(e) => warn!(error = %e, station_id, "certificate renewal refused"),
+                }
+            }
+            ack
+        })
+        .await
+        .unwrap_or_else(|e| {
+            warn!(error = %e, "heartbeat task failed");
+            Ack::busy(
+                None,
+                "heartbeat not recorded".into(),
+                5_000,
+                crate::base::time::now_ms(),
+            )
+        })
     }
 
     fn store_heartbeat(db: &crate::base::db::Db, station_id: i64, hb: &Heartbeat) -> Ack {

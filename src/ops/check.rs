@@ -107,6 +107,16 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// How to replace a certificate that ends.
+fn renew_fix(name: &str) -> &'static str {
+    if name == "server" {
+        "`nachtwacht keys server-cert --data-dir …`, then restart the server"
+    } else {
+        "a new CA means new certificates for the server and every station: plan it with the \
+         stations' operators (docs/operations.md, Certificates)"
+    }
+}
+
 /// Checks the data directory at `root` as of `now_ms`.
 pub fn run(root: &Path, now_ms: i64) -> Report {
     use Severity::*;
@@ -213,7 +223,7 @@ pub fn run(root: &Path, now_ms: i64) -> Report {
                     "the {name} certificate expired on {}",
                     crate::base::time::date_of(not_after)
                 ),
-                "issue a new one (docs/operations.md, Certificates)",
+                renew_fix(name),
             ),
             Ok((_, not_after))
                 if not_after - now_ms < EXPIRY_WARNING_DAYS * crate::base::time::DAY_MS =>
@@ -225,7 +235,7 @@ pub fn run(root: &Path, now_ms: i64) -> Report {
                         "the {name} certificate expires on {}",
                         crate::base::time::date_of(not_after)
                     ),
-                    "issue a new one before then (docs/operations.md, Certificates)",
+                    renew_fix(name),
                 )
             }
             Ok(_) => {}

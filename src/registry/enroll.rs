@@ -103,8 +103,126 @@ pub fn add_station(ctx: &Context, name: &str, actor: &str) -> Result<StationConf
         spool: "spool".into(),
         spool_max_bytes: nachtwacht_station::spool::DEFAULT_CAP_BYTES,
         heartbeat_interval_secs: 300,
+        renew_before_days: nachtwacht_station::config::default_renew_before_days(),
         source: Default::default(),
     })
+}
+
+/// The CA, for issuing.
+fn ca(ctx: &Context) -> Result<pki::Issued> {
+    Ok(pki::Issued {
+        cert_pem: read(&ctx.dir.ca_cert())?,
+        key_pem: read(&ctx.dir.ca_key())?,
+    })
+}
+
+/// Records `cert_pem` as the next certificate of the active station `station_id` (accepted
+/// beside its current one until first used) and audits it. Refuses a revoked station.
+fn set_pending(
+    ctx: &Context,
+    station_id: i64,
+    cert_pem: &str,
+    serial: &str,
+    how: &str,
+    actor: &str,
+) -> Result<String> {
+    let fingerprint = pki::cert_fingerprint_pem(cert_pem)?;
+    let now = crate::base::time::now_ms();
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let name: Option<String> = tx
+        .query_row(
+            "SELECT name FROM stations WHERE id = ?1 AND revoked_at_ms IS NULL",
+            [station_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(name) = name else {
+        return Err(
+            crate::base::refusal::Refusal::NoActiveStation(format!("#{station_id}")).into(),
+        );
+    };
+    tx.execute(
+        "UPDATE stations SET pending_cert_sha256 = ?2, pending_cert_serial = ?3 WHERE id = ?1",
+        rusqlite::params![station_id, fingerprint, serial],
+    )?;
+    audit::append(
+        &tx,
+        now,
+        actor,
+        "station.renew",
+        &name,
+        &serde_json::json!({ "pending_cert_sha256": fingerprint, "cert_serial": serial, "how": how })
+            .to_string(),
+    )?;
+    tx.commit()?;
+    Ok(name)
+}
+
+/// Renewal over the authenticated connection: the next certificate of station `station_id` for
+/// the key of the station's signing request (it never leaves the station), pending until the
+/// station first uses it. Returns the certificate (PEM).
+pub fn renew_from_request(ctx: &Context, station_id: i64, csr_pem: &str) -> Result<String> {
+    let name: String = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT name FROM stations WHERE id = ?1 AND revoked_at_ms IS NULL",
+            [station_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| crate::base::refusal::Refusal::NoActiveStation(format!("#{station_id}")))?;
+    let (cert_pem, serial) = pki::issue_station_cert_for_request(&ca(ctx)?, &name, csr_pem)?;
+    set_pending(ctx, station_id, &cert_pem, &serial, "connection", "ingest")?;
+    Ok(cert_pem)
+}
+
+/// Renewal by an administrator (`nachtwacht station renew`): a new key and certificate for the
+/// station `name`, pending until the station first uses it; returned as the station's
+/// `identity.toml` (certificate and key, PEM), to be put in its directory.
+pub fn renew_station(ctx: &Context, name: &str, actor: &str) -> Result<String> {
+    let id: i64 = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT id FROM stations WHERE name = ?1 AND revoked_at_ms IS NULL",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| crate::base::refusal::Refusal::NoActiveStation(name.to_string()))?;
+    let (issued, serial) = pki::issue_station_cert_with(&ca(ctx)?, name, pki::Validity::Years(2))?;
+    set_pending(ctx, id, &issued.cert_pem, &serial, "administrator", actor)?;
+    let mut identity = toml::Table::new();
+    identity.insert("cert_pem".into(), issued.cert_pem.into());
+    identity.insert("key_pem".into(), issued.key_pem.into());
+    Ok(identity.to_string())
+}
+
+/// A station's first connection with its pending certificate makes it the current one; the
+/// previous certificate is refused from then on.
+pub fn promote_pending(ctx: &Context, station_id: i64, fingerprint: &str) -> Result<()> {
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    let changed = tx.execute(
+        "UPDATE stations SET cert_sha256 = pending_cert_sha256, cert_serial = pending_cert_serial,
+                pending_cert_sha256 = NULL, pending_cert_serial = NULL
+          WHERE id = ?1 AND pending_cert_sha256 = ?2 AND revoked_at_ms IS NULL",
+        rusqlite::params![station_id, fingerprint],
+    )?;
+    if changed > 0 {
+        audit::append(
+            &tx,
+            crate::base::time::now_ms(),
+            "ingest",
+            "station.certificate",
+            &station_id.to_string(),
+            &serde_json::json!({ "cert_sha256": fingerprint }).to_string(),
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Revokes a station: its certificate goes on a newly signed revocation list, which the running

@@ -42,7 +42,10 @@ pub fn publish(dir: &DataDir, conn: &Connection, now_ms: i64) -> Result<u64> {
     let revoked = {
         let mut stmt = conn.prepare(
             "SELECT cert_serial, revoked_at_ms FROM stations
-              WHERE revoked_at_ms IS NOT NULL AND cert_serial IS NOT NULL ORDER BY id",
+              WHERE revoked_at_ms IS NOT NULL AND cert_serial IS NOT NULL
+             UNION ALL
+             SELECT pending_cert_serial, revoked_at_ms FROM stations
+              WHERE revoked_at_ms IS NOT NULL AND pending_cert_serial IS NOT NULL",
         )?;
         let rows = stmt
             .query_map([], |r| {

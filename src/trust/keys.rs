@@ -24,6 +24,8 @@ pub enum Error {
     Audit(#[from] audit::Error),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Pki(#[from] crate::trust::pki::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,6 +53,49 @@ pub fn register_recipient(conn: &rusqlite::Connection, recipient: &str, now_ms: 
 /// Creates a new age identity and makes its recipient the current one. Old identities stay, so
 /// bundles already sealed (or still in stations' spools) decrypt. Returns the new recipient.
 ///
+/// A new server certificate (two years, for `[ingest] server_name`) and key, signed by the CA,
+/// replacing the old ones (both written and fsynced beside them, then renamed over them); the
+/// server uses them from its next start. Audited. Returns the new certificate's end, ms.
+pub fn renew_server_cert(ctx: &Context, actor: &str) -> Result<i64> {
+    let read = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path).map_err(|source| secrets::Error::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let ca = crate::trust::pki::Issued {
+        cert_pem: read(ctx.dir.ca_cert())?,
+        key_pem: read(ctx.dir.ca_key())?,
+    };
+    let issued = crate::trust::pki::issue_server_cert(&ca, &ctx.config.ingest.server_name)?;
+    let (cert, key) = (ctx.dir.server_cert(), ctx.dir.server_key());
+    // `server.key.new`, `server.pem.new`: written beside the old ones, then renamed over them.
+    let fresh = |p: &std::path::Path| {
+        let mut name = p.file_name().unwrap_or_default().to_os_string();
+        name.push(".new");
+        p.with_file_name(name)
+    };
+    crate::base::fsio::write_files_durably(
+        &ctx.dir.pki(),
+        &[
+            (fresh(&key), issued.key_pem.as_bytes()),
+            (fresh(&cert), issued.cert_pem.as_bytes()),
+        ],
+    )?;
+    crate::base::fsio::move_all_durably(&[(fresh(&key), key), (fresh(&cert), cert.clone())])?;
+    let (_, not_after) = crate::trust::pki::validity_of(&cert)?;
+    audit::append(
+        &ctx.db.lock(),
+        crate::base::time::now_ms(),
+        actor,
+        "keys.server-cert",
+        "server",
+        &serde_json::json!({ "not_after_ms": not_after, "fingerprint": issued.fingerprint()? })
+            .to_string(),
+    )?;
+    Ok(not_after)
+}
+
 /// Order: the identity file first (written to a temporary file, fsynced, renamed over the old
 /// one), then the SQL row the ingest advertises. A crash in between leaves an identity nobody
 /// seals to yet, never a recipient without its identity.

@@ -67,7 +67,6 @@ fn dn(common_name: &str) -> DistinguishedName {
     dn
 }
 
-/// A new self-signed CA (ten years).
 /// (not before, not after) of the PEM certificate at `path`, ms since the epoch.
 pub fn validity_of(path: &std::path::Path) -> Result<(i64, i64)> {
     let pem = std::fs::read_to_string(path)
@@ -84,6 +83,7 @@ pub fn validity_of(path: &std::path::Path) -> Result<(i64, i64)> {
     ))
 }
 
+/// A new self-signed CA (ten years).
 pub fn create_ca() -> Result<Issued> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -128,6 +128,54 @@ fn issue(ca: &Issued, common_name: &str, sans: Vec<String>, server: bool) -> Res
         Validity::Years(2),
         new_serial(),
     )
+}
+
+/// Station certificate parameters: client authentication only, the station's name as common
+/// name, this serial and validity.
+fn station_params(
+    common_name: &str,
+    validity_window: Validity,
+    serial: Vec<u8>,
+) -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = dn(common_name);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(rcgen::SerialNumber::from(serial));
+    match validity_window {
+        Validity::Years(years) => validity(&mut params, years),
+        Validity::Window {
+            not_before,
+            not_after,
+        } => {
+            let at = |secs| {
+                time::OffsetDateTime::from_unix_timestamp(secs)
+                    .map_err(|e| Error::Pem(format!("validity: {e}")))
+            };
+            params.not_before = at(not_before)?;
+            params.not_after = at(not_after)?;
+        }
+    }
+    Ok(params)
+}
+
+/// A station certificate for the key of a certificate signing request (the station keeps its
+/// private key; renewal over the connection). The request's signature is verified; only its
+/// public key is used: name, usage and validity are the CA's. Returns the PEM and serial (hex).
+pub fn issue_station_cert_for_request(
+    ca: &Issued,
+    station_name: &str,
+    csr_pem: &str,
+) -> Result<(String, String)> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    let serial = new_serial();
+    csr.params = station_params(station_name, Validity::Years(2), serial.clone())?;
+    let cert = csr.signed_by(&issuer)?;
+    Ok((cert.pem(), hex::encode(serial)))
 }
 
 fn issue_with(

@@ -37,6 +37,10 @@ pub struct StationConfig {
     /// Seconds between heartbeats while the agent runs.
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_interval_secs: u64,
+    /// Days before its certificate ends that the station asks the server for a new one (over the
+    /// authenticated connection, with its heartbeat).
+    #[serde(default = "default_renew_before_days")]
+    pub renew_before_days: u32,
     /// Where readings come from.
     #[serde(default)]
     pub source: crate::source::SourceConfig,
@@ -58,6 +62,10 @@ fn default_heartbeat_secs() -> u64 {
     300
 }
 
+pub fn default_renew_before_days() -> u32 {
+    30
+}
+
 impl StationConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -71,6 +79,18 @@ impl StationConfig {
 
     pub fn spool_dir(&self, base_dir: &Path) -> PathBuf {
         base_dir.join(&self.spool)
+    }
+
+    /// Where the station keeps what it learns from the server (the recipient to seal to, its
+    /// renewed certificate): beside its spool, which is writable wherever the station runs (the
+    /// systemd unit keeps the configuration's folder read-only and the spool in its state
+    /// directory).
+    pub fn state_dir(&self, base_dir: &Path) -> PathBuf {
+        let spool = self.spool_dir(base_dir);
+        spool
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| base_dir.to_path_buf())
     }
 
     /// The signing key pair, parsed.

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod durable;
+pub mod renewal;
 pub mod seal;
 pub mod source;
 pub mod spool;
@@ -107,20 +108,20 @@ pub fn collect(
 }
 
 /// Where the station keeps the recipient the server asked for last (key rotation).
-fn recipient_file(base_dir: &Path) -> std::path::PathBuf {
-    base_dir.join("server-recipient.txt")
+fn recipient_file(config: &StationConfig, base_dir: &Path) -> std::path::PathBuf {
+    config.state_dir(base_dir).join("server-recipient.txt")
 }
 
 /// The age recipient to seal to: the one the server announced last, else the configured one.
 pub fn current_recipient(config: &StationConfig, base_dir: &Path) -> Result<String> {
-    match std::fs::read_to_string(recipient_file(base_dir)) {
+    match std::fs::read_to_string(recipient_file(config, base_dir)) {
         Ok(r) if !r.trim().is_empty() => Ok(r.trim().to_string()),
         Ok(_) => Ok(config.server_age_recipient.clone()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok(config.server_age_recipient.clone())
         }
         Err(source) => Err(Error::Spool {
-            path: recipient_file(base_dir).display().to_string(),
+            path: recipient_file(config, base_dir).display().to_string(),
             source,
         }),
     }
@@ -133,12 +134,12 @@ pub fn adopt_recipient(config: &StationConfig, base_dir: &Path, recipient: &str)
     if current_recipient(config, base_dir)? == recipient {
         return Ok(());
     }
-    durable::write_durably(&recipient_file(base_dir), recipient.as_bytes()).map_err(|source| {
-        Error::Spool {
-            path: recipient_file(base_dir).display().to_string(),
+    durable::write_durably(&recipient_file(config, base_dir), recipient.as_bytes()).map_err(
+        |source| Error::Spool {
+            path: recipient_file(config, base_dir).display().to_string(),
             source,
-        }
-    })?;
+        },
+    )?;
     tracing::info!(%recipient, "server rotated its key: sealing new bundles to the new recipient");
     Ok(())
 }
@@ -274,7 +275,8 @@ fn last_per_signal(
 /// Reads everything the configured source has, seals and spools it, uploads the spool until it is
 /// empty or the retry budget is spent, and sends a heartbeat. Returns what happened.
 pub async fn run_once(config: &StationConfig, base_dir: &Path) -> Result<RunReport> {
-    run_with(config, base_dir, uploader::Uploader::new(config)?).await
+    let config = renewal::current(config, &config.state_dir(base_dir))?;
+    run_with(&config, base_dir, uploader::Uploader::new(&config)?).await
 }
 
 /// [`run_once`] with a given uploader (tests tune its backoff).
@@ -285,6 +287,12 @@ pub async fn run_with(
 ) -> Result<RunReport> {
     let spool = spool::Spool::with_cap(&config.spool_dir(base_dir), config.spool_max_bytes)?;
     let (sealed, spool_full) = collect(config, base_dir, &spool)?;
+    let state = config.state_dir(base_dir);
+    let renewal_csr = renewal::request(
+        &renewal::current(config, &state)?,
+        &state,
+        chrono::Utc::now().timestamp_millis(),
+    )?;
     let heartbeat = |clock_offset_ms: Option<i64>| {
         let mut status = spool
             .status()
@@ -303,6 +311,7 @@ pub async fn run_with(
             devices: source::device_status(&config.source, base_dir, |serial| {
                 spool.cursor(serial).ok().flatten()
             }),
+            renewal_csr: renewal_csr.clone(),
         }
     };
     let outcome = client.drain(&spool, &heartbeat).await;
@@ -310,6 +319,9 @@ pub async fn run_with(
     let outcome = outcome?;
     if let Some(r) = &outcome.recipient {
         adopt_recipient(config, base_dir, r)?;
+    }
+    if let Some(cert) = &outcome.certificate {
+        renewal::adopt(&state, cert)?;
     }
     Ok(RunReport {
         sealed,
@@ -529,6 +541,7 @@ mod tests {
             spool: "spool".into(),
             spool_max_bytes: spool::DEFAULT_CAP_BYTES,
             heartbeat_interval_secs: 300,
+            renew_before_days: 30,
             source: SourceConfig::E4Csv {
                 dir: export.clone(),
                 device_serial: "E4-1".into(),

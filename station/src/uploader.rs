@@ -55,6 +55,8 @@ pub struct DrainOutcome {
     pub clock_offset_ms: Option<i64>,
     /// The age recipient the server asked for in its last positive acknowledgement.
     pub recipient: Option<String>,
+    /// A new certificate the server issued for this run's renewal request.
+    pub certificate: Option<String>,
 }
 
 /// The rustls client configuration: trust only the nachtwacht CA, present the station certificate.
@@ -214,6 +216,7 @@ impl Uploader {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let mut outcome = DrainOutcome::default();
         let learned_recipient = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let learned_certificate = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
         let mut acks: HashMap<BundleId, Ack> = HashMap::new();
         let mut conn: Option<(u64, quinn::Connection)> = None;
         let mut generation = 0u64;
@@ -301,11 +304,16 @@ impl Uploader {
                         let request = encode_heartbeat(&heartbeat(outcome.clock_offset_ms));
                         let tx = tx.clone();
                         let learned = learned_recipient.clone();
+                        let certificate = learned_certificate.clone();
                         tokio::spawn(async move {
                             let event = match exchange(&c, request, bytes::Bytes::new()).await {
                                 Ok(ack) => {
                                     if ack.recipient.is_some() {
                                         *learned.lock().expect("recipient lock") = ack.recipient;
+                                    }
+                                    if ack.certificate.is_some() {
+                                        *certificate.lock().expect("certificate lock") =
+                                            ack.certificate;
                                     }
                                     Event::HeartbeatAcknowledged
                                 }
@@ -381,6 +389,7 @@ impl Uploader {
             c.close(0u32.into(), b"done");
         }
         outcome.recipient = learned_recipient.lock().expect("recipient lock").take();
+        outcome.certificate = learned_certificate.lock().expect("certificate lock").take();
         Ok(outcome)
     }
 

@@ -209,6 +209,7 @@ pub fn quiet_heartbeat(
             full: false,
         },
         devices: vec![],
+        renewal_csr: None,
     }
 }
 

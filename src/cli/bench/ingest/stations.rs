@@ -123,6 +123,7 @@ pub(super) fn heartbeat(s: &PhaseStation) -> Heartbeat {
             full: false,
         },
         devices: Vec::new(),
+        renewal_csr: None,
     }
 }
 

@@ -194,6 +194,10 @@ pub struct Heartbeat {
     pub clock_offset_ms: Option<i64>,
     pub spool: SpoolStatus,
     pub devices: Vec<DeviceStatus>,
+    /// A certificate signing request (PEM) for the station's next certificate, sent while its
+    /// certificate nears its end; the acknowledgement carries the new certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_csr: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +277,11 @@ pub struct Ack {
     /// `duplicate`); a station that sees a new one switches to it (key rotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient: Option<String>,
+    /// The station's next certificate (PEM), answering a heartbeat's `renewal_csr`. The station
+    /// stores it durably with its new key before it uses it; the server accepts the old
+    /// certificate until the new one is first used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 impl Ack {
@@ -328,6 +337,7 @@ impl Ack {
             reason,
             retry_after_ms,
             server_time_ms,
+            certificate: None,
             recipient: None,
         }
     }

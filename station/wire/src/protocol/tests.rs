@@ -89,6 +89,7 @@ fn heartbeats_round_trip_and_carry_no_body() {
             battery_percent: Some(80),
             last_reading_ms: Some(4),
         }],
+        renewal_csr: None,
     };
     let req = read_all(&encode_heartbeat(&hb), 7).unwrap();
     assert_eq!(req.head, RequestHead::Heartbeat(hb.clone()));
