@@ -243,3 +243,105 @@ fn json_logs_name_station_and_bundle_and_no_person() {
         assert!(!stderr.contains(secret), "{secret} in the logs");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_red_when_the_disk_reserve_is_crossed() {
+    // A reserve larger than any disk here: the disk check fails, and says by how much.
+    let mut config = Config::default();
+    config.ingest.min_free_disk_bytes = 1 << 60;
+    let t = start_server(config).await;
+    let addr = t.server.metrics_addr.unwrap();
+    let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let disk = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "disk")
+        .unwrap();
+    assert_eq!(disk["ok"], false, "{body}");
+    assert!(
+        disk["detail"]
+            .as_str()
+            .unwrap()
+            .contains("below the reserve of 1152921504606846976"),
+        "{body}"
+    );
+}
+
+/// The README's demo, scraped while it runs: the series the operations docs name are there, with
+/// the demo's uploads counted.
+#[test]
+fn metrics_are_scraped_over_http_during_a_demo() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["demo", "--exit-after", "20s", "--days", "1"])
+        .args([
+            "--quic-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--metrics-listen", &addr.to_string()])
+        .arg("--data-dir")
+        .arg(tmp.path().join("demo"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let text = loop {
+        let scraped = ureq::get(&format!("http://{addr}/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok());
+        if let Some(text) = scraped {
+            // The demo's stations have uploaded (their bundles are counted) and its research
+            // project exists (it is made after the uploads).
+            let stored = sample(&text, "nachtwacht_uploads_total{outcome=\"stored\"}");
+            let project = sample(
+                &text,
+                "nachtwacht_research_epsilon_spent{project=\"demo-wodc\"}",
+            );
+            if stored.unwrap_or(0.0) >= 6.0 && project.is_some() {
+                break text;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no uploads counted");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    for series in [
+        "nachtwacht_upload_bytes_total",
+        "nachtwacht_ack_latency_seconds_count",
+        "nachtwacht_station_connections",
+        "nachtwacht_receive_slot_wait_seconds_count",
+        "nachtwacht_group_commit_bundles_count",
+        "nachtwacht_group_commit_duration_seconds_count",
+        "nachtwacht_spool_backlog_bundles",
+        "nachtwacht_spool_backlog_bytes",
+        "nachtwacht_decode_lag_seconds",
+        "nachtwacht_pipeline_lag_seconds",
+        "nachtwacht_quarantined_bundles{reason_class=\"decryption\"}",
+        "nachtwacht_alerts_raised_total{kind=\"alcohol\"}",
+        "nachtwacht_notification_failures_total",
+        "nachtwacht_login_failures_total",
+        "nachtwacht_login_lockouts_total",
+        "nachtwacht_research_epsilon_spent{project=\"demo-wodc\"}",
+        "nachtwacht_audit_entries",
+        "nachtwacht_disk_free_bytes",
+        "nachtwacht_certificate_expiry_timestamp_seconds{certificate=\"server\"}",
+    ] {
+        assert!(sample(&text, series).is_some(), "{series} not in:\n{text}");
+    }
+    for secret in ["DEMO-2026", "AM-1001", "home-00"] {
+        assert!(!text.contains(secret), "{secret} in the metrics");
+    }
+    let _ = demo.kill();
+    let _ = demo.wait();
+}
