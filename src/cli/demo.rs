@@ -56,6 +56,9 @@ pub async fn command(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  Web:          http://{}/", run.server.http_addr);
     println!("  QUIC ingest:  {}", run.server.quic_addr);
+    if let Some(metrics) = run.server.metrics_addr {
+        println!("  Metrics:      http://{metrics}/metrics (and /readyz)");
+    }
     println!(
         "  Admin login:  admin / {}  (TOTP secret {})",
         run.admin_password, run.admin_totp_secret

@@ -107,6 +107,18 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// Why `key` (PEM) is not the key `cert` (PEM) certifies, if it is not; `None` when they
+/// belong together or either cannot be read (reported elsewhere).
+fn key_mismatch(cert: &Path, key: &Path) -> Option<String> {
+    let cert_pem = std::fs::read_to_string(cert).ok()?;
+    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(key).ok()?).ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let parsed = pem.parse_x509().ok()?;
+    let certified = parsed.public_key().raw.to_vec();
+    (certified != rcgen::PublicKeyData::subject_public_key_info(&key))
+        .then(|| format!("{} is for another key", cert.display()))
+}
+
 /// How to replace a certificate that ends.
 fn renew_fix(name: &str) -> &'static str {
     if name == "server" {
@@ -208,7 +220,19 @@ pub fn run(root: &Path, now_ms: i64) -> Report {
         }
     }
 
-    for (name, cert) in [("CA", dir.ca_cert()), ("server", dir.server_cert())] {
+    for (name, cert, key) in [
+        ("CA", dir.ca_cert(), dir.ca_key()),
+        ("server", dir.server_cert(), dir.server_key()),
+    ] {
+        // A key that is not the certificate's (a renewal cut short between its two renames).
+        if let Some(problem) = key_mismatch(&cert, &key) {
+            r.add(
+                Area::Keys,
+                Problem,
+                format!("the {name} key does not belong to its certificate: {problem}"),
+                renew_fix(name),
+            );
+        }
         match crate::trust::pki::validity_of(&cert) {
             Err(e) => r.add(
                 Area::Certificates,
@@ -327,6 +351,19 @@ mod tests {
         }
         assert!(report.findings.iter().all(|f| !f.fix.is_empty()));
         assert!(!report.is_ok());
+
+        // A server key that is not its certificate's (a renewal cut short) is named.
+        let fresh = tempfile::tempdir().unwrap();
+        let other = fresh.path().join("o");
+        crate::server::init::init(&other, &Config::default(), now).unwrap();
+        std::fs::copy(DataDir::new(&other).server_key(), dir.server_key()).unwrap();
+        let report = run(&root, now);
+        assert!(
+            report
+                .problems()
+                .any(|f| f.area == Area::Keys && f.what.contains("server key does not belong")),
+            "{report}"
+        );
 
         // A certificate that expires within 30 days is a warning; expired, a problem.
         let ca = crate::trust::pki::validity_of(&dir.ca_cert()).unwrap().1;
