@@ -20,6 +20,16 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (r.status(), r.into_string().unwrap())
 }
 
+/// One named check of a `/readyz` body.
+fn readiness_check<'a>(body: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {body}"))
+}
+
 /// The value of one sample line (`name{labels} value`), if the metric text has it.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -175,12 +185,7 @@ async fn readiness_names_a_decoder_that_falls_behind() {
     assert_eq!(status, 503, "{body}");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["ready"], false);
-    let decode = body["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "decode")
-        .unwrap();
+    let decode = readiness_check(&body, "decode");
     assert_eq!(decode["ok"], false, "{body}");
     assert!(
         decode["detail"]
@@ -256,12 +261,7 @@ async fn readiness_turns_red_when_the_disk_reserve_is_crossed() {
         .unwrap();
     assert_eq!(status, 503, "{body}");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let disk = body["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "disk")
-        .unwrap();
+    let disk = readiness_check(&body, "disk");
     assert_eq!(disk["ok"], false, "{body}");
     assert!(
         disk["detail"]

@@ -86,15 +86,14 @@ impl Shared {
         // upload; a request refused before its bundle id was read is counted by its refusal.
         if ack.bundle_id.is_some() || ack.code != AckCode::Stored {
             let m = crate::base::metrics::metrics();
+            // In the order of `UPLOAD_OUTCOMES`.
             let outcome = match ack.code {
-                AckCode::Stored => "stored",
-                AckCode::Duplicate => "duplicate",
-                AckCode::Rejected => "rejected",
-                AckCode::Busy => "busy",
+                AckCode::Stored => 0,
+                AckCode::Duplicate => 1,
+                AckCode::Rejected => 2,
+                AckCode::Busy => 3,
             };
-            m.uploads
-                .get_or_create(&crate::base::metrics::label("outcome", outcome))
-                .inc();
+            m.upload_outcomes[outcome].inc();
             m.ack_latency.observe(started.elapsed().as_secs_f64());
         }
         if let Err(e) = sent {

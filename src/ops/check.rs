@@ -273,11 +273,7 @@ pub fn run(root: &Path, now_ms: i64) -> Report {
         } else {
             root.to_path_buf()
         };
-        let probe = folder.join(".check");
-        let writable = crate::base::fsio::write_durably(&probe, b"check")
-            .map_err(|e| e.to_string())
-            .and_then(|_| std::fs::remove_file(&probe).map_err(|e| e.to_string()));
-        if let Err(e) = writable {
+        if let Err(e) = super::takes_durable_write(&folder) {
             r.add(
                 Area::Storage,
                 Problem,

@@ -68,9 +68,6 @@ fn refresh(ctx: &Context) -> Result<(), Error> {
     let m = metrics();
     // Every series of a closed set exists from the start, at 0: a rate over a series that
     // appears only at its first event misses that event.
-    for outcome in ["stored", "duplicate", "rejected", "busy"] {
-        let _ = m.uploads.get_or_create(&label("outcome", outcome));
-    }
     for kind in crate::alerts::AlertKind::ALL {
         let _ = m.alerts_raised.get_or_create(&label("kind", kind.as_str()));
     }

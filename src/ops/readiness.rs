@@ -45,14 +45,11 @@ pub fn check(ctx: &Context) -> Readiness {
             .map(|_| "answers".to_string())
             .map_err(|e| format!("does not answer: {e}")),
     );
-    let probe = ctx.dir.root().join(".readyz");
     add(
         "storage",
-        crate::base::fsio::write_durably(&probe, b"ready")
-            .map_err(|e| e.to_string())
-            .and_then(|_| std::fs::remove_file(&probe).map_err(|e| e.to_string()))
+        super::takes_durable_write(ctx.dir.root())
             .map(|_| "the data directory takes a durable write".to_string())
-            .map_err(|e| format!("cannot write {}: {e}", probe.display())),
+            .map_err(|e| format!("the data directory takes no durable write: {e}")),
     );
     let reserve = ctx.config.ingest.min_free_disk_bytes;
     add(

@@ -130,18 +130,24 @@ fn issue(ca: &Issued, common_name: &str, sans: Vec<String>, server: bool) -> Res
     )
 }
 
-/// Station certificate parameters: client authentication only, the station's name as common
-/// name, this serial and validity.
-fn station_params(
+/// Parameters of a certificate the CA issues (not a CA itself): the common name, these
+/// subject alternative names, server or client authentication, this serial and validity.
+fn leaf_params(
     common_name: &str,
+    sans: Vec<String>,
+    server: bool,
     validity_window: Validity,
     serial: Vec<u8>,
 ) -> Result<CertificateParams> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut params = CertificateParams::new(sans)?;
     params.distinguished_name = dn(common_name);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = vec![if server {
+        ExtendedKeyUsagePurpose::ServerAuth
+    } else {
+        ExtendedKeyUsagePurpose::ClientAuth
+    }];
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(rcgen::SerialNumber::from(serial));
     match validity_window {
@@ -173,7 +179,13 @@ pub fn issue_station_cert_for_request(
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
     let serial = new_serial();
-    csr.params = station_params(station_name, Validity::Years(2), serial.clone())?;
+    csr.params = leaf_params(
+        station_name,
+        vec![],
+        false,
+        Validity::Years(2),
+        serial.clone(),
+    )?;
     let cert = csr.signed_by(&issuer)?;
     Ok((cert.pem(), hex::encode(serial)))
 }
@@ -189,31 +201,7 @@ fn issue_with(
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(sans)?;
-    params.distinguished_name = dn(common_name);
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![if server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
-    params.use_authority_key_identifier_extension = true;
-    params.serial_number = Some(rcgen::SerialNumber::from(serial));
-    match validity_window {
-        Validity::Years(years) => validity(&mut params, years),
-        Validity::Window {
-            not_before,
-            not_after,
-        } => {
-            let at = |secs| {
-                time::OffsetDateTime::from_unix_timestamp(secs)
-                    .map_err(|e| Error::Pem(format!("validity: {e}")))
-            };
-            params.not_before = at(not_before)?;
-            params.not_after = at(not_after)?;
-        }
-    }
+    let params = leaf_params(common_name, sans, server, validity_window, serial)?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok(Issued {
         cert_pem: cert.pem(),

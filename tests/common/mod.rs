@@ -65,36 +65,38 @@ impl TestServer {
         days: u32,
         drinking: Vec<DrinkingEpisode>,
     ) -> (StationConfig, PathBuf, i64) {
-        let start_ms = days_ago(days as i64);
-        let person = enroll::add_person(
-            &self.ctx,
-            &format!("CASE-{name}"),
-            nachtwacht::base::programme::Programme::AlcoholBan,
-            "test",
-        )
-        .unwrap();
-        enroll::assign_device(
-            &self.ctx,
-            serial,
-            DeviceKind::AnkleMonitor,
-            person,
-            start_ms,
-            "test",
-        )
-        .unwrap();
-        let mut station = enroll::add_station(&self.ctx, name, "test").unwrap();
-        enroll::pair_device(&self.ctx, serial, name, start_ms, "test").unwrap();
-        station.servers = vec![self.server.quic_addr.to_string()];
-        station.source = SourceConfig::Simulator(SimulatorConfig {
+        let device = SimulatorConfig {
             device: DeviceKind::AnkleMonitor,
             device_serial: serial.into(),
-            start_ms,
+            start_ms: days_ago(days as i64),
             days,
             seed: 7,
             drinking,
             wear_hours_per_day: 0,
             bundle_minutes: 60,
-        });
+        };
+        let reference = format!("CASE-{name}");
+        let alcohol_ban = nachtwacht::base::programme::Programme::AlcoholBan;
+        let (station, dir, person) = self.simulated_station(name, &reference, alcohol_ban, device);
+        (station, dir, person)
+    }
+
+    /// A new person `reference` of `programme` wearing the simulated device, paired with a new
+    /// station `name` from the simulation's start; the station, its folder and the person.
+    fn simulated_station(
+        &self,
+        name: &str,
+        reference: &str,
+        programme: nachtwacht::base::programme::Programme,
+        device: SimulatorConfig,
+    ) -> (StationConfig, PathBuf, i64) {
+        let (serial, start_ms) = (device.device_serial.clone(), device.start_ms);
+        let person = enroll::add_person(&self.ctx, reference, programme, "test").unwrap();
+        enroll::assign_device(&self.ctx, &serial, device.device, person, start_ms, "test").unwrap();
+        let mut station = enroll::add_station(&self.ctx, name, "test").unwrap();
+        enroll::pair_device(&self.ctx, &serial, name, start_ms, "test").unwrap();
+        station.servers = vec![self.server.quic_addr.to_string()];
+        station.source = SourceConfig::Simulator(device);
         let dir = self.tmp.path().join("stations").join(name);
         std::fs::create_dir_all(&dir).unwrap();
         (station, dir, person)
@@ -129,26 +131,7 @@ impl TestServer {
         days: u32,
     ) -> (StationConfig, PathBuf, i64, i64) {
         let start_ms = days_ago(days as i64);
-        let person = enroll::add_person(
-            &self.ctx,
-            reference,
-            nachtwacht::base::programme::Programme::AggressionTraining,
-            "test",
-        )
-        .unwrap();
-        enroll::assign_device(
-            &self.ctx,
-            serial,
-            DeviceKind::Wristband,
-            person,
-            start_ms,
-            "test",
-        )
-        .unwrap();
-        let mut station = enroll::add_station(&self.ctx, name, "test").unwrap();
-        enroll::pair_device(&self.ctx, serial, name, start_ms, "test").unwrap();
-        station.servers = vec![self.server.quic_addr.to_string()];
-        station.source = SourceConfig::Simulator(SimulatorConfig {
+        let device = SimulatorConfig {
             device: DeviceKind::Wristband,
             device_serial: serial.into(),
             start_ms,
@@ -157,9 +140,9 @@ impl TestServer {
             drinking: vec![],
             wear_hours_per_day: 1,
             bundle_minutes: 60,
-        });
-        let dir = self.tmp.path().join("stations").join(name);
-        std::fs::create_dir_all(&dir).unwrap();
+        };
+        let aggression = nachtwacht::base::programme::Programme::AggressionTraining;
+        let (station, dir, person) = self.simulated_station(name, reference, aggression, device);
         (station, dir, person, start_ms)
     }
 }
