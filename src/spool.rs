@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::base::db::OptionalExtension;
 use nachtwacht_wire::BundleId;
-use rusqlite::OptionalExtension;
 
 use crate::base::db::Db;
 use crate::base::fsio::{io_err, write_durably};
@@ -30,7 +30,7 @@ pub enum Error {
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
 }
@@ -74,12 +74,12 @@ pub struct Spooled<'a> {
 
 /// Inserts a spooled bundle's row (state `spooled`). Call only once its file is durable; the group
 /// committer calls it inside its batch transaction.
-pub fn insert_row(conn: &rusqlite::Connection, row: &Spooled<'_>) -> Result<()> {
+pub fn insert_row(conn: &crate::base::db::Connection, row: &Spooled<'_>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(rusqlite::params![
+    .execute(crate::params![
         row.bundle_id.to_hex(),
         row.station_id,
         row.sequence as i64,
@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn every_bundle_state_is_one_the_schema_accepts_and_reads_back() {
         let tmp = tempfile::tempdir().unwrap();
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         let conn = db.lock();
         conn.execute(
             "INSERT INTO stations (id, name, cert_sha256, enrolled_at_ms) VALUES (1, 's', 'f', 0)",
@@ -255,7 +255,7 @@ mod tests {
             conn.execute(
                 "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
                  VALUES (?1, 1, ?2, 1, 'x', 0, ?3)",
-                rusqlite::params![format!("b{i}"), i as i64, state],
+                crate::params![format!("b{i}"), i as i64, state],
             )
             .unwrap();
             let back: BundleState = conn
@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn a_batch_is_written_together_and_unregistered_files_are_swept() {
         let tmp = tempfile::tempdir().unwrap();
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         db.lock()
             .execute(
                 "INSERT INTO stations (id, name, cert_sha256, enrolled_at_ms) VALUES (1, 's', 'f', 0)",

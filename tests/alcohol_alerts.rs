@@ -8,12 +8,13 @@
 //! evaluation after each upload; and as a backfill in random chunkings. The alcohol alerts that are
 //! in force at the end must be identical.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, UInt16Array};
 use arrow::record_batch::RecordBatch;
-use nachtwacht::base::config::Config;
 use nachtwacht::base::Context;
 use nachtwacht::evaluate::{self, Days};
 use nachtwacht_pipelines::synth::{Ankle, AnkleTruth, Noise, Rng};
@@ -34,8 +35,12 @@ struct Upload {
 /// A fresh data directory with `people` enrolled; returns the context and their person ids.
 fn data_dir(tmp: &tempfile::TempDir, name: &str, people: usize) -> (Context, Vec<i64>) {
     let root = tmp.path().join(name);
-    nachtwacht::server::init::init(&root, &Config::default(), nachtwacht::base::time::now_ms())
-        .unwrap();
+    nachtwacht::server::init::init(
+        &root,
+        &common::test_config(),
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap();
     let ctx = Context::open(&root).unwrap();
     let ids = (0..people)
         .map(|i| {

@@ -19,7 +19,7 @@ fn ids(ctx: &Context, sql: &str) -> Vec<String> {
     let conn = ctx.db.lock();
     let mut stmt = conn.prepare(sql).unwrap();
     let rows = stmt
-        .query_map([], |r| r.get::<_, rusqlite::types::Value>(0))
+        .query_map([], |r| r.get::<_, nachtwacht::base::db::Value>(0))
         .unwrap();
     rows.map(|v| format!("{:?}", v.unwrap())).collect()
 }

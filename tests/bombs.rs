@@ -3,12 +3,13 @@
 //! its headers, and its peak resident memory stays under a stated bound. Before the bounds, a
 //! 33 KB upload cost the server 1.08 GB and three larger ones aborted it.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use nachtwacht::base::config::Config;
 use nachtwacht::base::Context;
 use nachtwacht::{registry::enroll, server::init};
 use nachtwacht_station::seal::SealedBundle;
@@ -139,7 +140,12 @@ fn spawn_server(root: &Path, port: u16) -> Child {
 async fn decompression_bombs_are_quarantined_and_the_server_stays_small() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).unwrap();
+    init::init(
+        &root,
+        &common::test_config(),
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap();
     let ctx = Context::open(&root).unwrap();
     let from = nachtwacht::base::time::now_ms() - 86_400_000;
     let person = enroll::add_person(
@@ -240,12 +246,11 @@ async fn decompression_bombs_are_quarantined_and_the_server_stays_small() {
         let mut stmt = conn
             .prepare("SELECT reason FROM bundles ORDER BY bundle_id")
             .unwrap();
-        let r = stmt
-            .query_map([], |r| r.get(0))
+
+        stmt.query_map([], |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
-            .collect();
-        r
+            .collect()
     };
     for (i, expected) in [
         "for 1 rows",

@@ -365,7 +365,7 @@ fn raise_alcohol_alert(ctx: &nachtwacht::base::Context, reference: &str) -> i64 
     let id = tx
         .query_row(
             "SELECT id FROM alerts WHERE person_id = ?1 AND kind = 'alcohol' AND start_ms = ?2",
-            rusqlite::params![person, start],
+            nachtwacht::params![person, start],
             |r| r.get(0),
         )
         .unwrap();
@@ -447,7 +447,7 @@ fn raise_alert(
     let id = tx
         .query_row(
             "SELECT id FROM alerts WHERE person_id = ?1 AND kind = ?2 AND start_ms = ?3",
-            rusqlite::params![person, kind.as_str(), start_ms],
+            nachtwacht::params![person, kind.as_str(), start_ms],
             |r| r.get(0),
         )
         .unwrap();

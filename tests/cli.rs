@@ -1,11 +1,20 @@
 //! The administration commands as an operator runs them, through the real binary.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn nachtwacht(args: &[&str], data: &Path) -> Output {
+    // `init` puts the state where the tests keep it (PostgreSQL when they have a server).
+    let database = if args.first() == Some(&"init") {
+        common::init_database_args()
+    } else {
+        Vec::new()
+    };
     Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
         .args(args)
+        .args(database)
         .arg("--data-dir")
         .arg(data)
         .output()
@@ -210,8 +219,10 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
     // return, station revoke, keys rotate, quarantine list, project, researcher account, its
     // screening, token.
     assert!(audit.contains("intact: 14 entries"), "{audit}");
-    let returns: i64 = rusqlite::Connection::open(data.join("state.sqlite"))
+    let returns: i64 = nachtwacht::base::context::Context::open(&data)
         .unwrap()
+        .db
+        .lock()
         .query_row(
             "SELECT count(*) FROM audit_log WHERE action = 'device.return' AND object = 'AM-9'",
             [],
@@ -221,13 +232,15 @@ fn an_operator_initialises_enrolls_and_verifies_the_audit_log() {
     assert_eq!(returns, 1);
 
     // Tampering with one entry is detected and the command fails.
-    let conn = rusqlite::Connection::open(data.join("state.sqlite")).unwrap();
+    let ctx = nachtwacht::base::context::Context::open(&data).unwrap();
+    let conn = ctx.db.lock();
     conn.execute(
         "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 4",
         [],
     )
     .unwrap();
     drop(conn);
+    drop(ctx);
     let broken = nachtwacht(&["audit", "verify"], &data);
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stderr).contains("broken at entry 4"));

@@ -3,12 +3,13 @@
 //! control. The demo's data directory passes every control through the real binary, and a copy
 //! with a world-readable database fails exactly the permissions control.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nachtwacht::accountability::compliance::{self, ControlId};
-use nachtwacht::base::config::Config;
 use nachtwacht::base::time::DAY_MS;
 use nachtwacht::base::Context;
 use nachtwacht::registry::accounts::{self, Role};
@@ -33,7 +34,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// and retention policy loaded; a research project.
 fn base(root: &Path, now: i64) {
     nachtwacht::base::datadir::restrict_umask();
-    nachtwacht::server::init::init(root, &Config::default(), now).unwrap();
+    nachtwacht::server::init::init(root, &common::test_config(), now).unwrap();
     let ctx = Context::open(root).unwrap();
     for (name, role) in [
         ("olga", Role::Officer),

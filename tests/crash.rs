@@ -123,7 +123,12 @@ async fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool 
 async fn acknowledged_bundles_survive_server_kills_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).unwrap();
+    init::init(
+        &root,
+        &common::test_config(),
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap();
     // Enrol through a short-lived in-process server (same data directory), then stop it.
     let t = start_in(tmp).await;
     let port = free_udp_port();
@@ -392,12 +397,11 @@ async fn readings_survive_station_kills_exactly_once() {
     let stored: BTreeSet<String> = {
         let conn = t.ctx.db.lock();
         let mut stmt = conn.prepare("SELECT bundle_id FROM bundles").unwrap();
-        let ids = stmt
-            .query_map([], |r| r.get(0))
+
+        stmt.query_map([], |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
-            .collect();
-        ids
+            .collect()
     };
     assert_eq!(stored, expected_ids);
     assert_eq!(
@@ -434,7 +438,12 @@ async fn a_decoder_killed_after_moving_a_bundle_into_quarantine_keeps_its_reason
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).unwrap();
+    init::init(
+        &root,
+        &common::test_config(),
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap();
     let ctx = Context::open(&root).unwrap();
     let start_ms = days_ago(2);
     let person = enroll::add_person(

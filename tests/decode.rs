@@ -18,17 +18,16 @@ fn bundles(t: &TestServer) -> Vec<(BundleId, i64)> {
     let mut stmt = conn
         .prepare("SELECT bundle_id, received_at_ms FROM bundles ORDER BY received_at_ms, bundle_id")
         .unwrap();
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                BundleId::from_hex(&r.get::<_, String>(0)?).unwrap(),
-                r.get(1)?,
-            ))
-        })
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    rows
+
+    stmt.query_map([], |r| {
+        Ok((
+            BundleId::from_hex(&r.get::<_, String>(0)?).unwrap(),
+            r.get(1)?,
+        ))
+    })
+    .unwrap()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap()
 }
 
 fn opens_with(ciphertext: &[u8], identity: &age::x25519::Identity) -> bool {
@@ -371,8 +370,12 @@ fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    nachtwacht::server::init::init(&root, &Config::default(), nachtwacht::base::time::now_ms())
-        .unwrap();
+    nachtwacht::server::init::init(
+        &root,
+        &common::test_config(),
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap();
     let ctx = Context::open(&root).unwrap();
     let start_ms = days_ago(2);
     let person = nachtwacht::registry::enroll::add_person(

@@ -89,7 +89,11 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
 /// Every place an identifier could be: file names, file bytes, the decoded content of every
 /// Parquet file (research files are compressed, so their bytes alone prove nothing), and every
 /// value of every table. Returns where each was found.
-fn find_identifiers(root: &Path, db: &rusqlite::Connection, needles: &[String]) -> Vec<String> {
+fn find_identifiers(
+    root: &Path,
+    db: &nachtwacht::base::db::Connection,
+    needles: &[String],
+) -> Vec<String> {
     let mut found = Vec::new();
     for path in files_under(root) {
         let name = path
@@ -136,8 +140,10 @@ fn find_identifiers(root: &Path, db: &rusqlite::Connection, needles: &[String]) 
         while let Some(row) = rows.next().unwrap() {
             for i in 0..columns {
                 let value = match row.get_ref(i).unwrap() {
-                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                    rusqlite::types::ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+                    nachtwacht::base::db::ValueRef::Text(t) => t.to_owned(),
+                    nachtwacht::base::db::ValueRef::Blob(b) => {
+                        String::from_utf8_lossy(b).into_owned()
+                    }
                     _ => continue,
                 };
                 for n in needles {
@@ -194,7 +200,7 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
         .lock()
         .execute(
             "UPDATE episodes SET started_at_ms = ?1 WHERE person_id = ?2",
-            rusqlite::params![days_ago(3), pa],
+            nachtwacht::params![days_ago(3), pa],
         )
         .unwrap();
 
@@ -521,7 +527,7 @@ fn closed_person_with_readings() -> (tempfile::TempDir, nachtwacht::base::Contex
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
     let now = nachtwacht::base::time::now_ms();
-    nachtwacht::server::init::init(&root, &Config::default(), now).unwrap();
+    nachtwacht::server::init::init(&root, &common::test_config(), now).unwrap();
     let ctx = nachtwacht::base::Context::open(&root).unwrap();
     let policy = every_personal_class_due_at_once();
     std::fs::write(ctx.dir.retention_policy(), policy).unwrap();

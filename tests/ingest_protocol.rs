@@ -360,12 +360,11 @@ async fn heartbeats_are_recorded_and_raise_communication_alerts() {
         let mut stmt = db
             .prepare("SELECT kind FROM alerts WHERE person_id = ?1 ORDER BY kind")
             .unwrap();
-        let rows = stmt
-            .query_map([person], |r| r.get(0))
+
+        stmt.query_map([person], |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
-            .collect();
-        rows
+            .collect()
     };
     assert_eq!(kinds, vec!["clock-drift", "device-disconnected"]);
     // Re-running raises nothing twice; two hours of silence raises communication-lost.

@@ -48,7 +48,8 @@ fn account(ctx: &Context, name: &str, role: Role, now: i64) -> Account {
 fn office(config: Config, sink: &SmtpSink) -> Office {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    nachtwacht::server::init::init(&root, &config, now_ms()).unwrap();
+    nachtwacht::server::init::init(&root, &common::with_test_database(config.clone()), now_ms())
+        .unwrap();
     let mut ctx = Context::open(&root).unwrap();
     ctx.config.notifications.smtp = Some(sink.configure(&root));
     let now = now_ms();
@@ -122,7 +123,7 @@ fn raise(
     let id = tx
         .query_row(
             "SELECT id FROM alerts WHERE person_id = ?1 AND kind = ?2 AND start_ms = ?3",
-            rusqlite::params![person, kind.as_str(), start],
+            nachtwacht::params![person, kind.as_str(), start],
             |r| r.get(0),
         )
         .unwrap();
@@ -383,7 +384,8 @@ async fn serve_sends_notifications_on_its_own() {
     let root = tmp.path().join("data");
     let mut config = Config::default();
     config.notifications.interval_secs = 1;
-    nachtwacht::server::init::init(&root, &config, now_ms()).unwrap();
+    nachtwacht::server::init::init(&root, &common::with_test_database(config.clone()), now_ms())
+        .unwrap();
     // The operator adds the mail server to the configuration.
     config.notifications.smtp = Some(sink.configure(Path::new(&root)));
     std::fs::write(root.join("nachtwacht.toml"), config.to_toml()).unwrap();

@@ -26,14 +26,16 @@ async fn every_alert_kind_is_offered_stored_and_found_by_the_filter() {
             .enumerate()
             .map(|(i, k)| {
                 let start = 1_000_000_000_000 + i as i64 * 86_400_000;
-                conn.execute(
-                    "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
-                                         evidence_bundles, created_at_ms)
-                     VALUES (?1, ?2, 'low', ?3, ?3, '{}', '', 0)",
-                    rusqlite::params![person, k.as_str(), start],
-                )
-                .unwrap();
-                (*k, conn.last_insert_rowid())
+                let id: i64 = conn
+                    .query_row(
+                        "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
+                                             evidence_bundles, created_at_ms)
+                         VALUES (?1, ?2, 'low', ?3, ?3, '{}', '', 0) RETURNING id",
+                        nachtwacht::params![person, k.as_str(), start],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (*k, id)
             })
             .collect()
     };

@@ -162,7 +162,12 @@ async fn readiness_names_a_decoder_that_falls_behind() {
     config.operations.max_decode_lag_secs = 0;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    nachtwacht::server::init::init(&root, &config, nachtwacht::base::time::now_ms()).unwrap();
+    nachtwacht::server::init::init(
+        &root,
+        &common::with_test_database(config.clone()),
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap();
     let ctx = nachtwacht::base::Context::open(&root).unwrap();
     let server = nachtwacht::server::start(
         ctx.clone(),

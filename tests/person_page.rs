@@ -217,14 +217,14 @@ async fn a_wristband_person_shows_daily_indicators_and_evidence_per_minute() {
     let alert_start = start_ms + 10 * 3_600_000 + 20 * 60_000;
     let alert = {
         let conn = t.ctx.db.lock();
-        conn.execute(
+        conn.query_row(
             "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
                                  evidence_bundles, created_at_ms)
-             VALUES (?1, 'device-fault', 'warning', ?2, ?2, '{}', '', ?2)",
-            rusqlite::params![person, alert_start],
+             VALUES (?1, 'device-fault', 'warning', ?2, ?2, '{}', '', ?2) RETURNING id",
+            nachtwacht::params![person, alert_start],
+            |r| r.get::<_, i64>(0),
         )
-        .unwrap();
-        conn.last_insert_rowid()
+        .unwrap()
     };
     let ctx = t.ctx.clone();
     let (page, detail) = tokio::task::spawn_blocking(move || {

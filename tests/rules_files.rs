@@ -2,16 +2,21 @@
 //! `nachtwacht pipeline run`, validated all at once, and every change audited with old and new
 //! values.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
-use nachtwacht::base::config::Config;
 use nachtwacht::base::Context;
 
 fn initialised(tmp: &tempfile::TempDir) -> Context {
     let root = tmp.path().join("data");
-    nachtwacht::server::init::init(&root, &Config::default(), nachtwacht::base::time::now_ms())
-        .unwrap();
+    nachtwacht::server::init::init(
+        &root,
+        &common::test_config(),
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap();
     Context::open(&root).unwrap()
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::base::db::{Connection, OptionalExtension};
 
 use crate::base::html::esc;
 use crate::base::time::{date_of, date_time_of, DAY_MS};
@@ -23,7 +23,7 @@ use crate::trust::audit;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error(transparent)]

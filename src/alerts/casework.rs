@@ -6,8 +6,8 @@
 //! exactly like one that does not exist, so guessing ids reveals nothing. Every read of personal
 //! data and every step writes an audit entry in the same transaction as what it records.
 
+use crate::base::db::OptionalExtension;
 use polars::prelude::*;
-use rusqlite::OptionalExtension;
 
 use super::{AlertKind, Severity, Status};
 use crate::base::Context;
@@ -26,7 +26,7 @@ pub enum Error {
     #[error("{0}")]
     Refused(Refusal),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Caseload(#[from] caseload::Error),
     /// The officer's staff screening is not in force (refused and audited).
@@ -221,7 +221,7 @@ const SELECT_ALERT: &str = "SELECT a.id, a.person_id, p.reference, p.programme, 
         a.provisional, a.revision, a.withdrawn_at_ms, a.created_at_ms
    FROM alerts a JOIN persons p ON p.id = a.person_id";
 
-fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<AlertRow> {
+fn alert_row(r: &crate::base::db::Row) -> crate::base::db::Result<AlertRow> {
     Ok(AlertRow {
         id: r.get(0)?,
         person_id: r.get(1)?,
@@ -342,7 +342,7 @@ fn matching(
     let persons = caseload::persons_of(&tx, officer.id, now_ms)?;
     // ?2 the status (NULL for the counts per status); ?6 a fragment of the case reference.
     const MATCHING: &str = "FROM alerts a JOIN persons p ON p.id = a.person_id
-          WHERE a.person_id IN (SELECT value FROM json_each(?1))
+          WHERE a.person_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1))
             AND (?2 IS NULL OR a.status = ?2) AND (?3 IS NULL OR a.kind = ?3)
             AND (?4 IS NULL OR a.start_ms >= ?4) AND (?5 IS NULL OR a.start_ms < ?5)
             AND (?6 IS NULL OR instr(lower(p.reference), lower(?6)) > 0)
@@ -400,7 +400,7 @@ fn matching(
             let (a, b, c, d, e, f, g) = params(nonempty(&filter.status));
             tx.query_row(
                 &format!("SELECT count(*) {MATCHING} AND a.created_at_ms > ?8"),
-                rusqlite::params![a, b, c, d, e, f, g, visit],
+                crate::params![a, b, c, d, e, f, g, visit],
                 |r| r.get::<_, i64>(0),
             )? as usize
         }
@@ -408,7 +408,7 @@ fn matching(
     };
     let kinds: Vec<AlertKind> = {
         let mut stmt = tx.prepare(
-            "SELECT DISTINCT kind FROM alerts WHERE person_id IN (SELECT value FROM json_each(?1))",
+            "SELECT DISTINCT kind FROM alerts WHERE person_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1))",
         )?;
         let present = stmt
             .query_map([serde_json::to_string(&persons).expect("ids")], |r| {
@@ -450,7 +450,7 @@ fn matching(
 
 /// One alert of the officer's caseload, or [`Error::NotFound`].
 fn own_alert(
-    conn: &rusqlite::Connection,
+    conn: &crate::base::db::Connection,
     officer: &Account,
     alert_id: i64,
     now_ms: i64,
@@ -631,7 +631,7 @@ pub fn detail_as(
             .query_row(
                 "SELECT seq, hash FROM audit_log WHERE action = ?1 AND object = ?2
                   ORDER BY seq DESC LIMIT 1",
-                rusqlite::params![audit::seal::ACTION, format!("alert:{alert_id}")],
+                crate::params![audit::seal::ACTION, format!("alert:{alert_id}")],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -639,7 +639,7 @@ pub fn detail_as(
             // An officer has seen it: a critical alert is not escalated to their manager.
             tx.execute(
                 "UPDATE alerts SET first_opened_at_ms = ?2 WHERE id = ?1 AND first_opened_at_ms IS NULL",
-                rusqlite::params![alert_id, now_ms],
+                crate::params![alert_id, now_ms],
             )?;
         }
         audit::append(
@@ -718,7 +718,7 @@ fn wrist_minutes(ctx: &Context, pid: &str, from_ms: i64, to_ms: i64) -> Result<W
 
 /// When the person's stations were heard from (uploads and heartbeats) between two instants.
 pub(super) fn station_contacts(
-    conn: &rusqlite::Connection,
+    conn: &crate::base::db::Connection,
     person_id: i64,
     from_ms: i64,
     to_ms: i64,
@@ -731,13 +731,13 @@ pub(super) fn station_contacts(
           WHERE s.person_id = ?1 AND h.received_at_ms BETWEEN ?2 AND ?3
          ORDER BY 1",
     )?;
-    let rows = stmt.query_map(rusqlite::params![person_id, from_ms, to_ms], |r| r.get(0))?;
+    let rows = stmt.query_map(crate::params![person_id, from_ms, to_ms], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<i64>, _>>()?)
 }
 
 /// The person's station's last contact at or before `at_ms` and its first after.
 fn contacts_around(
-    conn: &rusqlite::Connection,
+    conn: &crate::base::db::Connection,
     person_id: i64,
     at_ms: i64,
 ) -> Result<(Option<i64>, Option<i64>)> {
@@ -751,14 +751,14 @@ fn contacts_around(
             "SELECT (SELECT max(t) FROM ({CONTACTS}) WHERE t <= ?2),
                     (SELECT min(t) FROM ({CONTACTS}) WHERE t > ?2)"
         ),
-        rusqlite::params![person_id, at_ms],
+        crate::params![person_id, at_ms],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?)
 }
 
 /// Every alert of a person, newest first.
 pub(super) fn alerts_of_person(
-    conn: &rusqlite::Connection,
+    conn: &crate::base::db::Connection,
     person_id: i64,
 ) -> Result<Vec<AlertRow>> {
     let mut stmt = conn.prepare(&format!(
@@ -847,7 +847,7 @@ pub fn transition(
     }
     require_screening(ctx, officer, "alert.transition", now_ms)?;
     let mut conn = ctx.db.lock();
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     let alert = match own_alert(&tx, officer, alert_id, now_ms) {
         Ok(a) => a,
         Err(Error::NotFound) => {
@@ -888,12 +888,12 @@ pub fn transition(
     };
     tx.execute(
         "UPDATE alerts SET status = ?2 WHERE id = ?1",
-        rusqlite::params![alert_id, to],
+        crate::params![alert_id, to],
     )?;
     tx.execute(
         "INSERT INTO alert_events (alert_id, at_ms, actor, from_status, to_status, comment)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        rusqlite::params![
+        crate::params![
             alert_id,
             now_ms,
             officer.username,
@@ -942,7 +942,7 @@ pub fn stations(ctx: &Context, officer: &Account, now_ms: i64) -> Result<Vec<Sta
                FROM stations s JOIN persons p ON p.id = s.person_id
                LEFT JOIN station_heartbeats h ON h.id =
                     (SELECT max(id) FROM station_heartbeats WHERE station_id = s.id)
-              WHERE s.person_id IN (SELECT value FROM json_each(?1)) AND p.closed_at_ms IS NULL
+              WHERE s.person_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1)) AND p.closed_at_ms IS NULL
               ORDER BY p.reference, s.name",
         )?;
         let rows = stmt.query_map([serde_json::to_string(&persons).expect("ids")], |r| {
@@ -1021,7 +1021,7 @@ mod tests {
             "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, rule,
                                  evidence_bundles, created_at_ms, status)
              VALUES (?1, ?2, 'high', ?3, ?3, '{}', '', ?4, ?5)",
-            rusqlite::params![person, kind, start_ms, created_ms, status],
+            crate::params![person, kind, start_ms, created_ms, status],
         )
         .unwrap();
         conn.last_insert_rowid()

@@ -8,9 +8,9 @@
 //! `person.refused`) in the transaction that reads. A person outside the caseload is "not found",
 //! exactly like one that does not exist. Days are the officer's local days (`[http] time_zone`).
 
+use crate::base::db::OptionalExtension;
 use chrono::NaiveDate;
 use polars::prelude::*;
-use rusqlite::OptionalExtension;
 
 use super::casework::{self, AlertRow, Error, Result};
 use super::Status;
@@ -161,10 +161,10 @@ pub fn overview(ctx: &Context, officer: &Account, now_ms: i64) -> Result<Vec<Cas
                     (SELECT count(*) FROM assignments d WHERE d.person_id = p.id
                         AND d.valid_from_ms <= ?2 AND (d.valid_to_ms IS NULL OR d.valid_to_ms > ?2))
                FROM persons p
-              WHERE p.id IN (SELECT value FROM json_each(?1)) AND p.closed_at_ms IS NULL",
+              WHERE p.id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1)) AND p.closed_at_ms IS NULL",
         )?;
         let rows = stmt.query_map(
-            rusqlite::params![serde_json::to_string(&persons).expect("ids"), now_ms],
+            crate::params![serde_json::to_string(&persons).expect("ids"), now_ms],
             |r| {
                 let open: i64 = r.get(3)?;
                 let device_alerts: i64 = r.get(4)?;

@@ -2,7 +2,7 @@
 //! into the audit log in the same transaction. Alerts are never deleted: a revision records the
 //! before and after, a withdrawal keeps the content.
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::base::db::{Connection, OptionalExtension};
 
 use super::{AlertKind, RevisionReason, Severity};
 use crate::trust::audit;
@@ -10,7 +10,7 @@ use crate::trust::audit;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
 }
@@ -36,7 +36,7 @@ pub struct NewAlert<'a> {
 /// alert (late data extended it, or a re-evaluation saw it again), so the alert grows to cover
 /// both and keeps its id and status; otherwise a new alert is inserted. Returns whether it is new.
 /// The ids of every alert of a person (for finding the audit entries about them).
-pub fn ids_of_person(conn: &Connection, person_id: i64) -> rusqlite::Result<Vec<i64>> {
+pub fn ids_of_person(conn: &Connection, person_id: i64) -> crate::base::db::Result<Vec<i64>> {
     let mut stmt = conn.prepare("SELECT id FROM alerts WHERE person_id = ?1")?;
     let rows = stmt.query_map([person_id], |r| r.get(0))?;
     rows.collect()
@@ -48,7 +48,7 @@ pub fn record_event(tx: &Connection, alert: &NewAlert<'_>, now_ms: i64) -> Resul
             "SELECT id, evidence_bundles FROM alerts
               WHERE person_id = ?1 AND kind = ?2 AND start_ms <= ?4 AND end_ms >= ?3
               ORDER BY start_ms LIMIT 1",
-            rusqlite::params![
+            crate::params![
                 alert.person_id,
                 alert.kind.as_str(),
                 alert.start_ms,
@@ -65,7 +65,7 @@ pub fn record_event(tx: &Connection, alert: &NewAlert<'_>, now_ms: i64) -> Resul
                                              ELSE max(coalesce(peak_tac_g_dl, ?4), ?4) END,
                         evidence_bundles = ?5
                   WHERE id = ?1",
-                rusqlite::params![
+                crate::params![
                     id,
                     alert.start_ms,
                     alert.end_ms,
@@ -98,11 +98,12 @@ pub fn record_event(tx: &Connection, alert: &NewAlert<'_>, now_ms: i64) -> Resul
 /// An alert keyed by (person, kind, start): stored the first time, a second call with the same
 /// key changes nothing. Returns whether it is new.
 pub fn record_once(tx: &Connection, alert: &NewAlert<'_>, now_ms: i64) -> Result<bool> {
-    let inserted = tx.execute(
+    let inserted: Option<i64> = tx.query_row(
         "INSERT OR IGNORE INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl,
                                        rule, evidence_bundles, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        rusqlite::params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         RETURNING id",
+        crate::params![
             alert.person_id,
             alert.kind.as_str(),
             alert.severity.as_str(),
@@ -113,16 +114,18 @@ pub fn record_once(tx: &Connection, alert: &NewAlert<'_>, now_ms: i64) -> Result
             alert.evidence,
             now_ms
         ],
-    )?;
-    if inserted > 0 {
-        audit::seal::reseal(tx, tx.last_insert_rowid(), now_ms, "system")?;
+        |r| r.get(0),
+    )
+    .optional()?;
+    if let Some(id) = inserted {
+        audit::seal::reseal(tx, id, now_ms, "system")?;
         // Counted when inserted: an evaluation that then fails to commit (rare) counts too.
         crate::base::metrics::metrics()
             .alerts_raised
             .get_or_create(&crate::base::metrics::label("kind", alert.kind.as_str()))
             .inc();
     }
-    Ok(inserted > 0)
+    Ok(inserted.is_some())
 }
 
 /// Comma-separated bundle ids of both lists, each once, in order of first appearance.
@@ -190,7 +193,7 @@ pub fn alcohol_alerts_from(
           ORDER BY start_ms, id",
     )?;
     let rows = stmt.query_map(
-        rusqlite::params![
+        crate::params![
             person_id,
             AlertKind::Alcohol.as_str(),
             AlertKind::Interferent.as_str(),
@@ -218,11 +221,12 @@ pub fn alcohol_alerts_from(
 
 /// Stores a new alert with `content` and seals it.
 pub fn insert(tx: &Connection, person_id: i64, c: &AlertContent, now_ms: i64) -> Result<()> {
-    tx.execute(
+    let id: i64 = tx.query_row(
         "INSERT INTO alerts (person_id, kind, severity, start_ms, end_ms, peak_tac_g_dl, rule,
                              evidence_bundles, created_at_ms, provisional)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        rusqlite::params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         RETURNING id",
+        crate::params![
             person_id,
             c.kind,
             c.severity,
@@ -234,8 +238,9 @@ pub fn insert(tx: &Connection, person_id: i64, c: &AlertContent, now_ms: i64) ->
             now_ms,
             i64::from(c.provisional)
         ],
+        |r| r.get(0),
     )?;
-    audit::seal::reseal(tx, tx.last_insert_rowid(), now_ms, "system")?;
+    audit::seal::reseal(tx, id, now_ms, "system")?;
     Ok(())
 }
 
@@ -255,7 +260,7 @@ pub fn revise(
                 peak_tac_g_dl = ?6, provisional = ?7, evidence_bundles = ?8, rule = ?9,
                 revision = revision + 1, withdrawn_at_ms = ?10
           WHERE id = ?1",
-        rusqlite::params![
+        crate::params![
             alert.id,
             after.kind,
             after.severity,
@@ -280,7 +285,7 @@ pub fn revise(
     tx.execute(
         "INSERT INTO alert_revisions (alert_id, revision, at_ms, reason, before, after)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        rusqlite::params![
+        crate::params![
             alert.id,
             revision,
             now_ms,

@@ -35,6 +35,49 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     #[serde(default)]
     pub operations: OperationsConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+}
+
+/// Where the state lives: SQLite in the data directory (the default), or a PostgreSQL database
+/// that several nachtwacht processes share.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(default)]
+    pub backend: DatabaseBackend,
+    /// PostgreSQL's connection URL without a password, e.g.
+    /// `postgres://nachtwacht@db.example:5432/nachtwacht?sslmode=require` or
+    /// `host=/run/postgresql dbname=nachtwacht user=nachtwacht`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The file holding the database password (relative to the data directory, or absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// Certificate authorities (PEM) that sign the database server's certificate, when the URL
+    /// asks for TLS (`sslmode=require`); without it, the Web PKI's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseBackend {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseConfig {
+    /// PostgreSQL at `url`, its password in `password_file`.
+    pub fn postgres(url: &str, password_file: Option<&str>) -> Self {
+        Self {
+            backend: DatabaseBackend::Postgres,
+            url: Some(url.to_string()),
+            password_file: password_file.map(str::to_string),
+            ca_file: None,
+        }
+    }
 }
 
 /// What the operations team watches: metrics, readiness and the logs' format.
@@ -427,6 +470,7 @@ impl Default for Config {
             accountability: AccountabilityConfig::default(),
             notifications: NotificationsConfig::default(),
             operations: OperationsConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -536,6 +580,23 @@ impl Config {
             if smtp.username.is_some() != smtp.password_file.is_some() {
                 p.push("notifications.smtp.username and password_file go together".into());
             }
+        }
+        let d = &self.database;
+        match d.backend {
+            DatabaseBackend::Postgres => match &d.url {
+                None => p.push("database.url is required when database.backend is \"postgres\"".into()),
+                Some(url) if url.parse::<postgres::Config>().is_err() => {
+                    p.push("database.url is not a PostgreSQL connection URL".into())
+                }
+                Some(url) if url.parse::<postgres::Config>().is_ok_and(|c| c.get_password().is_some()) => {
+                    p.push("database.url must not carry a password: put it in the file database.password_file names".into())
+                }
+                Some(_) => {}
+            },
+            DatabaseBackend::Sqlite if d.url.is_some() || d.password_file.is_some() || d.ca_file.is_some() => {
+                p.push("database.url, password_file and ca_file are for database.backend = \"postgres\"".into())
+            }
+            DatabaseBackend::Sqlite => {}
         }
         if self.pipeline.interval_secs == 0 {
             p.push("pipeline.interval_secs must be positive".into());

@@ -46,7 +46,7 @@ impl Context {
         }
         datadir::restrict_umask();
         let config = Config::load(&dir.config())?;
-        let db = Db::open(&dir.database())?;
+        let db = Db::open_target(&crate::base::db::Target::of(&config.database, &dir))?;
         Ok(Self { dir, config, db })
     }
 

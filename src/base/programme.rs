@@ -43,7 +43,7 @@ mod tests {
     #[test]
     fn the_migrated_programmes_table_holds_exactly_these_programmes_and_signals() {
         let tmp = tempfile::tempdir().unwrap();
-        let db = crate::base::db::Db::open(&tmp.path().join("p.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         let conn = db.lock();
         let mut stmt = conn
             .prepare("SELECT name, signals FROM programmes ORDER BY name")

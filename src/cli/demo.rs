@@ -410,7 +410,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
     })
 }
 
-pub fn alerts(ctx: &Context) -> rusqlite::Result<Vec<AlertLine>> {
+pub fn alerts(ctx: &Context) -> nachtwacht::base::db::Result<Vec<AlertLine>> {
     let conn = ctx.db.lock();
     let mut stmt = conn.prepare(
         "SELECT p.reference, a.kind, a.severity, a.start_ms, a.peak_tac_g_dl, a.evidence_bundles

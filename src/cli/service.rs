@@ -17,11 +17,26 @@ pub struct InitArgs {
     /// DNS name stations use to reach the server (goes into the server certificate).
     #[arg(long, default_value = "localhost")]
     server_name: String,
+    /// Keep the state in this PostgreSQL database instead of SQLite in the data directory
+    /// (a URL without password, e.g. `postgres://nachtwacht@db:5432/nachtwacht?sslmode=require`).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// The file with the PostgreSQL password (never on the command line).
+    #[arg(long, value_name = "FILE", requires = "database_url")]
+    database_password_file: Option<String>,
 }
 
 pub fn init(args: InitArgs) -> anyhow::Result<()> {
     let mut config = Config::default();
     config.ingest.server_name = args.server_name;
+    if let Some(url) = &args.database_url {
+        config.database = nachtwacht::base::config::DatabaseConfig::postgres(
+            url,
+            args.database_password_file.as_deref(),
+        );
+        let problems = config.problems();
+        anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
+    }
     let data_dir = &args.dir.data_dir;
     let r = nachtwacht::server::init::init(data_dir, &config, nachtwacht::base::time::now_ms())
         .context("init")?;

@@ -58,10 +58,9 @@ pub fn compact(
             let mut stmt = conn.prepare(
                 "SELECT day, count(*) FROM dataset_files WHERE signal = ?1 GROUP BY day HAVING count(*) > 1",
             )?;
-            let rows = stmt
-                .query_map([signal.name()], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows
+
+            stmt.query_map([signal.name()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?
         };
         for (day, files) in days {
             if files as usize >= policy.min_files || day < today {
@@ -79,10 +78,9 @@ pub(super) fn delete_retired(dir: &DataDir, db: &Db) -> Result<usize> {
     let retired: Vec<String> = {
         let conn = db.lock();
         let mut stmt = conn.prepare("SELECT path FROM dataset_retired ORDER BY path")?;
-        let rows = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows
+
+        stmt.query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<_>, _>>()?
     };
     if retired.is_empty() {
         return Ok(0);
@@ -129,10 +127,9 @@ fn compact_day(
         let mut stmt = conn.prepare(
             "SELECT path, bundles FROM dataset_files WHERE signal = ?1 AND day = ?2 ORDER BY path",
         )?;
-        let rows = stmt
-            .query_map([signal.name(), day], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows
+
+        stmt.query_map([signal.name(), day], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?
     };
     let mut bundles: Vec<&str> = inputs
         .iter()
@@ -173,8 +170,9 @@ fn compact_day(
         for (old, _) in &inputs {
             if *old != rel {
                 tx.execute(
-                    "INSERT OR REPLACE INTO dataset_retired (path, retired_at_ms) VALUES (?1, ?2)",
-                    rusqlite::params![old, now_ms],
+                    "INSERT INTO dataset_retired (path, retired_at_ms) VALUES (?1, ?2)
+                     ON CONFLICT (path) DO UPDATE SET retired_at_ms = excluded.retired_at_ms",
+                    crate::params![old, now_ms],
                 )?;
                 report.merged += 1;
             }
@@ -222,7 +220,7 @@ fn reconcile(
             let processed = conn
                 .query_row(
                     "SELECT 1 FROM bundles WHERE bundle_id = ?1 AND state = ?2",
-                    rusqlite::params![stem, crate::spool::BundleState::Processed],
+                    crate::params![stem, crate::spool::BundleState::Processed],
                     |_| Ok(()),
                 )
                 .optional()?
@@ -248,7 +246,7 @@ fn reconcile(
             conn.query_row(
                 "SELECT 1 FROM dataset_files WHERE signal = ?1 AND day = ?2 AND kind = 'compacted'
                    AND (',' || bundles || ',') LIKE ?3",
-                rusqlite::params![signal.name(), day, format!("%,{stem},%")],
+                crate::params![signal.name(), day, format!("%,{stem},%")],
                 |_| Ok(()),
             )
             .optional()?

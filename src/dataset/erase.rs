@@ -260,8 +260,9 @@ pub fn erase_pid(
                 out.replacements.push(file.path.clone());
             }
             tx.execute(
-                "INSERT OR REPLACE INTO dataset_retired (path, retired_at_ms) VALUES (?1, ?2)",
-                rusqlite::params![rel, now_ms],
+                "INSERT INTO dataset_retired (path, retired_at_ms) VALUES (?1, ?2)
+                     ON CONFLICT (path) DO UPDATE SET retired_at_ms = excluded.retired_at_ms",
+                crate::params![rel, now_ms],
             )?;
             tx.commit()?;
         }
@@ -326,7 +327,7 @@ mod tests {
     fn dataset() -> (tempfile::TempDir, DataDir, Db) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         let parts: Vec<(BundleId, RecordBatch)> = [("p1-a", 0u8), ("p1-b", 1), ("p1-a", 2)]
             .iter()
             .map(|(pid, i)| {

@@ -43,7 +43,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use rusqlite::OptionalExtension;
+use crate::base::db::OptionalExtension;
 
 use crate::base::datadir::DataDir;
 use crate::base::db::Db;
@@ -64,7 +64,7 @@ pub enum Error {
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error("day {0} (days since 1970) has no calendar date")]
     DayOutOfRange(i64),
 }
@@ -102,15 +102,18 @@ fn schema_with_strings(signal: Signal, strings: DataType) -> Arc<Schema> {
 /// Records a written file in the catalog. Call inside the transaction that marks its bundle
 /// processed. Rewriting the same path replaces its row.
 pub fn catalog_insert(
-    tx: &rusqlite::Connection,
+    tx: &crate::base::db::Connection,
     file: &WrittenFile,
     kind: &str,
     now_ms: i64,
 ) -> Result<()> {
     tx.execute(
-        "INSERT OR REPLACE INTO dataset_files (path, signal, day, rows, bytes, kind, bundles, written_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        rusqlite::params![
+        "INSERT INTO dataset_files (path, signal, day, rows, bytes, kind, bundles, written_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (path) DO UPDATE SET signal = excluded.signal, day = excluded.day,
+             rows = excluded.rows, bytes = excluded.bytes, kind = excluded.kind,
+             bundles = excluded.bundles, written_at_ms = excluded.written_at_ms",
+        crate::params![
             file.path,
             file.signal.name(),
             file.day,
@@ -150,7 +153,7 @@ pub fn list_signal_files_between(
         "SELECT path FROM dataset_files WHERE signal = ?1 AND day >= ?2 AND day < ?3 ORDER BY path",
     )?;
     let paths = stmt
-        .query_map(rusqlite::params![signal.name(), from, to], |r| {
+        .query_map(crate::params![signal.name(), from, to], |r| {
             r.get::<_, String>(0)
         })?
         .map(|p| p.map(|p| dir.root().join(p)))
@@ -343,7 +346,7 @@ mod tests {
     fn a_batch_of_bundles_is_one_file_per_day_named_after_its_bundles() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         let parts: Vec<(BundleId, RecordBatch)> = (0..3u8)
             .map(|i| {
                 let (batch, q) = hr((0..5).map(|k| MIDNIGHT + i as i64 * 10_000 + k).collect());
@@ -432,7 +435,7 @@ mod tests {
     fn compaction_merges_a_day_keeps_every_row_once_and_removes_orphans() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         for (i, pid) in ["p1-b", "p1-a", "p1-b"].iter().enumerate() {
             let id = BundleId([i as u8; 16]);
             let (batch, q) = hr((0..10)
@@ -477,7 +480,7 @@ mod tests {
     fn a_reader_keeps_the_files_it_listed_while_compaction_merges_them() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         for i in 0..3u8 {
             let (batch, q) = hr((0..10).map(|k| MIDNIGHT + i as i64 * 60_000 + k).collect());
             for f in write_signal(&dir, Signal::Hr, &BundleId([i; 16]), "p1-a", &batch, &q).unwrap()
@@ -513,7 +516,7 @@ mod tests {
     fn todays_files_wait_for_the_policy() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         for i in 0..3u8 {
             let (batch, q) = hr(vec![MIDNIGHT + i as i64 * 1000]);
             for f in write_signal(&dir, Signal::Hr, &BundleId([i; 16]), "p", &batch, &q).unwrap() {

@@ -136,7 +136,7 @@ impl Decoder {
                 "SELECT id FROM device_pairings
                   WHERE device_serial = ?1 AND station_id = ?2 AND valid_from_ms <= ?3
                     AND (valid_to_ms IS NULL OR valid_to_ms > ?3)",
-                rusqlite::params![serial, station_id, received_at_ms],
+                crate::params![serial, station_id, received_at_ms],
                 |r| r.get(0),
             )
             .optional()?;
@@ -166,7 +166,7 @@ impl Decoder {
               WHERE a.device_serial = ?1 AND a.valid_from_ms <= ?2
                 AND (a.valid_to_ms IS NULL OR a.valid_to_ms > ?2)
               ORDER BY a.valid_from_ms DESC LIMIT 1",
-                rusqlite::params![serial, first_ts.max(0)],
+                crate::params![serial, first_ts.max(0)],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
@@ -234,7 +234,7 @@ impl Decoder {
                    JOIN persons p ON p.id = a.person_id
                   WHERE a.device_serial = ?1 AND a.valid_from_ms <= ?2
                   ORDER BY a.valid_from_ms DESC LIMIT 1",
-                rusqlite::params![serial, first_ts],
+                crate::params![serial, first_ts],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
             )
             .optional()?

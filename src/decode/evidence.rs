@@ -36,7 +36,7 @@ pub fn prune_evidence(
         )?;
         let rows = stmt
             .query_map(
-                rusqlite::params![cutoff, crate::spool::BundleState::Processed],
+                crate::params![cutoff, crate::spool::BundleState::Processed],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?
             .collect::<Result<Vec<_>, _>>()?;

@@ -28,10 +28,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::RecordBatch;
 
+use crate::base::db::OptionalExtension;
 use nachtwacht_wire::bundle::decode_bundle;
 use nachtwacht_wire::signed::decode_signed;
 use nachtwacht_wire::{BundleId, Signal};
-use rusqlite::OptionalExtension;
 use tracing::{debug, info, warn};
 
 use crate::base::fsio::move_all_durably;
@@ -45,7 +45,7 @@ use validate::FlagCounts;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Spool(#[from] crate::spool::Error),
     #[error(transparent)]
@@ -66,13 +66,13 @@ impl Error {
     fn is_environmental(&self) -> bool {
         matches!(
             self,
-            Error::Sqlite(_)
+            Error::Db(_)
                 | Error::Spool(_)
                 | Error::File(_)
                 | Error::Secrets(_)
                 | Error::Audit(_)
                 | Error::Dataset(
-                    dataset::Error::Io { .. } | dataset::Error::File(_) | dataset::Error::Sqlite(_)
+                    dataset::Error::Io { .. } | dataset::Error::File(_) | dataset::Error::Db(_)
                 )
         )
     }
@@ -254,13 +254,12 @@ impl Decoder {
                   WHERE state = ?2 AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?1)
                   ORDER BY received_at_ms, bundle_id",
             )?;
-            let ids = stmt
-                .query_map(
-                    rusqlite::params![crate::base::time::now_ms(), BundleState::Spooled],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            ids
+
+            stmt.query_map(
+                crate::params![crate::base::time::now_ms(), BundleState::Spooled],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<Result<Vec<_>, _>>()?
         };
         if pending.is_empty() {
             return Ok(DecodeReport::default());
@@ -359,7 +358,7 @@ impl Decoder {
                 if let Some(person) = person {
                     self.ctx.db.lock().execute(
                         "UPDATE bundles SET person_id = ?2 WHERE bundle_id = ?1",
-                        rusqlite::params![bundle_id.to_hex(), person],
+                        crate::params![bundle_id.to_hex(), person],
                     )?;
                 }
                 warn!(bundle = %bundle_id, %reason, "bundle quarantined");
@@ -382,12 +381,12 @@ impl Decoder {
             let attempts: i64 = tx.query_row(
                 "UPDATE bundles SET attempts = attempts + 1, last_error = ?2
                   WHERE bundle_id = ?1 RETURNING attempts",
-                rusqlite::params![bundle_id.to_hex(), error],
+                crate::params![bundle_id.to_hex(), error],
                 |r| r.get(0),
             )?;
             tx.execute(
                 "UPDATE bundles SET next_attempt_ms = ?2 WHERE bundle_id = ?1",
-                rusqlite::params![
+                crate::params![
                     bundle_id.to_hex(),
                     crate::base::time::now_ms() + retry_delay_ms(attempts)
                 ],
@@ -474,7 +473,7 @@ impl Decoder {
                         signed_by = ?5, rows_flagged = ?6, flags = ?7, next_attempt_ms = NULL,
                         person_id = ?9
                  WHERE bundle_id = ?1",
-                rusqlite::params![
+                crate::params![
                     bundle_id.to_hex(),
                     p.stored as i64,
                     p.discarded as i64,
@@ -530,7 +529,7 @@ impl Decoder {
         self.ctx.db.lock().execute(
             "UPDATE bundles SET state = ?4, reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
               WHERE bundle_id = ?1",
-            rusqlite::params![
+            crate::params![
                 bundle_id.to_hex(),
                 reason,
                 crate::base::time::now_ms(),
@@ -591,7 +590,7 @@ mod tests {
         let root = tmp.path().join("data");
         crate::server::init::init(
             &root,
-            &crate::base::config::Config::default(),
+            &crate::base::db::testing::config(crate::base::config::Config::default()),
             crate::base::time::now_ms(),
         )
         .unwrap();

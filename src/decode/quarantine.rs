@@ -43,7 +43,7 @@ pub enum Error {
     #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -109,7 +109,7 @@ fn entries(ctx: &Context, bundle: Option<&str>) -> Result<Vec<Entry>> {
           ORDER BY b.received_at_ms, b.bundle_id",
     )?;
     let rows = stmt
-        .query_map(rusqlite::params![bundle, BundleState::Quarantined], |r| {
+        .query_map(crate::params![bundle, BundleState::Quarantined], |r| {
             Ok(Entry {
                 bundle_id: r.get(0)?,
                 station: r.get(1)?,
@@ -224,7 +224,7 @@ pub fn retry(ctx: &Context, bundle: &str, actor: &str) -> Result<()> {
         "UPDATE bundles SET state = ?2, retries = retries + 1, processed_at_ms = NULL,
                 attempts = 0, last_error = NULL, next_attempt_ms = NULL
           WHERE bundle_id = ?1 AND state = ?3",
-        rusqlite::params![bundle, BundleState::Spooled, BundleState::Quarantined],
+        crate::params![bundle, BundleState::Spooled, BundleState::Quarantined],
     )?;
     if n == 0 {
         return Err(Error::NotQuarantined(bundle.into()));
@@ -261,7 +261,7 @@ pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()>
     let reason = format!("quarantined by {actor}: {reason}");
     let id = BundleId::from_hex(bundle).ok_or_else(|| Error::NotSpooled(bundle.into()))?;
     let state: Option<BundleState> = {
-        use rusqlite::OptionalExtension;
+        use crate::base::db::OptionalExtension;
         ctx.db
             .lock()
             .query_row(
@@ -285,7 +285,7 @@ pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()>
     let n = tx.execute(
         "UPDATE bundles SET state = ?4, reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
           WHERE bundle_id = ?1 AND state = ?5",
-        rusqlite::params![
+        crate::params![
             bundle,
             reason,
             crate::base::time::now_ms(),

@@ -21,10 +21,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::base::db::Connection;
 use nachtwacht_pipelines::alcohol::{EpisodeState, KIND_DRINKING};
 use nachtwacht_pipelines::AlcoholRules;
 use polars::prelude::*;
-use rusqlite::Connection;
 
 use super::Result;
 use crate::alerts::store::{self, AlertContent, StoredAlert};

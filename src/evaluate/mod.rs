@@ -14,6 +14,7 @@ use research_tables::{merge_research_days, write_research_alert_counts, write_re
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::base::db::OptionalExtension;
 use nachtwacht_pipelines::alcohol::drinking_events;
 use nachtwacht_pipelines::tamper::{
     self, ankle_tamper_with_baselines, battery_low, device_faults, ir_baselines,
@@ -21,7 +22,6 @@ use nachtwacht_pipelines::tamper::{
 use nachtwacht_pipelines::{daily, stress, AlcoholRules, StressRules, TamperRules};
 use nachtwacht_wire::Signal;
 use polars::prelude::*;
-use rusqlite::OptionalExtension;
 use tracing::info;
 
 use crate::alerts::store::NewAlert;
@@ -39,7 +39,7 @@ pub enum Error {
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
     #[error(transparent)]
@@ -214,10 +214,9 @@ fn persons(ctx: &Context, pseudonyms: &Pseudonymiser) -> Result<Persons> {
             "SELECT id, programme, region, birth_year FROM persons
               WHERE erasure_started_at_ms IS NULL ORDER BY id",
         )?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows
+
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<Vec<_>, _>>()?
     };
     let this_year: i32 = chrono::Utc::now()
         .format("%Y")
@@ -609,7 +608,7 @@ pub fn run_incremental(
         "INSERT INTO pipeline_watermarks (name, files_until_ms, updated_at_ms) VALUES ('evaluate', ?1, ?2)
          ON CONFLICT(name) DO UPDATE SET files_until_ms = max(files_until_ms, excluded.files_until_ms),
                                          updated_at_ms = excluded.updated_at_ms",
-        rusqlite::params![newest, crate::base::time::now_ms()],
+        crate::params![newest, crate::base::time::now_ms()],
     )?;
     Ok(Some((days, report)))
 }

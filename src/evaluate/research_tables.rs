@@ -91,10 +91,9 @@ pub(super) fn write_research_alert_counts(
             "SELECT person_id, date(start_ms / 1000, 'unixepoch'), kind FROM alerts
               WHERE withdrawn_at_ms IS NULL ORDER BY 1, 2",
         )?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows
+
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?
     };
     let mut pids = Vec::new();
     let mut days = Vec::new();

@@ -28,7 +28,7 @@ pub enum Error {
     #[error("the rule files are not valid:\n{0}")]
     Invalid(String),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
 }

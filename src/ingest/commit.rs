@@ -205,7 +205,7 @@ mod tests {
     /// A spool directory and database with one enrolled station (id 1, name `s`).
     fn spool_with_station() -> (tempfile::TempDir, Db, Spool) {
         let tmp = tempfile::tempdir().unwrap();
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         db.lock()
             .execute(
                 "INSERT INTO stations (id, name, cert_sha256, enrolled_at_ms) VALUES (1, 's', 'f', 0)",

@@ -28,11 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::base::db::OptionalExtension;
 use nachtwacht_wire::protocol::reader::RequestReader;
 use nachtwacht_wire::protocol::{
     encode_ack, version_from_alpn, Ack, AckCode, Heartbeat, ProtocolError, RequestHead,
 };
-use rusqlite::OptionalExtension;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -129,7 +129,7 @@ impl Ingest {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(|source| Error::Bind { addr, source })?;
-        let reader = crate::base::db::Db::open(&ctx.dir.database())
+        let reader = crate::base::db::Db::open_target(ctx.db.target())
             .map_err(|e| Error::Tls(format!("opening a read connection: {e}")))?;
         let spool = Spool::new(ctx.dir.spool(), ctx.db.clone()).with_reader(reader);
         let swept = spool.sweep_unregistered()?;
@@ -362,7 +362,7 @@ impl Shared {
         }
     }
 
-    fn flush_contacts(&self) -> rusqlite::Result<()> {
+    fn flush_contacts(&self) -> crate::base::db::Result<()> {
         let contacts = std::mem::take(&mut *self.contacts.lock().expect("lock"));
         if contacts.is_empty() {
             return Ok(());
@@ -581,7 +581,7 @@ impl Shared {
                     "INSERT INTO station_heartbeats (station_id, received_at_ms, sent_at_ms, clock_offset_ms,
                         spool_pending_bundles, spool_pending_bytes, spool_full, devices)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    rusqlite::params![
+                    crate::params![
                         station_id,
                         now,
                         hb.sent_at_ms,

@@ -18,10 +18,10 @@
 
 use std::path::Path;
 
+use crate::base::db::OptionalExtension;
+use crate::base::db::ValueRef;
 use nachtwacht_wire::Signal;
 use polars::prelude::*;
-use rusqlite::types::ValueRef;
-use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use crate::base::Context;
@@ -33,7 +33,7 @@ pub enum Error {
     #[error("no person with reference {0:?}")]
     UnknownPerson(String),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
     #[error(transparent)]
@@ -160,7 +160,7 @@ pub fn archive_closed_case(
     let tx = conn.transaction()?;
     tx.execute(
         "INSERT INTO export_files (path, person_id, sha256, written_at_ms) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![rel, report.person_id, sha256, now_ms],
+        crate::params![rel, report.person_id, sha256, now_ms],
     )?;
     audit::append(
         &tx,
@@ -391,7 +391,7 @@ fn record(
 }
 
 /// The rows of a query with one `?1` parameter, as CSV with the columns' names as header.
-fn sql_csv(conn: &rusqlite::Connection, sql: &str, param: i64) -> Result<Vec<u8>> {
+fn sql_csv(conn: &crate::base::db::Connection, sql: &str, param: i64) -> Result<Vec<u8>> {
     let mut stmt = conn.prepare(sql)?;
     let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
     let mut out = names.join(",") + "\n";
@@ -403,11 +403,11 @@ fn sql_csv(conn: &rusqlite::Connection, sql: &str, param: i64) -> Result<Vec<u8>
                     ValueRef::Null => String::new(),
                     ValueRef::Integer(v) => v.to_string(),
                     ValueRef::Real(v) => v.to_string(),
-                    ValueRef::Text(t) => audit::csv_field(&String::from_utf8_lossy(t)),
+                    ValueRef::Text(t) => audit::csv_field(t),
                     ValueRef::Blob(b) => hex::encode(b),
                 })
             })
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::base::db::Result<_>>()?;
         out += &fields.join(",");
         out.push('\n');
     }

@@ -4,7 +4,7 @@
 //! person's identity, so the alert stays attributable). Placing and releasing are audited; an
 //! officer may hold only what is on their own caseload.
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::base::db::{Connection, OptionalExtension};
 
 use crate::registry::accounts::{Account, Role};
 use crate::trust::audit;
@@ -16,7 +16,7 @@ pub enum Error {
     #[error("not found")]
     NotFound,
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error(transparent)]
@@ -136,12 +136,13 @@ pub fn place(
         tx.commit()?;
         return Err(Error::NotFound);
     };
-    tx.execute(
+    let id: i64 = tx.query_row(
         "INSERT INTO legal_holds (person_id, alert_id, reason, placed_by, placed_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        rusqlite::params![person_id, alert_id, reason, actor.name(), now_ms],
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         RETURNING id",
+        crate::params![person_id, alert_id, reason, actor.name(), now_ms],
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
     audit::append(
         &tx,
         now_ms,
@@ -194,7 +195,7 @@ pub fn release(
     }
     tx.execute(
         "UPDATE legal_holds SET released_by = ?2, released_at_ms = ?3, release_reason = ?4 WHERE id = ?1",
-        rusqlite::params![hold_id, actor.name(), now_ms, reason],
+        crate::params![hold_id, actor.name(), now_ms, reason],
     )?;
     audit::append(
         &tx,

@@ -24,7 +24,7 @@ pub enum Error {
     #[error("retention.toml is not valid:\n{0}")]
     Invalid(String),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
 }
@@ -327,7 +327,7 @@ mod tests {
     fn a_changed_policy_is_audited_once_with_old_and_new_values() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         write_default(&dir).unwrap();
         load(&dir, &db, "system", 1).unwrap();
         let changes = |db: &Db| -> Vec<String> {

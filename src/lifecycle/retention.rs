@@ -32,8 +32,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::base::db::Connection;
 use polars::prelude::*;
-use rusqlite::Connection;
 
 use super::policy::{DataClass, RetentionPolicy};
 use crate::base::time::now_ms as wall_clock_ms;
@@ -44,7 +44,7 @@ use crate::trust::pseudonym::Pseudonymiser;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error(transparent)]
@@ -164,7 +164,7 @@ fn held(conn: &Connection) -> Result<Held> {
 fn query_strings(
     conn: &Connection,
     sql: &str,
-    params: impl rusqlite::Params,
+    params: impl crate::base::db::Params,
 ) -> Result<Vec<String>> {
     let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map(params, |r| r.get(0))?;
@@ -224,8 +224,8 @@ pub fn plan(ctx: &Context, policy: &RetentionPolicy, now_ms: i64) -> Result<Plan
         let ids = query_strings(
             &conn,
             "SELECT bundle_id FROM bundles WHERE state = 'processed' AND evidence_pruned_at_ms IS NULL
-               AND received_at_ms < ?1 AND (person_id IS NULL OR person_id NOT IN (SELECT value FROM json_each(?2)))",
-            rusqlite::params![
+               AND received_at_ms < ?1 AND (person_id IS NULL OR person_id NOT IN (SELECT CAST(value AS INTEGER) FROM json_each(?2)))",
+            crate::params![
                 received_before(DataClass::Evidence),
                 serde_json::to_string(&held.persons).expect("ids")
             ],
@@ -235,11 +235,11 @@ pub fn plan(ctx: &Context, policy: &RetentionPolicy, now_ms: i64) -> Result<Plan
     plan.quarantine = {
         let mut stmt = conn.prepare(
             "SELECT bundle_id, received_at_ms FROM bundles WHERE state = 'quarantined'
-               AND received_at_ms < ?1 AND (person_id IS NULL OR person_id NOT IN (SELECT value FROM json_each(?2)))
+               AND received_at_ms < ?1 AND (person_id IS NULL OR person_id NOT IN (SELECT CAST(value AS INTEGER) FROM json_each(?2)))
              ORDER BY received_at_ms",
         )?;
         let rows = stmt.query_map(
-            rusqlite::params![
+            crate::params![
                 received_before(DataClass::Quarantine),
                 serde_json::to_string(&held.persons).expect("ids")
             ],
@@ -250,8 +250,8 @@ pub fn plan(ctx: &Context, policy: &RetentionPolicy, now_ms: i64) -> Result<Plan
     plan.exports = query_strings(
         &conn,
         "SELECT path FROM export_files WHERE written_at_ms < ?1
-            AND person_id NOT IN (SELECT value FROM json_each(?2)) ORDER BY path",
-        rusqlite::params![
+            AND person_id NOT IN (SELECT CAST(value AS INTEGER) FROM json_each(?2)) ORDER BY path",
+        crate::params![
             now_ms - policy.keep_ms(DataClass::Exports),
             serde_json::to_string(&held.persons).expect("ids")
         ],
@@ -309,7 +309,7 @@ pub fn run(
         let mut kept = held.bundles;
         kept.extend(query_strings(
             &conn,
-            "SELECT bundle_id FROM bundles WHERE person_id IN (SELECT value FROM json_each(?1))",
+            "SELECT bundle_id FROM bundles WHERE person_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1))",
             [serde_json::to_string(&held.persons).expect("ids")],
         )?);
         kept
@@ -391,7 +391,7 @@ impl Eraser<'_> {
             // From now on evaluation leaves the person alone (see `evaluate::Persons`).
             self.ctx.db.lock().execute(
                 "UPDATE persons SET erasure_started_at_ms = coalesce(erasure_started_at_ms, ?2) WHERE id = ?1",
-                rusqlite::params![id, self.now_ms],
+                crate::params![id, self.now_ms],
             )?;
         }
         for class in &person.due {
@@ -414,7 +414,7 @@ impl Eraser<'_> {
                         for b in &erased.bundles {
                             conn.execute(
                                 "UPDATE bundles SET person_id = ?2 WHERE bundle_id = ?1 AND person_id IS NULL",
-                                rusqlite::params![b, id],
+                                crate::params![b, id],
                             )?;
                         }
                     }
@@ -485,8 +485,9 @@ impl Eraser<'_> {
         )?;
         if complete {
             tx.execute(
-                "INSERT OR REPLACE INTO person_erasures (person_id, class, erased_at_ms) VALUES (?1, ?2, ?3)",
-                rusqlite::params![person_id, class, self.now_ms],
+                "INSERT INTO person_erasures (person_id, class, erased_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (person_id, class) DO UPDATE SET erased_at_ms = excluded.erased_at_ms",
+                crate::params![person_id, class, self.now_ms],
             )?;
         }
         tx.commit()?;
@@ -516,7 +517,7 @@ impl Eraser<'_> {
         let entries = audit::erase::entries_naming(&conn, &objects, &[])?;
         let ids_json = serde_json::to_string(&ids).expect("ids");
         let steps: i64 = conn.query_row(
-            "SELECT count(*) FROM alert_events WHERE alert_id IN (SELECT value FROM json_each(?1))",
+            "SELECT count(*) FROM alert_events WHERE alert_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1))",
             [&ids_json],
             |r| r.get(0),
         )?;
@@ -530,13 +531,13 @@ impl Eraser<'_> {
             ] {
                 tx.execute(
                     &format!(
-                        "DELETE FROM {table} WHERE alert_id IN (SELECT value FROM json_each(?1))"
+                        "DELETE FROM {table} WHERE alert_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1))"
                     ),
                     [&ids_json],
                 )?;
             }
             tx.execute(
-                "DELETE FROM alerts WHERE id IN (SELECT value FROM json_each(?1))",
+                "DELETE FROM alerts WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(?1))",
                 [&ids_json],
             )?;
             tx.commit()?;
@@ -596,7 +597,7 @@ impl Eraser<'_> {
                       ORDER BY bundle_id",
                 )?;
                 let rows = stmt.query_map(
-                    rusqlite::params![id, serde_json::to_string(&serials).expect("serials")],
+                    crate::params![id, serde_json::to_string(&serials).expect("serials")],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
                 rows.collect::<Result<_, _>>()?
@@ -649,12 +650,12 @@ impl Eraser<'_> {
             )?;
             let others: i64 = tx.query_row(
                 "SELECT count(*) FROM assignments WHERE device_serial = ?1 AND person_id != ?2",
-                rusqlite::params![serial, id],
+                crate::params![serial, id],
                 |r| r.get(0),
             )?;
             tx.execute(
                 "DELETE FROM assignments WHERE device_serial = ?1 AND person_id = ?2",
-                rusqlite::params![serial, id],
+                crate::params![serial, id],
             )?;
             if others == 0 {
                 // The device was only ever this person's: its pairings and its serial go too. A
@@ -684,7 +685,7 @@ impl Eraser<'_> {
         tx.execute(
             "UPDATE persons SET reference = 'erased-' || id, region = NULL, birth_year = NULL,
                     erased_at_ms = ?2 WHERE id = ?1",
-            rusqlite::params![id, self.now_ms],
+            crate::params![id, self.now_ms],
         )?;
         let detail = serde_json::json!({
             "class": IDENTITY, "policy": self.policy.digest(), "bundles": bundle_rows,
@@ -701,8 +702,9 @@ impl Eraser<'_> {
             &entries,
         )?;
         tx.execute(
-            "INSERT OR REPLACE INTO person_erasures (person_id, class, erased_at_ms) VALUES (?1, ?2, ?3)",
-            rusqlite::params![id, IDENTITY, self.now_ms],
+            "INSERT INTO person_erasures (person_id, class, erased_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (person_id, class) DO UPDATE SET erased_at_ms = excluded.erased_at_ms",
+            crate::params![id, IDENTITY, self.now_ms],
         )?;
         tx.commit()?;
         Ok(entries.len())

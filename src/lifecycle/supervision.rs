@@ -15,7 +15,7 @@ pub enum Error {
     #[error(transparent)]
     Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error(transparent)]
@@ -39,7 +39,7 @@ pub fn close(ctx: &Context, reference: &str, at_ms: i64, actor: &str) -> Result<
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let episode: Option<(i64, i64, i64, Option<i64>)> = {
-        use rusqlite::OptionalExtension;
+        use crate::base::db::OptionalExtension;
         tx.query_row(
             "SELECT id, person_id, started_at_ms, ended_at_ms FROM episodes WHERE reference = ?1",
             [reference],
@@ -66,11 +66,11 @@ pub fn close(ctx: &Context, reference: &str, at_ms: i64, actor: &str) -> Result<
     }
     tx.execute(
         "UPDATE episodes SET ended_at_ms = ?2, ended_by = ?3 WHERE id = ?1",
-        rusqlite::params![episode, at_ms, actor],
+        crate::params![episode, at_ms, actor],
     )?;
     tx.execute(
         "UPDATE persons SET closed_at_ms = ?2 WHERE id = ?1",
-        rusqlite::params![person_id, at_ms],
+        crate::params![person_id, at_ms],
     )?;
     // Devices are returned: their assignments to the person, and their pairings, end at the end.
     let serials: Vec<String> = {
@@ -79,7 +79,7 @@ pub fn close(ctx: &Context, reference: &str, at_ms: i64, actor: &str) -> Result<
               WHERE person_id = ?1 AND valid_from_ms < ?2
                 AND (valid_to_ms IS NULL OR valid_to_ms > ?2)",
         )?;
-        let rows = stmt.query_map(rusqlite::params![person_id, at_ms], |r| r.get(0))?;
+        let rows = stmt.query_map(crate::params![person_id, at_ms], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
     for serial in &serials {
@@ -87,19 +87,19 @@ pub fn close(ctx: &Context, reference: &str, at_ms: i64, actor: &str) -> Result<
             "UPDATE assignments SET valid_to_ms = ?3
               WHERE person_id = ?1 AND device_serial = ?2 AND valid_from_ms < ?3
                 AND (valid_to_ms IS NULL OR valid_to_ms > ?3)",
-            rusqlite::params![person_id, serial, at_ms],
+            crate::params![person_id, serial, at_ms],
         )?;
         tx.execute(
             "UPDATE device_pairings SET valid_to_ms = max(valid_from_ms + 1, ?2)
               WHERE device_serial = ?1 AND (valid_to_ms IS NULL OR valid_to_ms > ?2)",
-            rusqlite::params![serial, at_ms],
+            crate::params![serial, at_ms],
         )?;
     }
     // The stations in the person's home are revoked: a returned station is not trusted again
     // until it is enrolled anew.
     let revoked = tx.execute(
         "UPDATE stations SET revoked_at_ms = ?2 WHERE person_id = ?1 AND revoked_at_ms IS NULL",
-        rusqlite::params![person_id, now],
+        crate::params![person_id, now],
     )?;
     let crl = if revoked > 0 {
         Some(crate::trust::crl::publish(&ctx.dir, &tx, now)?)
@@ -136,7 +136,10 @@ pub struct Episode {
 }
 
 /// Every episode of a person, oldest first.
-pub fn episodes(conn: &rusqlite::Connection, person_id: i64) -> rusqlite::Result<Vec<Episode>> {
+pub fn episodes(
+    conn: &crate::base::db::Connection,
+    person_id: i64,
+) -> crate::base::db::Result<Vec<Episode>> {
     let mut stmt = conn.prepare(
         "SELECT reference, programme, started_at_ms, ended_at_ms FROM episodes
           WHERE person_id = ?1 ORDER BY started_at_ms, id",

@@ -23,7 +23,7 @@ pub enum Error {
     #[error(transparent)]
     Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
     #[error("mail configuration: {0}")]

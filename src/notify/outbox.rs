@@ -2,7 +2,7 @@
 //! `(account, alert, reason)` makes queuing idempotent, and a lease makes sending exclusive, so
 //! any number of passes, in any number of processes on one database, send each message once.
 
-use rusqlite::{params, Connection};
+use crate::base::db::{params, Connection};
 use tracing::{error, warn};
 
 use super::{Reason, Result};

@@ -1,7 +1,7 @@
 //! Each account's notification settings: the address mail goes to, the alert kinds an officer
 //! wants to hear about, and the manager an officer reports to (who receives escalations).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::base::db::{params, Connection, OptionalExtension};
 
 use super::Result;
 use crate::alerts::AlertKind;

@@ -30,7 +30,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error("datasets: {0}")]
     Dataset(#[from] crate::dataset::Error),
     #[error("{0} exists and is not empty: a backup or restore goes into a new directory")]
@@ -45,6 +45,8 @@ pub enum Error {
     Vanished { what: &'static str, path: String },
     #[error("audit: {0}")]
     Audit(#[from] crate::trust::audit::Error),
+    #[error("the state is in PostgreSQL: back it up with PostgreSQL's own tools (pg_basebackup with WAL archiving, or pg_dump) and the data directory's files with the file backup; see docs/deployment.md")]
+    Postgres,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -169,6 +171,9 @@ fn rel(root: &Path, path: &Path) -> String {
 /// Makes a backup of the running installation `ctx` in `out` (absent or empty). `actor` is
 /// recorded in the audit log with the backup's counts.
 pub fn backup(ctx: &Context, out: &Path, with_keys: bool, actor: &str) -> Result<Manifest> {
+    if ctx.db.backend() != crate::base::db::Backend::Sqlite {
+        return Err(Error::Postgres);
+    }
     fresh(out)?;
     let root = ctx.dir.root().to_path_buf();
     // Retired dataset files stay on disk while the backup copies them.
@@ -182,10 +187,7 @@ pub fn backup(ctx: &Context, out: &Path, with_keys: bool, actor: &str) -> Result
     ctx.db
         .lock()
         .execute("VACUUM INTO ?1", [snapshot_path.to_string_lossy().as_ref()])?;
-    let snapshot = rusqlite::Connection::open_with_flags(
-        &snapshot_path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    let snapshot = crate::base::db::Connection::open_sqlite_read_only(&snapshot_path)?;
     let count = |sql: &str| -> Result<i64> { Ok(snapshot.query_row(sql, [], |r| r.get(0))?) };
     let (bundles, alerts, audit_entries) = (
         count("SELECT count(*) FROM bundles")?,

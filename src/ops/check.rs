@@ -301,19 +301,35 @@ pub fn run(root: &Path, now_ms: i64) -> Report {
         }
     }
 
-    let database = dir.database();
-    let opened = rusqlite::Connection::open_with_flags(
-        &database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .and_then(|c| c.query_row("SELECT count(*) FROM audit_log", [], |r| r.get::<_, i64>(0)));
+    // The database the configuration names: SQLite's file opened to read only; PostgreSQL's
+    // server connected to (and its schema brought up to date, as `serve` would).
+    let target = match &config {
+        Some(config) => crate::base::db::Target::of(&config.database, &dir),
+        None => crate::base::db::Target::Sqlite(dir.database()),
+    };
+    let opened = match &target {
+        crate::base::db::Target::Sqlite(database) => {
+            crate::base::db::Connection::open_sqlite_read_only(database).and_then(|c| {
+                c.query_row("SELECT count(*) FROM audit_log", [], |r| r.get::<_, i64>(0))
+            })
+        }
+        crate::base::db::Target::Postgres(_) => {
+            crate::base::db::Db::open_target(&target).and_then(|db| {
+                db.lock()
+                    .query_row("SELECT count(*) FROM audit_log", [], |r| r.get::<_, i64>(0))
+            })
+        }
+    };
     if let Err(e) = opened {
-        r.add(
-            Area::Database,
-            Problem,
-            format!("{}: {e}", database.display()),
-            "restore the database from a backup (`nachtwacht restore`)",
-        );
+        let fix = match target.backend() {
+            crate::base::db::Backend::Sqlite => {
+                "restore the database from a backup (`nachtwacht restore`)"
+            }
+            crate::base::db::Backend::Postgres => {
+                "check [database] url, password_file and ca_file, and that the server is up"
+            }
+        };
+        r.add(Area::Database, Problem, format!("{target}: {e}"), fix);
     }
     r
 }
@@ -327,7 +343,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("d");
         let now = crate::base::time::now_ms();
-        crate::server::init::init(&root, &Config::default(), now).unwrap();
+        crate::server::init::init(
+            &root,
+            &crate::base::db::testing::config(Config::default()),
+            now,
+        )
+        .unwrap();
         let report = run(&root, now);
         assert!(report.findings.is_empty(), "{report}");
 

@@ -3,7 +3,7 @@
 //! expiry. Events (uploads, commits, alerts raised, sign-in failures) are counted where they
 //! happen (`base::metrics`).
 
-use rusqlite::OptionalExtension;
+use crate::base::db::OptionalExtension;
 
 use crate::base::metrics::{label, metrics};
 use crate::base::Context;
@@ -11,7 +11,7 @@ use crate::base::Context;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
 }
 
 /// What the pipelines and the decoder have still to do, as ages in ms at `now_ms`.
@@ -26,7 +26,7 @@ pub struct Backlog {
 }
 
 /// Reads the backlog from SQL.
-pub fn backlog(conn: &rusqlite::Connection, now_ms: i64) -> Result<Backlog, Error> {
+pub fn backlog(conn: &crate::base::db::Connection, now_ms: i64) -> Result<Backlog, Error> {
     let (spooled_bundles, spooled_bytes, oldest): (i64, i64, Option<i64>) = conn.query_row(
         "SELECT count(*), COALESCE(sum(size), 0), min(received_at_ms) FROM bundles
           WHERE state = 'spooled'",

@@ -5,7 +5,7 @@
 //! officer UI runs goes through [`persons_of`] or [`may_see`]; there is no other path from an
 //! officer to personal data.
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::base::db::{Connection, OptionalExtension};
 
 use crate::base::db::Db;
 use crate::trust::audit;
@@ -15,7 +15,7 @@ pub enum Error {
     #[error(transparent)]
     Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
 }
@@ -30,7 +30,7 @@ pub fn may_see(conn: &Connection, officer_id: i64, person_id: i64, now_ms: i64) 
               WHERE officer_id = ?1 AND person_id = ?2 AND valid_from_ms <= ?3
                 AND (valid_to_ms IS NULL OR valid_to_ms > ?3)
               LIMIT 1",
-            rusqlite::params![officer_id, person_id, now_ms],
+            crate::params![officer_id, person_id, now_ms],
             |_| Ok(()),
         )
         .optional()?
@@ -44,7 +44,7 @@ pub fn persons_of(conn: &Connection, officer_id: i64, now_ms: i64) -> Result<Vec
           WHERE officer_id = ?1 AND valid_from_ms <= ?2 AND (valid_to_ms IS NULL OR valid_to_ms > ?2)
           ORDER BY person_id",
     )?;
-    let rows = stmt.query_map(rusqlite::params![officer_id, now_ms], |r| r.get(0))?;
+    let rows = stmt.query_map(crate::params![officer_id, now_ms], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -92,12 +92,13 @@ pub fn assign(
                 person_reference.to_string(),
             ))
         })?;
-    tx.execute(
+    let id: i64 = tx.query_row(
         "INSERT INTO caseloads (officer_id, person_id, valid_from_ms, valid_to_ms, assigned_by)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        rusqlite::params![officer_id, person_id, from_ms, to_ms, actor],
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         RETURNING id",
+        crate::params![officer_id, person_id, from_ms, to_ms, actor],
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
     audit::append(
         &tx,
         now_ms,
@@ -117,7 +118,7 @@ pub fn end(db: &Db, assignment_id: i64, actor: &str, now_ms: i64) -> Result<()> 
     let changed = tx.execute(
         "UPDATE caseloads SET valid_to_ms = ?2
           WHERE id = ?1 AND (valid_to_ms IS NULL OR valid_to_ms > ?2) AND valid_from_ms < ?2",
-        rusqlite::params![assignment_id, now_ms],
+        crate::params![assignment_id, now_ms],
     )?;
     if changed == 0 {
         return Err(crate::base::refusal::Refusal::AssignmentNotCurrent(assignment_id).into());
@@ -196,7 +197,7 @@ mod tests {
     #[test]
     fn access_follows_the_assignment_period() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(dir.path());
         let now = 1_800_000_000_000;
         let officer = accounts::create(&db, "olga", Role::Officer, "t", now).unwrap();
         accounts::create(&db, "adam", Role::Administrator, "t", now).unwrap();

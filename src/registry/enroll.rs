@@ -1,7 +1,7 @@
 //! Enrollment: base stations (a client certificate from the CA, registered by fingerprint), persons
 //! and their programme, devices and their assignment to a person for a period.
 
-use rusqlite::OptionalExtension;
+use crate::base::db::OptionalExtension;
 
 use nachtwacht_station::StationConfig;
 
@@ -28,7 +28,7 @@ pub enum Error {
     #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Crl(#[from] crate::trust::crl::Error),
 }
@@ -144,7 +144,7 @@ fn set_pending(
     };
     tx.execute(
         "UPDATE stations SET pending_cert_sha256 = ?2, pending_cert_serial = ?3 WHERE id = ?1",
-        rusqlite::params![station_id, fingerprint, serial],
+        crate::params![station_id, fingerprint, serial],
     )?;
     audit::append(
         &tx,
@@ -209,7 +209,7 @@ pub fn promote_pending(ctx: &Context, station_id: i64, fingerprint: &str) -> Res
         "UPDATE stations SET cert_sha256 = pending_cert_sha256, cert_serial = pending_cert_serial,
                 pending_cert_sha256 = NULL, pending_cert_serial = NULL
           WHERE id = ?1 AND pending_cert_sha256 = ?2 AND revoked_at_ms IS NULL",
-        rusqlite::params![station_id, fingerprint],
+        crate::params![station_id, fingerprint],
     )?;
     if changed > 0 {
         audit::append(
@@ -255,7 +255,10 @@ pub fn revoke_station(ctx: &Context, name: &str, actor: &str) -> Result<()> {
 /// Records whose home a station is in, so its silence raises alerts for that person.
 /// The internal id of the person with case reference `reference` (of any of their supervision
 /// episodes), if enrolled. Takes a connection so it can run inside the caller's transaction.
-pub fn person_id(conn: &rusqlite::Connection, reference: &str) -> rusqlite::Result<Option<i64>> {
+pub fn person_id(
+    conn: &crate::base::db::Connection,
+    reference: &str,
+) -> crate::base::db::Result<Option<i64>> {
     conn.query_row(
         "SELECT person_id FROM episodes WHERE reference = ?1",
         [reference],
@@ -296,7 +299,7 @@ pub fn link_station(
 }
 
 /// Refuses a case reference that any episode of anyone already has.
-fn ensure_new_reference(conn: &rusqlite::Connection, reference: &str) -> Result<()> {
+fn ensure_new_reference(conn: &crate::base::db::Connection, reference: &str) -> Result<()> {
     match person_id(conn, reference)? {
         Some(_) => Err(crate::base::refusal::Refusal::ReferenceTaken(reference.to_string()).into()),
         None => Ok(()),
@@ -315,14 +318,14 @@ pub fn add_person(
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     ensure_new_reference(&tx, reference)?;
-    tx.execute(
-        "INSERT INTO persons (reference, programme, created_at_ms) VALUES (?1, ?2, ?3)",
+    let id: i64 = tx.query_row(
+        "INSERT INTO persons (reference, programme, created_at_ms) VALUES (?1, ?2, ?3) RETURNING id",
         (reference, programme, now),
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
     tx.execute(
         "INSERT INTO episodes (person_id, reference, programme, started_at_ms) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![id, reference, programme, now],
+        crate::params![id, reference, programme, now],
     )?;
     audit::append(
         &tx,
@@ -374,11 +377,11 @@ pub fn start_episode(
     }
     tx.execute(
         "INSERT INTO episodes (person_id, reference, programme, started_at_ms) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![id, reference, programme, now],
+        crate::params![id, reference, programme, now],
     )?;
     tx.execute(
         "UPDATE persons SET reference = ?2, programme = ?3, closed_at_ms = NULL WHERE id = ?1",
-        rusqlite::params![id, reference, programme],
+        crate::params![id, reference, programme],
     )?;
     audit::append(
         &tx,
@@ -469,10 +472,10 @@ pub fn end_assignment(ctx: &Context, serial: &str, at_ms: i64, actor: &str) -> R
 
 /// Ends the device's open assignment, if it has one, at `at_ms`.
 fn end_open_assignment(
-    tx: &rusqlite::Transaction,
+    tx: &crate::base::db::Transaction,
     serial: &str,
     at_ms: i64,
-) -> rusqlite::Result<usize> {
+) -> crate::base::db::Result<usize> {
     tx.execute(
         "UPDATE assignments SET valid_to_ms = ?2 WHERE device_serial = ?1 AND valid_to_ms IS NULL",
         (serial, at_ms),
@@ -573,7 +576,7 @@ pub fn set_research_attributes(
     let tx = conn.transaction()?;
     let n = tx.execute(
         "UPDATE persons SET region = ?2, birth_year = ?3 WHERE id = ?1",
-        rusqlite::params![person_id, region, birth_year],
+        crate::params![person_id, region, birth_year],
     )?;
     if n == 0 {
         return Err(crate::base::refusal::Refusal::NoPerson(person_id.to_string()).into());

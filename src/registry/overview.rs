@@ -11,7 +11,7 @@ use crate::trust::audit;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
 }
@@ -101,11 +101,7 @@ pub fn overview(db: &Db, actor: &str, now_ms: i64) -> Result<Overview, Error> {
             Ok(DeviceSummary {
                 serial: r.get(0)?,
                 kind: DeviceKind::parse(&kind).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        1,
-                        rusqlite::types::Type::Text,
-                        format!("{kind:?} is not a device kind").into(),
-                    )
+                    crate::base::db::Error::Conversion(format!("{kind:?} is not a device kind"))
                 })?,
                 person: r.get(2)?,
                 since_ms: r.get(3)?,

@@ -5,7 +5,7 @@
 //! Which audit actions are reads of personal data is one list, [`PERSONAL_DATA_READS`], shared by
 //! the review and the compliance report.
 
-use rusqlite::Connection;
+use crate::base::db::Connection;
 
 use crate::base::db::Db;
 use crate::trust::audit;
@@ -15,7 +15,7 @@ pub enum Error {
     #[error(transparent)]
     Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
 }
@@ -58,7 +58,7 @@ pub fn accesses_in(conn: &Connection, username: &str, from_ms: i64, to_ms: i64) 
                 AND action IN ({})",
             personal_data_reads_sql()
         ),
-        rusqlite::params![username, from_ms, to_ms],
+        crate::params![username, from_ms, to_ms],
         |r| r.get(0),
     )?)
 }
@@ -108,7 +108,7 @@ pub fn record(
         "INSERT INTO access_reviews (account_id, period_from_ms, period_to_ms, accesses_reviewed,
                                      findings, reviewed_by, reviewed_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        rusqlite::params![account_id, from_ms, to_ms, accesses, findings, reviewer, now_ms],
+        crate::params![account_id, from_ms, to_ms, accesses, findings, reviewer, now_ms],
     )?;
     audit::append(
         &tx,

@@ -6,7 +6,7 @@
 //! expired, is refused with [`Error::NotScreened`] until an administrator records a new one;
 //! [`require`] writes an audit entry for every such refusal, [`record`] one for every record.
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::base::db::{Connection, OptionalExtension};
 
 use crate::base::db::Db;
 use crate::trust::audit;
@@ -24,7 +24,7 @@ pub enum Error {
     #[error(transparent)]
     Refused(#[from] crate::base::refusal::Refusal),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
 }
@@ -96,7 +96,7 @@ pub fn record(
         "INSERT INTO staff_screenings
              (account_id, kind, screened_on_ms, expires_at_ms, recorded_by, recorded_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        rusqlite::params![
+        crate::params![
             account_id,
             kind,
             screened_on_ms,
@@ -122,7 +122,7 @@ pub fn record(
 const COLUMNS: &str =
     "account_id, kind, screened_on_ms, expires_at_ms, recorded_by, recorded_at_ms";
 
-fn screening_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, Screening)> {
+fn screening_row(r: &crate::base::db::Row) -> crate::base::db::Result<(i64, Screening)> {
     Ok((
         r.get(0)?,
         Screening {

@@ -14,7 +14,7 @@ fn person_period(now_ms: i64) -> String {
 /// The per-person ledger of `period`. A period without a row yet (the first release of a year,
 /// or a database from before this ledger) starts from the releases the audit log holds for that
 /// year, so nothing released earlier escapes it.
-fn person_ledger(conn: &rusqlite::Connection, period: &str, now_ms: i64) -> Result<Spent> {
+fn person_ledger(conn: &crate::base::db::Connection, period: &str, now_ms: i64) -> Result<Spent> {
     let row: Option<(f64, f64)> = conn
         .query_row(
             "SELECT epsilon_sum, rho FROM privacy_loss_periods WHERE period = ?1",
@@ -93,7 +93,7 @@ pub(super) fn charge(
 ) -> Result<Project> {
     let now = crate::base::time::now_ms();
     let mut conn = ctx.db.lock();
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     let current = tx.query_row(
         &format!("SELECT {PROJECT_COLUMNS} FROM research_projects p WHERE p.id = ?1"),
         [project.id],
@@ -153,12 +153,12 @@ pub(super) fn charge(
     tx.execute(
         "UPDATE research_projects SET epsilon_spent = ?2, epsilon_sum = ?3, rho_spent = ?4
           WHERE id = ?1",
-        rusqlite::params![project.id, loss, after.epsilon_sum, after.rho],
+        crate::params![project.id, loss, after.epsilon_sum, after.rho],
     )?;
     tx.execute(
         "INSERT INTO privacy_loss_periods (period, epsilon_sum, rho, epsilon_spent) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (period) DO UPDATE SET epsilon_sum = ?2, rho = ?3, epsilon_spent = ?4",
-        rusqlite::params![period, person_after.epsilon_sum, person_after.rho, person_loss],
+        crate::params![period, person_after.epsilon_sum, person_after.rho, person_loss],
     )?;
     audit::append(
         &tx,

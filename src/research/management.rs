@@ -6,8 +6,8 @@
 //! looking at them again costs no privacy budget, and everyone sees the same noisy numbers.
 //! Only an officer's own caseload bypasses DP, in the officer UI; nothing here is per person.
 
+use crate::base::db::OptionalExtension;
 use chrono::{Datelike, NaiveDate};
-use rusqlite::OptionalExtension;
 
 use crate::base::Context;
 use crate::research::{self, Aggregate, Answer, QueryRequest, DATASET_ALERTS};
@@ -68,7 +68,7 @@ pub enum Error {
     #[error(transparent)]
     Research(#[from] research::Error),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -151,7 +151,7 @@ pub fn release_month(ctx: &Context, month: &str, manager: &str) -> Result<usize>
         ctx.db.lock().execute(
             "INSERT INTO management_releases (month, figure, answer, released_at_ms, released_by)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            rusqlite::params![
+            crate::params![
                 month,
                 figure.id,
                 serde_json::to_string(&answer).expect("answer serialises"),

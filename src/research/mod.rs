@@ -27,13 +27,13 @@ pub use projects::{
     token_id, Budget, Project, TokenInfo, TOKEN_ID_LEN,
 };
 
+use crate::base::db::OptionalExtension;
 use opendp::domains::{AtomDomain, LazyFrameDomain, Margin, SeriesDomain};
 use opendp::measures::MaxDivergence;
 use opendp::metrics::{Bounds, FrameDistance, SymmetricIdDistance};
 use opendp::polars::{dp_len, PrivacyNamespace};
 use polars::prelude::*;
 use rand::RngCore;
-use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -75,7 +75,7 @@ pub enum Error {
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
 }

@@ -87,12 +87,13 @@ pub fn create_project(ctx: &Context, name: &str, budget: Budget, actor: &str) ->
     if exists {
         return Err(crate::base::refusal::Refusal::ProjectExists(name.to_string()).into());
     }
-    tx.execute(
+    let id: i64 = tx.query_row(
         "INSERT INTO research_projects (name, epsilon_budget, max_epsilon_per_query, delta)
-         VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![name, budget, max_per_query, delta],
+         VALUES (?1, ?2, ?3, ?4)
+         RETURNING id",
+        crate::params![name, budget, max_per_query, delta],
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
     audit::append(
         &tx,
         now,
@@ -150,7 +151,7 @@ pub fn issue_token(
     tx.execute(
         "INSERT INTO research_tokens (token_sha256, project_id, created_at_ms, expires_at_ms, account_id)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        rusqlite::params![token_hash(&token), project_id, now, now + ttl_days as i64 * crate::base::time::DAY_MS, holder_id],
+        crate::params![token_hash(&token), project_id, now, now + ttl_days as i64 * crate::base::time::DAY_MS, holder_id],
     )?;
     audit::append(
         &tx,
@@ -197,7 +198,7 @@ pub fn list_tokens(ctx: &Context, project: Option<&str>) -> Result<Vec<TokenInfo
           ORDER BY t.created_at_ms DESC",
     )?;
     let tokens = stmt
-        .query_map(rusqlite::params![project, TOKEN_ID_LEN as i64], |r| {
+        .query_map(crate::params![project, TOKEN_ID_LEN as i64], |r| {
             Ok(TokenInfo {
                 id: r.get(0)?,
                 project: r.get(1)?,
@@ -226,19 +227,18 @@ pub fn revoke_token(ctx: &Context, id: &str, actor: &str) -> Result<()> {
                JOIN research_projects p ON p.id = t.project_id
               WHERE substr(t.token_sha256, 1, ?2) = lower(?1) AND t.revoked_at_ms IS NULL",
         )?;
-        let rows = stmt
-            .query_map(rusqlite::params![id, TOKEN_ID_LEN as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows
+
+        stmt.query_map(crate::params![id, TOKEN_ID_LEN as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?
     };
     let [(hash, project)] = matches.as_slice() else {
         return Err(crate::base::refusal::Refusal::TokenIdAmbiguous(matches.len()).into());
     };
     tx.execute(
         "UPDATE research_tokens SET revoked_at_ms = ?2 WHERE token_sha256 = ?1",
-        rusqlite::params![hash, now],
+        crate::params![hash, now],
     )?;
     audit::append(
         &tx,
@@ -256,7 +256,7 @@ pub(super) const PROJECT_COLUMNS: &str =
     "p.id, p.name, p.epsilon_budget, p.delta, p.epsilon_spent, \
      p.max_epsilon_per_query, p.epsilon_sum, p.rho_spent";
 
-pub(super) fn project_row(r: &rusqlite::Row) -> rusqlite::Result<Project> {
+pub(super) fn project_row(r: &crate::base::db::Row) -> crate::base::db::Result<Project> {
     Ok(Project {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -292,7 +292,7 @@ pub fn authenticate(ctx: &Context, token: &str, now_ms: i64) -> Result<Project> 
                   WHERE t.token_sha256 = ?1 AND t.revoked_at_ms IS NULL AND t.expires_at_ms > ?2
                     AND a.role = 'researcher' AND a.disabled_at_ms IS NULL"
             ),
-            rusqlite::params![token_hash(token), now_ms],
+            crate::params![token_hash(token), now_ms],
             |r| Ok((project_row(r)?, r.get::<_, i64>(8)?, r.get::<_, String>(9)?)),
         )
         .optional()?;

@@ -11,7 +11,12 @@ fn context() -> (tempfile::TempDir, Context) {
     let root = tmp.path().join("data");
     let mut config = Config::default();
     config.research.max_days_per_person = 20;
-    crate::server::init::init(&root, &config, crate::base::time::now_ms()).unwrap();
+    crate::server::init::init(
+        &root,
+        &crate::base::db::testing::config(config),
+        crate::base::time::now_ms(),
+    )
+    .unwrap();
     let ctx = Context::open(&root).unwrap();
     let (mut rid, mut day, mut programme, mut region, mut age, mut wear, mut drinking) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -457,7 +462,7 @@ fn zcdp_accounting_lets_many_small_queries_past_their_plain_sum_but_never_past_t
         .lock()
         .execute(
             "UPDATE research_projects SET epsilon_sum = ?1, rho_spent = ?2, epsilon_spent = ?3",
-            rusqlite::params![after_300.epsilon_sum, after_300.rho, loss],
+            crate::params![after_300.epsilon_sum, after_300.rho, loss],
         )
         .unwrap();
 

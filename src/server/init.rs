@@ -27,8 +27,6 @@ pub enum Error {
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Keys(#[from] crate::trust::keys::Error),
     #[error(transparent)]
@@ -125,7 +123,7 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
         secrets::PseudonymKeys::generate().to_toml().as_bytes(),
     )?;
 
-    let db = Db::open(&dir.database())?;
+    let db = Db::open_target(&crate::base::db::Target::of(&config.database, &dir))?;
     // The first administrator, with a random password and a TOTP secret, both shown once.
     let admin = crate::registry::accounts::create(
         &db,
@@ -165,7 +163,12 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
 pub fn temporary() -> (tempfile::TempDir, crate::base::Context) {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let root = tmp.path().join("data");
-    init(&root, &Config::default(), crate::base::time::now_ms()).expect("init");
+    init(
+        &root,
+        &crate::base::db::testing::config(Config::default()),
+        crate::base::time::now_ms(),
+    )
+    .expect("init");
     let ctx = crate::base::Context::open(&root).expect("open");
     (tmp, ctx)
 }

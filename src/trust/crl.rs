@@ -3,7 +3,7 @@
 //! file changes, so `nachtwacht station revoke` takes effect on the next handshake without a restart
 //! (and the ingest closes the revoked station's open connections).
 
-use rusqlite::Connection;
+use crate::base::db::Connection;
 
 use crate::base::datadir::DataDir;
 use crate::trust::pki;
@@ -13,7 +13,7 @@ pub enum Error {
     #[error(transparent)]
     Pki(#[from] pki::Error),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -47,15 +47,14 @@ pub fn publish(dir: &DataDir, conn: &Connection, now_ms: i64) -> Result<u64> {
              SELECT pending_cert_serial, revoked_at_ms FROM stations
               WHERE revoked_at_ms IS NOT NULL AND pending_cert_serial IS NOT NULL",
         )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(pki::Revoked {
-                    serial_hex: r.get(0)?,
-                    revoked_at_ms: r.get(1)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows
+
+        stmt.query_map([], |r| {
+            Ok(pki::Revoked {
+                serial_hex: r.get(0)?,
+                revoked_at_ms: r.get(1)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?
     };
     let number: u64 = conn.query_row("SELECT COALESCE(MAX(number), 0) + 1 FROM crls", [], |r| {
         r.get::<_, i64>(0)

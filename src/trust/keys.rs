@@ -9,7 +9,7 @@
 
 use std::str::FromStr;
 
-use rusqlite::OptionalExtension;
+use crate::base::db::OptionalExtension;
 
 use crate::base::Context;
 use crate::{trust::audit, trust::secrets};
@@ -23,7 +23,7 @@ pub enum Error {
     #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Pki(#[from] crate::trust::pki::Error),
 }
@@ -31,7 +31,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The recipient stations should seal to now.
-pub fn current_recipient(conn: &rusqlite::Connection) -> Result<Option<String>> {
+pub fn current_recipient(conn: &crate::base::db::Connection) -> Result<Option<String>> {
     Ok(conn
         .query_row(
             "SELECT recipient FROM age_keys ORDER BY id DESC LIMIT 1",
@@ -42,7 +42,11 @@ pub fn current_recipient(conn: &rusqlite::Connection) -> Result<Option<String>> 
 }
 
 /// Records a recipient as the newest (idempotent).
-pub fn register_recipient(conn: &rusqlite::Connection, recipient: &str, now_ms: i64) -> Result<()> {
+pub fn register_recipient(
+    conn: &crate::base::db::Connection,
+    recipient: &str,
+    now_ms: i64,
+) -> Result<()> {
     conn.execute(
         "INSERT INTO age_keys (recipient, created_at_ms) VALUES (?1, ?2) ON CONFLICT (recipient) DO NOTHING",
         (recipient, now_ms),

@@ -550,8 +550,8 @@ impl From<tokio::task::JoinError> for Failure {
     }
 }
 
-impl From<rusqlite::Error> for Failure {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::base::db::Error> for Failure {
+    fn from(e: crate::base::db::Error) -> Self {
         Failure::internal(e)
     }
 }
@@ -598,7 +598,7 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            status_of(casework::Error::Sqlite(rusqlite::Error::InvalidQuery)),
+            status_of(casework::Error::Db(crate::base::db::Error::NoRows)),
             StatusCode::INTERNAL_SERVER_ERROR
         );
         assert_eq!(
@@ -619,7 +619,7 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            status_of(rusqlite::Error::InvalidQuery),
+            status_of(crate::base::db::Error::NoRows),
             StatusCode::INTERNAL_SERVER_ERROR
         );
         // Work that panicked on its blocking thread is the server's failure, not the user's.

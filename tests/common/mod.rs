@@ -34,10 +34,91 @@ pub fn loopback() -> ListenOverrides {
     }
 }
 
+/// The PostgreSQL server the tests put their state in, when `NACHTWACHT_TEST_POSTGRES` names one:
+/// a libpq connection string without a database (`host=/tmp/pg port=5433 user=postgres`) for a
+/// user who may create databases. `.ci/run` starts one and sets it; without it the tests run on
+/// SQLite and say once that they skipped PostgreSQL.
+pub fn postgres_server() -> Option<String> {
+    static SKIPPED: std::sync::Once = std::sync::Once::new();
+    let server = std::env::var("NACHTWACHT_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    if server.is_none() {
+        SKIPPED.call_once(|| {
+            eprintln!(
+                "note: PostgreSQL half skipped (NACHTWACHT_TEST_POSTGRES is not set); these tests ran on SQLite"
+            )
+        });
+    }
+    server
+}
+
+/// A new, empty database on the test server: its connection string.
+pub fn fresh_postgres_database(server: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "nw_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let admin = format!("{server} dbname=postgres");
+    let create = format!("CREATE DATABASE {name}");
+    // The blocking client cannot run inside a tokio test's runtime: a thread of its own.
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("NACHTWACHT_TEST_POSTGRES ({admin}): {e}"));
+        client.batch_execute(&create).unwrap();
+    })
+    .join()
+    .unwrap();
+    format!("{server} dbname={name}")
+}
+
+/// `config` with its state in a new PostgreSQL database when the tests have a server.
+pub fn with_test_database(mut config: Config) -> Config {
+    if let Some(server) = postgres_server() {
+        config.database = nachtwacht::base::config::DatabaseConfig::postgres(
+            &fresh_postgres_database(&server),
+            None,
+        );
+    }
+    config
+}
+
+/// The default configuration on the tests' database.
+pub fn test_config() -> Config {
+    with_test_database(Config::default())
+}
+
+/// `nachtwacht init`'s arguments that put the state where the tests keep it.
+pub fn init_database_args() -> Vec<String> {
+    match postgres_server() {
+        Some(server) => vec!["--database-url".into(), fresh_postgres_database(&server)],
+        None => Vec::new(),
+    }
+}
+
+/// Initialises `root` with `config` on the tests' database.
+pub fn init_data_dir(
+    root: &std::path::Path,
+    config: &Config,
+) -> nachtwacht::server::init::InitReport {
+    init::init(
+        root,
+        &with_test_database(config.clone()),
+        nachtwacht::base::time::now_ms(),
+    )
+    .unwrap()
+}
+
 pub async fn start_server(config: Config) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
-    init::init(&root, &config, nachtwacht::base::time::now_ms()).unwrap();
+    init_data_dir(&root, &config);
     start_in(tmp).await
 }
 
@@ -258,12 +339,11 @@ pub fn refusals(ctx: &Context) -> Vec<String> {
     let mut stmt = conn
         .prepare("SELECT detail FROM audit_log WHERE action = 'ingest.refuse' ORDER BY seq")
         .unwrap();
-    let rows = stmt
-        .query_map([], |r| r.get(0))
+
+    stmt.query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<Vec<String>, _>>()
-        .unwrap();
-    rows
+        .unwrap()
 }
 
 /// The `nachtwacht-station` binary next to the test executable (built by `cargo test --workspace`).

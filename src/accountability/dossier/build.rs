@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::base::db::OptionalExtension;
 use nachtwacht_wire::{BundleId, Signal};
-use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 
 use super::*;
@@ -433,7 +433,7 @@ fn station_json(
                 AND p.valid_from_ms <= ?3 AND (p.valid_to_ms IS NULL OR p.valid_to_ms >= ?2)
               ORDER BY p.valid_from_ms",
         )?;
-        let rows = stmt.query_map(rusqlite::params![person, from_ms, to_ms], |r| {
+        let rows = stmt.query_map(crate::params![person, from_ms, to_ms], |r| {
             Ok((
                 r.get::<_, i64>(1)?,
                 serde_json::json!({"device_serial": r.get::<_, String>(0)?, "station": r.get::<_, String>(2)?,
@@ -477,7 +477,7 @@ fn station_json(
 
 /// One custody step of a bundle: the audit entry and the batch list it commits to.
 fn custody_step(
-    conn: &rusqlite::Connection,
+    conn: &crate::base::db::Connection,
     step: CustodyStep,
     seq: Option<i64>,
 ) -> Result<serde_json::Value> {

@@ -33,7 +33,7 @@ pub enum Error {
     #[error(transparent)]
     Casework(#[from] crate::alerts::casework::Error),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
     #[error(transparent)]

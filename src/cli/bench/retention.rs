@@ -171,7 +171,7 @@ fn write_group(
                     "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms,
                                           state, rows_stored, processed_at_ms, person_id, evidence_pruned_at_ms)
                      VALUES (?1, 1, 0, 0, '', ?2, 'processed', ?3, ?2, ?4, ?2)",
-                    rusqlite::params![bundle, now, rows_each as i64, id],
+                    nachtwacht::params![bundle, now, rows_each as i64, id],
                 )?;
             }
             tx.commit()?;

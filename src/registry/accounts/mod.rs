@@ -14,13 +14,13 @@ use credentials::{
     constant_time_eq, dummy_hash, password_matches, random_hex, sha256_hex, totp_step_of,
 };
 
+use crate::base::db::{Connection, OptionalExtension};
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::Argon2;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use crate::base::db::Db;
@@ -47,7 +47,7 @@ pub enum Error {
     #[error("password hashing: {0}")]
     Hash(String),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
 }
@@ -177,12 +177,13 @@ pub fn create(db: &Db, username: &str, role: Role, actor: &str, now_ms: i64) -> 
     if taken {
         return Err(crate::base::refusal::Refusal::UsernameTaken(username.to_string()).into());
     }
-    tx.execute(
+    let id: i64 = tx.query_row(
         "INSERT INTO accounts (username, role, password_hash, must_change_password, created_at_ms, totp_secret)
-         VALUES (?1, ?2, ?3, 1, ?4, ?5)",
-        rusqlite::params![username, role.as_str(), fresh.hash, now_ms, fresh.totp_secret],
+         VALUES (?1, ?2, ?3, 1, ?4, ?5)
+         RETURNING id",
+        crate::params![username, role.as_str(), fresh.hash, now_ms, fresh.totp_secret],
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
     audit::append(
         &tx,
         now_ms,
@@ -213,7 +214,7 @@ pub fn disable(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> Result<()>
         })?;
     tx.execute(
         "UPDATE accounts SET disabled_at_ms = ?2 WHERE id = ?1 AND disabled_at_ms IS NULL",
-        rusqlite::params![account_id, now_ms],
+        crate::params![account_id, now_ms],
     )?;
     end_sessions(&tx, account_id, now_ms)?;
     audit::append(
@@ -247,7 +248,7 @@ pub fn set_role(db: &Db, account_id: i64, role: Role, actor: &str, now_ms: i64) 
         })?;
     tx.execute(
         "UPDATE accounts SET role = ?2 WHERE id = ?1",
-        rusqlite::params![account_id, role.as_str()],
+        crate::params![account_id, role.as_str()],
     )?;
     end_sessions(&tx, account_id, now_ms)?;
     audit::append(
@@ -285,7 +286,7 @@ pub fn reset_credentials(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> 
         "UPDATE accounts SET password_hash = ?2, totp_secret = ?3, totp_last_step = NULL,
                 must_change_password = 1, failed_logins = 0, locked_until_ms = NULL
           WHERE id = ?1",
-        rusqlite::params![account_id, fresh.hash, fresh.totp_secret],
+        crate::params![account_id, fresh.hash, fresh.totp_secret],
     )?;
     end_sessions(&tx, account_id, now_ms)?;
     audit::append(
@@ -303,7 +304,7 @@ pub fn reset_credentials(db: &Db, account_id: i64, actor: &str, now_ms: i64) -> 
 fn end_sessions(conn: &Connection, account_id: i64, now_ms: i64) -> Result<()> {
     conn.execute(
         "UPDATE sessions SET ended_at_ms = ?2 WHERE account_id = ?1 AND ended_at_ms IS NULL",
-        rusqlite::params![account_id, now_ms],
+        crate::params![account_id, now_ms],
     )?;
     Ok(())
 }
@@ -322,7 +323,7 @@ pub struct AccountInfo {
 }
 
 /// The id of the account `username`, if there is one.
-pub fn id_of(conn: &Connection, username: &str) -> rusqlite::Result<Option<i64>> {
+pub fn id_of(conn: &Connection, username: &str) -> crate::base::db::Result<Option<i64>> {
     conn.query_row(
         "SELECT id FROM accounts WHERE username = ?1",
         [username],
@@ -409,7 +410,7 @@ pub fn login(
     let detail = serde_json::json!({"client": client}).to_string();
 
     let mut conn = db.lock();
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     // The password was checked outside the lock (argon2 takes tens of milliseconds). Everything
     // that parallel logins change (failures, lockout, the last TOTP step) is read again here,
     // inside the transaction that holds the write lock, so each login sees the one before it: a
@@ -464,7 +465,7 @@ pub fn login(
         let locks = failures >= LOCKOUT_AFTER_FAILURES;
         tx.execute(
             "UPDATE accounts SET failed_logins = ?2, locked_until_ms = ?3 WHERE id = ?1",
-            rusqlite::params![
+            crate::params![
                 account.id,
                 if locks { 0 } else { failures },
                 locks.then_some(now_ms + LOCKOUT_MS)
@@ -492,12 +493,12 @@ pub fn login(
     let (token, csrf) = (random_hex(32), random_hex(32));
     tx.execute(
         "UPDATE accounts SET failed_logins = 0, locked_until_ms = NULL, totp_last_step = ?2 WHERE id = ?1",
-        rusqlite::params![account.id, step],
+        crate::params![account.id, step],
     )?;
     tx.execute(
         "INSERT INTO sessions (token_sha256, account_id, csrf_token, created_at_ms, last_seen_ms)
          VALUES (?1, ?2, ?3, ?4, ?4)",
-        rusqlite::params![sha256_hex(&token), account.id, csrf, now_ms],
+        crate::params![sha256_hex(&token), account.id, csrf, now_ms],
     )?;
     audit::append(&tx, now_ms, username, "login", &object, &detail)?;
     tx.commit()?;
@@ -542,7 +543,7 @@ pub fn session(db: &Db, token: &str, now_ms: i64) -> Result<Option<Session>> {
     if now_ms - last_seen > SESSION_IDLE_MS || now_ms - created > SESSION_ABSOLUTE_MS {
         conn.execute(
             "UPDATE sessions SET ended_at_ms = ?2 WHERE token_sha256 = ?1",
-            rusqlite::params![sha256_hex(token), now_ms],
+            crate::params![sha256_hex(token), now_ms],
         )?;
         return Ok(None);
     }
@@ -550,7 +551,7 @@ pub fn session(db: &Db, token: &str, now_ms: i64) -> Result<Option<Session>> {
     if now_ms - last_seen > 10_000 {
         conn.execute(
             "UPDATE sessions SET last_seen_ms = ?2 WHERE token_sha256 = ?1",
-            rusqlite::params![sha256_hex(token), now_ms],
+            crate::params![sha256_hex(token), now_ms],
         )?;
     }
     let Some(role) = Role::parse(&role) else {
@@ -573,7 +574,7 @@ pub fn logout(db: &Db, session: &Session, now_ms: i64) -> Result<()> {
     let tx = conn.transaction()?;
     tx.execute(
         "UPDATE sessions SET ended_at_ms = ?2 WHERE token_sha256 = ?1 AND ended_at_ms IS NULL",
-        rusqlite::params![sha256_hex(&session.token), now_ms],
+        crate::params![sha256_hex(&session.token), now_ms],
     )?;
     let who = &session.account.username;
     audit::append(&tx, now_ms, who, "logout", &format!("account:{who}"), "{}")?;
@@ -625,12 +626,12 @@ pub fn change_password(
     let tx = conn.transaction()?;
     tx.execute(
         "UPDATE accounts SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
-        rusqlite::params![session.account.id, hash],
+        crate::params![session.account.id, hash],
     )?;
     tx.execute(
         "UPDATE sessions SET ended_at_ms = ?3
           WHERE account_id = ?1 AND token_sha256 != ?2 AND ended_at_ms IS NULL",
-        rusqlite::params![session.account.id, sha256_hex(&session.token), now_ms],
+        crate::params![session.account.id, sha256_hex(&session.token), now_ms],
     )?;
     audit::append(
         &tx,

@@ -2,7 +2,7 @@ use super::*;
 
 fn db() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("s.sqlite")).unwrap();
+    let db = crate::base::db::testing::open(dir.path());
     (dir, db)
 }
 

@@ -10,8 +10,8 @@
 //! shows that a checkpoint was written by this installation, and it makes a rewrite need the key
 //! as well as the database. It cannot stop someone who holds both; the head recorded elsewhere does.
 
+use crate::base::db::{Connection, OptionalExtension};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
-use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Result};

@@ -7,7 +7,7 @@
 //!
 //! One entry per batch, not per bundle: the ingest's hot path appends one row per group commit.
 
-use rusqlite::Connection;
+use crate::base::db::Connection;
 use sha2::{Digest, Sha256};
 
 use super::{append, Result};
@@ -73,7 +73,7 @@ pub fn record(
         step.column()
     ))?;
     for (id, _) in items {
-        stmt.execute(rusqlite::params![id, seq])?;
+        stmt.execute(crate::params![id, seq])?;
     }
     Ok(seq)
 }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::base::db::{Connection, OptionalExtension};
 
 use super::{append, field_digest, Entry, Result};
 
@@ -119,7 +119,7 @@ pub fn erase_entries(
             "UPDATE audit_log SET object = ?2, detail = ?2, salt = NULL, object_digest = ?3,
                     detail_digest = ?4, erased_by = ?5
               WHERE seq = ?1",
-            rusqlite::params![
+            crate::params![
                 seq,
                 ERASED,
                 digests.as_ref().map(|d| &d.0),
@@ -162,7 +162,7 @@ pub fn prune_before(conn: &Connection, cutoff_ms: i64, now_ms: i64, policy: &str
     let deleted = conn.execute("DELETE FROM audit_log WHERE seq <= ?1", [through])?;
     conn.execute(
         "INSERT INTO audit_pruned (through_seq, hash, pruned_at_ms) VALUES (?1, ?2, ?3)",
-        rusqlite::params![through, hash, now_ms],
+        crate::params![through, hash, now_ms],
     )?;
     let resealed = super::seal::seal_unsealed(conn, now_ms)?;
     append(
@@ -188,7 +188,7 @@ mod tests {
 
     fn log(n: i64) -> (tempfile::TempDir, Db) {
         let tmp = tempfile::tempdir().unwrap();
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         for i in 1..=n {
             let object = if i % 2 == 0 { "ANK-0042" } else { "station-7" };
             append(
@@ -239,7 +239,7 @@ mod tests {
             .unwrap();
         assert_eq!(left, 0);
         // Someone erases entry 3 by hand, imitating the marks: no tombstone lists it.
-        conn.execute_batch("SAVEPOINT t").unwrap();
+        conn.execute_batch("BEGIN").unwrap();
         conn.execute(
             "UPDATE audit_log SET object = '[erased]', detail = '[erased]', salt = NULL, erased_by = 7 WHERE seq = 3",
             [],
@@ -251,7 +251,7 @@ mod tests {
             }
             other => panic!("unlisted erasure went unnoticed: {other:?}"),
         }
-        conn.execute_batch("ROLLBACK TO t; RELEASE t").unwrap();
+        conn.execute_batch("ROLLBACK").unwrap();
         // The digest an erased entry keeps is still covered by its hash.
         conn.execute(
             "UPDATE audit_log SET detail_digest = 'ff' WHERE seq = 4",
@@ -271,7 +271,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = crate::base::datadir::DataDir::new(tmp.path());
         std::fs::create_dir_all(dir.keys()).unwrap();
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         for i in 1..=5 {
             append(
                 &db.lock(),

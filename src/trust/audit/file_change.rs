@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::base::db::{Connection, OptionalExtension};
 
 use super::{append, Result};
 
@@ -65,7 +65,7 @@ pub fn record_in_force(
     conn.execute(
         "INSERT INTO rules_in_force (file, content, since_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT(file) DO UPDATE SET content = excluded.content, since_ms = excluded.since_ms",
-        rusqlite::params![file.name, file.text, now_ms],
+        crate::params![file.name, file.text, now_ms],
     )?;
     Ok(())
 }

@@ -22,7 +22,7 @@ pub mod seal;
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::base::db::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -30,7 +30,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] crate::base::db::Error),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -198,7 +198,7 @@ pub fn append(
     conn.execute(
         "INSERT INTO audit_log (seq, at_ms, actor, action, object, detail, prev_hash, hash, salt)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        rusqlite::params![seq, at_ms, actor, action, object, detail, prev, hash, salt],
+        crate::params![seq, at_ms, actor, action, object, detail, prev, hash, salt],
     )?;
     Ok(seq)
 }
@@ -211,7 +211,7 @@ fn new_salt() -> String {
 }
 
 pub fn entries(conn: &Connection) -> Result<Vec<Entry>> {
-    entries_where(conn, "1", [])
+    entries_where(conn, "TRUE", [])
 }
 
 /// The chain's head: the last entry's number and hash (`None` for an empty log).
@@ -235,7 +235,7 @@ pub fn entry(conn: &Connection, seq: i64) -> Result<Option<Entry>> {
     Ok(entries_where(conn, "seq = ?1", [seq])?.pop())
 }
 
-fn entries_where<P: rusqlite::Params>(
+fn entries_where<P: crate::base::db::Params>(
     conn: &Connection,
     filter: &str,
     params: P,
@@ -534,7 +534,7 @@ mod tests {
 
     fn db_with_entries(n: i64) -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(dir.path());
         for i in 0..n {
             append(
                 &db.lock(),
@@ -595,7 +595,7 @@ mod tests {
             "UPDATE alerts SET status = 'closed'",
         ] {
             let conn = db.lock();
-            conn.execute_batch("SAVEPOINT t").unwrap();
+            conn.execute_batch("BEGIN").unwrap();
             conn.execute(tamper, []).unwrap();
             match verify(&conn).unwrap() {
                 Verdict::Broken { reason, .. } => {
@@ -606,7 +606,7 @@ mod tests {
                 }
                 other => panic!("{tamper} went unnoticed: {other:?}"),
             }
-            conn.execute_batch("ROLLBACK TO t; RELEASE t").unwrap();
+            conn.execute_batch("ROLLBACK").unwrap();
         }
         assert!(matches!(
             verify(&db.lock()).unwrap(),
@@ -633,7 +633,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = crate::base::datadir::DataDir::new(tmp.path());
         std::fs::create_dir_all(dir.keys()).unwrap();
-        let db = Db::open(&tmp.path().join("s.sqlite")).unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
         for i in 0..5 {
             append(
                 &db.lock(),
@@ -665,7 +665,7 @@ mod tests {
                 let h = salted_hash(&prev, e, salt);
                 conn.execute(
                     "UPDATE audit_log SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
-                    rusqlite::params![e.seq, prev, h],
+                    crate::params![e.seq, prev, h],
                 )
                 .unwrap();
                 prev = h;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::base::db::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::{append, Result};
@@ -101,10 +101,10 @@ fn hash_rows(
         field(tag);
         for i in 0..columns {
             let text = match r.get_ref(i)? {
-                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
-                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                rusqlite::types::ValueRef::Real(v) => format!("{:016x}", v.to_bits()),
-                rusqlite::types::ValueRef::Null | rusqlite::types::ValueRef::Blob(_) => {
+                crate::base::db::ValueRef::Integer(v) => v.to_string(),
+                crate::base::db::ValueRef::Text(t) => t.to_owned(),
+                crate::base::db::ValueRef::Real(v) => format!("{:016x}", v.to_bits()),
+                crate::base::db::ValueRef::Null | crate::base::db::ValueRef::Blob(_) => {
                     String::new()
                 }
             };
@@ -121,7 +121,7 @@ fn latest_seal(conn: &Connection, alert_id: i64) -> Result<Option<(i64, String)>
             "SELECT seq, detail FROM audit_log WHERE action = ?1 AND object = ?2
               ORDER BY seq DESC LIMIT 1",
         )?
-        .query_row(rusqlite::params![ACTION, object(alert_id)], |r| {
+        .query_row(crate::params![ACTION, object(alert_id)], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;

@@ -1,75 +1,14 @@
-//! The SQL state: accounts, stations, persons and programmes, device assignments, the bundle
-//! registry, alerts, research budgets and the audit log. SQLite (bundled) on one machine.
-//!
-//! Migrations are an ordered list applied inside one transaction each and recorded in
-//! `PRAGMA user_version`, so opening an older database upgrades it and a newer one is refused.
-//! The connection runs in WAL mode with `synchronous = FULL`: a committed row survives power loss.
+//! SQLite: the embedded default. One file, WAL mode, `synchronous = FULL` (a committed row survives
+//! power loss), migrations recorded in `PRAGMA user_version`.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use super::{Error, Result};
 
-/// Gives a closed set (an enum with `ALL` and `as_str`) its `parse` and its one string form in SQL
-/// and in serde, so that a value read back that is not in the set is an error, not a string passed
-/// on.
-#[macro_export]
-macro_rules! closed_set_text {
-    ($type:ty) => {
-        impl $type {
-            /// The value whose [`Self::as_str`] is `s`.
-            pub fn parse(s: &str) -> Option<Self> {
-                Self::ALL.into_iter().find(|v| v.as_str() == s)
-            }
-        }
-
-        impl serde::Serialize for $type {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $type {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                <$type>::parse(&s).ok_or_else(|| {
-                    serde::de::Error::custom(format!("{s:?} is not a {}", stringify!($type)))
-                })
-            }
-        }
-
-        impl rusqlite::ToSql for $type {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok(self.as_str().into())
-            }
-        }
-
-        impl rusqlite::types::FromSql for $type {
-            fn column_result(
-                value: rusqlite::types::ValueRef<'_>,
-            ) -> rusqlite::types::FromSqlResult<Self> {
-                let s = value.as_str()?;
-                <$type>::parse(s).ok_or_else(|| {
-                    rusqlite::types::FromSqlError::Other(
-                        format!("{s:?} is not a {}", stringify!($type)).into(),
-                    )
-                })
-            }
-        }
-    };
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("database schema version {found} is newer than this build ({supported})")]
-    TooNew { found: i64, supported: i64 },
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-const MIGRATIONS: &[&str] = &[
+/// The schema, one migration per step, applied in order inside one transaction each.
+/// PostgreSQL starts from `postgres_schema.sql` at the version of the last of these; a migration
+/// added here is added to `postgres.rs`' `MIGRATIONS` too.
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY,
@@ -509,44 +448,21 @@ CREATE UNIQUE INDEX stations_pending_cert ON stations(pending_cert_sha256);
 "#,
 ];
 
-/// A shared handle to the database. Statements are short; one connection behind a mutex keeps
-/// writes serialised, which SQLite needs anyway.
-#[derive(Clone)]
-pub struct Db {
-    conn: Arc<Mutex<Connection>>,
+/// Opens (creating if need be) and migrates the database file.
+pub(super) fn open(path: &Path) -> Result<rusqlite::Connection> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted rows are overwritten with zeros, not left in free pages: data past its
+    // retention must be gone from the file, not only from the tables (see `lifecycle`).
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    migrate(&mut conn)?;
+    Ok(conn)
 }
 
-impl Db {
-    pub fn open(path: &Path) -> Result<Self> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Deleted rows are overwritten with zeros, not left in free pages: data past its
-        // retention must be gone from the file, not only from the tables (see `lifecycle`).
-        conn.pragma_update(None, "secure_delete", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        // Every transaction takes the write lock when it begins (BEGIN IMMEDIATE). A deferred one
-        // that reads and then writes fails at once with "database is locked" when another process
-        // wrote in between (its snapshot is stale, and the busy timeout cannot help); an immediate
-        // one waits its turn under the busy timeout. Several processes share this file: the server,
-        // the CLI (`research revoke-token` while queries run), a second node.
-        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
-        migrate(&mut conn)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    /// The connection. Hold it briefly: never across an `.await`.
-    pub fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-fn migrate(conn: &mut Connection) -> Result<()> {
+fn migrate(conn: &mut rusqlite::Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let supported = MIGRATIONS.len() as i64;
     if version > supported {
@@ -556,7 +472,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         if i == 0 {
             // Migration 3 widened the lists to the signals bundle format v1 gained; it updates the
@@ -564,7 +480,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             for programme in crate::base::programme::Programme::ALL {
                 tx.execute(
                     "INSERT INTO programmes (name, signals) VALUES (?1, ?2)",
-                    (programme, programme.signals()),
+                    (programme.as_str(), programme.signals()),
                 )?;
             }
         }
@@ -574,86 +490,35 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A parameter as rusqlite binds it (no copy of text or blobs).
+pub(super) struct Bind<'a>(pub super::ValueRef<'a>);
 
-    #[test]
-    fn migrations_apply_once_and_seed_programmes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        Db::open(&path).unwrap();
-        let db = Db::open(&path).unwrap(); // second open applies nothing twice
-        let n: i64 = db
-            .lock()
-            .query_row("SELECT count(*) FROM programmes", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, crate::base::programme::Programme::ALL.len() as i64);
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use super::ValueRef as V;
+        use rusqlite::types::ValueRef as R;
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self.0 {
+            V::Null => R::Null,
+            V::Integer(v) => R::Integer(v),
+            V::Real(v) => R::Real(v),
+            V::Text(s) => R::Text(s.as_bytes()),
+            V::Blob(b) => R::Blob(b),
+        }))
     }
+}
 
-    /// Two processes' connections (two `Db`s on one file), each running read-then-write
-    /// transactions as fast as it can: with deferred transactions most of one side's commits failed
-    /// with "database is locked"; with immediate ones every transaction waits and succeeds.
-    #[test]
-    fn read_then_write_transactions_of_two_connections_never_fail_locked() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        Db::open(&path)
-            .unwrap()
-            .lock()
-            .execute_batch("CREATE TABLE t (who INTEGER, n INTEGER)")
-            .unwrap();
-        let run = |who: i64| {
-            let db = Db::open(&path).unwrap();
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                for _ in 0..150 {
-                    let mut conn = db.lock();
-                    let result = conn.transaction().and_then(|tx| {
-                        let n: i64 = tx.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
-                        tx.execute("INSERT INTO t (who, n) VALUES (?1, ?2)", (who, n))?;
-                        tx.commit()
-                    });
-                    if let Err(e) = result {
-                        failures.push(e.to_string());
-                    }
-                }
-                failures
-            })
-        };
-        let (a, b) = (run(1), run(2));
-        let failures: Vec<String> = a
-            .join()
-            .unwrap()
-            .into_iter()
-            .chain(b.join().unwrap())
-            .collect();
-        assert!(
-            failures.is_empty(),
-            "{} failed: {:?}",
-            failures.len(),
-            failures.first()
-        );
-        let n: i64 = Db::open(&path)
-            .unwrap()
-            .lock()
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 300);
-    }
-
-    #[test]
-    fn a_newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        Db::open(&path).unwrap();
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
-        assert!(matches!(
-            Db::open(&path),
-            Err(Error::TooNew { found: 99, .. })
-        ));
-    }
+/// A column as the store modules read it.
+pub(super) fn value(v: rusqlite::types::ValueRef<'_>) -> Result<super::ValueRef<'_>> {
+    use super::ValueRef as V;
+    use rusqlite::types::ValueRef as R;
+    Ok(match v {
+        R::Null => V::Null,
+        R::Integer(v) => V::Integer(v),
+        R::Real(v) => V::Real(v),
+        R::Text(t) => V::Text(
+            std::str::from_utf8(t)
+                .map_err(|e| Error::Conversion(format!("text is not UTF-8: {e}")))?,
+        ),
+        R::Blob(b) => V::Blob(b),
+    })
 }
