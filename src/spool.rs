@@ -29,7 +29,7 @@ use crate::base::fsio::{io_err, write_durably};
 pub enum Error {
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
@@ -75,20 +75,49 @@ pub struct Spooled<'a> {
 /// Inserts a spooled bundle's row (state `spooled`). Call only once its file is durable; the group
 /// committer calls it inside its batch transaction.
 pub fn insert_row(conn: &crate::base::db::Connection, row: &Spooled<'_>) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(crate::params![
-        row.bundle_id.to_hex(),
-        row.station_id,
-        row.sequence as i64,
-        row.size as i64,
-        row.sha256,
-        row.received_at_ms,
-        BundleState::Spooled
-    ])?;
-    Ok(())
+    match insert_row_once(conn, row)? {
+        Known::New => Ok(()),
+        _ => Err(crate::base::db::Error::Conversion(format!(
+            "bundle {} is registered already",
+            row.bundle_id
+        ))
+        .into()),
+    }
+}
+
+/// Inserts a spooled bundle's row unless its id is registered already, and says which: the
+/// primary key decides, not a look beforehand, so two processes storing one id at once register
+/// it once ([`Known::New`] for the one whose row it is; [`Known::Same`] or [`Known::Conflict`]
+/// by the stored digest for the other).
+pub fn insert_row_once(conn: &crate::base::db::Connection, row: &Spooled<'_>) -> Result<Known> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO bundles
+                 (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(crate::params![
+            row.bundle_id.to_hex(),
+            row.station_id,
+            row.sequence as i64,
+            row.size as i64,
+            row.sha256,
+            row.received_at_ms,
+            BundleState::Spooled
+        ])?;
+    if inserted == 1 {
+        return Ok(Known::New);
+    }
+    let stored: String = conn
+        .prepare_cached("SELECT sha256 FROM bundles WHERE bundle_id = ?1")?
+        .query_row([row.bundle_id.to_hex()], |r| r.get(0))?;
+    Ok(if stored == row.sha256 {
+        Known::Same
+    } else {
+        Known::Conflict {
+            stored_sha256: stored,
+        }
+    })
 }
 
 /// What a known bundle id means for a new upload of it.
@@ -102,6 +131,10 @@ pub enum Known {
         stored_sha256: String,
     },
 }
+
+/// How old an unregistered spool file must be before a sweep removes it: far longer than a group
+/// commit takes between writing its files and committing their rows.
+pub const SWEEP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Clone)]
 pub struct Spool {
@@ -189,13 +222,23 @@ impl Spool {
 
     /// Removes what a crash left behind in the spool: temporary files, and bundle files without a
     /// `bundles` row (written, never acknowledged; their stations re-send them). Run before the
-    /// ingest accepts uploads.
+    /// ingest accepts uploads. Files younger than [`SWEEP_MIN_AGE`] are left: another process
+    /// sharing the spool may be between writing a file and registering its row.
     pub fn sweep_unregistered(&self) -> Result<usize> {
         let mut n = 0;
         let conn = self.reader.lock();
         let mut registered = conn.prepare_cached("SELECT 1 FROM bundles WHERE bundle_id = ?1")?;
+        let now = std::time::SystemTime::now();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
-            let path = entry.map_err(io_err(&self.dir))?.path();
+            let entry = entry.map_err(io_err(&self.dir))?;
+            let path = entry.path();
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < SWEEP_MIN_AGE);
+            if young {
+                continue;
+            }
             let unregistered = match path.extension().and_then(|e| e.to_str()) {
                 Some("part" | "tmp") => true,
                 Some("age") => {
@@ -308,12 +351,26 @@ mod tests {
             )
             .unwrap();
         fs::write(spool_dir.join("leftover.tmp"), b"t").unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for p in [&paths[0], &paths[1], &spool_dir.join("leftover.tmp")] {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+        }
+        // A file written just now without its row yet: another process sharing the spool may be
+        // about to register it. It stays.
+        let young = BundleId([3; 16]);
+        fs::write(spool.path_of(&young), b"hij").unwrap();
         assert_eq!(spool.sweep_unregistered().unwrap(), 2);
-        let left: Vec<_> = fs::read_dir(&spool_dir)
+        let mut left: Vec<_> = fs::read_dir(&spool_dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
-        assert_eq!(left, vec![paths[0].clone()]);
+        left.sort();
+        assert_eq!(left, vec![paths[0].clone(), spool.path_of(&young)]);
         assert_eq!(spool.known(&kept, "x").unwrap(), Known::Same);
         assert!(spool.available_disk_bytes().unwrap() > 0);
     }

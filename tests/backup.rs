@@ -33,7 +33,7 @@ fn nachtwacht(args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_load_restores_every_acknowledged_bundle_alert_and_audit_entry() {
-    let t = start_server(Config::default()).await;
+    let t = start_server_on_sqlite(Config::default()).await;
     // Before: two persons' data stored, decoded and evaluated, with an alcohol alert.
     for (name, serial) in [("home-1", "AM-0001"), ("home-2", "AM-0002")] {
         let drinking = vec![DrinkingEpisode {

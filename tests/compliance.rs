@@ -31,10 +31,13 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A data directory as an operator sets one up: an administrator, an officer with a caseload,
 /// an auditor and a manager, all screened where they must be; a person with a station; the rules
-/// and retention policy loaded; a research project.
+/// and retention policy loaded; a research project. On SQLite whatever the tests' database: the
+/// test breaks each control in a copy of the data directory, and a copy of SQLite's file is a
+/// copy of the state (a copied PostgreSQL configuration would share one database).
 fn base(root: &Path, now: i64) {
     nachtwacht::base::datadir::restrict_umask();
-    nachtwacht::server::init::init(root, &common::test_config(), now).unwrap();
+    nachtwacht::server::init::init(root, &nachtwacht::base::config::Config::default(), now)
+        .unwrap();
     let ctx = Context::open(root).unwrap();
     for (name, role) in [
         ("olga", Role::Officer),

@@ -126,8 +126,16 @@ fn find_identifiers(
             }
         }
     }
+    let list_tables = match db.backend() {
+        nachtwacht::base::db::Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        }
+        nachtwacht::base::db::Backend::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'"
+        }
+    };
     let tables: Vec<String> = db
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .prepare(list_tables)
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -161,7 +169,7 @@ fn alerts_of(t: &TestServer, person: i64) -> Vec<String> {
     let conn = t.ctx.db.lock();
     let mut stmt = conn
         .prepare(
-            "SELECT id || '|' || kind || '|' || start_ms || '|' || end_ms || '|' || coalesce(peak_tac_g_dl, '')
+            "SELECT id || '|' || kind || '|' || start_ms || '|' || end_ms || '|' || coalesce(CAST(peak_tac_g_dl AS TEXT), '')
                     || '|' || status || '|' || revision FROM alerts WHERE person_id = ?1 ORDER BY id",
         )
         .unwrap();

@@ -22,7 +22,7 @@ use crate::trust::audit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
@@ -470,16 +470,14 @@ fn access_control(conn: &Connection, all: &[AccountRow]) -> Result<Control> {
         // The persons an entry names: `person` (one) or `persons` (a list) in its detail.
         let persons: Vec<i64> = {
             let mut stmt = conn.prepare(&format!(
-                "SELECT json_extract(detail, '$.person') FROM audit_log
-                  WHERE actor = ?1 AND action IN ({reads}) AND json_valid(detail)
-                    AND json_type(detail, '$.person') = 'integer'
-                 UNION ALL
-                 SELECT j.value FROM audit_log, json_each(audit_log.detail, '$.persons') j
-                  WHERE actor = ?1 AND action IN ({reads}) AND json_valid(detail)
-                    AND j.type = 'integer'"
+                "SELECT detail FROM audit_log WHERE actor = ?1 AND action IN ({reads})"
             ))?;
-            let rows = stmt.query_map([&a.username], |r| r.get::<_, i64>(0))?;
-            rows.collect::<Result<_, _>>()?
+            let details = stmt.query_map([&a.username], |r| r.get::<_, String>(0))?;
+            let mut persons = Vec::new();
+            for detail in details {
+                persons.extend(persons_named(&detail?));
+            }
+            persons
         };
         let distinct: std::collections::BTreeSet<i64> = persons.iter().copied().collect();
         for p in &persons {
@@ -505,20 +503,26 @@ fn access_control(conn: &Connection, all: &[AccountRow]) -> Result<Control> {
     // An officer's read of a person who was not on their caseload at that moment: the one rule of
     // officer access broken. Casework makes it impossible; this shows it did not happen.
     let mut stmt = conn.prepare(
-        "SELECT l.seq, l.actor, l.at_ms, json_extract(l.detail, '$.person'), a.id
+        "SELECT l.seq, l.actor, l.at_ms, l.detail, a.id
            FROM audit_log l JOIN accounts a ON a.username = l.actor AND a.role = 'officer'
-          WHERE l.action IN ('alert.view','alert.report','alert.dossier') AND json_valid(l.detail)
-            AND json_type(l.detail, '$.person') = 'integer'",
+          WHERE l.action IN ('alert.view','alert.report','alert.dossier')",
     )?;
-    let officer_reads_of_persons = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
+    let officer_reads_of_persons = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?
+        .filter_map(|row| match row {
+            Ok((seq, officer, at, detail, id)) => {
+                person_of(&detail).map(|person| Ok((seq, officer, at, person, id)))
+            }
+            Err(e) => Some(Err(e)),
+        });
     for row in officer_reads_of_persons {
         let (seq, officer, at, person, officer_id) = row?;
         let allowed =
@@ -886,12 +890,20 @@ fn budget_control(ctx: &Context, conn: &Connection) -> Result<Control> {
     })?;
     for p in projects {
         let (name, budget, delta, spent, sum) = p?;
-        let (releases, largest, released): (i64, Option<f64>, Option<f64>) = conn.query_row(
-            "SELECT count(*), max(json_extract(detail, '$.epsilon')), sum(json_extract(detail, '$.epsilon'))
-               FROM audit_log WHERE action = 'research.release' AND actor = ?1 AND json_valid(detail)",
-            [format!("research:{name}")],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        let (mut releases, mut largest, mut released) = (0i64, None::<f64>, None::<f64>);
+        let mut stmt = conn.prepare(
+            "SELECT detail FROM audit_log WHERE action = 'research.release' AND actor = ?1",
         )?;
+        for detail in stmt.query_map([format!("research:{name}")], |r| r.get::<_, String>(0))? {
+            let Ok(detail) = serde_json::from_str::<serde_json::Value>(&detail?) else {
+                continue;
+            };
+            releases += 1;
+            if let Some(epsilon) = detail.get("epsilon").and_then(serde_json::Value::as_f64) {
+                largest = Some(largest.map_or(epsilon, |l| l.max(epsilon)));
+                released = Some(released.unwrap_or(0.0) + epsilon);
+            }
+        }
         if spent > budget + 1e-9 {
             c.fail(format!(
                 "project {name} spent ε {spent:.4} of a budget of {budget:.4}"
@@ -1200,4 +1212,27 @@ pub fn html(report: &Report) -> String {
     }
     b += "</body></html>";
     b
+}
+
+/// The person an audit entry's detail names (`"person": 42`), if any.
+fn person_of(detail: &str) -> Option<i64> {
+    serde_json::from_str::<serde_json::Value>(detail)
+        .ok()?
+        .get("person")?
+        .as_i64()
+}
+
+/// Every person an audit entry's detail names: `person` (one) or `persons` (a list).
+fn persons_named(detail: &str) -> Vec<i64> {
+    let Ok(detail) = serde_json::from_str::<serde_json::Value>(detail) else {
+        return Vec::new();
+    };
+    let one = detail.get("person").and_then(serde_json::Value::as_i64);
+    let list = detail
+        .get("persons")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_i64);
+    one.into_iter().chain(list).collect()
 }

@@ -175,6 +175,9 @@ pub const REGISTRY: &[Item] = &[
     Item { name: "pipeline_watermarks", kind: Kind::Table, purpose: "how far evaluation has read", legal_basis: OPERATIONS, retention: Retention::AsLongAs("always"), readers: &[SYSTEM], columns: &[
         ("name", No, "pipeline"), ("files_until_ms", No, "watermark"), ("updated_at_ms", No, "updated"),
     ]},
+    Item { name: "leases", kind: Kind::Table, purpose: "which process decodes and runs the pipelines now", legal_basis: OPERATIONS, retention: Retention::AsLongAs("always"), readers: &[SYSTEM], columns: &[
+        ("name", No, "kind of work"), ("holder", No, "host, process id and a random part"), ("token", No, "fencing token"), ("until_ms", No, "held until"),
+    ]},
     Item { name: "alerts", kind: Kind::Table, purpose: "alcohol, tamper and communication alerts for the officer", legal_basis: SUPERVISION, retention: Retention::Class(DataClass::Alerts), readers: &[OFFICER, OPERATOR, SUBJECT], columns: &[
         ("id", No, "alert number"), ("person_id", Pers, "the person"), ("kind", Crim, "alert kind (a possible violation)"), ("severity", Crim, "severity"),
         ("start_ms", Crim, "event start"), ("end_ms", Crim, "event end"), ("peak_tac_g_dl", Health, "peak transdermal alcohol"),

@@ -25,7 +25,7 @@ pub enum Error {
     /// say it in the officer's language).
     #[error("{0}")]
     Refused(Refusal),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Caseload(#[from] caseload::Error),
@@ -748,8 +748,8 @@ fn contacts_around(
                              WHERE s.person_id = ?1";
     Ok(conn.query_row(
         &format!(
-            "SELECT (SELECT max(t) FROM ({CONTACTS}) WHERE t <= ?2),
-                    (SELECT min(t) FROM ({CONTACTS}) WHERE t > ?2)"
+            "SELECT (SELECT max(t) FROM ({CONTACTS}) AS before WHERE t <= ?2),
+                    (SELECT min(t) FROM ({CONTACTS}) AS after WHERE t > ?2)"
         ),
         crate::params![person_id, at_ms],
         |r| Ok((r.get(0)?, r.get(1)?)),

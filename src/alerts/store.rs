@@ -9,7 +9,7 @@ use crate::trust::audit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),

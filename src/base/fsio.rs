@@ -81,6 +81,63 @@ pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()>
     Ok(())
 }
 
+/// Where [`place_files_durably`] put a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// The file is new, with these bytes.
+    New,
+    /// A file was there already with the same bytes (another process stored the same upload, or
+    /// an earlier attempt left it); it is kept.
+    Same,
+    /// A file was there already with other bytes; it is kept and these bytes are not written.
+    Other,
+}
+
+/// Writes files durably without ever replacing one: each goes to a temporary name, is synced,
+/// then linked to its name (which fails if the name exists), and the directory is synced once.
+/// Several processes sharing a directory can race for one name; the first file stays.
+pub fn place_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<Vec<Placed>> {
+    use sha2::Digest;
+    use std::io::Write;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut written = Vec::with_capacity(files.len());
+    for (path, bytes) in files {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = dir.join(format!(".{}.{n}.part", std::process::id()));
+        let mut f = fs::File::create(&temp).map_err(io_err(&temp))?;
+        f.write_all(bytes).map_err(io_err(&temp))?;
+        written.push((f, temp, path, *bytes));
+    }
+    for synced in
+        crate::base::parallel::map_in_order_on(SYNC_THREADS, &written, |(f, temp, _, _)| {
+            f.sync_all().map_err(io_err(temp))
+        })
+    {
+        synced?;
+    }
+    let mut placed = Vec::with_capacity(files.len());
+    for (_, temp, path, bytes) in &written {
+        let outcome = match fs::hard_link(temp, path) {
+            Ok(()) => Placed::New,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let there = fs::read(path).map_err(io_err(path))?;
+                if sha2::Sha256::digest(&there) == sha2::Sha256::digest(bytes) {
+                    Placed::Same
+                } else {
+                    Placed::Other
+                }
+            }
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        fs::remove_file(temp).map_err(io_err(temp))?;
+        placed.push(outcome);
+    }
+    if !files.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(placed)
+}
+
 /// Moves a file and makes the move durable in the destination directory (and the source's).
 pub fn move_durably(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {

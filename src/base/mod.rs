@@ -11,6 +11,7 @@ pub mod db;
 pub mod failpoint;
 pub mod fsio;
 pub mod html;
+pub mod lease;
 pub mod metrics;
 pub mod parallel;
 pub mod programme;

@@ -63,7 +63,7 @@ pub enum Error {
     },
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error("day {0} (days since 1970) has no calendar date")]
     DayOutOfRange(i64),

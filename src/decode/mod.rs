@@ -44,7 +44,7 @@ use validate::FlagCounts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Spool(#[from] crate::spool::Error),
@@ -56,6 +56,8 @@ pub enum Error {
     Audit(#[from] crate::trust::audit::Error),
     #[error(transparent)]
     Secrets(#[from] crate::trust::secrets::Error),
+    #[error("another process has taken over decoding (this one's lease ran out); nothing of this batch was committed")]
+    LeaseLost,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -67,6 +69,7 @@ impl Error {
         matches!(
             self,
             Error::Db(_)
+                | Error::LeaseLost
                 | Error::Spool(_)
                 | Error::File(_)
                 | Error::Secrets(_)
@@ -218,6 +221,8 @@ pub struct Decoder {
     spool: Spool,
     pseudonyms: Pseudonymiser,
     memory: MemoryBudget,
+    /// The decode lease of the pass under way ([`pass`]): a batch commits only while it is held.
+    lease: std::sync::Mutex<Option<crate::base::lease::Lease>>,
 }
 
 impl Decoder {
@@ -234,6 +239,7 @@ impl Decoder {
             spool,
             pseudonyms,
             memory: MemoryBudget::new(),
+            lease: std::sync::Mutex::new(None),
         }
     }
 
@@ -465,8 +471,16 @@ impl Decoder {
             .collect();
         move_all_durably(&moves)?;
         let now = crate::base::time::now_ms();
+        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut conn = self.ctx.db.lock();
         let tx = conn.transaction()?;
+        // Fencing: a decoder whose lease ran out (it stalled; another process decodes now)
+        // commits nothing. The files it wrote are uncatalogued and compaction removes them.
+        if let Some(lease) = &lease {
+            if !lease.held_in(&tx)? {
+                return Err(Error::LeaseLost);
+            }
+        }
         for (bundle_id, _, p) in &batch.bundles {
             tx.execute(
                 "UPDATE bundles SET state = ?8, rows_stored = ?2, rows_discarded = ?3, processed_at_ms = ?4,
@@ -561,10 +575,33 @@ impl DecodeLock {
     }
 }
 
-/// One decode pass and one compaction pass under the [`DecodeLock`]. Blocking.
+/// How long a decode lease lasts without renewal (it is renewed every third of it while a pass
+/// runs): how long a dead decoder's bundles wait for another process.
+pub const LEASE_TTL_MS: i64 = 30_000;
+
+/// One decode pass and one compaction pass under the [`DecodeLock`] and the decode lease.
+/// Blocking.
 pub fn pass(decoder: &Decoder) -> Result<(DecodeReport, dataset::CompactionReport)> {
     let _lock = DecodeLock::acquire(&decoder.ctx.dir)?;
-    let report = decoder.process_pending()?;
+    // Across machines: one decoder at a time holds the database's decode lease; the others
+    // skip their pass. A decoder that dies releases it when it runs out.
+    let Some(lease) = crate::base::lease::Lease::try_acquire(
+        &decoder.ctx.db,
+        crate::base::lease::Work::Decode,
+        crate::base::lease::holder_name(),
+        LEASE_TTL_MS,
+        crate::base::time::now_ms(),
+    )?
+    else {
+        return Ok(Default::default());
+    };
+    let renewing = crate::base::lease::Renewing::start(lease.clone());
+    *decoder.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
+    let report = decoder.process_pending();
+    *decoder.lease.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let report = report?;
+    // Still under the lease: compaction deletes uncatalogued files, which another decoder may
+    // just have written.
     let policy = dataset::CompactionPolicy {
         min_files: decoder.ctx.config.pipeline.compact_min_files,
     };
@@ -574,6 +611,7 @@ pub fn pass(decoder: &Decoder) -> Result<(DecodeReport, dataset::CompactionRepor
         policy,
         crate::base::time::now_ms(),
     )?;
+    drop(renewing);
     Ok((report, compaction))
 }
 

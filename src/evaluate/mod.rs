@@ -38,7 +38,7 @@ pub enum Error {
     Dataset(#[from] dataset::Error),
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
@@ -606,7 +606,7 @@ pub fn run_incremental(
     let report = run_days(ctx, pseudonyms, rules, days)?;
     ctx.db.lock().execute(
         "INSERT INTO pipeline_watermarks (name, files_until_ms, updated_at_ms) VALUES ('evaluate', ?1, ?2)
-         ON CONFLICT(name) DO UPDATE SET files_until_ms = max(files_until_ms, excluded.files_until_ms),
+         ON CONFLICT(name) DO UPDATE SET files_until_ms = max(pipeline_watermarks.files_until_ms, excluded.files_until_ms),
                                          updated_at_ms = excluded.updated_at_ms",
         crate::params![newest, crate::base::time::now_ms()],
     )?;

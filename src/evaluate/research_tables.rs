@@ -88,12 +88,18 @@ pub(super) fn write_research_alert_counts(
         let conn = ctx.db.lock();
         let mut stmt = conn.prepare(
             // Withdrawn alerts are not events any more; they stay only as a record.
-            "SELECT person_id, date(start_ms / 1000, 'unixepoch'), kind FROM alerts
-              WHERE withdrawn_at_ms IS NULL ORDER BY 1, 2",
+            "SELECT person_id, start_ms, kind FROM alerts
+              WHERE withdrawn_at_ms IS NULL ORDER BY person_id, start_ms",
         )?;
-
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<Vec<_>, _>>()?
+        // The UTC day of the start, as SQLite's date(…, 'unixepoch') gave it.
+        stmt.query_map([], |r| {
+            let start_ms: i64 = r.get(1)?;
+            let day = chrono::DateTime::from_timestamp_millis(start_ms)
+                .map(|t| t.date_naive().to_string())
+                .unwrap_or_default();
+            Ok((r.get(0)?, day, r.get(2)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?
     };
     let mut pids = Vec::new();
     let mut days = Vec::new();

@@ -27,7 +27,7 @@ pub enum Error {
     /// Every problem of every file, one per line.
     #[error("the rule files are not valid:\n{0}")]
     Invalid(String),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),

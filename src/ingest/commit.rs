@@ -122,8 +122,8 @@ fn run(mut rx: mpsc::Receiver<Job>, spool: Spool, stats: Arc<CommitStats>) {
 }
 
 fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>> {
-    // Decide each job's fate; the committer is the only writer of `bundles` rows for new ids, so
-    // nothing changes between this check and the insert below.
+    // Decide each job's fate as far as this process can see. Several processes may store one id
+    // at once; the database's primary key decides between them below, not this look.
     let mut outcomes = Vec::with_capacity(batch.len());
     // The digest of the first upload of each id in this batch: a later upload of the same id is a
     // duplicate only if its digest is the same. Answering `duplicate` to other content would make
@@ -144,29 +144,36 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
         };
         outcomes.push(outcome);
     }
-    // 1. Files, made durable together. A file without its row (a crash, or a failure before the
-    //    transaction) is never acknowledged; it is swept at start-up or overwritten by the re-send.
-    let files: Vec<(PathBuf, &[u8])> = batch
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, o)| **o == Outcome::Stored)
-        .map(|(job, _)| (spool.path_of(&job.header.bundle_id), job.body.as_slice()))
+    // 1. Files, made durable together, never replacing a file that is there (another process's
+    //    upload of the same id). A file without its row (a crash, or a failure before the
+    //    transaction) is never acknowledged; it is swept later or kept for the re-send.
+    let to_place: Vec<usize> = (0..batch.len())
+        .filter(|&i| outcomes[i] == Outcome::Stored)
         .collect();
-    if let Err(e) = crate::base::fsio::write_files_durably(spool.dir(), &files) {
-        for (path, _) in &files {
-            let _ = std::fs::remove_file(path);
+    let files: Vec<(PathBuf, &[u8])> = to_place
+        .iter()
+        .map(|&i| {
+            let job = &batch[i];
+            (spool.path_of(&job.header.bundle_id), job.body.as_slice())
+        })
+        .collect();
+    let placed = crate::base::fsio::place_files_durably(spool.dir(), &files)?;
+    for (&i, placed) in to_place.iter().zip(placed) {
+        if placed == crate::base::fsio::Placed::Other {
+            // Another upload of this id with other content holds the file: not ours to store.
+            outcomes[i] = Outcome::Conflict;
         }
-        return Err(e.into());
     }
-    // 2. Rows, one transaction (one WAL fsync) for all of them.
+    // 2. Rows, one transaction (one WAL fsync) for all of them. The primary key decides a race
+    //    with another process: the row that is there already says duplicate or conflict.
     let mut bytes = 0;
     {
         let mut conn = spool.db().lock();
         let tx = conn.transaction()?;
-        for (job, outcome) in batch.iter().zip(&outcomes) {
+        for (job, outcome) in batch.iter().zip(outcomes.iter_mut()) {
             if *outcome == Outcome::Stored {
                 let h = &job.header;
-                spool::insert_row(
+                let known = spool::insert_row_once(
                     &tx,
                     &spool::Spooled {
                         bundle_id: h.bundle_id,
@@ -177,7 +184,14 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
                         received_at_ms: job.received_at_ms,
                     },
                 )?;
-                bytes += h.size;
+                *outcome = match known {
+                    Known::New => {
+                        bytes += h.size;
+                        Outcome::Stored
+                    }
+                    Known::Same => Outcome::Duplicate,
+                    Known::Conflict { .. } => Outcome::Conflict,
+                };
             }
         }
         let stored: Vec<(String, String)> = batch

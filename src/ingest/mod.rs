@@ -402,7 +402,7 @@ impl Shared {
         reader
             .lock()
             .query_row(
-                "SELECT id, name, pending_cert_sha256 IS ?1 FROM stations
+                "SELECT id, name, pending_cert_sha256 IS NOT DISTINCT FROM ?1 FROM stations
                   WHERE (cert_sha256 = ?1 OR pending_cert_sha256 = ?1) AND revoked_at_ms IS NULL",
                 [fingerprint],
                 |r| {

@@ -32,7 +32,7 @@ use crate::trust::{audit, pseudonym::Pseudonymiser, secrets};
 pub enum Error {
     #[error("no person with reference {0:?}")]
     UnknownPerson(String),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),

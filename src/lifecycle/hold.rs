@@ -15,7 +15,7 @@ pub enum Error {
     Refused(#[from] crate::base::refusal::Refusal),
     #[error("not found")]
     NotFound,
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),

@@ -23,7 +23,7 @@ pub enum Error {
     /// Every problem of the file, one per line.
     #[error("retention.toml is not valid:\n{0}")]
     Invalid(String),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),

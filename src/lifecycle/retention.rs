@@ -43,7 +43,7 @@ use crate::trust::pseudonym::Pseudonymiser;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
@@ -347,13 +347,24 @@ pub fn run(
         // Pages freed by the deletes are zeroed in the database file (secure_delete); the
         // write-ahead log still holds their earlier images until it is checkpointed and cut.
         // Only after an erasure: the checkpoint waits for readers and holds writers meanwhile.
-        ctx.db
-            .lock()
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        ctx.db.lock().reclaim_erased(ERASED_TABLES)?;
     }
     progress("done", 1, 1);
     Ok((plan, report))
 }
+
+/// The tables an erasure deletes or overwrites rows in: their freed space is reclaimed after it.
+const ERASED_TABLES: &[&str] = &[
+    "alerts",
+    "alert_events",
+    "alert_revisions",
+    "audit_log",
+    "bundles",
+    "dataset_files",
+    "notifications",
+    "persons",
+    "station_heartbeats",
+];
 
 /// One run's erasing, with what every step needs.
 struct Eraser<'a> {

@@ -22,7 +22,7 @@ use crate::base::Context;
 pub enum Error {
     #[error(transparent)]
     Refused(#[from] crate::base::refusal::Refusal),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),

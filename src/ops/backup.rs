@@ -29,7 +29,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error("datasets: {0}")]
     Dataset(#[from] crate::dataset::Error),

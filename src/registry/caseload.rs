@@ -14,7 +14,7 @@ use crate::trust::audit;
 pub enum Error {
     #[error(transparent)]
     Refused(#[from] crate::base::refusal::Refusal),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),

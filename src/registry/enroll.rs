@@ -27,7 +27,7 @@ pub enum Error {
     Secrets(#[from] secrets::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Crl(#[from] crate::trust::crl::Error),

@@ -23,7 +23,7 @@ pub enum Error {
     Account(String),
     #[error(transparent)]
     Refused(#[from] crate::base::refusal::Refusal),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),

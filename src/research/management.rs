@@ -67,7 +67,7 @@ pub enum Error {
     Refused(#[from] crate::base::refusal::Refusal),
     #[error(transparent)]
     Research(#[from] research::Error),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
 }
 

@@ -74,7 +74,7 @@ pub enum Error {
     Screening(String),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),

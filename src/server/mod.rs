@@ -322,6 +322,31 @@ async fn pipeline_loop(
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
+        // One process of several runs the pipelines and housekeeping at a time (the database's
+        // pipelines lease); the others skip the round.
+        let c = ctx.clone();
+        let lease = match tokio::task::spawn_blocking(move || {
+            crate::base::lease::Lease::try_acquire(
+                &c.db,
+                crate::base::lease::Work::Pipelines,
+                crate::base::lease::holder_name(),
+                PIPELINES_LEASE_TTL_MS,
+                crate::base::time::now_ms(),
+            )
+        })
+        .await
+        {
+            Ok(Ok(Some(lease))) => crate::base::lease::Renewing::start(lease),
+            Ok(Ok(None)) => continue,
+            Ok(Err(e)) => {
+                error!(error = %e, "pipelines lease not taken; will retry");
+                continue;
+            }
+            Err(e) => {
+                error!(error = %e, "pipelines lease task panicked");
+                continue;
+            }
+        };
         // The operator's rule files are read before every run: a changed threshold takes effect
         // at the next run (and is audited); a broken file keeps the rules in force.
         let c = ctx.clone();
@@ -390,5 +415,10 @@ async fn pipeline_loop(
             Ok(Err(e)) => error!(error = %e, "housekeeping failed; will retry"),
             Err(e) => error!(error = %e, "housekeeping task panicked"),
         }
+        // Released (from a blocking thread: it writes to the database).
+        let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
     }
 }
+
+/// How long the pipelines lease lasts without renewal (renewed every third of it during a round).
+const PIPELINES_LEASE_TTL_MS: i64 = 60_000;

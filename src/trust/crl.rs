@@ -12,7 +12,7 @@ use crate::trust::pki;
 pub enum Error {
     #[error(transparent)]
     Pki(#[from] pki::Error),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error("{path}: {source}")]
     Io {

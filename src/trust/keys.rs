@@ -22,7 +22,7 @@ pub enum Error {
     File(#[from] crate::base::fsio::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Pki(#[from] crate::trust::pki::Error),

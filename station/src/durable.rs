@@ -8,7 +8,12 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` durably and atomically.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // The temporary name is this process's and this call's own: two processes sharing a
+    // directory (several server nodes on one data directory) may write one file at once, and
+    // with one temporary name the second rename found its file gone.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
     write_synced(&tmp, bytes)?;
     fs::rename(&tmp, path)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))

@@ -115,6 +115,15 @@ pub fn init_data_dir(
     .unwrap()
 }
 
+/// A server on SQLite whatever the tests' database: for what only SQLite has (`nachtwacht backup`
+/// copies the SQLite file; PostgreSQL is backed up with its own tools).
+pub async fn start_server_on_sqlite(config: Config) -> TestServer {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    init::init(&root, &config, nachtwacht::base::time::now_ms()).unwrap();
+    start_in(tmp).await
+}
+
 pub async fn start_server(config: Config) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
@@ -124,6 +133,13 @@ pub async fn start_server(config: Config) -> TestServer {
 
 /// Starts a server on an initialised data directory `<tmp>/data`.
 pub async fn start_in(tmp: tempfile::TempDir) -> TestServer {
+    // NACHTWACHT_TEST_LOG=debug (a tracing filter) shows the server's log beside the test's.
+    if let Ok(filter) = std::env::var("NACHTWACHT_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let root = tmp.path().join("data");
     let ctx = Context::open(&root).unwrap();
     let server = nachtwacht::server::start(ctx.clone(), loopback())

@@ -32,7 +32,7 @@ use nachtwacht_wire::Signal;
 pub enum Error {
     #[error(transparent)]
     Casework(#[from] crate::alerts::casework::Error),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),

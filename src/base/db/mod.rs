@@ -88,7 +88,7 @@ macro_rules! params {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Sqlite(rusqlite::Error),
     #[error("postgres: {message}")]
     Postgres {
@@ -225,7 +225,10 @@ impl Db {
             Target::Postgres(pg) => Inner::Postgres(postgres::Connection::open(pg)?),
         };
         Ok(Self {
-            conn: Arc::new(Mutex::new(Connection { inner })),
+            conn: Arc::new(Mutex::new(Connection {
+                inner,
+                in_transaction: std::cell::Cell::new(false),
+            })),
             target: Arc::new(target.clone()),
         })
     }
@@ -249,6 +252,8 @@ impl Db {
 /// One connection to either backend.
 pub struct Connection {
     inner: Inner,
+    /// Inside a [`Transaction`] (or [`Connection::atomically`]): nested work joins it.
+    in_transaction: std::cell::Cell<bool>,
 }
 
 enum Inner {
@@ -272,6 +277,7 @@ impl Connection {
         )?;
         Ok(Self {
             inner: Inner::Sqlite(c),
+            in_transaction: std::cell::Cell::new(false),
         })
     }
 
@@ -342,17 +348,66 @@ impl Connection {
         }
     }
 
+    /// Makes rows deleted from `tables` gone from the database's files, not only from its
+    /// tables: SQLite zeroes freed pages itself (`secure_delete`) and here cuts the write-ahead
+    /// log that still holds their earlier images; PostgreSQL's deleted rows stay in their pages
+    /// until the tables are rewritten (`VACUUM FULL`, which locks each table while it runs).
+    /// PostgreSQL's own write-ahead log and its archive keep them until they are recycled: the
+    /// operator's retention of those is part of the policy (docs/deployment.md).
+    pub fn reclaim_erased(&self, tables: &[&str]) -> Result<()> {
+        match &self.inner {
+            Inner::Sqlite(c) => Ok(c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?),
+            Inner::Postgres(c) => c.batch(&format!("VACUUM FULL {}", tables.join(", "))),
+        }
+    }
+
     /// A writer's transaction: it holds the database's write lock until it commits or is
     /// dropped (rolled back).
     pub fn transaction(&mut self) -> Result<Transaction<'_>> {
-        match &self.inner {
-            Inner::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
-            Inner::Postgres(c) => c.batch(postgres::BEGIN)?,
-        }
+        self.begin()?;
         Ok(Transaction {
             conn: self,
             open: true,
         })
+    }
+
+    fn begin(&self) -> Result<()> {
+        match &self.inner {
+            Inner::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
+            Inner::Postgres(c) => c.batch(postgres::BEGIN)?,
+        }
+        self.in_transaction.set(true);
+        Ok(())
+    }
+
+    fn end(&self, how: &str) -> Result<()> {
+        self.in_transaction.set(false);
+        self.execute_batch(how)
+    }
+
+    /// Runs `f` as one writer's transaction: inside the caller's if there is one, else in its own
+    /// (committed when `f` succeeds). For a read-then-write that must not interleave with another
+    /// process's, such as appending to the audit chain.
+    pub fn atomically<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        if self.in_transaction.get() {
+            return f(self);
+        }
+        self.begin()?;
+        match f(self) {
+            Ok(v) => {
+                self.end("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(rollback) = self.end("ROLLBACK") {
+                    tracing::warn!(error = %rollback, "rolling back failed");
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -365,12 +420,12 @@ pub struct Transaction<'c> {
 impl Transaction<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.open = false;
-        self.conn.execute_batch("COMMIT")
+        self.conn.end("COMMIT")
     }
 
     pub fn rollback(mut self) -> Result<()> {
         self.open = false;
-        self.conn.execute_batch("ROLLBACK")
+        self.conn.end("ROLLBACK")
     }
 }
 
@@ -384,7 +439,7 @@ impl Deref for Transaction<'_> {
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if self.open {
-            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+            if let Err(e) = self.conn.end("ROLLBACK") {
                 tracing::warn!(error = %e, "rolling back a transaction failed");
             }
         }

@@ -552,18 +552,34 @@ fn numeric(raw: &[u8]) -> std::result::Result<Value, BoxError> {
     })
 }
 
+/// The SQLite migration `postgres_schema.sql` equals: PostgreSQL starts there.
+const BASELINE: i64 = 14;
+
 /// PostgreSQL's migrations after its baseline: a migration added to SQLite's list is added here
 /// in PostgreSQL's spelling, at the same position.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    token BIGINT NOT NULL,
+    until_ms BIGINT NOT NULL
+);
+"#];
 
 fn migrate(client: &mut ::postgres::Client) -> Result<()> {
-    let baseline = super::sqlite::MIGRATIONS.len() as i64;
+    let baseline = BASELINE;
     let supported = baseline + MIGRATIONS.len() as i64;
     let mut tx = client.transaction().map_err(server_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(server_error)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .map_err(server_error)?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .map_err(server_error)?
+        .get(0);
+    if !exists {
+        tx.batch_execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+            .map_err(server_error)?;
+    }
     let version: i64 = match tx
         .query_opt("SELECT version FROM schema_version", &[])
         .map_err(server_error)?
@@ -620,6 +636,15 @@ mod tests {
 
     fn numeric_bytes(words: &[u16]) -> Vec<u8> {
         words.iter().flat_map(|w| w.to_be_bytes()).collect()
+    }
+
+    /// A migration added to SQLite's list is added to PostgreSQL's too.
+    #[test]
+    fn both_backends_have_every_migration() {
+        assert_eq!(
+            BASELINE + MIGRATIONS.len() as i64,
+            super::super::sqlite::MIGRATIONS.len() as i64
+        );
     }
 
     #[test]

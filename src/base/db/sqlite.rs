@@ -446,6 +446,17 @@ ALTER TABLE stations ADD COLUMN pending_cert_sha256 TEXT;
 ALTER TABLE stations ADD COLUMN pending_cert_serial TEXT;
 CREATE UNIQUE INDEX stations_pending_cert ON stations(pending_cert_sha256);
 "#,
+    r#"
+-- Issue 25: several processes on one database. Work one process does at a time (decoding, the
+-- pipelines) is leased: held until until_ms and renewed while working; token grows with every
+-- new holder, and work is committed only while the token is still the holder's (fencing).
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Opens (creating if need be) and migrates the database file.

@@ -46,7 +46,7 @@ pub enum Error {
     Refused(#[from] crate::base::refusal::Refusal),
     #[error("password hashing: {0}")]
     Hash(String),
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),

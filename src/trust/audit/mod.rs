@@ -29,7 +29,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("sqlite: {0}")]
+    #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error("{path}: {source}")]
     Io {
@@ -180,6 +180,19 @@ pub fn append(
         bounded_detail(detail),
     );
     let (actor, action, object, detail) = (&*actor, &*action, &*object, &*detail);
+    // Reading the head and appending after it is one transaction (the caller's, or its own):
+    // another process appending in between would fork the chain.
+    conn.atomically(|conn| append_after_head(conn, at_ms, actor, action, object, detail))
+}
+
+fn append_after_head(
+    conn: &Connection,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    object: &str,
+    detail: &str,
+) -> Result<i64> {
     let (seq, prev) = match head(conn)? {
         Some((s, h)) => (s + 1, h),
         None => (1, GENESIS.to_string()),

@@ -1,0 +1,341 @@
+//! Several `nachtwacht serve` processes on one database (PostgreSQL when the tests have a server,
+//! else one SQLite file) and one shared data directory, raced against each other: what must be
+//! decided once is decided once.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nachtwacht::base::Context;
+use nachtwacht_station::spool::Spool;
+use nachtwacht_station::uploader::Uploader;
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process on the shared data directory, its log in `log`.
+struct Node {
+    child: Child,
+    quic: u16,
+    http: u16,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(root: &Path, log: PathBuf) -> Self {
+        let (quic, http) = (free_udp_port(), free_tcp_port());
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+            .args(["serve", "--data-dir"])
+            .arg(root)
+            .args([
+                "--quic-listen",
+                &format!("127.0.0.1:{quic}"),
+                "--http-listen",
+                &format!("127.0.0.1:{http}"),
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start nachtwacht serve");
+        Self {
+            child,
+            quic,
+            http,
+            log,
+        }
+    }
+
+    fn serving(&self) -> bool {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains("nachtwacht serving")
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn start_nodes(root: &Path, logs: &Path, n: usize) -> Vec<Node> {
+    let nodes: Vec<Node> = (0..n)
+        .map(|i| Node::start(root, logs.join(format!("node-{i}.log"))))
+        .collect();
+    let start = Instant::now();
+    while !nodes.iter().all(Node::serving) {
+        let logs: Vec<String> = nodes
+            .iter()
+            .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
+            .collect();
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the nodes did not start:\n{}",
+            logs.join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    nodes
+}
+
+fn count(ctx: &Context, sql: &str) -> i64 {
+    ctx.db.lock().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Three stations upload every bundle to all three nodes at once, so each bundle id races on
+/// three processes: each is stored once (one row, one file, one custody entry, the original
+/// bytes), acknowledged to every copy, decoded once (one `decoded` custody entry, its rows in the
+/// datasets once), and the audit chain is one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_raced_to_three_nodes_are_stored_and_decoded_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = start_server(nachtwacht::base::config::Config::default()).await;
+    let root = t.tmp.path().join("data");
+    let mut stations = Vec::new();
+    for i in 0..3 {
+        let (cfg, dir, _) = t.ankle_station(&format!("race-{i}"), &format!("AM-R{i}"), 2, vec![]);
+        let sealed = seal_all(&cfg, &dir);
+        stations.push((cfg, sealed));
+    }
+    let sent: std::collections::BTreeMap<String, String> = stations
+        .iter()
+        .flat_map(|(_, sealed)| sealed.iter())
+        .map(|b| {
+            (
+                b.bundle_id.to_hex(),
+                nachtwacht_wire::protocol::sha256_hex(&b.ciphertext),
+            )
+        })
+        .collect();
+    let TestServer {
+        tmp: data,
+        ctx,
+        server,
+    } = t;
+    server.shutdown().await;
+
+    let nodes = start_nodes(&root, tmp.path(), 3);
+    let mut uploads = Vec::new();
+    for (s, (cfg, sealed)) in stations.iter().enumerate() {
+        for (n, node) in nodes.iter().enumerate() {
+            // A copy of the station per node: its own spool holding every bundle.
+            let mut cfg = cfg.clone();
+            cfg.servers = vec![format!("127.0.0.1:{}", node.quic)];
+            let dir = tmp.path().join(format!("station-{s}-node-{n}"));
+            let spool = Spool::open(&cfg.spool_dir(&dir)).unwrap();
+            for b in sealed {
+                spool.put(b).unwrap();
+            }
+            uploads.push(tokio::spawn(async move {
+                let heartbeat = quiet_heartbeat(&cfg);
+                let start = Instant::now();
+                while !spool.pending().unwrap().is_empty() {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(120),
+                        "uploads stalled"
+                    );
+                    let up = Uploader::new(&cfg).unwrap().with_max_failures(3);
+                    let _ = up.drain(&spool, &heartbeat).await;
+                }
+            }));
+        }
+    }
+    for u in uploads {
+        u.await.unwrap();
+    }
+    wait_for("every bundle decoded", Duration::from_secs(120), || {
+        count(&ctx, "SELECT count(*) FROM bundles WHERE state = 'spooled'") == 0
+    });
+
+    let stored: Vec<(String, String, String)> = ctx
+        .db
+        .lock()
+        .prepare("SELECT bundle_id, sha256, state FROM bundles ORDER BY bundle_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), sent.len(), "one row per bundle");
+    for (id, sha, state) in &stored {
+        assert_eq!(sent.get(id), Some(sha), "{id} stored with its own digest");
+        assert_eq!(state, "processed", "{id}");
+        // Its ciphertext kept as evidence: the bytes the station sent.
+        let received: i64 = ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT received_at_ms FROM bundles WHERE bundle_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let bundle_id = nachtwacht_wire::BundleId::from_hex(id).unwrap();
+        let kept = std::fs::read(nachtwacht::decode::evidence_path(
+            &ctx.dir, &bundle_id, received,
+        ))
+        .unwrap();
+        assert_eq!(&nachtwacht_wire::protocol::sha256_hex(&kept), sha, "{id}");
+    }
+    // One custody entry per step per bundle: the entries' counts add up to the bundles.
+    let custody = |action: &str| -> i64 {
+        ctx.db
+            .lock()
+            .prepare("SELECT detail FROM audit_log WHERE action = ?1")
+            .unwrap()
+            .query_map([action], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|d| {
+                serde_json::from_str::<serde_json::Value>(&d.unwrap()).unwrap()["bundles"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .sum()
+    };
+    assert_eq!(custody("bundles.stored"), sent.len() as i64);
+    assert_eq!(custody("bundles.decoded"), sent.len() as i64);
+    // Rows in the datasets once: the catalogue holds what the bundles say they stored.
+    assert_eq!(
+        count(&ctx, "SELECT coalesce(sum(rows), 0) FROM dataset_files"),
+        count(&ctx, "SELECT coalesce(sum(rows_stored), 0) FROM bundles"),
+    );
+    assert!(count(&ctx, "SELECT coalesce(sum(rows_stored), 0) FROM bundles") > 0);
+    // The spool is empty: every file moved to evidence once, none left behind.
+    let left: Vec<_> = std::fs::read_dir(ctx.dir.spool())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "spool left {left:?}");
+    drop(nodes);
+    let verify = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    drop(data);
+}
+
+/// Web sign-in on three nodes: one TOTP code signs in once however many nodes it is sent to at
+/// once; a session begun on one node is valid on the others; wrong passwords spread over the
+/// nodes in parallel lock the account (the failures of all nodes count together).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_codes_sessions_and_lockout_hold_across_three_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let report = init_data_dir(&root, &nachtwacht::base::config::Config::default());
+    let nodes = start_nodes(&root, tmp.path(), 3);
+    let admin = web::Creds {
+        username: report.admin_username.clone(),
+        password: report.admin_password.clone(),
+        totp_secret: report.admin_totp_secret.clone(),
+    };
+    let try_login = |base: String, password: String, code: String| {
+        let username = admin.username.clone();
+        std::thread::spawn(move || {
+            let r = web::agent().post(&format!("{base}/login")).send_form(&[
+                ("username", username.as_str()),
+                ("password", password.as_str()),
+                ("code", code.as_str()),
+            ]);
+            match r {
+                Ok(r) => r
+                    .all("set-cookie")
+                    .into_iter()
+                    .find(|c| c.starts_with("nw_session="))
+                    .map(|c| c.split(';').next().unwrap().to_string()),
+                Err(_) => None,
+            }
+        })
+    };
+
+    // One code, three nodes, at once: one session.
+    let code = admin.code();
+    let attempts: Vec<_> = nodes
+        .iter()
+        .map(|n| try_login(n.base(), admin.password.clone(), code.clone()))
+        .collect();
+    let sessions: Vec<String> = attempts
+        .into_iter()
+        .filter_map(|a| a.join().unwrap())
+        .collect();
+    assert_eq!(sessions.len(), 1, "a TOTP code is used once: {sessions:?}");
+    let cookie = &sessions[0];
+
+    // The session is the database's: every node knows it.
+    let account_page = |base: &str| -> u16 {
+        match web::agent()
+            .get(&format!("{base}/account/password"))
+            .set("Cookie", cookie)
+            .call()
+        {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    for node in &nodes {
+        assert_eq!(account_page(&node.base()), 200, "{}", node.base());
+    }
+
+    // Wrong passwords, spread over the nodes in parallel: the account locks at the limit, and
+    // then even the right password and a fresh code are refused on every node.
+    let guesses: Vec<_> = (0..nachtwacht::registry::accounts::LOCKOUT_AFTER_FAILURES as usize + 3)
+        .map(|i| {
+            let node = &nodes[i % nodes.len()];
+            try_login(node.base(), format!("wrong-{i}"), admin.code())
+        })
+        .collect();
+    for g in guesses {
+        assert!(g.join().unwrap().is_none());
+    }
+    let ctx = Context::open(&root).unwrap();
+    // No node saw more than three of the guesses: only failures counted together lock it.
+    let locked: Option<i64> = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT locked_until_ms FROM accounts WHERE username = ?1",
+            [&admin.username],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(locked.is_some(), "the account is locked");
+}
