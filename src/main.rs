@@ -46,6 +46,9 @@ enum Command {
     Backup(service::BackupArgs),
     /// Restore a backup into a new data directory; a partial or damaged one is refused.
     Restore(service::RestoreArgs),
+    /// The state store: move an SQLite installation into PostgreSQL.
+    #[command(subcommand)]
+    Db(service::DbCommand),
     /// Base stations.
     #[command(subcommand)]
     Station(StationCommand),
@@ -125,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Check(dir) => service::check(dir),
         Command::Backup(args) => tokio::task::spawn_blocking(move || service::backup(args)).await?,
         Command::Restore(args) => service::restore(args),
+        Command::Db(c) => tokio::task::spawn_blocking(move || service::db(c)).await?,
         Command::Decode(args) => service::decode(args).await,
         Command::Station(c) => station(c),
         Command::Person(c) => tokio::task::spawn_blocking(move || person(c)).await?,

@@ -184,6 +184,77 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Subcommand)]
+pub enum DbCommand {
+    /// Copy this installation's SQLite state into an empty PostgreSQL database, verify the copy
+    /// (row counts, the audit chain) and point the configuration at it. Stop the server first.
+    MigrateToPostgres {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// The database's URL without password, e.g. `postgres://nachtwacht@db:5432/nachtwacht`.
+        #[arg(long)]
+        url: String,
+        /// The file with the database password.
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+        /// Certificate authorities (PEM) of the database server, for `sslmode=require`.
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+    },
+}
+
+pub fn db(command: DbCommand) -> anyhow::Result<()> {
+    match command {
+        DbCommand::MigrateToPostgres {
+            dir,
+            url,
+            password_file,
+            ca_file,
+        } => {
+            let target = nachtwacht::base::db::PostgresTarget {
+                url,
+                password_file,
+                ca_file,
+            };
+            let shown = target.to_string();
+            let report = nachtwacht::ops::migrate::to_postgres(
+                &dir.data_dir,
+                &target,
+                &mut |table, done, total| progress_bar(table, done, total),
+            )
+            .with_context(|| format!("migrating {} to {shown}", dir.data_dir.display()))?;
+            eprintln!();
+            println!(
+                "Copied {} rows of {} tables into {shown}; audit chain intact ({} entries). \
+                 {} now uses PostgreSQL; its state.sqlite is no longer read (remove it when the \
+                 new store has been backed up).",
+                report.rows.values().sum::<i64>(),
+                report.rows.len(),
+                report.audit_entries,
+                dir.data_dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// One line on standard error, redrawn: `table [#####.....] done/total`.
+fn progress_bar(table: &str, done: i64, total: i64) {
+    use std::io::Write;
+    const WIDTH: i64 = 30;
+    let filled = if total > 0 {
+        done * WIDTH / total
+    } else {
+        WIDTH
+    };
+    let bar: String = (0..WIDTH)
+        .map(|i| if i < filled { '#' } else { '.' })
+        .collect();
+    let mut err = std::io::stderr();
+    let _ = write!(err, "\r{table:<24} [{bar}] {done}/{total}   ");
+    let _ = err.flush();
+}
+
 pub fn check(dir: DataDirArg) -> anyhow::Result<()> {
     let report = nachtwacht::ops::check::run(&dir.data_dir, nachtwacht::base::time::now_ms());
     print!("{report}");

@@ -17,6 +17,10 @@ use super::measure::quantile;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ResearchArgs {
+    /// Keep the bench server's state (the project, its ledger) in this empty PostgreSQL
+    /// database instead of SQLite.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
     #[arg(long, default_value_t = 1_000)]
     pub persons: usize,
     #[arg(long, default_value_t = 365)]
@@ -34,6 +38,15 @@ pub fn run(args: ResearchArgs) -> anyhow::Result<()> {
     // are set high enough for every repeat (the defaults would refuse after ε = 10).
     let mut config = Config::default();
     config.research.person_epsilon_per_year = 1e9;
+    if let Some(url) = &args.database_url {
+        config.database = nachtwacht::base::config::DatabaseConfig::postgres(url, None);
+    }
+    println!(
+        "state store: {}",
+        args.database_url
+            .as_deref()
+            .map_or("sqlite", |_| "postgres")
+    );
     init::init(&root, &config, nachtwacht::base::time::now_ms())?;
     let ctx = ServerContext::open(&root)?;
 

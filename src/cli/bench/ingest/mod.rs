@@ -39,6 +39,10 @@ use nachtwacht_wire::{AckCode, DeviceKind, UploadHeader};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestArgs {
+    /// Keep the bench server's state in this empty PostgreSQL database instead of SQLite (a
+    /// URL or `host=… dbname=…`; no password: a bench uses trust or peer authentication).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
     /// Stations uploading at the same time.
     #[arg(long, default_value_t = 1000)]
     pub stations: usize,
@@ -125,6 +129,15 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     if let Some(slots) = args.receiving_uploads {
         config.ingest.max_receiving_uploads = slots;
     }
+    if let Some(url) = &args.database_url {
+        config.database = nachtwacht::base::config::DatabaseConfig::postgres(url, None);
+    }
+    println!(
+        "state store: {}",
+        args.database_url
+            .as_deref()
+            .map_or("sqlite", |_| "postgres")
+    );
     init::init(&root, &config, nachtwacht::base::time::now_ms()).context("init")?;
     let ctx = ServerContext::open(&root)?;
 
