@@ -282,7 +282,7 @@ fn alerts_are_the_same_however_the_readings_arrive() {
                 &persons_live,
                 &batch.iter().map(|b| b.1).collect::<Vec<_>>(),
             );
-            evaluate::run_incremental(ctx, ps, &Default::default()).unwrap();
+            evaluate::run_incremental(ctx, ps, &Default::default(), None).unwrap();
         }
         let got = alerts_in_force(&live, &persons_live);
         assert_eq!(got, want, "round {round}: uploads with late bundles");
@@ -456,7 +456,7 @@ fn concurrent_evaluators_end_with_the_alerts_of_one_evaluation() {
                 evaluate::backfill(&ctx, &ps, &Default::default(), days, chunk, |_, _, _| {})
                     .unwrap();
             } else {
-                evaluate::run_incremental(&ctx, &ps, &Default::default()).unwrap();
+                evaluate::run_incremental(&ctx, &ps, &Default::default(), None).unwrap();
             }
             runs += 1;
             if last {

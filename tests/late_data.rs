@@ -40,11 +40,12 @@ async fn incremental(
         nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir).unwrap(),
     );
     tokio::task::spawn_blocking(move || {
-        evaluate::run_incremental(&ctx, &pseudonyms, &Default::default())
+        evaluate::run_incremental(&ctx, &pseudonyms, &Default::default(), None)
     })
     .await
     .unwrap()
     .unwrap()
+    .map(|run| (run.days, run.report))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

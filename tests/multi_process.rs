@@ -9,9 +9,13 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
+use nachtwacht::base::db::OptionalExtension;
 use nachtwacht::base::Context;
+use nachtwacht_station::seal::SealedBundle;
+use nachtwacht_station::source::simulator::DrinkingEpisode;
 use nachtwacht_station::spool::Spool;
 use nachtwacht_station::uploader::Uploader;
+use nachtwacht_station::StationConfig;
 
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -115,6 +119,42 @@ fn count(ctx: &Context, sql: &str) -> i64 {
     ctx.db.lock().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// Each station sends every one of its bundles to every node at once (a copy of the station per
+/// node, each with its own spool holding all of them), until all are acknowledged.
+async fn upload_to_every_node(
+    stations: &[(StationConfig, Vec<SealedBundle>)],
+    nodes: &[Node],
+    scratch: &Path,
+) {
+    let mut uploads = Vec::new();
+    for (s, (cfg, sealed)) in stations.iter().enumerate() {
+        for (n, node) in nodes.iter().enumerate() {
+            let mut cfg = cfg.clone();
+            cfg.servers = vec![format!("127.0.0.1:{}", node.quic)];
+            let dir = scratch.join(format!("station-{s}-node-{n}"));
+            let spool = Spool::open(&cfg.spool_dir(&dir)).unwrap();
+            for b in sealed {
+                spool.put(b).unwrap();
+            }
+            uploads.push(tokio::spawn(async move {
+                let heartbeat = quiet_heartbeat(&cfg);
+                let start = Instant::now();
+                while !spool.pending().unwrap().is_empty() {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(120),
+                        "uploads stalled"
+                    );
+                    let up = Uploader::new(&cfg).unwrap().with_max_failures(3);
+                    let _ = up.drain(&spool, &heartbeat).await;
+                }
+            }));
+        }
+    }
+    for u in uploads {
+        u.await.unwrap();
+    }
+}
+
 /// Three stations upload every bundle to all three nodes at once, so each bundle id races on
 /// three processes: each is stored once (one row, one file, one custody entry, the original
 /// bytes), acknowledged to every copy, decoded once (one `decoded` custody entry, its rows in the
@@ -148,34 +188,7 @@ async fn bundles_raced_to_three_nodes_are_stored_and_decoded_once() {
     server.shutdown().await;
 
     let nodes = start_nodes(&root, tmp.path(), 3);
-    let mut uploads = Vec::new();
-    for (s, (cfg, sealed)) in stations.iter().enumerate() {
-        for (n, node) in nodes.iter().enumerate() {
-            // A copy of the station per node: its own spool holding every bundle.
-            let mut cfg = cfg.clone();
-            cfg.servers = vec![format!("127.0.0.1:{}", node.quic)];
-            let dir = tmp.path().join(format!("station-{s}-node-{n}"));
-            let spool = Spool::open(&cfg.spool_dir(&dir)).unwrap();
-            for b in sealed {
-                spool.put(b).unwrap();
-            }
-            uploads.push(tokio::spawn(async move {
-                let heartbeat = quiet_heartbeat(&cfg);
-                let start = Instant::now();
-                while !spool.pending().unwrap().is_empty() {
-                    assert!(
-                        start.elapsed() < Duration::from_secs(120),
-                        "uploads stalled"
-                    );
-                    let up = Uploader::new(&cfg).unwrap().with_max_failures(3);
-                    let _ = up.drain(&spool, &heartbeat).await;
-                }
-            }));
-        }
-    }
-    for u in uploads {
-        u.await.unwrap();
-    }
+    upload_to_every_node(&stations, &nodes, tmp.path()).await;
     wait_for("every bundle decoded", Duration::from_secs(120), || {
         count(&ctx, "SELECT count(*) FROM bundles WHERE state = 'spooled'") == 0
     });
@@ -249,6 +262,137 @@ async fn bundles_raced_to_three_nodes_are_stored_and_decoded_once() {
         verify.status.success(),
         "{}",
         String::from_utf8_lossy(&verify.stdout)
+    );
+    drop(data);
+}
+
+/// The pipelines on three nodes evaluating every second: each watermark is evaluated by one
+/// node only (the pipelines lease), the drinking of each person is one alert, and a station
+/// that went silent raises one communication alert, however many rounds the nodes run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_on_three_nodes_evaluate_each_watermark_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = start_server(nachtwacht::base::config::Config::default()).await;
+    let root = t.tmp.path().join("data");
+    let drinking = || {
+        vec![DrinkingEpisode {
+            day: 1,
+            hour: 20.0,
+            peak_tac: 0.05,
+        }]
+    };
+    let mut stations = Vec::new();
+    for i in 0..2 {
+        let (cfg, dir, _) =
+            t.ankle_station(&format!("drinks-{i}"), &format!("AM-D{i}"), 3, drinking());
+        let sealed = seal_all(&cfg, &dir);
+        stations.push((cfg, sealed));
+    }
+    // Enrolled two hours ago and never heard from since.
+    let (_, _, silent) = t.ankle_station("silent", "AM-S0", 1, vec![]);
+    nachtwacht::registry::enroll::link_station(&t.ctx, "silent", "CASE-silent", "test").unwrap();
+    t.ctx
+        .db
+        .lock()
+        .execute(
+            "UPDATE stations SET enrolled_at_ms = ?1 WHERE name = 'silent'",
+            [nachtwacht::base::time::now_ms() - 2 * 3_600_000],
+        )
+        .unwrap();
+    let TestServer {
+        tmp: data,
+        ctx,
+        server,
+    } = t;
+    server.shutdown().await;
+    let mut config = ctx.config.clone();
+    config.pipeline.interval_secs = 1;
+    std::fs::write(ctx.dir.config(), config.to_toml()).unwrap();
+
+    let nodes = start_nodes(&root, tmp.path(), 3);
+    upload_to_every_node(&stations, &nodes, tmp.path()).await;
+    let evaluated_to = || -> Option<i64> {
+        ctx.db
+            .lock()
+            .query_row(
+                "SELECT files_until_ms FROM pipeline_watermarks WHERE name = 'evaluate'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap()
+    };
+    wait_for(
+        "everything decoded and evaluated",
+        Duration::from_secs(120),
+        || {
+            count(&ctx, "SELECT count(*) FROM bundles WHERE state = 'spooled'") == 0
+                && evaluated_to()
+                    == Some(count(
+                        &ctx,
+                        "SELECT coalesce(max(written_at_ms), 0) FROM dataset_files",
+                    ))
+        },
+    );
+    // A few more rounds on every node, with nothing new to evaluate.
+    std::thread::sleep(Duration::from_secs(4));
+    let logs: Vec<String> = nodes
+        .iter()
+        .map(|n| std::fs::read_to_string(&n.log).unwrap())
+        .collect();
+    drop(nodes);
+
+    // Every evaluation logs the watermark it committed: none twice, across all nodes.
+    let mut watermarks: Vec<i64> = logs
+        .iter()
+        .flat_map(|log| log.lines())
+        .filter(|l| l.contains("pipelines evaluated new data"))
+        .map(|l| {
+            l.split("watermark=")
+                .nth(1)
+                .and_then(|w| w.split_whitespace().next())
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("no watermark in {l:?}"))
+        })
+        .collect();
+    assert!(
+        !watermarks.is_empty(),
+        "no evaluation logged:\n{}",
+        logs.join("\n---\n")
+    );
+    let evaluations = watermarks.len();
+    watermarks.sort_unstable();
+    watermarks.dedup();
+    assert_eq!(
+        watermarks.len(),
+        evaluations,
+        "a watermark evaluated twice: {watermarks:?}"
+    );
+    assert_eq!(watermarks.last().copied(), evaluated_to());
+
+    let alerts = |kind: &str| -> Vec<(i64, i64)> {
+        ctx.db
+            .lock()
+            .prepare("SELECT person_id, start_ms FROM alerts WHERE kind = ?1 ORDER BY person_id")
+            .unwrap()
+            .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let drinking_persons: std::collections::BTreeSet<i64> =
+        alerts("alcohol").into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        alerts("alcohol").len(),
+        2,
+        "one alcohol alert per drinking person"
+    );
+    assert_eq!(drinking_persons.len(), 2);
+    let silence = alerts("communication-lost");
+    assert_eq!(
+        silence.iter().filter(|(p, _)| *p == silent).count(),
+        1,
+        "the silent station raised one communication alert: {silence:?}"
     );
     drop(data);
 }
@@ -338,4 +482,170 @@ async fn sign_in_codes_sessions_and_lockout_hold_across_three_nodes() {
         )
         .unwrap();
     assert!(locked.is_some(), "the account is locked");
+}
+
+/// The ledgers of differential privacy across three nodes. A manager's release of a month's
+/// figures sent to all three at once releases each figure once and pays for it once; then
+/// research queries of two projects, spread over the nodes at once, spend neither project's
+/// budget nor the per-person budget of the year beyond its cap, and every answer is charged:
+/// each project's Σ ε is its answered queries' ε, and the year's per-person Σ ε is the projects'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_privacy_ledgers_hold_across_three_nodes() {
+    use chrono::Datelike;
+    use nachtwacht::{research, research::management};
+    let f = web::web_fixture().await;
+    let manager = f.accounts["manager"].clone();
+    let ctx = f.t.ctx.clone();
+    research::create_project(
+        &ctx,
+        management::PROJECT,
+        research::Budget::new(10.0, 0.5),
+        "test",
+    )
+    .unwrap();
+    research::create_project(&ctx, "q", research::Budget::new(1.0, 0.5), "test").unwrap();
+    let tokens = [
+        f.research_token.clone(),
+        research::issue_token(&ctx, "q", "ria", 1, "test").unwrap(),
+    ];
+    // The year's per-person cap binds before the two projects' budgets together do: after the
+    // management figures (six releases of ε ≤ 0.5) about 1.0 is left for 2.0 of project budget.
+    let cap = 4.0;
+    let mut config = ctx.config.clone();
+    config.research.person_epsilon_per_year = cap;
+    std::fs::write(ctx.dir.config(), config.to_toml()).unwrap();
+    let web::WebFixture { t, .. } = f;
+    let root = t.tmp.path().join("data");
+    let TestServer { tmp, ctx, server } = t;
+    server.shutdown().await;
+    let logs = tempfile::tempdir().unwrap();
+    let nodes = start_nodes(&root, logs.path(), 3);
+
+    // Last month's figures, released on all three nodes at once by one manager's session.
+    let month = chrono::Utc::now()
+        .date_naive()
+        .with_day(1)
+        .unwrap()
+        .pred_opt()
+        .unwrap()
+        .format("%Y-%m")
+        .to_string();
+    let session = web::login(&nodes[0].base(), &manager);
+    let releases: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let (base, month) = (node.base(), month.clone());
+            let (cookie, csrf) = (session.cookie.clone(), session.csrf.clone());
+            std::thread::spawn(move || {
+                web::outcome(
+                    web::agent()
+                        .post(&format!("{base}/management/release"))
+                        .set("Cookie", &cookie)
+                        .send_form(&[("csrf", &csrf), ("month", &month)]),
+                )
+            })
+        })
+        .collect();
+    for r in releases {
+        let (status, location, body) = r.join().unwrap();
+        assert_eq!((status, location.as_str()), (303, "/management"), "{body}");
+    }
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM management_releases") as usize,
+        management::FIGURES.len()
+    );
+    let released_by_manager = count(
+        &ctx,
+        &format!(
+            "SELECT count(*) FROM audit_log WHERE action = 'research.release' AND actor = '{}'",
+            manager.username
+        ),
+    );
+    assert_eq!(
+        released_by_manager as usize,
+        management::FIGURES.len(),
+        "each figure paid for once"
+    );
+
+    // Research queries of both projects, at once over the three nodes.
+    let epsilon = 0.1;
+    let queries: Vec<_> = (0..36)
+        .map(|i| {
+            let base = nodes[i % nodes.len()].base();
+            let (project, token) = (i % 2, tokens[i % 2].clone());
+            std::thread::spawn(move || {
+                let body = serde_json::json!({
+                    "dataset": "daily-indicators",
+                    "aggregate": {"kind": "count"},
+                    "epsilon": epsilon,
+                });
+                let status = match ureq::post(&format!("{base}/api/v1/research/query"))
+                    .set("Authorization", &format!("Bearer {token}"))
+                    .send_json(body)
+                {
+                    Ok(r) => r.status(),
+                    Err(ureq::Error::Status(code, _)) => code,
+                    Err(e) => panic!("{e}"),
+                };
+                (project, status)
+            })
+        })
+        .collect();
+    let statuses: Vec<(usize, u16)> = queries.into_iter().map(|q| q.join().unwrap()).collect();
+    let answered = |project: usize| {
+        statuses
+            .iter()
+            .filter(|(p, s)| *p == project && *s == 200)
+            .count()
+    };
+    assert!(answered(0) + answered(1) > 0, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|(_, s)| [200, 403, 429].contains(s)),
+        "answers or budget refusals only: {statuses:?}"
+    );
+    let ledger = |name: &str| -> (f64, f64, f64) {
+        ctx.db
+            .lock()
+            .query_row(
+                "SELECT epsilon_budget, epsilon_spent, epsilon_sum FROM research_projects WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    };
+    let mut projects_sum = 0.0;
+    for (i, name) in ["p", "q"].into_iter().enumerate() {
+        let (budget, spent, sum) = ledger(name);
+        assert!(spent <= budget + 1e-9, "{name}: spent {spent} of {budget}");
+        assert!(
+            (sum - answered(i) as f64 * epsilon).abs() < 1e-9,
+            "{name}: {} answers of ε {epsilon}, ledger Σ ε {sum}: {statuses:?}",
+            answered(i)
+        );
+        projects_sum += sum;
+    }
+    projects_sum += ledger(management::PROJECT).2;
+    let (person_spent, person_sum): (f64, f64) = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT epsilon_spent, epsilon_sum FROM privacy_loss_periods",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        person_spent <= cap + 1e-9,
+        "per person {person_spent} of {cap}"
+    );
+    assert!(
+        (person_sum - projects_sum).abs() < 1e-9,
+        "the year's ledger {person_sum} is every project's charges {projects_sum}"
+    );
+    assert!(
+        person_spent > cap - 2.0 * epsilon,
+        "the cap, not the projects' budgets, stopped the queries: {person_spent} of {cap}"
+    );
+    drop(nodes);
+    drop(tmp);
 }

@@ -16,15 +16,18 @@ pub enum Work {
     Decode,
     /// The incremental evaluation of the pipelines and the housekeeping after it.
     Pipelines,
+    /// Releasing a month's management figures.
+    ManagementRelease,
 }
 
 impl Work {
-    pub const ALL: [Work; 2] = [Work::Decode, Work::Pipelines];
+    pub const ALL: [Work; 3] = [Work::Decode, Work::Pipelines, Work::ManagementRelease];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Work::Decode => "decode",
             Work::Pipelines => "pipelines",
+            Work::ManagementRelease => "management-release",
         }
     }
 }

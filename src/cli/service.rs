@@ -66,8 +66,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = nachtwacht::server::start(args.dir.open()?, args.listen.into())
         .await
         .context("starting server")?;
+    let metrics = server
+        .metrics_addr
+        .map(|a| format!(", metrics on http://{a}"))
+        .unwrap_or_default();
     println!(
-        "QUIC ingest on {}, HTTP on http://{}",
+        "QUIC ingest on {}, HTTP on http://{}{metrics}",
         server.quic_addr, server.http_addr
     );
     wait_for_stop_signal().await?;

@@ -44,6 +44,9 @@ pub enum Error {
     Audit(#[from] crate::trust::audit::Error),
     #[error(transparent)]
     Alerts(#[from] crate::alerts::store::Error),
+    /// The pipelines lease is another process's now: the watermark was left to it.
+    #[error("the pipelines lease passed to another process; the watermark was left to it")]
+    LeaseLost,
     #[error("evaluation lock {path}: {source}")]
     Lock {
         path: String,
@@ -561,14 +564,30 @@ fn tamper_alert(kind: &str, rules: &TamperRules) -> Option<AlertSpec> {
 /// older `written_at_ms`. Re-evaluating a day twice is harmless; missing one is not.
 const WATERMARK_MARGIN_MS: i64 = 60_000;
 
+/// What one incremental evaluation did.
+#[derive(Debug)]
+pub struct Incremental {
+    /// The days evaluated (`None`: all data, the first run).
+    pub days: Option<Days>,
+    /// The watermark committed: the newest dataset file evaluated (`written_at_ms`).
+    pub watermark: i64,
+    pub report: EvaluationReport,
+}
+
 /// The scheduler's evaluation: only the days that received data since the last run (all data on
 /// the first run). `None` when nothing is new. A station that was offline for days and then
 /// uploads makes those days new, and they are evaluated with their lookback context.
+///
+/// With a `fence` (the pipelines lease of the node running it), the watermark is committed only
+/// while the lease is still this process's: a node that stalled past its lease and woke up leaves
+/// the watermark to the node that took over. (Alerts need no fence: the table's key on person,
+/// kind and start raises each once, whoever evaluates.)
 pub fn run_incremental(
     ctx: &Context,
     pseudonyms: &Pseudonymiser,
     rules: &Rules,
-) -> Result<Option<(Option<Days>, EvaluationReport)>> {
+    fence: Option<&crate::base::lease::Lease>,
+) -> Result<Option<Incremental>> {
     let (watermark, newest, days) = {
         let conn = ctx.db.lock();
         let watermark: Option<i64> = conn
@@ -604,13 +623,25 @@ pub fn run_incremental(
     // First run: everything. Later: the days of the files written since.
     let days = if watermark.is_some() { days } else { None };
     let report = run_days(ctx, pseudonyms, rules, days)?;
-    ctx.db.lock().execute(
+    let mut conn = ctx.db.lock();
+    let tx = conn.transaction()?;
+    if let Some(lease) = fence {
+        if !lease.held_in(&tx)? {
+            return Err(Error::LeaseLost);
+        }
+    }
+    tx.execute(
         "INSERT INTO pipeline_watermarks (name, files_until_ms, updated_at_ms) VALUES ('evaluate', ?1, ?2)
          ON CONFLICT(name) DO UPDATE SET files_until_ms = max(pipeline_watermarks.files_until_ms, excluded.files_until_ms),
                                          updated_at_ms = excluded.updated_at_ms",
         crate::params![newest, crate::base::time::now_ms()],
     )?;
-    Ok(Some((days, report)))
+    tx.commit()?;
+    Ok(Some(Incremental {
+        days,
+        watermark: newest,
+        report,
+    }))
 }
 
 /// Re-evaluates `days` in chunks of `chunk_days`, calling `progress(done, total, chunk)` after

@@ -81,19 +81,26 @@ pub fn person_losses(ctx: &Context) -> Result<Vec<PeriodLoss>> {
 /// Charges `epsilon` to the project and audits it, atomically; refuses to overspend. Returns
 /// the project as it stands after the charge.
 ///
-/// The ledger is read and written inside one `BEGIN IMMEDIATE` transaction: it takes SQLite's
-/// write lock before reading, so no other connection (another process included) can charge the
-/// same project between the check and the update.
+/// The ledger is read and written inside one writer's transaction (SQLite's `BEGIN IMMEDIATE`,
+/// PostgreSQL's transaction-scoped advisory lock): it holds the database's write lock before
+/// reading, so no other connection, of this process or another, can charge the project or the
+/// per-person ledger between the check and the update.
 pub(super) fn charge(
     ctx: &Context,
     project: &Project,
     req: &QueryRequest,
     epsilon: f64,
     actor: &str,
+    fence: Option<&crate::base::lease::Lease>,
 ) -> Result<Project> {
     let now = crate::base::time::now_ms();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
+    if let Some(lease) = fence {
+        if !lease.held_in(&tx)? {
+            return Err(Error::LeaseLost);
+        }
+    }
     let current = tx.query_row(
         &format!("SELECT {PROJECT_COLUMNS} FROM research_projects p WHERE p.id = ?1"),
         [project.id],

@@ -61,6 +61,8 @@ pub const FIGURES: &[Figure] = &[
 pub enum Error {
     #[error("no management project: an administrator creates research project {PROJECT:?} with its budget")]
     NoProject,
+    #[error("another release of management figures did not finish within two minutes")]
+    Busy,
     #[error("stored answer of {0}")]
     StoredAnswer(String),
     #[error(transparent)]
@@ -100,11 +102,6 @@ fn month_bounds(month: &str) -> Result<(NaiveDate, NaiveDate)> {
 /// Returns how many were released now. Stops at the first refusal (e.g. budget exhausted), keeping
 /// what was already released.
 pub fn release_month(ctx: &Context, month: &str, manager: &str) -> Result<usize> {
-    // One release at a time in this process: two managers pressing the button together must not
-    // both pay for the same figure. (The table's key would refuse the second copy, but only
-    // after its budget was spent.)
-    static RELEASING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = RELEASING.lock().unwrap_or_else(|p| p.into_inner());
     let (from, to) = month_bounds(month)?;
     let last_day = to;
     // A month is released once, and then frozen: released before it ends, its figures would
@@ -116,6 +113,7 @@ pub fn release_month(ctx: &Context, month: &str, manager: &str) -> Result<usize>
         ));
     }
     let project = research::project_named(ctx, PROJECT)?.ok_or(Error::NoProject)?;
+    let releasing = one_release_at_a_time(ctx)?;
     let mut released = 0;
     for figure in FIGURES {
         let done = ctx
@@ -147,7 +145,8 @@ pub fn release_month(ctx: &Context, month: &str, manager: &str) -> Result<usize>
         };
         // The project's ledger moves with every release: re-read it for the next one.
         let current = research::project_named(ctx, PROJECT)?.ok_or(Error::NoProject)?;
-        let answer = research::answer_for(ctx, &current, &req, manager)?;
+        let answer =
+            research::answer_fenced(ctx, &current, &req, manager, Some(releasing.lease()))?;
         ctx.db.lock().execute(
             "INSERT INTO management_releases (month, figure, answer, released_at_ms, released_by)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -162,6 +161,56 @@ pub fn release_month(ctx: &Context, month: &str, manager: &str) -> Result<usize>
         released += 1;
     }
     Ok(released)
+}
+
+/// How long a release holds its lease between renewals' reach: a process that dies mid-release
+/// frees it after this (at once when it died on the same machine).
+const RELEASE_LEASE_TTL_MS: i64 = 60_000;
+
+/// The longest a release waits for another one, on this process or another, to finish.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// One release at a time across every process on the database: two managers pressing the
+/// button together, on one node or two, must not both pay for the same figure (the table's key
+/// would refuse the second copy, but only after its budget was spent). Threads of one process
+/// share its lease, so a process-wide mutex orders them first; the lease orders processes, and
+/// each charge is fenced by it.
+fn one_release_at_a_time(ctx: &Context) -> Result<ReleaseTurn> {
+    use crate::base::lease::{holder_name, Lease, Renewing, Work};
+    static RELEASING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let in_process = RELEASING.lock().unwrap_or_else(|p| p.into_inner());
+    let start = std::time::Instant::now();
+    loop {
+        let now = crate::base::time::now_ms();
+        if let Some(lease) = Lease::try_acquire(
+            &ctx.db,
+            Work::ManagementRelease,
+            holder_name(),
+            RELEASE_LEASE_TTL_MS,
+            now,
+        )? {
+            return Ok(ReleaseTurn {
+                lease: Renewing::start(lease),
+                _in_process: in_process,
+            });
+        }
+        if start.elapsed() > RELEASE_WAIT {
+            return Err(Error::Busy);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// This process's turn to release: the lease (renewed while held) and the in-process lock.
+struct ReleaseTurn {
+    lease: crate::base::lease::Renewing,
+    _in_process: std::sync::MutexGuard<'static, ()>,
+}
+
+impl ReleaseTurn {
+    fn lease(&self) -> &crate::base::lease::Lease {
+        self.lease.lease()
+    }
 }
 
 /// Every released figure, newest month first.

@@ -67,6 +67,9 @@ pub enum Error {
     },
     #[error("differential privacy: {0}")]
     OpenDp(String),
+    /// The lease the release was made under is another process's now: nothing was charged.
+    #[error("another process took over this release; nothing was charged")]
+    LeaseLost,
     /// The token's holder has no staff screening in force.
     #[error("the researcher's staff screening ({0}) is not in force: the token is refused until an administrator records a new screening")]
     NotScreened(String),
@@ -554,6 +557,19 @@ pub fn answer_for(
     req: &QueryRequest,
     actor: &str,
 ) -> Result<Answer> {
+    answer_fenced(ctx, project, req, actor, None)
+}
+
+/// [`answer_for`], charged only while `fence` is still this process's lease: work that one
+/// process of several does at a time (the management release) spends nothing once another
+/// process has taken it over.
+pub fn answer_fenced(
+    ctx: &Context,
+    project: &Project,
+    req: &QueryRequest,
+    actor: &str,
+    fence: Option<&crate::base::lease::Lease>,
+) -> Result<Answer> {
     if let Err(e) = validate(req, project, &ctx.config.research) {
         audit_refusal(ctx, actor, &req.dataset, &e.to_string(), Some(req))?;
         return Err(e);
@@ -592,7 +608,7 @@ pub fn answer_for(
         return Ok(answer);
     }
     let data = prepared_data(ctx, req)?;
-    let charged = charge(ctx, project, req, epsilon, actor)?;
+    let charged = charge(ctx, project, req, epsilon, actor, fence)?;
     answer.epsilon_spent = epsilon;
     answer.project_epsilon = charged.epsilon_spent;
     (answer.budget_remaining, answer.largest_next_epsilon) = charged.remaining()?;

@@ -360,14 +360,18 @@ async fn pipeline_loop(
             Err(e) => error!(error = %e, "rule file task panicked"),
         }
         let (c, p, r) = (ctx.clone(), pseudonyms.clone(), rules.clone());
+        let fence = lease.lease().clone();
         // Only the days that received data since the last run (watermark), with their context.
-        match tokio::task::spawn_blocking(move || crate::evaluate::run_incremental(&c, &p, &r))
-            .await
+        match tokio::task::spawn_blocking(move || {
+            crate::evaluate::run_incremental(&c, &p, &r, Some(&fence))
+        })
+        .await
         {
-            Ok(Ok(Some((days, report)))) => info!(
-                days = %days.map_or_else(|| "all".to_string(), |d| d.to_string()),
-                new_alerts = report.new_alerts,
-                person_days = report.person_days,
+            Ok(Ok(Some(run))) => info!(
+                days = %run.days.map_or_else(|| "all".to_string(), |d| d.to_string()),
+                watermark = run.watermark,
+                new_alerts = run.report.new_alerts,
+                person_days = run.report.person_days,
                 "pipelines evaluated new data"
             ),
             Ok(Ok(None)) => {}

@@ -39,8 +39,9 @@ use nachtwacht_wire::{AckCode, DeviceKind, UploadHeader};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestArgs {
-    /// Keep the bench server's state in this empty PostgreSQL database instead of SQLite (a
-    /// URL or `host=… dbname=…`; no password: a bench uses trust or peer authentication).
+    /// After the run on SQLite, run it again with the server's state in this empty PostgreSQL
+    /// database and print the two side by side (a URL or `host=… dbname=…`; no password: a
+    /// bench uses trust or peer authentication).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// Stations uploading at the same time.
@@ -114,7 +115,62 @@ impl PhaseStation {
     }
 }
 
+/// The headline figures of one backend's run, for the comparison at the end.
+struct Headline {
+    store: &'static str,
+    herd_p99: f64,
+    herd_rate: f64,
+    paced_p99: f64,
+    paced_rate: f64,
+    herd_cpu_per_gb: f64,
+    /// Group commits (one database transaction each) and the bundles they stored.
+    commits: u64,
+    committed: u64,
+    /// The run's data directory, removed when the bench ends rather than before the next run.
+    _data: tempfile::TempDir,
+}
+
+/// Runs the bench on SQLite and, given `--database-url`, again on PostgreSQL in the same
+/// invocation, ending with the two side by side.
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
+    let mut headlines = vec![run_on(&args, None).await?];
+    if let Some(url) = &args.database_url {
+        // Freed inodes slow the next creates on ext4 without a journal for up to 6 minutes
+        // (see --keep-data-dir): the SQLite run's directory stays until the bench ends.
+        headlines.push(run_on(&args, Some(url)).await?);
+        println!("\n== state stores, same run ==");
+        println!(
+            "{:<10} {:>12} {:>12} {:>12} {:>12} {:>12} {:>18}",
+            "store",
+            "herd p99 ms",
+            "herd b/s",
+            "paced p99 ms",
+            "paced b/s",
+            "herd CPU/GB",
+            "bundles per commit"
+        );
+        for h in &headlines {
+            println!(
+                "{:<10} {:>12.1} {:>12.0} {:>12.1} {:>12.0} {:>12.1} {:>18}",
+                h.store,
+                h.herd_p99 * 1e3,
+                h.herd_rate,
+                h.paced_p99 * 1e3,
+                h.paced_rate,
+                h.herd_cpu_per_gb,
+                format!(
+                    "{:.1} ({} in {})",
+                    h.committed as f64 / h.commits.max(1) as f64,
+                    h.committed,
+                    h.commits
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result<Headline> {
     let tmp = tempfile::Builder::new()
         .disable_cleanup(args.keep_data_dir)
         .tempdir()
@@ -129,15 +185,11 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     if let Some(slots) = args.receiving_uploads {
         config.ingest.max_receiving_uploads = slots;
     }
-    if let Some(url) = &args.database_url {
+    if let Some(url) = database_url {
         config.database = nachtwacht::base::config::DatabaseConfig::postgres(url, None);
     }
-    println!(
-        "state store: {}",
-        args.database_url
-            .as_deref()
-            .map_or("sqlite", |_| "postgres")
-    );
+    let store = database_url.map_or("sqlite", |_| "postgres");
+    println!("\n#### state store: {store} ####");
     init::init(&root, &config, nachtwacht::base::time::now_ms()).context("init")?;
     let ctx = ServerContext::open(&root)?;
 
@@ -255,6 +307,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     // The station agent at wristband rates: peak RSS of a real process.
     let station_rss = station_peak_rss(&root, quic, tmp.path()).await;
 
+    let (commits, committed) = server.group_commits()?;
     server.stop();
     // Floor 2: fsync of a bundle-sized file in the data directory. Measured after the uploads: on
     // ext4 without a journal, inodes freed in the last 60 s (6 min while their inode-table block is
@@ -367,7 +420,22 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         ),
         Err(e) => println!("== station agent ==\nnot measured: {e:#}"),
     }
-    Ok(())
+    println!("== group commit ==");
+    println!(
+        "{committed} bundles stored in {commits} database transactions ({:.1} per transaction)",
+        committed as f64 / commits.max(1) as f64
+    );
+    Ok(Headline {
+        store,
+        herd_p99: herd.percentile(0.99),
+        herd_rate: per_phase / herd.wall,
+        paced_p99: paced.percentile(0.99),
+        paced_rate: per_phase / paced.wall,
+        herd_cpu_per_gb: herd.server_cpu / (herd.bytes as f64 / 1e9),
+        commits,
+        committed,
+        _data: tmp,
+    })
 }
 
 /// How the stations of a phase begin.

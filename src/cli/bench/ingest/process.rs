@@ -102,6 +102,7 @@ pub(super) async fn station_peak_rss(
 pub(super) struct Server {
     child: Child,
     pub(super) quic_addr: SocketAddr,
+    metrics_addr: SocketAddr,
 }
 
 impl Server {
@@ -128,16 +129,49 @@ impl Server {
         let stdout = child.stdout.take().expect("piped");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        // "QUIC ingest on 127.0.0.1:PORT, HTTP on http://…"
+        // "QUIC ingest on 127.0.0.1:PORT, HTTP on http://…, metrics on http://…"
+        let unexpected = || format!("unexpected server output {line:?}");
         let addr = line
             .strip_prefix("QUIC ingest on ")
             .and_then(|r| r.split(',').next())
             .and_then(|a| a.parse().ok())
-            .with_context(|| format!("unexpected server output {line:?}"))?;
+            .with_context(unexpected)?;
+        let metrics_addr = line
+            .trim()
+            .rsplit_once(", metrics on http://")
+            .and_then(|(_, a)| a.parse().ok())
+            .with_context(unexpected)?;
         Ok(Self {
             child,
             quic_addr: addr,
+            metrics_addr,
         })
+    }
+
+    /// The server's group commits so far and the bundles they stored, from its metrics.
+    pub(super) fn group_commits(&self) -> anyhow::Result<(u64, u64)> {
+        use std::io::Write;
+        let mut conn = std::net::TcpStream::connect(self.metrics_addr)?;
+        write!(
+            conn,
+            "GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.metrics_addr
+        )?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text)?;
+        let value = |name: &str| -> anyhow::Result<u64> {
+            let v: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .with_context(|| format!("{name} not in the server's metrics"))?
+                .trim()
+                .parse()?;
+            Ok(v as u64)
+        };
+        Ok((
+            value("nachtwacht_group_commit_bundles_count")?,
+            value("nachtwacht_group_commit_bundles_sum")?,
+        ))
     }
 
     fn proc_file(&self, name: &str) -> anyhow::Result<String> {
