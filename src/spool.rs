@@ -223,7 +223,8 @@ impl Spool {
     /// Removes what a crash left behind in the spool: temporary files, and bundle files without a
     /// `bundles` row (written, never acknowledged; their stations re-send them). Run before the
     /// ingest accepts uploads. Files younger than [`SWEEP_MIN_AGE`] are left: another process
-    /// sharing the spool may be between writing a file and registering its row.
+    /// sharing the spool may be between writing a file and registering its row; but a temporary
+    /// file whose writer was a process on this machine that is gone goes at once.
     pub fn sweep_unregistered(&self) -> Result<usize> {
         let mut n = 0;
         let conn = self.reader.lock();
@@ -236,7 +237,10 @@ impl Spool {
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < SWEEP_MIN_AGE);
-            if young {
+            let name = entry.file_name();
+            let writer_gone = crate::base::fsio::temp_owner(&name.to_string_lossy())
+                .is_some_and(crate::base::process::died_here);
+            if young && !writer_gone {
                 continue;
             }
             let unregistered = match path.extension().and_then(|e| e.to_str()) {
@@ -373,5 +377,38 @@ mod tests {
         assert_eq!(left, vec![paths[0].clone(), spool.path_of(&young)]);
         assert_eq!(spool.known(&kept, "x").unwrap(), Known::Same);
         assert!(spool.available_disk_bytes().unwrap() > 0);
+    }
+
+    /// A temporary file of a process on this machine that was killed mid-write goes at the next
+    /// start, however young; one of a live process, or of a process on another machine sharing
+    /// the spool, stays until it is old.
+    #[test]
+    fn a_dead_writers_temporary_file_is_swept_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
+        let spool_dir = tmp.path().join("spool");
+        fs::create_dir(&spool_dir).unwrap();
+        let spool = Spool::new(spool_dir.clone(), db);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let me = crate::base::process::name();
+        let host = me.rsplitn(3, ':').nth(2).unwrap();
+        let dead = format!(".{host}:{dead_pid}:0badc0de.7.part");
+        let live = format!(".{me}.8.part");
+        let elsewhere = format!(".other-host.example:{dead_pid}:0badc0de.9.part");
+        for name in [&dead, &live, &elsewhere] {
+            fs::write(spool_dir.join(name), b"half").unwrap();
+        }
+        assert_eq!(crate::base::fsio::temp_owner(&live), Some(me));
+        assert_eq!(spool.sweep_unregistered().unwrap(), 1);
+        let mut left: Vec<String> = fs::read_dir(&spool_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![live, elsewhere];
+        want.sort();
+        assert_eq!(left, want);
     }
 }

@@ -43,6 +43,11 @@ struct Node {
 
 impl Node {
     fn start(root: &Path, log: PathBuf) -> Self {
+        Self::start_with(root, log, &[])
+    }
+
+    /// A node started with further `serve` arguments (`--ingest-only`).
+    fn start_with(root: &Path, log: PathBuf, extra: &[&str]) -> Self {
         let (quic, http) = (free_udp_port(), free_tcp_port());
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
@@ -56,6 +61,7 @@ impl Node {
                 "--metrics-listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -253,6 +259,135 @@ async fn bundles_raced_to_three_nodes_are_stored_and_decoded_once() {
         .collect();
     assert!(left.is_empty(), "spool left {left:?}");
     drop(nodes);
+    let verify = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    drop(data);
+}
+
+/// A decoder killed while it holds the decode lease (in the middle of a pass, perhaps of a
+/// batch's transaction) hands its work on: another node takes the lease at once (the holder is
+/// a dead process on this machine; on another machine when its lease runs out) and every bundle
+/// is decoded once, none lost with the dead node, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decoder_killed_mid_claim_hands_its_bundles_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = start_server(nachtwacht::base::config::Config::default()).await;
+    let root = t.tmp.path().join("data");
+    let mut stations = Vec::new();
+    for i in 0..3 {
+        let (cfg, dir, _) = t.ankle_station(&format!("kill-{i}"), &format!("AM-K{i}"), 6, vec![]);
+        let sealed = seal_all(&cfg, &dir);
+        stations.push((cfg, sealed));
+    }
+    let total: usize = stations.iter().map(|(_, b)| b.len()).sum();
+    let TestServer {
+        tmp: data,
+        ctx,
+        server,
+    } = t;
+    server.shutdown().await;
+
+    // Everything spooled first, by a node that only ingests.
+    {
+        let ingest = Node::start_with(&root, tmp.path().join("ingest.log"), &["--ingest-only"]);
+        wait_for("the ingest node", Duration::from_secs(60), || {
+            ingest.serving()
+        });
+        upload_to_every_node(&stations, std::slice::from_ref(&ingest), tmp.path()).await;
+    }
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM bundles WHERE state = 'spooled'") as usize,
+        total
+    );
+
+    // Three decoders; the one holding the lease is killed while bundles are still spooled (as
+    // soon as it holds it: a node decodes as it starts).
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::start(&root, tmp.path().join(format!("node-{i}.log"))))
+        .collect();
+    let holder = || -> Option<(String, i64)> {
+        ctx.db
+            .lock()
+            .query_row(
+                "SELECT holder, until_ms FROM leases WHERE name = 'decode' AND until_ms > ?1",
+                [nachtwacht::base::time::now_ms()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .unwrap()
+    };
+    let start = Instant::now();
+    let (killed, killed_at, lease_until) = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no decoder held the lease while bundles were spooled"
+        );
+        if let Some((name, until)) = holder() {
+            let pid = name.rsplitn(3, ':').nth(1).unwrap().to_string();
+            if let Some(i) = nodes.iter().position(|n| n.child.id().to_string() == pid) {
+                let spooled = count(&ctx, "SELECT count(*) FROM bundles WHERE state = 'spooled'");
+                assert!(
+                    spooled > 0,
+                    "the decoding finished before a decoder could be killed"
+                );
+                let mut node = nodes.remove(i);
+                node.child.kill().unwrap();
+                node.child.wait().unwrap();
+                break (node, nachtwacht::base::time::now_ms(), until);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    wait_for("every bundle decoded", Duration::from_secs(120), || {
+        count(&ctx, "SELECT count(*) FROM bundles WHERE state = 'spooled'") == 0
+    });
+    drop(nodes);
+    drop(killed);
+
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM bundles WHERE state = 'processed'"
+        ) as usize,
+        total
+    );
+    let decoded: Vec<(i64, i64)> = ctx
+        .db
+        .lock()
+        .prepare("SELECT at_ms, detail FROM audit_log WHERE action = 'bundles.decoded'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(|r| {
+            let (at, detail) = r.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&detail).unwrap();
+            (at, v["bundles"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        decoded.iter().map(|(_, n)| n).sum::<i64>() as usize,
+        total,
+        "each bundle decoded once: {decoded:?}"
+    );
+    // Another node went on before the dead holder's lease would have run out.
+    assert!(
+        decoded
+            .iter()
+            .any(|(at, _)| *at > killed_at && *at < lease_until),
+        "no batch decoded while the dead holder's lease ran ({lease_until}): {decoded:?}"
+    );
+    assert_eq!(
+        count(&ctx, "SELECT coalesce(sum(rows), 0) FROM dataset_files"),
+        count(&ctx, "SELECT coalesce(sum(rows_stored), 0) FROM bundles"),
+    );
     let verify = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
         .args(["audit", "verify", "--data-dir"])
         .arg(&root)

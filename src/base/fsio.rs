@@ -93,6 +93,18 @@ pub enum Placed {
     Other,
 }
 
+/// The `n`th temporary file of this process: `.<process name>.<n>.part`, so that whoever finds it
+/// later can tell whether its writer is gone ([`temp_owner`]).
+fn temp_name(n: u64) -> String {
+    format!(".{}.{n}.part", crate::base::process::name())
+}
+
+/// The process that wrote the temporary file `file_name` (a [`crate::base::process::name`]).
+pub fn temp_owner(file_name: &str) -> Option<&str> {
+    let stem = file_name.strip_prefix('.')?.strip_suffix(".part")?;
+    Some(stem.rsplit_once('.')?.0)
+}
+
 /// Writes files durably without ever replacing one: each goes to a temporary name, is synced,
 /// then linked to its name (which fails if the name exists), and the directory is synced once.
 /// Several processes sharing a directory can race for one name; the first file stays.
@@ -103,7 +115,7 @@ pub fn place_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<Vec
     let mut written = Vec::with_capacity(files.len());
     for (path, bytes) in files {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let temp = dir.join(format!(".{}.{n}.part", std::process::id()));
+        let temp = dir.join(temp_name(n));
         let mut f = fs::File::create(&temp).map_err(io_err(&temp))?;
         f.write_all(bytes).map_err(io_err(&temp))?;
         written.push((f, temp, path, *bytes));

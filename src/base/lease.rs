@@ -32,37 +32,8 @@ impl Work {
     }
 }
 
-/// This process's name as a holder: host, process id and a random part (a restarted process
-/// with the same pid is another holder).
-pub fn holder_name() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "host".into());
-        format!(
-            "{host}:{}:{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        )
-    })
-}
-
-/// Whether `holder` was a process on this machine that is gone: its lease is free at once, not
-/// only when it runs out (a decoder killed and restarted on one machine goes on straight away).
-fn died_here(holder: &str) -> bool {
-    let mut parts = holder.rsplitn(3, ':');
-    let (_random, pid, host) = (parts.next(), parts.next(), parts.next());
-    let this_host = holder_name().rsplitn(3, ':').nth(2);
-    match (host, pid.and_then(|p| p.parse::<i32>().ok())) {
-        (Some(host), Some(pid)) if Some(host) == this_host && pid > 0 => {
-            // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
-            (unsafe { libc::kill(pid, 0) }) == -1
-                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-        }
-        _ => false,
-    }
-}
+use crate::base::process::died_here;
+pub use crate::base::process::name as holder_name;
 
 /// A lease this process holds.
 #[derive(Clone)]

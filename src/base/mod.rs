@@ -14,6 +14,7 @@ pub mod html;
 pub mod lease;
 pub mod metrics;
 pub mod parallel;
+pub mod process;
 pub mod programme;
 pub mod refusal;
 pub mod time;

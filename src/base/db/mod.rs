@@ -7,6 +7,12 @@
 //! that differ for PostgreSQL. The API follows rusqlite's (`execute`, `query_row`, `prepare`,
 //! `query_map`, `transaction`), so a store module reads the same on either backend.
 //!
+//! PostgreSQL is reached through `postgres` (rust-postgres, the blocking face of tokio-postgres):
+//! the store modules are synchronous and run on blocking threads, as with rusqlite, and take plain
+//! SQL text; sqlx's checked queries would need a database (or prepared offline data) at build
+//! time, and diesel's query builder would rewrite every store module. TLS goes through
+//! tokio-postgres-rustls, the same rustls as QUIC and HTTPS.
+//!
 //! Every transaction is a writer's: it takes the database's one write lock when it begins
 //! (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL a transaction-scoped advisory lock), so a
 //! read-then-write inside a transaction sees no other process's write between its read and its
