@@ -331,7 +331,7 @@ async fn a_decoder_killed_mid_claim_hands_its_bundles_on() {
             "no decoder held the lease while bundles were spooled"
         );
         if let Some((name, until)) = holder() {
-            let pid = name.rsplitn(3, ':').nth(1).unwrap().to_string();
+            let pid = name.rsplit(':').nth(1).unwrap().to_string();
             if let Some(i) = nodes.iter().position(|n| n.child.id().to_string() == pid) {
                 let spooled = count(&ctx, "SELECT count(*) FROM bundles WHERE state = 'spooled'");
                 assert!(
