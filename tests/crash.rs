@@ -480,7 +480,7 @@ async fn a_decoder_killed_after_moving_a_bundle_into_quarantine_keeps_its_reason
     std::fs::create_dir_all(&dir).unwrap();
     let log = tmp.path().join("server.log");
     let mut server = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
-        .args(["serve", "--ingest-only", "--data-dir"])
+        .args(["serve", "--roles", "ingest,web", "--data-dir"])
         .arg(&root)
         .args([
             "--quic-listen",

@@ -344,7 +344,7 @@ fn station_config_file(
     t: &TestServer,
     station: &mut nachtwacht_station::StationConfig,
 ) -> std::path::PathBuf {
-    station.servers = vec![t.server.quic_addr.to_string()];
+    station.servers = vec![t.server.quic_addr().to_string()];
     let dir = t.tmp.path().join(&station.name);
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("station.toml");

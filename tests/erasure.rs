@@ -216,7 +216,7 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
     let contents = nachtwacht_station::source::read_all(&a.source, &a_dir).unwrap();
     let late_start = contents.last().unwrap().span().unwrap().0;
     let sealed = seal_contents(&a, &contents);
-    let conn = raw_connect(&a, t.server.quic_addr).await.unwrap();
+    let conn = raw_connect(&a, t.server.quic_addr()).await.unwrap();
     for (i, bundle) in sealed[..sealed.len() - 1].iter().enumerate() {
         let ack = raw_request(&conn, &upload_request(&a.name, i as u64 + 1, bundle))
             .await
@@ -233,7 +233,7 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
         sb.batch = sb.batch.slice(0, n.saturating_sub(1));
     }
     let stray = seal_contents(&b, &[stray]).remove(0);
-    let b_conn = raw_connect(&b, t.server.quic_addr).await.unwrap();
+    let b_conn = raw_connect(&b, t.server.quic_addr()).await.unwrap();
     let ack = raw_request(&b_conn, &upload_request(&b.name, 10_000, &stray))
         .await
         .unwrap();
@@ -335,7 +335,7 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
     )
     .unwrap();
     let token = nachtwacht::research::issue_token(&t.ctx, "wodc", "ria", 1, "test").unwrap();
-    let http = t.server.http_addr;
+    let http = t.server.http_addr();
     let tok = token.clone();
     let (status, before) = tokio::task::spawn_blocking(move || post_query(http, &tok))
         .await

@@ -47,7 +47,7 @@ async fn the_web_ui_serves_tls_with_the_ca_issued_certificate_and_secure_cookies
     let mut config = Config::default();
     config.http.tls = true;
     let t = start_server(config).await;
-    let addr = t.server.http_addr;
+    let addr = t.server.http_addr();
     let ca = std::fs::read(t.ctx.dir.ca_cert()).unwrap();
     let new = accounts::create(
         &t.ctx.db,

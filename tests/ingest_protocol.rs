@@ -23,7 +23,7 @@ async fn garbage_and_oversized_requests_fail_their_stream_only() {
     let (a, a_dir, _) = t.ankle_station("home-a", "AM-A", 2, vec![]);
     let (b, b_dir, _) = t.ankle_station("home-b", "AM-B", 1, vec![]);
     let sealed = seal_all(&a, &a_dir);
-    let conn = raw_connect(&a, t.server.quic_addr).await.unwrap();
+    let conn = raw_connect(&a, t.server.quic_addr()).await.unwrap();
 
     let garbage = raw_request(&conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -81,7 +81,7 @@ async fn backpressure_rate_and_connection_limits_answer_busy_or_close() {
     let t = start_server(config).await;
     let (s, dir, _) = t.ankle_station("home-r", "AM-R", 4, vec![]);
     let sealed = seal_all(&s, &dir);
-    let conn = raw_connect(&s, t.server.quic_addr).await.unwrap();
+    let conn = raw_connect(&s, t.server.quic_addr()).await.unwrap();
     for (i, b) in sealed.iter().take(2).enumerate() {
         let ack = raw_request(&conn, &upload_request(&s.name, i as u64 + 1, b))
             .await
@@ -97,7 +97,7 @@ async fn backpressure_rate_and_connection_limits_answer_busy_or_close() {
     assert!(ack.reason.unwrap().contains("rate"));
 
     // A second connection of the same station is closed with a reason.
-    let second = raw_connect(&s, t.server.quic_addr).await.unwrap();
+    let second = raw_connect(&s, t.server.quic_addr()).await.unwrap();
     let reason = tokio::time::timeout(Duration::from_secs(5), second.closed())
         .await
         .unwrap();
@@ -115,7 +115,7 @@ async fn backpressure_rate_and_connection_limits_answer_busy_or_close() {
     let t = start_server(config).await;
     let (s, dir, _) = t.ankle_station("home-h", "AM-H", 2, vec![]);
     let sealed = seal_all(&s, &dir);
-    let conn = raw_connect(&s, t.server.quic_addr).await.unwrap();
+    let conn = raw_connect(&s, t.server.quic_addr()).await.unwrap();
     let ack = raw_request(&conn, &upload_request(&s.name, 1, &sealed[0]))
         .await
         .unwrap();
@@ -153,7 +153,7 @@ async fn uploads_beyond_the_receive_slots_wait_their_turn_and_all_complete() {
     let b_sealed = seal_all(&b, &b_dir);
 
     // Station A holds the only slot: header and all but the last bytes of its body sent.
-    let a_conn = raw_connect(&a, t.server.quic_addr).await.unwrap();
+    let a_conn = raw_connect(&a, t.server.quic_addr()).await.unwrap();
     let request = upload_request(&a.name, 1, &a_sealed[0]);
     let (mut send, mut recv) = a_conn.open_bi().await.unwrap();
     let held = request.len() - 16;
@@ -161,7 +161,7 @@ async fn uploads_beyond_the_receive_slots_wait_their_turn_and_all_complete() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Station B, and a second upload on A's own connection, wait for it.
-    let b_conn = raw_connect(&b, t.server.quic_addr).await.unwrap();
+    let b_conn = raw_connect(&b, t.server.quic_addr()).await.unwrap();
     let b_request = upload_request(&b.name, 1, &b_sealed[0]);
     let b_upload = tokio::spawn(async move { raw_request(&b_conn, &b_request).await });
     let a_second_request = upload_request(&a.name, 2, &a_sealed[1]);
@@ -202,7 +202,7 @@ async fn a_waiting_upload_can_send_no_more_than_its_header_window() {
     let a_sealed = seal_all(&a, &a_dir).remove(0);
 
     // A takes the only slot and holds it.
-    let a_conn = raw_connect(&a, t.server.quic_addr).await.unwrap();
+    let a_conn = raw_connect(&a, t.server.quic_addr()).await.unwrap();
     let request = upload_request(&a.name, 1, &a_sealed);
     let (mut a_send, mut a_recv) = a_conn.open_bi().await.unwrap();
     let held = request.len() - 16;
@@ -216,7 +216,7 @@ async fn a_waiting_upload_can_send_no_more_than_its_header_window() {
     let header = UploadHeader::for_ciphertext(BundleId([0xb0; 16]), &b.name, 1, &body);
     let mut b_request = encode_upload_head(&header);
     b_request.extend_from_slice(&body);
-    let b_conn = raw_connect(&b, t.server.quic_addr).await.unwrap();
+    let b_conn = raw_connect(&b, t.server.quic_addr()).await.unwrap();
     let (mut b_send, mut b_recv) = b_conn.open_bi().await.unwrap();
     // `write` reports exactly what was taken; a write still pending after 300 ms is blocked.
     let mut sent = 0;
@@ -257,7 +257,7 @@ async fn shutdown_finishes_an_upload_under_way() {
     let (s, dir, _) = t.ankle_station("home-d", "AM-D", 1, vec![]);
     let sealed = seal_all(&s, &dir).remove(0);
     let request = upload_request(&s.name, 1, &sealed);
-    let conn = raw_connect(&s, t.server.quic_addr).await.unwrap();
+    let conn = raw_connect(&s, t.server.quic_addr()).await.unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let half = request.len() / 2;
     send.write_all(&request[..half]).await.unwrap();
@@ -296,7 +296,7 @@ async fn a_station_fails_over_to_its_second_address() {
     let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.servers = vec![
         dead.local_addr().unwrap().to_string(),
-        t.server.quic_addr.to_string(),
+        t.server.quic_addr().to_string(),
     ];
     drop(dead);
     let uploader = nachtwacht_station::uploader::Uploader::new(&s)
@@ -349,7 +349,7 @@ async fn heartbeats_are_recorded_and_raise_communication_alerts() {
         }],
         renewal_csr: None,
     };
-    let conn = raw_connect(&s, t.server.quic_addr).await.unwrap();
+    let conn = raw_connect(&s, t.server.quic_addr()).await.unwrap();
     let ack = raw_request(&conn, &encode_heartbeat(&hb)).await.unwrap();
     assert_eq!(ack.code, AckCode::Stored);
     let new =
@@ -392,7 +392,7 @@ async fn bundles_are_verified_kept_as_evidence_and_pruned_after_retention() {
     forger.signing_key_pkcs8 = other_key;
     let genuine = seal_all(&s, &dir);
     let forged = seal_all(&forger, &dir);
-    let conn = raw_connect(&s, t.server.quic_addr).await.unwrap();
+    let conn = raw_connect(&s, t.server.quic_addr()).await.unwrap();
     assert_eq!(
         raw_request(&conn, &upload_request(&s.name, 1, &genuine[0]))
             .await

@@ -162,7 +162,7 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
     )
     .unwrap();
     let token = research::issue_token(&t.ctx, "wodc-test", "ria", 1, "test").unwrap();
-    let http = t.server.http_addr;
+    let http = t.server.http_addr();
     let tok = token.clone();
     let (status, first) = tokio::task::spawn_blocking(move || post_query(http, &tok, 0.5))
         .await
@@ -404,7 +404,7 @@ async fn the_real_e4_export_ingests_end_to_end() {
     .unwrap();
     let mut station = nachtwacht::registry::enroll::add_station(&t.ctx, "home-e4", "test").unwrap();
     nachtwacht::registry::enroll::pair_device(&t.ctx, "E4-A01", "home-e4", 0, "test").unwrap();
-    station.servers = vec![t.server.quic_addr.to_string()];
+    station.servers = vec![t.server.quic_addr().to_string()];
     station.source = nachtwacht_station::SourceConfig::E4Csv {
         dir: e4_dir,
         device_serial: "E4-A01".into(),
@@ -537,7 +537,7 @@ async fn signals_outside_the_programme_are_discarded_and_counted() {
     .unwrap();
     let mut station = nachtwacht::registry::enroll::add_station(&t.ctx, "home-pb", "test").unwrap();
     nachtwacht::registry::enroll::pair_device(&t.ctx, "WB-9", "home-pb", 0, "test").unwrap();
-    station.servers = vec![t.server.quic_addr.to_string()];
+    station.servers = vec![t.server.quic_addr().to_string()];
     station.source = nachtwacht_station::SourceConfig::Simulator(
         nachtwacht_station::source::simulator::SimulatorConfig {
             device: nachtwacht_wire::DeviceKind::Wristband,
@@ -569,7 +569,7 @@ async fn signals_outside_the_programme_are_discarded_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_the_research_api_as_served() {
     let t = start_server(Config::default()).await;
-    let http = t.server.http_addr;
+    let http = t.server.http_addr();
     let doc: serde_json::Value = tokio::task::spawn_blocking(move || {
         ureq::get(&format!("http://{http}/api/openapi.json"))
             .call()

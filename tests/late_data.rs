@@ -71,7 +71,7 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
     .unwrap();
     let mut station = nachtwacht::registry::enroll::add_station(ctx, "home-l", "test").unwrap();
     nachtwacht::registry::enroll::pair_device(ctx, "AM-L", "home-l", 0, "test").unwrap();
-    station.servers = vec![t.server.quic_addr.to_string()];
+    station.servers = vec![t.server.quic_addr().to_string()];
     let dir = t.tmp.path().join("home-l");
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("station.toml");

@@ -134,7 +134,7 @@ async fn clients_without_a_valid_enrolled_certificate_are_refused_and_audited() 
     let (good, _, _) = t.ankle_station("future", "AM-7", 1, vec![]);
     let mut tls = client_tls_config(&good).unwrap();
     tls.alpn_protocols = vec![b"nachtwacht/99".to_vec()];
-    let r = raw_connect_with(tls, t.server.quic_addr).await;
+    let r = raw_connect_with(tls, t.server.quic_addr()).await;
     assert!(r.is_err(), "unknown protocol version accepted");
     let log = refusals_after(&t, 5).await;
     assert!(
@@ -169,7 +169,7 @@ async fn a_revocation_takes_effect_on_the_running_server() {
     let sealed = seal_all(&station, &dir);
 
     // Connected and uploading before the revocation.
-    let conn = raw_connect(&station, t.server.quic_addr).await.unwrap();
+    let conn = raw_connect(&station, t.server.quic_addr()).await.unwrap();
     let ack = raw_request(&conn, &upload_request(&station.name, 1, &sealed[0]))
         .await
         .unwrap();
@@ -186,7 +186,7 @@ async fn a_revocation_takes_effect_on_the_running_server() {
         .to_string();
     assert!(reason.contains("revoked"), "{reason}");
     // ...and a new handshake is refused by the verifier, which now has the new list.
-    let again = raw_connect(&station, t.server.quic_addr).await;
+    let again = raw_connect(&station, t.server.quic_addr()).await;
     let refused = match again {
         Err(e) => e,
         Ok(c) => c.closed().await.to_string(),

@@ -46,9 +46,19 @@ impl Node {
         Self::start_with(root, log, &[])
     }
 
-    /// A node started with further `serve` arguments (`--ingest-only`).
+    /// A node started with further `serve` arguments (`--roles ingest,web`).
     fn start_with(root: &Path, log: PathBuf, extra: &[&str]) -> Self {
-        let (quic, http) = (free_udp_port(), free_tcp_port());
+        Self::spawn(root, log, (free_udp_port(), free_tcp_port()), extra)
+    }
+
+    /// The node started again on the same ports (after it was killed), logging to `log`.
+    fn restart(&mut self, root: &Path, log: PathBuf, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Self::spawn(root, log, (self.quic, self.http), extra);
+    }
+
+    fn spawn(root: &Path, log: PathBuf, (quic, http): (u16, u16), extra: &[&str]) -> Self {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
             .args(["serve", "--data-dir"])
@@ -73,6 +83,15 @@ impl Node {
             http,
             log,
         }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn serving(&self) -> bool {
@@ -123,6 +142,22 @@ fn start_nodes(root: &Path, logs: &Path, n: usize) -> Vec<Node> {
 
 fn count(ctx: &Context, sql: &str) -> i64 {
     ctx.db.lock().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// How many bundles the chain-of-custody entries of `action` name, over all entries.
+fn custody(ctx: &Context, action: &str) -> i64 {
+    ctx.db
+        .lock()
+        .prepare("SELECT detail FROM audit_log WHERE action = ?1")
+        .unwrap()
+        .query_map([action], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|d| {
+            serde_json::from_str::<serde_json::Value>(&d.unwrap()).unwrap()["bundles"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum()
 }
 
 /// Each station sends every one of its bundles to every node at once (a copy of the station per
@@ -230,22 +265,8 @@ async fn bundles_raced_to_three_nodes_are_stored_and_decoded_once() {
         assert_eq!(&nachtwacht_wire::protocol::sha256_hex(&kept), sha, "{id}");
     }
     // One custody entry per step per bundle: the entries' counts add up to the bundles.
-    let custody = |action: &str| -> i64 {
-        ctx.db
-            .lock()
-            .prepare("SELECT detail FROM audit_log WHERE action = ?1")
-            .unwrap()
-            .query_map([action], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(|d| {
-                serde_json::from_str::<serde_json::Value>(&d.unwrap()).unwrap()["bundles"]
-                    .as_i64()
-                    .unwrap()
-            })
-            .sum()
-    };
-    assert_eq!(custody("bundles.stored"), sent.len() as i64);
-    assert_eq!(custody("bundles.decoded"), sent.len() as i64);
+    assert_eq!(custody(&ctx, "bundles.stored"), sent.len() as i64);
+    assert_eq!(custody(&ctx, "bundles.decoded"), sent.len() as i64);
     // Rows in the datasets once: the catalogue holds what the bundles say they stored.
     assert_eq!(
         count(&ctx, "SELECT coalesce(sum(rows), 0) FROM dataset_files"),
@@ -297,7 +318,11 @@ async fn a_decoder_killed_mid_claim_hands_its_bundles_on() {
 
     // Everything spooled first, by a node that only ingests.
     {
-        let ingest = Node::start_with(&root, tmp.path().join("ingest.log"), &["--ingest-only"]);
+        let ingest = Node::start_with(
+            &root,
+            tmp.path().join("ingest.log"),
+            &["--roles", "ingest,web"],
+        );
         wait_for("the ingest node", Duration::from_secs(60), || {
             ingest.serving()
         });
@@ -783,4 +808,214 @@ async fn the_privacy_ledgers_hold_across_three_nodes() {
     );
     drop(nodes);
     drop(tmp);
+}
+
+/// Bundle ids a station journalled as acknowledged (with repeats, were one acknowledged twice).
+fn journal(spool_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(spool_dir.join("acknowledged.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect()
+}
+
+/// Node roles and station failover: two nodes that only ingest and serve the web, one that only
+/// decodes and evaluates. Four stations list both ingest nodes (the first one first) and upload
+/// while the first ingest node is SIGKILLed (they move to the second), the decode node is killed
+/// too, and both come back later. Afterwards every bundle a station recorded as acknowledged is
+/// stored exactly once, with the bytes the station sent, and decoded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stations_fail_over_between_ingest_nodes_and_nothing_is_lost_or_doubled() {
+    const DAYS: u32 = 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let t = start_server(nachtwacht::base::config::Config::default()).await;
+    let root = t.tmp.path().join("data");
+    let mut stations = Vec::new();
+    let mut originals = std::collections::BTreeMap::new();
+    for i in 0..4 {
+        let (cfg, dir, _) = t.ankle_station(&format!("fo-{i}"), &format!("AM-F{i}"), DAYS, vec![]);
+        let sealed = seal_all(&cfg, &dir);
+        for b in &sealed {
+            originals.insert(b.bundle_id.to_hex(), b.ciphertext.clone());
+        }
+        stations.push((cfg, dir, sealed));
+    }
+    let TestServer {
+        tmp: data,
+        ctx,
+        server,
+    } = t;
+    server.shutdown().await;
+
+    const FRONT: &[&str] = &["--roles", "ingest,web"];
+    const BACK: &[&str] = &["--roles", "decode,evaluate"];
+    let log = |name: &str| tmp.path().join(format!("{name}.log"));
+    let mut a = Node::start_with(&root, log("a-1"), FRONT);
+    let b = Node::start_with(&root, log("b"), FRONT);
+    let mut worker = Node::start_with(&root, log("worker-1"), BACK);
+    wait_for("three nodes", Duration::from_secs(120), || {
+        a.serving() && b.serving() && worker.serving()
+    });
+    // Each node runs its roles and no other: the worker has no QUIC or HTTP listener.
+    assert!(
+        a.log_text().contains("(roles ingest,web)"),
+        "{}",
+        a.log_text()
+    );
+    let first_line = worker.log_text();
+    assert!(
+        first_line.contains("(roles decode,evaluate)") && !first_line.contains("QUIC ingest on"),
+        "{first_line}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", worker.http)).is_err());
+
+    let servers = vec![
+        format!("127.0.0.1:{}", a.quic),
+        format!("127.0.0.1:{}", b.quic),
+    ];
+    let uploads: Vec<_> = stations
+        .iter()
+        .cloned()
+        .map(|(mut cfg, dir, sealed)| {
+            cfg.servers = servers.clone();
+            tokio::spawn(async move {
+                let spool = Spool::open(&cfg.spool_dir(&dir)).unwrap();
+                let heartbeat = quiet_heartbeat(&cfg);
+                let drain = || async {
+                    let up = Uploader::new(&cfg)
+                        .unwrap()
+                        .with_backoff(20, 300)
+                        .with_max_failures(4)
+                        .with_connect_timeout(Duration::from_millis(500))
+                        .with_idle_timeout(Duration::from_secs(2));
+                    let _ = up.drain(&spool, &heartbeat).await;
+                };
+                for b in &sealed {
+                    spool.put(b).unwrap();
+                    drain().await;
+                    let pause = rand::random::<u64>() % 100 + 20;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                let start = Instant::now();
+                while !spool.pending().unwrap().is_empty()
+                    && start.elapsed() < Duration::from_secs(240)
+                {
+                    drain().await;
+                }
+            })
+        })
+        .collect();
+    let acknowledged = || -> usize {
+        stations
+            .iter()
+            .map(|(cfg, dir, _)| journal(&cfg.spool_dir(dir)).len())
+            .sum()
+    };
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before_kill = acknowledged();
+    a.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    worker.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let while_a_was_down = acknowledged() - before_kill;
+    worker.restart(&root, log("worker-2"), BACK);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.restart(&root, log("a-2"), FRONT);
+    wait_for("the restarted nodes", Duration::from_secs(120), || {
+        a.serving() && worker.serving()
+    });
+    for u in uploads {
+        u.await.unwrap();
+    }
+    wait_for("every bundle decoded", Duration::from_secs(120), || {
+        count(&ctx, "SELECT count(*) FROM bundles WHERE state = 'spooled'") == 0
+    });
+    drop((a, b, worker));
+
+    let total = originals.len();
+    assert!(
+        before_kill < total,
+        "all {before_kill} bundles were acknowledged before the kill"
+    );
+    assert!(
+        while_a_was_down > 0,
+        "no station was acknowledged by the second ingest node while the first was down"
+    );
+    // Every bundle was acknowledged in the end, and none is left in a station's spool.
+    let mut acked = std::collections::BTreeSet::new();
+    for (cfg, dir, _) in &stations {
+        let spool_dir = cfg.spool_dir(dir);
+        assert!(Spool::open(&spool_dir)
+            .unwrap()
+            .pending()
+            .unwrap()
+            .is_empty());
+        acked.extend(journal(&spool_dir));
+    }
+    assert_eq!(acked, originals.keys().cloned().collect());
+    // Stored exactly once, with the digest of what the station sent, and decoded once.
+    assert_eq!(count(&ctx, "SELECT count(*) FROM bundles") as usize, total);
+    for (id, bytes) in &originals {
+        let sha: String = ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT sha256 FROM bundles WHERE bundle_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(sha, nachtwacht_wire::protocol::sha256_hex(bytes), "{id}");
+        // Its ciphertext kept as evidence: the bytes the station sent.
+        let received: i64 = ctx
+            .db
+            .lock()
+            .query_row(
+                "SELECT received_at_ms FROM bundles WHERE bundle_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let bundle_id = nachtwacht_wire::BundleId::from_hex(id).unwrap();
+        let kept = std::fs::read(nachtwacht::decode::evidence_path(
+            &ctx.dir, &bundle_id, received,
+        ))
+        .unwrap();
+        assert_eq!(&kept, bytes, "{id}");
+    }
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM bundles WHERE state = 'processed'"
+        ) as usize,
+        total
+    );
+    assert_eq!(custody(&ctx, "bundles.stored") as usize, total);
+    assert_eq!(
+        custody(&ctx, "bundles.decoded") as usize,
+        total,
+        "each bundle decoded once"
+    );
+    // Every reading in the datasets once: 4 stations × DAYS days × 48 readings.
+    let readings = 4 * DAYS as i64 * 48;
+    assert_eq!(
+        count(&ctx, "SELECT coalesce(sum(rows_stored), 0) FROM bundles"),
+        readings
+    );
+    assert_eq!(
+        count(&ctx, "SELECT coalesce(sum(rows), 0) FROM dataset_files"),
+        readings
+    );
+    let verify = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    drop(data);
 }

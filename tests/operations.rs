@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use nachtwacht::base::config::Config;
+use nachtwacht::server::Role;
 
 fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let r = ureq::AgentBuilder::new()
@@ -127,7 +128,7 @@ async fn metrics_count_real_uploads_and_name_no_person_station_or_device() {
         assert!(!text.contains(secret), "{secret} in the metrics");
     }
     // Health and readiness, on the metrics listener and the web listener.
-    let http = t.server.http_addr;
+    let http = t.server.http_addr();
     let (health, ready, web_ready) = tokio::task::spawn_blocking(move || {
         (
             get(addr, "/healthz"),
@@ -157,7 +158,7 @@ async fn metrics_count_real_uploads_and_name_no_person_station_or_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_names_a_decoder_that_falls_behind() {
-    // An ingest-only node (no decoder) with no patience: the bundle it stores waits.
+    // A node with the ingest and web roles only (no decoder) and no patience: the bundle it stores waits.
     let mut config = Config::default();
     config.operations.max_decode_lag_secs = 0;
     let tmp = tempfile::tempdir().unwrap();
@@ -172,7 +173,7 @@ async fn readiness_names_a_decoder_that_falls_behind() {
     let server = nachtwacht::server::start(
         ctx.clone(),
         nachtwacht::server::ListenOverrides {
-            ingest_only: true,
+            roles: [Role::Ingest, Role::Web].into_iter().collect(),
             ..loopback()
         },
     )

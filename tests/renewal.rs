@@ -32,7 +32,7 @@ fn stored_identity_cert(dir: &std::path::Path) -> String {
 /// Whether a heartbeat with this station configuration is answered (refused: the connection is
 /// closed, or the handshake fails).
 async fn answered(station: &nachtwacht_station::StationConfig, t: &TestServer) -> bool {
-    let Ok(conn) = raw_connect(station, t.server.quic_addr).await else {
+    let Ok(conn) = raw_connect(station, t.server.quic_addr()).await else {
         return false;
     };
     let request = nachtwacht_wire::protocol::encode_heartbeat(&quiet_heartbeat(station)(None));

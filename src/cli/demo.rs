@@ -54,8 +54,8 @@ pub async fn command(args: DemoArgs) -> anyhow::Result<()> {
         "nachtwacht demo is running (data in {})",
         run.data_dir.display()
     );
-    println!("  Web:          http://{}/", run.server.http_addr);
-    println!("  QUIC ingest:  {}", run.server.quic_addr);
+    println!("  Web:          http://{}/", run.server.http_addr());
+    println!("  QUIC ingest:  {}", run.server.quic_addr());
     if let Some(metrics) = run.server.metrics_addr {
         println!("  Metrics:      http://{metrics}/metrics (and /readyz)");
     }
@@ -70,7 +70,7 @@ pub async fn command(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Current TOTP code: nachtwacht account code --secret <secret>");
     println!(
         "  Research API: POST http://{}/api/v1/research/query",
-        run.server.http_addr
+        run.server.http_addr()
     );
     println!(
         "  Research token (project demo-wodc): {}",
@@ -268,7 +268,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoRun> {
         enroll::pair_device(&ctx, p.serial, &name, start_ms, "demo")
             .map_err(step("pair device"))?;
         enroll::link_station(&ctx, &name, p.reference, "demo").map_err(step("link station"))?;
-        station.servers = vec![server.quic_addr.to_string()];
+        station.servers = vec![server.quic_addr().to_string()];
         station.source = SourceConfig::Simulator(SimulatorConfig {
             device: p.device,
             device_serial: p.serial.into(),

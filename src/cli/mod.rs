@@ -54,10 +54,12 @@ pub struct ListenArgs {
     /// `[operations] metrics_listen`.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
-    /// Run only the QUIC ingest and HTTP: no decode worker, no pipelines (a dedicated ingest
-    /// node, and how `bench ingest` measures ingest alone).
-    #[arg(long)]
-    ingest_only: bool,
+    /// The roles this process runs, comma-separated: `ingest` (QUIC), `decode` (the decode
+    /// worker), `evaluate` (pipelines, housekeeping, notifications), `web` (the web UI and APIs).
+    /// All four unless told otherwise; several nodes on one database share the work
+    /// (docs/deployment.md).
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "ingest,decode,evaluate,web")]
+    roles: Vec<nachtwacht::server::Role>,
 }
 
 impl From<ListenArgs> for ListenOverrides {
@@ -66,7 +68,7 @@ impl From<ListenArgs> for ListenOverrides {
             quic: a.quic_listen,
             http: a.http_listen,
             metrics: a.metrics_listen,
-            ingest_only: a.ingest_only,
+            roles: a.roles.into_iter().collect(),
         }
     }
 }

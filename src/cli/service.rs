@@ -66,14 +66,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = nachtwacht::server::start(args.dir.open()?, args.listen.into())
         .await
         .context("starting server")?;
-    let metrics = server
-        .metrics_addr
-        .map(|a| format!(", metrics on http://{a}"))
-        .unwrap_or_default();
-    println!(
-        "QUIC ingest on {}, HTTP on http://{}{metrics}",
-        server.quic_addr, server.http_addr
-    );
+    // One line naming every listener this node has, for the operator and for `bench ingest`,
+    // which reads it: "QUIC ingest on A, HTTP on http://B, metrics on http://C".
+    let listeners: Vec<String> = [
+        server.quic.map(|a| format!("QUIC ingest on {a}")),
+        server.http.map(|a| format!("HTTP on http://{a}")),
+        server
+            .metrics_addr
+            .map(|a| format!("metrics on http://{a}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    println!("{} (roles {})", listeners.join(", "), server.roles);
     wait_for_stop_signal().await?;
     server.shutdown().await;
     Ok(())

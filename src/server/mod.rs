@@ -3,6 +3,7 @@
 
 pub mod init;
 pub mod observe;
+pub mod roles;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::base::Context;
 use crate::decode::Decoder;
 use crate::trust::pseudonym::Pseudonymiser;
 use crate::{base::config, ingest, trust::secrets, web};
+pub use roles::{Role, Roles};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,8 +48,8 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Overrides of the configured listen addresses (tests and the demo use port 0), and which stages
-/// run.
+/// Overrides of the configured listen addresses (tests and the demo use port 0), and which roles
+/// this process runs.
 #[derive(Debug, Clone, Default)]
 pub struct ListenOverrides {
     pub quic: Option<SocketAddr>,
@@ -55,15 +57,18 @@ pub struct ListenOverrides {
     /// The operations listener (`/metrics`, `/healthz`, `/readyz`); `None` keeps the configured
     /// one.
     pub metrics: Option<SocketAddr>,
-    /// Only QUIC ingest and HTTP: no decode worker, no pipelines.
-    pub ingest_only: bool,
+    /// The roles this process runs (all by default).
+    pub roles: Roles,
 }
 
 pub struct RunningServer {
-    pub quic_addr: SocketAddr,
-    pub http_addr: SocketAddr,
+    /// Where QUIC ingest listens, on a node with the ingest role.
+    pub quic: Option<SocketAddr>,
+    /// Where the web interface listens, on a node with the web role.
+    pub http: Option<SocketAddr>,
     /// Where `/metrics` answers, unless turned off.
     pub metrics_addr: Option<SocketAddr>,
+    pub roles: Roles,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     decoded: Arc<Notify>,
@@ -72,9 +77,24 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// The QUIC ingest address of a node that has the ingest role (as tests and the demo start
+    /// it); panics on one without.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic.expect("this node has no ingest role")
+    }
+
+    /// The web address of a node that has the web role; panics on one without.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("this node has no web role")
+    }
+
     /// Asks the decode worker to process the spool now and waits until no bundle is left waiting
-    /// (or a few passes could not empty it, e.g. while the disk is failing).
+    /// (or a few passes could not empty it, e.g. while the disk is failing). On a node without
+    /// the decode role there is nothing to ask: it returns at once.
     pub async fn decode_now(&self) {
+        if !self.roles.has(Role::Decode) {
+            return;
+        }
         for _ in 0..20 {
             let done = self.decoded.notified();
             self.wake_decoder.notify_one();
@@ -146,15 +166,23 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
     let decoded = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
 
-    let ingest = ingest::Ingest::bind(
-        ctx.clone(),
-        listen.quic.unwrap_or(ctx.config.ingest.listen),
-        wake_decoder.clone(),
-    )?;
-    let quic_addr = ingest.local_addr();
-    tasks.spawn(ingest.run(shutdown_rx.clone()));
+    let roles = listen.roles;
 
-    if !listen.ingest_only {
+    let quic_addr = if roles.has(Role::Ingest) {
+        // A bundle made durable wakes this node's decoder at once; a decode node elsewhere finds
+        // it at its next pass (every few seconds).
+        let ingest = ingest::Ingest::bind(
+            ctx.clone(),
+            listen.quic.unwrap_or(ctx.config.ingest.listen),
+            wake_decoder.clone(),
+        )?;
+        let addr = ingest.local_addr();
+        tasks.spawn(ingest.run(shutdown_rx.clone()));
+        Some(addr)
+    } else {
+        None
+    };
+    if roles.has(Role::Decode) {
         let decoder = Arc::new(Decoder::new(ctx.clone(), pseudonyms.clone()));
         tasks.spawn(decode_loop(
             decoder,
@@ -162,6 +190,8 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
             decoded.clone(),
             shutdown_rx.clone(),
         ));
+    }
+    if roles.has(Role::Evaluate) {
         tasks.spawn(pipeline_loop(
             ctx.clone(),
             pseudonyms,
@@ -172,52 +202,12 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
         tasks.spawn(notify_loop(ctx.clone(), shutdown_rx.clone()));
     }
 
-    let http_addr = listen.http.unwrap_or(ctx.config.http.listen);
-    let listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .map_err(|source| Error::HttpBind {
-            addr: http_addr,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| Error::HttpBind {
-        addr: http_addr,
-        source,
-    })?;
-    let tls = ctx.config.http.tls;
-    let origin = web::SiteOrigin::new(ctx.config.http.public_url.as_deref(), tls, http_addr)
-        .map_err(|reason| {
-            Error::Context(
-                config::Error::Invalid {
-                    path: "http.public_url".into(),
-                    reason,
-                }
-                .into(),
-            )
-        })?;
-    let state = web::AppState::new(ctx.clone(), tls, origin);
-    let mut rx = shutdown_rx.clone();
-    let stopped = async move {
-        let _ = rx.changed().await;
-    };
-    if tls {
-        let config = web::tls::server_config(&ctx.dir)?;
-        let listener =
-            web::tls::TlsListener::new(listener, config).map_err(|source| Error::HttpBind {
-                addr: http_addr,
-                source,
-            })?;
-        tasks.spawn(async move {
-            if let Err(e) = web::serve(listener, state, stopped).await {
-                error!(error = %e, "HTTPS server failed");
-            }
-        });
+    let http_addr = if roles.has(Role::Web) {
+        let addr = listen.http.unwrap_or(ctx.config.http.listen);
+        Some(start_web(&ctx, addr, shutdown_rx.clone(), &mut tasks).await?)
     } else {
-        tasks.spawn(async move {
-            if let Err(e) = web::serve(listener, state, stopped).await {
-                error!(error = %e, "HTTP server failed");
-            }
-        });
-    }
+        None
+    };
     let metrics_addr = match listen.metrics.or(ctx.config.operations.metrics_listen) {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -243,17 +233,74 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
         }
         None => None,
     };
-    info!(%quic_addr, %http_addr, metrics = ?metrics_addr, data_dir = %ctx.dir.root().display(), "nachtwacht serving");
+    info!(%roles, quic = ?quic_addr, http = ?http_addr, metrics = ?metrics_addr, data_dir = %ctx.dir.root().display(), "nachtwacht serving");
     Ok(RunningServer {
-        quic_addr,
-        http_addr,
+        quic: quic_addr,
+        http: http_addr,
         metrics_addr,
+        roles,
         shutdown: shutdown_tx,
         tasks,
         decoded,
         wake_decoder,
         db: ctx.db.clone(),
     })
+}
+
+/// The web interface (HTTPS unless the config turns TLS off) on `http_addr`; returns the address
+/// it listens on.
+async fn start_web(
+    ctx: &Context,
+    http_addr: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .map_err(|source| Error::HttpBind {
+            addr: http_addr,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| Error::HttpBind {
+        addr: http_addr,
+        source,
+    })?;
+    let tls = ctx.config.http.tls;
+    let origin = web::SiteOrigin::new(ctx.config.http.public_url.as_deref(), tls, http_addr)
+        .map_err(|reason| {
+            Error::Context(
+                config::Error::Invalid {
+                    path: "http.public_url".into(),
+                    reason,
+                }
+                .into(),
+            )
+        })?;
+    let state = web::AppState::new(ctx.clone(), tls, origin);
+    let mut rx = shutdown;
+    let stopped = async move {
+        let _ = rx.changed().await;
+    };
+    if tls {
+        let config = web::tls::server_config(&ctx.dir)?;
+        let listener =
+            web::tls::TlsListener::new(listener, config).map_err(|source| Error::HttpBind {
+                addr: http_addr,
+                source,
+            })?;
+        tasks.spawn(async move {
+            if let Err(e) = web::serve(listener, state, stopped).await {
+                error!(error = %e, "HTTPS server failed");
+            }
+        });
+    } else {
+        tasks.spawn(async move {
+            if let Err(e) = web::serve(listener, state, stopped).await {
+                error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+    Ok(http_addr)
 }
 
 /// The decode worker: a pass over the spool whenever ingest wakes it (a bundle became durable) or

@@ -30,7 +30,7 @@ pub fn loopback() -> ListenOverrides {
         quic: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
         metrics: Some("127.0.0.1:0".parse().unwrap()),
-        ingest_only: false,
+        roles: nachtwacht::server::Roles::ALL,
     }
 }
 
@@ -192,7 +192,7 @@ impl TestServer {
         enroll::assign_device(&self.ctx, &serial, device.device, person, start_ms, "test").unwrap();
         let mut station = enroll::add_station(&self.ctx, name, "test").unwrap();
         enroll::pair_device(&self.ctx, &serial, name, start_ms, "test").unwrap();
-        station.servers = vec![self.server.quic_addr.to_string()];
+        station.servers = vec![self.server.quic_addr().to_string()];
         station.source = SourceConfig::Simulator(device);
         let dir = self.tmp.path().join("stations").join(name);
         std::fs::create_dir_all(&dir).unwrap();

@@ -118,7 +118,7 @@ pub async fn web_fixture() -> WebFixture {
     research::create_project(&t.ctx, "p", research::Budget::new(1.0, 0.5), "test").unwrap();
     let research_token = research::issue_token(&t.ctx, "p", "ria", 1, "test").unwrap();
     WebFixture {
-        base: format!("http://{}", t.server.http_addr),
+        base: format!("http://{}", t.server.http_addr()),
         t,
         accounts,
         own_alert,

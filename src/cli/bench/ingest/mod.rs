@@ -1,6 +1,6 @@
 //! `nachtwacht bench ingest`: the ingest under load, with its floors measured in the same run.
 //!
-//! A real `nachtwacht serve --ingest-only` child process on loopback; N simulated stations, each
+//! A real `nachtwacht serve --roles ingest` child process on loopback; N simulated stations, each
 //! with its own enrolled certificate and signing key, upload real sealed wristband bundles all at
 //! once; then K further stations open connections and stay idle. Measured:
 //! * throughput (bundles/s, MB/s, samples/s) and p50/p99 acknowledgement latency;

@@ -111,7 +111,8 @@ impl Server {
         let mut child = Command::new(exe)
             .args([
                 "serve",
-                "--ingest-only",
+                "--roles",
+                "ingest",
                 "--quic-listen",
                 "127.0.0.1:0",
                 "--http-listen",
@@ -129,18 +130,15 @@ impl Server {
         let stdout = child.stdout.take().expect("piped");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        // "QUIC ingest on 127.0.0.1:PORT, HTTP on http://…, metrics on http://…"
+        // "QUIC ingest on 127.0.0.1:PORT, metrics on http://127.0.0.1:PORT (roles ingest)"
         let unexpected = || format!("unexpected server output {line:?}");
-        let addr = line
-            .strip_prefix("QUIC ingest on ")
-            .and_then(|r| r.split(',').next())
-            .and_then(|a| a.parse().ok())
-            .with_context(unexpected)?;
-        let metrics_addr = line
-            .trim()
-            .rsplit_once(", metrics on http://")
-            .and_then(|(_, a)| a.parse().ok())
-            .with_context(unexpected)?;
+        let after = |label: &str| {
+            line.split_once(label)
+                .and_then(|(_, rest)| rest.split([',', ' ']).next())
+                .and_then(|a| a.parse().ok())
+        };
+        let addr = after("QUIC ingest on ").with_context(unexpected)?;
+        let metrics_addr = after("metrics on http://").with_context(unexpected)?;
         Ok(Self {
             child,
             quic_addr: addr,
