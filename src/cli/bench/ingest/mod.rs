@@ -8,7 +8,8 @@
 //! * server resident memory per idle connection;
 //! * the floors: single-core age decryption of the same bundles, and fsync latency of a
 //!   bundle-sized file on the data directory's file system (what one ungrouped commit costs);
-//! * the station agent's peak RSS while it seals and uploads wristband data.
+//! * the station agent's peak RSS while it seals and uploads wristband data;
+//! * the herd again against several ingest nodes on the same machine (`--nodes`, 3 by default).
 //!
 //! Part of the binary (it prints and uses `anyhow`); see docs/benchmarks.md for method and figures.
 
@@ -66,6 +67,11 @@ pub struct IngestArgs {
     /// The server's `ingest.max_receiving_uploads` (receive slots); its default if not given.
     #[arg(long)]
     pub receiving_uploads: Option<u32>,
+    /// After the one-node phases, the herd again against this many ingest nodes (`serve --roles
+    /// ingest` processes on the same data directory and database), the stations spread over
+    /// them, beside the one-node herd of the same run. 1 skips it.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
     /// Leave the data directory in place at the end. Besides inspection: deleting it frees
     /// thousands of inodes, and on ext4 without a journal every file created in the next minutes
     /// (up to 6) skips and re-reads those, which slows the next run's spool (docs/benchmarks.md).
@@ -221,6 +227,8 @@ async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result
     });
     let samples_per_bundle = template[0].samples();
     let recipient = seal::parse_recipient(&stations[0].server_age_recipient)?;
+    // The three one-node phases, and the several-node herd.
+    let phases = PHASES + usize::from(args.nodes > 1);
     let mut active = Vec::with_capacity(args.stations);
     for config in stations {
         let key = config.signing_key()?;
@@ -228,15 +236,15 @@ async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result
             station: &config.name,
             key: &key,
         };
-        let mut bundles = Vec::with_capacity(PHASES * args.bundles_per_station);
-        for b in 0..PHASES * args.bundles_per_station {
+        let mut bundles = Vec::with_capacity(phases * args.bundles_per_station);
+        for b in 0..phases * args.bundles_per_station {
             let mut content = template[b % template.len()].clone();
             content.device_serial = format!("WB-{}-{b}", config.name);
             bundles.push(seal::seal(&content, &signer, &recipient)?);
         }
         active.push(Station { config, bundles });
     }
-    let n_bundles = PHASES * args.stations * args.bundles_per_station;
+    let n_bundles = phases * args.stations * args.bundles_per_station;
     let bytes: u64 = active
         .iter()
         .flat_map(|s| &s.bundles)
@@ -269,21 +277,22 @@ async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result
     let endpoints = client_endpoints(args.client_sockets)?;
 
     // Each station's bundles, split into one set per phase (fresh bundle ids for each).
-    let mut sets: [Vec<PhaseStation>; PHASES] = Default::default();
+    let mut sets: Vec<Vec<PhaseStation>> = (0..phases).map(|_| Vec::new()).collect();
     for mut s in active {
         for (phase, set) in sets.iter_mut().enumerate().rev() {
             let bundles = s.bundles.split_off(phase * args.bundles_per_station);
             set.push(PhaseStation::prepare(s.config.clone(), bundles));
         }
     }
-    let [herd, cold, paced] = sets;
-    let herd = run_phase(&server, &endpoints, quic, herd, Start::Herd).await?;
-    let cold = run_phase(&server, &endpoints, quic, cold, Start::Cold).await?;
+    let mut sets = sets.into_iter();
+    let mut next_set = || sets.next().expect("one set per phase");
+    let one = std::slice::from_ref(&server);
+    let herd = run_phase(one, &endpoints, next_set(), Start::Herd).await?;
+    let cold = run_phase(one, &endpoints, next_set(), Start::Cold).await?;
     let paced = run_phase(
-        &server,
+        one,
         &endpoints,
-        quic,
-        paced,
+        next_set(),
         Start::Paced(Duration::from_secs(args.paced_interval_secs)),
     )
     .await?;
@@ -309,13 +318,26 @@ async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result
 
     let (commits, committed) = server.group_commits()?;
     server.stop();
+    // The herd again, spread over several ingest nodes on the same data directory and database.
+    let several = if args.nodes > 1 {
+        let nodes = (0..args.nodes)
+            .map(|_| Server::start(&root))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let phase = run_phase(&nodes, &endpoints, next_set(), Start::Herd).await?;
+        for node in nodes {
+            node.stop();
+        }
+        Some(phase)
+    } else {
+        None
+    };
     // Floor 2: fsync of a bundle-sized file in the data directory. Measured after the uploads: on
     // ext4 without a journal, inodes freed in the last 60 s (6 min while their inode-table block is
     // dirty) are skipped, each one re-read, when a new file is created in the same group, so probing
     // first would slow the spool's creates.
     let fsync = fsync_latencies(&root, mean_bundle as usize, 200)?;
     let decrypt_rate = n_bundles as f64 / decrypt_s;
-    let per_phase = (n_bundles / PHASES) as f64;
+    let per_phase = (n_bundles / phases) as f64;
     println!();
     for (label, p) in [
         (
@@ -382,6 +404,28 @@ async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result
             p.bytes as f64 / 1e9,
             p.client_cpu
         );
+    }
+    if let Some(p) = &several {
+        println!(
+            "== herd on {} ingest nodes (one machine: the same cores as one node, none added) ==",
+            args.nodes
+        );
+        println!(
+            "bundles/s            {:>10.0}   (one node, same run: {:.0})",
+            per_phase / p.wall,
+            per_phase / herd.wall
+        );
+        println!(
+            "ack latency p99      {:>10.1} ms   (one node, same run: {:.1} ms)",
+            p.percentile(0.99) * 1e3,
+            herd.percentile(0.99) * 1e3
+        );
+        println!(
+            "server CPU s per GB  {:>10.1}   (all nodes; one node, same run: {:.1})",
+            p.server_cpu / (p.bytes as f64 / 1e9),
+            herd.server_cpu / (herd.bytes as f64 / 1e9)
+        );
+        println!("busy answers         {:>10}", p.busy);
     }
     println!("== floors, same run ==");
     println!(
@@ -453,7 +497,7 @@ enum Start {
     Paced(Duration),
 }
 
-/// Bundle sets per station: herd, cold herd, paced.
+/// Bundle sets per station on one node: herd, cold herd, paced (a several-node herd adds one).
 const PHASES: usize = 3;
 
 struct Phase {
@@ -485,13 +529,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     quantile_index(sorted.len(), p).map_or(0.0, |i| sorted[i].as_secs_f64())
 }
 
+/// One phase against `servers`: station i uploads to server i mod n.
 async fn run_phase(
-    server: &Server,
+    servers: &[Server],
     endpoints: &[quinn::Endpoint],
-    quic: SocketAddr,
     stations: Vec<PhaseStation>,
     start: Start,
 ) -> anyhow::Result<Phase> {
+    let server_pids = Arc::new(servers.iter().map(Server::pid).collect::<Vec<_>>());
     let bytes = stations
         .iter()
         .flat_map(|s| &s.uploads)
@@ -506,10 +551,11 @@ async fn run_phase(
     let mut tasks = tokio::task::JoinSet::new();
     for (i, s) in stations.into_iter().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
+        let quic = servers[i % servers.len()].quic_addr;
         let go = Go {
             barrier: barrier.clone(),
             clock: clock.clone(),
-            server_pid: server.pid(),
+            server_pids: server_pids.clone(),
         };
         // Paced: station i takes slot i/n of every interval.
         let schedule = match start {
@@ -542,7 +588,11 @@ async fn run_phase(
         handshakes_timed: matches!(start, Start::Cold),
         ready_after: started.duration_since(t).as_secs_f64(),
         wall: started.elapsed().as_secs_f64(),
-        server_cpu: server.cpu_seconds()? - server_before,
+        server_cpu: servers
+            .iter()
+            .map(Server::cpu_seconds)
+            .sum::<anyhow::Result<f64>>()?
+            - server_before,
         client_cpu: cpu_seconds_of("self")? - client_before,
         bytes,
         busy,

@@ -39,13 +39,17 @@ pub(super) async fn connect(
 pub(super) struct Go {
     pub(super) barrier: Arc<tokio::sync::Barrier>,
     pub(super) clock: Arc<std::sync::OnceLock<(Instant, f64, f64)>>,
-    pub(super) server_pid: u32,
+    /// The server processes of the phase (one, or each node of a several-node herd).
+    pub(super) server_pids: Arc<Vec<u32>>,
 }
 
 impl Go {
     pub(super) async fn wait(&self) -> anyhow::Result<()> {
         if self.barrier.wait().await.is_leader() {
-            let server_cpu = cpu_seconds_of(&self.server_pid.to_string())?;
+            let mut server_cpu = 0.0;
+            for pid in self.server_pids.iter() {
+                server_cpu += cpu_seconds_of(&pid.to_string())?;
+            }
             let client_cpu = cpu_seconds_of("self")?;
             let _ = self.clock.set((Instant::now(), server_cpu, client_cpu));
         }
