@@ -1,0 +1,65 @@
+//! `bench ingest` as a user runs it, at a size a test can afford: every phase runs against real
+//! `serve --roles ingest` child processes (one, then two nodes on one data directory) and every
+//! upload is acknowledged. The figures themselves are the benchmark's business, not the test's.
+
+use std::process::Command;
+
+#[test]
+fn bench_ingest_runs_every_phase_on_one_node_and_on_two() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args([
+            "bench",
+            "ingest",
+            "--stations",
+            "6",
+            "--bundles-per-station",
+            "2",
+            "--idle",
+            "4",
+            "--paced-interval-secs",
+            "1",
+            "--nodes",
+            "2",
+        ])
+        .output()
+        .expect("run nachtwacht bench ingest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for section in [
+        "== herd: 6 connected stations × 2 bundles",
+        "== cold herd:",
+        "== paced:",
+        "== herd on 2 ingest nodes",
+        "== idle connections ==",
+        "4 connected in",
+    ] {
+        assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
+    }
+    // The one node's group commits stored the three phases' bundles (6 × 2 each) and, when the
+    // station agent is built beside the server (`cargo test --workspace` builds it), the agent's
+    // 24: every upload acknowledged, none twice.
+    let agent = std::path::Path::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .with_file_name("nachtwacht-station")
+        .exists();
+    let agent_bundles = if agent {
+        24
+    } else {
+        assert!(stdout.contains("not measured"), "{stdout}");
+        0
+    };
+    let stored = stdout
+        .lines()
+        .find_map(|l| l.split_once(" bundles stored in "))
+        .map(|(n, _)| n.trim().parse::<u64>().unwrap())
+        .unwrap_or_else(|| panic!("no group commit line in:\n{stdout}"));
+    assert_eq!(stored, 3 * 6 * 2 + agent_bundles, "{stdout}");
+    assert_eq!(
+        stdout.matches("busy answers                  0").count(),
+        4,
+        "{stdout}"
+    );
+}
