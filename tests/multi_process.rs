@@ -144,6 +144,24 @@ fn count(ctx: &Context, sql: &str) -> i64 {
     ctx.db.lock().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// The ciphertext kept as evidence of a decoded bundle (hex id).
+fn evidence(ctx: &Context, id: &str) -> Vec<u8> {
+    let received: i64 = ctx
+        .db
+        .lock()
+        .query_row(
+            "SELECT received_at_ms FROM bundles WHERE bundle_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let bundle_id = nachtwacht_wire::BundleId::from_hex(id).unwrap();
+    std::fs::read(nachtwacht::decode::evidence_path(
+        &ctx.dir, &bundle_id, received,
+    ))
+    .unwrap()
+}
+
 /// How many bundles the chain-of-custody entries of `action` name, over all entries.
 fn custody(ctx: &Context, action: &str) -> i64 {
     ctx.db
@@ -248,20 +266,7 @@ async fn bundles_raced_to_three_nodes_are_stored_and_decoded_once() {
         assert_eq!(sent.get(id), Some(sha), "{id} stored with its own digest");
         assert_eq!(state, "processed", "{id}");
         // Its ciphertext kept as evidence: the bytes the station sent.
-        let received: i64 = ctx
-            .db
-            .lock()
-            .query_row(
-                "SELECT received_at_ms FROM bundles WHERE bundle_id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .unwrap();
-        let bundle_id = nachtwacht_wire::BundleId::from_hex(id).unwrap();
-        let kept = std::fs::read(nachtwacht::decode::evidence_path(
-            &ctx.dir, &bundle_id, received,
-        ))
-        .unwrap();
+        let kept = evidence(&ctx, id);
         assert_eq!(&nachtwacht_wire::protocol::sha256_hex(&kept), sha, "{id}");
     }
     // One custody entry per step per bundle: the entries' counts add up to the bundles.
@@ -968,20 +973,7 @@ async fn stations_fail_over_between_ingest_nodes_and_nothing_is_lost_or_doubled(
             .unwrap();
         assert_eq!(sha, nachtwacht_wire::protocol::sha256_hex(bytes), "{id}");
         // Its ciphertext kept as evidence: the bytes the station sent.
-        let received: i64 = ctx
-            .db
-            .lock()
-            .query_row(
-                "SELECT received_at_ms FROM bundles WHERE bundle_id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .unwrap();
-        let bundle_id = nachtwacht_wire::BundleId::from_hex(id).unwrap();
-        let kept = std::fs::read(nachtwacht::decode::evidence_path(
-            &ctx.dir, &bundle_id, received,
-        ))
-        .unwrap();
+        let kept = evidence(&ctx, id);
         assert_eq!(&kept, bytes, "{id}");
     }
     assert_eq!(
