@@ -4,9 +4,9 @@
 //! 1. the stream task receives the whole ciphertext and checks it against the header's size and
 //!    digest;
 //! 2. the group committer ([`crate::ingest::commit`]) takes every bundle that is ready, writes each
-//!    to `spool/<bundle id>.age`, fsyncs them and then the directory once
-//!    ([`crate::base::fsio::write_files_durably`]), and inserts all their `bundles` rows in one SQL transaction (one
-//!    WAL fsync);
+//!    to `spool/<bundle id>.age` in the ciphertext store ([`crate::base::blobs`]: files fsynced
+//!    with one directory fsync, or PUTs to object storage), and inserts all their `bundles` rows
+//!    in one SQL transaction (one WAL fsync);
 //! 3. only then does the transport acknowledge `stored`.
 //!
 //! A row therefore always means a durable file. A crash before the row leaves a file without a row:
@@ -14,21 +14,21 @@
 //! removes it ([`Spool::sweep_unregistered`]). De-duplication is on the bundle id: a second upload of
 //! a known id is `duplicate`, stored once.
 
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::base::db::OptionalExtension;
 use nachtwacht_wire::BundleId;
 
+use crate::base::blobs::{self, Blobs, Key};
 use crate::base::db::Db;
-use crate::base::fsio::{io_err, write_durably};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
+    #[error(transparent)]
+    Storage(#[from] blobs::Error),
     #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
@@ -138,7 +138,7 @@ pub const SWEEP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60
 
 #[derive(Clone)]
 pub struct Spool {
-    dir: PathBuf,
+    blobs: Blobs,
     db: Db,
     /// A second connection for lookups: in WAL mode it reads while the group committer writes, so a
     /// duplicate check never waits behind a commit's fsync.
@@ -148,9 +148,9 @@ pub struct Spool {
 }
 
 impl Spool {
-    pub fn new(dir: PathBuf, db: Db) -> Self {
+    pub fn new(blobs: Blobs, db: Db) -> Self {
         Self {
-            dir,
+            blobs,
             reader: db.clone(),
             db,
             backlog: Arc::new(AtomicU64::new(0)),
@@ -167,8 +167,8 @@ impl Spool {
         &self.reader
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
     }
 
     pub fn db(&self) -> &Db {
@@ -186,9 +186,9 @@ impl Spool {
         received_at_ms: i64,
     ) -> Result<()> {
         use sha2::Digest;
-        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
-        write_durably(&self.path_of(&bundle_id), ciphertext)?;
         let sha256 = hex::encode(sha2::Sha256::digest(ciphertext));
+        self.blobs
+            .put(&Key::spooled(&bundle_id, &sha256), ciphertext)?;
         insert_row(
             &self.db.lock(),
             &Spooled {
@@ -200,10 +200,6 @@ impl Spool {
                 received_at_ms,
             },
         )
-    }
-
-    pub fn path_of(&self, bundle_id: &BundleId) -> PathBuf {
-        self.dir.join(format!("{bundle_id}.age"))
     }
 
     pub fn known(&self, bundle_id: &BundleId, sha256: &str) -> Result<Known> {
@@ -227,32 +223,41 @@ impl Spool {
     /// file whose writer was a process on this machine that is gone goes at once.
     pub fn sweep_unregistered(&self) -> Result<usize> {
         let mut n = 0;
+        let listed = self.blobs.list(blobs::SPOOL)?;
         let conn = self.reader.lock();
-        let mut registered = conn.prepare_cached("SELECT 1 FROM bundles WHERE bundle_id = ?1")?;
+        let mut registered =
+            conn.prepare_cached("SELECT sha256 FROM bundles WHERE bundle_id = ?1 AND state = ?2")?;
         let now = std::time::SystemTime::now();
-        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
-            let entry = entry.map_err(io_err(&self.dir))?;
-            let path = entry.path();
-            let young = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < SWEEP_MIN_AGE);
-            let name = entry.file_name();
-            let writer_gone = crate::base::fsio::temp_owner(&name.to_string_lossy())
-                .is_some_and(crate::base::process::died_here);
+        for object in listed {
+            let young = now.duration_since(object.modified).unwrap_or_default() < SWEEP_MIN_AGE;
+            let name = object.key.file_name();
+            let writer_gone =
+                crate::base::fsio::temp_owner(name).is_some_and(crate::base::process::died_here);
             if young && !writer_gone {
                 continue;
             }
-            let unregistered = match path.extension().and_then(|e| e.to_str()) {
-                Some("part" | "tmp") => true,
-                Some("age") => {
-                    let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                    !registered.exists([id])?
-                }
+            let mut spooled_sha = |id: &str| -> Result<Option<String>> {
+                Ok(registered
+                    .query_row(crate::params![id, BundleState::Spooled], |r| r.get(0))
+                    .optional()?)
+            };
+            let unregistered = match name.split('.').collect::<Vec<_>>()[..] {
+                [.., "part" | "tmp"] => true,
+                // Waiting to be decoded only if a spooled row names this content.
+                [id, sha256, "age"] => spooled_sha(id)?.as_deref() != Some(sha256),
+                // Named before spool keys carried their digest: renamed to what the row says.
+                [id, "age"] => match (spooled_sha(id)?, BundleId::from_hex(id)) {
+                    (Some(sha256), Some(bundle_id)) => {
+                        let renamed = Key::spooled(&bundle_id, &sha256);
+                        self.blobs.move_all(&[(object.key.clone(), renamed)])?;
+                        false
+                    }
+                    _ => true,
+                },
                 _ => false,
             };
             if unregistered {
-                fs::remove_file(&path).map_err(io_err(&path))?;
+                self.blobs.remove(&object.key)?;
                 n += 1;
             }
         }
@@ -278,15 +283,17 @@ impl Spool {
         Ok(bytes as u64)
     }
 
-    /// Free bytes on the spool's file system for an unprivileged writer.
-    pub fn available_disk_bytes(&self) -> Result<u64> {
-        Ok(crate::base::fsio::available_bytes(&self.dir).map_err(io_err(&self.dir))?)
+    /// Free bytes on the spool's file system for an unprivileged writer; `None` on object
+    /// storage.
+    pub fn available_disk_bytes(&self) -> Result<Option<u64>> {
+        Ok(self.blobs.available_bytes()?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn every_bundle_state_is_one_the_schema_accepts_and_reads_back() {
@@ -325,6 +332,13 @@ mod tests {
         );
     }
 
+    fn local_spool(tmp: &std::path::Path, db: Db) -> (Spool, std::path::PathBuf) {
+        let spool_dir = tmp.join("spool");
+        fs::create_dir(&spool_dir).unwrap();
+        let blobs = Blobs::Local(crate::base::blobs::LocalBlobs::new(tmp));
+        (Spool::new(blobs, db), spool_dir)
+    }
+
     #[test]
     fn a_batch_is_written_together_and_unregistered_files_are_swept() {
         let tmp = tempfile::tempdir().unwrap();
@@ -335,14 +349,19 @@ mod tests {
                 [],
             )
             .unwrap();
-        let spool_dir = tmp.path().join("spool");
-        fs::create_dir(&spool_dir).unwrap();
-        let spool = Spool::new(spool_dir.clone(), db.clone());
+        let (spool, spool_dir) = local_spool(tmp.path(), db.clone());
         let (kept, orphan) = (BundleId([1; 16]), BundleId([2; 16]));
-        let paths = [spool.path_of(&kept), spool.path_of(&orphan)];
-        let files: [(PathBuf, &[u8]); 2] =
-            [(paths[0].clone(), b"abc"), (paths[1].clone(), b"defg")];
-        crate::base::fsio::write_files_durably(&spool_dir, &files).unwrap();
+        // Spooled objects are named by id and digest; these rows' digest is "x".
+        let path_of = |id: &BundleId| tmp.path().join(Key::spooled(id, "x").as_str());
+        let paths = [path_of(&kept), path_of(&orphan)];
+        let placed = spool
+            .blobs()
+            .place_all(&[
+                (Key::spooled(&kept, "x"), b"abc"),
+                (Key::spooled(&orphan, "x"), b"defg"),
+            ])
+            .unwrap();
+        assert_eq!(placed, [blobs::Placed::New, blobs::Placed::New]);
         assert_eq!(fs::read(&paths[0]).unwrap(), b"abc");
         assert_eq!(fs::read(&paths[1]).unwrap(), b"defg");
         assert_eq!(spool.known(&kept, "x").unwrap(), Known::New);
@@ -355,8 +374,28 @@ mod tests {
             )
             .unwrap();
         fs::write(spool_dir.join("leftover.tmp"), b"t").unwrap();
+        // The loser of a race for `kept`'s id (other content, no row of its own) goes too.
+        let loser = tmp.path().join(Key::spooled(&kept, "y").as_str());
+        fs::write(&loser, b"other").unwrap();
+        // A file named before keys carried the digest, with its row: renamed, not removed.
+        let legacy = BundleId([4; 16]);
+        db.lock()
+            .execute(
+                "INSERT INTO bundles (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
+                 VALUES (?1, 1, 4, 3, 'x', 0, 'spooled')",
+                [legacy.to_hex()],
+            )
+            .unwrap();
+        let legacy_path = tmp.path().join(Key::legacy_spooled(&legacy).as_str());
+        fs::write(&legacy_path, b"old").unwrap();
         let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        for p in [&paths[0], &paths[1], &spool_dir.join("leftover.tmp")] {
+        for p in [
+            &paths[0],
+            &paths[1],
+            &spool_dir.join("leftover.tmp"),
+            &loser,
+            &legacy_path,
+        ] {
             fs::File::options()
                 .write(true)
                 .open(p)
@@ -367,16 +406,19 @@ mod tests {
         // A file written just now without its row yet: another process sharing the spool may be
         // about to register it. It stays.
         let young = BundleId([3; 16]);
-        fs::write(spool.path_of(&young), b"hij").unwrap();
-        assert_eq!(spool.sweep_unregistered().unwrap(), 2);
+        fs::write(path_of(&young), b"hij").unwrap();
+        assert_eq!(spool.sweep_unregistered().unwrap(), 3);
         let mut left: Vec<_> = fs::read_dir(&spool_dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
         left.sort();
-        assert_eq!(left, vec![paths[0].clone(), spool.path_of(&young)]);
+        let mut want = vec![paths[0].clone(), path_of(&young), path_of(&legacy)];
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(fs::read(path_of(&legacy)).unwrap(), b"old");
         assert_eq!(spool.known(&kept, "x").unwrap(), Known::Same);
-        assert!(spool.available_disk_bytes().unwrap() > 0);
+        assert!(spool.available_disk_bytes().unwrap().unwrap() > 0);
     }
 
     /// A temporary file of a process on this machine that was killed mid-write goes at the next
@@ -386,9 +428,7 @@ mod tests {
     fn a_dead_writers_temporary_file_is_swept_at_once() {
         let tmp = tempfile::tempdir().unwrap();
         let db = crate::base::db::testing::open(tmp.path());
-        let spool_dir = tmp.path().join("spool");
-        fs::create_dir(&spool_dir).unwrap();
-        let spool = Spool::new(spool_dir.clone(), db);
+        let (spool, spool_dir) = local_spool(tmp.path(), db);
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead_pid = child.id();
         child.wait().unwrap();

@@ -144,23 +144,27 @@ async fn a_backup_under_load_restores_every_acknowledged_bundle_alert_and_audit_
             .unwrap();
     assert!(audit_after >= audit_before);
     // Each bundle's ciphertext is where the restored database says it is.
-    let rows: Vec<(String, String, i64)> = {
+    let rows: Vec<(String, String, i64, String)> = {
         let conn = r.db.lock();
         let mut stmt = conn
-            .prepare("SELECT bundle_id, state, received_at_ms FROM bundles")
+            .prepare("SELECT bundle_id, state, received_at_ms, sha256 FROM bundles")
             .unwrap();
         let rows = stmt
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
             .unwrap();
         rows.map(Result::unwrap).collect()
     };
-    for (id, state, received) in &rows {
+    for (id, state, received, sha256) in &rows {
         let bundle = nachtwacht_wire::BundleId::from_hex(id).unwrap();
-        let path = match state.as_str() {
-            "spooled" => r.dir.spool().join(format!("{id}.age")),
-            "processed" => nachtwacht::decode::evidence_path(&r.dir, &bundle, *received),
-            _ => r.dir.quarantine().join(format!("{id}.age")),
+        use nachtwacht::base::blobs::Key;
+        let key = match state.as_str() {
+            "spooled" => Key::spooled(&bundle, sha256),
+            "processed" => Key::evidence(&bundle, *received),
+            _ => Key::quarantined(&bundle),
         };
+        let path = r.dir.root().join(key.as_str());
         assert!(path.exists(), "{state} bundle {id}: no {}", path.display());
     }
     // Every dataset file of the catalog is there, and the chain verifies with the keys.

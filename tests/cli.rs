@@ -470,3 +470,38 @@ fn the_server_unit_runs_commands_the_binary_accepts() {
         ok(&out);
     }
 }
+
+/// `init` with object storage names a store it cannot use before it makes anything for it: a
+/// plain-HTTP endpoint without `--s3-allow-http`, and one where nothing answers.
+#[test]
+fn init_refuses_object_storage_it_cannot_write_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("s3-secret");
+    std::fs::write(&secret, "not-a-real-key").unwrap();
+    // Nothing listens on a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let init = |data: &Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+            .args(["init", "--s3-endpoint", &endpoint, "--s3-bucket", "b"])
+            .args(["--s3-access-key-id", "k", "--s3-secret-key-file"])
+            .arg(&secret)
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let plain = init(&tmp.path().join("a"), &[]);
+    assert!(!plain.status.success());
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert!(said.contains("plain HTTP"), "{said}");
+    let down = init(&tmp.path().join("b"), &["--s3-allow-http"]);
+    assert!(!down.status.success());
+    let said = String::from_utf8_lossy(&down.stderr);
+    assert!(said.contains("object storage"), "{said}");
+}

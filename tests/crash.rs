@@ -70,22 +70,25 @@ fn journal(spool_dir: &Path) -> Vec<String> {
 
 /// The server's copy of a bundle, wherever it is now (spool or evidence).
 fn server_copy(ctx: &Context, bundle_id: &str) -> Option<Vec<u8>> {
-    let (received, state): (i64, String) = ctx
+    let (received, state, sha256): (i64, String, String) = ctx
         .db
         .lock()
         .query_row(
-            "SELECT received_at_ms, state FROM bundles WHERE bundle_id = ?1",
+            "SELECT received_at_ms, state, sha256 FROM bundles WHERE bundle_id = ?1",
             [bundle_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .ok()?;
     let id = nachtwacht_wire::BundleId::from_hex(bundle_id)?;
+    use nachtwacht::base::blobs::Key;
     let candidates = [
-        ctx.dir.spool().join(format!("{bundle_id}.age")),
-        nachtwacht::decode::evidence_path(&ctx.dir, &id, received),
-        ctx.dir.quarantine().join(format!("{bundle_id}.age")),
+        Key::spooled(&id, &sha256),
+        Key::evidence(&id, received),
+        Key::quarantined(&id),
     ];
-    let found = candidates.iter().find_map(|p| std::fs::read(p).ok());
+    let found = candidates
+        .iter()
+        .find_map(|key| ctx.blobs.get(key).unwrap());
     assert!(
         found.is_some() || state == "quarantined",
         "{bundle_id} has no file"
@@ -289,15 +292,12 @@ async fn acknowledged_bundles_survive_server_kills_exactly_once() {
         3 * DAYS as i64 * 48
     );
     // No partial upload survived a restart, and the audit chain is intact.
-    let parts = std::fs::read_dir(ctx.dir.spool())
+    let parts = ctx
+        .blobs
+        .list(nachtwacht::base::blobs::SPOOL)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "part")
-        })
+        .iter()
+        .filter(|o| o.key.as_str().ends_with(".part"))
         .count();
     assert_eq!(parts, 0);
     assert!(matches!(
@@ -519,27 +519,33 @@ async fn a_decoder_killed_after_moving_a_bundle_into_quarantine_keeps_its_reason
         !killed.status.success(),
         "the decoder died at the failpoint"
     );
-    let in_between: Vec<String> = {
+    let spooled: Vec<String> = {
         let conn = ctx.db.lock();
         let mut stmt = conn
             .prepare("SELECT bundle_id FROM bundles WHERE state = 'spooled'")
             .unwrap();
-        let ids = stmt
-            .query_map([], |r| r.get::<_, String>(0))
+        stmt.query_map([], |r| r.get::<_, String>(0))
             .unwrap()
             .map(Result::unwrap)
-            .filter(|id| ctx.dir.quarantine().join(format!("{id}.age")).exists())
-            .collect();
-        ids
+            .collect()
     };
+    let in_between: Vec<String> = spooled
+        .into_iter()
+        .filter(|id| {
+            let id = nachtwacht_wire::BundleId::from_hex(id).unwrap();
+            let key = nachtwacht::base::blobs::Key::quarantined(&id);
+            ctx.blobs.exists(&key).unwrap()
+        })
+        .collect();
     assert_eq!(
         in_between.len(),
         1,
         "one bundle caught between move and row"
     );
     let victim = &in_between[0];
-    let reason_file = ctx.dir.quarantine().join(format!("{victim}.reason"));
-    let recorded = std::fs::read_to_string(&reason_file).unwrap();
+    let victim_id = nachtwacht_wire::BundleId::from_hex(victim).unwrap();
+    let reason_key = nachtwacht::base::blobs::Key::quarantine_reason(&victim_id);
+    let recorded = String::from_utf8(ctx.blobs.get(&reason_key).unwrap().unwrap()).unwrap();
     assert!(recorded.contains("not paired"), "{recorded}");
 
     let again = decode(None);
@@ -561,7 +567,10 @@ async fn a_decoder_killed_after_moving_a_bundle_into_quarantine_keeps_its_reason
         (state.as_str(), reason.as_str()),
         ("quarantined", recorded.as_str())
     );
-    assert_eq!(std::fs::read_to_string(&reason_file).unwrap(), recorded);
+    assert_eq!(
+        String::from_utf8(ctx.blobs.get(&reason_key).unwrap().unwrap()).unwrap(),
+        recorded
+    );
     let not_paired: i64 = ctx
         .db
         .lock()

@@ -7,6 +7,7 @@ mod common;
 use std::str::FromStr;
 
 use common::*;
+use nachtwacht::base::blobs::Key;
 use nachtwacht::base::config::Config;
 use nachtwacht::evaluate;
 use nachtwacht_station::SourceConfig;
@@ -84,8 +85,12 @@ async fn a_rotated_key_reaches_the_station_and_old_and_new_bundles_both_decode()
     );
     // The evidence copies show which key each bundle was sealed to.
     for (i, (id, received)) in all.iter().enumerate() {
-        let ciphertext =
-            std::fs::read(nachtwacht::decode::evidence_path(&t.ctx.dir, id, *received)).unwrap();
+        let ciphertext = t
+            .ctx
+            .blobs
+            .get(&Key::evidence(id, *received))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             opens_with(&ciphertext, &old_identity),
             i < before,
@@ -433,7 +438,7 @@ fn interleaved_good_and_corrupt_bundles_are_each_stored_or_quarantined() {
         key: &key,
     };
     let recipient = seal::parse_recipient(&station.server_age_recipient).unwrap();
-    let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
+    let spool = Spool::new(ctx.blobs.clone(), ctx.db.clone());
     let (mut good_rows, mut corrupt) = (0usize, Vec::new());
     for (i, content) in contents.iter().enumerate() {
         let mut sealed = seal::seal(content, &signer, &recipient).unwrap();
@@ -592,14 +597,20 @@ async fn a_quarantine_interrupted_after_the_move_keeps_its_reason() {
     let lock = nachtwacht::decode::DecodeLock::acquire(&t.ctx.dir).unwrap();
     upload_sealed(&station, &dir, &sealed).await;
     let victim = sealed[0].bundle_id;
-    let qdir = t.ctx.dir.quarantine();
-    std::fs::create_dir_all(&qdir).unwrap();
-    std::fs::write(qdir.join(format!("{victim}.reason")), "the original reason").unwrap();
-    std::fs::rename(
-        t.ctx.dir.spool().join(format!("{victim}.age")),
-        qdir.join(format!("{victim}.age")),
-    )
-    .unwrap();
+    let blobs = &t.ctx.blobs;
+    blobs
+        .put(&Key::quarantine_reason(&victim), b"the original reason")
+        .unwrap();
+    blobs
+        .move_all(&[(
+            Key::spooled(
+                &victim,
+                &nachtwacht_wire::protocol::sha256_hex(&sealed[0].ciphertext),
+            ),
+            Key::quarantined(&victim),
+        )])
+        .unwrap();
+    assert!(blobs.exists(&Key::quarantined(&victim)).unwrap());
     drop(lock);
     tokio::time::timeout(std::time::Duration::from_secs(120), t.server.decode_now())
         .await
@@ -619,10 +630,13 @@ async fn a_quarantine_interrupted_after_the_move_keeps_its_reason() {
         ("quarantined", "the original reason")
     );
     assert_eq!(
-        std::fs::read_to_string(qdir.join(format!("{victim}.reason"))).unwrap(),
-        "the original reason"
+        blobs
+            .get(&Key::quarantine_reason(&victim))
+            .unwrap()
+            .unwrap(),
+        b"the original reason"
     );
-    assert!(qdir.join(format!("{victim}.age")).exists());
+    assert!(blobs.exists(&Key::quarantined(&victim)).unwrap());
     t.server.shutdown().await;
 }
 

@@ -455,14 +455,12 @@ async fn bundles_are_verified_kept_as_evidence_and_pruned_after_retention() {
             |r| r.get(0),
         )
         .unwrap();
-    let evidence = nachtwacht::decode::evidence_path(&t.ctx.dir, &genuine[0].bundle_id, received);
-    assert_eq!(std::fs::read(&evidence).unwrap(), genuine[0].ciphertext);
-    assert!(!t
-        .ctx
-        .dir
-        .spool()
-        .join(format!("{}.age", genuine[0].bundle_id))
-        .exists());
+    use nachtwacht::base::blobs::Key;
+    let id = &genuine[0].bundle_id;
+    let evidence = t.ctx.blobs.get(&Key::evidence(id, received)).unwrap();
+    assert_eq!(evidence.as_ref(), Some(&genuine[0].ciphertext));
+    let sha256 = nachtwacht_wire::protocol::sha256_hex(&genuine[0].ciphertext);
+    assert!(!t.ctx.blobs.exists(&Key::spooled(id, &sha256)).unwrap());
     // Every stored row names its bundle.
     let rows: i64 = t
         .ctx
@@ -499,7 +497,7 @@ async fn bundles_are_verified_kept_as_evidence_and_pruned_after_retention() {
         .unwrap(),
         1
     );
-    assert!(!evidence.exists());
+    assert!(!t.ctx.blobs.exists(&Key::evidence(id, received)).unwrap());
     assert_eq!(
         t.count("SELECT count(*) FROM bundles WHERE evidence_pruned_at_ms IS NOT NULL"),
         1

@@ -315,7 +315,11 @@ async fn a_bundle_from_an_unassigned_device_is_quarantined_with_its_reason() {
         reason.contains("AM-UNKNOWN") && reason.contains("not paired"),
         "{reason}"
     );
-    let quarantined: Vec<_> = std::fs::read_dir(t.ctx.dir.quarantine()).unwrap().collect();
+    let quarantined = t
+        .ctx
+        .blobs
+        .list(nachtwacht::base::blobs::QUARANTINE)
+        .unwrap();
     assert_eq!(quarantined.len(), 2, "ciphertext and reason are kept");
     let listed = nachtwacht::decode::quarantine::list(&t.ctx, "test").unwrap();
     assert_eq!(listed.len(), 1);

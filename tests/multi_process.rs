@@ -156,10 +156,8 @@ fn evidence(ctx: &Context, id: &str) -> Vec<u8> {
         )
         .unwrap();
     let bundle_id = nachtwacht_wire::BundleId::from_hex(id).unwrap();
-    std::fs::read(nachtwacht::decode::evidence_path(
-        &ctx.dir, &bundle_id, received,
-    ))
-    .unwrap()
+    let key = nachtwacht::base::blobs::Key::evidence(&bundle_id, received);
+    ctx.blobs.get(&key).unwrap().expect("an evidence copy")
 }
 
 /// How many bundles the chain-of-custody entries of `action` name, over all entries.
@@ -279,10 +277,7 @@ async fn bundles_raced_to_three_nodes_are_stored_and_decoded_once() {
     );
     assert!(count(&ctx, "SELECT coalesce(sum(rows_stored), 0) FROM bundles") > 0);
     // The spool is empty: every file moved to evidence once, none left behind.
-    let left: Vec<_> = std::fs::read_dir(ctx.dir.spool())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let left = ctx.blobs.list(nachtwacht::base::blobs::SPOOL).unwrap();
     assert!(left.is_empty(), "spool left {left:?}");
     drop(nodes);
     let verify = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))

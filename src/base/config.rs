@@ -37,6 +37,95 @@ pub struct Config {
     pub operations: OperationsConfig,
     #[serde(default)]
     pub database: DatabaseConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// Where bundle ciphertexts are kept (spool, evidence, quarantine; see `crate::base::blobs`):
+/// files in the data directory (the default), or an S3-compatible bucket several nodes share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default)]
+    pub backend: StorageBackend,
+    /// The S3 endpoint, e.g. `https://s3.example.nl` (path-style requests are used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Keys are written under this prefix within the bucket (empty: at its root).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    #[serde(default = "defaults::s3_region")]
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// The file holding the secret access key (relative to the data directory, or absolute);
+    /// never the key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_file: Option<String>,
+    /// Certificate authorities (PEM) that sign the endpoint's certificate, besides the
+    /// system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Accept an `http://` endpoint: only for a store on this machine (tests, benchmarks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_http: bool,
+}
+
+impl StorageConfig {
+    /// S3 settings from `key=value` pairs separated by spaces (`endpoint`, `bucket`, `prefix`,
+    /// `region`, `access_key_id`, `secret_access_key_file`, `allow_http`), as the benchmarks'
+    /// `--s3` and the tests' `NACHTWACHT_TEST_S3` give them.
+    pub fn s3_from_pairs(spec: &str) -> std::result::Result<Self, String> {
+        let mut config = Self {
+            backend: StorageBackend::S3,
+            ..Self::default()
+        };
+        for pair in spec.split_whitespace() {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+            let some = Some(v.to_string());
+            match k {
+                "endpoint" => config.endpoint = some,
+                "bucket" => config.bucket = some,
+                "prefix" => config.prefix = v.to_string(),
+                "region" => config.region = v.to_string(),
+                "access_key_id" => config.access_key_id = some,
+                "secret_access_key_file" => config.secret_access_key_file = some,
+                "allow_http" => {
+                    config.allow_http = v.parse().map_err(|_| format!("allow_http={v}"))?
+                }
+                other => return Err(format!("unknown key {other}")),
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Local,
+            endpoint: None,
+            bucket: None,
+            prefix: String::new(),
+            region: defaults::s3_region(),
+            access_key_id: None,
+            secret_access_key_file: None,
+            ca_file: None,
+            allow_http: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Local,
+    S3,
 }
 
 /// Where the state lives: SQLite in the data directory (the default), or a PostgreSQL database
@@ -295,6 +384,9 @@ impl Default for CommunicationConfig {
 }
 
 mod defaults {
+    pub fn s3_region() -> String {
+        "us-east-1".into()
+    }
     pub fn metrics_listen() -> Option<std::net::SocketAddr> {
         Some("127.0.0.1:9464".parse().expect("addr"))
     }
@@ -471,6 +563,7 @@ impl Default for Config {
             notifications: NotificationsConfig::default(),
             operations: OperationsConfig::default(),
             database: DatabaseConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -530,6 +623,19 @@ impl Config {
                 "ingest.idle_timeout_secs must be at least 30 (stations keep alive every 20 s)"
                     .into(),
             );
+        }
+        if self.storage.backend == StorageBackend::S3 {
+            let s = &self.storage;
+            for (name, value) in [
+                ("endpoint", &s.endpoint),
+                ("bucket", &s.bucket),
+                ("access_key_id", &s.access_key_id),
+                ("secret_access_key_file", &s.secret_access_key_file),
+            ] {
+                if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                    p.push(format!("storage.{name} is required with backend = \"s3\""));
+                }
+            }
         }
         if crate::base::time::Zone::named(&self.http.time_zone).is_none() {
             p.push(format!(

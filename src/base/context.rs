@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::base::blobs::Blobs;
 use crate::base::config::{self, Config};
 use crate::base::datadir::{self, DataDir};
 use crate::base::db::{self, Db};
@@ -15,6 +16,8 @@ pub enum Error {
     Config(#[from] config::Error),
     #[error(transparent)]
     Db(#[from] db::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::base::blobs::Error),
     #[error("refusing to serve from {root}: {problem}")]
     NotPrivate {
         root: String,
@@ -36,6 +39,8 @@ pub struct Context {
     pub dir: DataDir,
     pub config: Config,
     pub db: Db,
+    /// Where bundle ciphertexts are kept: the data directory, or object storage.
+    pub blobs: Blobs,
 }
 
 impl Context {
@@ -47,7 +52,13 @@ impl Context {
         datadir::restrict_umask();
         let config = Config::load(&dir.config())?;
         let db = Db::open_target(&crate::base::db::Target::of(&config.database, &dir))?;
-        Ok(Self { dir, config, db })
+        let blobs = Blobs::open(&config.storage, &dir)?;
+        Ok(Self {
+            dir,
+            config,
+            db,
+            blobs,
+        })
     }
 
     /// Refuses a data directory that other accounts can read (see [`DataDir::check_private`]).

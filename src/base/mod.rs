@@ -4,6 +4,7 @@
 //! three for the stages.
 
 pub mod archive;
+pub mod blobs;
 pub mod config;
 pub mod context;
 pub mod datadir;

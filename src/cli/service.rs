@@ -24,6 +24,28 @@ pub struct InitArgs {
     /// The file with the PostgreSQL password (never on the command line).
     #[arg(long, value_name = "FILE", requires = "database_url")]
     database_password_file: Option<String>,
+    /// Keep bundle ciphertexts (spool, evidence, quarantine) in this S3-compatible endpoint's
+    /// bucket instead of the data directory, e.g. `https://s3.example.nl`.
+    #[arg(long, value_name = "URL", requires_all = ["s3_bucket", "s3_access_key_id", "s3_secret_key_file"])]
+    s3_endpoint: Option<String>,
+    #[arg(long, value_name = "NAME", requires = "s3_endpoint")]
+    s3_bucket: Option<String>,
+    /// Keys go under this prefix in the bucket.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        requires = "s3_endpoint",
+        default_value = ""
+    )]
+    s3_prefix: String,
+    #[arg(long, value_name = "ID", requires = "s3_endpoint")]
+    s3_access_key_id: Option<String>,
+    /// The file with the secret access key (never on the command line).
+    #[arg(long, value_name = "FILE", requires = "s3_endpoint")]
+    s3_secret_key_file: Option<std::path::PathBuf>,
+    /// Accept an `http://` endpoint (a store on this machine only).
+    #[arg(long, requires = "s3_endpoint")]
+    s3_allow_http: bool,
 }
 
 pub fn init(args: InitArgs) -> anyhow::Result<()> {
@@ -34,9 +56,24 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
             url,
             args.database_password_file.as_deref(),
         );
-        let problems = config.problems();
-        anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
     }
+    if let Some(endpoint) = &args.s3_endpoint {
+        let secret = args.s3_secret_key_file.as_ref().expect("required by clap");
+        let secret =
+            std::path::absolute(secret).with_context(|| format!("{}", secret.display()))?;
+        config.storage = nachtwacht::base::config::StorageConfig {
+            backend: nachtwacht::base::config::StorageBackend::S3,
+            endpoint: Some(endpoint.clone()),
+            bucket: args.s3_bucket.clone(),
+            prefix: args.s3_prefix.clone(),
+            access_key_id: args.s3_access_key_id.clone(),
+            secret_access_key_file: Some(secret.display().to_string()),
+            allow_http: args.s3_allow_http,
+            ..Default::default()
+        };
+    }
+    let problems = config.problems();
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
     let data_dir = &args.dir.data_dir;
     let r = nachtwacht::server::init::init(data_dir, &config, nachtwacht::base::time::now_ms())
         .context("init")?;

@@ -10,29 +10,33 @@ impl Decoder {
     pub(super) fn process(
         &self,
         bundle_id: &BundleId,
-        evidence: &std::path::Path,
-        received_at_ms: i64,
+        keys: &Keys,
         identities: &[age::x25519::Identity],
     ) -> Result<Result<Processed, Reject>> {
-        let mut path = self.spool.path_of(bundle_id);
-        if !path.exists() && evidence.exists() {
-            path = evidence.to_path_buf();
+        let blobs = &self.ctx.blobs;
+        let received_at_ms = keys.received_at_ms;
+        // Waiting in the spool; or moved to evidence by a batch whose commit did not happen.
+        let mut ciphertext = blobs.get(&keys.spooled)?;
+        if ciphertext.is_none() {
+            ciphertext = blobs.get(&keys.evidence)?;
         }
-        if !path.exists() {
+        let Some(ciphertext) = ciphertext else {
             // A quarantine interrupted between moving the file and updating its row (see
             // [`Decoder::quarantine`]): finish it with the reason recorded then, not a new one.
-            let qdir = self.ctx.dir.quarantine();
-            if qdir.join(format!("{bundle_id}.age")).exists() {
-                let reason = std::fs::read_to_string(qdir.join(format!("{bundle_id}.reason")))
-                    .unwrap_or_else(|e| {
+            if blobs.exists(&Key::quarantined(bundle_id))? {
+                let reason = match blobs.get(&Key::quarantine_reason(bundle_id)) {
+                    Ok(Some(r)) => String::from_utf8_lossy(&r).into_owned(),
+                    Ok(None) => "quarantined before a restart; reason file missing".into(),
+                    Err(e) => {
                         format!("quarantined before a restart; reason file unreadable: {e}")
-                    });
+                    }
+                };
                 return Ok(Err(Reject::new(reason)));
             }
-        }
-        let ciphertext = match std::fs::read(&path) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(Reject::new(format!("spool file unreadable: {e}")))),
+            return Ok(Err(Reject::new(format!(
+                "spool file unreadable: {} is in neither the spool nor the evidence store",
+                keys.spooled
+            ))));
         };
         let plaintext = match age::Decryptor::new_buffered(&ciphertext[..])
             .and_then(|d| d.decrypt(identities.iter().map(|i| i as &dyn age::Identity)))

@@ -1,20 +1,9 @@
-//! The evidence store: each processed bundle's original ciphertext kept under `evidence/` for the
+//! The evidence store: each processed bundle's original ciphertext kept under `evidence/` (in the
+//! ciphertext store, [`crate::base::blobs`]) for the
 //! retention the policy sets (chain of custody, `retention.toml` `[evidence]`), and pruned after it
 //! by the retention run (`crate::lifecycle::retention`).
 
 use super::*;
-
-/// Where a processed bundle's ciphertext is kept as evidence.
-pub fn evidence_path(
-    dir: &crate::base::datadir::DataDir,
-    bundle_id: &BundleId,
-    received_at_ms: i64,
-) -> std::path::PathBuf {
-    let day = chrono::DateTime::from_timestamp_millis(received_at_ms)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "unknown".into());
-    dir.evidence().join(day).join(format!("{bundle_id}.age"))
-}
 
 /// Deletes evidence copies received more than `keep_days` before `now_ms`, except those of
 /// bundles in `held` (under a legal hold), and records it in the bundle rows and the audit log.
@@ -49,18 +38,8 @@ pub fn prune_evidence(
     }
     for (id, received_at_ms) in &due {
         if let Some(bundle_id) = BundleId::from_hex(id) {
-            let path = evidence_path(&ctx.dir, &bundle_id, *received_at_ms);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(crate::base::fsio::Error {
-                        path: path.display().to_string(),
-                        source,
-                    }
-                    .into())
-                }
-            }
+            ctx.blobs
+                .remove(&Key::evidence(&bundle_id, *received_at_ms))?;
         }
     }
     let mut conn = ctx.db.lock();

@@ -19,7 +19,7 @@ use memory::MemoryBudget;
 pub use memory::DECODE_MEMORY_BUDGET;
 
 mod evidence;
-pub use evidence::{evidence_path, prune_evidence};
+pub use evidence::prune_evidence;
 
 pub mod quarantine;
 pub mod validate;
@@ -34,10 +34,10 @@ use nachtwacht_wire::signed::decode_signed;
 use nachtwacht_wire::{BundleId, Signal};
 use tracing::{debug, info, warn};
 
-use crate::base::fsio::move_all_durably;
+use crate::base::blobs::Key;
 use crate::base::Context;
 use crate::dataset;
-use crate::spool::{BundleState, Spool};
+use crate::spool::BundleState;
 use crate::trust::audit;
 use crate::trust::pseudonym::Pseudonymiser;
 use validate::FlagCounts;
@@ -50,6 +50,8 @@ pub enum Error {
     Spool(#[from] crate::spool::Error),
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::base::blobs::Error),
     #[error(transparent)]
     Dataset(#[from] dataset::Error),
     #[error(transparent)]
@@ -72,6 +74,7 @@ impl Error {
                 | Error::LeaseLost
                 | Error::Spool(_)
                 | Error::File(_)
+                | Error::Storage(_)
                 | Error::Secrets(_)
                 | Error::Audit(_)
                 | Error::Dataset(
@@ -147,9 +150,17 @@ struct Processed {
 
 /// Accepted bundles whose rows are written together: one file per signal and day for the whole
 /// batch, then one transaction that catalogues the files and marks every bundle processed.
+/// Where a bundle's ciphertext waits, and where it goes once its batch commits.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    pub spooled: Key,
+    pub evidence: Key,
+    pub received_at_ms: i64,
+}
+
 #[derive(Default)]
 struct Batch {
-    bundles: Vec<(BundleId, std::path::PathBuf, Processed)>,
+    bundles: Vec<(BundleId, Keys, Processed)>,
     rows: usize,
 }
 
@@ -218,7 +229,6 @@ enum Deferral {
 
 pub struct Decoder {
     ctx: Context,
-    spool: Spool,
     pseudonyms: Pseudonymiser,
     memory: MemoryBudget,
     /// The decode lease of the pass under way ([`pass`]): a batch commits only while it is held.
@@ -233,10 +243,8 @@ impl Decoder {
     const OPEN_PER_CORE: usize = 4;
 
     pub fn new(ctx: Context, pseudonyms: Pseudonymiser) -> Self {
-        let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
         Self {
             ctx,
-            spool,
             pseudonyms,
             memory: MemoryBudget::new(),
             lease: std::sync::Mutex::new(None),
@@ -253,17 +261,17 @@ impl Decoder {
 
     /// Processes every spooled bundle. Blocking: run on a blocking thread.
     pub fn process_pending(&self) -> Result<DecodeReport> {
-        let pending: Vec<(String, i64)> = {
+        let pending: Vec<(String, i64, String)> = {
             let conn = self.ctx.db.lock();
             let mut stmt = conn.prepare(
-                "SELECT bundle_id, received_at_ms FROM bundles
+                "SELECT bundle_id, received_at_ms, sha256 FROM bundles
                   WHERE state = ?2 AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?1)
                   ORDER BY received_at_ms, bundle_id",
             )?;
 
             stmt.query_map(
                 crate::params![crate::base::time::now_ms(), BundleState::Spooled],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?
             .collect::<Result<Vec<_>, _>>()?
         };
@@ -301,35 +309,38 @@ impl Decoder {
     /// one reported).
     fn open_all(
         &self,
-        pending: Vec<(String, i64)>,
+        pending: Vec<(String, i64, String)>,
         identities: &[age::x25519::Identity],
         to_writer: std::sync::mpsc::SyncSender<Batch>,
     ) -> Result<(usize, usize)> {
         let mut counts = (0, 0);
         let mut batch = Batch::default();
-        let pending: Vec<(BundleId, i64)> = pending
+        let pending: Vec<(BundleId, Keys)> = pending
             .into_iter()
-            .filter_map(|(id, received_at_ms)| Some((BundleId::from_hex(&id)?, received_at_ms)))
+            .filter_map(|(id, received_at_ms, sha256)| {
+                let id = BundleId::from_hex(&id)?;
+                let keys = Keys {
+                    spooled: Key::spooled(&id, &sha256),
+                    evidence: Key::evidence(&id, received_at_ms),
+                    received_at_ms,
+                };
+                Some((id, keys))
+            })
             .collect();
         // A few bundles per core are opened at a time, in parallel; their outcomes are then taken
         // in spool order, so batches and quarantine decisions are what a sequential pass makes.
         for chunk in pending.chunks(Self::OPEN_PER_CORE * crate::base::parallel::cores()) {
-            let opened =
-                crate::base::parallel::map_in_order(chunk, |(bundle_id, received_at_ms)| {
-                    let evidence = evidence_path(&self.ctx.dir, bundle_id, *received_at_ms);
-                    let outcome = match catching(|| {
-                        self.process(bundle_id, &evidence, *received_at_ms, identities)
-                    }) {
-                        Ok(Ok(Ok(processed))) => Ok(Opened::Accepted(processed)),
-                        Ok(Ok(Err(reject))) => Ok(Opened::Rejected(reject)),
-                        Ok(Err(e)) if e.is_environmental() => Err(e),
-                        Ok(Err(e)) => Ok(Opened::Failed(e.to_string())),
-                        Err(panic) => Ok(Opened::Failed(panic)),
-                    };
-                    (evidence, outcome)
-                });
-            for ((bundle_id, _), (evidence, outcome)) in chunk.iter().zip(opened) {
-                self.take_opened(*bundle_id, evidence, outcome?, &mut batch, &mut counts)?;
+            let opened = crate::base::parallel::map_in_order(chunk, |(bundle_id, keys)| {
+                match catching(|| self.process(bundle_id, keys, identities)) {
+                    Ok(Ok(Ok(processed))) => Ok(Opened::Accepted(processed)),
+                    Ok(Ok(Err(reject))) => Ok(Opened::Rejected(reject)),
+                    Ok(Err(e)) if e.is_environmental() => Err(e),
+                    Ok(Err(e)) => Ok(Opened::Failed(e.to_string())),
+                    Err(panic) => Ok(Opened::Failed(panic)),
+                }
+            });
+            for ((bundle_id, keys), outcome) in chunk.iter().zip(opened) {
+                self.take_opened(*bundle_id, keys.clone(), outcome?, &mut batch, &mut counts)?;
                 if batch.is_full() && to_writer.send(std::mem::take(&mut batch)).is_err() {
                     return Ok(counts);
                 }
@@ -348,7 +359,7 @@ impl Decoder {
     fn take_opened(
         &self,
         bundle_id: BundleId,
-        evidence: std::path::PathBuf,
+        keys: Keys,
         outcome: Opened,
         batch: &mut Batch,
         counts: &mut (usize, usize),
@@ -356,11 +367,11 @@ impl Decoder {
         match outcome {
             Opened::Accepted(processed) => {
                 batch.rows += processed.stored;
-                batch.bundles.push((bundle_id, evidence, processed));
+                batch.bundles.push((bundle_id, keys, processed));
             }
             Opened::Rejected(Reject { reason, person }) => {
                 counts.0 += 1;
-                self.quarantine(&bundle_id, &reason)?;
+                self.quarantine(&bundle_id, &keys.spooled, &reason)?;
                 if let Some(person) = person {
                     self.ctx.db.lock().execute(
                         "UPDATE bundles SET person_id = ?2 WHERE bundle_id = ?1",
@@ -369,7 +380,7 @@ impl Decoder {
                 }
                 warn!(bundle = %bundle_id, %reason, "bundle quarantined");
             }
-            Opened::Failed(error) => match self.record_failure(&bundle_id, &error)? {
+            Opened::Failed(error) => match self.record_failure(&bundle_id, &keys, &error)? {
                 Deferral::Later => counts.1 += 1,
                 Deferral::SetAside => counts.0 += 1,
             },
@@ -379,7 +390,7 @@ impl Decoder {
 
     /// Counts an unexpected failure against a bundle: it is tried again after a back-off, and
     /// quarantined with the failure as its reason once it has failed [`MAX_ATTEMPTS`] times.
-    fn record_failure(&self, bundle_id: &BundleId, error: &str) -> Result<Deferral> {
+    fn record_failure(&self, bundle_id: &BundleId, keys: &Keys, error: &str) -> Result<Deferral> {
         let error: String = error.chars().take(2_000).collect();
         let attempts: i64 = {
             let mut conn = self.ctx.db.lock();
@@ -403,7 +414,7 @@ impl Decoder {
         if attempts >= MAX_ATTEMPTS {
             let reason = format!("processing failed {attempts} times; last: {error}");
             warn!(bundle = %bundle_id, %reason, "bundle set aside");
-            self.quarantine(bundle_id, &reason)?;
+            self.quarantine(bundle_id, &keys.spooled, &reason)?;
             Ok(Deferral::SetAside)
         } else {
             warn!(bundle = %bundle_id, attempts, %error, "bundle processing failed; will retry");
@@ -421,8 +432,8 @@ impl Decoder {
             Err(panic) => panic,
         };
         if batch.bundles.len() == 1 {
-            let (bundle_id, _, _) = &batch.bundles[0];
-            match self.record_failure(bundle_id, &failure)? {
+            let (bundle_id, keys, _) = &batch.bundles[0];
+            match self.record_failure(bundle_id, keys, &failure)? {
                 Deferral::Later => report.deferred += 1,
                 Deferral::SetAside => report.quarantined += 1,
             }
@@ -466,10 +477,9 @@ impl Decoder {
         let moves: Vec<_> = batch
             .bundles
             .iter()
-            .map(|(bundle_id, evidence, _)| (self.spool.path_of(bundle_id), evidence.clone()))
-            .filter(|(spooled, _)| spooled.exists())
+            .map(|(_, keys, _)| (keys.spooled.clone(), keys.evidence.clone()))
             .collect();
-        move_all_durably(&moves)?;
+        self.ctx.blobs.move_all(&moves)?;
         let now = crate::base::time::now_ms();
         let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut conn = self.ctx.db.lock();
@@ -538,8 +548,8 @@ impl Decoder {
     /// is written durably first, then the ciphertext is moved, then the row updated. A crash after
     /// the move leaves a `spooled` row whose file is in `quarantine/`; the next pass finishes the
     /// quarantine with the recorded reason (see [`Decoder::process`]).
-    fn quarantine(&self, bundle_id: &BundleId, reason: &str) -> Result<()> {
-        crate::decode::quarantine::move_in(&self.ctx.dir, &self.spool, bundle_id, reason)?;
+    fn quarantine(&self, bundle_id: &BundleId, spooled: &Key, reason: &str) -> Result<()> {
+        crate::decode::quarantine::move_in(&self.ctx.blobs, bundle_id, spooled, reason)?;
         self.ctx.db.lock().execute(
             "UPDATE bundles SET state = ?4, reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
               WHERE bundle_id = ?1",
@@ -619,7 +629,6 @@ pub fn pass(decoder: &Decoder) -> Result<(DecodeReport, dataset::CompactionRepor
 mod tests {
     use super::*;
     use sha2::Digest;
-    use std::path::PathBuf;
 
     /// A data directory with one enrolled station and one spooled bundle (its bytes are no
     /// bundle; these tests never open it).
@@ -636,7 +645,8 @@ mod tests {
         crate::registry::enroll::add_station(&ctx, "home-1", "test").unwrap();
         let id = BundleId([9; 16]);
         let body = b"ciphertext".to_vec();
-        std::fs::write(ctx.dir.spool().join(format!("{id}.age")), &body).unwrap();
+        let sha256 = hex::encode(sha2::Sha256::digest(&body));
+        ctx.blobs.put(&Key::spooled(&id, &sha256), &body).unwrap();
         crate::spool::insert_row(
             &ctx.db.lock(),
             &crate::spool::Spooled {
@@ -644,12 +654,21 @@ mod tests {
                 station_id: 1,
                 sequence: 1,
                 size: body.len() as u64,
-                sha256: &hex::encode(sha2::Sha256::digest(&body)),
+                sha256: &sha256,
                 received_at_ms: crate::base::time::now_ms(),
             },
         )
         .unwrap();
         (tmp, ctx, id)
+    }
+
+    /// The keys of the bundle of [`one_spooled_bundle`].
+    fn keys(id: &BundleId) -> Keys {
+        Keys {
+            spooled: Key::spooled(id, &hex::encode(sha2::Sha256::digest(b"ciphertext"))),
+            evidence: Key::evidence(id, 0),
+            received_at_ms: 0,
+        }
     }
 
     fn state(ctx: &Context, id: &BundleId) -> (String, i64, Option<String>) {
@@ -679,7 +698,7 @@ mod tests {
             decoder
                 .take_opened(
                     id,
-                    PathBuf::new(),
+                    keys(&id),
                     Opened::Failed(panic.clone()),
                     &mut batch,
                     &mut counts,
@@ -693,7 +712,7 @@ mod tests {
         decoder
             .take_opened(
                 id,
-                PathBuf::new(),
+                keys(&id),
                 Opened::Failed(panic),
                 &mut batch,
                 &mut counts,
@@ -704,7 +723,7 @@ mod tests {
         assert!(reason
             .unwrap()
             .contains("processing failed 5 times; last: panic: day out of range"));
-        assert!(ctx.dir.quarantine().join(format!("{id}.age")).exists());
+        assert!(ctx.blobs.exists(&Key::quarantined(&id)).unwrap());
         // The operator sends it back: attempts start again.
         crate::decode::quarantine::retry(&ctx, &id.to_hex(), "test").unwrap();
         assert_eq!(state(&ctx, &id).0, "spooled");
@@ -725,7 +744,7 @@ mod tests {
         let (st, _, reason) = state(&ctx, &id);
         assert_eq!(st, "quarantined");
         assert_eq!(reason.unwrap(), "quarantined by test: suspected poison");
-        assert!(!ctx.dir.spool().join(format!("{id}.age")).exists());
+        assert!(!ctx.blobs.exists(&keys(&id).spooled).unwrap());
         // Only a waiting bundle can be put aside.
         assert!(crate::decode::quarantine::put(&ctx, &id.to_hex(), "again", "test").is_err());
         crate::decode::quarantine::retry(&ctx, &id.to_hex(), "test").unwrap();

@@ -1,6 +1,7 @@
 //! Quarantined bundles: what the decode worker could not process, kept with its reason.
 //!
-//! A bundle lands in `quarantine/<bundle id>.age` with a `.reason` file next to it, and its row
+//! A bundle lands in `quarantine/<bundle id>.age` (in the ciphertext store,
+//! [`crate::base::blobs`]) with a `.reason` object next to it, and its row
 //! in `bundles` says `quarantined` with the same reason. Nothing is dropped: once the cause is
 //! fixed (a device assigned or paired, a key restored) an operator sends it back through decoding
 //! with `nachtwacht quarantine retry`. Listing, showing and retrying are audited: a quarantined
@@ -10,9 +11,9 @@ use nachtwacht_wire::BundleId;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::base::fsio::move_durably;
+use crate::base::blobs::{Blobs, Key};
 use crate::base::Context;
-use crate::spool::{BundleState, Spool};
+use crate::spool::BundleState;
 use crate::trust::audit;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +30,10 @@ pub enum Error {
         expected: String,
         found: String,
     },
-    #[error("bundle {bundle}: {path}: {source}")]
-    Io {
-        bundle: String,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("bundle {bundle}: its ciphertext {key} is gone; not retried")]
+    Missing { bundle: String, key: String },
+    #[error(transparent)]
+    Storage(#[from] crate::base::blobs::Error),
     #[error(transparent)]
     Spool(#[from] crate::spool::Error),
     #[error(transparent)]
@@ -124,17 +122,16 @@ fn entries(ctx: &Context, bundle: Option<&str>) -> Result<Vec<Entry>> {
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows
-        .into_iter()
+    drop(stmt);
+    drop(conn);
+    rows.into_iter()
         .map(|mut e| {
-            e.file_present = ctx
-                .dir
-                .quarantine()
-                .join(format!("{}.age", e.bundle_id))
-                .exists();
-            e
+            if let Some(id) = BundleId::from_hex(&e.bundle_id) {
+                e.file_present = ctx.blobs.exists(&Key::quarantined(&id))?;
+            }
+            Ok(e)
         })
-        .collect())
+        .collect()
 }
 
 /// Moves a waiting bundle's ciphertext into `quarantine/` beside its reason, in the order that
@@ -142,17 +139,14 @@ fn entries(ctx: &Context, bundle: Option<&str>) -> Result<Vec<Entry>> {
 /// after; a decode pass that finds the file moved but the row still `spooled` finishes the
 /// quarantine with the recorded reason (`decode`), so a kill between the two loses nothing.
 pub(crate) fn move_in(
-    dir: &crate::base::datadir::DataDir,
-    spool: &Spool,
+    blobs: &Blobs,
     bundle_id: &BundleId,
+    spooled: &Key,
     reason: &str,
 ) -> crate::spool::Result<()> {
-    let qdir = dir.quarantine();
-    std::fs::create_dir_all(&qdir).map_err(crate::base::fsio::io_err(&qdir))?;
-    crate::base::fsio::write_durably(&qdir.join(format!("{bundle_id}.reason")), reason.as_bytes())?;
-    let from = spool.path_of(bundle_id);
-    if from.exists() {
-        move_durably(&from, &qdir.join(format!("{bundle_id}.age")))?;
+    blobs.put(&Key::quarantine_reason(bundle_id), reason.as_bytes())?;
+    blobs.move_all(&[(spooled.clone(), Key::quarantined(bundle_id))])?;
+    if blobs.exists(&Key::quarantined(bundle_id))? {
         crate::base::failpoint::hit(crate::base::failpoint::Point::QuarantineAfterMove);
     }
     Ok(())
@@ -197,15 +191,15 @@ pub fn retry(ctx: &Context, bundle: &str, actor: &str) -> Result<()> {
         .pop()
         .ok_or_else(|| Error::NotQuarantined(bundle.into()))?;
     let id = BundleId::from_hex(bundle).ok_or_else(|| Error::NotQuarantined(bundle.into()))?;
-    let qfile = ctx.dir.quarantine().join(format!("{bundle}.age"));
-    let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
-    let target = spool.path_of(&id);
-    // A retry interrupted after the move finds the file in the spool already.
-    let source = if qfile.exists() { &qfile } else { &target };
-    let bytes = std::fs::read(source).map_err(|e| Error::Io {
+    let (quarantined, spooled) = (Key::quarantined(&id), Key::spooled(&id, &entry.sha256));
+    // A retry interrupted after the move finds the ciphertext in the spool already.
+    let bytes = match ctx.blobs.get(&quarantined)? {
+        Some(bytes) => Some(bytes),
+        None => ctx.blobs.get(&spooled)?,
+    }
+    .ok_or_else(|| Error::Missing {
         bundle: bundle.into(),
-        path: source.display().to_string(),
-        source: e,
+        key: quarantined.to_string(),
     })?;
     let found = hex::encode(Sha256::digest(&bytes));
     if found != entry.sha256 {
@@ -215,9 +209,7 @@ pub fn retry(ctx: &Context, bundle: &str, actor: &str) -> Result<()> {
             found,
         });
     }
-    if qfile.exists() {
-        move_durably(&qfile, &target)?;
-    }
+    ctx.blobs.move_all(&[(quarantined, spooled)])?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let n = tx.execute(
@@ -240,13 +232,10 @@ pub fn retry(ctx: &Context, bundle: &str, actor: &str) -> Result<()> {
     tx.commit()?;
     // The reason file stays until the retry's outcome replaces it (quarantined again) — it is
     // evidence of what happened — but it no longer describes a file in quarantine/.
-    let reason = ctx.dir.quarantine().join(format!("{bundle}.reason"));
-    let _ = std::fs::rename(
-        &reason,
-        ctx.dir
-            .quarantine()
-            .join(format!("{bundle}.reason.retried-{}", entry.retries + 1)),
-    );
+    ctx.blobs.move_all(&[(
+        Key::quarantine_reason(&id),
+        Key::retried_reason(&id, entry.retries + 1),
+    )])?;
     Ok(())
 }
 
@@ -260,26 +249,21 @@ pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()>
     }
     let reason = format!("quarantined by {actor}: {reason}");
     let id = BundleId::from_hex(bundle).ok_or_else(|| Error::NotSpooled(bundle.into()))?;
-    let state: Option<BundleState> = {
+    let row: Option<(BundleState, String)> = {
         use crate::base::db::OptionalExtension;
         ctx.db
             .lock()
             .query_row(
-                "SELECT state FROM bundles WHERE bundle_id = ?1",
+                "SELECT state, sha256 FROM bundles WHERE bundle_id = ?1",
                 [bundle],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
     };
-    if state != Some(BundleState::Spooled) {
+    let Some((BundleState::Spooled, sha256)) = row else {
         return Err(Error::NotSpooled(bundle.into()));
-    }
-    move_in(
-        &ctx.dir,
-        &Spool::new(ctx.dir.spool(), ctx.db.clone()),
-        &id,
-        &reason,
-    )?;
+    };
+    move_in(&ctx.blobs, &id, &Key::spooled(&id, &sha256), &reason)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let n = tx.execute(

@@ -1,13 +1,12 @@
 //! Group commit: many stream tasks hand over verified bundles, one thread makes them durable together.
 //!
 //! fsync latency would otherwise cap ingest at one bundle per (file fsync + directory fsync + WAL
-//! fsync). Here the committer takes every bundle that is ready, writes each to its spool file, makes
-//! the batch durable with an fsync per file and one directory fsync
-//! ([`crate::base::fsio::write_files_durably`]), then registers them all in one SQL transaction. Stream tasks
-//! wait for their batch's outcome before acknowledging.
+//! fsync). Here the committer takes every bundle that is ready, places each in the spool
+//! ([`crate::base::blobs::Blobs::place_all`]: locally an fsync per file and one directory fsync;
+//! on object storage the PUTs in parallel), then registers them all in one SQL transaction.
+//! Stream tasks wait for their batch's outcome before acknowledging.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use nachtwacht_wire::UploadHeader;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
 
+use crate::base::blobs::Key;
 use crate::spool::{self, Known, Spool};
 use crate::trust::audit;
 
@@ -144,22 +144,25 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
         };
         outcomes.push(outcome);
     }
-    // 1. Files, made durable together, never replacing a file that is there (another process's
-    //    upload of the same id). A file without its row (a crash, or a failure before the
-    //    transaction) is never acknowledged; it is swept later or kept for the re-send.
+    // 1. Objects, made durable together, each named by its id and digest: another process's
+    //    upload of the same id with other content has a key of its own, and one with the same
+    //    content writes the same bytes. An object without its row (a crash, a failure before the
+    //    transaction, or the loser of a race for the id) is never acknowledged; it is swept later
+    //    or kept for the re-send.
     let to_place: Vec<usize> = (0..batch.len())
         .filter(|&i| outcomes[i] == Outcome::Stored)
         .collect();
-    let files: Vec<(PathBuf, &[u8])> = to_place
+    let files: Vec<(Key, &[u8])> = to_place
         .iter()
         .map(|&i| {
             let job = &batch[i];
-            (spool.path_of(&job.header.bundle_id), job.body.as_slice())
+            let h = &job.header;
+            (Key::spooled(&h.bundle_id, &h.sha256), job.body.as_slice())
         })
         .collect();
-    let placed = crate::base::fsio::place_files_durably(spool.dir(), &files)?;
+    let placed = spool.blobs().place_all(&files)?;
     for (&i, placed) in to_place.iter().zip(placed) {
-        if placed == crate::base::fsio::Placed::Other {
+        if placed == crate::base::blobs::Placed::Other {
             // Another upload of this id with other content holds the file: not ours to store.
             outcomes[i] = Outcome::Conflict;
         }
@@ -216,7 +219,8 @@ mod tests {
     use crate::base::db::Db;
     use nachtwacht_wire::BundleId;
 
-    /// A spool directory and database with one enrolled station (id 1, name `s`).
+    /// A spool (the tests' ciphertext store) and database with one enrolled station (id 1,
+    /// name `s`).
     fn spool_with_station() -> (tempfile::TempDir, Db, Spool) {
         let tmp = tempfile::tempdir().unwrap();
         let db = crate::base::db::testing::open(tmp.path());
@@ -226,16 +230,13 @@ mod tests {
                 [],
             )
             .unwrap();
-        let dir = tmp.path().join("spool");
-        std::fs::create_dir(&dir).unwrap();
-        let spool = Spool::new(dir, db.clone());
+        let spool = Spool::new(crate::base::blobs::testing::open(tmp.path()), db.clone());
         (tmp, db, spool)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_uploads_of_one_bundle_are_stored_once() {
-        let (tmp, db, spool) = spool_with_station();
-        let dir = tmp.path().join("spool");
+        let (_tmp, db, spool) = spool_with_station();
         let committer = Committer::start(spool.clone()).unwrap();
 
         let mut tasks = Vec::new();
@@ -262,13 +263,10 @@ mod tests {
             .query_row("SELECT count(*) FROM bundles", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 20);
-        // One file per stored bundle, nothing else.
-        let files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        assert_eq!(files.len(), 20);
-        assert!(files.iter().all(|p| p.extension().unwrap() == "age"));
+        // One object per stored bundle, nothing else.
+        let objects = spool.blobs().list(crate::base::blobs::SPOOL).unwrap();
+        assert_eq!(objects.len(), 20, "{objects:?}");
+        assert!(objects.iter().all(|o| o.key.as_str().ends_with(".age")));
         assert_eq!(spool.backlog_bytes(), 2000);
         // Forty commits arriving together do not cost forty directory fsyncs and SQL commits.
         let batches = committer.stats.batches.load(Ordering::Relaxed);
@@ -283,7 +281,16 @@ mod tests {
             committer.commit(1, header, other).await.unwrap(),
             Outcome::Conflict
         );
-        assert_eq!(std::fs::read(spool.path_of(&id)).unwrap(), vec![3u8; 100]);
+        let first = UploadHeader::for_ciphertext(id, "s", 3, &[3u8; 100]).sha256;
+        assert_eq!(
+            spool.blobs().get(&Key::spooled(&id, &first)).unwrap(),
+            Some(vec![3u8; 100])
+        );
+        let other_sha = UploadHeader::for_ciphertext(id, "s", 99, &[9u8; 100]).sha256;
+        assert_eq!(
+            spool.blobs().get(&Key::spooled(&id, &other_sha)).unwrap(),
+            None
+        );
     }
 
     /// Two uploads of one new id with different content, in the same batch: the first is stored,
@@ -309,6 +316,10 @@ mod tests {
             outcomes,
             vec![Outcome::Stored, Outcome::Conflict, Outcome::Duplicate]
         );
-        assert_eq!(std::fs::read(spool.path_of(&id)).unwrap(), vec![1u8; 50]);
+        let first = UploadHeader::for_ciphertext(id, "s", 1, &[1u8; 50]).sha256;
+        assert_eq!(
+            spool.blobs().get(&Key::spooled(&id, &first)).unwrap(),
+            Some(vec![1u8; 50])
+        );
     }
 }

@@ -131,7 +131,7 @@ impl Ingest {
         .map_err(|source| Error::Bind { addr, source })?;
         let reader = crate::base::db::Db::open_target(ctx.db.target())
             .map_err(|e| Error::Tls(format!("opening a read connection: {e}")))?;
-        let spool = Spool::new(ctx.dir.spool(), ctx.db.clone()).with_reader(reader);
+        let spool = Spool::new(ctx.blobs.clone(), ctx.db.clone()).with_reader(reader);
         let swept = spool.sweep_unregistered()?;
         if swept > 0 {
             info!(

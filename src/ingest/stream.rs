@@ -270,8 +270,10 @@ impl Shared {
             ));
         }
         match self.spool.available_disk_bytes() {
-            Ok(free) if free >= cfg.min_free_disk_bytes + in_flight + h.size => {}
-            Ok(_) => {
+            // Object storage: its operators manage its capacity; a full store fails the PUT.
+            Ok(None) => {}
+            Ok(Some(free)) if free >= cfg.min_free_disk_bytes + in_flight + h.size => {}
+            Ok(Some(_)) => {
                 return Some(Ack::busy(
                     id,
                     "disk space reserve reached".into(),

@@ -55,6 +55,8 @@ pub enum Error {
     Evaluate(#[from] crate::evaluate::Error),
     #[error(transparent)]
     File(#[from] crate::base::fsio::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::base::blobs::Error),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
     #[error(transparent)]
@@ -724,14 +726,19 @@ impl Eraser<'_> {
     /// Deletes every file of a bundle: its evidence copy, its quarantined copy with its reason
     /// files, a spooled copy.
     fn bundle_files(&self, bundle: &str, received_at_ms: i64) -> Result<()> {
-        let dir = &self.ctx.dir;
-        let mut paths = vec![dir.spool().join(format!("{bundle}.age"))];
-        if let Some(id) = nachtwacht_wire::BundleId::from_hex(bundle) {
-            paths.push(crate::decode::evidence_path(dir, &id, received_at_ms));
+        use crate::base::blobs::{Key, QUARANTINE};
+        let blobs = &self.ctx.blobs;
+        let Some(id) = nachtwacht_wire::BundleId::from_hex(bundle) else {
+            return Ok(());
+        };
+        let mut keys = vec![Key::evidence(&id, received_at_ms)];
+        // Spooled copies (whatever their content), the quarantined copy, its reason and the
+        // reasons of earlier retries.
+        for prefix in [Key::spooled_prefix(&id), format!("{QUARANTINE}{bundle}")] {
+            keys.extend(blobs.list(&prefix)?.into_iter().map(|o| o.key));
         }
-        paths.extend(quarantine_files(&dir.quarantine(), bundle)?);
-        for path in paths {
-            crate::base::fsio::remove_if_exists(&path)?;
+        for key in keys {
+            blobs.remove(&key)?;
         }
         Ok(())
     }
@@ -797,28 +804,6 @@ impl Eraser<'_> {
         tx.commit()?;
         Ok(())
     }
-}
-
-/// `quarantine/<bundle>.age`, `.reason` and every `.reason.retried-<n>`.
-fn quarantine_files(qdir: &std::path::Path, bundle: &str) -> Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(qdir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(source) => {
-            return Err(crate::base::fsio::Error {
-                path: qdir.display().to_string(),
-                source,
-            }
-            .into())
-        }
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(bundle) {
-            out.push(entry.path());
-        }
-    }
-    Ok(out)
 }
 
 /// Runs the policy on the wall clock from `serve`'s housekeeping; returns what was erased.

@@ -47,6 +47,8 @@ pub enum Error {
     Audit(#[from] crate::trust::audit::Error),
     #[error("the state is in PostgreSQL: back it up with PostgreSQL's own tools (pg_basebackup with WAL archiving, or pg_dump) and the data directory's files with the file backup; see docs/deployment.md")]
     Postgres,
+    #[error("the bundle ciphertexts are in object storage ({0}): back the bucket up with the store's own replication or versioning; `nachtwacht backup` covers an installation on local files; see docs/deployment.md")]
+    ObjectStorage(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -174,6 +176,9 @@ pub fn backup(ctx: &Context, out: &Path, with_keys: bool, actor: &str) -> Result
     if ctx.db.backend() != crate::base::db::Backend::Sqlite {
         return Err(Error::Postgres);
     }
+    if ctx.blobs.local_root().is_none() {
+        return Err(Error::ObjectStorage(ctx.blobs.describe()));
+    }
     fresh(out)?;
     let root = ctx.dir.root().to_path_buf();
     // Retired dataset files stay on disk while the backup copies them.
@@ -225,19 +230,23 @@ pub fn backup(ctx: &Context, out: &Path, with_keys: bool, actor: &str) -> Result
 
     // Each bundle's ciphertext where the snapshot has it.
     let mut stmt = snapshot.prepare(
-        "SELECT bundle_id, state, received_at_ms, evidence_pruned_at_ms IS NOT NULL FROM bundles",
+        "SELECT bundle_id, state, received_at_ms, evidence_pruned_at_ms IS NOT NULL, sha256
+           FROM bundles",
     )?;
-    type Row = (String, String, i64, bool);
+    type Row = (String, String, i64, bool, String);
     let rows: Vec<Row> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
         .collect::<Result<_, _>>()?;
-    for (id, state, received_at_ms, pruned) in rows {
+    for (id, state, received_at_ms, pruned, sha256) in rows {
         let Some(bundle_id) = nachtwacht_wire::BundleId::from_hex(&id) else {
             continue;
         };
-        let spooled = ctx.dir.spool().join(format!("{bundle_id}.age"));
-        let evidence = crate::decode::evidence_path(&ctx.dir, &bundle_id, received_at_ms);
-        let quarantined = ctx.dir.quarantine().join(format!("{bundle_id}.age"));
+        use crate::base::blobs::Key;
+        let spooled = root.join(Key::spooled(&bundle_id, &sha256).as_str());
+        let evidence = root.join(Key::evidence(&bundle_id, received_at_ms).as_str());
+        let quarantined = root.join(Key::quarantined(&bundle_id).as_str());
         let (wanted, candidates): (&Path, Vec<&Path>) = match state.as_str() {
             // The decoder may have filed it since: it is the same ciphertext.
             "spooled" => (&spooled, vec![&spooled, &evidence, &quarantined]),
@@ -253,7 +262,7 @@ pub fn backup(ctx: &Context, out: &Path, with_keys: bool, actor: &str) -> Result
         };
         take(from, &rel(&root, wanted))?;
         if state == "quarantined" {
-            let reason = ctx.dir.quarantine().join(format!("{bundle_id}.reason"));
+            let reason = root.join(Key::quarantine_reason(&bundle_id).as_str());
             if reason.exists() {
                 take(&reason, &rel(&root, &reason))?;
             }

@@ -266,7 +266,29 @@ pub fn run(root: &Path, now_ms: i64) -> Report {
         }
     }
 
-    for folder in [dir.spool(), dir.evidence(), dir.quarantine()] {
+    // Object storage: a probe object written, read back and deleted. The ciphertexts'
+    // folders below are then unused.
+    let object_storage = config
+        .as_ref()
+        .is_some_and(|c| c.storage.backend == crate::base::config::StorageBackend::S3);
+    if let Some(config) = config.as_ref().filter(|_| object_storage) {
+        match crate::base::blobs::Blobs::open(&config.storage, &dir).and_then(|b| b.probe()) {
+            Ok(()) => {}
+            Err(e) => r.add(
+                Area::Storage,
+                Problem,
+                format!("the object storage takes no durable write: {e}"),
+                "check [storage] in nachtwacht.toml (endpoint, bucket, credentials) and that the \
+                 store is up",
+            ),
+        }
+    }
+    let folders = if object_storage {
+        vec![]
+    } else {
+        vec![dir.spool(), dir.evidence(), dir.quarantine()]
+    };
+    for folder in folders {
         // A folder made when first needed: the data directory it will be made in must take it.
         let folder = if folder.exists() {
             folder

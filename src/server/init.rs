@@ -37,6 +37,8 @@ pub enum Error {
     Rules(#[from] crate::evaluate::rules_files::Error),
     #[error(transparent)]
     Retention(#[from] crate::lifecycle::policy::Error),
+    #[error("object storage: {0}")]
+    Storage(#[from] crate::base::blobs::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -98,6 +100,8 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
     })?;
     crate::evaluate::rules_files::write_defaults(&dir)?;
     crate::lifecycle::policy::write_default(&dir)?;
+    // A bucket that cannot take a write now is named before anything else is made for it.
+    crate::base::blobs::Blobs::open(&config.storage, &dir)?.probe()?;
 
     let ca = pki::create_ca()?;
     std::fs::write(dir.ca_cert(), &ca.cert_pem).map_err(|source| Error::Io {

@@ -78,8 +78,11 @@ pub fn fresh_postgres_database(server: &str) -> String {
     format!("{server} dbname={name}")
 }
 
-/// `config` with its state in a new PostgreSQL database when the tests have a server.
-pub fn with_test_database(mut config: Config) -> Config {
+/// `config` with its state in a new PostgreSQL database when the tests have a server, and its
+/// ciphertexts under a new prefix of the tests' object storage when `NACHTWACHT_TEST_S3` names
+/// one (`nachtwacht::base::blobs::testing`).
+pub fn with_test_database(config: Config) -> Config {
+    let mut config = nachtwacht::base::blobs::testing::config(config);
     if let Some(server) = postgres_server() {
         config.database = nachtwacht::base::config::DatabaseConfig::postgres(
             &fresh_postgres_database(&server),
@@ -96,10 +99,24 @@ pub fn test_config() -> Config {
 
 /// `nachtwacht init`'s arguments that put the state where the tests keep it.
 pub fn init_database_args() -> Vec<String> {
-    match postgres_server() {
+    let mut args = match postgres_server() {
         Some(server) => vec!["--database-url".into(), fresh_postgres_database(&server)],
         None => Vec::new(),
+    };
+    if let Some(s3) = nachtwacht::base::blobs::testing::s3_config() {
+        let flags = [
+            ("--s3-endpoint", s3.endpoint),
+            ("--s3-bucket", s3.bucket),
+            ("--s3-prefix", Some(s3.prefix)),
+            ("--s3-access-key-id", s3.access_key_id),
+            ("--s3-secret-key-file", s3.secret_access_key_file),
+        ];
+        for (flag, value) in flags {
+            args.extend([flag.to_string(), value.expect("set by s3_config")]);
+        }
+        args.push("--s3-allow-http".into());
     }
+    args
 }
 
 /// Initialises `root` with `config` on the tests' database.

@@ -81,19 +81,10 @@ pub fn build(ctx: &Context, reader: Reader<'_>, alert_id: i64, now_ms: i64) -> R
     let station_names = station_names(ctx)?;
     for b in &conn_rows {
         let id = BundleId::from_hex(&b.id).expect("ids were checked");
-        let path = crate::decode::evidence_path(&ctx.dir, &id, b.received_at_ms);
-        let ciphertext = match std::fs::read(&path) {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                pruned.push(b.id.clone());
-                continue;
-            }
-            Err(source) => {
-                return Err(Error::Io {
-                    path: path.display().to_string(),
-                    source,
-                })
-            }
+        let key = crate::base::blobs::Key::evidence(&id, b.received_at_ms);
+        let Some(ciphertext) = ctx.blobs.get(&key)? else {
+            pruned.push(b.id.clone());
+            continue;
         };
         let (station, signature) = signature_inside(&ciphertext, &identities);
         signatures += &format!(

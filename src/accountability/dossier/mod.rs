@@ -35,6 +35,8 @@ pub enum Error {
     #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
+    Storage(#[from] crate::base::blobs::Error),
+    #[error(transparent)]
     Audit(#[from] crate::trust::audit::Error),
     #[error(transparent)]
     Dataset(#[from] crate::dataset::Error),

@@ -60,8 +60,10 @@ pub fn open(dir: &Path) -> Db {
     Db::open_target(&target(dir)).expect("the tests' database")
 }
 
-/// `config` with its state in the tests' database.
-pub fn config(mut config: crate::base::config::Config) -> crate::base::config::Config {
+/// `config` with its state in the tests' database (and its ciphertexts in the tests' object
+/// storage, when there is one: `crate::base::blobs::testing`).
+pub fn config(config: crate::base::config::Config) -> crate::base::config::Config {
+    let mut config = crate::base::blobs::testing::config(config);
     if let Some(server) = postgres_server() {
         config.database =
             crate::base::config::DatabaseConfig::postgres(&fresh_postgres_database(&server), None);

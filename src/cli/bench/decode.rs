@@ -35,10 +35,20 @@ pub struct DecodeArgs {
     /// Times each stage is measured (interleaved); medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Also run the decoder end to end with the ciphertexts in this S3-compatible bucket
+    /// (`key=value` pairs as for `bench ingest --s3`), interleaved with the other stages.
+    #[arg(long, value_name = "SETTINGS")]
+    pub s3: Option<String>,
 }
 
 /// Blocking; run it on a blocking thread.
 pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
+    let s3 = args
+        .s3
+        .as_deref()
+        .map(nachtwacht::base::config::StorageConfig::s3_from_pairs)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--s3: {e}"))?;
     let tmp = tempfile::tempdir().context("temporary directory")?;
     let root = tmp.path().join("data");
     init::init(&root, &Config::default(), nachtwacht::base::time::now_ms()).context("init")?;
@@ -108,7 +118,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
     );
 
     // Into the spool as the ingest leaves them: file durable, row `spooled`.
-    let spool = Spool::new(ctx.dir.spool(), ctx.db.clone());
+    let spool = Spool::new(ctx.blobs.clone(), ctx.db.clone());
     let received = nachtwacht::base::time::now_ms();
     for (i, s) in sealed.iter().enumerate() {
         spool.put_received(
@@ -158,8 +168,27 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     let (mut plain, mut default, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
+    let mut e2e_s3 = Vec::new();
     let mut report = None;
     for (r, copy) in copies.iter().enumerate() {
+        if let Some(s3) = &s3 {
+            let on_s3 = tmp.path().join(format!("run-{r}-s3"));
+            copy_dir(copy, &on_s3)?;
+            let ctx = to_object_storage(&on_s3, s3, &sealed, r)?;
+            let decoder = Decoder::new(
+                ctx.clone(),
+                nachtwacht::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?,
+            );
+            let (pass, wall, cpu) = timed(|| Ok(decoder.process_pending()?))?;
+            anyhow::ensure!(
+                pass.processed == sealed.len() && pass.quarantined == 0,
+                "decode from S3 processed {} and quarantined {} of {} bundles",
+                pass.processed,
+                pass.quarantined,
+                sealed.len()
+            );
+            e2e_s3.push(((), wall, cpu));
+        }
         let out = tmp.path().join(format!("plain-{r}"));
         plain.push(timed(|| write_plain(&bundles, &out))?);
         let out = tmp.path().join(format!("default-{r}"));
@@ -218,7 +247,12 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
             default_cpu,
         ),
         ("decode end to end (decrypt…catalogue)", e2e_wall, e2e_cpu),
-    ] {
+    ]
+    .into_iter()
+    .chain((!e2e_s3.is_empty()).then(|| {
+        let (wall, cpu) = medians(&e2e_s3);
+        ("decode end to end, ciphertexts on S3", wall, cpu)
+    })) {
         println!(
             "{name:<46} {wall:>8.3} {:>12.2} {:>10.2}",
             rate(wall),
@@ -256,7 +290,11 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
         ("plain write, our encodings", &plain),
         ("plain write, ArrowWriter defaults", &default),
         ("end to end", &e2e),
+        ("end to end, ciphertexts on S3", &e2e_s3),
     ] {
+        if runs.is_empty() {
+            continue;
+        }
         let walls: Vec<String> = runs.iter().map(|r| format!("{:.3}", r.1)).collect();
         println!("wall s per run, {name}: {}", walls.join(" "));
     }
@@ -311,6 +349,40 @@ fn write_with_defaults(bundles: &[Vec<SignalBatch>], dir: &std::path::Path) -> a
         }
     }
     Ok(())
+}
+
+/// Moves the prepared data directory `root` onto object storage: its configuration names the
+/// bucket (under a prefix of this run's own) and its spooled ciphertexts are PUT there, as the
+/// ingest leaves them. The database is unchanged: the same `spooled` rows.
+fn to_object_storage(
+    root: &std::path::Path,
+    s3: &nachtwacht::base::config::StorageConfig,
+    sealed: &[seal::SealedBundle],
+    run: usize,
+) -> anyhow::Result<ServerContext> {
+    use nachtwacht::base::blobs::{self, Blobs, Key};
+    let dir = nachtwacht::base::datadir::DataDir::new(root);
+    let mut config = Config::load(&dir.config())?;
+    config.storage = s3.clone();
+    config.storage.prefix = format!(
+        "{}/bench-decode-{}-{run}",
+        s3.prefix.trim_matches('/'),
+        nachtwacht::base::time::now_ms()
+    )
+    .trim_start_matches('/')
+    .to_string();
+    std::fs::write(dir.config(), config.to_toml())?;
+    let store = Blobs::open(&config.storage, &dir)?;
+    let items: Vec<(Key, &[u8])> = sealed
+        .iter()
+        .map(|s| {
+            let sha = nachtwacht_wire::protocol::sha256_hex(&s.ciphertext);
+            (Key::spooled(&s.bundle_id, &sha), &s.ciphertext[..])
+        })
+        .collect();
+    store.place_all(&items)?;
+    std::fs::remove_dir_all(root.join(blobs::SPOOL))?;
+    Ok(ServerContext::open(root)?)
 }
 
 /// Copies a directory tree (regular files and directories; a data directory holds nothing else).

@@ -45,6 +45,11 @@ pub struct IngestArgs {
     /// bench uses trust or peer authentication).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    /// After the run on local files, run it again (on SQLite) with the ciphertexts in this
+    /// S3-compatible bucket: `key=value` pairs, e.g. `endpoint=http://127.0.0.1:9014
+    /// bucket=bench access_key_id=… secret_access_key_file=/path allow_http=true`.
+    #[arg(long, value_name = "SETTINGS")]
+    pub s3: Option<String>,
     /// Stations uploading at the same time.
     #[arg(long, default_value_t = 1000)]
     pub stations: usize,
@@ -123,7 +128,7 @@ impl PhaseStation {
 
 /// The headline figures of one backend's run, for the comparison at the end.
 struct Headline {
-    store: &'static str,
+    store: String,
     herd_p99: f64,
     herd_rate: f64,
     paced_p99: f64,
@@ -139,14 +144,25 @@ struct Headline {
 /// Runs the bench on SQLite and, given `--database-url`, again on PostgreSQL in the same
 /// invocation, ending with the two side by side.
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
-    let mut headlines = vec![run_on(&args, None).await?];
+    let s3 = args
+        .s3
+        .as_deref()
+        .map(nachtwacht::base::config::StorageConfig::s3_from_pairs)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--s3: {e}"))?;
+    // Freed inodes slow the next creates on ext4 without a journal for up to 6 minutes (see
+    // --keep-data-dir): each run's directory stays until the bench ends.
+    let mut headlines = vec![run_on(&args, None, None).await?];
     if let Some(url) = &args.database_url {
-        // Freed inodes slow the next creates on ext4 without a journal for up to 6 minutes
-        // (see --keep-data-dir): the SQLite run's directory stays until the bench ends.
-        headlines.push(run_on(&args, Some(url)).await?);
-        println!("\n== state stores, same run ==");
+        headlines.push(run_on(&args, Some(url), None).await?);
+    }
+    if let Some(s3) = &s3 {
+        headlines.push(run_on(&args, None, Some(s3)).await?);
+    }
+    if headlines.len() > 1 {
+        println!("\n== stores, same run ==");
         println!(
-            "{:<10} {:>12} {:>12} {:>12} {:>12} {:>12} {:>18}",
+            "{:<12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>18}",
             "store",
             "herd p99 ms",
             "herd b/s",
@@ -157,7 +173,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         );
         for h in &headlines {
             println!(
-                "{:<10} {:>12.1} {:>12.0} {:>12.1} {:>12.0} {:>12.1} {:>18}",
+                "{:<12} {:>12.1} {:>12.0} {:>12.1} {:>12.0} {:>12.1} {:>18}",
                 h.store,
                 h.herd_p99 * 1e3,
                 h.herd_rate,
@@ -176,7 +192,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result<Headline> {
+/// One run: the state in SQLite or the PostgreSQL database at `database_url`; the ciphertexts
+/// in the data directory or the bucket `s3` names (under a prefix of this run's own).
+async fn run_on(
+    args: &IngestArgs,
+    database_url: Option<&str>,
+    s3: Option<&nachtwacht::base::config::StorageConfig>,
+) -> anyhow::Result<Headline> {
     let tmp = tempfile::Builder::new()
         .disable_cleanup(args.keep_data_dir)
         .tempdir()
@@ -194,8 +216,22 @@ async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result
     if let Some(url) = database_url {
         config.database = nachtwacht::base::config::DatabaseConfig::postgres(url, None);
     }
-    let store = database_url.map_or("sqlite", |_| "postgres");
-    println!("\n#### state store: {store} ####");
+    if let Some(s3) = s3 {
+        config.storage = s3.clone();
+        config.storage.prefix = format!(
+            "{}/bench-ingest-{}",
+            s3.prefix.trim_matches('/'),
+            nachtwacht::base::time::now_ms()
+        )
+        .trim_start_matches('/')
+        .to_string();
+    }
+    let store = format!(
+        "{}{}",
+        database_url.map_or("sqlite", |_| "postgres"),
+        if s3.is_some() { "+s3" } else { "" }
+    );
+    println!("\n#### store: {store} ####");
     init::init(&root, &config, nachtwacht::base::time::now_ms()).context("init")?;
     let ctx = ServerContext::open(&root)?;
 
@@ -336,6 +372,16 @@ async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result
     // dirty) are skipped, each one re-read, when a new file is created in the same group, so probing
     // first would slow the spool's creates.
     let fsync = fsync_latencies(&root, mean_bundle as usize, 200)?;
+    // Floor 2 on object storage: one bundle-sized PUT at a time (what an ungrouped commit waits
+    // for there).
+    let put = match s3 {
+        Some(_) => Some(put_latencies(
+            &ServerContext::open(&root)?.blobs,
+            mean_bundle as usize,
+            200,
+        )?),
+        None => None,
+    };
     let decrypt_rate = n_bundles as f64 / decrypt_s;
     let per_phase = (n_bundles / phases) as f64;
     println!();
@@ -444,6 +490,14 @@ async fn run_on(args: &IngestArgs, database_url: Option<&str>) -> anyhow::Result
         1.0 / fsync.0,
         per_phase / herd.wall * fsync.0
     );
+    if let Some(put) = put {
+        println!(
+            "S3 PUT p50 / p99     {:>7.2} / {:.2} ms  ({} KiB object, one at a time)",
+            put.0 * 1e3,
+            put.1 * 1e3,
+            mean_bundle / 1024
+        );
+    }
     println!("== idle connections ==");
     println!(
         "{} connected in {:.1} s, {} still open; server RSS {} → {} KiB",
@@ -599,4 +653,34 @@ async fn run_phase(
         latencies,
         by_round,
     })
+}
+
+/// p50 and p99 of `n` PUTs of a `size`-byte object through the ciphertext store, one at a time;
+/// the objects are removed afterwards.
+fn put_latencies(
+    blobs: &nachtwacht::base::blobs::Blobs,
+    size: usize,
+    n: usize,
+) -> anyhow::Result<(f64, f64)> {
+    use nachtwacht::base::blobs::Key;
+    let body = vec![0x5a_u8; size];
+    let mut took: Vec<Duration> = Vec::with_capacity(n);
+    let keys: Vec<Key> = (0..n)
+        .map(|i| {
+            Key::spooled(
+                &nachtwacht_wire::BundleId([i as u8; 16]),
+                &format!("probe{i}"),
+            )
+        })
+        .collect();
+    for key in &keys {
+        let t = Instant::now();
+        blobs.put(key, &body)?;
+        took.push(t.elapsed());
+    }
+    for key in &keys {
+        blobs.remove(key)?;
+    }
+    took.sort();
+    Ok((percentile(&took, 0.50), percentile(&took, 0.99)))
 }

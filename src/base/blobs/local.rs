@@ -1,0 +1,138 @@
+//! The embedded default: each key is a file under the data directory, written through
+//! [`crate::base::fsio`] (temporary file, fsync, link or rename, fsync of the directory).
+//! `object_store`'s own `LocalFileSystem` is not used: it renames without syncing the file or
+//! the directory, so an acknowledged bundle could be lost with the power.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{Key, Listed, Placed, Result};
+use crate::base::fsio::{self, io_err};
+
+#[derive(Clone, Debug)]
+pub struct LocalBlobs {
+    root: PathBuf,
+}
+
+impl LocalBlobs {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, key: &Key) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn parent_made(&self, key: &Key) -> Result<PathBuf> {
+        let path = self.path(key);
+        let parent = path.parent().expect("a key names a file in a folder");
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        Ok(parent.to_path_buf())
+    }
+
+    pub fn place_all(&self, items: &[(Key, &[u8])]) -> Result<Vec<Placed>> {
+        // One batch per folder: one directory fsync each (the spool's batches are one folder).
+        let mut by_dir: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
+        for (i, (key, _)) in items.iter().enumerate() {
+            by_dir.entry(self.parent_made(key)?).or_default().push(i);
+        }
+        let mut placed = vec![Placed::New; items.len()];
+        for (dir, indices) in by_dir {
+            let files: Vec<(PathBuf, &[u8])> = indices
+                .iter()
+                .map(|&i| (self.path(&items[i].0), items[i].1))
+                .collect();
+            for (i, p) in indices
+                .into_iter()
+                .zip(fsio::place_files_durably(&dir, &files)?)
+            {
+                placed[i] = p;
+            }
+        }
+        Ok(placed)
+    }
+
+    pub fn put(&self, key: &Key, bytes: &[u8]) -> Result<()> {
+        self.parent_made(key)?;
+        Ok(fsio::write_durably(&self.path(key), bytes)?)
+    }
+
+    pub fn get(&self, key: &Key) -> Result<Option<Vec<u8>>> {
+        let path = self.path(key);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e).into()),
+        }
+    }
+
+    pub fn exists(&self, key: &Key) -> Result<bool> {
+        let path = self.path(key);
+        path.try_exists().map_err(|e| io_err(&path)(e).into())
+    }
+
+    pub fn remove(&self, key: &Key) -> Result<()> {
+        Ok(fsio::remove_if_exists(&self.path(key))?)
+    }
+
+    pub fn move_all(&self, moves: &[(Key, Key)]) -> Result<()> {
+        let mut present = Vec::with_capacity(moves.len());
+        for (from, to) in moves {
+            if self.exists(from)? {
+                present.push((self.path(from), self.path(to)));
+            }
+        }
+        Ok(fsio::move_all_durably(&present)?)
+    }
+
+    pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        // The prefix's folder part is walked; its last part filters names.
+        let (folder, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        let start = self.root.join(folder);
+        let mut out = Vec::new();
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&dir)(e).into()),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err(&dir))?;
+                let meta = entry.metadata().map_err(io_err(&entry.path()))?;
+                let path = entry.path();
+                if meta.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let Some(key) = path
+                    .strip_prefix(&self.root)
+                    .ok()
+                    .and_then(|rel| rel.to_str())
+                    .and_then(Key::parse)
+                else {
+                    continue;
+                };
+                if key.as_str().starts_with(prefix) {
+                    out.push(Listed {
+                        key,
+                        size: meta.len(),
+                        modified: meta.modified().map_err(io_err(&path))?,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn available_bytes(&self) -> Result<u64> {
+        fsio::available_bytes(&self.root).map_err(|e| io_err(&self.root)(e).into())
+    }
+}
