@@ -164,7 +164,7 @@ fn store(ctx: &Context, persons: &[i64], batch: &[&Upload]) {
             (u.id, rows)
         })
         .collect();
-    let files = nachtwacht::dataset::write_rows(&ctx.dir, Signal::Ankle, &parts).unwrap();
+    let files = nachtwacht::dataset::write_rows(&ctx.blobs, Signal::Ankle, &parts).unwrap();
     let mut conn = ctx.db.lock();
     let tx = conn.transaction().unwrap();
     for f in &files {
@@ -206,17 +206,14 @@ fn alerts_in_force(ctx: &Context, persons: &[i64]) -> BTreeSet<AlertRow> {
 /// Alcohol and interferent alerts in the research dataset's alert counts (research pseudonyms
 /// differ per data directory; the totals may not).
 fn research_alert_totals(ctx: &Context) -> (i64, i64) {
-    let df = LazyFrame::scan_parquet(
-        PlPath::new(&ctx.dir.research_alert_counts().to_string_lossy()),
-        Default::default(),
-    )
-    .unwrap()
-    .select([
-        col("alcohol_alerts").sum().cast(DataType::Int64),
-        col("interferent_alerts").sum().cast(DataType::Int64),
-    ])
-    .collect()
-    .unwrap();
+    let df = common::research_table(ctx, nachtwacht::base::blobs::RESEARCH_ALERT_COUNTS)
+        .lazy()
+        .select([
+            col("alcohol_alerts").sum().cast(DataType::Int64),
+            col("interferent_alerts").sum().cast(DataType::Int64),
+        ])
+        .collect()
+        .unwrap();
     let get = |c: &str| df.column(c).unwrap().i64().unwrap().get(0).unwrap_or(0);
     (get("alcohol_alerts"), get("interferent_alerts"))
 }

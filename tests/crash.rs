@@ -97,8 +97,8 @@ fn server_copy(ctx: &Context, bundle_id: &str) -> Option<Vec<u8>> {
 }
 
 fn parquet_rows(ctx: &Context, signal: nachtwacht_wire::Signal) -> i64 {
-    nachtwacht::dataset::list_signal_files(&ctx.dir, &ctx.db, signal)
-        .unwrap()
+    common::signal_files(ctx, signal)
+        .1
         .iter()
         .map(|p| {
             let reader =

@@ -120,12 +120,7 @@ async fn a_decode_interrupted_before_its_commit_is_redone_without_double_rows() 
     assert!(processed >= 3);
     let rows = t.count("SELECT sum(rows) FROM dataset_files");
     assert_eq!(rows, t.count("SELECT sum(rows_stored) FROM bundles"));
-    let files_before = nachtwacht::dataset::list_signal_files(
-        &t.ctx.dir,
-        &t.ctx.db,
-        nachtwacht_wire::Signal::Ankle,
-    )
-    .unwrap();
+    let files_before = common::signal_files(&t.ctx, nachtwacht_wire::Signal::Ankle).1;
 
     // Simulate a worker killed after writing its Parquet files but before the transaction that
     // catalogues them and marks the bundles processed: the rows are on disk, nothing in SQL.
@@ -147,12 +142,7 @@ async fn a_decode_interrupted_before_its_commit_is_redone_without_double_rows() 
         rows,
         "every row catalogued once"
     );
-    let files_after = nachtwacht::dataset::list_signal_files(
-        &t.ctx.dir,
-        &t.ctx.db,
-        nachtwacht_wire::Signal::Ankle,
-    )
-    .unwrap();
+    let (readers, files_after) = common::signal_files(&t.ctx, nachtwacht_wire::Signal::Ankle);
     // Same rows, and on disk exactly the catalogued files: nothing left over from the first pass.
     let total: usize = files_after
         .iter()
@@ -165,7 +155,8 @@ async fn a_decode_interrupted_before_its_commit_is_redone_without_double_rows() 
         })
         .sum();
     assert_eq!(total as i64, rows);
-    let on_disk = walk(&t.ctx.dir.root().join("datasets/raw"));
+    drop(readers);
+    let on_disk = common::stored_raw_files(&t.ctx);
     assert_eq!(on_disk.len(), files_after.len(), "{on_disk:?}");
     assert!(!files_before.is_empty());
     t.server.shutdown().await;
@@ -355,19 +346,6 @@ fn station_config_file(
     let config = dir.join("station.toml");
     std::fs::write(&config, station.to_toml()).unwrap();
     config
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else if p.extension().is_some_and(|x| x == "parquet") {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The opening stage works on several bundles at once; what it decides must still be what a
@@ -680,7 +658,7 @@ async fn readings_stored_twice_under_two_bundle_ids_are_counted_once() {
         .await
         .unwrap()
         .unwrap();
-    let daily = read_parquet(&t.ctx.dir.research_daily());
+    let daily = common::research_table(&t.ctx, nachtwacht::base::blobs::RESEARCH_DAILY);
     let wear: Vec<Option<i64>> = daily
         .column("wear_minutes")
         .unwrap()

@@ -91,17 +91,12 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
 /// value of every table. Returns where each was found.
 fn find_identifiers(
     root: &Path,
+    blobs: &nachtwacht::base::blobs::Blobs,
     db: &nachtwacht::base::db::Connection,
     needles: &[String],
 ) -> Vec<String> {
     let mut found = Vec::new();
-    for path in files_under(root) {
-        let name = path
-            .strip_prefix(root)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let bytes = std::fs::read(&path).unwrap();
+    let mut look = |name: String, bytes: Vec<u8>| {
         for n in needles {
             if name.contains(n.as_str()) {
                 found.push(format!("{n} in the name {name}"));
@@ -111,7 +106,7 @@ fn find_identifiers(
             }
         }
         if name.ends_with(".parquet") {
-            let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+            let df = ParquetReader::new(std::io::Cursor::new(bytes))
                 .finish()
                 .unwrap();
             for column in df.get_columns() {
@@ -124,6 +119,21 @@ fn find_identifiers(
                     }
                 }
             }
+        }
+    };
+    for path in files_under(root) {
+        let name = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        look(name, std::fs::read(&path).unwrap());
+    }
+    // On object storage, every object of the installation too.
+    if blobs.local_root().is_none() {
+        for object in blobs.list("").unwrap() {
+            let bytes = blobs.get(&object.key).unwrap().unwrap_or_default();
+            look(format!("object {}", object.key), bytes);
         }
     }
     let list_tables = match db.backend() {
@@ -471,16 +481,12 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
         b_readings
     );
     let b_rows: usize = {
-        let files = nachtwacht::dataset::list_signal_files(
-            &t.ctx.dir,
-            &t.ctx.db,
-            nachtwacht_wire::Signal::Ankle,
-        )
-        .unwrap();
+        let ctx = t.ctx.clone();
         let pid_b = nachtwacht::trust::pseudonym::Pseudonymiser::load(&t.ctx.dir)
             .unwrap()
             .operational(pb);
         tokio::task::spawn_blocking(move || {
+            let (_readers, files) = common::signal_files(&ctx, nachtwacht_wire::Signal::Ankle);
             nachtwacht::dataset::scan_readings(&files)
                 .unwrap()
                 .unwrap()
@@ -513,10 +519,15 @@ async fn erasure_after_a_closed_supervision_leaves_nothing_of_the_person_but_tom
     let mut needles: Vec<String> = vec!["CASE-home-a".into(), pid, rid, "AM-ERASE-1".into()];
     needles.extend(a_bundles);
     needles.push(stray_id);
-    let found = find_identifiers(&data, &t.ctx.db.lock(), &needles);
+    let found = find_identifiers(&data, &t.ctx.blobs, &t.ctx.db.lock(), &needles);
     assert!(found.is_empty(), "left behind:\n{}", found.join("\n"));
     // And the search does find what is there: the other person's serial.
-    let control = find_identifiers(&data, &t.ctx.db.lock(), &["AM-KEEP-2".to_string()]);
+    let control = find_identifiers(
+        &data,
+        &t.ctx.blobs,
+        &t.ctx.db.lock(),
+        &["AM-KEEP-2".to_string()],
+    );
     assert!(
         control.iter().any(|f| f.contains("table devices")),
         "{control:?}"
@@ -565,11 +576,12 @@ fn closed_person_with_readings() -> (tempfile::TempDir, nachtwacht::base::Contex
             )
         })
         .collect();
-    for f in dataset::write_rows(&ctx.dir, Signal::Hr, &parts).unwrap() {
+    for f in dataset::write_rows(&ctx.blobs, Signal::Hr, &parts).unwrap() {
         dataset::catalog_insert(&ctx.db.lock(), &f, "bundle", now).unwrap();
     }
     dataset::compact(
         &ctx.dir,
+        &ctx.blobs,
         &ctx.db,
         dataset::CompactionPolicy { min_files: 1 },
         now,
@@ -588,9 +600,8 @@ fn closed_person_with_readings() -> (tempfile::TempDir, nachtwacht::base::Contex
 /// Rows per operational pseudonym over the catalogued heart-rate files (each must be readable).
 fn hr_rows(ctx: &nachtwacht::base::Context) -> std::collections::BTreeMap<String, usize> {
     let mut out = std::collections::BTreeMap::new();
-    for f in nachtwacht::dataset::list_signal_files(&ctx.dir, &ctx.db, nachtwacht_wire::Signal::Hr)
-        .unwrap()
-    {
+    let (_readers, files) = common::signal_files(ctx, nachtwacht_wire::Signal::Hr);
+    for f in files {
         for batch in nachtwacht::dataset::read_parquet(&f).unwrap() {
             let pids = batch
                 .column(0)
@@ -638,16 +649,16 @@ fn an_erasure_killed_at_any_step_leaves_whole_files_and_the_next_run_finishes_it
         assert!(out.contains("identities: 1"), "{point}: {out}");
         let rows = hr_rows(&ctx);
         assert_eq!((rows.get(&a), rows[&b]), (None, 10), "{point}");
-        let on_disk: Vec<String> = files_under(&ctx.dir.root().join("datasets/raw"))
-            .iter()
-            .map(|p| {
-                p.strip_prefix(ctx.dir.root())
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
-            })
+        // Everything stored under the raw datasets, partial files included.
+        let mut on_disk: Vec<String> = ctx
+            .blobs
+            .list(nachtwacht::base::blobs::RAW_DATASETS)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key.as_str().to_string())
             .filter(|p| !p.ends_with(".lock"))
             .collect();
+        on_disk.sort();
         let catalogued: Vec<String> = {
             let conn = ctx.db.lock();
             let mut stmt = conn

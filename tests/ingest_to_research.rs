@@ -73,12 +73,7 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
     assert_eq!(t.count("SELECT sum(rows_stored) FROM bundles"), 3 * 48);
 
     // The raw dataset: pseudonyms only, traceable to bundles, no serial, case or station anywhere.
-    let files = nachtwacht::dataset::list_signal_files(
-        &t.ctx.dir,
-        &t.ctx.db,
-        nachtwacht_wire::Signal::Ankle,
-    )
-    .unwrap();
+    let (readers, files) = common::signal_files(&t.ctx, nachtwacht_wire::Signal::Ankle);
     assert_eq!(files.len(), 3, "one file per bundle and day: {files:?}");
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
@@ -91,6 +86,7 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
         }
     }
     let raw = read_parquet(&files[0]);
+    drop(readers);
     let names: Vec<String> = raw
         .get_column_names()
         .iter()
@@ -138,10 +134,10 @@ async fn bundles_travel_from_station_to_alert_and_dp_answer() {
     assert_eq!(t.count("SELECT count(*) FROM alerts"), 1);
 
     // The research dataset carries research pseudonyms only.
-    let research_df = read_parquet(&t.ctx.dir.research_daily());
+    let research_df = research_table(&t.ctx, nachtwacht::base::blobs::RESEARCH_DAILY);
     assert_inventoried(&research_df, "research daily");
     assert_inventoried(
-        &read_parquet(&t.ctx.dir.research_alert_counts()),
+        &research_table(&t.ctx, nachtwacht::base::blobs::RESEARCH_ALERT_COUNTS),
         "research alert",
     );
     assert!(research_df.column("pid").is_err());
@@ -444,10 +440,9 @@ async fn the_real_e4_export_ingests_end_to_end() {
         flagged > 0 && flags.contains("out-of-range"),
         "{flagged} {flags}"
     );
-    let eda_files =
-        nachtwacht::dataset::list_signal_files(&t.ctx.dir, &t.ctx.db, nachtwacht_wire::Signal::Eda)
-            .unwrap();
+    let (readers, eda_files) = common::signal_files(&t.ctx, nachtwacht_wire::Signal::Eda);
     let eda = read_parquet(&eda_files[0]);
+    drop(readers);
     assert_eq!(eda.height(), 9998);
     let zero_flagged = eda
         .lazy()
@@ -478,7 +473,7 @@ async fn the_real_e4_export_ingests_end_to_end() {
 
     let eval = run_pipelines(&t.ctx).await;
     assert_eq!(eval.person_days, 1);
-    let daily = read_parquet(&t.ctx.dir.research_daily());
+    let daily = research_table(&t.ctx, nachtwacht::base::blobs::RESEARCH_DAILY);
     assert_inventoried(&daily, "research daily");
     let eda = daily
         .column("mean_eda_us")

@@ -151,7 +151,7 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
         )),
         1
     );
-    let daily = read_parquet(&ctx.dir.research_daily());
+    let daily = common::research_table(ctx, nachtwacht::base::blobs::RESEARCH_DAILY);
     assert_eq!(
         daily.height(),
         4,
@@ -159,7 +159,7 @@ async fn a_station_offline_for_three_days_is_evaluated_once_and_completely() {
     );
 
     // The alerts reach research only as counts per person-day under the research pseudonym.
-    let counts = read_parquet(&ctx.dir.research_alert_counts());
+    let counts = common::research_table(ctx, nachtwacht::base::blobs::RESEARCH_ALERT_COUNTS);
     assert!(counts.column("pid").is_err(), "{counts}");
     assert_eq!(
         counts.height(),

@@ -133,12 +133,7 @@ async fn a_persons_export_holds_all_their_data_and_every_access_and_nothing_of_a
     );
     // Polars blocks: off the async workers.
     let (held, exported) = tokio::task::spawn_blocking(move || {
-        let ankle_files = nachtwacht::dataset::list_signal_files(
-            &ctx.dir,
-            &ctx.db,
-            nachtwacht_wire::Signal::Ankle,
-        )
-        .unwrap();
+        let (_readers, ankle_files) = common::signal_files(&ctx, nachtwacht_wire::Signal::Ankle);
         let held = nachtwacht::dataset::scan_readings(&ankle_files)
             .unwrap()
             .unwrap()

@@ -691,9 +691,9 @@ pub fn detail_as(
 
 /// One person's wristband signals between two instants, reduced to one mean per minute.
 fn wrist_minutes(ctx: &Context, pid: &str, from_ms: i64, to_ms: i64) -> Result<WristEvidence> {
-    let _readers = crate::dataset::ReadGuard::acquire(&ctx.dir)?;
+    let readers = crate::dataset::Readers::of(ctx)?;
     let per_minute = |signal: Signal, value: Expr| -> Result<Vec<(i64, f64)>> {
-        let Some(frame) = person_readings(ctx, signal, pid, from_ms, to_ms)? else {
+        let Some(frame) = person_readings(&readers, signal, pid, from_ms, to_ms)? else {
             return Ok(vec![]);
         };
         let df = frame
@@ -774,16 +774,14 @@ pub const WINDOW_MS: i64 = 12 * crate::base::time::HOUR_MS;
 /// One person's readings of a signal between two instants (see
 /// [`crate::dataset::scan_person`]), read from the files of the UTC days they touch.
 pub(super) fn person_readings(
-    ctx: &Context,
+    readers: &crate::dataset::Readers,
     signal: Signal,
     pid: &str,
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Option<LazyFrame>> {
     let day = |ms: i64| crate::base::time::date_of(ms);
-    let files = crate::dataset::list_signal_files_between(
-        &ctx.dir,
-        &ctx.db,
+    let files = readers.signal_files_between(
         signal,
         &day(from_ms),
         &day(to_ms + crate::base::time::DAY_MS),
@@ -798,8 +796,8 @@ pub(super) fn tac_between(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Vec<(i64, f64, bool)>> {
-    let _readers = crate::dataset::ReadGuard::acquire(&ctx.dir)?;
-    let Some(readings) = person_readings(ctx, Signal::Ankle, pid, from_ms, to_ms)? else {
+    let readers = crate::dataset::Readers::of(ctx)?;
+    let Some(readings) = person_readings(&readers, Signal::Ankle, pid, from_ms, to_ms)? else {
         return Ok(vec![]);
     };
     let df = readings

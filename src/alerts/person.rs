@@ -422,9 +422,9 @@ fn wrist_days(
     let hour = col("ts")
         .floor_div(lit(crate::base::time::HOUR_MS))
         .alias("hour");
-    let _readers = crate::dataset::ReadGuard::acquire(&ctx.dir)?;
+    let readers = crate::dataset::Readers::of(ctx)?;
     for (signal, value) in [(Signal::Hr, "hr_bpm"), (Signal::Eda, "eda_us")] {
-        let Some(frame) = casework::person_readings(ctx, signal, pid, from_ms, to_ms)? else {
+        let Some(frame) = casework::person_readings(&readers, signal, pid, from_ms, to_ms)? else {
             continue;
         };
         let df = frame

@@ -178,19 +178,9 @@ impl DataDir {
     pub fn dataset_readers_lock(&self) -> PathBuf {
         self.root.join("datasets").join("readers.lock")
     }
-    /// Daily indicators under research pseudonyms: the only dataset the research path reads.
-    pub fn research_daily(&self) -> PathBuf {
-        self.root
-            .join("datasets")
-            .join("research")
-            .join("daily_indicators.parquet")
-    }
-    /// Alerts per person-day and kind group, research pseudonyms only (see `evaluate`).
-    pub fn research_alert_counts(&self) -> PathBuf {
-        self.root
-            .join("datasets")
-            .join("research")
-            .join("alert_counts.parquet")
+    /// Scratch folders of dataset readers on object storage (see `dataset::Readers`).
+    pub fn dataset_reads(&self) -> PathBuf {
+        self.root.join("datasets").join(".reads")
     }
     /// Station configs written by the demo.
     pub fn stations(&self) -> PathBuf {

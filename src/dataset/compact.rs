@@ -39,10 +39,11 @@ pub struct CompactionReport {
 ///
 /// Crash safety: the compacted file is written first, then one transaction swaps the catalog rows
 /// and records the merged files as retired; they are deleted when no reader holds the datasets
-/// ([`ReadGuard`]). A crash before the swap leaves an orphan compacted file, removed by the next
+/// ([`ReadGuard`]; on object storage at once, see [`Readers`]). A crash before the swap leaves an orphan compacted file, removed by the next
 /// run; a crash after it leaves retired files, deleted by the next run.
 pub fn compact(
     dir: &DataDir,
+    blobs: &Blobs,
     db: &Db,
     policy: CompactionPolicy,
     now_ms: i64,
@@ -50,9 +51,9 @@ pub fn compact(
     let mut report = CompactionReport::default();
     let today = day_name(now_ms.div_euclid(DAY_MS))?;
     // Files retired by an earlier pass whose readers have gone.
-    report.retired_deleted += delete_retired(dir, db)?;
+    report.retired_deleted += delete_retired(dir, blobs, db)?;
     for signal in Signal::ALL {
-        reconcile(dir, db, signal, now_ms, &mut report)?;
+        reconcile(blobs, db, signal, now_ms, &mut report)?;
         let days: Vec<(String, i64)> = {
             let conn = db.lock();
             let mut stmt = conn.prepare(
@@ -64,17 +65,18 @@ pub fn compact(
         };
         for (day, files) in days {
             if files as usize >= policy.min_files || day < today {
-                compact_day(dir, db, signal, &day, now_ms, &mut report)?;
+                compact_day(blobs, db, signal, &day, now_ms, &mut report)?;
             }
         }
     }
-    report.retired_deleted += delete_retired(dir, db)?;
+    report.retired_deleted += delete_retired(dir, blobs, db)?;
     Ok(report)
 }
 
 /// Deletes the files compaction retired, if no reader holds the datasets now; otherwise leaves
-/// them for a later pass. Returns how many were deleted.
-pub(super) fn delete_retired(dir: &DataDir, db: &Db) -> Result<usize> {
+/// them for a later pass. Returns how many were deleted. On object storage they go at once:
+/// readers there work on fetched copies, and one whose fetch finds a file gone lists again.
+pub(super) fn delete_retired(dir: &DataDir, blobs: &Blobs, db: &Db) -> Result<usize> {
     let retired: Vec<String> = {
         let conn = db.lock();
         let mut stmt = conn.prepare("SELECT path FROM dataset_retired ORDER BY path")?;
@@ -85,24 +87,24 @@ pub(super) fn delete_retired(dir: &DataDir, db: &Db) -> Result<usize> {
     if retired.is_empty() {
         return Ok(0);
     }
-    let Some(_exclusive) = lock_file(dir, libc::LOCK_EX | libc::LOCK_NB)? else {
-        tracing::debug!(
-            files = retired.len(),
-            "readers active: retired dataset files kept for now"
-        );
-        return Ok(0);
+    let _exclusive = match blobs.local_root() {
+        Some(_) => match lock_file(dir, libc::LOCK_EX | libc::LOCK_NB)? {
+            Some(lock) => Some(lock),
+            None => {
+                tracing::debug!(
+                    files = retired.len(),
+                    "readers active: retired dataset files kept for now"
+                );
+                return Ok(0);
+            }
+        },
+        None => None,
     };
-    let mut dirs = BTreeSet::new();
     for rel in &retired {
-        let abs = dir.root().join(rel);
-        remove(&abs)?;
-        if let Some(parent) = abs.parent() {
-            dirs.insert(parent.to_path_buf());
-        }
-    }
-    for d in &dirs {
-        if d.exists() {
-            sync_dir(d)?;
+        // The local store syncs each file's folder as it removes it.
+        match crate::base::blobs::Key::dataset(rel) {
+            Some(key) => blobs.remove(&key)?,
+            None => tracing::warn!(path = rel, "retired entry is not a dataset file; dropped"),
         }
     }
     let mut conn = db.lock();
@@ -115,7 +117,7 @@ pub(super) fn delete_retired(dir: &DataDir, db: &Db) -> Result<usize> {
 }
 
 fn compact_day(
-    dir: &DataDir,
+    blobs: &Blobs,
     db: &Db,
     signal: Signal,
     day: &str,
@@ -139,14 +141,24 @@ fn compact_day(
     bundles.dedup();
     let mut batches = Vec::with_capacity(inputs.len());
     for (path, _) in &inputs {
-        batches.extend(read_parquet(&dir.root().join(path))?);
+        for batch in Object::open(blobs, path)?.batches()? {
+            batches.push(batch?);
+        }
     }
     let merged = arrow::compute::concat_batches(&stored_schema(signal), &batches)?;
     let sorted = sort_by_pid_ts(&merged)?;
 
     let path = day_path(signal, day).join(format!("compacted-{}.parquet", digest_of(&bundles)));
     let rel = path.to_string_lossy().into_owned();
-    let bytes = write_parquet(&dir.root().join(&path), &sorted, RowOrder::ByPerson)?;
+    let bytes = put_object(
+        blobs,
+        &rel,
+        &encode_parquet(
+            &sorted.schema(),
+            std::slice::from_ref(&sorted),
+            RowOrder::ByPerson,
+        )?,
+    )?;
     {
         let mut conn = db.lock();
         let tx = conn.transaction()?;
@@ -193,14 +205,14 @@ fn compact_day(
 /// Removes files the catalog does not know, or catalogues them when they belong to a processed
 /// bundle (data directories from before the catalog).
 fn reconcile(
-    dir: &DataDir,
+    blobs: &Blobs,
     db: &Db,
     signal: Signal,
     now_ms: i64,
     report: &mut CompactionReport,
 ) -> Result<()> {
-    for rel in files_on_disk(dir, signal)? {
-        let rel_s = rel.to_string_lossy().into_owned();
+    for (rel_s, size) in stored_files(blobs, signal)? {
+        let rel = Path::new(&rel_s);
         let (known, processed): (bool, bool) = {
             let conn = db.lock();
             // A retired file is known too: a reader may hold it (see `delete_retired`).
@@ -230,33 +242,29 @@ fn reconcile(
         if known {
             continue;
         }
-        let abs = dir.root().join(&rel);
+        // Only a file no catalogued file duplicates: a bundle whose own file was written by a
+        // pass killed before its commit, then decoded again in a batch, is in that batch's file.
         let adopt = processed && {
-            // Only if no compacted file of that day already holds the bundle.
             let stem = rel
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let day = rel
-                .parent()
-                .and_then(|d| d.file_name())
-                .map(|d| d.to_string_lossy().into_owned())
-                .unwrap_or_default();
             let conn = db.lock();
             conn.query_row(
-                "SELECT 1 FROM dataset_files WHERE signal = ?1 AND day = ?2 AND kind = 'compacted'
-                   AND (',' || bundles || ',') LIKE ?3",
-                crate::params![signal.name(), day, format!("%,{stem},%")],
+                "SELECT 1 FROM dataset_files WHERE signal = ?1
+                   AND (',' || bundles || ',') LIKE ?2",
+                crate::params![signal.name(), format!("%,{stem},%")],
                 |_| Ok(()),
             )
             .optional()?
             .is_none()
         };
         if adopt {
-            let rows: usize = read_parquet(&abs)?.iter().map(RecordBatch::num_rows).sum();
-            let bytes = std::fs::metadata(&abs)
-                .map(|m| m.len() as usize)
-                .unwrap_or(0);
+            let mut rows = 0;
+            for batch in Object::open(blobs, &rel_s)?.batches()? {
+                rows += batch?.num_rows();
+            }
+            let bytes = size as usize;
             let day = rel
                 .parent()
                 .and_then(|d| d.file_name())
@@ -267,7 +275,7 @@ fn reconcile(
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let file = WrittenFile {
-                path: rel_s,
+                path: rel_s.clone(),
                 signal,
                 day,
                 rows,
@@ -277,20 +285,11 @@ fn reconcile(
             catalog_insert(&db.lock(), &file, "bundle", now_ms)?;
             report.adopted += 1;
         } else {
-            remove(&abs)?;
+            if let Some(key) = crate::base::blobs::Key::dataset(&rel_s) {
+                blobs.remove(&key)?;
+            }
             report.orphans_removed += 1;
         }
     }
     Ok(())
-}
-
-fn remove(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Io {
-            path: path.display().to_string(),
-            source,
-        }),
-    }
 }

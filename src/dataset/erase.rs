@@ -66,12 +66,8 @@ fn strings(batch: &RecordBatch, column: usize) -> &StringArray {
 
 /// Whether any row of the file is `pid`'s. Row groups whose `pid` statistics (written for files
 /// sorted by person) exclude it are skipped unread; of the others only the `pid` column is read.
-fn holds_pid(path: &Path, pid: &str) -> Result<bool> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+fn holds_pid(object: Object, pid: &str) -> Result<bool> {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(object)?;
     let candidates: Vec<usize> = builder
         .metadata()
         .row_groups()
@@ -142,6 +138,7 @@ fn keep_mask(
 /// rewritten a batch at a time, so its size is not bounded by memory.
 pub fn erase_pid(
     dir: &DataDir,
+    blobs: &Blobs,
     db: &Db,
     pid: &str,
     held: &BTreeSet<String>,
@@ -149,7 +146,7 @@ pub fn erase_pid(
     dry_run: bool,
 ) -> Result<ErasedRows> {
     let mut out = ErasedRows::default();
-    if !dry_run {
+    if !dry_run && blobs.local_root().is_some() {
         remove_partial_files(dir)?;
     }
     for Catalogued {
@@ -160,8 +157,7 @@ pub fn erase_pid(
         bundles: listed,
     } in catalogued(db)?
     {
-        let abs = dir.root().join(&rel);
-        if !holds_pid(&abs, pid)? {
+        if !holds_pid(Object::open(blobs, &rel)?, pid)? {
             continue;
         }
         let Some(signal) = Signal::ALL.into_iter().find(|s| s.name() == signal_name) else {
@@ -172,25 +168,33 @@ pub fn erase_pid(
         } else {
             RowOrder::Arrival
         };
-        let folder = dir.root().join(day_path(signal, &day));
-        // Written under a name no reader or reconciliation looks at, renamed once complete.
-        let partial = folder.join(format!(".erasing-{}.part", digest_of(&[&rel])));
+        // Local store: written under a name no reader or reconciliation looks at, renamed once
+        // complete. Object storage: built in memory and PUT whole.
+        let partial = dir
+            .root()
+            .join(day_path(signal, &day))
+            .join(format!(".erasing-{}.part", digest_of(&[&rel])));
         let mut writer = if dry_run {
             None
         } else {
-            let file = std::fs::File::create(&partial).map_err(|source| Error::Io {
-                path: partial.display().to_string(),
-                source,
-            })?;
+            let sink = match blobs.local_root() {
+                Some(_) => {
+                    Sink::File(std::fs::File::create(&partial).map_err(|source| Error::Io {
+                        path: partial.display().to_string(),
+                        source,
+                    })?)
+                }
+                None => Sink::Memory(Vec::new()),
+            };
             Some(super::write::parquet_writer(
-                file,
+                sink,
                 &stored_schema(signal),
                 order,
             )?)
         };
         let (mut removed, mut kept_rows) = (0, 0);
         let mut gone = BTreeSet::new();
-        for batch in read_parquet_batches(&abs)? {
+        for batch in Object::open(blobs, &rel)?.batches()? {
             let batch = batch?;
             let keep = keep_mask(&batch, pid, held, &mut gone)?;
             let kept = filter_record_batch(&batch, &keep)?;
@@ -207,7 +211,7 @@ pub fn erase_pid(
             listed.into_iter().filter(|b| !gone.contains(b)).collect();
         out.bundles.extend(gone);
         if removed == 0 {
-            if writer.is_some() {
+            if writer.is_some() && blobs.local_root().is_some() {
                 crate::base::fsio::remove_if_exists(&partial)?;
             }
             continue;
@@ -217,17 +221,15 @@ pub fn erase_pid(
         let Some(writer) = writer else {
             continue;
         };
-        // `into_inner` writes the footer and hands the file back for its fsync.
-        let file = writer.into_inner()?;
+        // `into_inner` writes the footer and hands the sink back.
+        let sink = writer.into_inner()?;
         let replacement = if kept_rows == 0 {
-            drop(file);
-            crate::base::fsio::remove_if_exists(&partial)?;
+            if let Sink::File(file) = sink {
+                drop(file);
+                crate::base::fsio::remove_if_exists(&partial)?;
+            }
             None
         } else {
-            file.sync_all().map_err(|source| Error::Io {
-                path: partial.display().to_string(),
-                source,
-            })?;
             let remaining: Vec<&String> = remaining.iter().collect();
             let prefix = if kind == "compacted" {
                 "compacted"
@@ -236,13 +238,22 @@ pub fn erase_pid(
             };
             let path =
                 day_path(signal, &day).join(format!("{prefix}-{}.parquet", digest_of(&remaining)));
-            let bytes = std::fs::metadata(&partial)
-                .map(|m| m.len() as usize)
-                .unwrap_or(0);
-            crate::base::fsio::move_durably(&partial, &dir.root().join(&path))?;
+            let path = path.to_string_lossy().into_owned();
+            let bytes = match sink {
+                Sink::File(file) => {
+                    file.sync_all().map_err(|source| Error::Io {
+                        path: partial.display().to_string(),
+                        source,
+                    })?;
+                    let bytes = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
+                    crate::base::fsio::move_durably(&partial, &dir.root().join(&path))?;
+                    bytes
+                }
+                Sink::Memory(buf) => put_object(blobs, &path, &buf)?,
+            };
             crate::base::failpoint::hit(crate::base::failpoint::Point::ErasureAfterWrite);
             Some(WrittenFile {
-                path: path.to_string_lossy().into_owned(),
+                path,
                 signal,
                 day: day.clone(),
                 rows: kept_rows,
@@ -269,12 +280,34 @@ pub fn erase_pid(
         crate::base::failpoint::hit(crate::base::failpoint::Point::ErasureAfterSwap);
         // The old file goes now if no reader holds the datasets, so the disk holds at most one
         // extra copy of a file, not of every file rewritten; held ones wait for the end.
-        super::compact::delete_retired(dir, db)?;
+        super::compact::delete_retired(dir, blobs, db)?;
     }
     if !dry_run {
-        delete_retired_now(dir, db)?;
+        delete_retired_now(dir, blobs, db)?;
     }
     Ok(out)
+}
+
+/// Where an erasure writes a file's replacement.
+enum Sink {
+    File(std::fs::File),
+    Memory(Vec<u8>),
+}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::File(f) => f.write(buf),
+            Self::Memory(v) => v.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::File(f) => f.flush(),
+            Self::Memory(_) => Ok(()),
+        }
+    }
 }
 
 /// Removes `.part` files an erasure killed mid-write left behind (no reader ever opens them).
@@ -302,10 +335,10 @@ fn remove_partial_files(dir: &DataDir) -> Result<()> {
 /// finish: a reader holds them for one scan. Erased rows must be gone from the disk when erasure
 /// reports them gone; a file still held after that is deleted by the next compaction. Returns how
 /// many retired files are left.
-pub fn delete_retired_now(dir: &DataDir, db: &Db) -> Result<usize> {
+pub fn delete_retired_now(dir: &DataDir, blobs: &Blobs, db: &Db) -> Result<usize> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        super::compact::delete_retired(dir, db)?;
+        super::compact::delete_retired(dir, blobs, db)?;
         let left: i64 = db
             .lock()
             .query_row("SELECT count(*) FROM dataset_retired", [], |r| r.get(0))?;
@@ -324,9 +357,10 @@ mod tests {
     const MIDNIGHT: i64 = 1_700_092_800_000;
 
     /// Two persons' HR rows in one compacted file, three bundles.
-    fn dataset() -> (tempfile::TempDir, DataDir, Db) {
+    fn dataset() -> (tempfile::TempDir, DataDir, Blobs, Db) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
+        let blobs = crate::base::blobs::testing::open(tmp.path());
         let db = crate::base::db::testing::open(tmp.path());
         let parts: Vec<(BundleId, RecordBatch)> = [("p1-a", 0u8), ("p1-b", 1), ("p1-a", 2)]
             .iter()
@@ -345,16 +379,24 @@ mod tests {
                 (id, stored_rows(Signal::Hr, &id, pid, &batch, &q).unwrap())
             })
             .collect();
-        for f in write_rows(&dir, Signal::Hr, &parts).unwrap() {
+        for f in write_rows(&blobs, Signal::Hr, &parts).unwrap() {
             catalog_insert(&db.lock(), &f, "bundle", 0).unwrap();
         }
-        compact(&dir, &db, CompactionPolicy { min_files: 1 }, MIDNIGHT).unwrap();
-        (tmp, dir, db)
+        compact(
+            &dir,
+            &blobs,
+            &db,
+            CompactionPolicy { min_files: 1 },
+            MIDNIGHT,
+        )
+        .unwrap();
+        (tmp, dir, blobs, db)
     }
 
-    fn rows_of(dir: &DataDir, db: &Db, pid: &str) -> usize {
+    fn rows_of(dir: &DataDir, blobs: &Blobs, db: &Db, pid: &str) -> usize {
         let mut n = 0;
-        for f in list_signal_files(dir, db, Signal::Hr).unwrap() {
+        let readers = Readers::open(dir, blobs, db).unwrap();
+        for f in readers.signal_files(Signal::Hr).unwrap() {
             for b in read_parquet(&f).unwrap() {
                 n += strings(&b, 0).iter().filter(|p| *p == Some(pid)).count();
             }
@@ -364,33 +406,50 @@ mod tests {
 
     #[test]
     fn a_persons_rows_leave_every_file_except_held_bundles_and_a_dry_run_only_counts() {
-        let (_tmp, dir, db) = dataset();
+        let (_tmp, dir, blobs, db) = dataset();
         assert_eq!(
-            (rows_of(&dir, &db, "p1-a"), rows_of(&dir, &db, "p1-b")),
+            (
+                rows_of(&dir, &blobs, &db, "p1-a"),
+                rows_of(&dir, &blobs, &db, "p1-b")
+            ),
             (20, 10)
         );
-        let dry = erase_pid(&dir, &db, "p1-a", &BTreeSet::new(), 1, true).unwrap();
+        let dry = erase_pid(&dir, &blobs, &db, "p1-a", &BTreeSet::new(), 1, true).unwrap();
         assert_eq!(dry.rows, 20);
-        assert_eq!(rows_of(&dir, &db, "p1-a"), 20, "a dry run changes nothing");
+        assert_eq!(
+            rows_of(&dir, &blobs, &db, "p1-a"),
+            20,
+            "a dry run changes nothing"
+        );
 
         let held: BTreeSet<String> = [BundleId([2; 16]).to_hex()].into();
-        let erased = erase_pid(&dir, &db, "p1-a", &held, 1, false).unwrap();
+        let erased = erase_pid(&dir, &blobs, &db, "p1-a", &held, 1, false).unwrap();
         assert_eq!(erased.rows, 10);
         assert_eq!(erased.bundles, [BundleId([0; 16]).to_hex()].into());
         assert_eq!(
-            (rows_of(&dir, &db, "p1-a"), rows_of(&dir, &db, "p1-b")),
+            (
+                rows_of(&dir, &blobs, &db, "p1-a"),
+                rows_of(&dir, &blobs, &db, "p1-b")
+            ),
             (10, 10)
         );
-        let erased = erase_pid(&dir, &db, "p1-a", &BTreeSet::new(), 2, false).unwrap();
+        let erased = erase_pid(&dir, &blobs, &db, "p1-a", &BTreeSet::new(), 2, false).unwrap();
         assert_eq!(erased.rows, 10);
         assert_eq!(
-            (rows_of(&dir, &db, "p1-a"), rows_of(&dir, &db, "p1-b")),
+            (
+                rows_of(&dir, &blobs, &db, "p1-a"),
+                rows_of(&dir, &blobs, &db, "p1-b")
+            ),
             (0, 10)
         );
         // Only the catalogued file is on disk: the old ones went, nothing partial is left.
-        let on_disk = files_on_disk(&dir, Signal::Hr).unwrap();
+        let on_disk = stored_files(&blobs, Signal::Hr).unwrap();
         assert_eq!(on_disk.len(), 1, "{on_disk:?}");
-        assert_eq!(list_signal_files(&dir, &db, Signal::Hr).unwrap().len(), 1);
+        let catalogued: i64 = db
+            .lock()
+            .query_row("SELECT count(*) FROM dataset_files", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(catalogued, 1);
         let bundles: String = db
             .lock()
             .query_row("SELECT bundles FROM dataset_files", [], |r| r.get(0))

@@ -59,7 +59,7 @@ fn repeated(value: &str, zeros: &Int32Array) -> ArrayRef {
 /// between compactions, and it is most of the decode worker's speed (one footer and one fsync per
 /// signal-day and batch rather than per bundle).
 pub fn write_rows(
-    dir: &DataDir,
+    blobs: &Blobs,
     signal: Signal,
     parts: &[(BundleId, RecordBatch)],
 ) -> Result<Vec<WrittenFile>> {
@@ -87,14 +87,14 @@ pub fn write_rows(
         };
         let day = day_name(day)?;
         let path = day_path(signal, &day).join(name);
-        let bytes = write_parquet_batches(
-            &dir.root().join(&path),
-            &schema,
-            &batches,
-            RowOrder::Arrival,
+        let path = path.to_string_lossy().into_owned();
+        let bytes = put_object(
+            blobs,
+            &path,
+            &encode_parquet(&schema, &batches, RowOrder::Arrival)?,
         )?;
         written.push(WrittenFile {
-            path: path.to_string_lossy().into_owned(),
+            path,
             signal,
             day,
             rows: batches.iter().map(RecordBatch::num_rows).sum(),
@@ -103,6 +103,15 @@ pub fn write_rows(
         });
     }
     Ok(written)
+}
+
+/// Stores a dataset file's bytes durably at catalog path `rel`, replacing what was there (the
+/// same bundles make the same bytes). Returns its size.
+pub(super) fn put_object(blobs: &Blobs, rel: &str, bytes: &[u8]) -> Result<usize> {
+    let key =
+        crate::base::blobs::Key::dataset(rel).ok_or_else(|| Error::NotADataset(rel.to_string()))?;
+    blobs.put(&key, bytes)?;
+    Ok(bytes.len())
 }
 
 /// A batch's rows by UTC day of their timestamp (`ts`, the second stored column).

@@ -179,13 +179,13 @@ impl Batch {
 /// independent, so this is what lets the stage keep up with the opening stage and use every core
 /// while the last batch drains. The files come back in signal order.
 fn write_signals(
-    dir: &crate::base::datadir::DataDir,
+    blobs: &crate::base::blobs::Blobs,
     by_signal: &BTreeMap<Signal, Vec<(BundleId, RecordBatch)>>,
 ) -> Result<Vec<dataset::WrittenFile>> {
     let jobs: Vec<_> = by_signal.iter().collect();
     let mut files = Vec::new();
     for written in crate::base::parallel::map_in_order(&jobs, |(signal, parts)| {
-        dataset::write_rows(dir, **signal, parts)
+        dataset::write_rows(blobs, **signal, parts)
     }) {
         files.extend(written?);
     }
@@ -473,7 +473,7 @@ impl Decoder {
                     .push((*bundle_id, rows.clone()));
             }
         }
-        let files = write_signals(&self.ctx.dir, &by_signal)?;
+        let files = write_signals(&self.ctx.blobs, &by_signal)?;
         let moves: Vec<_> = batch
             .bundles
             .iter()
@@ -617,6 +617,7 @@ pub fn pass(decoder: &Decoder) -> Result<(DecodeReport, dataset::CompactionRepor
     };
     let compaction = dataset::compact(
         &decoder.ctx.dir,
+        &decoder.ctx.blobs,
         &decoder.ctx.db,
         policy,
         crate::base::time::now_ms(),

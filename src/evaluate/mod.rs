@@ -8,7 +8,7 @@
 //! atomically). Never writes an operational pseudonym into the research dataset.
 
 mod research_tables;
-pub use research_tables::write_parquet_durably as write_research_table;
+pub use research_tables::write_research_table;
 use research_tables::{merge_research_days, write_research_alert_counts, write_research_daily};
 
 use std::collections::HashMap;
@@ -153,7 +153,7 @@ fn scan(files: Vec<PathBuf>) -> Result<Option<LazyFrame>> {
 /// What one evaluation reads: all catalogued data, or some days of it.
 #[derive(Clone, Copy)]
 struct Reader<'a> {
-    ctx: &'a Context,
+    readers: &'a dataset::Readers,
     days: Option<Days>,
 }
 
@@ -169,15 +169,11 @@ impl Reader<'_> {
     /// where the invalid samples were (the EDA mask discards their neighbours too).
     fn signal_with_flags(&self, s: Signal) -> Result<Option<LazyFrame>> {
         let Some(days) = self.days else {
-            return scan(dataset::list_signal_files(&self.ctx.dir, &self.ctx.db, s)?);
+            return scan(self.readers.signal_files(s)?);
         };
-        let files = dataset::list_signal_files_between(
-            &self.ctx.dir,
-            &self.ctx.db,
-            s,
-            &days.from.to_string(),
-            &days.to.to_string(),
-        )?;
+        let files =
+            self.readers
+                .signal_files_between(s, &days.from.to_string(), &days.to.to_string())?;
         let ts = col("ts").cast(DataType::Int64);
         let (start_ms, end_ms) = days.bounds_ms();
         Ok(scan(files)?
@@ -312,9 +308,9 @@ pub fn run_days(
     // a backfill from the CLI): each reads the alerts and the research dataset, changes them and
     // writes them back, so two at once would lose one's work (and race on the same files).
     let _evaluating = EvaluationLock::acquire(ctx)?;
-    // Files listed below stay on disk until this evaluation is done, even if compaction merges
+    // Files listed below stay readable until this evaluation is done, even if compaction merges
     // them meanwhile.
-    let _readers = dataset::ReadGuard::acquire(&ctx.dir)?;
+    let readers = dataset::Readers::of(ctx)?;
     let Persons {
         df: persons_df,
         by_pid: person_of_pid,
@@ -323,13 +319,16 @@ pub fn run_days(
     let mut report = EvaluationReport::default();
     let mut parts = Vec::new();
     let read = Reader {
-        ctx,
+        readers: &readers,
         days: days.map(|d| d.with_lookback(lookback_days(rules))),
     };
-    let history = Reader { ctx, days: None };
+    let history = Reader {
+        readers: &readers,
+        days: None,
+    };
 
     if let Some(ankle) = read.signal(Signal::Ankle)? {
-        let events = alcohol_episodes(ctx, rules, days, &person_of_pid, &mut report)?;
+        let events = alcohol_episodes(ctx, &readers, rules, days, &person_of_pid, &mut report)?;
         // IR baselines come from each person's first readings ever, whatever the range.
         let baselines = ir_baselines(
             history
@@ -406,9 +405,9 @@ pub fn run_days(
     }
     let research = daily::for_research(combined, persons_df.clone().lazy()).collect()?;
     report.person_days = research.height();
-    let mut merged = merge_research_days(ctx, research, days, &frozen_rids)?;
+    let mut merged = merge_research_days(&readers, research, days, &frozen_rids)?;
     write_research_daily(ctx, &mut merged)?;
-    write_research_alert_counts(ctx, &persons_df, &person_of_pid, &frozen_rids)?;
+    write_research_alert_counts(ctx, &readers, &persons_df, &person_of_pid, &frozen_rids)?;
     info!(
         events = report.events,
         stress_episodes = report.stress_episodes,
@@ -443,6 +442,7 @@ const ALCOHOL_EXTEND_DAYS: u64 = 7;
 /// alerts, do not depend on how the days were cut into evaluations.
 fn alcohol_episodes(
     ctx: &Context,
+    readers: &dataset::Readers,
     rules: &Rules,
     days: Option<Days>,
     person_of_pid: &HashMap<String, i64>,
@@ -458,7 +458,7 @@ fn alcohol_episodes(
     let mut from = days.map(|d| d.with_lookback(lookback_days(rules)).from);
     let (frame, events) = loop {
         let reader = Reader {
-            ctx,
+            readers,
             days: from.map(|from| Days {
                 from,
                 to: END_OF_DATA,

@@ -7,15 +7,14 @@ use super::*;
 /// The research dataset with the rows of `days` (all days when `None`) replaced by `fresh`. Rows
 /// of `frozen` research pseudonyms (persons whose erasure has begun) are kept as they are.
 pub(super) fn merge_research_days(
-    ctx: &Context,
+    readers: &dataset::Readers,
     fresh: DataFrame,
     days: Option<Days>,
     frozen: &[String],
 ) -> Result<DataFrame> {
-    let path = ctx.dir.research_daily();
-    if !path.exists() {
+    let Some(path) = readers.research_table(crate::base::blobs::RESEARCH_DAILY)? else {
         return Ok(fresh);
-    }
+    };
     let outside = match days {
         Some(days) => col("day")
             .lt(lit(days.from))
@@ -76,6 +75,7 @@ fn is_frozen(frozen: &[String]) -> Expr {
 
 pub(super) fn write_research_alert_counts(
     ctx: &Context,
+    readers: &dataset::Readers,
     persons_df: &DataFrame,
     person_of_pid: &HashMap<String, i64>,
     frozen: &[String],
@@ -127,8 +127,12 @@ pub(super) fn write_research_alert_counts(
         columns.push(Column::new((*name).into(), c));
     }
     let fresh = daily::for_research(DataFrame::new(columns)?.lazy(), persons_df.clone().lazy());
-    let path = ctx.dir.research_alert_counts();
-    let mut out = if path.exists() && !frozen.is_empty() {
+    let kept = if frozen.is_empty() {
+        None
+    } else {
+        readers.research_table(crate::base::blobs::RESEARCH_ALERT_COUNTS)?
+    };
+    let mut out = if let Some(path) = kept {
         // Persons whose erasure has begun keep the counts they had (see `merge_research_days`).
         let kept =
             LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())?
@@ -139,22 +143,29 @@ pub(super) fn write_research_alert_counts(
     } else {
         fresh.collect()?
     };
-    write_parquet_durably(&ctx.dir.research_alert_counts(), &mut out)
+    write_research_table(
+        &ctx.blobs,
+        crate::base::blobs::RESEARCH_ALERT_COUNTS,
+        &mut out,
+    )
 }
 
 pub(super) fn write_research_daily(ctx: &Context, df: &mut DataFrame) -> Result<()> {
-    write_parquet_durably(&ctx.dir.research_daily(), df)
+    write_research_table(&ctx.blobs, crate::base::blobs::RESEARCH_DAILY, df)
 }
 
-/// Writes a research dataset whole and durably (temp file, fsync, rename, fsync directory).
-pub fn write_parquet_durably(path: &std::path::Path, df: &mut DataFrame) -> Result<()> {
-    let parent = path.parent().expect("dataset in a directory");
-    std::fs::create_dir_all(parent).map_err(|source| crate::base::fsio::Error {
-        path: parent.display().to_string(),
-        source,
-    })?;
+/// Writes a research table ([`crate::base::blobs::RESEARCH_DAILY`] or
+/// [`crate::base::blobs::RESEARCH_ALERT_COUNTS`]) whole and durably: a local file (temp file,
+/// fsync, rename, fsync directory) or one PUT.
+pub fn write_research_table(
+    blobs: &crate::base::blobs::Blobs,
+    key: &str,
+    df: &mut DataFrame,
+) -> Result<()> {
+    let key = crate::base::blobs::Key::dataset(key)
+        .ok_or_else(|| dataset::Error::NotADataset(key.to_string()))?;
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf).finish(df)?;
-    crate::base::fsio::write_durably(path, &buf)?;
+    blobs.put(&key, &buf).map_err(dataset::Error::from)?;
     Ok(())
 }

@@ -294,9 +294,9 @@ fn build(ctx: &Context, reference: &str, now_ms: i64) -> Result<(Vec<u8>, Export
 
     let mut readings = 0;
     {
-        let _readers = dataset::ReadGuard::acquire(&ctx.dir)?;
+        let readers = dataset::Readers::of(ctx)?;
         for signal in Signal::ALL {
-            let files = dataset::list_signal_files(&ctx.dir, &ctx.db, signal)?;
+            let files = readers.signal_files(signal)?;
             let Some(lf) = dataset::scan_readings(&files)? else {
                 continue;
             };
@@ -314,17 +314,17 @@ fn build(ctx: &Context, reference: &str, now_ms: i64) -> Result<(Vec<u8>, Export
             members.push((format!("readings/{}.csv", signal.name()), csv));
             members.push((format!("readings/{}.parquet", signal.name()), parquet));
         }
-        let daily = ctx.dir.research_daily();
-        let mut df = if daily.exists() {
-            LazyFrame::scan_parquet(
-                PlPath::new(&daily.to_string_lossy()),
-                ScanArgsParquet::default(),
-            )?
-            .filter(col("rid").eq(lit(rid.clone())))
-            .collect()?
-        } else {
-            DataFrame::empty()
-        };
+        let mut df =
+            if let Some(daily) = readers.research_table(crate::base::blobs::RESEARCH_DAILY)? {
+                LazyFrame::scan_parquet(
+                    PlPath::new(&daily.to_string_lossy()),
+                    ScanArgsParquet::default(),
+                )?
+                .filter(col("rid").eq(lit(rid.clone())))
+                .collect()?
+            } else {
+                DataFrame::empty()
+            };
         let mut csv = Vec::new();
         if df.width() > 0 {
             CsvWriter::new(&mut csv)

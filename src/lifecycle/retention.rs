@@ -413,6 +413,7 @@ impl Eraser<'_> {
                 DataClass::RawReadings => {
                     let erased = crate::dataset::erase_pid(
                         &self.ctx.dir,
+                        &self.ctx.blobs,
                         &self.ctx.db,
                         &self.pseudonyms.operational(id),
                         &held_bundles,
@@ -565,13 +566,14 @@ impl Eraser<'_> {
     /// Removes rows of research pseudonym `rid` from both research datasets; returns how many.
     fn research(&self, rid: &str) -> Result<usize> {
         let mut removed = 0;
-        for path in [
-            self.ctx.dir.research_daily(),
-            self.ctx.dir.research_alert_counts(),
+        let readers = crate::dataset::Readers::of(self.ctx)?;
+        for key in [
+            crate::base::blobs::RESEARCH_DAILY,
+            crate::base::blobs::RESEARCH_ALERT_COUNTS,
         ] {
-            if !path.exists() {
+            let Some(path) = readers.research_table(key)? else {
                 continue;
-            }
+            };
             let all =
                 LazyFrame::scan_parquet(PlPath::new(&path.to_string_lossy()), Default::default())?
                     .collect()?;
@@ -583,7 +585,7 @@ impl Eraser<'_> {
             let here = all.height() - kept.height();
             removed += here;
             if here > 0 && !self.dry_run {
-                crate::evaluate::write_research_table(&path, &mut kept)?;
+                crate::evaluate::write_research_table(&self.ctx.blobs, key, &mut kept)?;
             }
         }
         Ok(removed)

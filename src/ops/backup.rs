@@ -281,11 +281,12 @@ pub fn backup(ctx: &Context, out: &Path, with_keys: bool, actor: &str) -> Result
         ctx.dir.rules(),
         ctx.dir.pki(),
         ctx.dir.audit_checkpoints(),
-        ctx.dir
-            .research_daily()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
+        // The research tables' folder.
+        root.join(
+            Path::new(crate::base::blobs::RESEARCH_DAILY)
+                .parent()
+                .unwrap_or(Path::new("")),
+        ),
     ] {
         files_under(&root, &dir, &mut fixed)?;
     }

@@ -77,6 +77,8 @@ pub enum Error {
     Screening(String),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
+    #[error("research dataset: {0}")]
+    Dataset(#[from] crate::dataset::Error),
     #[error("database: {0}")]
     Db(#[from] crate::base::db::Error),
     #[error(transparent)]
@@ -123,18 +125,19 @@ pub const DATASET_ALERTS: &str = "alert-counts";
 
 /// A dataset a query may name: where its file is, and its columns with their public ranges.
 struct Dataset {
-    path: fn(&crate::base::datadir::DataDir) -> std::path::PathBuf,
+    /// Its key in the store (see [`crate::base::blobs`]).
+    key: &'static str,
     columns: &'static [(&'static str, f64, f64)],
 }
 
 fn dataset(name: &str) -> Option<Dataset> {
     match name {
         DATASET_DAILY => Some(Dataset {
-            path: crate::base::datadir::DataDir::research_daily,
+            key: crate::base::blobs::RESEARCH_DAILY,
             columns: DAILY_COLUMNS,
         }),
         DATASET_ALERTS => Some(Dataset {
-            path: crate::base::datadir::DataDir::research_alert_counts,
+            key: crate::base::blobs::RESEARCH_ALERT_COUNTS,
             columns: ALERT_COLUMNS,
         }),
         _ => None,
@@ -243,12 +246,13 @@ fn all_public_values(key: &str, req: &QueryRequest) -> Vec<String> {
 pub const DATASET_DAILY: &str = "daily-indicators";
 
 /// The data in the exact shape the measurement's domain declares: `rid` and, for a mean, `value`.
-fn prepared_data(ctx: &Context, req: &QueryRequest) -> Result<LazyFrame> {
+/// Scanned from `readers`' copy, so keep them until the frame is collected.
+fn prepared_data(readers: &crate::dataset::Readers, req: &QueryRequest) -> Result<LazyFrame> {
     let aggregate = &req.aggregate;
-    let path = (dataset(&req.dataset).expect("validated").path)(&ctx.dir);
-    if !path.exists() {
+    let key = dataset(&req.dataset).expect("validated").key;
+    let Some(path) = readers.research_table(key)? else {
         return Err(Error::NoData);
-    }
+    };
     let mut lf = LazyFrame::scan_parquet(
         PlPath::new(&path.to_string_lossy()),
         ScanArgsParquet::default(),
@@ -607,7 +611,8 @@ pub fn answer_fenced(
         )?;
         return Ok(answer);
     }
-    let data = prepared_data(ctx, req)?;
+    let readers = crate::dataset::Readers::of(ctx)?;
+    let data = prepared_data(&readers, req)?;
     let charged = charge(ctx, project, req, epsilon, actor, fence)?;
     answer.epsilon_spent = epsilon;
     answer.project_epsilon = charged.epsilon_spent;

@@ -42,10 +42,7 @@ fn context() -> (tempfile::TempDir, Context) {
         "drinking_events" => drinking,
     )
     .unwrap();
-    let path = ctx.dir.research_daily();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    ParquetWriter::new(std::fs::File::create(&path).unwrap())
-        .finish(&mut df)
+    crate::evaluate::write_research_table(&ctx.blobs, crate::base::blobs::RESEARCH_DAILY, &mut df)
         .unwrap();
     (tmp, ctx)
 }

@@ -396,6 +396,42 @@ pub fn station_binary() -> PathBuf {
     bin
 }
 
+/// The catalogued files of a signal as the server's readers get them (local paths; on object
+/// storage, fetched copies that last as long as the returned hold).
+pub fn signal_files(
+    ctx: &Context,
+    signal: nachtwacht_wire::Signal,
+) -> (nachtwacht::dataset::Readers, Vec<PathBuf>) {
+    let readers = nachtwacht::dataset::Readers::of(ctx).unwrap();
+    let files = readers.signal_files(signal).unwrap();
+    (readers, files)
+}
+
+/// A research table ([`nachtwacht::base::blobs::RESEARCH_DAILY`] or `RESEARCH_ALERT_COUNTS`)
+/// read whole from the store.
+pub fn research_table(ctx: &Context, key: &str) -> polars::prelude::DataFrame {
+    let readers = nachtwacht::dataset::Readers::of(ctx).unwrap();
+    let path = readers
+        .research_table(key)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{key} is not written"));
+    read_parquet(&path)
+}
+
+/// Every Parquet object under the raw datasets, catalogued or not (catalog paths).
+pub fn stored_raw_files(ctx: &Context) -> Vec<String> {
+    let mut out: Vec<String> = ctx
+        .blobs
+        .list(nachtwacht::base::blobs::RAW_DATASETS)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key.as_str().to_string())
+        .filter(|k| k.ends_with(".parquet") && !k.rsplit('/').next().unwrap().starts_with('.'))
+        .collect();
+    out.sort();
+    out
+}
+
 /// A Parquet file read whole, on a plain thread (polars must not block a tokio worker).
 pub fn read_parquet(path: &std::path::Path) -> polars::prelude::DataFrame {
     let path = path.to_path_buf();

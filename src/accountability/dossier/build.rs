@@ -207,10 +207,8 @@ fn readings_csv(
     to_ms: i64,
 ) -> Result<(Vec<u8>, BTreeSet<String>, usize)> {
     use arrow::array::{Array, StringArray};
-    let _readers = crate::dataset::ReadGuard::acquire(&ctx.dir)?;
-    let files = crate::dataset::list_signal_files_between(
-        &ctx.dir,
-        &ctx.db,
+    let readers = crate::dataset::Readers::of(ctx)?;
+    let files = readers.signal_files_between(
         signal,
         &day(from_ms),
         &day(to_ms + crate::base::time::DAY_MS),

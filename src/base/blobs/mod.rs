@@ -1,5 +1,6 @@
 //! Where bundle ciphertexts are kept: the spool (received, waiting to be decoded), the evidence
-//! store (decoded, kept for the retention period) and quarantine (set aside with a reason).
+//! store (decoded, kept for the retention period) and quarantine (set aside with a reason); and
+//! the Parquet datasets made from them (see [`crate::dataset`]).
 //!
 //! One interface, two backends, chosen by `[storage]` in `nachtwacht.toml`:
 //! - [`local`] (the default): files under the data directory, with the durability the ingest
@@ -51,6 +52,13 @@ pub struct Key(String);
 pub const SPOOL: &str = "spool/";
 pub const EVIDENCE: &str = "evidence/";
 pub const QUARANTINE: &str = "quarantine/";
+pub const DATASETS: &str = "datasets/";
+/// The raw signal datasets, `datasets/raw/<signal>/<YYYY-MM-DD>/<file>.parquet`.
+pub const RAW_DATASETS: &str = "datasets/raw/";
+/// Daily indicators under research pseudonyms: the dataset the research path reads.
+pub const RESEARCH_DAILY: &str = "datasets/research/daily_indicators.parquet";
+/// Alerts per person-day and kind group, research pseudonyms only.
+pub const RESEARCH_ALERT_COUNTS: &str = "datasets/research/alert_counts.parquet";
 
 impl Key {
     /// A received ciphertext waiting to be decoded, named by its id and its content's SHA-256
@@ -93,6 +101,13 @@ impl Key {
     /// A reason kept after the bundle was sent back to decoding (its `n`th retry).
     pub fn retried_reason(id: &BundleId, n: i64) -> Self {
         Self(format!("{QUARANTINE}{id}.reason.retried-{n}"))
+    }
+
+    /// A dataset file (a catalog path such as `datasets/raw/hr/2026-01-05/batch-….parquet`, or
+    /// one of the research tables); `None` for a name outside [`DATASETS`] or one that could
+    /// escape the root.
+    pub fn dataset(path: &str) -> Option<Self> {
+        Self::parse(path).filter(|k| k.0.starts_with(DATASETS))
     }
 
     /// A key read back from a listing; `None` for one that could escape the root.
@@ -170,6 +185,15 @@ impl Blobs {
         match self {
             Self::Local(l) => l.get(key),
             Self::S3(s) => s.get(key),
+        }
+    }
+
+    /// Several objects' bytes (in parallel on object storage), in input order; `None` for one
+    /// that is not there.
+    pub fn get_all(&self, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>> {
+        match self {
+            Self::Local(l) => keys.iter().map(|k| l.get(k)).collect(),
+            Self::S3(s) => s.get_all(keys),
         }
     }
 

@@ -229,6 +229,31 @@ impl S3Blobs {
         got.map(|b| b.map(|b| b.to_vec())).map_err(object_err(key))
     }
 
+    /// Several objects' bytes, fetched in parallel; `None` for one that is not there.
+    pub fn get_all(&self, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>> {
+        let jobs: Vec<(Key, ObjectPath)> = keys.iter().map(|k| (k.clone(), self.path(k))).collect();
+        let store = self.store.clone();
+        let outcomes = wait(async move {
+            use futures::StreamExt;
+            futures::stream::iter(jobs)
+                .map(|(key, path)| {
+                    let store = store.clone();
+                    async move {
+                        match store.get(&path).await {
+                            Ok(r) => r.bytes().await.map(|b| Some(b.to_vec())),
+                            Err(object_store::Error::NotFound { .. }) => Ok(None),
+                            Err(e) => Err(e),
+                        }
+                        .map_err(object_err(&key))
+                    }
+                })
+                .buffered(PARALLEL_REQUESTS)
+                .collect::<Vec<Result<Option<Vec<u8>>>>>()
+                .await
+        });
+        outcomes.into_iter().collect()
+    }
+
     pub fn exists(&self, key: &Key) -> Result<bool> {
         let (store, path) = (self.store.clone(), self.path(key));
         match wait(async move { store.head(&path).await }) {

@@ -170,6 +170,8 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
     let (mut plain, mut default, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
     let mut e2e_s3 = Vec::new();
     let mut report = None;
+    // The last run's installations, whose datasets the reading comparison below scans.
+    let (mut last_local, mut last_s3) = (None, None);
     for (r, copy) in copies.iter().enumerate() {
         if let Some(s3) = &s3 {
             let on_s3 = tmp.path().join(format!("run-{r}-s3"));
@@ -188,6 +190,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
                 sealed.len()
             );
             e2e_s3.push(((), wall, cpu));
+            last_s3 = Some(ctx);
         }
         let out = tmp.path().join(format!("plain-{r}"));
         plain.push(timed(|| write_plain(&bundles, &out))?);
@@ -208,6 +211,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
         );
         e2e.push(((), wall, cpu));
         report = Some(pass);
+        last_local = Some(ctx);
     }
     let report = report.expect("at least one run");
     let medians = |runs: &[((), f64, f64)]| {
@@ -251,7 +255,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
     .into_iter()
     .chain((!e2e_s3.is_empty()).then(|| {
         let (wall, cpu) = medians(&e2e_s3);
-        ("decode end to end, ciphertexts on S3", wall, cpu)
+        ("decode end to end, on S3 (ciphertexts, Parquet)", wall, cpu)
     })) {
         println!(
             "{name:<46} {wall:>8.3} {:>12.2} {:>10.2}",
@@ -290,7 +294,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
         ("plain write, our encodings", &plain),
         ("plain write, ArrowWriter defaults", &default),
         ("end to end", &e2e),
-        ("end to end, ciphertexts on S3", &e2e_s3),
+        ("end to end, on S3", &e2e_s3),
     ] {
         if runs.is_empty() {
             continue;
@@ -302,6 +306,132 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<()> {
         "rows stored {}, flagged {}, discarded {}",
         report.rows_stored, report.rows_flagged, report.rows_discarded
     );
+    if let (Some(local), Some(on_s3), Some(s3)) = (&last_local, &last_s3, &s3) {
+        compare_dataset_reads(local, on_s3, s3, runs)?;
+    }
+    Ok(())
+}
+
+/// How the pipelines should read datasets kept on object storage, measured: every signal read
+/// whole as the evaluator reads it ([`dataset::scan_readings`]) from the local files (baseline),
+/// from objects fetched whole in parallel into a scratch folder (what [`dataset::Readers`] does),
+/// and through polars' own S3 reader (ranged GETs of footers and column chunks).
+fn compare_dataset_reads(
+    local: &ServerContext,
+    on_s3: &ServerContext,
+    s3: &nachtwacht::base::config::StorageConfig,
+    runs: usize,
+) -> anyhow::Result<()> {
+    use super::measure::median;
+    use polars::prelude::{LazyFrame, PlPath, ScanArgsParquet};
+    let read_all = |frames: Vec<LazyFrame>| -> anyhow::Result<usize> {
+        let mut rows = 0;
+        for lf in frames {
+            rows += lf.collect()?.height();
+        }
+        Ok(rows)
+    };
+    let through_readers = |ctx: &ServerContext| -> anyhow::Result<usize> {
+        let readers = dataset::Readers::of(ctx)?;
+        let mut frames = Vec::new();
+        for signal in nachtwacht_wire::Signal::ALL {
+            if let Some(lf) = dataset::scan_readings(&readers.signal_files(signal)?)? {
+                frames.push(lf);
+            }
+        }
+        read_all(frames)
+    };
+    // polars' reader: the same objects by URL, with the installation's credentials.
+    let config = &on_s3.config.storage;
+    let secret = std::fs::read_to_string(
+        on_s3
+            .dir
+            .root()
+            .join(config.secret_access_key_file.as_deref().unwrap_or_default()),
+    )?;
+    let cloud = polars::prelude::cloud::CloudOptions::default().with_aws([
+        (
+            polars::prelude::cloud::AmazonS3ConfigKey::Endpoint,
+            config.endpoint.clone().unwrap_or_default(),
+        ),
+        (
+            polars::prelude::cloud::AmazonS3ConfigKey::AccessKeyId,
+            config.access_key_id.clone().unwrap_or_default(),
+        ),
+        (
+            polars::prelude::cloud::AmazonS3ConfigKey::SecretAccessKey,
+            secret.trim().to_string(),
+        ),
+        (
+            polars::prelude::cloud::AmazonS3ConfigKey::Region,
+            if s3.region.is_empty() {
+                "us-east-1".to_string()
+            } else {
+                s3.region.clone()
+            },
+        ),
+    ]);
+    let base = format!(
+        "s3://{}/{}",
+        config.bucket.as_deref().unwrap_or_default(),
+        config.prefix.trim_matches('/')
+    );
+    let through_polars = || -> anyhow::Result<usize> {
+        let mut frames = Vec::new();
+        for signal in nachtwacht_wire::Signal::ALL {
+            let mut catalogued: Vec<String> = Vec::new();
+            {
+                let conn = on_s3.db.lock();
+                let mut stmt =
+                    conn.prepare("SELECT path FROM dataset_files WHERE signal = ?1 ORDER BY path")?;
+                for path in stmt.query_map([signal.name()], |r| r.get(0))? {
+                    catalogued.push(path?);
+                }
+            }
+            if catalogued.is_empty() {
+                continue;
+            }
+            let urls = catalogued
+                .iter()
+                .map(|p| PlPath::new(&format!("{base}/{p}")))
+                .collect();
+            let args = ScanArgsParquet {
+                cloud_options: Some(cloud.clone()),
+                ..Default::default()
+            };
+            frames.push(dataset::scan_readings_at(urls, args)?);
+        }
+        read_all(frames)
+    };
+    // Per way of reading: (rows, wall s, CPU s) of each run.
+    type Runs = Vec<(usize, f64, f64)>;
+    let mut results: Vec<(&str, Runs)> = vec![
+        ("local files (baseline)", vec![]),
+        ("S3, objects fetched whole (Readers)", vec![]),
+        ("S3, polars' own reader", vec![]),
+    ];
+    for _ in 0..runs {
+        results[0].1.push(timed(|| through_readers(local))?);
+        results[1].1.push(timed(|| through_readers(on_s3))?);
+        results[2].1.push(timed(through_polars)?);
+    }
+    let rows = results[0].1[0].0;
+    println!();
+    println!("reading the datasets back (every signal, all columns, as the evaluator scans them; {rows} rows; median of {runs}):");
+    for (name, measured) in &results {
+        anyhow::ensure!(
+            measured.iter().all(|m| m.0 == rows),
+            "{name} read a different number of rows"
+        );
+        let wall = median(measured.iter().map(|m| m.1));
+        let cpu = median(measured.iter().map(|m| m.2));
+        let walls: Vec<String> = measured.iter().map(|m| format!("{:.3}", m.1)).collect();
+        println!(
+            "  {name:<38} wall {wall:>7.3} s ({}× local)  CPU {cpu:>7.3} s   runs {}",
+            format_args!("{:.2}", wall / median(results[0].1.iter().map(|m| m.1))),
+            walls.join(" ")
+        );
+    }
     Ok(())
 }
 

@@ -52,9 +52,11 @@ impl Store {
         }
         init::init(&root, &config, nachtwacht::base::time::now_ms())?;
         let ctx = ServerContext::open(&root)?;
-        let path = ctx.dir.research_daily();
-        std::fs::create_dir_all(path.parent().expect("a directory"))?;
-        ParquetWriter::new(std::fs::File::create(&path)?).finish(dataset)?;
+        nachtwacht::evaluate::write_research_table(
+            &ctx.blobs,
+            nachtwacht::base::blobs::RESEARCH_DAILY,
+            dataset,
+        )?;
         research::create_project(&ctx, "bench", research::Budget::new(1e9, 10.0), "bench")?;
         nachtwacht::registry::screening::screened_researcher(
             &ctx.db,
@@ -107,7 +109,11 @@ pub fn run(args: ResearchArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.database_url {
         stores.push(Store::new(Some(url), &mut df)?);
     }
-    let path = stores[0].ctx.dir.research_daily();
+    let path = stores[0]
+        .ctx
+        .dir
+        .root()
+        .join(nachtwacht::base::blobs::RESEARCH_DAILY);
     println!(
         "research dataset: {} persons × {} days = {n} person-days; state stores: {}",
         args.persons,

@@ -200,7 +200,11 @@ fn write_research(ctx: &Context, rids: &[String], days: usize, day0: i64) -> any
         "valid_wear_minutes" => vec![1_380.0f64; n],
     )?;
     df.with_column(df.column("day")?.cast(&DataType::Date)?)?;
-    nachtwacht::evaluate::write_research_table(&ctx.dir.research_daily(), &mut df)?;
+    nachtwacht::evaluate::write_research_table(
+        &ctx.blobs,
+        nachtwacht::base::blobs::RESEARCH_DAILY,
+        &mut df,
+    )?;
     Ok(n)
 }
 
@@ -229,11 +233,13 @@ fn plain_rewrite(
     Ok(rows)
 }
 
-/// The catalogued files that hold `pid`'s rows.
+/// The catalogued files that hold `pid`'s rows. The bench's data directory keeps its files
+/// locally, so the paths stay valid after the readers' hold is released (as erasure needs).
 fn files_of(ctx: &Context, signals: &[Signal]) -> anyhow::Result<Vec<PathBuf>> {
+    let readers = dataset::Readers::of(ctx)?;
     let mut out = Vec::new();
     for s in signals {
-        out.extend(dataset::list_signal_files(&ctx.dir, &ctx.db, *s)?);
+        out.extend(readers.signal_files(*s)?);
     }
     Ok(out)
 }
