@@ -321,6 +321,23 @@ mod tests {
             .collect()
     }
 
+    /// A store with three bundles of one person's HR rows, each in its own catalogued file.
+    fn three_catalogued_bundles() -> (tempfile::TempDir, DataDir, Blobs, Db) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let blobs = crate::base::blobs::testing::open(tmp.path());
+        let db = crate::base::db::testing::open(tmp.path());
+        for i in 0..3u8 {
+            let (batch, q) = hr((0..10).map(|k| MIDNIGHT + i as i64 * 60_000 + k).collect());
+            for f in
+                write_signal(&blobs, Signal::Hr, &BundleId([i; 16]), "p1-a", &batch, &q).unwrap()
+            {
+                catalog_insert(&db.lock(), &f, "bundle", 0).unwrap();
+            }
+        }
+        (tmp, dir, blobs, db)
+    }
+
     /// One bundle's HR rows, written as the decoder writes a batch of one.
     fn write_signal(
         blobs: &Blobs,
@@ -479,18 +496,7 @@ mod tests {
     /// storage the reader holds fetched copies and the merged objects go at once.
     #[test]
     fn a_reader_keeps_the_files_it_listed_while_compaction_merges_them() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = DataDir::new(tmp.path());
-        let blobs = crate::base::blobs::testing::open(tmp.path());
-        let db = crate::base::db::testing::open(tmp.path());
-        for i in 0..3u8 {
-            let (batch, q) = hr((0..10).map(|k| MIDNIGHT + i as i64 * 60_000 + k).collect());
-            for f in
-                write_signal(&blobs, Signal::Hr, &BundleId([i; 16]), "p1-a", &batch, &q).unwrap()
-            {
-                catalog_insert(&db.lock(), &f, "bundle", 0).unwrap();
-            }
-        }
+        let (_tmp, dir, blobs, db) = three_catalogued_bundles();
         let later = MIDNIGHT + 3 * DAY_MS;
         let reader = Readers::open(&dir, &blobs, &db).unwrap();
         let listed = reader.signal_files(Signal::Hr).unwrap();
@@ -531,18 +537,7 @@ mod tests {
     /// before the fetch lists again, and reads the day once: the compacted file, not a mix.
     #[test]
     fn a_fetch_that_finds_a_listed_file_gone_lists_again() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = DataDir::new(tmp.path());
-        let blobs = crate::base::blobs::testing::open(tmp.path());
-        let db = crate::base::db::testing::open(tmp.path());
-        for i in 0..3u8 {
-            let (batch, q) = hr((0..10).map(|k| MIDNIGHT + i as i64 * 60_000 + k).collect());
-            for f in
-                write_signal(&blobs, Signal::Hr, &BundleId([i; 16]), "p1-a", &batch, &q).unwrap()
-            {
-                catalog_insert(&db.lock(), &f, "bundle", 0).unwrap();
-            }
-        }
+        let (_tmp, dir, blobs, db) = three_catalogued_bundles();
         let stale = catalog(&db);
         let later = MIDNIGHT + 3 * DAY_MS;
         let reader = Readers::open(&dir, &blobs, &db).unwrap();

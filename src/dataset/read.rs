@@ -6,7 +6,7 @@
 //! into a scratch folder of this reader's (`datasets/.reads/<process>.<random>/`), deleted when the
 //! [`Readers`] is dropped (or, after a crash, by the next reader on this machine). Objects are
 //! fetched whole and in parallel rather than scanned by polars through its own cloud reader:
-//! `bench datasets` measures both, and fetching was the faster (docs/benchmarks.md). It also
+//! `bench decode --s3` measures both, and fetching was the faster (docs/benchmarks.md). It also
 //! keeps the snapshot simple across nodes: compaction and erasure on another node delete what
 //! they retire at once, and a fetch that finds an object gone lists the catalog again.
 
