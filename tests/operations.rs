@@ -287,7 +287,9 @@ fn metrics_are_scraped_over_http_during_a_demo() {
     drop(free);
     let tmp = tempfile::tempdir().unwrap();
     let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
-        .args(["demo", "--exit-after", "20s", "--days", "1"])
+        // Long enough for the slowest CI machine: the demo is killed once scraped. (It once
+        // exited after 20 s, before a loaded 2-core machine had counted its uploads.)
+        .args(["demo", "--exit-after", "300s", "--days", "1"])
         .args([
             "--quic-listen",
             "127.0.0.1:0",
@@ -298,10 +300,10 @@ fn metrics_are_scraped_over_http_during_a_demo() {
         .arg("--data-dir")
         .arg(tmp.path().join("demo"))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("demo.log")).unwrap())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
     let text = loop {
         let scraped = ureq::get(&format!("http://{addr}/metrics"))
             .call()
@@ -319,7 +321,17 @@ fn metrics_are_scraped_over_http_during_a_demo() {
                 break text;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "no uploads counted");
+        let log = || std::fs::read_to_string(tmp.path().join("demo.log")).unwrap_or_default();
+        if let Some(status) = demo.try_wait().unwrap() {
+            panic!(
+                "the demo ended ({status}) before its uploads were counted:\n{}",
+                log()
+            );
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = demo.kill();
+            panic!("no uploads counted; the demo's log:\n{}", log());
+        }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     for series in [

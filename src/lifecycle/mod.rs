@@ -8,4 +8,6 @@ pub mod export;
 pub mod hold;
 pub mod policy;
 pub mod retention;
+#[cfg(test)]
+mod retention_props;
 pub mod supervision;

@@ -13,7 +13,7 @@
 //! fails after charging keeps its charge: spending is never refunded on the strength of a result.
 
 mod request;
-use request::validate;
+pub use request::validate;
 pub use request::{AccuracyEntry, Aggregate, Answer, GroupValue, QueryRequest, MIN_EPSILON};
 
 mod ledger;

@@ -182,7 +182,7 @@ fn group_count(req: &QueryRequest) -> u64 {
         .fold(1u64, u64::saturating_mul)
 }
 
-pub(super) fn validate(
+pub fn validate(
     req: &QueryRequest,
     project: &Project,
     config: &crate::base::config::ResearchConfig,

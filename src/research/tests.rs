@@ -713,3 +713,68 @@ fn a_token_of_a_researcher_without_a_screening_in_force_is_refused_with_the_reas
     crate::registry::screening::screen_for_a_year(&ctx.db, "ria", now + 1).unwrap();
     assert!(query(&ctx, &t, &request(Aggregate::Count, 0.1, &[])).is_ok());
 }
+
+mod ledger_properties {
+    //! Property: under any sequence of charges to two projects (small, large, over budget, not a
+    //! number, negative), each project's remaining budget never rises and never goes below zero,
+    //! a refused charge changes nothing, and the per-person yearly loss never exceeds its cap.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn epsilon() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            6 => 0.001f64..1.5,
+            1 => 1.5f64..20.0,
+            1 => Just(f64::NAN),
+            1 => Just(f64::INFINITY),
+            1 => -2.0f64..0.0,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(8))]
+
+        #[test]
+        fn remaining_budget_never_rises_and_never_goes_below_zero(
+            charges in proptest::collection::vec((any::<bool>(), epsilon()), 1..16),
+        ) {
+            let (_tmp, ctx) = crate::server::init::temporary();
+            for name in ["a", "b"] {
+                create_project(&ctx, name, Budget::new(6.0, 20.0), "test").unwrap();
+            }
+            let project = |name: &str| project_named(&ctx, name).unwrap().unwrap();
+            let person_loss = || {
+                person_losses(&ctx).unwrap().first().map_or(0.0, |p| p.epsilon_spent)
+            };
+            let cap = ctx.config.research.person_epsilon_per_year;
+            let mut remaining = [project("a").remaining().unwrap().0, project("b").remaining().unwrap().0];
+            for (second, epsilon) in charges {
+                let (i, name) = if second { (1, "b") } else { (0, "a") };
+                let before = project(name);
+                let person_before = person_loss();
+                let req = request(Aggregate::Count, epsilon, &[]);
+                let charged = ledger::charge(&ctx, &before, &req, epsilon, "ria", None);
+                let after = project(name);
+                let left = after.remaining().unwrap().0;
+                prop_assert!(left >= 0.0, "remaining {left} below zero");
+                prop_assert!(left <= remaining[i] + 1e-12, "remaining rose from {} to {left}", remaining[i]);
+                prop_assert!(after.epsilon_spent <= after.epsilon_budget + 1e-9);
+                prop_assert!(person_loss() <= cap + 1e-9, "person loss over its cap");
+                prop_assert!(person_loss() >= person_before);
+                match charged {
+                    Ok(p) => {
+                        prop_assert!(epsilon.is_finite() && epsilon > 0.0);
+                        prop_assert_eq!(p.epsilon_spent, after.epsilon_spent);
+                    }
+                    Err(_) => {
+                        prop_assert_eq!(after.epsilon_spent, before.epsilon_spent, "a refusal charged");
+                        prop_assert_eq!(after.rho_spent, before.rho_spent);
+                        prop_assert_eq!(person_loss(), person_before);
+                    }
+                }
+                remaining[i] = left;
+            }
+        }
+    }
+}

@@ -37,6 +37,17 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 pub struct FormFields(pub HashMap<String, String>);
 
 impl FormFields {
+    /// The fields of a URL-encoded form body. A body that is not one gives no fields (the CSRF
+    /// check then refuses it); a field given twice keeps its last value.
+    pub fn parse(body: &[u8]) -> Self {
+        Self(
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        )
+    }
+
     pub fn get(&self, key: &str) -> &str {
         self.0.get(key).map(String::as_str).unwrap_or("")
     }
@@ -129,11 +140,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
             // what was typed (crate::web::pages::login::Resume).
             if path == "/alerts/{id}/transition" {
                 if let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await {
-                    let fields: HashMap<String, String> =
-                        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-                            .unwrap_or_default()
-                            .into_iter()
-                            .collect();
+                    let FormFields(fields) = FormFields::parse(&bytes);
                     if let Some(resume) =
                         crate::web::signin::Resume::of_post(parts.uri.path(), &fields)
                     {
@@ -213,11 +220,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
                     ),
                 );
             };
-            let fields: HashMap<String, String> =
-                serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
+            let FormFields(fields) = FormFields::parse(&bytes);
             let submitted = fields.get("csrf").map(String::as_str).unwrap_or("");
             if !accounts::csrf_ok(s, submitted) {
                 return refuse(

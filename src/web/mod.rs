@@ -32,7 +32,7 @@ pub mod pdf;
 mod signin;
 pub mod tls;
 
-pub use access::Access;
+pub use access::{Access, FormFields};
 pub use api::research::{ApiDoc, BudgetAnswer, ErrorBody};
 pub use origin::SiteOrigin;
 

@@ -13,6 +13,16 @@ use nachtwacht_wire::{DeviceKind, Signal, SignalBatch};
 use super::BundleContent;
 use crate::{Error, Result};
 
+/// The latest Unix time (seconds) a device file may name: the start of the year 3000. A time past
+/// it is a damaged file, and would overflow the millisecond timestamps.
+const LATEST_UNIX_S: f64 = 32_503_680_000.0;
+
+/// Unix seconds as milliseconds, for a time between 1970 and [`LATEST_UNIX_S`].
+fn unix_ms(seconds: f64) -> Option<i64> {
+    (seconds.is_finite() && (0.0..=LATEST_UNIX_S).contains(&seconds))
+        .then(|| (seconds * 1000.0).round() as i64)
+}
+
 /// One parsed E4 CSV file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct E4File {
@@ -26,7 +36,10 @@ impl E4File {
     pub fn timestamps(&self) -> Vec<i64> {
         let n = self.columns.first().map_or(0, Vec::len);
         (0..n)
-            .map(|i| self.start_ms + (i as f64 * 1000.0 / self.rate_hz).round() as i64)
+            .map(|i| {
+                self.start_ms
+                    .saturating_add((i as f64 * 1000.0 / self.rate_hz).round() as i64)
+            })
             .collect()
     }
 }
@@ -45,8 +58,10 @@ pub fn parse_e4_csv(text: &str, width: usize, what: &str) -> Result<E4File> {
             .map_err(|e| err(format!("{name} row {line:?}: {e}")))
     };
     let start_s = first(lines.next(), "start time")?;
+    let start_ms =
+        unix_ms(start_s).ok_or_else(|| err(format!("start time {start_s} is not a Unix time")))?;
     let rate_hz = first(lines.next(), "sample rate")?;
-    if !(rate_hz > 0.0 && rate_hz <= 1024.0) {
+    if !(0.001..=1024.0).contains(&rate_hz) {
         return Err(err(format!("implausible sample rate {rate_hz} Hz")));
     }
     let mut columns = vec![Vec::new(); width];
@@ -71,7 +86,7 @@ pub fn parse_e4_csv(text: &str, width: usize, what: &str) -> Result<E4File> {
         }
     }
     Ok(E4File {
-        start_ms: (start_s * 1000.0).round() as i64,
+        start_ms,
         rate_hz,
         columns,
     })
@@ -79,6 +94,20 @@ pub fn parse_e4_csv(text: &str, width: usize, what: &str) -> Result<E4File> {
 
 /// Reads an export directory into one bundle's worth of signal batches.
 pub fn read_export(dir: &Path, device_serial: &str) -> Result<BundleContent> {
+    read_export_files(
+        |file| std::fs::read_to_string(dir.join(file)),
+        &dir.display().to_string(),
+        device_serial,
+    )
+}
+
+/// [`read_export`] over the export's files as `read` returns them by name (`EDA.csv`, ...): the
+/// reading of the files kept apart from the parsing, so the parsing can be fed from memory.
+pub fn read_export_files(
+    read: impl Fn(&str) -> std::io::Result<String>,
+    dir: &str,
+    device_serial: &str,
+) -> Result<BundleContent> {
     let files: [(&str, Signal, usize, f64); 5] = [
         ("EDA.csv", Signal::Eda, 1, 1.0),
         ("BVP.csv", Signal::Bvp, 1, 1.0),
@@ -89,12 +118,12 @@ pub fn read_export(dir: &Path, device_serial: &str) -> Result<BundleContent> {
     ];
     let mut batches = Vec::new();
     for (file, signal, width, scale) in files {
-        let path = dir.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Source {
-            path: path.display().to_string(),
+        let path = format!("{dir}/{file}");
+        let text = read(file).map_err(|e| Error::Source {
+            path: path.clone(),
             reason: e.to_string(),
         })?;
-        let parsed = parse_e4_csv(&text, width, &path.display().to_string())?;
+        let parsed = parse_e4_csv(&text, width, &path)?;
         let ts = TimestampMillisecondArray::from(parsed.timestamps()).with_timezone("UTC");
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(ts)];
         for col in parsed.columns {
@@ -117,13 +146,13 @@ pub fn read_export(dir: &Path, device_serial: &str) -> Result<BundleContent> {
         ),
         ("tags.csv", parse_tags_csv),
     ] {
-        let path = dir.join(file);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => batches.push(parse(&text, &path.display().to_string())?),
+        let path = format!("{dir}/{file}");
+        match read(file) {
+            Ok(text) => batches.push(parse(&text, &path)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 return Err(Error::Source {
-                    path: path.display().to_string(),
+                    path,
                     reason: e.to_string(),
                 })
             }
@@ -176,7 +205,12 @@ pub fn parse_ibi_csv(text: &str, what: &str) -> Result<SignalBatch> {
         };
         let offset = num("offset")?;
         let interval = num("interval")?;
-        ts.push(((start_s + offset) * 1000.0).round() as i64);
+        ts.push(unix_ms(start_s + offset).ok_or_else(|| {
+            err(format!(
+                "row {}: {start_s} + {offset} is not a Unix time",
+                i + 2
+            ))
+        })?);
         ibi.push(interval);
     }
     event_batch(Signal::Ibi, ts, vec![Arc::new(Float64Array::from(ibi))])
@@ -190,12 +224,12 @@ pub fn parse_tags_csv(text: &str, what: &str) -> Result<SignalBatch> {
         .filter(|l| !l.is_empty())
         .enumerate()
         .map(|(i, l)| {
-            l.parse::<f64>()
-                .map(|s| (s * 1000.0).round() as i64)
-                .map_err(|e| Error::Source {
-                    path: what.to_string(),
-                    reason: format!("row {}: {l:?}: {e}", i + 1),
-                })
+            let bad = |reason: String| Error::Source {
+                path: what.to_string(),
+                reason: format!("row {}: {l:?}: {reason}", i + 1),
+            };
+            let s = l.parse::<f64>().map_err(|e| bad(e.to_string()))?;
+            unix_ms(s).ok_or_else(|| bad("not a Unix time".into()))
         })
         .collect::<Result<Vec<_>>>()?;
     event_batch(Signal::Tag, ts, vec![])

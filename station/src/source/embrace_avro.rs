@@ -126,7 +126,17 @@ fn sampled(
 pub fn read_file(path: &Path, device_serial: &str) -> Result<BundleContent> {
     let what = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| err(&what, e.to_string()))?;
-    let reader = apache_avro::Reader::new(file).map_err(|e| err(&what, e.to_string()))?;
+    read_from(std::io::BufReader::new(file), &what, device_serial)
+}
+
+/// [`read_file`] over any reader (`what` names it in errors).
+pub fn read_from(
+    input: impl std::io::Read,
+    what: &str,
+    device_serial: &str,
+) -> Result<BundleContent> {
+    let what = what.to_string();
+    let reader = apache_avro::Reader::new(input).map_err(|e| err(&what, e.to_string()))?;
     let mut batches = Vec::new();
     for record in reader {
         let record = record.map_err(|e| err(&what, e.to_string()))?;

@@ -483,6 +483,8 @@ pub fn decode_ack(bytes: &[u8]) -> Result<Ack> {
 }
 
 #[cfg(test)]
+mod session_props;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,10 @@ use std::collections::VecDeque;
 use super::{station_action, Ack, StationAction};
 use crate::bundle::BundleId;
 
+/// The longest pause a `busy` reply's `retry_after_ms` can impose (one hour): a server's hint,
+/// not a command to fall silent.
+pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// How many server addresses the transport can dial (tried in turn).
@@ -166,7 +170,7 @@ impl UploadSession {
 
     fn heartbeat_due(&self, now: u64) -> bool {
         self.last_heartbeat
-            .is_none_or(|t| now >= t + self.cfg.heartbeat_interval_ms)
+            .is_none_or(|t| now >= t.saturating_add(self.cfg.heartbeat_interval_ms))
     }
 
     /// Failures in a row (connects, lost connections, failed streams) since the last bundle the
@@ -228,7 +232,7 @@ impl UploadSession {
                 let retry_at = if !(self.failures as usize).is_multiple_of(self.cfg.servers) {
                     now
                 } else {
-                    now + self.backoff(self.failures / self.cfg.servers as u32)
+                    now.saturating_add(self.backoff(self.failures / self.cfg.servers as u32))
                 };
                 self.conn = Conn::Down { retry_at };
             }
@@ -242,7 +246,7 @@ impl UploadSession {
                 }
                 self.heartbeat_in_flight = false;
                 self.server = (self.server + 1) % self.cfg.servers;
-                let retry_at = now + self.backoff(self.failures.max(1));
+                let retry_at = now.saturating_add(self.backoff(self.failures.max(1)));
                 self.conn = Conn::Down { retry_at };
             }
             Event::Acknowledged { bundle_id, ack } => {
@@ -264,8 +268,10 @@ impl UploadSession {
                     }
                     StationAction::RetryAfter(ms) => {
                         self.requeue(bundle);
+                        // The server's hint, within reason: a reply cannot silence a station.
+                        let ms = ms.min(MAX_RETRY_AFTER_MS);
                         let jitter = self.random(ms / 4 + 1);
-                        self.pause_until = self.pause_until.max(now + ms + jitter);
+                        self.pause_until = self.pause_until.max(now.saturating_add(ms + jitter));
                     }
                     StationAction::SetAside(reason) => {
                         self.out.push_back(Command::SetAside { bundle, reason });
@@ -277,7 +283,7 @@ impl UploadSession {
                     self.requeue(bundle);
                     self.fail(reason);
                     let delay = self.backoff(self.failures);
-                    self.pause_until = self.pause_until.max(now + delay);
+                    self.pause_until = self.pause_until.max(now.saturating_add(delay));
                 }
             }
             Event::HeartbeatAcknowledged => {
@@ -328,7 +334,7 @@ impl UploadSession {
     pub fn poll_timeout(&self) -> Option<u64> {
         let heartbeat = self
             .last_heartbeat
-            .map(|t| t + self.cfg.heartbeat_interval_ms);
+            .map(|t| t.saturating_add(self.cfg.heartbeat_interval_ms));
         match self.conn {
             Conn::Down { retry_at } if !self.queue.is_empty() => Some(retry_at),
             Conn::Down { retry_at } => heartbeat.map(|h| h.max(retry_at)),
