@@ -253,7 +253,7 @@ pub fn validate(
     if signal == Signal::Eda {
         let eda = batch.column(1).as_primitive::<Float64Type>().values();
         for i in 1..n {
-            let dt_s = (ts[i] - ts[i - 1]) as f64 / 1000.0;
+            let dt_s = ts[i].saturating_sub(ts[i - 1]) as f64 / 1000.0;
             if dt_s > 0.0 && ((eda[i] - eda[i - 1]) / dt_s).abs() > MAX_EDA_SLOPE_US_PER_S {
                 flags[i] |= EDA_SLOPE;
             }
@@ -305,9 +305,11 @@ fn flag_eda_skin_temperature(eda_ts: &[i64], temp: &RecordBatch, eda_flags: &mut
             .into_iter()
             .flatten()
             .filter_map(|j| temps.get(j))
-            .min_by_key(|(tt, _)| (tt - t).abs());
+            .min_by_key(|(tt, _)| tt.abs_diff(t));
         if let Some((tt, c)) = nearest {
-            if (tt - t).abs() <= EDA_SKIN_TEMP_MAX_DISTANCE_MS && !(lo..=hi).contains(c) {
+            if tt.abs_diff(t) <= EDA_SKIN_TEMP_MAX_DISTANCE_MS.unsigned_abs()
+                && !(lo..=hi).contains(c)
+            {
                 eda_flags[i] |= EDA_SKIN_TEMP;
             }
         }
@@ -319,7 +321,8 @@ fn flag_eda_skin_temperature(eda_ts: &[i64], temp: &RecordBatch, eda_flags: &mut
 /// off the wrist, out of range) are not errors: wear time is measured downstream.
 fn check_rate(ts: &[i64], rate_hz: f64, flags: &mut [u16]) {
     let period_ms = 1000.0 / rate_hz;
-    let mut intervals: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+    // Saturating: a bundle may carry any timestamps, and is flagged, not refused, for them.
+    let mut intervals: Vec<i64> = ts.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
     for (i, dt) in intervals.iter().enumerate() {
         if *dt > 0 && (*dt as f64) < period_ms / 2.0 {
             flags[i + 1] |= RATE_MISMATCH;

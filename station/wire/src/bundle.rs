@@ -430,6 +430,21 @@ fn ipc_declared_len(stream: &[u8]) -> std::result::Result<u64, String> {
         let body = stream
             .get(body_start..body_start.saturating_add(body_len))
             .ok_or("IPC body truncated")?;
+        if let Some(schema) = message.header_as_schema() {
+            // Arrow's reader panics on some types it cannot convert; signals use these only.
+            use arrow::ipc::Type;
+            let fields = schema.fields().ok_or("an IPC schema without fields")?;
+            for field in fields {
+                let plain = matches!(
+                    field.type_type(),
+                    Type::Timestamp | Type::FloatingPoint | Type::Bool | Type::Utf8
+                );
+                let nested = field.children().is_some_and(|c| !c.is_empty());
+                if !plain || nested || field.dictionary().is_some() {
+                    return Err("a field type no signal has".into());
+                }
+            }
+        }
         if message.header_as_dictionary_batch().is_some() {
             return Err("dictionary batches are not part of any signal's schema".into());
         }
@@ -441,6 +456,14 @@ fn ipc_declared_len(stream: &[u8]) -> std::result::Result<u64, String> {
                 else {
                     return Err("negative IPC buffer offset or length".into());
                 };
+                // Arrow's reader slices the body at these without checking (it panics).
+                let inside = usize::try_from(length)
+                    .ok()
+                    .and_then(|l| offset.checked_add(l))
+                    .is_some_and(|end| end <= body.len());
+                if !inside {
+                    return Err("IPC buffer outside its body".into());
+                }
                 let declared = if compressed && length >= 8 {
                     let prefix = body
                         .get(offset..offset + 8)
@@ -563,10 +586,23 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<DecodedBundle> {
 }
 
 fn read_stream(signal: Signal, stream: &[u8]) -> Result<RecordBatch> {
-    let reader = StreamReader::try_new(Cursor::new(stream), None)?;
-    check_schema(signal, &reader.schema())?;
+    // Every message and buffer within bounds before arrow reads it (found by fuzzing).
+    ipc_declared_len(stream).map_err(|reason| BundleError::Signal {
+        signal: signal.name().into(),
+        reason,
+    })?;
+    // Arrow's reader still panics on some malformed streams the check above does not foresee: a
+    // panic there is this bundle's fault, refused like any other error.
+    let read = std::panic::catch_unwind(|| -> Result<Vec<RecordBatch>> {
+        let reader = StreamReader::try_new(Cursor::new(stream), None)?;
+        check_schema(signal, &reader.schema())?;
+        Ok(reader.collect::<Result<Vec<_>, _>>()?)
+    });
+    let mut batches = read.map_err(|_| BundleError::Signal {
+        signal: signal.name().into(),
+        reason: "the Arrow IPC stream is malformed (the reader gave up)".into(),
+    })??;
     let schema = signal.schema();
-    let mut batches = reader.collect::<Result<Vec<_>, _>>()?;
     if batches.len() == 1 {
         // What stations write: one batch per stream, taken as it is rather than copied.
         return Ok(batches.remove(0));
