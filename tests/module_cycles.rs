@@ -5,7 +5,7 @@
 //! …): a reference from inside module `a` to anything inside its sibling `b` is an edge `a → b`.
 //! The folder's own file (`mod.rs`, `lib.rs`) declares its children and is no node.
 //!
-//! Code after `#[cfg(test)]` and `tests.rs` files are left out: tests may reach anywhere; the
+//! Code after `#[cfg(test)]`, `tests.rs` files and files marked `#![cfg(test)]` are left out: tests may reach anywhere; the
 //! layering is about the code that ships.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -207,6 +207,9 @@ fn folder_graphs(src: &Path, belongs: &dyn Fn(&Path) -> bool) -> Graphs {
             continue;
         }
         let text = std::fs::read_to_string(file).unwrap();
+        if text.contains("#![cfg(test)]") {
+            continue; // a file of tests only
+        }
         let before_tests = text.split("#[cfg(test)]").next().unwrap_or("");
         // Comments (and doc links in them) are not imports.
         let shipped: String = before_tests

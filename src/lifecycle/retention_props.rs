@@ -2,6 +2,8 @@
 //! A person held as a whole keeps their identity and every alert; an alert held on its own is
 //! kept while the rest of its person goes when due.
 
+#![cfg(test)]
+
 use proptest::prelude::*;
 
 use super::hold::{self, HoldActor, HoldTarget};

@@ -2,6 +2,8 @@
 //! deletes a bundle only after a reply for that bundle's stream that names it (or nothing) and
 //! says `stored` or `duplicate`, settles each bundle at most once, and loses none.
 
+#![cfg(test)]
+
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
