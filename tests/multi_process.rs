@@ -39,6 +39,11 @@ struct Node {
     quic: u16,
     http: u16,
     log: PathBuf,
+    root: PathBuf,
+    extra: Vec<String>,
+    /// Ports picked free by the test (not fixed by a restart): may be picked again if another
+    /// process took one between the pick and the node's bind.
+    ports_picked: bool,
 }
 
 impl Node {
@@ -48,7 +53,9 @@ impl Node {
 
     /// A node started with further `serve` arguments (`--roles ingest,web`).
     fn start_with(root: &Path, log: PathBuf, extra: &[&str]) -> Self {
-        Self::spawn(root, log, (free_udp_port(), free_tcp_port()), extra)
+        let mut node = Self::spawn(root, log, (free_udp_port(), free_tcp_port()), extra);
+        node.ports_picked = true;
+        node
     }
 
     /// The node started again on the same ports (after it was killed), logging to `log`.
@@ -82,7 +89,15 @@ impl Node {
             quic,
             http,
             log,
+            root: root.to_path_buf(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            ports_picked: false,
         }
+    }
+
+    /// Has the process ended (it never should while the test runs)?
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     fn kill(&mut self) {
@@ -120,23 +135,48 @@ fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn start_nodes(root: &Path, logs: &Path, n: usize) -> Vec<Node> {
-    let nodes: Vec<Node> = (0..n)
-        .map(|i| Node::start(root, logs.join(format!("node-{i}.log"))))
-        .collect();
+/// Waits until every node serves. A node that ends before fails the test at once with every
+/// node's log; one whose freely picked port another process bound between the pick and the node's
+/// own bind (the tests of both halves of CI run side by side) starts again on new ports.
+fn wait_serving(what: &str, nodes: &mut [&mut Node]) {
     let start = Instant::now();
-    while !nodes.iter().all(Node::serving) {
-        let logs: Vec<String> = nodes
+    let logs = |nodes: &[&mut Node]| {
+        nodes
             .iter()
-            .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
-            .collect();
+            .map(|n| format!("{}:\n{}", n.log.display(), n.log_text()))
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let mut retries = 0;
+    while !nodes.iter().all(|n| n.serving()) {
+        for i in 0..nodes.len() {
+            if nodes[i].serving() || !nodes[i].exited() {
+                continue;
+            }
+            let port_taken = nodes[i].log_text().contains("Address already in use");
+            if port_taken && nodes[i].ports_picked && retries < 5 {
+                retries += 1;
+                let node = &mut *nodes[i];
+                let extra: Vec<&str> = node.extra.iter().map(String::as_str).collect();
+                *node = Node::start_with(&node.root.clone(), node.log.clone(), &extra);
+            } else {
+                panic!("{what}: a node ended while starting:\n{}", logs(nodes));
+            }
+        }
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "the nodes did not start:\n{}",
-            logs.join("\n---\n")
+            "{what}: the nodes did not start in 120 s:\n{}",
+            logs(nodes)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn start_nodes(root: &Path, logs: &Path, n: usize) -> Vec<Node> {
+    let mut nodes: Vec<Node> = (0..n)
+        .map(|i| Node::start(root, logs.join(format!("node-{i}.log"))))
+        .collect();
+    wait_serving("the nodes", &mut nodes.iter_mut().collect::<Vec<_>>());
     nodes
 }
 
@@ -318,14 +358,12 @@ async fn a_decoder_killed_mid_claim_hands_its_bundles_on() {
 
     // Everything spooled first, by a node that only ingests.
     {
-        let ingest = Node::start_with(
+        let mut ingest = Node::start_with(
             &root,
             tmp.path().join("ingest.log"),
             &["--roles", "ingest,web"],
         );
-        wait_for("the ingest node", Duration::from_secs(60), || {
-            ingest.serving()
-        });
+        wait_serving("the ingest node", &mut [&mut ingest]);
         upload_to_every_node(&stations, std::slice::from_ref(&ingest), tmp.path()).await;
     }
     assert_eq!(
@@ -851,11 +889,9 @@ async fn stations_fail_over_between_ingest_nodes_and_nothing_is_lost_or_doubled(
     const BACK: &[&str] = &["--roles", "decode,evaluate"];
     let log = |name: &str| tmp.path().join(format!("{name}.log"));
     let mut a = Node::start_with(&root, log("a-1"), FRONT);
-    let b = Node::start_with(&root, log("b"), FRONT);
+    let mut b = Node::start_with(&root, log("b"), FRONT);
     let mut worker = Node::start_with(&root, log("worker-1"), BACK);
-    wait_for("three nodes", Duration::from_secs(120), || {
-        a.serving() && b.serving() && worker.serving()
-    });
+    wait_serving("three nodes", &mut [&mut a, &mut b, &mut worker]);
     // Each node runs its roles and no other: the worker has no QUIC or HTTP listener.
     assert!(
         a.log_text().contains("(roles ingest,web)"),
@@ -922,9 +958,7 @@ async fn stations_fail_over_between_ingest_nodes_and_nothing_is_lost_or_doubled(
     worker.restart(&root, log("worker-2"), BACK);
     tokio::time::sleep(Duration::from_secs(2)).await;
     a.restart(&root, log("a-2"), FRONT);
-    wait_for("the restarted nodes", Duration::from_secs(120), || {
-        a.serving() && worker.serving()
-    });
+    wait_serving("the restarted nodes", &mut [&mut a, &mut worker]);
     for u in uploads {
         u.await.unwrap();
     }
