@@ -9,7 +9,8 @@ pub struct QueryRequest {
     /// Only `daily-indicators` for now.
     pub dataset: String,
     pub aggregate: Aggregate,
-    /// Privacy loss to spend on this answer (pure ε-DP).
+    /// Privacy loss to spend on this answer (pure ε-DP), read to 15 significant digits.
+    #[serde(deserialize_with = "read_number")]
     pub epsilon: f64,
     /// Public person attributes to group by (see [`GROUP_KEYS`]); none for one overall answer.
     #[serde(default)]
@@ -65,26 +66,37 @@ pub enum Aggregate {
     /// Mean of a column over person-days, values clipped to the declared bounds.
     Mean {
         column: String,
+        #[serde(deserialize_with = "read_number")]
         lower: f64,
+        #[serde(deserialize_with = "read_number")]
         upper: f64,
     },
     /// Sum of a column over person-days, values clipped to the declared bounds.
     Sum {
         column: String,
+        #[serde(deserialize_with = "read_number")]
         lower: f64,
+        #[serde(deserialize_with = "read_number")]
         upper: f64,
     },
     /// A quantile (0 < `quantile` < 1; 0.5 is the median) of a column over person-days, chosen
     /// among 101 evenly spaced candidates from `lower` to `upper` (exponential mechanism).
     Quantile {
         column: String,
+        #[serde(deserialize_with = "read_number")]
         lower: f64,
+        #[serde(deserialize_with = "read_number")]
         upper: f64,
+        #[serde(deserialize_with = "read_number")]
         quantile: f64,
     },
     /// Person-days per bin of a column: bins between consecutive `edges` (2 to 51 increasing
     /// values inside the column's range; values outside fall in the outer bins).
-    Histogram { column: String, edges: Vec<f64> },
+    Histogram {
+        column: String,
+        #[serde(deserialize_with = "read_numbers")]
+        edges: Vec<f64>,
+    },
 }
 
 impl Aggregate {
@@ -168,6 +180,36 @@ pub struct AccuracyEntry {
 /// The smallest ε a query may ask for. Smaller values buy nothing (the noise would be far larger
 /// than any count) and push the noise scale past what floating point represents.
 pub const MIN_EPSILON: f64 = 1e-6;
+
+/// Significant decimal digits a number of a request is read to. The JSON reader as built here
+/// (serde_json without `float_roundtrip`, which would rebuild polars) reads some decimals of 16
+/// or more digits one unit in the last place off ("0.11111111111111911" as 0.11111111111111913),
+/// so a request would not read back from its own JSON (the audit record) as the values accepted
+/// and charged. Rounded to 15 digits, the values it accepts read back exactly; no question a
+/// researcher asks changes by one part in 10^15.
+pub const SIGNIFICANT_DIGITS: usize = 15;
+
+/// `x` rounded to [`SIGNIFICANT_DIGITS`]; magnitudes below 1e-15 (no bound, edge or ε anyone
+/// means) become zero, which validation then judges.
+pub fn round_significant(x: f64) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    if x.abs() < 1e-15 {
+        return 0.0;
+    }
+    format!("{x:.prec$e}", prec = SIGNIFICANT_DIGITS - 1)
+        .parse()
+        .unwrap_or(x)
+}
+
+fn read_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    f64::deserialize(d).map(round_significant)
+}
+
+fn read_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Vec::<f64>::deserialize(d).map(|v| v.into_iter().map(round_significant).collect())
+}
 
 /// The smallest width a declared range (bounds, histogram bins) may have, relative to the
 /// column's public range: narrower ones are no meaningful question and make OpenDP's

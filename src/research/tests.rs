@@ -550,6 +550,35 @@ fn hostile_requests_are_refused_as_bad_requests_and_audited() {
     assert_eq!(spent(&ctx, "p"), 0.0);
 }
 
+/// Numbers are read to 15 significant digits, so an accepted request reads back from its own JSON
+/// as the values accepted and charged. Before, the JSON reader took the ε
+/// "0.11111111111111911111…" for 0.11111111111111911 but its own "0.11111111111111911" for
+/// 0.11111111111111913 (found by fuzzing `research_query`).
+#[test]
+fn request_numbers_read_back_from_their_own_json() {
+    let body =
+        br#"{"dataset": "alert-counts", "aggregate": {"kind": "sum", "column": "alcohol_alerts",
+        "lower": 0, "upper": 48}, "epsilon": 0.11111111111111911111111111111111111111114}"#;
+    let req: QueryRequest = serde_json::from_slice(body).unwrap();
+    assert_eq!(req.epsilon, 0.111_111_111_111_119);
+    let again: QueryRequest = serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
+    assert_eq!(again, req);
+    // Edges a notebook computes keep their meaning: 13 × 28.8 is 374.40000000000003.
+    let edges = format!(
+        r#"{{"dataset": "daily-indicators", "aggregate": {{"kind": "histogram",
+            "column": "wear_minutes", "edges": [0, {}]}}, "epsilon": 0.1}}"#,
+        13.0 * 28.8
+    );
+    let req: QueryRequest = serde_json::from_str(&edges).unwrap();
+    assert_eq!(
+        req.aggregate,
+        Aggregate::Histogram {
+            column: "wear_minutes".into(),
+            edges: vec![0.0, 374.4]
+        }
+    );
+}
+
 /// The API's entry point checks the token before it parses the body, counts every request against
 /// the token's rate, and audits both refusals.
 #[test]

@@ -432,13 +432,30 @@ fn ipc_declared_len(stream: &[u8]) -> std::result::Result<u64, String> {
             .ok_or("IPC body truncated")?;
         if let Some(schema) = message.header_as_schema() {
             // Arrow's reader panics on some types it cannot convert; signals use these only.
-            use arrow::ipc::Type;
+            use arrow::ipc::{Precision, TimeUnit, Type};
             let fields = schema.fields().ok_or("an IPC schema without fields")?;
             for field in fields {
-                let plain = matches!(
-                    field.type_type(),
-                    Type::Timestamp | Type::FloatingPoint | Type::Bool | Type::Utf8
-                );
+                // The type's own table must be there with a precision or unit arrow knows: it
+                // unwraps the one and panics on the other.
+                let plain = match field.type_type() {
+                    Type::FloatingPoint => field.type_as_floating_point().is_some_and(|f| {
+                        matches!(
+                            f.precision(),
+                            Precision::HALF | Precision::SINGLE | Precision::DOUBLE
+                        )
+                    }),
+                    Type::Timestamp => field.type_as_timestamp().is_some_and(|t| {
+                        matches!(
+                            t.unit(),
+                            TimeUnit::SECOND
+                                | TimeUnit::MILLISECOND
+                                | TimeUnit::MICROSECOND
+                                | TimeUnit::NANOSECOND
+                        )
+                    }),
+                    Type::Bool | Type::Utf8 => true,
+                    _ => false,
+                };
                 let nested = field.children().is_some_and(|c| !c.is_empty());
                 if !plain || nested || field.dictionary().is_some() {
                     return Err("a field type no signal has".into());
