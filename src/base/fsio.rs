@@ -51,6 +51,12 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     durable::sync_dir(dir).map_err(io_err(dir))
 }
 
+/// Creates a directory and its missing parents so that they survive a power cut (each synced in
+/// its parent): files made durable inside a new directory are only as durable as the directory.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    durable::create_dir_all(dir).map_err(io_err(dir))
+}
+
 /// How many fsyncs [`write_files_durably`] keeps in flight.
 pub const SYNC_THREADS: usize = 8;
 
@@ -153,7 +159,7 @@ pub fn place_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<Vec
 /// Moves a file and makes the move durable in the destination directory (and the source's).
 pub fn move_durably(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        create_dir_all(parent)?;
     }
     fs::rename(from, to).map_err(io_err(to))?;
     sync_dir(to.parent().expect("file in a directory"))?;
@@ -167,7 +173,7 @@ pub fn move_all_durably(moves: &[(PathBuf, PathBuf)]) -> Result<()> {
     for (from, to) in moves {
         let parent = to.parent().expect("file in a directory");
         if dirs.insert(parent.to_path_buf()) {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
+            create_dir_all(parent)?;
         }
         fs::rename(from, to).map_err(io_err(to))?;
         dirs.insert(from.parent().expect("file in a directory").to_path_buf());

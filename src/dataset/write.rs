@@ -191,7 +191,7 @@ pub fn write_parquet_batches(
 ) -> Result<usize> {
     let buf = encode_parquet(schema, batches, order)?;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+        nachtwacht_station::durable::create_dir_all(parent).map_err(|source| Error::Io {
             path: parent.display().to_string(),
             source,
         })?;
@@ -213,7 +213,7 @@ pub fn write_parquet_stream(
         let p = p.display().to_string();
         move |source| Error::Io { path: p, source }
     };
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    nachtwacht_station::durable::create_dir_all(parent).map_err(io(parent))?;
     let partial = path.with_extension("part");
     let file = std::fs::File::create(&partial).map_err(io(&partial))?;
     let mut w = parquet_writer(file, schema, order)?;

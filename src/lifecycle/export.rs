@@ -145,10 +145,7 @@ pub fn archive_closed_case(
     let name = format!("case-{}-{stamp}.tar", report.person_id);
     let path = ctx.dir.exports().join(&name);
     let manifest = ctx.dir.exports().join(format!("{name}.sha256"));
-    std::fs::create_dir_all(ctx.dir.exports()).map_err(|source| crate::base::fsio::Error {
-        path: ctx.dir.exports().display().to_string(),
-        source,
-    })?;
+    crate::base::fsio::create_dir_all(&ctx.dir.exports())?;
     crate::base::fsio::write_durably(&path, &archive)?;
     crate::base::fsio::write_durably(&manifest, format!("{sha256}  {name}\n").as_bytes())?;
     let rel = path

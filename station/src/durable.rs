@@ -27,15 +27,47 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Creates a directory and whichever of its parents are missing, each made durable in its own
+/// parent: a new directory whose parent was never synced can vanish in a power cut, taking every
+/// file synced inside it along.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    create_dir_all(parent)?;
+    match fs::create_dir(dir) {
+        // Made by another process at the same moment: its parent's sync may still be to come.
+        Ok(()) => sync_dir(parent),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => sync_dir(parent),
+        Err(e) => Err(e),
+    }
+}
+
 /// Makes renames and deletions in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Appends one line to a journal file and fsyncs it.
+/// Appends one line to a journal file and fsyncs it; the first line also syncs the directory,
+/// without which a power cut can take the new file, synced lines and all.
 pub fn append_line(path: &Path, line: &str) -> io::Result<()> {
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    let (mut f, created) = match OpenOptions::new().append(true).open(path) {
+        Ok(f) => (f, false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (
+            OpenOptions::new().create(true).append(true).open(path)?,
+            true,
+        ),
+        Err(e) => return Err(e),
+    };
     f.write_all(line.as_bytes())?;
     f.write_all(b"\n")?;
-    f.sync_data()
+    f.sync_data()?;
+    if created {
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
 }

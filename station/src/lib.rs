@@ -85,7 +85,9 @@ pub fn collect(
             }
             let sealed = seal::seal(&piece, &signer, &recipient)?;
             match spool.put(&sealed) {
-                Ok(_) => {}
+                Ok(spooled) => {
+                    tracing::info!(bundle = %spooled.bundle_id, sequence = spooled.sequence, "bundle sealed and spooled");
+                }
                 Err(Error::SpoolFull {
                     pending_bytes,
                     cap_bytes,

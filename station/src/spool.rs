@@ -67,7 +67,7 @@ impl Spool {
     pub fn with_cap(root: &Path, cap_bytes: u64) -> Result<Self> {
         for sub in ["pending", "set-aside"] {
             let d = root.join(sub);
-            fs::create_dir_all(&d).map_err(io_err(&d))?;
+            durable::create_dir_all(&d).map_err(io_err(&d))?;
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -276,6 +276,8 @@ impl Spool {
         let dest = self.root.join("set-aside").join(name);
         write_durably(&dest.with_extension("reason"), reason.as_bytes())?;
         fs::rename(&bundle.path, &dest).map_err(io_err(&dest))?;
+        // Both directories: synced only where it left, a cut could leave the bundle in neither.
+        sync_dir(&self.root.join("set-aside"))?;
         sync_dir(&self.pending_dir())
     }
 }

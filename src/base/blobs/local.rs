@@ -33,7 +33,7 @@ impl LocalBlobs {
     fn parent_made(&self, key: &Key) -> Result<PathBuf> {
         let path = self.path(key);
         let parent = path.parent().expect("a key names a file in a folder");
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        fsio::create_dir_all(parent)?;
         Ok(parent.to_path_buf())
     }
 

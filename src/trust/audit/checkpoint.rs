@@ -118,7 +118,7 @@ pub fn write(dir: &DataDir, conn: &Connection, now_ms: i64) -> Result<Option<Che
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| "unknown".into());
     let folder = dir.audit_checkpoints();
-    std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    nachtwacht_station::durable::create_dir_all(&folder).map_err(io(&folder))?;
     let text = serde_json::to_string_pretty(&checkpoint).expect("checkpoint serialises");
     crate::base::fsio::write_durably(&folder.join(format!("{day}.json")), text.as_bytes())
         .map_err(|e| Error::Key(e.to_string()))?;
