@@ -184,6 +184,29 @@ pub fn move_all_durably(moves: &[(PathBuf, PathBuf)]) -> Result<()> {
     Ok(())
 }
 
+/// Makes every file and folder under `root` durable, and `root` in its parent: for a tree written
+/// without a sync per file (an installation), synced once when it is complete.
+pub fn sync_tree(root: &Path) -> Result<()> {
+    for entry in fs::read_dir(root).map_err(io_err(root))? {
+        let path = entry.map_err(io_err(root))?.path();
+        let kind = fs::symlink_metadata(&path)
+            .map_err(io_err(&path))?
+            .file_type();
+        if kind.is_dir() {
+            sync_tree(&path)?;
+        } else if kind.is_file() {
+            fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(&path))?;
+        }
+    }
+    sync_dir(root)?;
+    match root.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
 /// Free bytes on the file system of `path` for an unprivileged writer.
 pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;

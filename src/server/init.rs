@@ -57,9 +57,9 @@ pub struct InitReport {
 pub const ADMIN_USERNAME: &str = "admin";
 
 fn mkdir(path: &Path) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
+    crate::base::fsio::create_dir_all(path).map_err(|e| Error::Io {
+        path: e.path,
+        source: e.source,
     })
 }
 
@@ -152,6 +152,12 @@ pub fn init(root: &Path, config: &Config, now_ms: i64) -> Result<InitReport> {
         crate::trust::crl::publish(&dir, &tx, now_ms)?;
         tx.commit()?;
     }
+    // Nothing above synced the folders it wrote into: a power cut now could take the keys while
+    // the database (synced) already names their recipient.
+    crate::base::fsio::sync_tree(root).map_err(|e| Error::Io {
+        path: e.path,
+        source: e.source,
+    })?;
     Ok(InitReport {
         admin_username: ADMIN_USERNAME.into(),
         admin_password: admin.password,

@@ -24,7 +24,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Creates `path` with mode 0600 and writes `bytes`; fails if the file exists.
+/// Creates `path` with mode 0600 and writes `bytes`, durably (the file and then its folder are
+/// synced: a key that a power cut can take while what it signed survives stops the server);
+/// fails if the file exists.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| Error::Io {
         path: path.display().to_string(),
@@ -39,7 +41,14 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     let mut f = opts.open(path).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)
+    f.sync_all().map_err(io)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    nachtwacht_station::durable::sync_dir(dir.unwrap_or(Path::new("."))).map_err(|source| {
+        Error::Io {
+            path: dir.unwrap_or(Path::new(".")).display().to_string(),
+            source,
+        }
+    })
 }
 
 /// Replaces `path` atomically with a new mode-0600 file holding `bytes` (temporary file, fsync,
