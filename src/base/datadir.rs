@@ -78,8 +78,18 @@ impl DataDir {
             count: 0,
         };
         let mut stack = vec![self.root.clone()];
+        // Other processes on the same data directory (more nodes, a backup) create and remove
+        // temporary files while this walks: an entry gone by the time it is looked at is no
+        // permission problem. The root itself must be there.
+        let gone = |e: &std::io::Error, path: &std::path::Path| {
+            e.kind() == std::io::ErrorKind::NotFound && path != self.root
+        };
         while let Some(path) = stack.pop() {
-            let meta = std::fs::symlink_metadata(&path)?;
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if gone(&e, &path) => continue,
+                Err(e) => return Err(e),
+            };
             if meta.file_type().is_symlink() {
                 continue;
             }
@@ -91,7 +101,12 @@ impl DataDir {
                 }
             }
             if meta.is_dir() {
-                for entry in std::fs::read_dir(&path)? {
+                let entries = match std::fs::read_dir(&path) {
+                    Ok(entries) => entries,
+                    Err(e) if gone(&e, &path) => continue,
+                    Err(e) => return Err(e),
+                };
+                for entry in entries {
                     stack.push(entry?.path());
                 }
             }
