@@ -27,14 +27,6 @@ const KILLS: usize = 8;
 /// Bundles (simulated days) per station in the server-kill test.
 const DAYS: u32 = 40;
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn_server(root: &Path, port: u16, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)

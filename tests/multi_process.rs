@@ -17,14 +17,6 @@ use nachtwacht_station::spool::Spool;
 use nachtwacht_station::uploader::Uploader;
 use nachtwacht_station::StationConfig;
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

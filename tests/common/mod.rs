@@ -25,6 +25,15 @@ pub struct TestServer {
     pub server: RunningServer,
 }
 
+/// A UDP port free on loopback now, for a server process started by a test to bind.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn loopback() -> ListenOverrides {
     ListenOverrides {
         quic: Some("127.0.0.1:0".parse().unwrap()),

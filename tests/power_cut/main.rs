@@ -96,14 +96,6 @@ impl Drop for Process {
     }
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn server(root: &Path, port: u16, log: &Path) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nachtwacht"));
     command.args(["serve", "--data-dir"]).arg(root).args([
