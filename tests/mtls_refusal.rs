@@ -185,7 +185,9 @@ async fn a_revocation_takes_effect_on_the_running_server() {
         .expect("revoked station's connection closed")
         .to_string();
     assert!(reason.contains("revoked"), "{reason}");
-    // ...and a new handshake is refused by the verifier, which now has the new list.
+    // ...and a new connection is refused: by the verifier, which now has the new list, or, as here
+    // where the station offers the session ticket of its connection before, by the check after
+    // the resumed handshake (tests/resumption.rs).
     let again = raw_connect(&station, t.server.quic_addr()).await;
     let refused = match again {
         Err(e) => e,

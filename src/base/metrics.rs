@@ -39,6 +39,10 @@ pub struct Metrics {
     pub upload_bytes: Counter,
     pub ack_latency: Histogram,
     pub station_connections: Gauge,
+    /// Handshakes that verified a client certificate (no session resumed).
+    pub tls_full_handshakes: Counter,
+    /// Session tickets opened: handshakes that resumed a station's earlier session.
+    pub tls_resumptions: Counter,
     pub receive_slot_wait: Histogram,
     pub group_commit_bundles: Histogram,
     pub group_commit_duration: Histogram,
@@ -71,6 +75,8 @@ impl Metrics {
             // 1 ms … ~16 s.
             ack_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             station_connections: Gauge::default(),
+            tls_full_handshakes: Counter::default(),
+            tls_resumptions: Counter::default(),
             receive_slot_wait: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             // 1 … 256 bundles.
             group_commit_bundles: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
@@ -110,6 +116,16 @@ impl Metrics {
             "station_connections",
             "Open QUIC connections of stations",
             m.station_connections.clone(),
+        );
+        r.register(
+            "tls_full_handshakes",
+            "Station handshakes that verified a client certificate (no session resumed)",
+            m.tls_full_handshakes.clone(),
+        );
+        r.register(
+            "tls_resumptions",
+            "Station handshakes that resumed an earlier session from its ticket",
+            m.tls_resumptions.clone(),
         );
         r.register(
             "receive_slot_wait_seconds",

@@ -106,6 +106,8 @@ struct Shared {
     /// The age recipient stations should seal to, advertised in positive acknowledgements;
     /// refreshed from `age_keys` by the reload loop so `nachtwacht keys rotate` needs no restart.
     recipient: Mutex<Option<String>>,
+    /// Session ticket keys, the same across configuration reloads.
+    tickets: Arc<crate::trust::tickets::TicketKeys>,
 }
 
 pub struct Ingest {
@@ -120,7 +122,11 @@ impl Ingest {
             crate::trust::crl::refresh_if_due(&ctx.dir, &conn, crate::base::time::now_ms())
                 .map_err(|e| Error::Tls(format!("revocation list: {e}")))?;
         }
-        let server_config = tls::server_config(&ctx.dir, &ctx.config.ingest)?;
+        let tickets = Arc::new(
+            crate::trust::tickets::TicketKeys::open(&ctx.dir)
+                .map_err(|e| Error::Tls(format!("session ticket keys: {e}")))?,
+        );
+        let server_config = tls::server_config(&ctx.dir, &ctx.config.ingest, tickets.clone())?;
         let socket = bind_udp(addr).map_err(|source| Error::Bind { addr, source })?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -159,6 +165,7 @@ impl Ingest {
             receive_slots: Arc::new(Semaphore::new(receiving_uploads)),
             streams: TaskTracker::new(),
             recipient: Mutex::new(None),
+            tickets,
         });
         shared.refresh_recipient();
         Ok(Self { endpoint, shared })
@@ -317,7 +324,11 @@ async fn reload_loop(
         if number == seen {
             continue;
         }
-        match tls::server_config(&shared.ctx.dir, &shared.ctx.config.ingest) {
+        match tls::server_config(
+            &shared.ctx.dir,
+            &shared.ctx.config.ingest,
+            shared.tickets.clone(),
+        ) {
             Ok(cfg) => {
                 endpoint.set_server_config(Some(cfg));
                 seen = number;
@@ -378,9 +389,16 @@ impl Shared {
         tx.commit()
     }
 
-    /// Looks the certificate up (on a blocking thread: SQLite is synchronous).
+    /// Looks the certificate up (on a blocking thread: SQLite is synchronous). Also the check a
+    /// resumed session gets in place of the verifier's: rustls restores the certificate from the
+    /// session ticket, so its station must still be enrolled and unrevoked, and the certificate
+    /// inside its validity.
     async fn station_for(&self, certs: Vec<CertificateDer<'static>>) -> Option<Station> {
-        let fingerprint = crate::trust::pki::cert_fingerprint_der(certs.first()?);
+        let leaf = certs.first()?;
+        if !crate::trust::pki::valid_at_der(leaf, crate::base::time::now_ms()) {
+            return None;
+        }
+        let fingerprint = crate::trust::pki::cert_fingerprint_der(leaf);
         let (reader, ctx) = (self.spool.reader().clone(), self.ctx.clone());
         tokio::task::spawn_blocking(move || {
             let (station, renewed) = Self::lookup_station(&reader, &fingerprint)?;
@@ -474,7 +492,7 @@ impl Shared {
         let Some(station) = station else {
             self.refuse(
                 remote,
-                "certificate belongs to no enrolled, unrevoked station",
+                "certificate belongs to no enrolled, unrevoked station, or is outside its validity",
             );
             conn.close(1u32.into(), b"unknown or revoked station");
             return;

@@ -83,6 +83,16 @@ pub fn validity_of(path: &std::path::Path) -> Result<(i64, i64)> {
     ))
 }
 
+/// Whether the DER certificate is inside its validity window at `now_ms`; `false` for a
+/// certificate that does not parse. The ingest asks this after a resumed handshake, where rustls
+/// restored the certificate from a session ticket without checking it again.
+pub fn valid_at_der(der: &[u8], now_ms: i64) -> bool {
+    x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
+        let v = cert.validity();
+        v.not_before.timestamp() * 1000 <= now_ms && now_ms <= v.not_after.timestamp() * 1000
+    })
+}
+
 /// A new self-signed CA (ten years).
 pub fn create_ca() -> Result<Issued> {
     let key = KeyPair::generate()?;

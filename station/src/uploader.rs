@@ -81,7 +81,29 @@ pub fn client_tls_config(config: &StationConfig) -> Result<rustls::ClientConfig>
         .with_client_auth_cert(chain, key)
         .map_err(|e| Error::Config(format!("station certificate and key: {e}")))?;
     tls.alpn_protocols = alpn_ids();
+    tls.resumption = rustls::client::Resumption::store(session_store(&config.cert_pem));
     Ok(tls)
+}
+
+/// The session tickets of one station certificate, kept for the life of the process: the agent
+/// makes a new client configuration every pass, and without a store that outlives it every pass
+/// (and every reconnection after a server restart) would be a full handshake. Keyed by the
+/// certificate, never by the server's name alone: a process that speaks for several stations
+/// (tests, `bench ingest`) must not offer one station's ticket on another's connection, which
+/// would resume the first station's identity. Early data stays off (rustls' default).
+fn session_store(cert_pem: &str) -> Arc<dyn rustls::client::ClientSessionStore> {
+    use std::sync::{Mutex, OnceLock};
+    type Stores = Mutex<HashMap<String, Arc<rustls::client::ClientSessionMemoryCache>>>;
+    static STORES: OnceLock<Stores> = OnceLock::new();
+    let stores = STORES.get_or_init(Default::default);
+    let mut stores = stores
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    stores
+        .entry(cert_pem.to_string())
+        // A few servers (fail-over) with two tickets each.
+        .or_insert_with(|| Arc::new(rustls::client::ClientSessionMemoryCache::new(8)))
+        .clone()
 }
 
 /// Default idle timeout of a station's connection; a server that died silently is noticed after it.
