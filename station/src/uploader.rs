@@ -113,7 +113,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// instead of every second one: a station's traffic is one bulk transfer per bundle, and each
 /// acknowledgement costs both ends a packet to seal, send, receive and open. Losses and reordering
 /// are still acknowledged at once.
-pub const ACK_EVERY: u32 = 10;
+pub const ACK_EVERY: u32 = 32;
 
 /// QUIC settings of a station: small windows (a station sends, it hardly receives), a keep-alive
 /// at a third of the idle timeout, and fewer acknowledgements ([`ACK_EVERY`]).

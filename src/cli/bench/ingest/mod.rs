@@ -16,6 +16,7 @@
 mod stations;
 use stations::{client_endpoints, open_idle, upload_station, Go};
 
+mod floors;
 mod process;
 use process::{cpu_seconds_of, fsync_latencies, station_peak_rss, Server};
 
@@ -82,6 +83,11 @@ pub struct IngestArgs {
     /// (up to 6) skips and re-reads those, which slows the next run's spool (docs/benchmarks.md).
     #[arg(long)]
     pub keep_data_dir: bool,
+    /// Runs of every case on SQLite and local files, each from a fresh data directory; all are
+    /// printed with their median and worst. The idle connections, the station agent and the
+    /// several-node herd run in the last only; the PostgreSQL and S3 comparisons run once.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
 }
 
 struct Station {
@@ -100,12 +106,18 @@ struct Upload {
 /// A connected-to-be station of one phase and the uploads it will send, in order.
 struct PhaseStation {
     config: StationConfig,
+    /// The station's client configuration, the same in every phase (it keeps session tickets).
+    client: quinn::ClientConfig,
     uploads: Vec<Upload>,
 }
 
 impl PhaseStation {
     /// Sequence numbers count from 1 within the phase, as after a station's restart.
-    fn prepare(config: StationConfig, bundles: Vec<SealedBundle>) -> Self {
+    fn prepare(
+        config: StationConfig,
+        client: quinn::ClientConfig,
+        bundles: Vec<SealedBundle>,
+    ) -> Self {
         let uploads = bundles
             .into_iter()
             .enumerate()
@@ -122,23 +134,159 @@ impl PhaseStation {
                 }
             })
             .collect();
-        Self { config, uploads }
+        Self {
+            config,
+            client,
+            uploads,
+        }
     }
 }
 
-/// The headline figures of one backend's run, for the comparison at the end.
-struct Headline {
-    store: String,
-    herd_p99: f64,
-    herd_rate: f64,
-    paced_p99: f64,
-    paced_rate: f64,
-    herd_cpu_per_gb: f64,
+/// The figures of one case in one run.
+#[derive(Clone, Copy)]
+struct CaseFigures {
+    p99: f64,
+    rate: f64,
+    cpu_per_gb: f64,
+}
+
+impl CaseFigures {
+    fn of(p: &Phase, bundles: f64) -> Self {
+        Self {
+            p99: p.percentile(0.99),
+            rate: bundles / p.wall,
+            cpu_per_gb: p.server_cpu / (p.bytes as f64 / 1e9),
+        }
+    }
+}
+
+/// One run of every case, from its own fresh data directory.
+struct RunFigures {
+    herd: CaseFigures,
+    cold: CaseFigures,
+    paced: CaseFigures,
+    /// Cold herd: handshakes that resumed a session, and full ones.
+    resumed: u64,
+    full_handshakes: u64,
+    /// AEAD decryption of the bundles' bytes in QUIC-packet-sized pieces plus SHA-256 of the
+    /// bundles, one core: the work every received byte needs, CPU-s per GB.
+    floor_cpu_per_gb: f64,
     /// Group commits (one database transaction each) and the bundles they stored.
     commits: u64,
     committed: u64,
     /// The run's data directory, removed when the bench ends rather than before the next run.
     _data: tempfile::TempDir,
+}
+
+/// The runs of one store (SQLite, PostgreSQL, S3), for the summary and the comparison at the end.
+struct StoreRuns {
+    store: String,
+    runs: Vec<RunFigures>,
+}
+
+/// Median and worst of a figure over the runs; worst is the highest unless `higher_is_better`.
+fn median_worst(values: impl Iterator<Item = f64>, higher_is_better: bool) -> (f64, f64) {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    let worst = if higher_is_better {
+        v[0]
+    } else {
+        v[v.len() - 1]
+    };
+    (median, worst)
+}
+
+impl StoreRuns {
+    fn column(&self, f: impl Fn(&RunFigures) -> f64, higher_is_better: bool) -> (f64, f64) {
+        median_worst(self.runs.iter().map(f), higher_is_better)
+    }
+
+    /// Every run of every case, then the median and the worst of each column, and whether the
+    /// targets held in every run.
+    fn print_summary(&self) {
+        println!(
+            "\n== {}: {} runs, each from a fresh data directory ==",
+            self.store,
+            self.runs.len()
+        );
+        type Col = (&'static str, fn(&RunFigures) -> f64, bool, f64);
+        let cols: [Col; 10] = [
+            ("herd p99 ms", |r| r.herd.p99 * 1e3, false, 1.0),
+            ("herd b/s", |r| r.herd.rate, true, 1.0),
+            ("herd CPU/GB", |r| r.herd.cpu_per_gb, false, 0.1),
+            ("cold p99 ms", |r| r.cold.p99 * 1e3, false, 1.0),
+            ("cold b/s", |r| r.cold.rate, true, 1.0),
+            ("cold resumed", |r| r.resumed as f64, true, 1.0),
+            ("cold CPU/GB", |r| r.cold.cpu_per_gb, false, 0.1),
+            ("paced p99 ms", |r| r.paced.p99 * 1e3, false, 1.0),
+            ("paced CPU/GB", |r| r.paced.cpu_per_gb, false, 0.1),
+            ("floor CPU/GB", |r| r.floor_cpu_per_gb, false, 0.01),
+        ];
+        let fmt = |v: f64, step: f64| {
+            if step < 0.05 {
+                format!("{v:.2}")
+            } else if step < 0.5 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.0}")
+            }
+        };
+        print!("{:<8}", "run");
+        for (name, ..) in &cols {
+            print!(" {name:>13}");
+        }
+        println!();
+        for (i, r) in self.runs.iter().enumerate() {
+            print!("{:<8}", i + 1);
+            for (_, f, _, step) in &cols {
+                print!(" {:>13}", fmt(f(r), *step));
+            }
+            println!();
+        }
+        let summaries: Vec<(f64, f64)> = cols
+            .iter()
+            .map(|(_, f, better, _)| self.column(f, *better))
+            .collect();
+        for (label, pick) in [("median", 0), ("worst", 1)] {
+            print!("{label:<8}");
+            for ((_, _, _, step), s) in cols.iter().zip(&summaries) {
+                let v = if pick == 0 { s.0 } else { s.1 };
+                print!(" {:>13}", fmt(v, *step));
+            }
+            println!();
+        }
+        let held = |ok: bool| if ok { "met in every run" } else { "NOT met" };
+        let all = |f: &dyn Fn(&RunFigures) -> bool| self.runs.iter().all(f);
+        println!(
+            "target herd p99 < 1000 ms:       {}",
+            held(all(&|r| r.herd.p99 < 1.0))
+        );
+        println!(
+            "target cold herd p99 < 1000 ms:  {}",
+            held(all(&|r| r.cold.p99 < 1.0))
+        );
+        println!(
+            "target herd CPU/GB ≤ 5:          {}",
+            held(all(&|r| r.herd.cpu_per_gb <= 5.0))
+        );
+        println!(
+            "target paced CPU/GB ≤ 10:        {}",
+            held(all(&|r| r.paced.cpu_per_gb <= 10.0))
+        );
+        let resumed: u64 = self.runs.iter().map(|r| r.resumed).sum();
+        let full: u64 = self.runs.iter().map(|r| r.full_handshakes).sum();
+        println!(
+            "cold herds: {resumed} connections resumed a session, {full} made a full handshake"
+        );
+    }
 }
 
 /// Runs the bench on SQLite and, given `--database-url`, again on PostgreSQL in the same
@@ -150,46 +298,78 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         .map(nachtwacht::base::config::StorageConfig::s3_from_pairs)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--s3: {e}"))?;
+    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     // Freed inodes slow the next creates on ext4 without a journal for up to 6 minutes (see
     // --keep-data-dir): each run's directory stays until the bench ends.
-    let mut headlines = vec![run_on(&args, None, None).await?];
+    let mut stores = vec![run_store(&args, None, None).await?];
     if let Some(url) = &args.database_url {
-        headlines.push(run_on(&args, Some(url), None).await?);
+        stores.push(run_store(&args, Some(url), None).await?);
     }
     if let Some(s3) = &s3 {
-        headlines.push(run_on(&args, None, Some(s3)).await?);
+        stores.push(run_store(&args, None, Some(s3)).await?);
     }
-    if headlines.len() > 1 {
-        println!("\n== stores, same run ==");
+    for s in &stores {
+        s.print_summary();
+    }
+    if stores.len() > 1 {
+        println!("\n== stores, same run (medians over the runs) ==");
         println!(
             "{:<12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>18}",
             "store",
             "herd p99 ms",
             "herd b/s",
+            "cold p99 ms",
             "paced p99 ms",
-            "paced b/s",
             "herd CPU/GB",
             "bundles per commit"
         );
-        for h in &headlines {
+        for s in &stores {
+            let (commits, committed) = s
+                .runs
+                .iter()
+                .fold((0, 0), |(a, b), r| (a + r.commits, b + r.committed));
             println!(
-                "{:<12} {:>12.1} {:>12.0} {:>12.1} {:>12.0} {:>12.1} {:>18}",
-                h.store,
-                h.herd_p99 * 1e3,
-                h.herd_rate,
-                h.paced_p99 * 1e3,
-                h.paced_rate,
-                h.herd_cpu_per_gb,
+                "{:<12} {:>12.1} {:>12.0} {:>12.1} {:>12.1} {:>12.1} {:>18}",
+                s.store,
+                s.column(|r| r.herd.p99, false).0 * 1e3,
+                s.column(|r| r.herd.rate, true).0,
+                s.column(|r| r.cold.p99, false).0 * 1e3,
+                s.column(|r| r.paced.p99, false).0 * 1e3,
+                s.column(|r| r.herd.cpu_per_gb, false).0,
                 format!(
                     "{:.1} ({} in {})",
-                    h.committed as f64 / h.commits.max(1) as f64,
-                    h.committed,
-                    h.commits
+                    committed as f64 / commits.max(1) as f64,
+                    committed,
+                    commits
                 )
             );
         }
     }
     Ok(())
+}
+
+/// `--runs` runs on one store; the measurements that have no target to hold in every run (idle
+/// connections, the station agent, several nodes) only in the last.
+async fn run_store(
+    args: &IngestArgs,
+    database_url: Option<&str>,
+    s3: Option<&nachtwacht::base::config::StorageConfig>,
+) -> anyhow::Result<StoreRuns> {
+    // The comparison stores run once: their database or bucket starts empty only the first time.
+    let n = if database_url.is_some() || s3.is_some() {
+        1
+    } else {
+        args.runs
+    };
+    let mut runs = Vec::with_capacity(n);
+    let mut store = String::new();
+    for run in 1..=n {
+        let last = run == n;
+        let (name, figures) = run_on(args, database_url, s3, run, n, last).await?;
+        store = name;
+        runs.push(figures);
+    }
+    Ok(StoreRuns { store, runs })
 }
 
 /// One run: the state in SQLite or the PostgreSQL database at `database_url`; the ciphertexts
@@ -198,7 +378,10 @@ async fn run_on(
     args: &IngestArgs,
     database_url: Option<&str>,
     s3: Option<&nachtwacht::base::config::StorageConfig>,
-) -> anyhow::Result<Headline> {
+    run: usize,
+    runs: usize,
+    last: bool,
+) -> anyhow::Result<(String, RunFigures)> {
     let tmp = tempfile::Builder::new()
         .disable_cleanup(args.keep_data_dir)
         .tempdir()
@@ -231,12 +414,13 @@ async fn run_on(
         database_url.map_or("sqlite", |_| "postgres"),
         if s3.is_some() { "+s3" } else { "" }
     );
-    println!("\n#### store: {store} ####");
+    println!("\n#### store: {store}, run {run} of {runs} ####");
     init::init(&root, &config, nachtwacht::base::time::now_ms()).context("init")?;
     let ctx = ServerContext::open(&root)?;
 
     let t = Instant::now();
-    let total = args.stations + args.idle;
+    let idle = if last { args.idle } else { 0 };
+    let total = args.stations + idle;
     let mut stations = Vec::with_capacity(total);
     for i in 0..total {
         let name = format!("bench-{i:05}");
@@ -264,7 +448,8 @@ async fn run_on(
     let samples_per_bundle = template[0].samples();
     let recipient = seal::parse_recipient(&stations[0].server_age_recipient)?;
     // The three one-node phases, and the several-node herd.
-    let phases = PHASES + usize::from(args.nodes > 1);
+    let several_nodes = last && args.nodes > 1;
+    let phases = PHASES + usize::from(several_nodes);
     let mut active = Vec::with_capacity(args.stations);
     for config in stations {
         let key = config.signing_key()?;
@@ -305,26 +490,52 @@ async fn run_on(
         r.read_to_end(&mut out)?;
     }
     let decrypt_s = t.elapsed().as_secs_f64();
+    // Floor 3: what every received byte costs at least (QUIC packet decryption, SHA-256).
+    let floor_cpu_per_gb = floors::per_byte_cpu_per_gb(
+        active
+            .iter()
+            .flat_map(|s| &s.bundles)
+            .map(|b| &b.ciphertext[..]),
+    );
 
     // The server, as operators run it, ingest only.
     drop(ctx);
-    let server = Server::start(&root)?;
-    let quic = server.quic_addr;
+    let mut server = Server::start(&root)?;
     let endpoints = client_endpoints(args.client_sockets)?;
 
-    // Each station's bundles, split into one set per phase (fresh bundle ids for each).
+    // Each station's bundles, split into one set per phase (fresh bundle ids for each); one client
+    // configuration per station for all phases, so its session tickets carry over.
     let mut sets: Vec<Vec<PhaseStation>> = (0..phases).map(|_| Vec::new()).collect();
     for mut s in active {
+        let client = stations::client_for(&s.config)?;
         for (phase, set) in sets.iter_mut().enumerate().rev() {
             let bundles = s.bundles.split_off(phase * args.bundles_per_station);
-            set.push(PhaseStation::prepare(s.config.clone(), bundles));
+            set.push(PhaseStation::prepare(
+                s.config.clone(),
+                client.clone(),
+                bundles,
+            ));
         }
     }
     let mut sets = sets.into_iter();
     let mut next_set = || sets.next().expect("one set per phase");
+    let herd = run_phase(
+        std::slice::from_ref(&server),
+        &endpoints,
+        next_set(),
+        Start::Herd,
+    )
+    .await?;
+    // A restart (the server is killed, as by a crash or an upgrade): every station comes back at
+    // once, each with the session ticket of its connection before.
+    let (mut commits, mut committed) = server.group_commits()?;
+    server.stop();
+    server = Server::start(&root)?;
+    let quic = server.quic_addr;
     let one = std::slice::from_ref(&server);
-    let herd = run_phase(one, &endpoints, next_set(), Start::Herd).await?;
     let cold = run_phase(one, &endpoints, next_set(), Start::Cold).await?;
+    let resumed = server.metric("nachtwacht_tls_resumptions_total")?;
+    let full_handshakes = server.metric("nachtwacht_tls_full_handshakes_total")?;
     let paced = run_phase(
         one,
         &endpoints,
@@ -334,28 +545,37 @@ async fn run_on(
     .await?;
 
     // Idle connections: resident memory per connection.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_before = server.rss_kib()?;
-    let t_idle = Instant::now();
-    let idle_conns = open_idle(&endpoints, quic, &idle_stations).await?;
-    let idle_s = t_idle.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_after = server.rss_kib()?;
-    let per_conn_kib =
-        (rss_after.saturating_sub(rss_before)) as f64 / idle_conns.len().max(1) as f64;
-    let still_open = idle_conns
-        .iter()
-        .filter(|c| c.close_reason().is_none())
-        .count();
-    drop(idle_conns);
+    let idle_figures = if last {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss_before = server.rss_kib()?;
+        let t_idle = Instant::now();
+        let idle_conns = open_idle(&endpoints, quic, &idle_stations).await?;
+        let idle_s = t_idle.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let rss_after = server.rss_kib()?;
+        let still_open = idle_conns
+            .iter()
+            .filter(|c| c.close_reason().is_none())
+            .count();
+        let opened = idle_conns.len();
+        drop(idle_conns);
+        Some((rss_before, rss_after, idle_s, still_open, opened))
+    } else {
+        None
+    };
 
     // The station agent at wristband rates: peak RSS of a real process.
-    let station_rss = station_peak_rss(&root, quic, tmp.path()).await;
+    let station_rss = if last {
+        Some(station_peak_rss(&root, quic, tmp.path()).await)
+    } else {
+        None
+    };
 
-    let (commits, committed) = server.group_commits()?;
+    let (c, b) = server.group_commits()?;
+    (commits, committed) = (commits + c, committed + b);
     server.stop();
     // The herd again, spread over several ingest nodes on the same data directory and database.
-    let several = if args.nodes > 1 {
+    let several = if several_nodes {
         let nodes = (0..args.nodes)
             .map(|_| Server::start(&root))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -395,7 +615,7 @@ async fn run_on(
         ),
         (
             format!(
-                "cold herd: {} stations connect at once and upload {} bundles as soon as each is connected",
+                "cold herd: the server restarts, {} stations reconnect at once and upload {} bundles as soon as each is connected",
                 args.stations, args.bundles_per_station
             ),
             &cold,
@@ -410,7 +630,9 @@ async fn run_on(
     ] {
         println!("== {label} ==");
         if p.handshakes_timed {
-            println!("connections          opened on the clock below");
+            println!(
+                "connections          opened on the clock below: {resumed} resumed a session, {full_handshakes} full handshakes"
+            );
         } else {
             println!(
                 "connections ready    {:>10.2} s   (before the clock below starts)",
@@ -444,10 +666,11 @@ async fn run_on(
         }
         println!("busy answers         {:>10}", p.busy);
         println!(
-            "server CPU s per GB  {:>10.1}   ({:.1} CPU-s for {:.3} GB; bench client on the same cores: {:.1} CPU-s)",
+            "server CPU s per GB  {:>10.1}   ({:.1} CPU-s for {:.3} GB; floor {:.2}; bench client on the same cores: {:.1} CPU-s)",
             p.server_cpu / (p.bytes as f64 / 1e9),
             p.server_cpu,
             p.bytes as f64 / 1e9,
+            floor_cpu_per_gb,
             p.client_cpu
         );
     }
@@ -480,6 +703,11 @@ async fn run_on(
         per_phase / herd.wall / decrypt_rate
     );
     println!(
+        "per-byte floor       {:>10.2} CPU-s per GB (AES-256-GCM open of {} B packets + SHA-256, 1 core)",
+        floor_cpu_per_gb,
+        floors::PACKET_PAYLOAD
+    );
+    println!(
         "fsync p50 / p99      {:>7.2} / {:.2} ms  ({} KiB file)",
         fsync.0 * 1e3,
         fsync.1 * 1e3,
@@ -498,42 +726,48 @@ async fn run_on(
             mean_bundle / 1024
         );
     }
-    println!("== idle connections ==");
-    println!(
-        "{} connected in {:.1} s, {} still open; server RSS {} → {} KiB",
-        idle_stations.len(),
-        idle_s,
-        still_open,
-        rss_before,
-        rss_after
-    );
-    println!(
-        "RSS per idle conn    {:>10.1} KiB   (target < 64 KiB)",
-        per_conn_kib
-    );
+    if let Some((rss_before, rss_after, idle_s, still_open, opened)) = idle_figures {
+        println!("== idle connections ==");
+        println!(
+            "{} connected in {:.1} s, {} still open; server RSS {} → {} KiB",
+            idle_stations.len(),
+            idle_s,
+            still_open,
+            rss_before,
+            rss_after
+        );
+        println!(
+            "RSS per idle conn    {:>10.1} KiB   (target < 64 KiB)",
+            rss_after.saturating_sub(rss_before) as f64 / opened.max(1) as f64
+        );
+    }
     match station_rss {
-        Ok((kib, acked)) => println!(
+        Some(Ok((kib, acked))) => println!(
             "== station agent ==\npeak RSS             {:>10.1} MiB   (target < 20 MiB; {acked} wristband bundles of 5 min sealed and uploaded)",
             kib as f64 / 1024.0
         ),
-        Err(e) => println!("== station agent ==\nnot measured: {e:#}"),
+        Some(Err(e)) => println!("== station agent ==\nnot measured: {e:#}"),
+        None => {}
     }
     println!("== group commit ==");
     println!(
         "{committed} bundles stored in {commits} database transactions ({:.1} per transaction)",
         committed as f64 / commits.max(1) as f64
     );
-    Ok(Headline {
+    Ok((
         store,
-        herd_p99: herd.percentile(0.99),
-        herd_rate: per_phase / herd.wall,
-        paced_p99: paced.percentile(0.99),
-        paced_rate: per_phase / paced.wall,
-        herd_cpu_per_gb: herd.server_cpu / (herd.bytes as f64 / 1e9),
-        commits,
-        committed,
-        _data: tmp,
-    })
+        RunFigures {
+            herd: CaseFigures::of(&herd, per_phase),
+            cold: CaseFigures::of(&cold, per_phase),
+            paced: CaseFigures::of(&paced, per_phase),
+            resumed,
+            full_handshakes,
+            floor_cpu_per_gb,
+            commits,
+            committed,
+            _data: tmp,
+        },
+    ))
 }
 
 /// How the stations of a phase begin.
@@ -543,9 +777,10 @@ enum Start {
     /// on a new connection, and proof that the server has finished its side of the handshake);
     /// then all start uploading at the same instant. The clock starts at that instant.
     Herd,
-    /// Every station starts connecting at the same instant and uploads as soon as its own side of
-    /// the handshake is done, so the server's handshake work overlaps the first uploads. The clock
-    /// starts before the handshakes.
+    /// Right after the server restarted: every station starts connecting at the same instant
+    /// (resuming the session of its connection before, when the server accepts its ticket) and
+    /// uploads as soon as its own side of the handshake is done, so the server's handshake work
+    /// overlaps the first uploads. The clock starts before the handshakes.
     Cold,
     /// Connected as for `Herd`; station i of n sends at offset i/n of every interval.
     Paced(Duration),

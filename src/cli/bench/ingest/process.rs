@@ -148,6 +148,14 @@ impl Server {
 
     /// The server's group commits so far and the bundles they stored, from its metrics.
     pub(super) fn group_commits(&self) -> anyhow::Result<(u64, u64)> {
+        Ok((
+            self.metric("nachtwacht_group_commit_bundles_count")?,
+            self.metric("nachtwacht_group_commit_bundles_sum")?,
+        ))
+    }
+
+    /// One value of the server's metrics (a counter, or a histogram's `_count` or `_sum`).
+    pub(super) fn metric(&self, name: &str) -> anyhow::Result<u64> {
         use std::io::Write;
         let mut conn = std::net::TcpStream::connect(self.metrics_addr)?;
         write!(
@@ -157,19 +165,13 @@ impl Server {
         )?;
         let mut text = String::new();
         conn.read_to_string(&mut text)?;
-        let value = |name: &str| -> anyhow::Result<u64> {
-            let v: f64 = text
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .with_context(|| format!("{name} not in the server's metrics"))?
-                .trim()
-                .parse()?;
-            Ok(v as u64)
-        };
-        Ok((
-            value("nachtwacht_group_commit_bundles_count")?,
-            value("nachtwacht_group_commit_bundles_sum")?,
-        ))
+        let v: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .with_context(|| format!("{name} not in the server's metrics"))?
+            .trim()
+            .parse()?;
+        Ok(v as u64)
     }
 
     fn proc_file(&self, name: &str) -> anyhow::Result<String> {

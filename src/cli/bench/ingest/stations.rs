@@ -22,16 +22,24 @@ pub(super) fn client_endpoints(n: usize) -> anyhow::Result<Vec<quinn::Endpoint>>
         .collect()
 }
 
-pub(super) async fn connect(
-    endpoint: &quinn::Endpoint,
-    addr: SocketAddr,
-    station: &StationConfig,
-) -> anyhow::Result<quinn::Connection> {
+/// A station's client configuration, made once as the station agent makes it: the session tickets
+/// the server sends are kept in it, so the station's next connection resumes its session.
+pub(super) fn client_for(station: &StationConfig) -> anyhow::Result<quinn::ClientConfig> {
     let tls = client_tls_config(station)?;
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
     client.transport_config(Arc::new(client_transport()));
-    Ok(endpoint.connect_with(client, addr, "localhost")?.await?)
+    Ok(client)
+}
+
+pub(super) async fn connect(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    client: &quinn::ClientConfig,
+) -> anyhow::Result<quinn::Connection> {
+    Ok(endpoint
+        .connect_with(client.clone(), addr, "localhost")?
+        .await?)
 }
 
 /// The start line of a phase: every station waits at the barrier; the last to arrive starts the
@@ -69,9 +77,9 @@ pub(super) async fn upload_station(
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
     let conn = if cold {
         go.wait().await?;
-        connect(&endpoint, addr, &s.config).await?
+        connect(&endpoint, addr, &s.client).await?
     } else {
-        let conn = connect(&endpoint, addr, &s.config).await?;
+        let conn = connect(&endpoint, addr, &s.client).await?;
         let hello = encode_heartbeat(&heartbeat(&s));
         let ack = exchange(&conn, hello, bytes::Bytes::new())
             .await
@@ -142,8 +150,8 @@ pub(super) async fn open_idle(
         let mut set = tokio::task::JoinSet::new();
         for (i, s) in chunk.iter().enumerate() {
             let endpoint = endpoints[(chunk_no * 250 + i) % endpoints.len()].clone();
-            let s = s.clone();
-            set.spawn(async move { connect(&endpoint, addr, &s).await });
+            let client = client_for(s)?;
+            set.spawn(async move { connect(&endpoint, addr, &client).await });
         }
         while let Some(c) = set.join_next().await {
             out.push(c??);
