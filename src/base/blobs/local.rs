@@ -106,8 +106,15 @@ impl LocalBlobs {
             };
             for entry in entries {
                 let entry = entry.map_err(io_err(&dir))?;
-                let meta = entry.metadata().map_err(io_err(&entry.path()))?;
                 let path = entry.path();
+                // Other processes on the data directory write, rename and remove files while this
+                // walks (another node's probe, its temporary files): one gone since the directory
+                // was read is not listed.
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(&path)(e).into()),
+                };
                 if meta.is_dir() {
                     stack.push(path);
                     continue;
@@ -134,5 +141,44 @@ impl LocalBlobs {
 
     pub fn available_bytes(&self) -> Result<u64> {
         fsio::available_bytes(&self.root).map_err(|e| io_err(&self.root)(e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Other processes on the data directory write and rename files while a node lists them (a
+    /// starting node's spool sweep beside another node's probe): a file gone between the
+    /// directory read and its stat is not in the listing, and the listing does not fail.
+    #[test]
+    fn listing_survives_files_vanishing_under_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::new(tmp.path());
+        let spool = tmp.path().join("spool");
+        fs::create_dir_all(&spool).unwrap();
+        fs::write(spool.join("kept.age"), b"k").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (spool, stop) = (spool.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let temp = spool.join(format!(".probe.{n}.tmp"));
+                    let done = spool.join(format!(".probe.{n}"));
+                    fs::write(&temp, b"p").unwrap();
+                    fs::rename(&temp, &done).unwrap();
+                    fs::remove_file(&done).unwrap();
+                    n += 1;
+                }
+            })
+        };
+        let listings: Vec<_> = (0..3000).map(|_| blobs.list(super::super::SPOOL)).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+        for listed in listings {
+            let listed = listed.expect("a listing while files come and go");
+            assert!(listed.iter().any(|l| l.key.file_name() == "kept.age"));
+        }
     }
 }
