@@ -145,7 +145,10 @@ fn digest(path: &Path) -> std::io::Result<(u64, String)> {
     Ok((bytes, hex::encode(hasher.finalize())))
 }
 
-/// Every file under `dir`, relative to `root`.
+/// Every file under `dir`, relative to `root`, but for temporary files: a running node writes
+/// every file through a temporary name (`….tmp`, `….part`) and renames it, so one listed here
+/// could be gone by the time it is copied (a ticket key rotated, a research table rewritten), and
+/// it is never part of the installation.
 fn files_under(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -154,8 +157,11 @@ fn files_under(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
     };
     for entry in entries {
         let path = entry.map_err(io(dir))?.path();
+        let temporary = path.extension().is_some_and(|e| e == "tmp" || e == "part");
         if path.is_dir() {
             files_under(root, &path, out)?;
+        } else if temporary {
+            continue;
         } else if let Ok(rel) = path.strip_prefix(root) {
             out.push(rel.to_string_lossy().into_owned());
         }
@@ -392,4 +398,28 @@ pub fn restore(from: &Path, to: &Path) -> Result<Manifest> {
     }
     crate::base::fsio::sync_dir(to).map_err(|e| Error::Manifest(e.to_string()))?;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_files_of_running_writers_are_not_backed_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys = tmp.path().join("keys");
+        std::fs::create_dir_all(keys.join("sub")).unwrap();
+        for name in [
+            "ticket-keys",
+            "ticket-keys.4242.0.tmp",
+            ".host:4242:0a0b0c0d.7.part",
+            "sub/kept.pem",
+        ] {
+            std::fs::write(keys.join(name), b"x").unwrap();
+        }
+        let mut out = Vec::new();
+        files_under(tmp.path(), &keys, &mut out).unwrap();
+        out.sort();
+        assert_eq!(out, ["keys/sub/kept.pem", "keys/ticket-keys"]);
+    }
 }
