@@ -81,3 +81,35 @@ fn bench_ingest_runs_every_phase_on_one_node_and_on_two() {
         assert!(stdout.contains(summary), "no {summary:?} in:\n{stdout}");
     }
 }
+
+/// `--idle 0` asks for no idle connections: no per-connection figure is printed for them.
+#[test]
+fn bench_ingest_without_idle_connections_prints_no_idle_figure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
+        .args([
+            "bench",
+            "ingest",
+            "--stations",
+            "3",
+            "--bundles-per-station",
+            "1",
+            "--idle",
+            "0",
+            "--paced-interval-secs",
+            "1",
+            "--nodes",
+            "1",
+            "--runs",
+            "1",
+        ])
+        .output()
+        .expect("run nachtwacht bench ingest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("== paced:"), "{stdout}");
+    assert!(!stdout.contains("RSS per idle conn"), "{stdout}");
+}

@@ -544,8 +544,9 @@ async fn run_on(
     )
     .await?;
 
-    // Idle connections: resident memory per connection.
-    let idle_figures = if last {
+    // Idle connections: resident memory per connection (none asked for: no figure, rather than
+    // the server's unrelated growth over these seconds divided by one).
+    let idle_figures = if last && !idle_stations.is_empty() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rss_before = server.rss_kib()?;
         let t_idle = Instant::now();
