@@ -8,31 +8,20 @@ use std::process::Command;
 
 #[test]
 fn bench_ingest_runs_every_phase_on_one_node_and_on_two() {
-    let out = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
-        .args([
-            "bench",
-            "ingest",
-            "--stations",
-            "6",
-            "--bundles-per-station",
-            "2",
-            "--idle",
-            "4",
-            "--paced-interval-secs",
-            "1",
-            "--nodes",
-            "2",
-            "--runs",
-            "2",
-        ])
-        .output()
-        .expect("run nachtwacht bench ingest");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = bench_ingest(&[
+        "--stations",
+        "6",
+        "--bundles-per-station",
+        "2",
+        "--idle",
+        "4",
+        "--paced-interval-secs",
+        "1",
+        "--nodes",
+        "2",
+        "--runs",
+        "2",
+    ]);
     for section in [
         "== herd: 6 connected stations × 2 bundles",
         "== cold herd:",
@@ -85,31 +74,36 @@ fn bench_ingest_runs_every_phase_on_one_node_and_on_two() {
 /// `--idle 0` asks for no idle connections: no per-connection figure is printed for them.
 #[test]
 fn bench_ingest_without_idle_connections_prints_no_idle_figure() {
+    let stdout = bench_ingest(&[
+        "--stations",
+        "3",
+        "--bundles-per-station",
+        "1",
+        "--idle",
+        "0",
+        "--paced-interval-secs",
+        "1",
+        "--nodes",
+        "1",
+        "--runs",
+        "1",
+    ]);
+    assert!(stdout.contains("== paced:"), "{stdout}");
+    assert!(!stdout.contains("RSS per idle conn"), "{stdout}");
+}
+
+/// Runs `nachtwacht bench ingest` with `args`; it must succeed. Its standard output.
+fn bench_ingest(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_nachtwacht"))
-        .args([
-            "bench",
-            "ingest",
-            "--stations",
-            "3",
-            "--bundles-per-station",
-            "1",
-            "--idle",
-            "0",
-            "--paced-interval-secs",
-            "1",
-            "--nodes",
-            "1",
-            "--runs",
-            "1",
-        ])
+        .args(["bench", "ingest"])
+        .args(args)
         .output()
         .expect("run nachtwacht bench ingest");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("== paced:"), "{stdout}");
-    assert!(!stdout.contains("RSS per idle conn"), "{stdout}");
+    stdout
 }
