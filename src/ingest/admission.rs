@@ -23,6 +23,27 @@ pub const BODY_WINDOW: u32 = 64 * 1024;
 
 const _: () = assert!(HEADER_WINDOW as usize >= REQUEST_PREFIX_LEN + MAX_HEADER_LEN);
 
+/// The receive slots of one ingest, shared by all its uploads.
+#[derive(Clone)]
+pub struct ReceiveSlots {
+    pub(super) semaphore: Arc<Semaphore>,
+    total: usize,
+}
+
+impl ReceiveSlots {
+    pub fn new(total: usize) -> Self {
+        Self {
+            semaphore: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Uploads whose bodies are being received right now: they will reach the group commit soon.
+    pub fn in_use(&self) -> usize {
+        self.total - self.semaphore.available_permits()
+    }
+}
+
 /// The flow-control window of one station connection, open while any of its uploads holds a slot.
 pub struct ConnectionWindow {
     conn: quinn::Connection,
@@ -39,9 +60,10 @@ impl ConnectionWindow {
 
     /// Waits (first come, first served) for a receive slot, then opens this connection's window.
     /// The slot is returned and the window closed when the [`Admitted`] is dropped.
-    pub async fn admit(self: &Arc<Self>, slots: &Arc<Semaphore>) -> Admitted {
+    pub async fn admit(self: &Arc<Self>, slots: &ReceiveSlots) -> Admitted {
         let waiting = std::time::Instant::now();
         let permit = slots
+            .semaphore
             .clone()
             .acquire_owned()
             .await

@@ -34,13 +34,13 @@ use nachtwacht_wire::protocol::{
     encode_ack, version_from_alpn, Ack, AckCode, Heartbeat, ProtocolError, RequestHead,
 };
 use rustls::pki_types::CertificateDer;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::base::Context;
 use crate::spool::{Known, Spool};
-use admission::ConnectionWindow;
+use admission::{ConnectionWindow, ReceiveSlots};
 use commit::{Committer, Outcome};
 use limits::{ConnectionCount, RateLimiter};
 
@@ -101,7 +101,7 @@ struct Shared {
     contacts: Mutex<HashMap<i64, i64>>,
     in_flight_bytes: AtomicU64,
     /// Uploads whose bodies are being received at once ([`admission`]).
-    receive_slots: Arc<Semaphore>,
+    receive_slots: ReceiveSlots,
     streams: TaskTracker,
     /// The age recipient stations should seal to, advertised in positive acknowledgements;
     /// refreshed from `age_keys` by the reload loop so `nachtwacht keys rotate` needs no restart.
@@ -146,12 +146,13 @@ impl Ingest {
             );
         }
         spool.refresh_backlog()?;
-        let committer = Committer::start(spool.clone()).map_err(|source| Error::Io {
-            path: "group-commit thread".into(),
-            source,
-        })?;
+        let receive_slots = ReceiveSlots::new(ctx.config.ingest.max_receiving_uploads as usize);
+        let committer = Committer::start(spool.clone(), receive_slots.clone(), commit::LINGER)
+            .map_err(|source| Error::Io {
+                path: "group-commit thread".into(),
+                source,
+            })?;
         let rates = RateLimiter::new(ctx.config.ingest.max_bundles_per_minute);
-        let receiving_uploads = ctx.config.ingest.max_receiving_uploads as usize;
         let shared = Arc::new(Shared {
             ctx,
             spool,
@@ -162,7 +163,7 @@ impl Ingest {
             live: Mutex::new(HashMap::new()),
             contacts: Mutex::new(HashMap::new()),
             in_flight_bytes: AtomicU64::new(0),
-            receive_slots: Arc::new(Semaphore::new(receiving_uploads)),
+            receive_slots,
             streams: TaskTracker::new(),
             recipient: Mutex::new(None),
             tickets,
