@@ -19,6 +19,9 @@ async fn garbage_and_oversized_requests_fail_their_stream_only() {
     let mut config = Config::default();
     config.ingest.max_bundle_bytes = 1 << 20;
     config.ingest.max_in_flight_bytes = 1 << 20;
+    // The other tests run the ingest on its default one thread; this one on a multi-threaded
+    // runtime of its own.
+    config.ingest.threads = 2;
     let t = start_server(config).await;
     let (a, a_dir, _) = t.ankle_station("home-a", "AM-A", 2, vec![]);
     let (b, b_dir, _) = t.ankle_station("home-b", "AM-B", 1, vec![]);

@@ -358,6 +358,11 @@ pub struct IngestConfig {
     /// On shutdown, how long uploads already under way may take to finish.
     #[serde(default = "defaults::drain_timeout_secs")]
     pub drain_timeout_secs: u64,
+    /// Threads of the ingest's own async runtime (QUIC packets, uploads; the group commit has a
+    /// thread of its own besides). One core takes in over 100 MB/s; with one thread no upload's
+    /// packets wake a second thread, which costs the paced case a sixth of its CPU.
+    #[serde(default = "defaults::ingest_threads")]
+    pub threads: u32,
 }
 
 /// When a station's silence or health raises a communication alert.
@@ -434,6 +439,9 @@ mod defaults {
     }
     pub fn max_receiving_uploads() -> u32 {
         256
+    }
+    pub fn ingest_threads() -> u32 {
+        1
     }
     pub fn max_in_flight_bytes() -> u64 {
         512 << 20
@@ -539,6 +547,7 @@ impl Default for Config {
                 max_in_flight_bytes: defaults::max_in_flight_bytes(),
                 idle_timeout_secs: defaults::idle_timeout_secs(),
                 drain_timeout_secs: defaults::drain_timeout_secs(),
+                threads: defaults::ingest_threads(),
             },
             http: HttpConfig {
                 listen: "127.0.0.1:8080".parse().expect("addr"),
@@ -609,8 +618,9 @@ impl Config {
             || self.ingest.max_streams_per_connection == 0
             || self.ingest.max_bundles_per_minute == 0
             || self.ingest.max_receiving_uploads == 0
+            || self.ingest.threads == 0
         {
-            p.push("ingest.max_connections_per_station, max_streams_per_connection, max_bundles_per_minute and max_receiving_uploads must be positive".into());
+            p.push("ingest.max_connections_per_station, max_streams_per_connection, max_bundles_per_minute, max_receiving_uploads and threads must be positive".into());
         }
         if self.ingest.max_in_flight_bytes < self.ingest.max_bundle_bytes {
             p.push(
@@ -783,5 +793,12 @@ mod tests {
         cfg.ingest.public_addresses.clear();
         cfg.research.max_days_per_person = 0;
         assert_eq!(cfg.problems().len(), 2);
+        let mut cfg = Config::default();
+        cfg.ingest.threads = 0;
+        assert!(
+            cfg.problems().iter().any(|p| p.contains("threads")),
+            "{:?}",
+            cfg.problems()
+        );
     }
 }

@@ -20,6 +20,7 @@ mod stream;
 pub mod admission;
 pub mod commit;
 pub mod limits;
+pub mod runtime;
 pub mod tls;
 
 use std::collections::HashMap;

@@ -171,13 +171,14 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
     let quic_addr = if roles.has(Role::Ingest) {
         // A bundle made durable wakes this node's decoder at once; a decode node elsewhere finds
         // it at its next pass (every few seconds).
-        let ingest = ingest::Ingest::bind(
+        let (addr, stopped) = ingest::runtime::start(
             ctx.clone(),
             listen.quic.unwrap_or(ctx.config.ingest.listen),
             wake_decoder.clone(),
-        )?;
-        let addr = ingest.local_addr();
-        tasks.spawn(ingest.run(shutdown_rx.clone()));
+            shutdown_rx.clone(),
+        )
+        .await?;
+        tasks.spawn(stopped);
         Some(addr)
     } else {
         None

@@ -16,6 +16,7 @@
 mod stations;
 use stations::{client_endpoints, open_idle, upload_station, Go};
 
+mod filesystem;
 mod floors;
 mod process;
 use process::{cpu_seconds_of, fsync_latencies, station_peak_rss, Server};
@@ -593,6 +594,7 @@ async fn run_on(
     // dirty) are skipped, each one re-read, when a new file is created in the same group, so probing
     // first would slow the spool's creates.
     let fsync = fsync_latencies(&root, mean_bundle as usize, 200)?;
+    let filesystem = filesystem::of(&root);
     // Floor 2 on object storage: one bundle-sized PUT at a time (what an ungrouped commit waits
     // for there).
     let put = match s3 {
@@ -719,6 +721,9 @@ async fn run_on(
         1.0 / fsync.0,
         per_phase / herd.wall * fsync.0
     );
+    if let Some(filesystem) = &filesystem {
+        println!("data directory       {filesystem}");
+    }
     if let Some(put) = put {
         println!(
             "S3 PUT p50 / p99     {:>7.2} / {:.2} ms  ({} KiB object, one at a time)",
