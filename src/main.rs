@@ -120,12 +120,16 @@ async fn main() -> anyhow::Result<()> {
     // Everything this process writes into a data directory is personal data: private to the
     // service account whatever umask it was started with (start-up also checks what exists).
     nachtwacht::base::datadir::restrict_umask();
+    let huge_pages = nachtwacht::base::process::disable_transparent_huge_pages();
     let cli = Cli::parse();
     let serving = match &cli.command {
         Command::Serve(args) => Some(args.dir.data_dir.as_path()),
         _ => None,
     };
     cli::logging::init(cli.log_format, serving);
+    if let Err(e) = huge_pages {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off for this process");
+    }
     // Polars, erasure, dossiers and backups are blocking work: never on the async workers.
     match cli.command {
         Command::Init(args) => service::init(args),
