@@ -25,7 +25,7 @@ const MAX_BATCH: usize = 512;
 
 /// How long a small batch waits for uploads still being received, so that they share its
 /// directory fsync and SQL commit. At 200 bundles/s a batch held about 3 bundles without waiting,
-/// about 15 with it, and the server spent a fifth less CPU per GB (docs/benchmarks.md); an
+/// about 15 with it, and the server spent about a tenth less CPU per GB (docs/benchmarks.md); an
 /// acknowledgement comes at most this much later.
 pub const LINGER: Duration = Duration::from_millis(20);
 
@@ -370,15 +370,24 @@ mod tests {
         (header, body)
     }
 
+    /// A committer with `linger`, and a receive slot held by an upload whose body is arriving
+    /// (until the permit is dropped).
+    async fn committer_while_receiving(
+        spool: Spool,
+        linger: Duration,
+    ) -> (Committer, tokio::sync::OwnedSemaphorePermit) {
+        let slots = ReceiveSlots::new(4);
+        let receiving = slots.semaphore.clone().acquire_owned().await.unwrap();
+        (Committer::start(spool, slots, linger).unwrap(), receiving)
+    }
+
     /// While another upload is being received, a small batch waits for more; here it can only be
     /// committed because the batch fills (the linger is an hour), so all of them share one commit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_small_batch_waits_for_uploads_still_being_received() {
         let (_tmp, _db, spool) = spool_with_station();
-        let slots = ReceiveSlots::new(4);
-        let _receiving = slots.semaphore.clone().acquire_owned().await.unwrap();
-        let hour = Duration::from_secs(3600);
-        let committer = Committer::start(spool, slots, hour).unwrap();
+        let (committer, _receiving) =
+            committer_while_receiving(spool, Duration::from_secs(3600)).await;
         // They arrive one by one, far enough apart that each would be a batch of its own.
         let mut tasks = Vec::new();
         for i in 0..LINGER_BATCH as u16 {
@@ -419,10 +428,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_waits_no_longer_than_the_linger() {
         let (_tmp, _db, spool) = spool_with_station();
-        let slots = ReceiveSlots::new(4);
-        let _receiving = slots.semaphore.clone().acquire_owned().await.unwrap();
         let linger = Duration::from_millis(200);
-        let committer = Committer::start(spool, slots, linger).unwrap();
+        let (committer, _receiving) = committer_while_receiving(spool, linger).await;
         let (header, body) = upload(1);
         let started = std::time::Instant::now();
         let outcome =
