@@ -2,7 +2,7 @@
 //! `serve --roles ingest` child processes (one, then two nodes on one data directory) and every
 //! upload is acknowledged, in each of two runs from fresh data directories, and every station
 //! resumes its TLS session when the server restarts for the cold herd. The figures themselves are
-//! the benchmark's business, not the test's.
+//! the benchmark's business, not the test's; the test checks that they are read.
 
 use std::process::Command;
 
@@ -61,6 +61,15 @@ fn bench_ingest_runs_every_phase_on_one_node_and_on_two() {
         3 * 2 + 1,
         "{stdout}"
     );
+    // Each one-node phase says how long its group commits took, read from the server's metrics:
+    // every phase stored bundles, so each took some time.
+    let commit_busy: Vec<f64> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("group commit busy"))
+        .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(commit_busy.len(), 3 * 2, "{stdout}");
+    assert!(commit_busy.iter().all(|s| *s > 0.0), "{commit_busy:?}");
     for summary in [
         "== sqlite: 2 runs, each from a fresh data directory ==",
         "\nmedian ",

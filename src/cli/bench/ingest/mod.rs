@@ -669,6 +669,11 @@ async fn run_on(
         }
         println!("busy answers         {:>10}", p.busy);
         println!(
+            "group commit busy    {:>10.2} s   ({:.0} % of the clock; a bundle waits for the commit before its own)",
+            p.commit_busy,
+            100.0 * p.commit_busy / p.wall
+        );
+        println!(
             "server CPU s per GB  {:>10.1}   ({:.1} CPU-s for {:.3} GB; floor {:.2}; bench client on the same cores: {:.1} CPU-s)",
             p.server_cpu / (p.bytes as f64 / 1e9),
             p.server_cpu,
@@ -804,6 +809,8 @@ struct Phase {
     wall: f64,
     server_cpu: f64,
     client_cpu: f64,
+    /// Seconds the servers' group commits spent committing (writing, syncing, registering).
+    commit_busy: f64,
     bytes: u64,
     busy: usize,
     /// Every acknowledgement latency, sorted.
@@ -838,6 +845,14 @@ async fn run_phase(
         .map(|u| u.body.len() as u64)
         .sum();
     let n = stations.len();
+    let commit_seconds = || {
+        servers
+            .iter()
+            .map(Server::group_commit_seconds)
+            .sum::<anyhow::Result<f64>>()
+    };
+    // Nothing is committed before the clock starts (connections and heartbeats only).
+    let commit_before = commit_seconds()?;
     let t = Instant::now();
     // Set by the one task that releases the barrier: when the clock started, and the CPU time both
     // processes had used by then.
@@ -889,6 +904,7 @@ async fn run_phase(
             .sum::<anyhow::Result<f64>>()?
             - server_before,
         client_cpu: cpu_seconds_of("self")? - client_before,
+        commit_busy: commit_seconds()? - commit_before,
         bytes,
         busy,
         latencies,

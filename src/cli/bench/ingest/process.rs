@@ -156,6 +156,15 @@ impl Server {
 
     /// One value of the server's metrics (a counter, or a histogram's `_count` or `_sum`).
     pub(super) fn metric(&self, name: &str) -> anyhow::Result<u64> {
+        Ok(self.metric_value(name)? as u64)
+    }
+
+    /// Seconds the group commit has spent committing since the server started.
+    pub(super) fn group_commit_seconds(&self) -> anyhow::Result<f64> {
+        self.metric_value("nachtwacht_group_commit_duration_seconds_sum")
+    }
+
+    fn metric_value(&self, name: &str) -> anyhow::Result<f64> {
         use std::io::Write;
         let mut conn = std::net::TcpStream::connect(self.metrics_addr)?;
         write!(
@@ -171,7 +180,7 @@ impl Server {
             .with_context(|| format!("{name} not in the server's metrics"))?
             .trim()
             .parse()?;
-        Ok(v as u64)
+        Ok(v)
     }
 
     fn proc_file(&self, name: &str) -> anyhow::Result<String> {
