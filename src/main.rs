@@ -120,6 +120,9 @@ async fn main() -> anyhow::Result<()> {
     // Everything this process writes into a data directory is personal data: private to the
     // service account whatever umask it was started with (start-up also checks what exists).
     nachtwacht::base::datadir::restrict_umask();
+    // Panics are counted and logged as well as printed (the hook is kept in place against
+    // opendp's swapping of it: `base::panics`).
+    nachtwacht::base::panics::install();
     let huge_pages = nachtwacht::base::process::disable_transparent_huge_pages();
     let cli = Cli::parse();
     let serving = match &cli.command {

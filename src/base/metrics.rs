@@ -63,6 +63,9 @@ pub struct Metrics {
     pub audit_entries: Gauge,
     pub disk_free: Gauge,
     pub certificate_expiry: Family<Label, Gauge>,
+    // The process.
+    /// Panics reported by the process's panic hook ([`crate::base::panics`]).
+    pub panics: Counter,
 }
 
 impl Metrics {
@@ -95,6 +98,7 @@ impl Metrics {
             audit_entries: Gauge::default(),
             disk_free: Gauge::default(),
             certificate_expiry: Family::default(),
+            panics: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -141,6 +145,11 @@ impl Metrics {
             "group_commit_duration_seconds",
             "Time of one group commit (writes, fsync, SQL commit)",
             m.group_commit_duration.clone(),
+        );
+        r.register(
+            "panics",
+            "Panics in any thread of the process, each also logged (contained ones included)",
+            m.panics.clone(),
         );
         r.register(
             "alerts_raised",

@@ -14,6 +14,7 @@ pub mod fsio;
 pub mod html;
 pub mod lease;
 pub mod metrics;
+pub mod panics;
 pub mod parallel;
 pub mod process;
 pub mod programme;

@@ -48,8 +48,10 @@ impl Spent {
 
 /// ρ of an ε-DP release, by OpenDP's cast (ρ = ε²/2, Bun & Steinke 2016).
 fn rho_of_pure(epsilon: f64) -> Result<f64> {
-    let pure = constant_loss::<MaxDivergence>(MaxDivergence, epsilon)?;
-    Ok(make_pureDP_to_zCDP(pure)?.map(&1.0)?)
+    super::opendp_section::run(|| {
+        let pure = constant_loss::<MaxDivergence>(MaxDivergence, epsilon)?;
+        Ok(make_pureDP_to_zCDP(pure)?.map(&1.0)?)
+    })
 }
 
 /// The ε at which a ρ-zCDP guarantee holds with probability 1 − δ (OpenDP's conversion, the
@@ -58,9 +60,11 @@ fn zcdp_epsilon(rho: f64, delta: f64) -> Result<f64> {
     if rho <= 0.0 {
         return Ok(0.0);
     }
-    let zcdp = constant_loss(ZeroConcentratedDivergence, rho)?;
-    let (epsilon, _) = make_fix_delta(&make_zCDP_to_approxDP(zcdp)?, delta)?.map(&1.0)?;
-    Ok(epsilon)
+    super::opendp_section::run(|| {
+        let zcdp = constant_loss(ZeroConcentratedDivergence, rho)?;
+        let (epsilon, _) = make_fix_delta(&make_zCDP_to_approxDP(zcdp)?, delta)?.map(&1.0)?;
+        Ok(epsilon)
+    })
 }
 
 /// A measurement whose only content is its privacy loss: OpenDP's combinators then convert a

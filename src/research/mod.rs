@@ -42,6 +42,7 @@ use crate::trust::audit;
 
 mod accounting;
 pub mod management;
+mod opendp_section;
 pub use accounting::{largest_next_epsilon, Spent};
 
 #[derive(Debug, thiserror::Error)]
@@ -568,6 +569,17 @@ pub fn answer_for(
 /// process of several does at a time (the management release) spends nothing once another
 /// process has taken it over.
 pub fn answer_fenced(
+    ctx: &Context,
+    project: &Project,
+    req: &QueryRequest,
+    actor: &str,
+    fence: Option<&crate::base::lease::Lease>,
+) -> Result<Answer> {
+    opendp_section::run(|| answer_in_section(ctx, project, req, actor, fence))
+}
+
+/// [`answer_fenced`]'s work, inside an [`opendp_section`].
+fn answer_in_section(
     ctx: &Context,
     project: &Project,
     req: &QueryRequest,
