@@ -89,8 +89,13 @@ where
 }
 
 /// The largest ε the next release may have so that the project's loss stays within `budget`.
-/// The loss grows with ε, so a bisection finds it; 0 when nothing fits.
+/// The loss grows with ε, so a bisection finds it; 0 when nothing fits. One OpenDP section for
+/// the whole bisection, not one per conversion.
 pub fn largest_next_epsilon(spent: Spent, budget: f64, delta: f64) -> Result<f64> {
+    super::opendp_section::run(|| bisect_next_epsilon(spent, budget, delta))
+}
+
+fn bisect_next_epsilon(spent: Spent, budget: f64, delta: f64) -> Result<f64> {
     if spent.epsilon_at(delta)? >= budget {
         return Ok(0.0);
     }
