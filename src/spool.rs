@@ -70,6 +70,134 @@ pub struct Spooled<'a> {
     /// Hex SHA-256 of the ciphertext.
     pub sha256: &'a str,
     pub received_at_ms: i64,
+    /// The segment holding the ciphertext and where in it it starts; `None`: an object of its own
+    /// ([`Key::spooled`]).
+    pub segment: Option<(&'a Key, u64)>,
+}
+
+/// Where a spooled bundle's ciphertext is.
+///
+/// On a local data directory the group commit writes all of a batch's ciphertexts into one new
+/// file, a segment, with one data sync and one directory sync, where a file per bundle cost a sync
+/// each and a directory entry created and later removed each (docs/benchmarks.md). A segment is
+/// never written again; it is deleted once none of its bundles waits in the spool any more (they
+/// were decoded into evidence files of their own, or quarantined), by the decoder or by the sweep
+/// ([`release_segments`], [`Spool::sweep_unregistered`]). On object storage each bundle stays an
+/// object of its own: erasing one person's bundle must not mean rewriting an object shared with
+/// others, and a PUT is not made cheaper by sharing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An object of its own: `spool/<id>.<sha256>.age` (object storage, a bundle sent back from
+    /// quarantine, or one stored without the group commit).
+    Object(Key),
+    /// `len` bytes of a segment from `offset`.
+    Segment { segment: Key, offset: u64, len: u64 },
+}
+
+impl Location {
+    /// Where a `bundles` row says its ciphertext waits. A segment name that is not one (a row
+    /// edited by hand) is taken as absent: the bundle is then looked for elsewhere, and
+    /// quarantined as unreadable if it is nowhere.
+    pub fn of_row(
+        id: &BundleId,
+        sha256: &str,
+        segment: Option<&str>,
+        offset: Option<i64>,
+        size: i64,
+    ) -> Self {
+        match (segment.and_then(Key::segment), offset) {
+            (Some(segment), Some(offset)) => Self::Segment {
+                segment,
+                offset: offset.max(0) as u64,
+                len: size.max(0) as u64,
+            },
+            _ => Self::Object(Key::spooled(id, sha256)),
+        }
+    }
+
+    /// The ciphertext's bytes; `None` when its object or segment is not there.
+    pub fn read(&self, blobs: &Blobs) -> blobs::Result<Option<Vec<u8>>> {
+        match self {
+            Self::Object(key) => blobs.get(key),
+            Self::Segment {
+                segment,
+                offset,
+                len,
+            } => blobs.read_range(segment, *offset, *len),
+        }
+    }
+
+    /// The segment, if the ciphertext is in one.
+    pub fn segment(&self) -> Option<&Key> {
+        match self {
+            Self::Object(_) => None,
+            Self::Segment { segment, .. } => Some(segment),
+        }
+    }
+
+    /// Stores the ciphertext durably under each destination key (evidence, quarantine) and takes
+    /// it out of the spool: an object is moved; a segment's range is written as a new object and
+    /// the segment stays until [`release_segments`] finds none of its bundles waiting. Once this
+    /// returns every destination is durable. A source that is gone is taken as moved already.
+    pub fn move_all(blobs: &Blobs, moves: &[(Location, Key)]) -> Result<()> {
+        let mut objects = Vec::new();
+        let mut copies: Vec<(Key, Vec<u8>)> = Vec::new();
+        for (from, to) in moves {
+            match from {
+                Self::Object(key) => objects.push((key.clone(), to.clone())),
+                Self::Segment { .. } => {
+                    if let Some(bytes) = from.read(blobs)? {
+                        copies.push((to.clone(), bytes));
+                    }
+                }
+            }
+        }
+        if !copies.is_empty() {
+            let items: Vec<(Key, &[u8])> = copies
+                .iter()
+                .map(|(k, b)| (k.clone(), b.as_slice()))
+                .collect();
+            for (placed, (key, bytes)) in blobs.place_all(&items)?.into_iter().zip(&items) {
+                if placed == blobs::Placed::Other {
+                    // Another copy under the destination's name (restored from elsewhere, or
+                    // an older upload's): the spool's bytes are what the row's digest names,
+                    // so they replace it, as a move would.
+                    blobs.put(key, bytes)?;
+                }
+            }
+        }
+        blobs.move_all(&objects)?;
+        Ok(())
+    }
+}
+
+/// Deletes each of `segments` that no bundle waiting in the spool needs any more. The rows of a
+/// segment are all inserted in the transaction that follows its write, so once one of them is
+/// seen, a segment none of whose rows is `spooled` is needed by nobody. Returns how many were
+/// deleted.
+pub fn release_segments(
+    blobs: &Blobs,
+    conn: &crate::base::db::Connection,
+    segments: &[Key],
+) -> Result<usize> {
+    let mut needed =
+        conn.prepare_cached("SELECT 1 FROM bundles WHERE segment = ?1 AND state = ?2 LIMIT 1")?;
+    let mut n = 0;
+    let unique: std::collections::BTreeSet<&Key> = segments.iter().collect();
+    for segment in unique {
+        let waiting = needed
+            .query_row(
+                crate::params![segment.as_str(), BundleState::Spooled],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !waiting {
+            blobs.remove(segment)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Inserts a spooled bundle's row (state `spooled`). Call only once its file is durable; the group
@@ -93,8 +221,9 @@ pub fn insert_row_once(conn: &crate::base::db::Connection, row: &Spooled<'_>) ->
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO bundles
-                 (bundle_id, station_id, sequence, size, sha256, received_at_ms, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (bundle_id, station_id, sequence, size, sha256, received_at_ms, state,
+                  segment, segment_offset)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(crate::params![
             row.bundle_id.to_hex(),
@@ -103,7 +232,9 @@ pub fn insert_row_once(conn: &crate::base::db::Connection, row: &Spooled<'_>) ->
             row.size as i64,
             row.sha256,
             row.received_at_ms,
-            BundleState::Spooled
+            BundleState::Spooled,
+            row.segment.map(|(k, _)| k.as_str()),
+            row.segment.map(|(_, offset)| offset as i64)
         ])?;
     if inserted == 1 {
         return Ok(Known::New);
@@ -118,6 +249,25 @@ pub fn insert_row_once(conn: &crate::base::db::Connection, row: &Spooled<'_>) ->
             stored_sha256: stored,
         }
     })
+}
+
+/// Where a bundle's row says its ciphertext waits while it is spooled; `None` for an unknown
+/// bundle.
+pub fn location(
+    conn: &crate::base::db::Connection,
+    bundle_id: &BundleId,
+) -> Result<Option<Location>> {
+    let row: Option<(String, Option<String>, Option<i64>, i64)> = conn
+        .prepare_cached(
+            "SELECT sha256, segment, segment_offset, size FROM bundles WHERE bundle_id = ?1",
+        )?
+        .query_row([bundle_id.to_hex()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    Ok(row.map(|(sha256, segment, offset, size)| {
+        Location::of_row(bundle_id, &sha256, segment.as_deref(), offset, size)
+    }))
 }
 
 /// What a known bundle id means for a new upload of it.
@@ -198,8 +348,15 @@ impl Spool {
                 size: ciphertext.len() as u64,
                 sha256: &sha256,
                 received_at_ms,
+                segment: None,
             },
         )
+    }
+
+    /// Where a bundle's row says its ciphertext waits (whatever its state); `None` for an
+    /// unknown bundle.
+    pub fn location(&self, bundle_id: &BundleId) -> Result<Option<Location>> {
+        location(&self.reader.lock(), bundle_id)
     }
 
     pub fn known(&self, bundle_id: &BundleId, sha256: &str) -> Result<Known> {
@@ -216,8 +373,10 @@ impl Spool {
         })
     }
 
-    /// Removes what a crash left behind in the spool: temporary files, and bundle files without a
-    /// `bundles` row (written, never acknowledged; their stations re-send them). Run before the
+    /// Removes what a crash left behind in the spool: temporary files, bundle files without a
+    /// `bundles` row (written, never acknowledged; their stations re-send them), and segments
+    /// none of whose bundles waits any more (a crash came before their rows, or before the
+    /// decoder deleted them). Run before the
     /// ingest accepts uploads. Files younger than [`SWEEP_MIN_AGE`] are left: another process
     /// sharing the spool may be between writing a file and registering its row; but a temporary
     /// file whose writer was a process on this machine that is gone goes at once.
@@ -231,9 +390,18 @@ impl Spool {
         for object in listed {
             let young = now.duration_since(object.modified).unwrap_or_default() < SWEEP_MIN_AGE;
             let name = object.key.file_name();
-            let writer_gone =
-                crate::base::fsio::temp_owner(name).is_some_and(crate::base::process::died_here);
+            let writer = match object.key.is_segment() {
+                true => object.key.segment_writer(),
+                false => crate::base::fsio::temp_owner(name),
+            };
+            let writer_gone = writer.is_some_and(crate::base::process::died_here);
             if young && !writer_gone {
+                continue;
+            }
+            if object.key.is_segment() {
+                // Written, then its rows committed or never (a crash between, or its writer
+                // gone): kept only while a bundle waiting in the spool is in it.
+                n += release_segments(&self.blobs, &conn, std::slice::from_ref(&object.key))?;
                 continue;
             }
             let mut spooled_sha = |id: &str| -> Result<Option<String>> {
@@ -419,6 +587,123 @@ mod tests {
         assert_eq!(fs::read(path_of(&legacy)).unwrap(), b"old");
         assert_eq!(spool.known(&kept, "x").unwrap(), Known::Same);
         assert!(spool.available_disk_bytes().unwrap().unwrap() > 0);
+    }
+
+    /// A segment stays while a bundle in it waits to be decoded, and goes once none does: at
+    /// once when the decoder releases it, or at the next sweep after a crash (before its rows
+    /// were committed, or before the decoder deleted it). A young segment without rows stays
+    /// (its writer may be about to commit them) unless its writer was a process here that died.
+    #[test]
+    fn segments_stay_while_a_bundle_waits_in_them_and_go_after() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = crate::base::db::testing::open(tmp.path());
+        db.lock()
+            .execute(
+                "INSERT INTO stations (id, name, cert_sha256, enrolled_at_ms) VALUES (1, 's', 'f', 0)",
+                [],
+            )
+            .unwrap();
+        let (spool, _) = local_spool(tmp.path(), db.clone());
+        let local = spool.blobs().local().unwrap().clone();
+        let row = |id: u8, segment: &Key, offset: u64, size: u64, state: BundleState| {
+            let sha = format!("sha{id}");
+            insert_row(
+                &db.lock(),
+                &Spooled {
+                    bundle_id: BundleId([id; 16]),
+                    station_id: 1,
+                    sequence: id.into(),
+                    size,
+                    sha256: &sha,
+                    received_at_ms: 0,
+                    segment: Some((segment, offset)),
+                },
+            )
+            .unwrap();
+            db.lock()
+                .execute(
+                    "UPDATE bundles SET state = ?2 WHERE bundle_id = ?1",
+                    crate::params![BundleId([id; 16]).to_hex(), state],
+                )
+                .unwrap();
+        };
+        // Two bundles waiting in one segment; a segment whose rows never came (a crash); one whose
+        // only bundle was decoded before the decoder could delete it; a young one without rows.
+        let (waiting, crashed, decoded, young) = (
+            Key::new_segment(),
+            Key::new_segment(),
+            Key::new_segment(),
+            Key::new_segment(),
+        );
+        local
+            .write_segment(&waiting, &[b"first", b"second!"])
+            .unwrap();
+        row(1, &waiting, 0, 5, BundleState::Spooled);
+        row(2, &waiting, 5, 7, BundleState::Spooled);
+        local.write_segment(&crashed, &[b"lost"]).unwrap();
+        local.write_segment(&decoded, &[b"done"]).unwrap();
+        row(3, &decoded, 0, 4, BundleState::Processed);
+        local.write_segment(&young, &[b"new"]).unwrap();
+        // A young segment of a process on this machine that was killed: its rows never come.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let me = crate::base::process::name();
+        let host = me.rsplitn(3, ':').nth(2).unwrap();
+        let orphan = Key::segment(&format!(
+            "{}{host}:{dead_pid}:0badc0de.3.seg",
+            blobs::SEGMENTS
+        ))
+        .unwrap();
+        assert_eq!(
+            orphan.segment_writer(),
+            Some(format!("{host}:{dead_pid}:0badc0de").as_str())
+        );
+        local.write_segment(&orphan, &[b"half"]).unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for key in [&waiting, &crashed, &decoded] {
+            fs::File::options()
+                .write(true)
+                .open(local.path(key))
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+        }
+        assert_eq!(spool.sweep_unregistered().unwrap(), 3);
+        let mut left: Vec<Key> = spool
+            .blobs()
+            .list(blobs::SEGMENTS)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        left.sort();
+        let mut want = vec![waiting.clone(), young.clone()];
+        want.sort();
+        assert_eq!(left, want);
+        // Each bundle reads back from its range.
+        for (id, bytes) in [(1u8, &b"first"[..]), (2, &b"second!"[..])] {
+            let at = spool.location(&BundleId([id; 16])).unwrap().unwrap();
+            assert_eq!(at.segment(), Some(&waiting));
+            assert_eq!(at.read(spool.blobs()).unwrap().as_deref(), Some(bytes));
+        }
+        // Decoded one by one: the segment goes with its last waiting bundle.
+        let set = |id: u8, state: BundleState| {
+            db.lock()
+                .execute(
+                    "UPDATE bundles SET state = ?2 WHERE bundle_id = ?1",
+                    crate::params![BundleId([id; 16]).to_hex(), state],
+                )
+                .unwrap();
+        };
+        set(1, BundleState::Processed);
+        let release =
+            || release_segments(spool.blobs(), &db.lock(), std::slice::from_ref(&waiting)).unwrap();
+        assert_eq!(release(), 0);
+        assert!(spool.blobs().exists(&waiting).unwrap());
+        set(2, BundleState::Quarantined);
+        assert_eq!(release(), 1);
+        assert!(!spool.blobs().exists(&waiting).unwrap());
     }
 
     /// A temporary file of a process on this machine that was killed mid-write goes at the next

@@ -160,7 +160,22 @@ async fn a_backup_under_load_restores_every_acknowledged_bundle_alert_and_audit_
         let bundle = nachtwacht_wire::BundleId::from_hex(id).unwrap();
         use nachtwacht::base::blobs::Key;
         let key = match state.as_str() {
-            "spooled" => Key::spooled(&bundle, sha256),
+            "spooled" => {
+                // Where its row says (an object, or a range of a segment), or filed by the
+                // decoder while the backup was made.
+                let at = nachtwacht::spool::location(&r.db.lock(), &bundle)
+                    .unwrap()
+                    .unwrap();
+                let bytes = at.read(&r.blobs).unwrap().or_else(|| {
+                    [Key::evidence(&bundle, *received), Key::quarantined(&bundle)]
+                        .iter()
+                        .find_map(|k| r.blobs.get(k).unwrap())
+                });
+                let bytes = bytes.unwrap_or_else(|| panic!("spooled bundle {id}: no copy"));
+                use sha2::Digest;
+                assert_eq!(&hex::encode(sha2::Sha256::digest(&bytes)), sha256, "{id}");
+                continue;
+            }
             "processed" => Key::evidence(&bundle, *received),
             _ => Key::quarantined(&bundle),
         };

@@ -62,25 +62,24 @@ fn journal(spool_dir: &Path) -> Vec<String> {
 
 /// The server's copy of a bundle, wherever it is now (spool or evidence).
 fn server_copy(ctx: &Context, bundle_id: &str) -> Option<Vec<u8>> {
-    let (received, state, sha256): (i64, String, String) = ctx
+    let (received, state): (i64, String) = ctx
         .db
         .lock()
         .query_row(
-            "SELECT received_at_ms, state, sha256 FROM bundles WHERE bundle_id = ?1",
+            "SELECT received_at_ms, state FROM bundles WHERE bundle_id = ?1",
             [bundle_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .ok()?;
     let id = nachtwacht_wire::BundleId::from_hex(bundle_id)?;
     use nachtwacht::base::blobs::Key;
-    let candidates = [
-        Key::spooled(&id, &sha256),
-        Key::evidence(&id, received),
-        Key::quarantined(&id),
-    ];
-    let found = candidates
-        .iter()
-        .find_map(|key| ctx.blobs.get(key).unwrap());
+    // Where its row says it waits (an object, or a range of a segment), else where it was filed.
+    let spooled = nachtwacht::spool::location(&ctx.db.lock(), &id).unwrap()?;
+    let found = spooled.read(&ctx.blobs).unwrap().or_else(|| {
+        [Key::evidence(&id, received), Key::quarantined(&id)]
+            .iter()
+            .find_map(|key| ctx.blobs.get(key).unwrap())
+    });
     assert!(
         found.is_some() || state == "quarantined",
         "{bundle_id} has no file"

@@ -579,15 +579,11 @@ async fn a_quarantine_interrupted_after_the_move_keeps_its_reason() {
     blobs
         .put(&Key::quarantine_reason(&victim), b"the original reason")
         .unwrap();
-    blobs
-        .move_all(&[(
-            Key::spooled(
-                &victim,
-                &nachtwacht_wire::protocol::sha256_hex(&sealed[0].ciphertext),
-            ),
-            Key::quarantined(&victim),
-        )])
+    // Moved where the decoder's quarantine moves it (from a segment: copied, the segment kept).
+    let spooled = nachtwacht::spool::location(&t.ctx.db.lock(), &victim)
+        .unwrap()
         .unwrap();
+    nachtwacht::spool::Location::move_all(blobs, &[(spooled, Key::quarantined(&victim))]).unwrap();
     assert!(blobs.exists(&Key::quarantined(&victim)).unwrap());
     drop(lock);
     tokio::time::timeout(std::time::Duration::from_secs(120), t.server.decode_now())

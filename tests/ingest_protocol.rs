@@ -462,8 +462,11 @@ async fn bundles_are_verified_kept_as_evidence_and_pruned_after_retention() {
     let id = &genuine[0].bundle_id;
     let evidence = t.ctx.blobs.get(&Key::evidence(id, received)).unwrap();
     assert_eq!(evidence.as_ref(), Some(&genuine[0].ciphertext));
-    let sha256 = nachtwacht_wire::protocol::sha256_hex(&genuine[0].ciphertext);
-    assert!(!t.ctx.blobs.exists(&Key::spooled(id, &sha256)).unwrap());
+    // Out of the spool: a segment none of whose bundles waits is deleted, an object moved.
+    let spooled = nachtwacht::spool::location(&t.ctx.db.lock(), id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(spooled.read(&t.ctx.blobs).unwrap(), None, "{spooled:?}");
     // Every stored row names its bundle.
     let rows: i64 = t
         .ctx

@@ -87,6 +87,73 @@ pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()>
     Ok(())
 }
 
+/// Writes a new file from `parts`, one after the other, and makes it and its directory entry
+/// durable: one data sync and one directory sync however many parts it holds. Fails if the file
+/// exists, so a name is never written twice. The group commit writes a batch's ciphertexts so (a
+/// segment, see [`crate::spool::Location`]): one sync where a file per bundle cost one each.
+pub fn write_new_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    for part in parts {
+        f.write_all(part).map_err(io_err(path))?;
+    }
+    // `fdatasync` also syncs the size and allocation a read back needs.
+    f.sync_data().map_err(io_err(path))?;
+    sync_dir(path.parent().expect("file in a directory"))
+}
+
+/// `len` bytes of a file from `offset`; `None` when the file is not there. A file shorter than
+/// the range is an error, not a short read.
+pub fn read_range(path: &Path, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileExt;
+    let f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let len = usize::try_from(len)
+        .map_err(|e| io_err(path)(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    let mut bytes = vec![0u8; len];
+    f.read_exact_at(&mut bytes, offset).map_err(io_err(path))?;
+    Ok(Some(bytes))
+}
+
+/// Erases `len` bytes of a file from `offset` durably, keeping its size: the file system
+/// deallocates them (a hole, which reads as zeros), or, where it cannot, they are overwritten
+/// with zeros. A file that is not there has nothing to erase.
+pub fn erase_range(path: &Path, offset: u64, len: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    let f = match fs::OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let invalid = |e| io_err(path)(std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
+    let (off, n) = (
+        libc::off_t::try_from(offset).map_err(invalid)?,
+        libc::off_t::try_from(len).map_err(invalid)?,
+    );
+    // SAFETY: fallocate on a file descriptor we own, with integer arguments only.
+    let punched = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            n,
+        )
+    } == 0;
+    if !punched {
+        let zeros = vec![0u8; len as usize];
+        f.write_all_at(&zeros, offset).map_err(io_err(path))?;
+    }
+    f.sync_data().map_err(io_err(path))
+}
+
 /// Where [`place_files_durably`] put a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
@@ -219,4 +286,33 @@ pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Erased bytes read back as zeros, the rest of the file is untouched and keeps its size;
+    /// a segment is written once only.
+    #[test]
+    fn a_range_is_erased_in_place_and_a_new_file_is_never_written_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("segment");
+        let (a, b, c) = (vec![1u8; 10_000], vec![2u8; 20_000], vec![3u8; 10_000]);
+        write_new_durably(&path, &[&a, &b, &c]).unwrap();
+        assert!(write_new_durably(&path, &[b"again"]).is_err());
+        assert_eq!(read_range(&path, 10_000, 20_000).unwrap(), Some(b.clone()));
+        erase_range(&path, 10_000, 20_000).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), 40_000);
+        assert_eq!(
+            read_range(&path, 10_000, 20_000).unwrap(),
+            Some(vec![0; 20_000])
+        );
+        assert_eq!(read_range(&path, 0, 10_000).unwrap(), Some(a));
+        assert_eq!(read_range(&path, 30_000, 10_000).unwrap(), Some(c));
+        // Beyond the end is an error, not a short read; a missing file is None.
+        assert!(read_range(&path, 39_000, 2_000).is_err());
+        assert_eq!(read_range(&tmp.path().join("gone"), 0, 1).unwrap(), None);
+        erase_range(&tmp.path().join("gone"), 0, 1).unwrap();
+    }
 }

@@ -15,9 +15,16 @@ impl Decoder {
     ) -> Result<Result<Processed, Reject>> {
         let blobs = &self.ctx.blobs;
         let received_at_ms = keys.received_at_ms;
-        // Waiting in the spool; or moved to evidence by a batch whose commit did not happen.
-        let mut ciphertext = blobs.get(&keys.spooled)?;
-        if ciphertext.is_none() {
+        // Waiting in the spool; or moved to evidence by a batch whose commit did not happen. A
+        // segment keeps a bundle's bytes after they were copied to quarantine, so a quarantine
+        // whose row update did not happen is looked for first.
+        let quarantined_already =
+            keys.spooled.segment().is_some() && blobs.exists(&Key::quarantined(bundle_id))?;
+        let mut ciphertext = match quarantined_already {
+            true => None,
+            false => keys.spooled.read(blobs)?,
+        };
+        if ciphertext.is_none() && !quarantined_already {
             ciphertext = blobs.get(&keys.evidence)?;
         }
         let Some(ciphertext) = ciphertext else {
@@ -34,7 +41,7 @@ impl Decoder {
                 return Ok(Err(Reject::new(reason)));
             }
             return Ok(Err(Reject::new(format!(
-                "spool file unreadable: {} is in neither the spool nor the evidence store",
+                "spool file unreadable: {:?} is in neither the spool nor the evidence store",
                 keys.spooled
             ))));
         };

@@ -153,9 +153,19 @@ struct Processed {
 /// Where a bundle's ciphertext waits, and where it goes once its batch commits.
 #[derive(Clone, Debug)]
 pub(crate) struct Keys {
-    pub spooled: Key,
+    pub spooled: crate::spool::Location,
     pub evidence: Key,
     pub received_at_ms: i64,
+}
+
+/// A `bundles` row waiting to be decoded.
+struct Pending {
+    bundle_id: String,
+    received_at_ms: i64,
+    sha256: String,
+    segment: Option<String>,
+    segment_offset: Option<i64>,
+    size: i64,
 }
 
 #[derive(Default)]
@@ -261,17 +271,27 @@ impl Decoder {
 
     /// Processes every spooled bundle. Blocking: run on a blocking thread.
     pub fn process_pending(&self) -> Result<DecodeReport> {
-        let pending: Vec<(String, i64, String)> = {
+        let pending: Vec<Pending> = {
             let conn = self.ctx.db.lock();
             let mut stmt = conn.prepare(
-                "SELECT bundle_id, received_at_ms, sha256 FROM bundles
+                "SELECT bundle_id, received_at_ms, sha256, segment, segment_offset, size
+                   FROM bundles
                   WHERE state = ?2 AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?1)
                   ORDER BY received_at_ms, bundle_id",
             )?;
 
             stmt.query_map(
                 crate::params![crate::base::time::now_ms(), BundleState::Spooled],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| {
+                    Ok(Pending {
+                        bundle_id: r.get(0)?,
+                        received_at_ms: r.get(1)?,
+                        sha256: r.get(2)?,
+                        segment: r.get(3)?,
+                        segment_offset: r.get(4)?,
+                        size: r.get(5)?,
+                    })
+                },
             )?
             .collect::<Result<Vec<_>, _>>()?
         };
@@ -309,7 +329,7 @@ impl Decoder {
     /// one reported).
     fn open_all(
         &self,
-        pending: Vec<(String, i64, String)>,
+        pending: Vec<Pending>,
         identities: &[age::x25519::Identity],
         to_writer: std::sync::mpsc::SyncSender<Batch>,
     ) -> Result<(usize, usize)> {
@@ -317,12 +337,18 @@ impl Decoder {
         let mut batch = Batch::default();
         let pending: Vec<(BundleId, Keys)> = pending
             .into_iter()
-            .filter_map(|(id, received_at_ms, sha256)| {
-                let id = BundleId::from_hex(&id)?;
+            .filter_map(|p| {
+                let id = BundleId::from_hex(&p.bundle_id)?;
                 let keys = Keys {
-                    spooled: Key::spooled(&id, &sha256),
-                    evidence: Key::evidence(&id, received_at_ms),
-                    received_at_ms,
+                    spooled: crate::spool::Location::of_row(
+                        &id,
+                        &p.sha256,
+                        p.segment.as_deref(),
+                        p.segment_offset,
+                        p.size,
+                    ),
+                    evidence: Key::evidence(&id, p.received_at_ms),
+                    received_at_ms: p.received_at_ms,
                 };
                 Some((id, keys))
             })
@@ -479,7 +505,7 @@ impl Decoder {
             .iter()
             .map(|(_, keys, _)| (keys.spooled.clone(), keys.evidence.clone()))
             .collect();
-        self.ctx.blobs.move_all(&moves)?;
+        crate::spool::Location::move_all(&self.ctx.blobs, &moves)?;
         let now = crate::base::time::now_ms();
         let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut conn = self.ctx.db.lock();
@@ -527,6 +553,12 @@ impl Decoder {
         };
         audit::custody::record(&tx, now, audit::custody::CustodyStep::Decoded, &decoded)?;
         tx.commit()?;
+        let segments: Vec<Key> = batch
+            .bundles
+            .iter()
+            .filter_map(|(_, keys, _)| keys.spooled.segment().cloned())
+            .collect();
+        crate::spool::release_segments(&self.ctx.blobs, &conn, &segments)?;
         drop(conn);
         for (bundle_id, _, p) in &batch.bundles {
             report.processed += 1;
@@ -548,9 +580,15 @@ impl Decoder {
     /// is written durably first, then the ciphertext is moved, then the row updated. A crash after
     /// the move leaves a `spooled` row whose file is in `quarantine/`; the next pass finishes the
     /// quarantine with the recorded reason (see [`Decoder::process`]).
-    fn quarantine(&self, bundle_id: &BundleId, spooled: &Key, reason: &str) -> Result<()> {
+    fn quarantine(
+        &self,
+        bundle_id: &BundleId,
+        spooled: &crate::spool::Location,
+        reason: &str,
+    ) -> Result<()> {
         crate::decode::quarantine::move_in(&self.ctx.blobs, bundle_id, spooled, reason)?;
-        self.ctx.db.lock().execute(
+        let conn = self.ctx.db.lock();
+        conn.execute(
             "UPDATE bundles SET state = ?4, reason = ?2, processed_at_ms = ?3, next_attempt_ms = NULL
               WHERE bundle_id = ?1",
             crate::params![
@@ -560,6 +598,9 @@ impl Decoder {
                 BundleState::Quarantined
             ],
         )?;
+        if let Some(segment) = spooled.segment() {
+            crate::spool::release_segments(&self.ctx.blobs, &conn, std::slice::from_ref(segment))?;
+        }
         Ok(())
     }
 }
@@ -647,7 +688,13 @@ mod tests {
         let id = BundleId([9; 16]);
         let body = b"ciphertext".to_vec();
         let sha256 = hex::encode(sha2::Sha256::digest(&body));
-        ctx.blobs.put(&Key::spooled(&id, &sha256), &body).unwrap();
+        // Where the ingest puts it: in a segment on a local disk, an object of its own on
+        // object storage.
+        let segment = Key::new_segment();
+        match ctx.blobs.local() {
+            Some(local) => local.write_segment(&segment, &[b"padding", &body]).unwrap(),
+            None => ctx.blobs.put(&Key::spooled(&id, &sha256), &body).unwrap(),
+        }
         crate::spool::insert_row(
             &ctx.db.lock(),
             &crate::spool::Spooled {
@@ -657,6 +704,7 @@ mod tests {
                 size: body.len() as u64,
                 sha256: &sha256,
                 received_at_ms: crate::base::time::now_ms(),
+                segment: ctx.blobs.local().map(|_| (&segment, 7)),
             },
         )
         .unwrap();
@@ -664,9 +712,9 @@ mod tests {
     }
 
     /// The keys of the bundle of [`one_spooled_bundle`].
-    fn keys(id: &BundleId) -> Keys {
+    fn keys(ctx: &Context, id: &BundleId) -> Keys {
         Keys {
-            spooled: Key::spooled(id, &hex::encode(sha2::Sha256::digest(b"ciphertext"))),
+            spooled: crate::spool::location(&ctx.db.lock(), id).unwrap().unwrap(),
             evidence: Key::evidence(id, 0),
             received_at_ms: 0,
         }
@@ -699,7 +747,7 @@ mod tests {
             decoder
                 .take_opened(
                     id,
-                    keys(&id),
+                    keys(&ctx, &id),
                     Opened::Failed(panic.clone()),
                     &mut batch,
                     &mut counts,
@@ -713,7 +761,7 @@ mod tests {
         decoder
             .take_opened(
                 id,
-                keys(&id),
+                keys(&ctx, &id),
                 Opened::Failed(panic),
                 &mut batch,
                 &mut counts,
@@ -745,11 +793,24 @@ mod tests {
         let (st, _, reason) = state(&ctx, &id);
         assert_eq!(st, "quarantined");
         assert_eq!(reason.unwrap(), "quarantined by test: suspected poison");
-        assert!(!ctx.blobs.exists(&keys(&id).spooled).unwrap());
+        // Out of the spool: an object is moved, a segment none of whose bundles waits is gone.
+        let spooled = keys(&ctx, &id).spooled;
+        assert_eq!(spooled.read(&ctx.blobs).unwrap(), None, "{spooled:?}");
+        assert_eq!(
+            ctx.blobs.get(&Key::quarantined(&id)).unwrap().as_deref(),
+            Some(&b"ciphertext"[..])
+        );
         // Only a waiting bundle can be put aside.
         assert!(crate::decode::quarantine::put(&ctx, &id.to_hex(), "again", "test").is_err());
         crate::decode::quarantine::retry(&ctx, &id.to_hex(), "test").unwrap();
         assert_eq!(state(&ctx, &id).0, "spooled");
+        // Back in the spool as an object of its own, whatever it was before.
+        let back = keys(&ctx, &id).spooled;
+        assert!(back.segment().is_none(), "{back:?}");
+        assert_eq!(
+            back.read(&ctx.blobs).unwrap().as_deref(),
+            Some(&b"ciphertext"[..])
+        );
         let audited: i64 = ctx
             .db
             .lock()

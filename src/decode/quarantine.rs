@@ -141,11 +141,11 @@ fn entries(ctx: &Context, bundle: Option<&str>) -> Result<Vec<Entry>> {
 pub(crate) fn move_in(
     blobs: &Blobs,
     bundle_id: &BundleId,
-    spooled: &Key,
+    spooled: &crate::spool::Location,
     reason: &str,
 ) -> crate::spool::Result<()> {
     blobs.put(&Key::quarantine_reason(bundle_id), reason.as_bytes())?;
-    blobs.move_all(&[(spooled.clone(), Key::quarantined(bundle_id))])?;
+    crate::spool::Location::move_all(blobs, &[(spooled.clone(), Key::quarantined(bundle_id))])?;
     if blobs.exists(&Key::quarantined(bundle_id))? {
         crate::base::failpoint::hit(crate::base::failpoint::Point::QuarantineAfterMove);
     }
@@ -214,7 +214,8 @@ pub fn retry(ctx: &Context, bundle: &str, actor: &str) -> Result<()> {
     let tx = conn.transaction()?;
     let n = tx.execute(
         "UPDATE bundles SET state = ?2, retries = retries + 1, processed_at_ms = NULL,
-                attempts = 0, last_error = NULL, next_attempt_ms = NULL
+                attempts = 0, last_error = NULL, next_attempt_ms = NULL,
+                segment = NULL, segment_offset = NULL
           WHERE bundle_id = ?1 AND state = ?3",
         crate::params![bundle, BundleState::Spooled, BundleState::Quarantined],
     )?;
@@ -249,21 +250,22 @@ pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()>
     }
     let reason = format!("quarantined by {actor}: {reason}");
     let id = BundleId::from_hex(bundle).ok_or_else(|| Error::NotSpooled(bundle.into()))?;
-    let row: Option<(BundleState, String)> = {
+    let state: Option<BundleState> = {
         use crate::base::db::OptionalExtension;
         ctx.db
             .lock()
             .query_row(
-                "SELECT state, sha256 FROM bundles WHERE bundle_id = ?1",
+                "SELECT state FROM bundles WHERE bundle_id = ?1",
                 [bundle],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .optional()?
     };
-    let Some((BundleState::Spooled, sha256)) = row else {
+    let location = crate::spool::location(&ctx.db.lock(), &id)?;
+    let (Some(BundleState::Spooled), Some(spooled)) = (state, location) else {
         return Err(Error::NotSpooled(bundle.into()));
     };
-    move_in(&ctx.blobs, &id, &Key::spooled(&id, &sha256), &reason)?;
+    move_in(&ctx.blobs, &id, &spooled, &reason)?;
     let mut conn = ctx.db.lock();
     let tx = conn.transaction()?;
     let n = tx.execute(
@@ -289,5 +291,8 @@ pub fn put(ctx: &Context, bundle: &str, reason: &str, actor: &str) -> Result<()>
         &serde_json::json!({ "reason": crate::trust::audit::bounded(&reason) }).to_string(),
     )?;
     tx.commit()?;
+    if let Some(segment) = spooled.segment() {
+        crate::spool::release_segments(&ctx.blobs, &conn, std::slice::from_ref(segment))?;
+    }
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! Group commit: many stream tasks hand over verified bundles, one thread makes them durable together.
 //!
 //! fsync latency would otherwise cap ingest at one bundle per (file fsync + directory fsync + WAL
-//! fsync). Here the committer takes every bundle that is ready, places each in the spool
-//! ([`crate::base::blobs::Blobs::place_all`]: locally an fsync per file and one directory fsync;
-//! on object storage the PUTs in parallel), then registers them all in one SQL transaction.
+//! fsync). Here the committer takes every bundle that is ready, writes them to the spool together
+//! (locally one segment file for the batch, one data sync and one directory sync, see
+//! [`crate::spool::Location`]; on object storage an object each, the PUTs in parallel), then
+//! registers them all in one SQL transaction.
 //! Stream tasks wait for their batch's outcome before acknowledging.
 
 use std::collections::HashMap;
@@ -212,36 +213,59 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
         };
         outcomes.push(outcome);
     }
-    // 1. Objects, made durable together, each named by its id and digest: another process's
-    //    upload of the same id with other content has a key of its own, and one with the same
-    //    content writes the same bytes. An object without its row (a crash, a failure before the
-    //    transaction, or the loser of a race for the id) is never acknowledged; it is swept later
-    //    or kept for the re-send.
+    // 1. Ciphertexts, made durable together. On a local disk: one new segment for the whole
+    //    batch, one data sync and one directory sync; each bundle is a range of it. On object
+    //    storage: an object each, named by its id and digest, so that another process's upload
+    //    of the same id with other content has a key of its own. Bytes without their row (a
+    //    crash, a failure before the transaction, or the loser of a race for the id) are never
+    //    acknowledged; they are swept later or kept for the re-send.
     let to_place: Vec<usize> = (0..batch.len())
         .filter(|&i| outcomes[i] == Outcome::Stored)
         .collect();
-    let files: Vec<(Key, &[u8])> = to_place
-        .iter()
-        .map(|&i| {
-            let job = &batch[i];
-            let h = &job.header;
-            (Key::spooled(&h.bundle_id, &h.sha256), job.body.as_slice())
-        })
-        .collect();
-    let placed = spool.blobs().place_all(&files)?;
-    for (&i, placed) in to_place.iter().zip(placed) {
-        if placed == crate::base::blobs::Placed::Other {
-            // Another upload of this id with other content holds the file: not ours to store.
-            outcomes[i] = Outcome::Conflict;
+    let mut offsets: HashMap<usize, u64> = HashMap::new();
+    let segment = match spool.blobs().local() {
+        Some(local) if !to_place.is_empty() => {
+            let segment = Key::new_segment();
+            let mut offset = 0;
+            let parts: Vec<&[u8]> = to_place
+                .iter()
+                .map(|&i| {
+                    offsets.insert(i, offset);
+                    offset += batch[i].body.len() as u64;
+                    batch[i].body.as_slice()
+                })
+                .collect();
+            local.write_segment(&segment, &parts)?;
+            Some(segment)
         }
-    }
+        _ => {
+            let files: Vec<(Key, &[u8])> = to_place
+                .iter()
+                .map(|&i| {
+                    let h = &batch[i].header;
+                    (
+                        Key::spooled(&h.bundle_id, &h.sha256),
+                        batch[i].body.as_slice(),
+                    )
+                })
+                .collect();
+            let placed = spool.blobs().place_all(&files)?;
+            for (&i, placed) in to_place.iter().zip(placed) {
+                if placed == crate::base::blobs::Placed::Other {
+                    // Another upload of this id with other content holds the object.
+                    outcomes[i] = Outcome::Conflict;
+                }
+            }
+            None
+        }
+    };
     // 2. Rows, one transaction (one WAL fsync) for all of them. The primary key decides a race
     //    with another process: the row that is there already says duplicate or conflict.
     let mut bytes = 0;
     {
         let mut conn = spool.db().lock();
         let tx = conn.transaction()?;
-        for (job, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+        for (i, (job, outcome)) in batch.iter().zip(outcomes.iter_mut()).enumerate() {
             if *outcome == Outcome::Stored {
                 let h = &job.header;
                 let known = spool::insert_row_once(
@@ -253,6 +277,7 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
                         size: h.size,
                         sha256: &h.sha256,
                         received_at_ms: job.received_at_ms,
+                        segment: segment.as_ref().zip(offsets.get(&i).copied()),
                     },
                 )?;
                 *outcome = match known {
@@ -276,6 +301,12 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
             audit::custody::record(&tx, now, audit::custody::CustodyStep::Stored, &stored)?;
         }
         tx.commit()?;
+    }
+    if let Some(segment) = &segment {
+        if !outcomes.contains(&Outcome::Stored) {
+            // Every upload in it lost a race with another process for its id: no row names it.
+            spool.blobs().remove(segment)?;
+        }
     }
     spool.add_backlog(bytes);
     Ok(outcomes)
@@ -331,10 +362,27 @@ mod tests {
             .query_row("SELECT count(*) FROM bundles", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 20);
-        // One object per stored bundle, nothing else.
+        // Each stored bundle reads back from where its row says, and the spool holds nothing
+        // else: on a local disk segments of the batches' stored bundles, on object storage an
+        // object per bundle.
+        for i in 0..20u8 {
+            let at = spool.location(&BundleId([i; 16])).unwrap().unwrap();
+            assert_eq!(
+                at.read(spool.blobs()).unwrap(),
+                Some(vec![i; 100]),
+                "{at:?}"
+            );
+        }
         let objects = spool.blobs().list(crate::base::blobs::SPOOL).unwrap();
-        assert_eq!(objects.len(), 20, "{objects:?}");
-        assert!(objects.iter().all(|o| o.key.as_str().ends_with(".age")));
+        let spooled_bytes: u64 = objects.iter().map(|o| o.size).sum();
+        assert_eq!(spooled_bytes, 2000, "{objects:?}");
+        match spool.blobs().local() {
+            Some(_) => assert!(objects.iter().all(|o| o.key.is_segment()), "{objects:?}"),
+            None => {
+                assert_eq!(objects.len(), 20, "{objects:?}");
+                assert!(objects.iter().all(|o| o.key.as_str().ends_with(".age")));
+            }
+        }
         assert_eq!(spool.backlog_bytes(), 2000);
         // Forty commits arriving together do not cost forty directory fsyncs and SQL commits.
         let batches = committer.stats.batches.load(Ordering::Relaxed);
@@ -349,16 +397,10 @@ mod tests {
             committer.commit(1, header, other).await.unwrap(),
             Outcome::Conflict
         );
-        let first = UploadHeader::for_ciphertext(id, "s", 3, &[3u8; 100]).sha256;
-        assert_eq!(
-            spool.blobs().get(&Key::spooled(&id, &first)).unwrap(),
-            Some(vec![3u8; 100])
-        );
-        let other_sha = UploadHeader::for_ciphertext(id, "s", 99, &[9u8; 100]).sha256;
-        assert_eq!(
-            spool.blobs().get(&Key::spooled(&id, &other_sha)).unwrap(),
-            None
-        );
+        let at = spool.location(&id).unwrap().unwrap();
+        assert_eq!(at.read(spool.blobs()).unwrap(), Some(vec![3u8; 100]));
+        let objects = spool.blobs().list(crate::base::blobs::SPOOL).unwrap();
+        assert_eq!(objects.iter().map(|o| o.size).sum::<u64>(), 2000);
     }
 
     /// A station's upload with one number: its own id, body and header.
@@ -463,10 +505,7 @@ mod tests {
             outcomes,
             vec![Outcome::Stored, Outcome::Conflict, Outcome::Duplicate]
         );
-        let first = UploadHeader::for_ciphertext(id, "s", 1, &[1u8; 50]).sha256;
-        assert_eq!(
-            spool.blobs().get(&Key::spooled(&id, &first)).unwrap(),
-            Some(vec![1u8; 50])
-        );
+        let at = spool.location(&id).unwrap().unwrap();
+        assert_eq!(at.read(spool.blobs()).unwrap(), Some(vec![1u8; 50]));
     }
 }

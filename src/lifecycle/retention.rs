@@ -57,6 +57,8 @@ pub enum Error {
     File(#[from] crate::base::fsio::Error),
     #[error(transparent)]
     Storage(#[from] crate::base::blobs::Error),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::Error),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
     #[error(transparent)]
@@ -726,13 +728,26 @@ impl Eraser<'_> {
     }
 
     /// Deletes every file of a bundle: its evidence copy, its quarantined copy with its reason
-    /// files, a spooled copy.
+    /// files, a spooled copy (an object of its own, or its bytes in a segment).
     fn bundle_files(&self, bundle: &str, received_at_ms: i64) -> Result<()> {
         use crate::base::blobs::{Key, QUARANTINE};
         let blobs = &self.ctx.blobs;
         let Some(id) = nachtwacht_wire::BundleId::from_hex(bundle) else {
             return Ok(());
         };
+        // A copy still waiting in a segment, which other bundles share: its bytes are erased
+        // where they lie.
+        let location = crate::spool::location(&self.ctx.db.lock(), &id)?;
+        if let Some(crate::spool::Location::Segment {
+            segment,
+            offset,
+            len,
+        }) = location
+        {
+            if let Some(local) = blobs.local() {
+                local.erase_range(&segment, offset, len)?;
+            }
+        }
         let mut keys = vec![Key::evidence(&id, received_at_ms)];
         // Spooled copies (whatever their content), the quarantined copy, its reason and the
         // reasons of earlier retries.

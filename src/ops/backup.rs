@@ -6,7 +6,9 @@
 //! configuration, rule files, certificates, audit checkpoints and research datasets. The dataset
 //! readers' hold (`dataset::ReadGuard`) keeps files that compaction retires on disk meanwhile; a
 //! spooled bundle the decoder files as evidence during the backup is found there and stored
-//! where the backed-up database expects it. Keys (age identity, pseudonym keys, audit signing
+//! where the backed-up database expects it. A bundle waiting in a segment is kept by keeping its
+//! whole segment; one the decoder filed since, and whose segment it deleted, is kept where it
+//! was filed, where a restored decoder looks for it. Keys (age identity, pseudonym keys, audit signing
 //! key, CA and server keys) are copied only on request, under `keys/` of the backup, so that
 //! they can be kept apart.
 //!
@@ -236,16 +238,25 @@ pub fn backup(ctx: &Context, out: &Path, with_keys: bool, actor: &str) -> Result
 
     // Each bundle's ciphertext where the snapshot has it.
     let mut stmt = snapshot.prepare(
-        "SELECT bundle_id, state, received_at_ms, evidence_pruned_at_ms IS NOT NULL, sha256
+        "SELECT bundle_id, state, received_at_ms, evidence_pruned_at_ms IS NOT NULL, sha256,
+                segment
            FROM bundles",
     )?;
-    type Row = (String, String, i64, bool, String);
+    type Row = (String, String, i64, bool, String, Option<String>);
     let rows: Vec<Row> = stmt
         .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?
         .collect::<Result<_, _>>()?;
-    for (id, state, received_at_ms, pruned, sha256) in rows {
+    let mut segments_taken = std::collections::BTreeSet::new();
+    for (id, state, received_at_ms, pruned, sha256, segment) in rows {
         let Some(bundle_id) = nachtwacht_wire::BundleId::from_hex(&id) else {
             continue;
         };
@@ -253,6 +264,27 @@ pub fn backup(ctx: &Context, out: &Path, with_keys: bool, actor: &str) -> Result
         let spooled = root.join(Key::spooled(&bundle_id, &sha256).as_str());
         let evidence = root.join(Key::evidence(&bundle_id, received_at_ms).as_str());
         let quarantined = root.join(Key::quarantined(&bundle_id).as_str());
+        let segment = segment.as_deref().and_then(Key::segment);
+        if let (Some(segment), "spooled") = (segment, state.as_str()) {
+            // Waiting in a segment: the whole segment is kept, once, where it is. If the decoder
+            // has filed the bundle since (and deleted the segment), its copy is kept where it
+            // is now; a restored decoder looks there when the segment is missing.
+            let path = root.join(segment.as_str());
+            if path.exists() {
+                if segments_taken.insert(segment.clone()) {
+                    take(&path, segment.as_str())?;
+                }
+                continue;
+            }
+            let Some(from) = [&evidence, &quarantined].into_iter().find(|p| p.exists()) else {
+                return Err(Error::Vanished {
+                    what: "a bundle",
+                    path: segment.to_string(),
+                });
+            };
+            take(from, &rel(&root, from))?;
+            continue;
+        }
         let (wanted, candidates): (&Path, Vec<&Path>) = match state.as_str() {
             // The decoder may have filed it since: it is the same ciphertext.
             "spooled" => (&spooled, vec![&spooled, &evidence, &quarantined]),

@@ -59,6 +59,22 @@ impl LocalBlobs {
         Ok(placed)
     }
 
+    /// Writes a new segment from `parts` durably (see [`fsio::write_new_durably`]).
+    pub fn write_segment(&self, key: &Key, parts: &[&[u8]]) -> Result<()> {
+        self.parent_made(key)?;
+        Ok(fsio::write_new_durably(&self.path(key), parts)?)
+    }
+
+    /// `len` bytes of an object from `offset`; `None` when it is not there.
+    pub fn read_range(&self, key: &Key, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        Ok(fsio::read_range(&self.path(key), offset, len)?)
+    }
+
+    /// Erases `len` bytes of an object from `offset` durably (see [`fsio::erase_range`]).
+    pub fn erase_range(&self, key: &Key, offset: u64, len: u64) -> Result<()> {
+        Ok(fsio::erase_range(&self.path(key), offset, len)?)
+    }
+
     pub fn put(&self, key: &Key, bytes: &[u8]) -> Result<()> {
         self.parent_made(key)?;
         Ok(fsio::write_durably(&self.path(key), bytes)?)

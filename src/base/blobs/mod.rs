@@ -50,6 +50,9 @@ pub struct Key(String);
 
 /// The top-level areas, each a prefix of its keys.
 pub const SPOOL: &str = "spool/";
+/// Segments: each holds the ciphertexts of one group commit's batch, one after the other (see
+/// [`crate::spool::Location`]). Under [`SPOOL`], so what lists the spool sees them.
+pub const SEGMENTS: &str = "spool/segments/";
 pub const EVIDENCE: &str = "evidence/";
 pub const QUARANTINE: &str = "quarantine/";
 pub const DATASETS: &str = "datasets/";
@@ -78,6 +81,35 @@ impl Key {
     /// [`crate::spool::Spool::sweep_unregistered`] renames such files at start-up.
     pub fn legacy_spooled(id: &BundleId) -> Self {
         Self(format!("{SPOOL}{id}.age"))
+    }
+
+    /// A new segment, this process's next: `spool/segments/<process name>.<n>.seg`, so that no
+    /// other process sharing the spool ever writes the same name, and a sweep can tell whether
+    /// its writer is gone ([`Key::segment_writer`]).
+    pub fn new_segment() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(format!(
+            "{SEGMENTS}{}.{n}.seg",
+            crate::base::process::name()
+        ))
+    }
+
+    /// A segment's key as a `bundles` row names it; `None` for a name that is not one.
+    pub fn segment(name: &str) -> Option<Self> {
+        Self::parse(name).filter(|k| k.is_segment())
+    }
+
+    pub fn is_segment(&self) -> bool {
+        self.0.starts_with(SEGMENTS)
+            && self.0.ends_with(".seg")
+            && !self.0[SEGMENTS.len()..].contains('/')
+    }
+
+    /// The process that wrote a segment (a [`crate::base::process::name`]).
+    pub fn segment_writer(&self) -> Option<&str> {
+        let stem = self.0.strip_prefix(SEGMENTS)?.strip_suffix(".seg")?;
+        Some(stem.rsplit_once('.')?.0)
     }
 
     /// A decoded bundle's ciphertext, kept as evidence, filed by the day it was received.
@@ -169,6 +201,38 @@ impl Blobs {
         match self {
             Self::Local(l) => l.place_all(items),
             Self::S3(s) => s.place_all(items),
+        }
+    }
+
+    /// The local store, where bundles' ciphertexts are written in segments; `None` on object
+    /// storage, where each is an object of its own (erasing one person's bundle from a shared
+    /// object would mean rewriting it).
+    pub fn local(&self) -> Option<&LocalBlobs> {
+        match self {
+            Self::Local(l) => Some(l),
+            Self::S3(_) => None,
+        }
+    }
+
+    /// `len` bytes of an object from `offset`; `None` when it is not there.
+    pub fn read_range(&self, key: &Key, offset: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        match self {
+            Self::Local(l) => l.read_range(key, offset, len),
+            Self::S3(s) => {
+                let Some(bytes) = s.get(key)? else {
+                    return Ok(None);
+                };
+                let range = usize::try_from(offset)
+                    .ok()
+                    .zip(usize::try_from(len).ok())
+                    .and_then(|(o, n)| bytes.get(o..o.checked_add(n)?));
+                match range {
+                    Some(range) => Ok(Some(range.to_vec())),
+                    None => Err(Error::Config(format!(
+                        "{key} is shorter than {offset} + {len} bytes"
+                    ))),
+                }
+            }
         }
     }
 

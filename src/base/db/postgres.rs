@@ -557,14 +557,21 @@ const BASELINE: i64 = 14;
 
 /// PostgreSQL's migrations after its baseline: a migration added to SQLite's list is added here
 /// in PostgreSQL's spelling, at the same position.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
     token BIGINT NOT NULL,
     until_ms BIGINT NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE bundles ADD COLUMN segment TEXT;
+ALTER TABLE bundles ADD COLUMN segment_offset BIGINT;
+CREATE INDEX bundles_segment ON bundles(segment) WHERE segment IS NOT NULL;
+"#,
+];
 
 fn migrate(client: &mut ::postgres::Client) -> Result<()> {
     let baseline = BASELINE;

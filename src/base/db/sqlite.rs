@@ -457,6 +457,14 @@ CREATE TABLE leases (
     until_ms INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Issue 28: the group commit writes a batch's ciphertexts one after the other into one segment
+-- file; a spooled bundle's bytes are [segment_offset, segment_offset + size) of it. NULL: the
+-- bundle is an object of its own (object storage, or sent back from quarantine).
+ALTER TABLE bundles ADD COLUMN segment TEXT;
+ALTER TABLE bundles ADD COLUMN segment_offset INTEGER;
+CREATE INDEX bundles_segment ON bundles(segment) WHERE segment IS NOT NULL;
+"#,
 ];
 
 /// Opens (creating if need be) and migrates the database file.
