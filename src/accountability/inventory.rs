@@ -164,6 +164,7 @@ pub const REGISTRY: &[Item] = &[
         ("rows_flagged", No, "rows with quality flags"), ("flags", No, "flag counts"), ("retries", No, "operator retries"),
         ("attempts", No, "failed attempts"), ("last_error", No, "last failure"), ("next_attempt_ms", No, "back-off"),
         ("person_id", Pers, "whose readings it carried"), ("stored_audit_seq", No, "custody entry: stored"), ("decoded_audit_seq", No, "custody entry: decoded"),
+        ("segment", No, "spool segment holding the ciphertext while it waits"), ("segment_offset", No, "where in the segment it starts"),
     ]},
     Item { name: "dataset_files", kind: Kind::Table, purpose: "catalog of the raw Parquet files", legal_basis: OPERATIONS, retention: Retention::AsLongAs("the files it lists"), readers: &[SYSTEM], columns: &[
         ("path", No, "file"), ("signal", No, "signal"), ("day", No, "UTC day"), ("rows", No, "rows"), ("bytes", No, "size"),
