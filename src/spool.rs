@@ -3,15 +3,18 @@
 //! Order of events for one bundle:
 //! 1. the stream task receives the whole ciphertext and checks it against the header's size and
 //!    digest;
-//! 2. the group committer ([`crate::ingest::commit`]) takes every bundle that is ready, writes each
-//!    to `spool/<bundle id>.age` in the ciphertext store ([`crate::base::blobs`]: files fsynced
-//!    with one directory fsync, or PUTs to object storage), and inserts all their `bundles` rows
-//!    in one SQL transaction (one WAL fsync);
+//! 2. the group committer ([`crate::ingest::commit`]) takes every bundle that is ready and makes
+//!    the batch durable in the ciphertext store ([`crate::base::blobs`]): on local storage it
+//!    writes all their ciphertexts into one new segment `spool/segments/<process>.<n>.seg` (one
+//!    `fdatasync`, one directory fsync; each row keeps its offset), on object storage it PUTs one
+//!    object per bundle; then it inserts all their `bundles` rows in one SQL transaction;
 //! 3. only then does the transport acknowledge `stored`.
 //!
-//! A row therefore always means a durable file. A crash before the row leaves a file without a row:
-//! it was never acknowledged, so the station re-sends it (the committer overwrites it) and start-up
-//! removes it ([`Spool::sweep_unregistered`]). De-duplication is on the bundle id: a second upload of
+//! A row therefore always means durable bytes ([`Location`] says where). A crash before the row
+//! leaves a segment or object without a row: it was never acknowledged, so the station re-sends it
+//! and start-up removes it ([`Spool::sweep_unregistered`]). A segment is deleted once none of its
+//! bundles is still `spooled` ([`release_segments`]); a decoded bundle's range is copied to
+//! `evidence/` first. De-duplication is on the bundle id: a second upload of
 //! a known id is `duplicate`, stored once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
