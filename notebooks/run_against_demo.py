@@ -2,7 +2,8 @@
 
 Usage: python notebooks/run_against_demo.py PATH/TO/nachtwacht
 
-Starts `nachtwacht demo` on a free loopback port, reads its address and research token from its
+Starts `nachtwacht demo` on free loopback ports (web, QUIC and metrics, so another server on the
+machine cannot stop it), reads its address and research token from its
 output, executes each notebook with NACHTWACHT_URL and NACHTWACHT_TOKEN set, and stops the demo.
 Exits non-zero when a notebook fails: a notebook that does not run is a broken example.
 """
@@ -22,7 +23,7 @@ from nbclient import NotebookClient
 def start_demo(binary):
     demo = subprocess.Popen(
         [binary, "demo", "--exit-after", "900s", "--http-listen", "127.0.0.1:0",
-         "--quic-listen", "127.0.0.1:0"],
+         "--quic-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     url = token = None
     deadline = time.monotonic() + 600
