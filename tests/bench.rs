@@ -70,6 +70,22 @@ fn bench_ingest_runs_every_phase_on_one_node_and_on_two() {
         .collect();
     assert_eq!(commit_busy.len(), 3 * 2, "{stdout}");
     assert!(commit_busy.iter().all(|s| *s > 0.0), "{commit_busy:?}");
+    // Each one-node phase counts the datagrams the stations exchanged with the server: a bundle
+    // took some from the server (at least its acknowledgement) and more to it (its body).
+    let datagrams: Vec<(f64, f64)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("datagrams per bundle"))
+        .map(|rest| {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let to = words[words.len() - 3];
+            (words[0].parse().unwrap(), to.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(datagrams.len(), 3 * 2, "{stdout}");
+    assert!(
+        datagrams.iter().all(|&(from, to)| from >= 1.0 && to > from),
+        "{datagrams:?}"
+    );
     for summary in [
         "== sqlite: 2 runs, each from a fresh data directory ==",
         "\nmedian ",

@@ -92,18 +92,36 @@ pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()>
 /// exists, so a name is never written twice. The group commit writes a batch's ciphertexts so (a
 /// segment, see [`crate::spool::Location`]): one sync where a file per bundle cost one each.
 pub fn write_new_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
-    use std::io::Write;
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io_err(path))?;
-    for part in parts {
-        f.write_all(part).map_err(io_err(path))?;
-    }
+    write_all_vectored(&mut f, parts).map_err(io_err(path))?;
     // `fdatasync` also syncs the size and allocation a read back needs.
     f.sync_data().map_err(io_err(path))?;
     sync_dir(path.parent().expect("file in a directory"))
+}
+
+/// Writes `parts` one after the other, as many in each `writev` as the kernel takes (a segment
+/// is thousands of received chunks; a `write` each would be a system call each).
+fn write_all_vectored(f: &mut fs::File, parts: &[&[u8]]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    /// Linux's `IOV_MAX`.
+    const MAX_SLICES: usize = 1024;
+    for group in parts.chunks(MAX_SLICES) {
+        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|p| IoSlice::new(p)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match f.write_vectored(rest) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `len` bytes of a file from `offset`; `None` when the file is not there. A file shorter than
@@ -291,6 +309,19 @@ pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A segment of more parts than one `writev` takes holds every part, in order.
+    #[test]
+    fn a_segment_of_thousands_of_parts_holds_them_all_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("segment");
+        let parts: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| i.to_be_bytes().repeat(1 + (i % 7) as usize))
+            .collect();
+        let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        write_new_durably(&path, &slices).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), parts.concat());
+    }
 
     /// Erased bytes read back as zeros, the rest of the file is untouched and keeps its size;
     /// a segment is written once only.

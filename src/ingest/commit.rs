@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nachtwacht_wire::protocol::reader::Body;
 use nachtwacht_wire::UploadHeader;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error};
@@ -44,8 +45,9 @@ pub enum Outcome {
 struct Job {
     station_id: i64,
     header: UploadHeader,
-    /// The ciphertext, already checked against the header's size and digest.
-    body: Vec<u8>,
+    /// The ciphertext, already checked against the header's size and digest, in the chunks it
+    /// arrived in.
+    body: Body,
     received_at_ms: i64,
     reply: oneshot::Sender<Result<Outcome, String>>,
 }
@@ -87,7 +89,7 @@ impl Committer {
         &self,
         station_id: i64,
         header: UploadHeader,
-        body: Vec<u8>,
+        body: Body,
     ) -> Result<Outcome, String> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
@@ -229,24 +231,24 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
             let mut offset = 0;
             let parts: Vec<&[u8]> = to_place
                 .iter()
-                .map(|&i| {
+                .flat_map(|&i| {
                     offsets.insert(i, offset);
                     offset += batch[i].body.len() as u64;
-                    batch[i].body.as_slice()
+                    batch[i].body.chunks().iter().map(|c| c.as_ref())
                 })
                 .collect();
             local.write_segment(&segment, &parts)?;
             Some(segment)
         }
         _ => {
+            // An object is put whole: each body in one piece.
+            let bodies: Vec<Vec<u8>> = to_place.iter().map(|&i| batch[i].body.to_vec()).collect();
             let files: Vec<(Key, &[u8])> = to_place
                 .iter()
-                .map(|&i| {
+                .zip(&bodies)
+                .map(|(&i, body)| {
                     let h = &batch[i].header;
-                    (
-                        Key::spooled(&h.bundle_id, &h.sha256),
-                        batch[i].body.as_slice(),
-                    )
+                    (Key::spooled(&h.bundle_id, &h.sha256), body.as_slice())
                 })
                 .collect();
             let placed = spool.blobs().place_all(&files)?;
@@ -345,7 +347,9 @@ mod tests {
             let body = vec![i % 20; 100];
             let header = UploadHeader::for_ciphertext(id, "s", (i % 20) as u64, &body);
             let c = committer.clone();
-            tasks.push(tokio::spawn(async move { c.commit(1, header, body).await }));
+            tasks.push(tokio::spawn(async move {
+                c.commit(1, header, body.into()).await
+            }));
         }
         let mut stored = 0;
         let mut duplicate = 0;
@@ -394,7 +398,7 @@ mod tests {
         let other = vec![9u8; 100];
         let header = UploadHeader::for_ciphertext(id, "s", 99, &other);
         assert_eq!(
-            committer.commit(1, header, other).await.unwrap(),
+            committer.commit(1, header, other.into()).await.unwrap(),
             Outcome::Conflict
         );
         let at = spool.location(&id).unwrap().unwrap();
@@ -435,7 +439,9 @@ mod tests {
         for i in 0..LINGER_BATCH as u16 {
             let c = committer.clone();
             let (header, body) = upload(i);
-            tasks.push(tokio::spawn(async move { c.commit(1, header, body).await }));
+            tasks.push(tokio::spawn(async move {
+                c.commit(1, header, body.into()).await
+            }));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         for t in tasks {
@@ -457,10 +463,12 @@ mod tests {
             Committer::start(spool, ReceiveSlots::new(4), Duration::from_secs(3600)).unwrap();
         for i in 0..3 {
             let (header, body) = upload(i);
-            let outcome =
-                tokio::time::timeout(Duration::from_secs(60), committer.commit(1, header, body))
-                    .await
-                    .expect("committed without waiting for the linger");
+            let outcome = tokio::time::timeout(
+                Duration::from_secs(60),
+                committer.commit(1, header, body.into()),
+            )
+            .await
+            .expect("committed without waiting for the linger");
             assert_eq!(outcome.unwrap(), Outcome::Stored);
         }
         assert_eq!(committer.stats.batches.load(Ordering::Relaxed), 3);
@@ -474,10 +482,12 @@ mod tests {
         let (committer, _receiving) = committer_while_receiving(spool, linger).await;
         let (header, body) = upload(1);
         let started = std::time::Instant::now();
-        let outcome =
-            tokio::time::timeout(Duration::from_secs(60), committer.commit(1, header, body))
-                .await
-                .expect("committed once the linger passed");
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(60),
+            committer.commit(1, header, body.into()),
+        )
+        .await
+        .expect("committed once the linger passed");
         assert_eq!(outcome.unwrap(), Outcome::Stored);
         assert!(started.elapsed() >= linger, "{:?}", started.elapsed());
     }
@@ -494,7 +504,7 @@ mod tests {
             Job {
                 station_id: 1,
                 header,
-                body,
+                body: body.into(),
                 received_at_ms: 0,
                 reply,
             }

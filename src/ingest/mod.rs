@@ -391,29 +391,34 @@ impl Shared {
         tx.commit()
     }
 
-    /// Looks the certificate up (on a blocking thread: SQLite is synchronous). Also the check a
-    /// resumed session gets in place of the verifier's: rustls restores the certificate from the
-    /// session ticket, so its station must still be enrolled and unrevoked, and the certificate
-    /// inside its validity.
+    /// Looks the certificate up ([`registry_read`]). Also the check a resumed session gets in place
+    /// of the verifier's: rustls restores the certificate from the session ticket, so its station
+    /// must still be enrolled and unrevoked, and the certificate inside its validity.
     async fn station_for(&self, certs: Vec<CertificateDer<'static>>) -> Option<Station> {
         let leaf = certs.first()?;
         if !crate::trust::pki::valid_at_der(leaf, crate::base::time::now_ms()) {
             return None;
         }
         let fingerprint = crate::trust::pki::cert_fingerprint_der(leaf);
-        let (reader, ctx) = (self.spool.reader().clone(), self.ctx.clone());
-        tokio::task::spawn_blocking(move || {
-            let (station, renewed) = Self::lookup_station(&reader, &fingerprint)?;
-            if renewed {
-                if let Err(e) = crate::registry::enroll::promote_pending(&ctx, station.id, &fingerprint) {
-                    warn!(error = %e, station_id = station.id, "renewed certificate not recorded as current");
-                }
+        let reader = self.spool.reader().clone();
+        let f = fingerprint.clone();
+        let (station, renewed) =
+            registry_read(reader.backend(), move || Self::lookup_station(&reader, &f))
+                .await
+                .flatten()?;
+        if renewed {
+            // A write (it takes the database's write lock): always on a blocking thread.
+            let ctx = self.ctx.clone();
+            let id = station.id;
+            let promoted = tokio::task::spawn_blocking(move || {
+                crate::registry::enroll::promote_pending(&ctx, id, &fingerprint)
+            })
+            .await;
+            if let Ok(Err(e)) = promoted {
+                warn!(error = %e, station_id = id, "renewed certificate not recorded as current");
             }
-            Some(station)
-        })
-        .await
-        .ok()
-        .flatten()
+        }
+        Some(station)
     }
 
     /// The active station a certificate belongs to: its current one, or the renewed one it has
@@ -627,5 +632,40 @@ impl Shared {
                 Ack::busy(None, "heartbeat not recorded".into(), 5_000, now)
             }
         }
+    }
+}
+
+/// Runs a short read of the bundle and station registry (an indexed point lookup through the
+/// spool's reader connection): in place on SQLite, on a blocking thread on PostgreSQL. `None` if
+/// the blocking thread failed.
+///
+/// Why in place on SQLite: the read takes microseconds, and in WAL mode no writer blocks the
+/// reader connection. Handed to tokio's blocking pool, every upload's duplicate check cost a
+/// thread wake-up and two context switches on the ingest's cores, and a herd of 1,000 stations
+/// grew the pool to 512 threads, all waiting for that one connection (docs/benchmarks.md). On
+/// PostgreSQL the same read is a network round trip, which must not hold up every other
+/// connection on the ingest's thread.
+async fn registry_read<T: Send + 'static>(
+    backend: crate::base::db::Backend,
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    match backend {
+        crate::base::db::Backend::Sqlite => Some(read()),
+        crate::base::db::Backend::Postgres => tokio::task::spawn_blocking(read).await.ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::base::db::Backend;
+
+    /// On SQLite a registry read runs on the ingest's own thread (no blocking-pool thread is woken
+    /// or started per upload); on PostgreSQL, a network round trip, on another thread.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_registry_read_runs_in_place_on_sqlite_only() {
+        let caller = std::thread::current().id();
+        let on = |backend| super::registry_read(backend, || std::thread::current().id());
+        assert_eq!(on(Backend::Sqlite).await, Some(caller));
+        assert_ne!(on(Backend::Postgres).await, Some(caller));
     }
 }

@@ -76,16 +76,60 @@ pub async fn start(
     }))
 }
 
+/// Threads for the ingest's blocking work (heartbeats and refusals written to the database,
+/// registry reads on PostgreSQL). Tokio's default of 512 let a reconnect storm start hundreds of
+/// threads that all waited for the same database connection, each start and wake-up a context
+/// switch on the cores the uploads need; beyond this many, the work queues.
+const MAX_BLOCKING_THREADS: usize = 8;
+
 fn build(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(MAX_BLOCKING_THREADS)
             .enable_all()
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("ingest-worker")
+            .max_blocking_threads(MAX_BLOCKING_THREADS)
             .enable_all()
             .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A burst of blocking work queues for a few threads instead of starting one thread each.
+    #[test]
+    fn a_burst_of_blocking_work_runs_on_at_most_the_cap_of_threads() {
+        for threads in [1, 2] {
+            let runtime = super::build(threads).unwrap();
+            let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            runtime.block_on(async {
+                let tasks: Vec<_> = (0..40)
+                    .map(|_| {
+                        let (running, most) = (running.clone(), most.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+            let most = most.load(Ordering::SeqCst);
+            assert!(
+                (2..=super::MAX_BLOCKING_THREADS).contains(&most),
+                "{most} blocking threads at once with {threads} ingest threads"
+            );
+        }
     }
 }

@@ -125,7 +125,7 @@ impl Shared {
         };
         loop {
             match recv.read_chunk(CHUNK, true).await {
-                Ok(Some(chunk)) => match reader.feed(&chunk.bytes) {
+                Ok(Some(chunk)) => match reader.feed_bytes(chunk.bytes) {
                     Ok(false) => {}
                     Ok(true) => {
                         let head = reader.head().expect("header ready").clone();
@@ -138,7 +138,6 @@ impl Shared {
                         }
                         if matches!(head, RequestHead::Upload(_)) {
                             // Admitted: its size is counted in `reservation`.
-                            reader.reserve_body();
                             slot = Some(window.admit(&self.receive_slots).await);
                         }
                     }
@@ -225,12 +224,13 @@ impl Shared {
             return None;
         };
         let id = Some(h.bundle_id);
-        // A registry lookup: on a blocking thread, through the spool's reader connection.
         let (spool, bundle_id, sha) = (self.spool.clone(), h.bundle_id, h.sha256.clone());
-        let known = tokio::task::spawn_blocking(move || spool.known(&bundle_id, &sha))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let known = registry_read(self.spool.reader().backend(), move || {
+            spool.known(&bundle_id, &sha)
+        })
+        .await
+        .ok_or_else(|| "registry lookup failed".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         match known {
             Ok(Known::Same) => return Some(Ack::duplicate(h.bundle_id, now)),
             Ok(Known::Conflict { .. }) => {

@@ -125,10 +125,10 @@ pub fn protocol_reader(data: &[u8]) {
         match head {
             RequestHead::Upload(h) => {
                 assert!(h.size <= MAX_BUNDLE, "a body over the limit was accepted");
-                h.verify(&request.body)
+                h.verify(&request.body.to_vec())
                     .expect("an accepted body matches its declared digest");
                 let mut again = protocol::encode_upload_head(h);
-                again.extend_from_slice(&request.body);
+                again.extend_from_slice(&request.body.to_vec());
                 let reread = read_request(&again, &[again.len()], MAX_BUNDLE)
                     .expect("a re-encoded request reads again");
                 assert_eq!(reread, request);

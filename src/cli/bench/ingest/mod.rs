@@ -668,6 +668,15 @@ async fn run_on(
             );
         }
         println!("busy answers         {:>10}", p.busy);
+        let per_bundle = |n: u64| n as f64 / p.latencies.len().max(1) as f64;
+        println!(
+            "datagrams per bundle {:>10.1} from the server ({:.1} ACK, {:.1} MAX_DATA, {:.1} MAX_STREAM_DATA frames), {:.1} to it",
+            per_bundle(p.packets.from_server),
+            per_bundle(p.packets.acks),
+            per_bundle(p.packets.max_data),
+            per_bundle(p.packets.max_stream_data),
+            per_bundle(p.packets.to_server),
+        );
         println!(
             "group commit busy    {:>10.2} s   ({:.0} % of the clock; a bundle waits for the commit before its own)",
             p.commit_busy,
@@ -813,6 +822,8 @@ struct Phase {
     commit_busy: f64,
     bytes: u64,
     busy: usize,
+    /// Datagrams and frames the stations saw, summed over them.
+    packets: stations::Packets,
     /// Every acknowledgement latency, sorted.
     latencies: Vec<Duration>,
     /// The latencies of each station's first, second, … bundle, each sorted: where in the phase
@@ -878,8 +889,10 @@ async fn run_phase(
     let mut latencies = Vec::new();
     let mut by_round: Vec<Vec<Duration>> = Vec::new();
     let mut busy = 0;
+    let mut packets = stations::Packets::default();
     while let Some(r) = tasks.join_next().await {
-        let (l, b) = r??;
+        let (l, b, p) = r??;
+        packets.add(&p);
         for (round, latency) in l.iter().enumerate() {
             if by_round.len() <= round {
                 by_round.push(Vec::new());
@@ -907,6 +920,7 @@ async fn run_phase(
         commit_busy: commit_seconds()? - commit_before,
         bytes,
         busy,
+        packets,
         latencies,
         by_round,
     })

@@ -65,6 +65,40 @@ impl Go {
     }
 }
 
+/// What crossed one station's connection while the clock ran, as the station counted it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Packets {
+    /// UDP datagrams the server sent to the station (after GSO: each is one QUIC packet or a
+    /// few coalesced).
+    pub(super) from_server: u64,
+    /// UDP datagrams the station sent.
+    pub(super) to_server: u64,
+    /// Frames in the server's packets: acknowledgements and flow-control credit.
+    pub(super) acks: u64,
+    pub(super) max_data: u64,
+    pub(super) max_stream_data: u64,
+}
+
+impl Packets {
+    fn between(before: &quinn::ConnectionStats, after: &quinn::ConnectionStats) -> Self {
+        Self {
+            from_server: after.udp_rx.datagrams - before.udp_rx.datagrams,
+            to_server: after.udp_tx.datagrams - before.udp_tx.datagrams,
+            acks: after.frame_rx.acks - before.frame_rx.acks,
+            max_data: after.frame_rx.max_data - before.frame_rx.max_data,
+            max_stream_data: after.frame_rx.max_stream_data - before.frame_rx.max_stream_data,
+        }
+    }
+
+    pub(super) fn add(&mut self, other: &Self) {
+        self.from_server += other.from_server;
+        self.to_server += other.to_server;
+        self.acks += other.acks;
+        self.max_data += other.max_data;
+        self.max_stream_data += other.max_stream_data;
+    }
+}
+
 /// One station: connect and wait for everyone (or, cold, wait for everyone and connect), then
 /// upload its bundles one after the other.
 pub(super) async fn upload_station(
@@ -74,7 +108,7 @@ pub(super) async fn upload_station(
     go: Go,
     cold: bool,
     schedule: Option<(Duration, Duration)>,
-) -> anyhow::Result<(Vec<Duration>, usize)> {
+) -> anyhow::Result<(Vec<Duration>, usize, Packets)> {
     let conn = if cold {
         go.wait().await?;
         connect(&endpoint, addr, &s.client).await?
@@ -93,6 +127,12 @@ pub(super) async fn upload_station(
         conn
     };
     let began = tokio::time::Instant::now();
+    // A cold station connected on the clock: its handshake's packets count too.
+    let stats_before = if cold {
+        quinn::ConnectionStats::default()
+    } else {
+        conn.stats()
+    };
     let mut latencies = Vec::with_capacity(s.uploads.len());
     let mut busy = 0;
     for (i, u) in s.uploads.iter().enumerate() {
@@ -118,8 +158,9 @@ pub(super) async fn upload_station(
             }
         }
     }
+    let packets = Packets::between(&stats_before, &conn.stats());
     conn.close(0u32.into(), b"done");
-    Ok((latencies, busy))
+    Ok((latencies, busy, packets))
 }
 
 /// What a station reports when it comes back: its spool holds the bundles it is about to send.

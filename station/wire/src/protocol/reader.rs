@@ -6,7 +6,12 @@
 //! beyond the announced body length is accepted, and nothing is allocated ahead of the bytes that
 //! actually arrived, so a peer announcing a large body and sending nothing costs nothing. The body
 //! is hashed as it arrives, so the end of the stream costs no pass over the whole body.
+//!
+//! The body is kept as the chunks the transport handed over ([`Body`]), not copied together: the
+//! server writes them to disk as they are, so a received byte is copied once less, and no
+//! body-sized buffer is allocated (and page-faulted in) per upload.
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -18,7 +23,77 @@ use super::{
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub head: RequestHead,
-    pub body: Vec<u8>,
+    pub body: Body,
+}
+
+/// A request body as it arrived: the chunks in order, sharing the transport's buffers.
+#[derive(Debug, Clone, Default)]
+pub struct Body {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Body {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The chunks in order; together they are the body.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// The body in one piece (a copy).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.len);
+        for chunk in &self.chunks {
+            all.extend_from_slice(chunk);
+        }
+        all
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push(chunk);
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        let mut body = Self::default();
+        body.push(bytes.into());
+        body
+    }
+}
+
+/// Equal when the bytes are, however they are split into chunks.
+impl PartialEq for Body {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self
+                .chunks
+                .iter()
+                .flat_map(|c| c.iter())
+                .eq(other.chunks.iter().flat_map(|c| c.iter()))
+    }
+}
+
+impl PartialEq<[u8]> for Body {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.len == other.len() && self.chunks.iter().flat_map(|c| c.iter()).eq(other.iter())
+    }
+}
+
+impl PartialEq<Vec<u8>> for Body {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self == other.as_slice()
+    }
 }
 
 #[derive(Debug)]
@@ -36,7 +111,7 @@ pub struct RequestReader {
     state: State,
     buf: Vec<u8>,
     head: Option<RequestHead>,
-    body: Vec<u8>,
+    body: Body,
     hasher: Sha256,
 }
 
@@ -48,7 +123,7 @@ impl RequestReader {
             state: State::Prefix,
             buf: Vec::new(),
             head: None,
-            body: Vec::new(),
+            body: Body::default(),
             hasher: Sha256::new(),
         }
     }
@@ -58,25 +133,20 @@ impl RequestReader {
         self.head.as_ref()
     }
 
-    /// Makes room for the whole announced body at once (instead of growing as chunks arrive, which
-    /// copies it again at every doubling). For the server to call once it has admitted the request
-    /// and counted its size against its in-flight limit; before that, nothing is allocated ahead of
-    /// the bytes that arrived.
-    pub fn reserve_body(&mut self) {
-        if let Some(RequestHead::Upload(h)) = &self.head {
-            let room = (h.size as usize).saturating_sub(self.body.len());
-            self.body.reserve_exact(room);
-        }
-    }
-
     /// Body bytes received so far.
     pub fn body_received(&self) -> u64 {
         self.body.len() as u64
     }
 
-    /// Consumes one chunk. Returns `true` when this chunk completed the header. After an error the
-    /// reader refuses everything: the stream is to be answered and stopped.
-    pub fn feed(&mut self, mut chunk: &[u8]) -> Result<bool> {
+    /// Consumes one chunk (a copy of it, where it is body). Returns `true` when this chunk
+    /// completed the header. After an error the reader refuses everything: the stream is to be
+    /// answered and stopped.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<bool> {
+        self.feed_bytes(Bytes::copy_from_slice(chunk))
+    }
+
+    /// As [`Self::feed`], keeping the body's part of `chunk` without copying it.
+    pub fn feed_bytes(&mut self, mut chunk: Bytes) -> Result<bool> {
         let mut head_ready = false;
         while !chunk.is_empty() {
             match self.state {
@@ -85,8 +155,7 @@ impl RequestReader {
                 }
                 State::Prefix => {
                     let take = (REQUEST_PREFIX_LEN - self.buf.len()).min(chunk.len());
-                    self.buf.extend_from_slice(&chunk[..take]);
-                    chunk = &chunk[take..];
+                    self.buf.extend_from_slice(&chunk.split_to(take));
                     if self.buf.len() == REQUEST_PREFIX_LEN {
                         let prefix: [u8; REQUEST_PREFIX_LEN] =
                             self.buf[..].try_into().expect("prefix length");
@@ -101,8 +170,7 @@ impl RequestReader {
                 }
                 State::Header { kind, len } => {
                     let take = (len - self.buf.len()).min(chunk.len());
-                    self.buf.extend_from_slice(&chunk[..take]);
-                    chunk = &chunk[take..];
+                    self.buf.extend_from_slice(&chunk.split_to(take));
                     if self.buf.len() == len {
                         head_ready = self.parse_header(kind)?;
                     }
@@ -113,9 +181,8 @@ impl RequestReader {
                     if chunk.len() as u64 > room {
                         return self.fail_on(Err(ProtocolError::TrailingBytes { expected }));
                     }
-                    self.body.extend_from_slice(chunk);
-                    self.hasher.update(chunk);
-                    chunk = &[];
+                    self.hasher.update(&chunk);
+                    self.body.push(std::mem::take(&mut chunk));
                 }
             }
         }

@@ -99,7 +99,7 @@ impl Server {
             return Some(Ack::stored(None, now));
         };
         if let Some((stored, _)) = self.store.get(&header.bundle_id) {
-            assert_eq!(stored, &request.body, "same id, different bytes");
+            assert_eq!(request.body, *stored, "same id, different bytes");
             return Some(Ack::duplicate(header.bundle_id, now));
         }
         if busy {
@@ -114,7 +114,7 @@ impl Server {
         let entry = self
             .store
             .entry(header.bundle_id)
-            .or_insert((request.body, 0));
+            .or_insert((request.body.to_vec(), 0));
         entry.1 += 1;
         Some(Ack::stored(Some(header.bundle_id), now))
     }

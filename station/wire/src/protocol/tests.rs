@@ -19,6 +19,36 @@ fn read_all(bytes: &[u8], chunk: usize) -> Result<reader::Request> {
     r.finish()
 }
 
+/// The body is kept as the transport's chunks, not copied: each chunk of the body is a slice of
+/// the buffer that was fed.
+#[test]
+fn fed_bytes_become_the_body_without_a_copy() {
+    let body = b"ciphertext bytes".repeat(500);
+    let bytes = bytes::Bytes::from(request(&body));
+    let head_len = bytes.len() - body.len();
+    let mut r = RequestReader::new(PROTOCOL_VERSION, 1 << 20);
+    // The first chunk ends inside the body: its tail is body, its head the header.
+    let split = head_len + 100;
+    assert!(r.feed_bytes(bytes.slice(..split)).unwrap());
+    for start in (split..bytes.len()).step_by(1_000) {
+        let end = (start + 1_000).min(bytes.len());
+        r.feed_bytes(bytes.slice(start..end)).unwrap();
+    }
+    let request = r.finish().unwrap();
+    assert_eq!(request.body, body);
+    let fed = bytes.as_ptr_range();
+    for chunk in request.body.chunks() {
+        assert!(
+            fed.contains(&chunk.as_ptr()),
+            "a body chunk was copied out of the fed buffer"
+        );
+    }
+    assert_eq!(
+        request.body.chunks()[0].as_ptr(),
+        bytes[head_len..].as_ptr()
+    );
+}
+
 #[test]
 fn a_request_reads_the_same_whatever_the_chunking() {
     let body = b"ciphertext bytes".repeat(50);
@@ -59,8 +89,6 @@ fn the_body_is_hashed_as_it_arrives_and_checked_at_the_end() {
         }
         let mut r = RequestReader::new(PROTOCOL_VERSION, 1 << 20);
         assert!(r.feed(&bytes[..head_len]).unwrap());
-        // What the server does once it has admitted the upload.
-        r.reserve_body();
         for c in bytes[head_len..].chunks(333) {
             r.feed(c).unwrap();
         }
