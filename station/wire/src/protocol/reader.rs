@@ -9,7 +9,9 @@
 //!
 //! The body is kept as the chunks the transport handed over ([`Body`]), not copied together: the
 //! server writes them to disk as they are, so a received byte is copied once less, and no
-//! body-sized buffer is allocated (and page-faulted in) per upload.
+//! body-sized buffer is allocated (and page-faulted in) per upload. A chunk shares the buffer the
+//! transport received it in; so that a peer's framing cannot make a body hold far more memory
+//! than its size, chunks smaller than [`MIN_SHARED_CHUNK`] are copied instead of kept.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -26,10 +28,20 @@ pub struct Request {
     pub body: Body,
 }
 
-/// A request body as it arrived: the chunks in order, sharing the transport's buffers.
+/// A chunk at least this long is kept as it is, sharing the transport's receive buffer; a
+/// shorter one is copied. A full QUIC packet carries over 1,100 bytes of a stream, so an upload
+/// from a station is kept nearly whole; a peer sending tiny frames (each would keep a whole
+/// received datagram, or a batch of them, alive) gets its bytes copied, and what a kept chunk can
+/// hold alive is at most the receive buffer it shares (64 KiB) per 1,024 bytes of body.
+pub const MIN_SHARED_CHUNK: usize = 1024;
+
+/// A request body as it arrived: the chunks in order, sharing the transport's buffers (short
+/// chunks copied together, [`MIN_SHARED_CHUNK`]).
 #[derive(Debug, Clone, Default)]
 pub struct Body {
     chunks: Vec<Bytes>,
+    /// Copies of short chunks since the last kept one, not yet in `chunks`.
+    copied: Vec<u8>,
     len: usize,
 }
 
@@ -57,9 +69,19 @@ impl Body {
     }
 
     fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.len += chunk.len();
+        self.len += chunk.len();
+        if chunk.len() < MIN_SHARED_CHUNK {
+            self.copied.extend_from_slice(&chunk);
+        } else {
+            self.seal();
             self.chunks.push(chunk);
+        }
+    }
+
+    /// Moves the copied short chunks into `chunks`, after the ones before them.
+    fn seal(&mut self) {
+        if !self.copied.is_empty() {
+            self.chunks.push(std::mem::take(&mut self.copied).into());
         }
     }
 }
@@ -68,6 +90,7 @@ impl From<Vec<u8>> for Body {
     fn from(bytes: Vec<u8>) -> Self {
         let mut body = Self::default();
         body.push(bytes.into());
+        body.seal();
         body
     }
 }
@@ -218,9 +241,8 @@ impl RequestReader {
         } else if !self.body.is_empty() {
             return Err(ProtocolError::TrailingBytes { expected: 0 });
         }
-        Ok(Request {
-            head,
-            body: self.body,
-        })
+        let mut body = self.body;
+        body.seal();
+        Ok(Request { head, body })
     }
 }
