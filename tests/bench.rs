@@ -61,15 +61,17 @@ fn bench_ingest_runs_every_phase_on_one_node_and_on_two() {
         3 * 2 + 1,
         "{stdout}"
     );
-    // Each one-node phase says how long its group commits took, read from the server's metrics:
-    // every phase stored bundles, so each took some time.
+    // Each one-node phase says how long its group commits took, read from the server's metrics.
+    // A phase of 12 small bundles can take under 5 ms (printed 0.00 s, as on PostgreSQL without
+    // fsync in CI), so the phases together, not each, must show some time.
     let commit_busy: Vec<f64> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("group commit busy"))
         .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(commit_busy.len(), 3 * 2, "{stdout}");
-    assert!(commit_busy.iter().all(|s| *s > 0.0), "{commit_busy:?}");
+    assert!(commit_busy.iter().all(|s| *s >= 0.0), "{commit_busy:?}");
+    assert!(commit_busy.iter().sum::<f64>() > 0.0, "{commit_busy:?}");
     // Each one-node phase counts the datagrams the stations exchanged with the server: a bundle
     // took some from the server (at least its acknowledgement) and more to it (its body).
     let datagrams: Vec<(f64, f64)> = stdout
