@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use nachtwacht_station::durable;
 
+use crate::base::direct_write;
+
 /// A file-system operation that failed, with the path it failed on.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
@@ -90,38 +92,19 @@ pub fn write_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<()>
 /// Writes a new file from `parts`, one after the other, and makes it and its directory entry
 /// durable: one data sync and one directory sync however many parts it holds. Fails if the file
 /// exists, so a name is never written twice. The group commit writes a batch's ciphertexts so (a
-/// segment, see [`crate::spool::Location`]): one sync where a file per bundle cost one each.
+/// segment, see [`crate::spool::Location`]): one sync where a file per bundle cost one each. The
+/// bytes go past the page cache where the file system allows it ([`direct_write`]): they are
+/// read once, by the decoder.
 pub fn write_new_durably(path: &Path, parts: &[&[u8]]) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io_err(path))?;
-    write_all_vectored(&mut f, parts).map_err(io_err(path))?;
+    direct_write::write_parts(&f, parts).map_err(io_err(path))?;
     // `fdatasync` also syncs the size and allocation a read back needs.
     f.sync_data().map_err(io_err(path))?;
     sync_dir(path.parent().expect("file in a directory"))
-}
-
-/// Writes `parts` one after the other, as many in each `writev` as the kernel takes (a segment
-/// is thousands of received chunks; a `write` each would be a system call each).
-fn write_all_vectored(f: &mut fs::File, parts: &[&[u8]]) -> std::io::Result<()> {
-    use std::io::{IoSlice, Write};
-    /// Linux's `IOV_MAX`.
-    const MAX_SLICES: usize = 1024;
-    for group in parts.chunks(MAX_SLICES) {
-        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|p| IoSlice::new(p)).collect();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            match f.write_vectored(rest) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `len` bytes of a file from `offset`; `None` when the file is not there. A file shorter than

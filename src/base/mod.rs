@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod datadir;
 pub mod db;
+pub mod direct_write;
 pub mod failpoint;
 pub mod fsio;
 pub mod html;
