@@ -59,6 +59,11 @@ impl Body {
         &self.chunks
     }
 
+    /// The body's bytes in order, across its chunks.
+    fn bytes(&self) -> impl Iterator<Item = &u8> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
     /// The body in one piece (a copy).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut all = Vec::with_capacity(self.len);
@@ -98,18 +103,13 @@ impl From<Vec<u8>> for Body {
 /// Equal when the bytes are, however they are split into chunks.
 impl PartialEq for Body {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len
-            && self
-                .chunks
-                .iter()
-                .flat_map(|c| c.iter())
-                .eq(other.chunks.iter().flat_map(|c| c.iter()))
+        self.len == other.len && self.bytes().eq(other.bytes())
     }
 }
 
 impl PartialEq<[u8]> for Body {
     fn eq(&self, other: &[u8]) -> bool {
-        self.len == other.len() && self.chunks.iter().flat_map(|c| c.iter()).eq(other.iter())
+        self.len == other.len() && self.bytes().eq(other.iter())
     }
 }
 
