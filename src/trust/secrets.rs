@@ -51,6 +51,43 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Creates `path` as a mode-0600 file holding `bytes` unless it exists, durably, such that
+/// whoever sees the name sees the whole content: the bytes go to a temporary file of this process
+/// and thread, synced, which is then linked to `path` (failing if the name exists) and removed.
+/// Several processes creating one key on first use at once all end up reading the one that was
+/// linked first. Returns whether this call created it.
+pub fn create_private_once(path: &Path, bytes: &[u8]) -> Result<bool> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.{n}.part", crate::base::process::name()));
+    write_private(&tmp, bytes)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let removed = std::fs::remove_file(&tmp);
+    let created = match linked {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    removed.map_err(|source| Error::Io {
+        path: tmp.display().to_string(),
+        source,
+    })?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    nachtwacht_station::durable::sync_dir(dir.unwrap_or(Path::new("."))).map_err(|source| {
+        Error::Io {
+            path: dir.unwrap_or(Path::new(".")).display().to_string(),
+            source,
+        }
+    })?;
+    Ok(created)
+}
+
 /// Replaces `path` atomically with a new mode-0600 file holding `bytes` (temporary file, fsync,
 /// rename, directory fsync): a crash leaves the old content or the new, never a mix.
 pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {

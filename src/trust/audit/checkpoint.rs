@@ -42,14 +42,15 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// The installation's audit signing key, created on first use.
+/// The installation's audit signing key, created on first use. Nodes starting together on one
+/// data directory may each make one; the first linked into place is the key of all of them.
 fn signing_key(dir: &DataDir) -> Result<Ed25519KeyPair> {
     let path = dir.audit_signing_key();
     if !path.exists() {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| Error::Key("cannot generate the audit signing key".into()))?;
-        crate::trust::secrets::write_private(&path, hex::encode(pkcs8.as_ref()).as_bytes())
+        crate::trust::secrets::create_private_once(&path, hex::encode(pkcs8.as_ref()).as_bytes())
             .map_err(|e| Error::Key(e.to_string()))?;
     }
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
@@ -210,4 +211,44 @@ pub fn anchor_problem(conn: &Connection, seq: i64, hash: &str) -> Result<Option<
         )),
         Some(_) => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several nodes starting on one data directory each create the signing key on first use:
+    /// every one of them must get the one key, none an error or a half-written file.
+    #[test]
+    fn nodes_creating_the_signing_key_at_once_all_get_the_same_key() {
+        const NODES: usize = 8;
+        for round in 0..20 {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = DataDir::new(tmp.path());
+            std::fs::create_dir_all(dir.keys()).unwrap();
+            let start = std::sync::Barrier::new(NODES);
+            let keys: Vec<Result<String>> = std::thread::scope(|s| {
+                let nodes: Vec<_> = (0..NODES)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            public_key(&dir)
+                        })
+                    })
+                    .collect();
+                nodes.into_iter().map(|n| n.join().unwrap()).collect()
+            });
+            let first = keys[0]
+                .as_ref()
+                .map_err(|e| format!("round {round}: {e}"))
+                .unwrap();
+            for key in &keys {
+                let key = key
+                    .as_ref()
+                    .map_err(|e| format!("round {round}: {e}"))
+                    .unwrap();
+                assert_eq!(key, first, "round {round}");
+            }
+        }
+    }
 }
