@@ -109,7 +109,7 @@ fn write_through(file: &File, parts: &[&[u8]], buffer: &mut [u8]) -> io::Result<
 
 /// Writes `parts` through the page cache from `at`, as many in each `pwritev` as the kernel takes
 /// (a segment is thousands of received chunks; a system call each would be thousands).
-pub fn write_buffered(file: &File, parts: &[&[u8]], mut at: u64) -> io::Result<()> {
+fn write_buffered(file: &File, parts: &[&[u8]], mut at: u64) -> io::Result<()> {
     /// Linux's `IOV_MAX`.
     const MAX_SLICES: usize = 1024;
     for group in parts.chunks(MAX_SLICES) {

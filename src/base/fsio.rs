@@ -167,10 +167,12 @@ pub enum Placed {
     Other,
 }
 
-/// The `n`th temporary file of this process: `.<process name>.<n>.part`, so that whoever finds it
-/// later can tell whether its writer is gone ([`temp_owner`]).
-fn temp_name(n: u64) -> String {
-    format!(".{}.{n}.part", crate::base::process::name())
+/// A new temporary file's path in `dir`, this process's next: `.<process name>.<n>.part`, so that
+/// whoever finds it later can tell whether its writer is gone ([`temp_owner`]).
+pub fn temp_path(dir: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!(".{}.{n}.part", crate::base::process::name()))
 }
 
 /// The process that wrote the temporary file `file_name` (a [`crate::base::process::name`]).
@@ -185,11 +187,9 @@ pub fn temp_owner(file_name: &str) -> Option<&str> {
 pub fn place_files_durably(dir: &Path, files: &[(PathBuf, &[u8])]) -> Result<Vec<Placed>> {
     use sha2::Digest;
     use std::io::Write;
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut written = Vec::with_capacity(files.len());
     for (path, bytes) in files {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let temp = dir.join(temp_name(n));
+        let temp = temp_path(dir);
         let mut f = fs::File::create(&temp).map_err(io_err(&temp))?;
         f.write_all(bytes).map_err(io_err(&temp))?;
         written.push((f, temp, path, *bytes));

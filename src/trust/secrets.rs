@@ -42,25 +42,28 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = opts.open(path).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    nachtwacht_station::durable::sync_dir(dir.unwrap_or(Path::new("."))).map_err(|source| {
-        Error::Io {
-            path: dir.unwrap_or(Path::new(".")).display().to_string(),
-            source,
-        }
+    sync_parent(path)
+}
+
+/// Syncs the directory holding `path`, so that its entry survives a power cut.
+fn sync_parent(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    nachtwacht_station::durable::sync_dir(dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
     })
 }
 
 /// Creates `path` as a mode-0600 file holding `bytes` unless it exists, durably, such that
 /// whoever sees the name sees the whole content: the bytes go to a temporary file of this process
-/// and thread, synced, which is then linked to `path` (failing if the name exists) and removed.
+/// (`fsio::temp_path`), synced, which is then linked to `path` (failing if the name exists) and removed.
 /// Several processes creating one key on first use at once all end up reading the one that was
 /// linked first. Returns whether this call created it.
 pub fn create_private_once(path: &Path, bytes: &[u8]) -> Result<bool> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.{}.{n}.part", crate::base::process::name()));
+    let tmp = crate::base::fsio::temp_path(path.parent().unwrap_or(Path::new(".")));
     write_private(&tmp, bytes)?;
     let linked = std::fs::hard_link(&tmp, path);
     let removed = std::fs::remove_file(&tmp);
@@ -78,13 +81,7 @@ pub fn create_private_once(path: &Path, bytes: &[u8]) -> Result<bool> {
         path: tmp.display().to_string(),
         source,
     })?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    nachtwacht_station::durable::sync_dir(dir.unwrap_or(Path::new("."))).map_err(|source| {
-        Error::Io {
-            path: dir.unwrap_or(Path::new(".")).display().to_string(),
-            source,
-        }
-    })?;
+    sync_parent(path)?;
     Ok(created)
 }
 
