@@ -12,7 +12,8 @@
 //!
 //! A row therefore always means durable bytes ([`Location`] says where). A crash before the row
 //! leaves a segment or object without a row: it was never acknowledged, so the station re-sends it
-//! and start-up removes it ([`Spool::sweep_unregistered`]). A segment is deleted once none of its
+//! and start-up removes it ([`Spool::sweep_unregistered`]); a row transaction that fails before
+//! its commit removes its batch's segment at once. A segment is deleted once none of its
 //! bundles is still `spooled` ([`release_segments`]); a decoded bundle's range is copied to
 //! `evidence/` first. De-duplication is on the bundle id: a second upload of
 //! a known id is `duplicate`, stored once.

@@ -263,47 +263,35 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
     };
     // 2. Rows, one transaction (one WAL fsync) for all of them. The primary key decides a race
     //    with another process: the row that is there already says duplicate or conflict.
-    let mut bytes = 0;
-    {
+    let bytes = {
         let mut conn = spool.db().lock();
-        let tx = conn.transaction()?;
-        for (i, (job, outcome)) in batch.iter().zip(outcomes.iter_mut()).enumerate() {
-            if *outcome == Outcome::Stored {
-                let h = &job.header;
-                let known = spool::insert_row_once(
-                    &tx,
-                    &spool::Spooled {
-                        bundle_id: h.bundle_id,
-                        station_id: job.station_id,
-                        sequence: h.sequence,
-                        size: h.size,
-                        sha256: &h.sha256,
-                        received_at_ms: job.received_at_ms,
-                        segment: segment.as_ref().zip(offsets.get(&i).copied()),
-                    },
-                )?;
-                *outcome = match known {
-                    Known::New => {
-                        bytes += h.size;
-                        Outcome::Stored
+        let written = conn
+            .transaction()
+            .map_err(spool::Error::from)
+            .and_then(|tx| {
+                let bytes = insert_rows(&tx, batch, &mut outcomes, segment.as_ref(), &offsets)?;
+                Ok((tx, bytes))
+            });
+        match written {
+            // A COMMIT that fails may still have committed (a connection lost on the way), so its
+            // segment stays; the start-up sweep removes it if no row names it.
+            Ok((tx, bytes)) => {
+                tx.commit()?;
+                bytes
+            }
+            // Nothing was committed, so no row names the segment: it goes now rather than at the
+            // next start, or a database outage would leave one behind per attempt.
+            Err(e) => {
+                if let Some(segment) = &segment {
+                    if let Err(removing) = spool.blobs().remove(segment) {
+                        tracing::warn!(segment = segment.as_str(), error = %removing,
+                            "removing the segment of a batch whose rows failed");
                     }
-                    Known::Same => Outcome::Duplicate,
-                    Known::Conflict { .. } => Outcome::Conflict,
-                };
+                }
+                return Err(e);
             }
         }
-        let stored: Vec<(String, String)> = batch
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, o)| **o == Outcome::Stored)
-            .map(|(job, _)| (job.header.bundle_id.to_hex(), job.header.sha256.clone()))
-            .collect();
-        if !stored.is_empty() {
-            let now = crate::base::time::now_ms();
-            audit::custody::record(&tx, now, audit::custody::CustodyStep::Stored, &stored)?;
-        }
-        tx.commit()?;
-    }
+    };
     if let Some(segment) = &segment {
         if !outcomes.contains(&Outcome::Stored) {
             // Every upload in it lost a race with another process for its id: no row names it.
@@ -312,6 +300,55 @@ fn commit_batch(spool: &Spool, batch: &mut [Job]) -> spool::Result<Vec<Outcome>>
     }
     spool.add_backlog(bytes);
     Ok(outcomes)
+}
+
+/// Inserts the rows of a batch's stored bundles and their custody entry in `tx`, turning the
+/// outcome of each upload whose id another process stored first into duplicate or conflict.
+/// Returns the bytes newly stored.
+fn insert_rows(
+    tx: &crate::base::db::Transaction<'_>,
+    batch: &[Job],
+    outcomes: &mut [Outcome],
+    segment: Option<&Key>,
+    offsets: &HashMap<usize, u64>,
+) -> spool::Result<u64> {
+    let mut bytes = 0;
+    for (i, (job, outcome)) in batch.iter().zip(outcomes.iter_mut()).enumerate() {
+        if *outcome == Outcome::Stored {
+            let h = &job.header;
+            let known = spool::insert_row_once(
+                tx,
+                &spool::Spooled {
+                    bundle_id: h.bundle_id,
+                    station_id: job.station_id,
+                    sequence: h.sequence,
+                    size: h.size,
+                    sha256: &h.sha256,
+                    received_at_ms: job.received_at_ms,
+                    segment: segment.zip(offsets.get(&i).copied()),
+                },
+            )?;
+            *outcome = match known {
+                Known::New => {
+                    bytes += h.size;
+                    Outcome::Stored
+                }
+                Known::Same => Outcome::Duplicate,
+                Known::Conflict { .. } => Outcome::Conflict,
+            };
+        }
+    }
+    let stored: Vec<(String, String)> = batch
+        .iter()
+        .zip(outcomes.iter())
+        .filter(|(_, o)| **o == Outcome::Stored)
+        .map(|(job, _)| (job.header.bundle_id.to_hex(), job.header.sha256.clone()))
+        .collect();
+    if !stored.is_empty() {
+        let now = crate::base::time::now_ms();
+        audit::custody::record(tx, now, audit::custody::CustodyStep::Stored, &stored)?;
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -405,6 +442,45 @@ mod tests {
         assert_eq!(at.read(spool.blobs()).unwrap(), Some(vec![3u8; 100]));
         let objects = spool.blobs().list(crate::base::blobs::SPOOL).unwrap();
         assert_eq!(objects.iter().map(|o| o.size).sum::<u64>(), 2000);
+    }
+
+    /// A batch whose rows cannot be written (here a station id the database does not know; in
+    /// service a database that is down) is refused, and on a local disk its segment goes with
+    /// it: no row names it, its stations send the bundles again, and a database outage must not
+    /// fill the disk with a segment per attempt until the next start's sweep.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_whose_rows_fail_leaves_no_segment() {
+        let (_tmp, db, spool) = spool_with_station();
+        let committer = Committer::start(spool.clone(), ReceiveSlots::new(1), LINGER).unwrap();
+        for i in 0..3 {
+            let (header, body) = upload(i);
+            let refused = committer.commit(999, header, body.into()).await;
+            assert!(refused.is_err(), "{refused:?}");
+        }
+        let rows: i64 = db
+            .lock()
+            .query_row("SELECT count(*) FROM bundles", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        if spool.blobs().local().is_some() {
+            let left = spool.blobs().list(crate::base::blobs::SPOOL).unwrap();
+            assert!(left.is_empty(), "{left:?}");
+        }
+        // The committer goes on: the next batch is stored.
+        let (header, body) = upload(7);
+        assert_eq!(
+            committer.commit(1, header, body.into()).await.unwrap(),
+            Outcome::Stored
+        );
+        assert_eq!(
+            spool
+                .location(&upload(7).0.bundle_id)
+                .unwrap()
+                .unwrap()
+                .read(spool.blobs())
+                .unwrap(),
+            Some(upload(7).1)
+        );
     }
 
     /// A station's upload with one number: its own id, body and header.
