@@ -3,9 +3,7 @@
 //! the token; the new officer can sign in and sees that person; the auditor's JSON export holds
 //! every change, and its hash chain checks out when recomputed here, outside nachtwacht.
 
-mod common;
-
-use common::web::*;
+use crate::common::web::*;
 use sha2::{Digest, Sha256};
 
 fn post(base: &str, s: &HttpSession, path: &str, fields: &[(&str, &str)]) -> (u16, String, String) {

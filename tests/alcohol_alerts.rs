@@ -8,7 +8,7 @@
 //! evaluation after each upload; and as a backfill in random chunkings. The alcohol alerts that are
 //! in force at the end must be identical.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

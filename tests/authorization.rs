@@ -3,11 +3,9 @@
 //! the server without a line here fails the first assertion; a rule that admits the wrong role
 //! fails the walk. Object-level access (another officer's alert) is checked after the matrix.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::web::*;
+use crate::common::web::*;
 use nachtwacht::web;
 
 /// Who may use each route: `anyone`, `signed-in`, `token` (research bearer token), or a role.

@@ -4,13 +4,11 @@
 //! backup, every alert and every audit entry is found, each bundle's ciphertext where the
 //! database says, and the audit chain verifies. A partial or damaged backup is refused.
 
-mod common;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::base::Context;
 use nachtwacht_station::source::simulator::DrinkingEpisode;

@@ -3,7 +3,7 @@
 //! its headers, and its peak resident memory stays under a stated bound. Before the bounds, a
 //! 33 KB upload cost the server 1.08 GB and three larger ones aborted it.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

@@ -3,10 +3,10 @@
 //! another officer's alert by URL, moves the alert through the workflow with comments and prints
 //! the report; an auditor then finds all of it in the audit log, whose chain verifies.
 
-mod common;
+use crate::common;
 
-use common::web::*;
-use common::webdriver::Browser;
+use crate::common::web::*;
+use crate::common::webdriver::Browser;
 
 fn sign_in(b: &Browser, base: &str, creds: &Creds) {
     b.goto(&format!("{base}/login"));

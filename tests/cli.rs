@@ -1,6 +1,6 @@
 //! The administration commands as an operator runs them, through the real binary.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,8 +3,6 @@
 //! control. The demo's data directory passes every control through the real binary, and a copy
 //! with a world-readable database fails exactly the permissions control.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;

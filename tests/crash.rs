@@ -6,14 +6,14 @@
 //! 2. A station agent process is killed and restarted while it seals and uploads. Afterwards every
 //!    reading the device produced is stored once: no bundle lost, none stored twice.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::base::Context;
 use nachtwacht::{server::init, trust::audit};

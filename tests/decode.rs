@@ -2,11 +2,11 @@
 //! worker that can be interrupted between writing Parquet and recording it without counting
 //! anything twice.
 
-mod common;
+use crate::common;
 
 use std::str::FromStr;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::blobs::Key;
 use nachtwacht::base::config::Config;
 use nachtwacht::evaluate;

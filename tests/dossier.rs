@@ -3,11 +3,9 @@
 //! library and through the real binary, and any byte changed in any member makes verification fail
 //! naming that member. Officers reach only their own caseload's dossiers, and only when screened.
 
-mod common;
-
 use std::process::Command;
 
-use common::web::web_fixture;
+use crate::common::web::web_fixture;
 use nachtwacht::accountability::dossier;
 use nachtwacht::alerts::casework::{self, Reader};
 use nachtwacht::registry::accounts;

@@ -7,12 +7,12 @@
 //! except tombstones, which name none of them. The other person's data and alerts are unchanged,
 //! the audit chain verifies, and the research API still answers within its budget.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use nachtwacht::alerts::casework;
 use nachtwacht::base::config::Config;
 use nachtwacht::base::time::DAY_MS;

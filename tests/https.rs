@@ -2,11 +2,9 @@
 //! issued from nachtwacht's CA (TLS 1.3), a client that trusts that CA signs in, and the session
 //! cookie carries `Secure`. A plain-HTTP client gets nothing.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::registry::accounts::{self, Role};
 use rustls_pki_types::pem::PemObject;

@@ -5,11 +5,9 @@
 //! way, failover to a second address, heartbeats and the communication alerts they raise, and the
 //! chain of custody (signature check, evidence copy and its retention).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht_wire::protocol::{encode_heartbeat, DeviceStatus, Heartbeat, SpoolStatus};
 use nachtwacht_wire::AckCode;

@@ -3,9 +3,9 @@
 //! the pipeline raises an alcohol alert; a researcher gets a DP answer over HTTP until the budget is
 //! spent.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::{evaluate, research, trust::audit};
 use nachtwacht_station::source::simulator::DrinkingEpisode;

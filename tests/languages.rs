@@ -5,11 +5,9 @@
 //! The walk covers every HTML page of the route table; a new page fails the test until it is
 //! walked.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::web::*;
+use crate::common::web::*;
 
 /// A signed-in or anonymous client in one language.
 struct Reader<'a> {

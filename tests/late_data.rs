@@ -3,9 +3,9 @@
 //! drinking event that straddles the outage stays one alert. A backfill over the same days from
 //! the CLI changes nothing.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::evaluate;
 

@@ -2,10 +2,8 @@
 //! DP path, charged to the management project's own budget; the page shows them as bars with
 //! their intervals; looking again or releasing the same month again spends nothing.
 
-mod common;
-
+use crate::common::web::*;
 use chrono::Datelike;
-use common::web::*;
 use nachtwacht::{research, research::management};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

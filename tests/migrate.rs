@@ -2,11 +2,9 @@
 //! chain moves into PostgreSQL, through the real binary; afterwards the data directory serves
 //! from PostgreSQL with every row, and the audit chain verifies there.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::base::db::Backend;
 use nachtwacht::base::Context;

@@ -4,11 +4,9 @@
 //! that speaks no protocol version the server knows. Every refusal is in the audit log with its
 //! reason, and nothing a refused client sent is stored.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::{registry::enroll, trust::pki};
 use nachtwacht_station::spool::Spool;

@@ -2,13 +2,11 @@
 //! else one SQLite file) and one shared data directory, raced against each other: what must be
 //! decided once is decided once.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::db::OptionalExtension;
 use nachtwacht::base::Context;
 use nachtwacht_station::seal::SealedBundle;

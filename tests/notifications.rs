@@ -5,12 +5,12 @@
 //! that fails is retried and, after `max_attempts`, given up and audited; `serve` does all of
 //! this on its own.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::smtp::SmtpSink;
+use crate::common::smtp::SmtpSink;
 use nachtwacht::alerts::store::{record_once, NewAlert};
 use nachtwacht::alerts::{AlertKind, Severity};
 use nachtwacht::base::config::Config;

@@ -1,9 +1,7 @@
 //! Every alert kind the server stores can be selected in the officer's filter, and selecting it
 //! shows exactly the alerts of that kind: store → filter → page, for each kind.
 
-mod common;
-
-use common::web::*;
+use crate::common::web::*;
 use nachtwacht::alerts::AlertKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

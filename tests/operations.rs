@@ -2,9 +2,9 @@
 //! `/healthz` and `/readyz` (with what is wrong named), and JSON logs in which every line of an
 //! upload names its station and bundle and no line names a person, a device or a station.
 
-mod common;
+use crate::common;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::server::Role;
 

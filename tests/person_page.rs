@@ -3,10 +3,10 @@
 //! audited, and a wristband person's evidence. Also: a workflow comment typed while the session
 //! expired survives signing in again.
 
-mod common;
+use crate::common;
 
-use common::web::*;
-use common::*;
+use crate::common::web::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::registry::{accounts, caseload};
 

@@ -4,9 +4,7 @@
 //! `nachtwacht station renew`. The old certificate works until the new one is first used, and
 //! not after; a revoked station's renewed certificate is refused too.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::trust::pki::cert_fingerprint_pem;
 

@@ -4,11 +4,9 @@
 //!
 //! One test in this file: it reads the process's handshake counters.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::base::config::Config;
 use nachtwacht::base::metrics::metrics;
 use nachtwacht::registry::enroll;

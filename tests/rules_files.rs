@@ -2,7 +2,7 @@
 //! `nachtwacht pipeline run`, validated all at once, and every change audited with old and new
 //! values.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

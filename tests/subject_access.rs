@@ -2,12 +2,12 @@
 //! evaluated, an alert worked by an officer; then `nachtwacht person export` through the real
 //! binary, and the archive opened and checked against the database and the datasets.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use common::*;
+use crate::common::*;
 use nachtwacht::alerts::casework;
 use nachtwacht::base::config::Config;
 use nachtwacht::registry::accounts::{self, Account, Role};

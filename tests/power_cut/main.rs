@@ -14,8 +14,6 @@
 //! `NACHTWACHT_POWER_CUTS=<n>` sets the number of cuts (CI runs a few; the figures of a long run
 //! are in docs/fuzzing.md).
 
-#[path = "../common/mod.rs"]
-mod common;
 mod durable_fs;
 
 use std::collections::BTreeSet;
@@ -23,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use durable_fs::DurableFs;
 use nachtwacht::base::config::Config;
 use nachtwacht::base::Context;
