@@ -209,7 +209,7 @@ async fn readiness_names_a_decoder_that_falls_behind() {
 }
 
 #[test]
-fn json_logs_name_station_and_bundle_and_no_person() {
+fn a_demos_json_logs_name_station_and_bundle_and_no_person() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("demo-data");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nachtwacht"))

@@ -48,6 +48,15 @@ pub fn loopback() -> ListenOverrides {
 /// user who may create databases. `.ci/run` starts one and sets it; without it the tests run on
 /// SQLite and say once that they skipped PostgreSQL.
 pub fn postgres_server() -> Option<String> {
+    // CI's PostgreSQL half skips the tests named for the `demo` subcommand, which always runs on
+    // the embedded defaults (`.ci/run`): a test under that name must not use the tests' database,
+    // or its PostgreSQL run would be skipped unseen. libtest names a test's thread after the test.
+    let thread = std::thread::current();
+    assert!(
+        !thread.name().unwrap_or_default().contains("demo"),
+        "{:?} uses the tests' database: CI's PostgreSQL half skips tests named for the demo",
+        thread.name()
+    );
     static SKIPPED: std::sync::Once = std::sync::Once::new();
     let server = std::env::var("NACHTWACHT_TEST_POSTGRES")
         .ok()
