@@ -17,6 +17,8 @@ use opendp::domains::AtomDomain;
 use opendp::measures::{MaxDivergence, ZeroConcentratedDivergence};
 use opendp::metrics::AbsoluteDistance;
 
+use std::sync::{Mutex, PoisonError};
+
 use super::{Error, Result};
 
 /// What a project has spent so far.
@@ -96,15 +98,22 @@ pub fn largest_next_epsilon(spent: Spent, budget: f64, delta: f64) -> Result<f64
 }
 
 fn bisect_next_epsilon(spent: Spent, budget: f64, delta: f64) -> Result<f64> {
-    if spent.epsilon_at(delta)? >= budget {
+    // The loss is within the budget when either bound is: Σ ε ≤ budget, or the zCDP bound at δ
+    // is, which (the conversion growing with ρ) is ρ ≤ the largest ρ within the budget. That ρ
+    // depends on the budget and δ alone, so it is found once per pair, not once per probe.
+    let rho_max = largest_rho_within(budget, delta);
+    if spent.epsilon_sum >= budget && spent.rho >= rho_max {
         return Ok(0.0);
     }
-    let fits = |eps: f64| -> Result<bool> { Ok(spent.plus(eps)?.epsilon_at(delta)? <= budget) };
+    let fits = |eps: f64| -> Result<bool> {
+        let after = spent.plus(eps)?;
+        Ok(after.epsilon_sum <= budget || after.rho <= rho_max)
+    };
     // One release above the budget never fits: its Σ ε bound exceeds the budget, and its zCDP
     // bound is at least ε √(2 ln(1/δ)) > ε for every δ a project may have (≤ 1e-3).
     // Basic composition alone already allows budget − Σ ε; zCDP may allow more.
     let (mut lo, mut hi) = ((budget - spent.epsilon_sum).max(0.0), budget);
-    // 40 halvings: the answer to within 1e-12 of the budget, for a few milliseconds.
+    // 40 halvings: the answer to within 1e-12 of the budget.
     for _ in 0..40 {
         let mid = (lo + hi) / 2.0;
         if fits(mid)? {
@@ -114,6 +123,51 @@ fn bisect_next_epsilon(spent: Spent, budget: f64, delta: f64) -> Result<f64> {
         }
     }
     Ok(lo)
+}
+
+/// The largest ρ whose (ε, δ) bound at `delta` is within `budget` (0 when none is), remembered
+/// per (budget, δ): each conversion is an OpenDP search of its own, and a bisection over ε needs
+/// forty of them. Found by bisecting the bit patterns of non-negative floats, whose order is
+/// their values' order, so the answer is exact: every ρ up to it fits, the next float does not.
+fn largest_rho_within(budget: f64, delta: f64) -> f64 {
+    // A few entries per project and the person cap; cleared if it ever grows past this.
+    const MOST: usize = 1024;
+    static KNOWN: Mutex<Vec<((u64, u64), f64)>> = Mutex::new(Vec::new());
+    let key = (budget.to_bits(), delta.to_bits());
+    let known = |k: &Vec<((u64, u64), f64)>| k.iter().find(|(at, _)| *at == key).map(|e| e.1);
+    if let Some(rho) = known(&KNOWN.lock().unwrap_or_else(PoisonError::into_inner)) {
+        return rho;
+    }
+    // Where OpenDP cannot convert ρ (it overflows far beyond any real budget, and refuses an
+    // infinite one), ρ does not fit, as in `Spent::epsilon_at`.
+    let fits = |rho: f64| rho <= 0.0 || zcdp_epsilon(rho, delta).is_ok_and(|eps| eps <= budget);
+    if budget.is_nan() || budget <= 0.0 {
+        return 0.0;
+    }
+    // One release of ε = budget has ρ = budget²/2 and a zCDP bound above ε (see above): a ρ that
+    // does not fit. Doubled should that ever be wrong for some δ; an infinite ρ never fits.
+    let mut hi = budget * budget / 2.0;
+    while fits(hi) {
+        hi *= 2.0;
+    }
+    let (mut lo_bits, mut hi_bits) = (0.0f64.to_bits(), hi.to_bits());
+    while hi_bits - lo_bits > 1 {
+        let mid = lo_bits + (hi_bits - lo_bits) / 2;
+        if fits(f64::from_bits(mid)) {
+            lo_bits = mid;
+        } else {
+            hi_bits = mid;
+        }
+    }
+    let rho = f64::from_bits(lo_bits);
+    let mut k = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
+    if k.len() >= MOST {
+        k.clear();
+    }
+    if known(&k).is_none() {
+        k.push((key, rho));
+    }
+    rho
 }
 
 #[cfg(test)]
@@ -150,6 +204,58 @@ mod tests {
             assert!(
                 ours <= textbook + 1e-9 && ours > 0.0,
                 "ρ {rho}: {ours} vs {textbook}"
+            );
+        }
+    }
+
+    /// The bisection before ρ was remembered: every probe converts the whole ledger.
+    fn bisect_over_the_whole_loss(spent: Spent, budget: f64, delta: f64) -> f64 {
+        if spent.epsilon_at(delta).unwrap() >= budget {
+            return 0.0;
+        }
+        let fits = |eps: f64| spent.plus(eps).unwrap().epsilon_at(delta).unwrap() <= budget;
+        let (mut lo, mut hi) = ((budget - spent.epsilon_sum).max(0.0), budget);
+        for _ in 0..40 {
+            let mid = (lo + hi) / 2.0;
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    #[test]
+    fn the_remembered_rho_gives_the_answers_of_converting_every_probe() {
+        // Each reference answer converts the ledger forty times (seconds in a debug build): a
+        // few ledgers where each bound binds, near the edge and past it.
+        let after = |eps: f64, n: usize| (0..n).fold(Spent::default(), |s, _| s.plus(eps).unwrap());
+        let ledgers = [
+            Spent::default(),
+            after(0.3, 2),
+            after(0.01, 300),
+            after(0.05, 150),
+            after(1.0, 1),
+            after(0.25, 4),
+        ];
+        for (budget, delta) in [(1.0, 1e-6), (6.0, 1e-7)] {
+            for spent in ledgers {
+                let ours = largest_next_epsilon(spent, budget, delta).unwrap();
+                let theirs = bisect_over_the_whole_loss(spent, budget, delta);
+                assert_eq!(
+                    ours.to_bits(),
+                    theirs.to_bits(),
+                    "{spent:?} within ({budget}, {delta}): {ours} vs {theirs}"
+                );
+            }
+            // The remembered ρ is the exact edge: it fits, the next float does not.
+            let rho = largest_rho_within(budget, delta);
+            assert!(zcdp_epsilon(rho, delta).unwrap() <= budget);
+            let next = f64::from_bits(rho.to_bits() + 1);
+            assert!(
+                zcdp_epsilon(next, delta).unwrap() > budget,
+                "{rho} for {budget}"
             );
         }
     }
