@@ -576,3 +576,30 @@ async fn a_decoder_killed_after_moving_a_bundle_into_quarantine_keeps_its_reason
         "every bundle quarantined for its real reason"
     );
 }
+
+/// A node killed while creating a key (between writing its temporary file and removing it)
+/// leaves a copy of the key under a temporary name; the next start removes it. A young one of a
+/// node on another machine sharing the directory may still be finishing, and stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_copy_left_by_a_killed_creation_is_gone_after_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    init_data_dir(&tmp.path().join("data"), &Config::default());
+    let keys = tmp.path().join("data").join("keys");
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let me = nachtwacht::base::process::name();
+    let host = me.rsplitn(3, ':').nth(2).unwrap();
+    let killed = keys.join(format!(".{host}:{dead_pid}:0badc0de.3.part"));
+    let elsewhere = keys.join(format!(".other-host.example:{dead_pid}:0badc0de.4.part"));
+    for copy in [&killed, &elsewhere] {
+        std::fs::write(copy, b"302e020100300506032b657004220420...").unwrap();
+    }
+    let server = start_in(tmp).await;
+    assert!(!killed.exists(), "{} is still there", killed.display());
+    assert!(
+        elsewhere.exists(),
+        "a young file of another machine's node went"
+    );
+    server.server.shutdown().await;
+}

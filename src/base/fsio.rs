@@ -181,6 +181,39 @@ pub fn temp_owner(file_name: &str) -> Option<&str> {
     Some(stem.rsplit_once('.')?.0)
 }
 
+/// Removes the temporary files ([`temp_path`]) in `dir` that nobody will finish: those whose
+/// writer was a process on this machine that is gone, and any older than `min_age` (a writer on
+/// another machine sharing the directory is done with its file well within that). Returns how
+/// many went. A temporary file of a key holds the key: left behind, it is a copy nobody manages.
+pub fn remove_orphaned_temps(dir: &Path, min_age: std::time::Duration) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(writer) = temp_owner(&name.to_string_lossy()).map(str::to_owned) else {
+            continue;
+        };
+        let path = entry.path();
+        let old = match entry.metadata().and_then(|m| m.modified()) {
+            Ok(modified) => now.duration_since(modified).unwrap_or_default() >= min_age,
+            // Gone meanwhile: its writer finished it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        if old || crate::base::process::died_here(&writer) {
+            remove_if_exists(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Writes files durably without ever replacing one: each goes to a temporary name, is synced,
 /// then linked to its name (which fails if the name exists), and the directory is synced once.
 /// Several processes sharing a directory can race for one name; the first file stays.

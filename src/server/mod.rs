@@ -137,6 +137,13 @@ pub async fn start(ctx: Context, listen: ListenOverrides) -> Result<RunningServe
         return Err(Error::Check(report.to_string()));
     }
     ctx.check_private()?;
+    let removed = secrets::remove_interrupted_creations(&ctx.dir.keys())?;
+    if removed > 0 {
+        info!(
+            files = removed,
+            "removed copies of keys a crash left half-created"
+        );
+    }
     // Fail at start-up, not at the first bundle, when the identities are missing or unreadable.
     secrets::load_age_identities(&ctx.dir.age_identity())?;
     let pseudonyms = crate::trust::pseudonym::Pseudonymiser::load(&ctx.dir)?;

@@ -85,6 +85,18 @@ pub fn create_private_once(path: &Path, bytes: &[u8]) -> Result<bool> {
     Ok(created)
 }
 
+/// Removes the copies of keys whose creation ([`create_private_once`]) a crash interrupted: the
+/// temporary files in `dir` whose writer on this machine is gone, or that are older than ten
+/// minutes (a node elsewhere sharing the directory finishes a key in well under that). Returns
+/// how many went.
+pub fn remove_interrupted_creations(dir: &Path) -> Result<usize> {
+    const WRITER_DONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(600);
+    crate::base::fsio::remove_orphaned_temps(dir, WRITER_DONE_WITHIN).map_err(|e| Error::Io {
+        path: e.path,
+        source: e.source,
+    })
+}
+
 /// Replaces `path` atomically with a new mode-0600 file holding `bytes` (temporary file, fsync,
 /// rename, directory fsync): a crash leaves the old content or the new, never a mix.
 pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
