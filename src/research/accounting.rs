@@ -125,9 +125,9 @@ fn bisect_next_epsilon(spent: Spent, budget: f64, delta: f64) -> Result<f64> {
     Ok(lo)
 }
 
-/// The largest ρ whose (ε, δ) bound at `delta` is within `budget` (0 when none is), remembered
-/// per (budget, δ): each conversion is an OpenDP search of its own, and a bisection over ε needs
-/// forty of them. Found by bisecting the bit patterns of non-negative floats, whose order is
+/// The largest ρ whose (ε, δ) bound at `delta` is within `budget` (0 when none is, or when the
+/// budget is too small for zCDP to matter), remembered per (budget, δ): each conversion is an
+/// OpenDP search of its own, and a bisection over ε needs forty of them. Found by bisecting the bit patterns of non-negative floats, whose order is
 /// their values' order, so the answer is exact: every ρ up to it fits, the next float does not.
 fn largest_rho_within(budget: f64, delta: f64) -> f64 {
     // A few entries per project and the person cap; cleared if it ever grows past this.
@@ -140,8 +140,16 @@ fn largest_rho_within(budget: f64, delta: f64) -> f64 {
     }
     // Where OpenDP cannot convert ρ (it overflows far beyond any real budget, and refuses an
     // infinite one), ρ does not fit, as in `Spent::epsilon_at`.
-    let fits = |rho: f64| rho <= 0.0 || zcdp_epsilon(rho, delta).is_ok_and(|eps| eps <= budget);
-    if budget.is_nan() || budget <= 0.0 {
+    let fits = |rho: f64| zcdp_epsilon(rho, delta).is_ok_and(|eps| eps <= budget);
+    // The bisection starts near the answer: every ρ within the textbook bound fits (ε ≤ ρ +
+    // 2 √(ρ ln(1/δ)), Bun & Steinke; OpenDP's conversion is at least as tight). From 0 it would
+    // probe the hundreds of binades of tiny ρ between, each conversion there taking OpenDP
+    // seconds. √(L + b) − √L is written b / (√(L + b) + √L), which does not cancel.
+    let ln_inv_delta = (1.0 / delta).ln();
+    let lo = (budget / ((ln_inv_delta + budget).sqrt() + ln_inv_delta.sqrt())).powi(2);
+    // A budget under about 1e-14 gains nothing measurable from zCDP: only Σ ε counts for it.
+    let usable = lo.is_finite() && lo >= 1e-30;
+    if !usable || !fits(lo) {
         return 0.0;
     }
     // One release of ε = budget has ρ = budget²/2 and a zCDP bound above ε (see above): a ρ that
@@ -150,7 +158,7 @@ fn largest_rho_within(budget: f64, delta: f64) -> f64 {
     while fits(hi) {
         hi *= 2.0;
     }
-    let (mut lo_bits, mut hi_bits) = (0.0f64.to_bits(), hi.to_bits());
+    let (mut lo_bits, mut hi_bits) = (lo.to_bits(), hi.to_bits());
     while hi_bits - lo_bits > 1 {
         let mid = lo_bits + (hi_bits - lo_bits) / 2;
         if fits(f64::from_bits(mid)) {
@@ -257,6 +265,14 @@ mod tests {
                 zcdp_epsilon(next, delta).unwrap() > budget,
                 "{rho} for {budget}"
             );
+        }
+    }
+
+    #[test]
+    fn a_budget_whose_square_underflows_still_has_an_answer() {
+        for budget in [1e-13, 1e-153, 1e-200, 1e-320] {
+            let next = largest_next_epsilon(Spent::default(), budget, 1e-6).unwrap();
+            assert!(next > 0.0 && next <= budget, "{budget}: {next}");
         }
     }
 
