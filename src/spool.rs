@@ -390,16 +390,13 @@ impl Spool {
         let conn = self.reader.lock();
         let mut registered =
             conn.prepare_cached("SELECT sha256 FROM bundles WHERE bundle_id = ?1 AND state = ?2")?;
-        let now = std::time::SystemTime::now();
         for object in listed {
-            let young = now.duration_since(object.modified).unwrap_or_default() < SWEEP_MIN_AGE;
             let name = object.key.file_name();
             let writer = match object.key.is_segment() {
                 true => object.key.segment_writer(),
                 false => crate::base::fsio::temp_owner(name),
             };
-            let writer_gone = writer.is_some_and(crate::base::process::died_here);
-            if young && !writer_gone {
+            if !crate::base::fsio::abandoned(writer, object.modified, SWEEP_MIN_AGE) {
                 continue;
             }
             if object.key.is_segment() {

@@ -181,9 +181,21 @@ pub fn temp_owner(file_name: &str) -> Option<&str> {
     Some(stem.rsplit_once('.')?.0)
 }
 
-/// Removes the temporary files ([`temp_path`]) in `dir` that nobody will finish: those whose
-/// writer was a process on this machine that is gone, and any older than `min_age` (a writer on
-/// another machine sharing the directory is done with its file well within that). Returns how
+/// Whether a file its writer left (a temporary file or a segment, named for `writer`) will never
+/// be finished: its writer was a process on this machine that is gone, or the file is at least
+/// `min_age` old (a writer on another machine sharing the directory is done well within that).
+pub fn abandoned(
+    writer: Option<&str>,
+    modified: std::time::SystemTime,
+    min_age: std::time::Duration,
+) -> bool {
+    let age = std::time::SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
+    age >= min_age || writer.is_some_and(crate::base::process::died_here)
+}
+
+/// Removes the temporary files ([`temp_path`]) in `dir` that were [`abandoned`]. Returns how
 /// many went. A temporary file of a key holds the key: left behind, it is a copy nobody manages.
 pub fn remove_orphaned_temps(dir: &Path, min_age: std::time::Duration) -> Result<usize> {
     let entries = match fs::read_dir(dir) {
@@ -191,22 +203,21 @@ pub fn remove_orphaned_temps(dir: &Path, min_age: std::time::Duration) -> Result
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io_err(dir)(e)),
     };
-    let now = std::time::SystemTime::now();
     let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name();
-        let Some(writer) = temp_owner(&name.to_string_lossy()).map(str::to_owned) else {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(writer) = temp_owner(&name) else {
             continue;
         };
         let path = entry.path();
-        let old = match entry.metadata().and_then(|m| m.modified()) {
-            Ok(modified) => now.duration_since(modified).unwrap_or_default() >= min_age,
+        let modified = match entry.metadata().and_then(|m| m.modified()) {
+            Ok(modified) => modified,
             // Gone meanwhile: its writer finished it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io_err(&path)(e)),
         };
-        if old || crate::base::process::died_here(&writer) {
+        if abandoned(Some(writer), modified, min_age) {
             remove_if_exists(&path)?;
             removed += 1;
         }
